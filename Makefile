@@ -1,0 +1,35 @@
+# Hearth's tasks. CI runs `make test` (see .ci/run).
+GO      ?= go
+BIN     ?= bin/hearth
+FUZZTIME ?= 5s
+
+.PHONY: build test vet fuzz fuzz-short bench kernels gpu-check lint
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hearth
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+
+# Unit, parity and CLI tests, then each fuzz target for a few seconds.
+test: vet
+	$(GO) test -timeout 20m ./...
+	$(MAKE) fuzz-short
+
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=5m
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./quant/ ./kernels/...
+
+lint: vet

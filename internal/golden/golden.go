@@ -1,0 +1,89 @@
+// Package golden reads llama.cpp's reference outputs (shared/golden) and
+// holds the tolerances Hearth is held to against them.
+package golden
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Pair is a token id and its logit.
+type Pair struct {
+	ID    int32
+	Logit float32
+}
+
+// UnmarshalJSON reads the [id, logit] form.
+func (p *Pair) UnmarshalJSON(b []byte) error {
+	var v [2]float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	p.ID, p.Logit = int32(v[0]), float32(v[1])
+	return nil
+}
+
+// Case is one model × prompt golden file.
+type Case struct {
+	ModelFile       string    `json:"model_file"`
+	NVocab          int       `json:"n_vocab"`
+	Prompt          string    `json:"prompt"`
+	PromptIDs       []int32   `json:"prompt_ids"`
+	PromptPiecesHex []string  `json:"prompt_pieces_hex"`
+	PromptTop10     [][]Pair  `json:"prompt_top10"`
+	LastLogits      []float32 `json:"last_logits"`
+	GreedyIDs       []int32   `json:"greedy_ids"`
+	GreedyText      string    `json:"greedy_text"`
+	GreedyStepTop10 [][]Pair  `json:"greedy_step_top10"`
+	BOS             int32     `json:"bos_id"`
+	EOS             int32     `json:"eos_id"`
+	AddBOS          bool      `json:"vocab_add_bos"`
+
+	// Model is the directory name (the model file's stem); Slug the prompt.
+	Model, Slug string `json:"-"`
+}
+
+// Load reads every golden case under dir (shared/golden), sorted by model
+// and prompt.
+func Load(dir string) ([]*Case, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	var cases []*Case
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		c := new(Case)
+		if err := json.Unmarshal(b, c); err != nil {
+			return nil, err
+		}
+		c.Model = filepath.Base(filepath.Dir(p))
+		c.Slug = strings.TrimSuffix(filepath.Base(p), ".json")
+		cases = append(cases, c)
+	}
+	return cases, nil
+}
+
+// Tolerance is the largest |Δ logit| allowed against llama.cpp for a model,
+// as the foundation issue sets it (scaled to each model's logit size and
+// to how far llama.cpp's own batch and incremental paths differ).
+func Tolerance(model string) float32 {
+	switch {
+	case model == "stories260K-f32", model == "stories260K-f16":
+		return 0.05
+	case model == "stories260K-bf16":
+		return 0.2
+	case strings.HasPrefix(model, "stories260K-"):
+		return 0.5
+	case strings.HasSuffix(model, "-Q8_0"):
+		return 0.05
+	}
+	return 0.1
+}

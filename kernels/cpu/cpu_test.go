@@ -1,0 +1,286 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+var matTypes = []quant.Type{quant.F32, quant.F16, quant.BF16, quant.Q4_0, quant.Q4_1, quant.Q5_0, quant.Q5_1,
+	quant.Q8_0, quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K, quant.Q6_K, quant.IQ4_NL, quant.IQ4_XS}
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// quantizeMatrix quantizes rows × cols random values to t (F32 stored raw).
+func quantizeMatrix(t testing.TB, r *rand.Rand, typ quant.Type, rows, cols int) *Matrix {
+	rb, err := typ.RowBytes(cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, rows*rb)
+	for i := 0; i < rows; i++ {
+		row := randVec(r, cols)
+		if err := quant.QuantizeRow(typ, row, data[i*rb:(i+1)*rb]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := NewMatrix(typ, rows, cols, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestMatMul checks MatMul against a float64 product of the dequantized
+// weights and the dequantized (vec-dot-type) activations, for every type,
+// odd row and token counts, and 1 and 3 threads.
+func TestMatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, typ := range matTypes {
+		for _, threads := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%v/%dthreads", typ, threads), func(t *testing.T) {
+				p := NewPool(threads)
+				defer p.Close()
+				cols := 512
+				rows, n := 37, 5
+				m := quantizeMatrix(t, r, typ, rows, cols)
+				x := randVec(r, n*cols)
+				dst := make([]float32, n*rows+3)
+				guard := float32(12345)
+				dst[n*rows], dst[n*rows+1], dst[n*rows+2] = guard, guard, guard
+				var s Scratch
+				MatMul(p, &s, dst[:n*rows], m, x, n)
+				if dst[n*rows] != guard || dst[n*rows+2] != guard {
+					t.Fatal("MatMul wrote past the end of dst")
+				}
+				// Reference: exact float64 sums of dequantized operands.
+				vt := typ.VecDotType()
+				w := make([]float32, cols)
+				xd := make([]float32, cols)
+				for tok := 0; tok < n; tok++ {
+					xt := x[tok*cols : (tok+1)*cols]
+					if typ == quant.F32 {
+						copy(xd, xt)
+					} else {
+						xrb, _ := vt.RowBytes(cols)
+						xq := make([]byte, xrb)
+						quant.QuantizeRow(vt, xt, xq)
+						quant.DequantizeRow(vt, xq, xd)
+					}
+					for row := 0; row < rows; row++ {
+						m.DequantizeRow(row, w)
+						var want, mag float64
+						for i := range w {
+							want += float64(w[i]) * float64(xd[i])
+							mag += math.Abs(float64(w[i]) * float64(xd[i]))
+						}
+						if vt == quant.Q8_1 {
+							want += q81Correction(m.Row(row), xq8(vt, xt))
+						}
+						got := float64(dst[tok*rows+row])
+						if math.Abs(got-want) > 1e-5*mag+1e-5 {
+							t.Fatalf("token %d row %d: %g, want %g", tok, row, got, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRMSNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	x, w := randVec(r, 67), randVec(r, 67)
+	dst := make([]float32, 67)
+	RMSNorm(dst, x, w, 1e-5)
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	scale := 1 / math.Sqrt(ss/67+1e-5)
+	for i := range x {
+		if want := float64(x[i]) * scale * float64(w[i]); math.Abs(float64(dst[i])-want) > 1e-5 {
+			t.Fatalf("[%d] = %g, want %g", i, dst[i], want)
+		}
+	}
+}
+
+func TestSoftmax(t *testing.T) {
+	x := []float32{1, 2, 3, float32(math.Inf(-1))}
+	Softmax(x, 0.5)
+	e := []float64{math.Exp(0.5), math.Exp(1), math.Exp(1.5)}
+	sum := e[0] + e[1] + e[2]
+	for i := 0; i < 3; i++ {
+		if math.Abs(float64(x[i])-e[i]/sum) > 1e-6 {
+			t.Fatalf("softmax[%d] = %g, want %g", i, x[i], e[i]/sum)
+		}
+	}
+	if x[3] != 0 {
+		t.Fatalf("masked entry = %g", x[3])
+	}
+}
+
+// TestRoPE checks both pair layouts against the textbook rotation.
+func TestRoPE(t *testing.T) {
+	for _, neox := range []bool{false, true} {
+		rp := RoPE{Dims: 8, Base: 10000, Scale: 1, NeoX: neox}
+		headDim, heads := 12, 2
+		r := rand.New(rand.NewPCG(5, 6))
+		x := randVec(r, heads*headDim)
+		orig := append([]float32(nil), x...)
+		cos, sin := make([]float32, 4), make([]float32, 4)
+		const pos = 37
+		rp.Tables(pos, cos, sin)
+		rp.Apply(x, heads, headDim, cos, sin)
+		for h := 0; h < heads; h++ {
+			for i := 0; i < 4; i++ {
+				a, b := h*headDim+2*i, h*headDim+2*i+1
+				if neox {
+					a, b = h*headDim+i, h*headDim+i+4
+				}
+				th := pos * math.Pow(10000, -2*float64(i)/8)
+				wa := float64(orig[a])*math.Cos(th) - float64(orig[b])*math.Sin(th)
+				wb := float64(orig[a])*math.Sin(th) + float64(orig[b])*math.Cos(th)
+				if math.Abs(float64(x[a])-wa) > 1e-4 || math.Abs(float64(x[b])-wb) > 1e-4 {
+					t.Fatalf("neox=%v head %d pair %d: (%g, %g), want (%g, %g)", neox, h, i, x[a], x[b], wa, wb)
+				}
+			}
+			for i := 8; i < headDim; i++ { // past Dims: untouched
+				if x[h*headDim+i] != orig[h*headDim+i] {
+					t.Fatalf("dimension %d past rope dims changed", i)
+				}
+			}
+		}
+	}
+}
+
+func xq8(vt quant.Type, x []float32) []byte {
+	xrb, _ := vt.RowBytes(len(x))
+	xq := make([]byte, xrb)
+	quant.QuantizeRow(vt, x, xq)
+	return xq
+}
+
+// q81Correction is what ggml's Q4_1/Q5_1 dot adds over the exact product of
+// dequantized operands: it takes the activation block sum from the stored
+// s = fp16(d_f32·Σq) instead of d·Σq (see shared/quant/README.md), so the
+// reference adds Σ_blocks m_w·(s − d·Σq). Both weight formats keep m at
+// byte 2 of the block; a Q8_1 block is d, s, 32 int8.
+func q81Correction(w, xq []byte) float64 {
+	h := func(b []byte) float64 { return float64(quant.F16ToF32(uint16(b[0]) | uint16(b[1])<<8)) }
+	wbs := len(w) / (len(xq) / 36)
+	var c float64
+	for b := 0; b < len(xq)/36; b++ {
+		xb, wb := xq[b*36:], w[b*wbs:]
+		var sum int
+		for _, q := range xb[4:36] {
+			sum += int(int8(q))
+		}
+		c += h(wb[2:]) * (h(xb[2:]) - h(xb)*float64(sum))
+	}
+	return c
+}
+
+type flatKV struct {
+	k, v  []uint16
+	width int
+}
+
+func (f flatKV) K(p int) []uint16 { return f.k[p*f.width : (p+1)*f.width] }
+func (f flatKV) V(p int) []uint16 { return f.v[p*f.width : (p+1)*f.width] }
+
+// TestAttention compares grouped causal attention over an F16 cache with
+// float64 attention over the same (rounded) keys and values.
+func TestAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const heads, kvHeads, hd, ctx, nTok = 6, 2, 16, 11, 4
+	kvw := kvHeads * hd
+	kf, vf := randVec(r, ctx*kvw), randVec(r, ctx*kvw)
+	kv := flatKV{make([]uint16, ctx*kvw), make([]uint16, ctx*kvw), kvw}
+	ToF16(kv.k, kf)
+	ToF16(kv.v, vf)
+	q := randVec(r, nTok*heads*hd)
+	pos := []int32{3, 7, 8, 10}
+	out := make([]float32, nTok*heads*hd)
+	p := NewPool(2)
+	defer p.Close()
+	scale := float32(1 / math.Sqrt(hd))
+	Attention(p, out, q, nTok, pos, kv, heads, kvHeads, hd, scale)
+	for tk := 0; tk < nTok; tk++ {
+		for h := 0; h < heads; h++ {
+			kvh := h / (heads / kvHeads)
+			n := int(pos[tk]) + 1
+			s := make([]float64, n)
+			var maxs float64 = math.Inf(-1)
+			for j := 0; j < n; j++ {
+				for d := 0; d < hd; d++ {
+					s[j] += float64(q[(tk*heads+h)*hd+d]) * float64(quant.F16ToF32(kv.K(j)[kvh*hd+d]))
+				}
+				s[j] *= float64(scale)
+				maxs = math.Max(maxs, s[j])
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - maxs)
+				sum += s[j]
+			}
+			for d := 0; d < hd; d++ {
+				var want float64
+				for j := 0; j < n; j++ {
+					want += s[j] / sum * float64(quant.F16ToF32(kv.V(j)[kvh*hd+d]))
+				}
+				got := out[(tk*heads+h)*hd+d]
+				if math.Abs(float64(got)-want) > 5e-3 {
+					t.Fatalf("token %d head %d dim %d: %g, want %g", tk, h, d, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestPoolCoversRange(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	for _, n := range []int{0, 1, 2, 5, 100} {
+		seen := make([]int, n)
+		p.Run(n, 1, func(s, e int) {
+			for i := s; i < e; i++ {
+				seen[i]++
+			}
+		})
+		for i, c := range seen {
+			if c != 1 {
+				t.Fatalf("n=%d: index %d visited %d times", n, i, c)
+			}
+		}
+	}
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0, quant.F16} {
+		for _, n := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%v/2048x2048/n%d", typ, n), func(b *testing.B) {
+				p := NewPool(0)
+				defer p.Close()
+				m := quantizeMatrix(b, r, typ, 2048, 2048)
+				x := randVec(r, n*2048)
+				dst := make([]float32, n*2048)
+				var s Scratch
+				b.SetBytes(int64(len(m.Data)))
+				for b.Loop() {
+					MatMul(p, &s, dst, m, x, n)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// RMSNorm writes dst = x / rms(x) * w for one row. The sum of squares is
+// accumulated in float64 and the scale rounded to float32, as ggml does.
+func RMSNorm(dst, x, w []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v * v)
+	}
+	mean := float32(sum / float64(len(x)))
+	scale := float32(1 / math.Sqrt(float64(mean+eps)))
+	if w == nil {
+		for i, v := range x {
+			dst[i] = v * scale
+		}
+		return
+	}
+	w = w[:len(x)]
+	for i, v := range x {
+		dst[i] = (v * scale) * w[i]
+	}
+}
+
+// Add computes dst[i] += x[i].
+func Add(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] += x[i]
+	}
+}
+
+// SiLU returns x·sigmoid(x) as ggml_silu_f32 computes it.
+func SiLU(x float32) float32 {
+	return x / (1 + float32(math.Exp(float64(-x))))
+}
+
+// SwiGLU computes dst[i] = silu(gate[i]) * up[i].
+func SwiGLU(dst, gate, up []float32) {
+	gate, up = gate[:len(dst)], up[:len(dst)]
+	for i := range dst {
+		dst[i] = SiLU(gate[i]) * up[i]
+	}
+}
+
+// Softmax replaces x with softmax(x·scale) in place; -Inf entries become 0.
+// Exponentials are summed in float64 as ggml does.
+func Softmax(x []float32, scale float32) {
+	maxv := float32(math.Inf(-1))
+	for i := range x {
+		x[i] *= scale
+		if x[i] > maxv {
+			maxv = x[i]
+		}
+	}
+	var sum float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - maxv)))
+		x[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// RoPE describes a rotary position embedding, with ggml's parameters.
+type RoPE struct {
+	Dims       int       // rotated dimensions per head (n_rot), even
+	Base       float32   // freq_base
+	Scale      float32   // freq_scale: 1 / linear scaling factor
+	NeoX       bool      // rotate pairs (i, i+Dims/2) instead of (2i, 2i+1)
+	Factors    []float32 // per-pair frequency divisors (rope_freqs), or nil
+	ExtFactor  float32   // YaRN extrapolation mix; 0 disables YaRN
+	AttnFactor float32   // YaRN magnitude scale (1 when unused)
+	BetaFast   float32
+	BetaSlow   float32
+	CtxOrig    int // n_ctx_orig, for YaRN's correction dims
+}
+
+// corrDims returns YaRN's correction range [lo, hi] of pair indices.
+func (r *RoPE) corrDims() (float32, float32) {
+	dim := func(nRot float32) float64 {
+		return float64(r.Dims) * math.Log(float64(r.CtxOrig)/(float64(nRot)*2*math.Pi)) / (2 * math.Log(float64(r.Base)))
+	}
+	lo := float32(math.Floor(dim(r.BetaFast)))
+	hi := float32(math.Ceil(dim(r.BetaSlow)))
+	return max(0, lo), min(float32(r.Dims-1), hi)
+}
+
+// Tables fills cos and sin (len Dims/2 each) for position pos, computing
+// theta iteratively in float32 as ggml's rope cache does.
+func (r *RoPE) Tables(pos int32, cos, sin []float32) {
+	thetaScale := float32(math.Pow(float64(r.Base), -2/float64(r.Dims)))
+	theta := float32(pos)
+	var lo, hi float32
+	mscale := r.AttnFactor
+	if mscale == 0 {
+		mscale = 1
+	}
+	if r.ExtFactor != 0 {
+		lo, hi = r.corrDims()
+		mscale *= 1 + 0.1*float32(math.Log(float64(1/r.Scale)))
+	}
+	scale := r.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	for i := 0; i < r.Dims/2; i++ {
+		extrap := theta
+		if r.Factors != nil {
+			extrap = theta / r.Factors[i]
+		}
+		th := scale * extrap
+		if r.ExtFactor != 0 {
+			y := (float32(i) - lo) / max(0.001, hi-lo)
+			ramp := (1 - min(1, max(0, y))) * r.ExtFactor
+			th = th*(1-ramp) + extrap*ramp
+		}
+		cos[i] = float32(math.Cos(float64(th))) * mscale
+		sin[i] = float32(math.Sin(float64(th))) * mscale
+		theta *= thetaScale
+	}
+}
+
+// ApplyRoPE rotates each head of x (nHeads × headDim) in place using tables
+// from Tables. Dimensions past Dims are left as they are.
+func (r *RoPE) Apply(x []float32, nHeads, headDim int, cos, sin []float32) {
+	half := r.Dims / 2
+	for h := 0; h < nHeads; h++ {
+		v := x[h*headDim : (h+1)*headDim]
+		for i := 0; i < half; i++ {
+			a, b := 2*i, 2*i+1
+			if r.NeoX {
+				a, b = i, i+half
+			}
+			x0, x1 := v[a], v[b]
+			v[a] = x0*cos[i] - x1*sin[i]
+			v[b] = x0*sin[i] + x1*cos[i]
+		}
+	}
+}
+
+// DotF16 is the dot product of two float16 vectors accumulated in float32,
+// the arithmetic of ggml's F16 vec_dot (used for attention over an F16 KV
+// cache).
+func DotF16(a, b []uint16) float32 {
+	b = b[:len(a)]
+	var s [4]float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s[0] += quant.F16ToF32(a[i]) * quant.F16ToF32(b[i])
+		s[1] += quant.F16ToF32(a[i+1]) * quant.F16ToF32(b[i+1])
+		s[2] += quant.F16ToF32(a[i+2]) * quant.F16ToF32(b[i+2])
+		s[3] += quant.F16ToF32(a[i+3]) * quant.F16ToF32(b[i+3])
+	}
+	for ; i < len(a); i++ {
+		s[0] += quant.F16ToF32(a[i]) * quant.F16ToF32(b[i])
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+// ToF16 rounds src into dst as float16.
+func ToF16(dst []uint16, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = quant.F32ToF16(v)
+	}
+}

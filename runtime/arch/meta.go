@@ -1,0 +1,140 @@
+package arch
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/backend"
+)
+
+// Meta reads an architecture's hyperparameters: keys are relative to the
+// architecture prefix ("llama.embedding_length" is Meta.Int("embedding_length")).
+// The first error sticks and is returned by Err, so a config can be decoded
+// in straight-line code and checked once.
+type Meta struct {
+	F      *gguf.File
+	Prefix string
+	err    error
+}
+
+func (m *Meta) fail(format string, args ...any) {
+	if m.err == nil {
+		m.err = fmt.Errorf(format, args...)
+	}
+}
+
+// Err returns the first error met.
+func (m *Meta) Err() error { return m.err }
+
+// Int returns a required positive integer that fits an int32.
+func (m *Meta) Int(key string) int {
+	k := m.Prefix + "." + key
+	v, ok := m.F.Uint(k)
+	if !ok {
+		m.fail("missing or non-integer metadata %s", k)
+		return 0
+	}
+	if v == 0 || v > math.MaxInt32 {
+		m.fail("metadata %s = %d is out of range", k, v)
+		return 0
+	}
+	return int(v)
+}
+
+// IntOr returns an optional positive integer, def when absent.
+func (m *Meta) IntOr(key string, def int) int {
+	if _, ok := m.F.Get(m.Prefix + "." + key); !ok {
+		return def
+	}
+	return m.Int(key)
+}
+
+// Float returns a required finite float.
+func (m *Meta) Float(key string) float32 {
+	k := m.Prefix + "." + key
+	v, ok := m.F.Float(k)
+	if !ok {
+		m.fail("missing or non-numeric metadata %s", k)
+		return 0
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		m.fail("metadata %s = %v is not finite", k, v)
+	}
+	return float32(v)
+}
+
+// FloatOr returns an optional finite float, def when absent.
+func (m *Meta) FloatOr(key string, def float32) float32 {
+	if _, ok := m.F.Get(m.Prefix + "." + key); !ok {
+		return def
+	}
+	return m.Float(key)
+}
+
+// StringOr returns an optional string, def when absent.
+func (m *Meta) StringOr(key, def string) string {
+	if s, ok := m.F.String(m.Prefix + "." + key); ok {
+		return s
+	}
+	return def
+}
+
+// Weights binds tensors from a file onto a backend, checking shapes and
+// types and counting parameters.
+type Weights struct {
+	F      *gguf.File
+	B      backend.Backend
+	Params uint64
+	err    error
+}
+
+// Err returns the first error met.
+func (w *Weights) Err() error { return w.err }
+
+// Get binds the named tensor, which must have ne = [cols, rows] (rows 1 for
+// a vector: pass rows = 0 to require a 1-D tensor).
+func (w *Weights) Get(name string, cols, rows int) backend.Weight {
+	b, ok := w.bind(name, cols, rows)
+	if !ok && w.err == nil {
+		w.err = fmt.Errorf("missing tensor %q", name)
+	}
+	return b
+}
+
+// Optional binds the named tensor if the file has it; nil otherwise.
+func (w *Weights) Optional(name string, cols, rows int) backend.Weight {
+	b, _ := w.bind(name, cols, rows)
+	return b
+}
+
+func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
+	if w.err != nil {
+		return nil, true
+	}
+	t, ok := w.F.Tensor(name)
+	if !ok {
+		return nil, false
+	}
+	want := []uint64{uint64(cols)}
+	if rows > 0 {
+		want = append(want, uint64(rows))
+	}
+	if fmt.Sprint(t.Dims) != fmt.Sprint(want) {
+		w.err = fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, want)
+		return nil, true
+	}
+	if t.Type != quant.F32 && !t.Type.Supported() {
+		w.err = fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name)
+		return nil, true
+	}
+	r := max(rows, 1)
+	b, err := w.B.Weight(name, t.Type, r, cols, w.F.Data(t))
+	if err != nil {
+		w.err = err
+		return nil, true
+	}
+	w.Params += uint64(r) * uint64(cols)
+	return b, true
+}

@@ -1,0 +1,84 @@
+// Package backend declares the narrow set of operations a model
+// architecture is written against. Backends (the CPU here, CUDA later)
+// implement it; they know nothing of architectures, and architectures know
+// nothing of devices.
+//
+// Shapes: an activation Tensor is rows × cols float32, one row per token. A
+// Weight is rows × cols in a quant block format, each row contiguous (cols is
+// ggml's ne[0]); MatMul computes dst[t][r] = dot(weight row r, x row t).
+// 1-D weights (norm vectors) have one row.
+package backend
+
+import (
+	"errors"
+
+	"github.com/hearth-llm/hearth/kernels/cpu"
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// ErrContextFull is returned when a position falls outside a KV cache.
+var ErrContextFull = errors.New("context window is full")
+
+// Weight is a model parameter tensor bound to a backend.
+type Weight interface {
+	Name() string
+	Type() quant.Type
+	Shape() (rows, cols int)
+}
+
+// Tensor is an activation matrix owned by a backend.
+type Tensor interface {
+	Shape() (rows, cols int)
+}
+
+// KV is the key/value storage of one sequence: for each layer and position,
+// a key row and a value row of kvDim values.
+type KV interface {
+	// Len is the number of positions the cache holds.
+	Len() int
+}
+
+// RoPE holds the rotary embedding parameters (ggml's).
+type RoPE = cpu.RoPE
+
+// AttentionParams describes the attention heads of a layer.
+type AttentionParams struct {
+	Heads, KVHeads, HeadDim int
+	Scale                   float32
+}
+
+// Backend runs tensor operations. Operations on one Backend are called from
+// one goroutine at a time; each may use many threads (or a device) inside.
+type Backend interface {
+	Name() string
+
+	// Weight binds a tensor's data (rows × cols of type t). data must stay
+	// valid and unchanged while the backend uses the weight (it usually
+	// points into the model file's memory map).
+	Weight(name string, t quant.Type, rows, cols int, data []byte) (Weight, error)
+	// NewTensor allocates a rows × cols activation tensor.
+	NewTensor(rows, cols int) Tensor
+	// Slice returns a view of rows [start, start+n) of x.
+	Slice(x Tensor, start, n int) Tensor
+	// NewKV allocates a cache of ctx positions for layers layers.
+	NewKV(layers, ctx, kvDim int) (KV, error)
+
+	// Embed writes row ids[t] of table into row t of dst.
+	Embed(dst Tensor, table Weight, ids []int32) error
+	// RMSNorm writes x normalised by its root mean square, times w, into dst.
+	RMSNorm(dst, x Tensor, w Weight, eps float32)
+	// MatMul writes x·wᵀ into dst.
+	MatMul(dst, x Tensor, w Weight)
+	// RoPE rotates the heads of each row of x in place, row t at pos[t].
+	RoPE(x Tensor, heads, headDim int, pos []int32, r *RoPE)
+	// Attention stores k and v (rows × KVHeads·HeadDim) into kv at layer for
+	// positions pos, then writes causal attention of q over positions
+	// 0..pos[t] into dst.
+	Attention(dst, q, k, v Tensor, kv KV, layer int, pos []int32, p AttentionParams) error
+	// SwiGLU writes silu(gate)·up into dst.
+	SwiGLU(dst, gate, up Tensor)
+	// Add adds x into dst.
+	Add(dst, x Tensor)
+	// Read copies row of x into dst (len cols).
+	Read(x Tensor, row int, dst []float32)
+}

@@ -1,0 +1,168 @@
+// Package cpu is the CPU backend: it implements backend.Backend with the
+// kernels of kernels/cpu, a persistent worker pool and an F16 KV cache.
+package cpu
+
+import (
+	"fmt"
+
+	kcpu "github.com/hearth-llm/hearth/kernels/cpu"
+	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/backend"
+)
+
+// Backend is the CPU backend. Not safe for concurrent use: one forward pass
+// at a time (the pool inside runs the threads).
+type Backend struct {
+	pool    *kcpu.Pool
+	scratch kcpu.Scratch
+	row     []float32
+}
+
+// New returns a CPU backend running on threads threads (<= 0: all CPUs).
+func New(threads int) *Backend {
+	return &Backend{pool: kcpu.NewPool(threads)}
+}
+
+// Close stops the worker threads.
+func (b *Backend) Close() { b.pool.Close() }
+
+// Threads is the number of threads used.
+func (b *Backend) Threads() int { return b.pool.Threads() }
+
+func (b *Backend) Name() string { return "cpu" }
+
+type weight struct {
+	name string
+	m    *kcpu.Matrix
+}
+
+func (w *weight) Name() string            { return w.name }
+func (w *weight) Type() quant.Type        { return w.m.Type }
+func (w *weight) Shape() (rows, cols int) { return w.m.Rows, w.m.Cols }
+
+// tensor is a row-major float32 matrix.
+type tensor struct {
+	rows, cols int
+	d          []float32
+}
+
+func (t *tensor) Shape() (rows, cols int) { return t.rows, t.cols }
+func (t *tensor) row(i int) []float32     { return t.d[i*t.cols : (i+1)*t.cols] }
+
+// Data exposes a tensor's values (tests and the CPU-side sampler use it).
+func Data(t backend.Tensor) []float32 { return t.(*tensor).d }
+
+func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte) (backend.Weight, error) {
+	m, err := kcpu.NewMatrix(t, rows, cols, data)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	return &weight{name, m}, nil
+}
+
+func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
+	return &tensor{rows, cols, make([]float32, rows*cols)}
+}
+
+func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
+	t := x.(*tensor)
+	return &tensor{n, t.cols, t.d[start*t.cols : (start+n)*t.cols]}
+}
+
+func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) error {
+	d, w := dst.(*tensor), table.(*weight).m
+	for t, id := range ids {
+		if id < 0 || int(id) >= w.Rows {
+			return fmt.Errorf("token id %d out of range [0, %d)", id, w.Rows)
+		}
+		w.DequantizeRow(int(id), d.row(t))
+	}
+	return nil
+}
+
+
+func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
+	d, s := dst.(*tensor), x.(*tensor)
+	nw := w.(*weight)
+	ws := make([]float32, nw.m.Cols)
+	nw.m.DequantizeRow(0, ws)
+	b.pool.Run(s.rows, 4, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			kcpu.RMSNorm(d.row(r), s.row(r), ws, eps)
+		}
+	})
+}
+
+func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
+	d, s := dst.(*tensor), x.(*tensor)
+	kcpu.MatMul(b.pool, &b.scratch, d.d, w.(*weight).m, s.d, s.rows)
+}
+
+func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *backend.RoPE) {
+	s := x.(*tensor)
+	b.pool.Run(s.rows, 1, func(t0, t1 int) {
+		cos := make([]float32, r.Dims/2)
+		sin := make([]float32, r.Dims/2)
+		for t := t0; t < t1; t++ {
+			r.Tables(pos[t], cos, sin)
+			r.Apply(s.row(t), heads, headDim, cos, sin)
+		}
+	})
+}
+
+func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
+	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
+	b.pool.Run(d.rows, 1, func(r0, r1 int) {
+		kcpu.SwiGLU(d.d[r0*d.cols:r1*d.cols], g.d[r0*d.cols:r1*d.cols], u.d[r0*d.cols:r1*d.cols])
+	})
+}
+
+func (b *Backend) Add(dst, x backend.Tensor) {
+	kcpu.Add(dst.(*tensor).d, x.(*tensor).d)
+}
+
+func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
+	copy(dst, x.(*tensor).row(row))
+}
+
+// kv is a contiguous F16 cache: k[layer][pos*kvDim + i].
+type kv struct {
+	ctx, kvDim int
+	k, v       [][]uint16
+}
+
+func (c *kv) Len() int { return c.ctx }
+
+// layerView adapts one layer of the cache to kernels/cpu's KVView.
+type layerView struct {
+	k, v  []uint16
+	kvDim int
+}
+
+func (l layerView) K(p int) []uint16 { return l.k[p*l.kvDim : (p+1)*l.kvDim] }
+func (l layerView) V(p int) []uint16 { return l.v[p*l.kvDim : (p+1)*l.kvDim] }
+
+func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
+	c := &kv{ctx: ctx, kvDim: kvDim, k: make([][]uint16, layers), v: make([][]uint16, layers)}
+	for l := range layers {
+		c.k[l] = make([]uint16, ctx*kvDim)
+		c.v[l] = make([]uint16, ctx*kvDim)
+	}
+	return c, nil
+}
+
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, cache backend.KV, layer int, pos []int32, p backend.AttentionParams) error {
+	c := cache.(*kv)
+	kt, vt := k.(*tensor), v.(*tensor)
+	for t, ps := range pos {
+		if ps < 0 || int(ps) >= c.ctx {
+			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, c.ctx)
+		}
+		kcpu.ToF16(c.k[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], kt.row(t))
+		kcpu.ToF16(c.v[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], vt.row(t))
+	}
+	qt := q.(*tensor)
+	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, layerView{c.k[layer], c.v[layer], c.kvDim},
+		p.Heads, p.KVHeads, p.HeadDim, p.Scale)
+	return nil
+}
