@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/sample"
+)
+
+// samplerFlags registers Ollama's sampling options as flags, with Ollama's
+// defaults except the repeat penalty, which is off (1.0) as in llama.cpp's
+// CLI, so that --temperature 0 gives the model's plain greedy continuation.
+func samplerFlags(fs *pflag.FlagSet) *sample.Options {
+	o := sample.DefaultOptions()
+	o.RepeatPenalty = 1
+	fs.Float32Var(&o.Temperature, "temperature", o.Temperature, "sampling temperature; 0 is greedy")
+	fs.IntVar(&o.TopK, "top-k", o.TopK, "keep the k most likely tokens (0: all)")
+	fs.Float32Var(&o.TopP, "top-p", o.TopP, "keep the smallest set of tokens whose probability reaches p")
+	fs.Float32Var(&o.MinP, "min-p", o.MinP, "drop tokens less likely than min-p times the most likely")
+	fs.Float32Var(&o.TypicalP, "typical-p", o.TypicalP, "locally typical sampling (1: off)")
+	fs.Float32Var(&o.RepeatPenalty, "repeat-penalty", o.RepeatPenalty, "penalty for repeated tokens (1: off)")
+	fs.IntVar(&o.RepeatLastN, "repeat-last-n", o.RepeatLastN, "how many recent tokens the penalties look at")
+	fs.Float32Var(&o.PresencePenalty, "presence-penalty", o.PresencePenalty, "subtracted once from tokens already seen")
+	fs.Float32Var(&o.FrequencyPenalty, "frequency-penalty", o.FrequencyPenalty, "subtracted per occurrence of a seen token")
+	fs.Int64Var(&o.Seed, "seed", o.Seed, "random seed (-1: random)")
+	return &o
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.IntP("num-predict", "n", -1, "tokens to generate (-1: until end of text or a full context)")
+	raw := fs.Bool("raw", false, "use the prompt as it is, without the model's chat template")
+	system := fs.String("system", "", "system message (with a chat template)")
+	numCtx := fs.Int("ctx", 0, "context size in tokens (0: the model's, at most 4096)")
+	threads := fs.IntP("threads", "t", 0, "CPU threads (0: all)")
+	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
+	so := samplerFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: hearth run MODEL [PROMPT] [flags]\n\nThe prompt is read from stdin when none is given.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return usageError{"missing MODEL"}
+	}
+	if err := so.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	prompt := strings.Join(fs.Args()[1:], " ")
+	if fs.NArg() < 2 {
+		b, err := io.ReadAll(bufio.NewReader(os.Stdin))
+		if err != nil {
+			return err
+		}
+		prompt = strings.TrimRight(string(b), "\n")
+	}
+	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var ids []int32
+	if *raw || m.Template == nil {
+		ids = m.Tok.Encode(prompt, true, false)
+	} else if ids, err = m.ChatPrompt(*system, prompt); err != nil {
+		return err
+	}
+	seq, err := m.NewSequence(*numCtx)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	w := bufio.NewWriter(stdout)
+	st, err := seq.Generate(ctx, ids, *n, *so, func(text string) error {
+		if _, err := w.WriteString(text); err != nil {
+			return err
+		}
+		return w.Flush()
+	})
+	w.WriteString("\n")
+	w.Flush()
+	if *verbose {
+		rate := func(n int, ns int64) float64 {
+			if ns == 0 {
+				return 0
+			}
+			return float64(n) / (float64(ns) / 1e9)
+		}
+		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; threads %d; done: %s\n",
+			st.PromptTokens, rate(st.PromptTokens, st.PromptNanos), st.Generated, rate(st.Generated, st.GenNanos), m.Threads(), st.DoneReason)
+	}
+	return err
+}

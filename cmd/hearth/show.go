@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// fileTypes names general.file_type values (llama_ftype).
+var fileTypes = map[uint64]string{
+	0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+	16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+	22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+	28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+}
+
+func showCmd(args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("show", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	verbose := fs.BoolP("verbose", "v", false, "also print the metadata and the tensor table")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: hearth show MODEL [flags]\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{"want one MODEL"}
+	}
+	f, err := gguf.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	arch, _ := f.String("general.architecture")
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "  %s\t%v\n", k, v) }
+	fmt.Fprintln(w, "Model")
+	if name, ok := f.String("general.name"); ok {
+		row("name", name)
+	}
+	row("architecture", arch)
+	var params, bytes uint64
+	types := map[quant.Type]int{}
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		params += t.Elements()
+		bytes += t.Size
+		types[t.Type]++
+	}
+	row("parameters", humanCount(params))
+	row("size", fmt.Sprintf("%.2f MiB", float64(bytes)/(1<<20)))
+	if ft, ok := f.Uint("general.file_type"); ok {
+		name := fileTypes[ft]
+		if name == "" {
+			name = fmt.Sprintf("type %d", ft)
+		}
+		row("file type", name)
+	}
+	var tl []string
+	for t, n := range types {
+		tl = append(tl, fmt.Sprintf("%v×%d", t, n))
+	}
+	sort.Strings(tl)
+	if len(tl) > 0 {
+		row("tensor types", strings.Join(tl, " "))
+	}
+	for _, k := range []string{"context_length", "embedding_length", "block_count", "feed_forward_length",
+		"attention.head_count", "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon"} {
+		if v, ok := f.Get(arch + "." + k); ok {
+			row(k, v)
+		}
+	}
+	fmt.Fprintln(w, "Tokenizer")
+	model, _ := f.String("tokenizer.ggml.model")
+	pre, _ := f.String("tokenizer.ggml.pre")
+	row("model", model)
+	if pre != "" {
+		row("pre-tokenizer", pre)
+	}
+	if toks, ok := f.Strings("tokenizer.ggml.tokens"); ok {
+		row("vocabulary", len(toks))
+	}
+	for _, k := range []string{"bos_token_id", "eos_token_id", "add_bos_token", "add_eos_token"} {
+		if v, ok := f.Get("tokenizer.ggml." + k); ok {
+			row(k, v)
+		}
+	}
+	w.Flush()
+	if tmpl, ok := f.String("tokenizer.chat_template"); ok {
+		fmt.Fprintf(stdout, "Chat template\n%s\n", indent(tmpl))
+	} else {
+		fmt.Fprintln(stdout, "Chat template\n  (none)")
+	}
+	if !*verbose {
+		return nil
+	}
+	fmt.Fprintln(stdout, "Metadata")
+	w = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	for _, kv := range f.KV {
+		v := kv.Value.String()
+		if len(v) > 80 {
+			v = v[:77] + "..."
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", kv.Key, kv.Value.Type, strings.ReplaceAll(v, "\n", `\n`))
+	}
+	w.Flush()
+	fmt.Fprintln(stdout, "Tensors")
+	w = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "  name\ttype\tshape\tbytes\toffset\t")
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		fmt.Fprintf(w, "  %s\t%v\t%v\t%d\t%d\t\n", t.Name, t.Type, t.Dims, t.Size, f.DataOffset+t.Offset)
+	}
+	return w.Flush()
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+func humanCount(n uint64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}

@@ -1,0 +1,231 @@
+// Package engine turns a GGUF file into something that generates text: it
+// opens the file, binds the architecture on a backend, builds the
+// tokenizer and chat template, and runs a sequence's prompt and decode
+// steps with the sampler.
+//
+// This is the single-sequence engine of the foundation: one sequence, one
+// contiguous KV cache. The batched step over a paged cache builds on the
+// same Model.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/loader/tokenizer"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	_ "github.com/hearth-llm/hearth/runtime/arch/llama" // registers "llama"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+	"github.com/hearth-llm/hearth/runtime/sample"
+)
+
+// ErrPromptTooLong is returned when a prompt does not fit the context.
+var ErrPromptTooLong = errors.New("prompt is longer than the context window")
+
+// Options configure Load.
+type Options struct {
+	Threads int // CPU threads; <= 0: all
+}
+
+// Model is a loaded model. Not safe for concurrent use.
+type Model struct {
+	File     *gguf.File
+	Arch     arch.Model
+	Tok      *tokenizer.Tokenizer
+	Template *chat.Template // nil when the file has none
+	backend  *cpu.Backend
+}
+
+// Load opens and binds the model at path.
+func Load(path string, o Options) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := load(f, o)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+func load(f *gguf.File, o Options) (*Model, error) {
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{File: f, Tok: tok}
+	if src, ok := f.String("tokenizer.chat_template"); ok && src != "" {
+		if m.Template, err = chat.New(src); err != nil {
+			return nil, fmt.Errorf("chat template: %w", err)
+		}
+	}
+	m.backend = cpu.New(o.Threads)
+	if m.Arch, err = arch.Load(f, m.backend); err != nil {
+		m.backend.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close releases the model's memory map and threads.
+func (m *Model) Close() error {
+	m.backend.Close()
+	return m.File.Close()
+}
+
+// Threads reports the CPU threads in use.
+func (m *Model) Threads() int { return m.backend.Threads() }
+
+// ChatPrompt renders a user message (and an optional system message)
+// through the model's chat template and tokenizes it. Without a template
+// the text is used as it is.
+func (m *Model) ChatPrompt(system, user string) ([]int32, error) {
+	if m.Template == nil {
+		text := user
+		if system != "" {
+			text = system + "\n\n" + user
+		}
+		return m.Tok.Encode(text, true, false), nil
+	}
+	var msgs []chat.Message
+	if system != "" {
+		msgs = append(msgs, chat.Message{Role: "system", Content: system})
+	}
+	msgs = append(msgs, chat.Message{Role: "user", Content: user})
+	bos, eos := "", ""
+	if id := m.Tok.BOS(); id >= 0 {
+		bos = m.Tok.Token(id)
+	}
+	if id := m.Tok.EOS(); id >= 0 {
+		eos = m.Tok.Token(id)
+	}
+	text, err := m.Template.Render(msgs, chat.Options{BOSToken: bos, EOSToken: eos, AddGenerationPrompt: true})
+	if err != nil {
+		return nil, err
+	}
+	// Templates that write the BOS text themselves (Llama 3) must not get
+	// a second BOS from the tokenizer.
+	return m.Tok.Encode(text, !m.Template.EmitsBOS(bos), true), nil
+}
+
+// Sequence is one conversation's state: its tokens and KV cache.
+type Sequence struct {
+	m      *Model
+	kv     backend.KV
+	ctx    int
+	tokens []int32
+}
+
+// NewSequence allocates a sequence with a context of ctx tokens (<= 0: the
+// model's trained context, capped at 4096).
+func (m *Model) NewSequence(ctx int) (*Sequence, error) {
+	if ctx <= 0 {
+		ctx = min(m.Arch.Info().ContextLength, 4096)
+	}
+	kv, err := m.Arch.NewKV(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Sequence{m: m, kv: kv, ctx: ctx}, nil
+}
+
+// Len is the number of tokens evaluated so far.
+func (s *Sequence) Len() int { return len(s.tokens) }
+
+// BatchSize is the most tokens evaluated in one forward pass.
+const BatchSize = 512
+
+// Eval appends ids to the sequence and returns the logits of the last one.
+func (s *Sequence) Eval(ids []int32) ([]float32, error) {
+	if len(s.tokens)+len(ids) > s.ctx {
+		return nil, fmt.Errorf("%w: %d + %d tokens, context %d", backend.ErrContextFull, len(s.tokens), len(ids), s.ctx)
+	}
+	var logits []float32
+	for start := 0; start < len(ids); start += BatchSize {
+		chunk := ids[start:min(len(ids), start+BatchSize)]
+		pos := make([]int32, len(chunk))
+		for i := range pos {
+			pos[i] = int32(len(s.tokens) + i)
+		}
+		var err error
+		if logits, err = s.m.Arch.Forward(chunk, pos, s.kv, false); err != nil {
+			return nil, err
+		}
+		s.tokens = append(s.tokens, chunk...)
+	}
+	return logits, nil
+}
+
+// Stats are the counts and timings of one Generate call.
+type Stats struct {
+	PromptTokens, Generated int
+	PromptNanos, GenNanos   int64
+	DoneReason              string // "stop" (end-of-generation token) or "length"
+}
+
+// Generate evaluates prompt, then samples up to n tokens (n < 0: until an
+// end-of-generation token or the context is full), calling emit with each
+// token's text as soon as it forms complete UTF-8.
+func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample.Options, emit func(text string) error) (Stats, error) {
+	var st Stats
+	st.PromptTokens = len(prompt)
+	if len(prompt) == 0 {
+		return st, errors.New("empty prompt")
+	}
+	if len(s.tokens)+len(prompt) > s.ctx {
+		return st, fmt.Errorf("%w: %d tokens, context %d", ErrPromptTooLong, len(prompt), s.ctx)
+	}
+	smp, err := sample.New(o, s.m.Arch.Info().VocabSize)
+	if err != nil {
+		return st, err
+	}
+	for _, t := range prompt {
+		smp.Accept(t)
+	}
+	t0 := nanotime()
+	logits, err := s.Eval(prompt)
+	if err != nil {
+		return st, err
+	}
+	st.PromptNanos = nanotime() - t0
+	dec := s.m.Tok.NewStreamDecoder()
+	t0 = nanotime()
+	defer func() { st.GenNanos = nanotime() - t0 }()
+	st.DoneReason = "length"
+	for n < 0 || st.Generated < n {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		tok := smp.Sample(logits)
+		smp.Accept(tok)
+		st.Generated++
+		if s.m.Tok.IsEOG(tok) {
+			st.DoneReason = "stop"
+			break
+		}
+		if text := dec.Add(tok); text != "" {
+			if err := emit(text); err != nil {
+				return st, err
+			}
+		}
+		if len(s.tokens) >= s.ctx || (n >= 0 && st.Generated >= n) {
+			break
+		}
+		if logits, err = s.Eval([]int32{tok}); err != nil {
+			return st, err
+		}
+	}
+	if text := dec.Flush(); text != "" {
+		if err := emit(text); err != nil {
+			return st, err
+		}
+	}
+	st.GenNanos = nanotime() - t0
+	return st, nil
+}
