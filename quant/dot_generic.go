@@ -11,88 +11,81 @@ import (
 // (VecDot) have checked the lengths; nb is the number of blocks.
 
 func dotF32(n int, w, x []byte) float32 {
-	w, x = w[:4*n], x[:4*n]
-	var s0, s1 float64
+	var s0, s1, s2, s3 float64
 	i := 0
-	for ; i+1 < n; i += 2 {
-		a0 := math.Float32frombits(binary.LittleEndian.Uint32(w[4*i:]))
-		b0 := math.Float32frombits(binary.LittleEndian.Uint32(x[4*i:]))
-		a1 := math.Float32frombits(binary.LittleEndian.Uint32(w[4*i+4:]))
-		b1 := math.Float32frombits(binary.LittleEndian.Uint32(x[4*i+4:]))
-		s0 += float64(a0 * b0)
-		s1 += float64(a1 * b1)
+	for ; i+4 <= n; i += 4 {
+		a := (*[16]byte)(w[4*i:])
+		b := (*[16]byte)(x[4*i:])
+		s0 += float64(f32le(a[0:]) * f32le(b[0:]))
+		s1 += float64(f32le(a[4:]) * f32le(b[4:]))
+		s2 += float64(f32le(a[8:]) * f32le(b[8:]))
+		s3 += float64(f32le(a[12:]) * f32le(b[12:]))
 	}
-	if i < n {
-		a := math.Float32frombits(binary.LittleEndian.Uint32(w[4*i:]))
-		b := math.Float32frombits(binary.LittleEndian.Uint32(x[4*i:]))
-		s0 += float64(a * b)
+	for ; i < n; i++ {
+		s0 += float64(f32le(w[4*i:]) * f32le(x[4*i:]))
 	}
-	return float32(s0 + s1)
+	return float32((s0 + s1) + (s2 + s3))
 }
 
+func f32le(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
+
 // dotF16 sums exact products (two 11-bit significands fit a float32) in
-// float64, as ggml_vec_dot_f16 does.
+// float64, as ggml_vec_dot_f16 does. It decodes through f16Table, which is
+// several times faster than converting with bit operations.
 func dotF16(n int, w, x []byte) float32 {
-	w, x = w[:2*n], x[:2*n]
-	var s0, s1 float64
+	tab := f16Table()
+	var s0, s1, s2, s3 float64
 	i := 0
-	for ; i+1 < n; i += 2 {
-		a0 := F16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
-		b0 := F16ToF32(binary.LittleEndian.Uint16(x[2*i:]))
-		a1 := F16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
-		b1 := F16ToF32(binary.LittleEndian.Uint16(x[2*i+2:]))
-		s0 += float64(a0 * b0)
-		s1 += float64(a1 * b1)
+	for ; i+4 <= n; i += 4 {
+		a := binary.LittleEndian.Uint64(w[2*i:])
+		b := binary.LittleEndian.Uint64(x[2*i:])
+		s0 += float64(tab[uint16(a)] * tab[uint16(b)])
+		s1 += float64(tab[uint16(a>>16)] * tab[uint16(b>>16)])
+		s2 += float64(tab[uint16(a>>32)] * tab[uint16(b>>32)])
+		s3 += float64(tab[uint16(a>>48)] * tab[uint16(b>>48)])
 	}
-	if i < n {
-		s0 += float64(F16ToF32(binary.LittleEndian.Uint16(w[2*i:])) * F16ToF32(binary.LittleEndian.Uint16(x[2*i:])))
+	for ; i < n; i++ {
+		s0 += float64(tab[binary.LittleEndian.Uint16(w[2*i:])] * tab[binary.LittleEndian.Uint16(x[2*i:])])
 	}
-	return float32(s0 + s1)
+	return float32((s0 + s1) + (s2 + s3))
+}
+
+func bf16le(b []byte) float32 {
+	_ = b[1]
+	return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24)
 }
 
 // dotBF16 sums exact products in float64, as ggml_vec_dot_bf16 does.
 func dotBF16(n int, w, x []byte) float32 {
-	w, x = w[:2*n], x[:2*n]
-	var s0, s1 float64
+	var s0, s1, s2, s3 float64
 	i := 0
-	for ; i+1 < n; i += 2 {
-		a0 := BF16ToF32(binary.LittleEndian.Uint16(w[2*i:]))
-		b0 := BF16ToF32(binary.LittleEndian.Uint16(x[2*i:]))
-		a1 := BF16ToF32(binary.LittleEndian.Uint16(w[2*i+2:]))
-		b1 := BF16ToF32(binary.LittleEndian.Uint16(x[2*i+2:]))
-		s0 += float64(a0 * b0)
-		s1 += float64(a1 * b1)
+	for ; i+4 <= n; i += 4 {
+		a := (*[8]byte)(w[2*i:])
+		b := (*[8]byte)(x[2*i:])
+		s0 += float64(bf16le(a[0:]) * bf16le(b[0:]))
+		s1 += float64(bf16le(a[2:]) * bf16le(b[2:]))
+		s2 += float64(bf16le(a[4:]) * bf16le(b[4:]))
+		s3 += float64(bf16le(a[6:]) * bf16le(b[6:]))
 	}
-	if i < n {
-		s0 += float64(BF16ToF32(binary.LittleEndian.Uint16(w[2*i:])) * BF16ToF32(binary.LittleEndian.Uint16(x[2*i:])))
+	for ; i < n; i++ {
+		s0 += float64(bf16le(w[2*i:]) * bf16le(x[2*i:]))
 	}
-	return float32(s0 + s1)
+	return float32((s0 + s1) + (s2 + s3))
 }
 
-// sumI8x32 returns the sum of 32 int8 values.
-func sumI8x32(q *[32]byte) int32 {
-	var s int32
-	for _, v := range q {
-		s += int32(int8(v))
-	}
-	return s
-}
-
-// dotQ4_0Q8_0: sum (q-8)*y = sum q*y - 8*sum y, scaled by dw*dx.
+// dotQ4_0Q8_0: sum (q-8)*y per block, scaled by dw*dx.
 func dotQ4_0Q8_0(nb int, w, x []byte) float32 {
 	var sum float32
 	for i := range nb {
 		wb := (*[18]byte)(w[18*i:])
 		xb := (*[34]byte)(x[34*i:])
-		y := (*[32]byte)(xb[2:])
 		var s0, s1 int32
 		for j := range 16 {
 			q := wb[2+j]
-			s0 += int32(q&0xf) * int32(int8(y[j]))
-			s1 += int32(q>>4) * int32(int8(y[j+16]))
+			s0 += (int32(q&0xf) - 8) * int32(int8(xb[2+j]))
+			s1 += (int32(q>>4) - 8) * int32(int8(xb[18+j]))
 		}
-		sumi := s0 + s1 - 8*sumI8x32(y)
-		sum += float32(sumi) * (f16le(wb[0:]) * f16le(xb[0:]))
+		sum += float32(s0+s1) * (f16le(wb[0:]) * f16le(xb[0:]))
 	}
 	return sum
 }
@@ -120,18 +113,17 @@ func dotQ5_0Q8_0(nb int, w, x []byte) float32 {
 	for i := range nb {
 		wb := (*[22]byte)(w[22*i:])
 		xb := (*[34]byte)(x[34*i:])
-		y := (*[32]byte)(xb[2:])
 		qh := binary.LittleEndian.Uint32(wb[2:])
 		var s0, s1 int32
 		for j := range 16 {
 			q := wb[6+j]
-			lo := int32(q&0xf) | int32(qh>>j&1)<<4
-			hi := int32(q>>4) | int32(qh>>(j+16)&1)<<4
-			s0 += lo * int32(int8(y[j]))
-			s1 += hi * int32(int8(y[j+16]))
+			lo := int32(q&0xf) | int32(qh&1)<<4
+			hi := int32(q>>4) | int32(qh>>16&1)<<4
+			qh >>= 1
+			s0 += (lo - 16) * int32(int8(xb[2+j]))
+			s1 += (hi - 16) * int32(int8(xb[18+j]))
 		}
-		sumi := s0 + s1 - 16*sumI8x32(y)
-		sum += float32(sumi) * (f16le(wb[0:]) * f16le(xb[0:]))
+		sum += float32(s0+s1) * (f16le(wb[0:]) * f16le(xb[0:]))
 	}
 	return sum
 }
@@ -145,8 +137,9 @@ func dotQ5_1Q8_1(nb int, w, x []byte) float32 {
 		var s0, s1 int32
 		for j := range 16 {
 			q := wb[8+j]
-			lo := int32(q&0xf) | int32(qh>>j&1)<<4
-			hi := int32(q>>4) | int32(qh>>(j+16)&1)<<4
+			lo := int32(q&0xf) | int32(qh&1)<<4
+			hi := int32(q>>4) | int32(qh>>16&1)<<4
+			qh >>= 1
 			s0 += lo * int32(int8(xb[4+j]))
 			s1 += hi * int32(int8(xb[20+j]))
 		}
@@ -212,7 +205,9 @@ func dotQ8_KQ8_K(nb int, w, x []byte) float32 {
 }
 
 // dotQ2_KQ8_K: per 16 elements, scale*sum(q*y); the mins come in through the
-// activation group sums: d*y.d*isum - dmin*y.d*sum(min*bsum).
+// activation group sums: d*y.d*isum - dmin*y.d*sum(min*bsum). Byte l of each
+// 32-byte half of qs holds elements l, l+32, l+64 and l+96 of that half, so
+// one pass over l feeds eight accumulators with constant shifts.
 func dotQ2_KQ8_K(nb int, w, x []byte) float32 {
 	var sum float32
 	for i := range nb {
@@ -225,19 +220,21 @@ func dotQ2_KQ8_K(nb int, w, x []byte) float32 {
 			summs += int32(sc[g]>>4) * q8KBsum(xb, g)
 		}
 		var isum int32
-		for h := range 2 {
-			q := (*[32]byte)(wb[16+32*h:])
-			for j := range 4 {
-				shift := 2 * j
-				yo := (*[32]byte)(y[128*h+32*j:])
-				var s0, s1 int32
-				for l := range 16 {
-					s0 += int32(q[l]>>shift&3) * int32(int8(yo[l]))
-					s1 += int32(q[l+16]>>shift&3) * int32(int8(yo[l+16]))
-				}
-				is := 8*h + 2*j
-				isum += int32(sc[is]&0xf)*s0 + int32(sc[is+1]&0xf)*s1
+		for p := range 2 { // first and second 16 of every 32: scales differ
+			var a0, a1, a2, a3, a4, a5, a6, a7 int32
+			for l := 16 * p; l < 16*p+16; l++ {
+				q0, q1 := int32(wb[16+l]), int32(wb[48+l])
+				a0 += (q0 & 3) * int32(int8(y[l]))
+				a1 += (q0 >> 2 & 3) * int32(int8(y[32+l]))
+				a2 += (q0 >> 4 & 3) * int32(int8(y[64+l]))
+				a3 += (q0 >> 6) * int32(int8(y[96+l]))
+				a4 += (q1 & 3) * int32(int8(y[128+l]))
+				a5 += (q1 >> 2 & 3) * int32(int8(y[160+l]))
+				a6 += (q1 >> 4 & 3) * int32(int8(y[192+l]))
+				a7 += (q1 >> 6) * int32(int8(y[224+l]))
 			}
+			isum += int32(sc[p]&0xf)*a0 + int32(sc[2+p]&0xf)*a1 + int32(sc[4+p]&0xf)*a2 + int32(sc[6+p]&0xf)*a3 +
+				int32(sc[8+p]&0xf)*a4 + int32(sc[10+p]&0xf)*a5 + int32(sc[12+p]&0xf)*a6 + int32(sc[14+p]&0xf)*a7
 		}
 		yd := q8KScale(xb)
 		dall := yd * f16le(wb[80:])
@@ -247,7 +244,9 @@ func dotQ2_KQ8_K(nb int, w, x []byte) float32 {
 	return sum
 }
 
-// dotQ3_KQ8_K: per 16 elements, (scale-32)*sum(q*y) with q in [-4, 3].
+// dotQ3_KQ8_K: per 16 elements, (scale-32)*sum(q*y) with q in [-4, 3]: the
+// low two bits as Q2_K, minus 4 where the hmask bit is clear (hmask byte l,
+// bit 4h+j, for element 128h+32j+l).
 func dotQ3_KQ8_K(nb int, w, x []byte) float32 {
 	var sum float32
 	var sc [16]int8
@@ -255,25 +254,24 @@ func dotQ3_KQ8_K(nb int, w, x []byte) float32 {
 		wb := (*[110]byte)(w[110*i:])
 		xb := (*[292]byte)(x[292*i:])
 		y := (*[qk]byte)(xb[4:])
-		hm := (*[32]byte)(wb[0:32])
 		q3Scales((*[12]byte)(wb[96:]), &sc)
 		var isum int32
-		for h := range 2 {
-			q := (*[32]byte)(wb[32+32*h:])
-			for j := range 4 {
-				shift := 2 * j
-				bit := 4*h + j
-				yo := (*[32]byte)(y[128*h+32*j:])
-				var s0, s1 int32
-				for l := range 16 {
-					q0 := int32(q[l]>>shift&3) - 4 + int32(hm[l]>>bit&1)<<2
-					q1 := int32(q[l+16]>>shift&3) - 4 + int32(hm[l+16]>>bit&1)<<2
-					s0 += q0 * int32(int8(yo[l]))
-					s1 += q1 * int32(int8(yo[l+16]))
-				}
-				is := 8*h + 2*j
-				isum += int32(sc[is])*s0 + int32(sc[is+1])*s1
+		for p := range 2 {
+			var a0, a1, a2, a3, a4, a5, a6, a7 int32
+			for l := 16 * p; l < 16*p+16; l++ {
+				q0, q1 := int32(wb[32+l]), int32(wb[64+l])
+				m := ^int32(wb[l]) // a clear hmask bit subtracts 4
+				a0 += ((q0 & 3) - (m<<2)&4) * int32(int8(y[l]))
+				a1 += ((q0 >> 2 & 3) - (m<<1)&4) * int32(int8(y[32+l]))
+				a2 += ((q0 >> 4 & 3) - m&4) * int32(int8(y[64+l]))
+				a3 += ((q0 >> 6) - (m>>1)&4) * int32(int8(y[96+l]))
+				a4 += ((q1 & 3) - (m>>2)&4) * int32(int8(y[128+l]))
+				a5 += ((q1 >> 2 & 3) - (m>>3)&4) * int32(int8(y[160+l]))
+				a6 += ((q1 >> 4 & 3) - (m>>4)&4) * int32(int8(y[192+l]))
+				a7 += ((q1 >> 6) - (m>>5)&4) * int32(int8(y[224+l]))
 			}
+			isum += int32(sc[p])*a0 + int32(sc[2+p])*a1 + int32(sc[4+p])*a2 + int32(sc[6+p])*a3 +
+				int32(sc[8+p])*a4 + int32(sc[10+p])*a5 + int32(sc[12+p])*a6 + int32(sc[14+p])*a7
 		}
 		sum += f16le(wb[108:]) * q8KScale(xb) * float32(isum)
 	}
@@ -309,7 +307,8 @@ func dotQ4_KQ8_K(nb int, w, x []byte) float32 {
 	return sum
 }
 
-// dotQ5_KQ8_K: as Q4_K with a fifth bit from qh.
+// dotQ5_KQ8_K: as Q4_K with a fifth bit: bit 2k (2k+1) of qh[l] for element
+// 64k+l (64k+32+l). One pass over l, eight accumulators, constant shifts.
 func dotQ5_KQ8_K(nb int, w, x []byte) float32 {
 	var sum float32
 	for i := range nb {
@@ -317,23 +316,25 @@ func dotQ5_KQ8_K(nb int, w, x []byte) float32 {
 		xb := (*[292]byte)(x[292*i:])
 		y := (*[qk]byte)(xb[4:])
 		s := (*[12]byte)(wb[4:16])
-		qh := (*[32]byte)(wb[16:48])
+		qs := (*[128]byte)(wb[48:])
+		var a0, a1, a2, a3, a4, a5, a6, a7 int32
+		for l := range 32 {
+			h := int32(wb[16+l])
+			q0, q1, q2, q3 := int32(qs[l]), int32(qs[32+l]), int32(qs[64+l]), int32(qs[96+l])
+			a0 += (q0&0xf | (h&1)<<4) * int32(int8(y[l]))
+			a1 += (q0>>4 | (h&2)<<3) * int32(int8(y[32+l]))
+			a2 += (q1&0xf | (h&4)<<2) * int32(int8(y[64+l]))
+			a3 += (q1>>4 | (h&8)<<1) * int32(int8(y[96+l]))
+			a4 += (q2&0xf | h&16) * int32(int8(y[128+l]))
+			a5 += (q2>>4 | (h&32)>>1) * int32(int8(y[160+l]))
+			a6 += (q3&0xf | (h&64)>>2) * int32(int8(y[192+l]))
+			a7 += (q3>>4 | (h&128)>>3) * int32(int8(y[224+l]))
+		}
 		var isum, summ int32
-		for k := range 4 {
-			sc1, m1 := scaleMinK4(2*k, s)
-			sc2, m2 := scaleMinK4(2*k+1, s)
-			summ += int32(m1)*(q8KBsum(xb, 4*k)+q8KBsum(xb, 4*k+1)) +
-				int32(m2)*(q8KBsum(xb, 4*k+2)+q8KBsum(xb, 4*k+3))
-			q := (*[32]byte)(wb[48+32*k:])
-			yo := (*[64]byte)(y[64*k:])
-			var s0, s1 int32
-			for l := range 32 {
-				lo := int32(q[l]&0xf) | int32(qh[l]>>(2*k)&1)<<4
-				hi := int32(q[l]>>4) | int32(qh[l]>>(2*k+1)&1)<<4
-				s0 += lo * int32(int8(yo[l]))
-				s1 += hi * int32(int8(yo[l+32]))
-			}
-			isum += int32(sc1)*s0 + int32(sc2)*s1
+		for j, a := range [8]int32{a0, a1, a2, a3, a4, a5, a6, a7} {
+			sc, m := scaleMinK4(j, s)
+			isum += int32(sc) * a
+			summ += int32(m) * (q8KBsum(xb, 2*j) + q8KBsum(xb, 2*j+1))
 		}
 		yd := q8KScale(xb)
 		sum += yd*f16le(wb[0:])*float32(isum) - yd*f16le(wb[2:])*float32(summ)
@@ -341,35 +342,33 @@ func dotQ5_KQ8_K(nb int, w, x []byte) float32 {
 	return sum
 }
 
-// dotQ6_KQ8_K: per 16 elements, scale*sum((q-32)*y).
+// dotQ6_KQ8_K: per 16 elements, scale*sum((q-32)*y). In each half h of 128
+// elements, ql[64h+l], ql[64h+32+l] and qh[32h+l] hold elements l, l+32,
+// l+64 and l+96 of the half; one pass over l covers both halves.
 func dotQ6_KQ8_K(nb int, w, x []byte) float32 {
 	var sum float32
 	for i := range nb {
 		wb := (*[210]byte)(w[210*i:])
 		xb := (*[292]byte)(x[292*i:])
 		y := (*[qk]byte)(xb[4:])
+		sc := (*[16]byte)(wb[192:208])
 		var isum int32
-		for h := range 2 {
-			ql := (*[64]byte)(wb[64*h:])
-			qh := (*[32]byte)(wb[128+32*h:])
-			sc := (*[8]byte)(wb[192+8*h:])
-			yo := (*[128]byte)(y[128*h:])
-			for p := range 2 {
-				var s1, s2, s3, s4 int32
-				for l := 16 * p; l < 16*p+16; l++ {
-					a, c, hb := ql[l], ql[l+32], qh[l]
-					q1 := int32(a&0xf|(hb&3)<<4) - 32
-					q2 := int32(c&0xf|(hb>>2&3)<<4) - 32
-					q3 := int32(a>>4|(hb>>4&3)<<4) - 32
-					q4 := int32(c>>4|(hb>>6&3)<<4) - 32
-					s1 += q1 * int32(int8(yo[l]))
-					s2 += q2 * int32(int8(yo[l+32]))
-					s3 += q3 * int32(int8(yo[l+64]))
-					s4 += q4 * int32(int8(yo[l+96]))
-				}
-				isum += int32(int8(sc[p]))*s1 + int32(int8(sc[p+2]))*s2 +
-					int32(int8(sc[p+4]))*s3 + int32(int8(sc[p+6]))*s4
+		for p := range 2 {
+			var a0, a1, a2, a3, a4, a5, a6, a7 int32
+			for l := 16 * p; l < 16*p+16; l++ {
+				b0, b1, h0 := int32(wb[l]), int32(wb[32+l]), int32(wb[128+l])
+				b2, b3, h1 := int32(wb[64+l]), int32(wb[96+l]), int32(wb[160+l])
+				a0 += (b0&0xf | (h0&3)<<4 - 32) * int32(int8(y[l]))
+				a1 += (b1&0xf | (h0&12)<<2 - 32) * int32(int8(y[32+l]))
+				a2 += (b0>>4 | h0&48 - 32) * int32(int8(y[64+l]))
+				a3 += (b1>>4 | (h0&192)>>2 - 32) * int32(int8(y[96+l]))
+				a4 += (b2&0xf | (h1&3)<<4 - 32) * int32(int8(y[128+l]))
+				a5 += (b3&0xf | (h1&12)<<2 - 32) * int32(int8(y[160+l]))
+				a6 += (b2>>4 | h1&48 - 32) * int32(int8(y[192+l]))
+				a7 += (b3>>4 | (h1&192)>>2 - 32) * int32(int8(y[224+l]))
 			}
+			isum += int32(int8(sc[p]))*a0 + int32(int8(sc[2+p]))*a1 + int32(int8(sc[4+p]))*a2 + int32(int8(sc[6+p]))*a3 +
+				int32(int8(sc[8+p]))*a4 + int32(int8(sc[10+p]))*a5 + int32(int8(sc[12+p]))*a6 + int32(int8(sc[14+p]))*a7
 		}
 		sum += f16le(wb[208:]) * q8KScale(xb) * float32(isum)
 	}

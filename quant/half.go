@@ -1,22 +1,24 @@
 package quant
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // F16ToF32 converts an IEEE 754 binary16 value, given by its bits, to float32.
 // The conversion is exact for every input, subnormals included; infinities
 // keep their sign and NaNs keep their sign and payload (shifted into the high
 // payload bits, so a quiet NaN stays quiet).
 func F16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	em := uint32(h & 0x7fff)
-	if em >= 0x7c00 { // infinity or NaN
-		return math.Float32frombits(sign | 0x7f800000 | (em&0x3ff)<<13)
+	b := uint32(h&0x7fff) << 13 // exponent and mantissa, 112 short of float32's bias
+	if b >= 0x7c00<<13 {
+		b |= 0x7f800000 // infinity or NaN: all exponent bits set
+	} else {
+		// Scaling by 2^112 rebiases exactly, and also normalizes binary16
+		// subnormals, which are float32 subnormals before the scaling.
+		b = math.Float32bits(math.Float32frombits(b) * 0x1p112)
 	}
-	// Place exponent and mantissa in a float32 whose exponent is 112 too
-	// small, then scale by 2^112. That rebias is exact and also normalizes
-	// binary16 subnormals, which are float32 subnormals before the scaling.
-	f := math.Float32frombits(em<<13) * 0x1p112
-	return math.Float32frombits(math.Float32bits(f) | sign)
+	return math.Float32frombits(b | uint32(h&0x8000)<<16)
 }
 
 // F32ToF16 converts f to IEEE 754 binary16 bits, rounding to nearest with ties
@@ -85,3 +87,13 @@ func putF16le(b []byte, f float32) {
 	b[0] = byte(h)
 	b[1] = byte(h >> 8)
 }
+
+// f16Table returns F16ToF32 of every binary16 value (256 KiB), built on
+// first use. Lookups beat the bit operations in the F16 hot loops.
+var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
+	t := new([1 << 16]float32)
+	for i := range t {
+		t[i] = F16ToF32(uint16(i))
+	}
+	return t
+})

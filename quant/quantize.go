@@ -81,16 +81,12 @@ func nearestInt(f float32) int {
 }
 
 // roundAway rounds f to the nearest integer, ties away from zero (C roundf).
+// f ± 0.5 is exact in float64 (f has 24 significant bits), and the integer
+// conversion truncates toward zero; no branch, as the sign is random.
+// Valid for |f| < 2^31.
 func roundAway(f float32) int {
-	f = float32(f)         // round a product passed as f before subtracting (no FMA)
-	t := float32(int32(f)) // truncated; f - t is exact
-	r := int(int32(f))
-	if f-t >= 0.5 {
-		r++
-	} else if t-f >= 0.5 {
-		r--
-	}
-	return r
+	half := math.Float64frombits(0x3fe0000000000000 | uint64(math.Float32bits(f)>>31)<<63) // ±0.5
+	return int(float64(f) + half)
 }
 
 func abs32(f float32) float32 {

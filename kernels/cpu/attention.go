@@ -12,13 +12,14 @@ type KVView interface {
 }
 
 // Attention computes causal multi-head attention with grouped KV heads for
-// nTok query rows. q is (nTok, nHead·headDim); query t attends to cached
-// positions 0..pos[t]. out is (nTok, nHead·headDim).
+// nTok query rows. q is (nTok, nHead·headDim); query t attends to positions
+// 0..pos[t] of kv[t] (tokens of different sequences read different caches).
+// out is (nTok, nHead·headDim).
 //
 // The arithmetic is ggml's non-flash path over an F16 cache: q is rounded to
 // f16 for Q·K, the scores are soft-maxed in f32 with the scale, and the
 // probabilities are rounded to f16 for the weighted sum of V.
-func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv KVView, nHead, nKVHead, headDim int, scale float32) {
+func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, nHead, nKVHead, headDim int, scale float32) {
 	group := nHead / nKVHead
 	width := nHead * headDim
 	maxPos := 0
@@ -36,7 +37,7 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv KVView, nHea
 			ToF16(q16, q[t*width+h*headDim:t*width+(h+1)*headDim])
 			n := int(pos[t]) + 1
 			for j := 0; j < n; j++ {
-				k := kv.K(j)
+				k := kv[t].K(j)
 				scores[j] = DotF16(q16, k[kvh*headDim:(kvh+1)*headDim])
 			}
 			Softmax(scores[:n], scale)
@@ -47,7 +48,7 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv KVView, nHea
 				if w == 0 {
 					continue
 				}
-				v := kv.V(j)[kvh*headDim : (kvh+1)*headDim]
+				v := kv[t].V(j)[kvh*headDim : (kvh+1)*headDim]
 				for d, x := range v {
 					acc[d] += w * quant.F16ToF32(x)
 				}

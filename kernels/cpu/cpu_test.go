@@ -214,7 +214,7 @@ func TestAttention(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	scale := float32(1 / math.Sqrt(hd))
-	Attention(p, out, q, nTok, pos, kv, heads, kvHeads, hd, scale)
+	Attention(p, out, q, nTok, pos, []KVView{kv, kv, kv, kv}, heads, kvHeads, hd, scale)
 	for tk := 0; tk < nTok; tk++ {
 		for h := 0; h < heads; h++ {
 			kvh := h / (heads / kvHeads)

@@ -34,11 +34,40 @@ type Model interface {
 	Info() Info
 	// NewKV allocates a KV cache of ctx positions.
 	NewKV(ctx int) (backend.KV, error)
-	// Forward evaluates tokens ids at positions pos (one sequence, cached in
-	// kv) and returns the logits: all rows (len(ids) × VocabSize) when all is
-	// true, else the last row only. The returned slice is reused by the next
+	// Forward evaluates a batch and returns the logits of its Outputs rows
+	// (len(Outputs) × VocabSize). The returned slice is reused by the next
 	// call.
-	Forward(ids, pos []int32, kv backend.KV, all bool) ([]float32, error)
+	Forward(b *Batch) ([]float32, error)
+}
+
+// Batch is one forward pass over tokens of one or more sequences. Token t
+// is IDs[t] at position Pos[t] of sequence Seq[t], whose cache is
+// KVs[Seq[t]]; it attends to positions 0..Pos[t] of that cache. Tokens of
+// one sequence appear in increasing position order.
+type Batch struct {
+	IDs     []int32
+	Pos     []int32
+	Seq     []int32
+	KVs     []backend.KV
+	Outputs []int // token rows whose logits are wanted
+}
+
+// Single returns a batch of one sequence's tokens at positions start,
+// start+1, …, with the logits of every token (all) or of the last one.
+func Single(ids []int32, start int, kv backend.KV, all bool) *Batch {
+	b := &Batch{IDs: ids, Pos: make([]int32, len(ids)), Seq: make([]int32, len(ids)), KVs: []backend.KV{kv}}
+	for i := range ids {
+		b.Pos[i] = int32(start + i)
+	}
+	if all {
+		b.Outputs = make([]int, len(ids))
+		for i := range b.Outputs {
+			b.Outputs[i] = i
+		}
+	} else if len(ids) > 0 {
+		b.Outputs = []int{len(ids) - 1}
+	}
+	return b
 }
 
 // Loader binds an architecture's weights from f on be.

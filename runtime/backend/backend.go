@@ -71,10 +71,13 @@ type Backend interface {
 	MatMul(dst, x Tensor, w Weight)
 	// RoPE rotates the heads of each row of x in place, row t at pos[t].
 	RoPE(x Tensor, heads, headDim int, pos []int32, r *RoPE)
-	// Attention stores k and v (rows × KVHeads·HeadDim) into kv at layer for
-	// positions pos, then writes causal attention of q over positions
-	// 0..pos[t] into dst.
-	Attention(dst, q, k, v Tensor, kv KV, layer int, pos []int32, p AttentionParams) error
+	// Attention stores row t of k and v (KVHeads·HeadDim) into cache
+	// kvs[seq[t]] at layer and position pos[t], then writes into row t of
+	// dst the causal attention of q's row t over positions 0..pos[t] of
+	// that cache.
+	Attention(dst, q, k, v Tensor, kvs []KV, seq []int32, layer int, pos []int32, p AttentionParams) error
+	// Gather copies rows idx of x into dst's rows 0..len(idx)-1.
+	Gather(dst, x Tensor, idx []int)
 	// SwiGLU writes silu(gate)·up into dst.
 	SwiGLU(dst, gate, up Tensor)
 	// Add adds x into dst.

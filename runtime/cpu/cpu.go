@@ -80,7 +80,6 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) e
 	return nil
 }
 
-
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s := dst.(*tensor), x.(*tensor)
 	nw := w.(*weight)
@@ -151,18 +150,29 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 	return c, nil
 }
 
-func (b *Backend) Attention(dst, q, k, v backend.Tensor, cache backend.KV, layer int, pos []int32, p backend.AttentionParams) error {
-	c := cache.(*kv)
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
 	kt, vt := k.(*tensor), v.(*tensor)
+	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
+		if seq[t] < 0 || int(seq[t]) >= len(kvs) {
+			return fmt.Errorf("token %d: sequence %d out of range", t, seq[t])
+		}
+		c := kvs[seq[t]].(*kv)
 		if ps < 0 || int(ps) >= c.ctx {
 			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, c.ctx)
 		}
 		kcpu.ToF16(c.k[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], kt.row(t))
 		kcpu.ToF16(c.v[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], vt.row(t))
+		views[t] = layerView{c.k[layer], c.v[layer], c.kvDim}
 	}
 	qt := q.(*tensor)
-	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, layerView{c.k[layer], c.v[layer], c.kvDim},
-		p.Heads, p.KVHeads, p.HeadDim, p.Scale)
+	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, p.Heads, p.KVHeads, p.HeadDim, p.Scale)
 	return nil
+}
+
+func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
+	d, s := dst.(*tensor), x.(*tensor)
+	for i, r := range idx {
+		copy(d.row(i), s.row(r))
+	}
 }

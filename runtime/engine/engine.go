@@ -149,12 +149,8 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	var logits []float32
 	for start := 0; start < len(ids); start += BatchSize {
 		chunk := ids[start:min(len(ids), start+BatchSize)]
-		pos := make([]int32, len(chunk))
-		for i := range pos {
-			pos[i] = int32(len(s.tokens) + i)
-		}
 		var err error
-		if logits, err = s.m.Arch.Forward(chunk, pos, s.kv, false); err != nil {
+		if logits, err = s.m.Arch.Forward(arch.Single(chunk, len(s.tokens), s.kv, false)); err != nil {
 			return nil, err
 		}
 		s.tokens = append(s.tokens, chunk...)

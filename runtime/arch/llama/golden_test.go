@@ -93,11 +93,7 @@ func checkCase(t *testing.T, m arch.Model, c *golden.Case, tol float32) (worstLa
 		t.Fatal(err)
 	}
 	n := len(c.PromptIDs)
-	pos := make([]int32, n)
-	for i := range pos {
-		pos[i] = int32(i)
-	}
-	logits, err := m.Forward(c.PromptIDs, pos, kv, true)
+	logits, err := m.Forward(arch.Single(c.PromptIDs, 0, kv, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +145,7 @@ func checkCase(t *testing.T, m arch.Model, c *golden.Case, tol float32) (worstLa
 		if k == len(c.GreedyIDs)-1 {
 			break
 		}
-		out, err := m.Forward([]int32{got}, []int32{int32(n + k)}, kv, false)
+		out, err := m.Forward(arch.Single([]int32{got}, n+k, kv, false))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -203,10 +203,16 @@ func (m *Model) buffersFor(n int) *buffers {
 		gate: s(b.gate), up: s(b.up), act: s(b.act)}
 }
 
-func (m *Model) Forward(ids, pos []int32, kv backend.KV, all bool) ([]float32, error) {
+func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
+	ids, pos := bt.IDs, bt.Pos
 	n := len(ids)
-	if n == 0 || len(pos) != n {
-		return nil, fmt.Errorf("llama: forward of %d tokens with %d positions", n, len(pos))
+	if n == 0 || len(pos) != n || len(bt.Seq) != n {
+		return nil, fmt.Errorf("llama: forward of %d tokens with %d positions and %d sequence ids", n, len(pos), len(bt.Seq))
+	}
+	for _, r := range bt.Outputs {
+		if r < 0 || r >= n {
+			return nil, fmt.Errorf("llama: output row %d of a %d-token batch", r, n)
+		}
 	}
 	c, be := m.cfg, m.be
 	b := m.buffersFor(n)
@@ -224,7 +230,7 @@ func (m *Model) Forward(ids, pos []int32, kv backend.KV, all bool) ([]float32, e
 		be.MatMul(b.v, b.h, l.wv)                   // (n, kv_heads*head_dim)
 		be.RoPE(b.q, c.Heads, c.HeadDim, pos, &c.RoPE)
 		be.RoPE(b.k, c.KVHeads, c.HeadDim, pos, &c.RoPE)
-		if err := be.Attention(b.att, b.q, b.k, b.v, kv, i, pos, ap); err != nil {
+		if err := be.Attention(b.att, b.q, b.k, b.v, bt.KVs, bt.Seq, i, pos, ap); err != nil {
 			return nil, err
 		}
 		be.MatMul(b.o, b.att, l.wo) // (n, embd)
@@ -237,10 +243,13 @@ func (m *Model) Forward(ids, pos []int32, kv backend.KV, all bool) ([]float32, e
 		be.MatMul(b.o, b.act, l.down) // (n, embd)
 		be.Add(b.x, b.o)
 	}
-	rows, x, h := n, b.x, b.h
-	if !all {
-		rows, x, h = 1, be.Slice(b.x, n-1, 1), be.Slice(b.h, n-1, 1)
+	// Only the rows whose logits are wanted go through the output layers.
+	rows := len(bt.Outputs)
+	if rows == 0 {
+		return nil, nil
 	}
+	x, h := be.Slice(b.h, 0, rows), be.Slice(b.o, 0, rows)
+	be.Gather(x, b.x, bt.Outputs)
 	be.RMSNorm(h, x, m.norm, c.NormEps)
 	out := be.NewTensor(rows, c.Vocab)
 	be.MatMul(out, h, m.output) // (rows, vocab)
