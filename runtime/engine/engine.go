@@ -23,6 +23,9 @@ import (
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
+// ErrOutOfMemory is returned when a context's cache would not fit in memory.
+var ErrOutOfMemory = errors.New("out of memory")
+
 // ErrPromptTooLong is returned when a prompt does not fit the context.
 var ErrPromptTooLong = errors.New("prompt is longer than the context window")
 
@@ -125,8 +128,18 @@ type Sequence struct {
 // NewSequence allocates a sequence with a context of ctx tokens (<= 0: the
 // model's trained context, capped at 4096).
 func (m *Model) NewSequence(ctx int) (*Sequence, error) {
+	info := m.Arch.Info()
 	if ctx <= 0 {
-		ctx = min(m.Arch.Info().ContextLength, 4096)
+		ctx = min(info.ContextLength, 4096)
+	}
+	if ctx > MaxContext {
+		return nil, fmt.Errorf("context of %d tokens is larger than the maximum %d", ctx, MaxContext)
+	}
+	// The cache holds K and V as float16 for every layer and position.
+	need := uint64(ctx) * uint64(info.Layers) * uint64(info.KVDim) * 2 * 2
+	if avail, ok := memAvailable(); ok && need > avail {
+		return nil, fmt.Errorf("%w: a %d-token context needs %d MiB of KV cache, %d MiB of memory is available",
+			ErrOutOfMemory, ctx, need>>20, avail>>20)
 	}
 	kv, err := m.Arch.NewKV(ctx)
 	if err != nil {
@@ -137,6 +150,10 @@ func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 
 // Len is the number of tokens evaluated so far.
 func (s *Sequence) Len() int { return len(s.tokens) }
+
+// MaxContext bounds a sequence's context (and keeps size arithmetic far
+// from overflow).
+const MaxContext = 1 << 24
 
 // BatchSize is the most tokens evaluated in one forward pass.
 const BatchSize = 512

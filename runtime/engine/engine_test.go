@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/sample"
+)
+
+func loadModel(t *testing.T, name string) *Model {
+	t.Helper()
+	m, err := Load(filepath.Join(testdata.Dir(t, "models"), name), Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func greedy() sample.Options {
+	o := sample.DefaultOptions()
+	o.Temperature, o.RepeatPenalty = 0, 1
+	return o
+}
+
+func TestGenerate(t *testing.T) {
+	m := loadModel(t, "stories260K-f32.gguf")
+	seq, err := m.NewSequence(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	st, err := seq.Generate(context.Background(), m.Tok.Encode("Once upon a time", true, false), 8, greedy(),
+		func(s string) error { out.WriteString(s); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != ", there was a little girl" || st.Generated != 8 || st.DoneReason != "length" {
+		t.Errorf("got %q, %+v", out.String(), st)
+	}
+	// The sequence continues where it stopped.
+	if seq.Len() != 5+7 {
+		t.Errorf("sequence length %d, want 12 (the last sampled token is not yet evaluated)", seq.Len())
+	}
+}
+
+func TestContextLimits(t *testing.T) {
+	m := loadModel(t, "stories260K-f32.gguf")
+	seq, _ := m.NewSequence(8)
+	long := m.Tok.Encode("Once upon a time there was a little girl", true, false)
+	_, err := seq.Generate(context.Background(), long, 4, greedy(), func(string) error { return nil })
+	if !errors.Is(err, ErrPromptTooLong) {
+		t.Errorf("long prompt: %v, want ErrPromptTooLong", err)
+	}
+	// Generation stops with "length" when the context fills.
+	seq, _ = m.NewSequence(8)
+	st, err := seq.Generate(context.Background(), m.Tok.Encode("Once", true, false), -1, greedy(), func(string) error { return nil })
+	if err != nil || st.DoneReason != "length" || seq.Len() != 8 {
+		t.Errorf("full context: %v, %+v, len %d", err, st, seq.Len())
+	}
+	if _, err := seq.Eval([]int32{1}); !errors.Is(err, backend.ErrContextFull) {
+		t.Errorf("eval past the context: %v", err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	m := loadModel(t, "stories260K-f32.gguf")
+	seq, _ := m.NewSequence(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := seq.Generate(ctx, m.Tok.Encode("Once", true, false), 100, greedy(), func(string) error {
+		if n++; n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n > 4 {
+		t.Errorf("cancel: %v after %d pieces", err, n)
+	}
+}
+
+// TestChatPromptBOS: the Llama 3 template writes <|begin_of_text|> itself,
+// so the prompt must start with exactly one BOS.
+func TestChatPromptBOS(t *testing.T) {
+	m := loadModel(t, "tiny-llama-bpe-Q4_0.gguf")
+	ids, err := m.ChatPrompt("Be brief.", "Hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bos := m.Tok.BOS()
+	if ids[0] != bos || ids[1] == bos {
+		t.Fatalf("prompt starts %v, want one BOS %d", ids[:3], bos)
+	}
+	var sb strings.Builder
+	for _, id := range ids {
+		sb.Write(m.Tok.Piece(id))
+	}
+	text := sb.String()
+	for _, want := range []string{"<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("prompt %q lacks %q", text, want)
+		}
+	}
+	// Special tokens in the template are single tokens, not spelled out.
+	eot, _ := m.Tok.TokenID("<|eot_id|>")
+	found := false
+	for _, id := range ids {
+		found = found || id == eot
+	}
+	if !found {
+		t.Error("<|eot_id|> was not parsed as a special token")
+	}
+}
+
+func TestHugeContext(t *testing.T) {
+	m := loadModel(t, "stories260K-f32.gguf")
+	if _, ok := memAvailable(); !ok {
+		t.Skip("no /proc/meminfo")
+	}
+	if _, err := m.NewSequence(1 << 40); !errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("a 2^40-token context: %v, want ErrOutOfMemory", err)
+	}
+}
