@@ -7,9 +7,12 @@ import (
 	"strings"
 )
 
-// memAvailable reads MemAvailable from /proc/meminfo (Linux); false where
+// memAvailable is a variable so tests can fake the machine's memory.
+var memAvailable = procMemAvailable
+
+// procMemAvailable reads MemAvailable from /proc/meminfo (Linux); false where
 // the figure cannot be read, and then no check is made.
-func memAvailable() (uint64, bool) {
+func procMemAvailable() (uint64, bool) {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0, false
