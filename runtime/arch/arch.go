@@ -26,7 +26,7 @@ type Info struct {
 	ContextLength int // trained context (n_ctx_train)
 	Layers        int
 	Embedding     int
-	KVDim         int // key (and value) values per token per layer
+	KVDim         int    // key (and value) values per token per layer
 	Params        uint64 // parameter count
 }
 

@@ -38,6 +38,27 @@ type KV interface {
 	Len() int
 }
 
+// KVPool is paged key/value storage owned by a backend: Blocks() blocks of
+// BlockSize() positions, for every layer. Which sequence owns which block
+// is the scheduler's business (pure metadata); the pool is only storage
+// indexed by block id.
+type KVPool interface {
+	Blocks() int
+	BlockSize() int
+}
+
+// PagedKV is one sequence's view of a pool: position p lives in block
+// Table[p/BlockSize] at slot p%BlockSize. Blocks shared with other
+// sequences (a common prefix) must only be read: the scheduler hands a
+// sequence its own blocks for every position it writes.
+type PagedKV struct {
+	Pool  KVPool
+	Table []int32
+}
+
+// Len is the number of positions the table covers.
+func (p *PagedKV) Len() int { return len(p.Table) * p.Pool.BlockSize() }
+
 // RoPE holds the rotary embedding parameters (ggml's).
 type RoPE = cpu.RoPE
 
@@ -62,6 +83,8 @@ type Backend interface {
 	Slice(x Tensor, start, n int) Tensor
 	// NewKV allocates a cache of ctx positions for layers layers.
 	NewKV(layers, ctx, kvDim int) (KV, error)
+	// NewKVPool allocates paged storage of blocks × blockSize positions.
+	NewKVPool(layers, blocks, blockSize, kvDim int) (KVPool, error)
 
 	// Embed writes row ids[t] of table into row t of dst.
 	Embed(dst Tensor, table Weight, ids []int32) error

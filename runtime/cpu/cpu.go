@@ -124,46 +124,84 @@ func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
 	copy(dst, x.(*tensor).row(row))
 }
 
-// kv is a contiguous F16 cache: k[layer][pos*kvDim + i].
-type kv struct {
-	ctx, kvDim int
-	k, v       [][]uint16
+// kvPool is paged F16 storage: for each layer, blocks × blockSize
+// positions of kvDim values, k[layer][(block*blockSize + slot)*kvDim + i].
+type kvPool struct {
+	blocks, blockSize, kvDim int
+	k, v                     [][]uint16
 }
 
-func (c *kv) Len() int { return c.ctx }
+func (c *kvPool) Blocks() int    { return c.blocks }
+func (c *kvPool) BlockSize() int { return c.blockSize }
 
-// layerView adapts one layer of the cache to kernels/cpu's KVView.
-type layerView struct {
-	k, v  []uint16
-	kvDim int
-}
-
-func (l layerView) K(p int) []uint16 { return l.k[p*l.kvDim : (p+1)*l.kvDim] }
-func (l layerView) V(p int) []uint16 { return l.v[p*l.kvDim : (p+1)*l.kvDim] }
-
-func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
-	c := &kv{ctx: ctx, kvDim: kvDim, k: make([][]uint16, layers), v: make([][]uint16, layers)}
+func (b *Backend) NewKVPool(layers, blocks, blockSize, kvDim int) (backend.KVPool, error) {
+	if layers <= 0 || blocks <= 0 || blockSize <= 0 || kvDim <= 0 {
+		return nil, fmt.Errorf("cpu: KV pool of %d layers, %d blocks of %d, width %d", layers, blocks, blockSize, kvDim)
+	}
+	n := blocks * blockSize * kvDim
+	c := &kvPool{blocks: blocks, blockSize: blockSize, kvDim: kvDim, k: make([][]uint16, layers), v: make([][]uint16, layers)}
 	for l := range layers {
-		c.k[l] = make([]uint16, ctx*kvDim)
-		c.v[l] = make([]uint16, ctx*kvDim)
+		c.k[l] = make([]uint16, n)
+		c.v[l] = make([]uint16, n)
 	}
 	return c, nil
 }
 
+// NewKV is a pool of one block of ctx positions, seen through a one-entry
+// block table: the single-sequence cache is the paged cache's simplest case.
+func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
+	pool, err := b.NewKVPool(layers, 1, ctx, kvDim)
+	if err != nil {
+		return nil, err
+	}
+	return &backend.PagedKV{Pool: pool, Table: []int32{0}}, nil
+}
+
+// pagedView adapts one layer of a paged cache, seen through a block table,
+// to kernels/cpu's KVView.
+type pagedView struct {
+	k, v             []uint16
+	table            []int32
+	blockSize, kvDim int
+}
+
+func (l *pagedView) offset(p int) int {
+	return (int(l.table[p/l.blockSize])*l.blockSize + p%l.blockSize) * l.kvDim
+}
+func (l *pagedView) K(p int) []uint16 { o := l.offset(p); return l.k[o : o+l.kvDim] }
+func (l *pagedView) V(p int) []uint16 { o := l.offset(p); return l.v[o : o+l.kvDim] }
+
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
 	kt, vt := k.(*tensor), v.(*tensor)
+	perSeq := make([]*pagedView, len(kvs))
+	for s, c := range kvs {
+		pk, ok := c.(*backend.PagedKV)
+		if !ok {
+			return fmt.Errorf("cpu: KV cache of type %T", c)
+		}
+		pool, ok := pk.Pool.(*kvPool)
+		if !ok {
+			return fmt.Errorf("cpu: KV pool of type %T", pk.Pool)
+		}
+		for _, blk := range pk.Table {
+			if blk < 0 || int(blk) >= pool.blocks {
+				return fmt.Errorf("cpu: block %d outside the pool of %d", blk, pool.blocks)
+			}
+		}
+		perSeq[s] = &pagedView{pool.k[layer], pool.v[layer], pk.Table, pool.blockSize, pool.kvDim}
+	}
 	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
 		if seq[t] < 0 || int(seq[t]) >= len(kvs) {
 			return fmt.Errorf("token %d: sequence %d out of range", t, seq[t])
 		}
-		c := kvs[seq[t]].(*kv)
-		if ps < 0 || int(ps) >= c.ctx {
-			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, c.ctx)
+		view := perSeq[seq[t]]
+		if ps < 0 || int(ps) >= kvs[seq[t]].Len() {
+			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[seq[t]].Len())
 		}
-		kcpu.ToF16(c.k[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], kt.row(t))
-		kcpu.ToF16(c.v[layer][int(ps)*c.kvDim:(int(ps)+1)*c.kvDim], vt.row(t))
-		views[t] = layerView{c.k[layer], c.v[layer], c.kvDim}
+		kcpu.ToF16(view.K(int(ps)), kt.row(t))
+		kcpu.ToF16(view.V(int(ps)), vt.row(t))
+		views[t] = view
 	}
 	qt := q.(*tensor)
 	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, p.Heads, p.KVHeads, p.HeadDim, p.Scale)

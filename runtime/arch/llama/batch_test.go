@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -74,5 +75,54 @@ func TestBatchInvariance(t *testing.T) {
 				t.Fatalf("sequence %d: logit %d is %v batched, %v alone", s, i, row[i], alone[s][i])
 			}
 		}
+	}
+}
+
+// TestPagedKV runs a prompt and decode steps through a paged cache whose
+// blocks are scattered (and interleaved with another sequence's) and
+// checks the logits equal those of a contiguous cache.
+func TestPagedKV(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	be := cpu.New(2)
+	defer be.Close()
+	m, err := arch.Load(f, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := m.Info()
+	prompt := []int32{1, 403, 407, 261, 378, 383, 286, 261, 376}
+	contiguous, _ := m.NewKV(64)
+	want, err := m.Forward(arch.Single(prompt, 0, contiguous, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]float32(nil), want...)
+
+	pool, err := be.NewKVPool(info.Layers, 16, 4, info.KVDim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &backend.PagedKV{Pool: pool, Table: []int32{7, 2, 11}}
+	other := &backend.PagedKV{Pool: pool, Table: []int32{3, 8, 0}}
+	// The other sequence writes its blocks first; ours must not see them.
+	if _, err := m.Forward(arch.Single(prompt[:6], 0, other, false)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Forward(arch.Single(prompt, 0, a, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("logit %d: paged %v, contiguous %v", i, got[i], want[i])
+		}
+	}
+	// A position past the table is an error, not a write into another block.
+	if _, err := m.Forward(arch.Single([]int32{5}, 12, a, false)); !errors.Is(err, backend.ErrContextFull) {
+		t.Fatalf("position past the block table: %v", err)
 	}
 }
