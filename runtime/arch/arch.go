@@ -36,8 +36,8 @@ type Model interface {
 	// NewKV allocates a KV cache of ctx positions.
 	NewKV(ctx int) (backend.KV, error)
 	// Forward evaluates a batch and returns the logits of its Outputs rows
-	// (len(Outputs) × VocabSize). The returned slice is reused by the next
-	// call.
+	// (len(Outputs) × VocabSize), or their hidden states when b.Hidden is
+	// set. The returned slice is reused by the next call.
 	Forward(b *Batch) ([]float32, error)
 }
 
@@ -51,6 +51,9 @@ type Batch struct {
 	Seq     []int32
 	KVs     []backend.KV
 	Outputs []int // token rows whose logits are wanted
+	// Hidden asks for the final normalised hidden states of the Outputs
+	// rows (len(Outputs) × Embedding) instead of logits, for embeddings.
+	Hidden bool
 }
 
 // Single returns a batch of one sequence's tokens at positions start,

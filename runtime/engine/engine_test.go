@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,5 +131,30 @@ func TestHugeContext(t *testing.T) {
 	}
 	if _, err := m.NewSequence(1 << 40); err == nil {
 		t.Error("a 2^40-token context was accepted")
+	}
+}
+
+func TestEmbed(t *testing.T) {
+	m := loadModel(t, "stories260K-f32.gguf")
+	a, n, err := m.Embed("The cat sat on the mat.", 0, false)
+	if err != nil || n == 0 {
+		t.Fatal(err, n)
+	}
+	b, _, _ := m.Embed("The cat sat on the mat.", 0, false)
+	c, _, _ := m.Embed("Rockets fly to the moon and back!", 0, false)
+	var norm, ab, ac float64
+	for i := range a {
+		norm += float64(a[i] * a[i])
+		ab += float64(a[i] * b[i])
+		ac += float64(a[i] * c[i])
+	}
+	if math.Abs(norm-1) > 1e-4 || math.Abs(ab-1) > 1e-4 || ac > 0.9999 {
+		t.Errorf("|a|² %v, a·a' %v, a·c %v", norm, ab, ac)
+	}
+	if _, _, err := m.Embed(strings.Repeat("word ", 100), 10, false); !errors.Is(err, ErrPromptTooLong) {
+		t.Errorf("too long without truncate: %v", err)
+	}
+	if _, n, err := m.Embed(strings.Repeat("word ", 100), 10, true); err != nil || n != 10 {
+		t.Errorf("truncate: %v, %d tokens", err, n)
 	}
 }

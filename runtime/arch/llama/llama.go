@@ -251,14 +251,17 @@ func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
 	x, h := be.Slice(b.h, 0, rows), be.Slice(b.o, 0, rows)
 	be.Gather(x, b.x, bt.Outputs)
 	be.RMSNorm(h, x, m.norm, c.NormEps)
-	out := be.NewTensor(rows, c.Vocab)
-	be.MatMul(out, h, m.output) // (rows, vocab)
-	if cap(m.logits) < rows*c.Vocab {
-		m.logits = make([]float32, rows*c.Vocab)
+	out, width := h, c.Embd
+	if !bt.Hidden {
+		out, width = be.NewTensor(rows, c.Vocab), c.Vocab
+		be.MatMul(out, h, m.output) // (rows, vocab)
 	}
-	logits := m.logits[:rows*c.Vocab]
+	if cap(m.logits) < rows*width {
+		m.logits = make([]float32, rows*width)
+	}
+	res := m.logits[:rows*width]
 	for r := 0; r < rows; r++ {
-		be.Read(out, r, logits[r*c.Vocab:(r+1)*c.Vocab])
+		be.Read(out, r, res[r*width:(r+1)*width])
 	}
-	return logits, nil
+	return res, nil
 }
