@@ -2,12 +2,19 @@ package cpu
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync"
 )
 
 // Pool is a fixed set of worker goroutines that split loops by index range.
 // It exists so that kernels do not start a goroutine per row or per op.
 // Run may be called from one goroutine at a time.
+//
+// Weights are read from a memory-mapped file; if that file is truncated
+// while mapped, reading it raises SIGBUS. Workers run with
+// debug.SetPanicOnFault, so such a fault (or any panic in a kernel) is
+// caught in the worker and re-raised in the goroutine that called Run,
+// where the engine turns it into an error for the step instead of a crash.
 type Pool struct {
 	n    int
 	work chan task
@@ -17,7 +24,16 @@ type task struct {
 	fn         func(start, end int)
 	start, end int
 	wg         *sync.WaitGroup
+	fail       *failure
 }
+
+// failure records the first panic of a Run.
+type failure struct {
+	once sync.Once
+	val  any
+}
+
+func (f *failure) record(v any) { f.once.Do(func() { f.val = v }) }
 
 // NewPool starts n workers (n <= 0: one per CPU). The caller's goroutine
 // works too, so n-1 goroutines are started.
@@ -28,13 +44,23 @@ func NewPool(n int) *Pool {
 	p := &Pool{n: n, work: make(chan task, n)}
 	for i := 1; i < n; i++ {
 		go func() {
+			debug.SetPanicOnFault(true)
 			for t := range p.work {
-				t.fn(t.start, t.end)
-				t.wg.Done()
+				t.run()
 			}
 		}()
 	}
 	return p
+}
+
+func (t task) run() {
+	defer t.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			t.fail.record(r)
+		}
+	}()
+	t.fn(t.start, t.end)
 }
 
 // Threads returns the number of threads that run a loop.
@@ -44,7 +70,8 @@ func (p *Pool) Threads() int { return p.n }
 func (p *Pool) Close() { close(p.work) }
 
 // Run calls fn over [0, n) split into contiguous ranges of at least grain
-// indices, one range per thread, and waits for all of them.
+// indices, one range per thread, and waits for all of them. A panic in any
+// range is re-raised here after every range has finished.
 func (p *Pool) Run(n, grain int, fn func(start, end int)) {
 	if n <= 0 {
 		return
@@ -58,16 +85,20 @@ func (p *Pool) Run(n, grain int, fn func(start, end int)) {
 		return
 	}
 	var wg sync.WaitGroup
+	var fail failure
 	chunk := (n + parts - 1) / parts
-	wg.Add(parts - 1)
 	for i := 1; i < parts; i++ {
 		s, e := i*chunk, min(n, (i+1)*chunk)
 		if s >= e {
-			wg.Done()
 			continue
 		}
-		p.work <- task{fn, s, e, &wg}
+		wg.Add(1)
+		p.work <- task{fn, s, e, &wg, &fail}
 	}
-	fn(0, min(n, chunk))
+	wg.Add(1)
+	task{fn, 0, min(n, chunk), &wg, &fail}.run()
 	wg.Wait()
+	if fail.val != nil {
+		panic(fail.val)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 
 	"github.com/hearth-llm/hearth/loader/chat"
 	"github.com/hearth-llm/hearth/loader/gguf"
@@ -23,6 +24,24 @@ import (
 	"github.com/hearth-llm/hearth/runtime/cpu"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
+
+// ErrFault wraps a fault met while running the model: typically its file
+// was truncated or replaced while mapped (reading past the new end raises
+// SIGBUS), or a kernel bug. The step fails; the process keeps running.
+var ErrFault = errors.New("model fault")
+
+// forward runs one forward pass, turning a memory fault or panic inside it
+// into an error.
+func (m *Model) forward(b *arch.Batch) (out []float32, err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("%w: %v (was the model file changed while in use?)", ErrFault, r)
+		}
+	}()
+	return m.Arch.Forward(b)
+}
 
 // ErrOutOfMemory is returned when a context's cache would not fit in memory.
 var ErrOutOfMemory = errors.New("out of memory")
@@ -168,7 +187,7 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	for start := 0; start < len(ids); start += BatchSize {
 		chunk := ids[start:min(len(ids), start+BatchSize)]
 		var err error
-		if logits, err = s.m.Arch.Forward(arch.Single(chunk, len(s.tokens), s.kv, false)); err != nil {
+		if logits, err = s.m.forward(arch.Single(chunk, len(s.tokens), s.kv, false)); err != nil {
 			return nil, err
 		}
 		s.tokens = append(s.tokens, chunk...)
@@ -272,7 +291,7 @@ func (m *Model) Embed(text string, ctx int, truncate bool) ([]float32, int, erro
 		chunk := ids[start:min(len(ids), start+BatchSize)]
 		b := arch.Single(chunk, start, kv, true)
 		b.Hidden = true
-		h, err := m.Arch.Forward(b)
+		h, err := m.forward(b)
 		if err != nil {
 			return nil, 0, err
 		}

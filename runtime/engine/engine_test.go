@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,5 +157,37 @@ func TestEmbed(t *testing.T) {
 	}
 	if _, n, err := m.Embed(strings.Repeat("word ", 100), 10, true); err != nil || n != 10 {
 		t.Errorf("truncate: %v, %d tokens", err, n)
+	}
+}
+
+// TestTruncatedWhileMapped truncates the model file under a loaded model:
+// the next forward pass reads past the new end of the mapping (SIGBUS),
+// which must become an error, not a crash.
+func TestTruncatedWhileMapped(t *testing.T) {
+	src := filepath.Join(testdata.Dir(t, "models"), "tiny-llama-spm-Q8_0.gguf")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	seq, _ := m.NewSequence(64)
+	if _, err := seq.Eval([]int32{1, 15043}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 4096); err != nil {
+		t.Fatal(err)
+	}
+	seq, _ = m.NewSequence(64)
+	_, err = seq.Eval([]int32{1, 15043, 3186})
+	if !errors.Is(err, ErrFault) {
+		t.Fatalf("forward over a truncated file: %v, want ErrFault", err)
 	}
 }
