@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hearth-llm/hearth/runtime/arch"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/sample"
+	"github.com/hearth-llm/hearth/scheduler"
+)
+
+// BatchConfig sizes a Batched engine.
+type BatchConfig struct {
+	// KVBudget is the bytes of KV cache storage for all sequences together
+	// (default 1 GiB, capped at what the model's full context needs for
+	// MaxRunning sequences). Nothing is reserved per sequence up front.
+	KVBudget       int64
+	BlockSize      int // positions per KV block; default 16
+	MaxBatchTokens int // tokens per step; default 512
+	MaxRunning     int // sequences decoding together; default 64
+	MaxQueue       int // waiting requests before Submit fails; default 256
+	DefaultNumCtx  int // a request's context when it names none; default min(model, 4096)
+}
+
+// SeqOptions are one request's limits and sampling options.
+type SeqOptions struct {
+	NumCtx, NumPredict int
+	Sample             sample.Options
+}
+
+// Batched runs many sequences at once: a scheduler.Loop plans each step
+// (decodes plus prefill chunks under a token budget, over a paged KV pool)
+// and Batched executes it as one forward pass, then samples each
+// sequence's next token with that sequence's own sampler and seed.
+type Batched struct {
+	loop *scheduler.Loop
+	st   *stepper
+}
+
+// stepper implements scheduler.Engine. Only the loop goroutine calls it
+// (Run and End, one at a time), so its fields need no lock.
+type stepper struct {
+	m        *Model
+	pool     backend.KVPool
+	samplers map[scheduler.SeqID]*sample.Sampler
+	kvs      []backend.KV
+	batch    arch.Batch
+}
+
+// seqTag travels with a request through the scheduler to Run.
+type seqTag struct {
+	prompt []int32
+	opts   sample.Options
+}
+
+// NewBatched allocates the KV pool and the scheduler. Call Run to serve.
+func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
+	info := m.Arch.Info()
+	if c.BlockSize <= 0 {
+		c.BlockSize = 16
+	}
+	if c.MaxRunning <= 0 {
+		c.MaxRunning = 64
+	}
+	if c.DefaultNumCtx <= 0 {
+		c.DefaultNumCtx = min(info.ContextLength, 4096)
+	}
+	perBlock := int64(c.BlockSize) * int64(info.Layers) * int64(info.KVDim) * 2 * 2
+	if c.KVBudget <= 0 {
+		c.KVBudget = 1 << 30
+	}
+	blocks := c.KVBudget / perBlock
+	// More than every sequence's whole context is never useful.
+	blocks = min(blocks, int64(c.MaxRunning)*int64((info.ContextLength+c.BlockSize-1)/c.BlockSize)+int64(c.MaxRunning))
+	if blocks < 2 {
+		return nil, fmt.Errorf("KV budget of %d bytes holds %d blocks of %d tokens (%d bytes each): too small", c.KVBudget, blocks, c.BlockSize, perBlock)
+	}
+	if avail, ok := memAvailable(); ok && uint64(blocks*perBlock) > avail {
+		return nil, fmt.Errorf("%w: a KV cache of %d MiB does not fit in the %d MiB available", ErrOutOfMemory, blocks*perBlock>>20, avail>>20)
+	}
+	pool, err := m.backend.NewKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim)
+	if err != nil {
+		return nil, err
+	}
+	s, err := scheduler.New(scheduler.Config{
+		NumBlocks: int(blocks), BlockSize: c.BlockSize,
+		MaxBatchTokens: c.MaxBatchTokens, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
+		DefaultNumCtx: min(c.DefaultNumCtx, int(blocks)*c.BlockSize), MaxNumCtx: info.ContextLength,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := &stepper{m: m, pool: pool, samplers: map[scheduler.SeqID]*sample.Sampler{}}
+	return &Batched{loop: scheduler.NewLoop(s, st), st: st}, nil
+}
+
+// Serve steps until ctx ends, then fails what is still queued or running.
+// It must run (in its own goroutine) for submitted requests to progress.
+func (b *Batched) Serve(ctx context.Context) error { return b.loop.Run(ctx) }
+
+// Metrics returns the scheduler's gauges and counters.
+func (b *Batched) Metrics() scheduler.Metrics { return b.loop.Metrics() }
+
+// Submit queues a prompt. Tokens come out of the returned stream; it fails
+// at once with scheduler.ErrQueueFull when the queue is full.
+func (b *Batched) Submit(prompt []int32, o SeqOptions) (*scheduler.Stream, error) {
+	if err := o.Sample.Validate(); err != nil {
+		return nil, err
+	}
+	return b.loop.Submit(scheduler.Request{
+		Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict,
+		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample},
+	})
+}
+
+// Run implements scheduler.Engine: one forward pass over the plan, then
+// one sampled token per output row.
+func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []scheduler.Result) error {
+	b.kvs = b.kvs[:0]
+	for i := range p.Seqs {
+		b.kvs = append(b.kvs, &backend.PagedKV{Pool: b.pool, Table: p.Seqs[i].Blocks})
+	}
+	b.batch = arch.Batch{IDs: p.Tokens, Pos: p.Pos, Seq: p.Seq, KVs: b.kvs, Outputs: p.Outputs}
+	logits, err := b.m.forward(&b.batch)
+	if err != nil {
+		return err
+	}
+	vocab := b.m.Arch.Info().VocabSize
+	for i := range p.Seqs {
+		s := &p.Seqs[i]
+		if s.Output < 0 {
+			continue
+		}
+		smp := b.samplers[s.ID]
+		if smp == nil {
+			tag, ok := s.Tag.(*seqTag)
+			if !ok {
+				return errors.New("engine: step without sampling options")
+			}
+			if smp, err = sample.New(tag.opts, vocab); err != nil {
+				return err
+			}
+			for _, t := range tag.prompt {
+				smp.Accept(t)
+			}
+			b.samplers[s.ID] = smp
+		}
+		tok := smp.Sample(logits[s.Output*vocab : (s.Output+1)*vocab])
+		smp.Accept(tok)
+		results[s.Output] = scheduler.Result{Token: tok, Stop: b.m.Tok.IsEOG(tok)}
+	}
+	return nil
+}
+
+// End implements scheduler.Engine.
+func (b *stepper) End(id scheduler.SeqID) { delete(b.samplers, id) }
+
+var _ scheduler.Engine = (*stepper)(nil)
