@@ -15,9 +15,10 @@ vet:
 # Unit, parity and CLI tests, then each fuzz target for a few seconds.
 test: vet
 	$(GO) test -timeout 20m ./...
+	$(GO) test -race ./scheduler/ ./runtime/engine/
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender ./scheduler:FuzzScheduler
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
@@ -30,6 +31,6 @@ fuzz:
 	$(MAKE) fuzz-short FUZZTIME=5m
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=1x ./quant/ ./kernels/...
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./quant/ ./kernels/... ./scheduler/
 
 lint: vet
