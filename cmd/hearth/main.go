@@ -21,8 +21,6 @@ var commands = []command{
 	{"run", "run MODEL [PROMPT]", "generate text from a prompt (stdin when none is given)", runCmd},
 	{"tokenize", "tokenize MODEL TEXT", "print the token ids of TEXT", tokenizeCmd},
 	{"show", "show MODEL", "print a model's architecture, size, types and tokenizer", showCmd},
-	{"gen", "gen --shape S --quant Q", "write a random-weight model of a real model's shape", genCmd},
-	{"bench", "bench -m MODEL | --shape S", "measure prompt and generation speed, as llama-bench does", benchCmd},
 }
 
 // usageError is a mistake in the command line: main prints usage with it.
