@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/hearth-llm/hearth/quant"
@@ -265,22 +266,28 @@ func TestPoolCoversRange(t *testing.T) {
 	}
 }
 
-func BenchmarkMatMul(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, typ := range []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0, quant.F16} {
-		for _, n := range []int{1, 32} {
-			b.Run(fmt.Sprintf("%v/2048x2048/n%d", typ, n), func(b *testing.B) {
-				p := NewPool(0)
-				defer p.Close()
-				m := quantizeMatrix(b, r, typ, 2048, 2048)
-				x := randVec(r, n*2048)
-				dst := make([]float32, n*2048)
-				var s Scratch
-				b.SetBytes(int64(len(m.Data)))
-				for b.Loop() {
-					MatMul(p, &s, dst, m, x, n)
-				}
-			})
-		}
+// TestPoolPanic: a panic in a worker's range reaches the caller, and the
+// pool keeps working afterwards.
+func TestPoolPanic(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want boom", r)
+			}
+		}()
+		p.Run(30, 1, func(s, e int) {
+			if s > 0 {
+				panic("boom")
+			}
+		})
+		t.Fatal("Run returned without panicking")
+	}()
+	sum := 0
+	var mu sync.Mutex
+	p.Run(30, 1, func(s, e int) { mu.Lock(); sum += e - s; mu.Unlock() })
+	if sum != 30 {
+		t.Fatalf("after a panic the pool covered %d of 30", sum)
 	}
 }

@@ -12,6 +12,18 @@
 // vec-dot type (Q8_0, Q8_1, Q8_K, F16, BF16) before the dot products, exactly
 // as ggml_compute_forward_mul_mat does.
 //
-// This first version is portable Go over quant's reference dot products;
-// SIMD paths plug in behind the same functions.
+// # Dot-product kernels
+//
+// Dot(t) returns the dot product for weight type t, chosen once at start-up
+// from the CPU's features (golang.org/x/sys/cpu): "avx512vnni" (AVX-512
+// F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C) or "generic" (quant.VecDot,
+// always compiled, the reference every other variant is tested against).
+// The environment variable HEARTH_CPU=generic|avx2|avx512 lowers the level;
+// Level reports it. The amd64 kernels are generated with avo by the program
+// in _asm into dot_amd64.s; -tags purego builds without them. Every kernel
+// computes exact integer sums per block and may differ from the reference
+// only in float32 rounding; for a given (row, token) a kernel always does
+// the same operations in the same order (its four-row form included), so
+// MatMul is batch-invariant. QuantizeAct converts activations byte for byte
+// as quant.QuantizeRow does. NOTES.md records the measurements.
 package cpu

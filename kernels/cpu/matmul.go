@@ -10,11 +10,19 @@ import (
 // Matrix is a weight matrix in one of quant's block formats: Rows rows of
 // Cols elements, each row RowBytes long. Data usually points into a
 // read-only memory map and is never written.
+//
+// A Matrix made by NewMatrix carries the dot-product kernels for its type,
+// chosen once for this CPU (see Dot); a Matrix built by hand gets them on
+// first use by MatMul.
 type Matrix struct {
 	Type       quant.Type
 	Rows, Cols int
 	RowBytes   int
 	Data       []byte
+
+	dot   DotFunc
+	dot4  Dot4Func
+	quant func(x []float32, dst []byte) // QuantizeAct for the vec-dot type
 }
 
 // NewMatrix checks that data holds rows × cols elements of type t.
@@ -29,7 +37,17 @@ func NewMatrix(t quant.Type, rows, cols int, data []byte) (*Matrix, error) {
 	if len(data) != rows*rb {
 		return nil, fmt.Errorf("cpu: %v matrix %dx%d needs %d bytes, got %d", t, rows, cols, rows*rb, len(data))
 	}
-	return &Matrix{Type: t, Rows: rows, Cols: cols, RowBytes: rb, Data: data}, nil
+	m := &Matrix{Type: t, Rows: rows, Cols: cols, RowBytes: rb, Data: data}
+	m.resolve()
+	return m, nil
+}
+
+// resolve picks the kernels for m.Type (not for F32, which MatMul does with
+// DotF32).
+func (m *Matrix) resolve() {
+	if m.Type != quant.F32 && m.dot == nil {
+		m.dot, m.dot4, m.quant = Dot(m.Type), Dot4(m.Type), quantizer(m.Type.VecDotType())
+	}
 }
 
 // Row returns the bytes of row r.
@@ -62,9 +80,21 @@ type Scratch struct {
 	xq []byte
 }
 
+// Tiling of the quantized product. A thread takes a range of rows and
+// walks it in tiles of about tileBytes of weights; within a tile it runs
+// every token of a chunk of tokenTile tokens, four rows at a time, so that
+// the tile is read from memory once per chunk and then from cache, and the
+// chunk's activations stay in L2. Each (row, token) result is one call of
+// the type's kernel whatever the tiling, so results do not depend on the
+// batch (the four-row kernel gives the one-row kernel's bits).
+const (
+	tileBytes = 32 << 10
+	tokenTile = 64
+)
+
 // MatMul computes dst[t*m.Rows + r] = dot(row r of m, row t of x) for the n
 // rows (tokens) of x, each m.Cols long. Activations are first converted to
-// m.Type's vec-dot type, as ggml does.
+// m.Type's vec-dot type with QuantizeAct, as ggml does.
 func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 	cols, rows := m.Cols, m.Rows
 	if len(x) < n*cols || len(dst) < n*rows {
@@ -81,6 +111,7 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		})
 		return
 	}
+	m.resolve()
 	vt := m.Type.VecDotType()
 	xrb, err := vt.RowBytes(cols)
 	if err != nil {
@@ -90,18 +121,35 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		s.xq = make([]byte, n*xrb)
 	}
 	xq := s.xq[:n*xrb]
-	p.Run(n, 1, func(t0, t1 int) {
+	quantize := m.quant
+	p.Run(n, 4, func(t0, t1 int) {
 		for t := t0; t < t1; t++ {
-			if err := quant.QuantizeRow(vt, x[t*cols:(t+1)*cols], xq[t*xrb:(t+1)*xrb]); err != nil {
-				panic(err)
-			}
+			quantize(x[t*cols:(t+1)*cols], xq[t*xrb:(t+1)*xrb])
 		}
 	})
-	p.Run(rows, 16, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			w := m.Row(r)
-			for t := 0; t < n; t++ {
-				dst[t*rows+r] = quant.VecDot(m.Type, cols, w, xq[t*xrb:(t+1)*xrb])
+	rb := m.RowBytes
+	tileRows := max(4, tileBytes/max(rb, 1)&^3)
+	dot, dot4 := m.dot, m.dot4
+	// Work is split in groups of four rows.
+	p.Run((rows+3)/4, 4, func(g0, g1 int) {
+		var out [4]float32
+		r0, r1 := 4*g0, min(rows, 4*g1)
+		for t0 := 0; t0 < n; t0 += tokenTile {
+			t1 := min(n, t0+tokenTile)
+			for tr := r0; tr < r1; tr += tileRows {
+				tr1 := min(r1, tr+tileRows)
+				for t := t0; t < t1; t++ {
+					xt := xq[t*xrb : (t+1)*xrb]
+					d := dst[t*rows : (t+1)*rows]
+					r := tr
+					for ; r+4 <= tr1; r += 4 {
+						dot4(cols, m.Data[r*rb:(r+4)*rb], rb, xt, &out)
+						d[r], d[r+1], d[r+2], d[r+3] = out[0], out[1], out[2], out[3]
+					}
+					for ; r < tr1; r++ {
+						d[r] = dot(cols, m.Data[r*rb:(r+1)*rb], xt)
+					}
+				}
 			}
 		}
 	})

@@ -1,0 +1,233 @@
+package cpu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+var sink float32
+
+// benchTypes are the weight types of the benchmark models first (Q4_0,
+// Q4_K_M = Q4_K + Q6_K, Q8_0), then the rest.
+var benchTypes = []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0, quant.Q5_K, quant.Q3_K, quant.Q2_K,
+	quant.Q4_1, quant.Q5_0, quant.Q5_1, quant.IQ4_NL, quant.IQ4_XS, quant.F16, quant.BF16}
+
+// BenchmarkDot/<type>/<level> times one 4096-element row against one
+// activation row, both in L1/L2: the kernel's compute throughput. SetBytes
+// counts the weight bytes, so MB/s is the weight bandwidth one core could
+// feed.
+func BenchmarkDot(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const n = 4096
+	for _, typ := range benchTypes {
+		w := makeRow(r, typ, n, modeQuantized, false)
+		x := makeRow(r, typ.VecDotType(), n, modeQuantized, false)
+		for _, v := range variants(typ) {
+			b.Run(fmt.Sprintf("%v/%s", typ, v.name), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					sink = v.dot(n, w, x)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkDot4/<type>/<level> times the four-row kernel on four rows;
+// SetBytes counts the four rows' weight bytes.
+func BenchmarkDot4(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const n = 4096
+	for _, typ := range benchTypes {
+		w := makeRow(r, typ, 4*n, modeQuantized, false)
+		x := makeRow(r, typ.VecDotType(), n, modeQuantized, false)
+		rb := len(w) / 4
+		for _, v := range variants(typ) {
+			b.Run(fmt.Sprintf("%v/%s", typ, v.name), func(b *testing.B) {
+				var out [4]float32
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					v.dot4(n, w, rb, x, &out)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkQuantizeAct/<type>/<level> times quantizing one 4096-float
+// activation row; SetBytes counts the float32 input.
+func BenchmarkQuantizeAct(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	x := randVec(r, 4096)
+	for _, typ := range []quant.Type{quant.Q8_0, quant.Q8_1, quant.Q8_K} {
+		rb, _ := typ.RowBytes(len(x))
+		dst := make([]byte, rb)
+		for _, v := range quantVariants(typ) {
+			b.Run(fmt.Sprintf("%v/%s", typ, v.name), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					v.fn(x, dst)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatMul/<type>/2048x2048/n<tokens>/<level> times the whole
+// product on all CPUs, activation quantization included. SetBytes counts
+// the weight bytes (read once per call), so MB/s against the machine's
+// read bandwidth is the roofline for n1; the GFLOP/s metric (2·rows·cols·n
+// per call) is the compute rate that matters for n32.
+func BenchmarkMatMul(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const rows, cols = 2048, 2048
+	for _, typ := range append([]quant.Type{quant.F32}, benchTypes...) {
+		m := quantizeMatrix(b, r, typ, rows, cols)
+		for _, n := range []int{1, 32} {
+			x := randVec(r, n*cols)
+			dst := make([]float32, n*rows)
+			vs := variants(typ)
+			if typ == quant.F32 {
+				vs = []namedDot{{name: "generic"}}
+			}
+			for _, v := range vs {
+				b.Run(fmt.Sprintf("%v/%dx%d/n%d/%s", typ, rows, cols, n, v.name), func(b *testing.B) {
+					p := NewPool(0)
+					defer p.Close()
+					mm := *m
+					if typ != quant.F32 {
+						mm.dot, mm.dot4 = v.dot, v.dot4
+						mm.quant = quantVariantAt(typ.VecDotType(), v.name)
+					}
+					var s Scratch
+					b.SetBytes(int64(len(m.Data)))
+					for b.Loop() {
+						MatMul(p, &s, dst, &mm, x, n)
+					}
+					b.ReportMetric(2*float64(rows*cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
+
+// quantVariantAt is the best activation quantizer at or below the named
+// level.
+func quantVariantAt(t quant.Type, name string) func(x []float32, dst []byte) {
+	var fn func(x []float32, dst []byte)
+	for _, v := range quantVariants(t) {
+		fn = v.fn
+		if v.name == name {
+			break
+		}
+	}
+	return fn
+}
+
+// BenchmarkMemBandwidth measures this machine's memory bandwidth on a
+// 1 GiB buffer with 1 and GOMAXPROCS threads: read (bytes.IndexByte for a
+// byte that is absent, which the runtime does with 256-bit loads: a pure
+// streaming read, what a memory-bound matrix-vector product does) and copy
+// (memmove; MB/s counts bytes read plus bytes written). The decode roofline
+// in NOTES.md divides the bytes a token reads by the read figure.
+func BenchmarkMemBandwidth(b *testing.B) {
+	const size = 1 << 30
+	buf := make([]byte, size)
+	for i := range buf {
+		buf[i] = byte(i % 251)
+	}
+	buf[len(buf)-1] = 0
+	dst := make([]byte, size/2)
+	for _, threads := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("read/threads%d", threads), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				var wg sync.WaitGroup
+				chunk := len(buf) / threads
+				for t := range threads {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if bytes.IndexByte(buf[t*chunk:(t+1)*chunk], 255) >= 0 {
+							panic("absent byte found")
+						}
+					}()
+				}
+				wg.Wait()
+			}
+		})
+		b.Run(fmt.Sprintf("copy/threads%d", threads), func(b *testing.B) {
+			src := buf[:len(dst)]
+			b.SetBytes(2 * int64(len(dst)))
+			for b.Loop() {
+				var wg sync.WaitGroup
+				chunk := len(dst) / threads
+				for t := range threads {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						copy(dst[t*chunk:(t+1)*chunk], src[t*chunk:(t+1)*chunk])
+					}()
+				}
+				wg.Wait()
+			}
+		})
+	}
+}
+
+// BenchmarkMatVecDRAM/<type>/<rows>x<cols>/<level> is one token against a
+// matrix larger than this machine's last-level cache (about 300 MB of
+// weights for Q4_0), so that it measures the memory-bound decode case the
+// 2048×2048 benchmarks (cache-resident) do not. The weights are random
+// bytes with finite scales (speed does not depend on the values).
+func BenchmarkMatVecDRAM(b *testing.B) {
+	if testing.Short() {
+		b.Skip("allocates about 300-600 MB")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 65536, 8192
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q8_0} {
+		rb, _ := typ.RowBytes(cols)
+		data := make([]byte, rows*rb)
+		for i := 0; i+8 <= len(data); i += 8 {
+			binary.LittleEndian.PutUint64(data[i:], r.Uint64())
+		}
+		bb := typ.BlockBytes()
+		f := scaleFields[typ]
+		for o := 0; o < len(data); o += bb {
+			for _, p := range append(append([]int(nil), f.d...), f.min...) {
+				putF16(data[o+p:], 0.01)
+			}
+		}
+		m, err := NewMatrix(typ, rows, cols, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x := randVec(r, cols)
+		dst := make([]float32, rows)
+		for _, v := range variants(typ) {
+			if v.name == "generic" {
+				continue
+			}
+			b.Run(fmt.Sprintf("%v/%dx%d/%s", typ, rows, cols, v.name), func(b *testing.B) {
+				p := NewPool(0)
+				defer p.Close()
+				mm := *m
+				mm.dot, mm.dot4 = v.dot, v.dot4
+				mm.quant = quantVariantAt(typ.VecDotType(), v.name)
+				var s Scratch
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					MatMul(p, &s, dst, &mm, x, 1)
+				}
+			})
+		}
+	}
+}

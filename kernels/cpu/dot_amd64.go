@@ -1,0 +1,226 @@
+//go:build !purego
+
+package cpu
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// CPU features, read once at start-up. The AVX2 level needs AVX2, FMA and
+// F16C (every AVX2 CPU since Haswell and Zen 1 has all three); the AVX-512
+// level needs F, BW, VL and VNNI (Ice Lake, Sapphire Rapids, Zen 4).
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C && cpu.X86.HasOSXSAVE
+	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+		cpu.X86.HasAVX512VNNI
+)
+
+var cpuLevel = func() level {
+	switch {
+	case hasAVX512:
+		return levelAVX512
+	case hasAVX2:
+		return levelAVX2
+	}
+	return levelGeneric
+}()
+
+// Assembly kernels, generated into dot_amd64.s by _asm. Each one-row kernel
+// takes nb >= 1 blocks of its weight and activation types; each four-row
+// kernel the same for rows stride bytes apart. The references are quant's
+// dot products of the same types.
+
+//go:noescape
+func dotQ4_0AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ4_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ8_0AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ8_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ4_KAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ4_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ6_KAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ6_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ4_0AVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ4_0AVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ8_0AVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ8_0AVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ6_KAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ6_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ4_1AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ4_1AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ5_1AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ5_1AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ5_0AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ5_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotIQ4_NLAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotIQ4_NLAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ5_KAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ5_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ2_KAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ2_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotQ3_KAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ3_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func dotIQ4_XSAVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotIQ4_XSAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+// F16 and BF16 kernels take n, a multiple of 8, elements.
+
+//go:noescape
+func dotF16AVX2(w, x *byte, n int) float32
+
+//go:noescape
+func dotBF16AVX2(w, x *byte, n int) float32
+
+// Activation quantizers (quant.QuantizeRow, byte-exact).
+
+//go:noescape
+func quantQ8_0AVX2(x *float32, dst *byte, nb int)
+
+//go:noescape
+func quantQ8_1AVX2(x *float32, dst *byte, nb int)
+
+//go:noescape
+func quantQ8_KAVX2(x *float32, dst *byte, nb int)
+
+type asmDot func(w, x *byte, nb int) float32
+type asmDot4 func(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+// asmImpl wraps a kernel pair with the length checks quant.VecDot makes.
+func asmImpl(t quant.Type, l level, k asmDot, k4 asmDot4) impl {
+	name := t.String()
+	bs, wb, xb := t.BlockSize(), t.BlockBytes(), t.VecDotType().BlockBytes()
+	d := impl{level: l}
+	d.dot = func(n int, w, x []byte) float32 {
+		nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+		if nb == 0 {
+			return 0
+		}
+		return k(unsafe.SliceData(w), unsafe.SliceData(x), nb)
+	}
+	if k4 != nil {
+		d.dot4 = func(n int, w []byte, stride int, x []byte, dst *[4]float32) {
+			nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+			checkRows4(n, nb*wb, len(w), stride)
+			if nb == 0 {
+				*dst = [4]float32{}
+				return
+			}
+			k4(unsafe.SliceData(w), stride, unsafe.SliceData(x), nb, dst)
+		}
+	}
+	return d
+}
+
+// halfImpl wraps an F16/BF16 kernel: it takes the elements in multiples of
+// 8, and the last n%8 products are added in Go, in order.
+func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
+	name := t.String()
+	return impl{level: levelAVX2, dot: func(n int, w, x []byte) float32 {
+		checkDot(name, n, 1, 2, 2, len(w), len(x))
+		n8 := n &^ 7
+		var s float32
+		if n8 > 0 {
+			s = k(unsafe.SliceData(w), unsafe.SliceData(x), n8)
+		}
+		for i := n8; i < n; i++ {
+			s += conv(uint16(w[2*i])|uint16(w[2*i+1])<<8) * conv(uint16(x[2*i])|uint16(x[2*i+1])<<8)
+		}
+		return s
+	}}
+}
+
+func asmQuant(k func(x *float32, dst *byte, nb int)) func(x []float32, dst []byte, nb int) {
+	return func(x []float32, dst []byte, nb int) { k(unsafe.SliceData(x), unsafe.SliceData(dst), nb) }
+}
+
+func archImpls() map[quant.Type][]impl {
+	m := map[quant.Type][]impl{}
+	add := func(t quant.Type, d impl) { m[t] = append(m[t], d) }
+	if hasAVX2 {
+		add(quant.Q4_0, asmImpl(quant.Q4_0, levelAVX2, dotQ4_0AVX2, dotQ4_0AVX2x4))
+		q8 := asmImpl(quant.Q8_0, levelAVX2, dotQ8_0AVX2, dotQ8_0AVX2x4)
+		q8.quant = asmQuant(quantQ8_0AVX2)
+		add(quant.Q8_0, q8)
+		add(quant.Q8_1, impl{level: levelAVX2, quant: asmQuant(quantQ8_1AVX2)})
+		add(quant.Q8_K, impl{level: levelAVX2, quant: asmQuant(quantQ8_KAVX2)})
+		add(quant.Q4_K, asmImpl(quant.Q4_K, levelAVX2, dotQ4_KAVX2, dotQ4_KAVX2x4))
+		add(quant.Q6_K, asmImpl(quant.Q6_K, levelAVX2, dotQ6_KAVX2, dotQ6_KAVX2x4))
+		add(quant.Q5_K, asmImpl(quant.Q5_K, levelAVX2, dotQ5_KAVX2, dotQ5_KAVX2x4))
+		add(quant.Q4_1, asmImpl(quant.Q4_1, levelAVX2, dotQ4_1AVX2, dotQ4_1AVX2x4))
+		add(quant.Q5_0, asmImpl(quant.Q5_0, levelAVX2, dotQ5_0AVX2, dotQ5_0AVX2x4))
+		add(quant.Q5_1, asmImpl(quant.Q5_1, levelAVX2, dotQ5_1AVX2, dotQ5_1AVX2x4))
+		add(quant.IQ4_NL, asmImpl(quant.IQ4_NL, levelAVX2, dotIQ4_NLAVX2, dotIQ4_NLAVX2x4))
+		add(quant.Q2_K, asmImpl(quant.Q2_K, levelAVX2, dotQ2_KAVX2, dotQ2_KAVX2x4))
+		add(quant.Q3_K, asmImpl(quant.Q3_K, levelAVX2, dotQ3_KAVX2, dotQ3_KAVX2x4))
+		add(quant.IQ4_XS, asmImpl(quant.IQ4_XS, levelAVX2, dotIQ4_XSAVX2, dotIQ4_XSAVX2x4))
+		add(quant.F16, halfImpl(quant.F16, dotF16AVX2, quant.F16ToF32))
+		add(quant.BF16, halfImpl(quant.BF16, dotBF16AVX2, quant.BF16ToF32))
+	}
+	if hasAVX512 {
+		add(quant.Q4_0, asmImpl(quant.Q4_0, levelAVX512, dotQ4_0AVX512, dotQ4_0AVX512x4))
+		add(quant.Q8_0, asmImpl(quant.Q8_0, levelAVX512, dotQ8_0AVX512, dotQ8_0AVX512x4))
+		add(quant.Q6_K, asmImpl(quant.Q6_K, levelAVX512, dotQ6_KAVX512, dotQ6_KAVX512x4))
+	}
+	return m
+}

@@ -1,0 +1,53 @@
+package cpu
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGeneratedAsm regenerates dot_amd64.s with the avo program in _asm and
+// fails if the committed file differs (run `go generate ./kernels/cpu/`).
+// The first line, which names the output path, is not compared. It skips
+// when the go tool is missing or the generator's module cannot be fetched.
+func TestGeneratedAsm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("regenerating the assembly needs the go tool; skipped in -short mode")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	out := filepath.Join(t.TempDir(), "dot_amd64.s")
+	cmd := exec.Command(gobin, "-C", "_asm", "run", ".", "-out", out)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOOS=", "GOARCH=")
+	msg, err := cmd.CombinedOutput()
+	if err != nil {
+		s := string(msg)
+		if strings.Contains(s, "dial tcp") || strings.Contains(s, "proxy") || strings.Contains(s, "no required module") ||
+			strings.Contains(s, "missing go.sum") {
+			t.Skipf("cannot fetch the generator's dependencies: %s", s)
+		}
+		t.Fatalf("generator failed: %v\n%s", err, s)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("dot_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(b []byte) []byte {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return b[i:]
+		}
+		return b
+	}
+	if !bytes.Equal(body(got), body(want)) {
+		t.Fatal("dot_amd64.s is stale: run `go generate ./kernels/cpu/` and commit the result")
+	}
+}
