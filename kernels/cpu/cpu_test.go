@@ -291,3 +291,24 @@ func TestPoolPanic(t *testing.T) {
 		t.Fatalf("after a panic the pool covered %d of 30", sum)
 	}
 }
+
+func TestAxpyF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 64, 100} {
+		v := make([]uint16, n)
+		ToF16(v, randVec(r, n))
+		dst := randVec(r, n+1)
+		want := append([]float32(nil), dst...)
+		guard := dst[n]
+		AxpyF16(dst[:n], 0.37, v)
+		axpyF16Generic(want[:n], 0.37, v)
+		for i := 0; i < n; i++ {
+			if math.Abs(float64(dst[i]-want[i])) > 1e-6*(1+math.Abs(float64(want[i]))) {
+				t.Fatalf("n=%d [%d]: %v, want %v", n, i, dst[i], want[i])
+			}
+		}
+		if dst[n] != guard {
+			t.Fatalf("n=%d: wrote past the end", n)
+		}
+	}
+}

@@ -7527,3 +7527,52 @@ dotQ6_KAVX512x4_done:
 	VMOVSS        X0, 12(AX)
 	VZEROUPPER
 	RET
+
+// func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·axpyF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         v+8(FP), CX
+	MOVQ         n+24(FP), DX
+	MOVSS        w+16(FP), X0
+	VBROADCASTSS X0, Y0
+
+axpyF16AVX2_loop32:
+	CMPQ        DX, $0x20
+	JL          axpyF16AVX2_loop8
+	VCVTPH2PS   (CX), Y1
+	VMOVUPS     (AX), Y2
+	VFMADD231PS Y1, Y0, Y2
+	VMOVUPS     Y2, (AX)
+	VCVTPH2PS   16(CX), Y1
+	VMOVUPS     32(AX), Y2
+	VFMADD231PS Y1, Y0, Y2
+	VMOVUPS     Y2, 32(AX)
+	VCVTPH2PS   32(CX), Y1
+	VMOVUPS     64(AX), Y2
+	VFMADD231PS Y1, Y0, Y2
+	VMOVUPS     Y2, 64(AX)
+	VCVTPH2PS   48(CX), Y1
+	VMOVUPS     96(AX), Y2
+	VFMADD231PS Y1, Y0, Y2
+	VMOVUPS     Y2, 96(AX)
+	ADDQ        $0x40, CX
+	ADDQ        $0x00000080, AX
+	SUBQ        $0x20, DX
+	JMP         axpyF16AVX2_loop32
+
+axpyF16AVX2_loop8:
+	TESTQ       DX, DX
+	JZ          axpyF16AVX2_done
+	VCVTPH2PS   (CX), Y1
+	VMOVUPS     (AX), Y2
+	VFMADD231PS Y1, Y0, Y2
+	VMOVUPS     Y2, (AX)
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, DX
+	JMP         axpyF16AVX2_loop8
+
+axpyF16AVX2_done:
+	VZEROUPPER
+	RET

@@ -28,6 +28,7 @@ func main() {
 
 	genAVX2()
 	genAVX512()
+	genAxpyF16()
 
 	Generate()
 }

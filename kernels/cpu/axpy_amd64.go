@@ -1,0 +1,19 @@
+//go:build !purego
+
+package cpu
+
+import "unsafe"
+
+//go:noescape
+func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
+
+// axpyF16Asm runs the AVX2 kernel over the first multiple of 8 elements
+// and returns how many it did.
+func axpyF16Asm(dst []float32, w float32, v []uint16) int {
+	n8 := len(v) &^ 7
+	if n8 > 0 && hasAVX2 {
+		axpyF16AVX2(unsafe.SliceData(dst), (*byte)(unsafe.Pointer(unsafe.SliceData(v))), w, n8)
+		return n8
+	}
+	return 0
+}

@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package cpu
+
+func axpyF16Asm(dst []float32, w float32, v []uint16) int { return 0 }
