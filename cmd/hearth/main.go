@@ -21,6 +21,11 @@ var commands = []command{
 	{"run", "run MODEL [PROMPT]", "generate text from a prompt (stdin when none is given)", runCmd},
 	{"tokenize", "tokenize MODEL TEXT", "print the token ids of TEXT", tokenizeCmd},
 	{"show", "show MODEL", "print a model's architecture, size, types and tokenizer", showCmd},
+	{"serve", "serve [--host H] [--port P]", "serve the Ollama and OpenAI APIs (127.0.0.1:11434)", serveCmd},
+	{"ls", "ls", "list the models of the models folder and Ollama's store", lsCmd},
+	{"ps", "ps", "list the models a running server has loaded", psCmd},
+	{"rm", "rm MODEL...", "remove models from the models folder", rmCmd},
+	{"pull", "pull NAME|URL", "download a model (Ollama registry name or GGUF URL)", pullCmd},
 }
 
 // usageError is a mistake in the command line: main prints usage with it.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -43,6 +44,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	numCtx := fs.Int("ctx", 0, "context size in tokens (0: the model's, at most 4096)")
 	threads := fs.IntP("threads", "t", 0, "CPU threads (0: all)")
 	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	so := samplerFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth run MODEL [PROMPT] [flags]\n\nThe prompt is read from stdin when none is given.\n\nFlags:")
@@ -65,6 +67,17 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		prompt = strings.TrimRight(string(b), "\n")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads})
 	if err != nil {

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/models"
+	"github.com/hearth-llm/hearth/runtime/server"
+	"github.com/hearth-llm/hearth/runtime/server/serial"
+)
+
+// defaultPort is Ollama's.
+const defaultPort = 11434
+
+// shutdownGrace is how long in-flight requests may finish after SIGTERM
+// before their generations are cancelled (a variable for tests).
+var shutdownGrace = 10 * time.Second
+
+// envOr returns the first environment variable of names that is set, or def.
+func envOr(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// hostPort splits a --host value the way OLLAMA_HOST is written: "host",
+// "host:port", "[v6]:port", "::1", with an optional http:// or https://
+// prefix. port is 0 when the value names none.
+func hostPort(s string) (host string, port int, err error) {
+	s = strings.TrimSpace(s)
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	s = strings.TrimSuffix(s, "/")
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 65535 {
+			return "", 0, fmt.Errorf("--host %q: bad port %q", s, p)
+		}
+		return h, n, nil
+	}
+	return strings.Trim(s, "[]"), 0, nil
+}
+
+// modelsFlags registers the models-folder flags shared by serve, ls, rm
+// and pull.
+func modelsFlags(fs *pflag.FlagSet) (dir, ollamaDir *string) {
+	def, _ := models.DefaultDir()
+	dir = fs.String("models", def, "models folder: NAME.gguf is served as NAME (env HEARTH_MODELS)")
+	ollamaDir = fs.String("ollama-models", models.DefaultOllamaDir(),
+		"Ollama's model store, read only (env OLLAMA_MODELS; empty: none)")
+	return dir, ollamaDir
+}
+
+func openStore(dir, ollamaDir string) (*models.Store, error) {
+	if dir == "" {
+		return nil, usageError{"no models folder: set --models or HEARTH_MODELS"}
+	}
+	return models.New(models.Options{Dir: dir, OllamaDir: ollamaDir}), nil
+}
+
+// serveOptions is what serveCmd parsed.
+type serveOptions struct {
+	addr      string
+	cfg       server.Config
+	threads   int
+	logLevel  slog.Level
+	logFormat string
+}
+
+func serveCmd(args []string, stdout, stderr io.Writer) error {
+	o, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runServer(ctx, o, stderr, nil)
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host := fs.String("host", envOr("127.0.0.1", "HEARTH_HOST"), `address to listen on, "host" or "host:port" (env HEARTH_HOST)`)
+	port := fs.Int("port", defaultPort, "port to listen on (Ollama's by default)")
+	dir, ollamaDir := modelsFlags(fs)
+	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every request (env HEARTH_API_KEY); needed to listen beyond loopback")
+	insecure := fs.Bool("insecure", false, "allow listening beyond loopback without an API key")
+	origins := fs.StringSlice("origins", nil, "browser origins allowed besides local ones, '*' as wildcard (env HEARTH_ORIGINS or OLLAMA_ORIGINS)")
+	keepAlive := fs.Duration("keep-alive", server.DefaultKeepAlive, "how long an idle model stays loaded (negative: forever)")
+	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "generation requests admitted at once; beyond, 503 with Retry-After")
+	maxLoaded := fs.Int("max-loaded", server.DefaultMaxLoaded, "models resident at once")
+	threads := fs.IntP("threads", "t", 0, "CPU threads per model (0: all)")
+	registry := fs.String("registry", envOr(models.DefaultRegistry, "HEARTH_REGISTRY"), "Ollama registry for /api/pull")
+	verbose := fs.BoolP("verbose", "v", false, "debug logs")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: hearth serve [flags]\n\n"+
+			"Serves the Ollama API (/api/...) and the OpenAI API (/v1/...) for the models in\n"+
+			"the models folder and Ollama's store, loading each on first use.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *apiKey == "" {
+		*apiKey = os.Getenv("HEARTH_API_KEY")
+	}
+	if len(*origins) == 0 {
+		if v := envOr("", "HEARTH_ORIGINS", "OLLAMA_ORIGINS"); v != "" {
+			*origins = strings.Split(v, ",")
+		}
+	}
+	h, p, err := hostPort(*host)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if p == 0 || fs.Changed("port") {
+		p = *port
+	}
+	if p < 0 || p > 65535 {
+		return nil, usageError{fmt.Sprintf("--port %d: want 0..65535", p)}
+	}
+	if err := server.CheckBind(h, *apiKey, *insecure); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", *logFormat)}
+	}
+	store, err := openStore(*dir, *ollamaDir)
+	if err != nil {
+		return nil, err
+	}
+	o := &serveOptions{
+		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
+		threads: *threads, logLevel: slog.LevelInfo, logFormat: *logFormat,
+		cfg: server.Config{
+			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
+			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},
+		},
+	}
+	if *keepAlive == 0 {
+		o.cfg.KeepAlive = time.Nanosecond // 0 means "the default" to server.Config
+	}
+	if *verbose {
+		o.logLevel = slog.LevelDebug
+	}
+	return o, nil
+}
+
+// runServer serves until ctx ends, then shuts down gracefully: new
+// connections are refused, requests in flight get shutdownGrace to
+// finish, then their generations are cancelled, and the models are
+// unloaded. ready, when set, receives the address listened on.
+func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready chan<- string) error {
+	hopts := &slog.HandlerOptions{Level: o.logLevel}
+	var log *slog.Logger
+	if o.logFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	} else {
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	}
+	o.cfg.Logger = log
+	if o.cfg.Load == nil {
+		o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads})
+	}
+	srv, err := server.New(o.cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	hs := srv.HTTPServer(o.addr, base)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "models", o.cfg.Store.Dir(), "ollama_models", o.cfg.Store.OllamaDir(),
+		"api_key", o.cfg.APIKey != "")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("requests still running after the grace period: cancelling them", "error", err)
+		cancelBase()
+		// Cancelled generations end within a token; wait for their
+		// handlers, so no model is unloaded under a request.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(cctx); err != nil {
+			hs.Close()
+		}
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

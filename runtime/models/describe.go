@@ -1,0 +1,214 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// Info is what the GGUF header says about a model, for listings and
+// /api/show; reading it maps the file but loads no weights.
+type Info struct {
+	Format            string // "gguf"
+	Arch              string // general.architecture
+	Params            uint64 // parameter count (elements of every tensor)
+	ParameterSize     string // Params as Ollama prints it: "8.0B", "135M", "293K"
+	QuantizationLevel string // "Q4_0", "Q4_K_M", "F32", …
+	ContextLength     int    // <arch>.context_length, 0 when missing
+	ChatTemplate      string // tokenizer.chat_template, "" when none
+}
+
+type cachedInfo struct {
+	size  int64
+	mtime time.Time
+	info  Info
+}
+
+// fileTypes names general.file_type values (llama_ftype). The same table
+// is in cmd/hearth/show.go; it belongs in loader/gguf.
+var fileTypes = map[uint64]string{
+	0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+	16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+	22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+	28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+}
+
+// Describe reads m's GGUF header. Results are cached by path, size and
+// modification time.
+func (s *Store) Describe(m Model) (Info, error) {
+	st, err := os.Stat(m.Path)
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	c, ok := s.infos[m.Path]
+	s.mu.Unlock()
+	if ok && c.size == st.Size() && c.mtime.Equal(st.ModTime()) {
+		return c.info, nil
+	}
+	f, err := gguf.Open(m.Path)
+	if err != nil {
+		return Info{}, err
+	}
+	defer f.Close()
+	info := describe(f)
+	s.mu.Lock()
+	s.infos[m.Path] = cachedInfo{size: st.Size(), mtime: st.ModTime(), info: info}
+	s.mu.Unlock()
+	return info, nil
+}
+
+func (s *Store) forget(path string) {
+	s.mu.Lock()
+	delete(s.infos, path)
+	s.mu.Unlock()
+}
+
+func describe(f *gguf.File) Info {
+	info := Info{Format: "gguf"}
+	info.Arch, _ = f.String("general.architecture")
+	types := map[quant.Type]uint64{}
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		info.Params += t.Elements()
+		if len(t.Dims) >= 2 {
+			types[t.Type] += t.Elements()
+		}
+	}
+	info.ParameterSize = HumanNumber(info.Params)
+	if ft, ok := f.Uint("general.file_type"); ok {
+		info.QuantizationLevel = fileTypes[ft]
+	}
+	if info.QuantizationLevel == "" {
+		// The type holding most matrix weights.
+		var best quant.Type
+		var n uint64
+		for t, c := range types {
+			if c > n || (c == n && t < best) {
+				best, n = t, c
+			}
+		}
+		if n > 0 {
+			info.QuantizationLevel = best.String()
+		}
+	}
+	if v, ok := f.Uint(info.Arch + ".context_length"); ok && v <= math.MaxInt32 {
+		info.ContextLength = int(v)
+	}
+	info.ChatTemplate, _ = f.String("tokenizer.chat_template")
+	return info
+}
+
+// HumanNumber prints a parameter count as Ollama does: "8B", "8.1B",
+// "135M", "1.24M", "293K".
+func HumanNumber(n uint64) string {
+	const k, m, b = 1e3, 1e6, 1e9
+	f := float64(n)
+	switch {
+	case f >= b:
+		if f/b == math.Floor(f/b) {
+			return fmt.Sprintf("%.0fB", f/b)
+		}
+		return fmt.Sprintf("%.1fB", f/b)
+	case f >= m:
+		if f/m == math.Floor(f/m) {
+			return fmt.Sprintf("%.0fM", f/m)
+		}
+		return fmt.Sprintf("%.2fM", f/m)
+	case f >= k:
+		return fmt.Sprintf("%.0fK", f/k)
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// Tensor is one row of a model's tensor table.
+type Tensor struct {
+	Name  string
+	Type  string
+	Shape []uint64
+}
+
+// maxBriefArray is the longest metadata array Metadata returns without
+// verbose; longer ones (the vocabulary, merges, scores) come back as nil,
+// as Ollama's /api/show does.
+const maxBriefArray = 64
+
+// Metadata returns m's GGUF metadata as JSON-ready values (arrays as
+// slices, non-finite floats as nil) and, with verbose, the tensor table.
+// Without verbose, arrays longer than 64 elements are nil.
+func (s *Store) Metadata(m Model, verbose bool) (map[string]any, []Tensor, error) {
+	f, err := gguf.Open(m.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	out := make(map[string]any, len(f.KV))
+	for _, kv := range f.KV {
+		out[kv.Key] = jsonValue(kv.Value.Raw(), verbose)
+	}
+	if _, ok := out["general.parameter_count"]; !ok {
+		out["general.parameter_count"] = describe(f).Params
+	}
+	var tensors []Tensor
+	if verbose {
+		for i := range f.Tensors {
+			t := &f.Tensors[i]
+			tensors = append(tensors, Tensor{Name: t.Name, Type: t.Type.String(), Shape: append([]uint64(nil), t.Dims...)})
+		}
+	}
+	return out, tensors, nil
+}
+
+func finite(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return f
+}
+
+func jsonValue(v any, verbose bool) any {
+	switch v := v.(type) {
+	case float32:
+		return finite(float64(v))
+	case float64:
+		return finite(v)
+	case gguf.Array:
+		if !verbose && v.Len() > maxBriefArray {
+			return nil
+		}
+		switch s := v.Values.(type) {
+		case []float32:
+			out := make([]any, len(s))
+			for i, x := range s {
+				out[i] = finite(float64(x))
+			}
+			return out
+		case []float64:
+			out := make([]any, len(s))
+			for i, x := range s {
+				out[i] = finite(x)
+			}
+			return out
+		case []uint8: // encoding/json would write base64
+			out := make([]int, len(s))
+			for i, x := range s {
+				out[i] = int(x)
+			}
+			return out
+		case []gguf.Array:
+			out := make([]any, len(s))
+			for i, x := range s {
+				out[i] = jsonValue(x, verbose)
+			}
+			return out
+		}
+		return v.Values
+	}
+	return v
+}

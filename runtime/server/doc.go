@@ -1,0 +1,38 @@
+// Package server serves Hearth's models over HTTP in two dialects:
+// Ollama's API (/api/generate, /api/chat, /api/embed, /api/tags, …, with
+// the types of github.com/ollama/ollama/api) and OpenAI's
+// (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models).
+//
+// The server talks to models only through Runner (generate, embed,
+// tokenize, describe) and Loader (a GGUF path to a Runner). It renders chat
+// templates, tokenizes prompts, parses and validates options, cuts stop
+// strings, streams, and keeps models loaded; it never touches tensors,
+// devices or KV caches, so a single-sequence runner (package serial, over
+// runtime/engine) and a continuous-batching one fit behind the same
+// interface.
+//
+// Invariants:
+//   - every error reaches the client as JSON in the shape of the API it
+//     called ({"error": "..."} for Ollama, {"error": {"message", "type",
+//     "param", "code"}} for OpenAI), with a 4xx status for anything the
+//     request got wrong; a handler panic is a 500 with a JSON body, and
+//     the process keeps serving;
+//   - the request's context is the generation's: a client that goes away
+//     cancels its sequence;
+//   - a stop string is never sent, not even in part: text that may begin
+//     one is held back until the next piece decides;
+//   - at most Config.MaxQueue generation and embedding requests are in at
+//     once; the next gets 503 with Retry-After;
+//   - a model stays loaded while any request holds it, and for its
+//     keep_alive after the last; when memory (Config.MemoryBudget) or the
+//     count (Config.MaxLoaded) runs out, idle models are unloaded least
+//     recently used first;
+//   - logs at the default level carry request ids, routes, statuses,
+//     model names, counts and durations, never prompt or generated text or
+//     keys.
+//
+// Structured outputs (Ollama's format, OpenAI's response_format
+// json_object/json_schema), logprobs, tools, thinking and images are
+// refused with a clear error (501 for what Hearth will do later, 400 for
+// what the model cannot do) rather than silently ignored.
+package server

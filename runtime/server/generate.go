@@ -1,0 +1,252 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hearth-llm/hearth/loader/chat"
+)
+
+// genJob is one generation, whichever API asked for it.
+type genJob struct {
+	model     string
+	keepAlive time.Duration
+	// options applies the request's own settings over the defaults and
+	// the model's (Ollama params); it runs once on the defaults before the
+	// model is loaded, so bad options fail fast.
+	options func(*genOptions) error
+	// prompt builds the prompt's tokens once the model is loaded.
+	prompt func(ctx context.Context, l *loaded) ([]int32, error)
+}
+
+// genOutcome is how a generation went.
+type genOutcome struct {
+	model   string // the model's short name
+	prompt  []int32
+	res     Result
+	loadDur time.Duration
+	start   time.Time
+}
+
+// precheck applies the request's options to the defaults, to refuse bad
+// ones before any model is loaded.
+func (j *genJob) precheck() error {
+	o := defaultGenOptions()
+	if err := j.options(&o); err != nil {
+		return err
+	}
+	return o.validate()
+}
+
+// generate runs job: admission, the model, the options, the prompt, the
+// runner, and stop strings; onText gets the text to send, in order.
+func (s *Server) generate(r *http.Request, job *genJob, onText func(string) error) (*genOutcome, error) {
+	ctx := r.Context()
+	noteModel(r, job.model)
+	out := &genOutcome{start: s.now()}
+	done, err := s.admit()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	l, loadDur, err := s.acquire(ctx, job.model)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mgr.release(l, job.keepAlive)
+	out.model, out.loadDur = l.model.Name.Short(), loadDur
+
+	info := l.info
+	o := defaultGenOptions()
+	if err := o.apply(l.model.Params); err != nil {
+		s.log.Warn("ignoring the model's default options", "model", out.model, "error", err)
+		o = defaultGenOptions()
+	}
+	if info.ContextLength > 0 && o.NumCtx > info.ContextLength {
+		o.NumCtx = info.ContextLength // a model's own default is trimmed, a request's refused
+	}
+	if err := job.options(&o); err != nil {
+		return nil, err
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.NumCtx > 0 && info.ContextLength > 0 && o.NumCtx > info.ContextLength {
+		return nil, fmt.Errorf("%w: num_ctx %d is larger than the model's context length %d", ErrInvalid, o.NumCtx, info.ContextLength)
+	}
+	numCtx := o.NumCtx
+	if numCtx == 0 {
+		numCtx = info.DefaultNumCtx
+	}
+	prompt, err := job.prompt(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	out.prompt = prompt
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("%w: the prompt is empty", ErrInvalid)
+	}
+	if numCtx > 0 && len(prompt) > numCtx {
+		return nil, fmt.Errorf("%w: the prompt is %d tokens, longer than the context of %d (num_ctx)", ErrInvalid, len(prompt), numCtx)
+	}
+
+	filter := &stopFilter{stops: o.Stop}
+	var last time.Time
+	emit := func(p Piece) error {
+		now := s.now()
+		if last.IsZero() {
+			s.metrics.ttft.Observe(now.Sub(out.start).Seconds())
+		} else {
+			s.metrics.interToken.Observe(now.Sub(last).Seconds())
+		}
+		last = now
+		text, stop := filter.push(p.Text)
+		if text != "" {
+			if err := onText(text); err != nil {
+				return err
+			}
+		}
+		if stop {
+			return ErrStop
+		}
+		return nil
+	}
+	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling}
+	out.res, err = l.runner.Generate(ctx, req, emit)
+	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if tail := filter.flush(); tail != "" {
+		if err := onText(tail); err != nil {
+			return nil, err
+		}
+	}
+	s.metrics.promptTokens.Add(float64(out.res.PromptTokens))
+	s.metrics.genTokens.Add(float64(len(out.res.Tokens)))
+	if d := out.res.GenDuration.Seconds(); d > 0 && len(out.res.Tokens) > 0 {
+		s.metrics.tokensPerSec.Observe(float64(len(out.res.Tokens)) / d)
+	}
+	return out, nil
+}
+
+// acquire holds the model for a request, noting it for the access log, and
+// says how long loading it took when this request loaded it.
+func (s *Server) acquire(ctx context.Context, name string) (*loaded, time.Duration, error) {
+	l, fresh, err := s.mgr.acquire(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fresh {
+		return l, 0, nil
+	}
+	return l, l.loadDur, nil
+}
+
+// keepAlive turns a request's keep_alive into a duration: nil means the
+// server's default; negative means forever.
+func (s *Server) keepAlive(d *time.Duration) time.Duration {
+	if d == nil {
+		return s.cfg.KeepAlive
+	}
+	if *d < 0 {
+		return -1
+	}
+	return *d
+}
+
+// chatPrompt renders msgs through the model's chat template (ChatML when
+// the file has none) and tokenizes the result. The model's default system
+// message (from an Ollama manifest) goes first when msgs has none.
+func chatPrompt(ctx context.Context, l *loaded, msgs []chat.Message) ([]int32, error) {
+	tmpl, emitsBOS := l.info.Template, l.emitsBOS
+	if tmpl == nil {
+		tmpl, emitsBOS = chat.Fallback(), false
+	}
+	if l.model.System != "" && (len(msgs) == 0 || msgs[0].Role != "system") {
+		msgs = append([]chat.Message{{Role: "system", Content: l.model.System}}, msgs...)
+	}
+	// A conversation ending with the assistant's turn asks to continue it.
+	genPrompt := len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant"
+	text, err := tmpl.RenderContext(ctx, msgs, chat.Options{BOSToken: l.info.BOS, EOSToken: l.info.EOS, AddGenerationPrompt: genPrompt})
+	if err != nil {
+		return nil, err
+	}
+	return l.runner.Tokenize(text, !emitsBOS, true)
+}
+
+// generatePrompt builds /api/generate's prompt: the earlier context's
+// tokens, then the prompt, through the chat template unless raw (or the
+// model has none, when the system message and the prompt are joined as
+// plain text, as `hearth run` does).
+func generatePrompt(ctx context.Context, l *loaded, prompt, system string, raw bool, prev []int) ([]int32, error) {
+	ids := make([]int32, 0, len(prev))
+	for _, id := range prev {
+		if id < 0 || (l.info.VocabSize > 0 && id >= l.info.VocabSize) {
+			return nil, fmt.Errorf("%w: context holds token id %d, outside the vocabulary", ErrInvalid, id)
+		}
+		ids = append(ids, int32(id))
+	}
+	first := len(ids) == 0 // only the start of a sequence gets BOS
+	if system == "" {
+		system = l.model.System
+	}
+	var toks []int32
+	var err error
+	switch {
+	case raw:
+		toks, err = l.runner.Tokenize(prompt, first, true)
+	case l.info.Template != nil:
+		var msgs []chat.Message
+		if system != "" {
+			msgs = append(msgs, chat.Message{Role: "system", Content: system})
+		}
+		msgs = append(msgs, chat.Message{Role: "user", Content: prompt})
+		var text string
+		text, err = l.info.Template.RenderContext(ctx, msgs, chat.Options{BOSToken: l.info.BOS, EOSToken: l.info.EOS, AddGenerationPrompt: true})
+		if err == nil {
+			toks, err = l.runner.Tokenize(text, first && !l.emitsBOS, true)
+		}
+	default:
+		text := prompt
+		if system != "" {
+			text = system + "\n\n" + prompt
+		}
+		toks, err = l.runner.Tokenize(text, first, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(ids, toks...), nil
+}
+
+// errFormat is the answer to a structured-output request.
+var errFormat = fmt.Errorf("%w: structured outputs (format \"json\" or a JSON schema) need constrained decoding, which Hearth does not have yet", ErrUnsupported)
+
+// checkFormat accepts an absent or empty format, refuses "json" and JSON
+// schemas with 501 (not implemented yet) and anything else with 400.
+func checkFormat(raw []byte) error {
+	s := string(raw)
+	switch {
+	case len(raw) == 0, s == "null", s == `""`:
+		return nil
+	case s == `"json"`, len(raw) > 0 && raw[0] == '{':
+		return errFormat
+	}
+	return errorf(http.StatusBadRequest, `format must be "json" or a JSON schema object`)
+}
+
+// refuseImages answers a request with images: the model's 404 when it
+// does not exist, else 400, since every Hearth model is text only.
+func (s *Server) refuseImages(name string) error {
+	if _, err := s.cfg.Store.Resolve(name); err != nil {
+		return err
+	}
+	return errorf(http.StatusBadRequest, "model %q does not support images: Hearth runs text models only", name)
+}

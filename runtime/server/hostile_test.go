@@ -1,0 +1,229 @@
+package server
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestHostileRequests: malformed, oversized and out-of-range requests get
+// a 4xx with a JSON error body in the API's shape, never a 500, and never
+// reach the runner.
+func TestHostileRequests(t *testing.T) {
+	f := newFake("a")
+	e := newEnv(t, map[string]*fakeRunner{"tiny": f}, func(c *Config) { c.MaxBodyBytes = 256 << 10 })
+	stops := `["` + strings.Repeat(`a","`, 5000) + `b"]`
+	gen := func(extra string) string { return `{"model":"tiny","prompt":"x"` + extra + `}` }
+	opt := func(o string) string { return gen(`,"options":{` + o + `}`) }
+	chat := func(extra string) string {
+		return `{"model":"tiny","messages":[{"role":"user","content":"x"}]` + extra + `}`
+	}
+	for _, c := range []struct {
+		name, method, path, body string
+		code                     int
+	}{
+		{"empty body", "POST", "/api/generate", "", 400},
+		{"whitespace body", "POST", "/api/chat", "  \n", 400},
+		{"truncated JSON", "POST", "/api/generate", `{"model":"tiny",`, 400},
+		{"array body", "POST", "/api/generate", `[1,2]`, 400},
+		{"trailing data", "POST", "/api/generate", gen("") + `{"x":1}`, 400},
+		{"oversized body", "POST", "/api/generate", gen(`,"system":"` + strings.Repeat("a", 300<<10) + `"`), 413},
+		{"invalid UTF-8", "POST", "/api/generate", `{"model":"tiny","prompt":"` + "\xff\xfe" + `"}`, 400},
+		{"NaN literal", "POST", "/api/generate", opt(`"temperature":NaN`), 400},
+		{"string temperature", "POST", "/api/generate", opt(`"temperature":"hot"`), 400},
+		{"negative temperature", "POST", "/api/generate", opt(`"temperature":-1`), 400},
+		{"huge temperature", "POST", "/api/generate", opt(`"temperature":1e39`), 400},
+		{"huge top_p", "POST", "/api/generate", opt(`"top_p":1e300`), 400},
+		{"negative top_k", "POST", "/api/generate", opt(`"top_k":-1`), 400},
+		{"num_predict -5", "POST", "/api/generate", opt(`"num_predict":-5`), 400},
+		{"num_ctx 1e12", "POST", "/api/generate", opt(`"num_ctx":1e12`), 400},
+		{"num_ctx past the model", "POST", "/api/generate", opt(`"num_ctx":1048576`), 400},
+		{"negative num_ctx", "POST", "/api/generate", opt(`"num_ctx":-4`), 400},
+		{"seed 1e300", "POST", "/api/generate", opt(`"seed":1e300`), 400},
+		{"repeat_penalty 0", "POST", "/api/generate", opt(`"repeat_penalty":0`), 400},
+		{"bool option", "POST", "/api/generate", opt(`"num_ctx":true`), 400},
+		{"thousands of stops", "POST", "/api/generate", opt(`"stop":` + stops), 400},
+		{"empty stop", "POST", "/api/generate", opt(`"stop":[""]`), 400},
+		{"numeric stop", "POST", "/api/generate", opt(`"stop":[1]`), 400},
+		{"long stop", "POST", "/api/generate", opt(`"stop":["` + strings.Repeat("x", 1000) + `"]`), 400},
+		{"no model", "POST", "/api/generate", `{"prompt":"x"}`, 400},
+		{"traversal model", "POST", "/api/generate", `{"model":"../../etc/passwd","prompt":"x"}`, 400},
+		{"absolute model", "POST", "/api/chat", `{"model":"/etc/passwd","messages":[{"role":"user","content":"x"}]}`, 400},
+		{"NUL in model", "POST", "/api/generate", `{"model":"tiny\u0000","prompt":"x"}`, 400},
+		{"unknown model", "POST", "/api/generate", `{"model":"nope","prompt":"x"}`, 404},
+		{"bad keep_alive", "POST", "/api/generate", gen(`,"keep_alive":"forever"`), 400},
+		{"object keep_alive", "POST", "/api/generate", gen(`,"keep_alive":{}`), 400},
+		{"negative context", "POST", "/api/generate", gen(`,"context":[-1]`), 400},
+		{"string context", "POST", "/api/generate", gen(`,"context":"abc"`), 400},
+		{"role missing", "POST", "/api/chat", `{"model":"tiny","messages":[{"content":"x"}]}`, 400},
+		{"messages not array", "POST", "/api/chat", `{"model":"tiny","messages":"x"}`, 400},
+		{"chat bad format", "POST", "/api/chat", chat(`,"format":5`), 400},
+		{"embed object input", "POST", "/api/embed", `{"model":"tiny","input":{}}`, 400},
+		{"embed negative dims", "POST", "/api/embed", `{"model":"tiny","input":"x","dimensions":-1}`, 400},
+		{"show no model", "POST", "/api/show", `{}`, 400},
+		{"show traversal", "POST", "/api/show", `{"model":"..\\..\\x"}`, 400},
+		{"delete no model", "DELETE", "/api/delete", `{}`, 400},
+		{"copy no destination", "POST", "/api/copy", `{"source":"tiny"}`, 400},
+		{"copy traversal", "POST", "/api/copy", `{"source":"tiny","destination":"a/../../b"}`, 400},
+		{"pull traversal", "POST", "/api/pull", `{"model":"../x"}`, 400},
+		{"wrong method", "GET", "/api/generate", ``, 405},
+		{"no route", "POST", "/api/nothing", `{}`, 404},
+		{"oai empty", "POST", "/v1/chat/completions", ``, 400},
+		{"oai content number", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":5}]}`, 400},
+		{"oai stops", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":` + stops + `}`, 400},
+		{"oai temperature string", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":"x"}`, 400},
+		{"oai max_tokens overflow", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":1e30}`, 400},
+		{"oai seed huge", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"seed":9007199254740993}`, 400},
+		{"oai NaN", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"top_p":NaN}`, 400},
+		{"oai bad response_format", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}`, 400},
+		{"oai traversal", "POST", "/v1/chat/completions", `{"model":"../x","messages":[{"role":"user","content":"x"}]}`, 400},
+		{"oai token prompt", "POST", "/v1/completions", `{"model":"tiny","prompt":[1,2,3]}`, 400},
+		{"oai two prompts", "POST", "/v1/completions", `{"model":"tiny","prompt":["a","b"]}`, 400},
+		{"oai token embeddings", "POST", "/v1/embeddings", `{"model":"tiny","input":[[1,2]]}`, 400},
+		{"oai empty embedding input", "POST", "/v1/embeddings", `{"model":"tiny","input":[]}`, 400},
+		{"oai model traversal", "GET", "/v1/models/..%2f..%2fetc", ``, 400},
+		{"oai wrong method", "DELETE", "/v1/models", ``, 405},
+	} {
+		code, h, body := e.do(c.method, c.path, c.body)
+		if code != c.code {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, code, c.code, body)
+			continue
+		}
+		if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			t.Errorf("%s: Content-Type %q", c.name, ct)
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Errorf("%s: body is not JSON: %q", c.name, body)
+			continue
+		}
+		if strings.HasPrefix(c.path, "/v1/") {
+			inner, ok := v["error"].(map[string]any)
+			if !ok || inner["message"] == "" || inner["type"] == nil {
+				t.Errorf("%s: not an OpenAI error: %s", c.name, body)
+			}
+		} else if msg, ok := v["error"].(string); !ok || msg == "" {
+			t.Errorf("%s: not an Ollama error: %s", c.name, body)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.reqs) != 0 {
+		t.Errorf("%d hostile requests reached the runner", len(f.reqs))
+	}
+}
+
+// FuzzHandlers throws arbitrary bodies at every POST route: the answer is
+// never a 5xx and always JSON.
+func FuzzHandlers(f *testing.F) {
+	for _, s := range []string{`{"model":"tiny","prompt":"x"}`, `{"model":"tiny","messages":[{"role":"user","content":"x"}]}`,
+		`{"model":"tiny","options":{"stop":["a"],"num_ctx":8}}`, `{`, `{"model":"../x"}`} {
+		f.Add(s)
+	}
+	routes := []string{"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
+		"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+	fk := newFake("a", "b")
+	fk.info.Template = testTemplate
+	e := newEnv(f, map[string]*fakeRunner{"tiny": fk}, nil)
+	f.Fuzz(func(t *testing.T, body string) {
+		e.t = t
+		for _, p := range routes {
+			code, _, out := e.do("POST", p, body)
+			if code >= 500 && code != 501 {
+				t.Fatalf("%s %q: %d %s", p, body, code, out)
+			}
+			if code >= 400 && !json.Valid([]byte(out)) {
+				t.Fatalf("%s %q: %d, body not JSON: %q", p, body, code, out)
+			}
+		}
+	})
+}
+
+func TestHTTPServerTimeouts(t *testing.T) {
+	e := newEnv(t, map[string]*fakeRunner{}, nil)
+	hs := e.srv.HTTPServer("127.0.0.1:0", nil)
+	if hs.ReadHeaderTimeout <= 0 || hs.ReadTimeout <= 0 || hs.IdleTimeout <= 0 || hs.MaxHeaderBytes <= 0 || hs.WriteTimeout != 0 {
+		t.Errorf("timeouts %v %v %v %d %v", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.IdleTimeout, hs.MaxHeaderBytes, hs.WriteTimeout)
+	}
+}
+
+func TestCheckBind(t *testing.T) {
+	for _, c := range []struct {
+		host, key string
+		insecure  bool
+		ok        bool
+	}{
+		{"127.0.0.1", "", false, true}, {"localhost", "", false, true}, {"::1", "", false, true}, {"[::1]", "", false, true},
+		{"127.0.0.2", "", false, true}, {"0.0.0.0", "", false, false}, {"192.168.1.5", "", false, false}, {"", "", false, false},
+		{"example.com", "", false, false}, {"0.0.0.0", "k", false, true}, {"0.0.0.0", "", true, true},
+	} {
+		if err := CheckBind(c.host, c.key, c.insecure); (err == nil) != c.ok {
+			t.Errorf("CheckBind(%q, %q, %v) = %v", c.host, c.key, c.insecure, err)
+		}
+	}
+}
+
+func TestAuthCORSLogs(t *testing.T) {
+	f := newFake("GENERATED", "TEXT")
+	e := newEnv(t, map[string]*fakeRunner{"tiny": f}, func(c *Config) {
+		c.APIKey = "sekret-key-123"
+		c.Origins = []string{"https://app.example.com"}
+	})
+	body := `{"model":"tiny","prompt":"TOPSECRETPROMPT","stream":false}`
+	for _, c := range []struct {
+		name, method, path string
+		header             []string
+		code               int
+	}{
+		{"no key", "POST", "/api/generate", nil, 401},
+		{"wrong key", "POST", "/api/generate", []string{"Authorization", "Bearer nope"}, 401},
+		{"not bearer", "POST", "/api/generate", []string{"Authorization", "sekret-key-123"}, 401},
+		{"openai no key", "GET", "/v1/models", nil, 401},
+		{"metrics need the key", "GET", "/metrics", nil, 401},
+		{"root is open", "GET", "/", nil, 200},
+		{"health is open", "GET", "/health", nil, 200},
+		{"key", "POST", "/api/generate", []string{"Authorization", "Bearer sekret-key-123"}, 200},
+		{"local origin", "GET", "/api/version", []string{"Authorization", "Bearer sekret-key-123", "Origin", "http://localhost:3000"}, 200},
+		{"configured origin", "GET", "/api/version", []string{"Authorization", "Bearer sekret-key-123", "Origin", "https://app.example.com"}, 200},
+		{"foreign origin", "GET", "/api/version", []string{"Authorization", "Bearer sekret-key-123", "Origin", "https://evil.example"}, 403},
+		{"lookalike origin", "GET", "/api/version", []string{"Authorization", "Bearer sekret-key-123", "Origin", "http://localhost.evil.example"}, 403},
+		{"preflight", "OPTIONS", "/api/chat", []string{"Origin", "http://127.0.0.1:8080", "Access-Control-Request-Method", "POST"}, 204},
+		{"foreign preflight", "OPTIONS", "/api/chat", []string{"Origin", "https://evil.example"}, 403},
+	} {
+		code, h, out := e.do(c.method, c.path, body, c.header...)
+		if code != c.code {
+			t.Errorf("%s: %d, want %d: %s", c.name, code, c.code, out)
+		}
+		origin := ""
+		for i := 0; i+1 < len(c.header); i += 2 {
+			if c.header[i] == "Origin" {
+				origin = c.header[i+1]
+			}
+		}
+		if allowed := h.Get("Access-Control-Allow-Origin"); code < 400 && origin != "" && allowed != origin {
+			t.Errorf("%s: Access-Control-Allow-Origin %q", c.name, allowed)
+		}
+		if code >= 400 && !json.Valid([]byte(out)) {
+			t.Errorf("%s: body %q", c.name, out)
+		}
+		if h.Get("X-Request-Id") == "" {
+			t.Errorf("%s: no X-Request-Id", c.name)
+		}
+	}
+	// The clients, with the key.
+	if _, err := e.ollama.List(t.Context()); err != nil {
+		t.Error(err)
+	}
+	if _, err := e.openai.Models.List(t.Context()); err != nil {
+		t.Error(err)
+	}
+	logs := e.logs.String()
+	for _, secret := range []string{"TOPSECRETPROMPT", "GENERATED", "sekret-key-123"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, logs)
+		}
+	}
+	if !strings.Contains(logs, "path=/api/generate") || !strings.Contains(logs, "req=") || !strings.Contains(logs, "model=tiny") {
+		t.Errorf("access log lacks route, request id or model:\n%s", logs)
+	}
+}

@@ -1,0 +1,530 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/models"
+)
+
+// OpenAI wire types: only the fields Hearth reads or writes.
+
+type oaiChatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []oaiMessage    `json:"messages"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *oaiStreamOpts  `json:"stream_options"`
+	Stop                json.RawMessage `json:"stop"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Seed                *int64          `json:"seed"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty"`
+	PresencePenalty     *float64        `json:"presence_penalty"`
+	ResponseFormat      *oaiFormat      `json:"response_format"`
+	N                   *int            `json:"n"`
+	Tools               json.RawMessage `json:"tools"`
+	Logprobs            *bool           `json:"logprobs"`
+	TopLogprobs         *int            `json:"top_logprobs"`
+}
+
+type oaiStreamOpts struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type oaiFormat struct {
+	Type string `json:"type"`
+}
+
+type oaiMessage struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+type oaiCompletionRequest struct {
+	Model            string          `json:"model"`
+	Prompt           json.RawMessage `json:"prompt"`
+	Stream           bool            `json:"stream"`
+	StreamOptions    *oaiStreamOpts  `json:"stream_options"`
+	Stop             json.RawMessage `json:"stop"`
+	MaxTokens        *int64          `json:"max_tokens"`
+	Temperature      *float64        `json:"temperature"`
+	TopP             *float64        `json:"top_p"`
+	Seed             *int64          `json:"seed"`
+	FrequencyPenalty *float64        `json:"frequency_penalty"`
+	PresencePenalty  *float64        `json:"presence_penalty"`
+	N                *int            `json:"n"`
+	BestOf           *int            `json:"best_of"`
+	Echo             bool            `json:"echo"`
+	Suffix           string          `json:"suffix"`
+	Logprobs         *int            `json:"logprobs"`
+}
+
+type oaiEmbeddingRequest struct {
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat string          `json:"encoding_format"`
+	Dimensions     int             `json:"dimensions"`
+}
+
+type oaiUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+type oaiChatMessage struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+type oaiChatChoice struct {
+	Index        int             `json:"index"`
+	Message      *oaiChatMessage `json:"message,omitempty"`
+	Delta        *oaiChatMessage `json:"delta,omitempty"`
+	Logprobs     any             `json:"logprobs"`
+	FinishReason *string         `json:"finish_reason"`
+}
+
+type oaiChatResponse struct {
+	ID                string          `json:"id"`
+	Object            string          `json:"object"`
+	Created           int64           `json:"created"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint"`
+	Choices           []oaiChatChoice `json:"choices"`
+	Usage             *oaiUsage       `json:"usage,omitempty"`
+}
+
+type oaiTextChoice struct {
+	Text         string  `json:"text"`
+	Index        int     `json:"index"`
+	Logprobs     any     `json:"logprobs"`
+	FinishReason *string `json:"finish_reason"`
+}
+
+type oaiCompletionResponse struct {
+	ID                string          `json:"id"`
+	Object            string          `json:"object"`
+	Created           int64           `json:"created"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint"`
+	Choices           []oaiTextChoice `json:"choices"`
+	Usage             *oaiUsage       `json:"usage,omitempty"`
+}
+
+type oaiModel struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+const fingerprint = "fp_hearth"
+
+func newID(prefix string) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// oaiStrings reads a field that is a string, an array of strings, or null.
+func oaiStrings(raw json.RawMessage, field string) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, errorf(http.StatusBadRequest, "%s must be a string or an array of strings", field)
+	}
+	return many, nil
+}
+
+// errImagePart marks a message with an image part.
+var errImagePart = errors.New("image content part")
+
+// oaiContent reads a message's content: a string, null, or an array of
+// parts of which only text parts are accepted.
+func oaiContent(raw json.RawMessage, i int) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", errorf(http.StatusBadRequest, "messages[%d].content must be a string or an array of content parts", i)
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		switch p.Type {
+		case "text":
+			b.WriteString(p.Text)
+		case "image_url", "input_image":
+			return "", errImagePart
+		default:
+			return "", errorf(http.StatusBadRequest, "messages[%d]: content parts of type %q are not supported", i, p.Type)
+		}
+	}
+	return b.String(), nil
+}
+
+// oaiSampling maps OpenAI's sampling fields onto Ollama options, with
+// the defaults Ollama's compatibility layer uses (temperature 1, top_p 1).
+func oaiSampling(o *genOptions, temp, topP *float64, seed *int64, freq, pres *float64, maxTokens *int64, stop []string) error {
+	m := map[string]any{"temperature": 1.0, "top_p": 1.0}
+	if temp != nil {
+		m["temperature"] = *temp
+	}
+	if topP != nil {
+		m["top_p"] = *topP
+	}
+	if freq != nil {
+		m["frequency_penalty"] = *freq
+	}
+	if pres != nil {
+		m["presence_penalty"] = *pres
+	}
+	if seed != nil {
+		if *seed > maxSeed || *seed < -maxSeed {
+			return errorf(http.StatusBadRequest, "seed %d is out of range", *seed)
+		}
+		m["seed"] = float64(*seed)
+	}
+	if maxTokens != nil {
+		if *maxTokens < 1 || *maxTokens > maxNumCtx {
+			return errorf(http.StatusBadRequest, "max_tokens %d: want 1..%d", *maxTokens, maxNumCtx)
+		}
+		m["num_predict"] = float64(*maxTokens)
+	}
+	if err := o.apply(m); err != nil {
+		return err
+	}
+	if stop != nil {
+		o.Stop = stop
+	}
+	return nil
+}
+
+func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
+	var req oaiChatRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	noteModel(r, req.Model)
+	msgs, stop, err := s.checkOAIChat(&req)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	maxTokens := req.MaxTokens
+	if req.MaxCompletionTokens != nil {
+		maxTokens = req.MaxCompletionTokens
+	}
+	job := &genJob{
+		model: req.Model, keepAlive: s.cfg.KeepAlive,
+		options: func(o *genOptions) error {
+			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, maxTokens, stop)
+		},
+		prompt: func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+	}
+	if err := job.precheck(); err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	id, created := newID("chatcmpl-"), s.now().Unix()
+	resp := func(choices []oaiChatChoice, object string) oaiChatResponse {
+		return oaiChatResponse{ID: id, Object: object, Created: created, Model: req.Model, SystemFingerprint: fingerprint, Choices: choices}
+	}
+	usage := func(out *genOutcome) *oaiUsage {
+		n := len(out.res.Tokens)
+		return &oaiUsage{PromptTokens: out.res.PromptTokens, CompletionTokens: n, TotalTokens: out.res.PromptTokens + n}
+	}
+	if req.Stream {
+		st := newStreamer(w, true)
+		role := "assistant"
+		out, err := s.generate(r, job, func(text string) error {
+			c := resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role, Content: text}}}, "chat.completion.chunk")
+			role = ""
+			return st.send(c)
+		})
+		if err != nil {
+			st.fail(r, dialectOpenAI, err)
+			return
+		}
+		reason := out.res.DoneReason
+		st.send(resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role}, FinishReason: &reason}}, "chat.completion.chunk"))
+		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+			c := resp([]oaiChatChoice{}, "chat.completion.chunk")
+			c.Usage = usage(out)
+			st.send(c)
+		}
+		st.line("data: [DONE]\n\n")
+		return
+	}
+	var sb strings.Builder
+	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	reason := out.res.DoneReason
+	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: sb.String()}, FinishReason: &reason}}, "chat.completion")
+	c.Usage = usage(out)
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) checkOAIChat(req *oaiChatRequest) ([]chat.Message, []string, error) {
+	if req.Model == "" {
+		return nil, nil, errorf(http.StatusBadRequest, "model is required")
+	}
+	if len(req.Messages) == 0 {
+		return nil, nil, errorf(http.StatusBadRequest, "messages must not be empty")
+	}
+	msgs := make([]chat.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		text, err := oaiContent(m.Content, i)
+		if errors.Is(err, errImagePart) {
+			return nil, nil, s.refuseImages(req.Model)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		role := m.Role
+		switch role {
+		case "":
+			return nil, nil, errorf(http.StatusBadRequest, "messages[%d] has no role", i)
+		case "developer":
+			role = "system"
+		}
+		msgs[i] = chat.Message{Role: role, Content: text}
+	}
+	stop, err := oaiStrings(req.Stop, "stop")
+	if err == nil {
+		err = checkStops(stop)
+	}
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case req.N != nil && *req.N != 1:
+		return nil, nil, errorf(http.StatusBadRequest, "n must be 1: Hearth returns one choice")
+	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
+		return nil, nil, errorf(http.StatusBadRequest, "model %q does not support tools", req.Model)
+	case req.Logprobs != nil && *req.Logprobs, req.TopLogprobs != nil && *req.TopLogprobs > 0:
+		return nil, nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
+	}
+	if f := req.ResponseFormat; f != nil {
+		switch f.Type {
+		case "", "text":
+		case "json_object", "json_schema":
+			return nil, nil, errFormat
+		default:
+			return nil, nil, errorf(http.StatusBadRequest, "response_format.type %q: want text, json_object or json_schema", f.Type)
+		}
+	}
+	return msgs, stop, nil
+}
+
+func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {
+	var req oaiCompletionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	noteModel(r, req.Model)
+	prompt, stop, err := checkOAICompletion(&req)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	job := &genJob{
+		model: req.Model, keepAlive: s.cfg.KeepAlive,
+		options: func(o *genOptions) error {
+			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, req.MaxTokens, stop)
+		},
+		// The completions API continues text as it is: no chat template.
+		prompt: func(ctx context.Context, l *loaded) ([]int32, error) { return l.runner.Tokenize(prompt, true, true) },
+	}
+	if err := job.precheck(); err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	id, created := newID("cmpl-"), s.now().Unix()
+	resp := func(choice oaiTextChoice) oaiCompletionResponse {
+		return oaiCompletionResponse{ID: id, Object: "text_completion", Created: created, Model: req.Model,
+			SystemFingerprint: fingerprint, Choices: []oaiTextChoice{choice}}
+	}
+	usage := func(out *genOutcome) *oaiUsage {
+		n := len(out.res.Tokens)
+		return &oaiUsage{PromptTokens: out.res.PromptTokens, CompletionTokens: n, TotalTokens: out.res.PromptTokens + n}
+	}
+	if req.Stream {
+		st := newStreamer(w, true)
+		out, err := s.generate(r, job, func(text string) error { return st.send(resp(oaiTextChoice{Text: text})) })
+		if err != nil {
+			st.fail(r, dialectOpenAI, err)
+			return
+		}
+		reason := out.res.DoneReason
+		st.send(resp(oaiTextChoice{FinishReason: &reason}))
+		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+			c := resp(oaiTextChoice{})
+			c.Choices = []oaiTextChoice{}
+			c.Usage = usage(out)
+			st.send(c)
+		}
+		st.line("data: [DONE]\n\n")
+		return
+	}
+	var sb strings.Builder
+	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	reason := out.res.DoneReason
+	c := resp(oaiTextChoice{Text: sb.String(), FinishReason: &reason})
+	c.Usage = usage(out)
+	writeJSON(w, http.StatusOK, c)
+}
+
+func checkOAICompletion(req *oaiCompletionRequest) (string, []string, error) {
+	if req.Model == "" {
+		return "", nil, errorf(http.StatusBadRequest, "model is required")
+	}
+	prompts, err := oaiStrings(req.Prompt, "prompt")
+	if err != nil {
+		return "", nil, errorf(http.StatusBadRequest, "prompt must be a string (token-id prompts are not supported)")
+	}
+	stop, err := oaiStrings(req.Stop, "stop")
+	if err == nil {
+		err = checkStops(stop)
+	}
+	switch {
+	case err != nil:
+		return "", nil, err
+	case len(prompts) != 1:
+		return "", nil, errorf(http.StatusBadRequest, "prompt must be one string (got %d)", len(prompts))
+	case prompts[0] == "":
+		return "", nil, errorf(http.StatusBadRequest, "prompt must not be empty")
+	case req.N != nil && *req.N != 1, req.BestOf != nil && *req.BestOf != 1:
+		return "", nil, errorf(http.StatusBadRequest, "n and best_of must be 1")
+	case req.Echo:
+		return "", nil, errorf(http.StatusBadRequest, "echo is not supported")
+	case req.Suffix != "":
+		return "", nil, errorf(http.StatusBadRequest, "model %q does not support insert (suffix)", req.Model)
+	case req.Logprobs != nil && *req.Logprobs > 0:
+		return "", nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
+	}
+	return prompts[0], stop, nil
+}
+
+func (s *Server) handleOAIEmbeddings(w http.ResponseWriter, r *http.Request) {
+	var req oaiEmbeddingRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	noteModel(r, req.Model)
+	inputs, err := oaiStrings(req.Input, "input")
+	switch {
+	case req.Model == "":
+		err = errorf(http.StatusBadRequest, "model is required")
+	case err != nil:
+		err = errorf(http.StatusBadRequest, "input must be a string or an array of strings (token-id inputs are not supported)")
+	case len(inputs) == 0:
+		err = errorf(http.StatusBadRequest, "input must not be empty")
+	case req.Dimensions < 0:
+		err = errorf(http.StatusBadRequest, "dimensions must not be negative")
+	case req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64":
+		err = errorf(http.StatusBadRequest, "encoding_format must be float or base64")
+	}
+	for i, in := range inputs {
+		if err == nil && in == "" {
+			err = errorf(http.StatusBadRequest, "input[%d] is empty", i)
+		}
+	}
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	res, _, err := s.embed(r, req.Model, s.cfg.KeepAlive, inputs, true, nil)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	type item struct {
+		Object    string `json:"object"`
+		Embedding any    `json:"embedding"`
+		Index     int    `json:"index"`
+	}
+	data := make([]item, len(res.Vectors))
+	for i, v := range res.Vectors {
+		var e any = normalize(v, req.Dimensions)
+		if req.EncodingFormat == "base64" {
+			e = base64Floats(e.([]float32))
+		}
+		data[i] = item{Object: "embedding", Embedding: e, Index: i}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"object": "list", "data": data, "model": req.Model,
+		"usage": map[string]int{"prompt_tokens": res.PromptTokens, "total_tokens": res.PromptTokens},
+	})
+}
+
+// base64Floats is OpenAI's base64 encoding of a vector: little-endian
+// float32s.
+func base64Floats(v []float32) string {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func oaiModelOf(m models.Model) oaiModel {
+	return oaiModel{ID: m.Name.Short(), Object: "model", Created: m.ModifiedAt.Unix(), OwnedBy: m.Name.Namespace}
+}
+
+func (s *Server) handleOAIModels(w http.ResponseWriter, r *http.Request) {
+	all, err := s.cfg.Store.List()
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	data := make([]oaiModel, len(all))
+	for i, m := range all {
+		data[i] = oaiModelOf(m)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (s *Server) handleOAIModel(w http.ResponseWriter, r *http.Request) {
+	m, err := s.cfg.Store.Resolve(r.PathValue("model"))
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, oaiModelOf(m))
+}

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/sample"
+)
+
+// Errors a Runner (or Loader) wraps so that the HTTP layer answers with the
+// right status in each API's shape. Anything else is a 500.
+var (
+	// ErrUnsupported: the model or runner cannot do what was asked
+	// (embeddings from a runner without hidden-state output, say): 501.
+	ErrUnsupported = errors.New("not supported")
+	// ErrInvalid: the request cannot be served as asked (a prompt longer
+	// than the context, a context too large for memory): 400.
+	ErrInvalid = errors.New("invalid request")
+	// ErrBusy: the runner is overloaded right now; the client may retry:
+	// 503 with Retry-After.
+	ErrBusy = errors.New("server busy")
+	// ErrStop is what an emit callback returns to end generation normally
+	// (a stop string was found): Generate then returns a nil error and
+	// DoneReason "stop".
+	ErrStop = errors.New("stop")
+)
+
+// Runner is one loaded model, as the HTTP layer sees it. The server never
+// touches tensors, devices or KV caches: a single-sequence runner over
+// runtime/engine and a continuous-batching one over the scheduler both
+// fit behind it.
+//
+// All methods are safe for concurrent use. The server calls Close once,
+// after every Generate and Embed call has returned.
+type Runner interface {
+	// Info describes the model; it does not change after load.
+	Info() Info
+	// Tokenize encodes text as the model's tokenizer does: addSpecial adds
+	// BOS/EOS as the model's metadata says, parseSpecial turns the text of
+	// special tokens ("<|eot_id|>") into their ids.
+	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
+	// Generate evaluates req.Prompt, then samples until an
+	// end-of-generation token, req.NumPredict tokens, a full context, or
+	// ctx's end. It calls emit with the text of the tokens sampled, in
+	// order, as soon as it forms complete UTF-8 (never with an empty Text).
+	// When emit returns ErrStop, Generate stops and returns a nil error with
+	// DoneReason "stop"; any other emit error is returned as it is. The
+	// Result is filled as far as generation got, on error too.
+	Generate(ctx context.Context, req *Request, emit func(Piece) error) (Result, error)
+	// Embed returns one vector per input (not normalized). Runners without
+	// embeddings return an error wrapping ErrUnsupported.
+	Embed(ctx context.Context, req *EmbedRequest) (EmbedResult, error)
+	// Close releases the model.
+	Close() error
+}
+
+// Loader loads the GGUF file at path. ctx bounds the load; the Runner it
+// returns outlives ctx.
+type Loader func(ctx context.Context, path string) (Runner, error)
+
+// Info is what a Runner reports about its model.
+type Info struct {
+	Arch          string
+	ContextLength int // trained context; 0 when unknown
+	DefaultNumCtx int // the context a request gets when it names no num_ctx
+	VocabSize     int
+	// Template is the model's chat template (tokenizer.chat_template);
+	// nil when the file has none.
+	Template *chat.Template
+	// BOS and EOS are the texts of the model's begin/end-of-sequence
+	// tokens, bound to bos_token and eos_token in templates; "" when none.
+	BOS, EOS string
+	// Size and VRAM are the bytes the model holds in host and device
+	// memory, for placement and /api/ps.
+	Size, VRAM int64
+	// Embeddings says Embed works.
+	Embeddings bool
+}
+
+// Request is one generation.
+type Request struct {
+	// Prompt is the whole prompt, tokenized (chat template, BOS and any
+	// earlier context already applied). Runners may reuse the KV cache of
+	// a shared prefix.
+	Prompt []int32
+	// NumCtx is the context (prompt + generated tokens) in tokens;
+	// 0: Info.DefaultNumCtx.
+	NumCtx int
+	// NumPredict is the most tokens to generate; <= 0: no limit but the
+	// context.
+	NumPredict int
+	// Sampling is validated (sample.Options.Validate) by the server.
+	Sampling sample.Options
+}
+
+// Piece is generated text.
+type Piece struct {
+	Text string
+}
+
+// Result is how a generation went.
+type Result struct {
+	// Tokens are the sampled tokens, the end-of-generation one included.
+	Tokens []int32
+	// PromptTokens were in the prompt; PromptCached of them were reused
+	// from a cache rather than evaluated.
+	PromptTokens, PromptCached int
+	PromptDuration             time.Duration // evaluating the prompt
+	GenDuration                time.Duration // sampling the tokens
+	// DoneReason is "stop" (end-of-generation token, or emit returned
+	// ErrStop) or "length" (NumPredict or the context reached).
+	DoneReason string
+}
+
+// EmbedRequest is one embedding call.
+type EmbedRequest struct {
+	Inputs []string
+	NumCtx int
+	// Truncate cuts inputs longer than the context instead of failing.
+	Truncate bool
+}
+
+// EmbedResult holds one vector per input, and the tokens evaluated.
+type EmbedResult struct {
+	Vectors      [][]float32
+	PromptTokens int
+}
+
+// Stats is a runner's load, for /metrics.
+type Stats struct {
+	Waiting, Running int // requests queued in the runner; sequences running
+	// KV cache blocks in use and free (0 and 0 for a runner without a
+	// paged cache).
+	KVBlocksUsed, KVBlocksFree int
+	// Prompt tokens looked up in a prefix cache, and those found there.
+	PrefixQueryTokens, PrefixHitTokens int64
+}
+
+// StatsReporter is implemented by runners that can say how busy they are.
+type StatsReporter interface {
+	Stats() Stats
+}

@@ -1,0 +1,240 @@
+// Package serial is a server.Runner over runtime/engine that runs one
+// request at a time: each request gets a fresh engine.Sequence of its
+// num_ctx (or, when its prompt extends the previous request's tokens with
+// the same num_ctx, continues that sequence, so a conversation's earlier
+// turns and Ollama's context are not evaluated again). Requests queue on a
+// lock their context can abandon.
+//
+// It is the runner until the continuous-batching one (scheduler + batched
+// engine) replaces it behind the same interface.
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/sample"
+	"github.com/hearth-llm/hearth/runtime/server"
+)
+
+// defaultNumCtx caps the context a request gets when it names none, as
+// engine.NewSequence does.
+const defaultNumCtx = 4096
+
+// Runner runs requests one at a time on an engine.Model.
+type Runner struct {
+	m    *engine.Model
+	info server.Info
+	lock chan struct{} // one slot: the right to use m
+
+	waiting, running atomic.Int32
+	queryTokens      atomic.Int64
+	hitTokens        atomic.Int64
+
+	// The previous request's sequence and the tokens evaluated in it;
+	// guarded by lock.
+	seq       *engine.Sequence
+	seqTokens []int32
+	seqCtx    int
+}
+
+// Loader returns a server.Loader that loads models with o.
+func Loader(o engine.Options) server.Loader {
+	return func(ctx context.Context, path string) (server.Runner, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := engine.Load(path, o)
+		if err != nil {
+			return nil, err
+		}
+		return New(m, path), nil
+	}
+}
+
+// New wraps a loaded model; the Runner owns it from then on.
+func New(m *engine.Model, path string) *Runner {
+	ai := m.Arch.Info()
+	info := server.Info{
+		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
+		DefaultNumCtx: min(ai.ContextLength, defaultNumCtx), Template: m.Template,
+	}
+	if info.DefaultNumCtx <= 0 {
+		info.DefaultNumCtx = defaultNumCtx
+	}
+	if id := m.Tok.BOS(); id >= 0 {
+		info.BOS = m.Tok.Token(id)
+	}
+	if id := m.Tok.EOS(); id >= 0 {
+		info.EOS = m.Tok.Token(id)
+	}
+	if st, err := os.Stat(path); err == nil {
+		info.Size = st.Size()
+	}
+	return &Runner{m: m, info: info, lock: make(chan struct{}, 1)}
+}
+
+// Info implements server.Runner.
+func (r *Runner) Info() server.Info { return r.info }
+
+// Tokenize implements server.Runner.
+func (r *Runner) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	return r.m.Tok.Encode(text, addSpecial, parseSpecial), nil
+}
+
+// Stats implements server.StatsReporter. The engine's cache is one
+// contiguous block per sequence, so there are no KV blocks to report.
+func (r *Runner) Stats() server.Stats {
+	return server.Stats{Waiting: int(r.waiting.Load()), Running: int(r.running.Load()),
+		PrefixQueryTokens: r.queryTokens.Load(), PrefixHitTokens: r.hitTokens.Load()}
+}
+
+func (r *Runner) acquire(ctx context.Context) error {
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	select {
+	case r.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Runner) unlock() { <-r.lock }
+
+// invalid marks engine errors that come from the request's size.
+func invalid(err error) error {
+	if errors.Is(err, engine.ErrPromptTooLong) || errors.Is(err, engine.ErrOutOfMemory) ||
+		errors.Is(err, backend.ErrContextFull) || errors.Is(err, sample.ErrInvalid) ||
+		strings.Contains(err.Error(), "larger than the maximum") {
+		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
+	}
+	return err
+}
+
+// Generate implements server.Runner. It follows engine.Sequence.Generate
+// step for step (the same sampler calls, so the same tokens), and also
+// keeps the sampled ids, which Generate does not expose.
+func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(server.Piece) error) (server.Result, error) {
+	res := server.Result{PromptTokens: len(req.Prompt)}
+	if len(req.Prompt) == 0 {
+		return res, fmt.Errorf("%w: empty prompt", server.ErrInvalid)
+	}
+	if err := r.acquire(ctx); err != nil {
+		return res, err
+	}
+	defer r.unlock()
+	r.running.Add(1)
+	defer r.running.Add(-1)
+
+	numCtx := req.NumCtx
+	if numCtx <= 0 {
+		numCtx = r.info.DefaultNumCtx
+	}
+	if len(req.Prompt) > numCtx {
+		return res, fmt.Errorf("%w: %w: %d tokens, context %d", server.ErrInvalid, engine.ErrPromptTooLong, len(req.Prompt), numCtx)
+	}
+	smp, err := sample.New(req.Sampling, r.info.VocabSize)
+	if err != nil {
+		return res, invalid(err)
+	}
+	for _, t := range req.Prompt {
+		smp.Accept(t)
+	}
+
+	// Continue the previous sequence when the prompt extends it.
+	seq, evaluated := r.seq, r.seqTokens
+	r.seq, r.seqTokens = nil, nil
+	r.queryTokens.Add(int64(len(req.Prompt)))
+	if seq == nil || r.seqCtx != numCtx || len(evaluated) >= len(req.Prompt) || !hasPrefix(req.Prompt, evaluated) {
+		if seq, err = r.m.NewSequence(numCtx); err != nil {
+			return res, invalid(err)
+		}
+		evaluated = nil
+	}
+	res.PromptCached = len(evaluated)
+	r.hitTokens.Add(int64(len(evaluated)))
+	evaluated = append(evaluated[:len(evaluated):len(evaluated)], req.Prompt[len(evaluated):]...)
+
+	t0 := time.Now()
+	logits, err := seq.Eval(req.Prompt[res.PromptCached:])
+	res.PromptDuration = time.Since(t0)
+	if err != nil {
+		return res, invalid(err)
+	}
+	dec := r.m.Tok.NewStreamDecoder()
+	t0 = time.Now()
+	res.DoneReason = "length"
+	stopped := false
+	for req.NumPredict <= 0 || len(res.Tokens) < req.NumPredict {
+		if err := ctx.Err(); err != nil {
+			res.GenDuration = time.Since(t0)
+			return res, err
+		}
+		tok := smp.Sample(logits)
+		smp.Accept(tok)
+		res.Tokens = append(res.Tokens, tok)
+		if r.m.Tok.IsEOG(tok) {
+			res.DoneReason = "stop"
+			break
+		}
+		if text := dec.Add(tok); text != "" {
+			if err := emit(server.Piece{Text: text}); errors.Is(err, server.ErrStop) {
+				res.DoneReason, stopped = "stop", true
+				break
+			} else if err != nil {
+				res.GenDuration = time.Since(t0)
+				return res, err
+			}
+		}
+		if seq.Len() >= numCtx || (req.NumPredict > 0 && len(res.Tokens) >= req.NumPredict) {
+			break
+		}
+		if logits, err = seq.Eval([]int32{tok}); err != nil {
+			res.GenDuration = time.Since(t0)
+			return res, invalid(err)
+		}
+		evaluated = append(evaluated, tok)
+	}
+	if text := dec.Flush(); text != "" && !stopped {
+		if err := emit(server.Piece{Text: text}); err != nil && !errors.Is(err, server.ErrStop) {
+			res.GenDuration = time.Since(t0)
+			return res, err
+		}
+	}
+	res.GenDuration = time.Since(t0)
+	r.seq, r.seqTokens, r.seqCtx = seq, evaluated, numCtx
+	return res, nil
+}
+
+func hasPrefix(s, prefix []int32) bool {
+	if len(prefix) > len(s) {
+		return false
+	}
+	for i, t := range prefix {
+		if s[i] != t {
+			return false
+		}
+	}
+	return true
+}
+
+// Embed implements server.Runner: not yet, the engine has no hidden-state
+// output.
+func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.EmbedResult, error) {
+	return server.EmbedResult{}, fmt.Errorf("%w: embeddings are not supported by this model yet (the engine has no hidden-state output)", server.ErrUnsupported)
+}
+
+// Close implements server.Runner: it waits for the request in progress.
+func (r *Runner) Close() error {
+	r.lock <- struct{}{}
+	r.seq = nil
+	return r.m.Close()
+}

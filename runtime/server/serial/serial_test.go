@@ -1,0 +1,170 @@
+package serial_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ollama/ollama/api"
+	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/option"
+
+	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/models"
+	"github.com/hearth-llm/hearth/runtime/server"
+	"github.com/hearth-llm/hearth/runtime/server/serial"
+)
+
+// serve starts a server over a models folder holding the shared
+// stories260K model (linked, not copied) as "stories".
+func serve(t *testing.T) (*api.Client, openai.Client, string) {
+	t.Helper()
+	src := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
+	dir := t.TempDir()
+	if err := os.Symlink(src, filepath.Join(dir, "stories.gguf")); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		Store:        models.New(models.Options{Dir: dir}),
+		Load:         serial.Loader(engine.Options{Threads: 2}),
+		MemoryBudget: -1,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	u, _ := url.Parse(hs.URL)
+	return api.NewClient(u, http.DefaultClient),
+		openai.NewClient(option.WithBaseURL(hs.URL+"/v1/"), option.WithAPIKey("x"), option.WithMaxRetries(0)), hs.URL
+}
+
+// TestGenerateGolden is the end-to-end check: a greedy
+// /api/generate on the real engine, through Ollama's client.
+func TestGenerateGolden(t *testing.T) {
+	c, oc, base := serve(t)
+	ctx := context.Background()
+	var text strings.Builder
+	var final api.GenerateResponse
+	err := c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: "Once upon a time",
+		Options: map[string]any{"num_predict": 8, "temperature": 0}},
+		func(r api.GenerateResponse) error {
+			text.WriteString(r.Response)
+			if r.Done {
+				final = r
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text.String() != ", there was a little girl" {
+		t.Errorf("generated %q, want %q", text.String(), ", there was a little girl")
+	}
+	if final.DoneReason != "length" || final.EvalCount != 8 || final.PromptEvalCount != 5 || len(final.Context) != 13 ||
+		final.PromptEvalDuration <= 0 || final.EvalDuration <= 0 || final.LoadDuration <= 0 {
+		t.Errorf("final %+v", final)
+	}
+
+	// The returned context continues the story; its prefix is reused.
+	var more api.GenerateResponse
+	err = c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: " named", Context: final.Context, Stream: ptr(false),
+		Options: map[string]any{"num_predict": 4, "temperature": 0}},
+		func(r api.GenerateResponse) error { more = r; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more.Response == "" || len(more.Context) <= len(final.Context) {
+		t.Errorf("continuation %+v", more)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "hearth_prefix_cache_hit_ratio 0.") {
+		t.Error("the continuation did not reuse the first request's sequence")
+	}
+
+	// The same through OpenAI's completions API (no template, like raw).
+	cr, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "stories",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")}, MaxTokens: openai.Int(8),
+		Temperature: openai.Float(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Choices[0].Text != ", there was a little girl" || cr.Usage.CompletionTokens != 8 {
+		t.Errorf("completion %q, usage %+v", cr.Choices[0].Text, cr.Usage)
+	}
+
+	// Stop strings cut the text.
+	var stopped api.GenerateResponse
+	c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: "Once upon a time", Stream: ptr(false),
+		Options: map[string]any{"num_predict": 8, "temperature": 0, "stop": []string{"little"}}},
+		func(r api.GenerateResponse) error { stopped = r; return nil })
+	if stopped.Response != ", there was a " || stopped.DoneReason != "stop" {
+		t.Errorf("stopped: %q %q", stopped.Response, stopped.DoneReason)
+	}
+}
+
+// TestChatAndErrors: chat on a model without a template (ChatML fallback)
+// runs; embeddings are refused with 501; a prompt longer than num_ctx is
+// a 400.
+func TestChatAndErrors(t *testing.T) {
+	c, oc, _ := serve(t)
+	ctx := context.Background()
+	resp, err := oc.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hi")}, MaxTokens: openai.Int(4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Usage.CompletionTokens == 0 || resp.Usage.PromptTokens == 0 {
+		t.Errorf("chat usage %+v", resp.Usage)
+	}
+	_, err = c.Embed(ctx, &api.EmbedRequest{Model: "stories", Input: "x"})
+	var se api.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 501 {
+		t.Errorf("embed: %v", err)
+	}
+	err = c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: strings.Repeat("Once upon a time ", 20),
+		Options: map[string]any{"num_ctx": 16}}, func(api.GenerateResponse) error { return nil })
+	if !errors.As(err, &se) || se.StatusCode != 400 {
+		t.Errorf("long prompt: %v", err)
+	}
+}
+
+// TestCancel: a cancelled request stops the engine; the next request runs.
+func TestCancel(t *testing.T) {
+	c, _, _ := serve(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: "Once", Options: map[string]any{"num_predict": 400}},
+		func(api.GenerateResponse) error {
+			if n++; n == 2 {
+				cancel()
+			}
+			return nil
+		})
+	if n > 100 {
+		t.Errorf("%d pieces after cancel", n)
+	}
+	var r api.GenerateResponse
+	err := c.Generate(context.Background(), &api.GenerateRequest{Model: "stories", Prompt: "Once upon a time", Stream: ptr(false),
+		Options: map[string]any{"num_predict": 8, "temperature": 0}}, func(x api.GenerateResponse) error { r = x; return nil })
+	if err != nil || r.Response != ", there was a little girl" {
+		t.Errorf("after cancel: %q %v", r.Response, err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

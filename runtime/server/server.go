@@ -1,0 +1,320 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hearth-llm/hearth/runtime/models"
+)
+
+// OllamaVersion is the Ollama API version this server speaks, reported by
+// /api/version (clients gate features on it).
+const OllamaVersion = "0.17.4"
+
+// Defaults of Config.
+const (
+	DefaultKeepAlive    = 5 * time.Minute
+	DefaultMaxQueue     = 512 // Ollama's OLLAMA_MAX_QUEUE
+	DefaultMaxLoaded    = 3   // Ollama's OLLAMA_MAX_LOADED_MODELS
+	DefaultMaxBodyBytes = 32 << 20
+)
+
+// Config configures a Server. Store and Load are required.
+type Config struct {
+	Store *models.Store
+	Load  Loader
+
+	// KeepAlive is how long a model stays loaded after its last request
+	// when the request names no keep_alive; 0: DefaultKeepAlive; < 0:
+	// until evicted.
+	KeepAlive time.Duration
+	// MaxQueue bounds the generation and embedding requests admitted at
+	// once, running or waiting; beyond it requests get 503 with
+	// Retry-After. 0: DefaultMaxQueue.
+	MaxQueue int
+	// MaxLoaded bounds the models resident at once; 0: DefaultMaxLoaded.
+	MaxLoaded int
+	// MemoryBudget bounds the bytes of model files resident at once; the
+	// least recently used idle model is unloaded to make room. 0: 90% of
+	// the memory available when the server starts; < 0: no limit.
+	MemoryBudget int64
+
+	// APIKey, when set, is required as "Authorization: Bearer KEY" on every
+	// request but GET / and GET /health.
+	APIKey string
+	// Origins are browser origins allowed besides DefaultOrigins ('*'
+	// matches any run of characters; "*" alone allows every origin).
+	Origins []string
+	// MaxBodyBytes bounds request bodies; 0: DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+
+	// Logger receives the access log and model events; nil: slog.Default().
+	Logger *slog.Logger
+	// Pull configures /api/pull (registry URL, HTTP client).
+	Pull models.PullOptions
+	// Version is Hearth's version, reported beside OllamaVersion.
+	Version string
+}
+
+// Server serves the Ollama and OpenAI APIs over a model store. Create it
+// with New; its Handler is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	mgr      *manager
+	metrics  *metrics
+	mux      *http.ServeMux
+	handler  http.Handler
+	origins  []string
+	inFlight atomic.Int64
+	now      func() time.Time
+}
+
+// New returns a server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Load == nil {
+		return nil, errors.New("server: Config.Store and Config.Load are required")
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.MaxLoaded <= 0 {
+		cfg.MaxLoaded = DefaultMaxLoaded
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MemoryBudget == 0 {
+		if avail, ok := memAvailable(); ok {
+			cfg.MemoryBudget = int64(avail / 10 * 9)
+		}
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: time.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.origins = append(append([]string(nil), DefaultOrigins...), cfg.Origins...)
+	s.mgr = newManager(cfg.Store, cfg.Load, cfg.MemoryBudget, cfg.MaxLoaded, cfg.KeepAlive, s.log, s.now)
+	s.metrics = newMetrics(s)
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	mux := http.NewServeMux()
+	s.mux = mux
+	h := func(pattern string, f http.HandlerFunc) { mux.Handle(pattern, f) }
+
+	h("GET /{$}", s.handleRoot)
+	h("HEAD /{$}", s.handleRoot)
+	h("GET /health", s.handleHealth)
+	h("HEAD /health", s.handleHealth)
+	h("GET /metrics", s.metrics.handler().ServeHTTP)
+
+	h("GET /api/version", s.handleVersion)
+	h("HEAD /api/version", s.handleVersion)
+	h("POST /api/generate", s.handleGenerate)
+	h("POST /api/chat", s.handleChat)
+	h("POST /api/embed", s.handleEmbed)
+	h("POST /api/embeddings", s.handleEmbeddings)
+	h("GET /api/tags", s.handleTags)
+	h("HEAD /api/tags", s.handleTags)
+	h("POST /api/show", s.handleShow)
+	h("GET /api/ps", s.handlePs)
+	h("POST /api/pull", s.handlePull)
+	h("DELETE /api/delete", s.handleDelete)
+	h("POST /api/copy", s.handleCopy)
+	for _, p := range []string{"POST /api/create", "POST /api/push", "POST /api/blobs/{digest}", "HEAD /api/blobs/{digest}"} {
+		h(p, s.handleNotImplemented)
+	}
+
+	h("POST /v1/chat/completions", s.handleOAIChat)
+	h("POST /v1/completions", s.handleOAICompletions)
+	h("POST /v1/embeddings", s.handleOAIEmbeddings)
+	h("GET /v1/models", s.handleOAIModels)
+	h("GET /v1/models/{model...}", s.handleOAIModel)
+
+	s.handler = s.wrap(http.HandlerFunc(s.dispatch))
+}
+
+// dispatch routes through the mux, answering unknown paths and wrong
+// methods with JSON errors instead of the mux's plain text.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, p := s.mux.Handler(r2); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, r, dialectOf(r), errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
+		} else {
+			writeError(w, r, dialectOf(r), errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
+		}
+		s.metrics.observeRequest("", statusOf(w))
+		return
+	}
+	s.mux.ServeHTTP(w, r) // routes again, setting the path values
+	s.metrics.observeRequest(pattern, statusOf(w))
+}
+
+func statusOf(w http.ResponseWriter) int {
+	if rec, ok := w.(*recorder); ok && rec.status != 0 {
+		return rec.status
+	}
+	return http.StatusOK
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// HTTPServer returns an http.Server for addr with the timeouts a public
+// endpoint needs: headers must arrive within 10 s and bodies within 2
+// minutes, idle connections close after 2 minutes; responses have no write
+// timeout, since a generation streams for as long as it takes. base, when
+// not nil, is the parent of every request's context: cancelling it stops
+// every generation (the second stage of a graceful shutdown).
+func (s *Server) HTTPServer(addr string, base context.Context) *http.Server {
+	hs := &http.Server{
+		Addr:              addr,
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if base != nil {
+		hs.BaseContext = func(net.Listener) context.Context { return base }
+	}
+	return hs
+}
+
+// Close unloads every model. Call it after the HTTP server has shut down.
+func (s *Server) Close() error {
+	s.mgr.close()
+	return nil
+}
+
+// CheckBind refuses to listen on an address other than loopback unless
+// an API key is set or insecure is true: a model server open to the
+// network without authentication lets anyone use the machine.
+func CheckBind(host, apiKey string, insecure bool) error {
+	if apiKey != "" || insecure {
+		return nil
+	}
+	h := strings.Trim(host, "[]")
+	if h == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%w: %q is not a loopback address; set --api-key (or HEARTH_API_KEY), or pass --insecure to serve without one",
+		errNotLoopback, host)
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "Ollama is running")
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "models_loaded": len(s.mgr.snapshot())})
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": OllamaVersion, "hearth": s.cfg.Version})
+}
+
+func (s *Server) handleNotImplemented(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, dialectOllama, errorf(http.StatusNotImplemented,
+		"%s is not supported by Hearth: models are GGUF files (put NAME.gguf in the models folder, or use /api/pull)", r.URL.Path))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// decodeJSON reads a request body into v: present, within the size
+// limit, valid UTF-8, one JSON value and nothing after it.
+func decodeJSON(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errorf(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errorf(http.StatusBadRequest, "missing request body")
+	}
+	if !utf8.Valid(b) {
+		return errorf(http.StatusBadRequest, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, "invalid JSON body: unexpected data after the object")
+	}
+	return nil
+}
+
+// admit counts a generation or embedding request in, or refuses it when
+// MaxQueue are already in.
+func (s *Server) admit() (done func(), err error) {
+	if n := s.inFlight.Add(1); n > int64(s.cfg.MaxQueue) {
+		s.inFlight.Add(-1)
+		s.metrics.rejected.Inc()
+		return nil, fmt.Errorf("%w: %d requests are queued (the limit, --max-queue); retry shortly", ErrBusy, s.cfg.MaxQueue)
+	}
+	return func() { s.inFlight.Add(-1) }, nil
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo (Linux).
+var memAvailable = func() (uint64, bool) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+			kb, err := strconv.ParseUint(fields[1], 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
+}
