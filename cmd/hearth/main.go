@@ -21,6 +21,8 @@ var commands = []command{
 	{"run", "run MODEL [PROMPT]", "generate text from a prompt (stdin when none is given)", runCmd},
 	{"tokenize", "tokenize MODEL TEXT", "print the token ids of TEXT", tokenizeCmd},
 	{"show", "show MODEL", "print a model's architecture, size, types and tokenizer", showCmd},
+	{"gen", "gen --shape S --quant Q", "write a random-weight model of a real model's shape", genCmd},
+	{"bench", "bench -m MODEL | --shape S", "measure prompt and generation speed, as llama-bench does", benchCmd},
 	{"serve", "serve [--host H] [--port P]", "serve the Ollama and OpenAI APIs (127.0.0.1:11434)", serveCmd},
 	{"ls", "ls", "list the models of the models folder and Ollama's store", lsCmd},
 	{"ps", "ps", "list the models a running server has loaded", psCmd},

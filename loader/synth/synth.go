@@ -1,0 +1,346 @@
+package synth
+
+import (
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// Version numbers the weight generator. It is written into
+// general.description, so cached files from another version are rewritten.
+const Version = 1
+
+// outputGain scales the output matrix so that logits have a standard
+// deviation near 4, as a trained model's do: the next-token distribution
+// is peaked, not near uniform.
+const outputGain = 4
+
+// Options control WriteWith.
+type Options struct {
+	// Threads generate and quantize rows; <= 0: one per CPU.
+	Threads int
+	// Seed selects the random weights; the same seed gives the same file.
+	Seed uint64
+	// Progress, when set, is called from the writing goroutine after each
+	// chunk with the bytes of tensor data written so far and the total.
+	Progress func(done, total int64)
+}
+
+// Tensor is one tensor of a synthetic file.
+type Tensor struct {
+	Name string
+	Type quant.Type
+	Dims []uint64 // ggml's ne: Dims[0] is the row length
+	// Scale is the standard deviation of the weights; 0 means a norm
+	// vector of ones.
+	Scale float32
+}
+
+// Rows returns the number of rows (the product of Dims[1:]).
+func (t Tensor) Rows() int {
+	n := 1
+	for _, d := range t.Dims[1:] {
+		n *= int(d)
+	}
+	return n
+}
+
+// Bytes returns the size of the tensor's data.
+func (t Tensor) Bytes() int64 {
+	rb, _ := t.Type.RowBytes(int(t.Dims[0]))
+	return int64(rb) * int64(t.Rows())
+}
+
+// Plan lists the tensors of a file of shape s and file type ft with their
+// types, in the order llama-quantize writes them (the tensors outside the
+// layers by name, then each layer's by name).
+func Plan(s Shape, ft FileType) []Tensor {
+	d, kv, ff, nv := uint64(s.Embd), uint64(s.KVHeads*s.HeadDim()), uint64(s.FF), uint64(s.Vocab)
+	gqa := s.Heads / s.KVHeads
+	mat := func(name string, r role, layer int, cols, rows uint64) Tensor {
+		scale := 1 / math.Sqrt(float64(cols))
+		if r == roleOutput || (s.Tied && r == roleTokenEmbd) {
+			scale *= outputGain
+		}
+		return Tensor{Name: name, Type: ft.tensorType(r, layer, s.Layers, gqa, int(cols), s.Tied),
+			Dims: []uint64{cols, rows}, Scale: float32(scale)}
+	}
+	norm := func(name string) Tensor { return Tensor{Name: name, Type: quant.F32, Dims: []uint64{d}} }
+	var ts []Tensor
+	if !s.Tied {
+		ts = append(ts, mat("output.weight", roleOutput, -1, d, nv))
+	}
+	ts = append(ts, norm("output_norm.weight"), mat("token_embd.weight", roleTokenEmbd, -1, d, nv))
+	for i := range s.Layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		ts = append(ts,
+			mat(p+"attn_k.weight", roleAttnK, i, d, kv),
+			norm(p+"attn_norm.weight"),
+			mat(p+"attn_output.weight", roleAttnOut, i, d, d),
+			mat(p+"attn_q.weight", roleAttnQ, i, d, d),
+			mat(p+"attn_v.weight", roleAttnV, i, d, kv),
+			mat(p+"ffn_down.weight", roleFFNDown, i, ff, d),
+			mat(p+"ffn_gate.weight", roleFFNGate, i, d, ff),
+			norm(p+"ffn_norm.weight"),
+			mat(p+"ffn_up.weight", roleFFNUp, i, d, ff),
+		)
+	}
+	return ts
+}
+
+// Description is the general.description of a file written with seed.
+func Description(seed uint64) string {
+	return fmt.Sprintf("random weights written by Hearth (synth v%d, seed %d); not a trained model", Version, seed)
+}
+
+// Write writes a synthetic model of shape s and file type quantName
+// ("q4_0", "q4_k_m", …; see FileTypes) to path on threads threads (<= 0:
+// all CPUs), with seed 0.
+func Write(path string, s Shape, quantName string, threads int) error {
+	return WriteWith(path, s, quantName, Options{Threads: threads})
+}
+
+// WriteWith is Write with all options. The file appears at path only when
+// complete.
+func WriteWith(path string, s Shape, quantName string, o Options) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	ft, err := LookupFileType(quantName)
+	if err != nil {
+		return err
+	}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	w := gguf.NewWriter()
+	setMetadata(w, s, ft, o.Seed)
+	plan := Plan(s, ft)
+	var total int64
+	for _, t := range plan {
+		total += t.Bytes()
+	}
+	var done atomic.Int64
+	for _, t := range plan {
+		t := t
+		err := w.AddTensorFunc(t.Name, t.Type, t.Dims, func(out io.Writer) error {
+			return writeTensor(out, t, o.Seed, threads, func(n int) {
+				d := done.Add(int64(n))
+				if o.Progress != nil {
+					o.Progress(d, total)
+				}
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := w.WriteFile(path); err != nil {
+		return fmt.Errorf("synth: %s: %w", path, err)
+	}
+	// WriteFile's temporary file is private; a model file is not.
+	if err := os.Chmod(path, 0o644); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	return nil
+}
+
+func setMetadata(w *gguf.Writer, s Shape, ft FileType, seed uint64) {
+	u32 := func(k string, v int) { w.Set(k, gguf.Uint32(uint32(v))) }
+	w.Set("general.architecture", gguf.String("llama"))
+	w.Set("general.type", gguf.String("model"))
+	w.Set("general.name", gguf.String("synthetic "+s.Name))
+	w.Set("general.description", gguf.String(Description(seed)))
+	u32("llama.block_count", s.Layers)
+	u32("llama.context_length", s.Context)
+	u32("llama.embedding_length", s.Embd)
+	u32("llama.feed_forward_length", s.FF)
+	u32("llama.attention.head_count", s.Heads)
+	u32("llama.attention.head_count_kv", s.KVHeads)
+	w.Set("llama.rope.freq_base", gguf.Float32(s.RopeBase))
+	w.Set("llama.attention.layer_norm_rms_epsilon", gguf.Float32(s.NormEps))
+	u32("general.file_type", int(ft.ID))
+	u32("llama.vocab_size", s.Vocab)
+	u32("llama.rope.dimension_count", s.HeadDim())
+	tokens, scores, types := vocab(s.Vocab)
+	w.Set("tokenizer.ggml.model", gguf.String("llama"))
+	w.Set("tokenizer.ggml.pre", gguf.String("default"))
+	w.Set("tokenizer.ggml.tokens", gguf.ArrayValue(tokens))
+	w.Set("tokenizer.ggml.scores", gguf.ArrayValue(scores))
+	w.Set("tokenizer.ggml.token_type", gguf.ArrayValue(types))
+	u32("tokenizer.ggml.bos_token_id", bosID)
+	u32("tokenizer.ggml.eos_token_id", eosID)
+	u32("tokenizer.ggml.unknown_token_id", unkID)
+	w.Set("tokenizer.ggml.add_bos_token", gguf.Bool(true))
+	w.Set("tokenizer.ggml.add_eos_token", gguf.Bool(false))
+	u32("general.quantization_version", 2)
+}
+
+// chunkBytes is the most bytes of output one worker produces at a time.
+const chunkBytes = 1 << 20
+
+// writeTensor generates, quantizes and writes t's rows: chunks of rows are
+// produced on threads goroutines and written in order, with at most
+// 2×threads chunks in memory.
+func writeTensor(out io.Writer, t Tensor, seed uint64, threads int, wrote func(int)) error {
+	cols, rows := int(t.Dims[0]), t.Rows()
+	rb, err := t.Type.RowBytes(cols)
+	if err != nil {
+		return err
+	}
+	// Enough chunks to keep every thread busy, none above chunkBytes.
+	per := max(1, min((rows+4*threads-1)/(4*threads), chunkBytes/rb))
+	n := (rows + per - 1) / per
+	nameSeed := hashName(t.Name)
+	produce := func(i int, buf []byte, x []float32) error {
+		r0 := i * per
+		for r := r0; r < min(rows, r0+per); r++ {
+			fillRow(x, seed, nameSeed, r, t.Scale)
+			if err := quant.QuantizeRow(t.Type, x, buf[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	size := func(i int) int { return (min(rows, (i+1)*per) - i*per) * rb }
+	return ordered(n, min(threads, n), per*rb, size, cols, produce, func(b []byte) error {
+		if _, err := out.Write(b); err != nil {
+			return err
+		}
+		wrote(len(b))
+		return nil
+	})
+}
+
+// ordered runs produce for chunks 0..n-1 on threads goroutines and consume
+// on the caller's goroutine in chunk order, with at most 2×threads buffers
+// of bufSize bytes. It stops at the first error.
+func ordered(n, threads, bufSize int, size func(int) int, cols int,
+	produce func(i int, buf []byte, x []float32) error, consume func([]byte) error) error {
+	type job struct {
+		i   int
+		buf []byte
+	}
+	type result struct {
+		buf []byte
+		err error
+	}
+	window := 2 * threads
+	free := make(chan []byte, window)
+	for range window {
+		free <- nil // allocated on first use
+	}
+	results := make([]chan result, n)
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	jobs := make(chan job)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	go func() {
+		defer close(jobs)
+		for i := range n {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			if buf == nil {
+				buf = make([]byte, bufSize)
+			}
+			select {
+			case jobs <- job{i, buf[:size(i)]}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := make([]float32, cols)
+			for j := range jobs {
+				err := produce(j.i, j.buf, x)
+				results[j.i] <- result{j.buf, err}
+			}
+		}()
+	}
+	var err error
+	for i := range n {
+		r := <-results[i]
+		if err = r.err; err == nil {
+			err = consume(r.buf)
+		}
+		if err != nil {
+			break
+		}
+		free <- r.buf[:cap(r.buf)]
+	}
+	close(stop)
+	wg.Wait()
+	return err
+}
+
+func hashName(name string) uint64 {
+	h := fnv.New64a()
+	io.WriteString(h, name)
+	return h.Sum64()
+}
+
+// normal holds the quantiles of the standard normal distribution at the
+// midpoints of 65536 equal steps of probability: indexing it with 16
+// random bits draws from N(0, 1) with tails to ±4.3 (what a trained model's
+// weights look like to a quantizer), far faster than a Ziggurat.
+var normal = sync.OnceValue(func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		p := (float64(i) + 0.5) / (1 << 16)
+		t[i] = float32(math.Sqrt2 * math.Erfinv(2*p-1))
+	}
+	return &t
+})
+
+// fillRow writes row r of a tensor: N(0, scale²) values from a SplitMix64
+// stream seeded by (seed, tensor, row), or ones for a norm (scale 0).
+func fillRow(x []float32, seed, nameSeed uint64, r int, scale float32) {
+	if scale == 0 {
+		for i := range x {
+			x[i] = 1
+		}
+		return
+	}
+	q := normal()
+	state := mix(seed ^ mix(nameSeed^mix(uint64(r))))
+	for len(x) >= 4 {
+		state += 0x9e3779b97f4a7c15
+		z := mix(state)
+		x[0] = q[uint16(z)] * scale
+		x[1] = q[uint16(z>>16)] * scale
+		x[2] = q[uint16(z>>32)] * scale
+		x[3] = q[uint16(z>>48)] * scale
+		x = x[4:]
+	}
+	state += 0x9e3779b97f4a7c15
+	z := mix(state)
+	for i := range x {
+		x[i] = q[uint16(z>>(16*i))] * scale
+	}
+}
+
+// mix is SplitMix64's output function.
+func mix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}

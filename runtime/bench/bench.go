@@ -1,0 +1,482 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/loader/synth"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	_ "github.com/hearth-llm/hearth/runtime/arch/llama" // registers "llama"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+)
+
+// ParallelPrompt is the prompt each sequence of a tgN xP test gets before
+// the timed steps.
+const ParallelPrompt = 16
+
+// Options choose the tests of Run. Every combination of a thread count with
+// each test runs.
+type Options struct {
+	Prompt   []int // pp tests, tokens each (llama-bench -p)
+	Gen      []int // tg tests, tokens each (llama-bench -n)
+	Parallel []int // sequence counts > 1: a tgN xP test for each N of Gen
+	Threads  []int // thread counts (llama-bench -t); <= 0: all CPUs
+	Reps     int   // timed runs per test (llama-bench -r); <= 0: 5
+	Batch    int   // most tokens per forward pass; <= 0: 512
+	Seed     uint64
+	// ReadGBs, when set, is the memory read bandwidth the roofline of tg
+	// tests is computed from (System.ReadGBs).
+	ReadGBs float64
+	// Progress, when set, is called after every forward pass with the
+	// tokens processed so far and the total of the whole Run.
+	Progress func(done, total int64)
+}
+
+func (o *Options) defaults() {
+	if o.Reps <= 0 {
+		o.Reps = 5
+	}
+	if o.Batch <= 0 {
+		o.Batch = 512
+	}
+	if len(o.Threads) == 0 {
+		o.Threads = []int{0}
+	}
+}
+
+// Result is one test's outcome. The JSON field names up to samples_ts are
+// llama-bench's, so tools that read its JSON read these.
+type Result struct {
+	BuildCommit string    `json:"build_commit"`
+	CPUInfo     string    `json:"cpu_info"`
+	Backends    string    `json:"backends"`
+	ModelFile   string    `json:"model_filename"`
+	ModelType   string    `json:"model_type"`
+	ModelSize   uint64    `json:"model_size"`
+	ModelParams uint64    `json:"model_n_params"`
+	NBatch      int       `json:"n_batch"`
+	NUBatch     int       `json:"n_ubatch"`
+	Threads     int       `json:"n_threads"`
+	TypeK       string    `json:"type_k"`
+	TypeV       string    `json:"type_v"`
+	NPrompt     int       `json:"n_prompt"`
+	NGen        int       `json:"n_gen"`
+	NDepth      int       `json:"n_depth"`
+	TestTime    string    `json:"test_time"`
+	AvgNs       uint64    `json:"avg_ns"`
+	StddevNs    uint64    `json:"stddev_ns"`
+	AvgTs       float64   `json:"avg_ts"`
+	StddevTs    float64   `json:"stddev_ts"`
+	SamplesNs   []uint64  `json:"samples_ns"`
+	SamplesTs   []float64 `json:"samples_ts"`
+	// Hearth's additions.
+	Cores         int     `json:"cores"`
+	SIMD          string  `json:"simd"`
+	Kernels       string  `json:"kernels"`
+	NParallel     int     `json:"n_parallel"`                // sequences decoding together (1 but for tgN xP)
+	Test          string  `json:"test"`                      // "pp512", "tg128", "tg128 x8"
+	BytesPerToken float64 `json:"bytes_per_token,omitempty"` // memory read per generated token (tg tests)
+	ReadGBs       float64 `json:"read_gbs,omitempty"`        // memory read bandwidth of the run, GB/s
+	RooflineTs    float64 `json:"roofline_ts,omitempty"`     // read bandwidth ÷ bytes per token
+	RooflinePct   float64 `json:"roofline_pct,omitempty"`    // avg_ts as a percentage of roofline_ts
+}
+
+// test is one measurement to make.
+type test struct {
+	prompt, gen, parallel, threads int
+}
+
+func (t test) name() string {
+	switch {
+	case t.parallel > 1:
+		return fmt.Sprintf("tg%d x%d", t.gen, t.parallel)
+	case t.prompt > 0:
+		return fmt.Sprintf("pp%d", t.prompt)
+	}
+	return fmt.Sprintf("tg%d", t.gen)
+}
+
+// tokens is what one run processes (prompt tokens of tgN xP not counted).
+func (t test) tokens() int { return t.prompt + t.gen*max(1, t.parallel) }
+
+func (o *Options) tests() []test {
+	var ts []test
+	for _, th := range o.Threads {
+		for _, p := range o.Prompt {
+			if p > 0 {
+				ts = append(ts, test{prompt: p, threads: th})
+			}
+		}
+		for _, n := range o.Gen {
+			if n > 0 {
+				ts = append(ts, test{gen: n, threads: th})
+			}
+		}
+		for _, par := range o.Parallel {
+			for _, n := range o.Gen {
+				if par > 1 && n > 0 {
+					ts = append(ts, test{gen: n, parallel: par, threads: th})
+				}
+			}
+		}
+	}
+	return ts
+}
+
+// Run measures the model at path. Tests run one after the other, never
+// concurrently.
+func Run(path string, o Options) ([]Result, error) {
+	o.defaults()
+	tests := o.tests()
+	if len(tests) == 0 {
+		return nil, errors.New("bench: no test to run (all of -p, -n are 0)")
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info := describeModel(f)
+	var total, done int64
+	for _, t := range tests {
+		total += int64(t.tokens() * o.Reps)
+		if t.prompt > 0 {
+			total += int64(t.prompt) // the warm-up
+		} else {
+			total += int64(max(1, t.parallel))
+		}
+	}
+	progress := func(n int) {
+		done += int64(n)
+		if o.Progress != nil {
+			o.Progress(done, total)
+		}
+	}
+	sys := Describe()
+	var results []Result
+	for _, t := range tests {
+		be := cpu.New(t.threads)
+		m, err := arch.Load(f, be)
+		if err != nil {
+			be.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		r := &runner{m: m, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
+			rng: rand.New(rand.NewPCG(o.Seed, uint64(len(results)))), progress: progress}
+		samples, err := r.run(o.Reps)
+		threads := be.Threads()
+		be.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, t.name(), err)
+		}
+		res := Result{
+			BuildCommit: buildCommit(), CPUInfo: sys.CPU, Backends: "CPU", Cores: sys.Cores, SIMD: sys.SIMD, Kernels: sys.Kernels,
+			ModelFile: path, ModelType: info.desc, ModelSize: info.size, ModelParams: info.params,
+			NBatch: o.Batch, NUBatch: o.Batch, Threads: threads, TypeK: "f16", TypeV: "f16",
+			NPrompt: t.prompt, NGen: t.gen, NParallel: max(1, t.parallel), Test: t.name(),
+			TestTime: time.Now().UTC().Format(time.RFC3339),
+		}
+		res.setSamples(samples, t.tokens())
+		if t.gen > 0 {
+			res.BytesPerToken = info.bytesPerToken(t)
+			if o.ReadGBs > 0 {
+				res.ReadGBs = o.ReadGBs
+				res.RooflineTs = o.ReadGBs * 1e9 / res.BytesPerToken
+				res.RooflinePct = 100 * res.AvgTs / res.RooflineTs
+			}
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+func (r *Result) setSamples(ns []uint64, tokens int) {
+	r.SamplesNs = ns
+	r.SamplesTs = make([]float64, len(ns))
+	nsf := make([]float64, len(ns))
+	for i, v := range ns {
+		nsf[i] = float64(v)
+		r.SamplesTs[i] = float64(tokens) / (float64(v) / 1e9)
+	}
+	avg, sd := meanStd(nsf)
+	r.AvgNs, r.StddevNs = uint64(avg), uint64(sd)
+	r.AvgTs, r.StddevTs = meanStd(r.SamplesTs)
+}
+
+// meanStd returns the mean and the sample standard deviation (0 for one
+// value), as llama-bench's avg and stdev.
+func meanStd(x []float64) (mean, sd float64) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	for _, v := range x {
+		mean += v
+	}
+	mean /= float64(len(x))
+	if len(x) < 2 {
+		return mean, 0
+	}
+	for _, v := range x {
+		sd += (v - mean) * (v - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(x)-1))
+}
+
+// runner runs one test on a loaded model.
+type runner struct {
+	m        arch.Model
+	t        test
+	batch    int
+	bos      int32 // -1: the model adds no BOS
+	vocab    int
+	rng      *rand.Rand
+	progress func(int)
+}
+
+func (r *runner) token() int32 { return int32(r.rng.IntN(r.vocab)) }
+
+func (r *runner) run(reps int) ([]uint64, error) {
+	t := r.t
+	if t.parallel > 1 {
+		return r.runParallel(reps)
+	}
+	kv, err := r.m.NewKV(t.prompt + t.gen)
+	if err != nil {
+		return nil, err
+	}
+	// Warm-up, as llama-bench: the whole prompt, or one generated token.
+	if t.prompt > 0 {
+		err = r.prompt(kv, t.prompt)
+	} else {
+		err = r.generate(kv, 1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	samples := make([]uint64, 0, reps)
+	for range reps {
+		// The cache is reused: positions are overwritten from 0, and
+		// attention reads only positions up to the token's own, so this
+		// is llama_memory_clear.
+		start := time.Now()
+		if t.prompt > 0 {
+			err = r.prompt(kv, t.prompt)
+		}
+		if err == nil && t.gen > 0 {
+			err = r.generate(kv, t.gen)
+		}
+		if err != nil {
+			return nil, err
+		}
+		samples = append(samples, uint64(time.Since(start).Nanoseconds()))
+	}
+	return samples, nil
+}
+
+// prompt evaluates n random tokens from position 0 in passes of r.batch,
+// with the logits of the last token of each pass (llama-bench's
+// test_prompt).
+func (r *runner) prompt(kv backend.KV, n int) error {
+	ids := make([]int32, 0, r.batch)
+	for done := 0; done < n; {
+		k := min(n-done, r.batch)
+		ids = ids[:0]
+		for i := range k {
+			if done == 0 && i == 0 && r.bos >= 0 {
+				ids = append(ids, r.bos)
+			} else {
+				ids = append(ids, r.token())
+			}
+		}
+		if _, err := r.m.Forward(arch.Single(ids, done, kv, false)); err != nil {
+			return err
+		}
+		done += k
+		r.progress(k)
+	}
+	return nil
+}
+
+// generate evaluates n single tokens from position 0, each with its logits
+// (llama-bench's test_gen).
+func (r *runner) generate(kv backend.KV, n int) error {
+	tok := r.bos
+	if tok < 0 {
+		tok = r.token()
+	}
+	ids := []int32{0}
+	for i := range n {
+		ids[0] = tok
+		if _, err := r.m.Forward(arch.Single(ids, i, kv, true)); err != nil {
+			return err
+		}
+		tok = r.token()
+		r.progress(1)
+	}
+	return nil
+}
+
+// runParallel: P sequences get ParallelPrompt tokens each in one untimed
+// pass, then advance together one token per step for t.gen steps, each
+// step one forward pass of P tokens with P rows of logits.
+func (r *runner) runParallel(reps int) ([]uint64, error) {
+	t := r.t
+	p := t.parallel
+	kvs := make([]backend.KV, p)
+	for i := range kvs {
+		kv, err := r.m.NewKV(ParallelPrompt + t.gen)
+		if err != nil {
+			return nil, err
+		}
+		kvs[i] = kv
+	}
+	b := &arch.Batch{KVs: kvs}
+	fill := func(npos, start int) {
+		b.IDs, b.Pos, b.Seq, b.Outputs = b.IDs[:0], b.Pos[:0], b.Seq[:0], b.Outputs[:0]
+		for s := range p {
+			for i := range npos {
+				id := r.token()
+				if start+i == 0 && r.bos >= 0 {
+					id = r.bos
+				}
+				b.IDs = append(b.IDs, id)
+				b.Pos = append(b.Pos, int32(start+i))
+				b.Seq = append(b.Seq, int32(s))
+			}
+			b.Outputs = append(b.Outputs, len(b.IDs)-1)
+		}
+	}
+	decode := func(steps int) error {
+		for i := range steps {
+			fill(1, ParallelPrompt+i)
+			if _, err := r.m.Forward(b); err != nil {
+				return err
+			}
+			r.progress(p)
+		}
+		return nil
+	}
+	fill(ParallelPrompt, 0)
+	if _, err := r.m.Forward(b); err != nil {
+		return nil, err
+	}
+	if err := decode(1); err != nil { // warm-up
+		return nil, err
+	}
+	samples := make([]uint64, 0, reps)
+	for range reps {
+		start := time.Now()
+		if err := decode(t.gen); err != nil {
+			return nil, err
+		}
+		samples = append(samples, uint64(time.Since(start).Nanoseconds()))
+	}
+	return samples, nil
+}
+
+// modelInfo is what the report needs from the file.
+type modelInfo struct {
+	desc         string
+	size, params uint64
+	bos          int32
+	weightBytes  float64 // read per decode step
+	kvPerPos     float64 // K and V bytes per cached position, all layers
+}
+
+// bytesPerToken is the memory traffic per generated token of a tg test:
+// the weights once per step plus every sequence's cached positions, over
+// the tokens of a step.
+func (m modelInfo) bytesPerToken(t test) float64 {
+	p := max(1, t.parallel)
+	ctx := float64(t.gen+1) / 2 // positions read, averaged over the run
+	if p > 1 {
+		ctx += ParallelPrompt
+	}
+	return (m.weightBytes + float64(p)*ctx*m.kvPerPos) / float64(p)
+}
+
+func describeModel(f *gguf.File) modelInfo {
+	var m modelInfo
+	_, tiedOutput := f.Tensor("output.weight")
+	tiedOutput = !tiedOutput
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		m.size += t.Size
+		m.params += t.Elements()
+		if t.Name == "token_embd.weight" && !tiedOutput {
+			if len(t.Dims) > 1 && t.Dims[1] > 0 {
+				m.weightBytes += float64(t.Size) / float64(t.Dims[1]) // one row
+			}
+			continue
+		}
+		m.weightBytes += float64(t.Size)
+	}
+	a, _ := f.String("general.architecture")
+	u := func(k string) float64 { v, _ := f.Uint(a + "." + k); return float64(v) }
+	heads, kvHeads := u("attention.head_count"), u("attention.head_count_kv")
+	if kvHeads == 0 {
+		kvHeads = heads
+	}
+	headDim := u("attention.key_length")
+	if headDim == 0 && heads > 0 {
+		headDim = u("embedding_length") / heads
+	}
+	m.kvPerPos = u("block_count") * 2 * kvHeads * headDim * 2 // K and V, F16
+	m.bos = -1
+	addBOS, ok := f.Bool("tokenizer.ggml.add_bos_token")
+	if model, _ := f.String("tokenizer.ggml.model"); !ok && model == "llama" {
+		addBOS = true // llama.cpp's default for SentencePiece
+	}
+	if id, ok := f.Uint("tokenizer.ggml.bos_token_id"); ok && addBOS {
+		m.bos = int32(id)
+	}
+	m.desc = fmt.Sprintf("%s %s %s", a, sizeLabel(m.params), fileTypeName(f))
+	return m
+}
+
+// sizeLabel names a parameter count as llama.cpp's model types do: "1B",
+// "8B", "260K".
+func sizeLabel(n uint64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.0fB", math.Round(float64(n)/1e9))
+	case n >= 1e6:
+		return fmt.Sprintf("%.0fM", math.Round(float64(n)/1e6))
+	}
+	return fmt.Sprintf("%.0fK", math.Round(float64(n)/1e3))
+}
+
+// fileTypeName is llama.cpp's name of general.file_type ("Q4_K - Medium").
+func fileTypeName(f *gguf.File) string {
+	id, ok := f.Uint("general.file_type")
+	if !ok {
+		return "?"
+	}
+	for _, ft := range synth.FileTypes() {
+		if uint64(ft.ID) == id {
+			return ft.Desc
+		}
+	}
+	return fmt.Sprintf("ftype %d", id)
+}
+
+func buildCommit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 7 {
+				return s.Value[:7]
+			}
+		}
+	}
+	return "unknown"
+}
+
+// ModelName is the file name without its folder, for tables.
+func ModelName(path string) string { return filepath.Base(path) }
