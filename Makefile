@@ -15,10 +15,10 @@ vet:
 # Unit, parity and CLI tests, then each fuzz target for a few seconds.
 test: vet
 	$(GO) test -timeout 20m ./...
-	$(GO) test -race ./scheduler/ ./runtime/engine/
+	$(GO) test -race ./scheduler/ ./runtime/engine/ ./runtime/server/... ./runtime/models/
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender ./scheduler:FuzzScheduler
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/engine"
 	"github.com/hearth-llm/hearth/runtime/models"
 	"github.com/hearth-llm/hearth/runtime/server"
+	"github.com/hearth-llm/hearth/runtime/server/batched"
 	"github.com/hearth-llm/hearth/runtime/server/serial"
 )
 
@@ -81,6 +83,8 @@ type serveOptions struct {
 	addr      string
 	cfg       server.Config
 	threads   int
+	batch     engine.BatchConfig
+	serial    bool
 	logLevel  slog.Level
 	logFormat string
 }
@@ -108,6 +112,11 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "generation requests admitted at once; beyond, 503 with Retry-After")
 	maxLoaded := fs.Int("max-loaded", server.DefaultMaxLoaded, "models resident at once")
 	threads := fs.IntP("threads", "t", 0, "CPU threads per model (0: all)")
+	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
+	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
+	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
+	numCtx := fs.Int("num-ctx", 0, "a request's context when it names no num_ctx (0: the model's, at most 4096)")
+	serialRunner := fs.Bool("serial", false, "run one request at a time per model (no batching)")
 	registry := fs.String("registry", envOr(models.DefaultRegistry, "HEARTH_REGISTRY"), "Ollama registry for /api/pull")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
@@ -151,9 +160,18 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if err != nil {
 		return nil, err
 	}
+	budget, err := parseBytes(*kvBudget)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--kv-budget: %v", err)}
+	}
+	if *parallel < 1 || *batchTokens < 1 || *numCtx < 0 {
+		return nil, usageError{"--parallel and --batch must be positive, --num-ctx not negative"}
+	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
-		threads: *threads, logLevel: slog.LevelInfo, logFormat: *logFormat,
+		threads: *threads, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
+		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens,
+			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx},
 		cfg: server.Config{
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
 			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},
@@ -182,7 +200,10 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 	}
 	o.cfg.Logger = log
 	if o.cfg.Load == nil {
-		o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads})
+		o.cfg.Load = batched.Loader(engine.Options{Threads: o.threads}, o.batch)
+		if o.serial {
+			o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads})
+		}
 	}
 	srv, err := server.New(o.cfg)
 	if err != nil {
@@ -227,4 +248,26 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// parseBytes reads a size such as "512MiB", "4GiB", "1G" or "1048576".
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(v > 0) || math.IsInf(v, 0) || v*float64(mult) > 1<<50 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 4GiB)", s)
+	}
+	return int64(v * float64(mult)), nil
 }

@@ -244,3 +244,16 @@ func TestPullLsRm(t *testing.T) {
 		t.Errorf("rm again: %d %s", code, errOut)
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "1.5G": 3 << 29, "1000": 1000, "2MB": 2e6, " 4 GiB ": 4 << 30} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1G", "0", "NaN", "1e40GiB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) succeeded", in)
+		}
+	}
+}

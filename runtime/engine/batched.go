@@ -123,10 +123,11 @@ func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []schedu
 		b.kvs = append(b.kvs, &backend.PagedKV{Pool: b.pool, Table: p.Seqs[i].Blocks})
 	}
 	b.batch = arch.Batch{IDs: p.Tokens, Pos: p.Pos, Seq: p.Seq, KVs: b.kvs, Outputs: p.Outputs}
-	logits, err := b.m.forward(&b.batch)
-	if err != nil {
-		return err
-	}
+	return b.m.forward(&b.batch, func(logits []float32) error { return b.sample(p, logits, results) })
+}
+
+// sample draws each output row's next token with its sequence's sampler.
+func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []scheduler.Result) error {
 	vocab := b.m.Arch.Info().VocabSize
 	for i := range p.Seqs {
 		s := &p.Seqs[i]
@@ -139,6 +140,7 @@ func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []schedu
 			if !ok {
 				return errors.New("engine: step without sampling options")
 			}
+			var err error
 			if smp, err = sample.New(tag.opts, vocab); err != nil {
 				return err
 			}

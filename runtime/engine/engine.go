@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"sync"
 
 	"github.com/hearth-llm/hearth/loader/chat"
 	"github.com/hearth-llm/hearth/loader/gguf"
@@ -30,17 +31,24 @@ import (
 // SIGBUS), or a kernel bug. The step fails; the process keeps running.
 var ErrFault = errors.New("model fault")
 
-// forward runs one forward pass, turning a memory fault or panic inside it
-// into an error.
-func (m *Model) forward(b *arch.Batch) (out []float32, err error) {
+// forward runs one forward pass and hands its output to use, holding the
+// model's lock throughout (the output buffer is reused by the next pass).
+// A memory fault or panic inside becomes an error.
+func (m *Model) forward(b *arch.Batch, use func(out []float32) error) (err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("%w: %v (was the model file changed while in use?)", ErrFault, r)
+			err = fmt.Errorf("%w: %v (was the model file changed while in use?)", ErrFault, r)
 		}
 	}()
-	return m.Arch.Forward(b)
+	out, err := m.Arch.Forward(b)
+	if err != nil {
+		return err
+	}
+	return use(out)
 }
 
 // ErrOutOfMemory is returned when a context's cache would not fit in memory.
@@ -54,8 +62,11 @@ type Options struct {
 	Threads int // CPU threads; <= 0: all
 }
 
-// Model is a loaded model. Not safe for concurrent use.
+// Model is a loaded model. Its methods may be called concurrently: forward
+// passes take turns on one lock. A Sequence is used by one goroutine at a
+// time.
 type Model struct {
+	mu       sync.Mutex // one forward pass at a time
 	File     *gguf.File
 	Arch     arch.Model
 	Tok      *tokenizer.Tokenizer
@@ -143,6 +154,7 @@ type Sequence struct {
 	kv     backend.KV
 	ctx    int
 	tokens []int32
+	logits []float32
 }
 
 // NewSequence allocates a sequence with a context of ctx tokens (<= 0: the
@@ -178,7 +190,8 @@ const MaxContext = 1 << 24
 // BatchSize is the most tokens evaluated in one forward pass.
 const BatchSize = 512
 
-// Eval appends ids to the sequence and returns the logits of the last one.
+// Eval appends ids to the sequence and returns the logits of the last one,
+// valid until the next Eval.
 func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	if len(s.tokens)+len(ids) > s.ctx {
 		return nil, fmt.Errorf("%w: %d + %d tokens, context %d", backend.ErrContextFull, len(s.tokens), len(ids), s.ctx)
@@ -186,10 +199,14 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	var logits []float32
 	for start := 0; start < len(ids); start += BatchSize {
 		chunk := ids[start:min(len(ids), start+BatchSize)]
-		var err error
-		if logits, err = s.m.forward(arch.Single(chunk, len(s.tokens), s.kv, false)); err != nil {
+		err := s.m.forward(arch.Single(chunk, len(s.tokens), s.kv, false), func(out []float32) error {
+			s.logits = append(s.logits[:0], out...)
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
+		logits = s.logits
 		s.tokens = append(s.tokens, chunk...)
 	}
 	return logits, nil
@@ -291,12 +308,14 @@ func (m *Model) Embed(text string, ctx int, truncate bool) ([]float32, int, erro
 		chunk := ids[start:min(len(ids), start+BatchSize)]
 		b := arch.Single(chunk, start, kv, true)
 		b.Hidden = true
-		h, err := m.forward(b)
+		err := m.forward(b, func(h []float32) error {
+			for i, v := range h {
+				sum[i%info.Embedding] += float64(v)
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, 0, err
-		}
-		for i, v := range h {
-			sum[i%info.Embedding] += float64(v)
 		}
 	}
 	var norm float64
