@@ -149,7 +149,11 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 			}
 			b.samplers[s.ID] = smp
 		}
-		tok := smp.Sample(logits[s.Output*vocab : (s.Output+1)*vocab])
+		row := logits[s.Output*vocab : (s.Output+1)*vocab]
+		if err := checkFinite(row); err != nil {
+			return err
+		}
+		tok := smp.Sample(row)
 		smp.Accept(tok)
 		results[s.Output] = scheduler.Result{Token: tok, Stop: b.m.Tok.IsEOG(tok)}
 	}

@@ -51,6 +51,20 @@ func (m *Model) forward(b *arch.Batch, use func(out []float32) error) (err error
 	return use(out)
 }
 
+// ErrNotFinite is returned when a forward pass produces NaN or infinite
+// logits: the weights are corrupt (or overflow the activations).
+var ErrNotFinite = errors.New("model produced non-finite logits (corrupt or overflowing weights?)")
+
+// checkFinite returns ErrNotFinite when a row holds NaN or ±Inf.
+func checkFinite(row []float32) error {
+	for _, v := range row {
+		if v-v != 0 { // NaN and ±Inf, without a call per element
+			return ErrNotFinite
+		}
+	}
+	return nil
+}
+
 // ErrOutOfMemory is returned when a context's cache would not fit in memory.
 var ErrOutOfMemory = errors.New("out of memory")
 
@@ -201,7 +215,7 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 		chunk := ids[start:min(len(ids), start+BatchSize)]
 		err := s.m.forward(arch.Single(chunk, len(s.tokens), s.kv, false), func(out []float32) error {
 			s.logits = append(s.logits[:0], out...)
-			return nil
+			return checkFinite(out)
 		})
 		if err != nil {
 			return nil, err
@@ -312,7 +326,7 @@ func (m *Model) Embed(text string, ctx int, truncate bool) ([]float32, int, erro
 			for i, v := range h {
 				sum[i%info.Embedding] += float64(v)
 			}
-			return nil
+			return checkFinite(h)
 		})
 		if err != nil {
 			return nil, 0, err

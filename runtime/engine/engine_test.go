@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
@@ -189,5 +190,41 @@ func TestTruncatedWhileMapped(t *testing.T) {
 	_, err = seq.Eval([]int32{1, 15043, 3186})
 	if !errors.Is(err, ErrFault) {
 		t.Fatalf("forward over a truncated file: %v, want ErrFault", err)
+	}
+}
+
+// TestNaNWeights: a model whose weights hold NaN loads (weights are not
+// scanned at load), and its forward pass fails with ErrNotFinite instead
+// of sampling from garbage.
+func TestNaNWeights(t *testing.T) {
+	src := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, _ := f.Tensor("blk.0.attn_q.weight")
+	off := int(f.DataOffset + ti.Offset)
+	for i := 0; i < 64; i++ { // the first row: NaN
+		copy(b[off+4*i:], []byte{0, 0, 0xc0, 0x7f})
+	}
+	path := filepath.Join(t.TempDir(), "nan.gguf")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	seq, _ := m.NewSequence(32)
+	if _, err := seq.Eval([]int32{1, 403}); !errors.Is(err, ErrNotFinite) {
+		t.Fatalf("eval: %v, want ErrNotFinite", err)
+	}
+	if _, _, err := m.Embed("hello", 0, false); !errors.Is(err, ErrNotFinite) {
+		t.Fatalf("embed: %v, want ErrNotFinite", err)
 	}
 }
