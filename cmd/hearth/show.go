@@ -13,15 +13,6 @@ import (
 	"github.com/hearth-llm/hearth/quant"
 )
 
-// fileTypes names general.file_type values (llama_ftype).
-var fileTypes = map[uint64]string{
-	0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-	16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
-	22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
-	28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-}
-
 func showCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("show", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,12 +52,8 @@ func showCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	row("parameters", humanCount(params))
 	row("size", fmt.Sprintf("%.2f MiB", float64(bytes)/(1<<20)))
-	if ft, ok := f.Uint("general.file_type"); ok {
-		name := fileTypes[ft]
-		if name == "" {
-			name = fmt.Sprintf("type %d", ft)
-		}
-		row("file type", name)
+	if ft, ok := f.FileType(); ok {
+		row("file type", ft)
 	}
 	var tl []string
 	for t, n := range types {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/gguf"
@@ -27,16 +28,6 @@ type cachedInfo struct {
 	size  int64
 	mtime time.Time
 	info  Info
-}
-
-// fileTypes names general.file_type values (llama_ftype). The same table
-// is in cmd/hearth/show.go; it belongs in loader/gguf.
-var fileTypes = map[uint64]string{
-	0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-	16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
-	22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
-	28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
 }
 
 // Describe reads m's GGUF header. Results are cached by path, size and
@@ -82,8 +73,8 @@ func describe(f *gguf.File) Info {
 		}
 	}
 	info.ParameterSize = HumanNumber(info.Params)
-	if ft, ok := f.Uint("general.file_type"); ok {
-		info.QuantizationLevel = fileTypes[ft]
+	if ft, ok := f.FileType(); ok && !strings.HasPrefix(ft, "type ") {
+		info.QuantizationLevel = ft
 	}
 	if info.QuantizationLevel == "" {
 		// The type holding most matrix weights.
