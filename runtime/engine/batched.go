@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
@@ -22,6 +23,8 @@ type BatchConfig struct {
 	MaxRunning     int // sequences decoding together; default 64
 	MaxQueue       int // waiting requests before Submit fails; default 256
 	DefaultNumCtx  int // a request's context when it names none; default min(model, 4096)
+	// QueueTimeout fails a request not admitted within it (0: no limit).
+	QueueTimeout time.Duration
 }
 
 // SeqOptions are one request's limits and sampling options.
@@ -88,6 +91,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		NumBlocks: int(blocks), BlockSize: c.BlockSize,
 		MaxBatchTokens: c.MaxBatchTokens, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
 		DefaultNumCtx: min(c.DefaultNumCtx, int(blocks)*c.BlockSize), MaxNumCtx: info.ContextLength,
+		QueueTimeout: c.QueueTimeout,
 	})
 	if err != nil {
 		return nil, err
