@@ -116,6 +116,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
 	numCtx := fs.Int("num-ctx", 0, "a request's context when it names no num_ctx (0: the model's, at most 4096)")
+	kvType := fs.String("kv-type", "f16", "KV cache storage: f16, or q8_0 (about twice the tokens per budget)")
 	queueTimeout := fs.Duration("queue-timeout", 0, "fail a request not started within this wait (0: no limit)")
 	serialRunner := fs.Bool("serial", false, "run one request at a time per model (no batching)")
 	registry := fs.String("registry", envOr(models.DefaultRegistry, "HEARTH_REGISTRY"), "Ollama registry for /api/pull")
@@ -172,7 +173,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
 		threads: *threads, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
 		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens,
-			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout},
+			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout, KVType: *kvType},
 		cfg: server.Config{
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
 			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},

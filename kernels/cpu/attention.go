@@ -7,63 +7,94 @@ import (
 )
 
 // KVView gives attention read access to one layer's cached keys and values:
-// K(pos) and V(pos) return the float16 row (nKVHeads × headDim) stored for
-// a position. A plain cache returns slices of one array; a paged cache looks
-// the position up in its block table.
+// K(pos) and V(pos) return the row (nKVHeads × headDim values) stored for a
+// position, in the cache's type: F16, or Q8_0 with each head a whole
+// number of blocks. A paged cache looks the position up in its block table.
 type KVView interface {
-	K(pos int) []uint16
-	V(pos int) []uint16
+	K(pos int) []byte
+	V(pos int) []byte
 }
+
+// KVTypes are the cache types Attention reads.
+var KVTypes = []quant.Type{quant.F16, quant.Q8_0}
 
 // Attention computes causal multi-head attention with grouped KV heads for
 // nTok query rows. q is (nTok, nHead·headDim); query t attends to positions
-// 0..pos[t] of kv[t] (tokens of different sequences read different caches).
-// out is (nTok, nHead·headDim).
+// 0..pos[t] of kv[t] (tokens of different sequences read different caches),
+// whose rows are of type kvType. out is (nTok, nHead·headDim).
 //
-// The arithmetic is ggml's non-flash path over an F16 cache: q is rounded to
-// f16 for Q·K, the scores are soft-maxed in f32 with the scale, and the
-// probabilities are rounded to f16 for the weighted sum of V.
-func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, nHead, nKVHead, headDim int, scale float32) {
+// Over an F16 cache the arithmetic is ggml's non-flash path: q is rounded
+// to f16 for Q·K, the scores are soft-maxed in f32 with the scale, and the
+// probabilities are rounded to f16 for the weighted sum of V. Over a Q8_0
+// cache q is quantized to Q8_0 for Q·K (ggml's vec-dot type for a Q8_0 K)
+// and V rows are dequantized for the weighted sum.
+func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kvType quant.Type, nHead, nKVHead, headDim int, scale float32) {
 	group := nHead / nKVHead
 	width := nHead * headDim
 	maxPos := 0
 	for _, ps := range pos[:nTok] {
 		maxPos = max(maxPos, int(ps))
 	}
-	dot := Dot(quant.F16)
+	dot := Dot(kvType)
+	headBytes, err := kvType.RowBytes(headDim)
+	if err != nil {
+		panic(err) // the pool checked the head size against the type
+	}
 	// One work item is a token and a KV head: the group of query heads that
 	// share it read each key and value row while it is in L1.
 	p.Run(nTok*nKVHead, 1, func(s, e int) {
-		q16 := make([]uint16, group*headDim)
-		qb := f16Bytes(q16)
+		qq := make([]byte, group*headBytes)
 		scores := make([]float32, group*(maxPos+1))
+		vrow := make([]float32, headDim)
 		for i := s; i < e; i++ {
 			t, kvh := i/nKVHead, i%nKVHead
 			h0 := kvh * group
-			ToF16(q16, q[t*width+h0*headDim:t*width+(h0+group)*headDim])
+			for g := 0; g < group; g++ {
+				qh := q[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim]
+				if kvType == quant.F16 {
+					ToF16(f16s(qq[g*headBytes:(g+1)*headBytes]), qh)
+				} else {
+					QuantizeAct(kvType, qh, qq[g*headBytes:(g+1)*headBytes])
+				}
+			}
 			n := int(pos[t]) + 1
 			view := kv[t]
 			for j := 0; j < n; j++ {
-				k := f16Bytes(view.K(j)[kvh*headDim : (kvh+1)*headDim])
+				k := view.K(j)[kvh*headBytes : (kvh+1)*headBytes]
 				for g := 0; g < group; g++ {
-					scores[g*n+j] = dot(headDim, k, qb[g*2*headDim:(g+1)*2*headDim])
+					scores[g*n+j] = dot(headDim, k, qq[g*headBytes:(g+1)*headBytes])
 				}
 			}
 			for g := 0; g < group; g++ {
 				sc := scores[g*n : (g+1)*n]
 				Softmax(sc, scale)
-				// ggml rounds the probabilities to f16 for the product with V.
-				for j, w := range sc {
-					sc[j] = quant.F16ToF32(quant.F32ToF16(w))
+				if kvType == quant.F16 {
+					// ggml rounds the probabilities to f16 for the product with V.
+					for j, w := range sc {
+						sc[j] = quant.F16ToF32(quant.F32ToF16(w))
+					}
 				}
-				acc := out[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim]
-				clear(acc)
+				clear(out[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim])
 			}
 			for j := 0; j < n; j++ {
-				v := view.V(j)[kvh*headDim : (kvh+1)*headDim]
+				v := view.V(j)[kvh*headBytes : (kvh+1)*headBytes]
+				if kvType != quant.F16 {
+					if err := quant.DequantizeRow(kvType, v, vrow); err != nil {
+						panic(err)
+					}
+				}
 				for g := 0; g < group; g++ {
-					if w := scores[g*n+j]; w != 0 {
-						AxpyF16(out[t*width+(h0+g)*headDim:t*width+(h0+g+1)*headDim], w, v)
+					w := scores[g*n+j]
+					if w == 0 {
+						continue
+					}
+					acc := out[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim]
+					if kvType == quant.F16 {
+						AxpyF16(acc, w, f16s(v))
+					} else {
+						for d, x := range vrow {
+							acc[d] += w * x
+						}
 					}
 				}
 			}
@@ -71,10 +102,19 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, nH
 	})
 }
 
-// f16Bytes views float16 values as their little-endian bytes.
-func f16Bytes(v []uint16) []byte {
-	if len(v) == 0 {
+// StoreKV writes a row of keys or values into a cache slot of type t.
+func StoreKV(t quant.Type, dst []byte, row []float32) {
+	if t == quant.F16 {
+		ToF16(f16s(dst), row)
+		return
+	}
+	QuantizeAct(t, row, dst)
+}
+
+// f16s views little-endian bytes as float16 values.
+func f16s(b []byte) []uint16 {
+	if len(b) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 2*len(v))
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
 }

@@ -192,59 +192,77 @@ func q81Correction(w, xq []byte) float64 {
 }
 
 type flatKV struct {
-	k, v  []uint16
-	width int
+	k, v     []byte
+	rowBytes int
 }
 
-func (f flatKV) K(p int) []uint16 { return f.k[p*f.width : (p+1)*f.width] }
-func (f flatKV) V(p int) []uint16 { return f.v[p*f.width : (p+1)*f.width] }
+func (f flatKV) K(p int) []byte { return f.k[p*f.rowBytes : (p+1)*f.rowBytes] }
+func (f flatKV) V(p int) []byte { return f.v[p*f.rowBytes : (p+1)*f.rowBytes] }
 
-// TestAttention compares grouped causal attention over an F16 cache with
-// float64 attention over the same (rounded) keys and values.
+// TestAttention compares grouped causal attention over F16 and Q8_0
+// caches with float64 attention over the same (rounded) keys and values.
 func TestAttention(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 8))
-	const heads, kvHeads, hd, ctx, nTok = 6, 2, 16, 11, 4
-	kvw := kvHeads * hd
-	kf, vf := randVec(r, ctx*kvw), randVec(r, ctx*kvw)
-	kv := flatKV{make([]uint16, ctx*kvw), make([]uint16, ctx*kvw), kvw}
-	ToF16(kv.k, kf)
-	ToF16(kv.v, vf)
-	q := randVec(r, nTok*heads*hd)
-	pos := []int32{3, 7, 8, 10}
-	out := make([]float32, nTok*heads*hd)
-	p := NewPool(2)
-	defer p.Close()
-	scale := float32(1 / math.Sqrt(hd))
-	Attention(p, out, q, nTok, pos, []KVView{kv, kv, kv, kv}, heads, kvHeads, hd, scale)
-	for tk := 0; tk < nTok; tk++ {
-		for h := 0; h < heads; h++ {
-			kvh := h / (heads / kvHeads)
-			n := int(pos[tk]) + 1
-			s := make([]float64, n)
-			var maxs float64 = math.Inf(-1)
-			for j := 0; j < n; j++ {
-				for d := 0; d < hd; d++ {
-					s[j] += float64(q[(tk*heads+h)*hd+d]) * float64(quant.F16ToF32(kv.K(j)[kvh*hd+d]))
-				}
-				s[j] *= float64(scale)
-				maxs = math.Max(maxs, s[j])
+	for _, typ := range KVTypes {
+		t.Run(typ.String(), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 8))
+			const heads, kvHeads, hd, ctx, nTok = 6, 2, 32, 11, 4
+			kvw := kvHeads * hd
+			rb, _ := typ.RowBytes(kvw)
+			kv := flatKV{make([]byte, ctx*rb), make([]byte, ctx*rb), rb}
+			for p := 0; p < ctx; p++ {
+				StoreKV(typ, kv.K(p), randVec(r, kvw))
+				StoreKV(typ, kv.V(p), randVec(r, kvw))
 			}
-			var sum float64
-			for j := range s {
-				s[j] = math.Exp(s[j] - maxs)
-				sum += s[j]
+			row := func(b []byte) []float32 {
+				x := make([]float32, kvw)
+				quant.DequantizeRow(typ, b, x)
+				return x
 			}
-			for d := 0; d < hd; d++ {
-				var want float64
-				for j := 0; j < n; j++ {
-					want += s[j] / sum * float64(quant.F16ToF32(kv.V(j)[kvh*hd+d]))
-				}
-				got := out[(tk*heads+h)*hd+d]
-				if math.Abs(float64(got)-want) > 5e-3 {
-					t.Fatalf("token %d head %d dim %d: %g, want %g", tk, h, d, got, want)
+			q := randVec(r, nTok*heads*hd)
+			pos := []int32{3, 7, 8, 10}
+			out := make([]float32, nTok*heads*hd)
+			p := NewPool(2)
+			defer p.Close()
+			scale := float32(1 / math.Sqrt(hd))
+			Attention(p, out, q, nTok, pos, []KVView{kv, kv, kv, kv}, typ, heads, kvHeads, hd, scale)
+			for tk := 0; tk < nTok; tk++ {
+				for h := 0; h < heads; h++ {
+					kvh := h / (heads / kvHeads)
+					n := int(pos[tk]) + 1
+					s := make([]float64, n)
+					maxs := math.Inf(-1)
+					for j := 0; j < n; j++ {
+						k := row(kv.K(j))
+						for d := 0; d < hd; d++ {
+							s[j] += float64(q[(tk*heads+h)*hd+d]) * float64(k[kvh*hd+d])
+						}
+						s[j] *= float64(scale)
+						maxs = math.Max(maxs, s[j])
+					}
+					var sum float64
+					for j := range s {
+						s[j] = math.Exp(s[j] - maxs)
+						sum += s[j]
+					}
+					for d := 0; d < hd; d++ {
+						var want float64
+						for j := 0; j < n; j++ {
+							want += s[j] / sum * float64(row(kv.V(j))[kvh*hd+d])
+						}
+						got := out[(tk*heads+h)*hd+d]
+						// q is rounded to the cache's vec-dot type: f16, or
+						// 8 bits per value for Q8_0.
+						tol := 5e-3
+						if typ == quant.Q8_0 {
+							tol = 3e-2
+						}
+						if math.Abs(float64(got)-want) > tol {
+							t.Fatalf("token %d head %d dim %d: %g, want %g", tk, h, d, got, want)
+						}
+					}
 				}
 			}
-		}
+		})
 	}
 }
 

@@ -27,6 +27,7 @@ type Info struct {
 	Layers        int
 	Embedding     int
 	KVDim         int    // key (and value) values per token per layer
+	HeadDim       int    // values per attention head
 	Params        uint64 // parameter count
 }
 

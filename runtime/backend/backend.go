@@ -47,6 +47,13 @@ type KVPool interface {
 	BlockSize() int
 }
 
+// TypedKVPools is implemented by backends that can store the KV cache in a
+// type other than F16 (Q8_0 halves its memory). headDim lets the backend
+// check that each head is a whole number of blocks.
+type TypedKVPools interface {
+	NewTypedKVPool(layers, blocks, blockSize, kvDim, headDim int, t quant.Type) (KVPool, error)
+}
+
 // PagedKV is one sequence's view of a pool: position p lives in block
 // Table[p/BlockSize] at slot p%BlockSize. Blocks shared with other
 // sequences (a common prefix) must only be read: the scheduler hands a

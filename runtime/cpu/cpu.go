@@ -4,6 +4,7 @@ package cpu
 
 import (
 	"fmt"
+	"slices"
 
 	kcpu "github.com/hearth-llm/hearth/kernels/cpu"
 	"github.com/hearth-llm/hearth/quant"
@@ -124,25 +125,44 @@ func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
 	copy(dst, x.(*tensor).row(row))
 }
 
-// kvPool is paged F16 storage: for each layer, blocks × blockSize
-// positions of kvDim values, k[layer][(block*blockSize + slot)*kvDim + i].
+// kvPool is paged storage of type typ (F16 or Q8_0): for each layer,
+// blocks × blockSize positions of one row (kvDim values, rowBytes bytes)
+// each, k[layer][(block*blockSize + slot)*rowBytes : …].
 type kvPool struct {
-	blocks, blockSize, kvDim int
-	k, v                     [][]uint16
+	typ                         quant.Type
+	blocks, blockSize, rowBytes int
+	k, v                        [][]byte
 }
 
-func (c *kvPool) Blocks() int    { return c.blocks }
-func (c *kvPool) BlockSize() int { return c.blockSize }
+func (c *kvPool) Blocks() int      { return c.blocks }
+func (c *kvPool) BlockSize() int   { return c.blockSize }
+func (c *kvPool) Type() quant.Type { return c.typ }
 
 func (b *Backend) NewKVPool(layers, blocks, blockSize, kvDim int) (backend.KVPool, error) {
+	return b.NewTypedKVPool(layers, blocks, blockSize, kvDim, 0, quant.F16)
+}
+
+// NewTypedKVPool implements backend.TypedKVPools: F16, or Q8_0 when every
+// head is a whole number of 32-value blocks.
+func (b *Backend) NewTypedKVPool(layers, blocks, blockSize, kvDim, headDim int, t quant.Type) (backend.KVPool, error) {
 	if layers <= 0 || blocks <= 0 || blockSize <= 0 || kvDim <= 0 {
 		return nil, fmt.Errorf("cpu: KV pool of %d layers, %d blocks of %d, width %d", layers, blocks, blockSize, kvDim)
 	}
-	n := blocks * blockSize * kvDim
-	c := &kvPool{blocks: blocks, blockSize: blockSize, kvDim: kvDim, k: make([][]uint16, layers), v: make([][]uint16, layers)}
+	if !slices.Contains(kcpu.KVTypes, t) {
+		return nil, fmt.Errorf("%w: KV cache type %v (want one of %v)", quant.ErrUnsupported, t, kcpu.KVTypes)
+	}
+	if t != quant.F16 && (headDim <= 0 || headDim%t.BlockSize() != 0) {
+		return nil, fmt.Errorf("%w: a %v KV cache needs a head size that is a multiple of %d, not %d", quant.ErrUnsupported, t, t.BlockSize(), headDim)
+	}
+	rb, err := t.RowBytes(kvDim)
+	if err != nil {
+		return nil, err
+	}
+	n := blocks * blockSize * rb
+	c := &kvPool{typ: t, blocks: blocks, blockSize: blockSize, rowBytes: rb, k: make([][]byte, layers), v: make([][]byte, layers)}
 	for l := range layers {
-		c.k[l] = make([]uint16, n)
-		c.v[l] = make([]uint16, n)
+		c.k[l] = make([]byte, n)
+		c.v[l] = make([]byte, n)
 	}
 	return c, nil
 }
@@ -160,20 +180,21 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 // pagedView adapts one layer of a paged cache, seen through a block table,
 // to kernels/cpu's KVView.
 type pagedView struct {
-	k, v             []uint16
-	table            []int32
-	blockSize, kvDim int
+	k, v                []byte
+	table               []int32
+	blockSize, rowBytes int
 }
 
 func (l *pagedView) offset(p int) int {
-	return (int(l.table[p/l.blockSize])*l.blockSize + p%l.blockSize) * l.kvDim
+	return (int(l.table[p/l.blockSize])*l.blockSize + p%l.blockSize) * l.rowBytes
 }
-func (l *pagedView) K(p int) []uint16 { o := l.offset(p); return l.k[o : o+l.kvDim] }
-func (l *pagedView) V(p int) []uint16 { o := l.offset(p); return l.v[o : o+l.kvDim] }
+func (l *pagedView) K(p int) []byte { o := l.offset(p); return l.k[o : o+l.rowBytes] }
+func (l *pagedView) V(p int) []byte { o := l.offset(p); return l.v[o : o+l.rowBytes] }
 
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
 	kt, vt := k.(*tensor), v.(*tensor)
 	perSeq := make([]*pagedView, len(kvs))
+	var typ quant.Type
 	for s, c := range kvs {
 		pk, ok := c.(*backend.PagedKV)
 		if !ok {
@@ -183,12 +204,16 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		if !ok {
 			return fmt.Errorf("cpu: KV pool of type %T", pk.Pool)
 		}
+		if s > 0 && pool.typ != typ {
+			return fmt.Errorf("cpu: one batch over KV caches of types %v and %v", typ, pool.typ)
+		}
+		typ = pool.typ
 		for _, blk := range pk.Table {
 			if blk < 0 || int(blk) >= pool.blocks {
 				return fmt.Errorf("cpu: block %d outside the pool of %d", blk, pool.blocks)
 			}
 		}
-		perSeq[s] = &pagedView{pool.k[layer], pool.v[layer], pk.Table, pool.blockSize, pool.kvDim}
+		perSeq[s] = &pagedView{pool.k[layer], pool.v[layer], pk.Table, pool.blockSize, pool.rowBytes}
 	}
 	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
@@ -199,12 +224,12 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		if ps < 0 || int(ps) >= kvs[seq[t]].Len() {
 			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[seq[t]].Len())
 		}
-		kcpu.ToF16(view.K(int(ps)), kt.row(t))
-		kcpu.ToF16(view.V(int(ps)), vt.row(t))
+		kcpu.StoreKV(typ, view.K(int(ps)), kt.row(t))
+		kcpu.StoreKV(typ, view.V(int(ps)), vt.row(t))
 		views[t] = view
 	}
 	qt := q.(*tensor)
-	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, p.Heads, p.KVHeads, p.HeadDim, p.Scale)
+	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, typ, p.Heads, p.KVHeads, p.HeadDim, p.Scale)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/sample"
@@ -23,6 +24,9 @@ type BatchConfig struct {
 	MaxRunning     int // sequences decoding together; default 64
 	MaxQueue       int // waiting requests before Submit fails; default 256
 	DefaultNumCtx  int // a request's context when it names none; default min(model, 4096)
+	// KVType is the cache's storage type: "f16" (default) or "q8_0",
+	// which holds about twice the tokens in the same budget.
+	KVType string
 	// QueueTimeout fails a request not admitted within it (0: no limit).
 	QueueTimeout time.Duration
 }
@@ -70,7 +74,20 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if c.DefaultNumCtx <= 0 {
 		c.DefaultNumCtx = min(info.ContextLength, 4096)
 	}
-	perBlock := int64(c.BlockSize) * int64(info.Layers) * int64(info.KVDim) * 2 * 2
+	kvType := quant.F16
+	if c.KVType != "" {
+		t, err := quant.ParseType(c.KVType)
+		if err != nil {
+			return nil, fmt.Errorf("KV cache type: %w", err)
+		}
+		kvType = t
+	}
+	rowBytes, err := kvType.RowBytes(info.KVDim)
+	if err != nil {
+		return nil, fmt.Errorf("KV cache type %v: %w", kvType, err)
+	}
+	// K and V rows for every layer.
+	perBlock := int64(c.BlockSize) * int64(info.Layers) * int64(rowBytes) * 2
 	if c.KVBudget <= 0 {
 		c.KVBudget = 1 << 30
 	}
@@ -83,7 +100,14 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if avail, ok := memAvailable(); ok && uint64(blocks*perBlock) > avail {
 		return nil, fmt.Errorf("%w: a KV cache of %d MiB does not fit in the %d MiB available", ErrOutOfMemory, blocks*perBlock>>20, avail>>20)
 	}
-	pool, err := m.backend.NewKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim)
+	var pool backend.KVPool
+	if kvType == quant.F16 {
+		pool, err = m.backend.NewKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim)
+	} else if tp, ok := backend.Backend(m.backend).(backend.TypedKVPools); ok {
+		pool, err = tp.NewTypedKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim, info.HeadDim, kvType)
+	} else {
+		err = fmt.Errorf("%w: the %s backend stores the KV cache only as F16", quant.ErrUnsupported, m.backend.Name())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -124,3 +124,24 @@ func must(st *scheduler.Stream, err error) *scheduler.Stream {
 	}
 	return st
 }
+
+// TestBatchedQ8KV: a Q8_0 KV cache holds about twice the tokens of an F16
+// one in the same budget, and greedy output stays close to the F16 run
+// (the cache is lossy: compare the first tokens only).
+func TestBatchedQ8KV(t *testing.T) {
+	m := loadModel(t, "tiny-llama-spm-Q8_0.gguf")
+	f16 := serveBatched(t, m, BatchConfig{KVBudget: 4 << 20})
+	prompt := m.Tok.Encode("The quick brown fox jumps over the lazy dog.", true, false)
+	want := collect(t, must(f16.Submit(prompt, SeqOptions{NumPredict: 4, Sample: greedy()})))
+	q8 := serveBatched(t, m, BatchConfig{KVBudget: 4 << 20, KVType: "q8_0"})
+	got := collect(t, must(q8.Submit(prompt, SeqOptions{NumPredict: 4, Sample: greedy()})))
+	if len(got) != 4 || got[0] != want[0] {
+		t.Errorf("q8_0 KV: %v, f16 KV: %v", got, want)
+	}
+	if a, b := f16.Metrics().BlocksTotal, q8.Metrics().BlocksTotal; b < a*18/10 {
+		t.Errorf("q8_0 pool %d blocks, f16 %d: want about twice", b, a)
+	}
+	if _, err := m.NewBatched(BatchConfig{KVType: "q4_k"}); err == nil {
+		t.Error("a Q4_K KV cache was accepted")
+	}
+}

@@ -168,7 +168,7 @@ func (m *Model) Config() Config { return m.cfg }
 
 func (m *Model) Info() arch.Info {
 	return arch.Info{Arch: m.arch, VocabSize: m.cfg.Vocab, ContextLength: m.cfg.CtxTrain,
-		Layers: m.cfg.Layers, Embedding: m.cfg.Embd, KVDim: m.cfg.KVHeads * m.cfg.HeadDim, Params: m.params}
+		Layers: m.cfg.Layers, Embedding: m.cfg.Embd, KVDim: m.cfg.KVHeads * m.cfg.HeadDim, HeadDim: m.cfg.HeadDim, Params: m.params}
 }
 
 func (m *Model) NewKV(ctx int) (backend.KV, error) {
