@@ -33,4 +33,14 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./quant/ ./kernels/... ./scheduler/
 
+# Regenerate kernels/cuda/*.ptx from the CUDA C sources with Debian's
+# clang-16 (apt-get install clang-16); commit the result.
+kernels:
+	$(GO) run ./kernels/cuda/cmd/ptxgen -dir kernels/cuda
+
+# Build the device check here (no GPU needed) and print the one device
+# call that runs it (scripts/gpu-check.sh says what it checks).
+gpu-check:
+	scripts/gpu-check.sh
+
 lint: vet

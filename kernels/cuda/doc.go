@@ -1,5 +1,133 @@
-// Package cuda will hold the CUDA C kernel sources (*.cu) and the PTX that
-// clang-16 generates from them, embedded with go:embed.
+// Package cuda holds Hearth's CUDA kernels: the CUDA C sources (*.cu, one
+// file per kernel family, each headed by what it computes, the CPU
+// reference it must match, its launch geometry and its napkin math) and the
+// PTX that Debian's clang-16 generates from them, committed and embedded
+// here with go:embed. runtime/cuda loads the PTX with cuModuleLoadData and
+// launches the entry points of Kernels; no CUDA toolkit is needed to build
+// or to run.
 //
-// Not built yet: the CUDA issue builds it.
+// `make kernels` regenerates the PTX (kernels/cuda/cmd/ptxgen, with
+// DESIGN.md's exact flags). Every .ptx begins with the SHA-256 of each
+// source file that went into it (the .cu and the headers it includes) and
+// the compiler version; the tests fail when a source's hash differs from
+// the record, when a Kernels entry names a kernel or a parameter count its
+// PTX lacks (the .entry lines and their .param lists), and, where clang-16
+// is installed, when regenerating gives other bytes.
+//
+// Layouts and conventions (common.cuh): activations are row-major float32,
+// one row per token, tokens on grid x; weights stay in ggml's block layout
+// (quant/doc.go), rows contiguous and rowBytes apart; f16 values are
+// uint16 bits; the paged KV cache is runtime/cpu's (position p of a
+// sequence at physical row table[p/blockSize]·blockSize + p%blockSize).
+// Kernels that dequantize match quant.DequantizeRow bit for bit; the
+// others match kernels/cpu to float rounding (each .cu says how).
 package cuda
+
+import (
+	"embed"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+//go:embed *.ptx
+var files embed.FS
+
+// PTX returns the PTX text of a module ("matvec" for matvec.ptx).
+func PTX(module string) ([]byte, error) {
+	b, err := files.ReadFile(module + ".ptx")
+	if err != nil {
+		return nil, fmt.Errorf("kernels/cuda: no module %q", module)
+	}
+	return b, nil
+}
+
+// Modules lists the embedded modules, sorted.
+func Modules() []string {
+	ents, _ := files.ReadDir(".")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".ptx"))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Kernel is one launch-table entry: an entry point of a module and the
+// number of parameters it takes (each passed as a pointer to its value to
+// cuLaunchKernel, so the count must be exact).
+type Kernel struct {
+	Module string
+	Name   string
+	Params int
+}
+
+// Types are the weight formats with kernels (embed_*, matvec_*, matmul_*),
+// by the suffix of their entry points. Other formats are converted to F16
+// when a weight is bound.
+var Types = []struct {
+	Type   quant.Type
+	Suffix string
+}{
+	{quant.F32, "f32"}, {quant.F16, "f16"}, {quant.BF16, "bf16"},
+	{quant.Q4_0, "q4_0"}, {quant.Q8_0, "q8_0"}, {quant.Q4_K, "q4_K"}, {quant.Q6_K, "q6_K"},
+}
+
+// Suffix returns the entry-point suffix of a weight format, or false when
+// no kernel reads it.
+func Suffix(t quant.Type) (string, bool) {
+	for _, x := range Types {
+		if x.Type == t {
+			return x.Suffix, true
+		}
+	}
+	return "", false
+}
+
+// Parameter counts of the per-format kernels (see embed.cu, matvec.cu and
+// matmul.cu for the lists).
+const (
+	EmbedParams  = 6 // dst, table, rowBytes, ids, n, cols
+	MatvecParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, nt
+	MatmulParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, n
+)
+
+// Kernels is the launch table: every entry point runtime/cuda launches.
+var Kernels = buildTable()
+
+func buildTable() []Kernel {
+	ks := []Kernel{
+		{"embed", "gather_rows", 5},        // dst, x, idx, n, cols
+		{"rmsnorm", "rmsnorm_f32", 5},      // dst, x, w, cols, eps
+		{"rope", "rope_f32", 8},            // x, cs, pos, heads, headDim, half, neox, cols
+		{"swiglu", "swiglu_f32", 4},        // dst, gate, up, n
+		{"add", "add_f32", 3},              // dst, x, n
+		{"argmax", "argmax_f32", 3},        // out, x, cols
+		{"matvec", "quantize_q8", 4},       // aq, ad, x, n
+		{"attention", "kv_store", 7},       // kvb, k, v, slot, layer, kvDim, n
+		{"attention", "attention_f16", 11}, // out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads, headDim, scale
+	}
+	for _, t := range Types {
+		ks = append(ks,
+			Kernel{"embed", "embed_" + t.Suffix, EmbedParams},
+			Kernel{"matvec", "matvec_" + t.Suffix, MatvecParams},
+			Kernel{"matmul", "matmul_" + t.Suffix, MatmulParams})
+	}
+	return ks
+}
+
+// Lookup returns the table entry of a kernel name.
+func Lookup(name string) (Kernel, bool) {
+	for _, k := range Kernels {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return Kernel{}, false
+}
+
+// MaxMatvecTokens is the most tokens one matvec launch handles (MAXT in
+// quant.cuh); larger batches go through matmul.
+const MaxMatvecTokens = 8

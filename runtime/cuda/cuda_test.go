@@ -1,0 +1,231 @@
+package cuda
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+)
+
+// TestNoDevice runs where there is no GPU (CI, this project's machines):
+// Load, Open, NewBackend and ReadTelemetry must return errors wrapping
+// ErrNoDevice, NewBackend must log exactly one line saying why, and
+// nothing may crash. On a machine with a driver it checks nothing.
+func TestNoDevice(t *testing.T) {
+	if _, err := Load(); err == nil {
+		t.Skip("libcuda.so.1 is present: this test is for machines without a GPU")
+	} else if !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("Load: %v, want ErrNoDevice", err)
+	} else if !strings.Contains(err.Error(), LibraryName) {
+		t.Errorf("Load: %q does not name %s", err, LibraryName)
+	}
+	if _, err := Open(0); !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("Open: %v", err)
+	}
+	var log bytes.Buffer
+	be, err := NewBackend(Options{Log: slog.New(slog.NewTextHandler(&log, nil))})
+	if be != nil || !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("NewBackend: %v, %v", be, err)
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "no GPU") || !strings.Contains(lines[0], LibraryName) {
+		t.Errorf("NewBackend logged %q, want one line naming the reason", log.String())
+	}
+	t.Logf("logged: %s", lines[0])
+	if _, err := ReadTelemetry(0); !errors.Is(err, ErrNoDevice) {
+		t.Errorf("ReadTelemetry: %v, want ErrNoDevice", err)
+	}
+}
+
+// TestOpenRefuses checks each reason a present driver is not used.
+func TestOpenRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(f *fakeDriver)
+		want string
+	}{
+		{"old driver", func(f *fakeDriver) { f.version = 10020 }, "CUDA 10.2"},
+		{"no device", func(f *fakeDriver) { f.count = 0 }, "0 present"},
+		{"old GPU", func(f *fakeDriver) { f.cc = [2]int{7, 5} }, "compute capability 7.5"},
+		{"cuInit fails", func(f *fakeDriver) { f.initErr = &Error{Op: "cuInit", Code: 100, Name: "CUDA_ERROR_NO_DEVICE"} }, "CUDA_ERROR_NO_DEVICE"},
+	} {
+		f := newFake()
+		c.set(f)
+		_, err := OpenDriver(f, 0)
+		if !errors.Is(err, ErrNoDevice) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrNoDevice saying %q", c.name, err, c.want)
+		}
+	}
+	var e error = &Error{Op: "cuMemAlloc_v2", Code: 2, Name: "CUDA_ERROR_OUT_OF_MEMORY"}
+	if errors.Is(e, ErrNoDevice) || e.Error() != "cuda: cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (2)" {
+		t.Errorf("error %q", e)
+	}
+}
+
+func newFakeBackend(t testing.TB, f *fakeDriver) *Backend {
+	t.Helper()
+	b, err := New(Options{Driver: f, Log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, e := range f.threadErrs {
+			t.Error(e)
+		}
+	})
+	return b
+}
+
+// TestOpsFake runs every operation through the fake driver's kernel models
+// against the CPU backend: argument order, offsets, views, metadata.
+func TestOpsFake(t *testing.T) {
+	cpuBE := cpu.New(2)
+	defer cpuBE.Close()
+	b := newFakeBackend(t, newFake())
+	for op, e := range opErrors(t, cpuBE, b) {
+		if tol := opTolerance(op); e > tol {
+			t.Errorf("%s: relative error %.3g > %.3g", op, e, tol)
+		} else if testing.Verbose() {
+			t.Logf("%-28s %.3g", op, e)
+		}
+	}
+}
+
+// TestForwardFake runs the shared models through the backend over the
+// fake driver and holds the logits to the CPU backend's.
+func TestForwardFake(t *testing.T) {
+	models := testdata.Dir(t, "models")
+	cpuBE := cpu.New(2)
+	defer cpuBE.Close()
+	names := parityModels
+	if testing.Short() {
+		names = []string{"stories260K-q4_0", "tiny-llama-spm-Q4_K_M"}
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			f := newFake()
+			b := newFakeBackend(t, f)
+			p := loadPair(t, models+"/"+name+".gguf", cpuBE, b)
+			t.Log(checkSequence(t, p, goldenPrompt(t, name, 20), 3))
+			t.Log(checkBatch(t, p, cpuBE, b))
+			if f.launches["matvec_q4_0"]+f.launches["matvec_q8_0"]+f.launches["matvec_q4_K"]+f.launches["matvec_f32"]+
+				f.launches["matvec_f16"]+f.launches["matvec_bf16"]+f.launches["matvec_q6_K"] == 0 {
+				t.Error("no matvec launched")
+			}
+		})
+	}
+}
+
+// TestStickyError: a failed launch is reported by the next operation that
+// returns an error and by Read, and the device is not used after it.
+func TestStickyError(t *testing.T) {
+	f := newFake()
+	f.failLaunch = "add_f32"
+	b := newFakeBackend(t, f)
+	x := b.NewTensor(2, 64)
+	b.Add(x, x)
+	if err := b.dev.Sync(); err == nil || !strings.Contains(err.Error(), "CUDA_ERROR_ILLEGAL_ADDRESS") {
+		t.Fatalf("Sync after a failed launch: %v", err)
+	}
+	kv, _ := b.NewKV(1, 8, 64)
+	err := b.Attention(x, x, x, x, []backend.KV{kv}, []int32{0, 0}, 0, []int32{0, 1}, backend.AttentionParams{Heads: 1, KVHeads: 1, HeadDim: 64, Scale: 1})
+	if err == nil {
+		t.Error("Attention after a device error returned nil")
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Error("Read after a device error did not panic")
+			}
+		}()
+		b.Read(x, 0, make([]float32, 64))
+	}()
+}
+
+// TestWorkerThread: every driver call that needs the context ran on the
+// thread where it was made current (the fake records any other), also
+// when the backend is used from many goroutines in turn.
+func TestWorkerThread(t *testing.T) {
+	f := newFake()
+	b := newFakeBackend(t, f)
+	done := make(chan bool)
+	for range 8 {
+		go func() {
+			x := b.NewTensor(4, 32)
+			b.Add(x, x)
+			b.Read(x, 0, make([]float32, 32))
+			done <- true
+		}()
+		<-done
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tid == 0 || len(f.threadErrs) > 0 {
+		t.Errorf("context thread %d, errors %v", f.tid, f.threadErrs)
+	}
+}
+
+// TestBufferReuse: the logits tensor a forward pass makes each time comes
+// back to the pool when collected, so memory does not grow step by step.
+func TestBufferReuse(t *testing.T) {
+	f := newFake()
+	f.noKernels = true
+	b := newFakeBackend(t, f)
+	for range 50 {
+		b.NewTensor(1, 1<<20)
+	}
+	b.collect()
+	f.mu.Lock()
+	before := len(f.allocs)
+	f.mu.Unlock()
+	for range 50 {
+		b.NewTensor(1, 1<<20)
+		b.collect()
+	}
+	f.mu.Lock()
+	after := len(f.allocs)
+	f.mu.Unlock()
+	if after > before+2 {
+		t.Errorf("allocations grew from %d to %d over 50 collected tensors", before, after)
+	}
+}
+
+// summary collects one line per device check; TestMain prints them as a
+// table after all tests (the device check's last output).
+var (
+	summaryMu    sync.Mutex
+	summaryLines [][2]string
+)
+
+func summary(check, result string) {
+	summaryMu.Lock()
+	summaryLines = append(summaryLines, [2]string{check, result})
+	summaryMu.Unlock()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if len(summaryLines) > 0 {
+		fmt.Println("\n== runtime/cuda device checks ==")
+		for _, l := range summaryLines {
+			fmt.Printf("%-20s %s\n", l[0], l[1])
+		}
+		if code != 0 {
+			fmt.Println("RESULT: FAIL (see the test output above)")
+		} else {
+			fmt.Println("RESULT: PASS")
+		}
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,61 @@
+// Package cuda is the GPU backend: backend.Backend on an NVIDIA GPU
+// through the CUDA driver API, with the kernels of kernels/cuda.
+//
+// # Driver
+//
+// libcuda.so.1 is opened at run time and bound with purego (libcuda.go),
+// behind the Driver interface so tests use a fake: the same binary builds
+// without the CUDA toolkit (CGO_ENABLED=0 too) and runs on machines with
+// and without a GPU. No driver, a driver older than CUDA 11 (the PTX is
+// ISA 7.0), no device or one older than compute capability 8.0 (the PTX
+// targets sm_80) is an error wrapping ErrNoDevice that says which, never a
+// crash; NewBackend logs it in one line, and the caller falls back to the
+// CPU. Driver errors are *Error values carrying the CUresult's name.
+//
+// # Threads
+//
+// A CUDA context is current per OS thread. A Device owns one goroutine
+// locked to its thread (runtime.LockOSThread), which retains the primary
+// context, makes it current, creates the stream and loads the PTX modules
+// (cuModuleLoadData: the driver JIT-compiles them for the GPU at hand).
+// Every driver call is funnelled to it: Device.Do waits for the result,
+// Device.Go queues and returns (kernel launches, uploads), so a forward
+// pass costs the caller a channel send per operation and the GPU runs
+// ahead. A queued call's failure is sticky: it is returned by Err, by
+// every later Do, by the backend's next Attention or Embed, and by Read as
+// a panic (the engine's forward pass recovers it as a failed step).
+//
+// # Memory and layouts
+//
+// Weights are uploaded once, as the mmapped bytes in ggml's block layout
+// (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K have kernels; any other format
+// is dequantized to F16 at load, 1-row norm vectors to F32). An activation
+// Tensor is a device buffer of float32 rows; Slice is a view into it.
+// Buffers return to a pool, by size, when the Go value owning them is
+// collected (all work runs in order on one stream, so a buffer handed out
+// again is only touched after the work queued before); the backend runs
+// the collector after every 512 MiB of fresh allocations and when the
+// device is full, since a forward pass makes a logits tensor each time.
+// A KV pool is runtime/cpu's layout in f16 on the device: for each layer
+// blocks × blockSize rows of kvDim values; block tables, positions and
+// per-token pool addresses are uploaded once per step (the first layer's
+// Attention) and reused by the other layers.
+//
+// # Numerics (against the CPU backend)
+//
+// Embedding rows are dequantized bit for bit; RMSNorm, RoPE (the CPU's own
+// cos/sin tables, uploaded), SwiGLU and Add agree to rounding; the matrix
+// products quantize activations to int8 per 32 values for the quantized
+// formats (byte for byte the CPU's Q8_0 for Q4_0 and Q8_0 weights; finer
+// than its Q8_K for the K-quants) and round them to F16/BF16 for those
+// weights, as ggml does; attention follows kernels/cpu step for step (f16
+// q, f16-rounded probabilities). The differential tests (TestOpsFake and
+// TestForwardFake over the fake driver, whose kernel models are checked
+// against package quant; gpu_test.go, build tag gpu, on a device) hold
+// each operation and whole forward passes to the CPU backend and to
+// llama.cpp's golden outputs within internal/golden's tolerances.
+//
+// Telemetry (ReadTelemetry: name, memory, compute capability, power,
+// utilisation, temperature) comes from NVML through go-nvml, which needs
+// cgo; a build without cgo returns ErrNoDevice for it.
+package cuda

@@ -1,0 +1,338 @@
+package cuda
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// LibraryName is the driver library Load opens.
+const LibraryName = "libcuda.so.1"
+
+// libcuda is the Driver bound to libcuda.so.1 with purego: every call is a
+// purego.SyscallN on the symbol's address (no cgo, no CUDA headers).
+type libcuda struct {
+	sym map[string]uintptr
+}
+
+// symbols are the driver functions bound, by their exported names (the
+// _v2 ones are what cuda.h maps the plain names to). Each lists the names
+// to try in order; a missing required one means the driver is too old.
+var symbols = []struct {
+	name     string
+	try      []string
+	optional bool // only the device tests and benchmarks use it
+}{
+	{"cuGetErrorName", nil, false},
+	{"cuInit", nil, false},
+	{"cuDriverGetVersion", nil, false},
+	{"cuDeviceGetCount", nil, false},
+	{"cuDeviceGet", nil, false},
+	{"cuDeviceGetName", nil, false},
+	{"cuDeviceGetAttribute", nil, false},
+	{"cuDeviceTotalMem_v2", nil, false},
+	{"cuDevicePrimaryCtxRetain", nil, false},
+	{"cuDevicePrimaryCtxRelease_v2", []string{"cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"}, false},
+	{"cuCtxSetCurrent", nil, false},
+	{"cuCtxSynchronize", nil, false},
+	{"cuMemGetInfo_v2", nil, false},
+	{"cuStreamCreate", nil, false},
+	{"cuStreamDestroy_v2", []string{"cuStreamDestroy_v2", "cuStreamDestroy"}, false},
+	{"cuStreamSynchronize", nil, false},
+	{"cuMemAlloc_v2", nil, false},
+	{"cuMemFree_v2", nil, false},
+	{"cuMemHostAlloc", nil, false},
+	{"cuMemFreeHost", nil, false},
+	{"cuMemcpyHtoDAsync_v2", nil, false},
+	{"cuMemcpyDtoHAsync_v2", nil, false},
+	{"cuMemcpyDtoDAsync_v2", nil, false},
+	{"cuMemsetD8Async", nil, false},
+	{"cuModuleLoadData", nil, false},
+	{"cuModuleUnload", nil, false},
+	{"cuModuleGetFunction", nil, false},
+	{"cuLaunchKernel", nil, false},
+	{"cuEventCreate", nil, true},
+	{"cuEventDestroy_v2", []string{"cuEventDestroy_v2", "cuEventDestroy"}, true},
+	{"cuEventRecord", nil, true},
+	{"cuEventSynchronize", nil, true},
+	// CUDA 12.8 added _v2 (same signature); CUDA 13's header maps to it.
+	{"cuEventElapsedTime", []string{"cuEventElapsedTime_v2", "cuEventElapsedTime"}, true},
+	{"cuStreamBeginCapture_v2", nil, true},
+	{"cuStreamEndCapture", nil, true},
+	{"cuGraphInstantiateWithFlags", nil, true},
+	{"cuGraphLaunch", nil, true},
+	{"cuGraphExecDestroy", nil, true},
+	{"cuGraphDestroy", nil, true},
+}
+
+var (
+	loadOnce sync.Once
+	loaded   *libcuda
+	loadErr  error
+)
+
+// Load opens libcuda.so.1 and binds the driver API (once per process). It
+// returns an error wrapping ErrNoDevice when the library or a required
+// symbol is missing.
+func Load() (Driver, error) {
+	loadOnce.Do(func() {
+		h, err := purego.Dlopen(LibraryName, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			loadErr = fmt.Errorf("%w: %v", ErrNoDevice, err)
+			return
+		}
+		l := &libcuda{sym: map[string]uintptr{}}
+		for _, s := range symbols {
+			names := s.try
+			if names == nil {
+				names = []string{s.name}
+			}
+			for _, n := range names {
+				if p, err := purego.Dlsym(h, n); err == nil {
+					l.sym[s.name] = p
+					break
+				}
+			}
+			if l.sym[s.name] == 0 && !s.optional {
+				loadErr = fmt.Errorf("%w: %s lacks %s (driver too old?)", ErrNoDevice, LibraryName, s.name)
+				return
+			}
+		}
+		loaded = l
+	})
+	if loadErr != nil {
+		return nil, loadErr
+	}
+	return loaded, nil
+}
+
+// call runs a driver function and turns its CUresult into an error.
+func (l *libcuda) call(name string, args ...uintptr) error {
+	fn := l.sym[name]
+	if fn == 0 {
+		return &Error{Op: name, Code: 500, Name: "CUDA_ERROR_NOT_FOUND (not in this driver)"}
+	}
+	r, _, _ := purego.SyscallN(fn, args...)
+	if code := int(uint32(r)); code != 0 {
+		return &Error{Op: name, Code: code, Name: l.errorName(code)}
+	}
+	return nil
+}
+
+func (l *libcuda) errorName(code int) string {
+	var p *byte
+	r, _, _ := purego.SyscallN(l.sym["cuGetErrorName"], uintptr(code), uintptr(unsafe.Pointer(&p)))
+	if r != 0 || p == nil {
+		return ResultName(code)
+	}
+	return cString(p)
+}
+
+// cString copies a NUL-terminated C string.
+func cString(p *byte) string {
+	var b []byte
+	for q := unsafe.Pointer(p); *(*byte)(q) != 0; q = unsafe.Add(q, 1) {
+		b = append(b, *(*byte)(q))
+	}
+	return string(b)
+}
+
+func (l *libcuda) device(ordinal int) (int32, error) {
+	var d int32
+	err := l.call("cuDeviceGet", uintptr(unsafe.Pointer(&d)), uintptr(ordinal))
+	return d, err
+}
+
+func (l *libcuda) Init() error { return l.call("cuInit", 0) }
+
+func (l *libcuda) DriverVersion() (int, error) {
+	var v int32
+	err := l.call("cuDriverGetVersion", uintptr(unsafe.Pointer(&v)))
+	return int(v), err
+}
+
+func (l *libcuda) DeviceCount() (int, error) {
+	var n int32
+	err := l.call("cuDeviceGetCount", uintptr(unsafe.Pointer(&n)))
+	return int(n), err
+}
+
+func (l *libcuda) DeviceName(ordinal int) (string, error) {
+	d, err := l.device(ordinal)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 256)
+	if err := l.call("cuDeviceGetName", uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(d)); err != nil {
+		return "", err
+	}
+	return cString(&buf[0]), nil
+}
+
+func (l *libcuda) DeviceAttribute(ordinal int, a Attribute) (int, error) {
+	d, err := l.device(ordinal)
+	if err != nil {
+		return 0, err
+	}
+	var v int32
+	err = l.call("cuDeviceGetAttribute", uintptr(unsafe.Pointer(&v)), uintptr(a), uintptr(d))
+	return int(v), err
+}
+
+func (l *libcuda) DeviceTotalMem(ordinal int) (uint64, error) {
+	d, err := l.device(ordinal)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = l.call("cuDeviceTotalMem_v2", uintptr(unsafe.Pointer(&n)), uintptr(d))
+	return n, err
+}
+
+func (l *libcuda) PrimaryCtxRetain(ordinal int) (Context, error) {
+	d, err := l.device(ordinal)
+	if err != nil {
+		return 0, err
+	}
+	var c Context
+	err = l.call("cuDevicePrimaryCtxRetain", uintptr(unsafe.Pointer(&c)), uintptr(d))
+	return c, err
+}
+
+func (l *libcuda) PrimaryCtxRelease(ordinal int) error {
+	d, err := l.device(ordinal)
+	if err != nil {
+		return err
+	}
+	return l.call("cuDevicePrimaryCtxRelease_v2", uintptr(d))
+}
+
+func (l *libcuda) CtxSetCurrent(c Context) error { return l.call("cuCtxSetCurrent", uintptr(c)) }
+func (l *libcuda) CtxSynchronize() error         { return l.call("cuCtxSynchronize") }
+
+func (l *libcuda) MemGetInfo() (free, total uint64, err error) {
+	err = l.call("cuMemGetInfo_v2", uintptr(unsafe.Pointer(&free)), uintptr(unsafe.Pointer(&total)))
+	return
+}
+
+func (l *libcuda) StreamCreate() (Stream, error) {
+	var s Stream
+	const nonBlocking = 1 // CU_STREAM_NON_BLOCKING: no implicit sync with stream 0
+	err := l.call("cuStreamCreate", uintptr(unsafe.Pointer(&s)), nonBlocking)
+	return s, err
+}
+func (l *libcuda) StreamDestroy(s Stream) error     { return l.call("cuStreamDestroy_v2", uintptr(s)) }
+func (l *libcuda) StreamSynchronize(s Stream) error { return l.call("cuStreamSynchronize", uintptr(s)) }
+
+func (l *libcuda) EventCreate() (Event, error) {
+	var e Event
+	err := l.call("cuEventCreate", uintptr(unsafe.Pointer(&e)), 0) // CU_EVENT_DEFAULT: timed
+	return e, err
+}
+func (l *libcuda) EventDestroy(e Event) error { return l.call("cuEventDestroy_v2", uintptr(e)) }
+func (l *libcuda) EventRecord(e Event, s Stream) error {
+	return l.call("cuEventRecord", uintptr(e), uintptr(s))
+}
+func (l *libcuda) EventSynchronize(e Event) error { return l.call("cuEventSynchronize", uintptr(e)) }
+func (l *libcuda) EventElapsedTime(a, b Event) (float32, error) {
+	var ms float32
+	err := l.call("cuEventElapsedTime", uintptr(unsafe.Pointer(&ms)), uintptr(a), uintptr(b))
+	return ms, err
+}
+
+func (l *libcuda) MemAlloc(bytes uint64) (DevicePtr, error) {
+	var p DevicePtr
+	err := l.call("cuMemAlloc_v2", uintptr(unsafe.Pointer(&p)), uintptr(bytes))
+	return p, err
+}
+func (l *libcuda) MemFree(p DevicePtr) error { return l.call("cuMemFree_v2", uintptr(p)) }
+
+func (l *libcuda) MemHostAlloc(bytes uint64) (unsafe.Pointer, error) {
+	var p unsafe.Pointer
+	const portable = 1 // CU_MEMHOSTALLOC_PORTABLE
+	err := l.call("cuMemHostAlloc", uintptr(unsafe.Pointer(&p)), uintptr(bytes), portable)
+	return p, err
+}
+func (l *libcuda) MemFreeHost(p unsafe.Pointer) error { return l.call("cuMemFreeHost", uintptr(p)) }
+
+// The host side of a copy must stay valid and unmoved during the call:
+// Go heap memory (never moved by the collector) or pinned host memory. A
+// copy from pageable memory has been staged when the call returns, so the
+// source may be reused at once; a copy into pageable memory is complete
+// only after the stream is synchronized.
+func (l *libcuda) MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n uint64, s Stream) error {
+	return l.call("cuMemcpyHtoDAsync_v2", uintptr(dst), uintptr(src), uintptr(n), uintptr(s))
+}
+func (l *libcuda) MemcpyDtoHAsync(dst unsafe.Pointer, src DevicePtr, n uint64, s Stream) error {
+	return l.call("cuMemcpyDtoHAsync_v2", uintptr(dst), uintptr(src), uintptr(n), uintptr(s))
+}
+func (l *libcuda) MemcpyDtoDAsync(dst, src DevicePtr, n uint64, s Stream) error {
+	return l.call("cuMemcpyDtoDAsync_v2", uintptr(dst), uintptr(src), uintptr(n), uintptr(s))
+}
+func (l *libcuda) MemsetD8Async(dst DevicePtr, v byte, n uint64, s Stream) error {
+	return l.call("cuMemsetD8Async", uintptr(dst), uintptr(v), uintptr(n), uintptr(s))
+}
+
+func (l *libcuda) ModuleLoadData(ptx []byte) (Module, error) {
+	img := make([]byte, len(ptx)+1) // NUL-terminated text
+	copy(img, ptx)
+	var m Module
+	err := l.call("cuModuleLoadData", uintptr(unsafe.Pointer(&m)), uintptr(unsafe.Pointer(&img[0])))
+	runtime.KeepAlive(img)
+	return m, err
+}
+func (l *libcuda) ModuleUnload(m Module) error { return l.call("cuModuleUnload", uintptr(m)) }
+
+func (l *libcuda) ModuleGetFunction(m Module, name string) (Function, error) {
+	cname := append([]byte(name), 0)
+	var f Function
+	err := l.call("cuModuleGetFunction", uintptr(unsafe.Pointer(&f)), uintptr(m), uintptr(unsafe.Pointer(&cname[0])))
+	runtime.KeepAlive(cname)
+	return f, err
+}
+
+func (l *libcuda) LaunchKernel(f Function, grid, block [3]uint32, shared uint32, s Stream, args []uint64) error {
+	// kernelParams is an array of pointers, one to each argument's value.
+	// Both arrays live on the Go heap and are pinned for the call.
+	vals := make([]uint64, max(1, len(args)))
+	copy(vals, args)
+	ptrs := make([]unsafe.Pointer, max(1, len(args)))
+	var pin runtime.Pinner
+	pin.Pin(&vals[0])
+	for i := range args {
+		ptrs[i] = unsafe.Pointer(&vals[i])
+	}
+	defer pin.Unpin()
+	return l.call("cuLaunchKernel", uintptr(f),
+		uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
+		uintptr(block[0]), uintptr(block[1]), uintptr(block[2]),
+		uintptr(shared), uintptr(s), uintptr(unsafe.Pointer(&ptrs[0])), 0)
+}
+
+func (l *libcuda) StreamBeginCapture(s Stream) error {
+	// CU_STREAM_CAPTURE_MODE_RELAXED: the worker thread may still allocate
+	// while a capture is open (allocation is not stream work and is not
+	// recorded); illegal stream work still invalidates the capture.
+	const relaxed = 2
+	return l.call("cuStreamBeginCapture_v2", uintptr(s), relaxed)
+}
+func (l *libcuda) StreamEndCapture(s Stream) (Graph, error) {
+	var g Graph
+	err := l.call("cuStreamEndCapture", uintptr(s), uintptr(unsafe.Pointer(&g)))
+	return g, err
+}
+func (l *libcuda) GraphInstantiate(g Graph) (GraphExec, error) {
+	var e GraphExec
+	err := l.call("cuGraphInstantiateWithFlags", uintptr(unsafe.Pointer(&e)), uintptr(g), 0)
+	return e, err
+}
+func (l *libcuda) GraphLaunch(e GraphExec, s Stream) error {
+	return l.call("cuGraphLaunch", uintptr(e), uintptr(s))
+}
+func (l *libcuda) GraphExecDestroy(e GraphExec) error {
+	return l.call("cuGraphExecDestroy", uintptr(e))
+}
+func (l *libcuda) GraphDestroy(g Graph) error { return l.call("cuGraphDestroy", uintptr(g)) }

@@ -1,0 +1,433 @@
+package cuda
+
+// Differential checks of a CUDA backend against the CPU backend, shared by
+// the CPU-only tests (over the fake driver, cuda_test.go) and the device
+// tests (gpu_test.go, build tag gpu).
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/golden"
+	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	_ "github.com/hearth-llm/hearth/runtime/arch/llama"
+	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+)
+
+// maxDiff returns max |a-b| and whether any value is not finite.
+func maxDiff(a, b []float32) (float32, bool) {
+	var d float32
+	bad := false
+	for i := range a {
+		if math.IsNaN(float64(a[i])) || math.IsInf(float64(a[i]), 0) {
+			bad = true
+		}
+		d = max(d, float32(math.Abs(float64(a[i]-b[i]))))
+	}
+	return d, bad
+}
+
+func argmaxRow(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// pair is one model bound on the CPU and on the backend under test.
+type pair struct {
+	name     string
+	cpu, dev arch.Model
+	vocab    int
+	tol      float32
+}
+
+func loadPair(t testing.TB, path string, cpuBE *cpu.Backend, devBE backend.Backend) *pair {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	mc, err := arch.Load(f, cpuBE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := arch.Load(f, devBE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(path)
+	name = name[:len(name)-len(filepath.Ext(name))]
+	return &pair{name: name, cpu: mc, dev: md, vocab: mc.Info().VocabSize, tol: golden.Tolerance(name)}
+}
+
+// forwardBoth runs a batch on both models (each with its own caches) and
+// returns the worst |Δ logit| and the rows whose top-1 differs while the
+// CPU's margin exceeds the tolerance.
+func (p *pair) forwardBoth(t testing.TB, bc, bd *arch.Batch) (float32, []int) {
+	t.Helper()
+	lc, err := p.cpu.Forward(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc = append([]float32(nil), lc...)
+	ld, err := p.dev.Forward(bd)
+	if err != nil {
+		t.Fatalf("%s: forward on the device: %v", p.name, err)
+	}
+	d, bad := maxDiff(ld, lc)
+	if bad {
+		t.Fatalf("%s: the device produced non-finite logits", p.name)
+	}
+	var flips []int
+	for r := 0; r < len(lc)/p.vocab; r++ {
+		rc, rd := lc[r*p.vocab:(r+1)*p.vocab], ld[r*p.vocab:(r+1)*p.vocab]
+		if a, b := argmaxRow(rc), argmaxRow(rd); a != b {
+			m := rc[a] - rc[b]
+			if m > p.tol {
+				flips = append(flips, r)
+			}
+		}
+	}
+	return d, flips
+}
+
+// checkSequence runs a prompt (all logits: the batched matmul path) and
+// then steps decode steps (one token: the matvec path) on both backends
+// and holds the logits to the model's golden tolerance.
+func checkSequence(t testing.TB, p *pair, prompt []int32, steps int) string {
+	t.Helper()
+	kc, err := p.cpu.NewKV(len(prompt) + steps + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := p.dev.NewKV(len(prompt) + steps + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, flips := p.forwardBoth(t, arch.Single(prompt, 0, kc, true), arch.Single(prompt, 0, kd, true))
+	prefill := worst
+	if len(flips) > 0 {
+		t.Errorf("%s: prompt rows %v: top-1 differs from the CPU's by more than the tolerance", p.name, flips)
+	}
+	next := int32(1)
+	var decode float32
+	for s := 0; s < steps; s++ {
+		ids := []int32{next}
+		d, fl := p.forwardBoth(t, arch.Single(ids, len(prompt)+s, kc, false), arch.Single(ids, len(prompt)+s, kd, false))
+		decode = max(decode, d)
+		if len(fl) > 0 {
+			t.Errorf("%s: decode step %d: top-1 differs", p.name, s)
+		}
+		next = int32((s*7919 + 13) % p.vocab)
+	}
+	if prefill > p.tol || decode > p.tol {
+		t.Errorf("%s: max|Δ logit| prefill %.4g, decode %.4g > tolerance %.2g", p.name, prefill, decode, p.tol)
+	}
+	return fmt.Sprintf("%-26s prefill(%d) max|Δ| %.2e  decode(%d) max|Δ| %.2e  tol %.2g", p.name, len(prompt), prefill, steps, decode, p.tol)
+}
+
+// checkBatch runs three sequences in one forward pass on both backends:
+// two in one paged pool with scattered, interleaved block tables (one a
+// prompt chunk, one a decode step after its prompt) and one in a cache of
+// its own, then one decode step of all three together.
+func checkBatch(t testing.TB, p *pair, cpuBE, devBE backend.Backend) string {
+	t.Helper()
+	info := p.cpu.Info()
+	mk := func(be backend.Backend) []backend.KV {
+		pool, err := be.NewKVPool(info.Layers, 16, 4, info.KVDim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err := be.NewKV(info.Layers, 40, info.KVDim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []backend.KV{
+			&backend.PagedKV{Pool: pool, Table: []int32{7, 2, 11, 5}},
+			&backend.PagedKV{Pool: pool, Table: []int32{3, 8, 0, 14}},
+			own,
+		}
+	}
+	kvc, kvd := mk(cpuBE), mk(devBE)
+	r := rand.New(rand.NewPCG(5, 6))
+	tok := func() int32 { return int32(1 + r.IntN(p.vocab-1)) }
+	// Sequence 1 gets a prompt of 5 first.
+	pre := &arch.Batch{Outputs: []int{4}}
+	for i := range 5 {
+		pre.IDs, pre.Pos, pre.Seq = append(pre.IDs, tok()), append(pre.Pos, int32(i)), append(pre.Seq, 1)
+	}
+	pc, pd := *pre, *pre
+	pc.KVs, pd.KVs = kvc, kvd
+	worst, _ := p.forwardBoth(t, &pc, &pd)
+	// Then: sequence 0 a prompt of 9, sequence 1 its decode step at 5,
+	// sequence 2 a prompt of 3; logits of every row.
+	b := &arch.Batch{}
+	add := func(seq, pos int32) {
+		b.IDs, b.Pos, b.Seq = append(b.IDs, tok()), append(b.Pos, pos), append(b.Seq, seq)
+		b.Outputs = append(b.Outputs, len(b.IDs)-1)
+	}
+	for i := range 9 {
+		add(0, int32(i))
+	}
+	add(1, 5)
+	for i := range 3 {
+		add(2, int32(i))
+	}
+	bc, bd := *b, *b
+	bc.KVs, bd.KVs = kvc, kvd
+	d, flips := p.forwardBoth(t, &bc, &bd)
+	worst = max(worst, d)
+	// One decode step of all three.
+	s := &arch.Batch{IDs: []int32{tok(), tok(), tok()}, Pos: []int32{9, 6, 3}, Seq: []int32{0, 1, 2}, Outputs: []int{0, 1, 2}}
+	sc, sd := *s, *s
+	sc.KVs, sd.KVs = kvc, kvd
+	d, fl := p.forwardBoth(t, &sc, &sd)
+	worst = max(worst, d)
+	flips = append(flips, fl...)
+	if worst > p.tol || len(flips) > 0 {
+		t.Errorf("%s: batch of three sequences: max|Δ logit| %.4g (tolerance %.2g), top-1 flips %v", p.name, worst, p.tol, flips)
+	}
+	return fmt.Sprintf("%-26s batch of 3 (paged + own cache) max|Δ| %.2e", p.name, worst)
+}
+
+// parityModels are the shared models the differential tests run: every
+// weight format with a kernel, and one (Q5_0 inside stories260K-q4_k_m)
+// that goes through the F16 conversion.
+var parityModels = []string{
+	"stories260K-f32", "stories260K-f16", "stories260K-bf16", "stories260K-q4_0", "stories260K-q8_0",
+	"stories260K-q4_k_m", "tiny-llama-spm-Q4_0", "tiny-llama-spm-Q8_0", "tiny-llama-spm-Q4_K_M", "tiny-llama-spm-Q6_K",
+}
+
+// goldenPrompt returns the prompt ids of the model's longest golden case,
+// cut to n tokens.
+func goldenPrompt(t testing.TB, model string, n int) []int32 {
+	t.Helper()
+	cases, err := golden.Load(testdata.Dir(t, "golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var best []int32
+	for _, c := range cases {
+		if c.Model == model && len(c.PromptIDs) > len(best) {
+			best = c.PromptIDs
+		}
+	}
+	if len(best) == 0 {
+		t.Fatalf("no golden case for %s", model)
+	}
+	return best[:min(n, len(best))]
+}
+
+// randomWeight makes a random rows × cols weight of type typ.
+func randomWeight(r *rand.Rand, typ quant.Type, rows, cols int) []byte {
+	var out []byte
+	for range rows {
+		b, _ := randomRow(typ, r, cols)
+		out = append(out, b...)
+	}
+	return out
+}
+
+// opErrors runs every backend operation on random inputs on both backends
+// and returns the worst relative error per operation. read copies a tensor
+// back.
+func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
+	t.Helper()
+	r := rand.New(rand.NewPCG(7, 8))
+	errs := map[string]float64{}
+	note := func(op string, got, want []float32) {
+		var num, den float64
+		for i := range want {
+			d := float64(got[i] - want[i])
+			num += d * d
+			den += float64(want[i]) * float64(want[i])
+		}
+		e := math.Sqrt(num / max(den, 1e-30))
+		if math.IsNaN(e) {
+			e = math.Inf(1)
+		}
+		errs[op] = max(errs[op], e)
+	}
+	read := func(be backend.Backend, x backend.Tensor) []float32 {
+		rows, cols := x.Shape()
+		out := make([]float32, rows*cols)
+		for i := range rows {
+			be.Read(x, i, out[i*cols:(i+1)*cols])
+		}
+		return out
+	}
+	put := func(be backend.Backend, rows, cols int, vals []float32, table backend.Weight) backend.Tensor {
+		// Tensors are filled through Embed of an F32 table (the only way
+		// in through the interface): row i = table row i.
+		x := be.NewTensor(rows, cols)
+		ids := make([]int32, rows)
+		for i := range ids {
+			ids[i] = int32(i)
+		}
+		if err := be.Embed(x, table, ids); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	f32Table := func(be backend.Backend, rows, cols int, vals []float32) backend.Weight {
+		b := make([]byte, 4*len(vals))
+		for i, v := range vals {
+			u := math.Float32bits(v)
+			b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+		}
+		w, err := be.Weight("x", quant.F32, rows, cols, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	randVals := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	both := func(rows, cols int, vals []float32) (backend.Tensor, backend.Tensor) {
+		return put(cpuBE, rows, cols, vals, f32Table(cpuBE, rows, cols, vals)), put(devBE, rows, cols, vals, f32Table(devBE, rows, cols, vals))
+	}
+
+	// Embed and MatMul for every format, decode (3 tokens) and prefill (70).
+	for _, typ := range kernelTypes {
+		rows, cols := 300, 512
+		data := randomWeight(r, typ, rows, cols)
+		wc, err := cpuBE.Weight("w", typ, rows, cols, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wd, err := devBE.Weight("w", typ, rows, cols, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []int32{5, 0, 299, 17}
+		ec, ed := cpuBE.NewTensor(4, cols), devBE.NewTensor(4, cols)
+		cpuBE.Embed(ec, wc, ids)
+		if err := devBE.Embed(ed, wd, ids); err != nil {
+			t.Fatal(err)
+		}
+		note("embed "+typ.String(), read(devBE, ed), read(cpuBE, ec))
+		for _, n := range []int{3, 70} {
+			vals := randVals(n * cols)
+			xc, xd := both(n, cols, vals)
+			oc, od := cpuBE.NewTensor(n, rows), devBE.NewTensor(n, rows)
+			cpuBE.MatMul(oc, xc, wc)
+			devBE.MatMul(od, xd, wd)
+			note(fmt.Sprintf("matmul %v n=%d", typ, n), read(devBE, od), read(cpuBE, oc))
+		}
+	}
+	// Row-wise operations on 37 rows of 256.
+	const n, cols = 37, 256
+	xc, xd := both(n, cols, randVals(n*cols))
+	yc, yd := both(n, cols, randVals(n*cols))
+	normVals := randVals(cols)
+	nc, nd := f32Table(cpuBE, 1, cols, normVals), f32Table(devBE, 1, cols, normVals)
+	oc, od := cpuBE.NewTensor(n, cols), devBE.NewTensor(n, cols)
+	cpuBE.RMSNorm(oc, xc, nc, 1e-5)
+	devBE.RMSNorm(od, xd, nd, 1e-5)
+	note("rmsnorm", read(devBE, od), read(cpuBE, oc))
+	cpuBE.SwiGLU(oc, xc, yc)
+	devBE.SwiGLU(od, xd, yd)
+	note("swiglu", read(devBE, od), read(cpuBE, oc))
+	cpuBE.Add(oc, yc)
+	devBE.Add(od, yd)
+	note("add", read(devBE, od), read(cpuBE, oc))
+	pos := make([]int32, n)
+	for i := range pos {
+		pos[i] = int32(r.IntN(3000))
+	}
+	for _, neox := range []bool{false, true} {
+		rp := &backend.RoPE{Dims: 24, Base: 10000, Scale: 1, AttnFactor: 1, NeoX: neox, BetaFast: 32, BetaSlow: 1, CtxOrig: 4096}
+		cpuBE.RoPE(oc, 8, 32, pos, rp)
+		devBE.RoPE(od, 8, 32, pos, rp)
+		note(fmt.Sprintf("rope neox=%v", neox), read(devBE, od), read(cpuBE, oc))
+	}
+	gc, gd := cpuBE.NewTensor(3, cols), devBE.NewTensor(3, cols)
+	cpuBE.Gather(gc, oc, []int{36, 0, 5})
+	devBE.Gather(gd, od, []int{36, 0, 5})
+	note("gather", read(devBE, gd), read(cpuBE, gc))
+	if am, ok := devBE.(Argmaxer); ok {
+		got := make([]int32, n)
+		if err := am.Argmax(od, got); err != nil {
+			t.Fatal(err)
+		}
+		all := read(cpuBE, oc)
+		for i := range n {
+			if want := argmaxRow(all[i*cols : (i+1)*cols]); int(got[i]) != want {
+				t.Errorf("argmax row %d: %d, want %d", i, got[i], want)
+			}
+		}
+	}
+	// Attention: 2 sequences in one paged pool (GQA 8 heads over 2),
+	// prefill of 20 tokens and 11 tokens, then a decode token each.
+	for _, hd := range []int{8, 64, 128} {
+		heads, kvHeads := 8, 2
+		ap := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+		mk := func(be backend.Backend) []backend.KV {
+			pool, err := be.NewKVPool(2, 12, 4, kvHeads*hd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return []backend.KV{&backend.PagedKV{Pool: pool, Table: []int32{9, 1, 4, 6, 11, 0}},
+				&backend.PagedKV{Pool: pool, Table: []int32{2, 10, 3, 7}}}
+		}
+		kvc, kvd := mk(cpuBE), mk(devBE)
+		for _, step := range [][2][]int32{
+			{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+				{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+			{{1, 0}, {11, 20}},
+		} {
+			seq, ps := step[0], step[1]
+			m := len(seq)
+			qv, kv, vv := randVals(m*heads*hd), randVals(m*kvHeads*hd), randVals(m*kvHeads*hd)
+			qc, qd := both(m, heads*hd, qv)
+			kc, kd := both(m, kvHeads*hd, kv)
+			vc, vd := both(m, kvHeads*hd, vv)
+			ac, ad := cpuBE.NewTensor(m, heads*hd), devBE.NewTensor(m, heads*hd)
+			for layer := range 2 {
+				if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, ap); err != nil {
+					t.Fatal(err)
+				}
+				if err := devBE.Attention(ad, qd, kd, vd, kvd, seq, layer, ps, ap); err != nil {
+					t.Fatal(err)
+				}
+				note(fmt.Sprintf("attention headDim=%d", hd), read(devBE, ad), read(cpuBE, ac))
+			}
+		}
+	}
+	return errs
+}
+
+// opTolerance is the relative error (‖Δ‖/‖ref‖) each operation is held to
+// against the CPU backend: float rounding for the exact ones; activation
+// quantization (per 32 here, per 256 for the CPU's K-quant Q8_K) and f32
+// versus f16/bf16 activations for the matrix products; the f16 rounding of
+// probabilities (identical in both, but after slightly different exps)
+// for attention.
+func opTolerance(op string) float64 {
+	switch {
+	case len(op) >= 6 && op[:6] == "matmul":
+		return 2e-2
+	case len(op) >= 9 && op[:9] == "attention":
+		return 5e-3
+	case len(op) >= 5 && op[:5] == "embed":
+		return 0 // bit for bit
+	}
+	return 1e-5
+}
