@@ -43,6 +43,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	system := fs.String("system", "", "system message (with a chat template)")
 	numCtx := fs.Int("ctx", 0, "context size in tokens (0: the model's, at most 4096)")
 	threads := fs.IntP("threads", "t", 0, "CPU threads (0: all)")
+	device := fs.String("device", "auto", "where to run: auto (the GPU when one is usable), cpu or cuda")
 	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	so := samplerFlags(fs)
@@ -79,7 +80,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads})
+	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads, Device: *device})
 	if err != nil {
 		return err
 	}
@@ -112,8 +113,8 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			}
 			return float64(n) / (float64(ns) / 1e9)
 		}
-		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; threads %d; done: %s\n",
-			st.PromptTokens, rate(st.PromptTokens, st.PromptNanos), st.Generated, rate(st.Generated, st.GenNanos), m.Threads(), st.DoneReason)
+		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; %s, threads %d; done: %s\n",
+			st.PromptTokens, rate(st.PromptTokens, st.PromptNanos), st.Generated, rate(st.Generated, st.GenNanos), m.Backend(), m.Threads(), st.DoneReason)
 	}
 	return err
 }

@@ -83,6 +83,7 @@ type serveOptions struct {
 	addr      string
 	cfg       server.Config
 	threads   int
+	device    string
 	batch     engine.BatchConfig
 	serial    bool
 	logLevel  slog.Level
@@ -112,6 +113,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "generation requests admitted at once; beyond, 503 with Retry-After")
 	maxLoaded := fs.Int("max-loaded", server.DefaultMaxLoaded, "models resident at once")
 	threads := fs.IntP("threads", "t", 0, "CPU threads per model (0: all)")
+	device := fs.String("device", "auto", "where models run: auto (the GPU when one is usable), cpu or cuda")
 	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
@@ -171,7 +173,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
-		threads: *threads, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
+		threads: *threads, device: *device, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
 		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens,
 			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout, KVType: *kvType},
 		cfg: server.Config{
@@ -202,9 +204,9 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 	}
 	o.cfg.Logger = log
 	if o.cfg.Load == nil {
-		o.cfg.Load = batched.Loader(engine.Options{Threads: o.threads}, o.batch)
+		o.cfg.Load = batched.Loader(engine.Options{Threads: o.threads, Device: o.device}, o.batch)
 		if o.serial {
-			o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads})
+			o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads, Device: o.device})
 		}
 	}
 	srv, err := server.New(o.cfg)

@@ -103,7 +103,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	var pool backend.KVPool
 	if kvType == quant.F16 {
 		pool, err = m.backend.NewKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim)
-	} else if tp, ok := backend.Backend(m.backend).(backend.TypedKVPools); ok {
+	} else if tp, ok := m.backend.(backend.TypedKVPools); ok {
 		pool, err = tp.NewTypedKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim, info.HeadDim, kvType)
 	} else {
 		err = fmt.Errorf("%w: the %s backend stores the KV cache only as F16", quant.ErrUnsupported, m.backend.Name())

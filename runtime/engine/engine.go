@@ -23,6 +23,7 @@ import (
 	_ "github.com/hearth-llm/hearth/runtime/arch/llama" // registers "llama"
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
+	"github.com/hearth-llm/hearth/runtime/cuda"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
@@ -74,6 +75,35 @@ var ErrPromptTooLong = errors.New("prompt is longer than the context window")
 // Options configure Load.
 type Options struct {
 	Threads int // CPU threads; <= 0: all
+	// Device picks the backend: "" or "auto" runs on the GPU when one is
+	// usable and on the CPU otherwise; "cpu" and "cuda" insist.
+	Device string
+}
+
+// newBackend opens the backend o asks for.
+func newBackend(o Options) (backend.Backend, error) {
+	switch o.Device {
+	case "", "auto":
+		if g, err := cuda.NewBackend(cuda.Options{}); err == nil {
+			return g, nil
+		}
+		return cpu.New(o.Threads), nil
+	case "cpu":
+		return cpu.New(o.Threads), nil
+	case "cuda", "gpu":
+		return cuda.NewBackend(cuda.Options{})
+	}
+	return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", o.Device)
+}
+
+// closeBackend stops a backend's threads or releases its device.
+func closeBackend(b backend.Backend) {
+	switch c := b.(type) {
+	case interface{ Close() error }:
+		c.Close()
+	case interface{ Close() }:
+		c.Close()
+	}
 }
 
 // Model is a loaded model. Its methods may be called concurrently: forward
@@ -85,7 +115,7 @@ type Model struct {
 	Arch     arch.Model
 	Tok      *tokenizer.Tokenizer
 	Template *chat.Template // nil when the file has none
-	backend  *cpu.Backend
+	backend  backend.Backend
 }
 
 // Load opens and binds the model at path.
@@ -113,9 +143,11 @@ func load(f *gguf.File, o Options) (*Model, error) {
 			return nil, fmt.Errorf("chat template: %w", err)
 		}
 	}
-	m.backend = cpu.New(o.Threads)
+	if m.backend, err = newBackend(o); err != nil {
+		return nil, err
+	}
 	if m.Arch, err = arch.Load(f, m.backend); err != nil {
-		m.backend.Close()
+		closeBackend(m.backend)
 		return nil, err
 	}
 	return m, nil
@@ -123,12 +155,20 @@ func load(f *gguf.File, o Options) (*Model, error) {
 
 // Close releases the model's memory map and threads.
 func (m *Model) Close() error {
-	m.backend.Close()
+	closeBackend(m.backend)
 	return m.File.Close()
 }
 
-// Threads reports the CPU threads in use.
-func (m *Model) Threads() int { return m.backend.Threads() }
+// Threads reports the CPU threads in use (0 on a GPU).
+func (m *Model) Threads() int {
+	if c, ok := m.backend.(*cpu.Backend); ok {
+		return c.Threads()
+	}
+	return 0
+}
+
+// Backend names the backend the model runs on ("cpu", "cuda").
+func (m *Model) Backend() string { return m.backend.Name() }
 
 // ChatPrompt renders a user message (and an optional system message)
 // through the model's chat template and tokenizes it. Without a template
