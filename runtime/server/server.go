@@ -176,14 +176,24 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		} else {
 			writeError(w, r, dialectOf(r), errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
 		}
-		s.metrics.observeRequest("", statusOf(w))
+		s.metrics.observeRequest("", statusOf(w, r))
 		return
 	}
 	s.mux.ServeHTTP(w, r) // routes again, setting the path values
-	s.metrics.observeRequest(pattern, statusOf(w))
+	s.metrics.observeRequest(pattern, statusOf(w, r))
 }
 
-func statusOf(w http.ResponseWriter) int {
+// statusOf is the status to count: what was written, or 499 when the
+// client went away first (as the access log says).
+func statusOf(w http.ResponseWriter, r *http.Request) int {
+	if ri := infoOf(r); ri != nil {
+		ri.mu.Lock()
+		closed := ri.status == statusClientClosed
+		ri.mu.Unlock()
+		if closed {
+			return statusClientClosed
+		}
+	}
 	if rec, ok := w.(*recorder); ok && rec.status != 0 {
 		return rec.status
 	}
