@@ -90,7 +90,7 @@ func BenchmarkMatMul(b *testing.B) {
 	const rows, cols = 2048, 2048
 	for _, typ := range append([]quant.Type{quant.F32}, benchTypes...) {
 		m := quantizeMatrix(b, r, typ, rows, cols)
-		for _, n := range []int{1, 32} {
+		for _, n := range []int{1, 32, 512} {
 			x := randVec(r, n*cols)
 			dst := make([]float32, n*rows)
 			vs := variants(typ)
@@ -103,7 +103,7 @@ func BenchmarkMatMul(b *testing.B) {
 					defer p.Close()
 					mm := *m
 					if typ != quant.F32 {
-						mm.dot, mm.dot4 = v.dot, v.dot4
+						mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
 						mm.quant = quantVariantAt(typ.VecDotType(), v.name)
 					}
 					var s Scratch
@@ -220,13 +220,38 @@ func BenchmarkMatVecDRAM(b *testing.B) {
 				p := NewPool(0)
 				defer p.Close()
 				mm := *m
-				mm.dot, mm.dot4 = v.dot, v.dot4
+				mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
 				mm.quant = quantVariantAt(typ.VecDotType(), v.name)
 				var s Scratch
 				b.SetBytes(int64(len(data)))
 				for b.Loop() {
 					MatMul(p, &s, dst, &mm, x, 1)
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatMulShapes/<type>/<rows>x<cols>/n<tokens> times prefill-sized
+// products with the matrices of llama-1b (Wq/Wo, Wk/Wv, gate/up, down) at
+// the active level, all CPUs.
+func BenchmarkMatMulShapes(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0} {
+		for _, sh := range [][2]int{{2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}} {
+			rows, cols := sh[0], sh[1]
+			m := quantizeMatrix(b, r, typ, rows, cols)
+			const n = 512
+			x := randVec(r, n*cols)
+			dst := make([]float32, n*rows)
+			b.Run(fmt.Sprintf("%v/%dx%d/n%d", typ, rows, cols, n), func(b *testing.B) {
+				p := NewPool(0)
+				defer p.Close()
+				var s Scratch
+				for b.Loop() {
+					MatMul(p, &s, dst, m, x, n)
+				}
+				b.ReportMetric(2*float64(rows*cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
 	}

@@ -22,8 +22,10 @@
 // Level reports it. The amd64 kernels are generated with avo by the program
 // in _asm into dot_amd64.s; -tags purego builds without them. Every kernel
 // computes exact integer sums per block and may differ from the reference
-// only in float32 rounding; for a given (row, token) a kernel always does
-// the same operations in the same order (its four-row form included), so
-// MatMul is batch-invariant. QuantizeAct converts activations byte for byte
-// as quant.QuantizeRow does. NOTES.md records the measurements.
+// only in float32 rounding; for a given (row, token) all the kernels of a
+// type and level — one-row, four-row and the prefill tiles that take one
+// row against up to 16 tokens (gemm.go) — do the same float operations in
+// the same order, so MatMul is batch-invariant. QuantizeAct converts
+// activations byte for byte as quant.QuantizeRow does. NOTES.md records the
+// measurements.
 package cpu

@@ -22,8 +22,9 @@ import (
 //
 // A DotFunc panics, as quant.VecDot does, if n is negative or not a
 // multiple of the block size, or if w or x is shorter than n elements of its
-// type; bytes past n elements are not read. It does not allocate and is safe
-// for concurrent use.
+// type; bytes past n elements are not read. It does not allocate (the
+// block-lanes kernels of Q4_0 and Q8_0 take a scratch buffer from a
+// sync.Pool) and is safe for concurrent use.
 type DotFunc func(n int, w, x []byte) float32
 
 // Dot4Func computes dst[r] = dot(n, w[r*stride:], x) for the four weight
@@ -52,7 +53,8 @@ func (l level) String() string { return levelNames[l] }
 type impl struct {
 	level level
 	dot   DotFunc
-	dot4  Dot4Func // nil: four calls of dot
+	dot4  Dot4Func  // nil: four calls of dot
+	gemm  *gemmImpl // tile kernels with dot's numerics; nil: none
 	quant func(x []float32, dst []byte, nb int)
 }
 
@@ -61,6 +63,7 @@ type namedDot struct {
 	name string
 	dot  DotFunc
 	dot4 Dot4Func
+	gemm *gemmImpl
 }
 
 // EnvLevel names the environment variable that forces a kernel level:
@@ -153,6 +156,15 @@ func Dot4(t quant.Type) Dot4Func {
 	return dot4Of(t, d)
 }
 
+// gemmOf returns the tile kernels of Dot(t)'s level for t, or nil.
+func gemmOf(t quant.Type) *gemmImpl {
+	d, ok := pick(t, activeLevel, hasDot)
+	if !ok {
+		return nil
+	}
+	return d.gemm
+}
+
 func dot4Of(t quant.Type, d impl) Dot4Func {
 	if d.dot4 != nil {
 		return d.dot4
@@ -174,7 +186,7 @@ func variants(t quant.Type) []namedDot {
 	var out []namedDot
 	for _, d := range registry[t] {
 		if d.dot != nil && d.level <= cpuLevel {
-			out = append(out, namedDot{d.level.String(), d.dot, dot4Of(t, d)})
+			out = append(out, namedDot{d.level.String(), d.dot, dot4Of(t, d), d.gemm})
 		}
 	}
 	return out

@@ -35,18 +35,6 @@ var cpuLevel = func() level {
 // dot products of the same types.
 
 //go:noescape
-func dotQ4_0AVX2(w, x *byte, nb int) float32
-
-//go:noescape
-func dotQ4_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-
-//go:noescape
-func dotQ8_0AVX2(w, x *byte, nb int) float32
-
-//go:noescape
-func dotQ8_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-
-//go:noescape
 func dotQ4_KAVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -59,16 +47,112 @@ func dotQ6_KAVX2(w, x *byte, nb int) float32
 func dotQ6_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 
 //go:noescape
-func dotQ4_0AVX512(w, x *byte, nb int) float32
+func prepQ8_0AVX2(x *byte, nb int, dst *byte, shift int)
 
 //go:noescape
-func dotQ4_0AVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+func gemmQ4_0AVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
-func dotQ8_0AVX512(w, x *byte, nb int) float32
+func gemmQ4_0AVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
-func dotQ8_0AVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+func gemmQ4_0AVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func prepQ8_0AVX512(x *byte, nb int, dst *byte, shift int)
+
+//go:noescape
+func gemmQ4_0AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_0AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_0AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_0AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_0AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ8_0AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX2x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX2x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ6_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
 func dotQ6_KAVX512(w, x *byte, nb int) float32
@@ -190,6 +274,42 @@ func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
 	}}
 }
 
+// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q8_0 weights):
+// activations prepared by prepQ8_0AVX512 with the correction −2^shift·Σy,
+// tiles of up to 16 tokens, Dot and Dot4 from the 1-token tile.
+func blockLanesImpl(t quant.Type, shift int, tiles []tileT) impl {
+	g := &gemmImpl{
+		tiles: tiles,
+		prep: func(x *byte, nb int, dst *byte) {
+			prepQ8_0AVX512(x, nb, dst, shift)
+		},
+		group:      16,
+		groupBytes: 640,
+		single:     true,
+	}
+	d := impl{level: levelAVX512, gemm: g}
+	d.dot, d.dot4 = prepDot(t, g)
+	return d
+}
+
+// blockLanesAVX2 is an AVX2 block-lanes family (Q4_0, Q8_0 weights):
+// activations prepared by prepQ8_0AVX2, groups of eight blocks, tiles of 4,
+// 2 and 1 tokens.
+func blockLanesAVX2(t quant.Type, shift int, k4, k2, k1 gemmTile) impl {
+	g := &gemmImpl{
+		tiles: []tileT{{4, k4}, {2, k2}, {1, k1}},
+		prep: func(x *byte, nb int, dst *byte) {
+			prepQ8_0AVX2(x, nb, dst, shift)
+		},
+		group:      8,
+		groupBytes: 320,
+		single:     true,
+	}
+	d := impl{level: levelAVX2, gemm: g}
+	d.dot, d.dot4 = prepDot(t, g)
+	return d
+}
+
 func asmQuant(k func(x *float32, dst *byte, nb int)) func(x []float32, dst []byte, nb int) {
 	return func(x []float32, dst []byte, nb int) { k(unsafe.SliceData(x), unsafe.SliceData(dst), nb) }
 }
@@ -198,14 +318,20 @@ func archImpls() map[quant.Type][]impl {
 	m := map[quant.Type][]impl{}
 	add := func(t quant.Type, d impl) { m[t] = append(m[t], d) }
 	if hasAVX2 {
-		add(quant.Q4_0, asmImpl(quant.Q4_0, levelAVX2, dotQ4_0AVX2, dotQ4_0AVX2x4))
-		q8 := asmImpl(quant.Q8_0, levelAVX2, dotQ8_0AVX2, dotQ8_0AVX2x4)
+		add(quant.Q4_0, blockLanesAVX2(quant.Q4_0, 3, gemmQ4_0AVX2x4, gemmQ4_0AVX2x2, gemmQ4_0AVX2x1))
+		q8 := blockLanesAVX2(quant.Q8_0, 7, gemmQ8_0AVX2x4, gemmQ8_0AVX2x2, gemmQ8_0AVX2x1)
 		q8.quant = asmQuant(quantQ8_0AVX2)
 		add(quant.Q8_0, q8)
 		add(quant.Q8_1, impl{level: levelAVX2, quant: asmQuant(quantQ8_1AVX2)})
 		add(quant.Q8_K, impl{level: levelAVX2, quant: asmQuant(quantQ8_KAVX2)})
-		add(quant.Q4_K, asmImpl(quant.Q4_K, levelAVX2, dotQ4_KAVX2, dotQ4_KAVX2x4))
-		add(quant.Q6_K, asmImpl(quant.Q6_K, levelAVX2, dotQ6_KAVX2, dotQ6_KAVX2x4))
+		q4k := asmImpl(quant.Q4_K, levelAVX2, dotQ4_KAVX2, dotQ4_KAVX2x4)
+		q4k.gemm = &gemmImpl{tiles: []tileT{{8, gemmQ4_KAVX2x8}, {4, gemmQ4_KAVX2x4}, {2, gemmQ4_KAVX2x2},
+			{1, gemmQ4_KAVX2x1}}}
+		add(quant.Q4_K, q4k)
+		q6k := asmImpl(quant.Q6_K, levelAVX2, dotQ6_KAVX2, dotQ6_KAVX2x4)
+		q6k.gemm = &gemmImpl{tiles: []tileT{{8, gemmQ6_KAVX2x8}, {4, gemmQ6_KAVX2x4}, {2, gemmQ6_KAVX2x2},
+			{1, gemmQ6_KAVX2x1}}}
+		add(quant.Q6_K, q6k)
 		add(quant.Q5_K, asmImpl(quant.Q5_K, levelAVX2, dotQ5_KAVX2, dotQ5_KAVX2x4))
 		add(quant.Q4_1, asmImpl(quant.Q4_1, levelAVX2, dotQ4_1AVX2, dotQ4_1AVX2x4))
 		add(quant.Q5_0, asmImpl(quant.Q5_0, levelAVX2, dotQ5_0AVX2, dotQ5_0AVX2x4))
@@ -218,9 +344,20 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.BF16, halfImpl(quant.BF16, dotBF16AVX2, quant.BF16ToF32))
 	}
 	if hasAVX512 {
-		add(quant.Q4_0, asmImpl(quant.Q4_0, levelAVX512, dotQ4_0AVX512, dotQ4_0AVX512x4))
-		add(quant.Q8_0, asmImpl(quant.Q8_0, levelAVX512, dotQ8_0AVX512, dotQ8_0AVX512x4))
-		add(quant.Q6_K, asmImpl(quant.Q6_K, levelAVX512, dotQ6_KAVX512, dotQ6_KAVX512x4))
+		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, []tileT{{16, gemmQ4_0AVX512x16}, {8, gemmQ4_0AVX512x8},
+			{4, gemmQ4_0AVX512x4}, {2, gemmQ4_0AVX512x2}, {1, gemmQ4_0AVX512x1}}))
+		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, []tileT{{16, gemmQ8_0AVX512x16}, {8, gemmQ8_0AVX512x8},
+			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
+		q6k := asmImpl(quant.Q6_K, levelAVX512, dotQ6_KAVX512, dotQ6_KAVX512x4)
+		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4}, {2, gemmQ6_KAVX512x2},
+			{1, gemmQ6_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
+		add(quant.Q6_K, q6k)
+		// Q4_K: the AVX2 one-row kernels (an AVX-512 one was slower, see
+		// NOTES.md) with AVX-512 tiles of the same numerics.
+		q4k := asmImpl(quant.Q4_K, levelAVX512, dotQ4_KAVX2, dotQ4_KAVX2x4)
+		q4k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ4_KAVX512x16}, {8, gemmQ4_KAVX512x8}, {4, gemmQ4_KAVX512x4},
+			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
+		add(quant.Q4_K, q4k)
 	}
 	return m
 }

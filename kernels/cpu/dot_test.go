@@ -206,6 +206,9 @@ func TestDotVariants(t *testing.T) {
 			lengths = append(lengths, k*bs)
 		}
 		lengths = append(lengths, 4096)
+		if bs == 32 {
+			lengths = append(lengths, 150*bs) // several chunks of prepared activations
+		}
 		if typ.BlockSize() == 1 {
 			lengths = append(lengths, 1, 3, 7, 15, 33, 127)
 		}
@@ -439,7 +442,7 @@ func TestMatMulBatchInvariant(t *testing.T) {
 		x := randVec(r, n*cols)
 		for _, v := range variants(typ) {
 			mm := *m
-			mm.dot, mm.dot4 = v.dot, v.dot4
+			mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
 			mm.quant = quantVariantAt(typ.VecDotType(), v.name)
 			for _, threads := range []int{1, 2} {
 				p := NewPool(threads)

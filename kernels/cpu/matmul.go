@@ -22,6 +22,7 @@ type Matrix struct {
 
 	dot   DotFunc
 	dot4  Dot4Func
+	gemm  *gemmImpl                     // tile kernels; nil: dot and dot4 only
 	quant func(x []float32, dst []byte) // QuantizeAct for the vec-dot type
 }
 
@@ -47,6 +48,7 @@ func NewMatrix(t quant.Type, rows, cols int, data []byte) (*Matrix, error) {
 func (m *Matrix) resolve() {
 	if m.Type != quant.F32 && m.dot == nil {
 		m.dot, m.dot4, m.quant = Dot(m.Type), Dot4(m.Type), quantizer(m.Type.VecDotType())
+		m.gemm = gemmOf(m.Type)
 	}
 }
 
@@ -78,15 +80,17 @@ func f32s(b []byte) []float32 {
 // use.
 type Scratch struct {
 	xq []byte
+	xp []byte // prepared activations (tile kernels)
 }
 
-// Tiling of the quantized product. A thread takes a range of rows and
-// walks it in tiles of about tileBytes of weights; within a tile it runs
-// every token of a chunk of tokenTile tokens, four rows at a time, so that
-// the tile is read from memory once per chunk and then from cache, and the
-// chunk's activations stay in L2. Each (row, token) result is one call of
-// the type's kernel whatever the tiling, so results do not depend on the
-// batch (the four-row kernel gives the one-row kernel's bits).
+// Tiling of the quantized product for types without tile kernels (those
+// with them go through matMulGemm, gemm.go). A thread takes a range of
+// rows and walks it in tiles of about tileBytes of weights; within a tile
+// it runs every token of a chunk of tokenTile tokens, four rows at a time,
+// so that the tile is read from memory once per chunk and then from cache,
+// and the chunk's activations stay in L2. Each (row, token) result is one
+// call of the type's kernel whatever the tiling, so results do not depend
+// on the batch (the four-row kernel gives the one-row kernel's bits).
 const (
 	tileBytes = 32 << 10
 	tokenTile = 64
@@ -94,7 +98,9 @@ const (
 
 // MatMul computes dst[t*m.Rows + r] = dot(row r of m, row t of x) for the n
 // rows (tokens) of x, each m.Cols long. Activations are first converted to
-// m.Type's vec-dot type with QuantizeAct, as ggml does.
+// m.Type's vec-dot type with QuantizeAct, as ggml does. Several tokens go
+// through the type's tile kernels where it has them (Q4_0, Q8_0, Q4_K,
+// Q6_K on amd64), with the bits of the one-row kernel.
 func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 	cols, rows := m.Cols, m.Rows
 	if len(x) < n*cols || len(dst) < n*rows {
@@ -112,6 +118,11 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		return
 	}
 	m.resolve()
+	// Tiles for prefill (see gemmImpl.single for one token).
+	if g := m.gemm; g != nil && (n > 1 || g.single) {
+		matMulGemm(p, s, dst, m, x, n)
+		return
+	}
 	vt := m.Type.VecDotType()
 	xrb, err := vt.RowBytes(cols)
 	if err != nil {

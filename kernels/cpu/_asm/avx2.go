@@ -11,14 +11,11 @@ import (
 // always the unsigned operand here (nibbles 0..15, 6-bit values 0..63), so
 // no pair sum can exceed 2·63·128 and nothing saturates, whatever the
 // activation bytes (-128 included). Offsets (-8, -16, -32) are subtracted as
-// separate exact terms. Q8_0 and IQ4_NL, whose weights are signed bytes,
-// widen both operands to int16 and use VPMADDWD instead.
+// separate exact terms. IQ4_NL, whose weights are signed bytes, widens
+// both operands to int16 and uses VPMADDWD instead. Q4_0 and Q8_0 are in
+// gemm2.go (block lanes).
 
 func genAVX2() {
-	q4_0AVX2().emit(1)
-	q4_0AVX2().emit(4)
-	q8_0AVX2().emit(1)
-	q8_0AVX2().emit(4)
 	q4KAVX2(false).emit(1)
 	q4KAVX2(false).emit(4)
 	q6KAVX2().emit(1)
@@ -50,79 +47,13 @@ func f16Load(m Mem) VecVirtual {
 	return d
 }
 
+// q4_0X and q8_0X are the activation side of the Q5_0 and IQ4_NL kernels.
 type q4_0X struct {
 	y, c, dx VecVirtual
 }
 
-func q4_0AVX2() *blockKernel {
-	var m0f, ones, e8 VecVirtual
-	return &blockKernel{
-		name: "dotQ4_0AVX2",
-		doc: []string{"Q4_0 weights × Q8_0 activations (quant.dotQ4_0Q8_0).",
-			"Per block: Σ q·y − 8·Σ y as two VPMADDUBSW (q the unsigned nibbles),",
-			"widened with VPMADDWD, converted, and fused into eight float32 lanes",
-			"with scale dw·dx."},
-		wBytes: 18, xBytes: 34,
-		setup: func() {
-			m0f = bcastD(0x0f0f0f0f)
-			ones = bcastD(0x00010001)
-			e8 = bcastD(0x08080808)
-		},
-		loadX: func(x Mem, _ bool) any {
-			v := q4_0X{YMM(), YMM(), f16Load(x)}
-			VMOVDQU(x.Offset(2), v.y)
-			VPMADDUBSW(v.y, e8, v.c)
-			return v
-		},
-		row: func(w Mem, xv any, acc VecVirtual, _ bool) {
-			v := xv.(q4_0X)
-			q := XMM()
-			VMOVDQU(w.Offset(2), q)
-			h := XMM()
-			VPSRLW(U8(4), q, h)
-			qy := YMM()
-			VINSERTI128(U8(1), h, q.AsY(), qy)
-			VPAND(m0f, qy, qy)
-			p := YMM()
-			VPMADDUBSW(v.y, qy, p)
-			VPSUBW(v.c, p, p)
-			VPMADDWD(ones, p, p)
-			VCVTDQ2PS(p, p)
-			VFMADD231PS(f16Bcast(w, v.dx), p, acc)
-		},
-	}
-}
-
 type q8_0X struct {
 	y0, y1, dx VecVirtual
-}
-
-func q8_0AVX2() *blockKernel {
-	return &blockKernel{
-		name: "dotQ8_0AVX2",
-		doc: []string{"Q8_0 weights × Q8_0 activations (quant.dotQ8_0Q8_0).",
-			"Both operands are widened to int16 (VPMOVSXBW) and multiplied with",
-			"VPMADDWD, exact for every byte value."},
-		wBytes: 34, xBytes: 34,
-		setup: func() {},
-		loadX: func(x Mem, _ bool) any {
-			v := q8_0X{YMM(), YMM(), f16Load(x)}
-			VPMOVSXBW(x.Offset(2), v.y0)
-			VPMOVSXBW(x.Offset(18), v.y1)
-			return v
-		},
-		row: func(w Mem, xv any, acc VecVirtual, _ bool) {
-			v := xv.(q8_0X)
-			a0, a1 := YMM(), YMM()
-			VPMOVSXBW(w.Offset(2), a0)
-			VPMOVSXBW(w.Offset(18), a1)
-			VPMADDWD(v.y0, a0, a0)
-			VPMADDWD(v.y1, a1, a1)
-			VPADDD(a1, a0, a0)
-			VCVTDQ2PS(a0, a0)
-			VFMADD231PS(f16Bcast(w, v.dx), a0, acc)
-		},
-	}
 }
 
 // k4Scales unpacks the twelve scale bytes of a Q4_K/Q5_K block at s into the

@@ -11,25 +11,21 @@ import (
 // VMOVDQU; VINSERTI32X4, not VINSERTI128). VPDPBUSD sums four u8·s8 products
 // straight into int32 lanes, with no int16 step to saturate: Q4_0 and Q8_0
 // use it with the weights as the unsigned operand (Q8_0 shifted by +128,
-// the shift taken back out as 128·Σy). The K-quants keep VPMADDUBSW for the
-// byte products (their weights are small and unsigned) and fold the int16
-// scale multiply and the accumulation into one VPDPWSSD. Accumulators are
-// zmm. A VEX- or EVEX-encoded instruction writing an xmm or ymm clears the
-// rest of the zmm, which the kernels use to feed 256-bit results into
-// 512-bit sums.
+// the shift taken back out as 128·Σy), in block lanes (gemm512.go). The
+// K-quants keep VPMADDUBSW for the byte products (their weights are small
+// and unsigned) and fold the int16 scale multiply and the accumulation into
+// one VPDPWSSD. Accumulators are zmm. A VEX- or EVEX-encoded instruction
+// writing an xmm or ymm clears the rest of the zmm, which the kernels use to
+// feed 256-bit results into 512-bit sums.
 //
-// A Q4_K kernel in this style (VPMADDUBSW + VPERMW + VPDPWSSD per 64 quants)
-// measured 5-9% slower than the AVX2 one in MatMul on Sapphire Rapids, where
-// 512-bit work has two ports to 256-bit work's three and the per-super-block
-// scale decoding is the same; Q4_K stays on AVX2 (see NOTES.md).
+// A one-row Q4_K kernel in this style (VPMADDUBSW + VPERMW + VPDPWSSD per 64
+// quants) measured 5-9% slower than the AVX2 one in MatMul on Sapphire
+// Rapids, where 512-bit work has two ports to 256-bit work's three and the
+// per-super-block scale decoding is the same; the one-row Q4_K kernel stays
+// on AVX2 (see NOTES.md). Its tiles, which decode the scales once for up to
+// 16 tokens, are AVX-512 (gemmk.go), with the AVX2 kernel's numerics.
 
 func genAVX512() {
-	for _, rows := range []int{1, 4} {
-		q4_0AVX512().emit(rows)
-	}
-	for _, rows := range []int{1, 4} {
-		q8_0AVX512().emit(rows)
-	}
 	for _, rows := range []int{1, 4} {
 		q6KAVX512().emit(rows)
 	}
@@ -56,132 +52,6 @@ func dwords(v ...uint32) []uint16 {
 		w = append(w, uint16(d), uint16(d>>16))
 	}
 	return w
-}
-
-// pairF16 returns an xmm with fp16(*a) in lane 0 and, unless tail,
-// fp16(*b) in lane 1 (else 0).
-func pairF16(a, b Mem, tail bool) VecVirtual {
-	g := GP32()
-	MOVWLZX(a, g)
-	if !tail {
-		g2 := GP32()
-		MOVWLZX(b, g2)
-		SHLL(U8(16), g2)
-		ORL(g2, g)
-	}
-	x := XMM()
-	VMOVD(g, x)
-	VCVTPH2PS(x, x)
-	return x
-}
-
-type pairX struct {
-	y, negc, dx VecVirtual
-}
-
-func q4_0AVX512() *blockKernel {
-	var m0f, e8, perm VecVirtual
-	permData := globl("q40Perm512", dwords(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1))
-	return &blockKernel{
-		name: "dotQ4_0AVX512",
-		doc: []string{"Q4_0 weights × Q8_0 activations (quant.dotQ4_0Q8_0), two blocks",
-			"per zmm: 128-bit lanes hold block 0's low nibbles, block 1's low, block",
-			"0's high, block 1's high; Σ q·y − 8·Σ y with VPDPBUSD."},
-		wBytes: 18, xBytes: 34, pair: true, zmm: true,
-		setup: func() {
-			m0f = bcastDZ(0x0f0f0f0f)
-			e8 = bcastDZ(0x08080808)
-			perm = ZMM()
-			VMOVDQU64(permData, perm)
-		},
-		loadX: func(x Mem, tail bool) any {
-			v := pairX{ZMM(), ZMM(), pairF16(x, x.Offset(34), tail)}
-			lo, hi := YMM(), YMM()
-			VMOVDQU64(x.Offset(2), lo.AsX())
-			VMOVDQU64(x.Offset(18), hi.AsX())
-			if !tail {
-				VINSERTI32X4(U8(1), x.Offset(36), lo, lo)
-				VINSERTI32X4(U8(1), x.Offset(52), hi, hi)
-			}
-			VINSERTI64X4(U8(1), hi, lo.AsZ(), v.y)
-			c := ZMM()
-			VPXORD(c, c, c)
-			VPDPBUSD(v.y, e8, c)
-			VPXORD(v.negc, v.negc, v.negc)
-			VPSUBD(c, v.negc, v.negc)
-			return v
-		},
-		row: func(w Mem, xv any, acc VecVirtual, tail bool) {
-			v := xv.(pairX)
-			q := YMM()
-			VMOVDQU64(w.Offset(2), q.AsX())
-			if !tail {
-				VINSERTI32X4(U8(1), w.Offset(20), q, q)
-			}
-			h := YMM()
-			VPSRLW(U8(4), q, h)
-			z := ZMM()
-			VINSERTI64X4(U8(1), h, q.AsZ(), z)
-			VPANDD(m0f, z, z)
-			s := ZMM()
-			VMOVDQA64(v.negc, s)
-			VPDPBUSD(v.y, z, s)
-			VCVTDQ2PS(s, s)
-			d := pairF16(w, w.Offset(18), tail)
-			VMULPS(v.dx, d, d)
-			dz := ZMM()
-			VPERMPS(d.AsZ(), perm, dz)
-			VFMADD231PS(dz, s, acc)
-		},
-	}
-}
-
-func q8_0AVX512() *blockKernel {
-	var m80, perm VecVirtual
-	permData := globl("q80Perm512", dwords(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
-	return &blockKernel{
-		name: "dotQ8_0AVX512",
-		doc: []string{"Q8_0 weights × Q8_0 activations (quant.dotQ8_0Q8_0), two blocks",
-			"per zmm: VPDPBUSD of (w+128) and y, minus 128·Σ y (also VPDPBUSD),",
-			"exact for every byte value."},
-		wBytes: 34, xBytes: 34, pair: true, zmm: true,
-		setup: func() {
-			m80 = bcastDZ(0x80808080)
-			perm = ZMM()
-			VMOVDQU64(permData, perm)
-		},
-		loadX: func(x Mem, tail bool) any {
-			v := pairX{ZMM(), ZMM(), pairF16(x, x.Offset(34), tail)}
-			VMOVDQU64(x.Offset(2), v.y.AsY())
-			if !tail {
-				VINSERTI64X4(U8(1), x.Offset(36), v.y, v.y)
-			}
-			c := ZMM()
-			VPXORD(c, c, c)
-			VPDPBUSD(v.y, m80, c)
-			VPXORD(v.negc, v.negc, v.negc)
-			VPSUBD(c, v.negc, v.negc)
-			return v
-		},
-		row: func(w Mem, xv any, acc VecVirtual, tail bool) {
-			v := xv.(pairX)
-			z := ZMM()
-			VMOVDQU64(w.Offset(2), z.AsY())
-			if !tail {
-				VINSERTI64X4(U8(1), w.Offset(36), z, z)
-			}
-			VPXORD(m80, z, z)
-			s := ZMM()
-			VMOVDQA64(v.negc, s)
-			VPDPBUSD(v.y, z, s)
-			VCVTDQ2PS(s, s)
-			d := pairF16(w, w.Offset(34), tail)
-			VMULPS(v.dx, d, d)
-			dz := ZMM()
-			VPERMPS(d.AsZ(), perm, dz)
-			VFMADD231PS(dz, s, acc)
-		},
-	}
 }
 
 // wordIndex returns 32 words: word i is base + i/run.

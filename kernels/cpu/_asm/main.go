@@ -28,6 +28,9 @@ func main() {
 
 	genAVX2()
 	genAVX512()
+	genGemm512()
+	genGemmK()
+	genGemmAVX2()
 	genAxpyF16()
 
 	Generate()

@@ -1,0 +1,540 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// AVX-512 VNNI kernels of Q4_0 and Q8_0 weights in the "block lanes" order
+// (see kernels/cpu/gemm.go): a row is cut into groups of sixteen blocks and
+// block 4i+j of a group owns float32 lane 4j+i of a sixteen-lane
+// accumulator. Per (row, token) and per group, each lane gets the block's
+// exact integer dot product s (VPDPBUSD, four bytes per step) and does
+// acc = fma(float(s), dw·dx, acc); at the end the lanes are added in
+// hsum16's order. The activations come prepared (prepQ8_0AVX512): per
+// group, eight zmm of quants transposed into the same lane order, the
+// sixteen scales dx as float32 and the integer correction −2^shift·Σy per
+// block, 640 bytes, 64-byte aligned. The weights are transposed in
+// registers once per group and used for T tokens.
+
+const (
+	gGroup      = 16  // blocks per group
+	gGroupBytes = 640 // prepared bytes per group
+	gDxOff      = 512
+	gCorrOff    = 576
+)
+
+var gemmTs = []int{16, 8, 4, 2, 1}
+
+func genGemm512() {
+	genPrepQ8_0AVX512()
+	for _, T := range gemmTs {
+		s3Q4_0AVX512().emit(T)
+	}
+	for _, T := range gemmTs {
+		s3Q8_0AVX512().emit(T)
+	}
+}
+
+// lanesIndex returns, for blocks of bb bytes, sixteen dword byte offsets:
+// lane 4j+i holds the offset of block 4i+j (plus off).
+func lanesIndex(name string, bb, off int) Mem {
+	var v []uint32
+	for l := 0; l < 16; l++ {
+		j, i := l/4, l%4
+		v = append(v, uint32(bb*(4*i+j)+off))
+	}
+	return globl(name, dwords(v...))
+}
+
+// transpose4 transposes dwords across four vectors (zmm or, with newV =
+// YMM, ymm) within each 128-bit lane: out[k] lane (j, i) = a[i] lane (j,
+// dword k).
+func transpose4(a [4]VecVirtual, newV func() VecVirtual) [4]VecVirtual {
+	v := newV
+	t0, t1, t2, t3 := v(), v(), v(), v()
+	VPUNPCKLDQ(a[1], a[0], t0)
+	VPUNPCKHDQ(a[1], a[0], t1)
+	VPUNPCKLDQ(a[3], a[2], t2)
+	VPUNPCKHDQ(a[3], a[2], t3)
+	var q [4]VecVirtual
+	for k := range q {
+		q[k] = v()
+	}
+	VPUNPCKLQDQ(t2, t0, q[0])
+	VPUNPCKHQDQ(t2, t0, q[1])
+	VPUNPCKLQDQ(t3, t1, q[2])
+	VPUNPCKHQDQ(t3, t1, q[3])
+	return q
+}
+
+func zmmV() VecVirtual { return ZMM() }
+func ymmV() VecVirtual { return YMM() }
+
+// q8Lanes loads a group of sixteen 34-byte Q8_0 blocks at b (quants at +2)
+// and returns the eight zmm of quant dwords in block-lane order: out[k]
+// lane 4j+i = dword k of block 4i+j.
+func q8Lanes(b Register, bb int) [8]VecVirtual {
+	var a, h [4]VecVirtual
+	for i := range a {
+		c0, c1 := ZMM(), ZMM()
+		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i) + 2}, c0) // a full write (for avo's liveness)
+		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+1) + 2}, c0, c0)
+		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i+2) + 2}, c1)
+		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+3) + 2}, c1, c1)
+		a[i], h[i] = ZMM(), ZMM()
+		VSHUFI32X4(U8(0x88), c1, c0, a[i]) // low halves of blocks 4i..4i+3
+		VSHUFI32X4(U8(0xdd), c1, c0, h[i]) // high halves
+	}
+	lo := transpose4(a, zmmV)
+	hi := transpose4(h, zmmV)
+	return [8]VecVirtual{lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]}
+}
+
+// zeroZ returns a zeroed zmm. (VPXORD of a live register with itself: a
+// zeroing idiom for the CPU, and no read of an undefined register for
+// avo's liveness analysis, which does not know the idiom.)
+func zeroZ(live VecVirtual) VecVirtual {
+	z := ZMM()
+	VPXORD(live, live, z)
+	return z
+}
+
+// allOnesK returns an opmask with sixteen bits set.
+func allOnesK() OpmaskVirtual {
+	g := GP32()
+	MOVL(U32(0xffff), g)
+	k := K()
+	KMOVW(g, k)
+	return k
+}
+
+// f16Lanes gathers the sixteen fp16 scales at the block starts (idx) and
+// returns them as float32 in a zmm.
+func f16Lanes(b Register, idx VecVirtual) VecVirtual {
+	k := allOnesK()
+	g := zeroZ(idx)
+	VPGATHERDD(Mem{Base: b, Index: idx, Scale: 1}, k, g)
+	h := YMM()
+	VPMOVDW(g, h)
+	d := ZMM()
+	VCVTPH2PS(h, d)
+	return d
+}
+
+// copyBlocks copies n (1..15) blocks of bb bytes from src to dst.
+func copyBlocks(name string, src, dst, n Register, bb int) {
+	s, d, c := GP64(), GP64(), GP64()
+	MOVQ(src, s)
+	MOVQ(dst, d)
+	MOVQ(n, c)
+	Label(name + "_copy")
+	x := XMM()
+	VMOVDQU64(Mem{Base: s}, x)
+	VMOVDQU64(x, Mem{Base: d})
+	if bb == 34 {
+		VMOVDQU64(Mem{Base: s, Disp: 16}, x)
+		VMOVDQU64(x, Mem{Base: d, Disp: 16})
+	}
+	g := GP32()
+	MOVWLZX(Mem{Base: s, Disp: bb - 2}, g)
+	MOVW(g.As16(), Mem{Base: d, Disp: bb - 2})
+	ADDQ(U8(bb), s)
+	ADDQ(U8(bb), d)
+	DECQ(c)
+	JNZ(LabelRef(name + "_copy"))
+}
+
+// zeroLocal zeroes n bytes of the stack at m, rounded up to 64.
+func zeroLocal(m Mem, n int, live VecVirtual) {
+	z := zeroZ(live)
+	for o := 0; o < n; o += 64 {
+		VMOVDQU64(z, m.Offset(o))
+	}
+}
+
+// genPrepQ8_0AVX512 emits prepQ8_0AVX512(x *byte, nb int, dst *byte,
+// shift int): nb Q8_0 blocks into ceil(nb/16) prepared groups at dst, the
+// last one padded with zero blocks.
+func genPrepQ8_0AVX512() {
+	name := "prepQ8_0AVX512"
+	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte, shift int)")
+	Doc(name+" rearranges nb Q8_0 activation blocks into the block-lane groups",
+		"of the AVX-512 Q4_0/Q8_0 kernels: quants transposed, scales as float32,",
+		"−2^shift·Σ quants per block; the last group padded with zero blocks.")
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	sh := XMM()
+	shg := Load(Param("shift"), GP64())
+	VMOVQ(shg, sh)
+	buf := AllocLocal(16*34 + 32)
+	one := bcastDZ(0x01010101)
+	idx := ZMM()
+	VMOVDQU64(lanesIndex("q80Lanes", 34, 0), idx)
+	body := func(b Register) {
+		q := q8Lanes(b, 34)
+		s := zeroZ(one)
+		for k := range q {
+			VMOVDQU64(q[k], Mem{Base: dst, Disp: 64 * k})
+			VPDPBUSD(q[k], one, s)
+		}
+		VPSLLD(sh, s, s)
+		z := zeroZ(one)
+		VPSUBD(s, z, z)
+		VMOVDQU64(z, Mem{Base: dst, Disp: gCorrOff})
+		d := f16Lanes(b, idx)
+		VMOVUPS(d, Mem{Base: dst, Disp: gDxOff})
+	}
+	n := GP64()
+	MOVQ(nb, n)
+	SHRQ(U8(4), n)
+	loop(name, n, func() {
+		body(x)
+		ADDQ(U32(16*34), x)
+		ADDQ(U32(gGroupBytes), dst)
+	})
+	ANDQ(U8(15), nb)
+	JZ(LabelRef(name + "_ret"))
+	zeroLocal(buf, 16*34, one)
+	bp := GP64()
+	LEAQ(buf, bp)
+	copyBlocks(name, x, bp, nb, 34)
+	body(bp)
+	Label(name + "_ret")
+	VZEROUPPER()
+	RET()
+}
+
+// s3Kernel is a block-lanes kernel: loadW turns a group of sixteen weight
+// blocks at b into the eight zmm of unsigned bytes that meet the prepared
+// quants, and their sixteen scales as float32.
+type s3Kernel struct {
+	name  string
+	doc   []string
+	bb    int // bytes per weight block
+	setup func()
+	loadW func(b Register) ([8]VecVirtual, VecVirtual)
+}
+
+func s3Q4_0AVX512() *s3Kernel {
+	var m0f, idx VecVirtual
+	return &s3Kernel{
+		name: "gemmQ4_0AVX512",
+		doc: []string{"Q4_0 weights × prepared Q8_0 activations (quant.dotQ4_0Q8_0) in",
+			"block lanes: the nibbles (unsigned) meet the quants in VPDPBUSD, the",
+			"−8·Σy correction comes prepared."},
+		bb: 18,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			idx = ZMM()
+			VMOVDQU64(lanesIndex("q40Lanes", 18, 0), idx)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			var a [4]VecVirtual
+			for i := range a {
+				a[i] = ZMM()
+				VBROADCASTI32X4(Mem{Base: b, Disp: 18*(4*i) + 2}, a[i]) // a full write (for avo's liveness)
+				for j := 1; j < 4; j++ {
+					VINSERTI32X4(U8(j), Mem{Base: b, Disp: 18*(4*i+j) + 2}, a[i], a[i])
+				}
+			}
+			q := transpose4(a, zmmV)
+			var w [8]VecVirtual
+			for k := range q {
+				w[k], w[k+4] = ZMM(), ZMM()
+				VPANDD(m0f, q[k], w[k])
+				VPSRLW(U8(4), q[k], w[k+4])
+				VPANDD(m0f, w[k+4], w[k+4])
+			}
+			return w, f16Lanes(b, idx)
+		},
+	}
+}
+
+func s3Q8_0AVX512() *s3Kernel {
+	var m80, idx VecVirtual
+	return &s3Kernel{
+		name: "gemmQ8_0AVX512",
+		doc: []string{"Q8_0 weights × prepared Q8_0 activations (quant.dotQ8_0Q8_0) in",
+			"block lanes: VPDPBUSD of w+128 (unsigned) and the quants, the −128·Σy",
+			"correction comes prepared."},
+		bb: 34,
+		setup: func() {
+			m80 = bcastDZ(0x80808080)
+			idx = ZMM()
+			VMOVDQU64(lanesIndex("q80Lanes", 34, 0), idx)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			w := q8Lanes(b, 34)
+			for k := range w {
+				VPXORD(m80, w[k], w[k])
+			}
+			return w, f16Lanes(b, idx)
+		},
+	}
+}
+
+// emit writes the kernel for T tokens:
+//
+//	func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+//
+// x points at the prepared group of token 0 where the row's first block
+// belongs; token t's is xs bytes further. flags&1: start from the T×16
+// accumulators at acc (else from zero); flags&2: finish, writing token t's
+// result to dst + t·ldd bytes (else store the accumulators back to acc).
+func (k *s3Kernel) emit(T int) {
+	name := fmt.Sprintf("%sx%d", k.name, T)
+	// Up to eight tokens the accumulators stay in registers; beyond, they
+	// live on the stack (one fused load and one store per group and token).
+	inRegs := T <= 8
+	attr := NOSPLIT
+	if !inRegs {
+		attr = 0 // the frame exceeds the nosplit limit
+	}
+	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
+	w := Load(Param("w"), GP64())
+	nb := Load(Param("nb"), GP64())
+	xt := newTokAddr(T)
+	tok := xt.at
+	buf := AllocLocal(16*k.bb + 32)
+	var loc Mem
+	if !inRegs {
+		loc = AllocLocal(64 * T)
+	}
+	k.setup()
+	flags := Load(Param("flags"), GP64())
+	accp := Load(Param("acc"), GP64())
+	acc := make([]VecVirtual, T)
+	if inRegs {
+		for t := range acc {
+			acc[t] = ZMM()
+			VPXORD(acc[t], acc[t], acc[t])
+		}
+		TESTQ(U32(1), flags)
+		JZ(LabelRef(name + "_start"))
+		for t := range acc {
+			VMOVUPS(Mem{Base: accp, Disp: 64 * t}, acc[t])
+		}
+	} else {
+		z := ZMM()
+		VPXORD(z, z, z)
+		TESTQ(U32(1), flags)
+		JZ(LabelRef(name + "_zero"))
+		for t := range acc {
+			a := ZMM()
+			VMOVUPS(Mem{Base: accp, Disp: 64 * t}, a)
+			VMOVUPS(a, loc.Offset(64*t))
+		}
+		JMP(LabelRef(name + "_start"))
+		Label(name + "_zero")
+		for t := range acc {
+			VMOVUPS(z, loc.Offset(64*t))
+		}
+	}
+	Label(name + "_start")
+	body := func(b Register) {
+		wv, dw := k.loadW(b)
+		s := make([]VecVirtual, T)
+		for t := range s {
+			s[t] = ZMM()
+			VMOVDQU64(tok(t, gCorrOff), s[t])
+		}
+		for kk := range wv {
+			for t := range s {
+				VPDPBUSD(tok(t, 64*kk), wv[kk], s[t])
+			}
+		}
+		for t := range s {
+			VCVTDQ2PS(s[t], s[t])
+			d := ZMM()
+			VMULPS(tok(t, gDxOff), dw, d)
+			if inRegs {
+				VFMADD231PS(d, s[t], acc[t])
+			} else {
+				VFMADD213PS(loc.Offset(64*t), d, s[t]) // s = d·s + acc
+				VMOVUPS(s[t], loc.Offset(64*t))
+			}
+		}
+	}
+	n := GP64()
+	MOVQ(nb, n)
+	SHRQ(U8(4), n)
+	loop(name, n, func() {
+		if T == 1 {
+			// One token: the row streams from memory (decode); ask for the
+			// group after next, which the single in-flight row does not
+			// reach early enough by itself.
+			for o := 0; o < 16*k.bb; o += 64 {
+				PREFETCHT0(Mem{Base: w, Disp: 2*16*k.bb + o})
+			}
+		}
+		body(w)
+		ADDQ(U32(16*k.bb), w)
+		xt.advance(gGroupBytes)
+	})
+	ANDQ(U8(15), nb)
+	JZ(LabelRef(name + "_end"))
+	g := GP64()
+	XORQ(g, g)
+	for o := 0; o < 16*k.bb; o += 8 {
+		MOVQ(g, buf.Offset(o))
+	}
+	bp := GP64()
+	LEAQ(buf, bp)
+	copyBlocks(name, w, bp, nb, k.bb)
+	body(bp)
+	Label(name + "_end")
+	if !inRegs {
+		for t := range acc {
+			acc[t] = ZMM()
+			VMOVUPS(loc.Offset(64*t), acc[t])
+		}
+	}
+	flags2 := Load(Param("flags"), GP64())
+	TESTQ(U32(2), flags2)
+	JNZ(LabelRef(name + "_final"))
+	accp2 := Load(Param("acc"), GP64())
+	for t := range acc {
+		VMOVUPS(acc[t], Mem{Base: accp2, Disp: 64 * t})
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_final")
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	storeSumsAll(acc, dst, ldd)
+	VZEROUPPER()
+	RET()
+}
+
+// tokAddr addresses the activations of T tokens, x + t·xs: one base
+// register per four tokens, and xs, 3·xs.
+type tokAddr struct {
+	bases   []Register
+	xs, xs3 Register
+}
+
+// newTokAddr loads the parameters x and xs.
+func newTokAddr(T int) *tokAddr {
+	a := &tokAddr{}
+	x := Load(Param("x"), GP64())
+	a.xs = Load(Param("xs"), GP64())
+	a.bases = []Register{x}
+	if T >= 4 {
+		a.xs3 = GP64()
+		LEAQ(Mem{Base: a.xs, Index: a.xs, Scale: 2}, a.xs3)
+	}
+	for q := 1; q < (T+3)/4; q++ {
+		b := GP64()
+		if q == 1 {
+			LEAQ(Mem{Base: x, Index: a.xs, Scale: 4}, b)
+		} else {
+			LEAQ(Mem{Base: a.bases[q-2], Index: a.xs, Scale: 8}, b)
+		}
+		a.bases = append(a.bases, b)
+	}
+	return a
+}
+
+// at is token t's activations at byte disp.
+func (a *tokAddr) at(t, disp int) Mem {
+	base := a.bases[t/4]
+	switch t % 4 {
+	case 0:
+		return Mem{Base: base, Disp: disp}
+	case 1:
+		return Mem{Base: base, Index: a.xs, Scale: 1, Disp: disp}
+	case 2:
+		return Mem{Base: base, Index: a.xs, Scale: 2, Disp: disp}
+	}
+	return Mem{Base: base, Index: a.xs3, Scale: 1, Disp: disp}
+}
+
+// advance moves every token on by n bytes.
+func (a *tokAddr) advance(n int) {
+	for _, b := range a.bases {
+		ADDQ(U32(n), b)
+	}
+}
+
+// storeSumsAll is storeSums for any number of accumulators, eight at a
+// time.
+func storeSumsAll(acc []VecVirtual, dst, ldd Register) {
+	for h := 0; h < len(acc); h += 8 {
+		if h > 0 {
+			for range 8 {
+				ADDQ(ldd, dst)
+			}
+		}
+		storeSums(acc[h:min(len(acc), h+8)], dst, ldd)
+	}
+}
+
+// storeSums writes hsum16(acc[t]) to dst + t·ldd for each t, adding the
+// lanes in hsum16's order for every t (transposed for several at once).
+func storeSums(acc []VecVirtual, dst, ldd Register) {
+	T := len(acc)
+	if T == 1 {
+		s := hsum16(acc[0])
+		VMOVSS(s, Mem{Base: dst})
+		return
+	}
+	// Step 1: lo[i] = a[i] + a[i+8], two accumulators per zmm.
+	var s1 []VecVirtual
+	for p := 0; p < T; p += 2 {
+		u, v := ZMM(), ZMM()
+		VSHUFF64X2(U8(0x44), acc[p+1], acc[p], u) // lanes 0,1 of a, 0,1 of b
+		VSHUFF64X2(U8(0xee), acc[p+1], acc[p], v) // lanes 2,3 of a, 2,3 of b
+		VADDPS(v, u, u)
+		s1 = append(s1, u)
+	}
+	// Step 2: l2[i] = lo[i] + lo[i+4]: one 128-bit lane per accumulator.
+	var s2 []VecVirtual
+	for p := 0; p < len(s1); p += 2 {
+		a, b := s1[p], s1[p]
+		if p+1 < len(s1) {
+			b = s1[p+1]
+		}
+		u, v := ZMM(), ZMM()
+		VSHUFF32X4(U8(0x88), b, a, u) // a.L0, a.L2, b.L0, b.L2
+		VSHUFF32X4(U8(0xdd), b, a, v) // a.L1, a.L3, b.L1, b.L3
+		VADDPS(v, u, u)
+		s2 = append(s2, u)
+	}
+	// Step 3: l3[0] = l2[0] + l2[2], l3[1] = l2[1] + l2[3]; lane j of
+	// s2[0] and s2[1] paired in one VSHUFPS.
+	a, b := s2[0], s2[0]
+	if len(s2) > 1 {
+		b = s2[1]
+	}
+	u, v := ZMM(), ZMM()
+	VSHUFPS(U8(0x44), b, a, u) // a0 a1 b0 b1
+	VSHUFPS(U8(0xee), b, a, v) // a2 a3 b2 b3
+	VADDPS(v, u, u)
+	// Step 4: r = l3[0] + l3[1].
+	h := ZMM()
+	VMOVSHDUP(u, h)
+	VADDPS(h, u, u)
+	// Accumulator t's sum is element 2·(t/4) of 128-bit lane t%4: s1[p]
+	// holds accumulators 2p, 2p+1; s2[q] has accumulator 4q+L in lane L;
+	// step 3 puts s2[0] in elements 0, 1 and s2[1] in elements 2, 3.
+	tmp := AllocLocal(64)
+	VMOVUPS(u, tmp)
+	d := GP64()
+	MOVQ(dst, d)
+	g := GP32()
+	for t := 0; t < T; t++ {
+		q, L := t/4, t%4
+		off := 16*L + 8*q
+		MOVL(tmp.Offset(off), g)
+		MOVL(g, Mem{Base: d})
+		if t+1 < T {
+			ADDQ(ldd, d)
+		}
+	}
+}

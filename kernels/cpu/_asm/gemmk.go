@@ -1,0 +1,551 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Tile kernels of the K-quants (Q4_K, Q6_K × Q8_K): one weight row against
+// T tokens, in the float order of the level's one-row kernel (q4KAVX2,
+// q6KAVX2, q6KAVX512): the same exact integer sums per super-block in the
+// same accumulator lanes, the same scale products, the same fused
+// multiply-adds in the same order, the same final reduction. What a tile
+// saves is the per-row work of a super-block — scale decoding, nibble and
+// 6-bit unpacking, scale vectors — done once for T tokens. The per-token
+// accumulators live in a stack area (one load and one store per
+// super-block); the activations are the Q8_K rows as QuantizeAct makes
+// them, token t's at x + t·xs.
+
+func genGemmK() {
+	for _, T := range []int{8, 4, 2, 1} {
+		q4KTileAVX2().emit(T)
+	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
+		q4KTileAVX512().emit(T)
+	}
+	for _, T := range []int{8, 4, 2, 1} {
+		q6KTileAVX2().emit(T)
+	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
+		q6KTileAVX512().emit(T)
+	}
+}
+
+// kTile is a K-quant tile kernel.
+type kTile struct {
+	name string
+	doc  []string
+	wb   int  // weight bytes per super-block
+	zmm  bool // sixteen-lane accumulators (else eight)
+	evex bool // AVX-512: EVEX-encodable instructions only
+	// padded: the activations come as prepQ8_KPadded lays them out (the
+	// quants 64-byte aligned at 0, the group sums at 256, d at 288, 320
+	// bytes a block) instead of as Q8_K blocks.
+	padded bool
+	// setup emits loop-invariant constants and stack areas.
+	setup func()
+	// block emits one super-block for T tokens: w is the weight block,
+	// x(t, disp) token t's activation block at disp, acc(t) token t's
+	// float32 accumulator.
+	block func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int)
+}
+
+const (
+	q8KBytes   = 292 // Q8_K block: d float32, 256 quants, 16 int16 group sums
+	q8KPadded  = 320 // the padded layout
+	q8KBsumOff = 260
+)
+
+// padOff maps a byte offset in a Q8_K block to the padded layout.
+func padOff(disp int) int {
+	switch {
+	case disp < 4:
+		return 288 + disp
+	case disp < q8KBsumOff:
+		return disp - 4
+	}
+	return disp - 4
+}
+
+// emit writes the kernel for T tokens, with the signature and flags of the
+// block-lanes tiles (s3Kernel.emit); the acc area holds 16 float32 per
+// token whatever the accumulator width.
+func (k *kTile) emit(T int) {
+	name := fmt.Sprintf("%sx%d", k.name, T)
+	ab := 32
+	if k.zmm {
+		ab = 64
+	}
+	attr := NOSPLIT
+	if T*ab > 512 {
+		attr = 0 // the frame exceeds the nosplit limit
+	}
+	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
+	w := Load(Param("w"), GP64())
+	nb := Load(Param("nb"), GP64())
+	xt := newTokAddr(T)
+	loc := AllocLocal(T * ab)
+	slot := func(t int) Mem { return loc.Offset(ab * t) }
+	k.setup()
+	// Accumulators: from acc (flags&1) or zero.
+	flags := Load(Param("flags"), GP64())
+	accp := Load(Param("acc"), GP64())
+	TESTQ(U32(1), flags)
+	JZ(LabelRef(name + "_zero"))
+	for t := 0; t < T; t++ {
+		k.copyAcc(Mem{Base: accp, Disp: 64 * t}, slot(t))
+	}
+	JMP(LabelRef(name + "_start"))
+	Label(name + "_zero")
+	g := GP64()
+	XORQ(g, g)
+	for o := 0; o < T*ab; o += 8 {
+		MOVQ(g, loc.Offset(o))
+	}
+	Label(name + "_start")
+	x, xb := xt.at, q8KBytes
+	if k.padded {
+		x = func(t, disp int) Mem { return xt.at(t, padOff(disp)) }
+		xb = q8KPadded
+	}
+	loop(name, nb, func() {
+		k.block(Mem{Base: w}, x, slot, T)
+		ADDQ(U32(k.wb), w)
+		xt.advance(xb)
+	})
+	flags2 := Load(Param("flags"), GP64())
+	TESTQ(U32(2), flags2)
+	JNZ(LabelRef(name + "_final"))
+	accp2 := Load(Param("acc"), GP64())
+	for t := 0; t < T; t++ {
+		k.copyAcc(slot(t), Mem{Base: accp2, Disp: 64 * t})
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_final")
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	if k.zmm {
+		acc := make([]VecVirtual, T)
+		for t := range acc {
+			acc[t] = ZMM()
+			VMOVUPS(slot(t), acc[t])
+		}
+		storeSumsAll(acc, dst, ldd)
+	} else {
+		d := GP64()
+		MOVQ(dst, d)
+		for t := 0; t < T; t++ {
+			a := YMM()
+			VMOVUPS(slot(t), a)
+			s := reduce8(a, k.evex) // hsum8's order
+			VMOVSS(s, Mem{Base: d})
+			if t+1 < T {
+				ADDQ(ldd, d)
+			}
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// copyAcc copies one accumulator (32 or 64 bytes) between memory operands.
+func (k *kTile) copyAcc(src, dst Mem) {
+	if k.zmm {
+		z := ZMM()
+		VMOVUPS(src, z)
+		VMOVUPS(z, dst)
+		return
+	}
+	y := YMM()
+	VMOVUPS(src, y)
+	VMOVUPS(y, dst)
+}
+
+// q4KTileAVX2 has the numerics of q4KAVX2 (Q4_K).
+func q4KTileAVX2() *kTile {
+	var m0f VecVirtual
+	var scl, mmw, ddw, dmw Mem
+	return &kTile{
+		name: "gemmQ4_KAVX2",
+		doc: []string{"Q4_K weights × Q8_K activations with the numerics of dotQ4_KAVX2",
+			"(quant.dotQ4_KQ8_K): scales and mins decoded and the nibbles unpacked",
+			"once per super-block for all tokens."},
+		wb: 144,
+		setup: func() {
+			m0f = bcastD(0x0f0f0f0f)
+			scl, mmw, ddw, dmw = AllocLocal(32), AllocLocal(32), AllocLocal(32), AllocLocal(32)
+		},
+		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
+			k4Rows(w, scl, mmw, ddw, dmw, false)
+			sumi := make([]VecVirtual, T)
+			for t := range sumi {
+				sumi[t] = YMM()
+				VPXOR(m0f, m0f, sumi[t])
+			}
+			for j := range 4 {
+				q, hi := YMM(), YMM()
+				VMOVDQU(w.Offset(16+32*j), q)
+				VPSRLW(U8(4), q, hi)
+				VPAND(m0f, q, q)
+				VPAND(m0f, hi, hi)
+				slo, shi := YMM(), YMM()
+				VPBROADCASTD(scl.Offset(8*j), slo)
+				VPBROADCASTD(scl.Offset(8*j+4), shi)
+				for t := range sumi {
+					a := YMM()
+					VPMADDUBSW(x(t, 4+64*j), q, a)
+					VPMADDWD(slo, a, a)
+					VPADDD(a, sumi[t], sumi[t])
+					b := YMM()
+					VPMADDUBSW(x(t, 4+64*j+32), hi, b)
+					VPMADDWD(shi, b, b)
+					VPADDD(b, sumi[t], sumi[t])
+				}
+			}
+			for t := range sumi {
+				k4Float(x, acc, t, sumi[t], mmw, ddw, dmw)
+			}
+		},
+	}
+}
+
+// k4Rows decodes the scales and mins of a Q4_K super-block at w into the
+// stack: scl the (s, s) int16 pairs of the eight sub-blocks (one dword
+// each), mmw the mins as q4KAVX2's VPMADDWD operand, ddw and dmw the fp16
+// d and dmin broadcast to eight float32 lanes.
+func k4Rows(w, scl, mmw, ddw, dmw Mem, evex bool) {
+	sc, mn := k4Scales(w.Offset(4))
+	s8 := XMM()
+	VMOVQ(sc, s8)
+	VPMOVZXBW(s8, s8)
+	s2 := XMM()
+	VPUNPCKLWD(s8, s8, s2)
+	store := func(v VecVirtual, m Mem) {
+		if evex {
+			VMOVDQU64(v, m)
+		} else {
+			VMOVDQU(v, m)
+		}
+	}
+	store(s2, scl)
+	VPUNPCKHWD(s8, s8, s2)
+	store(s2, scl.Offset(16))
+	m8 := XMM()
+	VMOVQ(mn, m8)
+	VPMOVZXBW(m8, m8)
+	mlo, mhi := XMM(), XMM()
+	VPUNPCKLWD(m8, m8, mlo)
+	VPUNPCKHWD(m8, m8, mhi)
+	store(mlo, mmw)
+	store(mhi, mmw.Offset(16))
+	g := GP32()
+	MOVL(w, g)
+	d := XMM()
+	VMOVD(g, d)
+	VCVTPH2PS(d, d)
+	dd := YMM()
+	VBROADCASTSS(d, dd)
+	store(dd, ddw)
+	VMOVSHDUP(d, d)
+	VBROADCASTSS(d, dd)
+	store(dd, dmw)
+}
+
+// k4Float ends a Q4_K super-block for token t as q4KAVX2 does:
+// acc += float(sumi)·(d·dx), acc −= float(Σ min·bsum)·(dmin·dx).
+func k4Float(x func(t, disp int) Mem, acc func(t int) Mem, t int, sumi VecVirtual, mmw, ddw, dmw Mem) {
+	a := YMM()
+	VMOVUPS(x(t, 260), a)
+	VPMADDWD(mmw, a, a)
+	VCVTDQ2PS(a, a)
+	VCVTDQ2PS(sumi, sumi)
+	bx := YMM()
+	VBROADCASTSS(x(t, 0), bx)
+	dd := YMM()
+	VMULPS(ddw, bx, dd)
+	c := YMM()
+	VMOVUPS(acc(t), c)
+	VFMADD231PS(dd, sumi, c)
+	VMULPS(dmw, bx, dd)
+	VFNMADD231PS(dd, a, c)
+	VMOVUPS(c, acc(t))
+}
+
+// q4KTileAVX512 has the numerics of q4KAVX2 (the one-row Q4_K kernel of
+// the avx512 level too): the integer sums of two sub-blocks at once in a
+// zmm (VPMADDUBSW, then VPDPWSSD with the scales), the halves added at the
+// end of the super-block into q4KAVX2's eight lanes.
+func q4KTileAVX512() *kTile {
+	var m0f, shv VecVirtual
+	var scl, mmw, ddw, dmw Mem
+	shData := globl("q4kShv512", append(wordIndex(0, 64)[:16], wordIndex(4, 64)[:16]...))
+	return &kTile{
+		name: "gemmQ4_KAVX512",
+		doc: []string{"Q4_K weights × Q8_K activations with the numerics of dotQ4_KAVX2",
+			"(quant.dotQ4_KQ8_K); 64 quants per VPMADDUBSW + VPDPWSSD."},
+		wb: 144, evex: true, padded: true,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			shv = ZMM()
+			VMOVDQU64(shData, shv)
+			scl, mmw, ddw, dmw = AllocLocal(32), AllocLocal(32), AllocLocal(32), AllocLocal(32)
+		},
+		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
+			k4Rows(w, scl, mmw, ddw, dmw, true)
+			// Scale vectors: the (s, s) pair of sub-block 2j in the low eight
+			// dwords, that of 2j+1 in the high eight.
+			hiLanes := K()
+			g := GP32()
+			MOVL(U32(0xff00), g)
+			KMOVW(g, hiLanes)
+			var S [4]VecVirtual
+			for j := range S {
+				S[j] = ZMM()
+				VPBROADCASTD(scl.Offset(8*j), S[j])
+				VPBROADCASTD(scl.Offset(8*j+4), hiLanes, S[j])
+			}
+			sumi := make([]VecVirtual, T)
+			for t := range sumi {
+				sumi[t] = ZMM()
+				VPXORD(m0f, m0f, sumi[t])
+			}
+			for j := range 4 {
+				q := ZMM()
+				VBROADCASTI64X4(w.Offset(16+32*j), q)
+				VPSRLVW(shv, q, q)
+				VPANDD(m0f, q, q)
+				for t := range sumi {
+					a := ZMM()
+					VPMADDUBSW(x(t, 4+64*j), q, a)
+					VPDPWSSD(S[j], a, sumi[t])
+				}
+			}
+			// Two tokens per zmm from here: the lanes do q4KAVX2's float
+			// operations, token t in the low half and t+1 in the high half.
+			mmz, ddz, dmz := ZMM(), ZMM(), ZMM()
+			VBROADCASTI64X4(mmw, mmz)
+			VBROADCASTSS(ddw, ddz)
+			VBROADCASTSS(dmw, dmz)
+			t := 0
+			for ; t+2 <= T; t += 2 {
+				u, v := ZMM(), ZMM()
+				VSHUFI64X2(U8(0x44), sumi[t+1], sumi[t], u) // low halves of t, t+1
+				VSHUFI64X2(U8(0xee), sumi[t+1], sumi[t], v) // high halves
+				VPADDD(v, u, u)                             // q4KAVX2's eight lanes, twice
+				a := ZMM()
+				VBROADCASTI64X4(x(t, 260), a)
+				VINSERTI64X4(U8(1), x(t+1, 260), a, a)
+				VPMADDWD(mmz, a, a)
+				VCVTDQ2PS(a, a)
+				VCVTDQ2PS(u, u)
+				bx := ZMM()
+				VBROADCASTSS(x(t, 0), bx)
+				VBROADCASTSS(x(t+1, 0), hiLanes, bx)
+				d := ZMM()
+				VMULPS(ddz, bx, d)
+				c := ZMM()
+				VMOVUPS(acc(t), c) // acc(t), acc(t+1): adjacent
+				VFMADD231PS(d, u, c)
+				VMULPS(dmz, bx, d)
+				VFNMADD231PS(d, a, c)
+				VMOVUPS(c, acc(t))
+			}
+			if t < T {
+				hi := YMM()
+				VEXTRACTI64X4(U8(1), sumi[t], hi)
+				lo := YMM()
+				VPADDD(hi, sumi[t].AsY(), lo)
+				k4Float(x, acc, t, lo, mmw, ddw, dmw)
+			}
+		},
+	}
+}
+
+// q6KTileAVX2 has the numerics of q6KAVX2: per super-block the row's eight
+// 32-quant slices are unpacked to the stack once, then each token does
+// VPMADDUBSW + VPMADDWD + VPADDD per slice.
+func q6KTileAVX2() *kTile {
+	var m0f, m30, evenOdd VecVirtual
+	var qv, s16, ddw Mem
+	masks := q6KMaskData()
+	return &kTile{
+		name: "gemmQ6_KAVX2",
+		doc: []string{"Q6_K weights × Q8_K activations with the numerics of dotQ6_KAVX2",
+			"(quant.dotQ6_KQ8_K): the 6-bit quants and scale vectors unpacked once",
+			"per super-block for all tokens."},
+		wb: 210,
+		setup: func() {
+			m0f = bcastD(0x0f0f0f0f)
+			m30 = bcastD(0x30303030)
+			evenOdd = XMM()
+			VMOVDQU(masks.Offset(256), evenOdd)
+			qv, s16, ddw = AllocLocal(8*32), AllocLocal(32), AllocLocal(32)
+		},
+		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
+			S := YMM()
+			s8 := XMM()
+			VMOVDQU(w.Offset(192), s8)
+			VPSHUFB(evenOdd, s8, s8)
+			VPMOVSXBW(s8, S)
+			c16 := YMM()
+			VPMOVSXBW(w.Offset(192), c16)
+			VMOVDQU(c16, s16)
+			for h := range 2 {
+				ql0, ql1, qh := YMM(), YMM(), YMM()
+				VMOVDQU(w.Offset(64*h), ql0)
+				VMOVDQU(w.Offset(64*h+32), ql1)
+				VMOVDQU(w.Offset(128+32*h), qh)
+				for g := range 4 {
+					q, hb := YMM(), YMM()
+					switch g {
+					case 0:
+						VPAND(m0f, ql0, q)
+						VPSLLW(U8(4), qh, hb)
+					case 1:
+						VPAND(m0f, ql1, q)
+						VPSLLW(U8(2), qh, hb)
+					case 2:
+						VPSRLW(U8(4), ql0, q)
+						VPAND(m0f, q, q)
+						VMOVDQA(qh, hb)
+					case 3:
+						VPSRLW(U8(4), ql1, q)
+						VPAND(m0f, q, q)
+						VPSRLW(U8(2), qh, hb)
+					}
+					VPAND(m30, hb, hb)
+					VPOR(hb, q, q)
+					VMOVDQU(q, qv.Offset(32*(4*h+g)))
+				}
+			}
+			d := f16Load(w.Offset(208))
+			dd := YMM()
+			VBROADCASTSS(d, dd)
+			VMOVDQU(dd, ddw)
+			sumi := make([]VecVirtual, T)
+			for t := range sumi {
+				// sumi = −32·Σ scale·bsum, then the slices.
+				c := YMM()
+				VMOVDQU(x(t, 260), c)
+				VPMADDWD(s16, c, c)
+				VPSLLD(U8(5), c, c)
+				sumi[t] = YMM()
+				VPXOR(m0f, m0f, sumi[t])
+				VPSUBD(c, sumi[t], sumi[t])
+			}
+			for sl := range 8 {
+				q, s := YMM(), YMM()
+				VMOVDQU(qv.Offset(32*sl), q)
+				VPSHUFB(masks.Offset(32*sl), S, s)
+				for t := range sumi {
+					a := YMM()
+					VPMADDUBSW(x(t, 4+32*sl), q, a)
+					VPMADDWD(s, a, a)
+					VPADDD(a, sumi[t], sumi[t])
+				}
+			}
+			for t := range sumi {
+				bx := YMM()
+				VBROADCASTSS(x(t, 0), bx)
+				VMULPS(ddw, bx, bx)
+				VCVTDQ2PS(sumi[t], sumi[t])
+				c := YMM()
+				VMOVUPS(acc(t), c)
+				VFMADD231PS(bx, sumi[t], c)
+				VMOVUPS(c, acc(t))
+			}
+		},
+	}
+}
+
+// q6KTileAVX512 has the numerics of q6KAVX512.
+func q6KTileAVX512() *kTile {
+	var m0f, m30, sh01, sh23 VecVirtual
+	var idx [4]Mem
+	for k := range idx {
+		idx[k] = globl("q6kIdx512_"+string(rune('0'+k)), wordIndex(4*k, 8))
+	}
+	shl := globl("q6kShl512", append(wordIndex(4, 64)[:16], wordIndex(2, 64)[:16]...))
+	shr := globl("q6kShr512", append(wordIndex(0, 64)[:16], wordIndex(2, 64)[:16]...))
+	return &kTile{
+		name: "gemmQ6_KAVX512",
+		doc: []string{"Q6_K weights × Q8_K activations with the numerics of dotQ6_KAVX512",
+			"(quant.dotQ6_KQ8_K): 64 quants per zmm unpacked and the scale vectors",
+			"permuted once per super-block for all tokens."},
+		wb: 210, zmm: true, evex: true, padded: true,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			m30 = bcastDZ(0x30303030)
+			sh01, sh23 = ZMM(), ZMM()
+			VMOVDQU64(shl, sh01)
+			VMOVDQU64(shr, sh23)
+		},
+		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
+			sb := ZMM()
+			VBROADCASTI32X4(w.Offset(192), sb)
+			s16 := ZMM()
+			VPMOVSXBW(sb.AsY(), s16) // the sixteen scales as words 0..15 (and 16..31)
+			lowLanes := K()
+			g := GP32()
+			MOVL(U32(0xff), g)
+			KMOVW(g, lowLanes)
+			sumi := make([]VecVirtual, T)
+			for t := range sumi {
+				// sumi = −32·Σ scale·bsum (eight dword lanes, the rest 0).
+				c := ZMM()
+				VBROADCASTI64X4(x(t, 260), c)
+				VPMADDWD_Z(s16, c, lowLanes, c)
+				VPSLLD(U8(5), c, c)
+				sumi[t] = ZMM()
+				VPXORD(m0f, m0f, sumi[t])
+				VPSUBD(c, sumi[t], sumi[t])
+			}
+			for h := range 2 {
+				ql := ZMM()
+				VMOVDQU64(w.Offset(64*h), ql)
+				qh := ZMM()
+				VBROADCASTI64X4(w.Offset(128+32*h), qh)
+				lo, hi := ZMM(), ZMM()
+				VPANDD(m0f, ql, lo)
+				VPSRLW(U8(4), ql, hi)
+				VPANDD(m0f, hi, hi)
+				h01, h23 := ZMM(), ZMM()
+				VPSLLVW(sh01, qh, h01)
+				VPSRLVW(sh23, qh, h23)
+				VPTERNLOGD(U8(0xf8), m30, h01, lo) // lo |= h01 & 0x30
+				VPTERNLOGD(U8(0xf8), m30, h23, hi)
+				s0, s1 := ZMM(), ZMM()
+				VMOVDQU64(idx[2*h], s0)
+				VPERMW(s16, s0, s0)
+				VMOVDQU64(idx[2*h+1], s1)
+				VPERMW(s16, s1, s1)
+				for t := range sumi {
+					a := ZMM()
+					VPMADDUBSW(x(t, 4+128*h), lo, a)
+					VPDPWSSD(s0, a, sumi[t])
+					b := ZMM()
+					VPMADDUBSW(x(t, 4+128*h+64), hi, b)
+					VPDPWSSD(s1, b, sumi[t])
+				}
+			}
+			d := f16Load(w.Offset(208))
+			dz := ZMM()
+			VBROADCASTSS(d, dz)
+			for t := range sumi {
+				bx := ZMM()
+				VBROADCASTSS(x(t, 0), bx)
+				VMULPS(dz, bx, bx)
+				VCVTDQ2PS(sumi[t], sumi[t])
+				c := ZMM()
+				VMOVUPS(acc(t), c)
+				VFMADD231PS(bx, sumi[t], c)
+				VMOVUPS(c, acc(t))
+			}
+		},
+	}
+}

@@ -1,0 +1,298 @@
+package cpu
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// Tile kernels for prefill: one weight row against T tokens at a time (T
+// up to 16), so that the work of unpacking a weight block (nibbles to
+// bytes, scale decoding, transposition) is done once for T tokens instead
+// of once per token. MatMul uses them for two tokens or more, and for one
+// token where they are the level's only kernels (block lanes).
+//
+// Batch invariance: for a given type and level every kernel that computes a
+// (row, token) result — the one-row kernel behind Dot, its four-row form and
+// each tile kernel — performs the same float32 operations on the same
+// values in the same order, so the bits do not depend on how many tokens
+// are multiplied together or which kernel took them. The integer part (block
+// dot products) is exact in every kernel and may be computed in any order.
+//
+// Two float orders are in use:
+//
+//   - The one-row order of the K-quant kernels (Q4_K, Q6_K): a tile keeps
+//     the one-row kernel's accumulator lanes, its per-super-block scaling
+//     and its final reduction (_asm/gemmk.go).
+//   - "Block lanes", for Q4_0 and Q8_0 weights: a row is cut into groups of
+//     sixteen blocks (AVX-512; eight on AVX2); block 4i+j (2i+j) of a group
+//     owns float32 lane 4j+i of the accumulator and adds to it, once per
+//     group, float(its exact integer dot product) times dw·dx with one fused
+//     multiply-add; the lanes are added at the end in hsum16's (hsum8's)
+//     order. The float work is one convert, one multiply and one FMA per
+//     group and token instead of per pair of blocks, which is what makes
+//     these tiles fast (_asm/gemm512.go, _asm/gemm2.go); the one-row kernel
+//     of the level is the T = 1 tile. The activations are first rearranged
+//     into the lane order (prep), once per token for all rows.
+
+// gemmTile computes, for one weight row w of nb blocks and T tokens, the
+// dot products with token t's (prepared) activations at x + t·xs. flags&1:
+// continue from the T×16 float32 accumulators at acc (else start from
+// zero); flags&2: finish, writing token t's result to dst + t·ldd bytes
+// (else store the accumulators to acc). A row may so be split into chunks
+// of whole groups (block lanes) or super-blocks with the same result.
+type gemmTile func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+const (
+	gemmLoad   = 1
+	gemmFinish = 2
+)
+
+// tileT is a tile kernel for T tokens.
+type tileT struct {
+	t  int
+	fn gemmTile
+}
+
+// gemmImpl is a family of tile kernels of one type at one level.
+type gemmImpl struct {
+	tiles []tileT // T descending; the last one has T = 1
+	// prep rearranges nb blocks of one quantized activation row into the
+	// kernels' layout at dst (64-byte aligned), groupBytes per group of
+	// group blocks; nil: the kernels read the quantized rows.
+	prep       func(x *byte, nb int, dst *byte)
+	group      int
+	groupBytes int
+	// single: the T = 1 tile is the level's one-row kernel (block lanes),
+	// used for single tokens too; else one token takes the four-row
+	// kernel, which shares its activations between rows.
+	single bool
+}
+
+// prepBytes is the size of one prepared activation row of nb blocks.
+func (g *gemmImpl) prepBytes(nb int) int {
+	return (nb + g.group - 1) / g.group * g.groupBytes
+}
+
+// prepQ8_KPadded lays out nb Q8_K blocks for the AVX-512 K-quant tiles:
+// per block the 256 quants at 0 (64-byte aligned, so that a zmm operand
+// never splits a cache line), the 16 group sums at 256, d at 288; 320
+// bytes.
+func prepQ8_KPadded(x *byte, nb int, dst *byte) {
+	src := unsafe.Slice(x, nb*292)
+	out := unsafe.Slice(dst, nb*320)
+	for b := range nb {
+		s, d := src[b*292:(b+1)*292], out[b*320:(b+1)*320]
+		copy(d[:256], s[4:260])
+		copy(d[256:288], s[260:292])
+		copy(d[288:292], s[:4])
+	}
+}
+
+// prepChunk is the number of groups the Dot wrappers of prepared kernels
+// rearrange at a time.
+const prepChunk = 8
+
+// prepBuf holds prepared activations for the Dot wrappers; pooled, since a
+// stack array would be zeroed on every call.
+type prepBuf [prepChunk*640 + 64]byte
+
+var prepBufs = sync.Pool{New: func() any { return new(prepBuf) }}
+
+// prepDot returns the one-row DotFunc and Dot4Func of a prepared kernel
+// family for weight type t: the activations are prepared prepChunk groups
+// at a time into a pooled buffer and the T = 1 kernel runs over each chunk.
+func prepDot(t quant.Type, g *gemmImpl) (DotFunc, Dot4Func) {
+	name := t.String()
+	bs, wb, xb := t.BlockSize(), t.BlockBytes(), t.VecDotType().BlockBytes()
+	one := g.tiles[len(g.tiles)-1].fn
+	chunk := prepChunk * g.group
+	if g.groupBytes > 640 {
+		panic("cpu: prepared group larger than prepBuf allows")
+	}
+	dot := func(n int, w, x []byte) float32 {
+		nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+		if nb == 0 {
+			return 0
+		}
+		buf := prepBufs.Get().(*prepBuf)
+		defer prepBufs.Put(buf)
+		xp := align64(buf[:])
+		var acc [16]float32
+		var out float32
+		for b0 := 0; b0 < nb; b0 += chunk {
+			c := min(nb-b0, chunk)
+			g.prep(&x[b0*xb], c, xp)
+			flags := 0
+			if b0 > 0 {
+				flags |= gemmLoad
+			}
+			if b0+c == nb {
+				flags |= gemmFinish
+			}
+			one(&w[b0*wb], c, xp, 0, &acc[0], &out, 0, flags)
+		}
+		return out
+	}
+	dot4 := func(n int, w []byte, stride int, x []byte, dst *[4]float32) {
+		nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+		checkRows4(n, nb*wb, len(w), stride)
+		if nb == 0 {
+			*dst = [4]float32{}
+			return
+		}
+		buf := prepBufs.Get().(*prepBuf)
+		defer prepBufs.Put(buf)
+		xp := align64(buf[:])
+		var acc [4][16]float32
+		for b0 := 0; b0 < nb; b0 += chunk {
+			c := min(nb-b0, chunk)
+			g.prep(&x[b0*xb], c, xp)
+			flags := 0
+			if b0 > 0 {
+				flags |= gemmLoad
+			}
+			if b0+c == nb {
+				flags |= gemmFinish
+			}
+			for r := range 4 {
+				one(&w[r*stride+b0*wb], c, xp, 0, &acc[r][0], &dst[r], 0, flags)
+			}
+		}
+	}
+	return dot, dot4
+}
+
+// align64 returns a pointer into b at the first 64-byte boundary; b must
+// have 63 bytes to spare.
+func align64(b []byte) *byte {
+	off := (64 - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%64)) % 64
+	return &b[off]
+}
+
+// Blocking of the tile path: a thread walks its rows in blocks of about
+// gemmRowBytes of weights (kept in L2 while every token tile passes over
+// them); within a block, each row meets T tokens at a time. When a tile's
+// activations for whole rows exceed 5/3·gemmChunkBytes (40 KiB, most of
+// L1), rows are cut into chunks of whole groups of about gemmChunkBytes of
+// activations (k-blocking: a chunk of the tile's activations stays in L1
+// for all the rows of the block), the accumulators passed from chunk to
+// chunk through a stack buffer of gemmAccFloats. Chunking never changes a
+// result.
+const gemmRowBytes = 256 << 10
+
+var gemmChunkBytes = 24 << 10 // a variable for the tests
+
+// gemmAccFloats bounds the accumulators of a block of rows when chunking
+// (16 float32 per row and token): 32 KiB.
+const gemmAccFloats = 8 << 10
+
+// chunkBlocks returns the blocks per chunk for rows of nb blocks and
+// activations of xbb bytes per block (prepared or not), for tiles of up to
+// tmax tokens: a multiple of the group (prepared) or 1.
+func (g *gemmImpl) chunkBlocks(nb, xbb, tmax int) int {
+	step := 1
+	if g.prep != nil {
+		step = g.group
+	}
+	if tmax*nb*xbb <= gemmChunkBytes*5/3 {
+		return nb // the tile's whole rows fit in L1 (48 KiB)
+	}
+	kc := gemmChunkBytes / (tmax * xbb) / step * step
+	return min(nb, max(step, kc))
+}
+
+// matMulGemm is MatMul with m's tile kernels.
+func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
+	g := m.gemm
+	cols, rows := m.Cols, m.Rows
+	vt := m.Type.VecDotType()
+	xrb, err := vt.RowBytes(cols)
+	if err != nil {
+		panic(err)
+	}
+	nb := cols / m.Type.BlockSize()
+	if cap(s.xq) < n*xrb {
+		s.xq = make([]byte, n*xrb)
+	}
+	xq := s.xq[:n*xrb]
+	xb, xs := xq, xrb
+	xbb := vt.BlockBytes() // activation bytes per weight block
+	quantize := m.quant
+	if g.prep != nil {
+		xs = g.prepBytes(nb)
+		xbb = g.groupBytes / g.group
+		if cap(s.xp) < n*xs+64 {
+			s.xp = make([]byte, n*xs+64)
+		}
+		xp := s.xp[:n*xs+64]
+		off := (64 - int(uintptr(unsafe.Pointer(unsafe.SliceData(xp)))%64)) % 64
+		xb = xp[off : off+n*xs]
+	}
+	p.Run(n, 4, func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
+			xt := xq[t*xrb : (t+1)*xrb]
+			quantize(x[t*cols:(t+1)*cols], xt)
+			if g.prep != nil && nb > 0 {
+				g.prep(&xt[0], nb, &xb[t*xs])
+			}
+		}
+	})
+	if nb == 0 {
+		clear(dst[:n*rows])
+		return
+	}
+	rb := m.RowBytes
+	tmax := min(g.tiles[0].t, n)
+	kc := g.chunkBlocks(nb, xbb, tmax)
+	blockRows := max(1, gemmRowBytes/rb)
+	if kc < nb {
+		blockRows = min(blockRows, gemmAccFloats/(16*tmax))
+	}
+	ldd := rows * 4
+	p.Run(rows, 4, func(r0, r1 int) {
+		for b0 := r0; b0 < r1; b0 += blockRows {
+			b1 := min(r1, b0+blockRows)
+			for t0 := 0; t0 < n; {
+				k := g.tiles[len(g.tiles)-1]
+				for _, c := range g.tiles {
+					if c.t <= n-t0 {
+						k = c
+						break
+					}
+				}
+				if kc == nb {
+					xt := &xb[t0*xs]
+					for r := b0; r < b1; r++ {
+						k.fn(&m.Data[r*rb], nb, xt, xs, nil, &dst[t0*rows+r], ldd, gemmFinish)
+					}
+				} else {
+					gemmChunks(k, m, b0, b1, nb, kc, xb[t0*xs:], xs, xbb, dst[t0*rows:], ldd)
+				}
+				t0 += k.t
+			}
+		}
+	})
+}
+
+// gemmChunks runs tile k over rows b0..b1 of m in chunks of kc blocks, the
+// accumulators kept on the stack in between (at most gemmAccFloats).
+func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, dst []float32, ldd int) {
+	var acc [gemmAccFloats]float32
+	rb, wbb := m.RowBytes, m.Type.BlockBytes()
+	for c0 := 0; c0 < nb; c0 += kc {
+		c := min(kc, nb-c0)
+		flags := 0
+		if c0 > 0 {
+			flags |= gemmLoad
+		}
+		if c0+c == nb {
+			flags |= gemmFinish
+		}
+		xt := &xb[c0*xbb]
+		for r := b0; r < b1; r++ {
+			k.fn(&m.Data[r*rb+c0*wbb], c, xt, xs, &acc[(r-b0)*16*k.t], &dst[r], ldd, flags)
+		}
+	}
+}

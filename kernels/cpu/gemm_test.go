@@ -1,0 +1,178 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// gemmX lays out the activation rows of ntok tokens as the tile kernels of g
+// read them (prepared, or the quantized rows back to back), ending at an
+// unreadable page; it returns the buffer and the token stride.
+func gemmX(t *testing.T, g *gemmImpl, typ quant.Type, nb int, xs [][]byte) ([]byte, int) {
+	t.Helper()
+	if g.prep == nil {
+		stride := len(xs[0])
+		b := make([]byte, 0, stride*len(xs))
+		for _, x := range xs {
+			b = append(b, x...)
+		}
+		return guarded(t, b), stride
+	}
+	stride := g.prepBytes(nb)
+	b := make([]byte, stride*len(xs)+64)
+	p := align64(b)
+	off := int(uintptr(unsafe.Pointer(p)) - uintptr(unsafe.Pointer(&b[0])))
+	b = b[off : off+stride*len(xs)]
+	for i, x := range xs {
+		g.prep(&x[0], nb, &b[i*stride])
+	}
+	// guarded keeps the length: a multiple of 64, so the copy ends at a page
+	// boundary and stays 64-byte aligned.
+	return guarded(t, b), stride
+}
+
+// TestGemmTiles checks every tile kernel of every variant against the
+// variant's one-row kernel, bit for bit, for each (row, token): row lengths
+// with partial groups and several Dot chunks, every tile width at every
+// token offset, the three kinds of data, rows and activations ending at an
+// unreadable page, guard values around the outputs; and that splitting a
+// row into chunks (the gemmLoad/gemmFinish flags) changes nothing.
+func TestGemmTiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	const ntok = 19
+	for _, typ := range dotTypes {
+		for _, v := range variants(typ) {
+			if v.gemm == nil {
+				continue
+			}
+			g := v.gemm
+			t.Run(fmt.Sprintf("%v/%s", typ, v.name), func(t *testing.T) {
+				bs := typ.BlockSize()
+				nbs := []int{1, 2, 15, 16, 17, 33, 64, 150}
+				if bs == 256 {
+					nbs = []int{1, 2, 3, 5, 8}
+				}
+				for _, nb := range nbs {
+					for mode := range numModes {
+						n := nb * bs
+						w := guarded(t, makeRow(r, typ, n, mode, mode == modeExtreme))
+						xs := make([][]byte, ntok)
+						want := make([]float32, ntok)
+						for i := range xs {
+							xs[i] = makeRow(r, typ.VecDotType(), n, mode, i%2 == 1)
+							want[i] = v.dot(n, w, xs[i])
+						}
+						X, stride := gemmX(t, g, typ, nb, xs)
+						for _, k := range g.tiles {
+							for t0 := 0; t0+k.t <= ntok; t0++ {
+								// dst: the k.t results ldd apart, guards between.
+								const ldd = 3
+								out := make([]float32, ldd*k.t+2)
+								for i := range out {
+									out[i] = 12345
+								}
+								k.fn(&w[0], nb, &X[t0*stride], stride, nil, &out[1], 4*ldd, gemmFinish)
+								for i := range out {
+									if (i-1)%ldd == 0 && i >= 1 && i < 1+ldd*k.t {
+										tok := t0 + (i-1)/ldd
+										if math.Float32bits(out[i]) != math.Float32bits(want[tok]) {
+											t.Fatalf("nb=%d %v T=%d token %d: tile %v, one-row %v", nb, mode, k.t, tok, out[i], want[tok])
+										}
+									} else if out[i] != 12345 {
+										t.Fatalf("nb=%d %v T=%d at %d: tile wrote outside its results", nb, mode, k.t, t0)
+									}
+								}
+								if t0 == 0 {
+									checkChunked(t, g, typ, k, w, X, stride, nb, want)
+								}
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkChunked runs tile k over the first k.t tokens in chunks of whole
+// groups (or blocks), passing the accumulators between calls.
+func checkChunked(t *testing.T, g *gemmImpl, typ quant.Type, k tileT, w, X []byte, stride, nb int, want []float32) {
+	t.Helper()
+	step := 1
+	if g.prep != nil {
+		step = g.group
+	}
+	if nb <= step {
+		return
+	}
+	wb, xb := typ.BlockBytes(), typ.VecDotType().BlockBytes()
+	acc := make([]float32, 16*k.t)
+	out := make([]float32, k.t)
+	for b0, i := 0, 0; b0 < nb; i++ {
+		c := min(nb-b0, step*(1+i%2)) // chunks of one and two groups
+		xo := b0 * xb
+		if g.prep != nil {
+			xo = b0 / g.group * g.groupBytes
+		}
+		flags := 0
+		if b0 > 0 {
+			flags |= gemmLoad
+		}
+		if b0+c == nb {
+			flags |= gemmFinish
+		}
+		k.fn(&w[b0*wb], c, &X[xo], stride, &acc[0], &out[0], 4, flags)
+		b0 += c
+	}
+	for i := range out {
+		if math.Float32bits(out[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("nb=%d T=%d chunked: token %d = %v, one-row %v", nb, k.t, i, out[i], want[i])
+		}
+	}
+}
+
+// TestMatMulChunked checks that cutting rows into chunks (k-blocking, the
+// smallest chunks here) gives MatMul the same bits, for every variant with
+// tiles, with 1 and 2 threads.
+func TestMatMulChunked(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	const rows, n = 37, 21
+	defer func(c int) { gemmChunkBytes = c }(gemmChunkBytes)
+	for _, typ := range dotTypes {
+		cols := 83 * 32 // a partial group after five of sixteen
+		if typ.BlockSize() == 256 {
+			cols = 7 * 256
+		}
+		m := quantizeMatrix(t, r, typ, rows, cols)
+		x := randVec(r, n*cols)
+		for _, v := range variants(typ) {
+			if v.gemm == nil {
+				continue
+			}
+			mm := *m
+			mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
+			mm.quant = quantVariantAt(typ.VecDotType(), v.name)
+			for _, threads := range []int{1, 2} {
+				p := NewPool(threads)
+				var s Scratch
+				gemmChunkBytes = 1 << 30 // no chunks
+				whole := make([]float32, n*rows)
+				MatMul(p, &s, whole, &mm, x, n)
+				gemmChunkBytes = 1
+				chunked := make([]float32, n*rows)
+				MatMul(p, &s, chunked, &mm, x, n)
+				p.Close()
+				for i := range whole {
+					if math.Float32bits(whole[i]) != math.Float32bits(chunked[i]) {
+						t.Fatalf("%v/%s/%d threads: token %d row %d: %v whole, %v chunked", typ, v.name, threads, i/rows, i%rows, whole[i], chunked[i])
+					}
+				}
+			}
+		}
+	}
+}
