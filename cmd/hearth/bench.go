@@ -14,6 +14,9 @@ import (
 )
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" { // hearth bench serve: load a running server
+		return benchServeCmd(args[1:], stdout, stderr)
+	}
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	models := fs.StringSliceP("model", "m", nil, "GGUF files to measure (a list or repeated)")
