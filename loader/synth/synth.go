@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/quant"
@@ -129,14 +128,13 @@ func WriteWith(path string, s Shape, quantName string, o Options) error {
 	for _, t := range plan {
 		total += t.Bytes()
 	}
-	var done atomic.Int64
+	var done int64 // only the writing goroutine counts
 	for _, t := range plan {
-		t := t
 		err := w.AddTensorFunc(t.Name, t.Type, t.Dims, func(out io.Writer) error {
 			return writeTensor(out, t, o.Seed, threads, func(n int) {
-				d := done.Add(int64(n))
+				done += int64(n)
 				if o.Progress != nil {
-					o.Progress(d, total)
+					o.Progress(done, total)
 				}
 			})
 		})
