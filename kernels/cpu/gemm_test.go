@@ -37,7 +37,8 @@ func gemmX(t *testing.T, g *gemmImpl, typ quant.Type, nb int, xs [][]byte) ([]by
 }
 
 // TestGemmTiles checks every tile kernel of every variant against the
-// variant's one-row kernel, bit for bit, for each (row, token): row lengths
+// variant's one-row kernel, bit for bit, for each (row, token), and that
+// one against quant.VecDot to TestDotVariants' tolerance: row lengths
 // with partial groups and several Dot chunks, every tile width at every
 // token offset, the three kinds of data, rows and activations ending at an
 // unreadable page, guard values around the outputs; and that splitting a
@@ -66,6 +67,11 @@ func TestGemmTiles(t *testing.T) {
 						for i := range xs {
 							xs[i] = makeRow(r, typ.VecDotType(), n, mode, i%2 == 1)
 							want[i] = v.dot(n, w, xs[i])
+							// The reference, to TestDotVariants' tolerance.
+							ref := float64(quant.VecDot(typ, n, w, xs[i]))
+							if d := math.Abs(float64(want[i]) - ref); d > 1e-5*dotMag(typ, n, w, xs[i]) || math.IsNaN(float64(want[i])) {
+								t.Fatalf("nb=%d %v token %d: %v, quant.VecDot %v", nb, mode, i, want[i], ref)
+							}
 						}
 						X, stride := gemmX(t, g, typ, nb, xs)
 						for _, k := range g.tiles {

@@ -27,14 +27,12 @@ const (
 	gCorrOff    = 576
 )
 
-var gemmTs = []int{16, 8, 4, 2, 1}
-
 func genGemm512() {
 	genPrepQ8_0AVX512()
-	for _, T := range gemmTs {
+	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q4_0AVX512().emit(T)
 	}
-	for _, T := range gemmTs {
+	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q8_0AVX512().emit(T)
 	}
 }

@@ -7,8 +7,15 @@
 // comment) and is checked against it by the differential tests in
 // kernels/cpu. Integer sums per block are exact (no int16 saturation for any
 // input bytes, -128 included); the float32 scaling and summation order is
-// this file's own, fixed per kernel, so that a (row, token) pair gives the
-// same bits whether it is computed by the one-row or the four-row kernel.
+// fixed per type and level, so that a (row, token) pair gives the same bits
+// whether it is computed by the one-row kernel, the four-row kernel or a
+// prefill tile (one row × T tokens: gemm512.go, gemm2.go, gemmk.go).
+//
+// avo's liveness analysis does not know that a VEX/EVEX write to an xmm or
+// ymm clears the rest of the register, nor zeroing idioms: the tile kernels
+// define whole registers (VBROADCASTI32X4/64X4 for a first load, VPXORD of
+// a live register) so that no virtual register looks live from the entry,
+// which would make allocation fail with 32 registers in use.
 package main
 
 import (
