@@ -4,49 +4,21 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ollama/ollama/api"
 	"github.com/openai/openai-go"
-	"github.com/openai/openai-go/option"
 
-	"github.com/hearth-llm/hearth/internal/testdata"
 	"github.com/hearth-llm/hearth/runtime/engine"
-	"github.com/hearth-llm/hearth/runtime/models"
-	"github.com/hearth-llm/hearth/runtime/server"
 	"github.com/hearth-llm/hearth/runtime/server/serial"
+	"github.com/hearth-llm/hearth/runtime/server/servertest"
 )
 
-// serve starts a server over a models folder holding the shared
-// stories260K model (linked, not copied) as "stories".
+// serve starts a server over the shared stories260K model as "stories".
 func serve(t *testing.T) (*api.Client, openai.Client, string) {
-	t.Helper()
-	src := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
-	dir := t.TempDir()
-	if err := os.Symlink(src, filepath.Join(dir, "stories.gguf")); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		Store:        models.New(models.Options{Dir: dir}),
-		Load:         serial.Loader(engine.Options{Threads: 2}),
-		MemoryBudget: -1,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	u, _ := url.Parse(hs.URL)
-	return api.NewClient(u, http.DefaultClient),
-		openai.NewClient(option.WithBaseURL(hs.URL+"/v1/"), option.WithAPIKey("x"), option.WithMaxRetries(0)), hs.URL
+	return servertest.Stories(t, serial.Loader(engine.Options{Threads: 2}))
 }
 
 // TestGenerateGolden is the end-to-end check: a greedy
