@@ -17,7 +17,7 @@ for (const file of process.argv.slice(2)) {
             i === input.length - 1 ? [t, {generateNext: {token: true, probabilities: true}}] : t));
         const probs = [...out[input.length - 1].next.probabilities.values()];
         const finite = probs.every(Number.isFinite);
-        const top = Math.max(...probs), n = probs.length;
+        const top = probs.reduce((m, p) => Math.max(m, p), 0), n = probs.length;
         const ok = finite && n > 1 && top > 1.5 / n; // not uniform
         console.log(`${ok ? "ok  " : "FAIL"} ${basename(file)}: ${model.typeDescription}, ${n} tokens, ${prompt.length} prompt pieces, top p ${top.toFixed(5)} (uniform ${(1 / n).toFixed(5)})`);
         failed ||= !ok;
