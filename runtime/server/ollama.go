@@ -477,15 +477,10 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
-	if name == "" {
-		writeError(w, r, dialectOllama, errorf(http.StatusBadRequest, "model is required"))
+	name, ok := requiredModel(w, r, req.Model, req.Name)
+	if !ok {
 		return
 	}
-	noteModel(r, name)
 	m, err := s.cfg.Store.Resolve(name)
 	if err != nil {
 		writeError(w, r, dialectOllama, err)
@@ -582,15 +577,10 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
-	if name == "" {
-		writeError(w, r, dialectOllama, errorf(http.StatusBadRequest, "model is required"))
+	name, ok := requiredModel(w, r, req.Model, req.Name)
+	if !ok {
 		return
 	}
-	noteModel(r, name)
 	stream := wantStream(req.Stream)
 	st := newStreamer(w, false)
 	o := s.cfg.Pull
@@ -615,15 +605,10 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
-	if name == "" {
-		writeError(w, r, dialectOllama, errorf(http.StatusBadRequest, "model is required"))
+	name, ok := requiredModel(w, r, req.Model, req.Name)
+	if !ok {
 		return
 	}
-	noteModel(r, name)
 	m, err := s.cfg.Store.Resolve(name)
 	if err == nil && m.Source != models.SourceHearth {
 		err = fmt.Errorf("%w: remove %q with `ollama rm`", models.ErrReadOnly, m.Name.Short())
@@ -656,4 +641,19 @@ func (s *Server) handleCopy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// requiredModel returns the model a request names (Ollama accepts "model"
+// and the older "name"), or answers 400 and returns false when it names
+// none.
+func requiredModel(w http.ResponseWriter, r *http.Request, model, name string) (string, bool) {
+	if model == "" {
+		model = name
+	}
+	if model == "" {
+		writeError(w, r, dialectOllama, errorf(http.StatusBadRequest, "model is required"))
+		return "", false
+	}
+	noteModel(r, model)
+	return model, true
 }
