@@ -30,7 +30,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	batch := fs.IntP("batch-size", "b", 512, "most tokens per forward pass of the pp tests")
 	format := fs.StringP("output", "o", "md", "output format: md, json, jsonl, csv")
 	bwMiB := fs.Int("bandwidth-mib", 1024, "MiB read to measure memory bandwidth for the roofline (0: skip)")
-	seed := fs.Uint64("seed", 0, "seed of the random tokens and of generated models")
+	seed := fs.Uint64("seed", 0, "seed of the random prompt and generated tokens")
 	progress := progressFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth bench (-m FILE | --shape NAME [--quant LIST]) [flags]\n\n"+
@@ -86,7 +86,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	paths := append([]string(nil), *models...)
 	for _, m := range todo {
-		path, err := generate(m.s, m.q, "", false, synth.Options{Seed: *seed}, *progress, stderr)
+		path, err := generate(m.s, m.q, "", false, synth.Options{}, *progress, stderr)
 		if err != nil {
 			return err
 		}

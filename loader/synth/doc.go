@@ -12,7 +12,7 @@
 //     the 256 byte tokens, then unique generated pieces) and
 //     general.file_type set as llama-quantize sets it;
 //   - tensor types follow llama-quantize's recipe for the file type without
-//     an importance matrix (FileType.TensorType), in llama-quantize's tensor
+//     an importance matrix (Plan lists them), in llama-quantize's tensor
 //     order; norms are F32;
 //   - weights are deterministic: the value of every element depends only on
 //     the seed, the tensor name and its position, never on the thread count,

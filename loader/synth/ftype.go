@@ -103,7 +103,7 @@ func useMoreBits(i, n int) bool {
 	return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2
 }
 
-// TensorType returns the type llama-quantize (without an importance matrix
+// tensorType returns the type llama-quantize (without an importance matrix
 // or overrides) gives a tensor of the given role in layer i of n, for a
 // llama model with n_gqa = heads/kvHeads and a row length of cols.
 // It follows llama_tensor_get_type_impl and tensor_type_fallback in
