@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/chat"
@@ -249,4 +250,16 @@ func (s *Server) refuseImages(name string) error {
 		return err
 	}
 	return errorf(http.StatusBadRequest, "model %q does not support images: Hearth runs text models only", name)
+}
+
+// generateAll runs a non-streaming generation and returns its whole text,
+// or answers with the error in the dialect's shape and returns false.
+func (s *Server) generateAll(w http.ResponseWriter, r *http.Request, job *genJob, d dialect) (*genOutcome, string, bool) {
+	var sb strings.Builder
+	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
+	if err != nil {
+		writeError(w, r, d, err)
+		return nil, "", false
+	}
+	return out, sb.String(), true
 }

@@ -154,13 +154,11 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		st.send(final(out, ""))
 		return
 	}
-	var sb strings.Builder
-	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
-	if err != nil {
-		writeError(w, r, dialectOllama, err)
+	out, text, ok := s.generateAll(w, r, job, dialectOllama)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, final(out, sb.String()))
+	writeJSON(w, http.StatusOK, final(out, text))
 }
 
 func (s *Server) checkGenerate(req *api.GenerateRequest) error {
@@ -256,13 +254,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		st.send(final(out, ""))
 		return
 	}
-	var sb strings.Builder
-	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
-	if err != nil {
-		writeError(w, r, dialectOllama, err)
+	out, text, ok := s.generateAll(w, r, job, dialectOllama)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, final(out, sb.String()))
+	writeJSON(w, http.StatusOK, final(out, text))
 }
 
 // checkChat refuses what Hearth cannot do and converts the messages.

@@ -283,14 +283,12 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		st.line("data: [DONE]\n\n")
 		return
 	}
-	var sb strings.Builder
-	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
-	if err != nil {
-		writeError(w, r, dialectOpenAI, err)
+	out, text, ok := s.generateAll(w, r, job, dialectOpenAI)
+	if !ok {
 		return
 	}
 	reason := out.res.DoneReason
-	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: sb.String()}, FinishReason: &reason}}, "chat.completion")
+	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: text}, FinishReason: &reason}}, "chat.completion")
 	c.Usage = usage(out)
 	writeJSON(w, http.StatusOK, c)
 }
@@ -397,14 +395,12 @@ func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {
 		st.line("data: [DONE]\n\n")
 		return
 	}
-	var sb strings.Builder
-	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
-	if err != nil {
-		writeError(w, r, dialectOpenAI, err)
+	out, text, ok := s.generateAll(w, r, job, dialectOpenAI)
+	if !ok {
 		return
 	}
 	reason := out.res.DoneReason
-	c := resp(oaiTextChoice{Text: sb.String(), FinishReason: &reason})
+	c := resp(oaiTextChoice{Text: text, FinishReason: &reason})
 	c.Usage = usage(out)
 	writeJSON(w, http.StatusOK, c)
 }
