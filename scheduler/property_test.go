@@ -53,6 +53,7 @@ func newMachine(t testing.TB, c chooser, collide bool) *machine {
 		WatermarkBlocks: c.intn(4) - 1,
 		DefaultNumCtx:   8 + c.intn(120),
 		QueueTimeout:    time.Duration(c.intn(4)) * time.Second,
+		PrefillChunk:    c.intn(budget + 1), // 0: the default
 	}
 	h := newHarness(t, cfg)
 	if collide {

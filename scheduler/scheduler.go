@@ -33,8 +33,14 @@ type Config struct {
 	BlockSize int // token positions per block; default 16
 
 	MaxBatchTokens int // tokens per step, decodes and prefill chunks together; default 512
-	MaxRunning     int // sequences admitted at once; default min(64, MaxBatchTokens); at most MaxBatchTokens
-	MaxQueue       int // waiting sequences before Submit answers ErrQueueFull; default 256
+	// PrefillChunk caps the prefill tokens of a step that also decodes, so
+	// a long prompt arriving delays the running sequences' next tokens by
+	// one chunk's compute, not a whole batch's; default MaxBatchTokens (no
+	// extra cap). A step without decodes always takes MaxBatchTokens.
+	PrefillChunk int
+
+	MaxRunning int // sequences admitted at once; default min(64, MaxBatchTokens); at most MaxBatchTokens
+	MaxQueue   int // waiting sequences before Submit answers ErrQueueFull; default 256
 
 	DefaultNumCtx int           // a request's num_ctx when it names none; default 4096
 	MaxNumCtx     int           // cap on any num_ctx (the model's context); 0: none
@@ -58,6 +64,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxRunning == 0 {
 		c.MaxRunning = min(64, c.MaxBatchTokens)
 	}
+	if c.PrefillChunk == 0 {
+		c.PrefillChunk = c.MaxBatchTokens
+	}
 	if c.MaxQueue == 0 {
 		c.MaxQueue = 256
 	}
@@ -77,6 +86,8 @@ func (c Config) withDefaults() (Config, error) {
 	case c.MaxRunning < 1 || c.MaxRunning > c.MaxBatchTokens:
 		// Every running sequence must get its decode token in every step.
 		return c, fmt.Errorf("scheduler: MaxRunning %d: want 1..MaxBatchTokens (%d)", c.MaxRunning, c.MaxBatchTokens)
+	case c.PrefillChunk < 1:
+		return c, fmt.Errorf("scheduler: PrefillChunk %d < 1", c.PrefillChunk)
 	case c.MaxQueue < 1:
 		return c, fmt.Errorf("scheduler: MaxQueue %d < 1", c.MaxQueue)
 	case c.DefaultNumCtx < 2 || c.MaxNumCtx < 0:
@@ -439,7 +450,8 @@ func (s *Scheduler) Metrics() Metrics {
 //     and generated tokens), again until the block fits or the sequence
 //     preempted itself.
 //  3. Prefill chunks: running sequences still prefilling, oldest first,
-//     take what is left of the token budget.
+//     take what is left of the token budget, and at most PrefillChunk
+//     tokens together when the step decodes.
 //  4. Admission, strictly first come first served: while budget and a
 //     running slot remain, the oldest waiting sequence is admitted if the
 //     blocks for all its tokens fit (less its cached prefix, and less the
@@ -480,6 +492,9 @@ func (s *Scheduler) Step() *StepPlan {
 		}
 	}
 	// 3. Prefill chunks.
+	if len(p.Tokens) > 0 {
+		budget = min(budget, s.cfg.PrefillChunk)
+	}
 	for i := 0; i < len(s.running) && budget > 0; i++ {
 		q := s.running[i]
 		if q.remaining() <= 1 {

@@ -104,6 +104,44 @@ func TestDecodesBeforePrefill(t *testing.T) {
 	h.check()
 }
 
+// While a sequence decodes, a long prompt arrives in PrefillChunk pieces;
+// alone, it takes whole batches.
+func TestPrefillChunkWhileDecoding(t *testing.T) {
+	h := newHarness(t, Config{NumBlocks: 64, BlockSize: 4, MaxBatchTokens: 16, PrefillChunk: 3, MaxRunning: 4})
+	a := h.submit(Request{Prompt: seqTokens(1, 4), NumPredict: 6})
+	h.step() // a's prompt
+	b := h.submit(Request{Prompt: seqTokens(100, 40), NumPredict: 1})
+	var sizes []int
+	for {
+		p := h.s.Step()
+		if p == nil {
+			break
+		}
+		sizes = append(sizes, len(p.Tokens))
+		res, err := h.e.run(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.s.Complete(p, res)
+		h.check()
+		h.drain()
+	}
+	// a decodes 5 more times with 3 of b's tokens each (5 steps, 15 of 40),
+	// then b alone takes 16 and the last 9.
+	if want := []int{4, 4, 4, 4, 4, 16, 9}; !slices.Equal(sizes, want) {
+		t.Errorf("step sizes %v, want %v", sizes, want)
+	}
+	if ev := h.end(a); ev.Reason != FinishLength {
+		t.Errorf("a: %+v", ev)
+	}
+	if ev := h.end(b); ev.Reason != FinishLength {
+		t.Errorf("b: %+v", ev)
+	}
+	if _, err := New(Config{NumBlocks: 4, PrefillChunk: -1}); err == nil {
+		t.Error("PrefillChunk -1 accepted")
+	}
+}
+
 func TestSubmitLimits(t *testing.T) {
 	h := newHarness(t, Config{NumBlocks: 4, BlockSize: 8, MaxQueue: 2, MaxRunning: 1, MaxBatchTokens: 4, MaxNumCtx: 30})
 	for _, c := range []struct {

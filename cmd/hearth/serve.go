@@ -117,6 +117,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
+	prefillChunk := fs.Int("prefill-chunk", 0, "prompt tokens per step while other requests generate (bounds their stall); 0: 128 on the CPU, --batch on a GPU")
 	numCtx := fs.Int("num-ctx", 0, "a request's context when it names no num_ctx (0: the model's, at most 4096)")
 	kvType := fs.String("kv-type", "f16", "KV cache storage: f16, or q8_0 (about twice the tokens per budget)")
 	queueTimeout := fs.Duration("queue-timeout", 0, "fail a request not started within this wait (0: no limit)")
@@ -168,13 +169,13 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if err != nil {
 		return nil, usageError{fmt.Sprintf("--kv-budget: %v", err)}
 	}
-	if *parallel < 1 || *batchTokens < 1 || *numCtx < 0 {
-		return nil, usageError{"--parallel and --batch must be positive, --num-ctx not negative"}
+	if *parallel < 1 || *batchTokens < 1 || *numCtx < 0 || *prefillChunk < 0 {
+		return nil, usageError{"--parallel and --batch must be positive, --num-ctx and --prefill-chunk not negative"}
 	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
 		threads: *threads, device: *device, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
-		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens,
+		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens, PrefillChunk: *prefillChunk,
 			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout, KVType: *kvType},
 		cfg: server.Config{
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,

@@ -21,9 +21,15 @@ type BatchConfig struct {
 	KVBudget       int64
 	BlockSize      int // positions per KV block; default 16
 	MaxBatchTokens int // tokens per step; default 512
-	MaxRunning     int // sequences decoding together; default 64
-	MaxQueue       int // waiting requests before Submit fails; default 256
-	DefaultNumCtx  int // a request's context when it names none; default min(model, 4096)
+	// PrefillChunk caps the prompt tokens of a step in which sequences
+	// decode, bounding the stall a newly arrived prompt causes them.
+	// Default: 128 on the CPU (about a second of prefill on two cores),
+	// MaxBatchTokens on a GPU (a full batch costs milliseconds there).
+	PrefillChunk int
+
+	MaxRunning    int // sequences decoding together; default 64
+	MaxQueue      int // waiting requests before Submit fails; default 256
+	DefaultNumCtx int // a request's context when it names none; default min(model, 4096)
 	// KVType is the cache's storage type: "f16" (default) or "q8_0",
 	// which holds about twice the tokens in the same budget.
 	KVType string
@@ -71,6 +77,9 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if c.MaxRunning <= 0 {
 		c.MaxRunning = 64
 	}
+	if c.PrefillChunk <= 0 && m.backend.Name() == "cpu" {
+		c.PrefillChunk = 128
+	}
 	if c.DefaultNumCtx <= 0 {
 		c.DefaultNumCtx = min(info.ContextLength, 4096)
 	}
@@ -113,7 +122,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	}
 	s, err := scheduler.New(scheduler.Config{
 		NumBlocks: int(blocks), BlockSize: c.BlockSize,
-		MaxBatchTokens: c.MaxBatchTokens, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
+		MaxBatchTokens: c.MaxBatchTokens, PrefillChunk: c.PrefillChunk, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
 		DefaultNumCtx: min(c.DefaultNumCtx, int(blocks)*c.BlockSize), MaxNumCtx: info.ContextLength,
 		QueueTimeout: c.QueueTimeout,
 	})
