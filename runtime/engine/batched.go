@@ -48,8 +48,9 @@ type SeqOptions struct {
 // and Batched executes it as one forward pass, then samples each
 // sequence's next token with that sequence's own sampler and seed.
 type Batched struct {
-	loop *scheduler.Loop
-	st   *stepper
+	loop     *scheduler.Loop
+	st       *stepper
+	capacity int
 }
 
 // stepper implements scheduler.Engine. Only the loop goroutine calls it
@@ -130,12 +131,16 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		return nil, err
 	}
 	st := &stepper{m: m, pool: pool, samplers: map[scheduler.SeqID]*sample.Sampler{}}
-	return &Batched{loop: scheduler.NewLoop(s, st), st: st}, nil
+	return &Batched{loop: scheduler.NewLoop(s, st), st: st, capacity: int(blocks) * c.BlockSize}, nil
 }
 
 // Serve steps until ctx ends, then fails what is still queued or running.
 // It must run (in its own goroutine) for submitted requests to progress.
 func (b *Batched) Serve(ctx context.Context) error { return b.loop.Run(ctx) }
+
+// Capacity is the token positions the KV pool holds: the longest context
+// one sequence can have.
+func (b *Batched) Capacity() int { return b.capacity }
 
 // Metrics returns the scheduler's gauges and counters.
 func (b *Batched) Metrics() scheduler.Metrics { return b.loop.Metrics() }

@@ -66,8 +66,13 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 		s.log.Warn("ignoring the model's default options", "model", out.model, "error", err)
 		o = defaultGenOptions()
 	}
+	// A model's own default is trimmed to what the model and the runner's
+	// memory allow; a request's is refused.
 	if info.ContextLength > 0 && o.NumCtx > info.ContextLength {
-		o.NumCtx = info.ContextLength // a model's own default is trimmed, a request's refused
+		o.NumCtx = info.ContextLength
+	}
+	if info.MaxNumCtx > 0 && o.NumCtx > info.MaxNumCtx {
+		o.NumCtx = info.MaxNumCtx
 	}
 	if err := job.options(&o); err != nil {
 		return nil, err
@@ -77,6 +82,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 	}
 	if o.NumCtx > 0 && info.ContextLength > 0 && o.NumCtx > info.ContextLength {
 		return nil, fmt.Errorf("%w: num_ctx %d is larger than the model's context length %d", ErrInvalid, o.NumCtx, info.ContextLength)
+	}
+	if o.NumCtx > 0 && info.MaxNumCtx > 0 && o.NumCtx > info.MaxNumCtx {
+		return nil, fmt.Errorf("%w: num_ctx %d is more than the KV cache holds (%d tokens): raise the server's --kv-budget", ErrInvalid, o.NumCtx, info.MaxNumCtx)
 	}
 	numCtx := o.NumCtx
 	if numCtx == 0 {

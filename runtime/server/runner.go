@@ -65,7 +65,10 @@ type Info struct {
 	Arch          string
 	ContextLength int // trained context; 0 when unknown
 	DefaultNumCtx int // the context a request gets when it names no num_ctx
-	VocabSize     int
+	// MaxNumCtx is the largest num_ctx the runner can hold (its KV cache
+	// memory); 0: ContextLength.
+	MaxNumCtx int
+	VocabSize int
 	// Template is the model's chat template (tokenizer.chat_template);
 	// nil when the file has none.
 	Template *chat.Template

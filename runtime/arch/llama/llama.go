@@ -113,6 +113,14 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, cfg.Embd)
 	}
 	cfg.Vocab = int(te.Dims[1])
+	// Metadata is checked against the tensors before anything is sized by
+	// it: a hostile file must not make us allocate what it claims.
+	if te.Dims[0] != uint64(cfg.Embd) {
+		return nil, fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", name, cfg.Embd, "token_embd.weight", te.Dims)
+	}
+	if cfg.Layers <= 0 || cfg.Layers > len(f.Tensors)/9 {
+		return nil, fmt.Errorf("%s.block_count %d: the file holds %d tensors, not 9 per block", name, cfg.Layers, len(f.Tensors))
+	}
 	w := &arch.Weights{F: f, B: be}
 	m := &Model{cfg: cfg, be: be, arch: name}
 	d, kvDim, qDim := cfg.Embd, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
@@ -123,7 +131,10 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		m.output = m.embd // tied embeddings
 	}
 	// Llama 3.1+ stores per-frequency divisors for its long-context RoPE.
-	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+	if rf, ok := f.Tensor("rope_freqs.weight"); ok {
+		if rf.Elements() != uint64(cfg.RoPE.Dims/2) {
+			return nil, fmt.Errorf("tensor %q has shape %v, want [%d]", "rope_freqs.weight", rf.Dims, cfg.RoPE.Dims/2)
+		}
 		m.cfg.RoPE.Factors = make([]float32, cfg.RoPE.Dims/2)
 		if err := readVector(f, "rope_freqs.weight", m.cfg.RoPE.Factors); err != nil {
 			return nil, err

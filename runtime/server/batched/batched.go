@@ -64,7 +64,7 @@ func New(m *engine.Model, path string, c engine.BatchConfig) (*Runner, error) {
 	}
 	info := server.Info{
 		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
-		DefaultNumCtx: c.DefaultNumCtx, Template: m.Template, Embeddings: true,
+		DefaultNumCtx: min(c.DefaultNumCtx, b.Capacity()), MaxNumCtx: b.Capacity(), Template: m.Template, Embeddings: true,
 	}
 	if id := m.Tok.BOS(); id >= 0 {
 		info.BOS = m.Tok.Token(id)
