@@ -18,7 +18,7 @@ test: vet
 	$(GO) test -race ./scheduler/ ./runtime/engine/ ./runtime/server/... ./runtime/models/
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS = ./loader/gguf:FuzzParse ./loader/tokenizer:FuzzEncode ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/llama:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

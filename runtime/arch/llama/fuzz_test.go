@@ -1,0 +1,104 @@
+package llama_test
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/loader/tokenizer"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+)
+
+// FuzzLoad rewrites one numeric metadata entry of a real model (any
+// value: zero, huge, negative as a signed key) and loads the result:
+// the loader must answer with an error or a model that runs a two-token
+// forward pass, never panic or allocate what the metadata claims. (A
+// fatal out-of-memory is not recoverable, so the fuzzer catching one
+// fails the whole run, which is the point.)
+func FuzzLoad(f *testing.F) {
+	raw, err := os.ReadFile(filepath.Join(testdata.Dir(f, "models"), "stories260K-q8_0.gguf"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	src, err := gguf.Parse(raw)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var keys []int // numeric metadata entries
+	for i, kv := range src.KV {
+		switch kv.Value.Type {
+		case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32,
+			gguf.TypeUint64, gguf.TypeInt64, gguf.TypeFloat32, gguf.TypeFloat64:
+			keys = append(keys, i)
+		}
+	}
+	for i := range keys {
+		f.Add(uint8(i), uint64(0))
+		f.Add(uint8(i), uint64(1)<<31)
+		f.Add(uint8(i), ^uint64(0))
+	}
+	be := cpu.New(1)
+	f.Cleanup(be.Close)
+	f.Fuzz(func(t *testing.T, which uint8, v uint64) {
+		kv := src.KV[keys[int(which)%len(keys)]]
+		w := gguf.NewWriter()
+		w.CopyMetadata(src)
+		w.Set(kv.Key, numeric(kv.Value.Type, v))
+		for i := range src.Tensors {
+			ti := &src.Tensors[i]
+			if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, src.Data(ti)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		file, err := gguf.Parse(buf.Bytes())
+		if err != nil {
+			return
+		}
+		if _, err := tokenizer.FromGGUF(file); err != nil {
+			return
+		}
+		m, err := arch.Load(file, be)
+		if err != nil {
+			return
+		}
+		kvc, err := m.NewKV(16)
+		if err != nil {
+			return
+		}
+		m.Forward(arch.Single([]int32{1, 2}, 0, kvc, false))
+	})
+}
+
+// numeric is v as a value of type t (truncated, or as bits for floats).
+func numeric(t gguf.ValueType, v uint64) gguf.Value {
+	switch t {
+	case gguf.TypeUint8:
+		return gguf.Uint8(uint8(v))
+	case gguf.TypeInt8:
+		return gguf.Int8(int8(v))
+	case gguf.TypeUint16:
+		return gguf.Uint16(uint16(v))
+	case gguf.TypeInt16:
+		return gguf.Int16(int16(v))
+	case gguf.TypeUint32:
+		return gguf.Uint32(uint32(v))
+	case gguf.TypeInt32:
+		return gguf.Int32(int32(v))
+	case gguf.TypeInt64:
+		return gguf.Int64(int64(v))
+	case gguf.TypeFloat32:
+		return gguf.Float32(math.Float32frombits(uint32(v)))
+	case gguf.TypeFloat64:
+		return gguf.Float64(math.Float64frombits(v))
+	}
+	return gguf.Uint64(v)
+}
