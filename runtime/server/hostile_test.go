@@ -2,8 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHostileRequests: malformed, oversized and out-of-range requests get
@@ -127,6 +129,10 @@ func FuzzHandlers(f *testing.F) {
 	e := newEnv(f, map[string]*fakeRunner{"tiny": fk}, nil)
 	f.Fuzz(func(t *testing.T, body string) {
 		e.t = t
+		// A request that never ends is a bug too; the panic makes the
+		// fuzzer keep the input.
+		hang := time.AfterFunc(20*time.Second, func() { panic(fmt.Sprintf("request hangs: %q", body)) })
+		defer hang.Stop()
 		for _, p := range routes {
 			code, _, out := e.do("POST", p, body)
 			if code >= 500 && code != 501 {
