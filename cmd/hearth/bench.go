@@ -9,8 +9,11 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/synth"
+	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/bench"
+	"github.com/hearth-llm/hearth/runtime/engine"
 )
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
@@ -31,6 +34,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	format := fs.StringP("output", "o", "md", "output format: md, json, jsonl, csv")
 	bwMiB := fs.Int("bandwidth-mib", 1024, "MiB read to measure memory bandwidth for the roofline (0: skip)")
 	seed := fs.Uint64("seed", 0, "seed of the random prompt and generated tokens")
+	device := fs.String("device", "cpu", "where to run: cpu, cuda, or auto (the GPU when one is usable); --gpu-layers alone means auto")
+	gpuLayers := gpuLayersFlag(fs)
 	progress := progressFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth bench (-m FILE | --shape NAME [--quant LIST]) [flags]\n\n"+
@@ -64,6 +69,13 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if *reps < 1 || *batch < 1 {
 		return usageError{"-r and -b must be at least 1"}
+	}
+	if fs.Changed("gpu-layers") && !fs.Changed("device") {
+		*device = "auto"
+	}
+	dev, ngl, err := placement(*device, *gpuLayers)
+	if err != nil {
+		return err
 	}
 	// Resolve the synthetic models first, so a bad name fails before any
 	// measurement.
@@ -99,6 +111,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Prompt: *prompt, Gen: *gen, Parallel: *parallel, Threads: *threads, Reps: *reps,
 		Batch: *batch, Seed: *seed, ReadGBs: sys.ReadGBs}
+	if dev != "cpu" {
+		o.Backend = func(f *gguf.File, threads int) (backend.Backend, error) {
+			return engine.NewBackend(f, engine.Options{Threads: threads, Device: dev, GPULayers: ngl})
+		}
+	}
 	var results []bench.Result
 	for _, path := range paths {
 		bar := newBar(stderr, *progress, -1, "bench "+bench.ModelName(path), false)

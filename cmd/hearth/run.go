@@ -44,6 +44,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	numCtx := fs.Int("ctx", 0, "context size in tokens (0: the model's, at most 4096)")
 	threads := fs.IntP("threads", "t", 0, "CPU threads (0: all)")
 	device := fs.String("device", "auto", "where to run: auto (the GPU when one is usable), cpu or cuda")
+	gpuLayers := gpuLayersFlag(fs)
 	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	so := samplerFlags(fs)
@@ -60,6 +61,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := so.Validate(); err != nil {
 		return usageError{err.Error()}
+	}
+	dev, ngl, err := placement(*device, *gpuLayers)
+	if err != nil {
+		return err
 	}
 	prompt := strings.Join(fs.Args()[1:], " ")
 	if fs.NArg() < 2 {
@@ -80,7 +85,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads, Device: *device})
+	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads, Device: dev, GPULayers: ngl})
 	if err != nil {
 		return err
 	}

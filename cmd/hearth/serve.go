@@ -84,6 +84,7 @@ type serveOptions struct {
 	cfg       server.Config
 	threads   int
 	device    string
+	gpuLayers int // engine.Options.GPULayers
 	batch     engine.BatchConfig
 	serial    bool
 	logLevel  slog.Level
@@ -114,6 +115,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	maxLoaded := fs.Int("max-loaded", server.DefaultMaxLoaded, "models resident at once")
 	threads := fs.IntP("threads", "t", 0, "CPU threads per model (0: all)")
 	device := fs.String("device", "auto", "where models run: auto (the GPU when one is usable), cpu or cuda")
+	gpuLayers := gpuLayersFlag(fs)
 	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
@@ -165,6 +167,10 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if err != nil {
 		return nil, err
 	}
+	dev, ngl, err := placement(*device, *gpuLayers)
+	if err != nil {
+		return nil, err
+	}
 	budget, err := parseBytes(*kvBudget)
 	if err != nil {
 		return nil, usageError{fmt.Sprintf("--kv-budget: %v", err)}
@@ -174,7 +180,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
-		threads: *threads, device: *device, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
+		threads: *threads, device: dev, gpuLayers: ngl, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
 		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens, PrefillChunk: *prefillChunk,
 			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout, KVType: *kvType},
 		cfg: server.Config{
@@ -205,9 +211,11 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 	}
 	o.cfg.Logger = log
 	if o.cfg.Load == nil {
-		o.cfg.Load = batched.Loader(engine.Options{Threads: o.threads, Device: o.device}, o.batch)
-		if o.serial {
-			o.cfg.Load = serial.Loader(engine.Options{Threads: o.threads, Device: o.device})
+		eo := engine.Options{Threads: o.threads, Device: o.device, GPULayers: o.gpuLayers, Log: log}
+		o.cfg.Load = serial.Loader(eo)
+		if !o.serial {
+			eo.KVBytes = o.batch.KVBudget
+			o.cfg.Load = batched.Loader(eo, o.batch)
 		}
 	}
 	srv, err := server.New(o.cfg)

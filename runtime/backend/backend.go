@@ -112,6 +112,12 @@ type Backend interface {
 	SwiGLU(dst, gate, up Tensor)
 	// Add adds x into dst.
 	Add(dst, x Tensor)
-	// Read copies row of x into dst (len cols).
+	// Read copies values of x into dst, from the start of row on: one row
+	// when len(dst) is cols, several consecutive rows when it is a multiple
+	// (never past the end of x).
 	Read(x Tensor, row int, dst []float32)
+	// Write copies src into x from the start of row on, whole rows
+	// (len(src) a multiple of cols, not past the end of x): the way data
+	// reaches a device from the host. src may be reused when it returns.
+	Write(x Tensor, row int, src []float32)
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/gguf"
@@ -37,6 +38,9 @@ type Options struct {
 	// Progress, when set, is called after every forward pass with the
 	// tokens processed so far and the total of the whole Run.
 	Progress func(done, total int64)
+	// Backend, when set, opens the backend each test runs on (a GPU, a
+	// split); nil: the CPU with the test's threads.
+	Backend func(f *gguf.File, threads int) (backend.Backend, error)
 }
 
 func (o *Options) defaults() {
@@ -162,22 +166,25 @@ func Run(path string, o Options) ([]Result, error) {
 	sys := Describe()
 	var results []Result
 	for _, t := range tests {
-		be := cpu.New(t.threads)
+		be, err := o.backend(f, t.threads)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 		m, err := arch.Load(f, be)
 		if err != nil {
-			be.Close()
+			closeBackend(be)
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		r := &runner{m: m, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
 			rng: rand.New(rand.NewPCG(o.Seed, uint64(len(results)))), progress: progress}
 		samples, err := r.run(o.Reps)
-		threads := be.Threads()
-		be.Close()
+		threads, names := backendInfo(be)
+		closeBackend(be)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", path, t.name(), err)
 		}
 		res := Result{
-			BuildCommit: buildCommit(), CPUInfo: sys.CPU, Backends: "CPU", Cores: sys.Cores, SIMD: sys.SIMD, Kernels: sys.Kernels,
+			BuildCommit: buildCommit(), CPUInfo: sys.CPU, Backends: names, Cores: sys.Cores, SIMD: sys.SIMD, Kernels: sys.Kernels,
 			ModelFile: path, ModelType: info.desc, ModelSize: info.size, ModelParams: info.params,
 			NBatch: o.Batch, NUBatch: o.Batch, Threads: threads, TypeK: "f16", TypeV: "f16",
 			NPrompt: t.prompt, NGen: t.gen, NParallel: max(1, t.parallel), Test: t.name(),
@@ -195,6 +202,36 @@ func Run(path string, o Options) ([]Result, error) {
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+func (o *Options) backend(f *gguf.File, threads int) (backend.Backend, error) {
+	if o.Backend != nil {
+		return o.Backend(f, threads)
+	}
+	return cpu.New(threads), nil
+}
+
+// backendInfo returns the CPU threads a backend runs (those of a split's
+// host side) and its name as llama-bench writes backends ("CPU",
+// "CUDA+CPU").
+func backendInfo(be backend.Backend) (threads int, name string) {
+	name = strings.ToUpper(be.Name())
+	if s, ok := be.(interface{ Host() backend.Backend }); ok {
+		be = s.Host()
+	}
+	if c, ok := be.(interface{ Threads() int }); ok {
+		threads = c.Threads()
+	}
+	return threads, name
+}
+
+func closeBackend(be backend.Backend) {
+	switch c := be.(type) {
+	case interface{ Close() error }:
+		c.Close()
+	case interface{ Close() }:
+		c.Close()
+	}
 }
 
 func (r *Result) setSamples(ns []uint64, tokens int) {

@@ -122,7 +122,16 @@ func (b *Backend) Add(dst, x backend.Tensor) {
 }
 
 func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
-	copy(dst, x.(*tensor).row(row))
+	t := x.(*tensor)
+	copy(dst, t.d[row*t.cols:])
+}
+
+func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
+	t := x.(*tensor)
+	if len(src)%max(t.cols, 1) != 0 || row < 0 || row*t.cols+len(src) > len(t.d) {
+		panic(fmt.Sprintf("cpu: write of %d values at row %d of %dx%d", len(src), row, t.rows, t.cols))
+	}
+	copy(t.d[row*t.cols:], src)
 }
 
 // kvPool is paged storage of type typ (F16 or Q8_0): for each layer,

@@ -348,6 +348,36 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 	return w, nil
 }
 
+// WeightBytes is the device memory a weight of type t and shape rows ×
+// cols takes once uploaded (Weight's storage rules: norm vectors as F32,
+// formats without kernels as F16, the rest as in the file), for planning
+// what fits before anything is uploaded. 0 for a type it cannot size.
+func WeightBytes(t quant.Type, rows, cols int) uint64 {
+	_, ok := kcuda.Suffix(t)
+	switch {
+	case rows == 1 && t != quant.F32, t == quant.F32:
+		return 4 * uint64(rows) * uint64(cols)
+	case !ok:
+		return 2 * uint64(rows) * uint64(cols)
+	}
+	rb, err := t.RowBytes(cols)
+	if err != nil {
+		return 0
+	}
+	return uint64(rows) * uint64(rb)
+}
+
+// MemInfo reports the device's free and total memory (cuMemGetInfo: what
+// this process could still allocate, after its context and kernels).
+func (b *Backend) MemInfo() (free, total uint64, err error) {
+	err = b.dev.Do(func(drv Driver, _ Stream) error {
+		var e error
+		free, total, e = drv.MemGetInfo()
+		return e
+	})
+	return free, total, err
+}
+
 // tensor is a rows × cols float32 matrix in device memory, row-major,
 // starting off bytes into buf (a Slice shares its parent's buffer).
 type tensor struct {
@@ -723,21 +753,35 @@ func (b *Backend) Add(dst, x backend.Tensor) {
 	b.dev.launch("add_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(s.ptr()), argU64(uint64(d.n())))
 }
 
-// Read copies a row back to the host and waits for it. A device error
-// (from this or any queued operation) panics: the engine's forward pass
-// recovers it as an error of the step (engine.ErrFault).
+// Read copies rows back to the host (one copy, however many rows) and
+// waits for them. A device error (from this or any queued operation)
+// panics: the engine's forward pass recovers it as an error of the step
+// (engine.ErrFault).
 func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
 	s := x.(*tensor)
 	if row < 0 || row >= s.rows {
 		panic(fmt.Sprintf("cuda: read of row %d of %d", row, s.rows))
 	}
-	n := min(len(dst), s.cols)
+	n := min(len(dst), (s.rows-row)*s.cols)
 	if n == 0 {
 		return
 	}
 	if err := b.download(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), s.rowPtr(row)); err != nil {
 		panic(fmt.Errorf("cuda: read: %w", err))
 	}
+}
+
+// Write queues a copy of whole rows from the host into x (src is copied
+// first, so the caller may reuse it at once) and returns without waiting.
+func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
+	s := x.(*tensor)
+	if s.cols == 0 || len(src)%s.cols != 0 || row < 0 || row+len(src)/s.cols > s.rows {
+		panic(fmt.Sprintf("cuda: write of %d values at row %d of %dx%d", len(src), row, s.rows, s.cols))
+	}
+	if len(src) == 0 {
+		return
+	}
+	b.upload(s.rowPtr(row), unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))
 }
 
 // Argmax writes the index of the largest value of each row of x into out

@@ -55,6 +55,34 @@
 // each operation and whole forward passes to the CPU backend and to
 // llama.cpp's golden outputs within internal/golden's tolerances.
 //
+// # Partial offload
+//
+// When a model does not fit, runtime/split runs its last layers here and
+// the rest on the CPU, each layer's KV cache beside it (the policy of
+// llama.cpp's -ngl; hearth's --gpu-layers, engine.Options.GPULayers).
+// Offload decides: an explicit count is taken as asked; otherwise as many
+// layers as fit in cuMemGetInfo's free memory, from the last, each with
+// its share of the caller's KV budget, after reserving the activations of
+// a 512-token batch and OffloadMargin, and the output layer (with the
+// logits of 512 rows) when every layer fits, which is the whole model on
+// the GPU with no split at all. Weights are sized by WeightBytes, this
+// backend's storage rules. The decision is logged in one line
+// ("offloading 20/32 layers to the GPU (9.1 GiB of 10.0 GiB free)").
+// Activations cross at the boundary through Write (a queued
+// cuMemcpyHtoDAsync of a copy of the rows) and Read (one copy of all the
+// rows asked for); a weight or KV cache that does not fit fails the load
+// with an error matching ErrOutOfMemory that names the tensor.
+//
+// Checked here over the fake driver (split_test.go): split forward passes
+// within the parity tolerances, the bytes uploaded for each placement, the
+// choice under less free memory, out-of-memory as an error. Only a GPU
+// can check (gpu_split_test.go and the device check): the real kernels
+// across the boundary, the ordering of the queued uploads against kernels
+// on a real stream (the fake runs every call at once), whether the
+// reserves cover what the driver really takes (allocation granularity,
+// JIT and library memory, other processes' use between the decision and
+// the upload), and the time the boundary copies cost.
+//
 // Telemetry (ReadTelemetry: name, memory, compute capability, power,
 // utilisation, temperature) comes from NVML through go-nvml, which needs
 // cgo; a build without cgo returns ErrNoDevice for it.

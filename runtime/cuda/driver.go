@@ -11,6 +11,10 @@ import (
 // device older than compute capability 8.0. Callers fall back to the CPU.
 var ErrNoDevice = errors.New("no CUDA device")
 
+// ErrOutOfMemory is matched (errors.Is) by a driver error saying the
+// device is out of memory (CUDA_ERROR_OUT_OF_MEMORY).
+var ErrOutOfMemory = errors.New("out of GPU memory")
+
 // Handles of the driver API, as opaque values.
 type (
 	DevicePtr uint64  // CUdeviceptr
@@ -100,8 +104,12 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("cuda: %s: %s (%d)", e.Op, e.Name, e.Code) }
 
 // Is makes errors.Is(err, ErrNoDevice) hold for the results that mean
-// there is no usable device.
+// there is no usable device, and errors.Is(err, ErrOutOfMemory) for
+// CUDA_ERROR_OUT_OF_MEMORY.
 func (e *Error) Is(target error) bool {
+	if target == ErrOutOfMemory {
+		return e.Code == 2
+	}
 	return target == ErrNoDevice && (e.Code == 100 || e.Code == 35 || e.Code == 34 || e.Code == 999 && e.Op == "cuInit")
 }
 

@@ -35,6 +35,12 @@ type fakeDriver struct {
 	freed  int
 
 	launches map[string]int
+
+	// memLimit, when set, is the device's memory: allocations beyond it
+	// fail with CUDA_ERROR_OUT_OF_MEMORY and cuMemGetInfo reports what is
+	// left of it.
+	memLimit, used uint64
+	htod           uint64 // bytes copied host to device
 }
 
 func newFake() *fakeDriver {
@@ -80,6 +86,11 @@ func (f *fakeDriver) CtxSetCurrent(Context) error {
 func (f *fakeDriver) CtxSynchronize() error { f.ctxCall("cuCtxSynchronize"); return nil }
 func (f *fakeDriver) MemGetInfo() (uint64, uint64, error) {
 	f.ctxCall("cuMemGetInfo")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.memLimit > 0 {
+		return f.memLimit - f.used, f.memLimit, nil
+	}
 	return 70 << 30, 80 << 30, nil
 }
 func (f *fakeDriver) StreamCreate() (Stream, error)                { f.ctxCall("cuStreamCreate"); return 7, nil }
@@ -95,6 +106,10 @@ func (f *fakeDriver) MemAlloc(n uint64) (DevicePtr, error) {
 	f.ctxCall("cuMemAlloc")
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.memLimit > 0 && f.used+n > f.memLimit {
+		return 0, &Error{Op: "cuMemAlloc_v2", Code: 2, Name: ResultName(2)}
+	}
+	f.used += n
 	p := f.next
 	f.next += (n + 255) &^ 255
 	f.next += 256 // a gap, so a read past the end faults
@@ -111,9 +126,11 @@ func (f *fakeDriver) MemFree(p DevicePtr) error {
 	f.ctxCall("cuMemFree")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.allocs[uint64(p)]; !ok {
+	a, ok := f.allocs[uint64(p)]
+	if !ok {
 		panic(fmt.Sprintf("fake: free of %#x, not an allocation", p))
 	}
+	f.used -= uint64(len(a))
 	delete(f.allocs, uint64(p))
 	i := sort.Search(len(f.bases), func(i int) bool { return f.bases[i] >= uint64(p) })
 	f.bases = append(f.bases[:i], f.bases[i+1:]...)
@@ -155,6 +172,9 @@ func (f *fakeDriver) mem(p uint64, n uint64) []byte {
 
 func (f *fakeDriver) MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n uint64, _ Stream) error {
 	f.ctxCall("cuMemcpyHtoDAsync")
+	f.mu.Lock()
+	f.htod += n
+	f.mu.Unlock()
 	copy(f.mem(uint64(dst), n), unsafe.Slice((*byte)(src), n))
 	return nil
 }

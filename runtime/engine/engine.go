@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"runtime/debug"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/cpu"
 	"github.com/hearth-llm/hearth/runtime/cuda"
 	"github.com/hearth-llm/hearth/runtime/sample"
+	"github.com/hearth-llm/hearth/runtime/split"
 )
 
 // ErrFault wraps a fault met while running the model: typically its file
@@ -78,22 +80,93 @@ type Options struct {
 	// Device picks the backend: "" or "auto" runs on the GPU when one is
 	// usable and on the CPU otherwise; "cpu" and "cuda" insist.
 	Device string
+	// GPULayers, when a GPU is in use, is how many of the model's
+	// repeating layers run there, counted from the last as llama.cpp's
+	// -ngl counts; a count above the model's layers puts the output layer
+	// there too (99: everything). The other layers run on the CPU, each
+	// layer's KV cache beside it. 0 (the default) decides by the GPU's
+	// free memory: everything when it fits, else as many layers as fit.
+	// Device "cpu" offloads nothing.
+	GPULayers int
+	// KVBytes is the KV cache the caller will allocate, all layers
+	// together (BatchConfig.KVBudget): the automatic split keeps room for
+	// the offloaded layers' share. <= 0: one sequence of the model's
+	// context, at most 4096 positions, in F16.
+	KVBytes int64
+	// Log receives the placement decision; nil: slog.Default().
+	Log *slog.Logger
 }
 
-// newBackend opens the backend o asks for.
-func newBackend(o Options) (backend.Backend, error) {
+// NewBackend opens the backend o asks for and, on a GPU, places the model
+// in f: all of it, or its last layers with the rest on the CPU (a split,
+// runtime/split). The caller binds the model on it (arch.Load) and
+// closes it (its Close method) when done.
+func NewBackend(f *gguf.File, o Options) (backend.Backend, error) {
+	if o.GPULayers < 0 {
+		return nil, fmt.Errorf("%d GPU layers: want a count, or 0 to fit by free memory (Device \"cpu\" for none)", o.GPULayers)
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	var gpu *cuda.Backend
+	var err error
 	switch o.Device {
 	case "", "auto":
-		if g, err := cuda.NewBackend(cuda.Options{}); err == nil {
-			return g, nil
+		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
+			return cpu.New(o.Threads), nil
 		}
-		return cpu.New(o.Threads), nil
 	case "cpu":
 		return cpu.New(o.Threads), nil
 	case "cuda", "gpu":
-		return cuda.NewBackend(cuda.Options{})
+		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", o.Device)
 	}
-	return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", o.Device)
+	off, err := gpu.Offload(f, o.GPULayers, kvBytes(f, o.KVBytes))
+	if err != nil {
+		gpu.Close()
+		return nil, err
+	}
+	log.Info("cuda: " + off.String())
+	switch {
+	case off.Plan.All():
+		return gpu, nil
+	case off.Plan.None():
+		gpu.Close()
+		if o.Device != "" && o.Device != "auto" {
+			return nil, fmt.Errorf("%w: not one layer fits in the GPU's %d MiB free", ErrOutOfMemory, off.Free>>20)
+		}
+		return cpu.New(o.Threads), nil
+	}
+	return split.New(gpu, cpu.New(o.Threads), off.Plan), nil
+}
+
+// kvBytes is the KV cache the automatic split plans for: n, or one
+// sequence of min(context, 4096) positions of F16 keys and values.
+func kvBytes(f *gguf.File, n int64) int64 {
+	if n > 0 {
+		return n
+	}
+	name, _ := f.String("general.architecture")
+	num := func(key string) int64 {
+		v, _ := f.Int(name + "." + key)
+		return v
+	}
+	layers, embd, heads := num("block_count"), num("embedding_length"), num("attention.head_count")
+	kvHeads, headDim, ctx := num("attention.head_count_kv"), num("attention.key_length"), num("context_length")
+	if kvHeads <= 0 {
+		kvHeads = heads
+	}
+	if headDim <= 0 && heads > 0 {
+		headDim = embd / heads
+	}
+	if ctx <= 0 || ctx > 4096 {
+		ctx = 4096
+	}
+	return max(0, ctx*layers*kvHeads*headDim*2*2)
 }
 
 // closeBackend stops a backend's threads or releases its device.
@@ -143,11 +216,14 @@ func load(f *gguf.File, o Options) (*Model, error) {
 			return nil, fmt.Errorf("chat template: %w", err)
 		}
 	}
-	if m.backend, err = newBackend(o); err != nil {
+	if m.backend, err = NewBackend(f, o); err != nil {
 		return nil, err
 	}
 	if m.Arch, err = arch.Load(f, m.backend); err != nil {
 		closeBackend(m.backend)
+		if errors.Is(err, cuda.ErrOutOfMemory) {
+			err = fmt.Errorf("%w (offload fewer layers: --gpu-layers)", err)
+		}
 		return nil, err
 	}
 	return m, nil
@@ -159,12 +235,30 @@ func (m *Model) Close() error {
 	return m.File.Close()
 }
 
-// Threads reports the CPU threads in use (0 on a GPU).
+// Threads reports the CPU threads in use (0 on a GPU alone).
 func (m *Model) Threads() int {
-	if c, ok := m.backend.(*cpu.Backend); ok {
+	be := m.backend
+	if s, ok := be.(*split.Backend); ok {
+		be = s.Host()
+	}
+	if c, ok := be.(*cpu.Backend); ok {
 		return c.Threads()
 	}
 	return 0
+}
+
+// Offload reports how many of the model's repeating layers run on a GPU,
+// of how many, and whether its output layer does too.
+func (m *Model) Offload() (gpuLayers, layers int, output bool) {
+	n := m.Arch.Info().Layers
+	switch b := m.backend.(type) {
+	case *split.Backend:
+		p := b.Plan()
+		return p.Offloaded, p.Layers, p.Output
+	case *cuda.Backend:
+		return n, n, true
+	}
+	return 0, n, false
 }
 
 // Backend names the backend the model runs on ("cpu", "cuda").
