@@ -21,7 +21,7 @@ test: vet
 	$(GO) test -race ./scheduler/ ./runtime/engine/ ./runtime/server/... ./runtime/models/
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/llama:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/llama:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName ./runtime/grammar:FuzzFromSchema
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

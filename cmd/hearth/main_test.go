@@ -50,6 +50,34 @@ func TestRunGolden(t *testing.T) {
 	}
 }
 
+// TestRunFormat: --format makes run's output a document of the schema
+// (or any JSON object for "json"); a bad schema is a usage error.
+func TestRunFormat(t *testing.T) {
+	model := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
+	schema := `{"type":"object","properties":{"name":{"type":"string","maxLength":12},"kind":{"enum":["cat","dog"]}},"required":["name","kind"]}`
+	path := filepath.Join(t.TempDir(), "schema.json")
+	if err := os.WriteFile(path, []byte(schema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{schema, "@" + path} {
+		out, errOut, code := hearth(t, "run", model, "Once upon a time", "-n", "100", "--temperature", "0", "--format", f)
+		var v struct {
+			Name *string `json:"name"`
+			Kind string  `json:"kind"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Name == nil || len(*v.Name) > 12 || (v.Kind != "cat" && v.Kind != "dog") {
+			t.Errorf("--format %.20s: exit %d, printed %q (%s)", f, code, out, errOut)
+		}
+	}
+	out, errOut, code := hearth(t, "run", model, "Once upon a time", "-n", "60", "--seed", "3", "--format", "json")
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("--format json: exit %d, printed %q (%s)", code, out, errOut)
+	}
+	if _, errOut, code := hearth(t, "run", model, "x", "--format", `{"type":"nope"}`); code != 2 || !strings.Contains(errOut, "nope") {
+		t.Errorf("bad schema: exit %d, %q", code, errOut)
+	}
+}
+
 func TestTokenizeGolden(t *testing.T) {
 	models := testdata.Dir(t, "models")
 	for _, m := range []string{"stories260K-f32", "tiny-llama-bpe-Q4_0", "tiny-llama-spm-Q4_0"} {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
@@ -47,6 +48,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	gpuLayers := gpuLayersFlag(fs)
 	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	format := fs.String("format", "", `constrain the output: "json" (a JSON object), a JSON schema, or @FILE holding one`)
 	so := samplerFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth run MODEL [PROMPT] [flags]\n\nThe prompt is read from stdin when none is given.\n\nFlags:")
@@ -63,6 +65,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		return usageError{err.Error()}
 	}
 	dev, ngl, err := placement(*device, *gpuLayers)
+	if err != nil {
+		return err
+	}
+	g, err := parseFormat(*format)
 	if err != nil {
 		return err
 	}
@@ -100,6 +106,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	seq.Constrain(g)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	w := bufio.NewWriter(stdout)
@@ -122,4 +129,25 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			st.PromptTokens, rate(st.PromptTokens, st.PromptNanos), st.Generated, rate(st.Generated, st.GenNanos), m.Backend(), m.Threads(), st.DoneReason)
 	}
 	return err
+}
+
+// parseFormat reads --format: "" (none), "json", a JSON schema, or @FILE.
+func parseFormat(f string) (*grammar.Grammar, error) {
+	switch {
+	case f == "":
+		return nil, nil
+	case f == "json":
+		return grammar.JSON(), nil
+	case strings.HasPrefix(f, "@"):
+		b, err := os.ReadFile(f[1:])
+		if err != nil {
+			return nil, fmt.Errorf("--format: %w", err)
+		}
+		f = string(b)
+	}
+	g, err := grammar.FromSchema([]byte(f))
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--format: %v", err)}
+	}
+	return g, nil
 }

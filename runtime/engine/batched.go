@@ -9,6 +9,7 @@ import (
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 	"github.com/hearth-llm/hearth/scheduler"
 )
@@ -41,6 +42,8 @@ type BatchConfig struct {
 type SeqOptions struct {
 	NumCtx, NumPredict int
 	Sample             sample.Options
+	// Grammar constrains the output (structured outputs); nil: none.
+	Grammar *grammar.Grammar
 }
 
 // Batched runs many sequences at once: a scheduler.Loop plans each step
@@ -59,14 +62,16 @@ type stepper struct {
 	m        *Model
 	pool     backend.KVPool
 	samplers map[scheduler.SeqID]*sample.Sampler
+	matchers map[scheduler.SeqID]*grammar.Matcher
 	kvs      []backend.KV
 	batch    arch.Batch
 }
 
 // seqTag travels with a request through the scheduler to Run.
 type seqTag struct {
-	prompt []int32
-	opts   sample.Options
+	prompt  []int32
+	opts    sample.Options
+	grammar *grammar.Grammar
 }
 
 // NewBatched allocates the KV pool and the scheduler. Call Run to serve.
@@ -130,7 +135,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &stepper{m: m, pool: pool, samplers: map[scheduler.SeqID]*sample.Sampler{}}
+	st := &stepper{m: m, pool: pool, samplers: map[scheduler.SeqID]*sample.Sampler{}, matchers: map[scheduler.SeqID]*grammar.Matcher{}}
 	return &Batched{loop: scheduler.NewLoop(s, st), st: st, capacity: int(blocks) * c.BlockSize}, nil
 }
 
@@ -153,7 +158,7 @@ func (b *Batched) Submit(prompt []int32, o SeqOptions) (*scheduler.Stream, error
 	}
 	return b.loop.Submit(scheduler.Request{
 		Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict,
-		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample},
+		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample, grammar: o.Grammar},
 	})
 }
 
@@ -190,19 +195,28 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 				smp.Accept(t)
 			}
 			b.samplers[s.ID] = smp
+			if tag.grammar != nil {
+				b.matchers[s.ID] = b.m.NewMatcher(tag.grammar)
+			}
 		}
 		row := logits[s.Output*vocab : (s.Output+1)*vocab]
 		if err := checkFinite(row); err != nil {
 			return err
 		}
+		matcher := b.matchers[s.ID]
+		constrain(matcher, row)
 		tok := smp.Sample(row)
 		smp.Accept(tok)
-		results[s.Output] = scheduler.Result{Token: tok, Stop: b.m.Tok.IsEOG(tok)}
+		done := accept(matcher, tok)
+		results[s.Output] = scheduler.Result{Token: tok, Stop: b.m.Tok.IsEOG(tok) || done}
 	}
 	return nil
 }
 
 // End implements scheduler.Engine.
-func (b *stepper) End(id scheduler.SeqID) { delete(b.samplers, id) }
+func (b *stepper) End(id scheduler.SeqID) {
+	delete(b.samplers, id)
+	delete(b.matchers, id)
+}
 
 var _ scheduler.Engine = (*stepper)(nil)

@@ -25,6 +25,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 	"github.com/hearth-llm/hearth/runtime/cuda"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 	"github.com/hearth-llm/hearth/runtime/split"
 )
@@ -189,6 +190,9 @@ type Model struct {
 	Tok      *tokenizer.Tokenizer
 	Template *chat.Template // nil when the file has none
 	backend  backend.Backend
+
+	vocabOnce sync.Once
+	vocab     *grammar.Vocab // the tokens' bytes for constrained decoding, built on first use
 }
 
 // Load opens and binds the model at path.
@@ -298,12 +302,18 @@ func (m *Model) ChatPrompt(system, user string) ([]int32, error) {
 
 // Sequence is one conversation's state: its tokens and KV cache.
 type Sequence struct {
-	m      *Model
-	kv     backend.KV
-	ctx    int
-	tokens []int32
-	logits []float32
+	m       *Model
+	kv      backend.KV
+	ctx     int
+	tokens  []int32
+	logits  []float32
+	grammar *grammar.Grammar
 }
+
+// Constrain makes Generate's output a document of g (nil: free text):
+// only tokens that keep it one are sampled, and generation stops when it
+// is complete.
+func (s *Sequence) Constrain(g *grammar.Grammar) { s.grammar = g }
 
 // NewSequence allocates a sequence with a context of ctx tokens (<= 0: the
 // model's trained context, capped at 4096).
@@ -386,6 +396,10 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample
 	for _, t := range prompt {
 		smp.Accept(t)
 	}
+	var matcher *grammar.Matcher
+	if s.grammar != nil {
+		matcher = s.m.NewMatcher(s.grammar)
+	}
 	t0 := nanotime()
 	logits, err := s.Eval(prompt)
 	if err != nil {
@@ -400,6 +414,7 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
+		constrain(matcher, logits)
 		tok := smp.Sample(logits)
 		smp.Accept(tok)
 		st.Generated++
@@ -411,6 +426,10 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample
 			if err := emit(text); err != nil {
 				return st, err
 			}
+		}
+		if accept(matcher, tok) {
+			st.DoneReason = "stop"
+			break
 		}
 		if len(s.tokens) >= s.ctx || (n >= 0 && st.Generated >= n) {
 			break

@@ -31,8 +31,12 @@
 //     model names, counts and durations, never prompt or generated text or
 //     keys.
 //
-// Structured outputs (Ollama's format, OpenAI's response_format
-// json_object/json_schema), logprobs, tools, thinking and images are
-// refused with a clear error (501 for what Hearth will do later, 400 for
-// what the model cannot do) rather than silently ignored.
+// Structured outputs (Ollama's format "json" or a JSON schema, OpenAI's
+// response_format json_object/json_schema) are enforced while sampling
+// (runtime/grammar): the output is a complete document of the schema, or a
+// prefix of one when num_predict or the context runs out first; a schema
+// Hearth cannot enforce is a 400 naming the keyword. Logprobs, tools,
+// thinking and images are refused with a clear error (501 for what Hearth
+// will do later, 400 for what the model cannot do) rather than silently
+// ignored.
 package server

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 )
 
 // genJob is one generation, whichever API asked for it.
@@ -21,6 +23,8 @@ type genJob struct {
 	options func(*genOptions) error
 	// prompt builds the prompt's tokens once the model is loaded.
 	prompt func(ctx context.Context, l *loaded) ([]int32, error)
+	// grammar constrains the output (format / response_format); nil: none.
+	grammar *grammar.Grammar
 }
 
 // genOutcome is how a generation went.
@@ -123,7 +127,7 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 		}
 		return nil
 	}
-	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling}
+	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar}
 	out.res, err = l.runner.Generate(ctx, req, emit)
 	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
 	if err != nil {
@@ -235,20 +239,25 @@ func generatePrompt(ctx context.Context, l *loaded, prompt, system string, raw b
 	return append(ids, toks...), nil
 }
 
-// errFormat is the answer to a structured-output request.
-var errFormat = fmt.Errorf("%w: structured outputs (format \"json\" or a JSON schema) need constrained decoding, which Hearth does not have yet", ErrUnsupported)
-
-// checkFormat accepts an absent or empty format, refuses "json" and JSON
-// schemas with 501 (not implemented yet) and anything else with 400.
-func checkFormat(raw []byte) error {
-	s := string(raw)
+// parseFormat compiles a structured-output format: absent, null or ""
+// means none (nil), "json" any JSON object, an object a JSON schema.
+// Anything else, an invalid schema, or a keyword Hearth cannot enforce is a
+// 400 naming the problem (Ollama answers 400 for an invalid format too).
+func parseFormat(raw []byte) (*grammar.Grammar, error) {
+	s := string(bytes.TrimSpace(raw))
 	switch {
-	case len(raw) == 0, s == "null", s == `""`:
-		return nil
-	case s == `"json"`, len(raw) > 0 && raw[0] == '{':
-		return errFormat
+	case s == "", s == "null", s == `""`:
+		return nil, nil
+	case s == `"json"`:
+		return grammar.JSON(), nil
+	case s[0] == '{':
+		g, err := grammar.FromSchema([]byte(s))
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "invalid format: %v", err)
+		}
+		return g, nil
 	}
-	return errorf(http.StatusBadRequest, `format must be "json" or a JSON schema object`)
+	return nil, errorf(http.StatusBadRequest, `format must be "json" or a JSON schema object`)
 }
 
 // refuseImages answers a request with images: the model's 404 when it

@@ -14,6 +14,7 @@ import (
 	"github.com/ollama/ollama/types/model"
 
 	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/models"
 )
 
@@ -110,7 +111,8 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteModel(r, req.Model)
-	if err := s.checkGenerate(&req); err != nil {
+	g, err := s.checkGenerate(&req)
+	if err != nil {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
@@ -125,6 +127,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		prompt: func(ctx context.Context, l *loaded) ([]int32, error) {
 			return generatePrompt(ctx, l, req.Prompt, req.System, req.Raw, req.Context)
 		},
+		grammar: g,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOllama, err)
@@ -161,25 +164,25 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, final(out, text))
 }
 
-func (s *Server) checkGenerate(req *api.GenerateRequest) error {
+func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, error) {
 	if req.Model == "" {
-		return errorf(http.StatusBadRequest, "model is required")
+		return nil, errorf(http.StatusBadRequest, "model is required")
 	}
 	switch {
 	case len(req.Images) > 0:
-		return s.refuseImages(req.Model)
+		return nil, s.refuseImages(req.Model)
 	case req.Suffix != "":
-		return errorf(http.StatusBadRequest, "model %q does not support insert (suffix)", req.Model)
+		return nil, errorf(http.StatusBadRequest, "model %q does not support insert (suffix)", req.Model)
 	case req.Template != "":
-		return errorf(http.StatusBadRequest, "template overrides are not supported: Hearth renders the model's own (Jinja) chat template; use raw to send a formatted prompt")
+		return nil, errorf(http.StatusBadRequest, "template overrides are not supported: Hearth renders the model's own (Jinja) chat template; use raw to send a formatted prompt")
 	case req.Think != nil && req.Think.Bool():
-		return errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
+		return nil, errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
 	case req.Logprobs || req.TopLogprobs > 0:
-		return fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
+		return nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	case req.DebugRenderOnly:
-		return fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
+		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
 	}
-	return checkFormat(req.Format)
+	return parseFormat(req.Format)
 }
 
 // loadOnly answers a request without a prompt, as Ollama does: it loads
@@ -223,6 +226,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
+	g, err := parseFormat(req.Format)
+	if err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
 	keep := s.keepAlive(durPtr(req.KeepAlive))
 	if len(msgs) == 0 {
 		s.loadOnly(w, r, req.Model, keep, true)
@@ -232,6 +240,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		model: req.Model, keepAlive: keep,
 		options: func(o *genOptions) error { return o.apply(req.Options) },
 		prompt:  func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+		grammar: g,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOllama, err)
@@ -286,7 +295,7 @@ func (s *Server) checkChat(req *api.ChatRequest) ([]chat.Message, error) {
 	case req.DebugRenderOnly:
 		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
 	}
-	return msgs, checkFormat(req.Format)
+	return msgs, nil
 }
 
 // embed runs one embedding request against the Runner.

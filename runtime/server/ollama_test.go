@@ -403,8 +403,8 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"images", &api.GenerateRequest{Model: "tiny", Prompt: "x", Images: []api.ImageData{{1}}}, 400, "images"},
 		{"images unknown model", &api.GenerateRequest{Model: "nope", Prompt: "x", Images: []api.ImageData{{1}}}, 404, "not found"},
-		{"format json", &api.GenerateRequest{Model: "tiny", Prompt: "x", Format: []byte(`"json"`)}, 501, "structured outputs"},
-		{"format schema", &api.GenerateRequest{Model: "tiny", Prompt: "x", Format: []byte(`{"type":"object"}`)}, 501, "constrained decoding"},
+		{"format bad type", &api.GenerateRequest{Model: "tiny", Prompt: "x", Format: []byte(`{"type":"strange"}`)}, 400, "strange"},
+		{"format not a schema", &api.GenerateRequest{Model: "tiny", Prompt: "x", Format: []byte(`{"type":"object","required":[1]}`)}, 400, "invalid format"},
 		{"format junk", &api.GenerateRequest{Model: "tiny", Prompt: "x", Format: []byte(`"yaml"`)}, 400, "format"},
 		{"suffix", &api.GenerateRequest{Model: "tiny", Prompt: "x", Suffix: "y"}, 400, "insert"},
 		{"think", &api.GenerateRequest{Model: "tiny", Prompt: "x", Think: &api.ThinkValue{Value: true}}, 400, "thinking"},

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/models"
 )
 
@@ -44,7 +45,14 @@ type oaiStreamOpts struct {
 }
 
 type oaiFormat struct {
-	Type string `json:"type"`
+	Type       string         `json:"type"`
+	JSONSchema *oaiJSONSchema `json:"json_schema"`
+}
+
+type oaiJSONSchema struct {
+	Name   string          `json:"name"`
+	Schema json.RawMessage `json:"schema"`
+	Strict *bool           `json:"strict"`
 }
 
 type oaiMessage struct {
@@ -238,6 +246,11 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOpenAI, err)
 		return
 	}
+	g, err := oaiGrammar(req.ResponseFormat)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
 	maxTokens := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTokens = req.MaxCompletionTokens
@@ -247,7 +260,8 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		options: func(o *genOptions) error {
 			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, maxTokens, stop)
 		},
-		prompt: func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+		prompt:  func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+		grammar: g,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOpenAI, err)
@@ -332,16 +346,34 @@ func (s *Server) checkOAIChat(req *oaiChatRequest) ([]chat.Message, []string, er
 	case req.Logprobs != nil && *req.Logprobs, req.TopLogprobs != nil && *req.TopLogprobs > 0:
 		return nil, nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	}
-	if f := req.ResponseFormat; f != nil {
-		switch f.Type {
-		case "", "text":
-		case "json_object", "json_schema":
-			return nil, nil, errFormat
-		default:
-			return nil, nil, errorf(http.StatusBadRequest, "response_format.type %q: want text, json_object or json_schema", f.Type)
-		}
-	}
 	return msgs, stop, nil
+}
+
+// oaiGrammar compiles response_format: json_object is any JSON object,
+// json_schema its schema (any JSON object when it has none).
+func oaiGrammar(f *oaiFormat) (*grammar.Grammar, error) {
+	if f == nil {
+		return nil, nil
+	}
+	switch f.Type {
+	case "", "text":
+		return nil, nil
+	case "json_object":
+		return grammar.JSON(), nil
+	case "json_schema":
+		if f.JSONSchema == nil {
+			return nil, errorf(http.StatusBadRequest, "response_format.json_schema is required when type is json_schema")
+		}
+		if len(f.JSONSchema.Schema) == 0 || string(f.JSONSchema.Schema) == "null" {
+			return grammar.JSON(), nil
+		}
+		g, err := grammar.FromSchema(f.JSONSchema.Schema)
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "invalid response_format.json_schema.schema: %v", err)
+		}
+		return g, nil
+	}
+	return nil, errorf(http.StatusBadRequest, "response_format.type %q: want text, json_object or json_schema", f.Type)
 }
 
 func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {

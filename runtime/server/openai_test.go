@@ -156,8 +156,9 @@ func TestOpenAIErrors(t *testing.T) {
 		msg  string
 	}{
 		{"unknown model", openai.ChatCompletionNewParams{Model: "nope", Messages: user}, 404, "not found"},
-		{"json_object", openai.ChatCompletionNewParams{Model: "tiny", Messages: user,
-			ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &shared.ResponseFormatJSONObjectParam{}}}, 501, "structured outputs"},
+		{"json_schema", openai.ChatCompletionNewParams{Model: "tiny", Messages: user,
+			ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+				JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "x", Schema: map[string]any{"type": 7}}}}}, 400, "json_schema"},
 		{"n", openai.ChatCompletionNewParams{Model: "tiny", Messages: user, N: openai.Int(2)}, 400, "n must be 1"},
 		{"temperature", openai.ChatCompletionNewParams{Model: "tiny", Messages: user, Temperature: openai.Float(-1)}, 400, "temperature"},
 		{"top_p", openai.ChatCompletionNewParams{Model: "tiny", Messages: user, TopP: openai.Float(0)}, 400, "top_p"},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
@@ -96,6 +97,11 @@ type Request struct {
 	NumPredict int
 	// Sampling is validated (sample.Options.Validate) by the server.
 	Sampling sample.Options
+	// Grammar, when set, constrains the output: at each step only tokens
+	// that keep the text a prefix of a document it accepts may be
+	// sampled, end-of-generation only once the document is complete, and
+	// generation stops (DoneReason "stop") when nothing more can follow.
+	Grammar *grammar.Grammar
 }
 
 // Piece is generated text.

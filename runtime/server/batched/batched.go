@@ -122,7 +122,7 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		numCtx = r.info.DefaultNumCtx
 	}
 	start := time.Now()
-	st, err := r.b.Submit(req.Prompt, engine.SeqOptions{NumCtx: numCtx, NumPredict: req.NumPredict, Sample: req.Sampling})
+	st, err := r.b.Submit(req.Prompt, engine.SeqOptions{NumCtx: numCtx, NumPredict: req.NumPredict, Sample: req.Sampling, Grammar: req.Grammar})
 	if err != nil {
 		return res, classify(err)
 	}

@@ -172,3 +172,9 @@ func TestCancel(t *testing.T) {
 		t.Errorf("after cancel: %q", r.Response)
 	}
 }
+
+// TestStructuredOutputs: format and response_format constrain what the
+// continuous-batching runner generates.
+func TestStructuredOutputs(t *testing.T) {
+	servertest.StructuredOutputs(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 	"github.com/hearth-llm/hearth/runtime/server"
 )
@@ -148,6 +149,10 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	for _, t := range req.Prompt {
 		smp.Accept(t)
 	}
+	var matcher *grammar.Matcher
+	if req.Grammar != nil {
+		matcher = r.m.NewMatcher(req.Grammar)
+	}
 
 	// Continue the previous sequence when the prompt extends it.
 	seq, evaluated := r.seq, r.seqTokens
@@ -178,12 +183,19 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 			res.GenDuration = time.Since(t0)
 			return res, err
 		}
+		if matcher != nil {
+			matcher.Mask(logits)
+		}
 		tok := smp.Sample(logits)
 		smp.Accept(tok)
 		res.Tokens = append(res.Tokens, tok)
 		if r.m.Tok.IsEOG(tok) {
 			res.DoneReason = "stop"
 			break
+		}
+		finished := false // the grammar's document is complete
+		if matcher != nil {
+			finished = matcher.Accept(tok) != nil || matcher.Done()
 		}
 		if text := dec.Add(tok); text != "" {
 			if err := emit(server.Piece{Text: text}); errors.Is(err, server.ErrStop) {
@@ -193,6 +205,10 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 				res.GenDuration = time.Since(t0)
 				return res, err
 			}
+		}
+		if finished {
+			res.DoneReason = "stop"
+			break
 		}
 		if seq.Len() >= numCtx || (req.NumPredict > 0 && len(res.Tokens) >= req.NumPredict) {
 			break

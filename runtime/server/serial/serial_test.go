@@ -140,3 +140,9 @@ func TestCancel(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestStructuredOutputs: format and response_format constrain what the
+// serial runner generates.
+func TestStructuredOutputs(t *testing.T) {
+	servertest.StructuredOutputs(t, serial.Loader(engine.Options{Threads: 2}))
+}
