@@ -119,7 +119,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
-	prefillChunk := fs.Int("prefill-chunk", 0, "prompt tokens per step while other requests generate (bounds their stall); 0: 128 on the CPU, --batch on a GPU")
+	prefillChunk := fs.Int("prefill-chunk", 0, "prompt tokens per step while other requests generate (bounds their stall); 0: 64 on the CPU, --batch on a GPU")
 	numCtx := fs.Int("num-ctx", 0, "a request's context when it names no num_ctx (0: the model's, at most 4096)")
 	kvType := fs.String("kv-type", "f16", "KV cache storage: f16, or q8_0 (about twice the tokens per budget)")
 	queueTimeout := fs.Duration("queue-timeout", 0, "fail a request not started within this wait (0: no limit)")

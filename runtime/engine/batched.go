@@ -24,8 +24,10 @@ type BatchConfig struct {
 	MaxBatchTokens int // tokens per step; default 512
 	// PrefillChunk caps the prompt tokens of a step in which sequences
 	// decode, bounding the stall a newly arrived prompt causes them.
-	// Default: 128 on the CPU (about a second of prefill on two cores),
-	// MaxBatchTokens on a GPU (a full batch costs milliseconds there).
+	// Default: 64 on the CPU (benchmarks/serve/RESULTS.md: on two cores
+	// it cut the worst inter-token stall from 7.6 s to 1.3 s at the same
+	// throughput), MaxBatchTokens on a GPU (a full batch costs
+	// milliseconds there).
 	PrefillChunk int
 
 	MaxRunning    int // sequences decoding together; default 64
@@ -84,7 +86,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		c.MaxRunning = 64
 	}
 	if c.PrefillChunk <= 0 && m.backend.Name() == "cpu" {
-		c.PrefillChunk = 128
+		c.PrefillChunk = 64
 	}
 	if c.DefaultNumCtx <= 0 {
 		c.DefaultNumCtx = min(info.ContextLength, 4096)
