@@ -78,6 +78,27 @@ func TestRunFormat(t *testing.T) {
 	}
 }
 
+// TestRunShape: run --shape generates the synthetic model into the cache
+// on first use and runs it (the README's first command, on the tiny
+// shape); a bad shape or type is a usage error.
+func TestRunShape(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	for i := range 2 { // generated, then cached
+		out, errOut, code := hearth(t, "run", "--shape", "tiny", "--quant", "q8_0", "Hello", "-n", "8", "-v")
+		if code != 0 || strings.TrimSpace(out) == "" || !strings.Contains(errOut, "generated: 8 tokens") {
+			t.Fatalf("run %d: exit %d, printed %q, stderr %q", i, code, out, errOut)
+		}
+		if wrote := strings.Contains(errOut, "wrote "); wrote != (i == 0) {
+			t.Errorf("run %d: generated again: %v (%q)", i, wrote, errOut)
+		}
+	}
+	for _, args := range [][]string{{"--shape", "nope"}, {"--shape", "tiny", "--quant", "q9_9"}} {
+		if _, errOut, code := hearth(t, append([]string{"run"}, append(args, "x")...)...); code != 2 {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
+	}
+}
+
 func TestTokenizeGolden(t *testing.T) {
 	models := testdata.Dir(t, "models")
 	for _, m := range []string{"stories260K-f32", "tiny-llama-bpe-Q4_0", "tiny-llama-spm-Q4_0"} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/hearth-llm/hearth/loader/synth"
 	"github.com/hearth-llm/hearth/runtime/engine"
 	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
@@ -48,18 +49,25 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	gpuLayers := gpuLayersFlag(fs)
 	verbose := fs.BoolP("verbose", "v", false, "print timings to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	shape := fs.String("shape", "", "run a synthetic model of this shape instead of MODEL (see hearth gen --list; random weights: for speed, not text), generated on first use")
+	quantName := fs.String("quant", "q4_0", "file type of the --shape model")
 	format := fs.String("format", "", `constrain the output: "json" (a JSON object), a JSON schema, or @FILE holding one`)
 	so := samplerFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hearth run MODEL [PROMPT] [flags]\n\nThe prompt is read from stdin when none is given.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hearth run MODEL [PROMPT] [flags]\n       hearth run --shape NAME [--quant TYPE] [PROMPT] [flags]\n\nThe prompt is read from stdin when none is given.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() < 1 {
-		fs.Usage()
-		return usageError{"missing MODEL"}
+	args = fs.Args()
+	model := ""
+	if *shape == "" {
+		if len(args) < 1 {
+			fs.Usage()
+			return usageError{"missing MODEL"}
+		}
+		model, args = args[0], args[1:]
 	}
 	if err := so.Validate(); err != nil {
 		return usageError{err.Error()}
@@ -72,8 +80,20 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	prompt := strings.Join(fs.Args()[1:], " ")
-	if fs.NArg() < 2 {
+	if *shape != "" {
+		sh, err := synth.LookupShape(*shape)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		if _, err := synth.LookupFileType(*quantName); err != nil {
+			return usageError{err.Error()}
+		}
+		if model, err = generate(sh, strings.ToLower(*quantName), "", false, synth.Options{}, "auto", stderr); err != nil {
+			return err
+		}
+	}
+	prompt := strings.Join(args, " ")
+	if len(args) == 0 {
 		b, err := io.ReadAll(bufio.NewReader(os.Stdin))
 		if err != nil {
 			return err
@@ -91,7 +111,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	m, err := engine.Load(fs.Arg(0), engine.Options{Threads: *threads, Device: dev, GPULayers: ngl})
+	m, err := engine.Load(model, engine.Options{Threads: *threads, Device: dev, GPULayers: ngl})
 	if err != nil {
 		return err
 	}
