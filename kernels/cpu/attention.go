@@ -41,8 +41,10 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 		panic(err) // the pool checked the head size against the type
 	}
 	// One work item is a token and a KV head: the group of query heads that
-	// share it read each key and value row while it is in L1.
-	p.Run(nTok*nKVHead, 1, func(s, e int) {
+	// share it read each key and value row while it is in L1. At most two
+	// ranges per thread: each range allocates its buffers.
+	items := nTok * nKVHead
+	p.Run(items, (items+2*p.Threads()-1)/(2*p.Threads()), func(s, e int) {
 		qq := make([]byte, group*headBytes)
 		scores := make([]float32, group*(maxPos+1))
 		vrow := make([]float32, headDim)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hearth-llm/hearth/quant"
 )
@@ -92,7 +93,7 @@ func BenchmarkMatMul(b *testing.B) {
 	const rows, cols = 2048, 2048
 	for _, typ := range append([]quant.Type{quant.F32}, benchTypes...) {
 		m := quantizeMatrix(b, r, typ, rows, cols)
-		for _, n := range []int{1, 32, 512} {
+		for _, n := range []int{1, 8, 32, 512} {
 			x := randVec(r, n*cols)
 			dst := make([]float32, n*rows)
 			vs := variants(typ)
@@ -100,7 +101,7 @@ func BenchmarkMatMul(b *testing.B) {
 				vs = []namedDot{{name: "generic"}}
 			}
 			for _, v := range vs {
-				if n > 32 && v.name == "generic" {
+				if (n > 32 || n == 8) && v.name == "generic" {
 					continue // seconds per call
 				}
 				b.Run(fmt.Sprintf("%v/%dx%d/n%d/%s", typ, rows, cols, n, v.name), func(b *testing.B) {
@@ -257,6 +258,168 @@ func BenchmarkMatMulShapes(b *testing.B) {
 					MatMul(p, &s, dst, m, x, n)
 				}
 				b.ReportMetric(2*float64(rows*cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// decodeMatrix is one weight matrix of a decode step.
+type decodeMatrix struct {
+	name string
+	m    *Matrix
+}
+
+// decodeModel returns the matrices a llama-1b token multiplies by, in
+// forward order, for a model file type (q4_0, q4_k_m, q8_0) as hearth gen
+// lays them out: random quants with small finite scales (speed does not
+// depend on the values), 16 layers of Wq, Wk, Wv, Wo, gate, up, down, then
+// the tied output matrix (Q6_K, Q8_0 for q8_0). Q4_K_M puts Wv and down in
+// Q6_K in llama.cpp's "more bits" layers (0, 1, 4, 7, 10, 13, 14, 15).
+func decodeModel(b *testing.B, file string) []decodeMatrix {
+	const layers, embd, kv, ff, vocab = 16, 2048, 512, 8192, 32000
+	r := rand.New(rand.NewPCG(9, 10))
+	mk := func(name string, typ quant.Type, rows, cols int) decodeMatrix {
+		rb, _ := typ.RowBytes(cols)
+		data := make([]byte, rows*rb)
+		for i := 0; i+8 <= len(data); i += 8 {
+			binary.LittleEndian.PutUint64(data[i:], r.Uint64())
+		}
+		f := scaleFields[typ]
+		fields := append(append([]int(nil), f.d...), f.min...)
+		for o := 0; o < len(data); o += typ.BlockBytes() {
+			for _, p := range fields {
+				putF16(data[o+p:], 0.01)
+			}
+		}
+		m, err := NewMatrix(typ, rows, cols, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return decodeMatrix{name, m}
+	}
+	var out []decodeMatrix
+	for l := range layers {
+		base, more, outT := quant.Q4_0, quant.Q4_0, quant.Q6_K
+		switch file {
+		case "q4_k_m":
+			base, more = quant.Q4_K, quant.Q4_K
+			if l < layers/8 || l >= 7*layers/8 || (l-layers/8)%3 == 2 {
+				more = quant.Q6_K
+			}
+		case "q8_0":
+			base, more, outT = quant.Q8_0, quant.Q8_0, quant.Q8_0
+		}
+		out = append(out, mk("q", base, embd, embd), mk("k", base, kv, embd), mk("v", more, kv, embd),
+			mk("o", base, embd, embd), mk("gate", base, ff, embd), mk("up", base, ff, embd),
+			mk("down", more, embd, ff))
+		if l == layers-1 {
+			out = append(out, mk("output", outT, vocab, embd))
+		}
+	}
+	return out
+}
+
+// BenchmarkDecode/<file>/x<seqs>/<level> runs the matrix products of one
+// llama-1b decode step (decodeModel: 584-1,104 MB of weights, more than
+// this machine's L3 share, so it streams from DRAM as tg does) for one
+// sequence (x1: matrix-vector products) or eight decoded together (x8, as
+// hearth bench --parallel 8), on all CPUs at one kernel level, and reports
+// tokens/s (all sequences), the weight bandwidth (MB/s) and, per weight
+// type, its GB/s and its share of the time. The remaining work of a token
+// (attention, norms, SwiGLU: 5-10% for one sequence) is not included.
+func BenchmarkDecode(b *testing.B) {
+	if testing.Short() {
+		b.Skip("allocates up to 1.1 GB")
+	}
+	for _, file := range []string{"q4_0", "q4_k_m", "q8_0"} {
+		ms := decodeModel(b, file)
+		var total int64
+		for _, d := range ms {
+			total += int64(len(d.m.Data))
+		}
+		for _, lv := range []string{"avx2", "avx512vnni"} {
+			for _, seqs := range []int{1, 8} {
+				b.Run(fmt.Sprintf("%s/x%d/%s", file, seqs, lv), func(b *testing.B) {
+					p := NewPool(0)
+					defer p.Close()
+					mats := make([]Matrix, len(ms))
+					xs := make([][]float32, len(ms))
+					r := rand.New(rand.NewPCG(1, 1))
+					for i, d := range ms {
+						mats[i] = *d.m
+						v := variantAt(d.m.Type, lv)
+						mats[i].dot, mats[i].dot4, mats[i].gemm = v.dot, v.dot4, v.gemm
+						mats[i].quant = quantVariantAt(d.m.Type.VecDotType(), lv)
+						xs[i] = randVec(r, seqs*d.m.Cols)
+					}
+					dst := make([]float32, seqs*32000)
+					perType := map[quant.Type]time.Duration{}
+					bytesType := map[quant.Type]int64{}
+					var s Scratch
+					b.SetBytes(total)
+					for b.Loop() {
+						for i := range mats {
+							t0 := time.Now()
+							MatMul(p, &s, dst, &mats[i], xs[i], seqs)
+							perType[mats[i].Type] += time.Since(t0)
+							bytesType[mats[i].Type] += int64(len(mats[i].Data))
+						}
+					}
+					b.ReportMetric(float64(seqs*b.N)/b.Elapsed().Seconds(), "tok/s")
+					var sum time.Duration
+					for _, d := range perType {
+						sum += d
+					}
+					for t, d := range perType {
+						b.ReportMetric(float64(bytesType[t])/d.Seconds()/1e9, t.String()+"-GB/s")
+						b.ReportMetric(100*float64(d)/float64(sum), t.String()+"-%")
+					}
+				})
+			}
+		}
+	}
+}
+
+// variantAt is the variant of t at the named level, or the best below it.
+func variantAt(t quant.Type, name string) namedDot {
+	var v namedDot
+	for _, c := range variants(t) {
+		v = c
+		if c.name == name {
+			break
+		}
+	}
+	return v
+}
+
+// BenchmarkMatVecL2/<type>/<level> is one token against a 512×2048 matrix
+// (295-557 KB: it stays in L2 between iterations), the decode path of
+// MatMul at each level with activation quantization and preparation
+// included: the kernels' compute rate, ns per row and GB/s of weights.
+// Run it with -cpu 1 and compare minimums over -count.
+func BenchmarkMatVecL2(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const rows, cols = 512, 2048
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0} {
+		m := quantizeMatrix(b, r, typ, rows, cols)
+		x := randVec(r, cols)
+		dst := make([]float32, rows)
+		for _, v := range variants(typ) {
+			if v.name == "generic" {
+				continue
+			}
+			b.Run(fmt.Sprintf("%v/%s", typ, v.name), func(b *testing.B) {
+				p := NewPool(0)
+				defer p.Close()
+				mm := *m
+				mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
+				mm.quant = quantVariantAt(typ.VecDotType(), v.name)
+				var s Scratch
+				b.SetBytes(int64(len(m.Data)))
+				for b.Loop() {
+					MatMul(p, &s, dst, &mm, x, 1)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 			})
 		}
 	}

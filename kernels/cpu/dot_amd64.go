@@ -157,6 +157,14 @@ func gemmQ6_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 //go:noescape
 func dotQ6_KAVX512(w, x *byte, nb int) float32
 
+// Q4_K decode kernels: x is prepared by prepQ8_KPadded.
+
+//go:noescape
+func dotQ4_KAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ4_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
 //go:noescape
 func dotQ6_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 
@@ -352,11 +360,13 @@ func archImpls() map[quant.Type][]impl {
 		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4}, {2, gemmQ6_KAVX512x2},
 			{1, gemmQ6_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
 		add(quant.Q6_K, q6k)
-		// Q4_K: the AVX2 one-row kernels (an AVX-512 one was slower, see
-		// NOTES.md) with AVX-512 tiles of the same numerics.
-		q4k := asmImpl(quant.Q4_K, levelAVX512, dotQ4_KAVX2, dotQ4_KAVX2x4)
+		// Q4_K: decode kernels and tiles with the AVX2 kernel's numerics,
+		// on padded activations (see NOTES.md).
+		q4k := impl{level: levelAVX512}
 		q4k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ4_KAVX512x16}, {8, gemmQ4_KAVX512x8}, {4, gemmQ4_KAVX512x4},
-			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
+			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320,
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4}
+		q4k.dot, q4k.dot4 = decDot(quant.Q4_K, q4k.gemm)
 		add(quant.Q4_K, q4k)
 	}
 	return m

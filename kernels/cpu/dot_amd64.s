@@ -660,17 +660,18 @@ dotQ4_KAVX2_done:
 	RET
 
 // func dotQ4_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ4_KAVX2x4(SB), NOSPLIT, $32-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -678,49 +679,59 @@ TEXT ·dotQ4_KAVX2x4(SB), NOSPLIT, $32-40
 	VXORPS       Y4, Y4, Y4
 
 dotQ4_KAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ4_KAVX2x4_done
-	MOVL         4(AX), R8
-	MOVL         8(AX), R9
-	MOVL         12(AX), R10
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	PREFETCHT0   384(CX)
+	PREFETCHT0   448(CX)
+	PREFETCHT0   512(CX)
+	ADDQ         $0x00000240, CX
+	MOVL         4(AX), R9
+	MOVL         8(AX), R10
+	MOVL         12(AX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X5
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VMOVDQU      X6, (SP)
 	VPUNPCKHWD   X5, X5, X6
 	VMOVDQU      X6, 16(SP)
-	VMOVQ        R9, X5
+	VMOVQ        R10, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VPUNPCKHWD   X5, X5, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
-	VPMADDWD     260(SI), Y5, Y5
+	VPMADDWD     260(DI), Y5, Y5
 	VMOVDQU      16(AX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPMADDUBSW   4(SI), Y7, Y7
-	VPMADDUBSW   36(SI), Y8, Y8
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDUBSW   36(DI), Y8, Y8
 	VPBROADCASTD (SP), Y9
 	VPMADDWD     Y9, Y7, Y7
 	VPBROADCASTD 4(SP), Y9
@@ -730,8 +741,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   68(SI), Y8, Y8
-	VPMADDUBSW   100(SI), Y9, Y9
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDUBSW   100(DI), Y9, Y9
 	VPBROADCASTD 8(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 12(SP), Y10
@@ -742,8 +753,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   132(SI), Y8, Y8
-	VPMADDUBSW   164(SI), Y9, Y9
+	VPMADDUBSW   132(DI), Y8, Y8
+	VPMADDUBSW   164(DI), Y9, Y9
 	VPBROADCASTD 16(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 20(SP), Y10
@@ -754,18 +765,18 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   196(SI), Y8, Y8
-	VPMADDUBSW   228(SI), Y9, Y9
+	VPMADDUBSW   196(DI), Y8, Y8
+	VPMADDUBSW   228(DI), Y9, Y9
 	VPBROADCASTD 24(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 28(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	MOVL         (AX), R8
-	VMOVD        R8, X6
+	MOVL         (AX), R9
+	VMOVD        R9, X6
 	VCVTPH2PS    X6, X6
-	VBROADCASTSS (SI), X8
+	VBROADCASTSS (DI), X8
 	VMULPS       X8, X6, X6
 	VBROADCASTSS X6, Y8
 	VMOVSHDUP    X6, X6
@@ -774,47 +785,47 @@ dotQ4_KAVX2x4_loop:
 	VFMADD231PS  Y8, Y7, Y1
 	VCVTDQ2PS    Y5, Y5
 	VFNMADD231PS Y9, Y5, Y1
-	MOVL         4(DX), R8
-	MOVL         8(DX), R9
-	MOVL         12(DX), R10
+	MOVL         4(DX), R9
+	MOVL         8(DX), R10
+	MOVL         12(DX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X5
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VMOVDQU      X6, (SP)
 	VPUNPCKHWD   X5, X5, X6
 	VMOVDQU      X6, 16(SP)
-	VMOVQ        R9, X5
+	VMOVQ        R10, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VPUNPCKHWD   X5, X5, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
-	VPMADDWD     260(SI), Y5, Y5
+	VPMADDWD     260(DI), Y5, Y5
 	VMOVDQU      16(DX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPMADDUBSW   4(SI), Y7, Y7
-	VPMADDUBSW   36(SI), Y8, Y8
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDUBSW   36(DI), Y8, Y8
 	VPBROADCASTD (SP), Y9
 	VPMADDWD     Y9, Y7, Y7
 	VPBROADCASTD 4(SP), Y9
@@ -824,8 +835,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   68(SI), Y8, Y8
-	VPMADDUBSW   100(SI), Y9, Y9
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDUBSW   100(DI), Y9, Y9
 	VPBROADCASTD 8(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 12(SP), Y10
@@ -836,8 +847,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   132(SI), Y8, Y8
-	VPMADDUBSW   164(SI), Y9, Y9
+	VPMADDUBSW   132(DI), Y8, Y8
+	VPMADDUBSW   164(DI), Y9, Y9
 	VPBROADCASTD 16(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 20(SP), Y10
@@ -848,18 +859,18 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   196(SI), Y8, Y8
-	VPMADDUBSW   228(SI), Y9, Y9
+	VPMADDUBSW   196(DI), Y8, Y8
+	VPMADDUBSW   228(DI), Y9, Y9
 	VPBROADCASTD 24(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 28(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	MOVL         (DX), R8
-	VMOVD        R8, X6
+	MOVL         (DX), R9
+	VMOVD        R9, X6
 	VCVTPH2PS    X6, X6
-	VBROADCASTSS (SI), X8
+	VBROADCASTSS (DI), X8
 	VMULPS       X8, X6, X6
 	VBROADCASTSS X6, Y8
 	VMOVSHDUP    X6, X6
@@ -868,47 +879,47 @@ dotQ4_KAVX2x4_loop:
 	VFMADD231PS  Y8, Y7, Y2
 	VCVTDQ2PS    Y5, Y5
 	VFNMADD231PS Y9, Y5, Y2
-	MOVL         4(BX), R8
-	MOVL         8(BX), R9
-	MOVL         12(BX), R10
+	MOVL         4(BX), R9
+	MOVL         8(BX), R10
+	MOVL         12(BX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X5
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VMOVDQU      X6, (SP)
 	VPUNPCKHWD   X5, X5, X6
 	VMOVDQU      X6, 16(SP)
-	VMOVQ        R9, X5
+	VMOVQ        R10, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VPUNPCKHWD   X5, X5, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
-	VPMADDWD     260(SI), Y5, Y5
+	VPMADDWD     260(DI), Y5, Y5
 	VMOVDQU      16(BX), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPMADDUBSW   4(SI), Y7, Y7
-	VPMADDUBSW   36(SI), Y8, Y8
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDUBSW   36(DI), Y8, Y8
 	VPBROADCASTD (SP), Y9
 	VPMADDWD     Y9, Y7, Y7
 	VPBROADCASTD 4(SP), Y9
@@ -918,8 +929,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   68(SI), Y8, Y8
-	VPMADDUBSW   100(SI), Y9, Y9
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDUBSW   100(DI), Y9, Y9
 	VPBROADCASTD 8(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 12(SP), Y10
@@ -930,8 +941,8 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   132(SI), Y8, Y8
-	VPMADDUBSW   164(SI), Y9, Y9
+	VPMADDUBSW   132(DI), Y8, Y8
+	VPMADDUBSW   164(DI), Y9, Y9
 	VPBROADCASTD 16(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 20(SP), Y10
@@ -942,18 +953,18 @@ dotQ4_KAVX2x4_loop:
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   196(SI), Y8, Y8
-	VPMADDUBSW   228(SI), Y9, Y9
+	VPMADDUBSW   196(DI), Y8, Y8
+	VPMADDUBSW   228(DI), Y9, Y9
 	VPBROADCASTD 24(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 28(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	MOVL         (BX), R8
-	VMOVD        R8, X6
+	MOVL         (BX), R9
+	VMOVD        R9, X6
 	VCVTPH2PS    X6, X6
-	VBROADCASTSS (SI), X8
+	VBROADCASTSS (DI), X8
 	VMULPS       X8, X6, X6
 	VBROADCASTSS X6, Y8
 	VMOVSHDUP    X6, X6
@@ -962,92 +973,92 @@ dotQ4_KAVX2x4_loop:
 	VFMADD231PS  Y8, Y7, Y3
 	VCVTDQ2PS    Y5, Y5
 	VFNMADD231PS Y9, Y5, Y3
-	MOVL         4(CX), R8
-	MOVL         8(CX), R9
-	MOVL         12(CX), R10
+	MOVL         4(SI), R9
+	MOVL         8(SI), R10
+	MOVL         12(SI), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X5
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VMOVDQU      X6, (SP)
 	VPUNPCKHWD   X5, X5, X6
 	VMOVDQU      X6, 16(SP)
-	VMOVQ        R9, X5
+	VMOVQ        R10, X5
 	VPMOVZXBW    X5, X5
 	VPUNPCKLWD   X5, X5, X6
 	VPUNPCKHWD   X5, X5, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
-	VPMADDWD     260(SI), Y5, Y5
-	VMOVDQU      16(CX), Y7
+	VPMADDWD     260(DI), Y5, Y5
+	VMOVDQU      16(SI), Y7
 	VPSRLW       $0x04, Y7, Y8
 	VPAND        Y0, Y7, Y7
 	VPAND        Y0, Y8, Y8
-	VPMADDUBSW   4(SI), Y7, Y7
-	VPMADDUBSW   36(SI), Y8, Y8
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDUBSW   36(DI), Y8, Y8
 	VPBROADCASTD (SP), Y9
 	VPMADDWD     Y9, Y7, Y7
 	VPBROADCASTD 4(SP), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	VMOVDQU      48(CX), Y8
+	VMOVDQU      48(SI), Y8
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   68(SI), Y8, Y8
-	VPMADDUBSW   100(SI), Y9, Y9
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDUBSW   100(DI), Y9, Y9
 	VPBROADCASTD 8(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 12(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	VMOVDQU      80(CX), Y8
+	VMOVDQU      80(SI), Y8
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   132(SI), Y8, Y8
-	VPMADDUBSW   164(SI), Y9, Y9
+	VPMADDUBSW   132(DI), Y8, Y8
+	VPMADDUBSW   164(DI), Y9, Y9
 	VPBROADCASTD 16(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 20(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	VMOVDQU      112(CX), Y8
+	VMOVDQU      112(SI), Y8
 	VPSRLW       $0x04, Y8, Y9
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y9, Y9
-	VPMADDUBSW   196(SI), Y8, Y8
-	VPMADDUBSW   228(SI), Y9, Y9
+	VPMADDUBSW   196(DI), Y8, Y8
+	VPMADDUBSW   228(DI), Y9, Y9
 	VPBROADCASTD 24(SP), Y10
 	VPMADDWD     Y10, Y8, Y8
 	VPBROADCASTD 28(SP), Y10
 	VPMADDWD     Y10, Y9, Y9
 	VPADDD       Y8, Y7, Y7
 	VPADDD       Y9, Y7, Y7
-	MOVL         (CX), R8
-	VMOVD        R8, X6
+	MOVL         (SI), R9
+	VMOVD        R9, X6
 	VCVTPH2PS    X6, X6
-	VBROADCASTSS (SI), X8
+	VBROADCASTSS (DI), X8
 	VMULPS       X8, X6, X6
 	VBROADCASTSS X6, Y8
 	VMOVSHDUP    X6, X6
@@ -1059,9 +1070,9 @@ dotQ4_KAVX2x4_loop:
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000090, DX
 	ADDQ         $0x00000090, BX
-	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000090, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotQ4_KAVX2x4_loop
 
 dotQ4_KAVX2x4_done:
@@ -1494,20 +1505,21 @@ dotQ6_KAVX2_done:
 	RET
 
 // func dotQ6_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ6_KAVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x30303030, R8
-	VMOVD        R8, X1
+	MOVL         $0x30303030, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      q6kScaleMasks<>+256(SB), X2
 	VXORPS       Y3, Y3, Y3
@@ -1516,13 +1528,28 @@ TEXT ·dotQ6_KAVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y6, Y6, Y6
 
 dotQ6_KAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ6_KAVX2x4_done
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	PREFETCHT0   384(CX)
+	PREFETCHT0   448(CX)
+	PREFETCHT0   512(CX)
+	PREFETCHT0   576(CX)
+	PREFETCHT0   640(CX)
+	PREFETCHT0   704(CX)
+	PREFETCHT0   768(CX)
+	PREFETCHT0   832(CX)
+	ADDQ         $0x00000348, CX
 	VMOVDQU      192(AX), X7
 	VPSHUFB      X2, X7, X7
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    192(AX), Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (AX), Y10
 	VMOVDQU      32(AX), Y11
 	VMOVDQU      128(AX), Y12
@@ -1530,7 +1557,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y9, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y7, Y13
 	VPMADDWD     Y13, Y9, Y9
 	VMOVDQA      Y9, Y9
@@ -1538,7 +1565,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1547,7 +1574,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   68(SI), Y10, Y10
+	VPMADDUBSW   68(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1556,7 +1583,7 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y7, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1567,7 +1594,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1575,7 +1602,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1584,7 +1611,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   196(SI), Y10, Y10
+	VPMADDUBSW   196(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1593,16 +1620,16 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y7, Y7
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VPSLLD       $0x05, Y8, Y8
 	VPSUBD       Y8, Y9, Y9
-	MOVWLZX      208(AX), R8
-	VMOVD        R8, X7
+	MOVWLZX      208(AX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y7, Y9, Y3
@@ -1610,7 +1637,7 @@ dotQ6_KAVX2x4_loop:
 	VPSHUFB      X2, X7, X7
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    192(DX), Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (DX), Y10
 	VMOVDQU      32(DX), Y11
 	VMOVDQU      128(DX), Y12
@@ -1618,7 +1645,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y9, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y7, Y13
 	VPMADDWD     Y13, Y9, Y9
 	VMOVDQA      Y9, Y9
@@ -1626,7 +1653,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1635,7 +1662,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   68(SI), Y10, Y10
+	VPMADDUBSW   68(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1644,7 +1671,7 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y7, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1655,7 +1682,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1663,7 +1690,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1672,7 +1699,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   196(SI), Y10, Y10
+	VPMADDUBSW   196(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1681,16 +1708,16 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y7, Y7
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VPSLLD       $0x05, Y8, Y8
 	VPSUBD       Y8, Y9, Y9
-	MOVWLZX      208(DX), R8
-	VMOVD        R8, X7
+	MOVWLZX      208(DX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y7, Y9, Y4
@@ -1698,7 +1725,7 @@ dotQ6_KAVX2x4_loop:
 	VPSHUFB      X2, X7, X7
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    192(BX), Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (BX), Y10
 	VMOVDQU      32(BX), Y11
 	VMOVDQU      128(BX), Y12
@@ -1706,7 +1733,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y9, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y7, Y13
 	VPMADDWD     Y13, Y9, Y9
 	VMOVDQA      Y9, Y9
@@ -1714,7 +1741,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1723,7 +1750,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   68(SI), Y10, Y10
+	VPMADDUBSW   68(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1732,7 +1759,7 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y7, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1743,7 +1770,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1751,7 +1778,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1760,7 +1787,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   196(SI), Y10, Y10
+	VPMADDUBSW   196(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1769,32 +1796,32 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y7, Y7
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VPSLLD       $0x05, Y8, Y8
 	VPSUBD       Y8, Y9, Y9
-	MOVWLZX      208(BX), R8
-	VMOVD        R8, X7
+	MOVWLZX      208(BX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y7, Y9, Y5
-	VMOVDQU      192(CX), X7
+	VMOVDQU      192(SI), X7
 	VPSHUFB      X2, X7, X7
 	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    192(CX), Y8
-	VPMADDWD     260(SI), Y8, Y8
-	VMOVDQU      (CX), Y10
-	VMOVDQU      32(CX), Y11
-	VMOVDQU      128(CX), Y12
+	VPMOVSXBW    192(SI), Y8
+	VPMADDWD     260(DI), Y8, Y8
+	VMOVDQU      (SI), Y10
+	VMOVDQU      32(SI), Y11
+	VMOVDQU      128(SI), Y12
 	VPAND        Y0, Y10, Y9
 	VPSLLW       $0x04, Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y9, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y7, Y13
 	VPMADDWD     Y13, Y9, Y9
 	VMOVDQA      Y9, Y9
@@ -1802,7 +1829,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1811,7 +1838,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   68(SI), Y10, Y10
+	VPMADDUBSW   68(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1820,18 +1847,18 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y7, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	VMOVDQU      64(CX), Y10
-	VMOVDQU      96(CX), Y11
-	VMOVDQU      160(CX), Y12
+	VMOVDQU      64(SI), Y10
+	VMOVDQU      96(SI), Y11
+	VMOVDQU      160(SI), Y12
 	VPAND        Y0, Y10, Y13
 	VPSLLW       $0x04, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1839,7 +1866,7 @@ dotQ6_KAVX2x4_loop:
 	VPSLLW       $0x02, Y12, Y14
 	VPAND        Y1, Y14, Y14
 	VPOR         Y14, Y13, Y13
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y7, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y9, Y9
@@ -1848,7 +1875,7 @@ dotQ6_KAVX2x4_loop:
 	VMOVDQA      Y12, Y13
 	VPAND        Y1, Y13, Y13
 	VPOR         Y13, Y10, Y10
-	VPMADDUBSW   196(SI), Y10, Y10
+	VPMADDUBSW   196(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y7, Y13
 	VPMADDWD     Y13, Y10, Y10
 	VPADDD       Y10, Y9, Y9
@@ -1857,25 +1884,25 @@ dotQ6_KAVX2x4_loop:
 	VPSRLW       $0x02, Y12, Y11
 	VPAND        Y1, Y11, Y11
 	VPOR         Y11, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y7, Y7
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VPSLLD       $0x05, Y8, Y8
 	VPSUBD       Y8, Y9, Y9
-	MOVWLZX      208(CX), R8
-	VMOVD        R8, X7
+	MOVWLZX      208(SI), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y7, Y9, Y6
 	ADDQ         $0x000000d2, AX
 	ADDQ         $0x000000d2, DX
 	ADDQ         $0x000000d2, BX
-	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x000000d2, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotQ6_KAVX2x4_loop
 
 dotQ6_KAVX2x4_done:
@@ -2381,20 +2408,21 @@ dotQ5_KAVX2_done:
 	RET
 
 // func dotQ4_1AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ4_1AVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X1
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
@@ -2402,10 +2430,13 @@ TEXT ·dotQ4_1AVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y5, Y5, Y5
 
 dotQ4_1AVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ4_1AVX2x4_done
-	VMOVDQU      4(SI), Y6
-	VCVTPH2PS    (SI), X7
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	ADDQ         $0x00000050, CX
+	VMOVDQU      4(DI), Y6
+	VCVTPH2PS    (DI), X7
 	VMOVDQU      4(AX), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
@@ -2445,14 +2476,14 @@ dotQ4_1AVX2x4_loop:
 	VFMADD231PS  Y10, Y9, Y4
 	VINSERTPS    $0x4e, X8, X8, X8
 	VADDPS       Y8, Y4, Y4
-	VMOVDQU      4(CX), X8
+	VMOVDQU      4(SI), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
 	VPAND        Y0, Y9, Y9
 	VPMADDUBSW   Y6, Y9, Y9
 	VPMADDWD     Y1, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	VCVTPH2PS    (CX), X8
+	VCVTPH2PS    (SI), X8
 	VMULPS       X7, X8, X8
 	VBROADCASTSS X8, Y6
 	VFMADD231PS  Y6, Y9, Y5
@@ -2461,9 +2492,9 @@ dotQ4_1AVX2x4_loop:
 	ADDQ         $0x00000014, AX
 	ADDQ         $0x00000014, DX
 	ADDQ         $0x00000014, BX
-	ADDQ         $0x00000014, CX
-	ADDQ         $0x00000024, SI
-	DECQ         DI
+	ADDQ         $0x00000014, SI
+	ADDQ         $0x00000024, DI
+	DECQ         R8
 	JMP          dotQ4_1AVX2x4_loop
 
 dotQ4_1AVX2x4_done:
@@ -2500,25 +2531,26 @@ dotQ4_1AVX2x4_done:
 	RET
 
 // func dotQ5_1AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ5_1AVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X1
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      bitsShuf<>+0(SB), Y2
 	VMOVDQU      bitsShuf<>+32(SB), Y3
-	MOVL         $0x10101010, R8
-	VMOVD        R8, X4
+	MOVL         $0x10101010, R9
+	VMOVD        R9, X4
 	VPBROADCASTD X4, Y4
 	VXORPS       Y5, Y5, Y5
 	VXORPS       Y6, Y6, Y6
@@ -2526,10 +2558,13 @@ TEXT ·dotQ5_1AVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y8, Y8, Y8
 
 dotQ5_1AVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ5_1AVX2x4_done
-	VMOVDQU      4(SI), Y9
-	VCVTPH2PS    (SI), X10
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	ADDQ         $0x00000060, CX
+	VMOVDQU      4(DI), Y9
+	VCVTPH2PS    (DI), X10
 	VMOVDQU      8(AX), X11
 	VPSRLW       $0x04, X11, X12
 	VINSERTI128  $0x01, X12, Y11, Y12
@@ -2590,11 +2625,11 @@ dotQ5_1AVX2x4_loop:
 	VFMADD231PS  Y13, Y12, Y7
 	VINSERTPS    $0x4e, X11, X11, X11
 	VADDPS       Y11, Y7, Y7
-	VMOVDQU      8(CX), X11
+	VMOVDQU      8(SI), X11
 	VPSRLW       $0x04, X11, X12
 	VINSERTI128  $0x01, X12, Y11, Y12
 	VPAND        Y0, Y12, Y12
-	VMOVD        4(CX), X11
+	VMOVD        4(SI), X11
 	VPBROADCASTD X11, Y13
 	VPSHUFB      Y2, Y13, Y13
 	VPAND        Y3, Y13, Y13
@@ -2604,7 +2639,7 @@ dotQ5_1AVX2x4_loop:
 	VPMADDUBSW   Y9, Y12, Y12
 	VPMADDWD     Y1, Y12, Y12
 	VCVTDQ2PS    Y12, Y12
-	VCVTPH2PS    (CX), X11
+	VCVTPH2PS    (SI), X11
 	VMULPS       X10, X11, X11
 	VBROADCASTSS X11, Y9
 	VFMADD231PS  Y9, Y12, Y8
@@ -2613,9 +2648,9 @@ dotQ5_1AVX2x4_loop:
 	ADDQ         $0x00000018, AX
 	ADDQ         $0x00000018, DX
 	ADDQ         $0x00000018, BX
-	ADDQ         $0x00000018, CX
-	ADDQ         $0x00000024, SI
-	DECQ         DI
+	ADDQ         $0x00000018, SI
+	ADDQ         $0x00000024, DI
+	DECQ         R8
 	JMP          dotQ5_1AVX2x4_loop
 
 dotQ5_1AVX2x4_done:
@@ -2652,23 +2687,24 @@ dotQ5_1AVX2x4_done:
 	RET
 
 // func dotQ5_0AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ5_0AVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X1
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x10101010, R8
-	VMOVD        R8, X2
+	MOVL         $0x10101010, R9
+	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
 	VMOVDQU      bitsShuf<>+0(SB), Y3
 	VMOVDQU      bitsShuf<>+32(SB), Y4
@@ -2678,12 +2714,15 @@ TEXT ·dotQ5_0AVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y8, Y8, Y8
 
 dotQ5_0AVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ5_0AVX2x4_done
-	MOVWLZX      (SI), R8
-	VMOVD        R8, X11
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	ADDQ         $0x00000058, CX
+	MOVWLZX      (DI), R9
+	VMOVD        R9, X11
 	VCVTPH2PS    X11, X11
-	VMOVDQU      2(SI), Y9
+	VMOVDQU      2(DI), Y9
 	VPMADDUBSW   Y9, Y2, Y10
 	VMOVDQU      6(AX), X12
 	VPSRLW       $0x04, X12, X13
@@ -2700,8 +2739,8 @@ dotQ5_0AVX2x4_loop:
 	VPSUBW       Y10, Y13, Y13
 	VPMADDWD     Y1, Y13, Y13
 	VCVTDQ2PS    Y13, Y13
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X12
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X12
 	VCVTPH2PS    X12, X12
 	VMULSS       X11, X12, X12
 	VBROADCASTSS X12, Y14
@@ -2721,8 +2760,8 @@ dotQ5_0AVX2x4_loop:
 	VPSUBW       Y10, Y13, Y13
 	VPMADDWD     Y1, Y13, Y13
 	VCVTDQ2PS    Y13, Y13
-	MOVWLZX      (DX), R8
-	VMOVD        R8, X12
+	MOVWLZX      (DX), R9
+	VMOVD        R9, X12
 	VCVTPH2PS    X12, X12
 	VMULSS       X11, X12, X12
 	VBROADCASTSS X12, Y14
@@ -2742,17 +2781,17 @@ dotQ5_0AVX2x4_loop:
 	VPSUBW       Y10, Y13, Y13
 	VPMADDWD     Y1, Y13, Y13
 	VCVTDQ2PS    Y13, Y13
-	MOVWLZX      (BX), R8
-	VMOVD        R8, X12
+	MOVWLZX      (BX), R9
+	VMOVD        R9, X12
 	VCVTPH2PS    X12, X12
 	VMULSS       X11, X12, X12
 	VBROADCASTSS X12, Y14
 	VFMADD231PS  Y14, Y13, Y7
-	VMOVDQU      6(CX), X12
+	VMOVDQU      6(SI), X12
 	VPSRLW       $0x04, X12, X13
 	VINSERTI128  $0x01, X13, Y12, Y13
 	VPAND        Y0, Y13, Y13
-	VMOVD        2(CX), X12
+	VMOVD        2(SI), X12
 	VPBROADCASTD X12, Y14
 	VPSHUFB      Y3, Y14, Y14
 	VPAND        Y4, Y14, Y14
@@ -2763,8 +2802,8 @@ dotQ5_0AVX2x4_loop:
 	VPSUBW       Y10, Y13, Y13
 	VPMADDWD     Y1, Y13, Y13
 	VCVTDQ2PS    Y13, Y13
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X9
+	MOVWLZX      (SI), R9
+	VMOVD        R9, X9
 	VCVTPH2PS    X9, X9
 	VMULSS       X11, X9, X9
 	VBROADCASTSS X9, Y9
@@ -2772,9 +2811,9 @@ dotQ5_0AVX2x4_loop:
 	ADDQ         $0x00000016, AX
 	ADDQ         $0x00000016, DX
 	ADDQ         $0x00000016, BX
-	ADDQ         $0x00000016, CX
-	ADDQ         $0x00000022, SI
-	DECQ         DI
+	ADDQ         $0x00000016, SI
+	ADDQ         $0x00000022, DI
+	DECQ         R8
 	JMP          dotQ5_0AVX2x4_loop
 
 dotQ5_0AVX2x4_done:
@@ -2811,17 +2850,18 @@ dotQ5_0AVX2x4_done:
 	RET
 
 // func dotIQ4_NLAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_NLAVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
 	VMOVDQU      kvaluesIQ4NL<>+0(SB), X1
 	VXORPS       Y2, Y2, Y2
@@ -2830,13 +2870,16 @@ TEXT ·dotIQ4_NLAVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y5, Y5, Y5
 
 dotIQ4_NLAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotIQ4_NLAVX2x4_done
-	MOVWLZX      (SI), R8
-	VMOVD        R8, X8
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	ADDQ         $0x00000048, CX
+	MOVWLZX      (DI), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VPMOVSXBW    2(SI), Y6
-	VPMOVSXBW    18(SI), Y7
+	VPMOVSXBW    2(DI), Y6
+	VPMOVSXBW    18(DI), Y7
 	VMOVDQU      2(AX), X9
 	VPSRLW       $0x04, X9, X10
 	VPAND        X0, X9, X9
@@ -2849,8 +2892,8 @@ dotIQ4_NLAVX2x4_loop:
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X10
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X10
 	VCVTPH2PS    X10, X10
 	VMULSS       X8, X10, X10
 	VBROADCASTSS X10, Y10
@@ -2867,8 +2910,8 @@ dotIQ4_NLAVX2x4_loop:
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	MOVWLZX      (DX), R8
-	VMOVD        R8, X10
+	MOVWLZX      (DX), R9
+	VMOVD        R9, X10
 	VCVTPH2PS    X10, X10
 	VMULSS       X8, X10, X10
 	VBROADCASTSS X10, Y10
@@ -2885,13 +2928,13 @@ dotIQ4_NLAVX2x4_loop:
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	MOVWLZX      (BX), R8
-	VMOVD        R8, X10
+	MOVWLZX      (BX), R9
+	VMOVD        R9, X10
 	VCVTPH2PS    X10, X10
 	VMULSS       X8, X10, X10
 	VBROADCASTSS X10, Y10
 	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      2(CX), X9
+	VMOVDQU      2(SI), X9
 	VPSRLW       $0x04, X9, X10
 	VPAND        X0, X9, X9
 	VPAND        X0, X10, X10
@@ -2903,8 +2946,8 @@ dotIQ4_NLAVX2x4_loop:
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X6
+	MOVWLZX      (SI), R9
+	VMOVD        R9, X6
 	VCVTPH2PS    X6, X6
 	VMULSS       X8, X6, X6
 	VBROADCASTSS X6, Y6
@@ -2912,9 +2955,9 @@ dotIQ4_NLAVX2x4_loop:
 	ADDQ         $0x00000012, AX
 	ADDQ         $0x00000012, DX
 	ADDQ         $0x00000012, BX
-	ADDQ         $0x00000012, CX
-	ADDQ         $0x00000022, SI
-	DECQ         DI
+	ADDQ         $0x00000012, SI
+	ADDQ         $0x00000022, DI
+	DECQ         R8
 	JMP          dotIQ4_NLAVX2x4_loop
 
 dotIQ4_NLAVX2x4_done:
@@ -2951,20 +2994,21 @@ dotIQ4_NLAVX2x4_done:
 	RET
 
 // func dotQ5_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ5_KAVX2x4(SB), NOSPLIT, $32-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x01010101, R8
-	VMOVD        R8, X1
+	MOVL         $0x01010101, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
@@ -2972,43 +3016,55 @@ TEXT ·dotQ5_KAVX2x4(SB), NOSPLIT, $32-40
 	VXORPS       Y5, Y5, Y5
 
 dotQ5_KAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ5_KAVX2x4_done
-	MOVL         4(AX), R8
-	MOVL         8(AX), R9
-	MOVL         12(AX), R10
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	PREFETCHT0   384(CX)
+	PREFETCHT0   448(CX)
+	PREFETCHT0   512(CX)
+	PREFETCHT0   576(CX)
+	PREFETCHT0   640(CX)
+	ADDQ         $0x000002c0, CX
+	MOVL         4(AX), R9
+	MOVL         8(AX), R10
+	MOVL         12(AX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X6
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VMOVDQU      X7, (SP)
 	VPUNPCKHWD   X6, X6, X7
 	VMOVDQU      X7, 16(SP)
-	VMOVQ        R9, X6
+	VMOVQ        R10, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VPUNPCKHWD   X6, X6, X6
 	VINSERTI128  $0x01, X6, Y7, Y6
-	VPMADDWD     260(SI), Y6, Y6
+	VPMADDWD     260(DI), Y6, Y6
 	VMOVDQU      16(AX), Y9
 	VMOVDQU      48(AX), Y8
 	VPSRLW       $0x04, Y8, Y10
@@ -3022,8 +3078,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y11, Y11
 	VPOR         Y11, Y10, Y10
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   4(SI), Y8, Y8
-	VPMADDUBSW   36(SI), Y10, Y10
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDUBSW   36(DI), Y10, Y10
 	VPBROADCASTD (SP), Y11
 	VPMADDWD     Y11, Y8, Y8
 	VPBROADCASTD 4(SP), Y11
@@ -3041,8 +3097,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   68(SI), Y10, Y10
-	VPMADDUBSW   100(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y10, Y10
+	VPMADDUBSW   100(DI), Y11, Y11
 	VPBROADCASTD 8(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 12(SP), Y12
@@ -3061,8 +3117,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   132(SI), Y10, Y10
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y10, Y10
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPBROADCASTD 16(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 20(SP), Y12
@@ -3080,18 +3136,18 @@ dotQ5_KAVX2x4_loop:
 	VPAND        Y1, Y9, Y12
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
-	VPMADDUBSW   196(SI), Y10, Y10
-	VPMADDUBSW   228(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y10, Y10
+	VPMADDUBSW   228(DI), Y11, Y11
 	VPBROADCASTD 24(SP), Y9
 	VPMADDWD     Y9, Y10, Y10
 	VPBROADCASTD 28(SP), Y9
 	VPMADDWD     Y9, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	MOVL         (AX), R8
-	VMOVD        R8, X7
+	MOVL         (AX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VBROADCASTSS (SI), X9
+	VBROADCASTSS (DI), X9
 	VMULPS       X9, X7, X7
 	VBROADCASTSS X7, Y9
 	VMOVSHDUP    X7, X7
@@ -3100,41 +3156,41 @@ dotQ5_KAVX2x4_loop:
 	VFMADD231PS  Y9, Y8, Y2
 	VCVTDQ2PS    Y6, Y6
 	VFNMADD231PS Y10, Y6, Y2
-	MOVL         4(DX), R8
-	MOVL         8(DX), R9
-	MOVL         12(DX), R10
+	MOVL         4(DX), R9
+	MOVL         8(DX), R10
+	MOVL         12(DX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X6
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VMOVDQU      X7, (SP)
 	VPUNPCKHWD   X6, X6, X7
 	VMOVDQU      X7, 16(SP)
-	VMOVQ        R9, X6
+	VMOVQ        R10, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VPUNPCKHWD   X6, X6, X6
 	VINSERTI128  $0x01, X6, Y7, Y6
-	VPMADDWD     260(SI), Y6, Y6
+	VPMADDWD     260(DI), Y6, Y6
 	VMOVDQU      16(DX), Y9
 	VMOVDQU      48(DX), Y8
 	VPSRLW       $0x04, Y8, Y10
@@ -3148,8 +3204,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y11, Y11
 	VPOR         Y11, Y10, Y10
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   4(SI), Y8, Y8
-	VPMADDUBSW   36(SI), Y10, Y10
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDUBSW   36(DI), Y10, Y10
 	VPBROADCASTD (SP), Y11
 	VPMADDWD     Y11, Y8, Y8
 	VPBROADCASTD 4(SP), Y11
@@ -3167,8 +3223,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   68(SI), Y10, Y10
-	VPMADDUBSW   100(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y10, Y10
+	VPMADDUBSW   100(DI), Y11, Y11
 	VPBROADCASTD 8(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 12(SP), Y12
@@ -3187,8 +3243,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   132(SI), Y10, Y10
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y10, Y10
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPBROADCASTD 16(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 20(SP), Y12
@@ -3206,18 +3262,18 @@ dotQ5_KAVX2x4_loop:
 	VPAND        Y1, Y9, Y12
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
-	VPMADDUBSW   196(SI), Y10, Y10
-	VPMADDUBSW   228(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y10, Y10
+	VPMADDUBSW   228(DI), Y11, Y11
 	VPBROADCASTD 24(SP), Y9
 	VPMADDWD     Y9, Y10, Y10
 	VPBROADCASTD 28(SP), Y9
 	VPMADDWD     Y9, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	MOVL         (DX), R8
-	VMOVD        R8, X7
+	MOVL         (DX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VBROADCASTSS (SI), X9
+	VBROADCASTSS (DI), X9
 	VMULPS       X9, X7, X7
 	VBROADCASTSS X7, Y9
 	VMOVSHDUP    X7, X7
@@ -3226,41 +3282,41 @@ dotQ5_KAVX2x4_loop:
 	VFMADD231PS  Y9, Y8, Y3
 	VCVTDQ2PS    Y6, Y6
 	VFNMADD231PS Y10, Y6, Y3
-	MOVL         4(BX), R8
-	MOVL         8(BX), R9
-	MOVL         12(BX), R10
+	MOVL         4(BX), R9
+	MOVL         8(BX), R10
+	MOVL         12(BX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X6
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VMOVDQU      X7, (SP)
 	VPUNPCKHWD   X6, X6, X7
 	VMOVDQU      X7, 16(SP)
-	VMOVQ        R9, X6
+	VMOVQ        R10, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VPUNPCKHWD   X6, X6, X6
 	VINSERTI128  $0x01, X6, Y7, Y6
-	VPMADDWD     260(SI), Y6, Y6
+	VPMADDWD     260(DI), Y6, Y6
 	VMOVDQU      16(BX), Y9
 	VMOVDQU      48(BX), Y8
 	VPSRLW       $0x04, Y8, Y10
@@ -3274,8 +3330,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y11, Y11
 	VPOR         Y11, Y10, Y10
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   4(SI), Y8, Y8
-	VPMADDUBSW   36(SI), Y10, Y10
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDUBSW   36(DI), Y10, Y10
 	VPBROADCASTD (SP), Y11
 	VPMADDWD     Y11, Y8, Y8
 	VPBROADCASTD 4(SP), Y11
@@ -3293,8 +3349,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   68(SI), Y10, Y10
-	VPMADDUBSW   100(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y10, Y10
+	VPMADDUBSW   100(DI), Y11, Y11
 	VPBROADCASTD 8(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 12(SP), Y12
@@ -3313,8 +3369,8 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   132(SI), Y10, Y10
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y10, Y10
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPBROADCASTD 16(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 20(SP), Y12
@@ -3332,18 +3388,18 @@ dotQ5_KAVX2x4_loop:
 	VPAND        Y1, Y9, Y12
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
-	VPMADDUBSW   196(SI), Y10, Y10
-	VPMADDUBSW   228(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y10, Y10
+	VPMADDUBSW   228(DI), Y11, Y11
 	VPBROADCASTD 24(SP), Y9
 	VPMADDWD     Y9, Y10, Y10
 	VPBROADCASTD 28(SP), Y9
 	VPMADDWD     Y9, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	MOVL         (BX), R8
-	VMOVD        R8, X7
+	MOVL         (BX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VBROADCASTSS (SI), X9
+	VBROADCASTSS (DI), X9
 	VMULPS       X9, X7, X7
 	VBROADCASTSS X7, Y9
 	VMOVSHDUP    X7, X7
@@ -3352,43 +3408,43 @@ dotQ5_KAVX2x4_loop:
 	VFMADD231PS  Y9, Y8, Y4
 	VCVTDQ2PS    Y6, Y6
 	VFNMADD231PS Y10, Y6, Y4
-	MOVL         4(CX), R8
-	MOVL         8(CX), R9
-	MOVL         12(CX), R10
+	MOVL         4(SI), R9
+	MOVL         8(SI), R10
+	MOVL         12(SI), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
 	MOVL         R10, R12
-	SHRL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R12
-	MOVL         R9, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R12
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
 	ANDL         $0x3f3f3f3f, R9
-	SHLQ         $0x20, R10
-	ORQ          R10, R8
-	SHLQ         $0x20, R12
-	ORQ          R12, R9
-	VMOVQ        R8, X6
+	ANDL         $0x3f3f3f3f, R10
+	SHLQ         $0x20, R11
+	ORQ          R11, R9
+	SHLQ         $0x20, R13
+	ORQ          R13, R10
+	VMOVQ        R9, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VMOVDQU      X7, (SP)
 	VPUNPCKHWD   X6, X6, X7
 	VMOVDQU      X7, 16(SP)
-	VMOVQ        R9, X6
+	VMOVQ        R10, X6
 	VPMOVZXBW    X6, X6
 	VPUNPCKLWD   X6, X6, X7
 	VPUNPCKHWD   X6, X6, X6
 	VINSERTI128  $0x01, X6, Y7, Y6
-	VPMADDWD     260(SI), Y6, Y6
-	VMOVDQU      16(CX), Y9
-	VMOVDQU      48(CX), Y8
+	VPMADDWD     260(DI), Y6, Y6
+	VMOVDQU      16(SI), Y9
+	VMOVDQU      48(SI), Y8
 	VPSRLW       $0x04, Y8, Y10
 	VPAND        Y0, Y8, Y8
 	VPAND        Y0, Y10, Y10
@@ -3400,14 +3456,14 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y11, Y11
 	VPOR         Y11, Y10, Y10
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   4(SI), Y8, Y8
-	VPMADDUBSW   36(SI), Y10, Y10
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDUBSW   36(DI), Y10, Y10
 	VPBROADCASTD (SP), Y11
 	VPMADDWD     Y11, Y8, Y8
 	VPBROADCASTD 4(SP), Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y8, Y8
-	VMOVDQU      80(CX), Y10
+	VMOVDQU      80(SI), Y10
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y10, Y10
 	VPAND        Y0, Y11, Y11
@@ -3419,15 +3475,15 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   68(SI), Y10, Y10
-	VPMADDUBSW   100(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y10, Y10
+	VPMADDUBSW   100(DI), Y11, Y11
 	VPBROADCASTD 8(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 12(SP), Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	VMOVDQU      112(CX), Y10
+	VMOVDQU      112(SI), Y10
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y10, Y10
 	VPAND        Y0, Y11, Y11
@@ -3439,15 +3495,15 @@ dotQ5_KAVX2x4_loop:
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
 	VPSRLW       $0x01, Y9, Y9
-	VPMADDUBSW   132(SI), Y10, Y10
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y10, Y10
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPBROADCASTD 16(SP), Y12
 	VPMADDWD     Y12, Y10, Y10
 	VPBROADCASTD 20(SP), Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	VMOVDQU      144(CX), Y10
+	VMOVDQU      144(SI), Y10
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y10, Y10
 	VPAND        Y0, Y11, Y11
@@ -3458,18 +3514,18 @@ dotQ5_KAVX2x4_loop:
 	VPAND        Y1, Y9, Y12
 	VPSLLW       $0x04, Y12, Y12
 	VPOR         Y12, Y11, Y11
-	VPMADDUBSW   196(SI), Y10, Y10
-	VPMADDUBSW   228(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y10, Y10
+	VPMADDUBSW   228(DI), Y11, Y11
 	VPBROADCASTD 24(SP), Y9
 	VPMADDWD     Y9, Y10, Y10
 	VPBROADCASTD 28(SP), Y9
 	VPMADDWD     Y9, Y11, Y11
 	VPADDD       Y10, Y8, Y8
 	VPADDD       Y11, Y8, Y8
-	MOVL         (CX), R8
-	VMOVD        R8, X7
+	MOVL         (SI), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VBROADCASTSS (SI), X9
+	VBROADCASTSS (DI), X9
 	VMULPS       X9, X7, X7
 	VBROADCASTSS X7, Y9
 	VMOVSHDUP    X7, X7
@@ -3481,9 +3537,9 @@ dotQ5_KAVX2x4_loop:
 	ADDQ         $0x000000b0, AX
 	ADDQ         $0x000000b0, DX
 	ADDQ         $0x000000b0, BX
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x000000b0, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotQ5_KAVX2x4_loop
 
 dotQ5_KAVX2x4_done:
@@ -4151,20 +4207,21 @@ dotIQ4_XSAVX2_done:
 	RET
 
 // func dotQ2_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ2_KAVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x03030303, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x03030303, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X1
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      q6kScaleMasks<>+256(SB), X2
 	VXORPS       Y3, Y3, Y3
@@ -4173,8 +4230,15 @@ TEXT ·dotQ2_KAVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y6, Y6, Y6
 
 dotQ2_KAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ2_KAVX2x4_done
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	ADDQ         $0x00000150, CX
 	VMOVDQU      (AX), X7
 	VPAND        X1, X7, X8
 	VPSHUFB      X2, X8, X8
@@ -4182,59 +4246,59 @@ dotQ2_KAVX2x4_loop:
 	VPSRLW       $0x04, X7, X7
 	VPAND        X1, X7, X7
 	VPMOVZXBW    X7, Y7
-	VPMADDWD     260(SI), Y7, Y7
+	VPMADDWD     260(DI), Y7, Y7
 	VMOVDQU      16(AX), Y10
 	VPAND        Y0, Y10, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y8, Y11
 	VPMADDWD     Y11, Y9, Y9
 	VMOVDQA      Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   36(SI), Y11, Y11
+	VPMADDUBSW   36(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   68(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y8, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VMOVDQU      48(AX), Y10
 	VPAND        Y0, Y10, Y11
-	VPMADDUBSW   132(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   196(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y8, Y8
 	VPMADDWD     Y8, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	MOVL         80(AX), R8
-	VMOVD        R8, X8
+	MOVL         80(AX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VBROADCASTSS (SI), X10
+	VBROADCASTSS (DI), X10
 	VMULPS       X10, X8, X8
 	VBROADCASTSS X8, Y10
 	VMOVSHDUP    X8, X8
@@ -4250,59 +4314,59 @@ dotQ2_KAVX2x4_loop:
 	VPSRLW       $0x04, X7, X7
 	VPAND        X1, X7, X7
 	VPMOVZXBW    X7, Y7
-	VPMADDWD     260(SI), Y7, Y7
+	VPMADDWD     260(DI), Y7, Y7
 	VMOVDQU      16(DX), Y10
 	VPAND        Y0, Y10, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y8, Y11
 	VPMADDWD     Y11, Y9, Y9
 	VMOVDQA      Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   36(SI), Y11, Y11
+	VPMADDUBSW   36(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   68(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y8, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VMOVDQU      48(DX), Y10
 	VPAND        Y0, Y10, Y11
-	VPMADDUBSW   132(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   196(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y8, Y8
 	VPMADDWD     Y8, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	MOVL         80(DX), R8
-	VMOVD        R8, X8
+	MOVL         80(DX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VBROADCASTSS (SI), X10
+	VBROADCASTSS (DI), X10
 	VMULPS       X10, X8, X8
 	VBROADCASTSS X8, Y10
 	VMOVSHDUP    X8, X8
@@ -4318,59 +4382,59 @@ dotQ2_KAVX2x4_loop:
 	VPSRLW       $0x04, X7, X7
 	VPAND        X1, X7, X7
 	VPMOVZXBW    X7, Y7
-	VPMADDWD     260(SI), Y7, Y7
+	VPMADDWD     260(DI), Y7, Y7
 	VMOVDQU      16(BX), Y10
 	VPAND        Y0, Y10, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y8, Y11
 	VPMADDWD     Y11, Y9, Y9
 	VMOVDQA      Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   36(SI), Y11, Y11
+	VPMADDUBSW   36(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   68(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y8, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
 	VMOVDQU      48(BX), Y10
 	VPAND        Y0, Y10, Y11
-	VPMADDUBSW   132(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   196(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y8, Y8
 	VPMADDWD     Y8, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	MOVL         80(BX), R8
-	VMOVD        R8, X8
+	MOVL         80(BX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VBROADCASTSS (SI), X10
+	VBROADCASTSS (DI), X10
 	VMULPS       X10, X8, X8
 	VBROADCASTSS X8, Y10
 	VMOVSHDUP    X8, X8
@@ -4379,66 +4443,66 @@ dotQ2_KAVX2x4_loop:
 	VFMADD231PS  Y10, Y9, Y5
 	VCVTDQ2PS    Y7, Y7
 	VFNMADD231PS Y8, Y7, Y5
-	VMOVDQU      (CX), X7
+	VMOVDQU      (SI), X7
 	VPAND        X1, X7, X8
 	VPSHUFB      X2, X8, X8
 	VPMOVZXBW    X8, Y8
 	VPSRLW       $0x04, X7, X7
 	VPAND        X1, X7, X7
 	VPMOVZXBW    X7, Y7
-	VPMADDWD     260(SI), Y7, Y7
-	VMOVDQU      16(CX), Y10
+	VPMADDWD     260(DI), Y7, Y7
+	VMOVDQU      16(SI), Y10
 	VPAND        Y0, Y10, Y9
-	VPMADDUBSW   4(SI), Y9, Y9
+	VPMADDUBSW   4(DI), Y9, Y9
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y8, Y11
 	VPMADDWD     Y11, Y9, Y9
 	VMOVDQA      Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   36(SI), Y11, Y11
+	VPMADDUBSW   36(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   68(SI), Y11, Y11
+	VPMADDUBSW   68(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   100(SI), Y10, Y10
+	VPMADDUBSW   100(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y8, Y11
 	VPMADDWD     Y11, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	VMOVDQU      48(CX), Y10
+	VMOVDQU      48(SI), Y10
 	VPAND        Y0, Y10, Y11
-	VPMADDUBSW   132(SI), Y11, Y11
+	VPMADDUBSW   132(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x02, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   164(SI), Y11, Y11
+	VPMADDUBSW   164(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x04, Y10, Y11
 	VPAND        Y0, Y11, Y11
-	VPMADDUBSW   196(SI), Y11, Y11
+	VPMADDUBSW   196(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y8, Y12
 	VPMADDWD     Y12, Y11, Y11
 	VPADDD       Y11, Y9, Y9
 	VPSRLW       $0x06, Y10, Y10
 	VPAND        Y0, Y10, Y10
-	VPMADDUBSW   228(SI), Y10, Y10
+	VPMADDUBSW   228(DI), Y10, Y10
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y8, Y8
 	VPMADDWD     Y8, Y10, Y10
 	VPADDD       Y10, Y9, Y9
-	MOVL         80(CX), R8
-	VMOVD        R8, X8
+	MOVL         80(SI), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VBROADCASTSS (SI), X10
+	VBROADCASTSS (DI), X10
 	VMULPS       X10, X8, X8
 	VBROADCASTSS X8, Y10
 	VMOVSHDUP    X8, X8
@@ -4450,9 +4514,9 @@ dotQ2_KAVX2x4_loop:
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000054, DX
 	ADDQ         $0x00000054, BX
-	ADDQ         $0x00000054, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000054, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotQ2_KAVX2x4_loop
 
 dotQ2_KAVX2x4_done:
@@ -4489,23 +4553,24 @@ dotQ2_KAVX2x4_done:
 	RET
 
 // func dotQ3_KAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ3_KAVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x03030303, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x03030303, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x01010101, R8
-	VMOVD        R8, X1
+	MOVL         $0x01010101, R9
+	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x20202020, R8
-	VMOVD        R8, X2
+	MOVL         $0x20202020, R9
+	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
 	VMOVDQU      q6kScaleMasks<>+256(SB), X3
 	VXORPS       Y4, Y4, Y4
@@ -4514,48 +4579,56 @@ TEXT ·dotQ3_KAVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y7, Y7, Y7
 
 dotQ3_KAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotQ3_KAVX2x4_done
-	MOVL         96(AX), R8
-	MOVL         100(AX), R9
-	MOVL         104(AX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	PREFETCHT0   384(CX)
+	ADDQ         $0x000001b8, CX
+	MOVL         96(AX), R9
+	MOVL         100(AX), R10
+	MOVL         104(AX), R11
 	MOVL         R9, R12
 	ANDL         $0x0f0f0f0f, R12
-	MOVL         R10, R13
-	SHRL         $0x02, R13
+	MOVL         R11, R13
 	ANDL         $0x03030303, R13
 	SHLL         $0x04, R13
 	ORL          R13, R12
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
 	MOVL         R10, R13
-	SHRL         $0x04, R13
-	ANDL         $0x03030303, R13
-	SHLL         $0x04, R13
-	ORL          R13, R8
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x02, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
 	SHRL         $0x04, R9
 	ANDL         $0x0f0f0f0f, R9
-	SHRL         $0x06, R10
-	ANDL         $0x03030303, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	SHLQ         $0x20, R9
-	ORQ          R9, R8
-	VMOVQ        R11, X8
-	VPINSRQ      $0x01, R8, X8, X8
+	MOVL         R11, R14
+	SHRL         $0x04, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R9
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	SHLQ         $0x20, R10
+	ORQ          R10, R9
+	VMOVQ        R12, X8
+	VPINSRQ      $0x01, R9, X8, X8
 	VPSUBB       X2, X8, X8
 	VPSHUFB      X3, X8, X9
 	VPMOVSXBW    X9, Y9
 	VPMOVSXBW    X8, Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (AX), Y10
 	VMOVDQU      32(AX), Y12
 	VPAND        Y0, Y12, Y11
@@ -4563,7 +4636,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y11, Y11
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   4(SI), Y11, Y11
+	VPMADDUBSW   4(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y9, Y13
 	VPMADDWD     Y13, Y11, Y11
 	VMOVDQA      Y11, Y11
@@ -4573,7 +4646,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4583,7 +4656,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   68(SI), Y13, Y13
+	VPMADDUBSW   68(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4593,7 +4666,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y12, Y12
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   100(SI), Y12, Y12
+	VPMADDUBSW   100(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y9, Y13
 	VPMADDWD     Y13, Y12, Y12
 	VPADDD       Y12, Y11, Y11
@@ -4603,7 +4676,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4613,7 +4686,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4623,7 +4696,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   196(SI), Y13, Y13
+	VPMADDUBSW   196(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4632,59 +4705,59 @@ dotQ3_KAVX2x4_loop:
 	VPAND        Y1, Y10, Y10
 	VPSLLW       $0x02, Y10, Y10
 	VPOR         Y10, Y12, Y12
-	VPMADDUBSW   228(SI), Y12, Y12
+	VPMADDUBSW   228(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y9, Y9
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y11, Y11
 	VPSLLD       $0x02, Y8, Y8
 	VPSUBD       Y8, Y11, Y11
-	MOVWLZX      108(AX), R8
-	VMOVD        R8, X8
+	MOVWLZX      108(AX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VMULSS       (SI), X8, X8
+	VMULSS       (DI), X8, X8
 	VBROADCASTSS X8, Y8
 	VCVTDQ2PS    Y11, Y11
 	VFMADD231PS  Y8, Y11, Y4
-	MOVL         96(DX), R8
-	MOVL         100(DX), R9
-	MOVL         104(DX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
+	MOVL         96(DX), R9
+	MOVL         100(DX), R10
+	MOVL         104(DX), R11
 	MOVL         R9, R12
 	ANDL         $0x0f0f0f0f, R12
-	MOVL         R10, R13
-	SHRL         $0x02, R13
+	MOVL         R11, R13
 	ANDL         $0x03030303, R13
 	SHLL         $0x04, R13
 	ORL          R13, R12
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
 	MOVL         R10, R13
-	SHRL         $0x04, R13
-	ANDL         $0x03030303, R13
-	SHLL         $0x04, R13
-	ORL          R13, R8
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x02, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
 	SHRL         $0x04, R9
 	ANDL         $0x0f0f0f0f, R9
-	SHRL         $0x06, R10
-	ANDL         $0x03030303, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	SHLQ         $0x20, R9
-	ORQ          R9, R8
-	VMOVQ        R11, X8
-	VPINSRQ      $0x01, R8, X8, X8
+	MOVL         R11, R14
+	SHRL         $0x04, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R9
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	SHLQ         $0x20, R10
+	ORQ          R10, R9
+	VMOVQ        R12, X8
+	VPINSRQ      $0x01, R9, X8, X8
 	VPSUBB       X2, X8, X8
 	VPSHUFB      X3, X8, X9
 	VPMOVSXBW    X9, Y9
 	VPMOVSXBW    X8, Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (DX), Y10
 	VMOVDQU      32(DX), Y12
 	VPAND        Y0, Y12, Y11
@@ -4692,7 +4765,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y11, Y11
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   4(SI), Y11, Y11
+	VPMADDUBSW   4(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y9, Y13
 	VPMADDWD     Y13, Y11, Y11
 	VMOVDQA      Y11, Y11
@@ -4702,7 +4775,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4712,7 +4785,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   68(SI), Y13, Y13
+	VPMADDUBSW   68(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4722,7 +4795,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y12, Y12
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   100(SI), Y12, Y12
+	VPMADDUBSW   100(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y9, Y13
 	VPMADDWD     Y13, Y12, Y12
 	VPADDD       Y12, Y11, Y11
@@ -4732,7 +4805,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4742,7 +4815,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4752,7 +4825,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   196(SI), Y13, Y13
+	VPMADDUBSW   196(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4761,59 +4834,59 @@ dotQ3_KAVX2x4_loop:
 	VPAND        Y1, Y10, Y10
 	VPSLLW       $0x02, Y10, Y10
 	VPOR         Y10, Y12, Y12
-	VPMADDUBSW   228(SI), Y12, Y12
+	VPMADDUBSW   228(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y9, Y9
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y11, Y11
 	VPSLLD       $0x02, Y8, Y8
 	VPSUBD       Y8, Y11, Y11
-	MOVWLZX      108(DX), R8
-	VMOVD        R8, X8
+	MOVWLZX      108(DX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VMULSS       (SI), X8, X8
+	VMULSS       (DI), X8, X8
 	VBROADCASTSS X8, Y8
 	VCVTDQ2PS    Y11, Y11
 	VFMADD231PS  Y8, Y11, Y5
-	MOVL         96(BX), R8
-	MOVL         100(BX), R9
-	MOVL         104(BX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
+	MOVL         96(BX), R9
+	MOVL         100(BX), R10
+	MOVL         104(BX), R11
 	MOVL         R9, R12
 	ANDL         $0x0f0f0f0f, R12
-	MOVL         R10, R13
-	SHRL         $0x02, R13
+	MOVL         R11, R13
 	ANDL         $0x03030303, R13
 	SHLL         $0x04, R13
 	ORL          R13, R12
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
 	MOVL         R10, R13
-	SHRL         $0x04, R13
-	ANDL         $0x03030303, R13
-	SHLL         $0x04, R13
-	ORL          R13, R8
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x02, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
 	SHRL         $0x04, R9
 	ANDL         $0x0f0f0f0f, R9
-	SHRL         $0x06, R10
-	ANDL         $0x03030303, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	SHLQ         $0x20, R9
-	ORQ          R9, R8
-	VMOVQ        R11, X8
-	VPINSRQ      $0x01, R8, X8, X8
+	MOVL         R11, R14
+	SHRL         $0x04, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R9
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	SHLQ         $0x20, R10
+	ORQ          R10, R9
+	VMOVQ        R12, X8
+	VPINSRQ      $0x01, R9, X8, X8
 	VPSUBB       X2, X8, X8
 	VPSHUFB      X3, X8, X9
 	VPMOVSXBW    X9, Y9
 	VPMOVSXBW    X8, Y8
-	VPMADDWD     260(SI), Y8, Y8
+	VPMADDWD     260(DI), Y8, Y8
 	VMOVDQU      (BX), Y10
 	VMOVDQU      32(BX), Y12
 	VPAND        Y0, Y12, Y11
@@ -4821,7 +4894,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y11, Y11
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   4(SI), Y11, Y11
+	VPMADDUBSW   4(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y9, Y13
 	VPMADDWD     Y13, Y11, Y11
 	VMOVDQA      Y11, Y11
@@ -4831,7 +4904,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4841,7 +4914,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   68(SI), Y13, Y13
+	VPMADDUBSW   68(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4851,7 +4924,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y12, Y12
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   100(SI), Y12, Y12
+	VPMADDUBSW   100(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y9, Y13
 	VPMADDWD     Y13, Y12, Y12
 	VPADDD       Y12, Y11, Y11
@@ -4861,7 +4934,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4871,7 +4944,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4881,7 +4954,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   196(SI), Y13, Y13
+	VPMADDUBSW   196(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4890,67 +4963,67 @@ dotQ3_KAVX2x4_loop:
 	VPAND        Y1, Y10, Y10
 	VPSLLW       $0x02, Y10, Y10
 	VPOR         Y10, Y12, Y12
-	VPMADDUBSW   228(SI), Y12, Y12
+	VPMADDUBSW   228(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y9, Y9
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y11, Y11
 	VPSLLD       $0x02, Y8, Y8
 	VPSUBD       Y8, Y11, Y11
-	MOVWLZX      108(BX), R8
-	VMOVD        R8, X8
+	MOVWLZX      108(BX), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VMULSS       (SI), X8, X8
+	VMULSS       (DI), X8, X8
 	VBROADCASTSS X8, Y8
 	VCVTDQ2PS    Y11, Y11
 	VFMADD231PS  Y8, Y11, Y6
-	MOVL         96(CX), R8
-	MOVL         100(CX), R9
-	MOVL         104(CX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
+	MOVL         96(SI), R9
+	MOVL         100(SI), R10
+	MOVL         104(SI), R11
 	MOVL         R9, R12
 	ANDL         $0x0f0f0f0f, R12
-	MOVL         R10, R13
-	SHRL         $0x02, R13
+	MOVL         R11, R13
 	ANDL         $0x03030303, R13
 	SHLL         $0x04, R13
 	ORL          R13, R12
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
 	MOVL         R10, R13
-	SHRL         $0x04, R13
-	ANDL         $0x03030303, R13
-	SHLL         $0x04, R13
-	ORL          R13, R8
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x02, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
 	SHRL         $0x04, R9
 	ANDL         $0x0f0f0f0f, R9
-	SHRL         $0x06, R10
-	ANDL         $0x03030303, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SHLQ         $0x20, R12
-	ORQ          R12, R11
-	SHLQ         $0x20, R9
-	ORQ          R9, R8
-	VMOVQ        R11, X8
-	VPINSRQ      $0x01, R8, X8, X8
+	MOVL         R11, R14
+	SHRL         $0x04, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R9
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SHLQ         $0x20, R13
+	ORQ          R13, R12
+	SHLQ         $0x20, R10
+	ORQ          R10, R9
+	VMOVQ        R12, X8
+	VPINSRQ      $0x01, R9, X8, X8
 	VPSUBB       X2, X8, X8
 	VPSHUFB      X3, X8, X9
 	VPMOVSXBW    X9, Y9
 	VPMOVSXBW    X8, Y8
-	VPMADDWD     260(SI), Y8, Y8
-	VMOVDQU      (CX), Y10
-	VMOVDQU      32(CX), Y12
+	VPMADDWD     260(DI), Y8, Y8
+	VMOVDQU      (SI), Y10
+	VMOVDQU      32(SI), Y12
 	VPAND        Y0, Y12, Y11
 	VPAND        Y1, Y10, Y13
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y11, Y11
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   4(SI), Y11, Y11
+	VPMADDUBSW   4(DI), Y11, Y11
 	VPSHUFB      q6kScaleMasks<>+0(SB), Y9, Y13
 	VPMADDWD     Y13, Y11, Y11
 	VMOVDQA      Y11, Y11
@@ -4960,7 +5033,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   36(SI), Y13, Y13
+	VPMADDUBSW   36(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+32(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4970,7 +5043,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   68(SI), Y13, Y13
+	VPMADDUBSW   68(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+64(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -4980,17 +5053,17 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y13, Y13
 	VPOR         Y13, Y12, Y12
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   100(SI), Y12, Y12
+	VPMADDUBSW   100(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+96(SB), Y9, Y13
 	VPMADDWD     Y13, Y12, Y12
 	VPADDD       Y12, Y11, Y11
-	VMOVDQU      64(CX), Y12
+	VMOVDQU      64(SI), Y12
 	VPAND        Y0, Y12, Y13
 	VPAND        Y1, Y10, Y14
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   132(SI), Y13, Y13
+	VPMADDUBSW   132(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+128(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -5000,7 +5073,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   164(SI), Y13, Y13
+	VPMADDUBSW   164(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+160(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -5010,7 +5083,7 @@ dotQ3_KAVX2x4_loop:
 	VPSLLW       $0x02, Y14, Y14
 	VPOR         Y14, Y13, Y13
 	VPSRLW       $0x01, Y10, Y10
-	VPMADDUBSW   196(SI), Y13, Y13
+	VPMADDUBSW   196(DI), Y13, Y13
 	VPSHUFB      q6kScaleMasks<>+192(SB), Y9, Y14
 	VPMADDWD     Y14, Y13, Y13
 	VPADDD       Y13, Y11, Y11
@@ -5019,25 +5092,25 @@ dotQ3_KAVX2x4_loop:
 	VPAND        Y1, Y10, Y10
 	VPSLLW       $0x02, Y10, Y10
 	VPOR         Y10, Y12, Y12
-	VPMADDUBSW   228(SI), Y12, Y12
+	VPMADDUBSW   228(DI), Y12, Y12
 	VPSHUFB      q6kScaleMasks<>+224(SB), Y9, Y9
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y11, Y11
 	VPSLLD       $0x02, Y8, Y8
 	VPSUBD       Y8, Y11, Y11
-	MOVWLZX      108(CX), R8
-	VMOVD        R8, X8
+	MOVWLZX      108(SI), R9
+	VMOVD        R9, X8
 	VCVTPH2PS    X8, X8
-	VMULSS       (SI), X8, X8
+	VMULSS       (DI), X8, X8
 	VBROADCASTSS X8, Y8
 	VCVTDQ2PS    Y11, Y11
 	VFMADD231PS  Y8, Y11, Y7
 	ADDQ         $0x0000006e, AX
 	ADDQ         $0x0000006e, DX
 	ADDQ         $0x0000006e, BX
-	ADDQ         $0x0000006e, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x0000006e, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotQ3_KAVX2x4_loop
 
 dotQ3_KAVX2x4_done:
@@ -5074,17 +5147,18 @@ dotQ3_KAVX2x4_done:
 	RET
 
 // func dotIQ4_XSAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_XSAVX2x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
 	VMOVDQU      kvaluesIQ4NL<>+0(SB), X1
 	VXORPS       Y2, Y2, Y2
@@ -5093,9 +5167,19 @@ TEXT ·dotIQ4_XSAVX2x4(SB), NOSPLIT, $0-40
 	VXORPS       Y5, Y5, Y5
 
 dotIQ4_XSAVX2x4_loop:
-	TESTQ        DI, DI
+	TESTQ        R8, R8
 	JZ           dotIQ4_XSAVX2x4_done
-	MOVWLZX      2(AX), R8
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	PREFETCHT0   128(CX)
+	PREFETCHT0   192(CX)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   320(CX)
+	PREFETCHT0   384(CX)
+	PREFETCHT0   448(CX)
+	PREFETCHT0   512(CX)
+	ADDQ         $0x00000220, CX
+	MOVWLZX      2(AX), R9
 	VMOVDQU      8(AX), X6
 	VPSRLW       $0x04, X6, X7
 	VPAND        X0, X6, X6
@@ -5104,19 +5188,19 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X7, X1, X7
 	VPMOVSXBW    X6, Y6
 	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    4(SI), Y8
+	VPMOVSXBW    4(DI), Y8
 	VPMADDWD     Y8, Y6, Y6
-	VPMOVSXBW    20(SI), Y8
+	VPMOVSXBW    20(DI), Y8
 	VPMADDWD     Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVBLZX      4(AX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X7
+	MOVBLZX      4(AX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X7
 	VPBROADCASTD X7, Y7
 	VPMULLD      Y7, Y6, Y6
 	VMOVDQA      Y6, Y6
@@ -5128,21 +5212,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    36(SI), Y9
+	VPMOVSXBW    36(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    52(SI), Y9
+	VPMOVSXBW    52(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      4(AX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x02, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      4(AX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5154,20 +5238,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    68(SI), Y9
+	VPMOVSXBW    68(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    84(SI), Y9
+	VPMOVSXBW    84(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(AX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x04, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(AX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x04, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5179,21 +5263,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    100(SI), Y9
+	VPMOVSXBW    100(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    116(SI), Y9
+	VPMOVSXBW    116(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(AX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x06, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(AX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x06, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5205,20 +5289,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    132(SI), Y9
+	VPMOVSXBW    132(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    148(SI), Y9
+	VPMOVSXBW    148(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(AX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x08, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(AX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x08, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5230,21 +5314,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    164(SI), Y9
+	VPMOVSXBW    164(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    180(SI), Y9
+	VPMOVSXBW    180(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(AX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0a, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(AX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0a, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5256,20 +5340,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    196(SI), Y9
+	VPMOVSXBW    196(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    212(SI), Y9
+	VPMOVSXBW    212(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(AX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0c, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(AX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0c, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5281,31 +5365,31 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    228(SI), Y9
+	VPMOVSXBW    228(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    244(SI), Y9
+	VPMOVSXBW    244(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(AX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	SHRL         $0x0e, R8
-	ANDL         $0x00000003, R8
-	SHLL         $0x04, R8
-	ORL          R8, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(AX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	SHRL         $0x0e, R9
+	ANDL         $0x00000003, R9
+	SHLL         $0x04, R9
+	ORL          R9, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X7
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y6, Y6
 	VFMADD231PS  Y7, Y6, Y2
-	MOVWLZX      2(DX), R8
+	MOVWLZX      2(DX), R9
 	VMOVDQU      8(DX), X6
 	VPSRLW       $0x04, X6, X7
 	VPAND        X0, X6, X6
@@ -5314,19 +5398,19 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X7, X1, X7
 	VPMOVSXBW    X6, Y6
 	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    4(SI), Y8
+	VPMOVSXBW    4(DI), Y8
 	VPMADDWD     Y8, Y6, Y6
-	VPMOVSXBW    20(SI), Y8
+	VPMOVSXBW    20(DI), Y8
 	VPMADDWD     Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVBLZX      4(DX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X7
+	MOVBLZX      4(DX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X7
 	VPBROADCASTD X7, Y7
 	VPMULLD      Y7, Y6, Y6
 	VMOVDQA      Y6, Y6
@@ -5338,21 +5422,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    36(SI), Y9
+	VPMOVSXBW    36(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    52(SI), Y9
+	VPMOVSXBW    52(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      4(DX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x02, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      4(DX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5364,20 +5448,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    68(SI), Y9
+	VPMOVSXBW    68(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    84(SI), Y9
+	VPMOVSXBW    84(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(DX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x04, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(DX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x04, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5389,21 +5473,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    100(SI), Y9
+	VPMOVSXBW    100(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    116(SI), Y9
+	VPMOVSXBW    116(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(DX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x06, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(DX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x06, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5415,20 +5499,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    132(SI), Y9
+	VPMOVSXBW    132(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    148(SI), Y9
+	VPMOVSXBW    148(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(DX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x08, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(DX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x08, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5440,21 +5524,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    164(SI), Y9
+	VPMOVSXBW    164(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    180(SI), Y9
+	VPMOVSXBW    180(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(DX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0a, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(DX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0a, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5466,20 +5550,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    196(SI), Y9
+	VPMOVSXBW    196(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    212(SI), Y9
+	VPMOVSXBW    212(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(DX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0c, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(DX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0c, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5491,31 +5575,31 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    228(SI), Y9
+	VPMOVSXBW    228(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    244(SI), Y9
+	VPMOVSXBW    244(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(DX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	SHRL         $0x0e, R8
-	ANDL         $0x00000003, R8
-	SHLL         $0x04, R8
-	ORL          R8, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(DX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	SHRL         $0x0e, R9
+	ANDL         $0x00000003, R9
+	SHLL         $0x04, R9
+	ORL          R9, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVWLZX      (DX), R8
-	VMOVD        R8, X7
+	MOVWLZX      (DX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y6, Y6
 	VFMADD231PS  Y7, Y6, Y3
-	MOVWLZX      2(BX), R8
+	MOVWLZX      2(BX), R9
 	VMOVDQU      8(BX), X6
 	VPSRLW       $0x04, X6, X7
 	VPAND        X0, X6, X6
@@ -5524,19 +5608,19 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X7, X1, X7
 	VPMOVSXBW    X6, Y6
 	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    4(SI), Y8
+	VPMOVSXBW    4(DI), Y8
 	VPMADDWD     Y8, Y6, Y6
-	VPMOVSXBW    20(SI), Y8
+	VPMOVSXBW    20(DI), Y8
 	VPMADDWD     Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVBLZX      4(BX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X7
+	MOVBLZX      4(BX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X7
 	VPBROADCASTD X7, Y7
 	VPMULLD      Y7, Y6, Y6
 	VMOVDQA      Y6, Y6
@@ -5548,21 +5632,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    36(SI), Y9
+	VPMOVSXBW    36(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    52(SI), Y9
+	VPMOVSXBW    52(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      4(BX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x02, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      4(BX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5574,20 +5658,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    68(SI), Y9
+	VPMOVSXBW    68(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    84(SI), Y9
+	VPMOVSXBW    84(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(BX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x04, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(BX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x04, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5599,21 +5683,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    100(SI), Y9
+	VPMOVSXBW    100(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    116(SI), Y9
+	VPMOVSXBW    116(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(BX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x06, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(BX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x06, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5625,20 +5709,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    132(SI), Y9
+	VPMOVSXBW    132(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    148(SI), Y9
+	VPMOVSXBW    148(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(BX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x08, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(BX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x08, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5650,21 +5734,21 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    164(SI), Y9
+	VPMOVSXBW    164(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    180(SI), Y9
+	VPMOVSXBW    180(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(BX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0a, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(BX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0a, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5676,20 +5760,20 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    196(SI), Y9
+	VPMOVSXBW    196(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    212(SI), Y9
+	VPMOVSXBW    212(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(BX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0c, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(BX), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0c, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
@@ -5701,32 +5785,32 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    228(SI), Y9
+	VPMOVSXBW    228(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    244(SI), Y9
+	VPMOVSXBW    244(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(BX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	SHRL         $0x0e, R8
-	ANDL         $0x00000003, R8
-	SHLL         $0x04, R8
-	ORL          R8, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(BX), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	SHRL         $0x0e, R9
+	ANDL         $0x00000003, R9
+	SHLL         $0x04, R9
+	ORL          R9, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVWLZX      (BX), R8
-	VMOVD        R8, X7
+	MOVWLZX      (BX), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y6, Y6
 	VFMADD231PS  Y7, Y6, Y4
-	MOVWLZX      2(CX), R8
-	VMOVDQU      8(CX), X6
+	MOVWLZX      2(SI), R9
+	VMOVDQU      8(SI), X6
 	VPSRLW       $0x04, X6, X7
 	VPAND        X0, X6, X6
 	VPAND        X0, X7, X7
@@ -5734,23 +5818,23 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X7, X1, X7
 	VPMOVSXBW    X6, Y6
 	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    4(SI), Y8
+	VPMOVSXBW    4(DI), Y8
 	VPMADDWD     Y8, Y6, Y6
-	VPMOVSXBW    20(SI), Y8
+	VPMOVSXBW    20(DI), Y8
 	VPMADDWD     Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVBLZX      4(CX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X7
+	MOVBLZX      4(SI), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X7
 	VPBROADCASTD X7, Y7
 	VPMULLD      Y7, Y6, Y6
 	VMOVDQA      Y6, Y6
-	VMOVDQU      24(CX), X7
+	VMOVDQU      24(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5758,50 +5842,25 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    36(SI), Y9
+	VPMOVSXBW    36(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    52(SI), Y9
+	VPMOVSXBW    52(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      4(CX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x02, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
-	VPBROADCASTD X8, Y8
-	VPMULLD      Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VMOVDQU      40(CX), X7
-	VPSRLW       $0x04, X7, X8
-	VPAND        X0, X7, X7
-	VPAND        X0, X8, X8
-	VPSHUFB      X7, X1, X7
-	VPSHUFB      X8, X1, X8
-	VPMOVSXBW    X7, Y7
-	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    68(SI), Y9
-	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    84(SI), Y9
-	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(CX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
+	MOVBLZX      4(SI), R10
 	SHRL         $0x04, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	VMOVDQU      56(CX), X7
+	VMOVDQU      40(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5809,25 +5868,24 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    100(SI), Y9
+	VPMOVSXBW    68(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    116(SI), Y9
+	VPMOVSXBW    84(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      5(CX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x06, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(SI), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x04, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	VMOVDQU      72(CX), X7
+	VMOVDQU      56(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5835,24 +5893,25 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    132(SI), Y9
+	VPMOVSXBW    100(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    148(SI), Y9
+	VPMOVSXBW    116(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(CX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x08, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      5(SI), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x06, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	VMOVDQU      88(CX), X7
+	VMOVDQU      72(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5860,25 +5919,24 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    164(SI), Y9
+	VPMOVSXBW    132(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    180(SI), Y9
+	VPMOVSXBW    148(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      6(CX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0a, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(SI), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x08, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	VMOVDQU      104(CX), X7
+	VMOVDQU      88(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5886,24 +5944,25 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    196(SI), Y9
+	VPMOVSXBW    164(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    212(SI), Y9
+	VPMOVSXBW    180(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(CX), R9
-	ANDL         $0x0000000f, R9
-	MOVL         R8, R10
-	SHRL         $0x0c, R10
-	ANDL         $0x00000003, R10
-	SHLL         $0x04, R10
-	ORL          R10, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      6(SI), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0a, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	VMOVDQU      120(CX), X7
+	VMOVDQU      104(SI), X7
 	VPSRLW       $0x04, X7, X8
 	VPAND        X0, X7, X7
 	VPAND        X0, X8, X8
@@ -5911,36 +5970,61 @@ dotIQ4_XSAVX2x4_loop:
 	VPSHUFB      X8, X1, X8
 	VPMOVSXBW    X7, Y7
 	VPMOVSXBW    X8, Y8
-	VPMOVSXBW    228(SI), Y9
+	VPMOVSXBW    196(DI), Y9
 	VPMADDWD     Y9, Y7, Y7
-	VPMOVSXBW    244(SI), Y9
+	VPMOVSXBW    212(DI), Y9
 	VPMADDWD     Y9, Y8, Y8
 	VPADDD       Y8, Y7, Y7
-	MOVBLZX      7(CX), R9
-	SHRL         $0x04, R9
-	ANDL         $0x0000000f, R9
-	SHRL         $0x0e, R8
-	ANDL         $0x00000003, R8
-	SHLL         $0x04, R8
-	ORL          R8, R9
-	SUBL         $0x00000020, R9
-	VMOVD        R9, X8
+	MOVBLZX      7(SI), R10
+	ANDL         $0x0000000f, R10
+	MOVL         R9, R11
+	SHRL         $0x0c, R11
+	ANDL         $0x00000003, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
 	VPBROADCASTD X8, Y8
 	VPMULLD      Y8, Y7, Y7
 	VPADDD       Y7, Y6, Y6
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X7
+	VMOVDQU      120(SI), X7
+	VPSRLW       $0x04, X7, X8
+	VPAND        X0, X7, X7
+	VPAND        X0, X8, X8
+	VPSHUFB      X7, X1, X7
+	VPSHUFB      X8, X1, X8
+	VPMOVSXBW    X7, Y7
+	VPMOVSXBW    X8, Y8
+	VPMOVSXBW    228(DI), Y9
+	VPMADDWD     Y9, Y7, Y7
+	VPMOVSXBW    244(DI), Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	MOVBLZX      7(SI), R10
+	SHRL         $0x04, R10
+	ANDL         $0x0000000f, R10
+	SHRL         $0x0e, R9
+	ANDL         $0x00000003, R9
+	SHLL         $0x04, R9
+	ORL          R9, R10
+	SUBL         $0x00000020, R10
+	VMOVD        R10, X8
+	VPBROADCASTD X8, Y8
+	VPMULLD      Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	MOVWLZX      (SI), R9
+	VMOVD        R9, X7
 	VCVTPH2PS    X7, X7
-	VMULSS       (SI), X7, X7
+	VMULSS       (DI), X7, X7
 	VBROADCASTSS X7, Y7
 	VCVTDQ2PS    Y6, Y6
 	VFMADD231PS  Y7, Y6, Y5
 	ADDQ         $0x00000088, AX
 	ADDQ         $0x00000088, DX
 	ADDQ         $0x00000088, BX
-	ADDQ         $0x00000088, CX
-	ADDQ         $0x00000124, SI
-	DECQ         DI
+	ADDQ         $0x00000088, SI
+	ADDQ         $0x00000124, DI
+	DECQ         R8
 	JMP          dotIQ4_XSAVX2x4_loop
 
 dotIQ4_XSAVX2x4_done:
@@ -6262,19 +6346,20 @@ dotQ6_KAVX512_done:
 	RET
 
 // func dotQ6_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ6_KAVX512x4(SB), NOSPLIT, $0-40
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
 	LEAQ         (AX)(CX*1), DX
 	LEAQ         (DX)(CX*1), BX
-	LEAQ         (BX)(CX*1), CX
-	MOVQ         x+16(FP), SI
-	MOVQ         nb+24(FP), DI
-	MOVL         $0x0f0f0f0f, R8
-	VPBROADCASTD R8, Z0
-	MOVL         $0x30303030, R8
-	VPBROADCASTD R8, Z1
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VPBROADCASTD R9, Z0
+	MOVL         $0x30303030, R9
+	VPBROADCASTD R9, Z1
 	VMOVDQU64    q6kShl512<>+0(SB), Z2
 	VMOVDQU64    q6kShr512<>+0(SB), Z3
 	VPXORD       Z4, Z4, Z4
@@ -6283,10 +6368,25 @@ TEXT ·dotQ6_KAVX512x4(SB), NOSPLIT, $0-40
 	VPXORD       Z7, Z7, Z7
 
 dotQ6_KAVX512x4_loop:
-	TESTQ           DI, DI
+	TESTQ           R8, R8
 	JZ              dotQ6_KAVX512x4_done
+	PREFETCHT0      (CX)
+	PREFETCHT0      64(CX)
+	PREFETCHT0      128(CX)
+	PREFETCHT0      192(CX)
+	PREFETCHT0      256(CX)
+	PREFETCHT0      320(CX)
+	PREFETCHT0      384(CX)
+	PREFETCHT0      448(CX)
+	PREFETCHT0      512(CX)
+	PREFETCHT0      576(CX)
+	PREFETCHT0      640(CX)
+	PREFETCHT0      704(CX)
+	PREFETCHT0      768(CX)
+	PREFETCHT0      832(CX)
+	ADDQ            $0x00000348, CX
 	VPMOVSXBW       192(AX), Y8
-	VPMADDWD        260(SI), Y8, Y9
+	VPMADDWD        260(DI), Y8, Y9
 	VPXORD          Z10, Z10, Z10
 	VMOVDQU64       (AX), Z11
 	VBROADCASTI64X4 128(AX), Z12
@@ -6297,8 +6397,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      4(SI), Z13, Z13
-	VPMADDUBSW      68(SI), Z11, Z11
+	VPMADDUBSW      4(DI), Z13, Z13
+	VPMADDUBSW      68(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_0<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z10
@@ -6314,8 +6414,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      132(SI), Z13, Z13
-	VPMADDUBSW      196(SI), Z11, Z11
+	VPMADDUBSW      132(DI), Z13, Z13
+	VPMADDUBSW      196(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_2<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z10
@@ -6324,15 +6424,15 @@ dotQ6_KAVX512x4_loop:
 	VPDPWSSD        Z12, Z11, Z10
 	VPSLLD          $0x05, Y9, Y9
 	VPSUBD          Z9, Z10, Z10
-	MOVWLZX         208(AX), R8
-	VMOVD           R8, X8
+	MOVWLZX         208(AX), R9
+	VMOVD           R9, X8
 	VCVTPH2PS       X8, X8
-	VMULSS          (SI), X8, X8
+	VMULSS          (DI), X8, X8
 	VBROADCASTSS    X8, Z11
 	VCVTDQ2PS       Z10, Z10
 	VFMADD231PS     Z11, Z10, Z4
 	VPMOVSXBW       192(DX), Y8
-	VPMADDWD        260(SI), Y8, Y9
+	VPMADDWD        260(DI), Y8, Y9
 	VPXORD          Z14, Z14, Z14
 	VMOVDQU64       (DX), Z11
 	VBROADCASTI64X4 128(DX), Z12
@@ -6343,8 +6443,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      4(SI), Z13, Z13
-	VPMADDUBSW      68(SI), Z11, Z11
+	VPMADDUBSW      4(DI), Z13, Z13
+	VPMADDUBSW      68(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_0<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z14
@@ -6360,8 +6460,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      132(SI), Z13, Z13
-	VPMADDUBSW      196(SI), Z11, Z11
+	VPMADDUBSW      132(DI), Z13, Z13
+	VPMADDUBSW      196(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_2<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z14
@@ -6370,15 +6470,15 @@ dotQ6_KAVX512x4_loop:
 	VPDPWSSD        Z12, Z11, Z14
 	VPSLLD          $0x05, Y9, Y9
 	VPSUBD          Z9, Z14, Z14
-	MOVWLZX         208(DX), R8
-	VMOVD           R8, X8
+	MOVWLZX         208(DX), R9
+	VMOVD           R9, X8
 	VCVTPH2PS       X8, X8
-	VMULSS          (SI), X8, X8
+	VMULSS          (DI), X8, X8
 	VBROADCASTSS    X8, Z11
 	VCVTDQ2PS       Z14, Z14
 	VFMADD231PS     Z11, Z14, Z5
 	VPMOVSXBW       192(BX), Y8
-	VPMADDWD        260(SI), Y8, Y9
+	VPMADDWD        260(DI), Y8, Y9
 	VPXORD          Z15, Z15, Z15
 	VMOVDQU64       (BX), Z11
 	VBROADCASTI64X4 128(BX), Z12
@@ -6389,8 +6489,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      4(SI), Z13, Z13
-	VPMADDUBSW      68(SI), Z11, Z11
+	VPMADDUBSW      4(DI), Z13, Z13
+	VPMADDUBSW      68(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_0<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z15
@@ -6406,8 +6506,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      132(SI), Z13, Z13
-	VPMADDUBSW      196(SI), Z11, Z11
+	VPMADDUBSW      132(DI), Z13, Z13
+	VPMADDUBSW      196(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_2<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z15
@@ -6416,18 +6516,18 @@ dotQ6_KAVX512x4_loop:
 	VPDPWSSD        Z12, Z11, Z15
 	VPSLLD          $0x05, Y9, Y9
 	VPSUBD          Z9, Z15, Z15
-	MOVWLZX         208(BX), R8
-	VMOVD           R8, X8
+	MOVWLZX         208(BX), R9
+	VMOVD           R9, X8
 	VCVTPH2PS       X8, X8
-	VMULSS          (SI), X8, X8
+	VMULSS          (DI), X8, X8
 	VBROADCASTSS    X8, Z11
 	VCVTDQ2PS       Z15, Z15
 	VFMADD231PS     Z11, Z15, Z6
-	VPMOVSXBW       192(CX), Y8
-	VPMADDWD        260(SI), Y8, Y9
+	VPMOVSXBW       192(SI), Y8
+	VPMADDWD        260(DI), Y8, Y9
 	VPXORD          Z16, Z16, Z16
-	VMOVDQU64       (CX), Z11
-	VBROADCASTI64X4 128(CX), Z12
+	VMOVDQU64       (SI), Z11
+	VBROADCASTI64X4 128(SI), Z12
 	VPANDD          Z0, Z11, Z13
 	VPSRLW          $0x04, Z11, Z11
 	VPANDD          Z0, Z11, Z11
@@ -6435,16 +6535,16 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      4(SI), Z13, Z13
-	VPMADDUBSW      68(SI), Z11, Z11
+	VPMADDUBSW      4(DI), Z13, Z13
+	VPMADDUBSW      68(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_0<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z16
 	VMOVDQU64       q6kIdx512_1<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z11, Z16
-	VMOVDQU64       64(CX), Z11
-	VBROADCASTI64X4 160(CX), Z12
+	VMOVDQU64       64(SI), Z11
+	VBROADCASTI64X4 160(SI), Z12
 	VPANDD          Z0, Z11, Z13
 	VPSRLW          $0x04, Z11, Z11
 	VPANDD          Z0, Z11, Z11
@@ -6452,8 +6552,8 @@ dotQ6_KAVX512x4_loop:
 	VPSRLVW         Z3, Z12, Z12
 	VPTERNLOGD      $0xf8, Z1, Z17, Z13
 	VPTERNLOGD      $0xf8, Z1, Z12, Z11
-	VPMADDUBSW      132(SI), Z13, Z13
-	VPMADDUBSW      196(SI), Z11, Z11
+	VPMADDUBSW      132(DI), Z13, Z13
+	VPMADDUBSW      196(DI), Z11, Z11
 	VMOVDQU64       q6kIdx512_2<>+0(SB), Z12
 	VPERMW          Z8, Z12, Z12
 	VPDPWSSD        Z12, Z13, Z16
@@ -6462,19 +6562,19 @@ dotQ6_KAVX512x4_loop:
 	VPDPWSSD        Z12, Z11, Z16
 	VPSLLD          $0x05, Y9, Y9
 	VPSUBD          Z9, Z16, Z16
-	MOVWLZX         208(CX), R8
-	VMOVD           R8, X8
+	MOVWLZX         208(SI), R9
+	VMOVD           R9, X8
 	VCVTPH2PS       X8, X8
-	VMULSS          (SI), X8, X8
+	VMULSS          (DI), X8, X8
 	VBROADCASTSS    X8, Z11
 	VCVTDQ2PS       Z16, Z16
 	VFMADD231PS     Z11, Z16, Z7
 	ADDQ            $0x000000d2, AX
 	ADDQ            $0x000000d2, DX
 	ADDQ            $0x000000d2, BX
-	ADDQ            $0x000000d2, CX
-	ADDQ            $0x00000124, SI
-	DECQ            DI
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000124, DI
+	DECQ            R8
 	JMP             dotQ6_KAVX512x4_loop
 
 dotQ6_KAVX512x4_done:
@@ -8594,11 +8694,11 @@ gemmQ4_0AVX512x1_start:
 gemmQ4_0AVX512x1_loop:
 	TESTQ           BX, BX
 	JZ              gemmQ4_0AVX512x1_done
-	PREFETCHT0      576(AX)
-	PREFETCHT0      640(AX)
-	PREFETCHT0      704(AX)
-	PREFETCHT0      768(AX)
-	PREFETCHT0      832(AX)
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
 	VBROADCASTI32X4 2(AX), Z3
 	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
 	VINSERTI32X4    $0x02, 38(AX), Z3, Z3
@@ -10839,15 +10939,15 @@ gemmQ8_0AVX512x1_start:
 gemmQ8_0AVX512x1_loop:
 	TESTQ           BX, BX
 	JZ              gemmQ8_0AVX512x1_done
-	PREFETCHT0      1088(AX)
-	PREFETCHT0      1152(AX)
-	PREFETCHT0      1216(AX)
-	PREFETCHT0      1280(AX)
-	PREFETCHT0      1344(AX)
-	PREFETCHT0      1408(AX)
-	PREFETCHT0      1472(AX)
-	PREFETCHT0      1536(AX)
-	PREFETCHT0      1600(AX)
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	PREFETCHT0      4416(AX)
+	PREFETCHT0      4480(AX)
+	PREFETCHT0      4544(AX)
+	PREFETCHT0      4608(AX)
 	VBROADCASTI64X4 2(AX), Z3
 	VINSERTI64X4    $0x01, 36(AX), Z3, Z3
 	VBROADCASTI64X4 70(AX), Z4
@@ -17830,9 +17930,9 @@ gemmQ4_0AVX2x1_start:
 gemmQ4_0AVX2x1_loop:
 	TESTQ          BX, BX
 	JZ             gemmQ4_0AVX2x1_done
-	PREFETCHT0     288(AX)
-	PREFETCHT0     352(AX)
-	PREFETCHT0     416(AX)
+	PREFETCHT0     4096(AX)
+	PREFETCHT0     4160(AX)
+	PREFETCHT0     4224(AX)
 	VBROADCASTI128 2(AX), Y0
 	VINSERTI128    $0x01, 20(AX), Y0, Y0
 	VBROADCASTI128 38(AX), Y4
@@ -19183,11 +19283,11 @@ gemmQ8_0AVX2x1_start:
 gemmQ8_0AVX2x1_loop:
 	TESTQ          BX, BX
 	JZ             gemmQ8_0AVX2x1_done
-	PREFETCHT0     544(AX)
-	PREFETCHT0     608(AX)
-	PREFETCHT0     672(AX)
-	PREFETCHT0     736(AX)
-	PREFETCHT0     800(AX)
+	PREFETCHT0     4096(AX)
+	PREFETCHT0     4160(AX)
+	PREFETCHT0     4224(AX)
+	PREFETCHT0     4288(AX)
+	PREFETCHT0     4352(AX)
 	VBROADCASTI128 2(AX), Y3
 	VINSERTI128    $0x01, 36(AX), Y3, Y3
 	VBROADCASTI128 18(AX), Y1
@@ -19536,5 +19636,1277 @@ axpyF16AVX2_loop8:
 	JMP         axpyF16AVX2_loop8
 
 axpyF16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_KAVX512(w *byte, x *byte, nb int) float32
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
+TEXT ·dotQ4_KAVX512(SB), NOSPLIT, $0-28
+	MOVQ         w+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	VPBROADCASTD BX, Z0
+	VMOVDQU64    q4kDec512<>+896(SB), Z1
+	VMOVDQU64    q4kDec512<>+320(SB), Z3
+	VMOVDQU64    q4kDec512<>+384(SB), Z4
+	VMOVDQU64    q4kDec512<>+448(SB), Z5
+	VMOVDQU64    q4kDec512<>+512(SB), Z6
+	VMOVDQU64    q4kDec512<>+576(SB), Z2
+	VPXORD       Z0, Z0, Z7
+
+dotQ4_KAVX512_loop:
+	TESTQ           DX, DX
+	JZ              dotQ4_KAVX512_done
+	VBROADCASTI32X4 4(AX), Z8
+	VPSHUFB         q4kDec512<>+0(SB), Z8, Z9
+	VPSHUFB         q4kDec512<>+64(SB), Z8, Z10
+	VPANDD          q4kDec512<>+128(SB), Z9, Z8
+	VPSRLW          $0x04, Z9, Z9
+	VPTERNLOGD      $0xf8, q4kDec512<>+192(SB), Z9, Z8
+	VPSRLW          $0x02, Z10, Z10
+	VPTERNLOGD      $0xf8, q4kDec512<>+256(SB), Z10, Z8
+	VPSHUFB         Z3, Z8, Z9
+	VBROADCASTI64X4 16(AX), Z10
+	VPSRLVW         Z1, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPMADDUBSW      (CX), Z10, Z10
+	VPMADDWD        Z9, Z10, Z9
+	VPSHUFB         Z4, Z8, Z10
+	VBROADCASTI64X4 48(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPMADDUBSW      64(CX), Z11, Z11
+	VPDPWSSD        Z10, Z11, Z9
+	VPSHUFB         Z5, Z8, Z10
+	VBROADCASTI64X4 80(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPMADDUBSW      128(CX), Z11, Z11
+	VPDPWSSD        Z10, Z11, Z9
+	VPSHUFB         Z6, Z8, Z10
+	VBROADCASTI64X4 112(AX), Z11
+	VPSRLVW         Z1, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPMADDUBSW      192(CX), Z11, Z11
+	VPDPWSSD        Z10, Z11, Z9
+	VBROADCASTSS    288(CX), Z10
+	VEXTRACTI64X4   $0x01, Z9, Y11
+	VPADDD          Y11, Y9, Y9
+	VPSHUFB         Y2, Y8, Y8
+	VPMADDWD        256(CX), Y8, Y8
+	VCVTPH2PS       (AX), X11
+	VMULPS          X10, X11, X11
+	VBROADCASTSS    X11, Y10
+	VMOVSHDUP       X11, X11
+	VBROADCASTSS    X11, Y11
+	VCVTDQ2PS       Y9, Y9
+	VFMADD231PS     Y10, Y9, Y7
+	VCVTDQ2PS       Y8, Y8
+	VFNMADD231PS    Y11, Y8, Y7
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000140, CX
+	DECQ            DX
+	JMP             dotQ4_KAVX512_loop
+
+dotQ4_KAVX512_done:
+	VEXTRACTF64X4 $0x00, Z7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+24(FP)
+	RET
+
+DATA q4kDec512<>+0(SB)/1, $0x00
+DATA q4kDec512<>+1(SB)/1, $0x01
+DATA q4kDec512<>+2(SB)/1, $0x02
+DATA q4kDec512<>+3(SB)/1, $0x03
+DATA q4kDec512<>+4(SB)/1, $0x08
+DATA q4kDec512<>+5(SB)/1, $0x09
+DATA q4kDec512<>+6(SB)/1, $0x0a
+DATA q4kDec512<>+7(SB)/1, $0x0b
+DATA q4kDec512<>+8(SB)/1, $0x04
+DATA q4kDec512<>+9(SB)/1, $0x05
+DATA q4kDec512<>+10(SB)/1, $0x06
+DATA q4kDec512<>+11(SB)/1, $0x07
+DATA q4kDec512<>+12(SB)/1, $0x08
+DATA q4kDec512<>+13(SB)/1, $0x09
+DATA q4kDec512<>+14(SB)/1, $0x0a
+DATA q4kDec512<>+15(SB)/1, $0x0b
+DATA q4kDec512<>+16(SB)/1, $0x00
+DATA q4kDec512<>+17(SB)/1, $0x01
+DATA q4kDec512<>+18(SB)/1, $0x02
+DATA q4kDec512<>+19(SB)/1, $0x03
+DATA q4kDec512<>+20(SB)/1, $0x08
+DATA q4kDec512<>+21(SB)/1, $0x09
+DATA q4kDec512<>+22(SB)/1, $0x0a
+DATA q4kDec512<>+23(SB)/1, $0x0b
+DATA q4kDec512<>+24(SB)/1, $0x04
+DATA q4kDec512<>+25(SB)/1, $0x05
+DATA q4kDec512<>+26(SB)/1, $0x06
+DATA q4kDec512<>+27(SB)/1, $0x07
+DATA q4kDec512<>+28(SB)/1, $0x08
+DATA q4kDec512<>+29(SB)/1, $0x09
+DATA q4kDec512<>+30(SB)/1, $0x0a
+DATA q4kDec512<>+31(SB)/1, $0x0b
+DATA q4kDec512<>+32(SB)/1, $0x00
+DATA q4kDec512<>+33(SB)/1, $0x01
+DATA q4kDec512<>+34(SB)/1, $0x02
+DATA q4kDec512<>+35(SB)/1, $0x03
+DATA q4kDec512<>+36(SB)/1, $0x08
+DATA q4kDec512<>+37(SB)/1, $0x09
+DATA q4kDec512<>+38(SB)/1, $0x0a
+DATA q4kDec512<>+39(SB)/1, $0x0b
+DATA q4kDec512<>+40(SB)/1, $0x04
+DATA q4kDec512<>+41(SB)/1, $0x05
+DATA q4kDec512<>+42(SB)/1, $0x06
+DATA q4kDec512<>+43(SB)/1, $0x07
+DATA q4kDec512<>+44(SB)/1, $0x08
+DATA q4kDec512<>+45(SB)/1, $0x09
+DATA q4kDec512<>+46(SB)/1, $0x0a
+DATA q4kDec512<>+47(SB)/1, $0x0b
+DATA q4kDec512<>+48(SB)/1, $0x00
+DATA q4kDec512<>+49(SB)/1, $0x01
+DATA q4kDec512<>+50(SB)/1, $0x02
+DATA q4kDec512<>+51(SB)/1, $0x03
+DATA q4kDec512<>+52(SB)/1, $0x08
+DATA q4kDec512<>+53(SB)/1, $0x09
+DATA q4kDec512<>+54(SB)/1, $0x0a
+DATA q4kDec512<>+55(SB)/1, $0x0b
+DATA q4kDec512<>+56(SB)/1, $0x04
+DATA q4kDec512<>+57(SB)/1, $0x05
+DATA q4kDec512<>+58(SB)/1, $0x06
+DATA q4kDec512<>+59(SB)/1, $0x07
+DATA q4kDec512<>+60(SB)/1, $0x08
+DATA q4kDec512<>+61(SB)/1, $0x09
+DATA q4kDec512<>+62(SB)/1, $0x0a
+DATA q4kDec512<>+63(SB)/1, $0x0b
+DATA q4kDec512<>+64(SB)/1, $0x80
+DATA q4kDec512<>+65(SB)/1, $0x80
+DATA q4kDec512<>+66(SB)/1, $0x80
+DATA q4kDec512<>+67(SB)/1, $0x80
+DATA q4kDec512<>+68(SB)/1, $0x00
+DATA q4kDec512<>+69(SB)/1, $0x01
+DATA q4kDec512<>+70(SB)/1, $0x02
+DATA q4kDec512<>+71(SB)/1, $0x03
+DATA q4kDec512<>+72(SB)/1, $0x80
+DATA q4kDec512<>+73(SB)/1, $0x80
+DATA q4kDec512<>+74(SB)/1, $0x80
+DATA q4kDec512<>+75(SB)/1, $0x80
+DATA q4kDec512<>+76(SB)/1, $0x04
+DATA q4kDec512<>+77(SB)/1, $0x05
+DATA q4kDec512<>+78(SB)/1, $0x06
+DATA q4kDec512<>+79(SB)/1, $0x07
+DATA q4kDec512<>+80(SB)/1, $0x80
+DATA q4kDec512<>+81(SB)/1, $0x80
+DATA q4kDec512<>+82(SB)/1, $0x80
+DATA q4kDec512<>+83(SB)/1, $0x80
+DATA q4kDec512<>+84(SB)/1, $0x00
+DATA q4kDec512<>+85(SB)/1, $0x01
+DATA q4kDec512<>+86(SB)/1, $0x02
+DATA q4kDec512<>+87(SB)/1, $0x03
+DATA q4kDec512<>+88(SB)/1, $0x80
+DATA q4kDec512<>+89(SB)/1, $0x80
+DATA q4kDec512<>+90(SB)/1, $0x80
+DATA q4kDec512<>+91(SB)/1, $0x80
+DATA q4kDec512<>+92(SB)/1, $0x04
+DATA q4kDec512<>+93(SB)/1, $0x05
+DATA q4kDec512<>+94(SB)/1, $0x06
+DATA q4kDec512<>+95(SB)/1, $0x07
+DATA q4kDec512<>+96(SB)/1, $0x80
+DATA q4kDec512<>+97(SB)/1, $0x80
+DATA q4kDec512<>+98(SB)/1, $0x80
+DATA q4kDec512<>+99(SB)/1, $0x80
+DATA q4kDec512<>+100(SB)/1, $0x00
+DATA q4kDec512<>+101(SB)/1, $0x01
+DATA q4kDec512<>+102(SB)/1, $0x02
+DATA q4kDec512<>+103(SB)/1, $0x03
+DATA q4kDec512<>+104(SB)/1, $0x80
+DATA q4kDec512<>+105(SB)/1, $0x80
+DATA q4kDec512<>+106(SB)/1, $0x80
+DATA q4kDec512<>+107(SB)/1, $0x80
+DATA q4kDec512<>+108(SB)/1, $0x04
+DATA q4kDec512<>+109(SB)/1, $0x05
+DATA q4kDec512<>+110(SB)/1, $0x06
+DATA q4kDec512<>+111(SB)/1, $0x07
+DATA q4kDec512<>+112(SB)/1, $0x80
+DATA q4kDec512<>+113(SB)/1, $0x80
+DATA q4kDec512<>+114(SB)/1, $0x80
+DATA q4kDec512<>+115(SB)/1, $0x80
+DATA q4kDec512<>+116(SB)/1, $0x00
+DATA q4kDec512<>+117(SB)/1, $0x01
+DATA q4kDec512<>+118(SB)/1, $0x02
+DATA q4kDec512<>+119(SB)/1, $0x03
+DATA q4kDec512<>+120(SB)/1, $0x80
+DATA q4kDec512<>+121(SB)/1, $0x80
+DATA q4kDec512<>+122(SB)/1, $0x80
+DATA q4kDec512<>+123(SB)/1, $0x80
+DATA q4kDec512<>+124(SB)/1, $0x04
+DATA q4kDec512<>+125(SB)/1, $0x05
+DATA q4kDec512<>+126(SB)/1, $0x06
+DATA q4kDec512<>+127(SB)/1, $0x07
+DATA q4kDec512<>+128(SB)/1, $0x3f
+DATA q4kDec512<>+129(SB)/1, $0x3f
+DATA q4kDec512<>+130(SB)/1, $0x3f
+DATA q4kDec512<>+131(SB)/1, $0x3f
+DATA q4kDec512<>+132(SB)/1, $0x0f
+DATA q4kDec512<>+133(SB)/1, $0x0f
+DATA q4kDec512<>+134(SB)/1, $0x0f
+DATA q4kDec512<>+135(SB)/1, $0x0f
+DATA q4kDec512<>+136(SB)/1, $0x3f
+DATA q4kDec512<>+137(SB)/1, $0x3f
+DATA q4kDec512<>+138(SB)/1, $0x3f
+DATA q4kDec512<>+139(SB)/1, $0x3f
+DATA q4kDec512<>+140(SB)/1, $0x00
+DATA q4kDec512<>+141(SB)/1, $0x00
+DATA q4kDec512<>+142(SB)/1, $0x00
+DATA q4kDec512<>+143(SB)/1, $0x00
+DATA q4kDec512<>+144(SB)/1, $0x3f
+DATA q4kDec512<>+145(SB)/1, $0x3f
+DATA q4kDec512<>+146(SB)/1, $0x3f
+DATA q4kDec512<>+147(SB)/1, $0x3f
+DATA q4kDec512<>+148(SB)/1, $0x0f
+DATA q4kDec512<>+149(SB)/1, $0x0f
+DATA q4kDec512<>+150(SB)/1, $0x0f
+DATA q4kDec512<>+151(SB)/1, $0x0f
+DATA q4kDec512<>+152(SB)/1, $0x3f
+DATA q4kDec512<>+153(SB)/1, $0x3f
+DATA q4kDec512<>+154(SB)/1, $0x3f
+DATA q4kDec512<>+155(SB)/1, $0x3f
+DATA q4kDec512<>+156(SB)/1, $0x00
+DATA q4kDec512<>+157(SB)/1, $0x00
+DATA q4kDec512<>+158(SB)/1, $0x00
+DATA q4kDec512<>+159(SB)/1, $0x00
+DATA q4kDec512<>+160(SB)/1, $0x3f
+DATA q4kDec512<>+161(SB)/1, $0x3f
+DATA q4kDec512<>+162(SB)/1, $0x3f
+DATA q4kDec512<>+163(SB)/1, $0x3f
+DATA q4kDec512<>+164(SB)/1, $0x0f
+DATA q4kDec512<>+165(SB)/1, $0x0f
+DATA q4kDec512<>+166(SB)/1, $0x0f
+DATA q4kDec512<>+167(SB)/1, $0x0f
+DATA q4kDec512<>+168(SB)/1, $0x3f
+DATA q4kDec512<>+169(SB)/1, $0x3f
+DATA q4kDec512<>+170(SB)/1, $0x3f
+DATA q4kDec512<>+171(SB)/1, $0x3f
+DATA q4kDec512<>+172(SB)/1, $0x00
+DATA q4kDec512<>+173(SB)/1, $0x00
+DATA q4kDec512<>+174(SB)/1, $0x00
+DATA q4kDec512<>+175(SB)/1, $0x00
+DATA q4kDec512<>+176(SB)/1, $0x3f
+DATA q4kDec512<>+177(SB)/1, $0x3f
+DATA q4kDec512<>+178(SB)/1, $0x3f
+DATA q4kDec512<>+179(SB)/1, $0x3f
+DATA q4kDec512<>+180(SB)/1, $0x0f
+DATA q4kDec512<>+181(SB)/1, $0x0f
+DATA q4kDec512<>+182(SB)/1, $0x0f
+DATA q4kDec512<>+183(SB)/1, $0x0f
+DATA q4kDec512<>+184(SB)/1, $0x3f
+DATA q4kDec512<>+185(SB)/1, $0x3f
+DATA q4kDec512<>+186(SB)/1, $0x3f
+DATA q4kDec512<>+187(SB)/1, $0x3f
+DATA q4kDec512<>+188(SB)/1, $0x00
+DATA q4kDec512<>+189(SB)/1, $0x00
+DATA q4kDec512<>+190(SB)/1, $0x00
+DATA q4kDec512<>+191(SB)/1, $0x00
+DATA q4kDec512<>+192(SB)/1, $0x00
+DATA q4kDec512<>+193(SB)/1, $0x00
+DATA q4kDec512<>+194(SB)/1, $0x00
+DATA q4kDec512<>+195(SB)/1, $0x00
+DATA q4kDec512<>+196(SB)/1, $0x00
+DATA q4kDec512<>+197(SB)/1, $0x00
+DATA q4kDec512<>+198(SB)/1, $0x00
+DATA q4kDec512<>+199(SB)/1, $0x00
+DATA q4kDec512<>+200(SB)/1, $0x00
+DATA q4kDec512<>+201(SB)/1, $0x00
+DATA q4kDec512<>+202(SB)/1, $0x00
+DATA q4kDec512<>+203(SB)/1, $0x00
+DATA q4kDec512<>+204(SB)/1, $0x0f
+DATA q4kDec512<>+205(SB)/1, $0x0f
+DATA q4kDec512<>+206(SB)/1, $0x0f
+DATA q4kDec512<>+207(SB)/1, $0x0f
+DATA q4kDec512<>+208(SB)/1, $0x00
+DATA q4kDec512<>+209(SB)/1, $0x00
+DATA q4kDec512<>+210(SB)/1, $0x00
+DATA q4kDec512<>+211(SB)/1, $0x00
+DATA q4kDec512<>+212(SB)/1, $0x00
+DATA q4kDec512<>+213(SB)/1, $0x00
+DATA q4kDec512<>+214(SB)/1, $0x00
+DATA q4kDec512<>+215(SB)/1, $0x00
+DATA q4kDec512<>+216(SB)/1, $0x00
+DATA q4kDec512<>+217(SB)/1, $0x00
+DATA q4kDec512<>+218(SB)/1, $0x00
+DATA q4kDec512<>+219(SB)/1, $0x00
+DATA q4kDec512<>+220(SB)/1, $0x0f
+DATA q4kDec512<>+221(SB)/1, $0x0f
+DATA q4kDec512<>+222(SB)/1, $0x0f
+DATA q4kDec512<>+223(SB)/1, $0x0f
+DATA q4kDec512<>+224(SB)/1, $0x00
+DATA q4kDec512<>+225(SB)/1, $0x00
+DATA q4kDec512<>+226(SB)/1, $0x00
+DATA q4kDec512<>+227(SB)/1, $0x00
+DATA q4kDec512<>+228(SB)/1, $0x00
+DATA q4kDec512<>+229(SB)/1, $0x00
+DATA q4kDec512<>+230(SB)/1, $0x00
+DATA q4kDec512<>+231(SB)/1, $0x00
+DATA q4kDec512<>+232(SB)/1, $0x00
+DATA q4kDec512<>+233(SB)/1, $0x00
+DATA q4kDec512<>+234(SB)/1, $0x00
+DATA q4kDec512<>+235(SB)/1, $0x00
+DATA q4kDec512<>+236(SB)/1, $0x0f
+DATA q4kDec512<>+237(SB)/1, $0x0f
+DATA q4kDec512<>+238(SB)/1, $0x0f
+DATA q4kDec512<>+239(SB)/1, $0x0f
+DATA q4kDec512<>+240(SB)/1, $0x00
+DATA q4kDec512<>+241(SB)/1, $0x00
+DATA q4kDec512<>+242(SB)/1, $0x00
+DATA q4kDec512<>+243(SB)/1, $0x00
+DATA q4kDec512<>+244(SB)/1, $0x00
+DATA q4kDec512<>+245(SB)/1, $0x00
+DATA q4kDec512<>+246(SB)/1, $0x00
+DATA q4kDec512<>+247(SB)/1, $0x00
+DATA q4kDec512<>+248(SB)/1, $0x00
+DATA q4kDec512<>+249(SB)/1, $0x00
+DATA q4kDec512<>+250(SB)/1, $0x00
+DATA q4kDec512<>+251(SB)/1, $0x00
+DATA q4kDec512<>+252(SB)/1, $0x0f
+DATA q4kDec512<>+253(SB)/1, $0x0f
+DATA q4kDec512<>+254(SB)/1, $0x0f
+DATA q4kDec512<>+255(SB)/1, $0x0f
+DATA q4kDec512<>+256(SB)/1, $0x00
+DATA q4kDec512<>+257(SB)/1, $0x00
+DATA q4kDec512<>+258(SB)/1, $0x00
+DATA q4kDec512<>+259(SB)/1, $0x00
+DATA q4kDec512<>+260(SB)/1, $0x30
+DATA q4kDec512<>+261(SB)/1, $0x30
+DATA q4kDec512<>+262(SB)/1, $0x30
+DATA q4kDec512<>+263(SB)/1, $0x30
+DATA q4kDec512<>+264(SB)/1, $0x00
+DATA q4kDec512<>+265(SB)/1, $0x00
+DATA q4kDec512<>+266(SB)/1, $0x00
+DATA q4kDec512<>+267(SB)/1, $0x00
+DATA q4kDec512<>+268(SB)/1, $0x30
+DATA q4kDec512<>+269(SB)/1, $0x30
+DATA q4kDec512<>+270(SB)/1, $0x30
+DATA q4kDec512<>+271(SB)/1, $0x30
+DATA q4kDec512<>+272(SB)/1, $0x00
+DATA q4kDec512<>+273(SB)/1, $0x00
+DATA q4kDec512<>+274(SB)/1, $0x00
+DATA q4kDec512<>+275(SB)/1, $0x00
+DATA q4kDec512<>+276(SB)/1, $0x30
+DATA q4kDec512<>+277(SB)/1, $0x30
+DATA q4kDec512<>+278(SB)/1, $0x30
+DATA q4kDec512<>+279(SB)/1, $0x30
+DATA q4kDec512<>+280(SB)/1, $0x00
+DATA q4kDec512<>+281(SB)/1, $0x00
+DATA q4kDec512<>+282(SB)/1, $0x00
+DATA q4kDec512<>+283(SB)/1, $0x00
+DATA q4kDec512<>+284(SB)/1, $0x30
+DATA q4kDec512<>+285(SB)/1, $0x30
+DATA q4kDec512<>+286(SB)/1, $0x30
+DATA q4kDec512<>+287(SB)/1, $0x30
+DATA q4kDec512<>+288(SB)/1, $0x00
+DATA q4kDec512<>+289(SB)/1, $0x00
+DATA q4kDec512<>+290(SB)/1, $0x00
+DATA q4kDec512<>+291(SB)/1, $0x00
+DATA q4kDec512<>+292(SB)/1, $0x30
+DATA q4kDec512<>+293(SB)/1, $0x30
+DATA q4kDec512<>+294(SB)/1, $0x30
+DATA q4kDec512<>+295(SB)/1, $0x30
+DATA q4kDec512<>+296(SB)/1, $0x00
+DATA q4kDec512<>+297(SB)/1, $0x00
+DATA q4kDec512<>+298(SB)/1, $0x00
+DATA q4kDec512<>+299(SB)/1, $0x00
+DATA q4kDec512<>+300(SB)/1, $0x30
+DATA q4kDec512<>+301(SB)/1, $0x30
+DATA q4kDec512<>+302(SB)/1, $0x30
+DATA q4kDec512<>+303(SB)/1, $0x30
+DATA q4kDec512<>+304(SB)/1, $0x00
+DATA q4kDec512<>+305(SB)/1, $0x00
+DATA q4kDec512<>+306(SB)/1, $0x00
+DATA q4kDec512<>+307(SB)/1, $0x00
+DATA q4kDec512<>+308(SB)/1, $0x30
+DATA q4kDec512<>+309(SB)/1, $0x30
+DATA q4kDec512<>+310(SB)/1, $0x30
+DATA q4kDec512<>+311(SB)/1, $0x30
+DATA q4kDec512<>+312(SB)/1, $0x00
+DATA q4kDec512<>+313(SB)/1, $0x00
+DATA q4kDec512<>+314(SB)/1, $0x00
+DATA q4kDec512<>+315(SB)/1, $0x00
+DATA q4kDec512<>+316(SB)/1, $0x30
+DATA q4kDec512<>+317(SB)/1, $0x30
+DATA q4kDec512<>+318(SB)/1, $0x30
+DATA q4kDec512<>+319(SB)/1, $0x30
+DATA q4kDec512<>+320(SB)/1, $0x00
+DATA q4kDec512<>+321(SB)/1, $0x80
+DATA q4kDec512<>+322(SB)/1, $0x00
+DATA q4kDec512<>+323(SB)/1, $0x80
+DATA q4kDec512<>+324(SB)/1, $0x00
+DATA q4kDec512<>+325(SB)/1, $0x80
+DATA q4kDec512<>+326(SB)/1, $0x00
+DATA q4kDec512<>+327(SB)/1, $0x80
+DATA q4kDec512<>+328(SB)/1, $0x00
+DATA q4kDec512<>+329(SB)/1, $0x80
+DATA q4kDec512<>+330(SB)/1, $0x00
+DATA q4kDec512<>+331(SB)/1, $0x80
+DATA q4kDec512<>+332(SB)/1, $0x00
+DATA q4kDec512<>+333(SB)/1, $0x80
+DATA q4kDec512<>+334(SB)/1, $0x00
+DATA q4kDec512<>+335(SB)/1, $0x80
+DATA q4kDec512<>+336(SB)/1, $0x00
+DATA q4kDec512<>+337(SB)/1, $0x80
+DATA q4kDec512<>+338(SB)/1, $0x00
+DATA q4kDec512<>+339(SB)/1, $0x80
+DATA q4kDec512<>+340(SB)/1, $0x00
+DATA q4kDec512<>+341(SB)/1, $0x80
+DATA q4kDec512<>+342(SB)/1, $0x00
+DATA q4kDec512<>+343(SB)/1, $0x80
+DATA q4kDec512<>+344(SB)/1, $0x00
+DATA q4kDec512<>+345(SB)/1, $0x80
+DATA q4kDec512<>+346(SB)/1, $0x00
+DATA q4kDec512<>+347(SB)/1, $0x80
+DATA q4kDec512<>+348(SB)/1, $0x00
+DATA q4kDec512<>+349(SB)/1, $0x80
+DATA q4kDec512<>+350(SB)/1, $0x00
+DATA q4kDec512<>+351(SB)/1, $0x80
+DATA q4kDec512<>+352(SB)/1, $0x01
+DATA q4kDec512<>+353(SB)/1, $0x80
+DATA q4kDec512<>+354(SB)/1, $0x01
+DATA q4kDec512<>+355(SB)/1, $0x80
+DATA q4kDec512<>+356(SB)/1, $0x01
+DATA q4kDec512<>+357(SB)/1, $0x80
+DATA q4kDec512<>+358(SB)/1, $0x01
+DATA q4kDec512<>+359(SB)/1, $0x80
+DATA q4kDec512<>+360(SB)/1, $0x01
+DATA q4kDec512<>+361(SB)/1, $0x80
+DATA q4kDec512<>+362(SB)/1, $0x01
+DATA q4kDec512<>+363(SB)/1, $0x80
+DATA q4kDec512<>+364(SB)/1, $0x01
+DATA q4kDec512<>+365(SB)/1, $0x80
+DATA q4kDec512<>+366(SB)/1, $0x01
+DATA q4kDec512<>+367(SB)/1, $0x80
+DATA q4kDec512<>+368(SB)/1, $0x01
+DATA q4kDec512<>+369(SB)/1, $0x80
+DATA q4kDec512<>+370(SB)/1, $0x01
+DATA q4kDec512<>+371(SB)/1, $0x80
+DATA q4kDec512<>+372(SB)/1, $0x01
+DATA q4kDec512<>+373(SB)/1, $0x80
+DATA q4kDec512<>+374(SB)/1, $0x01
+DATA q4kDec512<>+375(SB)/1, $0x80
+DATA q4kDec512<>+376(SB)/1, $0x01
+DATA q4kDec512<>+377(SB)/1, $0x80
+DATA q4kDec512<>+378(SB)/1, $0x01
+DATA q4kDec512<>+379(SB)/1, $0x80
+DATA q4kDec512<>+380(SB)/1, $0x01
+DATA q4kDec512<>+381(SB)/1, $0x80
+DATA q4kDec512<>+382(SB)/1, $0x01
+DATA q4kDec512<>+383(SB)/1, $0x80
+DATA q4kDec512<>+384(SB)/1, $0x02
+DATA q4kDec512<>+385(SB)/1, $0x80
+DATA q4kDec512<>+386(SB)/1, $0x02
+DATA q4kDec512<>+387(SB)/1, $0x80
+DATA q4kDec512<>+388(SB)/1, $0x02
+DATA q4kDec512<>+389(SB)/1, $0x80
+DATA q4kDec512<>+390(SB)/1, $0x02
+DATA q4kDec512<>+391(SB)/1, $0x80
+DATA q4kDec512<>+392(SB)/1, $0x02
+DATA q4kDec512<>+393(SB)/1, $0x80
+DATA q4kDec512<>+394(SB)/1, $0x02
+DATA q4kDec512<>+395(SB)/1, $0x80
+DATA q4kDec512<>+396(SB)/1, $0x02
+DATA q4kDec512<>+397(SB)/1, $0x80
+DATA q4kDec512<>+398(SB)/1, $0x02
+DATA q4kDec512<>+399(SB)/1, $0x80
+DATA q4kDec512<>+400(SB)/1, $0x02
+DATA q4kDec512<>+401(SB)/1, $0x80
+DATA q4kDec512<>+402(SB)/1, $0x02
+DATA q4kDec512<>+403(SB)/1, $0x80
+DATA q4kDec512<>+404(SB)/1, $0x02
+DATA q4kDec512<>+405(SB)/1, $0x80
+DATA q4kDec512<>+406(SB)/1, $0x02
+DATA q4kDec512<>+407(SB)/1, $0x80
+DATA q4kDec512<>+408(SB)/1, $0x02
+DATA q4kDec512<>+409(SB)/1, $0x80
+DATA q4kDec512<>+410(SB)/1, $0x02
+DATA q4kDec512<>+411(SB)/1, $0x80
+DATA q4kDec512<>+412(SB)/1, $0x02
+DATA q4kDec512<>+413(SB)/1, $0x80
+DATA q4kDec512<>+414(SB)/1, $0x02
+DATA q4kDec512<>+415(SB)/1, $0x80
+DATA q4kDec512<>+416(SB)/1, $0x03
+DATA q4kDec512<>+417(SB)/1, $0x80
+DATA q4kDec512<>+418(SB)/1, $0x03
+DATA q4kDec512<>+419(SB)/1, $0x80
+DATA q4kDec512<>+420(SB)/1, $0x03
+DATA q4kDec512<>+421(SB)/1, $0x80
+DATA q4kDec512<>+422(SB)/1, $0x03
+DATA q4kDec512<>+423(SB)/1, $0x80
+DATA q4kDec512<>+424(SB)/1, $0x03
+DATA q4kDec512<>+425(SB)/1, $0x80
+DATA q4kDec512<>+426(SB)/1, $0x03
+DATA q4kDec512<>+427(SB)/1, $0x80
+DATA q4kDec512<>+428(SB)/1, $0x03
+DATA q4kDec512<>+429(SB)/1, $0x80
+DATA q4kDec512<>+430(SB)/1, $0x03
+DATA q4kDec512<>+431(SB)/1, $0x80
+DATA q4kDec512<>+432(SB)/1, $0x03
+DATA q4kDec512<>+433(SB)/1, $0x80
+DATA q4kDec512<>+434(SB)/1, $0x03
+DATA q4kDec512<>+435(SB)/1, $0x80
+DATA q4kDec512<>+436(SB)/1, $0x03
+DATA q4kDec512<>+437(SB)/1, $0x80
+DATA q4kDec512<>+438(SB)/1, $0x03
+DATA q4kDec512<>+439(SB)/1, $0x80
+DATA q4kDec512<>+440(SB)/1, $0x03
+DATA q4kDec512<>+441(SB)/1, $0x80
+DATA q4kDec512<>+442(SB)/1, $0x03
+DATA q4kDec512<>+443(SB)/1, $0x80
+DATA q4kDec512<>+444(SB)/1, $0x03
+DATA q4kDec512<>+445(SB)/1, $0x80
+DATA q4kDec512<>+446(SB)/1, $0x03
+DATA q4kDec512<>+447(SB)/1, $0x80
+DATA q4kDec512<>+448(SB)/1, $0x04
+DATA q4kDec512<>+449(SB)/1, $0x80
+DATA q4kDec512<>+450(SB)/1, $0x04
+DATA q4kDec512<>+451(SB)/1, $0x80
+DATA q4kDec512<>+452(SB)/1, $0x04
+DATA q4kDec512<>+453(SB)/1, $0x80
+DATA q4kDec512<>+454(SB)/1, $0x04
+DATA q4kDec512<>+455(SB)/1, $0x80
+DATA q4kDec512<>+456(SB)/1, $0x04
+DATA q4kDec512<>+457(SB)/1, $0x80
+DATA q4kDec512<>+458(SB)/1, $0x04
+DATA q4kDec512<>+459(SB)/1, $0x80
+DATA q4kDec512<>+460(SB)/1, $0x04
+DATA q4kDec512<>+461(SB)/1, $0x80
+DATA q4kDec512<>+462(SB)/1, $0x04
+DATA q4kDec512<>+463(SB)/1, $0x80
+DATA q4kDec512<>+464(SB)/1, $0x04
+DATA q4kDec512<>+465(SB)/1, $0x80
+DATA q4kDec512<>+466(SB)/1, $0x04
+DATA q4kDec512<>+467(SB)/1, $0x80
+DATA q4kDec512<>+468(SB)/1, $0x04
+DATA q4kDec512<>+469(SB)/1, $0x80
+DATA q4kDec512<>+470(SB)/1, $0x04
+DATA q4kDec512<>+471(SB)/1, $0x80
+DATA q4kDec512<>+472(SB)/1, $0x04
+DATA q4kDec512<>+473(SB)/1, $0x80
+DATA q4kDec512<>+474(SB)/1, $0x04
+DATA q4kDec512<>+475(SB)/1, $0x80
+DATA q4kDec512<>+476(SB)/1, $0x04
+DATA q4kDec512<>+477(SB)/1, $0x80
+DATA q4kDec512<>+478(SB)/1, $0x04
+DATA q4kDec512<>+479(SB)/1, $0x80
+DATA q4kDec512<>+480(SB)/1, $0x05
+DATA q4kDec512<>+481(SB)/1, $0x80
+DATA q4kDec512<>+482(SB)/1, $0x05
+DATA q4kDec512<>+483(SB)/1, $0x80
+DATA q4kDec512<>+484(SB)/1, $0x05
+DATA q4kDec512<>+485(SB)/1, $0x80
+DATA q4kDec512<>+486(SB)/1, $0x05
+DATA q4kDec512<>+487(SB)/1, $0x80
+DATA q4kDec512<>+488(SB)/1, $0x05
+DATA q4kDec512<>+489(SB)/1, $0x80
+DATA q4kDec512<>+490(SB)/1, $0x05
+DATA q4kDec512<>+491(SB)/1, $0x80
+DATA q4kDec512<>+492(SB)/1, $0x05
+DATA q4kDec512<>+493(SB)/1, $0x80
+DATA q4kDec512<>+494(SB)/1, $0x05
+DATA q4kDec512<>+495(SB)/1, $0x80
+DATA q4kDec512<>+496(SB)/1, $0x05
+DATA q4kDec512<>+497(SB)/1, $0x80
+DATA q4kDec512<>+498(SB)/1, $0x05
+DATA q4kDec512<>+499(SB)/1, $0x80
+DATA q4kDec512<>+500(SB)/1, $0x05
+DATA q4kDec512<>+501(SB)/1, $0x80
+DATA q4kDec512<>+502(SB)/1, $0x05
+DATA q4kDec512<>+503(SB)/1, $0x80
+DATA q4kDec512<>+504(SB)/1, $0x05
+DATA q4kDec512<>+505(SB)/1, $0x80
+DATA q4kDec512<>+506(SB)/1, $0x05
+DATA q4kDec512<>+507(SB)/1, $0x80
+DATA q4kDec512<>+508(SB)/1, $0x05
+DATA q4kDec512<>+509(SB)/1, $0x80
+DATA q4kDec512<>+510(SB)/1, $0x05
+DATA q4kDec512<>+511(SB)/1, $0x80
+DATA q4kDec512<>+512(SB)/1, $0x06
+DATA q4kDec512<>+513(SB)/1, $0x80
+DATA q4kDec512<>+514(SB)/1, $0x06
+DATA q4kDec512<>+515(SB)/1, $0x80
+DATA q4kDec512<>+516(SB)/1, $0x06
+DATA q4kDec512<>+517(SB)/1, $0x80
+DATA q4kDec512<>+518(SB)/1, $0x06
+DATA q4kDec512<>+519(SB)/1, $0x80
+DATA q4kDec512<>+520(SB)/1, $0x06
+DATA q4kDec512<>+521(SB)/1, $0x80
+DATA q4kDec512<>+522(SB)/1, $0x06
+DATA q4kDec512<>+523(SB)/1, $0x80
+DATA q4kDec512<>+524(SB)/1, $0x06
+DATA q4kDec512<>+525(SB)/1, $0x80
+DATA q4kDec512<>+526(SB)/1, $0x06
+DATA q4kDec512<>+527(SB)/1, $0x80
+DATA q4kDec512<>+528(SB)/1, $0x06
+DATA q4kDec512<>+529(SB)/1, $0x80
+DATA q4kDec512<>+530(SB)/1, $0x06
+DATA q4kDec512<>+531(SB)/1, $0x80
+DATA q4kDec512<>+532(SB)/1, $0x06
+DATA q4kDec512<>+533(SB)/1, $0x80
+DATA q4kDec512<>+534(SB)/1, $0x06
+DATA q4kDec512<>+535(SB)/1, $0x80
+DATA q4kDec512<>+536(SB)/1, $0x06
+DATA q4kDec512<>+537(SB)/1, $0x80
+DATA q4kDec512<>+538(SB)/1, $0x06
+DATA q4kDec512<>+539(SB)/1, $0x80
+DATA q4kDec512<>+540(SB)/1, $0x06
+DATA q4kDec512<>+541(SB)/1, $0x80
+DATA q4kDec512<>+542(SB)/1, $0x06
+DATA q4kDec512<>+543(SB)/1, $0x80
+DATA q4kDec512<>+544(SB)/1, $0x07
+DATA q4kDec512<>+545(SB)/1, $0x80
+DATA q4kDec512<>+546(SB)/1, $0x07
+DATA q4kDec512<>+547(SB)/1, $0x80
+DATA q4kDec512<>+548(SB)/1, $0x07
+DATA q4kDec512<>+549(SB)/1, $0x80
+DATA q4kDec512<>+550(SB)/1, $0x07
+DATA q4kDec512<>+551(SB)/1, $0x80
+DATA q4kDec512<>+552(SB)/1, $0x07
+DATA q4kDec512<>+553(SB)/1, $0x80
+DATA q4kDec512<>+554(SB)/1, $0x07
+DATA q4kDec512<>+555(SB)/1, $0x80
+DATA q4kDec512<>+556(SB)/1, $0x07
+DATA q4kDec512<>+557(SB)/1, $0x80
+DATA q4kDec512<>+558(SB)/1, $0x07
+DATA q4kDec512<>+559(SB)/1, $0x80
+DATA q4kDec512<>+560(SB)/1, $0x07
+DATA q4kDec512<>+561(SB)/1, $0x80
+DATA q4kDec512<>+562(SB)/1, $0x07
+DATA q4kDec512<>+563(SB)/1, $0x80
+DATA q4kDec512<>+564(SB)/1, $0x07
+DATA q4kDec512<>+565(SB)/1, $0x80
+DATA q4kDec512<>+566(SB)/1, $0x07
+DATA q4kDec512<>+567(SB)/1, $0x80
+DATA q4kDec512<>+568(SB)/1, $0x07
+DATA q4kDec512<>+569(SB)/1, $0x80
+DATA q4kDec512<>+570(SB)/1, $0x07
+DATA q4kDec512<>+571(SB)/1, $0x80
+DATA q4kDec512<>+572(SB)/1, $0x07
+DATA q4kDec512<>+573(SB)/1, $0x80
+DATA q4kDec512<>+574(SB)/1, $0x07
+DATA q4kDec512<>+575(SB)/1, $0x80
+DATA q4kDec512<>+576(SB)/1, $0x08
+DATA q4kDec512<>+577(SB)/1, $0x80
+DATA q4kDec512<>+578(SB)/1, $0x08
+DATA q4kDec512<>+579(SB)/1, $0x80
+DATA q4kDec512<>+580(SB)/1, $0x09
+DATA q4kDec512<>+581(SB)/1, $0x80
+DATA q4kDec512<>+582(SB)/1, $0x09
+DATA q4kDec512<>+583(SB)/1, $0x80
+DATA q4kDec512<>+584(SB)/1, $0x0a
+DATA q4kDec512<>+585(SB)/1, $0x80
+DATA q4kDec512<>+586(SB)/1, $0x0a
+DATA q4kDec512<>+587(SB)/1, $0x80
+DATA q4kDec512<>+588(SB)/1, $0x0b
+DATA q4kDec512<>+589(SB)/1, $0x80
+DATA q4kDec512<>+590(SB)/1, $0x0b
+DATA q4kDec512<>+591(SB)/1, $0x80
+DATA q4kDec512<>+592(SB)/1, $0x0c
+DATA q4kDec512<>+593(SB)/1, $0x80
+DATA q4kDec512<>+594(SB)/1, $0x0c
+DATA q4kDec512<>+595(SB)/1, $0x80
+DATA q4kDec512<>+596(SB)/1, $0x0d
+DATA q4kDec512<>+597(SB)/1, $0x80
+DATA q4kDec512<>+598(SB)/1, $0x0d
+DATA q4kDec512<>+599(SB)/1, $0x80
+DATA q4kDec512<>+600(SB)/1, $0x0e
+DATA q4kDec512<>+601(SB)/1, $0x80
+DATA q4kDec512<>+602(SB)/1, $0x0e
+DATA q4kDec512<>+603(SB)/1, $0x80
+DATA q4kDec512<>+604(SB)/1, $0x0f
+DATA q4kDec512<>+605(SB)/1, $0x80
+DATA q4kDec512<>+606(SB)/1, $0x0f
+DATA q4kDec512<>+607(SB)/1, $0x80
+DATA q4kDec512<>+608(SB)/1, $0x08
+DATA q4kDec512<>+609(SB)/1, $0x80
+DATA q4kDec512<>+610(SB)/1, $0x08
+DATA q4kDec512<>+611(SB)/1, $0x80
+DATA q4kDec512<>+612(SB)/1, $0x09
+DATA q4kDec512<>+613(SB)/1, $0x80
+DATA q4kDec512<>+614(SB)/1, $0x09
+DATA q4kDec512<>+615(SB)/1, $0x80
+DATA q4kDec512<>+616(SB)/1, $0x0a
+DATA q4kDec512<>+617(SB)/1, $0x80
+DATA q4kDec512<>+618(SB)/1, $0x0a
+DATA q4kDec512<>+619(SB)/1, $0x80
+DATA q4kDec512<>+620(SB)/1, $0x0b
+DATA q4kDec512<>+621(SB)/1, $0x80
+DATA q4kDec512<>+622(SB)/1, $0x0b
+DATA q4kDec512<>+623(SB)/1, $0x80
+DATA q4kDec512<>+624(SB)/1, $0x0c
+DATA q4kDec512<>+625(SB)/1, $0x80
+DATA q4kDec512<>+626(SB)/1, $0x0c
+DATA q4kDec512<>+627(SB)/1, $0x80
+DATA q4kDec512<>+628(SB)/1, $0x0d
+DATA q4kDec512<>+629(SB)/1, $0x80
+DATA q4kDec512<>+630(SB)/1, $0x0d
+DATA q4kDec512<>+631(SB)/1, $0x80
+DATA q4kDec512<>+632(SB)/1, $0x0e
+DATA q4kDec512<>+633(SB)/1, $0x80
+DATA q4kDec512<>+634(SB)/1, $0x0e
+DATA q4kDec512<>+635(SB)/1, $0x80
+DATA q4kDec512<>+636(SB)/1, $0x0f
+DATA q4kDec512<>+637(SB)/1, $0x80
+DATA q4kDec512<>+638(SB)/1, $0x0f
+DATA q4kDec512<>+639(SB)/1, $0x80
+DATA q4kDec512<>+640(SB)/1, $0x00
+DATA q4kDec512<>+641(SB)/1, $0x00
+DATA q4kDec512<>+642(SB)/1, $0x00
+DATA q4kDec512<>+643(SB)/1, $0x00
+DATA q4kDec512<>+644(SB)/1, $0x00
+DATA q4kDec512<>+645(SB)/1, $0x00
+DATA q4kDec512<>+646(SB)/1, $0x00
+DATA q4kDec512<>+647(SB)/1, $0x00
+DATA q4kDec512<>+648(SB)/1, $0x00
+DATA q4kDec512<>+649(SB)/1, $0x00
+DATA q4kDec512<>+650(SB)/1, $0x00
+DATA q4kDec512<>+651(SB)/1, $0x00
+DATA q4kDec512<>+652(SB)/1, $0x00
+DATA q4kDec512<>+653(SB)/1, $0x00
+DATA q4kDec512<>+654(SB)/1, $0x00
+DATA q4kDec512<>+655(SB)/1, $0x00
+DATA q4kDec512<>+656(SB)/1, $0x00
+DATA q4kDec512<>+657(SB)/1, $0x00
+DATA q4kDec512<>+658(SB)/1, $0x00
+DATA q4kDec512<>+659(SB)/1, $0x00
+DATA q4kDec512<>+660(SB)/1, $0x00
+DATA q4kDec512<>+661(SB)/1, $0x00
+DATA q4kDec512<>+662(SB)/1, $0x00
+DATA q4kDec512<>+663(SB)/1, $0x00
+DATA q4kDec512<>+664(SB)/1, $0x00
+DATA q4kDec512<>+665(SB)/1, $0x00
+DATA q4kDec512<>+666(SB)/1, $0x00
+DATA q4kDec512<>+667(SB)/1, $0x00
+DATA q4kDec512<>+668(SB)/1, $0x00
+DATA q4kDec512<>+669(SB)/1, $0x00
+DATA q4kDec512<>+670(SB)/1, $0x00
+DATA q4kDec512<>+671(SB)/1, $0x00
+DATA q4kDec512<>+672(SB)/1, $0x02
+DATA q4kDec512<>+673(SB)/1, $0x00
+DATA q4kDec512<>+674(SB)/1, $0x00
+DATA q4kDec512<>+675(SB)/1, $0x00
+DATA q4kDec512<>+676(SB)/1, $0x02
+DATA q4kDec512<>+677(SB)/1, $0x00
+DATA q4kDec512<>+678(SB)/1, $0x00
+DATA q4kDec512<>+679(SB)/1, $0x00
+DATA q4kDec512<>+680(SB)/1, $0x02
+DATA q4kDec512<>+681(SB)/1, $0x00
+DATA q4kDec512<>+682(SB)/1, $0x00
+DATA q4kDec512<>+683(SB)/1, $0x00
+DATA q4kDec512<>+684(SB)/1, $0x02
+DATA q4kDec512<>+685(SB)/1, $0x00
+DATA q4kDec512<>+686(SB)/1, $0x00
+DATA q4kDec512<>+687(SB)/1, $0x00
+DATA q4kDec512<>+688(SB)/1, $0x02
+DATA q4kDec512<>+689(SB)/1, $0x00
+DATA q4kDec512<>+690(SB)/1, $0x00
+DATA q4kDec512<>+691(SB)/1, $0x00
+DATA q4kDec512<>+692(SB)/1, $0x02
+DATA q4kDec512<>+693(SB)/1, $0x00
+DATA q4kDec512<>+694(SB)/1, $0x00
+DATA q4kDec512<>+695(SB)/1, $0x00
+DATA q4kDec512<>+696(SB)/1, $0x02
+DATA q4kDec512<>+697(SB)/1, $0x00
+DATA q4kDec512<>+698(SB)/1, $0x00
+DATA q4kDec512<>+699(SB)/1, $0x00
+DATA q4kDec512<>+700(SB)/1, $0x02
+DATA q4kDec512<>+701(SB)/1, $0x00
+DATA q4kDec512<>+702(SB)/1, $0x00
+DATA q4kDec512<>+703(SB)/1, $0x00
+DATA q4kDec512<>+704(SB)/1, $0x01
+DATA q4kDec512<>+705(SB)/1, $0x00
+DATA q4kDec512<>+706(SB)/1, $0x00
+DATA q4kDec512<>+707(SB)/1, $0x00
+DATA q4kDec512<>+708(SB)/1, $0x01
+DATA q4kDec512<>+709(SB)/1, $0x00
+DATA q4kDec512<>+710(SB)/1, $0x00
+DATA q4kDec512<>+711(SB)/1, $0x00
+DATA q4kDec512<>+712(SB)/1, $0x01
+DATA q4kDec512<>+713(SB)/1, $0x00
+DATA q4kDec512<>+714(SB)/1, $0x00
+DATA q4kDec512<>+715(SB)/1, $0x00
+DATA q4kDec512<>+716(SB)/1, $0x01
+DATA q4kDec512<>+717(SB)/1, $0x00
+DATA q4kDec512<>+718(SB)/1, $0x00
+DATA q4kDec512<>+719(SB)/1, $0x00
+DATA q4kDec512<>+720(SB)/1, $0x01
+DATA q4kDec512<>+721(SB)/1, $0x00
+DATA q4kDec512<>+722(SB)/1, $0x00
+DATA q4kDec512<>+723(SB)/1, $0x00
+DATA q4kDec512<>+724(SB)/1, $0x01
+DATA q4kDec512<>+725(SB)/1, $0x00
+DATA q4kDec512<>+726(SB)/1, $0x00
+DATA q4kDec512<>+727(SB)/1, $0x00
+DATA q4kDec512<>+728(SB)/1, $0x01
+DATA q4kDec512<>+729(SB)/1, $0x00
+DATA q4kDec512<>+730(SB)/1, $0x00
+DATA q4kDec512<>+731(SB)/1, $0x00
+DATA q4kDec512<>+732(SB)/1, $0x01
+DATA q4kDec512<>+733(SB)/1, $0x00
+DATA q4kDec512<>+734(SB)/1, $0x00
+DATA q4kDec512<>+735(SB)/1, $0x00
+DATA q4kDec512<>+736(SB)/1, $0x03
+DATA q4kDec512<>+737(SB)/1, $0x00
+DATA q4kDec512<>+738(SB)/1, $0x00
+DATA q4kDec512<>+739(SB)/1, $0x00
+DATA q4kDec512<>+740(SB)/1, $0x03
+DATA q4kDec512<>+741(SB)/1, $0x00
+DATA q4kDec512<>+742(SB)/1, $0x00
+DATA q4kDec512<>+743(SB)/1, $0x00
+DATA q4kDec512<>+744(SB)/1, $0x03
+DATA q4kDec512<>+745(SB)/1, $0x00
+DATA q4kDec512<>+746(SB)/1, $0x00
+DATA q4kDec512<>+747(SB)/1, $0x00
+DATA q4kDec512<>+748(SB)/1, $0x03
+DATA q4kDec512<>+749(SB)/1, $0x00
+DATA q4kDec512<>+750(SB)/1, $0x00
+DATA q4kDec512<>+751(SB)/1, $0x00
+DATA q4kDec512<>+752(SB)/1, $0x03
+DATA q4kDec512<>+753(SB)/1, $0x00
+DATA q4kDec512<>+754(SB)/1, $0x00
+DATA q4kDec512<>+755(SB)/1, $0x00
+DATA q4kDec512<>+756(SB)/1, $0x03
+DATA q4kDec512<>+757(SB)/1, $0x00
+DATA q4kDec512<>+758(SB)/1, $0x00
+DATA q4kDec512<>+759(SB)/1, $0x00
+DATA q4kDec512<>+760(SB)/1, $0x03
+DATA q4kDec512<>+761(SB)/1, $0x00
+DATA q4kDec512<>+762(SB)/1, $0x00
+DATA q4kDec512<>+763(SB)/1, $0x00
+DATA q4kDec512<>+764(SB)/1, $0x03
+DATA q4kDec512<>+765(SB)/1, $0x00
+DATA q4kDec512<>+766(SB)/1, $0x00
+DATA q4kDec512<>+767(SB)/1, $0x00
+DATA q4kDec512<>+768(SB)/1, $0x04
+DATA q4kDec512<>+769(SB)/1, $0x00
+DATA q4kDec512<>+770(SB)/1, $0x00
+DATA q4kDec512<>+771(SB)/1, $0x00
+DATA q4kDec512<>+772(SB)/1, $0x04
+DATA q4kDec512<>+773(SB)/1, $0x00
+DATA q4kDec512<>+774(SB)/1, $0x00
+DATA q4kDec512<>+775(SB)/1, $0x00
+DATA q4kDec512<>+776(SB)/1, $0x04
+DATA q4kDec512<>+777(SB)/1, $0x00
+DATA q4kDec512<>+778(SB)/1, $0x00
+DATA q4kDec512<>+779(SB)/1, $0x00
+DATA q4kDec512<>+780(SB)/1, $0x04
+DATA q4kDec512<>+781(SB)/1, $0x00
+DATA q4kDec512<>+782(SB)/1, $0x00
+DATA q4kDec512<>+783(SB)/1, $0x00
+DATA q4kDec512<>+784(SB)/1, $0x04
+DATA q4kDec512<>+785(SB)/1, $0x00
+DATA q4kDec512<>+786(SB)/1, $0x00
+DATA q4kDec512<>+787(SB)/1, $0x00
+DATA q4kDec512<>+788(SB)/1, $0x04
+DATA q4kDec512<>+789(SB)/1, $0x00
+DATA q4kDec512<>+790(SB)/1, $0x00
+DATA q4kDec512<>+791(SB)/1, $0x00
+DATA q4kDec512<>+792(SB)/1, $0x04
+DATA q4kDec512<>+793(SB)/1, $0x00
+DATA q4kDec512<>+794(SB)/1, $0x00
+DATA q4kDec512<>+795(SB)/1, $0x00
+DATA q4kDec512<>+796(SB)/1, $0x04
+DATA q4kDec512<>+797(SB)/1, $0x00
+DATA q4kDec512<>+798(SB)/1, $0x00
+DATA q4kDec512<>+799(SB)/1, $0x00
+DATA q4kDec512<>+800(SB)/1, $0x06
+DATA q4kDec512<>+801(SB)/1, $0x00
+DATA q4kDec512<>+802(SB)/1, $0x00
+DATA q4kDec512<>+803(SB)/1, $0x00
+DATA q4kDec512<>+804(SB)/1, $0x06
+DATA q4kDec512<>+805(SB)/1, $0x00
+DATA q4kDec512<>+806(SB)/1, $0x00
+DATA q4kDec512<>+807(SB)/1, $0x00
+DATA q4kDec512<>+808(SB)/1, $0x06
+DATA q4kDec512<>+809(SB)/1, $0x00
+DATA q4kDec512<>+810(SB)/1, $0x00
+DATA q4kDec512<>+811(SB)/1, $0x00
+DATA q4kDec512<>+812(SB)/1, $0x06
+DATA q4kDec512<>+813(SB)/1, $0x00
+DATA q4kDec512<>+814(SB)/1, $0x00
+DATA q4kDec512<>+815(SB)/1, $0x00
+DATA q4kDec512<>+816(SB)/1, $0x06
+DATA q4kDec512<>+817(SB)/1, $0x00
+DATA q4kDec512<>+818(SB)/1, $0x00
+DATA q4kDec512<>+819(SB)/1, $0x00
+DATA q4kDec512<>+820(SB)/1, $0x06
+DATA q4kDec512<>+821(SB)/1, $0x00
+DATA q4kDec512<>+822(SB)/1, $0x00
+DATA q4kDec512<>+823(SB)/1, $0x00
+DATA q4kDec512<>+824(SB)/1, $0x06
+DATA q4kDec512<>+825(SB)/1, $0x00
+DATA q4kDec512<>+826(SB)/1, $0x00
+DATA q4kDec512<>+827(SB)/1, $0x00
+DATA q4kDec512<>+828(SB)/1, $0x06
+DATA q4kDec512<>+829(SB)/1, $0x00
+DATA q4kDec512<>+830(SB)/1, $0x00
+DATA q4kDec512<>+831(SB)/1, $0x00
+DATA q4kDec512<>+832(SB)/1, $0x05
+DATA q4kDec512<>+833(SB)/1, $0x00
+DATA q4kDec512<>+834(SB)/1, $0x00
+DATA q4kDec512<>+835(SB)/1, $0x00
+DATA q4kDec512<>+836(SB)/1, $0x05
+DATA q4kDec512<>+837(SB)/1, $0x00
+DATA q4kDec512<>+838(SB)/1, $0x00
+DATA q4kDec512<>+839(SB)/1, $0x00
+DATA q4kDec512<>+840(SB)/1, $0x05
+DATA q4kDec512<>+841(SB)/1, $0x00
+DATA q4kDec512<>+842(SB)/1, $0x00
+DATA q4kDec512<>+843(SB)/1, $0x00
+DATA q4kDec512<>+844(SB)/1, $0x05
+DATA q4kDec512<>+845(SB)/1, $0x00
+DATA q4kDec512<>+846(SB)/1, $0x00
+DATA q4kDec512<>+847(SB)/1, $0x00
+DATA q4kDec512<>+848(SB)/1, $0x05
+DATA q4kDec512<>+849(SB)/1, $0x00
+DATA q4kDec512<>+850(SB)/1, $0x00
+DATA q4kDec512<>+851(SB)/1, $0x00
+DATA q4kDec512<>+852(SB)/1, $0x05
+DATA q4kDec512<>+853(SB)/1, $0x00
+DATA q4kDec512<>+854(SB)/1, $0x00
+DATA q4kDec512<>+855(SB)/1, $0x00
+DATA q4kDec512<>+856(SB)/1, $0x05
+DATA q4kDec512<>+857(SB)/1, $0x00
+DATA q4kDec512<>+858(SB)/1, $0x00
+DATA q4kDec512<>+859(SB)/1, $0x00
+DATA q4kDec512<>+860(SB)/1, $0x05
+DATA q4kDec512<>+861(SB)/1, $0x00
+DATA q4kDec512<>+862(SB)/1, $0x00
+DATA q4kDec512<>+863(SB)/1, $0x00
+DATA q4kDec512<>+864(SB)/1, $0x07
+DATA q4kDec512<>+865(SB)/1, $0x00
+DATA q4kDec512<>+866(SB)/1, $0x00
+DATA q4kDec512<>+867(SB)/1, $0x00
+DATA q4kDec512<>+868(SB)/1, $0x07
+DATA q4kDec512<>+869(SB)/1, $0x00
+DATA q4kDec512<>+870(SB)/1, $0x00
+DATA q4kDec512<>+871(SB)/1, $0x00
+DATA q4kDec512<>+872(SB)/1, $0x07
+DATA q4kDec512<>+873(SB)/1, $0x00
+DATA q4kDec512<>+874(SB)/1, $0x00
+DATA q4kDec512<>+875(SB)/1, $0x00
+DATA q4kDec512<>+876(SB)/1, $0x07
+DATA q4kDec512<>+877(SB)/1, $0x00
+DATA q4kDec512<>+878(SB)/1, $0x00
+DATA q4kDec512<>+879(SB)/1, $0x00
+DATA q4kDec512<>+880(SB)/1, $0x07
+DATA q4kDec512<>+881(SB)/1, $0x00
+DATA q4kDec512<>+882(SB)/1, $0x00
+DATA q4kDec512<>+883(SB)/1, $0x00
+DATA q4kDec512<>+884(SB)/1, $0x07
+DATA q4kDec512<>+885(SB)/1, $0x00
+DATA q4kDec512<>+886(SB)/1, $0x00
+DATA q4kDec512<>+887(SB)/1, $0x00
+DATA q4kDec512<>+888(SB)/1, $0x07
+DATA q4kDec512<>+889(SB)/1, $0x00
+DATA q4kDec512<>+890(SB)/1, $0x00
+DATA q4kDec512<>+891(SB)/1, $0x00
+DATA q4kDec512<>+892(SB)/1, $0x07
+DATA q4kDec512<>+893(SB)/1, $0x00
+DATA q4kDec512<>+894(SB)/1, $0x00
+DATA q4kDec512<>+895(SB)/1, $0x00
+DATA q4kDec512<>+896(SB)/1, $0x00
+DATA q4kDec512<>+897(SB)/1, $0x00
+DATA q4kDec512<>+898(SB)/1, $0x00
+DATA q4kDec512<>+899(SB)/1, $0x00
+DATA q4kDec512<>+900(SB)/1, $0x00
+DATA q4kDec512<>+901(SB)/1, $0x00
+DATA q4kDec512<>+902(SB)/1, $0x00
+DATA q4kDec512<>+903(SB)/1, $0x00
+DATA q4kDec512<>+904(SB)/1, $0x00
+DATA q4kDec512<>+905(SB)/1, $0x00
+DATA q4kDec512<>+906(SB)/1, $0x00
+DATA q4kDec512<>+907(SB)/1, $0x00
+DATA q4kDec512<>+908(SB)/1, $0x00
+DATA q4kDec512<>+909(SB)/1, $0x00
+DATA q4kDec512<>+910(SB)/1, $0x00
+DATA q4kDec512<>+911(SB)/1, $0x00
+DATA q4kDec512<>+912(SB)/1, $0x00
+DATA q4kDec512<>+913(SB)/1, $0x00
+DATA q4kDec512<>+914(SB)/1, $0x00
+DATA q4kDec512<>+915(SB)/1, $0x00
+DATA q4kDec512<>+916(SB)/1, $0x00
+DATA q4kDec512<>+917(SB)/1, $0x00
+DATA q4kDec512<>+918(SB)/1, $0x00
+DATA q4kDec512<>+919(SB)/1, $0x00
+DATA q4kDec512<>+920(SB)/1, $0x00
+DATA q4kDec512<>+921(SB)/1, $0x00
+DATA q4kDec512<>+922(SB)/1, $0x00
+DATA q4kDec512<>+923(SB)/1, $0x00
+DATA q4kDec512<>+924(SB)/1, $0x00
+DATA q4kDec512<>+925(SB)/1, $0x00
+DATA q4kDec512<>+926(SB)/1, $0x00
+DATA q4kDec512<>+927(SB)/1, $0x00
+DATA q4kDec512<>+928(SB)/1, $0x04
+DATA q4kDec512<>+929(SB)/1, $0x00
+DATA q4kDec512<>+930(SB)/1, $0x04
+DATA q4kDec512<>+931(SB)/1, $0x00
+DATA q4kDec512<>+932(SB)/1, $0x04
+DATA q4kDec512<>+933(SB)/1, $0x00
+DATA q4kDec512<>+934(SB)/1, $0x04
+DATA q4kDec512<>+935(SB)/1, $0x00
+DATA q4kDec512<>+936(SB)/1, $0x04
+DATA q4kDec512<>+937(SB)/1, $0x00
+DATA q4kDec512<>+938(SB)/1, $0x04
+DATA q4kDec512<>+939(SB)/1, $0x00
+DATA q4kDec512<>+940(SB)/1, $0x04
+DATA q4kDec512<>+941(SB)/1, $0x00
+DATA q4kDec512<>+942(SB)/1, $0x04
+DATA q4kDec512<>+943(SB)/1, $0x00
+DATA q4kDec512<>+944(SB)/1, $0x04
+DATA q4kDec512<>+945(SB)/1, $0x00
+DATA q4kDec512<>+946(SB)/1, $0x04
+DATA q4kDec512<>+947(SB)/1, $0x00
+DATA q4kDec512<>+948(SB)/1, $0x04
+DATA q4kDec512<>+949(SB)/1, $0x00
+DATA q4kDec512<>+950(SB)/1, $0x04
+DATA q4kDec512<>+951(SB)/1, $0x00
+DATA q4kDec512<>+952(SB)/1, $0x04
+DATA q4kDec512<>+953(SB)/1, $0x00
+DATA q4kDec512<>+954(SB)/1, $0x04
+DATA q4kDec512<>+955(SB)/1, $0x00
+DATA q4kDec512<>+956(SB)/1, $0x04
+DATA q4kDec512<>+957(SB)/1, $0x00
+DATA q4kDec512<>+958(SB)/1, $0x04
+DATA q4kDec512<>+959(SB)/1, $0x00
+GLOBL q4kDec512<>(SB), RODATA|NOPTR, $960
+
+// func dotQ4_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dotQ4_KAVX512x4(SB), NOSPLIT, $0-40
+	MOVQ         w+0(FP), AX
+	MOVQ         stride+8(FP), CX
+	LEAQ         (AX)(CX*1), DX
+	LEAQ         (DX)(CX*1), BX
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VPBROADCASTD R9, Z0
+	VMOVDQU64    q4kDec512<>+896(SB), Z1
+	VMOVDQU64    q4kDec512<>+320(SB), Z3
+	VMOVDQU64    q4kDec512<>+384(SB), Z4
+	VMOVDQU64    q4kDec512<>+448(SB), Z5
+	VMOVDQU64    q4kDec512<>+512(SB), Z6
+	VMOVDQU64    q4kDec512<>+576(SB), Z2
+	VMOVDQU64    q4kDec512<>+640(SB), Z7
+	VMOVDQU64    q4kDec512<>+704(SB), Z8
+	VMOVDQU64    q4kDec512<>+768(SB), Z9
+	VMOVDQU64    q4kDec512<>+832(SB), Z10
+	VPXORD       Z0, Z0, Z11
+	VPXORD       Z0, Z0, Z12
+
+dotQ4_KAVX512x4_loop:
+	TESTQ           R8, R8
+	JZ              dotQ4_KAVX512x4_done
+	PREFETCHT0      (CX)
+	PREFETCHT0      64(CX)
+	PREFETCHT0      128(CX)
+	PREFETCHT0      192(CX)
+	PREFETCHT0      256(CX)
+	PREFETCHT0      320(CX)
+	PREFETCHT0      384(CX)
+	PREFETCHT0      448(CX)
+	PREFETCHT0      512(CX)
+	ADDQ            $0x00000240, CX
+	VBROADCASTI32X4 4(AX), Z13
+	VINSERTI32X4    $0x01, 4(DX), Z13, Z13
+	VINSERTI32X4    $0x02, 4(BX), Z13, Z13
+	VINSERTI32X4    $0x03, 4(SI), Z13, Z13
+	VPSHUFB         q4kDec512<>+0(SB), Z13, Z14
+	VPSHUFB         q4kDec512<>+64(SB), Z13, Z15
+	VPANDD          q4kDec512<>+128(SB), Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPTERNLOGD      $0xf8, q4kDec512<>+192(SB), Z14, Z13
+	VPSRLW          $0x02, Z15, Z15
+	VPTERNLOGD      $0xf8, q4kDec512<>+256(SB), Z15, Z13
+	VSHUFI32X4      $0x00, Z13, Z13, Z14
+	VPSHUFB         Z3, Z14, Z15
+	VBROADCASTI64X4 16(AX), Z16
+	VPSRLVW         Z1, Z16, Z16
+	VPANDD          Z0, Z16, Z16
+	VPMADDUBSW      (DI), Z16, Z16
+	VPMADDWD        Z15, Z16, Z15
+	VPSHUFB         Z4, Z14, Z16
+	VBROADCASTI64X4 48(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPMADDUBSW      64(DI), Z17, Z17
+	VPDPWSSD        Z16, Z17, Z15
+	VPSHUFB         Z5, Z14, Z16
+	VBROADCASTI64X4 80(AX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPMADDUBSW      128(DI), Z17, Z17
+	VPDPWSSD        Z16, Z17, Z15
+	VPSHUFB         Z6, Z14, Z14
+	VBROADCASTI64X4 112(AX), Z16
+	VPSRLVW         Z1, Z16, Z16
+	VPANDD          Z0, Z16, Z16
+	VPMADDUBSW      192(DI), Z16, Z16
+	VPDPWSSD        Z14, Z16, Z15
+	VSHUFI32X4      $0x55, Z13, Z13, Z14
+	VPSHUFB         Z3, Z14, Z16
+	VBROADCASTI64X4 16(DX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPMADDUBSW      (DI), Z17, Z17
+	VPMADDWD        Z16, Z17, Z16
+	VPSHUFB         Z4, Z14, Z17
+	VBROADCASTI64X4 48(DX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPMADDUBSW      64(DI), Z18, Z18
+	VPDPWSSD        Z17, Z18, Z16
+	VPSHUFB         Z5, Z14, Z17
+	VBROADCASTI64X4 80(DX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPMADDUBSW      128(DI), Z18, Z18
+	VPDPWSSD        Z17, Z18, Z16
+	VPSHUFB         Z6, Z14, Z14
+	VBROADCASTI64X4 112(DX), Z17
+	VPSRLVW         Z1, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPMADDUBSW      192(DI), Z17, Z17
+	VPDPWSSD        Z14, Z17, Z16
+	VSHUFI32X4      $0xaa, Z13, Z13, Z14
+	VPSHUFB         Z3, Z14, Z17
+	VBROADCASTI64X4 16(BX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPMADDUBSW      (DI), Z18, Z18
+	VPMADDWD        Z17, Z18, Z17
+	VPSHUFB         Z4, Z14, Z18
+	VBROADCASTI64X4 48(BX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPMADDUBSW      64(DI), Z19, Z19
+	VPDPWSSD        Z18, Z19, Z17
+	VPSHUFB         Z5, Z14, Z18
+	VBROADCASTI64X4 80(BX), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPMADDUBSW      128(DI), Z19, Z19
+	VPDPWSSD        Z18, Z19, Z17
+	VPSHUFB         Z6, Z14, Z14
+	VBROADCASTI64X4 112(BX), Z18
+	VPSRLVW         Z1, Z18, Z18
+	VPANDD          Z0, Z18, Z18
+	VPMADDUBSW      192(DI), Z18, Z18
+	VPDPWSSD        Z14, Z18, Z17
+	VSHUFI32X4      $0xff, Z13, Z13, Z14
+	VPSHUFB         Z3, Z14, Z18
+	VBROADCASTI64X4 16(SI), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPMADDUBSW      (DI), Z19, Z19
+	VPMADDWD        Z18, Z19, Z18
+	VPSHUFB         Z4, Z14, Z19
+	VBROADCASTI64X4 48(SI), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPMADDUBSW      64(DI), Z20, Z20
+	VPDPWSSD        Z19, Z20, Z18
+	VPSHUFB         Z5, Z14, Z19
+	VBROADCASTI64X4 80(SI), Z20
+	VPSRLVW         Z1, Z20, Z20
+	VPANDD          Z0, Z20, Z20
+	VPMADDUBSW      128(DI), Z20, Z20
+	VPDPWSSD        Z19, Z20, Z18
+	VPSHUFB         Z6, Z14, Z14
+	VBROADCASTI64X4 112(SI), Z19
+	VPSRLVW         Z1, Z19, Z19
+	VPANDD          Z0, Z19, Z19
+	VPMADDUBSW      192(DI), Z19, Z19
+	VPDPWSSD        Z14, Z19, Z18
+	VBROADCASTSS    288(DI), Z14
+	VMOVD           (AX), X19
+	VPINSRD         $0x01, (DX), X19, X19
+	VPINSRD         $0x02, (BX), X19, X19
+	VPINSRD         $0x03, (SI), X19, X19
+	VPXORD          Z0, Z0, Z20
+	VCVTPH2PS       X19, Y20
+	VMULPS          Y14, Y20, Y20
+	VBROADCASTI64X4 256(DI), Z14
+	VSHUFI64X2      $0x44, Z16, Z15, Z19
+	VSHUFI64X2      $0xee, Z16, Z15, Z15
+	VPADDD          Z15, Z19, Z19
+	VSHUFI32X4      $0x50, Z13, Z13, Z15
+	VPSHUFB         Z2, Z15, Z15
+	VPMADDWD        Z14, Z15, Z15
+	VPERMPS         Z20, Z7, Z16
+	VPERMPS         Z20, Z8, Z21
+	VCVTDQ2PS       Z19, Z19
+	VFMADD231PS     Z16, Z19, Z11
+	VCVTDQ2PS       Z15, Z15
+	VFNMADD231PS    Z21, Z15, Z11
+	VSHUFI64X2      $0x44, Z18, Z17, Z15
+	VSHUFI64X2      $0xee, Z18, Z17, Z16
+	VPADDD          Z16, Z15, Z15
+	VSHUFI32X4      $0xfa, Z13, Z13, Z13
+	VPSHUFB         Z2, Z13, Z13
+	VPMADDWD        Z14, Z13, Z13
+	VPERMPS         Z20, Z9, Z14
+	VPERMPS         Z20, Z10, Z16
+	VCVTDQ2PS       Z15, Z15
+	VFMADD231PS     Z14, Z15, Z12
+	VCVTDQ2PS       Z13, Z13
+	VFNMADD231PS    Z16, Z13, Z12
+	ADDQ            $0x00000090, AX
+	ADDQ            $0x00000090, DX
+	ADDQ            $0x00000090, BX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000140, DI
+	DECQ            R8
+	JMP             dotQ4_KAVX512x4_loop
+
+dotQ4_KAVX512x4_done:
+	MOVQ          dst+32(FP), AX
+	VEXTRACTF64X4 $0x00, Z11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, 4(AX)
+	VEXTRACTF64X4 $0x00, Z12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, 8(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, 12(AX)
 	VZEROUPPER
 	RET

@@ -68,6 +68,12 @@ type gemmImpl struct {
 	// used for single tokens too; else one token takes the four-row
 	// kernel, which shares its activations between rows.
 	single bool
+	// dec1, dec4: one-token (decode) kernels over prepared activations, one
+	// row or four rows stride bytes apart, with the tiles' numerics. Where
+	// set, MatMul prepares a single token once and runs them over the
+	// rows, and they are the level's Dot and Dot4 (decDot).
+	dec1 func(w, x *byte, nb int) float32
+	dec4 func(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 }
 
 // prepBytes is the size of one prepared activation row of nb blocks.
@@ -164,6 +170,47 @@ func prepDot(t quant.Type, g *gemmImpl) (DotFunc, Dot4Func) {
 	return dot, dot4
 }
 
+// decBufs holds prepared activation rows for the Dot wrappers of decode
+// kernels (decDot), which need a whole row prepared.
+var decBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// decDot returns the DotFunc and Dot4Func of a family with decode kernels:
+// the activations are prepared into a pooled buffer, then dec1 or dec4 runs.
+func decDot(t quant.Type, g *gemmImpl) (DotFunc, Dot4Func) {
+	name := t.String()
+	bs, wb, xb := t.BlockSize(), t.BlockBytes(), t.VecDotType().BlockBytes()
+	prep := func(x []byte, nb int) (*[]byte, *byte) {
+		buf := decBufs.Get().(*[]byte)
+		if need := g.prepBytes(nb) + 64; cap(*buf) < need {
+			*buf = make([]byte, need)
+		}
+		xp := align64((*buf)[:cap(*buf)])
+		g.prep(&x[0], nb, xp)
+		return buf, xp
+	}
+	dot := func(n int, w, x []byte) float32 {
+		nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+		if nb == 0 {
+			return 0
+		}
+		buf, xp := prep(x, nb)
+		defer decBufs.Put(buf)
+		return g.dec1(&w[0], xp, nb)
+	}
+	dot4 := func(n int, w []byte, stride int, x []byte, dst *[4]float32) {
+		nb := checkDot(name, n, bs, wb, xb, len(w), len(x))
+		checkRows4(n, nb*wb, len(w), stride)
+		if nb == 0 {
+			*dst = [4]float32{}
+			return
+		}
+		buf, xp := prep(x, nb)
+		defer decBufs.Put(buf)
+		g.dec4(&w[0], stride, xp, nb, dst)
+	}
+	return dot, dot4
+}
+
 // align64 returns a pointer into b at the first 64-byte boundary; b must
 // have 63 bytes to spare.
 func align64(b []byte) *byte {
@@ -244,6 +291,10 @@ func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n in
 		return
 	}
 	rb := m.RowBytes
+	if n == 1 && g.dec4 != nil {
+		matVecDec(p, dst, m, nb, &xb[0])
+		return
+	}
 	tmax := min(g.tiles[0].t, n)
 	kc := g.chunkBlocks(nb, xbb, tmax)
 	blockRows := max(1, gemmRowBytes/rb)
@@ -295,4 +346,19 @@ func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, 
 			k.fn(&m.Data[r*rb+c0*wbb], c, xt, xs, &acc[(r-b0)*16*k.t], &dst[r], ldd, flags)
 		}
 	}
+}
+
+// matVecDec is one token (prepared at x) against every row of m with the
+// decode kernels: four rows per call, in contiguous ranges per thread.
+func matVecDec(p *Pool, dst []float32, m *Matrix, nb int, x *byte) {
+	g, rb, rows := m.gemm, m.RowBytes, m.Rows
+	p.Run((rows+3)/4, 4, func(g0, g1 int) {
+		r, r1 := 4*g0, min(rows, 4*g1)
+		for ; r+4 <= r1; r += 4 {
+			g.dec4(&m.Data[r*rb], rb, x, nb, (*[4]float32)(dst[r:r+4]))
+		}
+		for ; r < r1; r++ {
+			dst[r] = g.dec1(&m.Data[r*rb], x, nb)
+		}
+	})
 }

@@ -118,8 +118,9 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		return
 	}
 	m.resolve()
-	// Tiles for prefill (see gemmImpl.single for one token).
-	if g := m.gemm; g != nil && (n > 1 || g.single) {
+	// Tiles for prefill; one token too where the level has block lanes
+	// (gemmImpl.single) or decode kernels (gemmImpl.dec4).
+	if g := m.gemm; g != nil && (n > 1 || g.single || g.dec4 != nil) {
 		matMulGemm(p, s, dst, m, x, n)
 		return
 	}

@@ -18,12 +18,12 @@ import (
 // writing an xmm or ymm clears the rest of the zmm, which the kernels use to
 // feed 256-bit results into 512-bit sums.
 //
-// A one-row Q4_K kernel in this style (VPMADDUBSW + VPERMW + VPDPWSSD per 64
-// quants) measured 5-9% slower than the AVX2 one in MatMul on Sapphire
-// Rapids, where 512-bit work has two ports to 256-bit work's three and the
-// per-super-block scale decoding is the same; the one-row Q4_K kernel stays
-// on AVX2 (see NOTES.md). Its tiles, which decode the scales once for up to
-// 16 tokens, are AVX-512 (gemmk.go), with the AVX2 kernel's numerics.
+// A first one-row Q4_K kernel in this style (VPMADDUBSW + VPERMW + VPDPWSSD
+// per 64 quants, on the unaligned Q8_K activations, with the AVX2 kernel's
+// scalar scale decoding) was slower than the AVX2 one; the Q4_K decode
+// kernels of this level (q4k512.go) decode the scales of four rows in one
+// zmm and read padded activations, and the tiles (gemmk.go) decode them once
+// for up to 16 tokens, all with the AVX2 kernel's numerics (see NOTES.md).
 
 func genAVX512() {
 	for _, rows := range []int{1, 4} {

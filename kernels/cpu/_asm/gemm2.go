@@ -339,7 +339,7 @@ func (k *s2Kernel) emit(T int) {
 	loop(name, n, func() {
 		if T == 1 { // as in s3Kernel.emit
 			for o := 0; o < 8*k.bb; o += 64 {
-				PREFETCHT0(Mem{Base: w, Disp: 2*8*k.bb + o})
+				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
 			}
 		}
 		body(w)

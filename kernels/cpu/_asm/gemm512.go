@@ -364,11 +364,11 @@ func (k *s3Kernel) emit(T int) {
 	SHRQ(U8(4), n)
 	loop(name, n, func() {
 		if T == 1 {
-			// One token: the row streams from memory (decode); ask for the
-			// group after next, which the single in-flight row does not
-			// reach early enough by itself.
+			// One token: the row streams from memory (decode); ask for
+			// the bytes rowPrefetch ahead, which the hardware prefetcher
+			// alone does not reach early enough.
 			for o := 0; o < 16*k.bb; o += 64 {
-				PREFETCHT0(Mem{Base: w, Disp: 2*16*k.bb + o})
+				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
 			}
 		}
 		body(w)
