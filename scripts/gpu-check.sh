@@ -8,11 +8,20 @@
 #   the one device call to make.
 # There (on the GPU):     bash .gpu/run.sh     (= scripts/gpu-check.sh --device)
 #   runs, well under 10 minutes: the device tests (kernels vs the CPU backend
-#   op by op, whole forward passes vs the CPU and llama.cpp's golden logits,
-#   CUDA graph replay, NVML), a device copy-bandwidth test, and the GPU
-#   benchmark of the llama-8b synthetic shape generated there with
-#   `hearth gen`, then `hearth bench` (CPU) on the same file for comparison;
-#   prints one table last. Logs go to $OUT when it is set.
+#   op by op, the tensor-core prefill matmul (mma.cu) and the f32 FMA tiles
+#   both, whole forward passes vs the CPU and llama.cpp's golden logits with
+#   each prefill kernel, CUDA graph replay, decode steps as CUDA graphs
+#   (HEARTH_CUDA_GRAPH) bitwise against direct launches, NVML), a device
+#   copy-bandwidth test, and the GPU benchmark of the llama-8b synthetic
+#   shape generated there with `hearth gen` (pp512 with each prefill kernel,
+#   tg128 and tg32 x8 with and without graphs), then `hearth bench` (CPU) on
+#   the same file for comparison; prints one table last. Logs go to $OUT
+#   when it is set.
+#   What the table decides: "graph decode steps" all bitwise equal and no
+#   failures → graphs can default on (runtime/cuda graph.go, Toggle
+#   resolve(EnvGraphs, false) → true); "golden mma=true" and the mma rows of
+#   "ops vs CPU" passing → tensor cores can default on (backend.go,
+#   resolve(EnvMMA, false) → true); until then HEARTH_CUDA_MMA=1 enables them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

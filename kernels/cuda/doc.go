@@ -64,7 +64,8 @@ type Kernel struct {
 	Params int
 }
 
-// Types are the weight formats with kernels (embed_*, matvec_*, matmul_*),
+// Types are the weight formats with kernels (embed_*, matvec_*, matmul_*;
+// mma_* for MMATypes),
 // by the suffix of their entry points. Other formats are converted to F16
 // when a weight is bound.
 var Types = []struct {
@@ -92,6 +93,26 @@ const (
 	EmbedParams  = 6 // dst, table, rowBytes, ids, n, cols
 	MatvecParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, nt
 	MatmulParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, n
+	MMAParams    = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, n
+)
+
+// MMATypes are the weight formats with a tensor-core matmul (mma.cu:
+// mma_<suffix>, mma.sync.m16n8k16 on f16 tiles, sm_80 and later).
+var MMATypes = []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K, quant.Q6_K, quant.F16}
+
+// HasMMA reports whether a weight format has a tensor-core matmul.
+func HasMMA(t quant.Type) bool { return slices.Contains(MMATypes, t) }
+
+// The tensor-core matmul's geometry (mma.cu): a block of MMAThreads
+// computes an MMATileRows × MMATileTokens tile of the output; cols must be
+// a multiple of MMAColsMultiple. MinMMATokens is the smallest batch the
+// backend sends to it (below, matvec and matmul's FMA tiles).
+const (
+	MMATileRows     = 128
+	MMATileTokens   = 128
+	MMAThreads      = 256
+	MMAColsMultiple = 32
+	MinMMATokens    = 16
 )
 
 // Kernels is the launch table: every entry point runtime/cuda launches.
@@ -114,6 +135,10 @@ func buildTable() []Kernel {
 			Kernel{"embed", "embed_" + t.Suffix, EmbedParams},
 			Kernel{"matvec", "matvec_" + t.Suffix, MatvecParams},
 			Kernel{"matmul", "matmul_" + t.Suffix, MatmulParams})
+	}
+	for _, t := range MMATypes {
+		suf, _ := Suffix(t)
+		ks = append(ks, Kernel{"mma", "mma_" + suf, MMAParams})
 	}
 	return ks
 }

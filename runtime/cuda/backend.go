@@ -21,6 +21,15 @@ type Options struct {
 	Log    *slog.Logger // where the one line about a missing GPU goes; nil: slog.Default()
 	// Driver, when set, replaces libcuda.so.1 (tests use a fake).
 	Driver Driver
+	// Graphs records kernels and submits repeated segments (decode steps)
+	// as CUDA graphs (graph.go). Default: $HEARTH_CUDA_GRAPH, off unless
+	// "1".
+	Graphs Toggle
+	// TensorCores sends matrix products of at least 16 tokens in the
+	// formats of kernels/cuda MMATypes to the mma.sync kernel (mma.cu).
+	// Default: $HEARTH_CUDA_MMA, off unless "1" (until a GPU run of
+	// scripts/gpu-check.sh has checked mma.cu, as for Graphs).
+	TensorCores Toggle
 }
 
 // NewBackend opens a GPU and returns a backend.Backend running on it.
@@ -54,10 +63,19 @@ func New(o Options) (*Backend, error) {
 		log.Info("cuda: no GPU in use", "reason", err.Error())
 		return nil, err
 	}
+	b := &Backend{dev: dev, pool: map[uint64][]DevicePtr{}, ropes: map[string]*ropeTable{}}
+	// mma.sync.m16n8k16 with f16 inputs needs sm_80, which Open requires
+	// today; the check keeps the FMA kernel for older GPUs should that
+	// floor ever drop.
+	b.mma = o.TensorCores.resolve(EnvMMA, false) && dev.CC[0] >= 8
+	graphs := o.Graphs.resolve(EnvGraphs, false)
+	if graphs {
+		dev.enableGraphs(true, log)
+	}
 	log.Info("cuda: GPU in use", "device", o.Device, "name", dev.Name,
 		"cc", fmt.Sprintf("%d.%d", dev.CC[0], dev.CC[1]), "memory_mib", dev.TotalMem>>20,
-		"driver", fmt.Sprintf("%d.%d", dev.Driver/1000, dev.Driver%1000/10))
-	return &Backend{dev: dev, pool: map[uint64][]DevicePtr{}, ropes: map[string]*ropeTable{}}, nil
+		"driver", fmt.Sprintf("%d.%d", dev.Driver/1000, dev.Driver%1000/10), "tensor_cores", b.mma, "graphs", graphs)
+	return b, nil
 }
 
 // Backend runs backend.Backend's operations on one GPU. Operations are
@@ -71,6 +89,7 @@ func New(o Options) (*Backend, error) {
 // stream, in order); the KV pools hold f16 rows as runtime/cpu's do.
 type Backend struct {
 	dev *Device
+	mma bool // tensor-core matmul for batches of MinMMATokens and more
 
 	mu      sync.Mutex // guards pool (collector cleanups return buffers)
 	pool    map[uint64][]DevicePtr
@@ -81,14 +100,25 @@ type Backend struct {
 	stage                  unsafe.Pointer // pinned host memory for reads
 	stageLen               uint64
 	ropes                  map[string]*ropeTable
-	ropePos                []int32 // the positions in i32
+	ropePos                []int32   // the positions at ropeDev
+	ropeDev                DevicePtr // in i32, or a step-input slot
+	ropeEpoch              uint64    // the step-input epoch of ropeDev
 
 	// The step's attention metadata, uploaded once per forward pass and
 	// reused by every layer while it does not change.
-	attKey []int64
-	attDev *buffer // tables | tabOff | pos | slot (int32), then kvb (uint64, 8-aligned)
-	attN   [5]int  // element offsets of the five parts
+	attKey   []int64
+	attDev   DevicePtr // tabOff | pos | slot (int32), kvb (uint64, 8-aligned), tables (int32)
+	attEpoch uint64    // the step-input epoch of attDev
+	attN     [5]int    // int32-element offsets of tables, tabOff, pos, slot, kvb
 }
+
+// GraphStats reports what the graph recorder has done (zero when graphs
+// are off).
+func (b *Backend) GraphStats() GraphStats { return b.dev.graphStats() }
+
+// setGraphs turns decode-step graphs on or off from now on (tests and
+// benchmarks compare the two on one loaded model).
+func (b *Backend) setGraphs(on bool) { b.dev.enableGraphs(on, slog.Default()) }
 
 // Device is the GPU the backend runs on.
 func (b *Backend) Device() *Device { return b.dev }
@@ -153,7 +183,7 @@ func (b *Backend) allocNew(size uint64) (DevicePtr, error) {
 		p, err = drv.MemAlloc(size)
 		return err
 	}
-	err := b.dev.Do(mem)
+	err := b.dev.call(mem) // not stream work: a recorded step stays whole
 	if err != nil && b.dev.Err() == nil {
 		b.collect()
 		if p := b.fromPool(size); p != 0 {
@@ -174,7 +204,7 @@ func (b *Backend) allocNew(size uint64) (DevicePtr, error) {
 			}
 			return nil
 		})
-		err = b.dev.Do(mem)
+		err = b.dev.call(mem)
 	}
 	return p, err
 }
@@ -242,6 +272,18 @@ func (b *Backend) upload(dst DevicePtr, src []byte) {
 	b.dev.Go(func(drv Driver, s Stream) error {
 		return drv.MemcpyHtoDAsync(dst, unsafe.Pointer(&own[0]), uint64(len(own)), s)
 	})
+}
+
+// stepInput puts per-step host data (ids, positions, tables) on the
+// device and returns its address: a slot of the step-input arena while
+// graphs record (graph.go), else the scratch buffer *s, uploaded.
+func (b *Backend) stepInput(s **buffer, data []byte) DevicePtr {
+	if p, ok := b.dev.stepInput(data); ok {
+		return p
+	}
+	p := b.scratch(s, uint64(len(data)))
+	b.upload(p, data)
+	return p
 }
 
 func int32Bytes(v []int32) []byte {
@@ -370,7 +412,7 @@ func WeightBytes(t quant.Type, rows, cols int) uint64 {
 // MemInfo reports the device's free and total memory (cuMemGetInfo: what
 // this process could still allocate, after its context and kernels).
 func (b *Backend) MemInfo() (free, total uint64, err error) {
-	err = b.dev.Do(func(drv Driver, _ Stream) error {
+	err = b.dev.call(func(drv Driver, _ Stream) error {
 		var e error
 		free, total, e = drv.MemGetInfo()
 		return e
@@ -425,8 +467,7 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) e
 	if d.cols != w.cols || d.rows < len(ids) {
 		return fmt.Errorf("cuda: embed of %d ids of width %d into %dx%d", len(ids), w.cols, d.rows, d.cols)
 	}
-	p := b.scratch(&b.ids, uint64(4*len(ids)))
-	b.upload(p, int32Bytes(ids))
+	p := b.stepInput(&b.ids, int32Bytes(ids))
 	suf, _ := kcuda.Suffix(w.dev)
 	b.dev.launch("embed_"+suf, grid2(len(ids), ceilDiv(w.cols, 8*128)), block(128),
 		argPtr(d.ptr()), argPtr(w.buf.ptr), argU64(uint64(w.rowBytes)), argPtr(p), argInt(len(ids)), argInt(w.cols))
@@ -466,11 +507,21 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	}
 	args := []uint64{argPtr(d.ptr()), argPtr(m.buf.ptr), argU64(uint64(m.rowBytes)), argInt(m.rows), argInt(m.cols),
 		argPtr(aq), argPtr(ad), argPtr(s.ptr()), argInt(n)}
-	if n <= kcuda.MaxMatvecTokens {
+	switch {
+	case n <= kcuda.MaxMatvecTokens:
 		b.dev.launch("matvec_"+suf, grid1(ceilDiv(m.rows, 4)), block(128), args...)
-	} else {
+	case b.useMMA(m, n):
+		b.dev.launch("mma_"+suf, grid2(ceilDiv(m.rows, kcuda.MMATileRows), ceilDiv(n, kcuda.MMATileTokens)),
+			block(kcuda.MMAThreads), args...)
+	default:
 		b.dev.launch("matmul_"+suf, grid2(ceilDiv(m.rows, 64), ceilDiv(n, 64)), block(256), args...)
 	}
+}
+
+// useMMA reports whether an n-token product with m goes to the tensor-core
+// kernel: on, enough tokens, a format it reads, a width it tiles.
+func (b *Backend) useMMA(m *weight, n int) bool {
+	return b.mma && n >= kcuda.MinMMATokens && kcuda.HasMMA(m.dev) && m.cols%kcuda.MMAColsMultiple == 0
 }
 
 // ropeTable is the cos/sin table of one set of RoPE parameters on the
@@ -533,13 +584,14 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 	}
 	tab := b.ropeTableFor(r, maxPos)
 	// The positions are the same for q and k and for every layer of a
-	// forward pass: uploaded when they change.
-	if b.i32 == nil || !slices.Equal(b.ropePos, pos[:s.rows]) {
-		b.scratch(&b.i32, uint64(4*s.rows))
-		b.upload(b.i32.ptr, int32Bytes(pos[:s.rows]))
+	// forward pass: uploaded when they change (or when the step-input
+	// slot they were in is gone).
+	if ep := b.dev.inputEpoch(); b.ropeDev == 0 || ep != b.ropeEpoch || !slices.Equal(b.ropePos, pos[:s.rows]) {
+		b.ropeDev = b.stepInput(&b.i32, int32Bytes(pos[:s.rows]))
+		b.ropeEpoch = b.dev.inputEpoch()
 		b.ropePos = append(b.ropePos[:0], pos[:s.rows]...)
 	}
-	pp := b.i32.ptr
+	pp := b.ropeDev
 	neox := 0
 	if r.NeoX {
 		neox = 1
@@ -669,8 +721,10 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 // attentionMeta uploads the step's attention metadata into one device
 // buffer, unless it equals what is already there (every layer of a
 // forward pass asks with the same), and returns its address. Layout, in
-// int32 elements: tables, tabOff, pos, slot, then kvb as uint64 at an
-// 8-byte aligned offset.
+// int32 elements: tabOff, pos, slot, then kvb as uint64 at an 8-byte
+// aligned offset, then the tables last, so that the offsets of the parts
+// depend only on the token count (a growing block table moves no kernel
+// argument of a recorded graph).
 func (b *Backend) attentionMeta(tables, tabOff, pos, slot []int32, kvb []uint64) DevicePtr {
 	key := make([]int64, 0, 4+len(tables)+3*len(pos)+len(kvb))
 	key = append(key, int64(len(tables)), int64(len(tabOff)), int64(len(pos)), int64(len(kvb)))
@@ -682,13 +736,13 @@ func (b *Backend) attentionMeta(tables, tabOff, pos, slot []int32, kvb []uint64)
 	for _, v := range kvb {
 		key = append(key, int64(v))
 	}
-	if b.attDev != nil && slices.Equal(key, b.attKey) {
-		return b.attDev.ptr
+	if ep := b.dev.inputEpoch(); b.attDev != 0 && ep == b.attEpoch && slices.Equal(key, b.attKey) {
+		return b.attDev
 	}
 	o := 0
 	var host []int32
-	for i, part := range [][]int32{tables, tabOff, pos, slot} {
-		b.attN[i] = o
+	for i, part := range [][]int32{tabOff, pos, slot} {
+		b.attN[i+1] = o
 		host = append(host, part...)
 		o += len(part)
 	}
@@ -700,14 +754,15 @@ func (b *Backend) attentionMeta(tables, tabOff, pos, slot []int32, kvb []uint64)
 	for _, v := range kvb {
 		host = append(host, int32(uint32(v)), int32(uint32(v>>32)))
 	}
-	// A fresh buffer when it grows; the old one stays valid for the work
-	// queued before (it returns to the pool only when collected, and the
-	// pool hands it out again only to work queued later).
-	p := b.scratch(&b.meta, uint64(4*len(host)))
-	b.attDev = b.meta
-	b.upload(p, int32Bytes(host))
+	b.attN[0] = len(host)
+	host = append(host, tables...)
+	// Direct: a fresh buffer when it grows; the old one stays valid for
+	// the work queued before (it returns to the pool only when collected,
+	// and the pool hands it out again only to work queued later).
+	b.attDev = b.stepInput(&b.meta, int32Bytes(host))
+	b.attEpoch = b.dev.inputEpoch()
 	b.attKey = key
-	return p
+	return b.attDev
 }
 
 func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
@@ -725,8 +780,7 @@ func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
 		}
 		ix[i] = int32(r)
 	}
-	p := b.scratch(&b.ids, uint64(4*len(ix)))
-	b.upload(p, int32Bytes(ix))
+	p := b.stepInput(&b.ids, int32Bytes(ix))
 	b.dev.launch("gather_rows", grid2(len(ix), ceilDiv(s.cols, 256)), block(256),
 		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(p), argInt(len(ix)), argInt(s.cols))
 }

@@ -72,7 +72,20 @@ func TestOpenRefuses(t *testing.T) {
 
 func newFakeBackend(t testing.TB, f *fakeDriver) *Backend {
 	t.Helper()
-	b, err := New(Options{Driver: f, Log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
+	// Tensor cores are off by default until a GPU has checked mma.cu; the
+	// fake's tests keep exercising that path's dispatch.
+	return newFakeBackendOpts(t, f, Options{TensorCores: On})
+}
+
+// newFakeBackendOpts opens a backend over the fake driver with options
+// (its log discarded unless o.Log is set).
+func newFakeBackendOpts(t testing.TB, f *fakeDriver, o Options) *Backend {
+	t.Helper()
+	o.Driver = f
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
+	}
+	b, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +97,12 @@ func newFakeBackend(t testing.TB, f *fakeDriver) *Backend {
 			t.Error(e)
 		}
 	})
+	return b
+}
+
+func newCPU(t testing.TB) *cpu.Backend {
+	b := cpu.New(2)
+	t.Cleanup(b.Close)
 	return b
 }
 
@@ -122,6 +141,9 @@ func TestForwardFake(t *testing.T) {
 			if f.launches["matvec_q4_0"]+f.launches["matvec_q8_0"]+f.launches["matvec_q4_K"]+f.launches["matvec_f32"]+
 				f.launches["matvec_f16"]+f.launches["matvec_bf16"]+f.launches["matvec_q6_K"] == 0 {
 				t.Error("no matvec launched")
+			}
+			if b.mma && !strings.HasSuffix(name, "f32") && !strings.HasSuffix(name, "bf16") && f.launches["mma_q4_0"]+f.launches["mma_q4_K"]+f.launches["mma_q6_K"]+f.launches["mma_q8_0"]+f.launches["mma_f16"] == 0 {
+				t.Error("no tensor-core matmul launched for the 20-token prompt")
 			}
 		})
 	}

@@ -36,12 +36,16 @@ type Device struct {
 	work   chan func()
 	done   chan struct{}
 
-	mu     sync.Mutex
-	err    error // the first failure of a queued call; sticky
+	mu     sync.Mutex // guards closed and the sends on work
 	closed bool
+	errMu  sync.Mutex // apart from mu: the worker reads err while a sender may wait on a full queue under mu
+	err    error      // the first failure of a queued call; sticky
 
-	// Owned by the worker goroutine.
+	// Set by the worker goroutine before OpenDriver returns; read-only
+	// after.
 	funcs map[string]Function
+
+	rec *recorder // decode-step graphs (graph.go); nil when off
 }
 
 // Open opens GPU ordinal through libcuda.so.1. Without a usable GPU it
@@ -167,11 +171,20 @@ func (d *Device) setup() (Context, error) {
 // ErrClosed is returned by calls on a closed Device.
 var ErrClosed = errors.New("cuda: device closed")
 
-// Do runs fn on the device's goroutine, after everything queued before it,
-// and returns its error. After a queued call failed, Do runs nothing and
-// returns that first error. (fn's own error is not kept: an allocation
-// that fails leaves the device usable.)
+// Do runs fn on the device's goroutine, after everything queued before it
+// (kernels recorded for a graph are submitted first), and returns its
+// error. After a queued call failed, Do runs nothing and returns that
+// first error. (fn's own error is not kept: an allocation that fails
+// leaves the device usable.)
 func (d *Device) Do(fn func(drv Driver, s Stream) error) error {
+	d.flush()
+	return d.call(fn)
+}
+
+// call is Do without submitting recorded kernels first, for driver calls
+// that are not stream work (allocation, memory info): a step being
+// recorded stays one segment.
+func (d *Device) call(fn func(drv Driver, s Stream) error) error {
 	res := make(chan error, 1)
 	if !d.enqueue(func() {
 		if err := d.Err(); err != nil {
@@ -185,10 +198,12 @@ func (d *Device) Do(fn func(drv Driver, s Stream) error) error {
 	return <-res
 }
 
-// Go queues fn on the device's goroutine and returns at once. Its error,
-// if any, is kept: Err and every later Do report it. After a failure,
-// queued work is skipped.
+// Go queues fn on the device's goroutine and returns at once (after the
+// kernels recorded before it, when graphs are on). Its error, if any, is
+// kept: Err and every later Do report it. After a failure, queued work is
+// skipped.
 func (d *Device) Go(fn func(drv Driver, s Stream) error) {
+	d.flush()
 	d.enqueue(func() {
 		if d.Err() != nil {
 			return
@@ -210,18 +225,18 @@ func (d *Device) enqueue(fn func()) bool {
 }
 
 func (d *Device) fail(err error) {
-	d.mu.Lock()
+	d.errMu.Lock()
 	if d.err == nil {
 		d.err = err
 	}
-	d.mu.Unlock()
+	d.errMu.Unlock()
 }
 
 // Err returns the first error of any call so far (nil if none). A device
 // error is sticky: a failed kernel leaves the context unusable.
 func (d *Device) Err() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
 	return d.err
 }
 
@@ -239,6 +254,7 @@ func (d *Device) Sync() error {
 // context and stops the goroutine. Device memory not yet freed goes with
 // the context when its last user releases it.
 func (d *Device) Close() error {
+	d.releaseGraphs() // submits what is recorded, frees graphs and arena
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -251,12 +267,16 @@ func (d *Device) Close() error {
 	return d.Err()
 }
 
-// launch queues a kernel by name. Its argument count must be the launch
-// table's (a programmer error otherwise, caught by the tests).
+// launch queues a kernel by name, or records it when graphs are on. Its
+// argument count must be the launch table's (a programmer error otherwise,
+// caught by the tests).
 func (d *Device) launch(name string, grid, block [3]uint32, args ...uint64) {
 	k, ok := kcuda.Lookup(name)
 	if !ok || k.Params != len(args) {
 		panic(fmt.Sprintf("cuda: launch of %s with %d arguments; the launch table has %+v", name, len(args), k))
+	}
+	if d.record(name, grid, block, args) {
+		return
 	}
 	d.Go(func(drv Driver, s Stream) error {
 		return drv.LaunchKernel(d.funcs[name], grid, block, 0, s, args)

@@ -39,7 +39,8 @@
 // A KV pool is runtime/cpu's layout in f16 on the device: for each layer
 // blocks × blockSize rows of kvDim values; block tables, positions and
 // per-token pool addresses are uploaded once per step (the first layer's
-// Attention) and reused by the other layers.
+// Attention) and reused by the other layers (with graphs on, into the
+// step-input arena).
 //
 // # Numerics (against the CPU backend)
 //
@@ -82,6 +83,52 @@
 // reserves cover what the driver really takes (allocation granularity,
 // JIT and library memory, other processes' use between the decision and
 // the upload), and the time the boundary copies cost.
+//
+// # Decode steps as CUDA graphs (opt-in: HEARTH_CUDA_GRAPH=1)
+//
+// With Options.Graphs (or HEARTH_CUDA_GRAPH=1) the device records kernel
+// launches instead of queueing them, and submits a recorded segment when
+// anything must wait for it or follow it (a Read or Argmax ends a forward
+// pass; an upload, Sync or Close too). A segment of 16 kernels or more
+// whose topology (kernels, grids, blocks in order) was submitted before is
+// built into a CUDA graph node by node, instantiated once and cached (8 at
+// most, by topology: a decode step's graph is keyed by its batch size and
+// output rows, since attention reads positions and block tables from
+// memory); later segments of that topology set the kernel arguments that
+// changed on the instantiated graph and launch it with one call. Per-step
+// inputs (ids, positions, block tables, KV slots, output rows) go into a
+// step-input arena at a fixed device address, uploaded in one copy before
+// the segment, so the arguments of consecutive decode steps hardly change
+// (the logits tensor's address does: one node patched). A failed build or
+// update is logged once and everything runs directly from then on.
+// graph.go has the details; graph_test.go checks over the fake driver
+// that graph steps give bitwise the logits of direct steps over a
+// generation with growing caches and changing batch sizes, and
+// gpu_test.go's TestGPUGraphStep does the same on a GPU. Off by default
+// until that device check has passed.
+//
+// # Tensor cores for prefill (HEARTH_CUDA_MMA=1 turns them on)
+//
+// Off by default until the device check (gpu_test.go: the mma rows of
+// TestGPUOps and TestGPUGolden) has passed on a GPU.
+//
+// Matrix products of 16 tokens or more with Q4_0, Q8_0, Q4_K, Q6_K or F16
+// weights (width a multiple of 32) run on kernels/cuda mma.cu:
+// mma.sync.m16n8k16 on weights dequantized to f16 in shared memory and
+// activations rounded to f16 (the int8 activations of quantize_q8 times
+// their scale for the quantized formats), f32 accumulation, 128 × 128
+// output tiles. Relative error against the CPU's MatMul: ~3e-4 for Q4_0
+// and Q8_0, the CPU's own Q8_K activation rounding (~8e-3) for K-quants.
+// Smaller batches use matvec (≤ 8 tokens) or matmul.cu's float32 FMA
+// tiles, which also serve the other formats.
+//
+// Prediction for Llama-8B pp512 on an H200 (kernels/cuda/NOTES.md has the
+// arithmetic): 7.2 TFLOP of matrix products at 100-200 TFLOP/s (issue-
+// bound by dequantization at ~35% of the mma.sync peak) is 36-72 ms,
+// attention (not on tensor cores, K/V re-read from L2 per token and head)
+// 5-10 ms, the rest ~2 ms: 43-84 ms per 512 tokens, 6,000-12,000 tok/s,
+// against llama.cpp's 8,585 (Q4_K_M) and 10,283 (Q4_0); matmul.cu's FMA
+// tiles manage ~1,300.
 //
 // Telemetry (ReadTelemetry: name, memory, compute capability, power,
 // utilisation, temperature) comes from NVML through go-nvml, which needs

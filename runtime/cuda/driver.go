@@ -25,6 +25,7 @@ type (
 	Function  uintptr // CUfunction
 	Graph     uintptr // CUgraph
 	GraphExec uintptr // CUgraphExec
+	GraphNode uintptr // CUgraphNode
 )
 
 // Attribute is a CUdevice_attribute.
@@ -92,6 +93,15 @@ type Driver interface {
 	GraphLaunch(e GraphExec, s Stream) error
 	GraphExecDestroy(e GraphExec) error
 	GraphDestroy(g Graph) error
+
+	// Graphs built node by node (the decode-step graphs, graph.go): an
+	// empty graph, a kernel node after dep (0: a root) with its arguments
+	// as LaunchKernel takes them (their values are copied), and a change
+	// of an instantiated kernel node's arguments, which takes effect from
+	// the next GraphLaunch on (launches already queued keep the old ones).
+	GraphCreate() (Graph, error)
+	GraphAddKernelNode(g Graph, dep GraphNode, f Function, grid, block [3]uint32, sharedMem uint32, args []uint64) (GraphNode, error)
+	GraphExecKernelNodeSetParams(e GraphExec, n GraphNode, f Function, grid, block [3]uint32, sharedMem uint32, args []uint64) error
 }
 
 // Error is a failed driver call: the function and its CUresult, by name.

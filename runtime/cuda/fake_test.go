@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -34,7 +35,18 @@ type fakeDriver struct {
 	bases  []uint64
 	freed  int
 
-	launches map[string]int
+	launches map[string]int // kernels run, directly or as graph nodes
+
+	// Graphs: built node by node or captured from the stream (launches
+	// while capturing are recorded, not run); an instantiated graph is a
+	// copy of its nodes, run in order with the memory as it is at each
+	// GraphLaunch.
+	failGraph  bool // building or instantiating a graph fails
+	capturing  *fakeGraph
+	graphs     map[Graph]*fakeGraph
+	execs      map[GraphExec]*fakeGraph
+	nextGraph  uintptr
+	graphCalls map[string]int // driver graph calls by name
 
 	// memLimit, when set, is the device's memory: allocations beyond it
 	// fail with CUDA_ERROR_OUT_OF_MEMORY and cuMemGetInfo reports what is
@@ -45,7 +57,8 @@ type fakeDriver struct {
 
 func newFake() *fakeDriver {
 	return &fakeDriver{version: 12080, count: 1, cc: [2]int{9, 0}, next: 1 << 32,
-		allocs: map[uint64][]byte{}, launches: map[string]int{}}
+		allocs: map[uint64][]byte{}, launches: map[string]int{},
+		graphs: map[Graph]*fakeGraph{}, execs: map[GraphExec]*fakeGraph{}, graphCalls: map[string]int{}}
 }
 
 // ctxCall records a call that needs the context and checks its thread.
@@ -219,6 +232,18 @@ func (f *fakeDriver) ModuleGetFunction(_ Module, name string) (Function, error) 
 
 func (f *fakeDriver) LaunchKernel(fn Function, grid, block [3]uint32, _ uint32, _ Stream, args []uint64) error {
 	f.ctxCall("cuLaunchKernel")
+	f.mu.Lock()
+	if g := f.capturing; g != nil {
+		g.nodes = append(g.nodes, fakeNode{fn, grid, block, slices.Clone(args)})
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	return f.exec(fn, grid, block, args)
+}
+
+// exec runs one kernel: a direct launch or a graph node.
+func (f *fakeDriver) exec(fn Function, grid, block [3]uint32, args []uint64) error {
 	fnamesMu.Lock()
 	name := fnames[fn]
 	fnamesMu.Unlock()
@@ -238,12 +263,153 @@ func (f *fakeDriver) LaunchKernel(fn Function, grid, block [3]uint32, _ uint32, 
 	return nil
 }
 
-func (f *fakeDriver) StreamBeginCapture(Stream) error           { return nil }
-func (f *fakeDriver) StreamEndCapture(Stream) (Graph, error)    { return 1, nil }
-func (f *fakeDriver) GraphInstantiate(Graph) (GraphExec, error) { return 1, nil }
-func (f *fakeDriver) GraphLaunch(GraphExec, Stream) error       { return nil }
-func (f *fakeDriver) GraphExecDestroy(GraphExec) error          { return nil }
-func (f *fakeDriver) GraphDestroy(Graph) error                  { return nil }
+// fakeGraph is a graph's (or an instantiated graph's) kernel nodes, a
+// chain in order.
+type fakeGraph struct {
+	nodes []fakeNode
+}
+
+type fakeNode struct {
+	fn          Function
+	grid, block [3]uint32
+	args        []uint64
+}
+
+var errGraphFake = &Error{Op: "cuGraphAddKernelNode_v2", Code: 801, Name: "CUDA_ERROR_NOT_SUPPORTED"}
+
+func (f *fakeDriver) graphCall(op string) {
+	f.ctxCall(op)
+	f.mu.Lock()
+	f.graphCalls[op]++
+	f.mu.Unlock()
+}
+
+func (f *fakeDriver) StreamBeginCapture(Stream) error {
+	f.graphCall("cuStreamBeginCapture")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.capturing != nil {
+		panic("fake: capture begun twice")
+	}
+	f.capturing = &fakeGraph{}
+	return nil
+}
+
+func (f *fakeDriver) StreamEndCapture(Stream) (Graph, error) {
+	f.graphCall("cuStreamEndCapture")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.capturing
+	if g == nil {
+		return 0, &Error{Op: "cuStreamEndCapture", Code: 901, Name: ResultName(901)}
+	}
+	f.capturing = nil
+	f.nextGraph++
+	f.graphs[Graph(f.nextGraph)] = g
+	return Graph(f.nextGraph), nil
+}
+
+func (f *fakeDriver) GraphCreate() (Graph, error) {
+	f.graphCall("cuGraphCreate")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextGraph++
+	f.graphs[Graph(f.nextGraph)] = &fakeGraph{}
+	return Graph(f.nextGraph), nil
+}
+
+// Graph nodes are (graph << 32) | (index + 1).
+func (f *fakeDriver) GraphAddKernelNode(g Graph, dep GraphNode, fn Function, grid, block [3]uint32, shared uint32, args []uint64) (GraphNode, error) {
+	f.graphCall("cuGraphAddKernelNode")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failGraph {
+		return 0, errGraphFake
+	}
+	fg := f.graphs[g]
+	if fg == nil {
+		panic("fake: node added to an unknown graph")
+	}
+	if want := graphNode(g, len(fg.nodes)-1); len(fg.nodes) > 0 && dep != want || len(fg.nodes) == 0 && dep != 0 {
+		panic(fmt.Sprintf("fake: node %d depends on %#x, want the previous node %#x (a chain)", len(fg.nodes), dep, want))
+	}
+	fg.nodes = append(fg.nodes, fakeNode{fn, grid, block, slices.Clone(args)}) // values are copied
+	return graphNode(g, len(fg.nodes)-1), nil
+}
+
+func graphNode(g Graph, i int) GraphNode { return GraphNode(uintptr(g)<<32 | uintptr(i+1)) }
+
+func (f *fakeDriver) GraphInstantiate(g Graph) (GraphExec, error) {
+	f.graphCall("cuGraphInstantiate")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failGraph {
+		return 0, &Error{Op: "cuGraphInstantiateWithFlags", Code: 801, Name: "CUDA_ERROR_NOT_SUPPORTED"}
+	}
+	fg := f.graphs[g]
+	if fg == nil {
+		panic("fake: instantiation of an unknown graph")
+	}
+	f.nextGraph++
+	f.execs[GraphExec(f.nextGraph)] = &fakeGraph{nodes: slices.Clone(fg.nodes)}
+	return GraphExec(f.nextGraph), nil
+}
+
+// GraphExecKernelNodeSetParams changes a node of the instantiated graph
+// only; the fake insists that only the arguments change.
+func (f *fakeDriver) GraphExecKernelNodeSetParams(e GraphExec, n GraphNode, fn Function, grid, block [3]uint32, shared uint32, args []uint64) error {
+	f.graphCall("cuGraphExecKernelNodeSetParams")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	x := f.execs[e]
+	i := int(uintptr(n)&(1<<32-1)) - 1
+	if x == nil || i < 0 || i >= len(x.nodes) {
+		panic(fmt.Sprintf("fake: set params of node %#x of exec %d", n, e))
+	}
+	if old := x.nodes[i]; old.fn != fn || old.grid != grid || old.block != block || len(old.args) != len(args) {
+		panic("fake: set params changes more than the arguments")
+	}
+	x.nodes[i].args = slices.Clone(args)
+	return nil
+}
+
+func (f *fakeDriver) GraphLaunch(e GraphExec, _ Stream) error {
+	f.graphCall("cuGraphLaunch")
+	f.mu.Lock()
+	x := f.execs[e]
+	f.mu.Unlock()
+	if x == nil {
+		return &Error{Op: "cuGraphLaunch", Code: 400, Name: ResultName(400)}
+	}
+	for _, nd := range x.nodes {
+		if err := f.exec(nd.fn, nd.grid, nd.block, nd.args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeDriver) GraphExecDestroy(e GraphExec) error {
+	f.graphCall("cuGraphExecDestroy")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.execs[e] == nil {
+		panic("fake: destroy of an unknown exec")
+	}
+	delete(f.execs, e)
+	return nil
+}
+
+func (f *fakeDriver) GraphDestroy(g Graph) error {
+	f.graphCall("cuGraphDestroy")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.graphs[g] == nil {
+		panic("fake: destroy of an unknown graph")
+	}
+	delete(f.graphs, g)
+	return nil
+}
 
 // Typed views of device memory.
 func (f *fakeDriver) f32s(p uint64, n int) []float32 {
@@ -350,6 +516,24 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				dst[t*rows+r] = s
 			}
 		}
+	case typed && base == "mma": // dst, W, rowBytes, rows, cols, aq, ad, x, n
+		rows, cols, n, rb := i32(a[3]), i32(a[4]), i32(a[8]), int(a[2])
+		if cols%32 != 0 || n < 1 {
+			panic(fmt.Sprintf("fake: mma of width %d, %d tokens", cols, n))
+		}
+		if want := [3]uint32{uint32(ceilDiv(rows, 128)), uint32(ceilDiv(n, 128)), 1}; grid != want {
+			panic(fmt.Sprintf("fake: mma grid %v, want %v", grid, want))
+		}
+		var aq []int8
+		var ad, x []float32
+		if typ == quant.F16 {
+			x = f.f32s(a[7], n*cols)
+		} else {
+			aq = unsafe.Slice((*int8)(unsafe.Pointer(&f.mem(a[5], uint64(n*cols))[0])), n*cols)
+			ad = f.f32s(a[6], n*cols/32)
+		}
+		w := f.mem(a[1], uint64(rows*rb))
+		mmaReference(typ, f.f32s(a[0], n*rows), w, rb, rows, cols, aq, ad, x, n)
 	case name == "quantize_q8": // aq, ad, x, n
 		n := int(a[3])
 		aq := unsafe.Slice((*int8)(unsafe.Pointer(&f.mem(a[0], uint64(n))[0])), n)

@@ -142,13 +142,24 @@ func TestGPUGolden(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	pass, total := 0, 0
+	defer func(on bool) { b.mma = on }(b.mma)
+	for _, mma := range []bool{true, false} {
+		// Prompts of 16 tokens or more go through the tensor-core matmul
+		// (mma.cu) when it is on, else through matmul.cu's FMA tiles.
+		b.mma = mma
+		pass, total := goldenModels(t, b, names, byModel, models, mma)
+		summary(fmt.Sprintf("golden mma=%v", mma), fmt.Sprintf("%d/%d models match llama.cpp within tolerance (prefill via %s)",
+			pass, total, map[bool]string{true: "mma.sync tensor cores", false: "f32 FMA tiles"}[mma]))
+	}
+}
+
+func goldenModels(t *testing.T, b *Backend, names []string, byModel map[string][]*golden.Case, models string, mma bool) (pass, total int) {
 	for _, name := range names {
 		path := filepath.Join(models, name+".gguf")
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/mma=%v", name, mma), func(t *testing.T) {
 			f, err := gguf.Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -190,7 +201,7 @@ func TestGPUGolden(t *testing.T) {
 			}
 		})
 	}
-	summary("golden (llama.cpp)", fmt.Sprintf("%d/%d models match llama.cpp within tolerance", pass, total))
+	return pass, total
 }
 
 func goldenCase(t *testing.T, m arch.Model, c *golden.Case, tol float32) (worst float32, same, total int, problems []string) {
@@ -274,6 +285,54 @@ func TestGPUGraph(t *testing.T) {
 		}
 	}
 	summary("graph capture", "ok: 3 replays of a 2-kernel graph")
+}
+
+// TestGPUGraphStep: decode steps recorded and replayed as CUDA graphs
+// (graph.go, HEARTH_CUDA_GRAPH=1) give bitwise the logits of the same
+// generation launched kernel by kernel, on the real driver: graphs built
+// node by node, arguments patched between replays, the step-input arena
+// uploaded before each replay. This is the check that lets graphs be on
+// by default.
+func TestGPUGraphStep(t *testing.T) {
+	models := testdata.Dir(t, "models")
+	b := gpu(t)
+	defer b.setGraphs(false)
+	ok, n := 0, 0
+	var st GraphStats
+	for _, name := range []string{"stories260K-q4_0", "stories260K-q4_k_m", "tiny-llama-spm-Q4_0", "tiny-llama-spm-Q4_K_M", "tiny-llama-spm-Q6_K"} {
+		path := filepath.Join(models, name+".gguf")
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		n++
+		t.Run(name, func(t *testing.T) {
+			m := loadOn(t, path, b)
+			b.setGraphs(false)
+			want := generation(t, m, b)
+			before := b.GraphStats()
+			b.setGraphs(true)
+			got := generation(t, m, b)
+			b.setGraphs(false)
+			if err := b.Err(); err != nil {
+				t.Fatalf("device error: %v", err)
+			}
+			after := b.GraphStats()
+			d := GraphStats{Built: after.Built - before.Built, Replays: after.Replays - before.Replays,
+				Patched: after.Patched - before.Patched, Failures: after.Failures - before.Failures}
+			st.Built, st.Replays, st.Patched, st.Failures = st.Built+d.Built, st.Replays+d.Replays, st.Patched+d.Patched, st.Failures+d.Failures
+			if diff, worst := sameLogits(got, want); diff != "" {
+				t.Errorf("graph steps differ from direct ones: first at %s (max |Δ| %g)", diff, worst)
+			}
+			if d.Failures > 0 || d.Built != 2 || d.Replays != 14 {
+				t.Errorf("graph stats %+v: want 2 builds, 14 replays, no failure", d)
+			}
+			if !t.Failed() {
+				ok++
+			}
+		})
+	}
+	summary("graph decode steps", fmt.Sprintf("%d/%d models bitwise equal to direct launches; %d graphs built, %d replays, %d nodes patched, %d failures",
+		ok, n, st.Built, st.Replays, st.Patched, st.Failures))
 }
 
 // copyBandwidth times device-to-device copies of size bytes with events
@@ -381,42 +440,56 @@ func TestGPUBench(t *testing.T) {
 	for i := range ids {
 		ids[i] = tok()
 	}
-	pp := timeIt(3, func() {
-		if _, err := m.Forward(arch.Single(ids, 0, kv, false)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	summary("bench pp512", fmt.Sprintf("%8.1f t/s  (%.0f ms per 512 tokens, %.1f TFLOP/s)", 512/pp, pp*1e3, 2*float64(params)*512/pp/1e12))
-	tg := timeIt(2, func() {
-		for i := range 128 {
-			if _, err := m.Forward(arch.Single([]int32{tok()}, i, kv, false)); err != nil {
+	mmaOn := b.mma
+	for _, mma := range []bool{true, false} {
+		b.mma = mma
+		pp := timeIt(3, func() {
+			if _, err := m.Forward(arch.Single(ids, 0, kv, false)); err != nil {
 				t.Fatal(err)
 			}
-		}
-	})
-	tps := 128 / tg
-	roof := bw * 1e9 / float64(weightBytes)
-	summary("bench tg128", fmt.Sprintf("%8.1f t/s  (%.2f ms/token; %.0f GB/s of weights = %.0f%% of the %.0f GB/s copy roofline)",
-		tps, tg/128*1e3, tps*float64(weightBytes)/1e9, 100*tps/roof, bw))
+		})
+		kernel := map[bool]string{true: "mma.sync", false: "f32 FMA"}[mma]
+		summary("bench pp512 "+kernel, fmt.Sprintf("%8.1f t/s  (%.0f ms per 512 tokens, %.1f TFLOP/s)", 512/pp, pp*1e3, 2*float64(params)*512/pp/1e12))
+	}
+	b.mma = mmaOn
 	kvs := make([]backend.KV, 8)
 	for i := range kvs {
 		if kvs[i], err = m.NewKV(64); err != nil {
 			t.Fatal(err)
 		}
 	}
-	par := timeIt(1, func() {
-		for step := range 32 {
-			bt := &arch.Batch{KVs: kvs}
-			for s := range 8 {
-				bt.IDs, bt.Pos, bt.Seq = append(bt.IDs, tok()), append(bt.Pos, int32(step)), append(bt.Seq, int32(s))
-				bt.Outputs = append(bt.Outputs, s)
+	roof := bw * 1e9 / float64(weightBytes)
+	defer b.setGraphs(false)
+	for _, graphs := range []bool{false, true} {
+		b.setGraphs(graphs)
+		tg := timeIt(2, func() {
+			for i := range 128 {
+				if _, err := m.Forward(arch.Single([]int32{tok()}, i, kv, false)); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if _, err := m.Forward(bt); err != nil {
-				t.Fatal(err)
+		})
+		tps := 128 / tg
+		mode := map[bool]string{false: "", true: " graphs"}[graphs]
+		summary("bench tg128"+mode, fmt.Sprintf("%8.1f t/s  (%.2f ms/token; %.0f GB/s of weights = %.0f%% of the %.0f GB/s copy roofline)",
+			tps, tg/128*1e3, tps*float64(weightBytes)/1e9, 100*tps/roof, bw))
+		par := timeIt(1, func() {
+			for step := range 32 {
+				bt := &arch.Batch{KVs: kvs}
+				for s := range 8 {
+					bt.IDs, bt.Pos, bt.Seq = append(bt.IDs, tok()), append(bt.Pos, int32(step)), append(bt.Seq, int32(s))
+					bt.Outputs = append(bt.Outputs, s)
+				}
+				if _, err := m.Forward(bt); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-	})
-	summary("bench tg32 x8", fmt.Sprintf("%8.1f t/s aggregate (%.2f ms per step of 8)", 8*32/par, par/32*1e3))
+		})
+		summary("bench tg32 x8"+mode, fmt.Sprintf("%8.1f t/s aggregate (%.2f ms per step of 8)", 8*32/par, par/32*1e3))
+	}
+	if st := b.GraphStats(); st.Built > 0 {
+		summary("bench graph stats", fmt.Sprintf("%+v", st))
+	}
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}

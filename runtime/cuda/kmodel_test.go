@@ -287,3 +287,264 @@ func TestKernelModelUnits(t *testing.T) {
 		}
 	}
 }
+
+// f16r rounds to f16 and back (cvt.rn.f16.f32 then cvt.f32.f16).
+func f16r(x float32) float32 { return quant.F16ToF32(quant.F32ToF16(x)) }
+
+// mmaAct is mma.cu's MmaAct: activation e of token t as the tensor-core
+// kernel sees it, f16-rounded (the int8 value times its scale for the
+// quantized formats, x for F16).
+func mmaAct(typ quant.Type, aq []int8, ad, x []float32, t, e, cols int) float32 {
+	i := t*cols + e
+	if typ == quant.F16 {
+		return f16r(x[i])
+	}
+	return f16r(float32(aq[i]) * ad[i>>5])
+}
+
+// mmaReference is what mma_<type> computes, in a plain loop: f16-rounded
+// weights (dq8) times f16-rounded activations, summed in float32. The
+// fake driver runs it for the kernel; mmaKernel below, the kernel's own
+// loop structure, is held to it.
+func mmaReference(typ quant.Type, dst []float32, w []byte, rb, rows, cols int, aq []int8, ad, x []float32, n int) {
+	wr := make([]float32, cols)
+	act := make([]float32, n*cols)
+	for t := 0; t < n; t++ {
+		for k := 0; k < cols; k++ {
+			act[t*cols+k] = mmaAct(typ, aq, ad, x, t, k, cols)
+		}
+	}
+	var v [8]float32
+	for r := 0; r < rows; r++ {
+		row := w[r*rb : (r+1)*rb]
+		for k0 := 0; k0 < cols; k0 += 8 {
+			dq8(typ, row, k0, cols, &v)
+			for i := range v {
+				wr[k0+i] = f16r(v[i])
+			}
+		}
+		for t := 0; t < n; t++ {
+			var s float32
+			for k, a := range act[t*cols : (t+1)*cols] {
+				s += wr[k] * a
+			}
+			dst[t*rows+r] = s
+		}
+	}
+}
+
+// mmaSync is mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 over one
+// warp, with the operands spread over the lanes as the PTX ISA lays them
+// out (g = lane/4, q = lane%4): A elements a0..a7 of a lane in registers
+// a[0..3] (low half first), row g for a0,a1,a4,a5 and g+8 for the others,
+// column 2q+(i%2), +8 for a4..a7; B elements b0..b3 at k = 2q+(i%2), +8
+// for b2,b3, column g; C c0..c3 at row g (c0,c1) or g+8, column 2q+(i%2).
+func mmaSync(c *[32][4]float32, a *[32][4]uint32, b *[32][2]uint32) {
+	var A [16][16]float32
+	var B [16][8]float32
+	half := func(r uint32, hi int) float32 { return quant.F16ToF32(uint16(r >> (16 * hi))) }
+	for lane := range 32 {
+		g, q := lane>>2, lane&3
+		for i := range 8 {
+			row, col := g, 2*q+i%2
+			if i%4 >= 2 {
+				row += 8
+			}
+			if i >= 4 {
+				col += 8
+			}
+			A[row][col] = half(a[lane][i/2], i%2)
+		}
+		for i := range 4 {
+			k := 2*q + i%2
+			if i >= 2 {
+				k += 8
+			}
+			B[k][g] = half(b[lane][i/2], i%2)
+		}
+	}
+	for lane := range 32 {
+		g, q := lane>>2, lane&3
+		for i := range 4 {
+			row, col := g+8*(i/2), 2*q+i%2
+			var s float32
+			for k := range 16 {
+				s += A[row][k] * B[k][col]
+			}
+			c[lane][i] += s
+		}
+	}
+}
+
+// mmaKernel runs mma.cu's mma_matmul line for line: every block, every
+// thread's loads and shared-memory stores, every warp's fragment loads,
+// mma.sync emulated (mmaSync), every lane's output. Shared memory starts
+// as f16 NaNs, so a fragment read of anything the loader did not write
+// shows in the result.
+func mmaKernel(typ quant.Type, dst []float32, w []byte, rb, rows, cols int, aq []int8, ad, x []float32, n int) {
+	const BM, BN, BK, LD, threads = 128, 128, 32, 40, 256
+	pack := func(lo, hi float32) uint32 {
+		return uint32(quant.F32ToF16(lo)) | uint32(quant.F32ToF16(hi))<<16
+	}
+	for bx := 0; bx < (rows+BM-1)/BM; bx++ {
+		for by := 0; by < (n+BN-1)/BN; by++ {
+			r0, t0 := bx*BM, by*BN
+			var ws, xs [2][BM * LD]uint16
+			for s := range 2 {
+				for i := range ws[s] {
+					ws[s][i], xs[s][i] = 0x7e00, 0x7e00
+				}
+			}
+			var wreg, xreg [threads][8]uint32
+			var acc [8][32][4][4][4]float32
+			load := func(tid, k0 int) {
+				lrow, lk := tid>>1, (tid&1)*16
+				var v [16]float32
+				if r0+lrow < rows {
+					row := w[(r0+lrow)*rb : (r0+lrow+1)*rb]
+					dq8(typ, row, k0+lk, cols, (*[8]float32)(v[0:8]))
+					dq8(typ, row, k0+lk+8, cols, (*[8]float32)(v[8:16]))
+				}
+				for i := range 8 {
+					wreg[tid][i] = pack(v[2*i], v[2*i+1])
+				}
+				for i := range 8 {
+					xreg[tid][i] = 0
+					if t0+lrow < n {
+						xreg[tid][i] = pack(mmaAct(typ, aq, ad, x, t0+lrow, k0+lk+2*i, cols), mmaAct(typ, aq, ad, x, t0+lrow, k0+lk+2*i+1, cols))
+					}
+				}
+			}
+			store := func(tid, s int) {
+				lrow, lk := tid>>1, (tid&1)*16
+				for i := range 8 {
+					p := lrow*LD + lk + 2*i
+					ws[s][p], ws[s][p+1] = uint16(wreg[tid][i]), uint16(wreg[tid][i]>>16)
+					xs[s][p], xs[s][p+1] = uint16(xreg[tid][i]), uint16(xreg[tid][i]>>16)
+				}
+			}
+			u32 := func(sm *[BM * LD]uint16, p int) uint32 { return uint32(sm[p]) | uint32(sm[p+1])<<16 }
+			for tid := range threads {
+				load(tid, 0)
+				store(tid, 0)
+			}
+			nk := cols / BK
+			for kt := 0; kt < nk; kt++ {
+				cur := kt & 1
+				if kt+1 < nk {
+					for tid := range threads {
+						load(tid, (kt+1)*BK)
+					}
+				}
+				for kk := 0; kk < BK; kk += 16 {
+					for warp := range 8 {
+						wm, wn := (warp>>2)*64, (warp&3)*32
+						var b [4][32][2]uint32
+						for lane := range 32 {
+							g, q := lane>>2, lane&3
+							for ni := range 4 {
+								p := (wn+8*ni+g)*LD + kk + 2*q
+								b[ni][lane] = [2]uint32{u32(&xs[cur], p), u32(&xs[cur], p+8)}
+							}
+						}
+						for mi := range 4 {
+							var a [32][4]uint32
+							for lane := range 32 {
+								g, q := lane>>2, lane&3
+								p := (wm+16*mi+g)*LD + kk + 2*q
+								a[lane] = [4]uint32{u32(&ws[cur], p), u32(&ws[cur], p+8*LD), u32(&ws[cur], p+8), u32(&ws[cur], p+8*LD+8)}
+							}
+							for ni := range 4 {
+								var c [32][4]float32
+								for lane := range 32 {
+									c[lane] = acc[warp][lane][mi][ni]
+								}
+								mmaSync(&c, &a, &b[ni])
+								for lane := range 32 {
+									acc[warp][lane][mi][ni] = c[lane]
+								}
+							}
+						}
+					}
+				}
+				if kt+1 < nk {
+					for tid := range threads {
+						store(tid, cur^1)
+					}
+				}
+			}
+			for warp := range 8 {
+				wm, wn := (warp>>2)*64, (warp&3)*32
+				for lane := range 32 {
+					g, q := lane>>2, lane&3
+					for mi := range 4 {
+						for ni := range 4 {
+							r, t := r0+wm+16*mi+g, t0+wn+8*ni+2*q
+							for c := range 4 {
+								rr, tt := r+(c>>1)*8, t+(c&1)
+								if rr < rows && tt < n {
+									dst[tt*rows+rr] = acc[warp][lane][mi][ni][c]
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKernelModelMMA holds mma.cu's structure (mmaKernel) to the plain
+// model the fake driver runs (mmaReference), over row and token tails and
+// every format, and both to a float64 dot product of the same f16 inputs:
+// every output element written once, from the right rows, tokens and k.
+func TestKernelModelMMA(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, typ := range []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K, quant.Q6_K, quant.F16} {
+		for _, sh := range [][3]int{{300, 512, 200}, {130, 256, 16}, {128, 256, 70}} {
+			rows, cols, n := sh[0], sh[1], sh[2]
+			if testing.Short() && rows == 300 {
+				continue
+			}
+			var w []byte
+			for range rows {
+				b, _ := randomRow(typ, r, cols)
+				w = append(w, b...)
+			}
+			rb := len(w) / rows
+			xv := make([]float32, n*cols)
+			for i := range xv {
+				xv[i] = float32(r.NormFloat64())
+			}
+			aq := make([]int8, n*cols)
+			ad := make([]float32, n*cols/32)
+			for b := range ad {
+				ad[b] = quantizeQ8(xv[32*b:], aq[32*b:])
+			}
+			got, want := make([]float32, n*rows), make([]float32, n*rows)
+			for i := range got {
+				got[i], want[i] = float32(math.NaN()), float32(math.NaN())
+			}
+			mmaKernel(typ, got, w, rb, rows, cols, aq, ad, xv, n)
+			mmaReference(typ, want, w, rb, rows, cols, aq, ad, xv, n)
+			var v [8]float32
+			for rr := 0; rr < rows; rr++ {
+				for tt := 0; tt < n; tt++ {
+					var exact, mag float64
+					for k0 := 0; k0 < cols; k0 += 8 {
+						dq8(typ, w[rr*rb:(rr+1)*rb], k0, cols, &v)
+						for i := range v {
+							p := float64(f16r(v[i])) * float64(mmaAct(typ, aq, ad, xv, tt, k0+i, cols))
+							exact += p
+							mag += math.Abs(p)
+						}
+					}
+					g, wv := got[tt*rows+rr], want[tt*rows+rr]
+					if math.IsNaN(float64(g)) || math.Abs(float64(g)-exact) > 1e-5*mag+1e-6 || math.Abs(float64(wv)-exact) > 1e-5*mag+1e-6 {
+						t.Fatalf("%v %dx%d n=%d: dst[%d][%d] kernel model %v, reference %v, float64 %v", typ, rows, cols, n, tt, rr, g, wv, exact)
+					}
+				}
+			}
+		}
+	}
+}

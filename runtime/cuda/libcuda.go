@@ -66,6 +66,12 @@ var symbols = []struct {
 	{"cuGraphLaunch", nil, true},
 	{"cuGraphExecDestroy", nil, true},
 	{"cuGraphDestroy", nil, true},
+	{"cuGraphCreate", nil, true},
+	// CUDA 12 added _v2 with CUkernel and CUcontext at the end of the
+	// parameters; the first fields are the same, so the v2 layout serves
+	// both (an older driver reads only the fields it knows).
+	{"cuGraphAddKernelNode", []string{"cuGraphAddKernelNode_v2", "cuGraphAddKernelNode"}, true},
+	{"cuGraphExecKernelNodeSetParams", []string{"cuGraphExecKernelNodeSetParams_v2", "cuGraphExecKernelNodeSetParams"}, true},
 }
 
 var (
@@ -336,3 +342,61 @@ func (l *libcuda) GraphExecDestroy(e GraphExec) error {
 	return l.call("cuGraphExecDestroy", uintptr(e))
 }
 func (l *libcuda) GraphDestroy(g Graph) error { return l.call("cuGraphDestroy", uintptr(g)) }
+
+func (l *libcuda) GraphCreate() (Graph, error) {
+	var g Graph
+	err := l.call("cuGraphCreate", uintptr(unsafe.Pointer(&g)), 0)
+	return g, err
+}
+
+// kernelNodeParams is CUDA_KERNEL_NODE_PARAMS_v2 (cuda.h, 72 bytes):
+// func, grid, block, shared memory, kernelParams, extra, kern, ctx.
+type kernelNodeParams struct {
+	fn           Function
+	grid, block  [3]uint32
+	sharedMem    uint32
+	_            uint32
+	kernelParams unsafe.Pointer
+	extra        unsafe.Pointer
+	kern         uintptr
+	ctx          uintptr
+}
+
+// nodeParams fills the node parameters of a kernel with its arguments and
+// pins everything the driver reads during the call.
+func nodeParams(pin *runtime.Pinner, f Function, grid, block [3]uint32, shared uint32, args []uint64) *kernelNodeParams {
+	vals := make([]uint64, max(1, len(args)))
+	copy(vals, args)
+	ptrs := make([]unsafe.Pointer, max(1, len(args)))
+	pin.Pin(&vals[0])
+	for i := range args {
+		ptrs[i] = unsafe.Pointer(&vals[i])
+	}
+	pin.Pin(&ptrs[0])
+	p := &kernelNodeParams{fn: f, grid: grid, block: block, sharedMem: shared, kernelParams: unsafe.Pointer(&ptrs[0])}
+	pin.Pin(p)
+	return p
+}
+
+func (l *libcuda) GraphAddKernelNode(g Graph, dep GraphNode, f Function, grid, block [3]uint32, shared uint32, args []uint64) (GraphNode, error) {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	p := nodeParams(&pin, f, grid, block, shared, args)
+	deps := []GraphNode{dep}
+	pin.Pin(&deps[0])
+	ndeps := uintptr(1)
+	if dep == 0 {
+		ndeps = 0
+	}
+	var n GraphNode
+	err := l.call("cuGraphAddKernelNode", uintptr(unsafe.Pointer(&n)), uintptr(g), uintptr(unsafe.Pointer(&deps[0])), ndeps,
+		uintptr(unsafe.Pointer(p)))
+	return n, err
+}
+
+func (l *libcuda) GraphExecKernelNodeSetParams(e GraphExec, n GraphNode, f Function, grid, block [3]uint32, shared uint32, args []uint64) error {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	p := nodeParams(&pin, f, grid, block, shared, args)
+	return l.call("cuGraphExecKernelNodeSetParams", uintptr(e), uintptr(n), uintptr(unsafe.Pointer(p)))
+}

@@ -323,13 +323,31 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 			t.Fatal(err)
 		}
 		note("embed "+typ.String(), read(devBE, ed), read(cpuBE, ec))
-		for _, n := range []int{3, 70} {
+		// Decode (matvec), prefill through the tensor-core kernel where
+		// the format has one (a token tail at 70, two token tiles and a
+		// tail at 200; 300 rows: a row tail) and through the FMA tiles.
+		cb, _ := devBE.(*Backend)
+		if cb != nil { // both kernels, whatever the default
+			defer func(on bool) { cb.mma = on }(cb.mma)
+			cb.mma = cb.Device().CC[0] >= 8
+		}
+		for _, n := range []int{3, 16, 70, 200} {
 			vals := randVals(n * cols)
 			xc, xd := both(n, cols, vals)
 			oc, od := cpuBE.NewTensor(n, rows), devBE.NewTensor(n, rows)
 			cpuBE.MatMul(oc, xc, wc)
+			want := read(cpuBE, oc)
 			devBE.MatMul(od, xd, wd)
-			note(fmt.Sprintf("matmul %v n=%d", typ, n), read(devBE, od), read(cpuBE, oc))
+			label := fmt.Sprintf("matmul %v n=%d", typ, n)
+			if cb != nil && cb.useMMA(wd.(*weight), n) {
+				label += " mma"
+				cb.mma = false // the FMA tiles on the same inputs
+				devBE.MatMul(od, xd, wd)
+				note(fmt.Sprintf("matmul %v n=%d fma", typ, n), read(devBE, od), want)
+				cb.mma = true
+				devBE.MatMul(od, xd, wd)
+			}
+			note(label, read(devBE, od), want)
 		}
 	}
 	// Row-wise operations on 37 rows of 256.
