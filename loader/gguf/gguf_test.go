@@ -127,11 +127,8 @@ func TestRealModels(t *testing.T) {
 			orig, _ := os.ReadFile(p)
 			w := NewWriter()
 			w.CopyMetadata(f)
-			for i := range f.Tensors {
-				ti := &f.Tensors[i]
-				if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, f.Data(ti)); err != nil {
-					t.Fatal(err)
-				}
+			if err := w.CopyTensors(f); err != nil {
+				t.Fatal(err)
 			}
 			var buf bytes.Buffer
 			if _, err := w.WriteTo(&buf); err != nil {

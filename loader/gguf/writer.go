@@ -49,6 +49,18 @@ func (w *Writer) CopyMetadata(f *File) {
 	}
 }
 
+// CopyTensors adds every tensor of f with its data, in f's order, for
+// rewriting a file (with CopyMetadata, and Set for what changes).
+func (w *Writer) CopyTensors(f *File) error {
+	for i := range f.Tensors {
+		ti := &f.Tensors[i]
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, f.Data(ti)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // AddTensor adds a tensor whose bytes are already in memory. dims are
 // ggml's ne (dims[0] is the row length).
 func (w *Writer) AddTensor(name string, typ quant.Type, dims []uint64, data []byte) error {

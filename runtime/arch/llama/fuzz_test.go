@@ -49,11 +49,8 @@ func FuzzLoad(f *testing.F) {
 		w := gguf.NewWriter()
 		w.CopyMetadata(src)
 		w.Set(kv.Key, numeric(kv.Value.Type, v))
-		for i := range src.Tensors {
-			ti := &src.Tensors[i]
-			if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, src.Data(ti)); err != nil {
-				t.Fatal(err)
-			}
+		if err := w.CopyTensors(src); err != nil {
+			t.Fatal(err)
 		}
 		var buf bytes.Buffer
 		if _, err := w.WriteTo(&buf); err != nil {

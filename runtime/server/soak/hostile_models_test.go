@@ -200,11 +200,8 @@ func rewrite(t *testing.T, path string, set map[string]gguf.Value) []byte {
 	for k, v := range set {
 		w.Set(k, v)
 	}
-	for i := range f.Tensors {
-		ti := &f.Tensors[i]
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Dims, f.Data(ti)); err != nil {
-			t.Fatal(err)
-		}
+	if err := w.CopyTensors(f); err != nil {
+		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	if _, err := w.WriteTo(&buf); err != nil {
