@@ -179,3 +179,15 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestShowGPU: show --gpu lists the GPUs NVML sees, or says why there are
+// none (this machine has none, or the build has no cgo), and exits 0.
+func TestShowGPU(t *testing.T) {
+	out, errOut, code := hearth(t, "show", "--gpu")
+	if code != 0 || !strings.HasPrefix(out, "GPU\n  ") {
+		t.Fatalf("exit %d, printed %q (%s)", code, out, errOut)
+	}
+	if strings.Contains(out, "none") && !strings.Contains(out, "no CUDA device") {
+		t.Errorf("no reason given: %q", out)
+	}
+}

@@ -11,18 +11,27 @@ import (
 
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/cuda"
 )
 
 func showCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("show", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	verbose := fs.BoolP("verbose", "v", false, "also print the metadata and the tensor table")
+	gpu := fs.Bool("gpu", false, "show the NVIDIA GPUs (NVML: name, compute capability, memory, power, utilisation), with or without a MODEL")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: hearth show MODEL [flags]\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: hearth show MODEL [flags]\n       hearth show --gpu [MODEL]\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *gpu {
+		showGPUs(stdout)
+		if fs.NArg() == 0 {
+			return nil
+		}
+		fmt.Fprintln(stdout)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -127,4 +136,22 @@ func humanCount(n uint64) string {
 		return fmt.Sprintf("%.1fK", float64(n)/1e3)
 	}
 	return fmt.Sprint(n)
+}
+
+// showGPUs prints what NVML reports of each GPU, or why there is none.
+func showGPUs(stdout io.Writer) {
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintln(w, "GPU")
+	for i := 0; ; i++ {
+		t, err := cuda.ReadTelemetry(i)
+		if err != nil {
+			if i == 0 {
+				fmt.Fprintf(w, "  none\t%v\n", err)
+			}
+			return
+		}
+		fmt.Fprintf(w, "  %d\t%s\tcompute %d.%d\t%.1f of %.1f GiB free\t%.0f W\t%d%% busy (memory %d%%)\t%d °C\n",
+			t.Index, t.Name, t.CC[0], t.CC[1], float64(t.MemFree)/(1<<30), float64(t.MemTotal)/(1<<30), t.PowerW, t.UtilGPU, t.UtilMemory, t.TempC)
+	}
 }

@@ -265,6 +265,26 @@ func (m *Model) Offload() (gpuLayers, layers int, output bool) {
 	return 0, n, false
 }
 
+// VRAM is the bytes of the model's weights held in GPU memory (their file
+// sizes): all of them on the CUDA backend, the offloaded ones of a split,
+// none on the CPU. /api/ps and hearth ps show it as the GPU share.
+func (m *Model) VRAM() int64 {
+	b, isSplit := m.backend.(*split.Backend)
+	if _, isGPU := m.backend.(*cuda.Backend); !isSplit && !isGPU {
+		return 0
+	}
+	var n int64
+	for i := range m.File.Tensors {
+		t := &m.File.Tensors[i]
+		if !isSplit {
+			n += int64(t.Size) // everything lives on the device
+		} else if _, dev := b.Plan().Place(t.Name); dev {
+			n += int64(t.Size)
+		}
+	}
+	return n
+}
+
 // Backend names the backend the model runs on ("cpu", "cuda").
 func (m *Model) Backend() string { return m.backend.Name() }
 

@@ -75,6 +75,7 @@ func New(m *engine.Model, path string, c engine.BatchConfig) (*Runner, error) {
 	if st, err := os.Stat(path); err == nil {
 		info.Size = st.Size()
 	}
+	info.VRAM = m.VRAM()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{m: m, b: b, info: info, stop: cancel, done: make(chan struct{})}
 	go func() {

@@ -79,6 +79,7 @@ func New(m *engine.Model, path string) *Runner {
 	if st, err := os.Stat(path); err == nil {
 		info.Size = st.Size()
 	}
+	info.VRAM = m.VRAM()
 	return &Runner{m: m, info: info, lock: make(chan struct{}, 1)}
 }
 
