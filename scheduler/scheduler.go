@@ -230,6 +230,9 @@ type SeqStep struct {
 type Result struct {
 	Token int32 // the sampled token
 	Stop  bool  // it ends generation (end-of-generation token)
+	// Err fails this sequence alone (FinishError, wrapping ErrStepFailed):
+	// its logits were unusable (not finite, say); the others go on.
+	Err error
 }
 
 // Metrics is a snapshot of the scheduler's gauges and counters.
@@ -581,6 +584,10 @@ func (s *Scheduler) Complete(p *StepPlan, results []Result) {
 			continue
 		}
 		r := results[ss.Output]
+		if r.Err != nil {
+			s.finish(q, FinishError, fmt.Errorf("%w: %w", ErrStepFailed, r.Err), NoToken)
+			continue
+		}
 		if r.Token < 0 {
 			s.finish(q, FinishError, fmt.Errorf("%w: sampled token %d", ErrStepFailed, r.Token), NoToken)
 			continue

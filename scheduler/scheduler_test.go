@@ -142,6 +142,35 @@ func TestPrefillChunkWhileDecoding(t *testing.T) {
 	}
 }
 
+// A result with Err ends that sequence alone with FinishError.
+func TestResultErr(t *testing.T) {
+	h := newHarness(t, Config{NumBlocks: 16, BlockSize: 4})
+	a := h.submit(Request{Prompt: seqTokens(1, 5), NumPredict: 3})
+	b := h.submit(Request{Prompt: seqTokens(50, 5), NumPredict: 3})
+	p := h.s.Step()
+	res, err := h.e.run(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("logits not finite")
+	for i := range p.Seqs {
+		if p.Seqs[i].ID == a.id {
+			res[p.Seqs[i].Output] = Result{Token: -1, Err: bad}
+		}
+	}
+	h.s.Complete(p, res)
+	h.check()
+	h.drain()
+	h.run(100)
+	if ev := h.end(a); ev.Reason != FinishError || !errors.Is(ev.Err, ErrStepFailed) || !errors.Is(ev.Err, bad) {
+		t.Errorf("a: %+v", ev)
+	}
+	if ev := h.end(b); ev.Reason != FinishLength || len(h.tokens[b.id]) != 3 {
+		t.Errorf("b: %+v after %d tokens", ev, len(h.tokens[b.id]))
+	}
+	h.idle()
+}
+
 func TestSubmitLimits(t *testing.T) {
 	h := newHarness(t, Config{NumBlocks: 4, BlockSize: 8, MaxQueue: 2, MaxRunning: 1, MaxBatchTokens: 4, MaxNumCtx: 30})
 	for _, c := range []struct {

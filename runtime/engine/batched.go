@@ -203,7 +203,9 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 		}
 		row := logits[s.Output*vocab : (s.Output+1)*vocab]
 		if err := checkFinite(row); err != nil {
-			return err
+			// This sequence fails; the others in the step go on.
+			results[s.Output] = scheduler.Result{Token: -1, Err: err}
+			continue
 		}
 		matcher := b.matchers[s.ID]
 		constrain(matcher, row)
