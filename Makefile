@@ -19,6 +19,7 @@ vet:
 test: vet
 	$(GO) test -timeout 20m ./...
 	$(GO) test -race ./scheduler/ ./runtime/engine/ ./runtime/server/... ./runtime/models/
+	$(GO) test -race -short ./runtime/grammar/ ./runtime/split/
 	$(MAKE) fuzz-short
 
 FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/llama:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName ./runtime/grammar:FuzzFromSchema
