@@ -252,8 +252,17 @@ func (g *gemmImpl) chunkBlocks(nb, xbb, tmax int) int {
 
 // matMulGemm is MatMul with m's tile kernels.
 func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
+	xb, xs := gemmActs(p, s, m, x, n)
+	units, fn := gemmLoop(dst, m, n, xb, xs)
+	p.Run(units, 4, fn)
+}
+
+// gemmActs quantizes the n tokens of x for m (and prepares them, where m's
+// tile kernels read a prepared layout) into s's buffers: token t's at
+// xb[t·xs:].
+func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) (xb []byte, xs int) {
 	g := m.gemm
-	cols, rows := m.Cols, m.Rows
+	cols := m.Cols
 	vt := m.Type.VecDotType()
 	xrb, err := vt.RowBytes(cols)
 	if err != nil {
@@ -264,12 +273,10 @@ func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n in
 		s.xq = make([]byte, n*xrb)
 	}
 	xq := s.xq[:n*xrb]
-	xb, xs := xq, xrb
-	xbb := vt.BlockBytes() // activation bytes per weight block
+	xb, xs = xq, xrb
 	quantize := m.quant
 	if g.prep != nil {
 		xs = g.prepBytes(nb)
-		xbb = g.groupBytes / g.group
 		if cap(s.xp) < n*xs+64 {
 			s.xp = make([]byte, n*xs+64)
 		}
@@ -286,14 +293,27 @@ func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n in
 			}
 		}
 	})
+	return xb, xs
+}
+
+// gemmLoop returns the product of m with the n tokens at xb (as gemmActs
+// leaves them) as a loop for Pool.Run: fn(u0, u1) computes work units u0..u1
+// of units (four-row groups for one token with decode kernels, else rows).
+func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn func(u0, u1 int)) {
+	g := m.gemm
+	rows := m.Rows
+	nb := m.Cols / m.Type.BlockSize()
 	if nb == 0 {
 		clear(dst[:n*rows])
-		return
+		return 0, func(int, int) {}
+	}
+	xbb := m.Type.VecDotType().BlockBytes() // activation bytes per weight block
+	if g.prep != nil {
+		xbb = g.groupBytes / g.group
 	}
 	rb := m.RowBytes
 	if n == 1 && g.dec4 != nil {
-		matVecDec(p, dst, m, nb, &xb[0])
-		return
+		return (rows + 3) / 4, matVecDec(dst, m, nb, &xb[0])
 	}
 	tmax := min(g.tiles[0].t, n)
 	kc := g.chunkBlocks(nb, xbb, tmax)
@@ -302,7 +322,7 @@ func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n in
 		blockRows = min(blockRows, gemmAccFloats/(16*tmax))
 	}
 	ldd := rows * 4
-	p.Run(rows, 4, func(r0, r1 int) {
+	return rows, func(r0, r1 int) {
 		for b0 := r0; b0 < r1; b0 += blockRows {
 			b1 := min(r1, b0+blockRows)
 			for t0 := 0; t0 < n; {
@@ -324,7 +344,7 @@ func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n in
 				t0 += k.t
 			}
 		}
-	})
+	}
 }
 
 // gemmChunks runs tile k over rows b0..b1 of m in chunks of kc blocks, the
@@ -349,10 +369,11 @@ func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, 
 }
 
 // matVecDec is one token (prepared at x) against every row of m with the
-// decode kernels: four rows per call, in contiguous ranges per thread.
-func matVecDec(p *Pool, dst []float32, m *Matrix, nb int, x *byte) {
+// decode kernels, as a loop over groups of four rows: four rows per call,
+// in contiguous ranges per thread.
+func matVecDec(dst []float32, m *Matrix, nb int, x *byte) func(g0, g1 int) {
 	g, rb, rows := m.gemm, m.RowBytes, m.Rows
-	p.Run((rows+3)/4, 4, func(g0, g1 int) {
+	return func(g0, g1 int) {
 		r, r1 := 4*g0, min(rows, 4*g1)
 		for ; r+4 <= r1; r += 4 {
 			g.dec4(&m.Data[r*rb], rb, x, nb, (*[4]float32)(dst[r:r+4]))
@@ -360,5 +381,5 @@ func matVecDec(p *Pool, dst []float32, m *Matrix, nb int, x *byte) {
 		for ; r < r1; r++ {
 			dst[r] = g.dec1(&m.Data[r*rb], x, nb)
 		}
-	})
+	}
 }

@@ -182,3 +182,55 @@ func TestMatMulChunked(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulMulti checks that MatMulMulti gives every matrix MatMul's bits,
+// for sets of matrices fused into one loop (several types, shared and
+// separate activations, odd row counts) and for sets it falls back on
+// (F32, a type without tiles, different column counts), with 1 and 2
+// threads and token counts through the decode, tile and tail paths.
+func TestMatMulMulti(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	const cols = 3 * 256
+	mat := func(typ quant.Type, rows, c int) *Matrix { return quantizeMatrix(t, r, typ, rows, c) }
+	sets := [][]*Matrix{
+		{mat(quant.Q4_K, 37, cols), mat(quant.Q4_K, 9, cols), mat(quant.Q6_K, 13, cols)},
+		{mat(quant.Q4_0, 21, cols), mat(quant.Q4_0, 5, cols), mat(quant.Q4_0, 6, cols)},
+		{mat(quant.Q8_0, 19, cols), mat(quant.Q6_K, 4, cols)},
+		{mat(quant.Q4_K, 11, cols)},
+		{mat(quant.Q5_K, 7, cols), mat(quant.Q4_K, 7, cols)},
+		{mat(quant.F32, 3, cols), mat(quant.Q4_0, 5, cols)},
+		{mat(quant.Q4_0, 5, cols), mat(quant.Q4_0, 5, 2*cols)},
+	}
+	for si, ms := range sets {
+		maxCols := 0
+		for _, m := range ms {
+			maxCols = max(maxCols, m.Cols)
+		}
+		for _, threads := range []int{1, 2} {
+			for _, n := range []int{1, 2, 3, 8, 17} {
+				p := NewPool(threads)
+				x := randVec(r, n*maxCols)
+				var s, s1 Scratch
+				got := make([][]float32, len(ms))
+				for i, m := range ms {
+					got[i] = make([]float32, n*m.Rows+1)
+					got[i][n*m.Rows] = 12345 // guard
+				}
+				MatMulMulti(p, &s, got, ms, x, n)
+				for i, m := range ms {
+					want := make([]float32, n*m.Rows)
+					MatMul(p, &s1, want, m, x, n)
+					for k := range want {
+						if math.Float32bits(want[k]) != math.Float32bits(got[i][k]) {
+							t.Fatalf("set %d matrix %d (%v) n=%d threads=%d: [%d] %v, MatMul %v", si, i, m.Type, n, threads, k, got[i][k], want[k])
+						}
+					}
+					if got[i][n*m.Rows] != 12345 {
+						t.Fatalf("set %d matrix %d: wrote past the end", si, i)
+					}
+				}
+				p.Close()
+			}
+		}
+	}
+}

@@ -98,6 +98,20 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	kcpu.MatMul(b.pool, &b.scratch, d.d, w.(*weight).m, s.d, s.rows)
 }
 
+// MatMulMulti is MatMul for several weights applied to the same x, as one
+// loop of the pool where the kernels allow (kcpu.MatMulMulti); the results
+// are MatMul's.
+func (b *Backend) MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight) {
+	s := x.(*tensor)
+	var d [4][]float32
+	var m [4]*kcpu.Matrix
+	ds, ms := d[:0], m[:0]
+	for i, w := range ws {
+		ds, ms = append(ds, dsts[i].(*tensor).d), append(ms, w.(*weight).m)
+	}
+	kcpu.MatMulMulti(b.pool, &b.scratch, ds, ms, s.d, s.rows)
+}
+
 func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *backend.RoPE) {
 	s := x.(*tensor)
 	b.pool.Run(s.rows, 1, func(t0, t1 int) {

@@ -145,3 +145,10 @@ func prefetchNext(pf Register, n int) {
 // core read Q4_0 from DRAM at 9.2 GB/s with the earlier distance of two
 // groups (576 bytes), 11.8 with 4 KiB, 11.6 with 8 KiB (NOTES.md).
 const rowPrefetch = 4096
+
+// tilePrefetchT: tiles of up to this many tokens prefetch rowPrefetch
+// ahead too. Batched decode (eight sequences: T = 8 tiles) reads each row
+// from DRAM once; without the prefetch the T = 8 tiles ran at about half
+// their in-cache rate there (NOTES.md, "Batched decode"). Prefill's T = 16
+// tiles reread blocks of rows from L2 and do without.
+const tilePrefetchT = 8

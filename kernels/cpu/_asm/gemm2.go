@@ -337,7 +337,7 @@ func (k *s2Kernel) emit(T int) {
 	MOVQ(nb, n)
 	SHRQ(U8(3), n)
 	loop(name, n, func() {
-		if T == 1 { // as in s3Kernel.emit
+		if T <= tilePrefetchT { // as in s3Kernel.emit
 			for o := 0; o < 8*k.bb; o += 64 {
 				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
 			}

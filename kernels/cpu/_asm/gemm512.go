@@ -363,10 +363,11 @@ func (k *s3Kernel) emit(T int) {
 	MOVQ(nb, n)
 	SHRQ(U8(4), n)
 	loop(name, n, func() {
-		if T == 1 {
-			// One token: the row streams from memory (decode); ask for
-			// the bytes rowPrefetch ahead, which the hardware prefetcher
-			// alone does not reach early enough.
+		if T <= tilePrefetchT {
+			// Decode, one token or a few sequences together: the row
+			// streams from memory; ask for the bytes rowPrefetch ahead,
+			// which the hardware prefetcher alone does not reach early
+			// enough.
 			for o := 0; o < 16*k.bb; o += 64 {
 				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
 			}

@@ -51,6 +51,12 @@ type kTile struct {
 	// x(t, disp) token t's activation block at disp, acc(t) token t's
 	// float32 accumulator.
 	block func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int)
+	// blockR, where set, replaces block: accR[p] is the register holding
+	// the accumulator of token p (zmm) or those of tokens 2p and 2p+1
+	// (eight lanes each), nil where they stay at acc. regAcc: up to how
+	// many tokens they are kept in registers for the whole row.
+	blockR func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, accR []VecVirtual, T int)
+	regAcc int
 }
 
 const (
@@ -112,11 +118,48 @@ func (k *kTile) emit(T int) {
 		x = func(t, disp int) Mem { return xt.at(t, padOff(disp)) }
 		xb = q8KPadded
 	}
+	// Register accumulators: one zmm per token (sixteen lanes) or per pair
+	// of tokens (eight lanes each, the last one alone when T is odd).
+	per := 2
+	if k.zmm {
+		per = 1
+	}
+	accR := make([]VecVirtual, (T+per-1)/per)
+	whole := func(p int) bool { return k.zmm || 2*p+1 < T }
+	if k.blockR != nil && T <= k.regAcc {
+		for p := range accR {
+			accR[p] = ZMM()
+			if whole(p) {
+				VMOVUPS(slot(per*p), accR[p])
+			} else {
+				VMOVUPS(slot(per*p), accR[p].AsY())
+			}
+		}
+	}
 	loop(name, nb, func() {
-		k.block(Mem{Base: w}, x, slot, T)
+		if T <= tilePrefetchT {
+			for o := 0; o < k.wb; o += 64 {
+				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
+			}
+		}
+		if k.blockR != nil {
+			k.blockR(Mem{Base: w}, x, slot, accR, T)
+		} else {
+			k.block(Mem{Base: w}, x, slot, T)
+		}
 		ADDQ(U32(k.wb), w)
 		xt.advance(xb)
 	})
+	for p, r := range accR {
+		if r == nil {
+			continue
+		}
+		if whole(p) {
+			VMOVUPS(r, slot(per*p))
+		} else {
+			VMOVUPS(r.AsY(), slot(per*p))
+		}
+	}
 	flags2 := Load(Param("flags"), GP64())
 	TESTQ(U32(2), flags2)
 	JNZ(LabelRef(name + "_final"))
@@ -279,41 +322,55 @@ func k4Float(x func(t, disp int) Mem, acc func(t int) Mem, t int, sumi VecVirtua
 // q4KTileAVX512 has the numerics of q4KAVX2 (the one-row Q4_K kernel of
 // the avx512 level too): the integer sums of two sub-blocks at once in a
 // zmm (VPMADDUBSW, then VPDPWSSD with the scales), the halves added at the
-// end of the super-block into q4KAVX2's eight lanes.
+// end of the super-block into q4KAVX2's eight lanes. The row work is
+// dotQ4_KAVX512's: the scales and mins decoded by vector operations from
+// one 16-byte broadcast (no scalar decoding, no trip through the stack),
+// the scale and min word vectors by one VPSHUFB each. Up to eight tokens
+// the accumulators stay in registers for the whole row (two tokens per
+// zmm), loaded and stored once per call.
 func q4KTileAVX512() *kTile {
 	var m0f, shv VecVirtual
-	var scl, mmw, ddw, dmw Mem
-	shData := globl("q4kShv512", append(wordIndex(0, 64)[:16], wordIndex(4, 64)[:16]...))
+	var c Mem
+	var hiLanes Register
 	return &kTile{
 		name: "gemmQ4_KAVX512",
 		doc: []string{"Q4_K weights × Q8_K activations with the numerics of dotQ4_KAVX2",
 			"(quant.dotQ4_KQ8_K); 64 quants per VPMADDUBSW + VPDPWSSD."},
-		wb: 144, evex: true, padded: true,
+		wb: 144, evex: true, padded: true, regAcc: 8,
 		setup: func() {
+			c = q4KDecData()
 			m0f = bcastDZ(0x0f0f0f0f)
 			shv = ZMM()
-			VMOVDQU64(shData, shv)
-			scl, mmw, ddw, dmw = AllocLocal(32), AllocLocal(32), AllocLocal(32), AllocLocal(32)
-		},
-		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
-			k4Rows(w, scl, mmw, ddw, dmw, true)
-			// Scale vectors: the (s, s) pair of sub-block 2j in the low eight
-			// dwords, that of 2j+1 in the high eight.
-			hiLanes := K()
+			VMOVDQU64(c.Offset(q4kcShift), shv)
+			hiLanes = K()
 			g := GP32()
 			MOVL(U32(0xff00), g)
 			KMOVW(g, hiLanes)
+		},
+		blockR: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, accR []VecVirtual, T int) {
+			// The row's eight 6-bit scales and eight mins as bytes, in
+			// every 128-bit lane of D (q4KDecode512's decoding).
+			D := ZMM()
+			VBROADCASTI32X4(w.Offset(4), D)
+			A, B := ZMM(), ZMM()
+			VPSHUFB(c.Offset(q4kcIdxA), D, A)
+			VPSHUFB(c.Offset(q4kcIdxB), D, B)
+			VPANDD(c.Offset(q4kcM1), A, D)
+			VPSRLW(U8(4), A, A)
+			VPTERNLOGD(U8(0xf8), c.Offset(q4kcM2), A, D)
+			VPSRLW(U8(2), B, B)
+			VPTERNLOGD(U8(0xf8), c.Offset(q4kcM3), B, D)
+			// Scale vectors: the (s, s) pair of sub-block 2j in the low eight
+			// dwords, that of 2j+1 in the high eight; the mins as q4KAVX2's
+			// VPMADDWD operand, in both halves.
 			var S [4]VecVirtual
 			for j := range S {
 				S[j] = ZMM()
-				VPBROADCASTD(scl.Offset(8*j), S[j])
-				VPBROADCASTD(scl.Offset(8*j+4), hiLanes, S[j])
+				VPSHUFB(c.Offset(q4kcS+64*j), D, S[j])
 			}
+			mmz := ZMM()
+			VPSHUFB(c.Offset(q4kcM), D, mmz)
 			sumi := make([]VecVirtual, T)
-			for t := range sumi {
-				sumi[t] = ZMM()
-				VPXORD(m0f, m0f, sumi[t])
-			}
 			for j := range 4 {
 				q := ZMM()
 				VBROADCASTI64X4(w.Offset(16+32*j), q)
@@ -322,15 +379,23 @@ func q4KTileAVX512() *kTile {
 				for t := range sumi {
 					a := ZMM()
 					VPMADDUBSW(x(t, 4+64*j), q, a)
-					VPDPWSSD(S[j], a, sumi[t])
+					if j == 0 {
+						sumi[t] = ZMM()
+						VPMADDWD(S[j], a, sumi[t])
+					} else {
+						VPDPWSSD(S[j], a, sumi[t])
+					}
 				}
 			}
+			// d and dmin as float32 in all lanes.
+			f := XMM()
+			VCVTPH2PS(w, f) // d, dmin (and two scale bytes' worth, unused)
+			ddz, dmz := ZMM(), ZMM()
+			VBROADCASTSS(f, ddz)
+			VMOVSHDUP(f, f)
+			VBROADCASTSS(f, dmz)
 			// Two tokens per zmm from here: the lanes do q4KAVX2's float
 			// operations, token t in the low half and t+1 in the high half.
-			mmz, ddz, dmz := ZMM(), ZMM(), ZMM()
-			VBROADCASTI64X4(mmw, mmz)
-			VBROADCASTSS(ddw, ddz)
-			VBROADCASTSS(dmw, dmz)
 			t := 0
 			for ; t+2 <= T; t += 2 {
 				u, v := ZMM(), ZMM()
@@ -348,19 +413,45 @@ func q4KTileAVX512() *kTile {
 				VBROADCASTSS(x(t+1, 0), hiLanes, bx)
 				d := ZMM()
 				VMULPS(ddz, bx, d)
-				c := ZMM()
-				VMOVUPS(acc(t), c) // acc(t), acc(t+1): adjacent
-				VFMADD231PS(d, u, c)
+				cc := accR[t/2]
+				if cc == nil {
+					cc = ZMM()
+					VMOVUPS(acc(t), cc) // acc(t), acc(t+1): adjacent
+				}
+				VFMADD231PS(d, u, cc)
 				VMULPS(dmz, bx, d)
-				VFNMADD231PS(d, a, c)
-				VMOVUPS(c, acc(t))
+				VFNMADD231PS(d, a, cc)
+				if accR[t/2] == nil {
+					VMOVUPS(cc, acc(t))
+				}
 			}
 			if t < T {
 				hi := YMM()
 				VEXTRACTI64X4(U8(1), sumi[t], hi)
 				lo := YMM()
 				VPADDD(hi, sumi[t].AsY(), lo)
-				k4Float(x, acc, t, lo, mmw, ddw, dmw)
+				a := YMM()
+				VMOVDQU(x(t, 260), a)
+				VPMADDWD(mmz.AsY(), a, a)
+				VCVTDQ2PS(a, a)
+				VCVTDQ2PS(lo, lo)
+				bx := YMM()
+				VBROADCASTSS(x(t, 0), bx)
+				d := YMM()
+				VMULPS(ddz.AsY(), bx, d)
+				var cc Register
+				if accR[t/2] != nil {
+					cc = accR[t/2].AsY()
+				} else {
+					cc = YMM()
+					VMOVUPS(acc(t), cc)
+				}
+				VFMADD231PS(d, lo, cc)
+				VMULPS(dmz.AsY(), bx, d)
+				VFNMADD231PS(d, a, cc)
+				if accR[t/2] == nil {
+					VMOVUPS(cc, acc(t))
+				}
 			}
 		},
 	}
@@ -477,7 +568,7 @@ func q6KTileAVX512() *kTile {
 		doc: []string{"Q6_K weights × Q8_K activations with the numerics of dotQ6_KAVX512",
 			"(quant.dotQ6_KQ8_K): 64 quants per zmm unpacked and the scale vectors",
 			"permuted once per super-block for all tokens."},
-		wb: 210, zmm: true, evex: true, padded: true,
+		wb: 210, zmm: true, evex: true, padded: true, regAcc: 8,
 		setup: func() {
 			m0f = bcastDZ(0x0f0f0f0f)
 			m30 = bcastDZ(0x30303030)
@@ -485,7 +576,7 @@ func q6KTileAVX512() *kTile {
 			VMOVDQU64(shl, sh01)
 			VMOVDQU64(shr, sh23)
 		},
-		block: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int) {
+		blockR: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, accR []VecVirtual, T int) {
 			sb := ZMM()
 			VBROADCASTI32X4(w.Offset(192), sb)
 			s16 := ZMM()
@@ -494,16 +585,20 @@ func q6KTileAVX512() *kTile {
 			g := GP32()
 			MOVL(U32(0xff), g)
 			KMOVW(g, lowLanes)
+			// −32·scale as words (|32·scale| ≤ 4096): then one VPMADDWD per
+			// token gives the exact −32·Σ scale·bsum (eight dword lanes,
+			// the rest 0).
+			n16 := ZMM()
+			VPSLLW(U8(5), s16, n16)
+			zero := ZMM()
+			VPXORD(m0f, m0f, zero)
+			VPSUBW(n16, zero, n16)
 			sumi := make([]VecVirtual, T)
 			for t := range sumi {
-				// sumi = −32·Σ scale·bsum (eight dword lanes, the rest 0).
 				c := ZMM()
 				VBROADCASTI64X4(x(t, 260), c)
-				VPMADDWD_Z(s16, c, lowLanes, c)
-				VPSLLD(U8(5), c, c)
 				sumi[t] = ZMM()
-				VPXORD(m0f, m0f, sumi[t])
-				VPSUBD(c, sumi[t], sumi[t])
+				VPMADDWD_Z(n16, c, lowLanes, sumi[t])
 			}
 			for h := range 2 {
 				ql := ZMM()
@@ -541,6 +636,10 @@ func q6KTileAVX512() *kTile {
 				VBROADCASTSS(x(t, 0), bx)
 				VMULPS(dz, bx, bx)
 				VCVTDQ2PS(sumi[t], sumi[t])
+				if accR[t] != nil {
+					VFMADD231PS(bx, sumi[t], accR[t])
+					continue
+				}
 				c := ZMM()
 				VMOVUPS(acc(t), c)
 				VFMADD231PS(bx, sumi[t], c)

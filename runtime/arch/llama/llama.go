@@ -186,6 +186,25 @@ func (m *Model) NewKV(ctx int) (backend.KV, error) {
 	return m.be.NewKV(m.cfg.Layers, ctx, m.cfg.KVHeads*m.cfg.HeadDim)
 }
 
+// multiMatMul is an optional backend op: several products of the same
+// activations (dsts[i] = x · ws[i]ᵀ) in one call, with MatMul's results
+// (runtime/cpu runs them as one loop of its threads).
+type multiMatMul interface {
+	MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight)
+}
+
+// matMuls computes dsts[i] = x · ws[i]ᵀ: one MatMulMulti where the
+// backend has it, else one MatMul each.
+func (m *Model) matMuls(x backend.Tensor, dsts []backend.Tensor, ws []backend.Weight) {
+	if mm, ok := m.be.(multiMatMul); ok {
+		mm.MatMulMulti(dsts, x, ws)
+		return
+	}
+	for i, w := range ws {
+		m.be.MatMul(dsts[i], x, w)
+	}
+}
+
 // buffers are the activations of one forward pass, grown to the largest
 // batch seen and sliced to the current one.
 type buffers struct {
@@ -236,9 +255,8 @@ func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
 		l := &m.layers[i]
 		// Attention block: x += Wo · attn(rope(Wq·h), rope(Wk·h), Wv·h), h = norm(x).
 		be.RMSNorm(b.h, b.x, l.attnNorm, c.NormEps) // (n, embd)
-		be.MatMul(b.q, b.h, l.wq)                   // (n, heads*head_dim)
-		be.MatMul(b.k, b.h, l.wk)                   // (n, kv_heads*head_dim)
-		be.MatMul(b.v, b.h, l.wv)                   // (n, kv_heads*head_dim)
+		// (n, heads*head_dim), (n, kv_heads*head_dim) twice
+		m.matMuls(b.h, []backend.Tensor{b.q, b.k, b.v}, []backend.Weight{l.wq, l.wk, l.wv})
 		be.RoPE(b.q, c.Heads, c.HeadDim, pos, &c.RoPE)
 		be.RoPE(b.k, c.KVHeads, c.HeadDim, pos, &c.RoPE)
 		if err := be.Attention(b.att, b.q, b.k, b.v, bt.KVs, bt.Seq, i, pos, ap); err != nil {
@@ -248,8 +266,7 @@ func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
 		be.Add(b.x, b.o)
 		// Feed-forward block: x += Wdown · (silu(Wgate·h) ⊙ Wup·h), h = norm(x).
 		be.RMSNorm(b.h, b.x, l.ffnNorm, c.NormEps)
-		be.MatMul(b.gate, b.h, l.gate) // (n, ff)
-		be.MatMul(b.up, b.h, l.up)     // (n, ff)
+		m.matMuls(b.h, []backend.Tensor{b.gate, b.up}, []backend.Weight{l.gate, l.up}) // (n, ff) twice
 		be.SwiGLU(b.act, b.gate, b.up)
 		be.MatMul(b.o, b.act, l.down) // (n, embd)
 		be.Add(b.x, b.o)
