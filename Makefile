@@ -9,7 +9,7 @@ FUZZTIME ?= 2000x
 .PHONY: build test vet fuzz fuzz-short bench kernels gpu-check lint
 
 build:
-	$(GO) build -o $(BIN) ./cmd/hearth
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/hearth
 
 vet:
 	$(GO) vet ./...

@@ -41,7 +41,7 @@ fi
 hearth=${HEARTH:-$out/hearth}
 if [ -z "${HEARTH:-}" ]; then
 	echo "building hearth" >&2
-	(cd "$root" && go build -o "$hearth" ./cmd/hearth)
+	(cd "$root" && go build -buildvcs=auto -o "$hearth" ./cmd/hearth)
 fi
 
 files=()

@@ -41,7 +41,7 @@ prepare() {
 		mkdir -p .git/info && echo '/.gpu/' >>.git/info/exclude
 	fi
 	echo "gpu-check: building (CGO_ENABLED=1 for NVML telemetry)"
-	CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -o "$G/bin/hearth" ./cmd/hearth
+	CGO_ENABLED=1 go build -buildvcs=auto -trimpath -ldflags='-s -w' -o "$G/bin/hearth" ./cmd/hearth
 	CGO_ENABLED=1 go test -c -tags gpu -trimpath -ldflags='-s -w' -o "$G/bin/cuda.test" ./runtime/cuda/ 2>&1 |
 		grep -v -e 'deprecated' -e '^# github.com/NVIDIA' -e 'cgo-gcc-prolog' -e 'nvml.h' -e 'note: declared' -e '^ *[0-9]* |' -e '^ *|' -e 'In file included' || true
 	gzip -9 "$G/bin/hearth" "$G/bin/cuda.test"

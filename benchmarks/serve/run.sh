@@ -41,7 +41,7 @@ mkdir -p "$out"
 hearth=${HEARTH:-$out/hearth}
 if [ -z "${HEARTH:-}" ]; then
 	echo "building hearth" >&2
-	(cd "$root" && go build -o "$hearth" ./cmd/hearth)
+	(cd "$root" && go build -buildvcs=auto -o "$hearth" ./cmd/hearth)
 fi
 
 # bench runs `hearth bench serve ARGS`, or, until the bench command wires
