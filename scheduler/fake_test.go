@@ -257,6 +257,27 @@ func (h *harness) run(limit int) int {
 	return n
 }
 
+// runSizes steps until there is nothing to run and returns each step's
+// token count.
+func (h *harness) runSizes() []int {
+	h.t.Helper()
+	var sizes []int
+	for {
+		p := h.s.Step()
+		if p == nil {
+			return sizes
+		}
+		sizes = append(sizes, len(p.Tokens))
+		res, err := h.e.run(p)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.s.Complete(p, res)
+		h.check()
+		h.drain()
+	}
+}
+
 func (h *harness) end(q *Seq) Event {
 	h.t.Helper()
 	ev, ok := h.ends[q.id]

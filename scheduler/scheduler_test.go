@@ -57,21 +57,7 @@ func TestSingleSequence(t *testing.T) {
 func TestChunkedPrefill(t *testing.T) {
 	h := newHarness(t, Config{NumBlocks: 16, BlockSize: 4, MaxBatchTokens: 16, MaxRunning: 4})
 	q := h.submit(Request{Prompt: seqTokens(1, 40), NumPredict: 2})
-	var chunks []int
-	for {
-		p := h.s.Step()
-		if p == nil {
-			break
-		}
-		chunks = append(chunks, len(p.Tokens))
-		res, err := h.e.run(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.Complete(p, res)
-		h.check()
-		h.drain()
-	}
+	chunks := h.runSizes()
 	if !slices.Equal(chunks, []int{16, 16, 8, 1}) {
 		t.Errorf("chunks %v, want [16 16 8 1]", chunks)
 	}
@@ -111,21 +97,7 @@ func TestPrefillChunkWhileDecoding(t *testing.T) {
 	a := h.submit(Request{Prompt: seqTokens(1, 4), NumPredict: 6})
 	h.step() // a's prompt
 	b := h.submit(Request{Prompt: seqTokens(100, 40), NumPredict: 1})
-	var sizes []int
-	for {
-		p := h.s.Step()
-		if p == nil {
-			break
-		}
-		sizes = append(sizes, len(p.Tokens))
-		res, err := h.e.run(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.Complete(p, res)
-		h.check()
-		h.drain()
-	}
+	sizes := h.runSizes()
 	// a decodes 5 more times with 3 of b's tokens each (5 steps, 15 of 40),
 	// then b alone takes 16 and the last 9.
 	if want := []int{4, 4, 4, 4, 4, 16, 9}; !slices.Equal(sizes, want) {

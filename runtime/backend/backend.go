@@ -54,6 +54,18 @@ type TypedKVPools interface {
 	NewTypedKVPool(layers, blocks, blockSize, kvDim, headDim int, t quant.Type) (KVPool, error)
 }
 
+// NewContiguousKV is a single sequence's cache of ctx positions as the
+// paged cache's simplest case: a pool (from newPool, a backend's
+// NewKVPool) of one block of ctx positions, seen through a one-entry block
+// table.
+func NewContiguousKV(newPool func(layers, blocks, blockSize, kvDim int) (KVPool, error), layers, ctx, kvDim int) (KV, error) {
+	pool, err := newPool(layers, 1, ctx, kvDim)
+	if err != nil {
+		return nil, err
+	}
+	return &PagedKV{Pool: pool, Table: []int32{0}}, nil
+}
+
 // PagedKV is one sequence's view of a pool: position p lives in block
 // Table[p/BlockSize] at slot p%BlockSize. Blocks shared with other
 // sequences (a common prefix) must only be read: the scheduler hands a

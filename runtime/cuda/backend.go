@@ -635,11 +635,7 @@ func (b *Backend) NewKVPool(layers, blocks, blockSize, kvDim int) (backend.KVPoo
 // NewKV is a pool of one block of ctx positions seen through a one-entry
 // block table, as on the CPU.
 func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
-	pool, err := b.NewKVPool(layers, 1, ctx, kvDim)
-	if err != nil {
-		return nil, err
-	}
-	return &backend.PagedKV{Pool: pool, Table: []int32{0}}, nil
+	return backend.NewContiguousKV(b.NewKVPool, layers, ctx, kvDim)
 }
 
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {

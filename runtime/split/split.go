@@ -424,11 +424,7 @@ func (b *Backend) NewTypedKVPool(layers, blocks, blockSize, kvDim, headDim int, 
 // NewKV is a pool of one block of ctx positions seen through a one-entry
 // block table, as on the CPU.
 func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
-	pool, err := b.NewKVPool(layers, 1, ctx, kvDim)
-	if err != nil {
-		return nil, err
-	}
-	return &backend.PagedKV{Pool: pool, Table: []int32{0}}, nil
+	return backend.NewContiguousKV(b.NewKVPool, layers, ctx, kvDim)
 }
 
 // Attention runs on the side holding the layer's KV cache.
