@@ -32,6 +32,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	parallel := fs.IntSlice("parallel", nil, "also decode this many sequences together, one token each per forward pass (test \"tgN xP\")")
 	batch := fs.IntP("batch-size", "b", 512, "most tokens per forward pass of the pp tests")
 	format := fs.StringP("output", "o", "md", "output format: md, json, jsonl, csv")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measurements (not the bandwidth test) to this file")
 	bwMiB := fs.Int("bandwidth-mib", 1024, "MiB read to measure memory bandwidth for the roofline (0: skip)")
 	seed := fs.Uint64("seed", 0, "seed of the random prompt and generated tokens")
 	device := fs.String("device", "cpu", "where to run: cpu, cuda, or auto (the GPU when one is usable); --gpu-layers alone means auto")
@@ -109,6 +110,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if *bwMiB > 0 {
 		sys.MeasureBandwidth(int64(*bwMiB)<<20, 0)
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	o := bench.Options{Prompt: *prompt, Gen: *gen, Parallel: *parallel, Threads: *threads, Reps: *reps,
 		Batch: *batch, Seed: *seed, ReadGBs: sys.ReadGBs}
 	if dev != "cpu" {

@@ -100,17 +100,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		prompt = strings.TrimRight(string(b), "\n")
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	m, err := engine.Load(model, engine.Options{Threads: *threads, Device: dev, GPULayers: ngl})
 	if err != nil {
 		return err
@@ -170,4 +164,21 @@ func parseFormat(f string) (*grammar.Grammar, error) {
 		return nil, usageError{fmt.Sprintf("--format: %v", err)}
 	}
 	return g, nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
