@@ -17,3 +17,17 @@ func axpyF16Asm(dst []float32, w float32, v []uint16) int {
 	}
 	return 0
 }
+
+//go:noescape
+func swigluAVX2(dst, gate, up *float32, n int)
+
+// swigluAsm runs the AVX2 kernel over the first multiple of 8 elements and
+// returns how many it did.
+func swigluAsm(dst, gate, up []float32) int {
+	n8 := len(dst) &^ 7
+	if n8 > 0 && hasAVX2 {
+		swigluAVX2(unsafe.SliceData(dst), unsafe.SliceData(gate), unsafe.SliceData(up), n8)
+		return n8
+	}
+	return 0
+}

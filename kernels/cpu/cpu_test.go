@@ -330,3 +330,42 @@ func TestAxpyF16(t *testing.T) {
 		}
 	}
 }
+
+// TestSwiGLU holds the SIMD SwiGLU to the per-element reference (a few
+// ulp: its e^x is a polynomial), over odd lengths, extreme and NaN gates.
+func TestSwiGLU(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 7, 8, 9, 31, 172, 8192} {
+		gate, up := make([]float32, n), make([]float32, n)
+		for i := range gate {
+			gate[i], up[i] = float32(rng.NormFloat64()*4), float32(rng.NormFloat64())
+		}
+		if n > 8 {
+			gate[0], gate[1], gate[2], gate[3], gate[4] = 100, -100, 88.5, -88.5, float32(math.NaN())
+		}
+		got, want := make([]float32, n), make([]float32, n)
+		SwiGLU(got, gate, up)
+		swigluGeneric(want, gate, up)
+		for i := range got {
+			if math.IsNaN(float64(want[i])) != math.IsNaN(float64(got[i])) {
+				t.Fatalf("n %d [%d]: gate %v: got %v, want %v", n, i, gate[i], got[i], want[i])
+			}
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-6*math.Abs(float64(want[i]))+1e-30 {
+				t.Errorf("n %d [%d]: gate %v up %v: got %v, want %v", n, i, gate[i], up[i], got[i], want[i])
+			}
+		}
+	}
+}
+
+func BenchmarkSwiGLU(b *testing.B) {
+	const n = 8192
+	gate, up, dst := make([]float32, n), make([]float32, n), make([]float32, n)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range gate {
+		gate[i], up[i] = float32(rng.NormFloat64()*3), float32(rng.NormFloat64())
+	}
+	b.SetBytes(n * 4)
+	for b.Loop() {
+		SwiGLU(dst, gate, up)
+	}
+}

@@ -20395,6 +20395,160 @@ axpyF16AVX2_done:
 	VZEROUPPER
 	RET
 
+DATA swigluConsts<>+0(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+4(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+8(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+12(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+16(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+20(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+24(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+28(SB)/4, $0xc2ae0000
+DATA swigluConsts<>+32(SB)/4, $0x42b00000
+DATA swigluConsts<>+36(SB)/4, $0x42b00000
+DATA swigluConsts<>+40(SB)/4, $0x42b00000
+DATA swigluConsts<>+44(SB)/4, $0x42b00000
+DATA swigluConsts<>+48(SB)/4, $0x42b00000
+DATA swigluConsts<>+52(SB)/4, $0x42b00000
+DATA swigluConsts<>+56(SB)/4, $0x42b00000
+DATA swigluConsts<>+60(SB)/4, $0x42b00000
+DATA swigluConsts<>+64(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+68(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+72(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+76(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+80(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+84(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+88(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+92(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+96(SB)/4, $0x3f318000
+DATA swigluConsts<>+100(SB)/4, $0x3f318000
+DATA swigluConsts<>+104(SB)/4, $0x3f318000
+DATA swigluConsts<>+108(SB)/4, $0x3f318000
+DATA swigluConsts<>+112(SB)/4, $0x3f318000
+DATA swigluConsts<>+116(SB)/4, $0x3f318000
+DATA swigluConsts<>+120(SB)/4, $0x3f318000
+DATA swigluConsts<>+124(SB)/4, $0x3f318000
+DATA swigluConsts<>+128(SB)/4, $0xb95e8083
+DATA swigluConsts<>+132(SB)/4, $0xb95e8083
+DATA swigluConsts<>+136(SB)/4, $0xb95e8083
+DATA swigluConsts<>+140(SB)/4, $0xb95e8083
+DATA swigluConsts<>+144(SB)/4, $0xb95e8083
+DATA swigluConsts<>+148(SB)/4, $0xb95e8083
+DATA swigluConsts<>+152(SB)/4, $0xb95e8083
+DATA swigluConsts<>+156(SB)/4, $0xb95e8083
+DATA swigluConsts<>+160(SB)/4, $0x39506967
+DATA swigluConsts<>+164(SB)/4, $0x39506967
+DATA swigluConsts<>+168(SB)/4, $0x39506967
+DATA swigluConsts<>+172(SB)/4, $0x39506967
+DATA swigluConsts<>+176(SB)/4, $0x39506967
+DATA swigluConsts<>+180(SB)/4, $0x39506967
+DATA swigluConsts<>+184(SB)/4, $0x39506967
+DATA swigluConsts<>+188(SB)/4, $0x39506967
+DATA swigluConsts<>+192(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+196(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+200(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+204(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+208(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+212(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+216(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+220(SB)/4, $0x3ab743ce
+DATA swigluConsts<>+224(SB)/4, $0x3c088908
+DATA swigluConsts<>+228(SB)/4, $0x3c088908
+DATA swigluConsts<>+232(SB)/4, $0x3c088908
+DATA swigluConsts<>+236(SB)/4, $0x3c088908
+DATA swigluConsts<>+240(SB)/4, $0x3c088908
+DATA swigluConsts<>+244(SB)/4, $0x3c088908
+DATA swigluConsts<>+248(SB)/4, $0x3c088908
+DATA swigluConsts<>+252(SB)/4, $0x3c088908
+DATA swigluConsts<>+256(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+260(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+264(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+268(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+272(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+276(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+280(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+284(SB)/4, $0x3d2aa9c1
+DATA swigluConsts<>+288(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+292(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+296(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+300(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+304(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+308(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+312(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+316(SB)/4, $0x3e2aaaaa
+DATA swigluConsts<>+320(SB)/4, $0x3f000000
+DATA swigluConsts<>+324(SB)/4, $0x3f000000
+DATA swigluConsts<>+328(SB)/4, $0x3f000000
+DATA swigluConsts<>+332(SB)/4, $0x3f000000
+DATA swigluConsts<>+336(SB)/4, $0x3f000000
+DATA swigluConsts<>+340(SB)/4, $0x3f000000
+DATA swigluConsts<>+344(SB)/4, $0x3f000000
+DATA swigluConsts<>+348(SB)/4, $0x3f000000
+DATA swigluConsts<>+352(SB)/4, $0x3f800000
+DATA swigluConsts<>+356(SB)/4, $0x3f800000
+DATA swigluConsts<>+360(SB)/4, $0x3f800000
+DATA swigluConsts<>+364(SB)/4, $0x3f800000
+DATA swigluConsts<>+368(SB)/4, $0x3f800000
+DATA swigluConsts<>+372(SB)/4, $0x3f800000
+DATA swigluConsts<>+376(SB)/4, $0x3f800000
+DATA swigluConsts<>+380(SB)/4, $0x3f800000
+DATA swigluConsts<>+384(SB)/4, $0x0000007f
+DATA swigluConsts<>+388(SB)/4, $0x0000007f
+DATA swigluConsts<>+392(SB)/4, $0x0000007f
+DATA swigluConsts<>+396(SB)/4, $0x0000007f
+DATA swigluConsts<>+400(SB)/4, $0x0000007f
+DATA swigluConsts<>+404(SB)/4, $0x0000007f
+DATA swigluConsts<>+408(SB)/4, $0x0000007f
+DATA swigluConsts<>+412(SB)/4, $0x0000007f
+GLOBL swigluConsts<>(SB), RODATA|NOPTR, $416
+
+// func swigluAVX2(dst *float32, gate *float32, up *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ gate+8(FP), CX
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), BX
+
+swigluAVX2_loop:
+	TESTQ        BX, BX
+	JZ           swigluAVX2_done
+	VMOVUPS      (CX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMAXPS       swigluConsts<>+0(SB), Y1, Y1
+	VMINPS       swigluConsts<>+32(SB), Y1, Y1
+	VMULPS       swigluConsts<>+64(SB), Y1, Y2
+	VROUNDPS     $0x00, Y2, Y2
+	VMOVAPS      Y1, Y1
+	VFNMADD231PS swigluConsts<>+96(SB), Y2, Y1
+	VFNMADD231PS swigluConsts<>+128(SB), Y2, Y1
+	VMOVUPS      swigluConsts<>+160(SB), Y3
+	VFMADD213PS  swigluConsts<>+192(SB), Y1, Y3
+	VFMADD213PS  swigluConsts<>+224(SB), Y1, Y3
+	VFMADD213PS  swigluConsts<>+256(SB), Y1, Y3
+	VFMADD213PS  swigluConsts<>+288(SB), Y1, Y3
+	VFMADD213PS  swigluConsts<>+320(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VADDPS       swigluConsts<>+352(SB), Y1, Y1
+	VFMADD213PS  Y1, Y4, Y3
+	VCVTPS2DQ    Y2, Y1
+	VPADDD       swigluConsts<>+384(SB), Y1, Y1
+	VPSLLD       $0x17, Y1, Y1
+	VMULPS       Y1, Y3, Y3
+	VADDPS       swigluConsts<>+352(SB), Y3, Y3
+	VDIVPS       Y3, Y0, Y0
+	VMULPS       (DX), Y0, Y0
+	VMOVUPS      Y0, (AX)
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x20, AX
+	SUBQ         $0x08, BX
+	JMP          swigluAVX2_loop
+
+swigluAVX2_done:
+	VZEROUPPER
+	RET
+
 // func dotQ4_KAVX512(w *byte, x *byte, nb int) float32
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·dotQ4_KAVX512(SB), NOSPLIT, $0-28

@@ -40,9 +40,22 @@ func SiLU(x float32) float32 {
 	return x / (1 + float32(math.Exp(float64(-x))))
 }
 
-// SwiGLU computes dst[i] = silu(gate[i]) * up[i].
+// SwiGLU computes dst[i] = silu(gate[i]) * up[i]: eight lanes at a time
+// with a polynomial e^x on AVX2 (within a few ulp of SiLU; as ggml's
+// vectorised silu does), the rest with SiLU. Which elements take which
+// path depends only on their index in dst, so call it on one row at a
+// time for results that do not depend on the batch.
 func SwiGLU(dst, gate, up []float32) {
 	gate, up = gate[:len(dst)], up[:len(dst)]
+	n8 := 0
+	if activeLevel >= levelAVX2 {
+		n8 = swigluAsm(dst, gate, up)
+	}
+	swigluGeneric(dst[n8:], gate[n8:], up[n8:])
+}
+
+// swigluGeneric is the reference: SiLU per element.
+func swigluGeneric(dst, gate, up []float32) {
 	for i := range dst {
 		dst[i] = SiLU(gate[i]) * up[i]
 	}

@@ -39,6 +39,7 @@ func main() {
 	genGemmK()
 	genGemmAVX2()
 	genAxpyF16()
+	genSwiGLU()
 	genQ4KAVX512()
 
 	Generate()
