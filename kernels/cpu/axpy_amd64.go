@@ -31,3 +31,17 @@ func swigluAsm(dst, gate, up []float32) int {
 	}
 	return 0
 }
+
+//go:noescape
+func expShiftAVX2(x *float32, m float32, n int)
+
+// expShiftAsm runs the AVX2 kernel over the first multiple of 8 elements
+// and returns how many it did.
+func expShiftAsm(x []float32, m float32) int {
+	n8 := len(x) &^ 7
+	if n8 > 0 && hasAVX2 {
+		expShiftAVX2(unsafe.SliceData(x), m, n8)
+		return n8
+	}
+	return 0
+}

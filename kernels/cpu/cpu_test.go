@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -367,5 +368,54 @@ func BenchmarkSwiGLU(b *testing.B) {
 	b.SetBytes(n * 4)
 	for b.Loop() {
 		SwiGLU(dst, gate, up)
+	}
+}
+
+// TestExpShift holds softmax's SIMD exponentials to the reference (a few
+// ulp), with -Inf (masked) entries exactly 0 and NaN kept.
+func TestExpShift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{1, 8, 13, 64, 517} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * 20)
+		}
+		if n > 8 {
+			x[1], x[2], x[3] = float32(math.Inf(-1)), -200, float32(math.NaN())
+		}
+		const m = 30
+		got, want := slices.Clone(x), slices.Clone(x)
+		n8 := expShiftAsm(got, m)
+		expShiftGeneric(got[n8:], m)
+		expShiftGeneric(want, m)
+		for i := range got {
+			w, g := float64(want[i]), float64(got[i])
+			switch {
+			case math.IsNaN(w) != math.IsNaN(g):
+				t.Fatalf("n %d [%d] x %v: got %v, want %v", n, i, x[i], g, w)
+			case w == 0 || x[i] < -57: // e^(x-m) below e^-87: 0 either way
+				if g != 0 && g > 1e-37 {
+					t.Errorf("n %d [%d] x %v: got %v, want ~0", n, i, x[i], g)
+				}
+			case !math.IsNaN(w) && math.Abs(g-w) > 3e-7*w:
+				t.Errorf("n %d [%d] x %v: got %v, want %v", n, i, x[i], g, w)
+			}
+		}
+		if n > 8 && got[1] != 0 {
+			t.Errorf("-Inf gave %v, want 0", got[1])
+		}
+	}
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x, src := make([]float32, 512), make([]float32, 512)
+	for i := range src {
+		src[i] = float32(rng.NormFloat64() * 5)
+	}
+	b.SetBytes(512 * 4)
+	for b.Loop() {
+		copy(x, src)
+		Softmax(x, 0.125)
 	}
 }

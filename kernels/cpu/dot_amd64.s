@@ -20549,6 +20549,52 @@ swigluAVX2_done:
 	VZEROUPPER
 	RET
 
+// func expShiftAVX2(x *float32, m float32, n int)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expShiftAVX2(SB), NOSPLIT, $0-24
+	MOVQ         x+0(FP), AX
+	MOVQ         n+16(FP), CX
+	MOVSS        m+8(FP), X0
+	VBROADCASTSS X0, Y0
+
+expShiftAVX2_loop:
+	TESTQ        CX, CX
+	JZ           expShiftAVX2_done
+	VMOVUPS      (AX), Y1
+	VSUBPS       Y0, Y1, Y1
+	VCMPPS       $0x15, swigluConsts<>+0(SB), Y1, Y2
+	VMAXPS       swigluConsts<>+0(SB), Y1, Y3
+	VMINPS       swigluConsts<>+32(SB), Y3, Y3
+	VMULPS       swigluConsts<>+64(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VMOVAPS      Y3, Y3
+	VFNMADD231PS swigluConsts<>+96(SB), Y4, Y3
+	VFNMADD231PS swigluConsts<>+128(SB), Y4, Y3
+	VMOVUPS      swigluConsts<>+160(SB), Y5
+	VFMADD213PS  swigluConsts<>+192(SB), Y3, Y5
+	VFMADD213PS  swigluConsts<>+224(SB), Y3, Y5
+	VFMADD213PS  swigluConsts<>+256(SB), Y3, Y5
+	VFMADD213PS  swigluConsts<>+288(SB), Y3, Y5
+	VFMADD213PS  swigluConsts<>+320(SB), Y3, Y5
+	VMULPS       Y3, Y3, Y6
+	VADDPS       swigluConsts<>+352(SB), Y3, Y3
+	VFMADD213PS  Y3, Y6, Y5
+	VCVTPS2DQ    Y4, Y3
+	VPADDD       swigluConsts<>+384(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y5, Y5
+	VANDPS       Y2, Y5, Y5
+	VCMPPS       $0x03, Y1, Y1, Y2
+	VBLENDVPS    Y2, Y1, Y5, Y5
+	VMOVUPS      Y5, (AX)
+	ADDQ         $0x20, AX
+	SUBQ         $0x08, CX
+	JMP          expShiftAVX2_loop
+
+expShiftAVX2_done:
+	VZEROUPPER
+	RET
+
 // func dotQ4_KAVX512(w *byte, x *byte, nb int) float32
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·dotQ4_KAVX512(SB), NOSPLIT, $0-28

@@ -40,6 +40,13 @@ func SiLU(x float32) float32 {
 	return x / (1 + float32(math.Exp(float64(-x))))
 }
 
+// expShiftGeneric is the reference of expShiftAsm: x[i] = e^(x[i]-m).
+func expShiftGeneric(x []float32, m float32) {
+	for i, v := range x {
+		x[i] = float32(math.Exp(float64(v - m)))
+	}
+}
+
 // SwiGLU computes dst[i] = silu(gate[i]) * up[i]: eight lanes at a time
 // with a polynomial e^x on AVX2 (within a few ulp of SiLU; as ggml's
 // vectorised silu does), the rest with SiLU. Which elements take which
@@ -71,10 +78,13 @@ func Softmax(x []float32, scale float32) {
 			maxv = x[i]
 		}
 	}
+	n8 := 0
+	if activeLevel >= levelAVX2 && !math.IsInf(float64(maxv), -1) {
+		n8 = expShiftAsm(x, maxv) // eight lanes at a time, a polynomial e^x
+	}
+	expShiftGeneric(x[n8:], maxv)
 	var sum float64
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - maxv)))
-		x[i] = e
+	for _, e := range x {
 		sum += float64(e)
 	}
 	inv := float32(1 / sum)

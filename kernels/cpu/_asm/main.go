@@ -39,7 +39,9 @@ func main() {
 	genGemmK()
 	genGemmAVX2()
 	genAxpyF16()
-	genSwiGLU()
+	expC := expConsts()
+	genSwiGLU(expC)
+	genExpShift(expC)
 	genQ4KAVX512()
 
 	Generate()

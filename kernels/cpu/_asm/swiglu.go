@@ -5,6 +5,7 @@ import (
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
 )
 
 // swigluConst are the constants of genSwiGLU, each repeated in the eight
@@ -34,15 +35,7 @@ var swigluConst = []struct {
 // with e^t computed in eight lanes as Cephes' expf does it: t clamped to
 // [-87, 88], t = n·ln2 + r, a degree-6 polynomial for e^r, 2^n from the
 // exponent bits (within 2 ulp of e^t). A NaN gate stays NaN (x/… keeps it).
-func genSwiGLU() {
-	tbl := GLOBL("swigluConsts", RODATA|NOPTR)
-	c := map[string]Mem{}
-	for i, k := range swigluConst {
-		for l := 0; l < 8; l++ {
-			DATA(32*i+4*l, U32(k.v))
-		}
-		c[k.name] = tbl.Offset(32 * i)
-	}
+func genSwiGLU(c map[string]Mem) {
 	name := "swigluAVX2"
 	TEXT(name, NOSPLIT, "func(dst, gate, up *float32, n int)")
 	Doc(name+" sets dst[i] = silu(gate[i])·up[i] for n values (n a multiple of 8),",
@@ -61,6 +54,38 @@ func genSwiGLU() {
 	VSUBPS(x, t, t) // t = -x
 	VMAXPS(c["lo"], t, t)
 	VMINPS(c["hi"], t, t)
+	p := expLanes(c, t)
+	VADDPS(c["one"], p, p) // 1 + e^-x
+	VDIVPS(p, x, x)        // silu(x)
+	VMULPS(Mem{Base: up}, x, x)
+	VMOVUPS(x, Mem{Base: dst})
+	ADDQ(U8(32), gate)
+	ADDQ(U8(32), up)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// expConsts emits the constant table of genSwiGLU and genExpShift.
+func expConsts() map[string]Mem {
+	tbl := GLOBL("swigluConsts", RODATA|NOPTR)
+	c := map[string]Mem{}
+	for i, k := range swigluConst {
+		for l := 0; l < 8; l++ {
+			DATA(32*i+4*l, U32(k.v))
+		}
+		c[k.name] = tbl.Offset(32 * i)
+	}
+	return c
+}
+
+// expLanes returns e^t in eight lanes for t already clamped to [-87, 88]
+// (Cephes' expf: t = k·ln2 + r, a degree-6 polynomial for e^r, 2^k from
+// the exponent bits). t is left unchanged.
+func expLanes(c map[string]Mem, t VecVirtual) VecVirtual {
 	k := YMM()
 	VMULPS(c["log2e"], t, k)
 	VROUNDPS(U8(0), k, k) // to nearest
@@ -81,14 +106,42 @@ func genSwiGLU() {
 	VCVTPS2DQ(k, ki)
 	VPADDD(c["bias"], ki, ki)
 	VPSLLD(U8(23), ki, ki) // 2^k
-	VMULPS(ki, p, p)       // e^t = e^-x
-	VADDPS(c["one"], p, p) // 1 + e^-x
-	VDIVPS(p, x, x)        // silu(x)
-	VMULPS(Mem{Base: up}, x, x)
-	VMOVUPS(x, Mem{Base: dst})
-	ADDQ(U8(32), gate)
-	ADDQ(U8(32), up)
-	ADDQ(U8(32), dst)
+	VMULPS(ki, p, p)       // e^t
+	return p
+}
+
+// genExpShift emits func(x *float32, m float32, n int): x[i] = e^(x[i]-m)
+// for n (a multiple of 8) values: softmax's exponentials. Below -87 (and
+// -Inf: masked positions) the result is 0, NaN stays NaN.
+func genExpShift(c map[string]Mem) {
+	name := "expShiftAVX2"
+	TEXT(name, NOSPLIT, "func(x *float32, m float32, n int)")
+	Doc(name+" sets x[i] = e^(x[i]-m) for n values (n a multiple of 8),",
+		"with a polynomial e^x (kernels/cpu.expShiftGeneric is the reference).")
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	mx := XMM()
+	Load(Param("m"), mx)
+	m := YMM()
+	VBROADCASTSS(mx, m)
+	Label(name + "_loop")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	v := YMM()
+	VMOVUPS(Mem{Base: x}, v)
+	VSUBPS(m, v, v) // v = x - m
+	keep := YMM()
+	VCMPPS(U8(0x15), c["lo"], v, keep) // not (v < -87): -Inf and tiny values become 0
+	t := YMM()
+	VMAXPS(c["lo"], v, t)
+	VMINPS(c["hi"], t, t)
+	p := expLanes(c, t)
+	VANDPS(keep, p, p)
+	nan := YMM()
+	VCMPPS(U8(0x03), v, v, nan) // unordered: v is NaN (the clamp lost it)
+	VBLENDVPS(nan, v, p, p)
+	VMOVUPS(p, Mem{Base: x})
+	ADDQ(U8(32), x)
 	SUBQ(U8(8), n)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
