@@ -86,6 +86,28 @@ func (st *streamer) fail(r *http.Request, d dialect, err error) {
 
 func wantStream(p *bool) bool { return p == nil || *p }
 
+// respondOllama runs job and answers as Ollama does: streamed, one NDJSON
+// chunk per piece of text and then final(out, ""); else final with the
+// whole text. Errors go out in Ollama's shape either way.
+func respondOllama[T any](s *Server, w http.ResponseWriter, r *http.Request, job *genJob, stream bool,
+	chunk func(text string) T, final func(out *genOutcome, text string) T) {
+	if stream {
+		st := newStreamer(w, false)
+		out, err := s.generate(r, job, func(text string) error { return st.send(chunk(text)) })
+		if err != nil {
+			st.fail(r, dialectOllama, err)
+			return
+		}
+		st.send(final(out, ""))
+		return
+	}
+	out, text, ok := s.generateAll(w, r, job, dialectOllama)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, final(out, text))
+}
+
 func durPtr(d *api.Duration) *time.Duration {
 	if d == nil {
 		return nil
@@ -145,23 +167,9 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		return api.GenerateResponse{Model: req.Model, CreatedAt: now.UTC(), Response: text, Done: true,
 			DoneReason: out.res.DoneReason, Context: ctxIDs, Metrics: metricsOf(out, now)}
 	}
-	if wantStream(req.Stream) {
-		st := newStreamer(w, false)
-		out, err := s.generate(r, job, func(text string) error {
-			return st.send(api.GenerateResponse{Model: req.Model, CreatedAt: s.now().UTC(), Response: text})
-		})
-		if err != nil {
-			st.fail(r, dialectOllama, err)
-			return
-		}
-		st.send(final(out, ""))
-		return
-	}
-	out, text, ok := s.generateAll(w, r, job, dialectOllama)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, final(out, text))
+	respondOllama(s, w, r, job, wantStream(req.Stream), func(text string) api.GenerateResponse {
+		return api.GenerateResponse{Model: req.Model, CreatedAt: s.now().UTC(), Response: text}
+	}, final)
 }
 
 func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, error) {
@@ -251,23 +259,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return api.ChatResponse{Model: req.Model, CreatedAt: now.UTC(), Message: api.Message{Role: "assistant", Content: text},
 			Done: true, DoneReason: out.res.DoneReason, Metrics: metricsOf(out, now)}
 	}
-	if wantStream(req.Stream) {
-		st := newStreamer(w, false)
-		out, err := s.generate(r, job, func(text string) error {
-			return st.send(api.ChatResponse{Model: req.Model, CreatedAt: s.now().UTC(), Message: api.Message{Role: "assistant", Content: text}})
-		})
-		if err != nil {
-			st.fail(r, dialectOllama, err)
-			return
-		}
-		st.send(final(out, ""))
-		return
-	}
-	out, text, ok := s.generateAll(w, r, job, dialectOllama)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, final(out, text))
+	respondOllama(s, w, r, job, wantStream(req.Stream), func(text string) api.ChatResponse {
+		return api.ChatResponse{Model: req.Model, CreatedAt: s.now().UTC(), Message: api.Message{Role: "assistant", Content: text}}
+	}, final)
 }
 
 // checkChat refuses what Hearth cannot do and converts the messages.
