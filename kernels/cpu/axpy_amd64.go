@@ -21,27 +21,47 @@ func axpyF16Asm(dst []float32, w float32, v []uint16) int {
 //go:noescape
 func swigluAVX2(dst, gate, up *float32, n int)
 
-// swigluAsm runs the AVX2 kernel over the first multiple of 8 elements and
-// returns how many it did.
+// swigluAsm runs the AVX2 kernel over all of dst, the last partial group
+// of 8 through a padded copy, so every element takes the same path
+// whatever the length (results do not depend on how a batch is split).
+// It returns how many it did: len(dst), or 0 without AVX2.
 func swigluAsm(dst, gate, up []float32) int {
-	n8 := len(dst) &^ 7
-	if n8 > 0 && hasAVX2 {
-		swigluAVX2(unsafe.SliceData(dst), unsafe.SliceData(gate), unsafe.SliceData(up), n8)
-		return n8
+	if !hasAVX2 {
+		return 0
 	}
-	return 0
+	n8 := len(dst) &^ 7
+	if n8 > 0 {
+		swigluAVX2(unsafe.SliceData(dst), unsafe.SliceData(gate), unsafe.SliceData(up), n8)
+	}
+	if tail := len(dst) - n8; tail > 0 {
+		var d, g, u [8]float32
+		copy(g[:], gate[n8:])
+		copy(u[:], up[n8:])
+		swigluAVX2(&d[0], &g[0], &u[0], 8)
+		copy(dst[n8:], d[:tail])
+	}
+	return len(dst)
 }
 
 //go:noescape
 func expShiftAVX2(x *float32, m float32, n int)
 
-// expShiftAsm runs the AVX2 kernel over the first multiple of 8 elements
-// and returns how many it did.
+// expShiftAsm runs the AVX2 kernel over all of x, the last partial group
+// of 8 through a padded copy, and returns how many it did: len(x), or 0
+// without AVX2.
 func expShiftAsm(x []float32, m float32) int {
-	n8 := len(x) &^ 7
-	if n8 > 0 && hasAVX2 {
-		expShiftAVX2(unsafe.SliceData(x), m, n8)
-		return n8
+	if !hasAVX2 {
+		return 0
 	}
-	return 0
+	n8 := len(x) &^ 7
+	if n8 > 0 {
+		expShiftAVX2(unsafe.SliceData(x), m, n8)
+	}
+	if tail := len(x) - n8; tail > 0 {
+		var t [8]float32
+		copy(t[:], x[n8:])
+		expShiftAVX2(&t[0], m, 8)
+		copy(x[n8:], t[:tail])
+	}
+	return len(x)
 }

@@ -47,18 +47,17 @@ func expShiftGeneric(x []float32, m float32) {
 	}
 }
 
-// SwiGLU computes dst[i] = silu(gate[i]) * up[i]: eight lanes at a time
-// with a polynomial e^x on AVX2 (within a few ulp of SiLU; as ggml's
-// vectorised silu does), the rest with SiLU. Which elements take which
-// path depends only on their index in dst, so call it on one row at a
-// time for results that do not depend on the batch.
+// SwiGLU computes dst[i] = silu(gate[i]) * up[i]: in eight lanes with a
+// polynomial e^x on AVX2 (within a few ulp of SiLU; as ggml's vectorised
+// silu does), with SiLU itself below AVX2. Every element takes the same
+// path, so results do not depend on how the caller splits its rows.
 func SwiGLU(dst, gate, up []float32) {
 	gate, up = gate[:len(dst)], up[:len(dst)]
-	n8 := 0
+	done := 0
 	if activeLevel >= levelAVX2 {
-		n8 = swigluAsm(dst, gate, up)
+		done = swigluAsm(dst, gate, up)
 	}
-	swigluGeneric(dst[n8:], gate[n8:], up[n8:])
+	swigluGeneric(dst[done:], gate[done:], up[done:])
 }
 
 // swigluGeneric is the reference: SiLU per element.
@@ -78,11 +77,11 @@ func Softmax(x []float32, scale float32) {
 			maxv = x[i]
 		}
 	}
-	n8 := 0
+	done := 0
 	if activeLevel >= levelAVX2 && !math.IsInf(float64(maxv), -1) {
-		n8 = expShiftAsm(x, maxv) // eight lanes at a time, a polynomial e^x
+		done = expShiftAsm(x, maxv) // eight lanes at a time, a polynomial e^x
 	}
-	expShiftGeneric(x[n8:], maxv)
+	expShiftGeneric(x[done:], maxv)
 	var sum float64
 	for _, e := range x {
 		sum += float64(e)

@@ -127,9 +127,7 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
 	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
 	b.pool.Run(d.rows, 1, func(r0, r1 int) {
-		for r := r0; r < r1; r++ { // row by row: the same elements take the SIMD path in any batch
-			kcpu.SwiGLU(d.row(r), g.row(r), u.row(r))
-		}
+		kcpu.SwiGLU(d.d[r0*d.cols:r1*d.cols], g.d[r0*d.cols:r1*d.cols], u.d[r0*d.cols:r1*d.cols])
 	})
 }
 
