@@ -225,7 +225,7 @@ func align64(b []byte) *byte {
 // L1), rows are cut into chunks of whole groups of about gemmChunkBytes of
 // activations (k-blocking: a chunk of the tile's activations stays in L1
 // for all the rows of the block), the accumulators passed from chunk to
-// chunk through a stack buffer of gemmAccFloats. Chunking never changes a
+// chunk through a buffer of gemmAccFloats. Chunking never changes a
 // result.
 const gemmRowBytes = 256 << 10
 
@@ -347,10 +347,18 @@ func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn
 	}
 }
 
+// accBufs holds gemmChunks' accumulator areas. A local array would do, but
+// it escapes through the kernel's function value: the compiler would put
+// 32 KiB on the heap, zeroed, at every call (3-4% of a batched decode step
+// went to allocating and clearing them).
+var accBufs = sync.Pool{New: func() any { return new([gemmAccFloats]float32) }}
+
 // gemmChunks runs tile k over rows b0..b1 of m in chunks of kc blocks, the
-// accumulators kept on the stack in between (at most gemmAccFloats).
+// accumulators kept in between (at most gemmAccFloats; the kernels load or
+// initialize them as flags say, so the buffer needs no clearing).
 func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, dst []float32, ldd int) {
-	var acc [gemmAccFloats]float32
+	acc := accBufs.Get().(*[gemmAccFloats]float32)
+	defer accBufs.Put(acc)
 	rb, wbb := m.RowBytes, m.Type.BlockBytes()
 	for c0 := 0; c0 < nb; c0 += kc {
 		c := min(kc, nb-c0)
