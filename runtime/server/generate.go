@@ -130,6 +130,8 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar}
 	out.res, err = l.runner.Generate(ctx, req, emit)
 	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
+	// Every token generated counts, a cancelled or failed request's too.
+	s.metrics.genTokens.Add(float64(len(out.res.Tokens)))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -142,7 +144,6 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 		}
 	}
 	s.metrics.promptTokens.Add(float64(out.res.PromptTokens))
-	s.metrics.genTokens.Add(float64(len(out.res.Tokens)))
 	if d := out.res.GenDuration.Seconds(); d > 0 && len(out.res.Tokens) > 0 {
 		s.metrics.tokensPerSec.Observe(float64(len(out.res.Tokens)) / d)
 	}

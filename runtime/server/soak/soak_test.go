@@ -126,8 +126,10 @@ func TestSoak(t *testing.T) {
 	}
 	rejected := sum(m1, "hearth_rejected_requests_total") - sum(m0, "hearth_rejected_requests_total")
 	served503 := sum(m1, "hearth_http_requests_total", route, `code="503"`) - sum(m0, "hearth_http_requests_total", route, `code="503"`)
-	if rejected != float64(refused) || served503 != float64(refused) {
-		t.Errorf("client saw %d refusals; the server counted %g rejected, %g 503s", refused, rejected, served503)
+	// A client that disconnects early may go before it reads the 503 the
+	// server sent it: the server's count may exceed the clients' by those.
+	if rejected != served503 || rejected < float64(refused) || rejected > float64(refused+early) {
+		t.Errorf("client saw %d refusals (%d early disconnects); the server counted %g rejected, %g 503s", refused, early, rejected, served503)
 	}
 
 	// Goroutines and heap return to their idle level.
