@@ -468,10 +468,11 @@ func BenchmarkTile(b *testing.B) {
 						}
 					}
 					dst := make([]float32, k.t*rows)
+					wd := kernelWeights(b, g, m.Data)
 					b.SetBytes(int64(len(m.Data)))
 					for b.Loop() {
 						for row := range rows {
-							k.fn(&m.Data[row*m.RowBytes], nb, &xb[0], xs, nil, &dst[row], rows*4, gemmFinish)
+							k.fn(&wd[row*m.RowBytes], nb, &xb[0], xs, nil, &dst[row], rows*4, gemmFinish)
 						}
 					}
 				})

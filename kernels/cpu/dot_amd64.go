@@ -157,7 +157,7 @@ func gemmQ6_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 //go:noescape
 func dotQ6_KAVX512(w, x *byte, nb int) float32
 
-// Q4_K decode kernels: x is prepared by prepQ8_KPadded.
+// Q4_K decode kernels: x is prepared by prepQ8_KQ4.
 
 //go:noescape
 func dotQ4_KAVX512(w, x *byte, nb int) float32
@@ -360,12 +360,14 @@ func archImpls() map[quant.Type][]impl {
 		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4}, {2, gemmQ6_KAVX512x2},
 			{1, gemmQ6_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
 		add(quant.Q6_K, q6k)
-		// Q4_K: decode kernels and tiles with the AVX2 kernel's numerics,
-		// on padded activations (see NOTES.md).
+		// Q4_K: decode kernels and tiles with their own numerics (four
+		// VPDPBUSD per 256 quants and token, _asm/q4k512n.go) on weights
+		// repacked once per matrix and activations laid out by prepQ8_KQ4
+		// (see NOTES.md).
 		q4k := impl{level: levelAVX512}
 		q4k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ4_KAVX512x16}, {8, gemmQ4_KAVX512x8}, {4, gemmQ4_KAVX512x4},
-			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320,
-			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4}
+			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KQ4, group: 1, groupBytes: 384,
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K}
 		q4k.dot, q4k.dot4 = decDot(quant.Q4_K, q4k.gemm)
 		add(quant.Q4_K, q4k)
 	}

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"encoding/binary"
 	"sync"
 	"unsafe"
 
@@ -74,6 +75,27 @@ type gemmImpl struct {
 	// rows, and they are the level's Dot and Dot4 (decDot).
 	dec1 func(w, x *byte, nb int) float32
 	dec4 func(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+	// repack, where set, rewrites whole weight blocks from the file's
+	// layout into the one the level's kernels read (same size, same
+	// block boundaries); NewMatrix does it once per matrix (Matrix.packed),
+	// the Dot wrappers per call.
+	repack func(dst, src []byte)
+}
+
+// weights returns the bytes m's tile and decode kernels read: m.Data, or
+// its copy in the kernels' layout, made on first use (NewMatrix makes it
+// at once, so that concurrent MatMuls only read it).
+func (m *Matrix) weights() []byte {
+	g := m.gemm
+	if g.repack == nil {
+		return m.Data
+	}
+	if m.packedFor != g {
+		m.packed = make([]byte, len(m.Data))
+		g.repack(m.packed, m.Data)
+		m.packedFor = g
+	}
+	return m.packed
 }
 
 // prepBytes is the size of one prepared activation row of nb blocks.
@@ -93,6 +115,61 @@ func prepQ8_KPadded(x *byte, nb int, dst *byte) {
 		copy(d[:256], s[4:260])
 		copy(d[256:288], s[260:292])
 		copy(d[288:292], s[:4])
+	}
+}
+
+// prepQ8_KQ4 lays out nb Q8_K blocks for the avx512 level's Q4_K kernels,
+// 384 bytes a block: the quants at 0 in four 64-byte slices, slice j
+// holding quants 8j..8j+7 of each 32-quant sub-block p as its qword p
+// (the order of the kernels' nibble slices); at 256 sixteen float32, lane
+// 4k+i the sum of the quants of sub-block 2k+(i&1); d at 320.
+func prepQ8_KQ4(x *byte, nb int, dst *byte) {
+	for b := range nb {
+		s := unsafe.Add(unsafe.Pointer(x), b*292)
+		d := unsafe.Add(unsafe.Pointer(dst), b*384)
+		q := (*[32]uint64)(unsafe.Add(d, 0))
+		for p := range 8 {
+			// sub-block p's four qwords (unaligned in the Q8_K block)
+			src := (*[32]byte)(unsafe.Add(s, 4+32*p))
+			for j := range 4 {
+				q[8*j+p] = binary.LittleEndian.Uint64(src[8*j:])
+			}
+		}
+		g := (*[32]byte)(unsafe.Add(s, 260))
+		f := (*[16]float32)(unsafe.Add(d, 256))
+		for sb := range 8 {
+			v := float32(int32(int16(binary.LittleEndian.Uint16(g[4*sb:]))) + int32(int16(binary.LittleEndian.Uint16(g[4*sb+2:]))))
+			f[4*(sb/2)+sb%2], f[4*(sb/2)+sb%2+2] = v, v
+		}
+		*(*[4]byte)(unsafe.Add(d, 320)) = *(*[4]byte)(s)
+	}
+}
+
+// repackQ4_K rewrites Q4_K blocks for the avx512 level's kernels: the
+// header (d, dmin, the packed scales: 16 bytes) as it is, then the 256
+// nibbles reordered so that the kernels get prepQ8_KQ4's four slices with
+// two loads, a shift and three ANDs. Slice j (64 quants) holds, at byte
+// 8p+i, quant 8j+i of sub-block p; the file keeps sub-block p in nibble
+// p&1 of bytes 32·(p>>1)..+31. Bytes 16..79 take slice 0 in their low
+// nibbles and slice 1 in their high ones, bytes 80..143 slices 2 and 3.
+func repackQ4_K(dst, src []byte) {
+	const bb, lo4 = 144, 0x0f0f0f0f0f0f0f0f
+	le := binary.LittleEndian
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		copy(d[:16], s[:16])
+		qs := s[16:]
+		// Output qword p of half h: bytes i = 0..7 of sub-block p's slices
+		// 2h (low nibbles) and 2h+1 (high), i.e. quants 16h+i and 16h+8+i
+		// of the sub-block, from file bytes 32·(p>>1)+16h+i and +8.
+		for h := range 2 {
+			for a := range 4 {
+				l := le.Uint64(qs[32*a+16*h:])
+				u := le.Uint64(qs[32*a+16*h+8:])
+				le.PutUint64(d[16+64*h+8*(2*a):], l&lo4|(u&lo4)<<4)
+				le.PutUint64(d[16+64*h+8*(2*a+1):], l>>4&lo4|u&^lo4)
+			}
+		}
 	}
 }
 
@@ -195,6 +272,11 @@ func decDot(t quant.Type, g *gemmImpl) (DotFunc, Dot4Func) {
 		}
 		buf, xp := prep(x, nb)
 		defer decBufs.Put(buf)
+		if g.repack != nil {
+			wp := repacked(g, w[:nb*wb])
+			defer decBufs.Put(wp)
+			return g.dec1(&(*wp)[0], xp, nb)
+		}
 		return g.dec1(&w[0], xp, nb)
 	}
 	dot4 := func(n int, w []byte, stride int, x []byte, dst *[4]float32) {
@@ -206,9 +288,34 @@ func decDot(t quant.Type, g *gemmImpl) (DotFunc, Dot4Func) {
 		}
 		buf, xp := prep(x, nb)
 		defer decBufs.Put(buf)
+		if g.repack != nil {
+			// The four rows, repacked next to each other.
+			wp := decBufs.Get().(*[]byte)
+			defer decBufs.Put(wp)
+			rb := nb * wb
+			if cap(*wp) < 4*rb {
+				*wp = make([]byte, 4*rb)
+			}
+			for r := range 4 {
+				g.repack((*wp)[r*rb:(r+1)*rb], w[r*stride:r*stride+rb])
+			}
+			g.dec4(&(*wp)[0], rb, xp, nb, dst)
+			return
+		}
 		g.dec4(&w[0], stride, xp, nb, dst)
 	}
 	return dot, dot4
+}
+
+// repacked returns w in g's layout, in a buffer of decBufs.
+func repacked(g *gemmImpl, w []byte) *[]byte {
+	buf := decBufs.Get().(*[]byte)
+	if cap(*buf) < len(w) {
+		*buf = make([]byte, len(w))
+	}
+	*buf = (*buf)[:len(w)]
+	g.repack(*buf, w)
+	return buf
 }
 
 // align64 returns a pointer into b at the first 64-byte boundary; b must
@@ -322,6 +429,7 @@ func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn
 		blockRows = min(blockRows, gemmAccFloats/(16*tmax))
 	}
 	ldd := rows * 4
+	wd := m.weights()
 	return rows, func(r0, r1 int) {
 		for b0 := r0; b0 < r1; b0 += blockRows {
 			b1 := min(r1, b0+blockRows)
@@ -336,7 +444,7 @@ func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn
 				if kc == nb {
 					xt := &xb[t0*xs]
 					for r := b0; r < b1; r++ {
-						k.fn(&m.Data[r*rb], nb, xt, xs, nil, &dst[t0*rows+r], ldd, gemmFinish)
+						k.fn(&wd[r*rb], nb, xt, xs, nil, &dst[t0*rows+r], ldd, gemmFinish)
 					}
 				} else {
 					gemmChunks(k, m, b0, b1, nb, kc, xb[t0*xs:], xs, xbb, dst[t0*rows:], ldd)
@@ -359,7 +467,7 @@ var accBufs = sync.Pool{New: func() any { return new([gemmAccFloats]float32) }}
 func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, dst []float32, ldd int) {
 	acc := accBufs.Get().(*[gemmAccFloats]float32)
 	defer accBufs.Put(acc)
-	rb, wbb := m.RowBytes, m.Type.BlockBytes()
+	rb, wbb, wd := m.RowBytes, m.Type.BlockBytes(), m.weights()
 	for c0 := 0; c0 < nb; c0 += kc {
 		c := min(kc, nb-c0)
 		flags := 0
@@ -371,7 +479,7 @@ func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, 
 		}
 		xt := &xb[c0*xbb]
 		for r := b0; r < b1; r++ {
-			k.fn(&m.Data[r*rb+c0*wbb], c, xt, xs, &acc[(r-b0)*16*k.t], &dst[r], ldd, flags)
+			k.fn(&wd[r*rb+c0*wbb], c, xt, xs, &acc[(r-b0)*16*k.t], &dst[r], ldd, flags)
 		}
 	}
 }
@@ -380,14 +488,14 @@ func gemmChunks(k tileT, m *Matrix, b0, b1, nb, kc int, xb []byte, xs, xbb int, 
 // decode kernels, as a loop over groups of four rows: four rows per call,
 // in contiguous ranges per thread.
 func matVecDec(dst []float32, m *Matrix, nb int, x *byte) func(g0, g1 int) {
-	g, rb, rows := m.gemm, m.RowBytes, m.Rows
+	g, rb, rows, wd := m.gemm, m.RowBytes, m.Rows, m.weights()
 	return func(g0, g1 int) {
 		r, r1 := 4*g0, min(rows, 4*g1)
 		for ; r+4 <= r1; r += 4 {
-			g.dec4(&m.Data[r*rb], rb, x, nb, (*[4]float32)(dst[r:r+4]))
+			g.dec4(&wd[r*rb], rb, x, nb, (*[4]float32)(dst[r:r+4]))
 		}
 		for ; r < r1; r++ {
-			dst[r] = g.dec1(&m.Data[r*rb], x, nb)
+			dst[r] = g.dec1(&wd[r*rb], x, nb)
 		}
 	}
 }

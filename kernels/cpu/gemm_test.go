@@ -74,6 +74,7 @@ func TestGemmTiles(t *testing.T) {
 							}
 						}
 						X, stride := gemmX(t, g, typ, nb, xs)
+						wk := kernelWeights(t, g, w)
 						for _, k := range g.tiles {
 							for t0 := 0; t0+k.t <= ntok; t0++ {
 								// dst: the k.t results ldd apart, guards between.
@@ -82,7 +83,7 @@ func TestGemmTiles(t *testing.T) {
 								for i := range out {
 									out[i] = 12345
 								}
-								k.fn(&w[0], nb, &X[t0*stride], stride, nil, &out[1], 4*ldd, gemmFinish)
+								k.fn(&wk[0], nb, &X[t0*stride], stride, nil, &out[1], 4*ldd, gemmFinish)
 								for i := range out {
 									if (i-1)%ldd == 0 && i >= 1 && i < 1+ldd*k.t {
 										tok := t0 + (i-1)/ldd
@@ -94,7 +95,7 @@ func TestGemmTiles(t *testing.T) {
 									}
 								}
 								if t0 == 0 {
-									checkChunked(t, g, typ, k, w, X, stride, nb, want)
+									checkChunked(t, g, typ, k, wk, X, stride, nb, want)
 								}
 							}
 						}
@@ -103,6 +104,17 @@ func TestGemmTiles(t *testing.T) {
 			})
 		}
 	}
+}
+
+// kernelWeights returns w as g's kernels read it: repacked where g says so
+// (guarded again, ending at an unreadable page).
+func kernelWeights(t testing.TB, g *gemmImpl, w []byte) []byte {
+	if g.repack == nil {
+		return w
+	}
+	p := make([]byte, len(w))
+	g.repack(p, w)
+	return guarded(t, p)
 }
 
 // checkChunked runs tile k over the first k.t tokens in chunks of whole

@@ -24,6 +24,10 @@ type Matrix struct {
 	dot4  Dot4Func
 	gemm  *gemmImpl                     // tile kernels; nil: dot and dot4 only
 	quant func(x []float32, dst []byte) // QuantizeAct for the vec-dot type
+	// packed is Data in the layout of packedFor's kernels, where its
+	// kernels want their own (gemmImpl.repack): see weights.
+	packed    []byte
+	packedFor *gemmImpl
 }
 
 // NewMatrix checks that data holds rows × cols elements of type t.
@@ -49,6 +53,9 @@ func (m *Matrix) resolve() {
 	if m.Type != quant.F32 && m.dot == nil {
 		m.dot, m.dot4, m.quant = Dot(m.Type), Dot4(m.Type), quantizer(m.Type.VecDotType())
 		m.gemm = gemmOf(m.Type)
+		if m.gemm != nil {
+			m.weights()
+		}
 	}
 }
 

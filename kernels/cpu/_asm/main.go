@@ -42,7 +42,7 @@ func main() {
 	expC := expConsts()
 	genSwiGLU(expC)
 	genExpShift(expC)
-	genQ4KAVX512()
+	genQ4KN()
 
 	Generate()
 }
