@@ -356,9 +356,12 @@ func archImpls() map[quant.Type][]impl {
 			{4, gemmQ4_0AVX512x4}, {2, gemmQ4_0AVX512x2}, {1, gemmQ4_0AVX512x1}}))
 		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, []tileT{{16, gemmQ8_0AVX512x16}, {8, gemmQ8_0AVX512x8},
 			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
-		q6k := asmImpl(quant.Q6_K, levelAVX512, dotQ6_KAVX512, dotQ6_KAVX512x4)
-		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4}, {2, gemmQ6_KAVX512x2},
-			{1, gemmQ6_KAVX512x1}}, prep: prepQ8_KPadded, group: 1, groupBytes: 320}
+		// Q6_K: VPDPBUSD numerics on repacked weights, as Q4_K (q6k512.go).
+		q6k := impl{level: levelAVX512}
+		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4},
+			{2, gemmQ6_KAVX512x2}, {1, gemmQ6_KAVX512x1}}, prep: prepQ8_KQ6, group: 1, groupBytes: 384,
+			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}
+		q6k.dot, q6k.dot4 = decDot(quant.Q6_K, q6k.gemm)
 		add(quant.Q6_K, q6k)
 		// Q4_K: decode kernels and tiles with their own numerics (four
 		// VPDPBUSD per 256 quants and token, _asm/q4k512n.go) on weights

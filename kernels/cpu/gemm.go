@@ -21,11 +21,17 @@ import (
 // are multiplied together or which kernel took them. The integer part (block
 // dot products) is exact in every kernel and may be computed in any order.
 //
-// Two float orders are in use:
+// Three float orders are in use:
 //
-//   - The one-row order of the K-quant kernels (Q4_K, Q6_K): a tile keeps
-//     the one-row kernel's accumulator lanes, its per-super-block scaling
-//     and its final reduction (_asm/gemmk.go).
+//   - The one-row order of the AVX2 K-quant kernels (Q4_K, Q6_K): a tile
+//     keeps the one-row kernel's accumulator lanes, its per-super-block
+//     scaling and its final reduction (_asm/gemmk.go).
+//   - Sub-block lanes, for Q4_K and Q6_K at the avx512 level: the weights
+//     are repacked once per matrix (gemmImpl.repack) and the activations
+//     prepared (prepQ8_KQ4, prepQ8_KQ6) so that VPDPBUSD sums each
+//     sub-block in its own dword lanes; the decode kernels and the tiles
+//     scale and accumulate those lanes in the same float operations
+//     (_asm/q4k512.go, _asm/q6k512.go).
 //   - "Block lanes", for Q4_0 and Q8_0 weights: a row is cut into groups of
 //     sixteen blocks (AVX-512; eight on AVX2); block 4i+j (2i+j) of a group
 //     owns float32 lane 4j+i of the accumulator and adds to it, once per
@@ -103,21 +109,6 @@ func (g *gemmImpl) prepBytes(nb int) int {
 	return (nb + g.group - 1) / g.group * g.groupBytes
 }
 
-// prepQ8_KPadded lays out nb Q8_K blocks for the AVX-512 K-quant tiles:
-// per block the 256 quants at 0 (64-byte aligned, so that a zmm operand
-// never splits a cache line), the 16 group sums at 256, d at 288; 320
-// bytes.
-func prepQ8_KPadded(x *byte, nb int, dst *byte) {
-	src := unsafe.Slice(x, nb*292)
-	out := unsafe.Slice(dst, nb*320)
-	for b := range nb {
-		s, d := src[b*292:(b+1)*292], out[b*320:(b+1)*320]
-		copy(d[:256], s[4:260])
-		copy(d[256:288], s[260:292])
-		copy(d[288:292], s[:4])
-	}
-}
-
 // prepQ8_KQ4 lays out nb Q8_K blocks for the avx512 level's Q4_K kernels,
 // 384 bytes a block: the quants at 0 in four 64-byte slices, slice j
 // holding quants 8j..8j+7 of each 32-quant sub-block p as its qword p
@@ -170,6 +161,66 @@ func repackQ4_K(dst, src []byte) {
 				le.PutUint64(d[16+64*h+8*(2*a+1):], l>>4&lo4|u&^lo4)
 			}
 		}
+	}
+}
+
+// prepQ8_KQ6 lays out nb Q8_K blocks for the avx512 level's Q6_K kernels,
+// 384 bytes a block: the quants at 0 in four 64-byte slices, slice j
+// holding quants 4j..4j+3 of each 16-quant sub-block l as its dword l (the
+// order of repackQ6_K); at 256 sixteen int32, −32 times the sum of
+// sub-block l's quants (the Q8_K group sum), where the kernels start their
+// integer sums (Q6_K's quants are stored +32); d at 320.
+func prepQ8_KQ6(x *byte, nb int, dst *byte) {
+	le := binary.LittleEndian
+	src := unsafe.Slice(x, nb*292)
+	out := unsafe.Slice(dst, nb*384)
+	for b := range nb {
+		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+		for j := range 4 {
+			for l := range 16 {
+				copy(d[64*j+4*l:64*j+4*l+4], s[4+16*l+4*j:])
+			}
+		}
+		for l := range 16 {
+			le.PutUint32(d[256+4*l:], uint32(-32*int32(int16(le.Uint16(s[260+2*l:])))))
+		}
+		copy(d[320:324], s[:4])
+	}
+}
+
+// repackQ6_K rewrites Q6_K blocks for the avx512 level's kernels (same 210
+// bytes). The file's block: 128 bytes of low nibbles, 64 of high 2-bit
+// pairs, 16 int8 scales, d. Quant n (0..255) of a block is, with
+// half = n/128, g = n%128/32, l = n%32: low nibble g>>1 of byte
+// 64·half + l + 32·(g&1), high bits 2g..2g+1 of byte 128 + 32·half + l.
+// The repacked block holds slice j (byte 4s+i = quant 16s+4j+i, for the
+// sixteen sub-blocks s) as: low nibbles of slices 0 and 1 in bytes 0..63
+// (low, high), of slices 2 and 3 in 64..127, the high bits of slice j in
+// bits 2j..2j+1 of bytes 128..191; scales and d as they are.
+func repackQ6_K(dst, src []byte) {
+	const bb = 210
+	var q [256]byte
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		for half := range 2 {
+			for l := range 32 {
+				lo0, lo1 := s[64*half+l], s[64*half+l+32]
+				h := s[128+32*half+l]
+				n := 128*half + l
+				q[n] = lo0&15 | (h&3)<<4
+				q[n+32] = lo1&15 | (h>>2&3)<<4
+				q[n+64] = lo0>>4 | (h>>4&3)<<4
+				q[n+96] = lo1>>4 | (h>>6)<<4
+			}
+		}
+		for k := range 64 {
+			sb, i := k/4, k%4
+			v := [4]byte{q[16*sb+i], q[16*sb+4+i], q[16*sb+8+i], q[16*sb+12+i]} // slices 0..3
+			d[k] = v[0]&15 | v[1]<<4
+			d[64+k] = v[2]&15 | v[3]<<4
+			d[128+k] = v[0]>>4 | v[1]>>4<<2 | v[2]>>4<<4 | v[3]>>4<<6
+		}
+		copy(d[192:210], s[192:210])
 	}
 }
 

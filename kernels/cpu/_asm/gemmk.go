@@ -8,9 +8,9 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// Tile kernels of the K-quants (Q4_K, Q6_K × Q8_K): one weight row against
-// T tokens, in the float order of the level's one-row kernel (q4KAVX2,
-// q6KAVX2, q6KAVX512): the same exact integer sums per super-block in the
+// AVX2 tile kernels of the K-quants (Q4_K, Q6_K × Q8_K; the avx512 level's
+// are in q4k512.go and q6k512.go): one weight row against T tokens, in the
+// float order of the level's one-row kernel (q4KAVX2, q6KAVX2): the same exact integer sums per super-block in the
 // same accumulator lanes, the same scale products, the same fused
 // multiply-adds in the same order, the same final reduction. What a tile
 // saves is the per-row work of a super-block — scale decoding, nibble and
@@ -26,73 +26,38 @@ func genGemmK() {
 	for _, T := range []int{8, 4, 2, 1} {
 		q6KTileAVX2().emit(T)
 	}
-	for _, T := range []int{16, 8, 4, 2, 1} {
-		q6KTileAVX512().emit(T)
-	}
 }
 
-// kTile is a K-quant tile kernel.
+// kTile is a K-quant tile kernel (AVX2: eight-lane accumulators).
 type kTile struct {
 	name string
 	doc  []string
-	wb   int  // weight bytes per super-block
-	zmm  bool // sixteen-lane accumulators (else eight)
-	evex bool // AVX-512: EVEX-encodable instructions only
-	// padded: the activations come as prepQ8_KPadded lays them out (the
-	// quants 64-byte aligned at 0, the group sums at 256, d at 288, 320
-	// bytes a block) instead of as Q8_K blocks.
-	padded bool
+	wb   int // weight bytes per super-block
 	// setup emits loop-invariant constants and stack areas.
 	setup func()
 	// block emits one super-block for T tokens: w is the weight block,
 	// x(t, disp) token t's activation block at disp, acc(t) token t's
 	// float32 accumulator.
 	block func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, T int)
-	// blockR, where set, replaces block: accR[p] is the register holding
-	// the accumulator of token p (zmm) or those of tokens 2p and 2p+1
-	// (eight lanes each), nil where they stay at acc. regAcc: up to how
-	// many tokens they are kept in registers for the whole row.
-	blockR func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, accR []VecVirtual, T int)
-	regAcc int
 }
 
 const (
 	q8KBytes   = 292 // Q8_K block: d float32, 256 quants, 16 int16 group sums
-	q8KPadded  = 320 // the padded layout
 	q8KBsumOff = 260
 )
 
-// padOff maps a byte offset in a Q8_K block to the padded layout.
-func padOff(disp int) int {
-	switch {
-	case disp < 4:
-		return 288 + disp
-	case disp < q8KBsumOff:
-		return disp - 4
-	}
-	return disp - 4
-}
-
 // emit writes the kernel for T tokens, with the signature and flags of the
 // block-lanes tiles (s3Kernel.emit); the acc area holds 16 float32 per
-// token whatever the accumulator width.
+// token, of which the kernel uses eight.
 func (k *kTile) emit(T int) {
 	name := fmt.Sprintf("%sx%d", k.name, T)
-	ab := 32
-	if k.zmm {
-		ab = 64
-	}
-	attr := NOSPLIT
-	if T*ab > 512 {
-		attr = 0 // the frame exceeds the nosplit limit
-	}
-	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	xt := newTokAddr(T)
-	loc := AllocLocal(T * ab)
-	slot := func(t int) Mem { return loc.Offset(ab * t) }
+	loc := AllocLocal(T * 32)
+	slot := func(t int) Mem { return loc.Offset(32 * t) }
 	k.setup()
 	// Accumulators: from acc (flags&1) or zero.
 	flags := Load(Param("flags"), GP64())
@@ -100,107 +65,55 @@ func (k *kTile) emit(T int) {
 	TESTQ(U32(1), flags)
 	JZ(LabelRef(name + "_zero"))
 	for t := 0; t < T; t++ {
-		k.copyAcc(Mem{Base: accp, Disp: 64 * t}, slot(t))
+		copyAcc8(Mem{Base: accp, Disp: 64 * t}, slot(t))
 	}
 	JMP(LabelRef(name + "_start"))
 	Label(name + "_zero")
 	g := GP64()
 	XORQ(g, g)
-	for o := 0; o < T*ab; o += 8 {
+	for o := 0; o < T*32; o += 8 {
 		MOVQ(g, loc.Offset(o))
 	}
 	Label(name + "_start")
-	x, xb := xt.at, q8KBytes
-	if k.padded {
-		x = func(t, disp int) Mem { return xt.at(t, padOff(disp)) }
-		xb = q8KPadded
-	}
-	// Register accumulators: one zmm per token (sixteen lanes) or per pair
-	// of tokens (eight lanes each, the last one alone when T is odd).
-	per := 2
-	if k.zmm {
-		per = 1
-	}
-	accR := make([]VecVirtual, (T+per-1)/per)
-	whole := func(p int) bool { return k.zmm || 2*p+1 < T }
-	if k.blockR != nil && T <= k.regAcc {
-		for p := range accR {
-			accR[p] = ZMM()
-			if whole(p) {
-				VMOVUPS(slot(per*p), accR[p])
-			} else {
-				VMOVUPS(slot(per*p), accR[p].AsY())
-			}
-		}
-	}
 	loop(name, nb, func() {
 		if T <= tilePrefetchT {
 			for o := 0; o < k.wb; o += 64 {
 				PREFETCHT0(Mem{Base: w, Disp: rowPrefetch + o})
 			}
 		}
-		if k.blockR != nil {
-			k.blockR(Mem{Base: w}, x, slot, accR, T)
-		} else {
-			k.block(Mem{Base: w}, x, slot, T)
-		}
+		k.block(Mem{Base: w}, xt.at, slot, T)
 		ADDQ(U32(k.wb), w)
-		xt.advance(xb)
+		xt.advance(q8KBytes)
 	})
-	for p, r := range accR {
-		if r == nil {
-			continue
-		}
-		if whole(p) {
-			VMOVUPS(r, slot(per*p))
-		} else {
-			VMOVUPS(r.AsY(), slot(per*p))
-		}
-	}
 	flags2 := Load(Param("flags"), GP64())
 	TESTQ(U32(2), flags2)
 	JNZ(LabelRef(name + "_final"))
 	accp2 := Load(Param("acc"), GP64())
 	for t := 0; t < T; t++ {
-		k.copyAcc(slot(t), Mem{Base: accp2, Disp: 64 * t})
+		copyAcc8(slot(t), Mem{Base: accp2, Disp: 64 * t})
 	}
 	VZEROUPPER()
 	RET()
 	Label(name + "_final")
 	dst := Load(Param("dst"), GP64())
 	ldd := Load(Param("ldd"), GP64())
-	if k.zmm {
-		acc := make([]VecVirtual, T)
-		for t := range acc {
-			acc[t] = ZMM()
-			VMOVUPS(slot(t), acc[t])
-		}
-		storeSumsAll(acc, dst, ldd)
-	} else {
-		d := GP64()
-		MOVQ(dst, d)
-		for t := 0; t < T; t++ {
-			a := YMM()
-			VMOVUPS(slot(t), a)
-			s := reduce8(a, k.evex) // hsum8's order
-			VMOVSS(s, Mem{Base: d})
-			if t+1 < T {
-				ADDQ(ldd, d)
-			}
+	d := GP64()
+	MOVQ(dst, d)
+	for t := 0; t < T; t++ {
+		a := YMM()
+		VMOVUPS(slot(t), a)
+		s := hsum8(a)
+		VMOVSS(s, Mem{Base: d})
+		if t+1 < T {
+			ADDQ(ldd, d)
 		}
 	}
 	VZEROUPPER()
 	RET()
 }
 
-// copyAcc copies one accumulator (32 or 64 bytes) between memory operands.
-func (k *kTile) copyAcc(src, dst Mem) {
-	if k.zmm {
-		z := ZMM()
-		VMOVUPS(src, z)
-		VMOVUPS(z, dst)
-		return
-	}
+// copyAcc8 copies one eight-lane accumulator between memory operands.
+func copyAcc8(src, dst Mem) {
 	y := YMM()
 	VMOVUPS(src, y)
 	VMOVUPS(y, dst)
@@ -413,97 +326,3 @@ func q6KTileAVX2() *kTile {
 	}
 }
 
-// q6KTileAVX512 has the numerics of q6KAVX512.
-func q6KTileAVX512() *kTile {
-	var m0f, m30, sh01, sh23 VecVirtual
-	var idx [4]Mem
-	for k := range idx {
-		idx[k] = globl("q6kIdx512_"+string(rune('0'+k)), wordIndex(4*k, 8))
-	}
-	shl := globl("q6kShl512", append(wordIndex(4, 64)[:16], wordIndex(2, 64)[:16]...))
-	shr := globl("q6kShr512", append(wordIndex(0, 64)[:16], wordIndex(2, 64)[:16]...))
-	return &kTile{
-		name: "gemmQ6_KAVX512",
-		doc: []string{"Q6_K weights × Q8_K activations with the numerics of dotQ6_KAVX512",
-			"(quant.dotQ6_KQ8_K): 64 quants per zmm unpacked and the scale vectors",
-			"permuted once per super-block for all tokens."},
-		wb: 210, zmm: true, evex: true, padded: true, regAcc: 8,
-		setup: func() {
-			m0f = bcastDZ(0x0f0f0f0f)
-			m30 = bcastDZ(0x30303030)
-			sh01, sh23 = ZMM(), ZMM()
-			VMOVDQU64(shl, sh01)
-			VMOVDQU64(shr, sh23)
-		},
-		blockR: func(w Mem, x func(t, disp int) Mem, acc func(t int) Mem, accR []VecVirtual, T int) {
-			sb := ZMM()
-			VBROADCASTI32X4(w.Offset(192), sb)
-			s16 := ZMM()
-			VPMOVSXBW(sb.AsY(), s16) // the sixteen scales as words 0..15 (and 16..31)
-			lowLanes := K()
-			g := GP32()
-			MOVL(U32(0xff), g)
-			KMOVW(g, lowLanes)
-			// −32·scale as words (|32·scale| ≤ 4096): then one VPMADDWD per
-			// token gives the exact −32·Σ scale·bsum (eight dword lanes,
-			// the rest 0).
-			n16 := ZMM()
-			VPSLLW(U8(5), s16, n16)
-			zero := ZMM()
-			VPXORD(m0f, m0f, zero)
-			VPSUBW(n16, zero, n16)
-			sumi := make([]VecVirtual, T)
-			for t := range sumi {
-				c := ZMM()
-				VBROADCASTI64X4(x(t, 260), c)
-				sumi[t] = ZMM()
-				VPMADDWD_Z(n16, c, lowLanes, sumi[t])
-			}
-			for h := range 2 {
-				ql := ZMM()
-				VMOVDQU64(w.Offset(64*h), ql)
-				qh := ZMM()
-				VBROADCASTI64X4(w.Offset(128+32*h), qh)
-				lo, hi := ZMM(), ZMM()
-				VPANDD(m0f, ql, lo)
-				VPSRLW(U8(4), ql, hi)
-				VPANDD(m0f, hi, hi)
-				h01, h23 := ZMM(), ZMM()
-				VPSLLVW(sh01, qh, h01)
-				VPSRLVW(sh23, qh, h23)
-				VPTERNLOGD(U8(0xf8), m30, h01, lo) // lo |= h01 & 0x30
-				VPTERNLOGD(U8(0xf8), m30, h23, hi)
-				s0, s1 := ZMM(), ZMM()
-				VMOVDQU64(idx[2*h], s0)
-				VPERMW(s16, s0, s0)
-				VMOVDQU64(idx[2*h+1], s1)
-				VPERMW(s16, s1, s1)
-				for t := range sumi {
-					a := ZMM()
-					VPMADDUBSW(x(t, 4+128*h), lo, a)
-					VPDPWSSD(s0, a, sumi[t])
-					b := ZMM()
-					VPMADDUBSW(x(t, 4+128*h+64), hi, b)
-					VPDPWSSD(s1, b, sumi[t])
-				}
-			}
-			d := f16Load(w.Offset(208))
-			dz := ZMM()
-			VBROADCASTSS(d, dz)
-			for t := range sumi {
-				bx := ZMM()
-				VBROADCASTSS(x(t, 0), bx)
-				VMULPS(dz, bx, bx)
-				VCVTDQ2PS(sumi[t], sumi[t])
-				if accR[t] != nil {
-					VFMADD231PS(bx, sumi[t], accR[t])
-					continue
-				}
-				c := ZMM()
-				VMOVUPS(acc(t), c)
-				VFMADD231PS(bx, sumi[t], c)
-				VMOVUPS(c, acc(t))
-			}
-		},
-	}
-}

@@ -34,7 +34,7 @@ func main() {
 	genQuantQ8_KAVX2()
 
 	genAVX2()
-	genAVX512()
+	genQ6KN()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
