@@ -44,8 +44,10 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 	// share it read each key and value row while it is in L1. At most two
 	// ranges per thread: each range allocates its buffers.
 	items := nTok * nKVHead
+	fused := kvType == quant.F16 && attnF16Asm(headDim)
 	p.Run(items, (items+2*p.Threads()-1)/(2*p.Threads()), func(s, e int) {
 		qq := make([]byte, group*headBytes)
+		qf := make([]float32, group*headDim)
 		scores := make([]float32, group*(maxPos+1))
 		vrow := make([]float32, headDim)
 		for i := s; i < e; i++ {
@@ -61,10 +63,24 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			}
 			n := int(pos[t]) + 1
 			view := kv[t]
-			for j := 0; j < n; j++ {
-				k := view.K(j)[kvh*headBytes : (kvh+1)*headBytes]
-				for g := 0; g < group; g++ {
-					scores[g*n+j] = dot(headDim, k, qq[g*headBytes:(g+1)*headBytes])
+			outG := out[t*width+h0*headDim : t*width+(h0+group)*headDim]
+			if fused {
+				// The queries as float32 (their float16 values), then the
+				// kernels over each run of consecutive cached rows.
+				for j, h := range f16s(qq) {
+					qf[j] = quant.F16ToF32(h)
+				}
+				for j := 0; j < n; {
+					stride, c := kvRun(view, j, n)
+					qkF16Asm(qf, group, headDim, &view.K(j)[kvh*headBytes], stride, c, scores[j:], n)
+					j += c
+				}
+			} else {
+				for j := 0; j < n; j++ {
+					k := view.K(j)[kvh*headBytes : (kvh+1)*headBytes]
+					for g := 0; g < group; g++ {
+						scores[g*n+j] = dot(headDim, k, qq[g*headBytes:(g+1)*headBytes])
+					}
 				}
 			}
 			for g := 0; g < group; g++ {
@@ -76,7 +92,15 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 						sc[j] = quant.F16ToF32(quant.F32ToF16(w))
 					}
 				}
-				clear(out[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim])
+			}
+			clear(outG)
+			if fused {
+				for j := 0; j < n; {
+					stride, c := kvRun(view, j, n)
+					pvF16Asm(scores[j:], n, group, headDim, &view.V(j)[kvh*headBytes], stride, c, outG)
+					j += c
+				}
+				continue
 			}
 			for j := 0; j < n; j++ {
 				v := view.V(j)[kvh*headBytes : (kvh+1)*headBytes]
@@ -90,7 +114,7 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 					if w == 0 {
 						continue
 					}
-					acc := out[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim]
+					acc := outG[g*headDim : (g+1)*headDim]
 					if kvType == quant.F16 {
 						AxpyF16(acc, w, f16s(v))
 					} else {
@@ -102,6 +126,56 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			}
 		}
 	})
+}
+
+// KVRuns is implemented by caches whose rows lie in runs at a fixed
+// stride (a paged cache's blocks): Run(p) is the stride in bytes between
+// consecutive positions from p on and how many of them (p included) lie in
+// p's run.
+type KVRuns interface {
+	Run(p int) (stride, count int)
+}
+
+// kvRun returns the stride and the length, capped at n − p, of the run of
+// cached rows at p (one row where the view does not tell).
+func kvRun(view KVView, p, n int) (stride, count int) {
+	r, ok := view.(KVRuns)
+	if !ok {
+		return 0, 1
+	}
+	stride, count = r.Run(p)
+	return stride, max(1, min(count, n-p))
+}
+
+// qkF16Generic is what the F16 score kernels compute: out[g·ldo + j] =
+// Σ_d q[g·hd + d]·k_j[d] for the n key rows k_j = k[j·stride:] (float16
+// bytes) and the group's queries q (float32).
+func qkF16Generic(q []float32, group, hd int, k []byte, stride, n int, out []float32, ldo int) {
+	for j := range n {
+		row := f16s(k[j*stride : j*stride+2*hd])
+		for g := range group {
+			var s float32
+			for d, x := range row {
+				s += q[g*hd+d] * quant.F16ToF32(x)
+			}
+			out[g*ldo+j] = s
+		}
+	}
+}
+
+// pvF16Generic is what the F16 value kernels compute: out[g·hd + d] +=
+// Σ_j p[g·ldp + j]·v_j[d], j in order, for the n value rows v_j =
+// v[j·stride:] (float16 bytes).
+func pvF16Generic(p []float32, ldp, group, hd int, v []byte, stride, n int, out []float32) {
+	for g := range group {
+		for j := range n {
+			row := f16s(v[j*stride : j*stride+2*hd])
+			w := p[g*ldp+j]
+			for d, x := range row {
+				out[g*hd+d] += w * quant.F16ToF32(x)
+			}
+		}
+	}
 }
 
 // StoreKV writes a row of keys or values into a cache slot of type t.

@@ -65,3 +65,61 @@ func expShiftAsm(x []float32, m float32) int {
 	}
 	return len(x)
 }
+
+//go:noescape
+func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+
+//go:noescape
+func qkF16G2(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+
+//go:noescape
+func qkF16G4(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+
+//go:noescape
+func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+
+//go:noescape
+func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+
+//go:noescape
+func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+
+// attnF16Asm reports whether the F16 attention kernels run here for head
+// size hd (AVX2 at the active level, hd a multiple of 16).
+func attnF16Asm(hd int) bool { return hasAVX2 && activeLevel >= levelAVX2 && hd%16 == 0 && hd > 0 }
+
+// qkF16Asm is qkF16Generic with the kernels, G heads at a time.
+func qkF16Asm(q []float32, group, hd int, k *byte, stride, n int, out []float32, ldo int) {
+	for g := 0; g < group; {
+		qp, op := &q[g*hd], &out[g*ldo]
+		switch r := group - g; {
+		case r >= 4:
+			qkF16G4(qp, hd, k, stride, n, op, 4*ldo)
+			g += 4
+		case r >= 2:
+			qkF16G2(qp, hd, k, stride, n, op, 4*ldo)
+			g += 2
+		default:
+			qkF16G1(qp, hd, k, stride, n, op, 4*ldo)
+			g++
+		}
+	}
+}
+
+// pvF16Asm is pvF16Generic with the kernels, G heads at a time.
+func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []float32) {
+	for g := 0; g < group; {
+		pp, op := &p[g*ldp], &out[g*hd]
+		switch r := group - g; {
+		case r >= 4:
+			pvF16G4(pp, 4*ldp, hd, v, stride, n, op)
+			g += 4
+		case r >= 2:
+			pvF16G2(pp, 4*ldp, hd, v, stride, n, op)
+			g += 2
+		default:
+			pvF16G1(pp, 4*ldp, hd, v, stride, n, op)
+			g++
+		}
+	}
+}

@@ -7,3 +7,13 @@ func axpyF16Asm(dst []float32, w float32, v []uint16) int { return 0 }
 func swigluAsm(dst, gate, up []float32) int { return 0 }
 
 func expShiftAsm(x []float32, m float32) int { return 0 }
+
+func attnF16Asm(hd int) bool { return false }
+
+func qkF16Asm(q []float32, group, hd int, k *byte, stride, n int, out []float32, ldo int) {
+	panic("cpu: no F16 attention kernels")
+}
+
+func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []float32) {
+	panic("cpu: no F16 attention kernels")
+}

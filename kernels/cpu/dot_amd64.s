@@ -17460,6 +17460,360 @@ axpyF16AVX2_done:
 	VZEROUPPER
 	RET
 
+// func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+// Requires: AVX, F16C, FMA3
+TEXT ·qkF16G1(SB), NOSPLIT, $0-56
+	MOVQ q+0(FP), AX
+	MOVQ hd+8(FP), CX
+	MOVQ k+16(FP), DX
+	MOVQ stride+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ out+40(FP), DI
+	MOVQ ldo+48(FP), R8
+	MOVQ CX, R8
+	SHLQ $0x02, R8
+
+qkF16G1_row:
+	TESTQ  SI, SI
+	JZ     qkF16G1_done
+	VXORPS Y0, Y0, Y0
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	MOVQ   CX, R10
+
+qkF16G1_dim:
+	VCVTPH2PS    (R8), Y1
+	VCVTPH2PS    16(R8), Y2
+	VFMADD231PS  (R9), Y1, Y0
+	VFMADD231PS  32(R9), Y2, Y0
+	ADDQ         $0x20, R8
+	ADDQ         $0x40, R9
+	SUBQ         $0x10, R10
+	JNZ          qkF16G1_dim
+	MOVQ         DI, R8
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R8)
+	ADDQ         BX, DX
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          qkF16G1_row
+
+qkF16G1_done:
+	VZEROUPPER
+	RET
+
+// func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·pvF16G1(SB), NOSPLIT, $0-56
+	MOVQ p+0(FP), AX
+	MOVQ ldp+8(FP), CX
+	MOVQ hd+16(FP), CX
+	MOVQ v+24(FP), DX
+	MOVQ stride+32(FP), BX
+	MOVQ out+48(FP), SI
+	MOVQ CX, DI
+	SHLQ $0x02, DI
+
+pvF16G1_dim:
+	TESTQ   CX, CX
+	JZ      pvF16G1_done
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	MOVQ    DX, DI
+	MOVQ    AX, R8
+	MOVQ    n+40(FP), R9
+
+pvF16G1_pos:
+	TESTQ        R9, R9
+	JZ           pvF16G1_store
+	VCVTPH2PS    (DI), Y2
+	VCVTPH2PS    16(DI), Y3
+	VBROADCASTSS (R8), Y4
+	VFMADD231PS  Y2, Y4, Y0
+	VFMADD231PS  Y3, Y4, Y1
+	ADDQ         BX, DI
+	ADDQ         $0x04, R8
+	DECQ         R9
+	JMP          pvF16G1_pos
+
+pvF16G1_store:
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	ADDQ    $0x20, DX
+	ADDQ    $0x40, SI
+	SUBQ    $0x10, CX
+	JMP     pvF16G1_dim
+
+pvF16G1_done:
+	VZEROUPPER
+	RET
+
+// func qkF16G2(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+// Requires: AVX, F16C, FMA3
+TEXT ·qkF16G2(SB), NOSPLIT, $0-56
+	MOVQ q+0(FP), AX
+	MOVQ hd+8(FP), CX
+	MOVQ k+16(FP), DX
+	MOVQ stride+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ out+40(FP), DI
+	MOVQ ldo+48(FP), R8
+	MOVQ CX, R9
+	SHLQ $0x02, R9
+
+qkF16G2_row:
+	TESTQ  SI, SI
+	JZ     qkF16G2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   DX, R10
+	MOVQ   AX, R11
+	MOVQ   CX, R12
+
+qkF16G2_dim:
+	VCVTPH2PS    (R10), Y2
+	VCVTPH2PS    16(R10), Y3
+	VFMADD231PS  (R11), Y2, Y0
+	VFMADD231PS  32(R11), Y3, Y0
+	VFMADD231PS  (R11)(R9*1), Y2, Y1
+	VFMADD231PS  32(R11)(R9*1), Y3, Y1
+	ADDQ         $0x20, R10
+	ADDQ         $0x40, R11
+	SUBQ         $0x10, R12
+	JNZ          qkF16G2_dim
+	MOVQ         DI, R10
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (R10)
+	ADDQ         R8, R10
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R10)
+	ADDQ         BX, DX
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          qkF16G2_row
+
+qkF16G2_done:
+	VZEROUPPER
+	RET
+
+// func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·pvF16G2(SB), NOSPLIT, $0-56
+	MOVQ p+0(FP), AX
+	MOVQ ldp+8(FP), CX
+	MOVQ hd+16(FP), DX
+	MOVQ v+24(FP), BX
+	MOVQ stride+32(FP), SI
+	MOVQ out+48(FP), DI
+	MOVQ DX, R8
+	SHLQ $0x02, R8
+
+pvF16G2_dim:
+	TESTQ   DX, DX
+	JZ      pvF16G2_done
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (DI)(R8*1), Y2
+	VMOVUPS 32(DI)(R8*1), Y3
+	MOVQ    BX, R9
+	MOVQ    AX, R10
+	MOVQ    n+40(FP), R11
+
+pvF16G2_pos:
+	TESTQ        R11, R11
+	JZ           pvF16G2_store
+	VCVTPH2PS    (R9), Y4
+	VCVTPH2PS    16(R9), Y5
+	VBROADCASTSS (R10), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS (R10)(CX*1), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	ADDQ         SI, R9
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JMP          pvF16G2_pos
+
+pvF16G2_store:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y3, 32(DI)(R8*1)
+	ADDQ    $0x20, BX
+	ADDQ    $0x40, DI
+	SUBQ    $0x10, DX
+	JMP     pvF16G2_dim
+
+pvF16G2_done:
+	VZEROUPPER
+	RET
+
+// func qkF16G4(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
+// Requires: AVX, F16C, FMA3
+TEXT ·qkF16G4(SB), NOSPLIT, $0-56
+	MOVQ q+0(FP), AX
+	MOVQ hd+8(FP), CX
+	MOVQ k+16(FP), DX
+	MOVQ stride+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ out+40(FP), DI
+	MOVQ ldo+48(FP), R8
+	MOVQ CX, R9
+	SHLQ $0x02, R9
+	LEAQ (R9)(R9*2), R10
+
+qkF16G4_row:
+	TESTQ  SI, SI
+	JZ     qkF16G4_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   DX, R11
+	MOVQ   AX, R12
+	MOVQ   CX, R13
+
+qkF16G4_dim:
+	VCVTPH2PS    (R11), Y4
+	VCVTPH2PS    16(R11), Y5
+	VFMADD231PS  (R12), Y4, Y0
+	VFMADD231PS  32(R12), Y5, Y0
+	VFMADD231PS  (R12)(R9*1), Y4, Y1
+	VFMADD231PS  32(R12)(R9*1), Y5, Y1
+	VFMADD231PS  (R12)(R9*2), Y4, Y2
+	VFMADD231PS  32(R12)(R9*2), Y5, Y2
+	VFMADD231PS  (R12)(R10*1), Y4, Y3
+	VFMADD231PS  32(R12)(R10*1), Y5, Y3
+	ADDQ         $0x20, R11
+	ADDQ         $0x40, R12
+	SUBQ         $0x10, R13
+	JNZ          qkF16G4_dim
+	MOVQ         DI, R11
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         R8, R11
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         R8, R11
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         R8, R11
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         BX, DX
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          qkF16G4_row
+
+qkF16G4_done:
+	VZEROUPPER
+	RET
+
+// func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·pvF16G4(SB), NOSPLIT, $0-56
+	MOVQ p+0(FP), AX
+	MOVQ ldp+8(FP), CX
+	MOVQ hd+16(FP), DX
+	MOVQ v+24(FP), BX
+	MOVQ stride+32(FP), SI
+	MOVQ out+48(FP), DI
+	MOVQ DX, R8
+	SHLQ $0x02, R8
+	LEAQ (CX)(CX*2), R9
+	LEAQ (R8)(R8*2), R10
+
+pvF16G4_dim:
+	TESTQ   DX, DX
+	JZ      pvF16G4_done
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (DI)(R8*1), Y2
+	VMOVUPS 32(DI)(R8*1), Y3
+	VMOVUPS (DI)(R8*2), Y4
+	VMOVUPS 32(DI)(R8*2), Y5
+	VMOVUPS (DI)(R10*1), Y6
+	VMOVUPS 32(DI)(R10*1), Y7
+	MOVQ    BX, R11
+	MOVQ    AX, R12
+	MOVQ    n+40(FP), R13
+
+pvF16G4_pos:
+	TESTQ        R13, R13
+	JZ           pvF16G4_store
+	VCVTPH2PS    (R11), Y8
+	VCVTPH2PS    16(R11), Y9
+	VBROADCASTSS (R12), Y10
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VBROADCASTSS (R12)(CX*1), Y10
+	VFMADD231PS  Y8, Y10, Y2
+	VFMADD231PS  Y9, Y10, Y3
+	VBROADCASTSS (R12)(CX*2), Y10
+	VFMADD231PS  Y8, Y10, Y4
+	VFMADD231PS  Y9, Y10, Y5
+	VBROADCASTSS (R12)(R9*1), Y10
+	VFMADD231PS  Y8, Y10, Y6
+	VFMADD231PS  Y9, Y10, Y7
+	ADDQ         SI, R11
+	ADDQ         $0x04, R12
+	DECQ         R13
+	JMP          pvF16G4_pos
+
+pvF16G4_store:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R8*1)
+	VMOVUPS Y3, 32(DI)(R8*1)
+	VMOVUPS Y4, (DI)(R8*2)
+	VMOVUPS Y5, 32(DI)(R8*2)
+	VMOVUPS Y6, (DI)(R10*1)
+	VMOVUPS Y7, 32(DI)(R10*1)
+	ADDQ    $0x20, BX
+	ADDQ    $0x40, DI
+	SUBQ    $0x10, DX
+	JMP     pvF16G4_dim
+
+pvF16G4_done:
+	VZEROUPPER
+	RET
+
 DATA swigluConsts<>+0(SB)/4, $0xc2ae0000
 DATA swigluConsts<>+4(SB)/4, $0xc2ae0000
 DATA swigluConsts<>+8(SB)/4, $0xc2ae0000

@@ -210,6 +210,11 @@ func (l *pagedView) offset(p int) int {
 func (l *pagedView) K(p int) []byte { o := l.offset(p); return l.k[o : o+l.rowBytes] }
 func (l *pagedView) V(p int) []byte { o := l.offset(p); return l.v[o : o+l.rowBytes] }
 
+// Run implements kernels/cpu.KVRuns: positions run to the end of p's block.
+func (l *pagedView) Run(p int) (stride, count int) {
+	return l.rowBytes, l.blockSize - p%l.blockSize
+}
+
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
 	kt, vt := k.(*tensor), v.(*tensor)
 	perSeq := make([]*pagedView, len(kvs))

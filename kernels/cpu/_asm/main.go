@@ -39,6 +39,7 @@ func main() {
 	genGemmK()
 	genGemmAVX2()
 	genAxpyF16()
+	genAttnF16()
 	expC := expConsts()
 	genSwiGLU(expC)
 	genExpShift(expC)

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Attention over an F16 KV cache, for the G query heads that share a KV
+// head (AVX2, FMA, F16C). A run of n cached positions lies stride bytes
+// apart (one block of a paged cache); each kernel walks it once for all G
+// heads, so a key or value row is loaded and converted once instead of once
+// per head, and nothing is called per position. head dims: multiples of 16.
+
+func genAttnF16() {
+	for _, g := range []int{1, 2, 4} {
+		qkF16(g)
+		pvF16(g)
+	}
+}
+
+// qkF16 emits qkF16G<g>(q *float32, hd int, k *byte, stride int, n int,
+// out *float32, ldo int): out[g·ldo/4 + j] = Σ_d q[g·hd + d]·k_j[d] for the
+// n key rows k_j = k + j·stride (float16) and the g heads' queries (float32,
+// already rounded to float16 as ggml's path does). Per head, eight lanes of
+// fused multiply-adds over d, then hsum8.
+func qkF16(G int) {
+	name := fmt.Sprintf("qkF16G%d", G)
+	TEXT(name, NOSPLIT, "func(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)")
+	Doc(name+fmt.Sprintf(" is the scores of %d query heads against n float16 key rows", G),
+		"stride bytes apart (the sums of kernels/cpu.qkF16Generic).")
+	q := Load(Param("q"), GP64())
+	hd := Load(Param("hd"), GP64())
+	k := Load(Param("k"), GP64())
+	stride := Load(Param("stride"), GP64())
+	n := Load(Param("n"), GP64())
+	out := Load(Param("out"), GP64())
+	ldo := Load(Param("ldo"), GP64())
+	hd4 := GP64() // a head's queries in bytes
+	MOVQ(hd, hd4)
+	SHLQ(U8(2), hd4)
+	var hd12 Register
+	if G == 4 {
+		hd12 = GP64()
+		LEAQ(Mem{Base: hd4, Index: hd4, Scale: 2}, hd12)
+	}
+	qg := func(g int, disp int) Mem {
+		switch g {
+		case 0:
+			return Mem{Base: q, Disp: disp}
+		case 1:
+			return Mem{Base: q, Index: hd4, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: q, Index: hd4, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: q, Index: hd12, Scale: 1, Disp: disp}
+	}
+	Label(name + "_row")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	acc := make([]VecVirtual, G)
+	for g := range acc {
+		acc[g] = YMM()
+		VXORPS(acc[g], acc[g], acc[g])
+	}
+	kp, qp, d := GP64(), GP64(), GP64()
+	MOVQ(k, kp)
+	MOVQ(q, qp)
+	MOVQ(hd, d)
+	Label(name + "_dim")
+	k0, k1 := YMM(), YMM()
+	VCVTPH2PS(Mem{Base: kp}, k0)
+	VCVTPH2PS(Mem{Base: kp, Disp: 16}, k1)
+	for g := range acc {
+		m := qg(g, 0)
+		m.Base = qp
+		VFMADD231PS(m, k0, acc[g])
+		m.Disp = 32
+		VFMADD231PS(m, k1, acc[g])
+	}
+	ADDQ(U8(32), kp)
+	ADDQ(U8(64), qp)
+	SUBQ(U8(16), d)
+	JNZ(LabelRef(name + "_dim"))
+	o := GP64()
+	MOVQ(out, o)
+	for g := range acc {
+		VMOVSS(hsum8(acc[g]), Mem{Base: o})
+		if g+1 < G {
+			ADDQ(ldo, o)
+		}
+	}
+	ADDQ(stride, k)
+	ADDQ(U8(4), out)
+	DECQ(n)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// pvF16 emits pvF16G<g>(p *float32, ldp int, hd int, v *byte, stride int,
+// n int, out *float32): out[g·hd + d] += Σ_j p[g·ldp/4 + j]·v_j[d] for the
+// n value rows v_j = v + j·stride (float16), sixteen dimensions at a time
+// with the accumulators in registers over all j, j in order (one fused
+// multiply-add per element and position, as AxpyF16 per position).
+func pvF16(G int) {
+	name := fmt.Sprintf("pvF16G%d", G)
+	TEXT(name, NOSPLIT, "func(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)")
+	Doc(name+fmt.Sprintf(" adds the weighted sums of n float16 value rows for %d heads", G),
+		"(the sums of kernels/cpu.pvF16Generic).")
+	p := Load(Param("p"), GP64())
+	ldp := Load(Param("ldp"), GP64())
+	hd := Load(Param("hd"), GP64())
+	v := Load(Param("v"), GP64())
+	stride := Load(Param("stride"), GP64())
+	out := Load(Param("out"), GP64())
+	hd4 := GP64()
+	MOVQ(hd, hd4)
+	SHLQ(U8(2), hd4)
+	var ldp3, hd12 Register
+	if G == 4 {
+		ldp3, hd12 = GP64(), GP64()
+		LEAQ(Mem{Base: ldp, Index: ldp, Scale: 2}, ldp3)
+		LEAQ(Mem{Base: hd4, Index: hd4, Scale: 2}, hd12)
+	}
+	at := func(base Register, g int, one, three Register, disp int) Mem {
+		switch g {
+		case 0:
+			return Mem{Base: base, Disp: disp}
+		case 1:
+			return Mem{Base: base, Index: one, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: base, Index: one, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: base, Index: three, Scale: 1, Disp: disp}
+	}
+	d := GP64()
+	MOVQ(hd, d)
+	Label(name + "_dim")
+	TESTQ(d, d)
+	JZ(LabelRef(name + "_done"))
+	acc := make([][2]VecVirtual, G)
+	for g := range acc {
+		for h := range 2 {
+			acc[g][h] = YMM()
+			VMOVUPS(at(out, g, hd4, hd12, 32*h), acc[g][h])
+		}
+	}
+	vp, pp, n := GP64(), GP64(), GP64()
+	MOVQ(v, vp)
+	MOVQ(p, pp)
+	Load(Param("n"), n)
+	Label(name + "_pos")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_store"))
+	v0, v1 := YMM(), YMM()
+	VCVTPH2PS(Mem{Base: vp}, v0)
+	VCVTPH2PS(Mem{Base: vp, Disp: 16}, v1)
+	for g := range acc {
+		w := YMM()
+		VBROADCASTSS(at(pp, g, ldp, ldp3, 0), w)
+		VFMADD231PS(v0, w, acc[g][0])
+		VFMADD231PS(v1, w, acc[g][1])
+	}
+	ADDQ(stride, vp)
+	ADDQ(U8(4), pp)
+	DECQ(n)
+	JMP(LabelRef(name + "_pos"))
+	Label(name + "_store")
+	for g := range acc {
+		for h := range 2 {
+			VMOVUPS(acc[g][h], at(out, g, hd4, hd12, 32*h))
+		}
+	}
+	ADDQ(U8(32), v)
+	ADDQ(U8(64), out)
+	SUBQ(U8(16), d)
+	JMP(LabelRef(name + "_dim"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
