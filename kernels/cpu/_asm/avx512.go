@@ -51,4 +51,3 @@ func wordIndex(base, run int) []uint16 {
 	}
 	return w
 }
-

@@ -325,4 +325,3 @@ func q6KTileAVX2() *kTile {
 		},
 	}
 }
-
