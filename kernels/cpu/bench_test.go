@@ -466,6 +466,7 @@ func BenchmarkTile(b *testing.B) {
 						for t := range k.t {
 							g.prep(&xq[t*xrb], nb, &xb[t*xs])
 						}
+						xb = pairedAt(b, g, nb, xb, xs, 0, k.t)
 					}
 					dst := make([]float32, k.t*rows)
 					wd := kernelWeights(b, g, m.Data)

@@ -370,7 +370,7 @@ func archImpls() map[quant.Type][]impl {
 		q4k := impl{level: levelAVX512}
 		q4k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ4_KAVX512x16}, {8, gemmQ4_KAVX512x8}, {4, gemmQ4_KAVX512x4},
 			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KQ4, group: 1, groupBytes: 384,
-			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K}
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}
 		q4k.dot, q4k.dot4 = decDot(quant.Q4_K, q4k.gemm)
 		add(quant.Q4_K, q4k)
 	}

@@ -81,6 +81,11 @@ type gemmImpl struct {
 	// rows, and they are the level's Dot and Dot4 (decDot).
 	dec1 func(w, x *byte, nb int) float32
 	dec4 func(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+	// pair, where set, turns the prepared activations of token a into
+	// those of the tiles' token pair (a, b) (pairQ8_KQ4); MatMul pairs
+	// tokens 2i and 2i+1 (the tiles start at even tokens), a last odd token
+	// stays paired with itself.
+	pair func(a, b *byte, nb int)
 	// repack, where set, rewrites whole weight blocks from the file's
 	// layout into the one the level's kernels read (same size, same
 	// block boundaries); NewMatrix does it once per matrix (Matrix.packed),
@@ -113,7 +118,12 @@ func (g *gemmImpl) prepBytes(nb int) int {
 // 384 bytes a block: the quants at 0 in four 64-byte slices, slice j
 // holding quants 8j..8j+7 of each 32-quant sub-block p as its qword p
 // (the order of the kernels' nibble slices); at 256 sixteen float32, lane
-// 4k+i the sum of the quants of sub-block 2k+(i&1); d at 320.
+// 4k+i the sum of the quants of sub-block 2k+(i&1); at 320 d in sixteen
+// lanes. The tiles take tokens in pairs, one per half of each 128-bit lane
+// (lanes 4k, 4k+1: the first token, 4k+2, 4k+3: the second); a block as
+// prepared here is that of a token paired with itself, and pairQ8_KQ4
+// makes the first token's block that of a pair, so that the tiles read a
+// pair's sums and d with one load each.
 func prepQ8_KQ4(x *byte, nb int, dst *byte) {
 	for b := range nb {
 		s := unsafe.Add(unsafe.Pointer(x), b*292)
@@ -132,7 +142,23 @@ func prepQ8_KQ4(x *byte, nb int, dst *byte) {
 			v := float32(int32(int16(binary.LittleEndian.Uint16(g[4*sb:]))) + int32(int16(binary.LittleEndian.Uint16(g[4*sb+2:]))))
 			f[4*(sb/2)+sb%2], f[4*(sb/2)+sb%2+2] = v, v
 		}
-		*(*[4]byte)(unsafe.Add(d, 320)) = *(*[4]byte)(s)
+		dx := *(*float32)(s)
+		for i, dd := 0, (*[16]float32)(unsafe.Add(d, 320)); i < 16; i++ {
+			dd[i] = dx
+		}
+	}
+}
+
+// pairQ8_KQ4 writes into the nb prepared blocks at a the second halves of
+// the 128-bit lanes of those at b (b's sums and d): a's blocks become
+// those of the pair (a, b). b must be as prepQ8_KQ4 left it.
+func pairQ8_KQ4(a, b *byte, nb int) {
+	for blk := range nb {
+		fa := (*[32]float32)(unsafe.Add(unsafe.Pointer(a), blk*384+256))
+		fb := (*[32]float32)(unsafe.Add(unsafe.Pointer(b), blk*384+256))
+		for k := range 8 { // the sums (lanes 0..15), then d (16..31)
+			fa[4*k+2], fa[4*k+3] = fb[4*k+2], fb[4*k+3]
+		}
 	}
 }
 
@@ -442,12 +468,16 @@ func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) (xb []byte, xs
 		off := (64 - int(uintptr(unsafe.Pointer(unsafe.SliceData(xp)))%64)) % 64
 		xb = xp[off : off+n*xs]
 	}
-	p.Run(n, 4, func(t0, t1 int) {
-		for t := t0; t < t1; t++ {
+	// Tokens go by pairs, so that a pair is prepared before it is paired.
+	p.Run((n+1)/2, 2, func(u0, u1 int) {
+		for t := 2 * u0; t < min(n, 2*u1); t++ {
 			xt := xq[t*xrb : (t+1)*xrb]
 			quantize(x[t*cols:(t+1)*cols], xt)
 			if g.prep != nil && nb > 0 {
 				g.prep(&xt[0], nb, &xb[t*xs])
+			}
+			if g.pair != nil && nb > 0 && t%2 == 1 {
+				g.pair(&xb[(t-1)*xs], &xb[t*xs], nb)
 			}
 		}
 	})

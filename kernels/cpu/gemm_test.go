@@ -77,6 +77,7 @@ func TestGemmTiles(t *testing.T) {
 						wk := kernelWeights(t, g, w)
 						for _, k := range g.tiles {
 							for t0 := 0; t0+k.t <= ntok; t0++ {
+								X := pairedAt(t, g, nb, X, stride, t0, k.t)
 								// dst: the k.t results ldd apart, guards between.
 								const ldd = 3
 								out := make([]float32, ldd*k.t+2)
@@ -104,6 +105,19 @@ func TestGemmTiles(t *testing.T) {
 			})
 		}
 	}
+}
+
+// pairedAt returns X, or where g pairs tokens (gemmImpl.pair) a copy in
+// which the T tokens from t0 on are paired as MatMul pairs them from 0.
+func pairedAt(t testing.TB, g *gemmImpl, nb int, X []byte, stride, t0, T int) []byte {
+	if g.pair == nil || T < 2 {
+		return X
+	}
+	c := append([]byte(nil), X...)
+	for i := t0; i+1 < t0+T; i += 2 {
+		g.pair(&c[i*stride], &c[(i+1)*stride], nb)
+	}
+	return guarded(t, c)
 }
 
 // kernelWeights returns w as g's kernels read it: repacked where g says so

@@ -351,8 +351,9 @@ func q4KDecodeN(rows int) {
 }
 
 // q4nBlock is prepQ8_KQ4's block: the 256 quants in slices at 0, the
-// sub-block sums at 256 (sixteen int32: lane 4k+i holds B_{2k+(i&1)}), d
-// at 320.
+// sub-block sums at 256 (sixteen float32: lane 4k+i holds B_{2k+(i&1)}), d
+// at 320 (sixteen lanes); the tiles read a pair's sums and d from its first
+// token's block (pairQ8_KQ4).
 const q4nBlock = 384
 
 // q4KTileN emits gemmQ4_KAVX512x<T> (the signature of the block-lanes
@@ -373,10 +374,6 @@ func q4KTileN(T int) {
 	npair := (T + 1) / 2
 	loc := AllocLocal(64 * npair)
 	m0f := bcastDZ(0x0f0f0f0f)
-	hi := K()
-	g := GP32()
-	MOVL(U32(0xcccc), g)
-	KMOVW(g, hi)
 	second := func(p int) int {
 		if 2*p+1 < T {
 			return 2*p + 1
@@ -452,11 +449,7 @@ func q4KTileN(T int) {
 			bp := ZMM()
 			VMOVUPS(xt.at(t, 256), bp)
 			bx := ZMM()
-			VBROADCASTSS(xt.at(t, 320), bx)
-			if t1 != t {
-				VBLENDMPS(xt.at(t1, 256), bp, hi, bp)
-				VBROADCASTSS(xt.at(t1, 320), hi, bx)
-			}
+			VMOVUPS(xt.at(t, 320), bx) // the pair's (pairQ8_KQ4)
 			q4NFloat(P, dd, MN, bp, bx, acc[p])
 		}
 		ADDQ(U32(144), w)
