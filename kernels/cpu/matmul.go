@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"runtime/debug"
 	"unsafe"
 
 	"github.com/hearth-llm/hearth/quant"
@@ -43,8 +44,29 @@ func NewMatrix(t quant.Type, rows, cols int, data []byte) (*Matrix, error) {
 		return nil, fmt.Errorf("cpu: %v matrix %dx%d needs %d bytes, got %d", t, rows, cols, rows*rb, len(data))
 	}
 	m := &Matrix{Type: t, Rows: rows, Cols: cols, RowBytes: rb, Data: data}
-	m.resolve()
+	if err := readGuard(m.resolve); err != nil {
+		return nil, fmt.Errorf("cpu: %v matrix %dx%d: %w", t, rows, cols, err)
+	}
 	return m, nil
+}
+
+// readGuard runs f, which reads weights (a repack does, at load), with
+// faults turned into an error: data mapped from a file that shrank under
+// it raises SIGBUS, which must not take the process down (the pool's
+// workers guard the kernels the same way).
+func readGuard(f func()) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(interface{ Addr() uintptr }); ok { // a memory fault
+				err = fmt.Errorf("reading the weights faulted at %#x (was the model file truncated?)", f.Addr())
+				return
+			}
+			panic(r)
+		}
+	}()
+	f()
+	return nil
 }
 
 // resolve picks the kernels for m.Type (not for F32, which MatMul does with
