@@ -18,7 +18,10 @@ func TestNewMatrixFault(t *testing.T) {
 		t.Skip("this level reads no weights at load")
 	}
 	r := rand.New(rand.NewPCG(71, 72))
-	m := quantizeMatrix(t, r, quant.Q4_K, 64, 1024)
+	// 16,384 blocks: repacked in parallel (repackParallel) where there are
+	// several CPUs.
+	const rows, cols = 2048, 2048
+	m := quantizeMatrix(t, r, quant.Q4_K, rows, cols)
 	path := filepath.Join(t.TempDir(), "w")
 	if err := os.WriteFile(path, m.Data, 0o644); err != nil {
 		t.Fatal(err)
@@ -36,7 +39,7 @@ func TestNewMatrixFault(t *testing.T) {
 	if err := os.Truncate(path, 4096); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewMatrix(quant.Q4_K, 64, 1024, data); err == nil {
+	if _, err := NewMatrix(quant.Q4_K, rows, cols, data); err == nil {
 		t.Fatal("NewMatrix read a truncated mapping without an error")
 	} else {
 		t.Log(err)
