@@ -25,7 +25,10 @@
 // only in float32 rounding; for a given (row, token) all the kernels of a
 // type and level — one-row, four-row and the prefill tiles that take one
 // row against up to 16 tokens (gemm.go) — do the same float operations in
-// the same order, so MatMul is batch-invariant. QuantizeAct converts
-// activations byte for byte as quant.QuantizeRow does. NOTES.md records the
-// measurements.
+// the same order, so MatMul is batch-invariant. At the avx512vnni level the
+// Q4_K and Q6_K kernels read their weights repacked once per matrix
+// (NewMatrix copies them: the matrix is then held twice, mapped and
+// repacked; HEARTH_CPU=avx2 keeps only the mapping, at a lower speed).
+// QuantizeAct converts activations byte for byte as quant.QuantizeRow
+// does. NOTES.md records the measurements.
 package cpu
