@@ -101,6 +101,21 @@ func gemmQ8_0AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 func gemmQ8_0AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func gemmQ5_0AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_0AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_0AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_0AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_0AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func gemmQ4_KAVX2x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
@@ -356,6 +371,8 @@ func archImpls() map[quant.Type][]impl {
 			{4, gemmQ4_0AVX512x4}, {2, gemmQ4_0AVX512x2}, {1, gemmQ4_0AVX512x1}}))
 		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, []tileT{{16, gemmQ8_0AVX512x16}, {8, gemmQ8_0AVX512x8},
 			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
+		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, []tileT{{16, gemmQ5_0AVX512x16}, {8, gemmQ5_0AVX512x8},
+			{4, gemmQ5_0AVX512x4}, {2, gemmQ5_0AVX512x2}, {1, gemmQ5_0AVX512x1}}))
 		// Q6_K: VPDPBUSD numerics on repacked weights, as Q4_K (q6k512.go).
 		q6k := impl{level: levelAVX512}
 		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4},

@@ -35,6 +35,9 @@ func genGemm512() {
 	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q8_0AVX512().emit(T)
 	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
+		s3Q5_0AVX512().emit(T)
+	}
 }
 
 // lanesIndex returns, for blocks of bb bytes, sixteen dword byte offsets:
@@ -137,9 +140,15 @@ func copyBlocks(name string, src, dst, n Register, bb int) {
 		VMOVDQU64(Mem{Base: s, Disp: 16}, x)
 		VMOVDQU64(x, Mem{Base: d, Disp: 16})
 	}
-	g := GP32()
-	MOVWLZX(Mem{Base: s, Disp: bb - 2}, g)
-	MOVW(g.As16(), Mem{Base: d, Disp: bb - 2})
+	if bb == 22 { // bytes 14..21 (8 of them overlap the 16 above)
+		g := GP64()
+		MOVQ(Mem{Base: s, Disp: 14}, g)
+		MOVQ(g, Mem{Base: d, Disp: 14})
+	} else {
+		g := GP32()
+		MOVWLZX(Mem{Base: s, Disp: bb - 2}, g)
+		MOVW(g.As16(), Mem{Base: d, Disp: bb - 2})
+	}
 	ADDQ(U8(bb), s)
 	ADDQ(U8(bb), d)
 	DECQ(c)
@@ -247,6 +256,74 @@ func s3Q4_0AVX512() *s3Kernel {
 				VPANDD(m0f, q[k], w[k])
 				VPSRLW(U8(4), q[k], w[k+4])
 				VPANDD(m0f, w[k+4], w[k+4])
+			}
+			return w, f16Lanes(b, idx)
+		},
+	}
+}
+
+// s3Q5_0AVX512: Q5_0 blocks (d, 32 fifth bits, 16 bytes of nibbles: 22
+// bytes) as Q4_0's with the fifth bit of each quant put in bit 4 of its
+// byte: the blocks' qh words gathered into block lanes, then per dword of
+// quants one VPMULTISHIFTQB (byte m of a lane takes the bits from 4 below
+// its quant's, so the quant's bit lands in bit 4) and one VPTERNLOGD to
+// merge. The weights are q+16 (unsigned, 0..31); the −16·Σy correction
+// comes prepared.
+func s3Q5_0AVX512() *s3Kernel {
+	var m0f, m10, idx, qhIdx VecVirtual
+	var ctrl [8]Mem
+	for k := range ctrl {
+		var b [64]byte
+		for i := range b {
+			half, m := i/4%2, i%4 // the dword of the qword, the byte of the dword
+			q := 4*(k%4) + 16*(k/4) + m // the quant of the block: nibble dword k%4, high nibbles for k >= 4
+			b[i] = byte((32*half + q - 4 + 64) % 64)
+		}
+		w := make([]uint16, 32)
+		for i := range w {
+			w[i] = uint16(b[2*i]) | uint16(b[2*i+1])<<8
+		}
+		ctrl[k] = globl(fmt.Sprintf("q50Shift%d", k), w)
+	}
+	return &s3Kernel{
+		name: "gemmQ5_0AVX512",
+		doc: []string{"Q5_0 weights × prepared Q8_0 activations (quant.dotQ5_0Q8_0) in",
+			"block lanes: Q4_0's nibbles with the fifth bits added (q+16, unsigned)",
+			"meet the quants in VPDPBUSD, the −16·Σy correction comes prepared."},
+		bb: 22,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			m10 = bcastDZ(0x10101010)
+			idx = ZMM()
+			VMOVDQU64(lanesIndex("q50Lanes", 22, 0), idx)
+			qhIdx = ZMM()
+			VMOVDQU64(lanesIndex("q50QhLanes", 22, 2), qhIdx)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			var a [4]VecVirtual
+			for i := range a {
+				a[i] = ZMM()
+				VBROADCASTI32X4(Mem{Base: b, Disp: 22*(4*i) + 6}, a[i]) // a full write (for avo's liveness)
+				for j := 1; j < 4; j++ {
+					VINSERTI32X4(U8(j), Mem{Base: b, Disp: 22*(4*i+j) + 6}, a[i], a[i])
+				}
+			}
+			q := transpose4(a, zmmV)
+			k := allOnesK()
+			qh := zeroZ(idx)
+			VPGATHERDD(Mem{Base: b, Index: qhIdx, Scale: 1}, k, qh)
+			var w [8]VecVirtual
+			for kk := range q {
+				w[kk], w[kk+4] = ZMM(), ZMM()
+				VPANDD(m0f, q[kk], w[kk])
+				VPSRLW(U8(4), q[kk], w[kk+4])
+				VPANDD(m0f, w[kk+4], w[kk+4])
+			}
+			for kk := range w {
+				c, t := ZMM(), ZMM()
+				VMOVDQU64(ctrl[kk], c)
+				VPMULTISHIFTQB(qh, c, t)
+				VPTERNLOGD(U8(0xf8), m10, t, w[kk]) // w |= t & 0x10
 			}
 			return w, f16Lanes(b, idx)
 		},
