@@ -275,7 +275,7 @@ func s3Q5_0AVX512() *s3Kernel {
 	for k := range ctrl {
 		var b [64]byte
 		for i := range b {
-			half, m := i/4%2, i%4 // the dword of the qword, the byte of the dword
+			half, m := i/4%2, i%4       // the dword of the qword, the byte of the dword
 			q := 4*(k%4) + 16*(k/4) + m // the quant of the block: nibble dword k%4, high nibbles for k >= 4
 			b[i] = byte((32*half + q - 4 + 64) % 64)
 		}
