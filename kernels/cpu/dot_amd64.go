@@ -184,6 +184,27 @@ func dotQ4_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 func dotQ6_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 
 //go:noescape
+func dotQ5_KAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ5_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func gemmQ5_KAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_KAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_KAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -390,6 +411,13 @@ func archImpls() map[quant.Type][]impl {
 			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}
 		q4k.dot, q4k.dot4 = decDot(quant.Q4_K, q4k.gemm)
 		add(quant.Q4_K, q4k)
+		// Q5_K: Q6_K's sub-block lanes with Q4_K's header (q5k512.go).
+		q5k := impl{level: levelAVX512}
+		q5k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ5_KAVX512x16}, {8, gemmQ5_KAVX512x8}, {4, gemmQ5_KAVX512x4},
+			{2, gemmQ5_KAVX512x2}, {1, gemmQ5_KAVX512x1}}, prep: prepQ8_KQ5, group: 1, groupBytes: 384,
+			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}
+		q5k.dot, q5k.dot4 = decDot(quant.Q5_K, q5k.gemm)
+		add(quant.Q5_K, q5k)
 	}
 	return m
 }

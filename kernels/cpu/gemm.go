@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"encoding/binary"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -194,6 +195,60 @@ func pairQ8_KQ4(a, b *byte, nb int) {
 		fb := (*[32]float32)(unsafe.Add(unsafe.Pointer(b), blk*384+256))
 		for k := range 8 { // the sums (lanes 0..15), then d (16..31)
 			fa[4*k+2], fa[4*k+3] = fb[4*k+2], fb[4*k+3]
+		}
+	}
+}
+
+// prepQ8_KQ5 lays out nb Q8_K blocks for the avx512 level's Q5_K kernels,
+// 384 bytes a block: the quants at 0 as prepQ8_KQ4 lays them out; at 256
+// sixteen float32, dx·B_p in lane 2p (B_p the sum of sub-block p's 32
+// quants) and 0 in lane 2p+1; dx at 320.
+func prepQ8_KQ5(x *byte, nb int, dst *byte) {
+	le := binary.LittleEndian
+	src := unsafe.Slice(x, nb*292)
+	out := unsafe.Slice(dst, nb*384)
+	for b := range nb {
+		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+		for p := range 8 {
+			for j := range 4 {
+				copy(d[64*j+8*p:64*j+8*p+8], s[4+32*p+8*j:])
+			}
+		}
+		dx := math.Float32frombits(le.Uint32(s))
+		for p := range 8 {
+			bp := int32(int16(le.Uint16(s[260+4*p:]))) + int32(int16(le.Uint16(s[262+4*p:])))
+			le.PutUint32(d[256+8*p:], math.Float32bits(dx*float32(bp)))
+			le.PutUint32(d[260+8*p:], 0)
+		}
+		copy(d[320:324], s[:4])
+	}
+}
+
+// repackQ5_K rewrites Q5_K blocks for the avx512 level's kernels (same 176
+// bytes). The file's block: d, dmin, 12 bytes of scales and mins, 32 bytes
+// of fifth bits (bit p of byte l: quant l of sub-block p), 128 of nibbles
+// as Q4_K's. The repacked one: the 16-byte header as it is, the nibbles at
+// 16 as repackQ4_K lays them out, at 144 the fifth bits of slice j (quant
+// 8j+i of sub-block p at byte 8p+i) as the eight bytes 144+8j.., bit k for
+// byte k.
+func repackQ5_K(dst, src []byte) {
+	const bb = 176
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		copy(d[:16], s[:16])
+		// The nibbles: a Q4_K block's 128 bytes at the same place.
+		var q4s, q4d [144]byte
+		copy(q4s[16:], s[48:176])
+		repackQ4_K(q4d[:], q4s[:])
+		copy(d[16:144], q4d[16:])
+		qh := s[16:48]
+		for j := range 4 {
+			var bits uint64
+			for k := range 64 {
+				p, i := k/8, k%8
+				bits |= uint64(qh[8*j+i]>>p&1) << k
+			}
+			binary.LittleEndian.PutUint64(d[144+8*j:], bits)
 		}
 	}
 }

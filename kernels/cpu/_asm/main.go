@@ -35,6 +35,7 @@ func main() {
 
 	genAVX2()
 	genQ6KN()
+	genQ5KN()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
