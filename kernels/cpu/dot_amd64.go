@@ -205,6 +205,39 @@ func gemmQ5_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 func gemmQ5_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func prepQ8_1AVX512(x *byte, nb int, dst *byte)
+
+//go:noescape
+func gemmQ4_1AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_1AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_1AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_1AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ4_1AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_1AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_1AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_1AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_1AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ5_1AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -318,19 +351,21 @@ func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
 	}}
 }
 
-// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q8_0 weights):
+// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q5_0, Q8_0 weights):
 // activations prepared by prepQ8_0AVX512 with the correction −2^shift·Σy,
 // tiles of up to 16 tokens, Dot and Dot4 from the 1-token tile.
 func blockLanesImpl(t quant.Type, shift int, tiles []tileT) impl {
-	g := &gemmImpl{
-		tiles: tiles,
-		prep: func(x *byte, nb int, dst *byte) {
-			prepQ8_0AVX512(x, nb, dst, shift)
-		},
-		group:      16,
-		groupBytes: 640,
-		single:     true,
-	}
+	return blockLanes(t, func(x *byte, nb int, dst *byte) { prepQ8_0AVX512(x, nb, dst, shift) }, tiles)
+}
+
+// blockLanesQ8_1 is an AVX-512 block-lanes family over Q8_1 activations
+// (Q4_1, Q5_1 weights: a min per block), prepared by prepQ8_1AVX512.
+func blockLanesQ8_1(t quant.Type, tiles []tileT) impl {
+	return blockLanes(t, prepQ8_1AVX512, tiles)
+}
+
+func blockLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), tiles []tileT) impl {
+	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: 640, single: true}
 	d := impl{level: levelAVX512, gemm: g}
 	d.dot, d.dot4 = prepDot(t, g)
 	return d
@@ -394,6 +429,10 @@ func archImpls() map[quant.Type][]impl {
 			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
 		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, []tileT{{16, gemmQ5_0AVX512x16}, {8, gemmQ5_0AVX512x8},
 			{4, gemmQ5_0AVX512x4}, {2, gemmQ5_0AVX512x2}, {1, gemmQ5_0AVX512x1}}))
+		add(quant.Q4_1, blockLanesQ8_1(quant.Q4_1, []tileT{{16, gemmQ4_1AVX512x16}, {8, gemmQ4_1AVX512x8},
+			{4, gemmQ4_1AVX512x4}, {2, gemmQ4_1AVX512x2}, {1, gemmQ4_1AVX512x1}}))
+		add(quant.Q5_1, blockLanesQ8_1(quant.Q5_1, []tileT{{16, gemmQ5_1AVX512x16}, {8, gemmQ5_1AVX512x8},
+			{4, gemmQ5_1AVX512x4}, {2, gemmQ5_1AVX512x2}, {1, gemmQ5_1AVX512x1}}))
 		// Q6_K: VPDPBUSD numerics on repacked weights, as Q4_K (q6k512.go).
 		q6k := impl{level: levelAVX512}
 		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4},

@@ -9846,8 +9846,8 @@ prepQ8_0AVX512_copy:
 	VMOVDQU64       X3, (SI)
 	VMOVDQU64       16(AX), X3
 	VMOVDQU64       X3, 16(SI)
-	MOVWLZX         32(AX), DI
-	MOVW            DI, 32(SI)
+	VMOVDQU64       18(AX), X3
+	VMOVDQU64       X3, 18(SI)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, SI
 	DECQ            CX
@@ -9958,6 +9958,249 @@ DATA q80Lanes<>+58(SB)/2, $0x0000
 DATA q80Lanes<>+60(SB)/2, $0x01fe
 DATA q80Lanes<>+62(SB)/2, $0x0000
 GLOBL q80Lanes<>(SB), RODATA|NOPTR, $64
+
+// func prepQ8_1AVX512(x *byte, nb int, dst *byte)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·prepQ8_1AVX512(SB), NOSPLIT, $608-24
+	MOVQ      x+0(FP), AX
+	MOVQ      nb+8(FP), CX
+	MOVQ      dst+16(FP), DX
+	VMOVDQU64 q81Lanes<>+0(SB), Z0
+	VMOVDQU64 q81SLanes<>+0(SB), Z1
+	MOVQ      CX, BX
+	SHRQ      $0x04, BX
+
+prepQ8_1AVX512_loop:
+	TESTQ           BX, BX
+	JZ              prepQ8_1AVX512_done
+	VBROADCASTI64X4 4(AX), Z2
+	VINSERTI64X4    $0x01, 40(AX), Z2, Z2
+	VBROADCASTI64X4 76(AX), Z3
+	VINSERTI64X4    $0x01, 112(AX), Z3, Z3
+	VSHUFI32X4      $0x88, Z3, Z2, Z4
+	VSHUFI32X4      $0xdd, Z3, Z2, Z2
+	VBROADCASTI64X4 148(AX), Z3
+	VINSERTI64X4    $0x01, 184(AX), Z3, Z3
+	VBROADCASTI64X4 220(AX), Z5
+	VINSERTI64X4    $0x01, 256(AX), Z5, Z5
+	VSHUFI32X4      $0x88, Z5, Z3, Z6
+	VSHUFI32X4      $0xdd, Z5, Z3, Z3
+	VBROADCASTI64X4 292(AX), Z5
+	VINSERTI64X4    $0x01, 328(AX), Z5, Z5
+	VBROADCASTI64X4 364(AX), Z7
+	VINSERTI64X4    $0x01, 400(AX), Z7, Z7
+	VSHUFI32X4      $0x88, Z7, Z5, Z8
+	VSHUFI32X4      $0xdd, Z7, Z5, Z5
+	VBROADCASTI64X4 436(AX), Z7
+	VINSERTI64X4    $0x01, 472(AX), Z7, Z7
+	VBROADCASTI64X4 508(AX), Z9
+	VINSERTI64X4    $0x01, 544(AX), Z9, Z9
+	VSHUFI32X4      $0x88, Z9, Z7, Z10
+	VSHUFI32X4      $0xdd, Z9, Z7, Z7
+	VPUNPCKLDQ      Z6, Z4, Z9
+	VPUNPCKHDQ      Z6, Z4, Z4
+	VPUNPCKLDQ      Z10, Z8, Z6
+	VPUNPCKHDQ      Z10, Z8, Z8
+	VPUNPCKLQDQ     Z6, Z9, Z10
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z8, Z4, Z9
+	VPUNPCKHQDQ     Z8, Z4, Z4
+	VPUNPCKLDQ      Z3, Z2, Z8
+	VPUNPCKHDQ      Z3, Z2, Z2
+	VPUNPCKLDQ      Z7, Z5, Z3
+	VPUNPCKHDQ      Z7, Z5, Z5
+	VPUNPCKLQDQ     Z3, Z8, Z7
+	VPUNPCKHQDQ     Z3, Z8, Z3
+	VPUNPCKLQDQ     Z5, Z2, Z8
+	VPUNPCKHQDQ     Z5, Z2, Z2
+	VMOVDQU64       Z10, (DX)
+	VMOVDQU64       Z6, 64(DX)
+	VMOVDQU64       Z9, 128(DX)
+	VMOVDQU64       Z4, 192(DX)
+	VMOVDQU64       Z7, 256(DX)
+	VMOVDQU64       Z3, 320(DX)
+	VMOVDQU64       Z8, 384(DX)
+	VMOVDQU64       Z2, 448(DX)
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z0, Z0, Z2
+	VPGATHERDD      (AX)(Z0*1), K1, Z2
+	VPMOVDW         Z2, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVUPS         Z2, 512(DX)
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z1, Z1, Z2
+	VPGATHERDD      (AX)(Z1*1), K1, Z2
+	VPMOVDW         Z2, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVUPS         Z2, 576(DX)
+	ADDQ            $0x00000240, AX
+	ADDQ            $0x00000280, DX
+	DECQ            BX
+	JMP             prepQ8_1AVX512_loop
+
+prepQ8_1AVX512_done:
+	ANDQ      $0x0f, CX
+	JZ        prepQ8_1AVX512_ret
+	VPXORD    Z0, Z0, Z2
+	VMOVDQU64 Z2, (SP)
+	VMOVDQU64 Z2, 64(SP)
+	VMOVDQU64 Z2, 128(SP)
+	VMOVDQU64 Z2, 192(SP)
+	VMOVDQU64 Z2, 256(SP)
+	VMOVDQU64 Z2, 320(SP)
+	VMOVDQU64 Z2, 384(SP)
+	VMOVDQU64 Z2, 448(SP)
+	VMOVDQU64 Z2, 512(SP)
+	LEAQ      (SP), BX
+	MOVQ      BX, SI
+
+prepQ8_1AVX512_copy:
+	VMOVDQU64       (AX), X2
+	VMOVDQU64       X2, (SI)
+	VMOVDQU64       16(AX), X2
+	VMOVDQU64       X2, 16(SI)
+	VMOVDQU64       20(AX), X2
+	VMOVDQU64       X2, 20(SI)
+	ADDQ            $0x24, AX
+	ADDQ            $0x24, SI
+	DECQ            CX
+	JNZ             prepQ8_1AVX512_copy
+	VBROADCASTI64X4 4(BX), Z2
+	VINSERTI64X4    $0x01, 40(BX), Z2, Z2
+	VBROADCASTI64X4 76(BX), Z3
+	VINSERTI64X4    $0x01, 112(BX), Z3, Z3
+	VSHUFI32X4      $0x88, Z3, Z2, Z4
+	VSHUFI32X4      $0xdd, Z3, Z2, Z2
+	VBROADCASTI64X4 148(BX), Z3
+	VINSERTI64X4    $0x01, 184(BX), Z3, Z3
+	VBROADCASTI64X4 220(BX), Z5
+	VINSERTI64X4    $0x01, 256(BX), Z5, Z5
+	VSHUFI32X4      $0x88, Z5, Z3, Z6
+	VSHUFI32X4      $0xdd, Z5, Z3, Z3
+	VBROADCASTI64X4 292(BX), Z5
+	VINSERTI64X4    $0x01, 328(BX), Z5, Z5
+	VBROADCASTI64X4 364(BX), Z7
+	VINSERTI64X4    $0x01, 400(BX), Z7, Z7
+	VSHUFI32X4      $0x88, Z7, Z5, Z8
+	VSHUFI32X4      $0xdd, Z7, Z5, Z5
+	VBROADCASTI64X4 436(BX), Z7
+	VINSERTI64X4    $0x01, 472(BX), Z7, Z7
+	VBROADCASTI64X4 508(BX), Z9
+	VINSERTI64X4    $0x01, 544(BX), Z9, Z9
+	VSHUFI32X4      $0x88, Z9, Z7, Z10
+	VSHUFI32X4      $0xdd, Z9, Z7, Z7
+	VPUNPCKLDQ      Z6, Z4, Z9
+	VPUNPCKHDQ      Z6, Z4, Z4
+	VPUNPCKLDQ      Z10, Z8, Z6
+	VPUNPCKHDQ      Z10, Z8, Z8
+	VPUNPCKLQDQ     Z6, Z9, Z10
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z8, Z4, Z9
+	VPUNPCKHQDQ     Z8, Z4, Z4
+	VPUNPCKLDQ      Z3, Z2, Z8
+	VPUNPCKHDQ      Z3, Z2, Z2
+	VPUNPCKLDQ      Z7, Z5, Z3
+	VPUNPCKHDQ      Z7, Z5, Z5
+	VPUNPCKLQDQ     Z3, Z8, Z7
+	VPUNPCKHQDQ     Z3, Z8, Z3
+	VPUNPCKLQDQ     Z5, Z2, Z8
+	VPUNPCKHQDQ     Z5, Z2, Z2
+	VMOVDQU64       Z10, (DX)
+	VMOVDQU64       Z6, 64(DX)
+	VMOVDQU64       Z9, 128(DX)
+	VMOVDQU64       Z4, 192(DX)
+	VMOVDQU64       Z7, 256(DX)
+	VMOVDQU64       Z3, 320(DX)
+	VMOVDQU64       Z8, 384(DX)
+	VMOVDQU64       Z2, 448(DX)
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z0, Z0, Z2
+	VPGATHERDD      (BX)(Z0*1), K1, Z2
+	VPMOVDW         Z2, Y0
+	VCVTPH2PS       Y0, Z0
+	VMOVUPS         Z0, 512(DX)
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (BX)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	VMOVUPS         Z0, 576(DX)
+
+prepQ8_1AVX512_ret:
+	VZEROUPPER
+	RET
+
+DATA q81Lanes<>+0(SB)/2, $0x0000
+DATA q81Lanes<>+2(SB)/2, $0x0000
+DATA q81Lanes<>+4(SB)/2, $0x0090
+DATA q81Lanes<>+6(SB)/2, $0x0000
+DATA q81Lanes<>+8(SB)/2, $0x0120
+DATA q81Lanes<>+10(SB)/2, $0x0000
+DATA q81Lanes<>+12(SB)/2, $0x01b0
+DATA q81Lanes<>+14(SB)/2, $0x0000
+DATA q81Lanes<>+16(SB)/2, $0x0024
+DATA q81Lanes<>+18(SB)/2, $0x0000
+DATA q81Lanes<>+20(SB)/2, $0x00b4
+DATA q81Lanes<>+22(SB)/2, $0x0000
+DATA q81Lanes<>+24(SB)/2, $0x0144
+DATA q81Lanes<>+26(SB)/2, $0x0000
+DATA q81Lanes<>+28(SB)/2, $0x01d4
+DATA q81Lanes<>+30(SB)/2, $0x0000
+DATA q81Lanes<>+32(SB)/2, $0x0048
+DATA q81Lanes<>+34(SB)/2, $0x0000
+DATA q81Lanes<>+36(SB)/2, $0x00d8
+DATA q81Lanes<>+38(SB)/2, $0x0000
+DATA q81Lanes<>+40(SB)/2, $0x0168
+DATA q81Lanes<>+42(SB)/2, $0x0000
+DATA q81Lanes<>+44(SB)/2, $0x01f8
+DATA q81Lanes<>+46(SB)/2, $0x0000
+DATA q81Lanes<>+48(SB)/2, $0x006c
+DATA q81Lanes<>+50(SB)/2, $0x0000
+DATA q81Lanes<>+52(SB)/2, $0x00fc
+DATA q81Lanes<>+54(SB)/2, $0x0000
+DATA q81Lanes<>+56(SB)/2, $0x018c
+DATA q81Lanes<>+58(SB)/2, $0x0000
+DATA q81Lanes<>+60(SB)/2, $0x021c
+DATA q81Lanes<>+62(SB)/2, $0x0000
+GLOBL q81Lanes<>(SB), RODATA|NOPTR, $64
+
+DATA q81SLanes<>+0(SB)/2, $0x0002
+DATA q81SLanes<>+2(SB)/2, $0x0000
+DATA q81SLanes<>+4(SB)/2, $0x0092
+DATA q81SLanes<>+6(SB)/2, $0x0000
+DATA q81SLanes<>+8(SB)/2, $0x0122
+DATA q81SLanes<>+10(SB)/2, $0x0000
+DATA q81SLanes<>+12(SB)/2, $0x01b2
+DATA q81SLanes<>+14(SB)/2, $0x0000
+DATA q81SLanes<>+16(SB)/2, $0x0026
+DATA q81SLanes<>+18(SB)/2, $0x0000
+DATA q81SLanes<>+20(SB)/2, $0x00b6
+DATA q81SLanes<>+22(SB)/2, $0x0000
+DATA q81SLanes<>+24(SB)/2, $0x0146
+DATA q81SLanes<>+26(SB)/2, $0x0000
+DATA q81SLanes<>+28(SB)/2, $0x01d6
+DATA q81SLanes<>+30(SB)/2, $0x0000
+DATA q81SLanes<>+32(SB)/2, $0x004a
+DATA q81SLanes<>+34(SB)/2, $0x0000
+DATA q81SLanes<>+36(SB)/2, $0x00da
+DATA q81SLanes<>+38(SB)/2, $0x0000
+DATA q81SLanes<>+40(SB)/2, $0x016a
+DATA q81SLanes<>+42(SB)/2, $0x0000
+DATA q81SLanes<>+44(SB)/2, $0x01fa
+DATA q81SLanes<>+46(SB)/2, $0x0000
+DATA q81SLanes<>+48(SB)/2, $0x006e
+DATA q81SLanes<>+50(SB)/2, $0x0000
+DATA q81SLanes<>+52(SB)/2, $0x00fe
+DATA q81SLanes<>+54(SB)/2, $0x0000
+DATA q81SLanes<>+56(SB)/2, $0x018e
+DATA q81SLanes<>+58(SB)/2, $0x0000
+DATA q81SLanes<>+60(SB)/2, $0x021e
+DATA q81SLanes<>+62(SB)/2, $0x0000
+GLOBL q81SLanes<>(SB), RODATA|NOPTR, $64
 
 // func gemmQ4_0AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
@@ -10341,8 +10584,8 @@ gemmQ4_0AVX512x16_done:
 gemmQ4_0AVX512x16_copy:
 	VMOVDQU64       (AX), X2
 	VMOVDQU64       X2, (R11)
-	MOVWLZX         16(AX), R12
-	MOVW            R12, 16(R11)
+	VMOVDQU64       2(AX), X2
+	VMOVDQU64       X2, 2(R11)
 	ADDQ            $0x12, AX
 	ADDQ            $0x12, R11
 	DECQ            CX
@@ -11016,8 +11259,8 @@ gemmQ4_0AVX512x8_done:
 gemmQ4_0AVX512x8_copy:
 	VMOVDQU64       (AX), X10
 	VMOVDQU64       X10, (R9)
-	MOVWLZX         16(AX), R10
-	MOVW            R10, 16(R9)
+	VMOVDQU64       2(AX), X10
+	VMOVDQU64       X10, 2(R9)
 	ADDQ            $0x12, AX
 	ADDQ            $0x12, R9
 	DECQ            CX
@@ -11407,8 +11650,8 @@ gemmQ4_0AVX512x4_done:
 gemmQ4_0AVX512x4_copy:
 	VMOVDQU64       (AX), X6
 	VMOVDQU64       X6, (R8)
-	MOVWLZX         16(AX), R9
-	MOVW            R9, 16(R8)
+	VMOVDQU64       2(AX), X6
+	VMOVDQU64       X6, 2(R8)
 	ADDQ            $0x12, AX
 	ADDQ            $0x12, R8
 	DECQ            CX
@@ -11696,8 +11939,8 @@ gemmQ4_0AVX512x2_done:
 gemmQ4_0AVX512x2_copy:
 	VMOVDQU64       (AX), X4
 	VMOVDQU64       X4, (DI)
-	MOVWLZX         16(AX), R8
-	MOVW            R8, 16(DI)
+	VMOVDQU64       2(AX), X4
+	VMOVDQU64       X4, 2(DI)
 	ADDQ            $0x12, AX
 	ADDQ            $0x12, DI
 	DECQ            CX
@@ -11936,8 +12179,8 @@ gemmQ4_0AVX512x1_done:
 gemmQ4_0AVX512x1_copy:
 	VMOVDQU64       (AX), X3
 	VMOVDQU64       X3, (SI)
-	MOVWLZX         16(AX), DI
-	MOVW            DI, 16(SI)
+	VMOVDQU64       2(AX), X3
+	VMOVDQU64       X3, 2(SI)
 	ADDQ            $0x12, AX
 	ADDQ            $0x12, SI
 	DECQ            CX
@@ -12449,8 +12692,8 @@ gemmQ8_0AVX512x16_copy:
 	VMOVDQU64       X2, (R11)
 	VMOVDQU64       16(AX), X2
 	VMOVDQU64       X2, 16(R11)
-	MOVWLZX         32(AX), R12
-	MOVW            R12, 32(R11)
+	VMOVDQU64       18(AX), X2
+	VMOVDQU64       X2, 18(R11)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, R11
 	DECQ            CX
@@ -13152,8 +13395,8 @@ gemmQ8_0AVX512x8_copy:
 	VMOVDQU64       X10, (R9)
 	VMOVDQU64       16(AX), X10
 	VMOVDQU64       X10, 16(R9)
-	MOVWLZX         32(AX), R10
-	MOVW            R10, 32(R9)
+	VMOVDQU64       18(AX), X10
+	VMOVDQU64       X10, 18(R9)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, R9
 	DECQ            CX
@@ -13605,8 +13848,8 @@ gemmQ8_0AVX512x4_copy:
 	VMOVDQU64       X6, (R8)
 	VMOVDQU64       16(AX), X6
 	VMOVDQU64       X6, 16(R8)
-	MOVWLZX         32(AX), R9
-	MOVW            R9, 32(R8)
+	VMOVDQU64       18(AX), X6
+	VMOVDQU64       X6, 18(R8)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, R8
 	DECQ            CX
@@ -13956,8 +14199,8 @@ gemmQ8_0AVX512x2_copy:
 	VMOVDQU64       X4, (DI)
 	VMOVDQU64       16(AX), X4
 	VMOVDQU64       X4, 16(DI)
-	MOVWLZX         32(AX), R8
-	MOVW            R8, 32(DI)
+	VMOVDQU64       18(AX), X4
+	VMOVDQU64       X4, 18(DI)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, DI
 	DECQ            CX
@@ -14258,8 +14501,8 @@ gemmQ8_0AVX512x1_copy:
 	VMOVDQU64       X3, (SI)
 	VMOVDQU64       16(AX), X3
 	VMOVDQU64       X3, 16(SI)
-	MOVWLZX         32(AX), DI
-	MOVW            DI, 32(SI)
+	VMOVDQU64       18(AX), X3
+	VMOVDQU64       X3, 18(SI)
 	ADDQ            $0x22, AX
 	ADDQ            $0x22, SI
 	DECQ            CX
@@ -14354,278 +14597,6 @@ gemmQ8_0AVX512x1_final:
 	VMOVSS        X0, (AX)
 	VZEROUPPER
 	RET
-
-DATA q50Shift0<>+0(SB)/2, $0x3d3c
-DATA q50Shift0<>+2(SB)/2, $0x3f3e
-DATA q50Shift0<>+4(SB)/2, $0x1d1c
-DATA q50Shift0<>+6(SB)/2, $0x1f1e
-DATA q50Shift0<>+8(SB)/2, $0x3d3c
-DATA q50Shift0<>+10(SB)/2, $0x3f3e
-DATA q50Shift0<>+12(SB)/2, $0x1d1c
-DATA q50Shift0<>+14(SB)/2, $0x1f1e
-DATA q50Shift0<>+16(SB)/2, $0x3d3c
-DATA q50Shift0<>+18(SB)/2, $0x3f3e
-DATA q50Shift0<>+20(SB)/2, $0x1d1c
-DATA q50Shift0<>+22(SB)/2, $0x1f1e
-DATA q50Shift0<>+24(SB)/2, $0x3d3c
-DATA q50Shift0<>+26(SB)/2, $0x3f3e
-DATA q50Shift0<>+28(SB)/2, $0x1d1c
-DATA q50Shift0<>+30(SB)/2, $0x1f1e
-DATA q50Shift0<>+32(SB)/2, $0x3d3c
-DATA q50Shift0<>+34(SB)/2, $0x3f3e
-DATA q50Shift0<>+36(SB)/2, $0x1d1c
-DATA q50Shift0<>+38(SB)/2, $0x1f1e
-DATA q50Shift0<>+40(SB)/2, $0x3d3c
-DATA q50Shift0<>+42(SB)/2, $0x3f3e
-DATA q50Shift0<>+44(SB)/2, $0x1d1c
-DATA q50Shift0<>+46(SB)/2, $0x1f1e
-DATA q50Shift0<>+48(SB)/2, $0x3d3c
-DATA q50Shift0<>+50(SB)/2, $0x3f3e
-DATA q50Shift0<>+52(SB)/2, $0x1d1c
-DATA q50Shift0<>+54(SB)/2, $0x1f1e
-DATA q50Shift0<>+56(SB)/2, $0x3d3c
-DATA q50Shift0<>+58(SB)/2, $0x3f3e
-DATA q50Shift0<>+60(SB)/2, $0x1d1c
-DATA q50Shift0<>+62(SB)/2, $0x1f1e
-GLOBL q50Shift0<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift1<>+0(SB)/2, $0x0100
-DATA q50Shift1<>+2(SB)/2, $0x0302
-DATA q50Shift1<>+4(SB)/2, $0x2120
-DATA q50Shift1<>+6(SB)/2, $0x2322
-DATA q50Shift1<>+8(SB)/2, $0x0100
-DATA q50Shift1<>+10(SB)/2, $0x0302
-DATA q50Shift1<>+12(SB)/2, $0x2120
-DATA q50Shift1<>+14(SB)/2, $0x2322
-DATA q50Shift1<>+16(SB)/2, $0x0100
-DATA q50Shift1<>+18(SB)/2, $0x0302
-DATA q50Shift1<>+20(SB)/2, $0x2120
-DATA q50Shift1<>+22(SB)/2, $0x2322
-DATA q50Shift1<>+24(SB)/2, $0x0100
-DATA q50Shift1<>+26(SB)/2, $0x0302
-DATA q50Shift1<>+28(SB)/2, $0x2120
-DATA q50Shift1<>+30(SB)/2, $0x2322
-DATA q50Shift1<>+32(SB)/2, $0x0100
-DATA q50Shift1<>+34(SB)/2, $0x0302
-DATA q50Shift1<>+36(SB)/2, $0x2120
-DATA q50Shift1<>+38(SB)/2, $0x2322
-DATA q50Shift1<>+40(SB)/2, $0x0100
-DATA q50Shift1<>+42(SB)/2, $0x0302
-DATA q50Shift1<>+44(SB)/2, $0x2120
-DATA q50Shift1<>+46(SB)/2, $0x2322
-DATA q50Shift1<>+48(SB)/2, $0x0100
-DATA q50Shift1<>+50(SB)/2, $0x0302
-DATA q50Shift1<>+52(SB)/2, $0x2120
-DATA q50Shift1<>+54(SB)/2, $0x2322
-DATA q50Shift1<>+56(SB)/2, $0x0100
-DATA q50Shift1<>+58(SB)/2, $0x0302
-DATA q50Shift1<>+60(SB)/2, $0x2120
-DATA q50Shift1<>+62(SB)/2, $0x2322
-GLOBL q50Shift1<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift2<>+0(SB)/2, $0x0504
-DATA q50Shift2<>+2(SB)/2, $0x0706
-DATA q50Shift2<>+4(SB)/2, $0x2524
-DATA q50Shift2<>+6(SB)/2, $0x2726
-DATA q50Shift2<>+8(SB)/2, $0x0504
-DATA q50Shift2<>+10(SB)/2, $0x0706
-DATA q50Shift2<>+12(SB)/2, $0x2524
-DATA q50Shift2<>+14(SB)/2, $0x2726
-DATA q50Shift2<>+16(SB)/2, $0x0504
-DATA q50Shift2<>+18(SB)/2, $0x0706
-DATA q50Shift2<>+20(SB)/2, $0x2524
-DATA q50Shift2<>+22(SB)/2, $0x2726
-DATA q50Shift2<>+24(SB)/2, $0x0504
-DATA q50Shift2<>+26(SB)/2, $0x0706
-DATA q50Shift2<>+28(SB)/2, $0x2524
-DATA q50Shift2<>+30(SB)/2, $0x2726
-DATA q50Shift2<>+32(SB)/2, $0x0504
-DATA q50Shift2<>+34(SB)/2, $0x0706
-DATA q50Shift2<>+36(SB)/2, $0x2524
-DATA q50Shift2<>+38(SB)/2, $0x2726
-DATA q50Shift2<>+40(SB)/2, $0x0504
-DATA q50Shift2<>+42(SB)/2, $0x0706
-DATA q50Shift2<>+44(SB)/2, $0x2524
-DATA q50Shift2<>+46(SB)/2, $0x2726
-DATA q50Shift2<>+48(SB)/2, $0x0504
-DATA q50Shift2<>+50(SB)/2, $0x0706
-DATA q50Shift2<>+52(SB)/2, $0x2524
-DATA q50Shift2<>+54(SB)/2, $0x2726
-DATA q50Shift2<>+56(SB)/2, $0x0504
-DATA q50Shift2<>+58(SB)/2, $0x0706
-DATA q50Shift2<>+60(SB)/2, $0x2524
-DATA q50Shift2<>+62(SB)/2, $0x2726
-GLOBL q50Shift2<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift3<>+0(SB)/2, $0x0908
-DATA q50Shift3<>+2(SB)/2, $0x0b0a
-DATA q50Shift3<>+4(SB)/2, $0x2928
-DATA q50Shift3<>+6(SB)/2, $0x2b2a
-DATA q50Shift3<>+8(SB)/2, $0x0908
-DATA q50Shift3<>+10(SB)/2, $0x0b0a
-DATA q50Shift3<>+12(SB)/2, $0x2928
-DATA q50Shift3<>+14(SB)/2, $0x2b2a
-DATA q50Shift3<>+16(SB)/2, $0x0908
-DATA q50Shift3<>+18(SB)/2, $0x0b0a
-DATA q50Shift3<>+20(SB)/2, $0x2928
-DATA q50Shift3<>+22(SB)/2, $0x2b2a
-DATA q50Shift3<>+24(SB)/2, $0x0908
-DATA q50Shift3<>+26(SB)/2, $0x0b0a
-DATA q50Shift3<>+28(SB)/2, $0x2928
-DATA q50Shift3<>+30(SB)/2, $0x2b2a
-DATA q50Shift3<>+32(SB)/2, $0x0908
-DATA q50Shift3<>+34(SB)/2, $0x0b0a
-DATA q50Shift3<>+36(SB)/2, $0x2928
-DATA q50Shift3<>+38(SB)/2, $0x2b2a
-DATA q50Shift3<>+40(SB)/2, $0x0908
-DATA q50Shift3<>+42(SB)/2, $0x0b0a
-DATA q50Shift3<>+44(SB)/2, $0x2928
-DATA q50Shift3<>+46(SB)/2, $0x2b2a
-DATA q50Shift3<>+48(SB)/2, $0x0908
-DATA q50Shift3<>+50(SB)/2, $0x0b0a
-DATA q50Shift3<>+52(SB)/2, $0x2928
-DATA q50Shift3<>+54(SB)/2, $0x2b2a
-DATA q50Shift3<>+56(SB)/2, $0x0908
-DATA q50Shift3<>+58(SB)/2, $0x0b0a
-DATA q50Shift3<>+60(SB)/2, $0x2928
-DATA q50Shift3<>+62(SB)/2, $0x2b2a
-GLOBL q50Shift3<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift4<>+0(SB)/2, $0x0d0c
-DATA q50Shift4<>+2(SB)/2, $0x0f0e
-DATA q50Shift4<>+4(SB)/2, $0x2d2c
-DATA q50Shift4<>+6(SB)/2, $0x2f2e
-DATA q50Shift4<>+8(SB)/2, $0x0d0c
-DATA q50Shift4<>+10(SB)/2, $0x0f0e
-DATA q50Shift4<>+12(SB)/2, $0x2d2c
-DATA q50Shift4<>+14(SB)/2, $0x2f2e
-DATA q50Shift4<>+16(SB)/2, $0x0d0c
-DATA q50Shift4<>+18(SB)/2, $0x0f0e
-DATA q50Shift4<>+20(SB)/2, $0x2d2c
-DATA q50Shift4<>+22(SB)/2, $0x2f2e
-DATA q50Shift4<>+24(SB)/2, $0x0d0c
-DATA q50Shift4<>+26(SB)/2, $0x0f0e
-DATA q50Shift4<>+28(SB)/2, $0x2d2c
-DATA q50Shift4<>+30(SB)/2, $0x2f2e
-DATA q50Shift4<>+32(SB)/2, $0x0d0c
-DATA q50Shift4<>+34(SB)/2, $0x0f0e
-DATA q50Shift4<>+36(SB)/2, $0x2d2c
-DATA q50Shift4<>+38(SB)/2, $0x2f2e
-DATA q50Shift4<>+40(SB)/2, $0x0d0c
-DATA q50Shift4<>+42(SB)/2, $0x0f0e
-DATA q50Shift4<>+44(SB)/2, $0x2d2c
-DATA q50Shift4<>+46(SB)/2, $0x2f2e
-DATA q50Shift4<>+48(SB)/2, $0x0d0c
-DATA q50Shift4<>+50(SB)/2, $0x0f0e
-DATA q50Shift4<>+52(SB)/2, $0x2d2c
-DATA q50Shift4<>+54(SB)/2, $0x2f2e
-DATA q50Shift4<>+56(SB)/2, $0x0d0c
-DATA q50Shift4<>+58(SB)/2, $0x0f0e
-DATA q50Shift4<>+60(SB)/2, $0x2d2c
-DATA q50Shift4<>+62(SB)/2, $0x2f2e
-GLOBL q50Shift4<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift5<>+0(SB)/2, $0x1110
-DATA q50Shift5<>+2(SB)/2, $0x1312
-DATA q50Shift5<>+4(SB)/2, $0x3130
-DATA q50Shift5<>+6(SB)/2, $0x3332
-DATA q50Shift5<>+8(SB)/2, $0x1110
-DATA q50Shift5<>+10(SB)/2, $0x1312
-DATA q50Shift5<>+12(SB)/2, $0x3130
-DATA q50Shift5<>+14(SB)/2, $0x3332
-DATA q50Shift5<>+16(SB)/2, $0x1110
-DATA q50Shift5<>+18(SB)/2, $0x1312
-DATA q50Shift5<>+20(SB)/2, $0x3130
-DATA q50Shift5<>+22(SB)/2, $0x3332
-DATA q50Shift5<>+24(SB)/2, $0x1110
-DATA q50Shift5<>+26(SB)/2, $0x1312
-DATA q50Shift5<>+28(SB)/2, $0x3130
-DATA q50Shift5<>+30(SB)/2, $0x3332
-DATA q50Shift5<>+32(SB)/2, $0x1110
-DATA q50Shift5<>+34(SB)/2, $0x1312
-DATA q50Shift5<>+36(SB)/2, $0x3130
-DATA q50Shift5<>+38(SB)/2, $0x3332
-DATA q50Shift5<>+40(SB)/2, $0x1110
-DATA q50Shift5<>+42(SB)/2, $0x1312
-DATA q50Shift5<>+44(SB)/2, $0x3130
-DATA q50Shift5<>+46(SB)/2, $0x3332
-DATA q50Shift5<>+48(SB)/2, $0x1110
-DATA q50Shift5<>+50(SB)/2, $0x1312
-DATA q50Shift5<>+52(SB)/2, $0x3130
-DATA q50Shift5<>+54(SB)/2, $0x3332
-DATA q50Shift5<>+56(SB)/2, $0x1110
-DATA q50Shift5<>+58(SB)/2, $0x1312
-DATA q50Shift5<>+60(SB)/2, $0x3130
-DATA q50Shift5<>+62(SB)/2, $0x3332
-GLOBL q50Shift5<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift6<>+0(SB)/2, $0x1514
-DATA q50Shift6<>+2(SB)/2, $0x1716
-DATA q50Shift6<>+4(SB)/2, $0x3534
-DATA q50Shift6<>+6(SB)/2, $0x3736
-DATA q50Shift6<>+8(SB)/2, $0x1514
-DATA q50Shift6<>+10(SB)/2, $0x1716
-DATA q50Shift6<>+12(SB)/2, $0x3534
-DATA q50Shift6<>+14(SB)/2, $0x3736
-DATA q50Shift6<>+16(SB)/2, $0x1514
-DATA q50Shift6<>+18(SB)/2, $0x1716
-DATA q50Shift6<>+20(SB)/2, $0x3534
-DATA q50Shift6<>+22(SB)/2, $0x3736
-DATA q50Shift6<>+24(SB)/2, $0x1514
-DATA q50Shift6<>+26(SB)/2, $0x1716
-DATA q50Shift6<>+28(SB)/2, $0x3534
-DATA q50Shift6<>+30(SB)/2, $0x3736
-DATA q50Shift6<>+32(SB)/2, $0x1514
-DATA q50Shift6<>+34(SB)/2, $0x1716
-DATA q50Shift6<>+36(SB)/2, $0x3534
-DATA q50Shift6<>+38(SB)/2, $0x3736
-DATA q50Shift6<>+40(SB)/2, $0x1514
-DATA q50Shift6<>+42(SB)/2, $0x1716
-DATA q50Shift6<>+44(SB)/2, $0x3534
-DATA q50Shift6<>+46(SB)/2, $0x3736
-DATA q50Shift6<>+48(SB)/2, $0x1514
-DATA q50Shift6<>+50(SB)/2, $0x1716
-DATA q50Shift6<>+52(SB)/2, $0x3534
-DATA q50Shift6<>+54(SB)/2, $0x3736
-DATA q50Shift6<>+56(SB)/2, $0x1514
-DATA q50Shift6<>+58(SB)/2, $0x1716
-DATA q50Shift6<>+60(SB)/2, $0x3534
-DATA q50Shift6<>+62(SB)/2, $0x3736
-GLOBL q50Shift6<>(SB), RODATA|NOPTR, $64
-
-DATA q50Shift7<>+0(SB)/2, $0x1918
-DATA q50Shift7<>+2(SB)/2, $0x1b1a
-DATA q50Shift7<>+4(SB)/2, $0x3938
-DATA q50Shift7<>+6(SB)/2, $0x3b3a
-DATA q50Shift7<>+8(SB)/2, $0x1918
-DATA q50Shift7<>+10(SB)/2, $0x1b1a
-DATA q50Shift7<>+12(SB)/2, $0x3938
-DATA q50Shift7<>+14(SB)/2, $0x3b3a
-DATA q50Shift7<>+16(SB)/2, $0x1918
-DATA q50Shift7<>+18(SB)/2, $0x1b1a
-DATA q50Shift7<>+20(SB)/2, $0x3938
-DATA q50Shift7<>+22(SB)/2, $0x3b3a
-DATA q50Shift7<>+24(SB)/2, $0x1918
-DATA q50Shift7<>+26(SB)/2, $0x1b1a
-DATA q50Shift7<>+28(SB)/2, $0x3938
-DATA q50Shift7<>+30(SB)/2, $0x3b3a
-DATA q50Shift7<>+32(SB)/2, $0x1918
-DATA q50Shift7<>+34(SB)/2, $0x1b1a
-DATA q50Shift7<>+36(SB)/2, $0x3938
-DATA q50Shift7<>+38(SB)/2, $0x3b3a
-DATA q50Shift7<>+40(SB)/2, $0x1918
-DATA q50Shift7<>+42(SB)/2, $0x1b1a
-DATA q50Shift7<>+44(SB)/2, $0x3938
-DATA q50Shift7<>+46(SB)/2, $0x3b3a
-DATA q50Shift7<>+48(SB)/2, $0x1918
-DATA q50Shift7<>+50(SB)/2, $0x1b1a
-DATA q50Shift7<>+52(SB)/2, $0x3938
-DATA q50Shift7<>+54(SB)/2, $0x3b3a
-DATA q50Shift7<>+56(SB)/2, $0x1918
-DATA q50Shift7<>+58(SB)/2, $0x1b1a
-DATA q50Shift7<>+60(SB)/2, $0x3938
-DATA q50Shift7<>+62(SB)/2, $0x3b3a
-GLOBL q50Shift7<>(SB), RODATA|NOPTR, $64
 
 // func gemmQ5_0AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI
@@ -14732,52 +14703,52 @@ gemmQ5_0AVX512x16_loop:
 	VPUNPCKHQDQ     Z5, Z8, Z5
 	VPUNPCKLQDQ     Z6, Z4, Z8
 	VPUNPCKHQDQ     Z6, Z4, Z4
-	MOVL            $0x0000ffff, R11
-	KMOVW           R11, K1
-	VPXORD          Z2, Z2, Z6
-	VPGATHERDD      (AX)(Z3*1), K1, Z6
-	VPANDD          Z0, Z7, Z9
+	VPANDD          Z0, Z7, Z6
 	VPSRLW          $0x04, Z7, Z7
 	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z5, Z10
+	VPANDD          Z0, Z5, Z9
 	VPSRLW          $0x04, Z5, Z5
 	VPANDD          Z0, Z5, Z5
-	VPANDD          Z0, Z8, Z11
+	VPANDD          Z0, Z8, Z10
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z4, Z12
+	VPANDD          Z0, Z4, Z11
 	VPSRLW          $0x04, Z4, Z4
 	VPANDD          Z0, Z4, Z4
-	VMOVDQU64       q50Shift0<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z9
-	VMOVDQU64       q50Shift1<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z10
-	VMOVDQU64       q50Shift2<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z11
-	VMOVDQU64       q50Shift3<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z12
-	VMOVDQU64       q50Shift4<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z7
-	VMOVDQU64       q50Shift5<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z5
-	VMOVDQU64       q50Shift6<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z13
-	VPTERNLOGD      $0xf8, Z1, Z13, Z8
-	VMOVDQU64       q50Shift7<>+0(SB), Z13
-	VPMULTISHIFTQB  Z6, Z13, Z6
-	VPTERNLOGD      $0xf8, Z1, Z6, Z4
 	MOVL            $0x0000ffff, R11
 	KMOVW           R11, K1
-	VPXORD          Z2, Z2, Z6
-	VPGATHERDD      (AX)(Z2*1), K1, Z6
-	VPMOVDW         Z6, Y6
-	VCVTPH2PS       Y6, Z6
+	VPXORD          Z3, Z3, Z12
+	VPGATHERDD      (AX)(Z3*1), K1, Z12
+	VMOVDQU64       q5xShift0<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z6
+	VMOVDQU64       q5xShift1<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z9
+	VMOVDQU64       q5xShift2<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z10
+	VMOVDQU64       q5xShift3<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z11
+	VMOVDQU64       q5xShift4<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z7
+	VMOVDQU64       q5xShift5<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z5
+	VMOVDQU64       q5xShift6<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z8
+	VMOVDQU64       q5xShift7<>+0(SB), Z13
+	VPMULTISHIFTQB  Z12, Z13, Z12
+	VPTERNLOGD      $0xf8, Z1, Z12, Z4
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z2, Z2, Z12
+	VPGATHERDD      (AX)(Z2*1), K1, Z12
+	VPMOVDW         Z12, Y12
+	VCVTPH2PS       Y12, Z12
 	VMOVDQU64       576(DX), Z13
 	VMOVDQU64       576(DX)(BX*1), Z14
 	VMOVDQU64       576(DX)(BX*2), Z15
@@ -14794,70 +14765,70 @@ gemmQ5_0AVX512x16_loop:
 	VMOVDQU64       576(R9)(BX*1), Z26
 	VMOVDQU64       576(R9)(BX*2), Z27
 	VMOVDQU64       576(R9)(SI*1), Z28
-	VPDPBUSD        (DX), Z9, Z13
-	VPDPBUSD        (DX)(BX*1), Z9, Z14
-	VPDPBUSD        (DX)(BX*2), Z9, Z15
-	VPDPBUSD        (DX)(SI*1), Z9, Z16
-	VPDPBUSD        (DI), Z9, Z17
-	VPDPBUSD        (DI)(BX*1), Z9, Z18
-	VPDPBUSD        (DI)(BX*2), Z9, Z19
-	VPDPBUSD        (DI)(SI*1), Z9, Z20
-	VPDPBUSD        (R8), Z9, Z21
-	VPDPBUSD        (R8)(BX*1), Z9, Z22
-	VPDPBUSD        (R8)(BX*2), Z9, Z23
-	VPDPBUSD        (R8)(SI*1), Z9, Z24
-	VPDPBUSD        (R9), Z9, Z25
-	VPDPBUSD        (R9)(BX*1), Z9, Z26
-	VPDPBUSD        (R9)(BX*2), Z9, Z27
-	VPDPBUSD        (R9)(SI*1), Z9, Z28
-	VPDPBUSD        64(DX), Z10, Z13
-	VPDPBUSD        64(DX)(BX*1), Z10, Z14
-	VPDPBUSD        64(DX)(BX*2), Z10, Z15
-	VPDPBUSD        64(DX)(SI*1), Z10, Z16
-	VPDPBUSD        64(DI), Z10, Z17
-	VPDPBUSD        64(DI)(BX*1), Z10, Z18
-	VPDPBUSD        64(DI)(BX*2), Z10, Z19
-	VPDPBUSD        64(DI)(SI*1), Z10, Z20
-	VPDPBUSD        64(R8), Z10, Z21
-	VPDPBUSD        64(R8)(BX*1), Z10, Z22
-	VPDPBUSD        64(R8)(BX*2), Z10, Z23
-	VPDPBUSD        64(R8)(SI*1), Z10, Z24
-	VPDPBUSD        64(R9), Z10, Z25
-	VPDPBUSD        64(R9)(BX*1), Z10, Z26
-	VPDPBUSD        64(R9)(BX*2), Z10, Z27
-	VPDPBUSD        64(R9)(SI*1), Z10, Z28
-	VPDPBUSD        128(DX), Z11, Z13
-	VPDPBUSD        128(DX)(BX*1), Z11, Z14
-	VPDPBUSD        128(DX)(BX*2), Z11, Z15
-	VPDPBUSD        128(DX)(SI*1), Z11, Z16
-	VPDPBUSD        128(DI), Z11, Z17
-	VPDPBUSD        128(DI)(BX*1), Z11, Z18
-	VPDPBUSD        128(DI)(BX*2), Z11, Z19
-	VPDPBUSD        128(DI)(SI*1), Z11, Z20
-	VPDPBUSD        128(R8), Z11, Z21
-	VPDPBUSD        128(R8)(BX*1), Z11, Z22
-	VPDPBUSD        128(R8)(BX*2), Z11, Z23
-	VPDPBUSD        128(R8)(SI*1), Z11, Z24
-	VPDPBUSD        128(R9), Z11, Z25
-	VPDPBUSD        128(R9)(BX*1), Z11, Z26
-	VPDPBUSD        128(R9)(BX*2), Z11, Z27
-	VPDPBUSD        128(R9)(SI*1), Z11, Z28
-	VPDPBUSD        192(DX), Z12, Z13
-	VPDPBUSD        192(DX)(BX*1), Z12, Z14
-	VPDPBUSD        192(DX)(BX*2), Z12, Z15
-	VPDPBUSD        192(DX)(SI*1), Z12, Z16
-	VPDPBUSD        192(DI), Z12, Z17
-	VPDPBUSD        192(DI)(BX*1), Z12, Z18
-	VPDPBUSD        192(DI)(BX*2), Z12, Z19
-	VPDPBUSD        192(DI)(SI*1), Z12, Z20
-	VPDPBUSD        192(R8), Z12, Z21
-	VPDPBUSD        192(R8)(BX*1), Z12, Z22
-	VPDPBUSD        192(R8)(BX*2), Z12, Z23
-	VPDPBUSD        192(R8)(SI*1), Z12, Z24
-	VPDPBUSD        192(R9), Z12, Z25
-	VPDPBUSD        192(R9)(BX*1), Z12, Z26
-	VPDPBUSD        192(R9)(BX*2), Z12, Z27
-	VPDPBUSD        192(R9)(SI*1), Z12, Z28
+	VPDPBUSD        (DX), Z6, Z13
+	VPDPBUSD        (DX)(BX*1), Z6, Z14
+	VPDPBUSD        (DX)(BX*2), Z6, Z15
+	VPDPBUSD        (DX)(SI*1), Z6, Z16
+	VPDPBUSD        (DI), Z6, Z17
+	VPDPBUSD        (DI)(BX*1), Z6, Z18
+	VPDPBUSD        (DI)(BX*2), Z6, Z19
+	VPDPBUSD        (DI)(SI*1), Z6, Z20
+	VPDPBUSD        (R8), Z6, Z21
+	VPDPBUSD        (R8)(BX*1), Z6, Z22
+	VPDPBUSD        (R8)(BX*2), Z6, Z23
+	VPDPBUSD        (R8)(SI*1), Z6, Z24
+	VPDPBUSD        (R9), Z6, Z25
+	VPDPBUSD        (R9)(BX*1), Z6, Z26
+	VPDPBUSD        (R9)(BX*2), Z6, Z27
+	VPDPBUSD        (R9)(SI*1), Z6, Z28
+	VPDPBUSD        64(DX), Z9, Z13
+	VPDPBUSD        64(DX)(BX*1), Z9, Z14
+	VPDPBUSD        64(DX)(BX*2), Z9, Z15
+	VPDPBUSD        64(DX)(SI*1), Z9, Z16
+	VPDPBUSD        64(DI), Z9, Z17
+	VPDPBUSD        64(DI)(BX*1), Z9, Z18
+	VPDPBUSD        64(DI)(BX*2), Z9, Z19
+	VPDPBUSD        64(DI)(SI*1), Z9, Z20
+	VPDPBUSD        64(R8), Z9, Z21
+	VPDPBUSD        64(R8)(BX*1), Z9, Z22
+	VPDPBUSD        64(R8)(BX*2), Z9, Z23
+	VPDPBUSD        64(R8)(SI*1), Z9, Z24
+	VPDPBUSD        64(R9), Z9, Z25
+	VPDPBUSD        64(R9)(BX*1), Z9, Z26
+	VPDPBUSD        64(R9)(BX*2), Z9, Z27
+	VPDPBUSD        64(R9)(SI*1), Z9, Z28
+	VPDPBUSD        128(DX), Z10, Z13
+	VPDPBUSD        128(DX)(BX*1), Z10, Z14
+	VPDPBUSD        128(DX)(BX*2), Z10, Z15
+	VPDPBUSD        128(DX)(SI*1), Z10, Z16
+	VPDPBUSD        128(DI), Z10, Z17
+	VPDPBUSD        128(DI)(BX*1), Z10, Z18
+	VPDPBUSD        128(DI)(BX*2), Z10, Z19
+	VPDPBUSD        128(DI)(SI*1), Z10, Z20
+	VPDPBUSD        128(R8), Z10, Z21
+	VPDPBUSD        128(R8)(BX*1), Z10, Z22
+	VPDPBUSD        128(R8)(BX*2), Z10, Z23
+	VPDPBUSD        128(R8)(SI*1), Z10, Z24
+	VPDPBUSD        128(R9), Z10, Z25
+	VPDPBUSD        128(R9)(BX*1), Z10, Z26
+	VPDPBUSD        128(R9)(BX*2), Z10, Z27
+	VPDPBUSD        128(R9)(SI*1), Z10, Z28
+	VPDPBUSD        192(DX), Z11, Z13
+	VPDPBUSD        192(DX)(BX*1), Z11, Z14
+	VPDPBUSD        192(DX)(BX*2), Z11, Z15
+	VPDPBUSD        192(DX)(SI*1), Z11, Z16
+	VPDPBUSD        192(DI), Z11, Z17
+	VPDPBUSD        192(DI)(BX*1), Z11, Z18
+	VPDPBUSD        192(DI)(BX*2), Z11, Z19
+	VPDPBUSD        192(DI)(SI*1), Z11, Z20
+	VPDPBUSD        192(R8), Z11, Z21
+	VPDPBUSD        192(R8)(BX*1), Z11, Z22
+	VPDPBUSD        192(R8)(BX*2), Z11, Z23
+	VPDPBUSD        192(R8)(SI*1), Z11, Z24
+	VPDPBUSD        192(R9), Z11, Z25
+	VPDPBUSD        192(R9)(BX*1), Z11, Z26
+	VPDPBUSD        192(R9)(BX*2), Z11, Z27
+	VPDPBUSD        192(R9)(SI*1), Z11, Z28
 	VPDPBUSD        256(DX), Z7, Z13
 	VPDPBUSD        256(DX)(BX*1), Z7, Z14
 	VPDPBUSD        256(DX)(BX*2), Z7, Z15
@@ -14923,67 +14894,67 @@ gemmQ5_0AVX512x16_loop:
 	VPDPBUSD        448(R9)(BX*2), Z4, Z27
 	VPDPBUSD        448(R9)(SI*1), Z4, Z28
 	VCVTDQ2PS       Z13, Z13
-	VMULPS          512(DX), Z6, Z4
+	VMULPS          512(DX), Z12, Z4
 	VFMADD213PS     384(SP), Z4, Z13
 	VMOVUPS         Z13, 384(SP)
 	VCVTDQ2PS       Z14, Z14
-	VMULPS          512(DX)(BX*1), Z6, Z4
+	VMULPS          512(DX)(BX*1), Z12, Z4
 	VFMADD213PS     448(SP), Z4, Z14
 	VMOVUPS         Z14, 448(SP)
 	VCVTDQ2PS       Z15, Z15
-	VMULPS          512(DX)(BX*2), Z6, Z4
+	VMULPS          512(DX)(BX*2), Z12, Z4
 	VFMADD213PS     512(SP), Z4, Z15
 	VMOVUPS         Z15, 512(SP)
 	VCVTDQ2PS       Z16, Z16
-	VMULPS          512(DX)(SI*1), Z6, Z4
+	VMULPS          512(DX)(SI*1), Z12, Z4
 	VFMADD213PS     576(SP), Z4, Z16
 	VMOVUPS         Z16, 576(SP)
 	VCVTDQ2PS       Z17, Z17
-	VMULPS          512(DI), Z6, Z4
+	VMULPS          512(DI), Z12, Z4
 	VFMADD213PS     640(SP), Z4, Z17
 	VMOVUPS         Z17, 640(SP)
 	VCVTDQ2PS       Z18, Z18
-	VMULPS          512(DI)(BX*1), Z6, Z4
+	VMULPS          512(DI)(BX*1), Z12, Z4
 	VFMADD213PS     704(SP), Z4, Z18
 	VMOVUPS         Z18, 704(SP)
 	VCVTDQ2PS       Z19, Z19
-	VMULPS          512(DI)(BX*2), Z6, Z4
+	VMULPS          512(DI)(BX*2), Z12, Z4
 	VFMADD213PS     768(SP), Z4, Z19
 	VMOVUPS         Z19, 768(SP)
 	VCVTDQ2PS       Z20, Z20
-	VMULPS          512(DI)(SI*1), Z6, Z4
+	VMULPS          512(DI)(SI*1), Z12, Z4
 	VFMADD213PS     832(SP), Z4, Z20
 	VMOVUPS         Z20, 832(SP)
 	VCVTDQ2PS       Z21, Z21
-	VMULPS          512(R8), Z6, Z4
+	VMULPS          512(R8), Z12, Z4
 	VFMADD213PS     896(SP), Z4, Z21
 	VMOVUPS         Z21, 896(SP)
 	VCVTDQ2PS       Z22, Z22
-	VMULPS          512(R8)(BX*1), Z6, Z4
+	VMULPS          512(R8)(BX*1), Z12, Z4
 	VFMADD213PS     960(SP), Z4, Z22
 	VMOVUPS         Z22, 960(SP)
 	VCVTDQ2PS       Z23, Z23
-	VMULPS          512(R8)(BX*2), Z6, Z4
+	VMULPS          512(R8)(BX*2), Z12, Z4
 	VFMADD213PS     1024(SP), Z4, Z23
 	VMOVUPS         Z23, 1024(SP)
 	VCVTDQ2PS       Z24, Z24
-	VMULPS          512(R8)(SI*1), Z6, Z4
+	VMULPS          512(R8)(SI*1), Z12, Z4
 	VFMADD213PS     1088(SP), Z4, Z24
 	VMOVUPS         Z24, 1088(SP)
 	VCVTDQ2PS       Z25, Z25
-	VMULPS          512(R9), Z6, Z4
+	VMULPS          512(R9), Z12, Z4
 	VFMADD213PS     1152(SP), Z4, Z25
 	VMOVUPS         Z25, 1152(SP)
 	VCVTDQ2PS       Z26, Z26
-	VMULPS          512(R9)(BX*1), Z6, Z4
+	VMULPS          512(R9)(BX*1), Z12, Z4
 	VFMADD213PS     1216(SP), Z4, Z26
 	VMOVUPS         Z26, 1216(SP)
 	VCVTDQ2PS       Z27, Z27
-	VMULPS          512(R9)(BX*2), Z6, Z4
+	VMULPS          512(R9)(BX*2), Z12, Z4
 	VFMADD213PS     1280(SP), Z4, Z27
 	VMOVUPS         Z27, 1280(SP)
 	VCVTDQ2PS       Z28, Z28
-	VMULPS          512(R9)(SI*1), Z6, Z4
+	VMULPS          512(R9)(SI*1), Z12, Z4
 	VFMADD213PS     1344(SP), Z4, Z28
 	VMOVUPS         Z28, 1344(SP)
 	ADDQ            $0x00000160, AX
@@ -15048,8 +15019,8 @@ gemmQ5_0AVX512x16_done:
 gemmQ5_0AVX512x16_copy:
 	VMOVDQU64       (AX), X4
 	VMOVDQU64       X4, (R11)
-	MOVQ            14(AX), R12
-	MOVQ            R12, 14(R11)
+	VMOVDQU64       6(AX), X4
+	VMOVDQU64       X4, 6(R11)
 	ADDQ            $0x16, AX
 	ADDQ            $0x16, R11
 	DECQ            CX
@@ -15078,11 +15049,7 @@ gemmQ5_0AVX512x16_copy:
 	VPUNPCKHQDQ     Z5, Z8, Z5
 	VPUNPCKLQDQ     Z6, Z4, Z8
 	VPUNPCKHQDQ     Z6, Z4, Z4
-	MOVL            $0x0000ffff, AX
-	KMOVW           AX, K1
-	VPXORD          Z2, Z2, Z6
-	VPGATHERDD      (R10)(Z3*1), K1, Z6
-	VPANDD          Z0, Z7, Z3
+	VPANDD          Z0, Z7, Z6
 	VPSRLW          $0x04, Z7, Z7
 	VPANDD          Z0, Z7, Z7
 	VPANDD          Z0, Z5, Z9
@@ -15094,29 +15061,33 @@ gemmQ5_0AVX512x16_copy:
 	VPANDD          Z0, Z4, Z11
 	VPSRLW          $0x04, Z4, Z4
 	VPANDD          Z0, Z4, Z4
-	VMOVDQU64       q50Shift0<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z3
-	VMOVDQU64       q50Shift1<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z9
-	VMOVDQU64       q50Shift2<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z10
-	VMOVDQU64       q50Shift3<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z11
-	VMOVDQU64       q50Shift4<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z7
-	VMOVDQU64       q50Shift5<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z5
-	VMOVDQU64       q50Shift6<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z8
-	VMOVDQU64       q50Shift7<>+0(SB), Z0
-	VPMULTISHIFTQB  Z6, Z0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z0
+	VPGATHERDD      (R10)(Z3*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z6
+	VMOVDQU64       q5xShift1<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z9
+	VMOVDQU64       q5xShift2<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z10
+	VMOVDQU64       q5xShift3<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z11
+	VMOVDQU64       q5xShift4<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z7
+	VMOVDQU64       q5xShift5<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z5
+	VMOVDQU64       q5xShift6<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z8
+	VMOVDQU64       q5xShift7<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z0
 	VPTERNLOGD      $0xf8, Z1, Z0, Z4
 	MOVL            $0x0000ffff, AX
 	KMOVW           AX, K1
@@ -15126,7 +15097,7 @@ gemmQ5_0AVX512x16_copy:
 	VCVTPH2PS       Y0, Z0
 	VMOVDQU64       576(DX), Z1
 	VMOVDQU64       576(DX)(BX*1), Z2
-	VMOVDQU64       576(DX)(BX*2), Z6
+	VMOVDQU64       576(DX)(BX*2), Z3
 	VMOVDQU64       576(DX)(SI*1), Z12
 	VMOVDQU64       576(DI), Z13
 	VMOVDQU64       576(DI)(BX*1), Z14
@@ -15140,25 +15111,25 @@ gemmQ5_0AVX512x16_copy:
 	VMOVDQU64       576(R9)(BX*1), Z22
 	VMOVDQU64       576(R9)(BX*2), Z23
 	VMOVDQU64       576(R9)(SI*1), Z24
-	VPDPBUSD        (DX), Z3, Z1
-	VPDPBUSD        (DX)(BX*1), Z3, Z2
-	VPDPBUSD        (DX)(BX*2), Z3, Z6
-	VPDPBUSD        (DX)(SI*1), Z3, Z12
-	VPDPBUSD        (DI), Z3, Z13
-	VPDPBUSD        (DI)(BX*1), Z3, Z14
-	VPDPBUSD        (DI)(BX*2), Z3, Z15
-	VPDPBUSD        (DI)(SI*1), Z3, Z16
-	VPDPBUSD        (R8), Z3, Z17
-	VPDPBUSD        (R8)(BX*1), Z3, Z18
-	VPDPBUSD        (R8)(BX*2), Z3, Z19
-	VPDPBUSD        (R8)(SI*1), Z3, Z20
-	VPDPBUSD        (R9), Z3, Z21
-	VPDPBUSD        (R9)(BX*1), Z3, Z22
-	VPDPBUSD        (R9)(BX*2), Z3, Z23
-	VPDPBUSD        (R9)(SI*1), Z3, Z24
+	VPDPBUSD        (DX), Z6, Z1
+	VPDPBUSD        (DX)(BX*1), Z6, Z2
+	VPDPBUSD        (DX)(BX*2), Z6, Z3
+	VPDPBUSD        (DX)(SI*1), Z6, Z12
+	VPDPBUSD        (DI), Z6, Z13
+	VPDPBUSD        (DI)(BX*1), Z6, Z14
+	VPDPBUSD        (DI)(BX*2), Z6, Z15
+	VPDPBUSD        (DI)(SI*1), Z6, Z16
+	VPDPBUSD        (R8), Z6, Z17
+	VPDPBUSD        (R8)(BX*1), Z6, Z18
+	VPDPBUSD        (R8)(BX*2), Z6, Z19
+	VPDPBUSD        (R8)(SI*1), Z6, Z20
+	VPDPBUSD        (R9), Z6, Z21
+	VPDPBUSD        (R9)(BX*1), Z6, Z22
+	VPDPBUSD        (R9)(BX*2), Z6, Z23
+	VPDPBUSD        (R9)(SI*1), Z6, Z24
 	VPDPBUSD        64(DX), Z9, Z1
 	VPDPBUSD        64(DX)(BX*1), Z9, Z2
-	VPDPBUSD        64(DX)(BX*2), Z9, Z6
+	VPDPBUSD        64(DX)(BX*2), Z9, Z3
 	VPDPBUSD        64(DX)(SI*1), Z9, Z12
 	VPDPBUSD        64(DI), Z9, Z13
 	VPDPBUSD        64(DI)(BX*1), Z9, Z14
@@ -15174,7 +15145,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        64(R9)(SI*1), Z9, Z24
 	VPDPBUSD        128(DX), Z10, Z1
 	VPDPBUSD        128(DX)(BX*1), Z10, Z2
-	VPDPBUSD        128(DX)(BX*2), Z10, Z6
+	VPDPBUSD        128(DX)(BX*2), Z10, Z3
 	VPDPBUSD        128(DX)(SI*1), Z10, Z12
 	VPDPBUSD        128(DI), Z10, Z13
 	VPDPBUSD        128(DI)(BX*1), Z10, Z14
@@ -15190,7 +15161,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        128(R9)(SI*1), Z10, Z24
 	VPDPBUSD        192(DX), Z11, Z1
 	VPDPBUSD        192(DX)(BX*1), Z11, Z2
-	VPDPBUSD        192(DX)(BX*2), Z11, Z6
+	VPDPBUSD        192(DX)(BX*2), Z11, Z3
 	VPDPBUSD        192(DX)(SI*1), Z11, Z12
 	VPDPBUSD        192(DI), Z11, Z13
 	VPDPBUSD        192(DI)(BX*1), Z11, Z14
@@ -15206,7 +15177,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        192(R9)(SI*1), Z11, Z24
 	VPDPBUSD        256(DX), Z7, Z1
 	VPDPBUSD        256(DX)(BX*1), Z7, Z2
-	VPDPBUSD        256(DX)(BX*2), Z7, Z6
+	VPDPBUSD        256(DX)(BX*2), Z7, Z3
 	VPDPBUSD        256(DX)(SI*1), Z7, Z12
 	VPDPBUSD        256(DI), Z7, Z13
 	VPDPBUSD        256(DI)(BX*1), Z7, Z14
@@ -15222,7 +15193,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        256(R9)(SI*1), Z7, Z24
 	VPDPBUSD        320(DX), Z5, Z1
 	VPDPBUSD        320(DX)(BX*1), Z5, Z2
-	VPDPBUSD        320(DX)(BX*2), Z5, Z6
+	VPDPBUSD        320(DX)(BX*2), Z5, Z3
 	VPDPBUSD        320(DX)(SI*1), Z5, Z12
 	VPDPBUSD        320(DI), Z5, Z13
 	VPDPBUSD        320(DI)(BX*1), Z5, Z14
@@ -15238,7 +15209,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        320(R9)(SI*1), Z5, Z24
 	VPDPBUSD        384(DX), Z8, Z1
 	VPDPBUSD        384(DX)(BX*1), Z8, Z2
-	VPDPBUSD        384(DX)(BX*2), Z8, Z6
+	VPDPBUSD        384(DX)(BX*2), Z8, Z3
 	VPDPBUSD        384(DX)(SI*1), Z8, Z12
 	VPDPBUSD        384(DI), Z8, Z13
 	VPDPBUSD        384(DI)(BX*1), Z8, Z14
@@ -15254,7 +15225,7 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        384(R9)(SI*1), Z8, Z24
 	VPDPBUSD        448(DX), Z4, Z1
 	VPDPBUSD        448(DX)(BX*1), Z4, Z2
-	VPDPBUSD        448(DX)(BX*2), Z4, Z6
+	VPDPBUSD        448(DX)(BX*2), Z4, Z3
 	VPDPBUSD        448(DX)(SI*1), Z4, Z12
 	VPDPBUSD        448(DI), Z4, Z13
 	VPDPBUSD        448(DI)(BX*1), Z4, Z14
@@ -15269,17 +15240,17 @@ gemmQ5_0AVX512x16_copy:
 	VPDPBUSD        448(R9)(BX*2), Z4, Z23
 	VPDPBUSD        448(R9)(SI*1), Z4, Z24
 	VCVTDQ2PS       Z1, Z1
-	VMULPS          512(DX), Z0, Z3
-	VFMADD213PS     384(SP), Z3, Z1
+	VMULPS          512(DX), Z0, Z4
+	VFMADD213PS     384(SP), Z4, Z1
 	VMOVUPS         Z1, 384(SP)
 	VCVTDQ2PS       Z2, Z2
 	VMULPS          512(DX)(BX*1), Z0, Z1
 	VFMADD213PS     448(SP), Z1, Z2
 	VMOVUPS         Z2, 448(SP)
-	VCVTDQ2PS       Z6, Z6
+	VCVTDQ2PS       Z3, Z3
 	VMULPS          512(DX)(BX*2), Z0, Z1
-	VFMADD213PS     512(SP), Z1, Z6
-	VMOVUPS         Z6, 512(SP)
+	VFMADD213PS     512(SP), Z1, Z3
+	VMOVUPS         Z3, 512(SP)
 	VCVTDQ2PS       Z12, Z12
 	VMULPS          512(DX)(SI*1), Z0, Z1
 	VFMADD213PS     576(SP), Z1, Z12
@@ -15550,6 +15521,278 @@ DATA q50QhLanes<>+60(SB)/2, $0x014c
 DATA q50QhLanes<>+62(SB)/2, $0x0000
 GLOBL q50QhLanes<>(SB), RODATA|NOPTR, $64
 
+DATA q5xShift0<>+0(SB)/2, $0x3d3c
+DATA q5xShift0<>+2(SB)/2, $0x3f3e
+DATA q5xShift0<>+4(SB)/2, $0x1d1c
+DATA q5xShift0<>+6(SB)/2, $0x1f1e
+DATA q5xShift0<>+8(SB)/2, $0x3d3c
+DATA q5xShift0<>+10(SB)/2, $0x3f3e
+DATA q5xShift0<>+12(SB)/2, $0x1d1c
+DATA q5xShift0<>+14(SB)/2, $0x1f1e
+DATA q5xShift0<>+16(SB)/2, $0x3d3c
+DATA q5xShift0<>+18(SB)/2, $0x3f3e
+DATA q5xShift0<>+20(SB)/2, $0x1d1c
+DATA q5xShift0<>+22(SB)/2, $0x1f1e
+DATA q5xShift0<>+24(SB)/2, $0x3d3c
+DATA q5xShift0<>+26(SB)/2, $0x3f3e
+DATA q5xShift0<>+28(SB)/2, $0x1d1c
+DATA q5xShift0<>+30(SB)/2, $0x1f1e
+DATA q5xShift0<>+32(SB)/2, $0x3d3c
+DATA q5xShift0<>+34(SB)/2, $0x3f3e
+DATA q5xShift0<>+36(SB)/2, $0x1d1c
+DATA q5xShift0<>+38(SB)/2, $0x1f1e
+DATA q5xShift0<>+40(SB)/2, $0x3d3c
+DATA q5xShift0<>+42(SB)/2, $0x3f3e
+DATA q5xShift0<>+44(SB)/2, $0x1d1c
+DATA q5xShift0<>+46(SB)/2, $0x1f1e
+DATA q5xShift0<>+48(SB)/2, $0x3d3c
+DATA q5xShift0<>+50(SB)/2, $0x3f3e
+DATA q5xShift0<>+52(SB)/2, $0x1d1c
+DATA q5xShift0<>+54(SB)/2, $0x1f1e
+DATA q5xShift0<>+56(SB)/2, $0x3d3c
+DATA q5xShift0<>+58(SB)/2, $0x3f3e
+DATA q5xShift0<>+60(SB)/2, $0x1d1c
+DATA q5xShift0<>+62(SB)/2, $0x1f1e
+GLOBL q5xShift0<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift1<>+0(SB)/2, $0x0100
+DATA q5xShift1<>+2(SB)/2, $0x0302
+DATA q5xShift1<>+4(SB)/2, $0x2120
+DATA q5xShift1<>+6(SB)/2, $0x2322
+DATA q5xShift1<>+8(SB)/2, $0x0100
+DATA q5xShift1<>+10(SB)/2, $0x0302
+DATA q5xShift1<>+12(SB)/2, $0x2120
+DATA q5xShift1<>+14(SB)/2, $0x2322
+DATA q5xShift1<>+16(SB)/2, $0x0100
+DATA q5xShift1<>+18(SB)/2, $0x0302
+DATA q5xShift1<>+20(SB)/2, $0x2120
+DATA q5xShift1<>+22(SB)/2, $0x2322
+DATA q5xShift1<>+24(SB)/2, $0x0100
+DATA q5xShift1<>+26(SB)/2, $0x0302
+DATA q5xShift1<>+28(SB)/2, $0x2120
+DATA q5xShift1<>+30(SB)/2, $0x2322
+DATA q5xShift1<>+32(SB)/2, $0x0100
+DATA q5xShift1<>+34(SB)/2, $0x0302
+DATA q5xShift1<>+36(SB)/2, $0x2120
+DATA q5xShift1<>+38(SB)/2, $0x2322
+DATA q5xShift1<>+40(SB)/2, $0x0100
+DATA q5xShift1<>+42(SB)/2, $0x0302
+DATA q5xShift1<>+44(SB)/2, $0x2120
+DATA q5xShift1<>+46(SB)/2, $0x2322
+DATA q5xShift1<>+48(SB)/2, $0x0100
+DATA q5xShift1<>+50(SB)/2, $0x0302
+DATA q5xShift1<>+52(SB)/2, $0x2120
+DATA q5xShift1<>+54(SB)/2, $0x2322
+DATA q5xShift1<>+56(SB)/2, $0x0100
+DATA q5xShift1<>+58(SB)/2, $0x0302
+DATA q5xShift1<>+60(SB)/2, $0x2120
+DATA q5xShift1<>+62(SB)/2, $0x2322
+GLOBL q5xShift1<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift2<>+0(SB)/2, $0x0504
+DATA q5xShift2<>+2(SB)/2, $0x0706
+DATA q5xShift2<>+4(SB)/2, $0x2524
+DATA q5xShift2<>+6(SB)/2, $0x2726
+DATA q5xShift2<>+8(SB)/2, $0x0504
+DATA q5xShift2<>+10(SB)/2, $0x0706
+DATA q5xShift2<>+12(SB)/2, $0x2524
+DATA q5xShift2<>+14(SB)/2, $0x2726
+DATA q5xShift2<>+16(SB)/2, $0x0504
+DATA q5xShift2<>+18(SB)/2, $0x0706
+DATA q5xShift2<>+20(SB)/2, $0x2524
+DATA q5xShift2<>+22(SB)/2, $0x2726
+DATA q5xShift2<>+24(SB)/2, $0x0504
+DATA q5xShift2<>+26(SB)/2, $0x0706
+DATA q5xShift2<>+28(SB)/2, $0x2524
+DATA q5xShift2<>+30(SB)/2, $0x2726
+DATA q5xShift2<>+32(SB)/2, $0x0504
+DATA q5xShift2<>+34(SB)/2, $0x0706
+DATA q5xShift2<>+36(SB)/2, $0x2524
+DATA q5xShift2<>+38(SB)/2, $0x2726
+DATA q5xShift2<>+40(SB)/2, $0x0504
+DATA q5xShift2<>+42(SB)/2, $0x0706
+DATA q5xShift2<>+44(SB)/2, $0x2524
+DATA q5xShift2<>+46(SB)/2, $0x2726
+DATA q5xShift2<>+48(SB)/2, $0x0504
+DATA q5xShift2<>+50(SB)/2, $0x0706
+DATA q5xShift2<>+52(SB)/2, $0x2524
+DATA q5xShift2<>+54(SB)/2, $0x2726
+DATA q5xShift2<>+56(SB)/2, $0x0504
+DATA q5xShift2<>+58(SB)/2, $0x0706
+DATA q5xShift2<>+60(SB)/2, $0x2524
+DATA q5xShift2<>+62(SB)/2, $0x2726
+GLOBL q5xShift2<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift3<>+0(SB)/2, $0x0908
+DATA q5xShift3<>+2(SB)/2, $0x0b0a
+DATA q5xShift3<>+4(SB)/2, $0x2928
+DATA q5xShift3<>+6(SB)/2, $0x2b2a
+DATA q5xShift3<>+8(SB)/2, $0x0908
+DATA q5xShift3<>+10(SB)/2, $0x0b0a
+DATA q5xShift3<>+12(SB)/2, $0x2928
+DATA q5xShift3<>+14(SB)/2, $0x2b2a
+DATA q5xShift3<>+16(SB)/2, $0x0908
+DATA q5xShift3<>+18(SB)/2, $0x0b0a
+DATA q5xShift3<>+20(SB)/2, $0x2928
+DATA q5xShift3<>+22(SB)/2, $0x2b2a
+DATA q5xShift3<>+24(SB)/2, $0x0908
+DATA q5xShift3<>+26(SB)/2, $0x0b0a
+DATA q5xShift3<>+28(SB)/2, $0x2928
+DATA q5xShift3<>+30(SB)/2, $0x2b2a
+DATA q5xShift3<>+32(SB)/2, $0x0908
+DATA q5xShift3<>+34(SB)/2, $0x0b0a
+DATA q5xShift3<>+36(SB)/2, $0x2928
+DATA q5xShift3<>+38(SB)/2, $0x2b2a
+DATA q5xShift3<>+40(SB)/2, $0x0908
+DATA q5xShift3<>+42(SB)/2, $0x0b0a
+DATA q5xShift3<>+44(SB)/2, $0x2928
+DATA q5xShift3<>+46(SB)/2, $0x2b2a
+DATA q5xShift3<>+48(SB)/2, $0x0908
+DATA q5xShift3<>+50(SB)/2, $0x0b0a
+DATA q5xShift3<>+52(SB)/2, $0x2928
+DATA q5xShift3<>+54(SB)/2, $0x2b2a
+DATA q5xShift3<>+56(SB)/2, $0x0908
+DATA q5xShift3<>+58(SB)/2, $0x0b0a
+DATA q5xShift3<>+60(SB)/2, $0x2928
+DATA q5xShift3<>+62(SB)/2, $0x2b2a
+GLOBL q5xShift3<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift4<>+0(SB)/2, $0x0d0c
+DATA q5xShift4<>+2(SB)/2, $0x0f0e
+DATA q5xShift4<>+4(SB)/2, $0x2d2c
+DATA q5xShift4<>+6(SB)/2, $0x2f2e
+DATA q5xShift4<>+8(SB)/2, $0x0d0c
+DATA q5xShift4<>+10(SB)/2, $0x0f0e
+DATA q5xShift4<>+12(SB)/2, $0x2d2c
+DATA q5xShift4<>+14(SB)/2, $0x2f2e
+DATA q5xShift4<>+16(SB)/2, $0x0d0c
+DATA q5xShift4<>+18(SB)/2, $0x0f0e
+DATA q5xShift4<>+20(SB)/2, $0x2d2c
+DATA q5xShift4<>+22(SB)/2, $0x2f2e
+DATA q5xShift4<>+24(SB)/2, $0x0d0c
+DATA q5xShift4<>+26(SB)/2, $0x0f0e
+DATA q5xShift4<>+28(SB)/2, $0x2d2c
+DATA q5xShift4<>+30(SB)/2, $0x2f2e
+DATA q5xShift4<>+32(SB)/2, $0x0d0c
+DATA q5xShift4<>+34(SB)/2, $0x0f0e
+DATA q5xShift4<>+36(SB)/2, $0x2d2c
+DATA q5xShift4<>+38(SB)/2, $0x2f2e
+DATA q5xShift4<>+40(SB)/2, $0x0d0c
+DATA q5xShift4<>+42(SB)/2, $0x0f0e
+DATA q5xShift4<>+44(SB)/2, $0x2d2c
+DATA q5xShift4<>+46(SB)/2, $0x2f2e
+DATA q5xShift4<>+48(SB)/2, $0x0d0c
+DATA q5xShift4<>+50(SB)/2, $0x0f0e
+DATA q5xShift4<>+52(SB)/2, $0x2d2c
+DATA q5xShift4<>+54(SB)/2, $0x2f2e
+DATA q5xShift4<>+56(SB)/2, $0x0d0c
+DATA q5xShift4<>+58(SB)/2, $0x0f0e
+DATA q5xShift4<>+60(SB)/2, $0x2d2c
+DATA q5xShift4<>+62(SB)/2, $0x2f2e
+GLOBL q5xShift4<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift5<>+0(SB)/2, $0x1110
+DATA q5xShift5<>+2(SB)/2, $0x1312
+DATA q5xShift5<>+4(SB)/2, $0x3130
+DATA q5xShift5<>+6(SB)/2, $0x3332
+DATA q5xShift5<>+8(SB)/2, $0x1110
+DATA q5xShift5<>+10(SB)/2, $0x1312
+DATA q5xShift5<>+12(SB)/2, $0x3130
+DATA q5xShift5<>+14(SB)/2, $0x3332
+DATA q5xShift5<>+16(SB)/2, $0x1110
+DATA q5xShift5<>+18(SB)/2, $0x1312
+DATA q5xShift5<>+20(SB)/2, $0x3130
+DATA q5xShift5<>+22(SB)/2, $0x3332
+DATA q5xShift5<>+24(SB)/2, $0x1110
+DATA q5xShift5<>+26(SB)/2, $0x1312
+DATA q5xShift5<>+28(SB)/2, $0x3130
+DATA q5xShift5<>+30(SB)/2, $0x3332
+DATA q5xShift5<>+32(SB)/2, $0x1110
+DATA q5xShift5<>+34(SB)/2, $0x1312
+DATA q5xShift5<>+36(SB)/2, $0x3130
+DATA q5xShift5<>+38(SB)/2, $0x3332
+DATA q5xShift5<>+40(SB)/2, $0x1110
+DATA q5xShift5<>+42(SB)/2, $0x1312
+DATA q5xShift5<>+44(SB)/2, $0x3130
+DATA q5xShift5<>+46(SB)/2, $0x3332
+DATA q5xShift5<>+48(SB)/2, $0x1110
+DATA q5xShift5<>+50(SB)/2, $0x1312
+DATA q5xShift5<>+52(SB)/2, $0x3130
+DATA q5xShift5<>+54(SB)/2, $0x3332
+DATA q5xShift5<>+56(SB)/2, $0x1110
+DATA q5xShift5<>+58(SB)/2, $0x1312
+DATA q5xShift5<>+60(SB)/2, $0x3130
+DATA q5xShift5<>+62(SB)/2, $0x3332
+GLOBL q5xShift5<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift6<>+0(SB)/2, $0x1514
+DATA q5xShift6<>+2(SB)/2, $0x1716
+DATA q5xShift6<>+4(SB)/2, $0x3534
+DATA q5xShift6<>+6(SB)/2, $0x3736
+DATA q5xShift6<>+8(SB)/2, $0x1514
+DATA q5xShift6<>+10(SB)/2, $0x1716
+DATA q5xShift6<>+12(SB)/2, $0x3534
+DATA q5xShift6<>+14(SB)/2, $0x3736
+DATA q5xShift6<>+16(SB)/2, $0x1514
+DATA q5xShift6<>+18(SB)/2, $0x1716
+DATA q5xShift6<>+20(SB)/2, $0x3534
+DATA q5xShift6<>+22(SB)/2, $0x3736
+DATA q5xShift6<>+24(SB)/2, $0x1514
+DATA q5xShift6<>+26(SB)/2, $0x1716
+DATA q5xShift6<>+28(SB)/2, $0x3534
+DATA q5xShift6<>+30(SB)/2, $0x3736
+DATA q5xShift6<>+32(SB)/2, $0x1514
+DATA q5xShift6<>+34(SB)/2, $0x1716
+DATA q5xShift6<>+36(SB)/2, $0x3534
+DATA q5xShift6<>+38(SB)/2, $0x3736
+DATA q5xShift6<>+40(SB)/2, $0x1514
+DATA q5xShift6<>+42(SB)/2, $0x1716
+DATA q5xShift6<>+44(SB)/2, $0x3534
+DATA q5xShift6<>+46(SB)/2, $0x3736
+DATA q5xShift6<>+48(SB)/2, $0x1514
+DATA q5xShift6<>+50(SB)/2, $0x1716
+DATA q5xShift6<>+52(SB)/2, $0x3534
+DATA q5xShift6<>+54(SB)/2, $0x3736
+DATA q5xShift6<>+56(SB)/2, $0x1514
+DATA q5xShift6<>+58(SB)/2, $0x1716
+DATA q5xShift6<>+60(SB)/2, $0x3534
+DATA q5xShift6<>+62(SB)/2, $0x3736
+GLOBL q5xShift6<>(SB), RODATA|NOPTR, $64
+
+DATA q5xShift7<>+0(SB)/2, $0x1918
+DATA q5xShift7<>+2(SB)/2, $0x1b1a
+DATA q5xShift7<>+4(SB)/2, $0x3938
+DATA q5xShift7<>+6(SB)/2, $0x3b3a
+DATA q5xShift7<>+8(SB)/2, $0x1918
+DATA q5xShift7<>+10(SB)/2, $0x1b1a
+DATA q5xShift7<>+12(SB)/2, $0x3938
+DATA q5xShift7<>+14(SB)/2, $0x3b3a
+DATA q5xShift7<>+16(SB)/2, $0x1918
+DATA q5xShift7<>+18(SB)/2, $0x1b1a
+DATA q5xShift7<>+20(SB)/2, $0x3938
+DATA q5xShift7<>+22(SB)/2, $0x3b3a
+DATA q5xShift7<>+24(SB)/2, $0x1918
+DATA q5xShift7<>+26(SB)/2, $0x1b1a
+DATA q5xShift7<>+28(SB)/2, $0x3938
+DATA q5xShift7<>+30(SB)/2, $0x3b3a
+DATA q5xShift7<>+32(SB)/2, $0x1918
+DATA q5xShift7<>+34(SB)/2, $0x1b1a
+DATA q5xShift7<>+36(SB)/2, $0x3938
+DATA q5xShift7<>+38(SB)/2, $0x3b3a
+DATA q5xShift7<>+40(SB)/2, $0x1918
+DATA q5xShift7<>+42(SB)/2, $0x1b1a
+DATA q5xShift7<>+44(SB)/2, $0x3938
+DATA q5xShift7<>+46(SB)/2, $0x3b3a
+DATA q5xShift7<>+48(SB)/2, $0x1918
+DATA q5xShift7<>+50(SB)/2, $0x1b1a
+DATA q5xShift7<>+52(SB)/2, $0x3938
+DATA q5xShift7<>+54(SB)/2, $0x3b3a
+DATA q5xShift7<>+56(SB)/2, $0x1918
+DATA q5xShift7<>+58(SB)/2, $0x1b1a
+DATA q5xShift7<>+60(SB)/2, $0x3938
+DATA q5xShift7<>+62(SB)/2, $0x3b3a
+GLOBL q5xShift7<>(SB), RODATA|NOPTR, $64
+
 // func gemmQ5_0AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, MMX+
 TEXT ·gemmQ5_0AVX512x8(SB), NOSPLIT, $448-64
@@ -15623,52 +15866,52 @@ gemmQ5_0AVX512x8_loop:
 	VPUNPCKHQDQ     Z13, Z16, Z13
 	VPUNPCKLQDQ     Z14, Z12, Z16
 	VPUNPCKHQDQ     Z14, Z12, Z12
-	MOVL            $0x0000ffff, R9
-	KMOVW           R9, K1
-	VPXORD          Z2, Z2, Z14
-	VPGATHERDD      (AX)(Z3*1), K1, Z14
-	VPANDD          Z0, Z15, Z17
+	VPANDD          Z0, Z15, Z14
 	VPSRLW          $0x04, Z15, Z15
 	VPANDD          Z0, Z15, Z15
-	VPANDD          Z0, Z13, Z18
+	VPANDD          Z0, Z13, Z17
 	VPSRLW          $0x04, Z13, Z13
 	VPANDD          Z0, Z13, Z13
-	VPANDD          Z0, Z16, Z19
+	VPANDD          Z0, Z16, Z18
 	VPSRLW          $0x04, Z16, Z16
 	VPANDD          Z0, Z16, Z16
-	VPANDD          Z0, Z12, Z20
+	VPANDD          Z0, Z12, Z19
 	VPSRLW          $0x04, Z12, Z12
 	VPANDD          Z0, Z12, Z12
-	VMOVDQU64       q50Shift0<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z17
-	VMOVDQU64       q50Shift1<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z18
-	VMOVDQU64       q50Shift2<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z19
-	VMOVDQU64       q50Shift3<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z20
-	VMOVDQU64       q50Shift4<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z15
-	VMOVDQU64       q50Shift5<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z13
-	VMOVDQU64       q50Shift6<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z21
-	VPTERNLOGD      $0xf8, Z1, Z21, Z16
-	VMOVDQU64       q50Shift7<>+0(SB), Z21
-	VPMULTISHIFTQB  Z14, Z21, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z12
 	MOVL            $0x0000ffff, R9
 	KMOVW           R9, K1
-	VPXORD          Z2, Z2, Z14
-	VPGATHERDD      (AX)(Z2*1), K1, Z14
-	VPMOVDW         Z14, Y14
-	VCVTPH2PS       Y14, Z14
+	VPXORD          Z3, Z3, Z20
+	VPGATHERDD      (AX)(Z3*1), K1, Z20
+	VMOVDQU64       q5xShift0<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z14
+	VMOVDQU64       q5xShift1<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z17
+	VMOVDQU64       q5xShift2<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z18
+	VMOVDQU64       q5xShift3<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z19
+	VMOVDQU64       q5xShift4<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z15
+	VMOVDQU64       q5xShift5<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z13
+	VMOVDQU64       q5xShift6<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z16
+	VMOVDQU64       q5xShift7<>+0(SB), Z21
+	VPMULTISHIFTQB  Z20, Z21, Z20
+	VPTERNLOGD      $0xf8, Z1, Z20, Z12
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z2, Z2, Z20
+	VPGATHERDD      (AX)(Z2*1), K1, Z20
+	VPMOVDW         Z20, Y20
+	VCVTPH2PS       Y20, Z20
 	VMOVDQU64       576(DX), Z21
 	VMOVDQU64       576(DX)(BX*1), Z22
 	VMOVDQU64       576(DX)(BX*2), Z23
@@ -15677,38 +15920,38 @@ gemmQ5_0AVX512x8_loop:
 	VMOVDQU64       576(DI)(BX*1), Z26
 	VMOVDQU64       576(DI)(BX*2), Z27
 	VMOVDQU64       576(DI)(SI*1), Z28
-	VPDPBUSD        (DX), Z17, Z21
-	VPDPBUSD        (DX)(BX*1), Z17, Z22
-	VPDPBUSD        (DX)(BX*2), Z17, Z23
-	VPDPBUSD        (DX)(SI*1), Z17, Z24
-	VPDPBUSD        (DI), Z17, Z25
-	VPDPBUSD        (DI)(BX*1), Z17, Z26
-	VPDPBUSD        (DI)(BX*2), Z17, Z27
-	VPDPBUSD        (DI)(SI*1), Z17, Z28
-	VPDPBUSD        64(DX), Z18, Z21
-	VPDPBUSD        64(DX)(BX*1), Z18, Z22
-	VPDPBUSD        64(DX)(BX*2), Z18, Z23
-	VPDPBUSD        64(DX)(SI*1), Z18, Z24
-	VPDPBUSD        64(DI), Z18, Z25
-	VPDPBUSD        64(DI)(BX*1), Z18, Z26
-	VPDPBUSD        64(DI)(BX*2), Z18, Z27
-	VPDPBUSD        64(DI)(SI*1), Z18, Z28
-	VPDPBUSD        128(DX), Z19, Z21
-	VPDPBUSD        128(DX)(BX*1), Z19, Z22
-	VPDPBUSD        128(DX)(BX*2), Z19, Z23
-	VPDPBUSD        128(DX)(SI*1), Z19, Z24
-	VPDPBUSD        128(DI), Z19, Z25
-	VPDPBUSD        128(DI)(BX*1), Z19, Z26
-	VPDPBUSD        128(DI)(BX*2), Z19, Z27
-	VPDPBUSD        128(DI)(SI*1), Z19, Z28
-	VPDPBUSD        192(DX), Z20, Z21
-	VPDPBUSD        192(DX)(BX*1), Z20, Z22
-	VPDPBUSD        192(DX)(BX*2), Z20, Z23
-	VPDPBUSD        192(DX)(SI*1), Z20, Z24
-	VPDPBUSD        192(DI), Z20, Z25
-	VPDPBUSD        192(DI)(BX*1), Z20, Z26
-	VPDPBUSD        192(DI)(BX*2), Z20, Z27
-	VPDPBUSD        192(DI)(SI*1), Z20, Z28
+	VPDPBUSD        (DX), Z14, Z21
+	VPDPBUSD        (DX)(BX*1), Z14, Z22
+	VPDPBUSD        (DX)(BX*2), Z14, Z23
+	VPDPBUSD        (DX)(SI*1), Z14, Z24
+	VPDPBUSD        (DI), Z14, Z25
+	VPDPBUSD        (DI)(BX*1), Z14, Z26
+	VPDPBUSD        (DI)(BX*2), Z14, Z27
+	VPDPBUSD        (DI)(SI*1), Z14, Z28
+	VPDPBUSD        64(DX), Z17, Z21
+	VPDPBUSD        64(DX)(BX*1), Z17, Z22
+	VPDPBUSD        64(DX)(BX*2), Z17, Z23
+	VPDPBUSD        64(DX)(SI*1), Z17, Z24
+	VPDPBUSD        64(DI), Z17, Z25
+	VPDPBUSD        64(DI)(BX*1), Z17, Z26
+	VPDPBUSD        64(DI)(BX*2), Z17, Z27
+	VPDPBUSD        64(DI)(SI*1), Z17, Z28
+	VPDPBUSD        128(DX), Z18, Z21
+	VPDPBUSD        128(DX)(BX*1), Z18, Z22
+	VPDPBUSD        128(DX)(BX*2), Z18, Z23
+	VPDPBUSD        128(DX)(SI*1), Z18, Z24
+	VPDPBUSD        128(DI), Z18, Z25
+	VPDPBUSD        128(DI)(BX*1), Z18, Z26
+	VPDPBUSD        128(DI)(BX*2), Z18, Z27
+	VPDPBUSD        128(DI)(SI*1), Z18, Z28
+	VPDPBUSD        192(DX), Z19, Z21
+	VPDPBUSD        192(DX)(BX*1), Z19, Z22
+	VPDPBUSD        192(DX)(BX*2), Z19, Z23
+	VPDPBUSD        192(DX)(SI*1), Z19, Z24
+	VPDPBUSD        192(DI), Z19, Z25
+	VPDPBUSD        192(DI)(BX*1), Z19, Z26
+	VPDPBUSD        192(DI)(BX*2), Z19, Z27
+	VPDPBUSD        192(DI)(SI*1), Z19, Z28
 	VPDPBUSD        256(DX), Z15, Z21
 	VPDPBUSD        256(DX)(BX*1), Z15, Z22
 	VPDPBUSD        256(DX)(BX*2), Z15, Z23
@@ -15742,28 +15985,28 @@ gemmQ5_0AVX512x8_loop:
 	VPDPBUSD        448(DI)(BX*2), Z12, Z27
 	VPDPBUSD        448(DI)(SI*1), Z12, Z28
 	VCVTDQ2PS       Z21, Z21
-	VMULPS          512(DX), Z14, Z12
+	VMULPS          512(DX), Z20, Z12
 	VFMADD231PS     Z12, Z21, Z4
 	VCVTDQ2PS       Z22, Z22
-	VMULPS          512(DX)(BX*1), Z14, Z12
+	VMULPS          512(DX)(BX*1), Z20, Z12
 	VFMADD231PS     Z12, Z22, Z5
 	VCVTDQ2PS       Z23, Z23
-	VMULPS          512(DX)(BX*2), Z14, Z12
+	VMULPS          512(DX)(BX*2), Z20, Z12
 	VFMADD231PS     Z12, Z23, Z6
 	VCVTDQ2PS       Z24, Z24
-	VMULPS          512(DX)(SI*1), Z14, Z12
+	VMULPS          512(DX)(SI*1), Z20, Z12
 	VFMADD231PS     Z12, Z24, Z7
 	VCVTDQ2PS       Z25, Z25
-	VMULPS          512(DI), Z14, Z12
+	VMULPS          512(DI), Z20, Z12
 	VFMADD231PS     Z12, Z25, Z8
 	VCVTDQ2PS       Z26, Z26
-	VMULPS          512(DI)(BX*1), Z14, Z12
+	VMULPS          512(DI)(BX*1), Z20, Z12
 	VFMADD231PS     Z12, Z26, Z9
 	VCVTDQ2PS       Z27, Z27
-	VMULPS          512(DI)(BX*2), Z14, Z12
+	VMULPS          512(DI)(BX*2), Z20, Z12
 	VFMADD231PS     Z12, Z27, Z10
 	VCVTDQ2PS       Z28, Z28
-	VMULPS          512(DI)(SI*1), Z14, Z12
+	VMULPS          512(DI)(SI*1), Z20, Z12
 	VFMADD231PS     Z12, Z28, Z11
 	ADDQ            $0x00000160, AX
 	ADDQ            $0x00000280, DX
@@ -15825,8 +16068,8 @@ gemmQ5_0AVX512x8_done:
 gemmQ5_0AVX512x8_copy:
 	VMOVDQU64       (AX), X12
 	VMOVDQU64       X12, (R9)
-	MOVQ            14(AX), R10
-	MOVQ            R10, 14(R9)
+	VMOVDQU64       6(AX), X12
+	VMOVDQU64       X12, 6(R9)
 	ADDQ            $0x16, AX
 	ADDQ            $0x16, R9
 	DECQ            CX
@@ -15855,11 +16098,7 @@ gemmQ5_0AVX512x8_copy:
 	VPUNPCKHQDQ     Z13, Z16, Z13
 	VPUNPCKLQDQ     Z14, Z12, Z16
 	VPUNPCKHQDQ     Z14, Z12, Z12
-	MOVL            $0x0000ffff, AX
-	KMOVW           AX, K1
-	VPXORD          Z2, Z2, Z14
-	VPGATHERDD      (R8)(Z3*1), K1, Z14
-	VPANDD          Z0, Z15, Z3
+	VPANDD          Z0, Z15, Z14
 	VPSRLW          $0x04, Z15, Z15
 	VPANDD          Z0, Z15, Z15
 	VPANDD          Z0, Z13, Z17
@@ -15871,29 +16110,33 @@ gemmQ5_0AVX512x8_copy:
 	VPANDD          Z0, Z12, Z19
 	VPSRLW          $0x04, Z12, Z12
 	VPANDD          Z0, Z12, Z12
-	VMOVDQU64       q50Shift0<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z3
-	VMOVDQU64       q50Shift1<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z17
-	VMOVDQU64       q50Shift2<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z18
-	VMOVDQU64       q50Shift3<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z19
-	VMOVDQU64       q50Shift4<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z15
-	VMOVDQU64       q50Shift5<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z13
-	VMOVDQU64       q50Shift6<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z16
-	VMOVDQU64       q50Shift7<>+0(SB), Z0
-	VPMULTISHIFTQB  Z14, Z0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z0
+	VPGATHERDD      (R8)(Z3*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z14
+	VMOVDQU64       q5xShift1<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z17
+	VMOVDQU64       q5xShift2<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z18
+	VMOVDQU64       q5xShift3<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z19
+	VMOVDQU64       q5xShift4<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z15
+	VMOVDQU64       q5xShift5<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z13
+	VMOVDQU64       q5xShift6<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z16
+	VMOVDQU64       q5xShift7<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z0
 	VPTERNLOGD      $0xf8, Z1, Z0, Z12
 	MOVL            $0x0000ffff, AX
 	KMOVW           AX, K1
@@ -15903,23 +16146,23 @@ gemmQ5_0AVX512x8_copy:
 	VCVTPH2PS       Y0, Z0
 	VMOVDQU64       576(DX), Z1
 	VMOVDQU64       576(DX)(BX*1), Z2
-	VMOVDQU64       576(DX)(BX*2), Z14
+	VMOVDQU64       576(DX)(BX*2), Z3
 	VMOVDQU64       576(DX)(SI*1), Z20
 	VMOVDQU64       576(DI), Z21
 	VMOVDQU64       576(DI)(BX*1), Z22
 	VMOVDQU64       576(DI)(BX*2), Z23
 	VMOVDQU64       576(DI)(SI*1), Z24
-	VPDPBUSD        (DX), Z3, Z1
-	VPDPBUSD        (DX)(BX*1), Z3, Z2
-	VPDPBUSD        (DX)(BX*2), Z3, Z14
-	VPDPBUSD        (DX)(SI*1), Z3, Z20
-	VPDPBUSD        (DI), Z3, Z21
-	VPDPBUSD        (DI)(BX*1), Z3, Z22
-	VPDPBUSD        (DI)(BX*2), Z3, Z23
-	VPDPBUSD        (DI)(SI*1), Z3, Z24
+	VPDPBUSD        (DX), Z14, Z1
+	VPDPBUSD        (DX)(BX*1), Z14, Z2
+	VPDPBUSD        (DX)(BX*2), Z14, Z3
+	VPDPBUSD        (DX)(SI*1), Z14, Z20
+	VPDPBUSD        (DI), Z14, Z21
+	VPDPBUSD        (DI)(BX*1), Z14, Z22
+	VPDPBUSD        (DI)(BX*2), Z14, Z23
+	VPDPBUSD        (DI)(SI*1), Z14, Z24
 	VPDPBUSD        64(DX), Z17, Z1
 	VPDPBUSD        64(DX)(BX*1), Z17, Z2
-	VPDPBUSD        64(DX)(BX*2), Z17, Z14
+	VPDPBUSD        64(DX)(BX*2), Z17, Z3
 	VPDPBUSD        64(DX)(SI*1), Z17, Z20
 	VPDPBUSD        64(DI), Z17, Z21
 	VPDPBUSD        64(DI)(BX*1), Z17, Z22
@@ -15927,7 +16170,7 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        64(DI)(SI*1), Z17, Z24
 	VPDPBUSD        128(DX), Z18, Z1
 	VPDPBUSD        128(DX)(BX*1), Z18, Z2
-	VPDPBUSD        128(DX)(BX*2), Z18, Z14
+	VPDPBUSD        128(DX)(BX*2), Z18, Z3
 	VPDPBUSD        128(DX)(SI*1), Z18, Z20
 	VPDPBUSD        128(DI), Z18, Z21
 	VPDPBUSD        128(DI)(BX*1), Z18, Z22
@@ -15935,7 +16178,7 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        128(DI)(SI*1), Z18, Z24
 	VPDPBUSD        192(DX), Z19, Z1
 	VPDPBUSD        192(DX)(BX*1), Z19, Z2
-	VPDPBUSD        192(DX)(BX*2), Z19, Z14
+	VPDPBUSD        192(DX)(BX*2), Z19, Z3
 	VPDPBUSD        192(DX)(SI*1), Z19, Z20
 	VPDPBUSD        192(DI), Z19, Z21
 	VPDPBUSD        192(DI)(BX*1), Z19, Z22
@@ -15943,7 +16186,7 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        192(DI)(SI*1), Z19, Z24
 	VPDPBUSD        256(DX), Z15, Z1
 	VPDPBUSD        256(DX)(BX*1), Z15, Z2
-	VPDPBUSD        256(DX)(BX*2), Z15, Z14
+	VPDPBUSD        256(DX)(BX*2), Z15, Z3
 	VPDPBUSD        256(DX)(SI*1), Z15, Z20
 	VPDPBUSD        256(DI), Z15, Z21
 	VPDPBUSD        256(DI)(BX*1), Z15, Z22
@@ -15951,7 +16194,7 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        256(DI)(SI*1), Z15, Z24
 	VPDPBUSD        320(DX), Z13, Z1
 	VPDPBUSD        320(DX)(BX*1), Z13, Z2
-	VPDPBUSD        320(DX)(BX*2), Z13, Z14
+	VPDPBUSD        320(DX)(BX*2), Z13, Z3
 	VPDPBUSD        320(DX)(SI*1), Z13, Z20
 	VPDPBUSD        320(DI), Z13, Z21
 	VPDPBUSD        320(DI)(BX*1), Z13, Z22
@@ -15959,7 +16202,7 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        320(DI)(SI*1), Z13, Z24
 	VPDPBUSD        384(DX), Z16, Z1
 	VPDPBUSD        384(DX)(BX*1), Z16, Z2
-	VPDPBUSD        384(DX)(BX*2), Z16, Z14
+	VPDPBUSD        384(DX)(BX*2), Z16, Z3
 	VPDPBUSD        384(DX)(SI*1), Z16, Z20
 	VPDPBUSD        384(DI), Z16, Z21
 	VPDPBUSD        384(DI)(BX*1), Z16, Z22
@@ -15967,21 +16210,21 @@ gemmQ5_0AVX512x8_copy:
 	VPDPBUSD        384(DI)(SI*1), Z16, Z24
 	VPDPBUSD        448(DX), Z12, Z1
 	VPDPBUSD        448(DX)(BX*1), Z12, Z2
-	VPDPBUSD        448(DX)(BX*2), Z12, Z14
+	VPDPBUSD        448(DX)(BX*2), Z12, Z3
 	VPDPBUSD        448(DX)(SI*1), Z12, Z20
 	VPDPBUSD        448(DI), Z12, Z21
 	VPDPBUSD        448(DI)(BX*1), Z12, Z22
 	VPDPBUSD        448(DI)(BX*2), Z12, Z23
 	VPDPBUSD        448(DI)(SI*1), Z12, Z24
 	VCVTDQ2PS       Z1, Z1
-	VMULPS          512(DX), Z0, Z3
-	VFMADD231PS     Z3, Z1, Z4
+	VMULPS          512(DX), Z0, Z12
+	VFMADD231PS     Z12, Z1, Z4
 	VCVTDQ2PS       Z2, Z2
 	VMULPS          512(DX)(BX*1), Z0, Z1
 	VFMADD231PS     Z1, Z2, Z5
-	VCVTDQ2PS       Z14, Z14
+	VCVTDQ2PS       Z3, Z3
 	VMULPS          512(DX)(BX*2), Z0, Z1
-	VFMADD231PS     Z1, Z14, Z6
+	VFMADD231PS     Z1, Z3, Z6
 	VCVTDQ2PS       Z20, Z20
 	VMULPS          512(DX)(SI*1), Z0, Z1
 	VFMADD231PS     Z1, Z20, Z7
@@ -16131,72 +16374,72 @@ gemmQ5_0AVX512x4_loop:
 	VPUNPCKHQDQ     Z9, Z12, Z9
 	VPUNPCKLQDQ     Z10, Z8, Z12
 	VPUNPCKHQDQ     Z10, Z8, Z8
-	MOVL            $0x0000ffff, R8
-	KMOVW           R8, K1
-	VPXORD          Z2, Z2, Z10
-	VPGATHERDD      (AX)(Z3*1), K1, Z10
-	VPANDD          Z0, Z11, Z13
+	VPANDD          Z0, Z11, Z10
 	VPSRLW          $0x04, Z11, Z11
 	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z9, Z14
+	VPANDD          Z0, Z9, Z13
 	VPSRLW          $0x04, Z9, Z9
 	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z12, Z15
+	VPANDD          Z0, Z12, Z14
 	VPSRLW          $0x04, Z12, Z12
 	VPANDD          Z0, Z12, Z12
-	VPANDD          Z0, Z8, Z16
+	VPANDD          Z0, Z8, Z15
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD          Z0, Z8, Z8
-	VMOVDQU64       q50Shift0<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z13
-	VMOVDQU64       q50Shift1<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z14
-	VMOVDQU64       q50Shift2<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z15
-	VMOVDQU64       q50Shift3<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z16
-	VMOVDQU64       q50Shift4<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z11
-	VMOVDQU64       q50Shift5<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z9
-	VMOVDQU64       q50Shift6<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z17
-	VPTERNLOGD      $0xf8, Z1, Z17, Z12
-	VMOVDQU64       q50Shift7<>+0(SB), Z17
-	VPMULTISHIFTQB  Z10, Z17, Z10
-	VPTERNLOGD      $0xf8, Z1, Z10, Z8
 	MOVL            $0x0000ffff, R8
 	KMOVW           R8, K1
-	VPXORD          Z2, Z2, Z10
-	VPGATHERDD      (AX)(Z2*1), K1, Z10
-	VPMOVDW         Z10, Y10
-	VCVTPH2PS       Y10, Z10
+	VPXORD          Z3, Z3, Z16
+	VPGATHERDD      (AX)(Z3*1), K1, Z16
+	VMOVDQU64       q5xShift0<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z10
+	VMOVDQU64       q5xShift1<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z13
+	VMOVDQU64       q5xShift2<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z14
+	VMOVDQU64       q5xShift3<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z15
+	VMOVDQU64       q5xShift4<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z11
+	VMOVDQU64       q5xShift5<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z9
+	VMOVDQU64       q5xShift6<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z12
+	VMOVDQU64       q5xShift7<>+0(SB), Z17
+	VPMULTISHIFTQB  Z16, Z17, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z8
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z2, Z2, Z16
+	VPGATHERDD      (AX)(Z2*1), K1, Z16
+	VPMOVDW         Z16, Y16
+	VCVTPH2PS       Y16, Z16
 	VMOVDQU64       576(DX), Z17
 	VMOVDQU64       576(DX)(BX*1), Z18
 	VMOVDQU64       576(DX)(BX*2), Z19
 	VMOVDQU64       576(DX)(SI*1), Z20
-	VPDPBUSD        (DX), Z13, Z17
-	VPDPBUSD        (DX)(BX*1), Z13, Z18
-	VPDPBUSD        (DX)(BX*2), Z13, Z19
-	VPDPBUSD        (DX)(SI*1), Z13, Z20
-	VPDPBUSD        64(DX), Z14, Z17
-	VPDPBUSD        64(DX)(BX*1), Z14, Z18
-	VPDPBUSD        64(DX)(BX*2), Z14, Z19
-	VPDPBUSD        64(DX)(SI*1), Z14, Z20
-	VPDPBUSD        128(DX), Z15, Z17
-	VPDPBUSD        128(DX)(BX*1), Z15, Z18
-	VPDPBUSD        128(DX)(BX*2), Z15, Z19
-	VPDPBUSD        128(DX)(SI*1), Z15, Z20
-	VPDPBUSD        192(DX), Z16, Z17
-	VPDPBUSD        192(DX)(BX*1), Z16, Z18
-	VPDPBUSD        192(DX)(BX*2), Z16, Z19
-	VPDPBUSD        192(DX)(SI*1), Z16, Z20
+	VPDPBUSD        (DX), Z10, Z17
+	VPDPBUSD        (DX)(BX*1), Z10, Z18
+	VPDPBUSD        (DX)(BX*2), Z10, Z19
+	VPDPBUSD        (DX)(SI*1), Z10, Z20
+	VPDPBUSD        64(DX), Z13, Z17
+	VPDPBUSD        64(DX)(BX*1), Z13, Z18
+	VPDPBUSD        64(DX)(BX*2), Z13, Z19
+	VPDPBUSD        64(DX)(SI*1), Z13, Z20
+	VPDPBUSD        128(DX), Z14, Z17
+	VPDPBUSD        128(DX)(BX*1), Z14, Z18
+	VPDPBUSD        128(DX)(BX*2), Z14, Z19
+	VPDPBUSD        128(DX)(SI*1), Z14, Z20
+	VPDPBUSD        192(DX), Z15, Z17
+	VPDPBUSD        192(DX)(BX*1), Z15, Z18
+	VPDPBUSD        192(DX)(BX*2), Z15, Z19
+	VPDPBUSD        192(DX)(SI*1), Z15, Z20
 	VPDPBUSD        256(DX), Z11, Z17
 	VPDPBUSD        256(DX)(BX*1), Z11, Z18
 	VPDPBUSD        256(DX)(BX*2), Z11, Z19
@@ -16214,16 +16457,16 @@ gemmQ5_0AVX512x4_loop:
 	VPDPBUSD        448(DX)(BX*2), Z8, Z19
 	VPDPBUSD        448(DX)(SI*1), Z8, Z20
 	VCVTDQ2PS       Z17, Z17
-	VMULPS          512(DX), Z10, Z8
+	VMULPS          512(DX), Z16, Z8
 	VFMADD231PS     Z8, Z17, Z4
 	VCVTDQ2PS       Z18, Z18
-	VMULPS          512(DX)(BX*1), Z10, Z8
+	VMULPS          512(DX)(BX*1), Z16, Z8
 	VFMADD231PS     Z8, Z18, Z5
 	VCVTDQ2PS       Z19, Z19
-	VMULPS          512(DX)(BX*2), Z10, Z8
+	VMULPS          512(DX)(BX*2), Z16, Z8
 	VFMADD231PS     Z8, Z19, Z6
 	VCVTDQ2PS       Z20, Z20
-	VMULPS          512(DX)(SI*1), Z10, Z8
+	VMULPS          512(DX)(SI*1), Z16, Z8
 	VFMADD231PS     Z8, Z20, Z7
 	ADDQ            $0x00000160, AX
 	ADDQ            $0x00000280, DX
@@ -16284,8 +16527,8 @@ gemmQ5_0AVX512x4_done:
 gemmQ5_0AVX512x4_copy:
 	VMOVDQU64       (AX), X8
 	VMOVDQU64       X8, (R8)
-	MOVQ            14(AX), R9
-	MOVQ            R9, 14(R8)
+	VMOVDQU64       6(AX), X8
+	VMOVDQU64       X8, 6(R8)
 	ADDQ            $0x16, AX
 	ADDQ            $0x16, R8
 	DECQ            CX
@@ -16314,11 +16557,7 @@ gemmQ5_0AVX512x4_copy:
 	VPUNPCKHQDQ     Z9, Z12, Z9
 	VPUNPCKLQDQ     Z10, Z8, Z12
 	VPUNPCKHQDQ     Z10, Z8, Z8
-	MOVL            $0x0000ffff, AX
-	KMOVW           AX, K1
-	VPXORD          Z2, Z2, Z10
-	VPGATHERDD      (DI)(Z3*1), K1, Z10
-	VPANDD          Z0, Z11, Z3
+	VPANDD          Z0, Z11, Z10
 	VPSRLW          $0x04, Z11, Z11
 	VPANDD          Z0, Z11, Z11
 	VPANDD          Z0, Z9, Z13
@@ -16330,29 +16569,33 @@ gemmQ5_0AVX512x4_copy:
 	VPANDD          Z0, Z8, Z15
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD          Z0, Z8, Z8
-	VMOVDQU64       q50Shift0<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z3
-	VMOVDQU64       q50Shift1<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z13
-	VMOVDQU64       q50Shift2<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z14
-	VMOVDQU64       q50Shift3<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z15
-	VMOVDQU64       q50Shift4<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z11
-	VMOVDQU64       q50Shift5<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z9
-	VMOVDQU64       q50Shift6<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z12
-	VMOVDQU64       q50Shift7<>+0(SB), Z0
-	VPMULTISHIFTQB  Z10, Z0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z0
+	VPGATHERDD      (DI)(Z3*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z10
+	VMOVDQU64       q5xShift1<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z13
+	VMOVDQU64       q5xShift2<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z14
+	VMOVDQU64       q5xShift3<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z15
+	VMOVDQU64       q5xShift4<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z11
+	VMOVDQU64       q5xShift5<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z9
+	VMOVDQU64       q5xShift6<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z12
+	VMOVDQU64       q5xShift7<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z0
 	VPTERNLOGD      $0xf8, Z1, Z0, Z8
 	MOVL            $0x0000ffff, AX
 	KMOVW           AX, K1
@@ -16362,49 +16605,49 @@ gemmQ5_0AVX512x4_copy:
 	VCVTPH2PS       Y0, Z0
 	VMOVDQU64       576(DX), Z1
 	VMOVDQU64       576(DX)(BX*1), Z2
-	VMOVDQU64       576(DX)(BX*2), Z10
+	VMOVDQU64       576(DX)(BX*2), Z3
 	VMOVDQU64       576(DX)(SI*1), Z16
-	VPDPBUSD        (DX), Z3, Z1
-	VPDPBUSD        (DX)(BX*1), Z3, Z2
-	VPDPBUSD        (DX)(BX*2), Z3, Z10
-	VPDPBUSD        (DX)(SI*1), Z3, Z16
+	VPDPBUSD        (DX), Z10, Z1
+	VPDPBUSD        (DX)(BX*1), Z10, Z2
+	VPDPBUSD        (DX)(BX*2), Z10, Z3
+	VPDPBUSD        (DX)(SI*1), Z10, Z16
 	VPDPBUSD        64(DX), Z13, Z1
 	VPDPBUSD        64(DX)(BX*1), Z13, Z2
-	VPDPBUSD        64(DX)(BX*2), Z13, Z10
+	VPDPBUSD        64(DX)(BX*2), Z13, Z3
 	VPDPBUSD        64(DX)(SI*1), Z13, Z16
 	VPDPBUSD        128(DX), Z14, Z1
 	VPDPBUSD        128(DX)(BX*1), Z14, Z2
-	VPDPBUSD        128(DX)(BX*2), Z14, Z10
+	VPDPBUSD        128(DX)(BX*2), Z14, Z3
 	VPDPBUSD        128(DX)(SI*1), Z14, Z16
 	VPDPBUSD        192(DX), Z15, Z1
 	VPDPBUSD        192(DX)(BX*1), Z15, Z2
-	VPDPBUSD        192(DX)(BX*2), Z15, Z10
+	VPDPBUSD        192(DX)(BX*2), Z15, Z3
 	VPDPBUSD        192(DX)(SI*1), Z15, Z16
 	VPDPBUSD        256(DX), Z11, Z1
 	VPDPBUSD        256(DX)(BX*1), Z11, Z2
-	VPDPBUSD        256(DX)(BX*2), Z11, Z10
+	VPDPBUSD        256(DX)(BX*2), Z11, Z3
 	VPDPBUSD        256(DX)(SI*1), Z11, Z16
 	VPDPBUSD        320(DX), Z9, Z1
 	VPDPBUSD        320(DX)(BX*1), Z9, Z2
-	VPDPBUSD        320(DX)(BX*2), Z9, Z10
+	VPDPBUSD        320(DX)(BX*2), Z9, Z3
 	VPDPBUSD        320(DX)(SI*1), Z9, Z16
 	VPDPBUSD        384(DX), Z12, Z1
 	VPDPBUSD        384(DX)(BX*1), Z12, Z2
-	VPDPBUSD        384(DX)(BX*2), Z12, Z10
+	VPDPBUSD        384(DX)(BX*2), Z12, Z3
 	VPDPBUSD        384(DX)(SI*1), Z12, Z16
 	VPDPBUSD        448(DX), Z8, Z1
 	VPDPBUSD        448(DX)(BX*1), Z8, Z2
-	VPDPBUSD        448(DX)(BX*2), Z8, Z10
+	VPDPBUSD        448(DX)(BX*2), Z8, Z3
 	VPDPBUSD        448(DX)(SI*1), Z8, Z16
 	VCVTDQ2PS       Z1, Z1
-	VMULPS          512(DX), Z0, Z3
-	VFMADD231PS     Z3, Z1, Z4
+	VMULPS          512(DX), Z0, Z8
+	VFMADD231PS     Z8, Z1, Z4
 	VCVTDQ2PS       Z2, Z2
 	VMULPS          512(DX)(BX*1), Z0, Z1
 	VFMADD231PS     Z1, Z2, Z5
-	VCVTDQ2PS       Z10, Z10
+	VCVTDQ2PS       Z3, Z3
 	VMULPS          512(DX)(BX*2), Z0, Z1
-	VFMADD231PS     Z1, Z10, Z6
+	VFMADD231PS     Z1, Z3, Z6
 	VCVTDQ2PS       Z16, Z16
 	VMULPS          512(DX)(SI*1), Z0, Z0
 	VFMADD231PS     Z0, Z16, Z7
@@ -16512,62 +16755,62 @@ gemmQ5_0AVX512x2_loop:
 	VPUNPCKHQDQ     Z7, Z10, Z7
 	VPUNPCKLQDQ     Z8, Z6, Z10
 	VPUNPCKHQDQ     Z8, Z6, Z6
-	MOVL            $0x0000ffff, DI
-	KMOVW           DI, K1
-	VPXORD          Z2, Z2, Z8
-	VPGATHERDD      (AX)(Z3*1), K1, Z8
-	VPANDD          Z0, Z9, Z11
+	VPANDD          Z0, Z9, Z8
 	VPSRLW          $0x04, Z9, Z9
 	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z7, Z12
+	VPANDD          Z0, Z7, Z11
 	VPSRLW          $0x04, Z7, Z7
 	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z10, Z13
+	VPANDD          Z0, Z10, Z12
 	VPSRLW          $0x04, Z10, Z10
 	VPANDD          Z0, Z10, Z10
-	VPANDD          Z0, Z6, Z14
+	VPANDD          Z0, Z6, Z13
 	VPSRLW          $0x04, Z6, Z6
 	VPANDD          Z0, Z6, Z6
-	VMOVDQU64       q50Shift0<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z11
-	VMOVDQU64       q50Shift1<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z12
-	VMOVDQU64       q50Shift2<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z13
-	VMOVDQU64       q50Shift3<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z14
-	VMOVDQU64       q50Shift4<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z9
-	VMOVDQU64       q50Shift5<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z7
-	VMOVDQU64       q50Shift6<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z15
-	VPTERNLOGD      $0xf8, Z1, Z15, Z10
-	VMOVDQU64       q50Shift7<>+0(SB), Z15
-	VPMULTISHIFTQB  Z8, Z15, Z8
-	VPTERNLOGD      $0xf8, Z1, Z8, Z6
 	MOVL            $0x0000ffff, DI
 	KMOVW           DI, K1
-	VPXORD          Z2, Z2, Z8
-	VPGATHERDD      (AX)(Z2*1), K1, Z8
-	VPMOVDW         Z8, Y8
-	VCVTPH2PS       Y8, Z8
+	VPXORD          Z3, Z3, Z14
+	VPGATHERDD      (AX)(Z3*1), K1, Z14
+	VMOVDQU64       q5xShift0<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z8
+	VMOVDQU64       q5xShift1<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z11
+	VMOVDQU64       q5xShift2<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z12
+	VMOVDQU64       q5xShift3<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z13
+	VMOVDQU64       q5xShift4<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z9
+	VMOVDQU64       q5xShift5<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z7
+	VMOVDQU64       q5xShift6<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z10
+	VMOVDQU64       q5xShift7<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z6
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z2, Z2, Z14
+	VPGATHERDD      (AX)(Z2*1), K1, Z14
+	VPMOVDW         Z14, Y14
+	VCVTPH2PS       Y14, Z14
 	VMOVDQU64       576(DX), Z15
 	VMOVDQU64       576(DX)(BX*1), Z16
-	VPDPBUSD        (DX), Z11, Z15
-	VPDPBUSD        (DX)(BX*1), Z11, Z16
-	VPDPBUSD        64(DX), Z12, Z15
-	VPDPBUSD        64(DX)(BX*1), Z12, Z16
-	VPDPBUSD        128(DX), Z13, Z15
-	VPDPBUSD        128(DX)(BX*1), Z13, Z16
-	VPDPBUSD        192(DX), Z14, Z15
-	VPDPBUSD        192(DX)(BX*1), Z14, Z16
+	VPDPBUSD        (DX), Z8, Z15
+	VPDPBUSD        (DX)(BX*1), Z8, Z16
+	VPDPBUSD        64(DX), Z11, Z15
+	VPDPBUSD        64(DX)(BX*1), Z11, Z16
+	VPDPBUSD        128(DX), Z12, Z15
+	VPDPBUSD        128(DX)(BX*1), Z12, Z16
+	VPDPBUSD        192(DX), Z13, Z15
+	VPDPBUSD        192(DX)(BX*1), Z13, Z16
 	VPDPBUSD        256(DX), Z9, Z15
 	VPDPBUSD        256(DX)(BX*1), Z9, Z16
 	VPDPBUSD        320(DX), Z7, Z15
@@ -16577,10 +16820,10 @@ gemmQ5_0AVX512x2_loop:
 	VPDPBUSD        448(DX), Z6, Z15
 	VPDPBUSD        448(DX)(BX*1), Z6, Z16
 	VCVTDQ2PS       Z15, Z15
-	VMULPS          512(DX), Z8, Z6
+	VMULPS          512(DX), Z14, Z6
 	VFMADD231PS     Z6, Z15, Z4
 	VCVTDQ2PS       Z16, Z16
-	VMULPS          512(DX)(BX*1), Z8, Z6
+	VMULPS          512(DX)(BX*1), Z14, Z6
 	VFMADD231PS     Z6, Z16, Z5
 	ADDQ            $0x00000160, AX
 	ADDQ            $0x00000280, DX
@@ -16641,8 +16884,8 @@ gemmQ5_0AVX512x2_done:
 gemmQ5_0AVX512x2_copy:
 	VMOVDQU64       (AX), X6
 	VMOVDQU64       X6, (DI)
-	MOVQ            14(AX), R8
-	MOVQ            R8, 14(DI)
+	VMOVDQU64       6(AX), X6
+	VMOVDQU64       X6, 6(DI)
 	ADDQ            $0x16, AX
 	ADDQ            $0x16, DI
 	DECQ            CX
@@ -16671,11 +16914,7 @@ gemmQ5_0AVX512x2_copy:
 	VPUNPCKHQDQ     Z7, Z10, Z7
 	VPUNPCKLQDQ     Z8, Z6, Z10
 	VPUNPCKHQDQ     Z8, Z6, Z6
-	MOVL            $0x0000ffff, AX
-	KMOVW           AX, K1
-	VPXORD          Z2, Z2, Z8
-	VPGATHERDD      (SI)(Z3*1), K1, Z8
-	VPANDD          Z0, Z9, Z3
+	VPANDD          Z0, Z9, Z8
 	VPSRLW          $0x04, Z9, Z9
 	VPANDD          Z0, Z9, Z9
 	VPANDD          Z0, Z7, Z11
@@ -16687,29 +16926,33 @@ gemmQ5_0AVX512x2_copy:
 	VPANDD          Z0, Z6, Z13
 	VPSRLW          $0x04, Z6, Z6
 	VPANDD          Z0, Z6, Z6
-	VMOVDQU64       q50Shift0<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z3
-	VMOVDQU64       q50Shift1<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z11
-	VMOVDQU64       q50Shift2<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z12
-	VMOVDQU64       q50Shift3<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z13
-	VMOVDQU64       q50Shift4<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z9
-	VMOVDQU64       q50Shift5<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z7
-	VMOVDQU64       q50Shift6<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z10
-	VMOVDQU64       q50Shift7<>+0(SB), Z0
-	VPMULTISHIFTQB  Z8, Z0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z0
+	VPGATHERDD      (SI)(Z3*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z8
+	VMOVDQU64       q5xShift1<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z11
+	VMOVDQU64       q5xShift2<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z12
+	VMOVDQU64       q5xShift3<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z13
+	VMOVDQU64       q5xShift4<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z9
+	VMOVDQU64       q5xShift5<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z7
+	VMOVDQU64       q5xShift6<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z10
+	VMOVDQU64       q5xShift7<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z0
 	VPTERNLOGD      $0xf8, Z1, Z0, Z6
 	MOVL            $0x0000ffff, AX
 	KMOVW           AX, K1
@@ -16719,8 +16962,8 @@ gemmQ5_0AVX512x2_copy:
 	VCVTPH2PS       Y0, Z0
 	VMOVDQU64       576(DX), Z1
 	VMOVDQU64       576(DX)(BX*1), Z2
-	VPDPBUSD        (DX), Z3, Z1
-	VPDPBUSD        (DX)(BX*1), Z3, Z2
+	VPDPBUSD        (DX), Z8, Z1
+	VPDPBUSD        (DX)(BX*1), Z8, Z2
 	VPDPBUSD        64(DX), Z11, Z1
 	VPDPBUSD        64(DX)(BX*1), Z11, Z2
 	VPDPBUSD        128(DX), Z12, Z1
@@ -16832,63 +17075,63 @@ gemmQ5_0AVX512x1_loop:
 	VPUNPCKHQDQ     Z6, Z9, Z6
 	VPUNPCKLQDQ     Z7, Z5, Z9
 	VPUNPCKHQDQ     Z7, Z5, Z5
-	MOVL            $0x0000ffff, SI
-	KMOVW           SI, K1
-	VPXORD          Z2, Z2, Z7
-	VPGATHERDD      (AX)(Z3*1), K1, Z7
-	VPANDD          Z0, Z8, Z10
+	VPANDD          Z0, Z8, Z7
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z6, Z11
+	VPANDD          Z0, Z6, Z10
 	VPSRLW          $0x04, Z6, Z6
 	VPANDD          Z0, Z6, Z6
-	VPANDD          Z0, Z9, Z12
+	VPANDD          Z0, Z9, Z11
 	VPSRLW          $0x04, Z9, Z9
 	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z5, Z13
+	VPANDD          Z0, Z5, Z12
 	VPSRLW          $0x04, Z5, Z5
 	VPANDD          Z0, Z5, Z5
-	VMOVDQU64       q50Shift0<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z10
-	VMOVDQU64       q50Shift1<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z11
-	VMOVDQU64       q50Shift2<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z12
-	VMOVDQU64       q50Shift3<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z13
-	VMOVDQU64       q50Shift4<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z8
-	VMOVDQU64       q50Shift5<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z6
-	VMOVDQU64       q50Shift6<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z14
-	VPTERNLOGD      $0xf8, Z1, Z14, Z9
-	VMOVDQU64       q50Shift7<>+0(SB), Z14
-	VPMULTISHIFTQB  Z7, Z14, Z7
-	VPTERNLOGD      $0xf8, Z1, Z7, Z5
 	MOVL            $0x0000ffff, SI
 	KMOVW           SI, K1
-	VPXORD          Z2, Z2, Z7
-	VPGATHERDD      (AX)(Z2*1), K1, Z7
-	VPMOVDW         Z7, Y7
-	VCVTPH2PS       Y7, Z7
+	VPXORD          Z3, Z3, Z13
+	VPGATHERDD      (AX)(Z3*1), K1, Z13
+	VMOVDQU64       q5xShift0<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z7
+	VMOVDQU64       q5xShift1<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z10
+	VMOVDQU64       q5xShift2<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z11
+	VMOVDQU64       q5xShift3<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z12
+	VMOVDQU64       q5xShift4<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z8
+	VMOVDQU64       q5xShift5<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z6
+	VMOVDQU64       q5xShift6<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z9
+	VMOVDQU64       q5xShift7<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z5
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z2, Z2, Z13
+	VPGATHERDD      (AX)(Z2*1), K1, Z13
+	VPMOVDW         Z13, Y13
+	VCVTPH2PS       Y13, Z13
 	VMOVDQU64       576(DX), Z14
-	VPDPBUSD        (DX), Z10, Z14
-	VPDPBUSD        64(DX), Z11, Z14
-	VPDPBUSD        128(DX), Z12, Z14
-	VPDPBUSD        192(DX), Z13, Z14
+	VPDPBUSD        (DX), Z7, Z14
+	VPDPBUSD        64(DX), Z10, Z14
+	VPDPBUSD        128(DX), Z11, Z14
+	VPDPBUSD        192(DX), Z12, Z14
 	VPDPBUSD        256(DX), Z8, Z14
 	VPDPBUSD        320(DX), Z6, Z14
 	VPDPBUSD        384(DX), Z9, Z14
 	VPDPBUSD        448(DX), Z5, Z14
 	VCVTDQ2PS       Z14, Z14
-	VMULPS          512(DX), Z7, Z5
+	VMULPS          512(DX), Z13, Z5
 	VFMADD231PS     Z5, Z14, Z4
 	ADDQ            $0x00000160, AX
 	ADDQ            $0x00000280, DX
@@ -16949,8 +17192,8 @@ gemmQ5_0AVX512x1_done:
 gemmQ5_0AVX512x1_copy:
 	VMOVDQU64       (AX), X5
 	VMOVDQU64       X5, (SI)
-	MOVQ            14(AX), DI
-	MOVQ            DI, 14(SI)
+	VMOVDQU64       6(AX), X5
+	VMOVDQU64       X5, 6(SI)
 	ADDQ            $0x16, AX
 	ADDQ            $0x16, SI
 	DECQ            CX
@@ -16979,11 +17222,7 @@ gemmQ5_0AVX512x1_copy:
 	VPUNPCKHQDQ     Z6, Z9, Z6
 	VPUNPCKLQDQ     Z7, Z5, Z9
 	VPUNPCKHQDQ     Z7, Z5, Z5
-	MOVL            $0x0000ffff, AX
-	KMOVW           AX, K1
-	VPXORD          Z2, Z2, Z7
-	VPGATHERDD      (BX)(Z3*1), K1, Z7
-	VPANDD          Z0, Z8, Z3
+	VPANDD          Z0, Z8, Z7
 	VPSRLW          $0x04, Z8, Z8
 	VPANDD          Z0, Z8, Z8
 	VPANDD          Z0, Z6, Z10
@@ -16995,29 +17234,33 @@ gemmQ5_0AVX512x1_copy:
 	VPANDD          Z0, Z5, Z12
 	VPSRLW          $0x04, Z5, Z5
 	VPANDD          Z0, Z5, Z5
-	VMOVDQU64       q50Shift0<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z3
-	VMOVDQU64       q50Shift1<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z10
-	VMOVDQU64       q50Shift2<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z11
-	VMOVDQU64       q50Shift3<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z12
-	VMOVDQU64       q50Shift4<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z8
-	VMOVDQU64       q50Shift5<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z6
-	VMOVDQU64       q50Shift6<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
-	VPTERNLOGD      $0xf8, Z1, Z0, Z9
-	VMOVDQU64       q50Shift7<>+0(SB), Z0
-	VPMULTISHIFTQB  Z7, Z0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z0
+	VPGATHERDD      (BX)(Z3*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z7
+	VMOVDQU64       q5xShift1<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z10
+	VMOVDQU64       q5xShift2<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z11
+	VMOVDQU64       q5xShift3<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z12
+	VMOVDQU64       q5xShift4<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z8
+	VMOVDQU64       q5xShift5<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z6
+	VMOVDQU64       q5xShift6<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z3
+	VPTERNLOGD      $0xf8, Z1, Z3, Z9
+	VMOVDQU64       q5xShift7<>+0(SB), Z3
+	VPMULTISHIFTQB  Z0, Z3, Z0
 	VPTERNLOGD      $0xf8, Z1, Z0, Z5
 	MOVL            $0x0000ffff, AX
 	KMOVW           AX, K1
@@ -17026,7 +17269,7 @@ gemmQ5_0AVX512x1_copy:
 	VPMOVDW         Z0, Y0
 	VCVTPH2PS       Y0, Z0
 	VMOVDQU64       576(DX), Z1
-	VPDPBUSD        (DX), Z3, Z1
+	VPDPBUSD        (DX), Z7, Z1
 	VPDPBUSD        64(DX), Z10, Z1
 	VPDPBUSD        128(DX), Z11, Z1
 	VPDPBUSD        192(DX), Z12, Z1
@@ -17052,6 +17295,4865 @@ gemmQ5_0AVX512x1_final:
 	MOVQ          ldd+48(FP), CX
 	VEXTRACTF64X4 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ4_1AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·gemmQ4_1AVX512x16(SB), $1504-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	LEAQ         (DX)(BX*8), R8
+	LEAQ         (DI)(BX*8), R9
+	MOVL         $0x0f0f0f0f, R10
+	VPBROADCASTD R10, Z0
+	VMOVDQU64    q41Lanes<>+0(SB), Z1
+	VMOVDQU64    q41MLanes<>+0(SB), Z2
+	MOVQ         flags+56(FP), R10
+	MOVQ         acc+32(FP), R11
+	VPXORD       Z3, Z3, Z3
+	TESTQ        $0x00000001, R10
+	JZ           gemmQ4_1AVX512x16_zero
+	VMOVUPS      (R11), Z3
+	VMOVUPS      Z3, 352(SP)
+	VMOVUPS      64(R11), Z3
+	VMOVUPS      Z3, 416(SP)
+	VMOVUPS      128(R11), Z3
+	VMOVUPS      Z3, 480(SP)
+	VMOVUPS      192(R11), Z3
+	VMOVUPS      Z3, 544(SP)
+	VMOVUPS      256(R11), Z3
+	VMOVUPS      Z3, 608(SP)
+	VMOVUPS      320(R11), Z3
+	VMOVUPS      Z3, 672(SP)
+	VMOVUPS      384(R11), Z3
+	VMOVUPS      Z3, 736(SP)
+	VMOVUPS      448(R11), Z3
+	VMOVUPS      Z3, 800(SP)
+	VMOVUPS      512(R11), Z3
+	VMOVUPS      Z3, 864(SP)
+	VMOVUPS      576(R11), Z3
+	VMOVUPS      Z3, 928(SP)
+	VMOVUPS      640(R11), Z3
+	VMOVUPS      Z3, 992(SP)
+	VMOVUPS      704(R11), Z3
+	VMOVUPS      Z3, 1056(SP)
+	VMOVUPS      768(R11), Z3
+	VMOVUPS      Z3, 1120(SP)
+	VMOVUPS      832(R11), Z3
+	VMOVUPS      Z3, 1184(SP)
+	VMOVUPS      896(R11), Z3
+	VMOVUPS      Z3, 1248(SP)
+	VMOVUPS      960(R11), Z3
+	VMOVUPS      Z3, 1312(SP)
+	JMP          gemmQ4_1AVX512x16_start
+
+gemmQ4_1AVX512x16_zero:
+	VMOVUPS Z3, 352(SP)
+	VMOVUPS Z3, 416(SP)
+	VMOVUPS Z3, 480(SP)
+	VMOVUPS Z3, 544(SP)
+	VMOVUPS Z3, 608(SP)
+	VMOVUPS Z3, 672(SP)
+	VMOVUPS Z3, 736(SP)
+	VMOVUPS Z3, 800(SP)
+	VMOVUPS Z3, 864(SP)
+	VMOVUPS Z3, 928(SP)
+	VMOVUPS Z3, 992(SP)
+	VMOVUPS Z3, 1056(SP)
+	VMOVUPS Z3, 1120(SP)
+	VMOVUPS Z3, 1184(SP)
+	VMOVUPS Z3, 1248(SP)
+	VMOVUPS Z3, 1312(SP)
+
+gemmQ4_1AVX512x16_start:
+	MOVQ CX, R10
+	SHRQ $0x04, R10
+
+gemmQ4_1AVX512x16_loop:
+	TESTQ           R10, R10
+	JZ              gemmQ4_1AVX512x16_done
+	VBROADCASTI32X4 4(AX), Z3
+	VINSERTI32X4    $0x01, 24(AX), Z3, Z3
+	VINSERTI32X4    $0x02, 44(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 64(AX), Z3, Z3
+	VBROADCASTI32X4 84(AX), Z4
+	VINSERTI32X4    $0x01, 104(AX), Z4, Z4
+	VINSERTI32X4    $0x02, 124(AX), Z4, Z4
+	VINSERTI32X4    $0x03, 144(AX), Z4, Z4
+	VBROADCASTI32X4 164(AX), Z5
+	VINSERTI32X4    $0x01, 184(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 204(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 224(AX), Z5, Z5
+	VBROADCASTI32X4 244(AX), Z6
+	VINSERTI32X4    $0x01, 264(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 284(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 304(AX), Z6, Z6
+	VPUNPCKLDQ      Z4, Z3, Z7
+	VPUNPCKHDQ      Z4, Z3, Z3
+	VPUNPCKLDQ      Z6, Z5, Z4
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLQDQ     Z4, Z7, Z6
+	VPUNPCKHQDQ     Z4, Z7, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z7
+	VPUNPCKHQDQ     Z5, Z3, Z3
+	VPANDD          Z0, Z6, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z4, Z8
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z7, Z9
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z10
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          Z0, Z3, Z3
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z1, Z1, Z11
+	VPGATHERDD      (AX)(Z1*1), K1, Z11
+	VPMOVDW         Z11, Y11
+	VCVTPH2PS       Y11, Z11
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z2, Z2, Z12
+	VPGATHERDD      (AX)(Z2*1), K1, Z12
+	VPMOVDW         Z12, Y12
+	VCVTPH2PS       Y12, Z12
+	VPXORD          Z11, Z11, Z13
+	VPXORD          Z11, Z11, Z14
+	VPXORD          Z11, Z11, Z15
+	VPXORD          Z11, Z11, Z16
+	VPXORD          Z11, Z11, Z17
+	VPXORD          Z11, Z11, Z18
+	VPXORD          Z11, Z11, Z19
+	VPXORD          Z11, Z11, Z20
+	VPXORD          Z11, Z11, Z21
+	VPXORD          Z11, Z11, Z22
+	VPXORD          Z11, Z11, Z23
+	VPXORD          Z11, Z11, Z24
+	VPXORD          Z11, Z11, Z25
+	VPXORD          Z11, Z11, Z26
+	VPXORD          Z11, Z11, Z27
+	VPXORD          Z11, Z11, Z28
+	VPDPBUSD        (DX), Z5, Z13
+	VPDPBUSD        (DX)(BX*1), Z5, Z14
+	VPDPBUSD        (DX)(BX*2), Z5, Z15
+	VPDPBUSD        (DX)(SI*1), Z5, Z16
+	VPDPBUSD        (DI), Z5, Z17
+	VPDPBUSD        (DI)(BX*1), Z5, Z18
+	VPDPBUSD        (DI)(BX*2), Z5, Z19
+	VPDPBUSD        (DI)(SI*1), Z5, Z20
+	VPDPBUSD        (R8), Z5, Z21
+	VPDPBUSD        (R8)(BX*1), Z5, Z22
+	VPDPBUSD        (R8)(BX*2), Z5, Z23
+	VPDPBUSD        (R8)(SI*1), Z5, Z24
+	VPDPBUSD        (R9), Z5, Z25
+	VPDPBUSD        (R9)(BX*1), Z5, Z26
+	VPDPBUSD        (R9)(BX*2), Z5, Z27
+	VPDPBUSD        (R9)(SI*1), Z5, Z28
+	VPDPBUSD        64(DX), Z8, Z13
+	VPDPBUSD        64(DX)(BX*1), Z8, Z14
+	VPDPBUSD        64(DX)(BX*2), Z8, Z15
+	VPDPBUSD        64(DX)(SI*1), Z8, Z16
+	VPDPBUSD        64(DI), Z8, Z17
+	VPDPBUSD        64(DI)(BX*1), Z8, Z18
+	VPDPBUSD        64(DI)(BX*2), Z8, Z19
+	VPDPBUSD        64(DI)(SI*1), Z8, Z20
+	VPDPBUSD        64(R8), Z8, Z21
+	VPDPBUSD        64(R8)(BX*1), Z8, Z22
+	VPDPBUSD        64(R8)(BX*2), Z8, Z23
+	VPDPBUSD        64(R8)(SI*1), Z8, Z24
+	VPDPBUSD        64(R9), Z8, Z25
+	VPDPBUSD        64(R9)(BX*1), Z8, Z26
+	VPDPBUSD        64(R9)(BX*2), Z8, Z27
+	VPDPBUSD        64(R9)(SI*1), Z8, Z28
+	VPDPBUSD        128(DX), Z9, Z13
+	VPDPBUSD        128(DX)(BX*1), Z9, Z14
+	VPDPBUSD        128(DX)(BX*2), Z9, Z15
+	VPDPBUSD        128(DX)(SI*1), Z9, Z16
+	VPDPBUSD        128(DI), Z9, Z17
+	VPDPBUSD        128(DI)(BX*1), Z9, Z18
+	VPDPBUSD        128(DI)(BX*2), Z9, Z19
+	VPDPBUSD        128(DI)(SI*1), Z9, Z20
+	VPDPBUSD        128(R8), Z9, Z21
+	VPDPBUSD        128(R8)(BX*1), Z9, Z22
+	VPDPBUSD        128(R8)(BX*2), Z9, Z23
+	VPDPBUSD        128(R8)(SI*1), Z9, Z24
+	VPDPBUSD        128(R9), Z9, Z25
+	VPDPBUSD        128(R9)(BX*1), Z9, Z26
+	VPDPBUSD        128(R9)(BX*2), Z9, Z27
+	VPDPBUSD        128(R9)(SI*1), Z9, Z28
+	VPDPBUSD        192(DX), Z10, Z13
+	VPDPBUSD        192(DX)(BX*1), Z10, Z14
+	VPDPBUSD        192(DX)(BX*2), Z10, Z15
+	VPDPBUSD        192(DX)(SI*1), Z10, Z16
+	VPDPBUSD        192(DI), Z10, Z17
+	VPDPBUSD        192(DI)(BX*1), Z10, Z18
+	VPDPBUSD        192(DI)(BX*2), Z10, Z19
+	VPDPBUSD        192(DI)(SI*1), Z10, Z20
+	VPDPBUSD        192(R8), Z10, Z21
+	VPDPBUSD        192(R8)(BX*1), Z10, Z22
+	VPDPBUSD        192(R8)(BX*2), Z10, Z23
+	VPDPBUSD        192(R8)(SI*1), Z10, Z24
+	VPDPBUSD        192(R9), Z10, Z25
+	VPDPBUSD        192(R9)(BX*1), Z10, Z26
+	VPDPBUSD        192(R9)(BX*2), Z10, Z27
+	VPDPBUSD        192(R9)(SI*1), Z10, Z28
+	VPDPBUSD        256(DX), Z6, Z13
+	VPDPBUSD        256(DX)(BX*1), Z6, Z14
+	VPDPBUSD        256(DX)(BX*2), Z6, Z15
+	VPDPBUSD        256(DX)(SI*1), Z6, Z16
+	VPDPBUSD        256(DI), Z6, Z17
+	VPDPBUSD        256(DI)(BX*1), Z6, Z18
+	VPDPBUSD        256(DI)(BX*2), Z6, Z19
+	VPDPBUSD        256(DI)(SI*1), Z6, Z20
+	VPDPBUSD        256(R8), Z6, Z21
+	VPDPBUSD        256(R8)(BX*1), Z6, Z22
+	VPDPBUSD        256(R8)(BX*2), Z6, Z23
+	VPDPBUSD        256(R8)(SI*1), Z6, Z24
+	VPDPBUSD        256(R9), Z6, Z25
+	VPDPBUSD        256(R9)(BX*1), Z6, Z26
+	VPDPBUSD        256(R9)(BX*2), Z6, Z27
+	VPDPBUSD        256(R9)(SI*1), Z6, Z28
+	VPDPBUSD        320(DX), Z4, Z13
+	VPDPBUSD        320(DX)(BX*1), Z4, Z14
+	VPDPBUSD        320(DX)(BX*2), Z4, Z15
+	VPDPBUSD        320(DX)(SI*1), Z4, Z16
+	VPDPBUSD        320(DI), Z4, Z17
+	VPDPBUSD        320(DI)(BX*1), Z4, Z18
+	VPDPBUSD        320(DI)(BX*2), Z4, Z19
+	VPDPBUSD        320(DI)(SI*1), Z4, Z20
+	VPDPBUSD        320(R8), Z4, Z21
+	VPDPBUSD        320(R8)(BX*1), Z4, Z22
+	VPDPBUSD        320(R8)(BX*2), Z4, Z23
+	VPDPBUSD        320(R8)(SI*1), Z4, Z24
+	VPDPBUSD        320(R9), Z4, Z25
+	VPDPBUSD        320(R9)(BX*1), Z4, Z26
+	VPDPBUSD        320(R9)(BX*2), Z4, Z27
+	VPDPBUSD        320(R9)(SI*1), Z4, Z28
+	VPDPBUSD        384(DX), Z7, Z13
+	VPDPBUSD        384(DX)(BX*1), Z7, Z14
+	VPDPBUSD        384(DX)(BX*2), Z7, Z15
+	VPDPBUSD        384(DX)(SI*1), Z7, Z16
+	VPDPBUSD        384(DI), Z7, Z17
+	VPDPBUSD        384(DI)(BX*1), Z7, Z18
+	VPDPBUSD        384(DI)(BX*2), Z7, Z19
+	VPDPBUSD        384(DI)(SI*1), Z7, Z20
+	VPDPBUSD        384(R8), Z7, Z21
+	VPDPBUSD        384(R8)(BX*1), Z7, Z22
+	VPDPBUSD        384(R8)(BX*2), Z7, Z23
+	VPDPBUSD        384(R8)(SI*1), Z7, Z24
+	VPDPBUSD        384(R9), Z7, Z25
+	VPDPBUSD        384(R9)(BX*1), Z7, Z26
+	VPDPBUSD        384(R9)(BX*2), Z7, Z27
+	VPDPBUSD        384(R9)(SI*1), Z7, Z28
+	VPDPBUSD        448(DX), Z3, Z13
+	VPDPBUSD        448(DX)(BX*1), Z3, Z14
+	VPDPBUSD        448(DX)(BX*2), Z3, Z15
+	VPDPBUSD        448(DX)(SI*1), Z3, Z16
+	VPDPBUSD        448(DI), Z3, Z17
+	VPDPBUSD        448(DI)(BX*1), Z3, Z18
+	VPDPBUSD        448(DI)(BX*2), Z3, Z19
+	VPDPBUSD        448(DI)(SI*1), Z3, Z20
+	VPDPBUSD        448(R8), Z3, Z21
+	VPDPBUSD        448(R8)(BX*1), Z3, Z22
+	VPDPBUSD        448(R8)(BX*2), Z3, Z23
+	VPDPBUSD        448(R8)(SI*1), Z3, Z24
+	VPDPBUSD        448(R9), Z3, Z25
+	VPDPBUSD        448(R9)(BX*1), Z3, Z26
+	VPDPBUSD        448(R9)(BX*2), Z3, Z27
+	VPDPBUSD        448(R9)(SI*1), Z3, Z28
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX), Z11, Z3
+	VFMADD213PS     352(SP), Z3, Z13
+	VFMADD231PS     576(DX), Z12, Z13
+	VMOVUPS         Z13, 352(SP)
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DX)(BX*1), Z11, Z3
+	VFMADD213PS     416(SP), Z3, Z14
+	VFMADD231PS     576(DX)(BX*1), Z12, Z14
+	VMOVUPS         Z14, 416(SP)
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX)(BX*2), Z11, Z3
+	VFMADD213PS     480(SP), Z3, Z15
+	VFMADD231PS     576(DX)(BX*2), Z12, Z15
+	VMOVUPS         Z15, 480(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX)(SI*1), Z11, Z3
+	VFMADD213PS     544(SP), Z3, Z16
+	VFMADD231PS     576(DX)(SI*1), Z12, Z16
+	VMOVUPS         Z16, 544(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DI), Z11, Z3
+	VFMADD213PS     608(SP), Z3, Z17
+	VFMADD231PS     576(DI), Z12, Z17
+	VMOVUPS         Z17, 608(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DI)(BX*1), Z11, Z3
+	VFMADD213PS     672(SP), Z3, Z18
+	VFMADD231PS     576(DI)(BX*1), Z12, Z18
+	VMOVUPS         Z18, 672(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DI)(BX*2), Z11, Z3
+	VFMADD213PS     736(SP), Z3, Z19
+	VFMADD231PS     576(DI)(BX*2), Z12, Z19
+	VMOVUPS         Z19, 736(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DI)(SI*1), Z11, Z3
+	VFMADD213PS     800(SP), Z3, Z20
+	VFMADD231PS     576(DI)(SI*1), Z12, Z20
+	VMOVUPS         Z20, 800(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(R8), Z11, Z3
+	VFMADD213PS     864(SP), Z3, Z21
+	VFMADD231PS     576(R8), Z12, Z21
+	VMOVUPS         Z21, 864(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(R8)(BX*1), Z11, Z3
+	VFMADD213PS     928(SP), Z3, Z22
+	VFMADD231PS     576(R8)(BX*1), Z12, Z22
+	VMOVUPS         Z22, 928(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R8)(BX*2), Z11, Z3
+	VFMADD213PS     992(SP), Z3, Z23
+	VFMADD231PS     576(R8)(BX*2), Z12, Z23
+	VMOVUPS         Z23, 992(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R8)(SI*1), Z11, Z3
+	VFMADD213PS     1056(SP), Z3, Z24
+	VFMADD231PS     576(R8)(SI*1), Z12, Z24
+	VMOVUPS         Z24, 1056(SP)
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(R9), Z11, Z3
+	VFMADD213PS     1120(SP), Z3, Z25
+	VFMADD231PS     576(R9), Z12, Z25
+	VMOVUPS         Z25, 1120(SP)
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(R9)(BX*1), Z11, Z3
+	VFMADD213PS     1184(SP), Z3, Z26
+	VFMADD231PS     576(R9)(BX*1), Z12, Z26
+	VMOVUPS         Z26, 1184(SP)
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(R9)(BX*2), Z11, Z3
+	VFMADD213PS     1248(SP), Z3, Z27
+	VFMADD231PS     576(R9)(BX*2), Z12, Z27
+	VMOVUPS         Z27, 1248(SP)
+	VCVTDQ2PS       Z28, Z28
+	VMULPS          512(R9)(SI*1), Z11, Z3
+	VFMADD213PS     1312(SP), Z3, Z28
+	VFMADD231PS     576(R9)(SI*1), Z12, Z28
+	VMOVUPS         Z28, 1312(SP)
+	ADDQ            $0x00000140, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	ADDQ            $0x00000280, R8
+	ADDQ            $0x00000280, R9
+	DECQ            R10
+	JMP             gemmQ4_1AVX512x16_loop
+
+gemmQ4_1AVX512x16_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ4_1AVX512x16_end
+	XORQ R10, R10
+	MOVQ R10, (SP)
+	MOVQ R10, 8(SP)
+	MOVQ R10, 16(SP)
+	MOVQ R10, 24(SP)
+	MOVQ R10, 32(SP)
+	MOVQ R10, 40(SP)
+	MOVQ R10, 48(SP)
+	MOVQ R10, 56(SP)
+	MOVQ R10, 64(SP)
+	MOVQ R10, 72(SP)
+	MOVQ R10, 80(SP)
+	MOVQ R10, 88(SP)
+	MOVQ R10, 96(SP)
+	MOVQ R10, 104(SP)
+	MOVQ R10, 112(SP)
+	MOVQ R10, 120(SP)
+	MOVQ R10, 128(SP)
+	MOVQ R10, 136(SP)
+	MOVQ R10, 144(SP)
+	MOVQ R10, 152(SP)
+	MOVQ R10, 160(SP)
+	MOVQ R10, 168(SP)
+	MOVQ R10, 176(SP)
+	MOVQ R10, 184(SP)
+	MOVQ R10, 192(SP)
+	MOVQ R10, 200(SP)
+	MOVQ R10, 208(SP)
+	MOVQ R10, 216(SP)
+	MOVQ R10, 224(SP)
+	MOVQ R10, 232(SP)
+	MOVQ R10, 240(SP)
+	MOVQ R10, 248(SP)
+	MOVQ R10, 256(SP)
+	MOVQ R10, 264(SP)
+	MOVQ R10, 272(SP)
+	MOVQ R10, 280(SP)
+	MOVQ R10, 288(SP)
+	MOVQ R10, 296(SP)
+	MOVQ R10, 304(SP)
+	MOVQ R10, 312(SP)
+	LEAQ (SP), R10
+	MOVQ R10, R11
+
+gemmQ4_1AVX512x16_copy:
+	VMOVDQU64       (AX), X3
+	VMOVDQU64       X3, (R11)
+	VMOVDQU64       4(AX), X3
+	VMOVDQU64       X3, 4(R11)
+	ADDQ            $0x14, AX
+	ADDQ            $0x14, R11
+	DECQ            CX
+	JNZ             gemmQ4_1AVX512x16_copy
+	VBROADCASTI32X4 4(R10), Z3
+	VINSERTI32X4    $0x01, 24(R10), Z3, Z3
+	VINSERTI32X4    $0x02, 44(R10), Z3, Z3
+	VINSERTI32X4    $0x03, 64(R10), Z3, Z3
+	VBROADCASTI32X4 84(R10), Z4
+	VINSERTI32X4    $0x01, 104(R10), Z4, Z4
+	VINSERTI32X4    $0x02, 124(R10), Z4, Z4
+	VINSERTI32X4    $0x03, 144(R10), Z4, Z4
+	VBROADCASTI32X4 164(R10), Z5
+	VINSERTI32X4    $0x01, 184(R10), Z5, Z5
+	VINSERTI32X4    $0x02, 204(R10), Z5, Z5
+	VINSERTI32X4    $0x03, 224(R10), Z5, Z5
+	VBROADCASTI32X4 244(R10), Z6
+	VINSERTI32X4    $0x01, 264(R10), Z6, Z6
+	VINSERTI32X4    $0x02, 284(R10), Z6, Z6
+	VINSERTI32X4    $0x03, 304(R10), Z6, Z6
+	VPUNPCKLDQ      Z4, Z3, Z7
+	VPUNPCKHDQ      Z4, Z3, Z3
+	VPUNPCKLDQ      Z6, Z5, Z4
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLQDQ     Z4, Z7, Z6
+	VPUNPCKHQDQ     Z4, Z7, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z7
+	VPUNPCKHQDQ     Z5, Z3, Z3
+	VPANDD          Z0, Z6, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z4, Z8
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z7, Z9
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z10
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          Z0, Z3, Z3
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (R10)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z1
+	VPGATHERDD      (R10)(Z2*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z11
+	VPXORD          Z0, Z0, Z12
+	VPXORD          Z0, Z0, Z13
+	VPXORD          Z0, Z0, Z14
+	VPXORD          Z0, Z0, Z15
+	VPXORD          Z0, Z0, Z16
+	VPXORD          Z0, Z0, Z17
+	VPXORD          Z0, Z0, Z18
+	VPXORD          Z0, Z0, Z19
+	VPXORD          Z0, Z0, Z20
+	VPXORD          Z0, Z0, Z21
+	VPXORD          Z0, Z0, Z22
+	VPXORD          Z0, Z0, Z23
+	VPXORD          Z0, Z0, Z24
+	VPXORD          Z0, Z0, Z25
+	VPDPBUSD        (DX), Z5, Z2
+	VPDPBUSD        (DX)(BX*1), Z5, Z11
+	VPDPBUSD        (DX)(BX*2), Z5, Z12
+	VPDPBUSD        (DX)(SI*1), Z5, Z13
+	VPDPBUSD        (DI), Z5, Z14
+	VPDPBUSD        (DI)(BX*1), Z5, Z15
+	VPDPBUSD        (DI)(BX*2), Z5, Z16
+	VPDPBUSD        (DI)(SI*1), Z5, Z17
+	VPDPBUSD        (R8), Z5, Z18
+	VPDPBUSD        (R8)(BX*1), Z5, Z19
+	VPDPBUSD        (R8)(BX*2), Z5, Z20
+	VPDPBUSD        (R8)(SI*1), Z5, Z21
+	VPDPBUSD        (R9), Z5, Z22
+	VPDPBUSD        (R9)(BX*1), Z5, Z23
+	VPDPBUSD        (R9)(BX*2), Z5, Z24
+	VPDPBUSD        (R9)(SI*1), Z5, Z25
+	VPDPBUSD        64(DX), Z8, Z2
+	VPDPBUSD        64(DX)(BX*1), Z8, Z11
+	VPDPBUSD        64(DX)(BX*2), Z8, Z12
+	VPDPBUSD        64(DX)(SI*1), Z8, Z13
+	VPDPBUSD        64(DI), Z8, Z14
+	VPDPBUSD        64(DI)(BX*1), Z8, Z15
+	VPDPBUSD        64(DI)(BX*2), Z8, Z16
+	VPDPBUSD        64(DI)(SI*1), Z8, Z17
+	VPDPBUSD        64(R8), Z8, Z18
+	VPDPBUSD        64(R8)(BX*1), Z8, Z19
+	VPDPBUSD        64(R8)(BX*2), Z8, Z20
+	VPDPBUSD        64(R8)(SI*1), Z8, Z21
+	VPDPBUSD        64(R9), Z8, Z22
+	VPDPBUSD        64(R9)(BX*1), Z8, Z23
+	VPDPBUSD        64(R9)(BX*2), Z8, Z24
+	VPDPBUSD        64(R9)(SI*1), Z8, Z25
+	VPDPBUSD        128(DX), Z9, Z2
+	VPDPBUSD        128(DX)(BX*1), Z9, Z11
+	VPDPBUSD        128(DX)(BX*2), Z9, Z12
+	VPDPBUSD        128(DX)(SI*1), Z9, Z13
+	VPDPBUSD        128(DI), Z9, Z14
+	VPDPBUSD        128(DI)(BX*1), Z9, Z15
+	VPDPBUSD        128(DI)(BX*2), Z9, Z16
+	VPDPBUSD        128(DI)(SI*1), Z9, Z17
+	VPDPBUSD        128(R8), Z9, Z18
+	VPDPBUSD        128(R8)(BX*1), Z9, Z19
+	VPDPBUSD        128(R8)(BX*2), Z9, Z20
+	VPDPBUSD        128(R8)(SI*1), Z9, Z21
+	VPDPBUSD        128(R9), Z9, Z22
+	VPDPBUSD        128(R9)(BX*1), Z9, Z23
+	VPDPBUSD        128(R9)(BX*2), Z9, Z24
+	VPDPBUSD        128(R9)(SI*1), Z9, Z25
+	VPDPBUSD        192(DX), Z10, Z2
+	VPDPBUSD        192(DX)(BX*1), Z10, Z11
+	VPDPBUSD        192(DX)(BX*2), Z10, Z12
+	VPDPBUSD        192(DX)(SI*1), Z10, Z13
+	VPDPBUSD        192(DI), Z10, Z14
+	VPDPBUSD        192(DI)(BX*1), Z10, Z15
+	VPDPBUSD        192(DI)(BX*2), Z10, Z16
+	VPDPBUSD        192(DI)(SI*1), Z10, Z17
+	VPDPBUSD        192(R8), Z10, Z18
+	VPDPBUSD        192(R8)(BX*1), Z10, Z19
+	VPDPBUSD        192(R8)(BX*2), Z10, Z20
+	VPDPBUSD        192(R8)(SI*1), Z10, Z21
+	VPDPBUSD        192(R9), Z10, Z22
+	VPDPBUSD        192(R9)(BX*1), Z10, Z23
+	VPDPBUSD        192(R9)(BX*2), Z10, Z24
+	VPDPBUSD        192(R9)(SI*1), Z10, Z25
+	VPDPBUSD        256(DX), Z6, Z2
+	VPDPBUSD        256(DX)(BX*1), Z6, Z11
+	VPDPBUSD        256(DX)(BX*2), Z6, Z12
+	VPDPBUSD        256(DX)(SI*1), Z6, Z13
+	VPDPBUSD        256(DI), Z6, Z14
+	VPDPBUSD        256(DI)(BX*1), Z6, Z15
+	VPDPBUSD        256(DI)(BX*2), Z6, Z16
+	VPDPBUSD        256(DI)(SI*1), Z6, Z17
+	VPDPBUSD        256(R8), Z6, Z18
+	VPDPBUSD        256(R8)(BX*1), Z6, Z19
+	VPDPBUSD        256(R8)(BX*2), Z6, Z20
+	VPDPBUSD        256(R8)(SI*1), Z6, Z21
+	VPDPBUSD        256(R9), Z6, Z22
+	VPDPBUSD        256(R9)(BX*1), Z6, Z23
+	VPDPBUSD        256(R9)(BX*2), Z6, Z24
+	VPDPBUSD        256(R9)(SI*1), Z6, Z25
+	VPDPBUSD        320(DX), Z4, Z2
+	VPDPBUSD        320(DX)(BX*1), Z4, Z11
+	VPDPBUSD        320(DX)(BX*2), Z4, Z12
+	VPDPBUSD        320(DX)(SI*1), Z4, Z13
+	VPDPBUSD        320(DI), Z4, Z14
+	VPDPBUSD        320(DI)(BX*1), Z4, Z15
+	VPDPBUSD        320(DI)(BX*2), Z4, Z16
+	VPDPBUSD        320(DI)(SI*1), Z4, Z17
+	VPDPBUSD        320(R8), Z4, Z18
+	VPDPBUSD        320(R8)(BX*1), Z4, Z19
+	VPDPBUSD        320(R8)(BX*2), Z4, Z20
+	VPDPBUSD        320(R8)(SI*1), Z4, Z21
+	VPDPBUSD        320(R9), Z4, Z22
+	VPDPBUSD        320(R9)(BX*1), Z4, Z23
+	VPDPBUSD        320(R9)(BX*2), Z4, Z24
+	VPDPBUSD        320(R9)(SI*1), Z4, Z25
+	VPDPBUSD        384(DX), Z7, Z2
+	VPDPBUSD        384(DX)(BX*1), Z7, Z11
+	VPDPBUSD        384(DX)(BX*2), Z7, Z12
+	VPDPBUSD        384(DX)(SI*1), Z7, Z13
+	VPDPBUSD        384(DI), Z7, Z14
+	VPDPBUSD        384(DI)(BX*1), Z7, Z15
+	VPDPBUSD        384(DI)(BX*2), Z7, Z16
+	VPDPBUSD        384(DI)(SI*1), Z7, Z17
+	VPDPBUSD        384(R8), Z7, Z18
+	VPDPBUSD        384(R8)(BX*1), Z7, Z19
+	VPDPBUSD        384(R8)(BX*2), Z7, Z20
+	VPDPBUSD        384(R8)(SI*1), Z7, Z21
+	VPDPBUSD        384(R9), Z7, Z22
+	VPDPBUSD        384(R9)(BX*1), Z7, Z23
+	VPDPBUSD        384(R9)(BX*2), Z7, Z24
+	VPDPBUSD        384(R9)(SI*1), Z7, Z25
+	VPDPBUSD        448(DX), Z3, Z2
+	VPDPBUSD        448(DX)(BX*1), Z3, Z11
+	VPDPBUSD        448(DX)(BX*2), Z3, Z12
+	VPDPBUSD        448(DX)(SI*1), Z3, Z13
+	VPDPBUSD        448(DI), Z3, Z14
+	VPDPBUSD        448(DI)(BX*1), Z3, Z15
+	VPDPBUSD        448(DI)(BX*2), Z3, Z16
+	VPDPBUSD        448(DI)(SI*1), Z3, Z17
+	VPDPBUSD        448(R8), Z3, Z18
+	VPDPBUSD        448(R8)(BX*1), Z3, Z19
+	VPDPBUSD        448(R8)(BX*2), Z3, Z20
+	VPDPBUSD        448(R8)(SI*1), Z3, Z21
+	VPDPBUSD        448(R9), Z3, Z22
+	VPDPBUSD        448(R9)(BX*1), Z3, Z23
+	VPDPBUSD        448(R9)(BX*2), Z3, Z24
+	VPDPBUSD        448(R9)(SI*1), Z3, Z25
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z3
+	VFMADD213PS     352(SP), Z3, Z2
+	VFMADD231PS     576(DX), Z1, Z2
+	VMOVUPS         Z2, 352(SP)
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD213PS     416(SP), Z2, Z11
+	VFMADD231PS     576(DX)(BX*1), Z1, Z11
+	VMOVUPS         Z11, 416(SP)
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD213PS     480(SP), Z2, Z12
+	VFMADD231PS     576(DX)(BX*2), Z1, Z12
+	VMOVUPS         Z12, 480(SP)
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX)(SI*1), Z0, Z2
+	VFMADD213PS     544(SP), Z2, Z13
+	VFMADD231PS     576(DX)(SI*1), Z1, Z13
+	VMOVUPS         Z13, 544(SP)
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DI), Z0, Z2
+	VFMADD213PS     608(SP), Z2, Z14
+	VFMADD231PS     576(DI), Z1, Z14
+	VMOVUPS         Z14, 608(SP)
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DI)(BX*1), Z0, Z2
+	VFMADD213PS     672(SP), Z2, Z15
+	VFMADD231PS     576(DI)(BX*1), Z1, Z15
+	VMOVUPS         Z15, 672(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DI)(BX*2), Z0, Z2
+	VFMADD213PS     736(SP), Z2, Z16
+	VFMADD231PS     576(DI)(BX*2), Z1, Z16
+	VMOVUPS         Z16, 736(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DI)(SI*1), Z0, Z2
+	VFMADD213PS     800(SP), Z2, Z17
+	VFMADD231PS     576(DI)(SI*1), Z1, Z17
+	VMOVUPS         Z17, 800(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(R8), Z0, Z2
+	VFMADD213PS     864(SP), Z2, Z18
+	VFMADD231PS     576(R8), Z1, Z18
+	VMOVUPS         Z18, 864(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(R8)(BX*1), Z0, Z2
+	VFMADD213PS     928(SP), Z2, Z19
+	VFMADD231PS     576(R8)(BX*1), Z1, Z19
+	VMOVUPS         Z19, 928(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(R8)(BX*2), Z0, Z2
+	VFMADD213PS     992(SP), Z2, Z20
+	VFMADD231PS     576(R8)(BX*2), Z1, Z20
+	VMOVUPS         Z20, 992(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(R8)(SI*1), Z0, Z2
+	VFMADD213PS     1056(SP), Z2, Z21
+	VFMADD231PS     576(R8)(SI*1), Z1, Z21
+	VMOVUPS         Z21, 1056(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(R9), Z0, Z2
+	VFMADD213PS     1120(SP), Z2, Z22
+	VFMADD231PS     576(R9), Z1, Z22
+	VMOVUPS         Z22, 1120(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R9)(BX*1), Z0, Z2
+	VFMADD213PS     1184(SP), Z2, Z23
+	VFMADD231PS     576(R9)(BX*1), Z1, Z23
+	VMOVUPS         Z23, 1184(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R9)(BX*2), Z0, Z2
+	VFMADD213PS     1248(SP), Z2, Z24
+	VFMADD231PS     576(R9)(BX*2), Z1, Z24
+	VMOVUPS         Z24, 1248(SP)
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(R9)(SI*1), Z0, Z0
+	VFMADD213PS     1312(SP), Z0, Z25
+	VFMADD231PS     576(R9)(SI*1), Z1, Z25
+	VMOVUPS         Z25, 1312(SP)
+
+gemmQ4_1AVX512x16_end:
+	VMOVUPS 352(SP), Z0
+	VMOVUPS 416(SP), Z1
+	VMOVUPS 480(SP), Z2
+	VMOVUPS 544(SP), Z3
+	VMOVUPS 608(SP), Z4
+	VMOVUPS 672(SP), Z5
+	VMOVUPS 736(SP), Z6
+	VMOVUPS 800(SP), Z7
+	VMOVUPS 864(SP), Z8
+	VMOVUPS 928(SP), Z9
+	VMOVUPS 992(SP), Z10
+	VMOVUPS 1056(SP), Z11
+	VMOVUPS 1120(SP), Z12
+	VMOVUPS 1184(SP), Z13
+	VMOVUPS 1248(SP), Z14
+	VMOVUPS 1312(SP), Z15
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ4_1AVX512x16_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	VZEROUPPER
+	RET
+
+gemmQ4_1AVX512x16_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z1, Z0, Z16
+	VSHUFF64X2 $0xee, Z1, Z0, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF64X2 $0x44, Z3, Z2, Z0
+	VSHUFF64X2 $0xee, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z5, Z4, Z1
+	VSHUFF64X2 $0xee, Z5, Z4, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z7, Z6, Z2
+	VSHUFF64X2 $0xee, Z7, Z6, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF32X4 $0x88, Z0, Z16, Z3
+	VSHUFF32X4 $0xdd, Z0, Z16, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x88, Z2, Z1, Z0
+	VSHUFF32X4 $0xdd, Z2, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z3, Z1
+	VSHUFPS    $0xee, Z0, Z3, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1376(SP)
+	MOVQ       AX, DX
+	MOVL       1376(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1392(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1408(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1424(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1384(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1400(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1416(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1432(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	VSHUFF64X2 $0x44, Z9, Z8, Z0
+	VSHUFF64X2 $0xee, Z9, Z8, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z11, Z10, Z1
+	VSHUFF64X2 $0xee, Z11, Z10, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z13, Z12, Z2
+	VSHUFF64X2 $0xee, Z13, Z12, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z15, Z14, Z3
+	VSHUFF64X2 $0xee, Z15, Z14, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1440(SP)
+	MOVL       1440(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1456(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1472(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1488(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1448(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1464(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1480(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1496(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+DATA q41Lanes<>+0(SB)/2, $0x0000
+DATA q41Lanes<>+2(SB)/2, $0x0000
+DATA q41Lanes<>+4(SB)/2, $0x0050
+DATA q41Lanes<>+6(SB)/2, $0x0000
+DATA q41Lanes<>+8(SB)/2, $0x00a0
+DATA q41Lanes<>+10(SB)/2, $0x0000
+DATA q41Lanes<>+12(SB)/2, $0x00f0
+DATA q41Lanes<>+14(SB)/2, $0x0000
+DATA q41Lanes<>+16(SB)/2, $0x0014
+DATA q41Lanes<>+18(SB)/2, $0x0000
+DATA q41Lanes<>+20(SB)/2, $0x0064
+DATA q41Lanes<>+22(SB)/2, $0x0000
+DATA q41Lanes<>+24(SB)/2, $0x00b4
+DATA q41Lanes<>+26(SB)/2, $0x0000
+DATA q41Lanes<>+28(SB)/2, $0x0104
+DATA q41Lanes<>+30(SB)/2, $0x0000
+DATA q41Lanes<>+32(SB)/2, $0x0028
+DATA q41Lanes<>+34(SB)/2, $0x0000
+DATA q41Lanes<>+36(SB)/2, $0x0078
+DATA q41Lanes<>+38(SB)/2, $0x0000
+DATA q41Lanes<>+40(SB)/2, $0x00c8
+DATA q41Lanes<>+42(SB)/2, $0x0000
+DATA q41Lanes<>+44(SB)/2, $0x0118
+DATA q41Lanes<>+46(SB)/2, $0x0000
+DATA q41Lanes<>+48(SB)/2, $0x003c
+DATA q41Lanes<>+50(SB)/2, $0x0000
+DATA q41Lanes<>+52(SB)/2, $0x008c
+DATA q41Lanes<>+54(SB)/2, $0x0000
+DATA q41Lanes<>+56(SB)/2, $0x00dc
+DATA q41Lanes<>+58(SB)/2, $0x0000
+DATA q41Lanes<>+60(SB)/2, $0x012c
+DATA q41Lanes<>+62(SB)/2, $0x0000
+GLOBL q41Lanes<>(SB), RODATA|NOPTR, $64
+
+DATA q41MLanes<>+0(SB)/2, $0x0002
+DATA q41MLanes<>+2(SB)/2, $0x0000
+DATA q41MLanes<>+4(SB)/2, $0x0052
+DATA q41MLanes<>+6(SB)/2, $0x0000
+DATA q41MLanes<>+8(SB)/2, $0x00a2
+DATA q41MLanes<>+10(SB)/2, $0x0000
+DATA q41MLanes<>+12(SB)/2, $0x00f2
+DATA q41MLanes<>+14(SB)/2, $0x0000
+DATA q41MLanes<>+16(SB)/2, $0x0016
+DATA q41MLanes<>+18(SB)/2, $0x0000
+DATA q41MLanes<>+20(SB)/2, $0x0066
+DATA q41MLanes<>+22(SB)/2, $0x0000
+DATA q41MLanes<>+24(SB)/2, $0x00b6
+DATA q41MLanes<>+26(SB)/2, $0x0000
+DATA q41MLanes<>+28(SB)/2, $0x0106
+DATA q41MLanes<>+30(SB)/2, $0x0000
+DATA q41MLanes<>+32(SB)/2, $0x002a
+DATA q41MLanes<>+34(SB)/2, $0x0000
+DATA q41MLanes<>+36(SB)/2, $0x007a
+DATA q41MLanes<>+38(SB)/2, $0x0000
+DATA q41MLanes<>+40(SB)/2, $0x00ca
+DATA q41MLanes<>+42(SB)/2, $0x0000
+DATA q41MLanes<>+44(SB)/2, $0x011a
+DATA q41MLanes<>+46(SB)/2, $0x0000
+DATA q41MLanes<>+48(SB)/2, $0x003e
+DATA q41MLanes<>+50(SB)/2, $0x0000
+DATA q41MLanes<>+52(SB)/2, $0x008e
+DATA q41MLanes<>+54(SB)/2, $0x0000
+DATA q41MLanes<>+56(SB)/2, $0x00de
+DATA q41MLanes<>+58(SB)/2, $0x0000
+DATA q41MLanes<>+60(SB)/2, $0x012e
+DATA q41MLanes<>+62(SB)/2, $0x0000
+GLOBL q41MLanes<>(SB), RODATA|NOPTR, $64
+
+// func gemmQ4_1AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ4_1AVX512x8(SB), NOSPLIT, $416-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	MOVL         $0x0f0f0f0f, R8
+	VPBROADCASTD R8, Z0
+	VMOVDQU64    q41Lanes<>+0(SB), Z1
+	VMOVDQU64    q41MLanes<>+0(SB), Z2
+	MOVQ         flags+56(FP), R8
+	MOVQ         acc+32(FP), R9
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+	VPXORD       Z8, Z8, Z8
+	VPXORD       Z9, Z9, Z9
+	VPXORD       Z10, Z10, Z10
+	TESTQ        $0x00000001, R8
+	JZ           gemmQ4_1AVX512x8_start
+	VMOVUPS      (R9), Z3
+	VMOVUPS      64(R9), Z4
+	VMOVUPS      128(R9), Z5
+	VMOVUPS      192(R9), Z6
+	VMOVUPS      256(R9), Z7
+	VMOVUPS      320(R9), Z8
+	VMOVUPS      384(R9), Z9
+	VMOVUPS      448(R9), Z10
+
+gemmQ4_1AVX512x8_start:
+	MOVQ CX, R8
+	SHRQ $0x04, R8
+
+gemmQ4_1AVX512x8_loop:
+	TESTQ           R8, R8
+	JZ              gemmQ4_1AVX512x8_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 4(AX), Z11
+	VINSERTI32X4    $0x01, 24(AX), Z11, Z11
+	VINSERTI32X4    $0x02, 44(AX), Z11, Z11
+	VINSERTI32X4    $0x03, 64(AX), Z11, Z11
+	VBROADCASTI32X4 84(AX), Z12
+	VINSERTI32X4    $0x01, 104(AX), Z12, Z12
+	VINSERTI32X4    $0x02, 124(AX), Z12, Z12
+	VINSERTI32X4    $0x03, 144(AX), Z12, Z12
+	VBROADCASTI32X4 164(AX), Z13
+	VINSERTI32X4    $0x01, 184(AX), Z13, Z13
+	VINSERTI32X4    $0x02, 204(AX), Z13, Z13
+	VINSERTI32X4    $0x03, 224(AX), Z13, Z13
+	VBROADCASTI32X4 244(AX), Z14
+	VINSERTI32X4    $0x01, 264(AX), Z14, Z14
+	VINSERTI32X4    $0x02, 284(AX), Z14, Z14
+	VINSERTI32X4    $0x03, 304(AX), Z14, Z14
+	VPUNPCKLDQ      Z12, Z11, Z15
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLDQ      Z14, Z13, Z12
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLQDQ     Z12, Z15, Z14
+	VPUNPCKHQDQ     Z12, Z15, Z12
+	VPUNPCKLQDQ     Z13, Z11, Z15
+	VPUNPCKHQDQ     Z13, Z11, Z11
+	VPANDD          Z0, Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z16
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z15, Z17
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z11, Z18
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z1, Z1, Z19
+	VPGATHERDD      (AX)(Z1*1), K1, Z19
+	VPMOVDW         Z19, Y19
+	VCVTPH2PS       Y19, Z19
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z2, Z2, Z20
+	VPGATHERDD      (AX)(Z2*1), K1, Z20
+	VPMOVDW         Z20, Y20
+	VCVTPH2PS       Y20, Z20
+	VPXORD          Z19, Z19, Z21
+	VPXORD          Z19, Z19, Z22
+	VPXORD          Z19, Z19, Z23
+	VPXORD          Z19, Z19, Z24
+	VPXORD          Z19, Z19, Z25
+	VPXORD          Z19, Z19, Z26
+	VPXORD          Z19, Z19, Z27
+	VPXORD          Z19, Z19, Z28
+	VPDPBUSD        (DX), Z13, Z21
+	VPDPBUSD        (DX)(BX*1), Z13, Z22
+	VPDPBUSD        (DX)(BX*2), Z13, Z23
+	VPDPBUSD        (DX)(SI*1), Z13, Z24
+	VPDPBUSD        (DI), Z13, Z25
+	VPDPBUSD        (DI)(BX*1), Z13, Z26
+	VPDPBUSD        (DI)(BX*2), Z13, Z27
+	VPDPBUSD        (DI)(SI*1), Z13, Z28
+	VPDPBUSD        64(DX), Z16, Z21
+	VPDPBUSD        64(DX)(BX*1), Z16, Z22
+	VPDPBUSD        64(DX)(BX*2), Z16, Z23
+	VPDPBUSD        64(DX)(SI*1), Z16, Z24
+	VPDPBUSD        64(DI), Z16, Z25
+	VPDPBUSD        64(DI)(BX*1), Z16, Z26
+	VPDPBUSD        64(DI)(BX*2), Z16, Z27
+	VPDPBUSD        64(DI)(SI*1), Z16, Z28
+	VPDPBUSD        128(DX), Z17, Z21
+	VPDPBUSD        128(DX)(BX*1), Z17, Z22
+	VPDPBUSD        128(DX)(BX*2), Z17, Z23
+	VPDPBUSD        128(DX)(SI*1), Z17, Z24
+	VPDPBUSD        128(DI), Z17, Z25
+	VPDPBUSD        128(DI)(BX*1), Z17, Z26
+	VPDPBUSD        128(DI)(BX*2), Z17, Z27
+	VPDPBUSD        128(DI)(SI*1), Z17, Z28
+	VPDPBUSD        192(DX), Z18, Z21
+	VPDPBUSD        192(DX)(BX*1), Z18, Z22
+	VPDPBUSD        192(DX)(BX*2), Z18, Z23
+	VPDPBUSD        192(DX)(SI*1), Z18, Z24
+	VPDPBUSD        192(DI), Z18, Z25
+	VPDPBUSD        192(DI)(BX*1), Z18, Z26
+	VPDPBUSD        192(DI)(BX*2), Z18, Z27
+	VPDPBUSD        192(DI)(SI*1), Z18, Z28
+	VPDPBUSD        256(DX), Z14, Z21
+	VPDPBUSD        256(DX)(BX*1), Z14, Z22
+	VPDPBUSD        256(DX)(BX*2), Z14, Z23
+	VPDPBUSD        256(DX)(SI*1), Z14, Z24
+	VPDPBUSD        256(DI), Z14, Z25
+	VPDPBUSD        256(DI)(BX*1), Z14, Z26
+	VPDPBUSD        256(DI)(BX*2), Z14, Z27
+	VPDPBUSD        256(DI)(SI*1), Z14, Z28
+	VPDPBUSD        320(DX), Z12, Z21
+	VPDPBUSD        320(DX)(BX*1), Z12, Z22
+	VPDPBUSD        320(DX)(BX*2), Z12, Z23
+	VPDPBUSD        320(DX)(SI*1), Z12, Z24
+	VPDPBUSD        320(DI), Z12, Z25
+	VPDPBUSD        320(DI)(BX*1), Z12, Z26
+	VPDPBUSD        320(DI)(BX*2), Z12, Z27
+	VPDPBUSD        320(DI)(SI*1), Z12, Z28
+	VPDPBUSD        384(DX), Z15, Z21
+	VPDPBUSD        384(DX)(BX*1), Z15, Z22
+	VPDPBUSD        384(DX)(BX*2), Z15, Z23
+	VPDPBUSD        384(DX)(SI*1), Z15, Z24
+	VPDPBUSD        384(DI), Z15, Z25
+	VPDPBUSD        384(DI)(BX*1), Z15, Z26
+	VPDPBUSD        384(DI)(BX*2), Z15, Z27
+	VPDPBUSD        384(DI)(SI*1), Z15, Z28
+	VPDPBUSD        448(DX), Z11, Z21
+	VPDPBUSD        448(DX)(BX*1), Z11, Z22
+	VPDPBUSD        448(DX)(BX*2), Z11, Z23
+	VPDPBUSD        448(DX)(SI*1), Z11, Z24
+	VPDPBUSD        448(DI), Z11, Z25
+	VPDPBUSD        448(DI)(BX*1), Z11, Z26
+	VPDPBUSD        448(DI)(BX*2), Z11, Z27
+	VPDPBUSD        448(DI)(SI*1), Z11, Z28
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DX), Z19, Z11
+	VFMADD231PS     Z11, Z21, Z3
+	VFMADD231PS     576(DX), Z20, Z3
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DX)(BX*1), Z19, Z11
+	VFMADD231PS     Z11, Z22, Z4
+	VFMADD231PS     576(DX)(BX*1), Z20, Z4
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DX)(BX*2), Z19, Z11
+	VFMADD231PS     Z11, Z23, Z5
+	VFMADD231PS     576(DX)(BX*2), Z20, Z5
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DX)(SI*1), Z19, Z11
+	VFMADD231PS     Z11, Z24, Z6
+	VFMADD231PS     576(DX)(SI*1), Z20, Z6
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(DI), Z19, Z11
+	VFMADD231PS     Z11, Z25, Z7
+	VFMADD231PS     576(DI), Z20, Z7
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(DI)(BX*1), Z19, Z11
+	VFMADD231PS     Z11, Z26, Z8
+	VFMADD231PS     576(DI)(BX*1), Z20, Z8
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(DI)(BX*2), Z19, Z11
+	VFMADD231PS     Z11, Z27, Z9
+	VFMADD231PS     576(DI)(BX*2), Z20, Z9
+	VCVTDQ2PS       Z28, Z28
+	VMULPS          512(DI)(SI*1), Z19, Z11
+	VFMADD231PS     Z11, Z28, Z10
+	VFMADD231PS     576(DI)(SI*1), Z20, Z10
+	ADDQ            $0x00000140, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	DECQ            R8
+	JMP             gemmQ4_1AVX512x8_loop
+
+gemmQ4_1AVX512x8_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ4_1AVX512x8_end
+	XORQ R8, R8
+	MOVQ R8, (SP)
+	MOVQ R8, 8(SP)
+	MOVQ R8, 16(SP)
+	MOVQ R8, 24(SP)
+	MOVQ R8, 32(SP)
+	MOVQ R8, 40(SP)
+	MOVQ R8, 48(SP)
+	MOVQ R8, 56(SP)
+	MOVQ R8, 64(SP)
+	MOVQ R8, 72(SP)
+	MOVQ R8, 80(SP)
+	MOVQ R8, 88(SP)
+	MOVQ R8, 96(SP)
+	MOVQ R8, 104(SP)
+	MOVQ R8, 112(SP)
+	MOVQ R8, 120(SP)
+	MOVQ R8, 128(SP)
+	MOVQ R8, 136(SP)
+	MOVQ R8, 144(SP)
+	MOVQ R8, 152(SP)
+	MOVQ R8, 160(SP)
+	MOVQ R8, 168(SP)
+	MOVQ R8, 176(SP)
+	MOVQ R8, 184(SP)
+	MOVQ R8, 192(SP)
+	MOVQ R8, 200(SP)
+	MOVQ R8, 208(SP)
+	MOVQ R8, 216(SP)
+	MOVQ R8, 224(SP)
+	MOVQ R8, 232(SP)
+	MOVQ R8, 240(SP)
+	MOVQ R8, 248(SP)
+	MOVQ R8, 256(SP)
+	MOVQ R8, 264(SP)
+	MOVQ R8, 272(SP)
+	MOVQ R8, 280(SP)
+	MOVQ R8, 288(SP)
+	MOVQ R8, 296(SP)
+	MOVQ R8, 304(SP)
+	MOVQ R8, 312(SP)
+	LEAQ (SP), R8
+	MOVQ R8, R9
+
+gemmQ4_1AVX512x8_copy:
+	VMOVDQU64       (AX), X11
+	VMOVDQU64       X11, (R9)
+	VMOVDQU64       4(AX), X11
+	VMOVDQU64       X11, 4(R9)
+	ADDQ            $0x14, AX
+	ADDQ            $0x14, R9
+	DECQ            CX
+	JNZ             gemmQ4_1AVX512x8_copy
+	VBROADCASTI32X4 4(R8), Z11
+	VINSERTI32X4    $0x01, 24(R8), Z11, Z11
+	VINSERTI32X4    $0x02, 44(R8), Z11, Z11
+	VINSERTI32X4    $0x03, 64(R8), Z11, Z11
+	VBROADCASTI32X4 84(R8), Z12
+	VINSERTI32X4    $0x01, 104(R8), Z12, Z12
+	VINSERTI32X4    $0x02, 124(R8), Z12, Z12
+	VINSERTI32X4    $0x03, 144(R8), Z12, Z12
+	VBROADCASTI32X4 164(R8), Z13
+	VINSERTI32X4    $0x01, 184(R8), Z13, Z13
+	VINSERTI32X4    $0x02, 204(R8), Z13, Z13
+	VINSERTI32X4    $0x03, 224(R8), Z13, Z13
+	VBROADCASTI32X4 244(R8), Z14
+	VINSERTI32X4    $0x01, 264(R8), Z14, Z14
+	VINSERTI32X4    $0x02, 284(R8), Z14, Z14
+	VINSERTI32X4    $0x03, 304(R8), Z14, Z14
+	VPUNPCKLDQ      Z12, Z11, Z15
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLDQ      Z14, Z13, Z12
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLQDQ     Z12, Z15, Z14
+	VPUNPCKHQDQ     Z12, Z15, Z12
+	VPUNPCKLQDQ     Z13, Z11, Z15
+	VPUNPCKHQDQ     Z13, Z11, Z11
+	VPANDD          Z0, Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z16
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z15, Z17
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z11, Z18
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (R8)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z1
+	VPGATHERDD      (R8)(Z2*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z19
+	VPXORD          Z0, Z0, Z20
+	VPXORD          Z0, Z0, Z21
+	VPXORD          Z0, Z0, Z22
+	VPXORD          Z0, Z0, Z23
+	VPXORD          Z0, Z0, Z24
+	VPXORD          Z0, Z0, Z25
+	VPDPBUSD        (DX), Z13, Z2
+	VPDPBUSD        (DX)(BX*1), Z13, Z19
+	VPDPBUSD        (DX)(BX*2), Z13, Z20
+	VPDPBUSD        (DX)(SI*1), Z13, Z21
+	VPDPBUSD        (DI), Z13, Z22
+	VPDPBUSD        (DI)(BX*1), Z13, Z23
+	VPDPBUSD        (DI)(BX*2), Z13, Z24
+	VPDPBUSD        (DI)(SI*1), Z13, Z25
+	VPDPBUSD        64(DX), Z16, Z2
+	VPDPBUSD        64(DX)(BX*1), Z16, Z19
+	VPDPBUSD        64(DX)(BX*2), Z16, Z20
+	VPDPBUSD        64(DX)(SI*1), Z16, Z21
+	VPDPBUSD        64(DI), Z16, Z22
+	VPDPBUSD        64(DI)(BX*1), Z16, Z23
+	VPDPBUSD        64(DI)(BX*2), Z16, Z24
+	VPDPBUSD        64(DI)(SI*1), Z16, Z25
+	VPDPBUSD        128(DX), Z17, Z2
+	VPDPBUSD        128(DX)(BX*1), Z17, Z19
+	VPDPBUSD        128(DX)(BX*2), Z17, Z20
+	VPDPBUSD        128(DX)(SI*1), Z17, Z21
+	VPDPBUSD        128(DI), Z17, Z22
+	VPDPBUSD        128(DI)(BX*1), Z17, Z23
+	VPDPBUSD        128(DI)(BX*2), Z17, Z24
+	VPDPBUSD        128(DI)(SI*1), Z17, Z25
+	VPDPBUSD        192(DX), Z18, Z2
+	VPDPBUSD        192(DX)(BX*1), Z18, Z19
+	VPDPBUSD        192(DX)(BX*2), Z18, Z20
+	VPDPBUSD        192(DX)(SI*1), Z18, Z21
+	VPDPBUSD        192(DI), Z18, Z22
+	VPDPBUSD        192(DI)(BX*1), Z18, Z23
+	VPDPBUSD        192(DI)(BX*2), Z18, Z24
+	VPDPBUSD        192(DI)(SI*1), Z18, Z25
+	VPDPBUSD        256(DX), Z14, Z2
+	VPDPBUSD        256(DX)(BX*1), Z14, Z19
+	VPDPBUSD        256(DX)(BX*2), Z14, Z20
+	VPDPBUSD        256(DX)(SI*1), Z14, Z21
+	VPDPBUSD        256(DI), Z14, Z22
+	VPDPBUSD        256(DI)(BX*1), Z14, Z23
+	VPDPBUSD        256(DI)(BX*2), Z14, Z24
+	VPDPBUSD        256(DI)(SI*1), Z14, Z25
+	VPDPBUSD        320(DX), Z12, Z2
+	VPDPBUSD        320(DX)(BX*1), Z12, Z19
+	VPDPBUSD        320(DX)(BX*2), Z12, Z20
+	VPDPBUSD        320(DX)(SI*1), Z12, Z21
+	VPDPBUSD        320(DI), Z12, Z22
+	VPDPBUSD        320(DI)(BX*1), Z12, Z23
+	VPDPBUSD        320(DI)(BX*2), Z12, Z24
+	VPDPBUSD        320(DI)(SI*1), Z12, Z25
+	VPDPBUSD        384(DX), Z15, Z2
+	VPDPBUSD        384(DX)(BX*1), Z15, Z19
+	VPDPBUSD        384(DX)(BX*2), Z15, Z20
+	VPDPBUSD        384(DX)(SI*1), Z15, Z21
+	VPDPBUSD        384(DI), Z15, Z22
+	VPDPBUSD        384(DI)(BX*1), Z15, Z23
+	VPDPBUSD        384(DI)(BX*2), Z15, Z24
+	VPDPBUSD        384(DI)(SI*1), Z15, Z25
+	VPDPBUSD        448(DX), Z11, Z2
+	VPDPBUSD        448(DX)(BX*1), Z11, Z19
+	VPDPBUSD        448(DX)(BX*2), Z11, Z20
+	VPDPBUSD        448(DX)(SI*1), Z11, Z21
+	VPDPBUSD        448(DI), Z11, Z22
+	VPDPBUSD        448(DI)(BX*1), Z11, Z23
+	VPDPBUSD        448(DI)(BX*2), Z11, Z24
+	VPDPBUSD        448(DI)(SI*1), Z11, Z25
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z11
+	VFMADD231PS     Z11, Z2, Z3
+	VFMADD231PS     576(DX), Z1, Z3
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z19, Z4
+	VFMADD231PS     576(DX)(BX*1), Z1, Z4
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z20, Z5
+	VFMADD231PS     576(DX)(BX*2), Z1, Z5
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DX)(SI*1), Z0, Z2
+	VFMADD231PS     Z2, Z21, Z6
+	VFMADD231PS     576(DX)(SI*1), Z1, Z6
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DI), Z0, Z2
+	VFMADD231PS     Z2, Z22, Z7
+	VFMADD231PS     576(DI), Z1, Z7
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DI)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z23, Z8
+	VFMADD231PS     576(DI)(BX*1), Z1, Z8
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DI)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z24, Z9
+	VFMADD231PS     576(DI)(BX*2), Z1, Z9
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(DI)(SI*1), Z0, Z0
+	VFMADD231PS     Z0, Z25, Z10
+	VFMADD231PS     576(DI)(SI*1), Z1, Z10
+
+gemmQ4_1AVX512x8_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ4_1AVX512x8_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z5, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VMOVUPS Z7, 256(AX)
+	VMOVUPS Z8, 320(AX)
+	VMOVUPS Z9, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VZEROUPPER
+	RET
+
+gemmQ4_1AVX512x8_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z6, Z5, Z1
+	VSHUFF64X2 $0xee, Z6, Z5, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z8, Z7, Z2
+	VSHUFF64X2 $0xee, Z8, Z7, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z10, Z9, Z3
+	VSHUFF64X2 $0xee, Z10, Z9, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 352(SP)
+	MOVL       352(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       368(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       384(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       400(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       360(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       376(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       392(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       408(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ4_1AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ4_1AVX512x4(SB), NOSPLIT, $416-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	MOVL         $0x0f0f0f0f, DI
+	VPBROADCASTD DI, Z0
+	VMOVDQU64    q41Lanes<>+0(SB), Z1
+	VMOVDQU64    q41MLanes<>+0(SB), Z2
+	MOVQ         flags+56(FP), DI
+	MOVQ         acc+32(FP), R8
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	TESTQ        $0x00000001, DI
+	JZ           gemmQ4_1AVX512x4_start
+	VMOVUPS      (R8), Z3
+	VMOVUPS      64(R8), Z4
+	VMOVUPS      128(R8), Z5
+	VMOVUPS      192(R8), Z6
+
+gemmQ4_1AVX512x4_start:
+	MOVQ CX, DI
+	SHRQ $0x04, DI
+
+gemmQ4_1AVX512x4_loop:
+	TESTQ           DI, DI
+	JZ              gemmQ4_1AVX512x4_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 4(AX), Z7
+	VINSERTI32X4    $0x01, 24(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 44(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 64(AX), Z7, Z7
+	VBROADCASTI32X4 84(AX), Z8
+	VINSERTI32X4    $0x01, 104(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 124(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 144(AX), Z8, Z8
+	VBROADCASTI32X4 164(AX), Z9
+	VINSERTI32X4    $0x01, 184(AX), Z9, Z9
+	VINSERTI32X4    $0x02, 204(AX), Z9, Z9
+	VINSERTI32X4    $0x03, 224(AX), Z9, Z9
+	VBROADCASTI32X4 244(AX), Z10
+	VINSERTI32X4    $0x01, 264(AX), Z10, Z10
+	VINSERTI32X4    $0x02, 284(AX), Z10, Z10
+	VINSERTI32X4    $0x03, 304(AX), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z1, Z1, Z15
+	VPGATHERDD      (AX)(Z1*1), K1, Z15
+	VPMOVDW         Z15, Y15
+	VCVTPH2PS       Y15, Z15
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z2, Z2, Z16
+	VPGATHERDD      (AX)(Z2*1), K1, Z16
+	VPMOVDW         Z16, Y16
+	VCVTPH2PS       Y16, Z16
+	VPXORD          Z15, Z15, Z17
+	VPXORD          Z15, Z15, Z18
+	VPXORD          Z15, Z15, Z19
+	VPXORD          Z15, Z15, Z20
+	VPDPBUSD        (DX), Z9, Z17
+	VPDPBUSD        (DX)(BX*1), Z9, Z18
+	VPDPBUSD        (DX)(BX*2), Z9, Z19
+	VPDPBUSD        (DX)(SI*1), Z9, Z20
+	VPDPBUSD        64(DX), Z12, Z17
+	VPDPBUSD        64(DX)(BX*1), Z12, Z18
+	VPDPBUSD        64(DX)(BX*2), Z12, Z19
+	VPDPBUSD        64(DX)(SI*1), Z12, Z20
+	VPDPBUSD        128(DX), Z13, Z17
+	VPDPBUSD        128(DX)(BX*1), Z13, Z18
+	VPDPBUSD        128(DX)(BX*2), Z13, Z19
+	VPDPBUSD        128(DX)(SI*1), Z13, Z20
+	VPDPBUSD        192(DX), Z14, Z17
+	VPDPBUSD        192(DX)(BX*1), Z14, Z18
+	VPDPBUSD        192(DX)(BX*2), Z14, Z19
+	VPDPBUSD        192(DX)(SI*1), Z14, Z20
+	VPDPBUSD        256(DX), Z10, Z17
+	VPDPBUSD        256(DX)(BX*1), Z10, Z18
+	VPDPBUSD        256(DX)(BX*2), Z10, Z19
+	VPDPBUSD        256(DX)(SI*1), Z10, Z20
+	VPDPBUSD        320(DX), Z8, Z17
+	VPDPBUSD        320(DX)(BX*1), Z8, Z18
+	VPDPBUSD        320(DX)(BX*2), Z8, Z19
+	VPDPBUSD        320(DX)(SI*1), Z8, Z20
+	VPDPBUSD        384(DX), Z11, Z17
+	VPDPBUSD        384(DX)(BX*1), Z11, Z18
+	VPDPBUSD        384(DX)(BX*2), Z11, Z19
+	VPDPBUSD        384(DX)(SI*1), Z11, Z20
+	VPDPBUSD        448(DX), Z7, Z17
+	VPDPBUSD        448(DX)(BX*1), Z7, Z18
+	VPDPBUSD        448(DX)(BX*2), Z7, Z19
+	VPDPBUSD        448(DX)(SI*1), Z7, Z20
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX), Z15, Z7
+	VFMADD231PS     Z7, Z17, Z3
+	VFMADD231PS     576(DX), Z16, Z3
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DX)(BX*1), Z15, Z7
+	VFMADD231PS     Z7, Z18, Z4
+	VFMADD231PS     576(DX)(BX*1), Z16, Z4
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX)(BX*2), Z15, Z7
+	VFMADD231PS     Z7, Z19, Z5
+	VFMADD231PS     576(DX)(BX*2), Z16, Z5
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DX)(SI*1), Z15, Z7
+	VFMADD231PS     Z7, Z20, Z6
+	VFMADD231PS     576(DX)(SI*1), Z16, Z6
+	ADDQ            $0x00000140, AX
+	ADDQ            $0x00000280, DX
+	DECQ            DI
+	JMP             gemmQ4_1AVX512x4_loop
+
+gemmQ4_1AVX512x4_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ4_1AVX512x4_end
+	XORQ DI, DI
+	MOVQ DI, (SP)
+	MOVQ DI, 8(SP)
+	MOVQ DI, 16(SP)
+	MOVQ DI, 24(SP)
+	MOVQ DI, 32(SP)
+	MOVQ DI, 40(SP)
+	MOVQ DI, 48(SP)
+	MOVQ DI, 56(SP)
+	MOVQ DI, 64(SP)
+	MOVQ DI, 72(SP)
+	MOVQ DI, 80(SP)
+	MOVQ DI, 88(SP)
+	MOVQ DI, 96(SP)
+	MOVQ DI, 104(SP)
+	MOVQ DI, 112(SP)
+	MOVQ DI, 120(SP)
+	MOVQ DI, 128(SP)
+	MOVQ DI, 136(SP)
+	MOVQ DI, 144(SP)
+	MOVQ DI, 152(SP)
+	MOVQ DI, 160(SP)
+	MOVQ DI, 168(SP)
+	MOVQ DI, 176(SP)
+	MOVQ DI, 184(SP)
+	MOVQ DI, 192(SP)
+	MOVQ DI, 200(SP)
+	MOVQ DI, 208(SP)
+	MOVQ DI, 216(SP)
+	MOVQ DI, 224(SP)
+	MOVQ DI, 232(SP)
+	MOVQ DI, 240(SP)
+	MOVQ DI, 248(SP)
+	MOVQ DI, 256(SP)
+	MOVQ DI, 264(SP)
+	MOVQ DI, 272(SP)
+	MOVQ DI, 280(SP)
+	MOVQ DI, 288(SP)
+	MOVQ DI, 296(SP)
+	MOVQ DI, 304(SP)
+	MOVQ DI, 312(SP)
+	LEAQ (SP), DI
+	MOVQ DI, R8
+
+gemmQ4_1AVX512x4_copy:
+	VMOVDQU64       (AX), X7
+	VMOVDQU64       X7, (R8)
+	VMOVDQU64       4(AX), X7
+	VMOVDQU64       X7, 4(R8)
+	ADDQ            $0x14, AX
+	ADDQ            $0x14, R8
+	DECQ            CX
+	JNZ             gemmQ4_1AVX512x4_copy
+	VBROADCASTI32X4 4(DI), Z7
+	VINSERTI32X4    $0x01, 24(DI), Z7, Z7
+	VINSERTI32X4    $0x02, 44(DI), Z7, Z7
+	VINSERTI32X4    $0x03, 64(DI), Z7, Z7
+	VBROADCASTI32X4 84(DI), Z8
+	VINSERTI32X4    $0x01, 104(DI), Z8, Z8
+	VINSERTI32X4    $0x02, 124(DI), Z8, Z8
+	VINSERTI32X4    $0x03, 144(DI), Z8, Z8
+	VBROADCASTI32X4 164(DI), Z9
+	VINSERTI32X4    $0x01, 184(DI), Z9, Z9
+	VINSERTI32X4    $0x02, 204(DI), Z9, Z9
+	VINSERTI32X4    $0x03, 224(DI), Z9, Z9
+	VBROADCASTI32X4 244(DI), Z10
+	VINSERTI32X4    $0x01, 264(DI), Z10, Z10
+	VINSERTI32X4    $0x02, 284(DI), Z10, Z10
+	VINSERTI32X4    $0x03, 304(DI), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (DI)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z1
+	VPGATHERDD      (DI)(Z2*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z15
+	VPXORD          Z0, Z0, Z16
+	VPXORD          Z0, Z0, Z17
+	VPDPBUSD        (DX), Z9, Z2
+	VPDPBUSD        (DX)(BX*1), Z9, Z15
+	VPDPBUSD        (DX)(BX*2), Z9, Z16
+	VPDPBUSD        (DX)(SI*1), Z9, Z17
+	VPDPBUSD        64(DX), Z12, Z2
+	VPDPBUSD        64(DX)(BX*1), Z12, Z15
+	VPDPBUSD        64(DX)(BX*2), Z12, Z16
+	VPDPBUSD        64(DX)(SI*1), Z12, Z17
+	VPDPBUSD        128(DX), Z13, Z2
+	VPDPBUSD        128(DX)(BX*1), Z13, Z15
+	VPDPBUSD        128(DX)(BX*2), Z13, Z16
+	VPDPBUSD        128(DX)(SI*1), Z13, Z17
+	VPDPBUSD        192(DX), Z14, Z2
+	VPDPBUSD        192(DX)(BX*1), Z14, Z15
+	VPDPBUSD        192(DX)(BX*2), Z14, Z16
+	VPDPBUSD        192(DX)(SI*1), Z14, Z17
+	VPDPBUSD        256(DX), Z10, Z2
+	VPDPBUSD        256(DX)(BX*1), Z10, Z15
+	VPDPBUSD        256(DX)(BX*2), Z10, Z16
+	VPDPBUSD        256(DX)(SI*1), Z10, Z17
+	VPDPBUSD        320(DX), Z8, Z2
+	VPDPBUSD        320(DX)(BX*1), Z8, Z15
+	VPDPBUSD        320(DX)(BX*2), Z8, Z16
+	VPDPBUSD        320(DX)(SI*1), Z8, Z17
+	VPDPBUSD        384(DX), Z11, Z2
+	VPDPBUSD        384(DX)(BX*1), Z11, Z15
+	VPDPBUSD        384(DX)(BX*2), Z11, Z16
+	VPDPBUSD        384(DX)(SI*1), Z11, Z17
+	VPDPBUSD        448(DX), Z7, Z2
+	VPDPBUSD        448(DX)(BX*1), Z7, Z15
+	VPDPBUSD        448(DX)(BX*2), Z7, Z16
+	VPDPBUSD        448(DX)(SI*1), Z7, Z17
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z7
+	VFMADD231PS     Z7, Z2, Z3
+	VFMADD231PS     576(DX), Z1, Z3
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z15, Z4
+	VFMADD231PS     576(DX)(BX*1), Z1, Z4
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z16, Z5
+	VFMADD231PS     576(DX)(BX*2), Z1, Z5
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX)(SI*1), Z0, Z0
+	VFMADD231PS     Z0, Z17, Z6
+	VFMADD231PS     576(DX)(SI*1), Z1, Z6
+
+gemmQ4_1AVX512x4_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ4_1AVX512x4_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z5, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VZEROUPPER
+	RET
+
+gemmQ4_1AVX512x4_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z6, Z5, Z1
+	VSHUFF64X2 $0xee, Z6, Z5, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF32X4 $0x88, Z1, Z0, Z2
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFPS    $0x44, Z2, Z2, Z0
+	VSHUFPS    $0xee, Z2, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 352(SP)
+	MOVL       352(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       368(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       384(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       400(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ4_1AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ4_1AVX512x2(SB), NOSPLIT, $416-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z0
+	VMOVDQU64    q41Lanes<>+0(SB), Z1
+	VMOVDQU64    q41MLanes<>+0(SB), Z2
+	MOVQ         flags+56(FP), SI
+	MOVQ         acc+32(FP), DI
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	TESTQ        $0x00000001, SI
+	JZ           gemmQ4_1AVX512x2_start
+	VMOVUPS      (DI), Z3
+	VMOVUPS      64(DI), Z4
+
+gemmQ4_1AVX512x2_start:
+	MOVQ CX, SI
+	SHRQ $0x04, SI
+
+gemmQ4_1AVX512x2_loop:
+	TESTQ           SI, SI
+	JZ              gemmQ4_1AVX512x2_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 4(AX), Z5
+	VINSERTI32X4    $0x01, 24(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 44(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 64(AX), Z5, Z5
+	VBROADCASTI32X4 84(AX), Z6
+	VINSERTI32X4    $0x01, 104(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 124(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 144(AX), Z6, Z6
+	VBROADCASTI32X4 164(AX), Z7
+	VINSERTI32X4    $0x01, 184(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 204(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 224(AX), Z7, Z7
+	VBROADCASTI32X4 244(AX), Z8
+	VINSERTI32X4    $0x01, 264(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 284(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 304(AX), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z1, Z1, Z13
+	VPGATHERDD      (AX)(Z1*1), K1, Z13
+	VPMOVDW         Z13, Y13
+	VCVTPH2PS       Y13, Z13
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z2, Z2, Z14
+	VPGATHERDD      (AX)(Z2*1), K1, Z14
+	VPMOVDW         Z14, Y14
+	VCVTPH2PS       Y14, Z14
+	VPXORD          Z13, Z13, Z15
+	VPXORD          Z13, Z13, Z16
+	VPDPBUSD        (DX), Z7, Z15
+	VPDPBUSD        (DX)(BX*1), Z7, Z16
+	VPDPBUSD        64(DX), Z10, Z15
+	VPDPBUSD        64(DX)(BX*1), Z10, Z16
+	VPDPBUSD        128(DX), Z11, Z15
+	VPDPBUSD        128(DX)(BX*1), Z11, Z16
+	VPDPBUSD        192(DX), Z12, Z15
+	VPDPBUSD        192(DX)(BX*1), Z12, Z16
+	VPDPBUSD        256(DX), Z8, Z15
+	VPDPBUSD        256(DX)(BX*1), Z8, Z16
+	VPDPBUSD        320(DX), Z6, Z15
+	VPDPBUSD        320(DX)(BX*1), Z6, Z16
+	VPDPBUSD        384(DX), Z9, Z15
+	VPDPBUSD        384(DX)(BX*1), Z9, Z16
+	VPDPBUSD        448(DX), Z5, Z15
+	VPDPBUSD        448(DX)(BX*1), Z5, Z16
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX), Z13, Z5
+	VFMADD231PS     Z5, Z15, Z3
+	VFMADD231PS     576(DX), Z14, Z3
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX)(BX*1), Z13, Z5
+	VFMADD231PS     Z5, Z16, Z4
+	VFMADD231PS     576(DX)(BX*1), Z14, Z4
+	ADDQ            $0x00000140, AX
+	ADDQ            $0x00000280, DX
+	DECQ            SI
+	JMP             gemmQ4_1AVX512x2_loop
+
+gemmQ4_1AVX512x2_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ4_1AVX512x2_end
+	XORQ SI, SI
+	MOVQ SI, (SP)
+	MOVQ SI, 8(SP)
+	MOVQ SI, 16(SP)
+	MOVQ SI, 24(SP)
+	MOVQ SI, 32(SP)
+	MOVQ SI, 40(SP)
+	MOVQ SI, 48(SP)
+	MOVQ SI, 56(SP)
+	MOVQ SI, 64(SP)
+	MOVQ SI, 72(SP)
+	MOVQ SI, 80(SP)
+	MOVQ SI, 88(SP)
+	MOVQ SI, 96(SP)
+	MOVQ SI, 104(SP)
+	MOVQ SI, 112(SP)
+	MOVQ SI, 120(SP)
+	MOVQ SI, 128(SP)
+	MOVQ SI, 136(SP)
+	MOVQ SI, 144(SP)
+	MOVQ SI, 152(SP)
+	MOVQ SI, 160(SP)
+	MOVQ SI, 168(SP)
+	MOVQ SI, 176(SP)
+	MOVQ SI, 184(SP)
+	MOVQ SI, 192(SP)
+	MOVQ SI, 200(SP)
+	MOVQ SI, 208(SP)
+	MOVQ SI, 216(SP)
+	MOVQ SI, 224(SP)
+	MOVQ SI, 232(SP)
+	MOVQ SI, 240(SP)
+	MOVQ SI, 248(SP)
+	MOVQ SI, 256(SP)
+	MOVQ SI, 264(SP)
+	MOVQ SI, 272(SP)
+	MOVQ SI, 280(SP)
+	MOVQ SI, 288(SP)
+	MOVQ SI, 296(SP)
+	MOVQ SI, 304(SP)
+	MOVQ SI, 312(SP)
+	LEAQ (SP), SI
+	MOVQ SI, DI
+
+gemmQ4_1AVX512x2_copy:
+	VMOVDQU64       (AX), X5
+	VMOVDQU64       X5, (DI)
+	VMOVDQU64       4(AX), X5
+	VMOVDQU64       X5, 4(DI)
+	ADDQ            $0x14, AX
+	ADDQ            $0x14, DI
+	DECQ            CX
+	JNZ             gemmQ4_1AVX512x2_copy
+	VBROADCASTI32X4 4(SI), Z5
+	VINSERTI32X4    $0x01, 24(SI), Z5, Z5
+	VINSERTI32X4    $0x02, 44(SI), Z5, Z5
+	VINSERTI32X4    $0x03, 64(SI), Z5, Z5
+	VBROADCASTI32X4 84(SI), Z6
+	VINSERTI32X4    $0x01, 104(SI), Z6, Z6
+	VINSERTI32X4    $0x02, 124(SI), Z6, Z6
+	VINSERTI32X4    $0x03, 144(SI), Z6, Z6
+	VBROADCASTI32X4 164(SI), Z7
+	VINSERTI32X4    $0x01, 184(SI), Z7, Z7
+	VINSERTI32X4    $0x02, 204(SI), Z7, Z7
+	VINSERTI32X4    $0x03, 224(SI), Z7, Z7
+	VBROADCASTI32X4 244(SI), Z8
+	VINSERTI32X4    $0x01, 264(SI), Z8, Z8
+	VINSERTI32X4    $0x02, 284(SI), Z8, Z8
+	VINSERTI32X4    $0x03, 304(SI), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (SI)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z1
+	VPGATHERDD      (SI)(Z2*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z13
+	VPDPBUSD        (DX), Z7, Z2
+	VPDPBUSD        (DX)(BX*1), Z7, Z13
+	VPDPBUSD        64(DX), Z10, Z2
+	VPDPBUSD        64(DX)(BX*1), Z10, Z13
+	VPDPBUSD        128(DX), Z11, Z2
+	VPDPBUSD        128(DX)(BX*1), Z11, Z13
+	VPDPBUSD        192(DX), Z12, Z2
+	VPDPBUSD        192(DX)(BX*1), Z12, Z13
+	VPDPBUSD        256(DX), Z8, Z2
+	VPDPBUSD        256(DX)(BX*1), Z8, Z13
+	VPDPBUSD        320(DX), Z6, Z2
+	VPDPBUSD        320(DX)(BX*1), Z6, Z13
+	VPDPBUSD        384(DX), Z9, Z2
+	VPDPBUSD        384(DX)(BX*1), Z9, Z13
+	VPDPBUSD        448(DX), Z5, Z2
+	VPDPBUSD        448(DX)(BX*1), Z5, Z13
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z5
+	VFMADD231PS     Z5, Z2, Z3
+	VFMADD231PS     576(DX), Z1, Z3
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX)(BX*1), Z0, Z0
+	VFMADD231PS     Z0, Z13, Z4
+	VFMADD231PS     576(DX)(BX*1), Z1, Z4
+
+gemmQ4_1AVX512x2_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ4_1AVX512x2_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmQ4_1AVX512x2_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF32X4 $0x88, Z0, Z0, Z1
+	VSHUFF32X4 $0xdd, Z0, Z0, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFPS    $0x44, Z1, Z1, Z0
+	VSHUFPS    $0xee, Z1, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 352(SP)
+	MOVL       352(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       368(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ4_1AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ4_1AVX512x1(SB), NOSPLIT, $352-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, BX
+	VPBROADCASTD BX, Z0
+	VMOVDQU64    q41Lanes<>+0(SB), Z1
+	VMOVDQU64    q41MLanes<>+0(SB), Z2
+	MOVQ         flags+56(FP), BX
+	MOVQ         acc+32(FP), SI
+	VPXORD       Z3, Z3, Z3
+	TESTQ        $0x00000001, BX
+	JZ           gemmQ4_1AVX512x1_start
+	VMOVUPS      (SI), Z3
+
+gemmQ4_1AVX512x1_start:
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+gemmQ4_1AVX512x1_loop:
+	TESTQ           BX, BX
+	JZ              gemmQ4_1AVX512x1_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 4(AX), Z4
+	VINSERTI32X4    $0x01, 24(AX), Z4, Z4
+	VINSERTI32X4    $0x02, 44(AX), Z4, Z4
+	VINSERTI32X4    $0x03, 64(AX), Z4, Z4
+	VBROADCASTI32X4 84(AX), Z5
+	VINSERTI32X4    $0x01, 104(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 124(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 144(AX), Z5, Z5
+	VBROADCASTI32X4 164(AX), Z6
+	VINSERTI32X4    $0x01, 184(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 204(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 224(AX), Z6, Z6
+	VBROADCASTI32X4 244(AX), Z7
+	VINSERTI32X4    $0x01, 264(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 284(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 304(AX), Z7, Z7
+	VPUNPCKLDQ      Z5, Z4, Z8
+	VPUNPCKHDQ      Z5, Z4, Z4
+	VPUNPCKLDQ      Z7, Z6, Z5
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLQDQ     Z5, Z8, Z7
+	VPUNPCKHQDQ     Z5, Z8, Z5
+	VPUNPCKLQDQ     Z6, Z4, Z8
+	VPUNPCKHQDQ     Z6, Z4, Z4
+	VPANDD          Z0, Z7, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z5, Z9
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z8, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z4, Z11
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z1, Z1, Z12
+	VPGATHERDD      (AX)(Z1*1), K1, Z12
+	VPMOVDW         Z12, Y12
+	VCVTPH2PS       Y12, Z12
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z2, Z2, Z13
+	VPGATHERDD      (AX)(Z2*1), K1, Z13
+	VPMOVDW         Z13, Y13
+	VCVTPH2PS       Y13, Z13
+	VPXORD          Z12, Z12, Z14
+	VPDPBUSD        (DX), Z6, Z14
+	VPDPBUSD        64(DX), Z9, Z14
+	VPDPBUSD        128(DX), Z10, Z14
+	VPDPBUSD        192(DX), Z11, Z14
+	VPDPBUSD        256(DX), Z7, Z14
+	VPDPBUSD        320(DX), Z5, Z14
+	VPDPBUSD        384(DX), Z8, Z14
+	VPDPBUSD        448(DX), Z4, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DX), Z12, Z4
+	VFMADD231PS     Z4, Z14, Z3
+	VFMADD231PS     576(DX), Z13, Z3
+	ADDQ            $0x00000140, AX
+	ADDQ            $0x00000280, DX
+	DECQ            BX
+	JMP             gemmQ4_1AVX512x1_loop
+
+gemmQ4_1AVX512x1_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ4_1AVX512x1_end
+	XORQ BX, BX
+	MOVQ BX, (SP)
+	MOVQ BX, 8(SP)
+	MOVQ BX, 16(SP)
+	MOVQ BX, 24(SP)
+	MOVQ BX, 32(SP)
+	MOVQ BX, 40(SP)
+	MOVQ BX, 48(SP)
+	MOVQ BX, 56(SP)
+	MOVQ BX, 64(SP)
+	MOVQ BX, 72(SP)
+	MOVQ BX, 80(SP)
+	MOVQ BX, 88(SP)
+	MOVQ BX, 96(SP)
+	MOVQ BX, 104(SP)
+	MOVQ BX, 112(SP)
+	MOVQ BX, 120(SP)
+	MOVQ BX, 128(SP)
+	MOVQ BX, 136(SP)
+	MOVQ BX, 144(SP)
+	MOVQ BX, 152(SP)
+	MOVQ BX, 160(SP)
+	MOVQ BX, 168(SP)
+	MOVQ BX, 176(SP)
+	MOVQ BX, 184(SP)
+	MOVQ BX, 192(SP)
+	MOVQ BX, 200(SP)
+	MOVQ BX, 208(SP)
+	MOVQ BX, 216(SP)
+	MOVQ BX, 224(SP)
+	MOVQ BX, 232(SP)
+	MOVQ BX, 240(SP)
+	MOVQ BX, 248(SP)
+	MOVQ BX, 256(SP)
+	MOVQ BX, 264(SP)
+	MOVQ BX, 272(SP)
+	MOVQ BX, 280(SP)
+	MOVQ BX, 288(SP)
+	MOVQ BX, 296(SP)
+	MOVQ BX, 304(SP)
+	MOVQ BX, 312(SP)
+	LEAQ (SP), BX
+	MOVQ BX, SI
+
+gemmQ4_1AVX512x1_copy:
+	VMOVDQU64       (AX), X4
+	VMOVDQU64       X4, (SI)
+	VMOVDQU64       4(AX), X4
+	VMOVDQU64       X4, 4(SI)
+	ADDQ            $0x14, AX
+	ADDQ            $0x14, SI
+	DECQ            CX
+	JNZ             gemmQ4_1AVX512x1_copy
+	VBROADCASTI32X4 4(BX), Z4
+	VINSERTI32X4    $0x01, 24(BX), Z4, Z4
+	VINSERTI32X4    $0x02, 44(BX), Z4, Z4
+	VINSERTI32X4    $0x03, 64(BX), Z4, Z4
+	VBROADCASTI32X4 84(BX), Z5
+	VINSERTI32X4    $0x01, 104(BX), Z5, Z5
+	VINSERTI32X4    $0x02, 124(BX), Z5, Z5
+	VINSERTI32X4    $0x03, 144(BX), Z5, Z5
+	VBROADCASTI32X4 164(BX), Z6
+	VINSERTI32X4    $0x01, 184(BX), Z6, Z6
+	VINSERTI32X4    $0x02, 204(BX), Z6, Z6
+	VINSERTI32X4    $0x03, 224(BX), Z6, Z6
+	VBROADCASTI32X4 244(BX), Z7
+	VINSERTI32X4    $0x01, 264(BX), Z7, Z7
+	VINSERTI32X4    $0x02, 284(BX), Z7, Z7
+	VINSERTI32X4    $0x03, 304(BX), Z7, Z7
+	VPUNPCKLDQ      Z5, Z4, Z8
+	VPUNPCKHDQ      Z5, Z4, Z4
+	VPUNPCKLDQ      Z7, Z6, Z5
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLQDQ     Z5, Z8, Z7
+	VPUNPCKHQDQ     Z5, Z8, Z5
+	VPUNPCKLQDQ     Z6, Z4, Z8
+	VPUNPCKHQDQ     Z6, Z4, Z4
+	VPANDD          Z0, Z7, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z5, Z9
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z8, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z4, Z11
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (BX)(Z1*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z1
+	VPGATHERDD      (BX)(Z2*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPDPBUSD        (DX), Z6, Z2
+	VPDPBUSD        64(DX), Z9, Z2
+	VPDPBUSD        128(DX), Z10, Z2
+	VPDPBUSD        192(DX), Z11, Z2
+	VPDPBUSD        256(DX), Z7, Z2
+	VPDPBUSD        320(DX), Z5, Z2
+	VPDPBUSD        384(DX), Z8, Z2
+	VPDPBUSD        448(DX), Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z0
+	VFMADD231PS     Z0, Z2, Z3
+	VFMADD231PS     576(DX), Z1, Z3
+
+gemmQ4_1AVX512x1_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ4_1AVX512x1_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ4_1AVX512x1_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ5_1AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI
+TEXT ·gemmQ5_1AVX512x16(SB), $1568-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	LEAQ         (DX)(BX*8), R8
+	LEAQ         (DI)(BX*8), R9
+	MOVL         $0x0f0f0f0f, R10
+	VPBROADCASTD R10, Z0
+	MOVL         $0x10101010, R10
+	VPBROADCASTD R10, Z1
+	VMOVDQU64    q51Lanes<>+0(SB), Z2
+	VMOVDQU64    q51MLanes<>+0(SB), Z3
+	VMOVDQU64    q51QhLanes<>+0(SB), Z4
+	MOVQ         flags+56(FP), R10
+	MOVQ         acc+32(FP), R11
+	VPXORD       Z5, Z5, Z5
+	TESTQ        $0x00000001, R10
+	JZ           gemmQ5_1AVX512x16_zero
+	VMOVUPS      (R11), Z5
+	VMOVUPS      Z5, 416(SP)
+	VMOVUPS      64(R11), Z5
+	VMOVUPS      Z5, 480(SP)
+	VMOVUPS      128(R11), Z5
+	VMOVUPS      Z5, 544(SP)
+	VMOVUPS      192(R11), Z5
+	VMOVUPS      Z5, 608(SP)
+	VMOVUPS      256(R11), Z5
+	VMOVUPS      Z5, 672(SP)
+	VMOVUPS      320(R11), Z5
+	VMOVUPS      Z5, 736(SP)
+	VMOVUPS      384(R11), Z5
+	VMOVUPS      Z5, 800(SP)
+	VMOVUPS      448(R11), Z5
+	VMOVUPS      Z5, 864(SP)
+	VMOVUPS      512(R11), Z5
+	VMOVUPS      Z5, 928(SP)
+	VMOVUPS      576(R11), Z5
+	VMOVUPS      Z5, 992(SP)
+	VMOVUPS      640(R11), Z5
+	VMOVUPS      Z5, 1056(SP)
+	VMOVUPS      704(R11), Z5
+	VMOVUPS      Z5, 1120(SP)
+	VMOVUPS      768(R11), Z5
+	VMOVUPS      Z5, 1184(SP)
+	VMOVUPS      832(R11), Z5
+	VMOVUPS      Z5, 1248(SP)
+	VMOVUPS      896(R11), Z5
+	VMOVUPS      Z5, 1312(SP)
+	VMOVUPS      960(R11), Z5
+	VMOVUPS      Z5, 1376(SP)
+	JMP          gemmQ5_1AVX512x16_start
+
+gemmQ5_1AVX512x16_zero:
+	VMOVUPS Z5, 416(SP)
+	VMOVUPS Z5, 480(SP)
+	VMOVUPS Z5, 544(SP)
+	VMOVUPS Z5, 608(SP)
+	VMOVUPS Z5, 672(SP)
+	VMOVUPS Z5, 736(SP)
+	VMOVUPS Z5, 800(SP)
+	VMOVUPS Z5, 864(SP)
+	VMOVUPS Z5, 928(SP)
+	VMOVUPS Z5, 992(SP)
+	VMOVUPS Z5, 1056(SP)
+	VMOVUPS Z5, 1120(SP)
+	VMOVUPS Z5, 1184(SP)
+	VMOVUPS Z5, 1248(SP)
+	VMOVUPS Z5, 1312(SP)
+	VMOVUPS Z5, 1376(SP)
+
+gemmQ5_1AVX512x16_start:
+	MOVQ CX, R10
+	SHRQ $0x04, R10
+
+gemmQ5_1AVX512x16_loop:
+	TESTQ           R10, R10
+	JZ              gemmQ5_1AVX512x16_done
+	VBROADCASTI32X4 8(AX), Z5
+	VINSERTI32X4    $0x01, 32(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 56(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 80(AX), Z5, Z5
+	VBROADCASTI32X4 104(AX), Z6
+	VINSERTI32X4    $0x01, 128(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 152(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 176(AX), Z6, Z6
+	VBROADCASTI32X4 200(AX), Z7
+	VINSERTI32X4    $0x01, 224(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 248(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 272(AX), Z7, Z7
+	VBROADCASTI32X4 296(AX), Z8
+	VINSERTI32X4    $0x01, 320(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 344(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 368(AX), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z4, Z4, Z13
+	VPGATHERDD      (AX)(Z4*1), K1, Z13
+	VMOVDQU64       q5xShift0<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z7
+	VMOVDQU64       q5xShift1<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z10
+	VMOVDQU64       q5xShift2<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z11
+	VMOVDQU64       q5xShift3<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z12
+	VMOVDQU64       q5xShift4<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z8
+	VMOVDQU64       q5xShift5<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z6
+	VMOVDQU64       q5xShift6<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z9
+	VMOVDQU64       q5xShift7<>+0(SB), Z14
+	VPMULTISHIFTQB  Z13, Z14, Z13
+	VPTERNLOGD      $0xf8, Z1, Z13, Z5
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z2, Z2, Z13
+	VPGATHERDD      (AX)(Z2*1), K1, Z13
+	VPMOVDW         Z13, Y13
+	VCVTPH2PS       Y13, Z13
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z3, Z3, Z14
+	VPGATHERDD      (AX)(Z3*1), K1, Z14
+	VPMOVDW         Z14, Y14
+	VCVTPH2PS       Y14, Z14
+	VPXORD          Z13, Z13, Z15
+	VPXORD          Z13, Z13, Z16
+	VPXORD          Z13, Z13, Z17
+	VPXORD          Z13, Z13, Z18
+	VPXORD          Z13, Z13, Z19
+	VPXORD          Z13, Z13, Z20
+	VPXORD          Z13, Z13, Z21
+	VPXORD          Z13, Z13, Z22
+	VPXORD          Z13, Z13, Z23
+	VPXORD          Z13, Z13, Z24
+	VPXORD          Z13, Z13, Z25
+	VPXORD          Z13, Z13, Z26
+	VPXORD          Z13, Z13, Z27
+	VPXORD          Z13, Z13, Z28
+	VPXORD          Z13, Z13, Z29
+	VPXORD          Z13, Z13, Z30
+	VPDPBUSD        (DX), Z7, Z15
+	VPDPBUSD        (DX)(BX*1), Z7, Z16
+	VPDPBUSD        (DX)(BX*2), Z7, Z17
+	VPDPBUSD        (DX)(SI*1), Z7, Z18
+	VPDPBUSD        (DI), Z7, Z19
+	VPDPBUSD        (DI)(BX*1), Z7, Z20
+	VPDPBUSD        (DI)(BX*2), Z7, Z21
+	VPDPBUSD        (DI)(SI*1), Z7, Z22
+	VPDPBUSD        (R8), Z7, Z23
+	VPDPBUSD        (R8)(BX*1), Z7, Z24
+	VPDPBUSD        (R8)(BX*2), Z7, Z25
+	VPDPBUSD        (R8)(SI*1), Z7, Z26
+	VPDPBUSD        (R9), Z7, Z27
+	VPDPBUSD        (R9)(BX*1), Z7, Z28
+	VPDPBUSD        (R9)(BX*2), Z7, Z29
+	VPDPBUSD        (R9)(SI*1), Z7, Z30
+	VPDPBUSD        64(DX), Z10, Z15
+	VPDPBUSD        64(DX)(BX*1), Z10, Z16
+	VPDPBUSD        64(DX)(BX*2), Z10, Z17
+	VPDPBUSD        64(DX)(SI*1), Z10, Z18
+	VPDPBUSD        64(DI), Z10, Z19
+	VPDPBUSD        64(DI)(BX*1), Z10, Z20
+	VPDPBUSD        64(DI)(BX*2), Z10, Z21
+	VPDPBUSD        64(DI)(SI*1), Z10, Z22
+	VPDPBUSD        64(R8), Z10, Z23
+	VPDPBUSD        64(R8)(BX*1), Z10, Z24
+	VPDPBUSD        64(R8)(BX*2), Z10, Z25
+	VPDPBUSD        64(R8)(SI*1), Z10, Z26
+	VPDPBUSD        64(R9), Z10, Z27
+	VPDPBUSD        64(R9)(BX*1), Z10, Z28
+	VPDPBUSD        64(R9)(BX*2), Z10, Z29
+	VPDPBUSD        64(R9)(SI*1), Z10, Z30
+	VPDPBUSD        128(DX), Z11, Z15
+	VPDPBUSD        128(DX)(BX*1), Z11, Z16
+	VPDPBUSD        128(DX)(BX*2), Z11, Z17
+	VPDPBUSD        128(DX)(SI*1), Z11, Z18
+	VPDPBUSD        128(DI), Z11, Z19
+	VPDPBUSD        128(DI)(BX*1), Z11, Z20
+	VPDPBUSD        128(DI)(BX*2), Z11, Z21
+	VPDPBUSD        128(DI)(SI*1), Z11, Z22
+	VPDPBUSD        128(R8), Z11, Z23
+	VPDPBUSD        128(R8)(BX*1), Z11, Z24
+	VPDPBUSD        128(R8)(BX*2), Z11, Z25
+	VPDPBUSD        128(R8)(SI*1), Z11, Z26
+	VPDPBUSD        128(R9), Z11, Z27
+	VPDPBUSD        128(R9)(BX*1), Z11, Z28
+	VPDPBUSD        128(R9)(BX*2), Z11, Z29
+	VPDPBUSD        128(R9)(SI*1), Z11, Z30
+	VPDPBUSD        192(DX), Z12, Z15
+	VPDPBUSD        192(DX)(BX*1), Z12, Z16
+	VPDPBUSD        192(DX)(BX*2), Z12, Z17
+	VPDPBUSD        192(DX)(SI*1), Z12, Z18
+	VPDPBUSD        192(DI), Z12, Z19
+	VPDPBUSD        192(DI)(BX*1), Z12, Z20
+	VPDPBUSD        192(DI)(BX*2), Z12, Z21
+	VPDPBUSD        192(DI)(SI*1), Z12, Z22
+	VPDPBUSD        192(R8), Z12, Z23
+	VPDPBUSD        192(R8)(BX*1), Z12, Z24
+	VPDPBUSD        192(R8)(BX*2), Z12, Z25
+	VPDPBUSD        192(R8)(SI*1), Z12, Z26
+	VPDPBUSD        192(R9), Z12, Z27
+	VPDPBUSD        192(R9)(BX*1), Z12, Z28
+	VPDPBUSD        192(R9)(BX*2), Z12, Z29
+	VPDPBUSD        192(R9)(SI*1), Z12, Z30
+	VPDPBUSD        256(DX), Z8, Z15
+	VPDPBUSD        256(DX)(BX*1), Z8, Z16
+	VPDPBUSD        256(DX)(BX*2), Z8, Z17
+	VPDPBUSD        256(DX)(SI*1), Z8, Z18
+	VPDPBUSD        256(DI), Z8, Z19
+	VPDPBUSD        256(DI)(BX*1), Z8, Z20
+	VPDPBUSD        256(DI)(BX*2), Z8, Z21
+	VPDPBUSD        256(DI)(SI*1), Z8, Z22
+	VPDPBUSD        256(R8), Z8, Z23
+	VPDPBUSD        256(R8)(BX*1), Z8, Z24
+	VPDPBUSD        256(R8)(BX*2), Z8, Z25
+	VPDPBUSD        256(R8)(SI*1), Z8, Z26
+	VPDPBUSD        256(R9), Z8, Z27
+	VPDPBUSD        256(R9)(BX*1), Z8, Z28
+	VPDPBUSD        256(R9)(BX*2), Z8, Z29
+	VPDPBUSD        256(R9)(SI*1), Z8, Z30
+	VPDPBUSD        320(DX), Z6, Z15
+	VPDPBUSD        320(DX)(BX*1), Z6, Z16
+	VPDPBUSD        320(DX)(BX*2), Z6, Z17
+	VPDPBUSD        320(DX)(SI*1), Z6, Z18
+	VPDPBUSD        320(DI), Z6, Z19
+	VPDPBUSD        320(DI)(BX*1), Z6, Z20
+	VPDPBUSD        320(DI)(BX*2), Z6, Z21
+	VPDPBUSD        320(DI)(SI*1), Z6, Z22
+	VPDPBUSD        320(R8), Z6, Z23
+	VPDPBUSD        320(R8)(BX*1), Z6, Z24
+	VPDPBUSD        320(R8)(BX*2), Z6, Z25
+	VPDPBUSD        320(R8)(SI*1), Z6, Z26
+	VPDPBUSD        320(R9), Z6, Z27
+	VPDPBUSD        320(R9)(BX*1), Z6, Z28
+	VPDPBUSD        320(R9)(BX*2), Z6, Z29
+	VPDPBUSD        320(R9)(SI*1), Z6, Z30
+	VPDPBUSD        384(DX), Z9, Z15
+	VPDPBUSD        384(DX)(BX*1), Z9, Z16
+	VPDPBUSD        384(DX)(BX*2), Z9, Z17
+	VPDPBUSD        384(DX)(SI*1), Z9, Z18
+	VPDPBUSD        384(DI), Z9, Z19
+	VPDPBUSD        384(DI)(BX*1), Z9, Z20
+	VPDPBUSD        384(DI)(BX*2), Z9, Z21
+	VPDPBUSD        384(DI)(SI*1), Z9, Z22
+	VPDPBUSD        384(R8), Z9, Z23
+	VPDPBUSD        384(R8)(BX*1), Z9, Z24
+	VPDPBUSD        384(R8)(BX*2), Z9, Z25
+	VPDPBUSD        384(R8)(SI*1), Z9, Z26
+	VPDPBUSD        384(R9), Z9, Z27
+	VPDPBUSD        384(R9)(BX*1), Z9, Z28
+	VPDPBUSD        384(R9)(BX*2), Z9, Z29
+	VPDPBUSD        384(R9)(SI*1), Z9, Z30
+	VPDPBUSD        448(DX), Z5, Z15
+	VPDPBUSD        448(DX)(BX*1), Z5, Z16
+	VPDPBUSD        448(DX)(BX*2), Z5, Z17
+	VPDPBUSD        448(DX)(SI*1), Z5, Z18
+	VPDPBUSD        448(DI), Z5, Z19
+	VPDPBUSD        448(DI)(BX*1), Z5, Z20
+	VPDPBUSD        448(DI)(BX*2), Z5, Z21
+	VPDPBUSD        448(DI)(SI*1), Z5, Z22
+	VPDPBUSD        448(R8), Z5, Z23
+	VPDPBUSD        448(R8)(BX*1), Z5, Z24
+	VPDPBUSD        448(R8)(BX*2), Z5, Z25
+	VPDPBUSD        448(R8)(SI*1), Z5, Z26
+	VPDPBUSD        448(R9), Z5, Z27
+	VPDPBUSD        448(R9)(BX*1), Z5, Z28
+	VPDPBUSD        448(R9)(BX*2), Z5, Z29
+	VPDPBUSD        448(R9)(SI*1), Z5, Z30
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX), Z13, Z5
+	VFMADD213PS     416(SP), Z5, Z15
+	VFMADD231PS     576(DX), Z14, Z15
+	VMOVUPS         Z15, 416(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX)(BX*1), Z13, Z5
+	VFMADD213PS     480(SP), Z5, Z16
+	VFMADD231PS     576(DX)(BX*1), Z14, Z16
+	VMOVUPS         Z16, 480(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX)(BX*2), Z13, Z5
+	VFMADD213PS     544(SP), Z5, Z17
+	VFMADD231PS     576(DX)(BX*2), Z14, Z17
+	VMOVUPS         Z17, 544(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DX)(SI*1), Z13, Z5
+	VFMADD213PS     608(SP), Z5, Z18
+	VFMADD231PS     576(DX)(SI*1), Z14, Z18
+	VMOVUPS         Z18, 608(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DI), Z13, Z5
+	VFMADD213PS     672(SP), Z5, Z19
+	VFMADD231PS     576(DI), Z14, Z19
+	VMOVUPS         Z19, 672(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DI)(BX*1), Z13, Z5
+	VFMADD213PS     736(SP), Z5, Z20
+	VFMADD231PS     576(DI)(BX*1), Z14, Z20
+	VMOVUPS         Z20, 736(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DI)(BX*2), Z13, Z5
+	VFMADD213PS     800(SP), Z5, Z21
+	VFMADD231PS     576(DI)(BX*2), Z14, Z21
+	VMOVUPS         Z21, 800(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DI)(SI*1), Z13, Z5
+	VFMADD213PS     864(SP), Z5, Z22
+	VFMADD231PS     576(DI)(SI*1), Z14, Z22
+	VMOVUPS         Z22, 864(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R8), Z13, Z5
+	VFMADD213PS     928(SP), Z5, Z23
+	VFMADD231PS     576(R8), Z14, Z23
+	VMOVUPS         Z23, 928(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R8)(BX*1), Z13, Z5
+	VFMADD213PS     992(SP), Z5, Z24
+	VFMADD231PS     576(R8)(BX*1), Z14, Z24
+	VMOVUPS         Z24, 992(SP)
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(R8)(BX*2), Z13, Z5
+	VFMADD213PS     1056(SP), Z5, Z25
+	VFMADD231PS     576(R8)(BX*2), Z14, Z25
+	VMOVUPS         Z25, 1056(SP)
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(R8)(SI*1), Z13, Z5
+	VFMADD213PS     1120(SP), Z5, Z26
+	VFMADD231PS     576(R8)(SI*1), Z14, Z26
+	VMOVUPS         Z26, 1120(SP)
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(R9), Z13, Z5
+	VFMADD213PS     1184(SP), Z5, Z27
+	VFMADD231PS     576(R9), Z14, Z27
+	VMOVUPS         Z27, 1184(SP)
+	VCVTDQ2PS       Z28, Z28
+	VMULPS          512(R9)(BX*1), Z13, Z5
+	VFMADD213PS     1248(SP), Z5, Z28
+	VFMADD231PS     576(R9)(BX*1), Z14, Z28
+	VMOVUPS         Z28, 1248(SP)
+	VCVTDQ2PS       Z29, Z29
+	VMULPS          512(R9)(BX*2), Z13, Z5
+	VFMADD213PS     1312(SP), Z5, Z29
+	VFMADD231PS     576(R9)(BX*2), Z14, Z29
+	VMOVUPS         Z29, 1312(SP)
+	VCVTDQ2PS       Z30, Z30
+	VMULPS          512(R9)(SI*1), Z13, Z5
+	VFMADD213PS     1376(SP), Z5, Z30
+	VFMADD231PS     576(R9)(SI*1), Z14, Z30
+	VMOVUPS         Z30, 1376(SP)
+	ADDQ            $0x00000180, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	ADDQ            $0x00000280, R8
+	ADDQ            $0x00000280, R9
+	DECQ            R10
+	JMP             gemmQ5_1AVX512x16_loop
+
+gemmQ5_1AVX512x16_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ5_1AVX512x16_end
+	XORQ R10, R10
+	MOVQ R10, (SP)
+	MOVQ R10, 8(SP)
+	MOVQ R10, 16(SP)
+	MOVQ R10, 24(SP)
+	MOVQ R10, 32(SP)
+	MOVQ R10, 40(SP)
+	MOVQ R10, 48(SP)
+	MOVQ R10, 56(SP)
+	MOVQ R10, 64(SP)
+	MOVQ R10, 72(SP)
+	MOVQ R10, 80(SP)
+	MOVQ R10, 88(SP)
+	MOVQ R10, 96(SP)
+	MOVQ R10, 104(SP)
+	MOVQ R10, 112(SP)
+	MOVQ R10, 120(SP)
+	MOVQ R10, 128(SP)
+	MOVQ R10, 136(SP)
+	MOVQ R10, 144(SP)
+	MOVQ R10, 152(SP)
+	MOVQ R10, 160(SP)
+	MOVQ R10, 168(SP)
+	MOVQ R10, 176(SP)
+	MOVQ R10, 184(SP)
+	MOVQ R10, 192(SP)
+	MOVQ R10, 200(SP)
+	MOVQ R10, 208(SP)
+	MOVQ R10, 216(SP)
+	MOVQ R10, 224(SP)
+	MOVQ R10, 232(SP)
+	MOVQ R10, 240(SP)
+	MOVQ R10, 248(SP)
+	MOVQ R10, 256(SP)
+	MOVQ R10, 264(SP)
+	MOVQ R10, 272(SP)
+	MOVQ R10, 280(SP)
+	MOVQ R10, 288(SP)
+	MOVQ R10, 296(SP)
+	MOVQ R10, 304(SP)
+	MOVQ R10, 312(SP)
+	MOVQ R10, 320(SP)
+	MOVQ R10, 328(SP)
+	MOVQ R10, 336(SP)
+	MOVQ R10, 344(SP)
+	MOVQ R10, 352(SP)
+	MOVQ R10, 360(SP)
+	MOVQ R10, 368(SP)
+	MOVQ R10, 376(SP)
+	LEAQ (SP), R10
+	MOVQ R10, R11
+
+gemmQ5_1AVX512x16_copy:
+	VMOVDQU64       (AX), X5
+	VMOVDQU64       X5, (R11)
+	VMOVDQU64       8(AX), X5
+	VMOVDQU64       X5, 8(R11)
+	ADDQ            $0x18, AX
+	ADDQ            $0x18, R11
+	DECQ            CX
+	JNZ             gemmQ5_1AVX512x16_copy
+	VBROADCASTI32X4 8(R10), Z5
+	VINSERTI32X4    $0x01, 32(R10), Z5, Z5
+	VINSERTI32X4    $0x02, 56(R10), Z5, Z5
+	VINSERTI32X4    $0x03, 80(R10), Z5, Z5
+	VBROADCASTI32X4 104(R10), Z6
+	VINSERTI32X4    $0x01, 128(R10), Z6, Z6
+	VINSERTI32X4    $0x02, 152(R10), Z6, Z6
+	VINSERTI32X4    $0x03, 176(R10), Z6, Z6
+	VBROADCASTI32X4 200(R10), Z7
+	VINSERTI32X4    $0x01, 224(R10), Z7, Z7
+	VINSERTI32X4    $0x02, 248(R10), Z7, Z7
+	VINSERTI32X4    $0x03, 272(R10), Z7, Z7
+	VBROADCASTI32X4 296(R10), Z8
+	VINSERTI32X4    $0x01, 320(R10), Z8, Z8
+	VINSERTI32X4    $0x02, 344(R10), Z8, Z8
+	VINSERTI32X4    $0x03, 368(R10), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z4, Z4, Z0
+	VPGATHERDD      (R10)(Z4*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z7
+	VMOVDQU64       q5xShift1<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z10
+	VMOVDQU64       q5xShift2<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z11
+	VMOVDQU64       q5xShift3<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z12
+	VMOVDQU64       q5xShift4<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z8
+	VMOVDQU64       q5xShift5<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z6
+	VMOVDQU64       q5xShift6<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z9
+	VMOVDQU64       q5xShift7<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z0
+	VPTERNLOGD      $0xf8, Z1, Z0, Z5
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z0
+	VPGATHERDD      (R10)(Z2*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z1
+	VPGATHERDD      (R10)(Z3*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z3
+	VPXORD          Z0, Z0, Z4
+	VPXORD          Z0, Z0, Z13
+	VPXORD          Z0, Z0, Z14
+	VPXORD          Z0, Z0, Z15
+	VPXORD          Z0, Z0, Z16
+	VPXORD          Z0, Z0, Z17
+	VPXORD          Z0, Z0, Z18
+	VPXORD          Z0, Z0, Z19
+	VPXORD          Z0, Z0, Z20
+	VPXORD          Z0, Z0, Z21
+	VPXORD          Z0, Z0, Z22
+	VPXORD          Z0, Z0, Z23
+	VPXORD          Z0, Z0, Z24
+	VPXORD          Z0, Z0, Z25
+	VPDPBUSD        (DX), Z7, Z2
+	VPDPBUSD        (DX)(BX*1), Z7, Z3
+	VPDPBUSD        (DX)(BX*2), Z7, Z4
+	VPDPBUSD        (DX)(SI*1), Z7, Z13
+	VPDPBUSD        (DI), Z7, Z14
+	VPDPBUSD        (DI)(BX*1), Z7, Z15
+	VPDPBUSD        (DI)(BX*2), Z7, Z16
+	VPDPBUSD        (DI)(SI*1), Z7, Z17
+	VPDPBUSD        (R8), Z7, Z18
+	VPDPBUSD        (R8)(BX*1), Z7, Z19
+	VPDPBUSD        (R8)(BX*2), Z7, Z20
+	VPDPBUSD        (R8)(SI*1), Z7, Z21
+	VPDPBUSD        (R9), Z7, Z22
+	VPDPBUSD        (R9)(BX*1), Z7, Z23
+	VPDPBUSD        (R9)(BX*2), Z7, Z24
+	VPDPBUSD        (R9)(SI*1), Z7, Z25
+	VPDPBUSD        64(DX), Z10, Z2
+	VPDPBUSD        64(DX)(BX*1), Z10, Z3
+	VPDPBUSD        64(DX)(BX*2), Z10, Z4
+	VPDPBUSD        64(DX)(SI*1), Z10, Z13
+	VPDPBUSD        64(DI), Z10, Z14
+	VPDPBUSD        64(DI)(BX*1), Z10, Z15
+	VPDPBUSD        64(DI)(BX*2), Z10, Z16
+	VPDPBUSD        64(DI)(SI*1), Z10, Z17
+	VPDPBUSD        64(R8), Z10, Z18
+	VPDPBUSD        64(R8)(BX*1), Z10, Z19
+	VPDPBUSD        64(R8)(BX*2), Z10, Z20
+	VPDPBUSD        64(R8)(SI*1), Z10, Z21
+	VPDPBUSD        64(R9), Z10, Z22
+	VPDPBUSD        64(R9)(BX*1), Z10, Z23
+	VPDPBUSD        64(R9)(BX*2), Z10, Z24
+	VPDPBUSD        64(R9)(SI*1), Z10, Z25
+	VPDPBUSD        128(DX), Z11, Z2
+	VPDPBUSD        128(DX)(BX*1), Z11, Z3
+	VPDPBUSD        128(DX)(BX*2), Z11, Z4
+	VPDPBUSD        128(DX)(SI*1), Z11, Z13
+	VPDPBUSD        128(DI), Z11, Z14
+	VPDPBUSD        128(DI)(BX*1), Z11, Z15
+	VPDPBUSD        128(DI)(BX*2), Z11, Z16
+	VPDPBUSD        128(DI)(SI*1), Z11, Z17
+	VPDPBUSD        128(R8), Z11, Z18
+	VPDPBUSD        128(R8)(BX*1), Z11, Z19
+	VPDPBUSD        128(R8)(BX*2), Z11, Z20
+	VPDPBUSD        128(R8)(SI*1), Z11, Z21
+	VPDPBUSD        128(R9), Z11, Z22
+	VPDPBUSD        128(R9)(BX*1), Z11, Z23
+	VPDPBUSD        128(R9)(BX*2), Z11, Z24
+	VPDPBUSD        128(R9)(SI*1), Z11, Z25
+	VPDPBUSD        192(DX), Z12, Z2
+	VPDPBUSD        192(DX)(BX*1), Z12, Z3
+	VPDPBUSD        192(DX)(BX*2), Z12, Z4
+	VPDPBUSD        192(DX)(SI*1), Z12, Z13
+	VPDPBUSD        192(DI), Z12, Z14
+	VPDPBUSD        192(DI)(BX*1), Z12, Z15
+	VPDPBUSD        192(DI)(BX*2), Z12, Z16
+	VPDPBUSD        192(DI)(SI*1), Z12, Z17
+	VPDPBUSD        192(R8), Z12, Z18
+	VPDPBUSD        192(R8)(BX*1), Z12, Z19
+	VPDPBUSD        192(R8)(BX*2), Z12, Z20
+	VPDPBUSD        192(R8)(SI*1), Z12, Z21
+	VPDPBUSD        192(R9), Z12, Z22
+	VPDPBUSD        192(R9)(BX*1), Z12, Z23
+	VPDPBUSD        192(R9)(BX*2), Z12, Z24
+	VPDPBUSD        192(R9)(SI*1), Z12, Z25
+	VPDPBUSD        256(DX), Z8, Z2
+	VPDPBUSD        256(DX)(BX*1), Z8, Z3
+	VPDPBUSD        256(DX)(BX*2), Z8, Z4
+	VPDPBUSD        256(DX)(SI*1), Z8, Z13
+	VPDPBUSD        256(DI), Z8, Z14
+	VPDPBUSD        256(DI)(BX*1), Z8, Z15
+	VPDPBUSD        256(DI)(BX*2), Z8, Z16
+	VPDPBUSD        256(DI)(SI*1), Z8, Z17
+	VPDPBUSD        256(R8), Z8, Z18
+	VPDPBUSD        256(R8)(BX*1), Z8, Z19
+	VPDPBUSD        256(R8)(BX*2), Z8, Z20
+	VPDPBUSD        256(R8)(SI*1), Z8, Z21
+	VPDPBUSD        256(R9), Z8, Z22
+	VPDPBUSD        256(R9)(BX*1), Z8, Z23
+	VPDPBUSD        256(R9)(BX*2), Z8, Z24
+	VPDPBUSD        256(R9)(SI*1), Z8, Z25
+	VPDPBUSD        320(DX), Z6, Z2
+	VPDPBUSD        320(DX)(BX*1), Z6, Z3
+	VPDPBUSD        320(DX)(BX*2), Z6, Z4
+	VPDPBUSD        320(DX)(SI*1), Z6, Z13
+	VPDPBUSD        320(DI), Z6, Z14
+	VPDPBUSD        320(DI)(BX*1), Z6, Z15
+	VPDPBUSD        320(DI)(BX*2), Z6, Z16
+	VPDPBUSD        320(DI)(SI*1), Z6, Z17
+	VPDPBUSD        320(R8), Z6, Z18
+	VPDPBUSD        320(R8)(BX*1), Z6, Z19
+	VPDPBUSD        320(R8)(BX*2), Z6, Z20
+	VPDPBUSD        320(R8)(SI*1), Z6, Z21
+	VPDPBUSD        320(R9), Z6, Z22
+	VPDPBUSD        320(R9)(BX*1), Z6, Z23
+	VPDPBUSD        320(R9)(BX*2), Z6, Z24
+	VPDPBUSD        320(R9)(SI*1), Z6, Z25
+	VPDPBUSD        384(DX), Z9, Z2
+	VPDPBUSD        384(DX)(BX*1), Z9, Z3
+	VPDPBUSD        384(DX)(BX*2), Z9, Z4
+	VPDPBUSD        384(DX)(SI*1), Z9, Z13
+	VPDPBUSD        384(DI), Z9, Z14
+	VPDPBUSD        384(DI)(BX*1), Z9, Z15
+	VPDPBUSD        384(DI)(BX*2), Z9, Z16
+	VPDPBUSD        384(DI)(SI*1), Z9, Z17
+	VPDPBUSD        384(R8), Z9, Z18
+	VPDPBUSD        384(R8)(BX*1), Z9, Z19
+	VPDPBUSD        384(R8)(BX*2), Z9, Z20
+	VPDPBUSD        384(R8)(SI*1), Z9, Z21
+	VPDPBUSD        384(R9), Z9, Z22
+	VPDPBUSD        384(R9)(BX*1), Z9, Z23
+	VPDPBUSD        384(R9)(BX*2), Z9, Z24
+	VPDPBUSD        384(R9)(SI*1), Z9, Z25
+	VPDPBUSD        448(DX), Z5, Z2
+	VPDPBUSD        448(DX)(BX*1), Z5, Z3
+	VPDPBUSD        448(DX)(BX*2), Z5, Z4
+	VPDPBUSD        448(DX)(SI*1), Z5, Z13
+	VPDPBUSD        448(DI), Z5, Z14
+	VPDPBUSD        448(DI)(BX*1), Z5, Z15
+	VPDPBUSD        448(DI)(BX*2), Z5, Z16
+	VPDPBUSD        448(DI)(SI*1), Z5, Z17
+	VPDPBUSD        448(R8), Z5, Z18
+	VPDPBUSD        448(R8)(BX*1), Z5, Z19
+	VPDPBUSD        448(R8)(BX*2), Z5, Z20
+	VPDPBUSD        448(R8)(SI*1), Z5, Z21
+	VPDPBUSD        448(R9), Z5, Z22
+	VPDPBUSD        448(R9)(BX*1), Z5, Z23
+	VPDPBUSD        448(R9)(BX*2), Z5, Z24
+	VPDPBUSD        448(R9)(SI*1), Z5, Z25
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z5
+	VFMADD213PS     416(SP), Z5, Z2
+	VFMADD231PS     576(DX), Z1, Z2
+	VMOVUPS         Z2, 416(SP)
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD213PS     480(SP), Z2, Z3
+	VFMADD231PS     576(DX)(BX*1), Z1, Z3
+	VMOVUPS         Z3, 480(SP)
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD213PS     544(SP), Z2, Z4
+	VFMADD231PS     576(DX)(BX*2), Z1, Z4
+	VMOVUPS         Z4, 544(SP)
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX)(SI*1), Z0, Z2
+	VFMADD213PS     608(SP), Z2, Z13
+	VFMADD231PS     576(DX)(SI*1), Z1, Z13
+	VMOVUPS         Z13, 608(SP)
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DI), Z0, Z2
+	VFMADD213PS     672(SP), Z2, Z14
+	VFMADD231PS     576(DI), Z1, Z14
+	VMOVUPS         Z14, 672(SP)
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DI)(BX*1), Z0, Z2
+	VFMADD213PS     736(SP), Z2, Z15
+	VFMADD231PS     576(DI)(BX*1), Z1, Z15
+	VMOVUPS         Z15, 736(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DI)(BX*2), Z0, Z2
+	VFMADD213PS     800(SP), Z2, Z16
+	VFMADD231PS     576(DI)(BX*2), Z1, Z16
+	VMOVUPS         Z16, 800(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DI)(SI*1), Z0, Z2
+	VFMADD213PS     864(SP), Z2, Z17
+	VFMADD231PS     576(DI)(SI*1), Z1, Z17
+	VMOVUPS         Z17, 864(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(R8), Z0, Z2
+	VFMADD213PS     928(SP), Z2, Z18
+	VFMADD231PS     576(R8), Z1, Z18
+	VMOVUPS         Z18, 928(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(R8)(BX*1), Z0, Z2
+	VFMADD213PS     992(SP), Z2, Z19
+	VFMADD231PS     576(R8)(BX*1), Z1, Z19
+	VMOVUPS         Z19, 992(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(R8)(BX*2), Z0, Z2
+	VFMADD213PS     1056(SP), Z2, Z20
+	VFMADD231PS     576(R8)(BX*2), Z1, Z20
+	VMOVUPS         Z20, 1056(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(R8)(SI*1), Z0, Z2
+	VFMADD213PS     1120(SP), Z2, Z21
+	VFMADD231PS     576(R8)(SI*1), Z1, Z21
+	VMOVUPS         Z21, 1120(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(R9), Z0, Z2
+	VFMADD213PS     1184(SP), Z2, Z22
+	VFMADD231PS     576(R9), Z1, Z22
+	VMOVUPS         Z22, 1184(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R9)(BX*1), Z0, Z2
+	VFMADD213PS     1248(SP), Z2, Z23
+	VFMADD231PS     576(R9)(BX*1), Z1, Z23
+	VMOVUPS         Z23, 1248(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R9)(BX*2), Z0, Z2
+	VFMADD213PS     1312(SP), Z2, Z24
+	VFMADD231PS     576(R9)(BX*2), Z1, Z24
+	VMOVUPS         Z24, 1312(SP)
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(R9)(SI*1), Z0, Z0
+	VFMADD213PS     1376(SP), Z0, Z25
+	VFMADD231PS     576(R9)(SI*1), Z1, Z25
+	VMOVUPS         Z25, 1376(SP)
+
+gemmQ5_1AVX512x16_end:
+	VMOVUPS 416(SP), Z0
+	VMOVUPS 480(SP), Z1
+	VMOVUPS 544(SP), Z2
+	VMOVUPS 608(SP), Z3
+	VMOVUPS 672(SP), Z4
+	VMOVUPS 736(SP), Z5
+	VMOVUPS 800(SP), Z6
+	VMOVUPS 864(SP), Z7
+	VMOVUPS 928(SP), Z8
+	VMOVUPS 992(SP), Z9
+	VMOVUPS 1056(SP), Z10
+	VMOVUPS 1120(SP), Z11
+	VMOVUPS 1184(SP), Z12
+	VMOVUPS 1248(SP), Z13
+	VMOVUPS 1312(SP), Z14
+	VMOVUPS 1376(SP), Z15
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ5_1AVX512x16_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	VZEROUPPER
+	RET
+
+gemmQ5_1AVX512x16_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z1, Z0, Z16
+	VSHUFF64X2 $0xee, Z1, Z0, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF64X2 $0x44, Z3, Z2, Z0
+	VSHUFF64X2 $0xee, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z5, Z4, Z1
+	VSHUFF64X2 $0xee, Z5, Z4, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z7, Z6, Z2
+	VSHUFF64X2 $0xee, Z7, Z6, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF32X4 $0x88, Z0, Z16, Z3
+	VSHUFF32X4 $0xdd, Z0, Z16, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x88, Z2, Z1, Z0
+	VSHUFF32X4 $0xdd, Z2, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z3, Z1
+	VSHUFPS    $0xee, Z0, Z3, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1440(SP)
+	MOVQ       AX, DX
+	MOVL       1440(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1456(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1472(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1488(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1448(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1464(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1480(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1496(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	VSHUFF64X2 $0x44, Z9, Z8, Z0
+	VSHUFF64X2 $0xee, Z9, Z8, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z11, Z10, Z1
+	VSHUFF64X2 $0xee, Z11, Z10, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z13, Z12, Z2
+	VSHUFF64X2 $0xee, Z13, Z12, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z15, Z14, Z3
+	VSHUFF64X2 $0xee, Z15, Z14, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1504(SP)
+	MOVL       1504(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1520(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1536(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1552(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1512(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1528(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1544(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1560(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+DATA q51Lanes<>+0(SB)/2, $0x0000
+DATA q51Lanes<>+2(SB)/2, $0x0000
+DATA q51Lanes<>+4(SB)/2, $0x0060
+DATA q51Lanes<>+6(SB)/2, $0x0000
+DATA q51Lanes<>+8(SB)/2, $0x00c0
+DATA q51Lanes<>+10(SB)/2, $0x0000
+DATA q51Lanes<>+12(SB)/2, $0x0120
+DATA q51Lanes<>+14(SB)/2, $0x0000
+DATA q51Lanes<>+16(SB)/2, $0x0018
+DATA q51Lanes<>+18(SB)/2, $0x0000
+DATA q51Lanes<>+20(SB)/2, $0x0078
+DATA q51Lanes<>+22(SB)/2, $0x0000
+DATA q51Lanes<>+24(SB)/2, $0x00d8
+DATA q51Lanes<>+26(SB)/2, $0x0000
+DATA q51Lanes<>+28(SB)/2, $0x0138
+DATA q51Lanes<>+30(SB)/2, $0x0000
+DATA q51Lanes<>+32(SB)/2, $0x0030
+DATA q51Lanes<>+34(SB)/2, $0x0000
+DATA q51Lanes<>+36(SB)/2, $0x0090
+DATA q51Lanes<>+38(SB)/2, $0x0000
+DATA q51Lanes<>+40(SB)/2, $0x00f0
+DATA q51Lanes<>+42(SB)/2, $0x0000
+DATA q51Lanes<>+44(SB)/2, $0x0150
+DATA q51Lanes<>+46(SB)/2, $0x0000
+DATA q51Lanes<>+48(SB)/2, $0x0048
+DATA q51Lanes<>+50(SB)/2, $0x0000
+DATA q51Lanes<>+52(SB)/2, $0x00a8
+DATA q51Lanes<>+54(SB)/2, $0x0000
+DATA q51Lanes<>+56(SB)/2, $0x0108
+DATA q51Lanes<>+58(SB)/2, $0x0000
+DATA q51Lanes<>+60(SB)/2, $0x0168
+DATA q51Lanes<>+62(SB)/2, $0x0000
+GLOBL q51Lanes<>(SB), RODATA|NOPTR, $64
+
+DATA q51MLanes<>+0(SB)/2, $0x0002
+DATA q51MLanes<>+2(SB)/2, $0x0000
+DATA q51MLanes<>+4(SB)/2, $0x0062
+DATA q51MLanes<>+6(SB)/2, $0x0000
+DATA q51MLanes<>+8(SB)/2, $0x00c2
+DATA q51MLanes<>+10(SB)/2, $0x0000
+DATA q51MLanes<>+12(SB)/2, $0x0122
+DATA q51MLanes<>+14(SB)/2, $0x0000
+DATA q51MLanes<>+16(SB)/2, $0x001a
+DATA q51MLanes<>+18(SB)/2, $0x0000
+DATA q51MLanes<>+20(SB)/2, $0x007a
+DATA q51MLanes<>+22(SB)/2, $0x0000
+DATA q51MLanes<>+24(SB)/2, $0x00da
+DATA q51MLanes<>+26(SB)/2, $0x0000
+DATA q51MLanes<>+28(SB)/2, $0x013a
+DATA q51MLanes<>+30(SB)/2, $0x0000
+DATA q51MLanes<>+32(SB)/2, $0x0032
+DATA q51MLanes<>+34(SB)/2, $0x0000
+DATA q51MLanes<>+36(SB)/2, $0x0092
+DATA q51MLanes<>+38(SB)/2, $0x0000
+DATA q51MLanes<>+40(SB)/2, $0x00f2
+DATA q51MLanes<>+42(SB)/2, $0x0000
+DATA q51MLanes<>+44(SB)/2, $0x0152
+DATA q51MLanes<>+46(SB)/2, $0x0000
+DATA q51MLanes<>+48(SB)/2, $0x004a
+DATA q51MLanes<>+50(SB)/2, $0x0000
+DATA q51MLanes<>+52(SB)/2, $0x00aa
+DATA q51MLanes<>+54(SB)/2, $0x0000
+DATA q51MLanes<>+56(SB)/2, $0x010a
+DATA q51MLanes<>+58(SB)/2, $0x0000
+DATA q51MLanes<>+60(SB)/2, $0x016a
+DATA q51MLanes<>+62(SB)/2, $0x0000
+GLOBL q51MLanes<>(SB), RODATA|NOPTR, $64
+
+DATA q51QhLanes<>+0(SB)/2, $0x0004
+DATA q51QhLanes<>+2(SB)/2, $0x0000
+DATA q51QhLanes<>+4(SB)/2, $0x0064
+DATA q51QhLanes<>+6(SB)/2, $0x0000
+DATA q51QhLanes<>+8(SB)/2, $0x00c4
+DATA q51QhLanes<>+10(SB)/2, $0x0000
+DATA q51QhLanes<>+12(SB)/2, $0x0124
+DATA q51QhLanes<>+14(SB)/2, $0x0000
+DATA q51QhLanes<>+16(SB)/2, $0x001c
+DATA q51QhLanes<>+18(SB)/2, $0x0000
+DATA q51QhLanes<>+20(SB)/2, $0x007c
+DATA q51QhLanes<>+22(SB)/2, $0x0000
+DATA q51QhLanes<>+24(SB)/2, $0x00dc
+DATA q51QhLanes<>+26(SB)/2, $0x0000
+DATA q51QhLanes<>+28(SB)/2, $0x013c
+DATA q51QhLanes<>+30(SB)/2, $0x0000
+DATA q51QhLanes<>+32(SB)/2, $0x0034
+DATA q51QhLanes<>+34(SB)/2, $0x0000
+DATA q51QhLanes<>+36(SB)/2, $0x0094
+DATA q51QhLanes<>+38(SB)/2, $0x0000
+DATA q51QhLanes<>+40(SB)/2, $0x00f4
+DATA q51QhLanes<>+42(SB)/2, $0x0000
+DATA q51QhLanes<>+44(SB)/2, $0x0154
+DATA q51QhLanes<>+46(SB)/2, $0x0000
+DATA q51QhLanes<>+48(SB)/2, $0x004c
+DATA q51QhLanes<>+50(SB)/2, $0x0000
+DATA q51QhLanes<>+52(SB)/2, $0x00ac
+DATA q51QhLanes<>+54(SB)/2, $0x0000
+DATA q51QhLanes<>+56(SB)/2, $0x010c
+DATA q51QhLanes<>+58(SB)/2, $0x0000
+DATA q51QhLanes<>+60(SB)/2, $0x016c
+DATA q51QhLanes<>+62(SB)/2, $0x0000
+GLOBL q51QhLanes<>(SB), RODATA|NOPTR, $64
+
+// func gemmQ5_1AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ5_1AVX512x8(SB), NOSPLIT, $480-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	MOVL         $0x0f0f0f0f, R8
+	VPBROADCASTD R8, Z0
+	MOVL         $0x10101010, R8
+	VPBROADCASTD R8, Z1
+	VMOVDQU64    q51Lanes<>+0(SB), Z2
+	VMOVDQU64    q51MLanes<>+0(SB), Z3
+	VMOVDQU64    q51QhLanes<>+0(SB), Z4
+	MOVQ         flags+56(FP), R8
+	MOVQ         acc+32(FP), R9
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+	VPXORD       Z8, Z8, Z8
+	VPXORD       Z9, Z9, Z9
+	VPXORD       Z10, Z10, Z10
+	VPXORD       Z11, Z11, Z11
+	VPXORD       Z12, Z12, Z12
+	TESTQ        $0x00000001, R8
+	JZ           gemmQ5_1AVX512x8_start
+	VMOVUPS      (R9), Z5
+	VMOVUPS      64(R9), Z6
+	VMOVUPS      128(R9), Z7
+	VMOVUPS      192(R9), Z8
+	VMOVUPS      256(R9), Z9
+	VMOVUPS      320(R9), Z10
+	VMOVUPS      384(R9), Z11
+	VMOVUPS      448(R9), Z12
+
+gemmQ5_1AVX512x8_start:
+	MOVQ CX, R8
+	SHRQ $0x04, R8
+
+gemmQ5_1AVX512x8_loop:
+	TESTQ           R8, R8
+	JZ              gemmQ5_1AVX512x8_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	PREFETCHT0      4416(AX)
+	VBROADCASTI32X4 8(AX), Z13
+	VINSERTI32X4    $0x01, 32(AX), Z13, Z13
+	VINSERTI32X4    $0x02, 56(AX), Z13, Z13
+	VINSERTI32X4    $0x03, 80(AX), Z13, Z13
+	VBROADCASTI32X4 104(AX), Z14
+	VINSERTI32X4    $0x01, 128(AX), Z14, Z14
+	VINSERTI32X4    $0x02, 152(AX), Z14, Z14
+	VINSERTI32X4    $0x03, 176(AX), Z14, Z14
+	VBROADCASTI32X4 200(AX), Z15
+	VINSERTI32X4    $0x01, 224(AX), Z15, Z15
+	VINSERTI32X4    $0x02, 248(AX), Z15, Z15
+	VINSERTI32X4    $0x03, 272(AX), Z15, Z15
+	VBROADCASTI32X4 296(AX), Z16
+	VINSERTI32X4    $0x01, 320(AX), Z16, Z16
+	VINSERTI32X4    $0x02, 344(AX), Z16, Z16
+	VINSERTI32X4    $0x03, 368(AX), Z16, Z16
+	VPUNPCKLDQ      Z14, Z13, Z17
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLDQ      Z16, Z15, Z14
+	VPUNPCKHDQ      Z16, Z15, Z15
+	VPUNPCKLQDQ     Z14, Z17, Z16
+	VPUNPCKHQDQ     Z14, Z17, Z14
+	VPUNPCKLQDQ     Z15, Z13, Z17
+	VPUNPCKHQDQ     Z15, Z13, Z13
+	VPANDD          Z0, Z16, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z18
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z17, Z19
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z13, Z20
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          Z0, Z13, Z13
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z4, Z4, Z21
+	VPGATHERDD      (AX)(Z4*1), K1, Z21
+	VMOVDQU64       q5xShift0<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z15
+	VMOVDQU64       q5xShift1<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z18
+	VMOVDQU64       q5xShift2<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z19
+	VMOVDQU64       q5xShift3<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z20
+	VMOVDQU64       q5xShift4<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z16
+	VMOVDQU64       q5xShift5<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z14
+	VMOVDQU64       q5xShift6<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z22
+	VPTERNLOGD      $0xf8, Z1, Z22, Z17
+	VMOVDQU64       q5xShift7<>+0(SB), Z22
+	VPMULTISHIFTQB  Z21, Z22, Z21
+	VPTERNLOGD      $0xf8, Z1, Z21, Z13
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z2, Z2, Z21
+	VPGATHERDD      (AX)(Z2*1), K1, Z21
+	VPMOVDW         Z21, Y21
+	VCVTPH2PS       Y21, Z21
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z3, Z3, Z22
+	VPGATHERDD      (AX)(Z3*1), K1, Z22
+	VPMOVDW         Z22, Y22
+	VCVTPH2PS       Y22, Z22
+	VPXORD          Z21, Z21, Z23
+	VPXORD          Z21, Z21, Z24
+	VPXORD          Z21, Z21, Z25
+	VPXORD          Z21, Z21, Z26
+	VPXORD          Z21, Z21, Z27
+	VPXORD          Z21, Z21, Z28
+	VPXORD          Z21, Z21, Z29
+	VPXORD          Z21, Z21, Z30
+	VPDPBUSD        (DX), Z15, Z23
+	VPDPBUSD        (DX)(BX*1), Z15, Z24
+	VPDPBUSD        (DX)(BX*2), Z15, Z25
+	VPDPBUSD        (DX)(SI*1), Z15, Z26
+	VPDPBUSD        (DI), Z15, Z27
+	VPDPBUSD        (DI)(BX*1), Z15, Z28
+	VPDPBUSD        (DI)(BX*2), Z15, Z29
+	VPDPBUSD        (DI)(SI*1), Z15, Z30
+	VPDPBUSD        64(DX), Z18, Z23
+	VPDPBUSD        64(DX)(BX*1), Z18, Z24
+	VPDPBUSD        64(DX)(BX*2), Z18, Z25
+	VPDPBUSD        64(DX)(SI*1), Z18, Z26
+	VPDPBUSD        64(DI), Z18, Z27
+	VPDPBUSD        64(DI)(BX*1), Z18, Z28
+	VPDPBUSD        64(DI)(BX*2), Z18, Z29
+	VPDPBUSD        64(DI)(SI*1), Z18, Z30
+	VPDPBUSD        128(DX), Z19, Z23
+	VPDPBUSD        128(DX)(BX*1), Z19, Z24
+	VPDPBUSD        128(DX)(BX*2), Z19, Z25
+	VPDPBUSD        128(DX)(SI*1), Z19, Z26
+	VPDPBUSD        128(DI), Z19, Z27
+	VPDPBUSD        128(DI)(BX*1), Z19, Z28
+	VPDPBUSD        128(DI)(BX*2), Z19, Z29
+	VPDPBUSD        128(DI)(SI*1), Z19, Z30
+	VPDPBUSD        192(DX), Z20, Z23
+	VPDPBUSD        192(DX)(BX*1), Z20, Z24
+	VPDPBUSD        192(DX)(BX*2), Z20, Z25
+	VPDPBUSD        192(DX)(SI*1), Z20, Z26
+	VPDPBUSD        192(DI), Z20, Z27
+	VPDPBUSD        192(DI)(BX*1), Z20, Z28
+	VPDPBUSD        192(DI)(BX*2), Z20, Z29
+	VPDPBUSD        192(DI)(SI*1), Z20, Z30
+	VPDPBUSD        256(DX), Z16, Z23
+	VPDPBUSD        256(DX)(BX*1), Z16, Z24
+	VPDPBUSD        256(DX)(BX*2), Z16, Z25
+	VPDPBUSD        256(DX)(SI*1), Z16, Z26
+	VPDPBUSD        256(DI), Z16, Z27
+	VPDPBUSD        256(DI)(BX*1), Z16, Z28
+	VPDPBUSD        256(DI)(BX*2), Z16, Z29
+	VPDPBUSD        256(DI)(SI*1), Z16, Z30
+	VPDPBUSD        320(DX), Z14, Z23
+	VPDPBUSD        320(DX)(BX*1), Z14, Z24
+	VPDPBUSD        320(DX)(BX*2), Z14, Z25
+	VPDPBUSD        320(DX)(SI*1), Z14, Z26
+	VPDPBUSD        320(DI), Z14, Z27
+	VPDPBUSD        320(DI)(BX*1), Z14, Z28
+	VPDPBUSD        320(DI)(BX*2), Z14, Z29
+	VPDPBUSD        320(DI)(SI*1), Z14, Z30
+	VPDPBUSD        384(DX), Z17, Z23
+	VPDPBUSD        384(DX)(BX*1), Z17, Z24
+	VPDPBUSD        384(DX)(BX*2), Z17, Z25
+	VPDPBUSD        384(DX)(SI*1), Z17, Z26
+	VPDPBUSD        384(DI), Z17, Z27
+	VPDPBUSD        384(DI)(BX*1), Z17, Z28
+	VPDPBUSD        384(DI)(BX*2), Z17, Z29
+	VPDPBUSD        384(DI)(SI*1), Z17, Z30
+	VPDPBUSD        448(DX), Z13, Z23
+	VPDPBUSD        448(DX)(BX*1), Z13, Z24
+	VPDPBUSD        448(DX)(BX*2), Z13, Z25
+	VPDPBUSD        448(DX)(SI*1), Z13, Z26
+	VPDPBUSD        448(DI), Z13, Z27
+	VPDPBUSD        448(DI)(BX*1), Z13, Z28
+	VPDPBUSD        448(DI)(BX*2), Z13, Z29
+	VPDPBUSD        448(DI)(SI*1), Z13, Z30
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DX), Z21, Z13
+	VFMADD231PS     Z13, Z23, Z5
+	VFMADD231PS     576(DX), Z22, Z5
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DX)(BX*1), Z21, Z13
+	VFMADD231PS     Z13, Z24, Z6
+	VFMADD231PS     576(DX)(BX*1), Z22, Z6
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(DX)(BX*2), Z21, Z13
+	VFMADD231PS     Z13, Z25, Z7
+	VFMADD231PS     576(DX)(BX*2), Z22, Z7
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(DX)(SI*1), Z21, Z13
+	VFMADD231PS     Z13, Z26, Z8
+	VFMADD231PS     576(DX)(SI*1), Z22, Z8
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(DI), Z21, Z13
+	VFMADD231PS     Z13, Z27, Z9
+	VFMADD231PS     576(DI), Z22, Z9
+	VCVTDQ2PS       Z28, Z28
+	VMULPS          512(DI)(BX*1), Z21, Z13
+	VFMADD231PS     Z13, Z28, Z10
+	VFMADD231PS     576(DI)(BX*1), Z22, Z10
+	VCVTDQ2PS       Z29, Z29
+	VMULPS          512(DI)(BX*2), Z21, Z13
+	VFMADD231PS     Z13, Z29, Z11
+	VFMADD231PS     576(DI)(BX*2), Z22, Z11
+	VCVTDQ2PS       Z30, Z30
+	VMULPS          512(DI)(SI*1), Z21, Z13
+	VFMADD231PS     Z13, Z30, Z12
+	VFMADD231PS     576(DI)(SI*1), Z22, Z12
+	ADDQ            $0x00000180, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	DECQ            R8
+	JMP             gemmQ5_1AVX512x8_loop
+
+gemmQ5_1AVX512x8_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ5_1AVX512x8_end
+	XORQ R8, R8
+	MOVQ R8, (SP)
+	MOVQ R8, 8(SP)
+	MOVQ R8, 16(SP)
+	MOVQ R8, 24(SP)
+	MOVQ R8, 32(SP)
+	MOVQ R8, 40(SP)
+	MOVQ R8, 48(SP)
+	MOVQ R8, 56(SP)
+	MOVQ R8, 64(SP)
+	MOVQ R8, 72(SP)
+	MOVQ R8, 80(SP)
+	MOVQ R8, 88(SP)
+	MOVQ R8, 96(SP)
+	MOVQ R8, 104(SP)
+	MOVQ R8, 112(SP)
+	MOVQ R8, 120(SP)
+	MOVQ R8, 128(SP)
+	MOVQ R8, 136(SP)
+	MOVQ R8, 144(SP)
+	MOVQ R8, 152(SP)
+	MOVQ R8, 160(SP)
+	MOVQ R8, 168(SP)
+	MOVQ R8, 176(SP)
+	MOVQ R8, 184(SP)
+	MOVQ R8, 192(SP)
+	MOVQ R8, 200(SP)
+	MOVQ R8, 208(SP)
+	MOVQ R8, 216(SP)
+	MOVQ R8, 224(SP)
+	MOVQ R8, 232(SP)
+	MOVQ R8, 240(SP)
+	MOVQ R8, 248(SP)
+	MOVQ R8, 256(SP)
+	MOVQ R8, 264(SP)
+	MOVQ R8, 272(SP)
+	MOVQ R8, 280(SP)
+	MOVQ R8, 288(SP)
+	MOVQ R8, 296(SP)
+	MOVQ R8, 304(SP)
+	MOVQ R8, 312(SP)
+	MOVQ R8, 320(SP)
+	MOVQ R8, 328(SP)
+	MOVQ R8, 336(SP)
+	MOVQ R8, 344(SP)
+	MOVQ R8, 352(SP)
+	MOVQ R8, 360(SP)
+	MOVQ R8, 368(SP)
+	MOVQ R8, 376(SP)
+	LEAQ (SP), R8
+	MOVQ R8, R9
+
+gemmQ5_1AVX512x8_copy:
+	VMOVDQU64       (AX), X13
+	VMOVDQU64       X13, (R9)
+	VMOVDQU64       8(AX), X13
+	VMOVDQU64       X13, 8(R9)
+	ADDQ            $0x18, AX
+	ADDQ            $0x18, R9
+	DECQ            CX
+	JNZ             gemmQ5_1AVX512x8_copy
+	VBROADCASTI32X4 8(R8), Z13
+	VINSERTI32X4    $0x01, 32(R8), Z13, Z13
+	VINSERTI32X4    $0x02, 56(R8), Z13, Z13
+	VINSERTI32X4    $0x03, 80(R8), Z13, Z13
+	VBROADCASTI32X4 104(R8), Z14
+	VINSERTI32X4    $0x01, 128(R8), Z14, Z14
+	VINSERTI32X4    $0x02, 152(R8), Z14, Z14
+	VINSERTI32X4    $0x03, 176(R8), Z14, Z14
+	VBROADCASTI32X4 200(R8), Z15
+	VINSERTI32X4    $0x01, 224(R8), Z15, Z15
+	VINSERTI32X4    $0x02, 248(R8), Z15, Z15
+	VINSERTI32X4    $0x03, 272(R8), Z15, Z15
+	VBROADCASTI32X4 296(R8), Z16
+	VINSERTI32X4    $0x01, 320(R8), Z16, Z16
+	VINSERTI32X4    $0x02, 344(R8), Z16, Z16
+	VINSERTI32X4    $0x03, 368(R8), Z16, Z16
+	VPUNPCKLDQ      Z14, Z13, Z17
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLDQ      Z16, Z15, Z14
+	VPUNPCKHDQ      Z16, Z15, Z15
+	VPUNPCKLQDQ     Z14, Z17, Z16
+	VPUNPCKHQDQ     Z14, Z17, Z14
+	VPUNPCKLQDQ     Z15, Z13, Z17
+	VPUNPCKHQDQ     Z15, Z13, Z13
+	VPANDD          Z0, Z16, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z18
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z17, Z19
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z13, Z20
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          Z0, Z13, Z13
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z4, Z4, Z0
+	VPGATHERDD      (R8)(Z4*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z15
+	VMOVDQU64       q5xShift1<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z18
+	VMOVDQU64       q5xShift2<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z19
+	VMOVDQU64       q5xShift3<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z20
+	VMOVDQU64       q5xShift4<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z16
+	VMOVDQU64       q5xShift5<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z14
+	VMOVDQU64       q5xShift6<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z17
+	VMOVDQU64       q5xShift7<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z0
+	VPTERNLOGD      $0xf8, Z1, Z0, Z13
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z0
+	VPGATHERDD      (R8)(Z2*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z1
+	VPGATHERDD      (R8)(Z3*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z3
+	VPXORD          Z0, Z0, Z4
+	VPXORD          Z0, Z0, Z21
+	VPXORD          Z0, Z0, Z22
+	VPXORD          Z0, Z0, Z23
+	VPXORD          Z0, Z0, Z24
+	VPXORD          Z0, Z0, Z25
+	VPDPBUSD        (DX), Z15, Z2
+	VPDPBUSD        (DX)(BX*1), Z15, Z3
+	VPDPBUSD        (DX)(BX*2), Z15, Z4
+	VPDPBUSD        (DX)(SI*1), Z15, Z21
+	VPDPBUSD        (DI), Z15, Z22
+	VPDPBUSD        (DI)(BX*1), Z15, Z23
+	VPDPBUSD        (DI)(BX*2), Z15, Z24
+	VPDPBUSD        (DI)(SI*1), Z15, Z25
+	VPDPBUSD        64(DX), Z18, Z2
+	VPDPBUSD        64(DX)(BX*1), Z18, Z3
+	VPDPBUSD        64(DX)(BX*2), Z18, Z4
+	VPDPBUSD        64(DX)(SI*1), Z18, Z21
+	VPDPBUSD        64(DI), Z18, Z22
+	VPDPBUSD        64(DI)(BX*1), Z18, Z23
+	VPDPBUSD        64(DI)(BX*2), Z18, Z24
+	VPDPBUSD        64(DI)(SI*1), Z18, Z25
+	VPDPBUSD        128(DX), Z19, Z2
+	VPDPBUSD        128(DX)(BX*1), Z19, Z3
+	VPDPBUSD        128(DX)(BX*2), Z19, Z4
+	VPDPBUSD        128(DX)(SI*1), Z19, Z21
+	VPDPBUSD        128(DI), Z19, Z22
+	VPDPBUSD        128(DI)(BX*1), Z19, Z23
+	VPDPBUSD        128(DI)(BX*2), Z19, Z24
+	VPDPBUSD        128(DI)(SI*1), Z19, Z25
+	VPDPBUSD        192(DX), Z20, Z2
+	VPDPBUSD        192(DX)(BX*1), Z20, Z3
+	VPDPBUSD        192(DX)(BX*2), Z20, Z4
+	VPDPBUSD        192(DX)(SI*1), Z20, Z21
+	VPDPBUSD        192(DI), Z20, Z22
+	VPDPBUSD        192(DI)(BX*1), Z20, Z23
+	VPDPBUSD        192(DI)(BX*2), Z20, Z24
+	VPDPBUSD        192(DI)(SI*1), Z20, Z25
+	VPDPBUSD        256(DX), Z16, Z2
+	VPDPBUSD        256(DX)(BX*1), Z16, Z3
+	VPDPBUSD        256(DX)(BX*2), Z16, Z4
+	VPDPBUSD        256(DX)(SI*1), Z16, Z21
+	VPDPBUSD        256(DI), Z16, Z22
+	VPDPBUSD        256(DI)(BX*1), Z16, Z23
+	VPDPBUSD        256(DI)(BX*2), Z16, Z24
+	VPDPBUSD        256(DI)(SI*1), Z16, Z25
+	VPDPBUSD        320(DX), Z14, Z2
+	VPDPBUSD        320(DX)(BX*1), Z14, Z3
+	VPDPBUSD        320(DX)(BX*2), Z14, Z4
+	VPDPBUSD        320(DX)(SI*1), Z14, Z21
+	VPDPBUSD        320(DI), Z14, Z22
+	VPDPBUSD        320(DI)(BX*1), Z14, Z23
+	VPDPBUSD        320(DI)(BX*2), Z14, Z24
+	VPDPBUSD        320(DI)(SI*1), Z14, Z25
+	VPDPBUSD        384(DX), Z17, Z2
+	VPDPBUSD        384(DX)(BX*1), Z17, Z3
+	VPDPBUSD        384(DX)(BX*2), Z17, Z4
+	VPDPBUSD        384(DX)(SI*1), Z17, Z21
+	VPDPBUSD        384(DI), Z17, Z22
+	VPDPBUSD        384(DI)(BX*1), Z17, Z23
+	VPDPBUSD        384(DI)(BX*2), Z17, Z24
+	VPDPBUSD        384(DI)(SI*1), Z17, Z25
+	VPDPBUSD        448(DX), Z13, Z2
+	VPDPBUSD        448(DX)(BX*1), Z13, Z3
+	VPDPBUSD        448(DX)(BX*2), Z13, Z4
+	VPDPBUSD        448(DX)(SI*1), Z13, Z21
+	VPDPBUSD        448(DI), Z13, Z22
+	VPDPBUSD        448(DI)(BX*1), Z13, Z23
+	VPDPBUSD        448(DI)(BX*2), Z13, Z24
+	VPDPBUSD        448(DI)(SI*1), Z13, Z25
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z13
+	VFMADD231PS     Z13, Z2, Z5
+	VFMADD231PS     576(DX), Z1, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z3, Z6
+	VFMADD231PS     576(DX)(BX*1), Z1, Z6
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z4, Z7
+	VFMADD231PS     576(DX)(BX*2), Z1, Z7
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DX)(SI*1), Z0, Z2
+	VFMADD231PS     Z2, Z21, Z8
+	VFMADD231PS     576(DX)(SI*1), Z1, Z8
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DI), Z0, Z2
+	VFMADD231PS     Z2, Z22, Z9
+	VFMADD231PS     576(DI), Z1, Z9
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DI)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z23, Z10
+	VFMADD231PS     576(DI)(BX*1), Z1, Z10
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DI)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z24, Z11
+	VFMADD231PS     576(DI)(BX*2), Z1, Z11
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(DI)(SI*1), Z0, Z0
+	VFMADD231PS     Z0, Z25, Z12
+	VFMADD231PS     576(DI)(SI*1), Z1, Z12
+
+gemmQ5_1AVX512x8_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ5_1AVX512x8_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z5, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z7, 128(AX)
+	VMOVUPS Z8, 192(AX)
+	VMOVUPS Z9, 256(AX)
+	VMOVUPS Z10, 320(AX)
+	VMOVUPS Z11, 384(AX)
+	VMOVUPS Z12, 448(AX)
+	VZEROUPPER
+	RET
+
+gemmQ5_1AVX512x8_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z6, Z5, Z0
+	VSHUFF64X2 $0xee, Z6, Z5, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z8, Z7, Z1
+	VSHUFF64X2 $0xee, Z8, Z7, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z10, Z9, Z2
+	VSHUFF64X2 $0xee, Z10, Z9, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z12, Z11, Z3
+	VSHUFF64X2 $0xee, Z12, Z11, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 416(SP)
+	MOVL       416(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       432(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       448(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       464(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       424(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       440(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       456(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       472(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ5_1AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ5_1AVX512x4(SB), NOSPLIT, $480-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	MOVL         $0x0f0f0f0f, DI
+	VPBROADCASTD DI, Z0
+	MOVL         $0x10101010, DI
+	VPBROADCASTD DI, Z1
+	VMOVDQU64    q51Lanes<>+0(SB), Z2
+	VMOVDQU64    q51MLanes<>+0(SB), Z3
+	VMOVDQU64    q51QhLanes<>+0(SB), Z4
+	MOVQ         flags+56(FP), DI
+	MOVQ         acc+32(FP), R8
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+	VPXORD       Z8, Z8, Z8
+	TESTQ        $0x00000001, DI
+	JZ           gemmQ5_1AVX512x4_start
+	VMOVUPS      (R8), Z5
+	VMOVUPS      64(R8), Z6
+	VMOVUPS      128(R8), Z7
+	VMOVUPS      192(R8), Z8
+
+gemmQ5_1AVX512x4_start:
+	MOVQ CX, DI
+	SHRQ $0x04, DI
+
+gemmQ5_1AVX512x4_loop:
+	TESTQ           DI, DI
+	JZ              gemmQ5_1AVX512x4_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	PREFETCHT0      4416(AX)
+	VBROADCASTI32X4 8(AX), Z9
+	VINSERTI32X4    $0x01, 32(AX), Z9, Z9
+	VINSERTI32X4    $0x02, 56(AX), Z9, Z9
+	VINSERTI32X4    $0x03, 80(AX), Z9, Z9
+	VBROADCASTI32X4 104(AX), Z10
+	VINSERTI32X4    $0x01, 128(AX), Z10, Z10
+	VINSERTI32X4    $0x02, 152(AX), Z10, Z10
+	VINSERTI32X4    $0x03, 176(AX), Z10, Z10
+	VBROADCASTI32X4 200(AX), Z11
+	VINSERTI32X4    $0x01, 224(AX), Z11, Z11
+	VINSERTI32X4    $0x02, 248(AX), Z11, Z11
+	VINSERTI32X4    $0x03, 272(AX), Z11, Z11
+	VBROADCASTI32X4 296(AX), Z12
+	VINSERTI32X4    $0x01, 320(AX), Z12, Z12
+	VINSERTI32X4    $0x02, 344(AX), Z12, Z12
+	VINSERTI32X4    $0x03, 368(AX), Z12, Z12
+	VPUNPCKLDQ      Z10, Z9, Z13
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLDQ      Z12, Z11, Z10
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLQDQ     Z10, Z13, Z12
+	VPUNPCKHQDQ     Z10, Z13, Z10
+	VPUNPCKLQDQ     Z11, Z9, Z13
+	VPUNPCKHQDQ     Z11, Z9, Z9
+	VPANDD          Z0, Z12, Z11
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z10, Z14
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z13, Z15
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z9, Z16
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z4, Z4, Z17
+	VPGATHERDD      (AX)(Z4*1), K1, Z17
+	VMOVDQU64       q5xShift0<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z11
+	VMOVDQU64       q5xShift1<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z14
+	VMOVDQU64       q5xShift2<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z15
+	VMOVDQU64       q5xShift3<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z16
+	VMOVDQU64       q5xShift4<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z12
+	VMOVDQU64       q5xShift5<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z10
+	VMOVDQU64       q5xShift6<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z18
+	VPTERNLOGD      $0xf8, Z1, Z18, Z13
+	VMOVDQU64       q5xShift7<>+0(SB), Z18
+	VPMULTISHIFTQB  Z17, Z18, Z17
+	VPTERNLOGD      $0xf8, Z1, Z17, Z9
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z2, Z2, Z17
+	VPGATHERDD      (AX)(Z2*1), K1, Z17
+	VPMOVDW         Z17, Y17
+	VCVTPH2PS       Y17, Z17
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z3, Z3, Z18
+	VPGATHERDD      (AX)(Z3*1), K1, Z18
+	VPMOVDW         Z18, Y18
+	VCVTPH2PS       Y18, Z18
+	VPXORD          Z17, Z17, Z19
+	VPXORD          Z17, Z17, Z20
+	VPXORD          Z17, Z17, Z21
+	VPXORD          Z17, Z17, Z22
+	VPDPBUSD        (DX), Z11, Z19
+	VPDPBUSD        (DX)(BX*1), Z11, Z20
+	VPDPBUSD        (DX)(BX*2), Z11, Z21
+	VPDPBUSD        (DX)(SI*1), Z11, Z22
+	VPDPBUSD        64(DX), Z14, Z19
+	VPDPBUSD        64(DX)(BX*1), Z14, Z20
+	VPDPBUSD        64(DX)(BX*2), Z14, Z21
+	VPDPBUSD        64(DX)(SI*1), Z14, Z22
+	VPDPBUSD        128(DX), Z15, Z19
+	VPDPBUSD        128(DX)(BX*1), Z15, Z20
+	VPDPBUSD        128(DX)(BX*2), Z15, Z21
+	VPDPBUSD        128(DX)(SI*1), Z15, Z22
+	VPDPBUSD        192(DX), Z16, Z19
+	VPDPBUSD        192(DX)(BX*1), Z16, Z20
+	VPDPBUSD        192(DX)(BX*2), Z16, Z21
+	VPDPBUSD        192(DX)(SI*1), Z16, Z22
+	VPDPBUSD        256(DX), Z12, Z19
+	VPDPBUSD        256(DX)(BX*1), Z12, Z20
+	VPDPBUSD        256(DX)(BX*2), Z12, Z21
+	VPDPBUSD        256(DX)(SI*1), Z12, Z22
+	VPDPBUSD        320(DX), Z10, Z19
+	VPDPBUSD        320(DX)(BX*1), Z10, Z20
+	VPDPBUSD        320(DX)(BX*2), Z10, Z21
+	VPDPBUSD        320(DX)(SI*1), Z10, Z22
+	VPDPBUSD        384(DX), Z13, Z19
+	VPDPBUSD        384(DX)(BX*1), Z13, Z20
+	VPDPBUSD        384(DX)(BX*2), Z13, Z21
+	VPDPBUSD        384(DX)(SI*1), Z13, Z22
+	VPDPBUSD        448(DX), Z9, Z19
+	VPDPBUSD        448(DX)(BX*1), Z9, Z20
+	VPDPBUSD        448(DX)(BX*2), Z9, Z21
+	VPDPBUSD        448(DX)(SI*1), Z9, Z22
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX), Z17, Z9
+	VFMADD231PS     Z9, Z19, Z5
+	VFMADD231PS     576(DX), Z18, Z5
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DX)(BX*1), Z17, Z9
+	VFMADD231PS     Z9, Z20, Z6
+	VFMADD231PS     576(DX)(BX*1), Z18, Z6
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DX)(BX*2), Z17, Z9
+	VFMADD231PS     Z9, Z21, Z7
+	VFMADD231PS     576(DX)(BX*2), Z18, Z7
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DX)(SI*1), Z17, Z9
+	VFMADD231PS     Z9, Z22, Z8
+	VFMADD231PS     576(DX)(SI*1), Z18, Z8
+	ADDQ            $0x00000180, AX
+	ADDQ            $0x00000280, DX
+	DECQ            DI
+	JMP             gemmQ5_1AVX512x4_loop
+
+gemmQ5_1AVX512x4_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ5_1AVX512x4_end
+	XORQ DI, DI
+	MOVQ DI, (SP)
+	MOVQ DI, 8(SP)
+	MOVQ DI, 16(SP)
+	MOVQ DI, 24(SP)
+	MOVQ DI, 32(SP)
+	MOVQ DI, 40(SP)
+	MOVQ DI, 48(SP)
+	MOVQ DI, 56(SP)
+	MOVQ DI, 64(SP)
+	MOVQ DI, 72(SP)
+	MOVQ DI, 80(SP)
+	MOVQ DI, 88(SP)
+	MOVQ DI, 96(SP)
+	MOVQ DI, 104(SP)
+	MOVQ DI, 112(SP)
+	MOVQ DI, 120(SP)
+	MOVQ DI, 128(SP)
+	MOVQ DI, 136(SP)
+	MOVQ DI, 144(SP)
+	MOVQ DI, 152(SP)
+	MOVQ DI, 160(SP)
+	MOVQ DI, 168(SP)
+	MOVQ DI, 176(SP)
+	MOVQ DI, 184(SP)
+	MOVQ DI, 192(SP)
+	MOVQ DI, 200(SP)
+	MOVQ DI, 208(SP)
+	MOVQ DI, 216(SP)
+	MOVQ DI, 224(SP)
+	MOVQ DI, 232(SP)
+	MOVQ DI, 240(SP)
+	MOVQ DI, 248(SP)
+	MOVQ DI, 256(SP)
+	MOVQ DI, 264(SP)
+	MOVQ DI, 272(SP)
+	MOVQ DI, 280(SP)
+	MOVQ DI, 288(SP)
+	MOVQ DI, 296(SP)
+	MOVQ DI, 304(SP)
+	MOVQ DI, 312(SP)
+	MOVQ DI, 320(SP)
+	MOVQ DI, 328(SP)
+	MOVQ DI, 336(SP)
+	MOVQ DI, 344(SP)
+	MOVQ DI, 352(SP)
+	MOVQ DI, 360(SP)
+	MOVQ DI, 368(SP)
+	MOVQ DI, 376(SP)
+	LEAQ (SP), DI
+	MOVQ DI, R8
+
+gemmQ5_1AVX512x4_copy:
+	VMOVDQU64       (AX), X9
+	VMOVDQU64       X9, (R8)
+	VMOVDQU64       8(AX), X9
+	VMOVDQU64       X9, 8(R8)
+	ADDQ            $0x18, AX
+	ADDQ            $0x18, R8
+	DECQ            CX
+	JNZ             gemmQ5_1AVX512x4_copy
+	VBROADCASTI32X4 8(DI), Z9
+	VINSERTI32X4    $0x01, 32(DI), Z9, Z9
+	VINSERTI32X4    $0x02, 56(DI), Z9, Z9
+	VINSERTI32X4    $0x03, 80(DI), Z9, Z9
+	VBROADCASTI32X4 104(DI), Z10
+	VINSERTI32X4    $0x01, 128(DI), Z10, Z10
+	VINSERTI32X4    $0x02, 152(DI), Z10, Z10
+	VINSERTI32X4    $0x03, 176(DI), Z10, Z10
+	VBROADCASTI32X4 200(DI), Z11
+	VINSERTI32X4    $0x01, 224(DI), Z11, Z11
+	VINSERTI32X4    $0x02, 248(DI), Z11, Z11
+	VINSERTI32X4    $0x03, 272(DI), Z11, Z11
+	VBROADCASTI32X4 296(DI), Z12
+	VINSERTI32X4    $0x01, 320(DI), Z12, Z12
+	VINSERTI32X4    $0x02, 344(DI), Z12, Z12
+	VINSERTI32X4    $0x03, 368(DI), Z12, Z12
+	VPUNPCKLDQ      Z10, Z9, Z13
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLDQ      Z12, Z11, Z10
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLQDQ     Z10, Z13, Z12
+	VPUNPCKHQDQ     Z10, Z13, Z10
+	VPUNPCKLQDQ     Z11, Z9, Z13
+	VPUNPCKHQDQ     Z11, Z9, Z9
+	VPANDD          Z0, Z12, Z11
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z10, Z14
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z13, Z15
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z9, Z16
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z4, Z4, Z0
+	VPGATHERDD      (DI)(Z4*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z11
+	VMOVDQU64       q5xShift1<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z14
+	VMOVDQU64       q5xShift2<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z15
+	VMOVDQU64       q5xShift3<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z16
+	VMOVDQU64       q5xShift4<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z12
+	VMOVDQU64       q5xShift5<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z10
+	VMOVDQU64       q5xShift6<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z13
+	VMOVDQU64       q5xShift7<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z0
+	VPTERNLOGD      $0xf8, Z1, Z0, Z9
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z0
+	VPGATHERDD      (DI)(Z2*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z1
+	VPGATHERDD      (DI)(Z3*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z3
+	VPXORD          Z0, Z0, Z4
+	VPXORD          Z0, Z0, Z17
+	VPDPBUSD        (DX), Z11, Z2
+	VPDPBUSD        (DX)(BX*1), Z11, Z3
+	VPDPBUSD        (DX)(BX*2), Z11, Z4
+	VPDPBUSD        (DX)(SI*1), Z11, Z17
+	VPDPBUSD        64(DX), Z14, Z2
+	VPDPBUSD        64(DX)(BX*1), Z14, Z3
+	VPDPBUSD        64(DX)(BX*2), Z14, Z4
+	VPDPBUSD        64(DX)(SI*1), Z14, Z17
+	VPDPBUSD        128(DX), Z15, Z2
+	VPDPBUSD        128(DX)(BX*1), Z15, Z3
+	VPDPBUSD        128(DX)(BX*2), Z15, Z4
+	VPDPBUSD        128(DX)(SI*1), Z15, Z17
+	VPDPBUSD        192(DX), Z16, Z2
+	VPDPBUSD        192(DX)(BX*1), Z16, Z3
+	VPDPBUSD        192(DX)(BX*2), Z16, Z4
+	VPDPBUSD        192(DX)(SI*1), Z16, Z17
+	VPDPBUSD        256(DX), Z12, Z2
+	VPDPBUSD        256(DX)(BX*1), Z12, Z3
+	VPDPBUSD        256(DX)(BX*2), Z12, Z4
+	VPDPBUSD        256(DX)(SI*1), Z12, Z17
+	VPDPBUSD        320(DX), Z10, Z2
+	VPDPBUSD        320(DX)(BX*1), Z10, Z3
+	VPDPBUSD        320(DX)(BX*2), Z10, Z4
+	VPDPBUSD        320(DX)(SI*1), Z10, Z17
+	VPDPBUSD        384(DX), Z13, Z2
+	VPDPBUSD        384(DX)(BX*1), Z13, Z3
+	VPDPBUSD        384(DX)(BX*2), Z13, Z4
+	VPDPBUSD        384(DX)(SI*1), Z13, Z17
+	VPDPBUSD        448(DX), Z9, Z2
+	VPDPBUSD        448(DX)(BX*1), Z9, Z3
+	VPDPBUSD        448(DX)(BX*2), Z9, Z4
+	VPDPBUSD        448(DX)(SI*1), Z9, Z17
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z9
+	VFMADD231PS     Z9, Z2, Z5
+	VFMADD231PS     576(DX), Z1, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          512(DX)(BX*1), Z0, Z2
+	VFMADD231PS     Z2, Z3, Z6
+	VFMADD231PS     576(DX)(BX*1), Z1, Z6
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          512(DX)(BX*2), Z0, Z2
+	VFMADD231PS     Z2, Z4, Z7
+	VFMADD231PS     576(DX)(BX*2), Z1, Z7
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX)(SI*1), Z0, Z0
+	VFMADD231PS     Z0, Z17, Z8
+	VFMADD231PS     576(DX)(SI*1), Z1, Z8
+
+gemmQ5_1AVX512x4_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ5_1AVX512x4_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z5, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z7, 128(AX)
+	VMOVUPS Z8, 192(AX)
+	VZEROUPPER
+	RET
+
+gemmQ5_1AVX512x4_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z6, Z5, Z0
+	VSHUFF64X2 $0xee, Z6, Z5, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z8, Z7, Z1
+	VSHUFF64X2 $0xee, Z8, Z7, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF32X4 $0x88, Z1, Z0, Z2
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFPS    $0x44, Z2, Z2, Z0
+	VSHUFPS    $0xee, Z2, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 416(SP)
+	MOVL       416(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       432(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       448(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       464(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ5_1AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ5_1AVX512x2(SB), NOSPLIT, $480-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z0
+	MOVL         $0x10101010, SI
+	VPBROADCASTD SI, Z1
+	VMOVDQU64    q51Lanes<>+0(SB), Z2
+	VMOVDQU64    q51MLanes<>+0(SB), Z3
+	VMOVDQU64    q51QhLanes<>+0(SB), Z4
+	MOVQ         flags+56(FP), SI
+	MOVQ         acc+32(FP), DI
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	TESTQ        $0x00000001, SI
+	JZ           gemmQ5_1AVX512x2_start
+	VMOVUPS      (DI), Z5
+	VMOVUPS      64(DI), Z6
+
+gemmQ5_1AVX512x2_start:
+	MOVQ CX, SI
+	SHRQ $0x04, SI
+
+gemmQ5_1AVX512x2_loop:
+	TESTQ           SI, SI
+	JZ              gemmQ5_1AVX512x2_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	PREFETCHT0      4416(AX)
+	VBROADCASTI32X4 8(AX), Z7
+	VINSERTI32X4    $0x01, 32(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 56(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 80(AX), Z7, Z7
+	VBROADCASTI32X4 104(AX), Z8
+	VINSERTI32X4    $0x01, 128(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 152(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 176(AX), Z8, Z8
+	VBROADCASTI32X4 200(AX), Z9
+	VINSERTI32X4    $0x01, 224(AX), Z9, Z9
+	VINSERTI32X4    $0x02, 248(AX), Z9, Z9
+	VINSERTI32X4    $0x03, 272(AX), Z9, Z9
+	VBROADCASTI32X4 296(AX), Z10
+	VINSERTI32X4    $0x01, 320(AX), Z10, Z10
+	VINSERTI32X4    $0x02, 344(AX), Z10, Z10
+	VINSERTI32X4    $0x03, 368(AX), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z4, Z4, Z15
+	VPGATHERDD      (AX)(Z4*1), K1, Z15
+	VMOVDQU64       q5xShift0<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z9
+	VMOVDQU64       q5xShift1<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z12
+	VMOVDQU64       q5xShift2<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z13
+	VMOVDQU64       q5xShift3<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z14
+	VMOVDQU64       q5xShift4<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z10
+	VMOVDQU64       q5xShift5<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z8
+	VMOVDQU64       q5xShift6<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z16
+	VPTERNLOGD      $0xf8, Z1, Z16, Z11
+	VMOVDQU64       q5xShift7<>+0(SB), Z16
+	VPMULTISHIFTQB  Z15, Z16, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z7
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z2, Z2, Z15
+	VPGATHERDD      (AX)(Z2*1), K1, Z15
+	VPMOVDW         Z15, Y15
+	VCVTPH2PS       Y15, Z15
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z3, Z3, Z16
+	VPGATHERDD      (AX)(Z3*1), K1, Z16
+	VPMOVDW         Z16, Y16
+	VCVTPH2PS       Y16, Z16
+	VPXORD          Z15, Z15, Z17
+	VPXORD          Z15, Z15, Z18
+	VPDPBUSD        (DX), Z9, Z17
+	VPDPBUSD        (DX)(BX*1), Z9, Z18
+	VPDPBUSD        64(DX), Z12, Z17
+	VPDPBUSD        64(DX)(BX*1), Z12, Z18
+	VPDPBUSD        128(DX), Z13, Z17
+	VPDPBUSD        128(DX)(BX*1), Z13, Z18
+	VPDPBUSD        192(DX), Z14, Z17
+	VPDPBUSD        192(DX)(BX*1), Z14, Z18
+	VPDPBUSD        256(DX), Z10, Z17
+	VPDPBUSD        256(DX)(BX*1), Z10, Z18
+	VPDPBUSD        320(DX), Z8, Z17
+	VPDPBUSD        320(DX)(BX*1), Z8, Z18
+	VPDPBUSD        384(DX), Z11, Z17
+	VPDPBUSD        384(DX)(BX*1), Z11, Z18
+	VPDPBUSD        448(DX), Z7, Z17
+	VPDPBUSD        448(DX)(BX*1), Z7, Z18
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX), Z15, Z7
+	VFMADD231PS     Z7, Z17, Z5
+	VFMADD231PS     576(DX), Z16, Z5
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DX)(BX*1), Z15, Z7
+	VFMADD231PS     Z7, Z18, Z6
+	VFMADD231PS     576(DX)(BX*1), Z16, Z6
+	ADDQ            $0x00000180, AX
+	ADDQ            $0x00000280, DX
+	DECQ            SI
+	JMP             gemmQ5_1AVX512x2_loop
+
+gemmQ5_1AVX512x2_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ5_1AVX512x2_end
+	XORQ SI, SI
+	MOVQ SI, (SP)
+	MOVQ SI, 8(SP)
+	MOVQ SI, 16(SP)
+	MOVQ SI, 24(SP)
+	MOVQ SI, 32(SP)
+	MOVQ SI, 40(SP)
+	MOVQ SI, 48(SP)
+	MOVQ SI, 56(SP)
+	MOVQ SI, 64(SP)
+	MOVQ SI, 72(SP)
+	MOVQ SI, 80(SP)
+	MOVQ SI, 88(SP)
+	MOVQ SI, 96(SP)
+	MOVQ SI, 104(SP)
+	MOVQ SI, 112(SP)
+	MOVQ SI, 120(SP)
+	MOVQ SI, 128(SP)
+	MOVQ SI, 136(SP)
+	MOVQ SI, 144(SP)
+	MOVQ SI, 152(SP)
+	MOVQ SI, 160(SP)
+	MOVQ SI, 168(SP)
+	MOVQ SI, 176(SP)
+	MOVQ SI, 184(SP)
+	MOVQ SI, 192(SP)
+	MOVQ SI, 200(SP)
+	MOVQ SI, 208(SP)
+	MOVQ SI, 216(SP)
+	MOVQ SI, 224(SP)
+	MOVQ SI, 232(SP)
+	MOVQ SI, 240(SP)
+	MOVQ SI, 248(SP)
+	MOVQ SI, 256(SP)
+	MOVQ SI, 264(SP)
+	MOVQ SI, 272(SP)
+	MOVQ SI, 280(SP)
+	MOVQ SI, 288(SP)
+	MOVQ SI, 296(SP)
+	MOVQ SI, 304(SP)
+	MOVQ SI, 312(SP)
+	MOVQ SI, 320(SP)
+	MOVQ SI, 328(SP)
+	MOVQ SI, 336(SP)
+	MOVQ SI, 344(SP)
+	MOVQ SI, 352(SP)
+	MOVQ SI, 360(SP)
+	MOVQ SI, 368(SP)
+	MOVQ SI, 376(SP)
+	LEAQ (SP), SI
+	MOVQ SI, DI
+
+gemmQ5_1AVX512x2_copy:
+	VMOVDQU64       (AX), X7
+	VMOVDQU64       X7, (DI)
+	VMOVDQU64       8(AX), X7
+	VMOVDQU64       X7, 8(DI)
+	ADDQ            $0x18, AX
+	ADDQ            $0x18, DI
+	DECQ            CX
+	JNZ             gemmQ5_1AVX512x2_copy
+	VBROADCASTI32X4 8(SI), Z7
+	VINSERTI32X4    $0x01, 32(SI), Z7, Z7
+	VINSERTI32X4    $0x02, 56(SI), Z7, Z7
+	VINSERTI32X4    $0x03, 80(SI), Z7, Z7
+	VBROADCASTI32X4 104(SI), Z8
+	VINSERTI32X4    $0x01, 128(SI), Z8, Z8
+	VINSERTI32X4    $0x02, 152(SI), Z8, Z8
+	VINSERTI32X4    $0x03, 176(SI), Z8, Z8
+	VBROADCASTI32X4 200(SI), Z9
+	VINSERTI32X4    $0x01, 224(SI), Z9, Z9
+	VINSERTI32X4    $0x02, 248(SI), Z9, Z9
+	VINSERTI32X4    $0x03, 272(SI), Z9, Z9
+	VBROADCASTI32X4 296(SI), Z10
+	VINSERTI32X4    $0x01, 320(SI), Z10, Z10
+	VINSERTI32X4    $0x02, 344(SI), Z10, Z10
+	VINSERTI32X4    $0x03, 368(SI), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z4, Z4, Z0
+	VPGATHERDD      (SI)(Z4*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z9
+	VMOVDQU64       q5xShift1<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z12
+	VMOVDQU64       q5xShift2<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z13
+	VMOVDQU64       q5xShift3<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z14
+	VMOVDQU64       q5xShift4<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z10
+	VMOVDQU64       q5xShift5<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z8
+	VMOVDQU64       q5xShift6<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z11
+	VMOVDQU64       q5xShift7<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z0
+	VPTERNLOGD      $0xf8, Z1, Z0, Z7
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z0
+	VPGATHERDD      (SI)(Z2*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z1
+	VPGATHERDD      (SI)(Z3*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPXORD          Z0, Z0, Z3
+	VPDPBUSD        (DX), Z9, Z2
+	VPDPBUSD        (DX)(BX*1), Z9, Z3
+	VPDPBUSD        64(DX), Z12, Z2
+	VPDPBUSD        64(DX)(BX*1), Z12, Z3
+	VPDPBUSD        128(DX), Z13, Z2
+	VPDPBUSD        128(DX)(BX*1), Z13, Z3
+	VPDPBUSD        192(DX), Z14, Z2
+	VPDPBUSD        192(DX)(BX*1), Z14, Z3
+	VPDPBUSD        256(DX), Z10, Z2
+	VPDPBUSD        256(DX)(BX*1), Z10, Z3
+	VPDPBUSD        320(DX), Z8, Z2
+	VPDPBUSD        320(DX)(BX*1), Z8, Z3
+	VPDPBUSD        384(DX), Z11, Z2
+	VPDPBUSD        384(DX)(BX*1), Z11, Z3
+	VPDPBUSD        448(DX), Z7, Z2
+	VPDPBUSD        448(DX)(BX*1), Z7, Z3
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z4
+	VFMADD231PS     Z4, Z2, Z5
+	VFMADD231PS     576(DX), Z1, Z5
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          512(DX)(BX*1), Z0, Z0
+	VFMADD231PS     Z0, Z3, Z6
+	VFMADD231PS     576(DX)(BX*1), Z1, Z6
+
+gemmQ5_1AVX512x2_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ5_1AVX512x2_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z5, (AX)
+	VMOVUPS Z6, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmQ5_1AVX512x2_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z6, Z5, Z0
+	VSHUFF64X2 $0xee, Z6, Z5, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF32X4 $0x88, Z0, Z0, Z1
+	VSHUFF32X4 $0xdd, Z0, Z0, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFPS    $0x44, Z1, Z1, Z0
+	VSHUFPS    $0xee, Z1, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 416(SP)
+	MOVL       416(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       432(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmQ5_1AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmQ5_1AVX512x1(SB), NOSPLIT, $416-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, BX
+	VPBROADCASTD BX, Z0
+	MOVL         $0x10101010, BX
+	VPBROADCASTD BX, Z1
+	VMOVDQU64    q51Lanes<>+0(SB), Z2
+	VMOVDQU64    q51MLanes<>+0(SB), Z3
+	VMOVDQU64    q51QhLanes<>+0(SB), Z4
+	MOVQ         flags+56(FP), BX
+	MOVQ         acc+32(FP), SI
+	VPXORD       Z5, Z5, Z5
+	TESTQ        $0x00000001, BX
+	JZ           gemmQ5_1AVX512x1_start
+	VMOVUPS      (SI), Z5
+
+gemmQ5_1AVX512x1_start:
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+gemmQ5_1AVX512x1_loop:
+	TESTQ           BX, BX
+	JZ              gemmQ5_1AVX512x1_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	PREFETCHT0      4416(AX)
+	VBROADCASTI32X4 8(AX), Z6
+	VINSERTI32X4    $0x01, 32(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 56(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 80(AX), Z6, Z6
+	VBROADCASTI32X4 104(AX), Z7
+	VINSERTI32X4    $0x01, 128(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 152(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 176(AX), Z7, Z7
+	VBROADCASTI32X4 200(AX), Z8
+	VINSERTI32X4    $0x01, 224(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 248(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 272(AX), Z8, Z8
+	VBROADCASTI32X4 296(AX), Z9
+	VINSERTI32X4    $0x01, 320(AX), Z9, Z9
+	VINSERTI32X4    $0x02, 344(AX), Z9, Z9
+	VINSERTI32X4    $0x03, 368(AX), Z9, Z9
+	VPUNPCKLDQ      Z7, Z6, Z10
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLDQ      Z9, Z8, Z7
+	VPUNPCKHDQ      Z9, Z8, Z8
+	VPUNPCKLQDQ     Z7, Z10, Z9
+	VPUNPCKHQDQ     Z7, Z10, Z7
+	VPUNPCKLQDQ     Z8, Z6, Z10
+	VPUNPCKHQDQ     Z8, Z6, Z6
+	VPANDD          Z0, Z9, Z8
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z7, Z11
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z10, Z12
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z6, Z13
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z4, Z4, Z14
+	VPGATHERDD      (AX)(Z4*1), K1, Z14
+	VMOVDQU64       q5xShift0<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z8
+	VMOVDQU64       q5xShift1<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z11
+	VMOVDQU64       q5xShift2<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z12
+	VMOVDQU64       q5xShift3<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z13
+	VMOVDQU64       q5xShift4<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z9
+	VMOVDQU64       q5xShift5<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z7
+	VMOVDQU64       q5xShift6<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z15
+	VPTERNLOGD      $0xf8, Z1, Z15, Z10
+	VMOVDQU64       q5xShift7<>+0(SB), Z15
+	VPMULTISHIFTQB  Z14, Z15, Z14
+	VPTERNLOGD      $0xf8, Z1, Z14, Z6
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z2, Z2, Z14
+	VPGATHERDD      (AX)(Z2*1), K1, Z14
+	VPMOVDW         Z14, Y14
+	VCVTPH2PS       Y14, Z14
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z3, Z3, Z15
+	VPGATHERDD      (AX)(Z3*1), K1, Z15
+	VPMOVDW         Z15, Y15
+	VCVTPH2PS       Y15, Z15
+	VPXORD          Z14, Z14, Z16
+	VPDPBUSD        (DX), Z8, Z16
+	VPDPBUSD        64(DX), Z11, Z16
+	VPDPBUSD        128(DX), Z12, Z16
+	VPDPBUSD        192(DX), Z13, Z16
+	VPDPBUSD        256(DX), Z9, Z16
+	VPDPBUSD        320(DX), Z7, Z16
+	VPDPBUSD        384(DX), Z10, Z16
+	VPDPBUSD        448(DX), Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX), Z14, Z6
+	VFMADD231PS     Z6, Z16, Z5
+	VFMADD231PS     576(DX), Z15, Z5
+	ADDQ            $0x00000180, AX
+	ADDQ            $0x00000280, DX
+	DECQ            BX
+	JMP             gemmQ5_1AVX512x1_loop
+
+gemmQ5_1AVX512x1_done:
+	ANDQ $0x0f, CX
+	JZ   gemmQ5_1AVX512x1_end
+	XORQ BX, BX
+	MOVQ BX, (SP)
+	MOVQ BX, 8(SP)
+	MOVQ BX, 16(SP)
+	MOVQ BX, 24(SP)
+	MOVQ BX, 32(SP)
+	MOVQ BX, 40(SP)
+	MOVQ BX, 48(SP)
+	MOVQ BX, 56(SP)
+	MOVQ BX, 64(SP)
+	MOVQ BX, 72(SP)
+	MOVQ BX, 80(SP)
+	MOVQ BX, 88(SP)
+	MOVQ BX, 96(SP)
+	MOVQ BX, 104(SP)
+	MOVQ BX, 112(SP)
+	MOVQ BX, 120(SP)
+	MOVQ BX, 128(SP)
+	MOVQ BX, 136(SP)
+	MOVQ BX, 144(SP)
+	MOVQ BX, 152(SP)
+	MOVQ BX, 160(SP)
+	MOVQ BX, 168(SP)
+	MOVQ BX, 176(SP)
+	MOVQ BX, 184(SP)
+	MOVQ BX, 192(SP)
+	MOVQ BX, 200(SP)
+	MOVQ BX, 208(SP)
+	MOVQ BX, 216(SP)
+	MOVQ BX, 224(SP)
+	MOVQ BX, 232(SP)
+	MOVQ BX, 240(SP)
+	MOVQ BX, 248(SP)
+	MOVQ BX, 256(SP)
+	MOVQ BX, 264(SP)
+	MOVQ BX, 272(SP)
+	MOVQ BX, 280(SP)
+	MOVQ BX, 288(SP)
+	MOVQ BX, 296(SP)
+	MOVQ BX, 304(SP)
+	MOVQ BX, 312(SP)
+	MOVQ BX, 320(SP)
+	MOVQ BX, 328(SP)
+	MOVQ BX, 336(SP)
+	MOVQ BX, 344(SP)
+	MOVQ BX, 352(SP)
+	MOVQ BX, 360(SP)
+	MOVQ BX, 368(SP)
+	MOVQ BX, 376(SP)
+	LEAQ (SP), BX
+	MOVQ BX, SI
+
+gemmQ5_1AVX512x1_copy:
+	VMOVDQU64       (AX), X6
+	VMOVDQU64       X6, (SI)
+	VMOVDQU64       8(AX), X6
+	VMOVDQU64       X6, 8(SI)
+	ADDQ            $0x18, AX
+	ADDQ            $0x18, SI
+	DECQ            CX
+	JNZ             gemmQ5_1AVX512x1_copy
+	VBROADCASTI32X4 8(BX), Z6
+	VINSERTI32X4    $0x01, 32(BX), Z6, Z6
+	VINSERTI32X4    $0x02, 56(BX), Z6, Z6
+	VINSERTI32X4    $0x03, 80(BX), Z6, Z6
+	VBROADCASTI32X4 104(BX), Z7
+	VINSERTI32X4    $0x01, 128(BX), Z7, Z7
+	VINSERTI32X4    $0x02, 152(BX), Z7, Z7
+	VINSERTI32X4    $0x03, 176(BX), Z7, Z7
+	VBROADCASTI32X4 200(BX), Z8
+	VINSERTI32X4    $0x01, 224(BX), Z8, Z8
+	VINSERTI32X4    $0x02, 248(BX), Z8, Z8
+	VINSERTI32X4    $0x03, 272(BX), Z8, Z8
+	VBROADCASTI32X4 296(BX), Z9
+	VINSERTI32X4    $0x01, 320(BX), Z9, Z9
+	VINSERTI32X4    $0x02, 344(BX), Z9, Z9
+	VINSERTI32X4    $0x03, 368(BX), Z9, Z9
+	VPUNPCKLDQ      Z7, Z6, Z10
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLDQ      Z9, Z8, Z7
+	VPUNPCKHDQ      Z9, Z8, Z8
+	VPUNPCKLQDQ     Z7, Z10, Z9
+	VPUNPCKHQDQ     Z7, Z10, Z7
+	VPUNPCKLQDQ     Z8, Z6, Z10
+	VPUNPCKHQDQ     Z8, Z6, Z6
+	VPANDD          Z0, Z9, Z8
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z7, Z11
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z10, Z12
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z6, Z13
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z4, Z4, Z0
+	VPGATHERDD      (BX)(Z4*1), K1, Z0
+	VMOVDQU64       q5xShift0<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z8
+	VMOVDQU64       q5xShift1<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z11
+	VMOVDQU64       q5xShift2<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z12
+	VMOVDQU64       q5xShift3<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z13
+	VMOVDQU64       q5xShift4<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z9
+	VMOVDQU64       q5xShift5<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z7
+	VMOVDQU64       q5xShift6<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z4
+	VPTERNLOGD      $0xf8, Z1, Z4, Z10
+	VMOVDQU64       q5xShift7<>+0(SB), Z4
+	VPMULTISHIFTQB  Z0, Z4, Z0
+	VPTERNLOGD      $0xf8, Z1, Z0, Z6
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z2, Z2, Z0
+	VPGATHERDD      (BX)(Z2*1), K1, Z0
+	VPMOVDW         Z0, Y0
+	VCVTPH2PS       Y0, Z0
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z3, Z3, Z1
+	VPGATHERDD      (BX)(Z3*1), K1, Z1
+	VPMOVDW         Z1, Y1
+	VCVTPH2PS       Y1, Z1
+	VPXORD          Z0, Z0, Z2
+	VPDPBUSD        (DX), Z8, Z2
+	VPDPBUSD        64(DX), Z11, Z2
+	VPDPBUSD        128(DX), Z12, Z2
+	VPDPBUSD        192(DX), Z13, Z2
+	VPDPBUSD        256(DX), Z9, Z2
+	VPDPBUSD        320(DX), Z7, Z2
+	VPDPBUSD        384(DX), Z10, Z2
+	VPDPBUSD        448(DX), Z6, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX), Z0, Z0
+	VFMADD231PS     Z0, Z2, Z5
+	VFMADD231PS     576(DX), Z1, Z5
+
+gemmQ5_1AVX512x1_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmQ5_1AVX512x1_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z5, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ5_1AVX512x1_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
 	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
@@ -19701,8 +24803,8 @@ prepQ8_0AVX2_copy:
 	VMOVDQU64      X2, (SI)
 	VMOVDQU64      16(AX), X2
 	VMOVDQU64      X2, 16(SI)
-	MOVWLZX        32(AX), DI
-	MOVW           DI, 32(SI)
+	VMOVDQU64      18(AX), X2
+	VMOVDQU64      X2, 18(SI)
 	ADDQ           $0x22, AX
 	ADDQ           $0x22, SI
 	DECQ           CX
@@ -20094,8 +25196,8 @@ gemmQ4_0AVX2x4_done:
 gemmQ4_0AVX2x4_copy:
 	VMOVDQU64      (AX), X0
 	VMOVDQU64      X0, (R8)
-	MOVWLZX        16(AX), R9
-	MOVW           R9, 16(R8)
+	VMOVDQU64      2(AX), X0
+	VMOVDQU64      X0, 2(R8)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, R8
 	DECQ           CX
@@ -20431,8 +25533,8 @@ gemmQ4_0AVX2x2_done:
 gemmQ4_0AVX2x2_copy:
 	VMOVDQU64      (AX), X0
 	VMOVDQU64      X0, (DI)
-	MOVWLZX        16(AX), R8
-	MOVW           R8, 16(DI)
+	VMOVDQU64      2(AX), X0
+	VMOVDQU64      X0, 2(DI)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, DI
 	DECQ           CX
@@ -20674,8 +25776,8 @@ gemmQ4_0AVX2x1_done:
 gemmQ4_0AVX2x1_copy:
 	VMOVDQU64      (AX), X0
 	VMOVDQU64      X0, (SI)
-	MOVWLZX        16(AX), DI
-	MOVW           DI, 16(SI)
+	VMOVDQU64      2(AX), X0
+	VMOVDQU64      X0, 2(SI)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, SI
 	DECQ           CX
@@ -21145,8 +26247,8 @@ gemmQ8_0AVX2x4_copy:
 	VMOVDQU64      X0, (R8)
 	VMOVDQU64      16(AX), X0
 	VMOVDQU64      X0, 16(R8)
-	MOVWLZX        32(AX), R9
-	MOVW           R9, 32(R8)
+	VMOVDQU64      18(AX), X0
+	VMOVDQU64      X0, 18(R8)
 	ADDQ           $0x22, AX
 	ADDQ           $0x22, R8
 	DECQ           CX
@@ -21708,8 +26810,8 @@ gemmQ8_0AVX2x2_copy:
 	VMOVDQU64      X0, (DI)
 	VMOVDQU64      16(AX), X0
 	VMOVDQU64      X0, 16(DI)
-	MOVWLZX        32(AX), R8
-	MOVW           R8, 32(DI)
+	VMOVDQU64      18(AX), X0
+	VMOVDQU64      X0, 18(DI)
 	ADDQ           $0x22, AX
 	ADDQ           $0x22, DI
 	DECQ           CX
@@ -22110,8 +27212,8 @@ gemmQ8_0AVX2x1_copy:
 	VMOVDQU64      X0, (SI)
 	VMOVDQU64      16(AX), X0
 	VMOVDQU64      X0, 16(SI)
-	MOVWLZX        32(AX), DI
-	MOVW           DI, 32(SI)
+	VMOVDQU64      18(AX), X0
+	VMOVDQU64      X0, 18(SI)
 	ADDQ           $0x22, AX
 	ADDQ           $0x22, SI
 	DECQ           CX

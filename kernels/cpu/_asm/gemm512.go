@@ -29,6 +29,7 @@ const (
 
 func genGemm512() {
 	genPrepQ8_0AVX512()
+	genPrepQ8_1AVX512()
 	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q4_0AVX512().emit(T)
 	}
@@ -37,6 +38,12 @@ func genGemm512() {
 	}
 	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q5_0AVX512().emit(T)
+	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
+		s3Q4_1AVX512().emit(T)
+	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
+		s3Q5_1AVX512().emit(T)
 	}
 }
 
@@ -78,14 +85,17 @@ func ymmV() VecVirtual { return YMM() }
 // q8Lanes loads a group of sixteen 34-byte Q8_0 blocks at b (quants at +2)
 // and returns the eight zmm of quant dwords in block-lane order: out[k]
 // lane 4j+i = dword k of block 4i+j.
-func q8Lanes(b Register, bb int) [8]VecVirtual {
+func q8Lanes(b Register, bb int) [8]VecVirtual { return q8LanesAt(b, bb, 2) }
+
+// q8LanesAt is q8Lanes for blocks whose 32 quants start at byte qo.
+func q8LanesAt(b Register, bb, qo int) [8]VecVirtual {
 	var a, h [4]VecVirtual
 	for i := range a {
 		c0, c1 := ZMM(), ZMM()
-		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i) + 2}, c0) // a full write (for avo's liveness)
-		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+1) + 2}, c0, c0)
-		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i+2) + 2}, c1)
-		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+3) + 2}, c1, c1)
+		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i) + qo}, c0) // a full write (for avo's liveness)
+		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+1) + qo}, c0, c0)
+		VBROADCASTI64X4(Mem{Base: b, Disp: bb*(4*i+2) + qo}, c1)
+		VINSERTI64X4(U8(1), Mem{Base: b, Disp: bb*(4*i+3) + qo}, c1, c1)
 		a[i], h[i] = ZMM(), ZMM()
 		VSHUFI32X4(U8(0x88), c1, c0, a[i]) // low halves of blocks 4i..4i+3
 		VSHUFI32X4(U8(0xdd), c1, c0, h[i]) // high halves
@@ -126,7 +136,9 @@ func f16Lanes(b Register, idx VecVirtual) VecVirtual {
 	return d
 }
 
-// copyBlocks copies n (1..15) blocks of bb bytes from src to dst.
+// copyBlocks copies n (1..15) blocks of bb bytes (16 <= bb) from src to
+// dst: 16 bytes at a time, the last 16 overlapping where bb is not a
+// multiple of 16.
 func copyBlocks(name string, src, dst, n Register, bb int) {
 	s, d, c := GP64(), GP64(), GP64()
 	MOVQ(src, s)
@@ -134,20 +146,13 @@ func copyBlocks(name string, src, dst, n Register, bb int) {
 	MOVQ(n, c)
 	Label(name + "_copy")
 	x := XMM()
-	VMOVDQU64(Mem{Base: s}, x)
-	VMOVDQU64(x, Mem{Base: d})
-	if bb == 34 {
-		VMOVDQU64(Mem{Base: s, Disp: 16}, x)
-		VMOVDQU64(x, Mem{Base: d, Disp: 16})
+	for o := 0; o+16 <= bb; o += 16 {
+		VMOVDQU64(Mem{Base: s, Disp: o}, x)
+		VMOVDQU64(x, Mem{Base: d, Disp: o})
 	}
-	if bb == 22 { // bytes 14..21 (8 of them overlap the 16 above)
-		g := GP64()
-		MOVQ(Mem{Base: s, Disp: 14}, g)
-		MOVQ(g, Mem{Base: d, Disp: 14})
-	} else {
-		g := GP32()
-		MOVWLZX(Mem{Base: s, Disp: bb - 2}, g)
-		MOVW(g.As16(), Mem{Base: d, Disp: bb - 2})
+	if bb%16 != 0 {
+		VMOVDQU64(Mem{Base: s, Disp: bb - 16}, x)
+		VMOVDQU64(x, Mem{Base: d, Disp: bb - 16})
 	}
 	ADDQ(U8(bb), s)
 	ADDQ(U8(bb), d)
@@ -216,6 +221,52 @@ func genPrepQ8_0AVX512() {
 	RET()
 }
 
+// genPrepQ8_1AVX512 emits prepQ8_1AVX512(x *byte, nb int, dst *byte): nb
+// Q8_1 blocks (d, s = d·Σq as float16, 32 quants: 36 bytes) into
+// ceil(nb/16) prepared groups at dst as prepQ8_0AVX512 lays them out, with
+// the sixteen s as float32 where Q8_0's groups hold their integer
+// correction (the Q4_1/Q5_1 kernels add m·s per block).
+func genPrepQ8_1AVX512() {
+	name := "prepQ8_1AVX512"
+	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
+	Doc(name+" rearranges nb Q8_1 activation blocks into the block-lane groups",
+		"of the AVX-512 Q4_1/Q5_1 kernels: quants transposed, d and s as float32;",
+		"the last group padded with zero blocks.")
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	buf := AllocLocal(16*36 + 32)
+	idx, sidx := ZMM(), ZMM()
+	VMOVDQU64(lanesIndex("q81Lanes", 36, 0), idx)
+	VMOVDQU64(lanesIndex("q81SLanes", 36, 2), sidx)
+	body := func(b Register) {
+		q := q8LanesAt(b, 36, 4)
+		for k := range q {
+			VMOVDQU64(q[k], Mem{Base: dst, Disp: 64 * k})
+		}
+		VMOVUPS(f16Lanes(b, idx), Mem{Base: dst, Disp: gDxOff})
+		VMOVUPS(f16Lanes(b, sidx), Mem{Base: dst, Disp: gCorrOff})
+	}
+	n := GP64()
+	MOVQ(nb, n)
+	SHRQ(U8(4), n)
+	loop(name, n, func() {
+		body(x)
+		ADDQ(U32(16*36), x)
+		ADDQ(U32(gGroupBytes), dst)
+	})
+	ANDQ(U8(15), nb)
+	JZ(LabelRef(name + "_ret"))
+	zeroLocal(buf, 16*36, idx)
+	bp := GP64()
+	LEAQ(buf, bp)
+	copyBlocks(name, x, bp, nb, 36)
+	body(bp)
+	Label(name + "_ret")
+	VZEROUPPER()
+	RET()
+}
+
 // s3Kernel is a block-lanes kernel: loadW turns a group of sixteen weight
 // blocks at b into the eight zmm of unsigned bytes that meet the prepared
 // quants, and their sixteen scales as float32.
@@ -225,6 +276,10 @@ type s3Kernel struct {
 	bb    int // bytes per weight block
 	setup func()
 	loadW func(b Register) ([8]VecVirtual, VecVirtual)
+	// mins, where set, returns the sixteen blocks' float16 mins (Q4_1,
+	// Q5_1) as float32: the sums start at 0 and each block adds m·s with
+	// the s of prepQ8_1AVX512 (at gCorrOff) after its d term.
+	mins func(b Register) VecVirtual
 }
 
 func s3Q4_0AVX512() *s3Kernel {
@@ -271,20 +326,6 @@ func s3Q4_0AVX512() *s3Kernel {
 // comes prepared.
 func s3Q5_0AVX512() *s3Kernel {
 	var m0f, m10, idx, qhIdx VecVirtual
-	var ctrl [8]Mem
-	for k := range ctrl {
-		var b [64]byte
-		for i := range b {
-			half, m := i/4%2, i%4       // the dword of the qword, the byte of the dword
-			q := 4*(k%4) + 16*(k/4) + m // the quant of the block: nibble dword k%4, high nibbles for k >= 4
-			b[i] = byte((32*half + q - 4 + 64) % 64)
-		}
-		w := make([]uint16, 32)
-		for i := range w {
-			w[i] = uint16(b[2*i]) | uint16(b[2*i+1])<<8
-		}
-		ctrl[k] = globl(fmt.Sprintf("q50Shift%d", k), w)
-	}
 	return &s3Kernel{
 		name: "gemmQ5_0AVX512",
 		doc: []string{"Q5_0 weights × prepared Q8_0 activations (quant.dotQ5_0Q8_0) in",
@@ -300,33 +341,107 @@ func s3Q5_0AVX512() *s3Kernel {
 			VMOVDQU64(lanesIndex("q50QhLanes", 22, 2), qhIdx)
 		},
 		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
-			var a [4]VecVirtual
-			for i := range a {
-				a[i] = ZMM()
-				VBROADCASTI32X4(Mem{Base: b, Disp: 22*(4*i) + 6}, a[i]) // a full write (for avo's liveness)
-				for j := 1; j < 4; j++ {
-					VINSERTI32X4(U8(j), Mem{Base: b, Disp: 22*(4*i+j) + 6}, a[i], a[i])
-				}
-			}
-			q := transpose4(a, zmmV)
-			k := allOnesK()
-			qh := zeroZ(idx)
-			VPGATHERDD(Mem{Base: b, Index: qhIdx, Scale: 1}, k, qh)
-			var w [8]VecVirtual
-			for kk := range q {
-				w[kk], w[kk+4] = ZMM(), ZMM()
-				VPANDD(m0f, q[kk], w[kk])
-				VPSRLW(U8(4), q[kk], w[kk+4])
-				VPANDD(m0f, w[kk+4], w[kk+4])
-			}
-			for kk := range w {
-				c, t := ZMM(), ZMM()
-				VMOVDQU64(ctrl[kk], c)
-				VPMULTISHIFTQB(qh, c, t)
-				VPTERNLOGD(U8(0xf8), m10, t, w[kk]) // w |= t & 0x10
-			}
+			w := nibbleLanes(b, 22, 6, m0f)
+			addFifthBits(b, qhIdx, m10, &w)
 			return w, f16Lanes(b, idx)
 		},
+	}
+}
+
+// s3Q4_1AVX512: Q4_1 blocks (d, m, 16 bytes of nibbles: 20 bytes), the
+// nibbles unsigned as Q4_0's, against Q8_1 activations; m·s per block.
+func s3Q4_1AVX512() *s3Kernel {
+	var m0f, idx, midx VecVirtual
+	return &s3Kernel{
+		name: "gemmQ4_1AVX512",
+		doc: []string{"Q4_1 weights × prepared Q8_1 activations (quant.dotQ4_1Q8_1) in",
+			"block lanes: the nibbles meet the quants in VPDPBUSD, then d·dx and m·s."},
+		bb: 20,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			idx, midx = ZMM(), ZMM()
+			VMOVDQU64(lanesIndex("q41Lanes", 20, 0), idx)
+			VMOVDQU64(lanesIndex("q41MLanes", 20, 2), midx)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			return nibbleLanes(b, 20, 4, m0f), f16Lanes(b, idx)
+		},
+		mins: func(b Register) VecVirtual { return f16Lanes(b, midx) },
+	}
+}
+
+// s3Q5_1AVX512: Q5_1 blocks (d, m, 32 fifth bits, 16 bytes of nibbles: 24
+// bytes) as Q4_1's with Q5_0's fifth bits.
+func s3Q5_1AVX512() *s3Kernel {
+	var m0f, m10, idx, midx, qhIdx VecVirtual
+	return &s3Kernel{
+		name: "gemmQ5_1AVX512",
+		doc: []string{"Q5_1 weights × prepared Q8_1 activations (quant.dotQ5_1Q8_1) in",
+			"block lanes: Q4_1's with the fifth bits added (q5_0's VPMULTISHIFTQB)."},
+		bb: 24,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			m10 = bcastDZ(0x10101010)
+			idx, midx, qhIdx = ZMM(), ZMM(), ZMM()
+			VMOVDQU64(lanesIndex("q51Lanes", 24, 0), idx)
+			VMOVDQU64(lanesIndex("q51MLanes", 24, 2), midx)
+			VMOVDQU64(lanesIndex("q51QhLanes", 24, 4), qhIdx)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			w := nibbleLanes(b, 24, 8, m0f)
+			addFifthBits(b, qhIdx, m10, &w)
+			return w, f16Lanes(b, idx)
+		},
+		mins: func(b Register) VecVirtual { return f16Lanes(b, midx) },
+	}
+}
+
+// nibbleLanes loads a group of sixteen blocks of bb bytes whose 16 bytes of
+// nibbles start at qo and returns the eight zmm of unsigned quant bytes in
+// block-lane order (low nibbles: quants 0..15, then high: 16..31).
+func nibbleLanes(b Register, bb, qo int, m0f VecVirtual) [8]VecVirtual {
+	var a [4]VecVirtual
+	for i := range a {
+		a[i] = ZMM()
+		VBROADCASTI32X4(Mem{Base: b, Disp: bb*(4*i) + qo}, a[i]) // a full write (for avo's liveness)
+		for j := 1; j < 4; j++ {
+			VINSERTI32X4(U8(j), Mem{Base: b, Disp: bb*(4*i+j) + qo}, a[i], a[i])
+		}
+	}
+	q := transpose4(a, zmmV)
+	var w [8]VecVirtual
+	for k := range q {
+		w[k], w[k+4] = ZMM(), ZMM()
+		VPANDD(m0f, q[k], w[k])
+		VPSRLW(U8(4), q[k], w[k+4])
+		VPANDD(m0f, w[k+4], w[k+4])
+	}
+	return w
+}
+
+// addFifthBits gathers the sixteen blocks' 32-bit fifth-bit words (at the
+// offsets of qhIdx) and sets bit 4 of each quant byte of w whose bit is
+// set: one VPMULTISHIFTQB per zmm brings the quant's bit to bit 4 of its
+// byte (wrapping within the qword), one VPTERNLOGD merges.
+func addFifthBits(b Register, qhIdx, m10 VecVirtual, w *[8]VecVirtual) {
+	k := allOnesK()
+	qh := zeroZ(qhIdx)
+	VPGATHERDD(Mem{Base: b, Index: qhIdx, Scale: 1}, k, qh)
+	for kk := range w {
+		var ctl [64]byte
+		for i := range ctl {
+			half, m := i/4%2, i%4         // the dword of the qword, the byte of the dword
+			q := 4*(kk%4) + 16*(kk/4) + m // the quant: dword kk%4 of the nibbles, high nibbles for kk >= 4
+			ctl[i] = byte((32*half + q - 4 + 64) % 64)
+		}
+		words := make([]uint16, 32)
+		for i := range words {
+			words[i] = uint16(ctl[2*i]) | uint16(ctl[2*i+1])<<8
+		}
+		c, t := ZMM(), ZMM()
+		VMOVDQU64(globl(fmt.Sprintf("q5xShift%d", kk), words), c)
+		VPMULTISHIFTQB(qh, c, t)
+		VPTERNLOGD(U8(0xf8), m10, t, w[kk]) // w |= t & 0x10
 	}
 }
 
@@ -414,10 +529,18 @@ func (k *s3Kernel) emit(T int) {
 	Label(name + "_start")
 	body := func(b Register) {
 		wv, dw := k.loadW(b)
+		var mw VecVirtual
+		if k.mins != nil {
+			mw = k.mins(b)
+		}
 		s := make([]VecVirtual, T)
 		for t := range s {
 			s[t] = ZMM()
-			VMOVDQU64(tok(t, gCorrOff), s[t])
+			if mw != nil {
+				VPXORD(dw, dw, s[t]) // a zeroing idiom
+			} else {
+				VMOVDQU64(tok(t, gCorrOff), s[t])
+			}
 		}
 		for kk := range wv {
 			for t := range s {
@@ -430,8 +553,14 @@ func (k *s3Kernel) emit(T int) {
 			VMULPS(tok(t, gDxOff), dw, d)
 			if inRegs {
 				VFMADD231PS(d, s[t], acc[t])
+				if mw != nil {
+					VFMADD231PS(tok(t, gCorrOff), mw, acc[t])
+				}
 			} else {
 				VFMADD213PS(loc.Offset(64*t), d, s[t]) // s = d·s + acc
+				if mw != nil {
+					VFMADD231PS(tok(t, gCorrOff), mw, s[t])
+				}
 				VMOVUPS(s[t], loc.Offset(64*t))
 			}
 		}
