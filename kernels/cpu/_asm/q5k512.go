@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -27,10 +25,6 @@ import (
 // 64 quants: qword p holds quants 8j..8j+7 of sub-block p), and at 144
 // the fifth bits, eight bytes a slice, bit k of slice j's for its byte k.
 // A slice costs a nibble extraction, a mask load and one masked byte add.
-
-// q5nBlock is prepQ8_KQ5's block: the quants at 0 (prepQ8_KQ4's slices),
-// dx·B_p in float32 lane 2p at 256 (0 in lane 2p+1), dx at 320.
-const q5nBlock = 384
 
 // q5KNConsts: VPSHUFB indices that spread D's scale bytes (q4NScales'
 // layout: scales at bytes 0..7, mins at 8..15 of every 128-bit lane) into
@@ -66,11 +60,19 @@ func q5KNData() Mem {
 }
 
 func genQ5KN() {
-	q5KDecodeN(1)
-	q5KDecodeN(4)
-	for _, T := range []int{16, 8, 4, 2, 1} {
-		q5KTileN(T)
+	var m0f, m10 VecVirtual
+	k := &laneKernel{name: "Q5_KAVX512", prep: "prepQ8_KQ5", ref: "quant.dotQ5_KQ8_K", bb: 176,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			m10 = bcastDZ(0x10101010)
+		},
+		row: func(w Mem) ([4]VecVirtual, VecVirtual, VecVirtual) {
+			W := q5NWeights(w, m0f, m10)
+			dsc, dmm := q5NRow(w)
+			return W, dsc, dmm
+		},
 	}
+	k.emitAll()
 }
 
 // q5NWeights returns the four slices of the repacked Q5_K block at w as
@@ -116,170 +118,4 @@ func q5NRow(w Mem) (dsc, dmm VecVirtual) {
 	VMULPS(dd, dsc, dsc)
 	VMULPS(dm, dmm, dmm)
 	return dsc, dmm
-}
-
-// q5NToken adds one token's super-block (activations at x(disp)) to acc.
-func q5NToken(W [4]VecVirtual, dsc, dmm, zero VecVirtual, x func(disp int) Mem, acc VecVirtual) {
-	s := ZMM()
-	VPXORD(zero, zero, s)
-	for j := range W {
-		VPDPBUSD(x(64*j), W[j], s)
-	}
-	VCVTDQ2PS(s, s)
-	v := ZMM()
-	VMULPS_BCST(x(320), dsc, v)
-	VFMADD231PS(v, s, acc)
-	VFNMADD231PS(x(256), dmm, acc)
-}
-
-// q5KDecodeN emits dotQ5_KAVX512 (rows = 1),
-//
-//	func(w, x *byte, nb int) float32
-//
-// or dotQ5_KAVX512x4 (rows = 4),
-//
-//	func(w *byte, stride int, x *byte, nb int, dst *[4]float32)
-//
-// with w repacked by repackQ5_K and x laid out by prepQ8_KQ5.
-func q5KDecodeN(rows int) {
-	name := "dotQ5_KAVX512"
-	if rows == 1 {
-		TEXT(name, NOSPLIT, "func(w, x *byte, nb int) float32")
-	} else {
-		name += "x4"
-		TEXT(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
-	}
-	Doc(name+" is the dot product of nb blocks of Q5_K weights (repackQ5_K) with",
-		"Q8_K activations laid out by prepQ8_KQ5 (quant.dotQ5_KQ8_K), in the avx512",
-		"level's Q5_K numerics; "+map[bool]string{true: "one row.", false: "rows w + r·stride, r = 0..3."}[rows == 1])
-	wp := make([]Register, rows)
-	wp[0] = Load(Param("w"), GP64())
-	var pf Register
-	if rows > 1 {
-		stride := Load(Param("stride"), GP64())
-		for r := 1; r < rows; r++ {
-			wp[r] = GP64()
-			LEAQ(Mem{Base: wp[r-1], Index: stride, Scale: 1}, wp[r])
-		}
-		pf = GP64()
-		LEAQ(Mem{Base: wp[rows-1], Index: stride, Scale: 1}, pf)
-	}
-	x := Load(Param("x"), GP64())
-	nb := Load(Param("nb"), GP64())
-	m0f := bcastDZ(0x0f0f0f0f)
-	m10 := bcastDZ(0x10101010)
-	acc := make([]VecVirtual, rows)
-	for r := range acc {
-		acc[r] = ZMM()
-		VPXORD(m0f, m0f, acc[r])
-	}
-	loop(name, nb, func() {
-		if rows > 1 {
-			prefetchNext(pf, 4*176)
-		}
-		xm := Mem{Base: x}
-		for r := range rows {
-			wm := Mem{Base: wp[r]}
-			W := q5NWeights(wm, m0f, m10)
-			dsc, dmm := q5NRow(wm)
-			q5NToken(W, dsc, dmm, m0f, xm.Offset, acc[r])
-		}
-		for r := range rows {
-			ADDQ(U32(176), wp[r])
-		}
-		ADDQ(U32(q5nBlock), x)
-	})
-	if rows == 1 {
-		s := hsum16(acc[0])
-		VZEROUPPER()
-		Store(s, ReturnIndex(0))
-		RET()
-		return
-	}
-	dst := Load(Param("dst"), GP64())
-	for r := range acc {
-		VMOVSS(hsum16(acc[r]), Mem{Base: dst, Disp: 4 * r})
-	}
-	VZEROUPPER()
-	RET()
-}
-
-// q5KTileN emits gemmQ5_KAVX512x<T> (the signature of the block-lanes
-// tiles; the acc area holds each token's sixteen lanes).
-func q5KTileN(T int) {
-	name := fmt.Sprintf("gemmQ5_KAVX512x%d", T)
-	attr := NOSPLIT
-	if 64*T > 512 {
-		attr = 0 // the frame exceeds the nosplit limit
-	}
-	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
-	Doc(name+fmt.Sprintf(" is the dot product of one weight row with %d tokens:", T),
-		"Q5_K weights (repackQ5_K) × Q8_K activations laid out by prepQ8_KQ5, in",
-		"the avx512 level's Q5_K numerics (dotQ5_KAVX512's bits per token).")
-	w := Load(Param("w"), GP64())
-	nb := Load(Param("nb"), GP64())
-	xt := newTokAddr(T)
-	loc := AllocLocal(64 * T)
-	m0f := bcastDZ(0x0f0f0f0f)
-	m10 := bcastDZ(0x10101010)
-
-	flags := Load(Param("flags"), GP64())
-	accp := Load(Param("acc"), GP64())
-	TESTQ(U32(1), flags)
-	JZ(LabelRef(name + "_zero"))
-	for t := range T {
-		z := ZMM()
-		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, z)
-		VMOVUPS(z, loc.Offset(64*t))
-	}
-	JMP(LabelRef(name + "_start"))
-	Label(name + "_zero")
-	gz := GP64()
-	XORQ(gz, gz)
-	for o := 0; o < 64*T; o += 8 {
-		MOVQ(gz, loc.Offset(o))
-	}
-	Label(name + "_start")
-	acc := make([]VecVirtual, T)
-	for t := range acc {
-		acc[t] = ZMM()
-		VMOVUPS(loc.Offset(64*t), acc[t])
-	}
-	loop(name, nb, func() {
-		wm := Mem{Base: w}
-		if T <= tilePrefetchT {
-			for o := 0; o < 176; o += 64 {
-				PREFETCHT0(wm.Offset(rowPrefetch + o))
-			}
-		}
-		W := q5NWeights(wm, m0f, m10)
-		dsc, dmm := q5NRow(wm)
-		for t := range T {
-			q5NToken(W, dsc, dmm, m0f, func(disp int) Mem { return xt.at(t, disp) }, acc[t])
-		}
-		ADDQ(U32(176), w)
-		xt.advance(q5nBlock)
-	})
-	flags2 := Load(Param("flags"), GP64())
-	TESTQ(U32(2), flags2)
-	JNZ(LabelRef(name + "_final"))
-	accp2 := Load(Param("acc"), GP64())
-	for t := range T {
-		VMOVUPS(acc[t], Mem{Base: accp2, Disp: 64 * t})
-	}
-	VZEROUPPER()
-	RET()
-	Label(name + "_final")
-	dst := Load(Param("dst"), GP64())
-	ldd := Load(Param("ldd"), GP64())
-	d := GP64()
-	MOVQ(dst, d)
-	for t := range T {
-		VMOVSS(hsum16(acc[t]), Mem{Base: d})
-		if t+1 < T {
-			ADDQ(ldd, d)
-		}
-	}
-	VZEROUPPER()
-	RET()
 }
