@@ -238,6 +238,27 @@ func gemmQ5_1AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 func gemmQ5_1AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func dotIQ4_XSAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotIQ4_XSAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func gemmIQ4_XSAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_XSAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_XSAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_XSAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_XSAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -457,6 +478,13 @@ func archImpls() map[quant.Type][]impl {
 			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}
 		q5k.dot, q5k.dot4 = decDot(quant.Q5_K, q5k.gemm)
 		add(quant.Q5_K, q5k)
+		// IQ4_XS: the same lanes, the levels +128 by VPSHUFB (iq4xs512.go).
+		iq4 := impl{level: levelAVX512}
+		iq4.gemm = &gemmImpl{tiles: []tileT{{16, gemmIQ4_XSAVX512x16}, {8, gemmIQ4_XSAVX512x8}, {4, gemmIQ4_XSAVX512x4},
+			{2, gemmIQ4_XSAVX512x2}, {1, gemmIQ4_XSAVX512x1}}, prep: prepQ8_KIQ4, group: 1, groupBytes: 384,
+			dec1: dotIQ4_XSAVX512, dec4: dotIQ4_XSAVX512x4, repack: repackIQ4_XS}
+		iq4.dot, iq4.dot4 = decDot(quant.IQ4_XS, iq4.gemm)
+		add(quant.IQ4_XS, iq4)
 	}
 	return m
 }

@@ -253,6 +253,67 @@ func repackQ5_K(dst, src []byte) {
 	}
 }
 
+// prepQ8_KIQ4 lays out nb Q8_K blocks for the avx512 level's IQ4_XS
+// kernels, 384 bytes a block: the quants at 0 as prepQ8_KQ4 lays them out;
+// at 256 sixteen int32, −128·B_p in lane 2p (B_p the sum of sub-block p's
+// 32 quants: the kernels' weights are the levels +128) and 0 in lane 2p+1;
+// d at 320.
+func prepQ8_KIQ4(x *byte, nb int, dst *byte) {
+	le := binary.LittleEndian
+	src := unsafe.Slice(x, nb*292)
+	out := unsafe.Slice(dst, nb*384)
+	for b := range nb {
+		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+		for p := range 8 {
+			for j := range 4 {
+				copy(d[64*j+8*p:64*j+8*p+8], s[4+32*p+8*j:])
+			}
+		}
+		for p := range 8 {
+			bp := int32(int16(le.Uint16(s[260+4*p:]))) + int32(int16(le.Uint16(s[262+4*p:])))
+			le.PutUint32(d[256+8*p:], uint32(-128*bp))
+			le.PutUint32(d[260+8*p:], 0)
+		}
+		copy(d[320:324], s[:4])
+	}
+}
+
+// repackIQ4_XS rewrites IQ4_XS blocks for the avx512 level's kernels (same
+// 136 bytes). The file's block: d, scales_h (16 bits: the high 2 bits of
+// each sub-block's 6-bit scale), scales_l (4 bytes: the low 4 bits), and
+// 128 bytes of nibbles, sub-block p's quants e < 16 in the low nibbles of
+// bytes 16p+e, e ≥ 16 in the high nibbles of 16p+e−16. The repacked one:
+// d, the eight 6-bit scales at bits 6p of bytes 2..7, the nibbles at 8 in
+// repackQ4_K's slice order.
+func repackIQ4_XS(dst, src []byte) {
+	const bb = 136
+	le := binary.LittleEndian
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		sh := le.Uint16(s[2:])
+		var ls uint64
+		for p := range 8 {
+			v := uint64(s[4+p/2]>>(4*(p%2))&15) | uint64(sh>>(2*p)&3)<<4
+			ls |= v << (6 * p)
+		}
+		le.PutUint64(d[0:], uint64(le.Uint16(s[0:]))|ls<<16)
+		// Sub-block p in Q4_K's layout (nibble p&1 of bytes 32(p>>1)..+31,
+		// quant e at byte e), then repackQ4_K's slices.
+		var q4s, q4d [144]byte
+		for p := range 8 {
+			for e := range 32 {
+				b := s[8+16*p+e%16]
+				if e >= 16 {
+					b >>= 4
+				}
+				q4s[16+32*(p>>1)+e] |= (b & 15) << (4 * (p & 1))
+			}
+		}
+		repackQ4_K(q4d[:], q4s[:])
+		copy(d[8:136], q4d[16:144])
+	}
+}
+
 // repackQ4_K rewrites Q4_K blocks for the avx512 level's kernels: the
 // header (d, dmin, the packed scales: 16 bytes) as it is, then the 256
 // nibbles reordered so that the kernels get prepQ8_KQ4's four slices with

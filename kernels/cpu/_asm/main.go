@@ -36,6 +36,7 @@ func main() {
 	genAVX2()
 	genQ6KN()
 	genQ5KN()
+	genIQ4XSN()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
