@@ -259,6 +259,27 @@ func gemmIQ4_XSAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *flo
 func gemmIQ4_XSAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func dotQ2_KAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ2_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func gemmQ2_KAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ2_KAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ2_KAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ2_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ2_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -485,6 +506,13 @@ func archImpls() map[quant.Type][]impl {
 			dec1: dotIQ4_XSAVX512, dec4: dotIQ4_XSAVX512x4, repack: repackIQ4_XS}
 		iq4.dot, iq4.dot4 = decDot(quant.IQ4_XS, iq4.gemm)
 		add(quant.IQ4_XS, iq4)
+		// Q2_K: the same lanes with Q5_K's min term (q2k512.go).
+		q2k := impl{level: levelAVX512}
+		q2k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ2_KAVX512x16}, {8, gemmQ2_KAVX512x8}, {4, gemmQ2_KAVX512x4},
+			{2, gemmQ2_KAVX512x2}, {1, gemmQ2_KAVX512x1}}, prep: prepQ8_KQ2, group: 1, groupBytes: 384,
+			dec1: dotQ2_KAVX512, dec4: dotQ2_KAVX512x4, repack: repackQ2_K}
+		q2k.dot, q2k.dot4 = decDot(quant.Q2_K, q2k.gemm)
+		add(quant.Q2_K, q2k)
 	}
 	return m
 }

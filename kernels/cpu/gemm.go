@@ -314,6 +314,53 @@ func repackIQ4_XS(dst, src []byte) {
 	}
 }
 
+// prepQ8_KQ2 lays out nb Q8_K blocks for the avx512 level's Q2_K kernels,
+// 384 bytes a block: the quants at 0 as prepQ8_KQ6 lays them out (dword l
+// of slice j: quants 16l+4j..+3); at 256 sixteen float32, dx·B_l (B_l the
+// Q8_K group sum of sub-block l); dx at 320.
+func prepQ8_KQ2(x *byte, nb int, dst *byte) {
+	le := binary.LittleEndian
+	src := unsafe.Slice(x, nb*292)
+	out := unsafe.Slice(dst, nb*384)
+	for b := range nb {
+		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+		for j := range 4 {
+			for l := range 16 {
+				copy(d[64*j+4*l:64*j+4*l+4], s[4+16*l+4*j:])
+			}
+		}
+		dx := math.Float32frombits(le.Uint32(s))
+		for l := range 16 {
+			le.PutUint32(d[256+4*l:], math.Float32bits(dx*float32(int16(le.Uint16(s[260+2*l:])))))
+		}
+		copy(d[320:324], s[:4])
+	}
+}
+
+// repackQ2_K rewrites Q2_K blocks for the avx512 level's kernels (same 84
+// bytes). The file's block: 16 scale bytes, 64 bytes of 2-bit quants
+// (quant e in bits 2·(e/32%4) of byte 32·(e/128) + e%32), d, dmin. The
+// repacked one: the quants at 0, byte 4l+i holding quant 16l+4j+i in bits
+// 2j (slice j), then the scales and d, dmin as they are.
+func repackQ2_K(dst, src []byte) {
+	const bb = 84
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		q := s[16:80]
+		for k := range 64 {
+			l, i := k/4, k%4
+			var v byte
+			for j := range 4 {
+				e := 16*l + 4*j + i
+				v |= (q[e/128*32+e%32] >> (e / 32 % 4 * 2) & 3) << (2 * j)
+			}
+			d[k] = v
+		}
+		copy(d[64:80], s[0:16])
+		copy(d[80:84], s[80:84])
+	}
+}
+
 // repackQ4_K rewrites Q4_K blocks for the avx512 level's kernels: the
 // header (d, dmin, the packed scales: 16 bytes) as it is, then the 256
 // nibbles reordered so that the kernels get prepQ8_KQ4's four slices with

@@ -37,6 +37,7 @@ func main() {
 	genQ6KN()
 	genQ5KN()
 	genIQ4XSN()
+	genQ2KN()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
