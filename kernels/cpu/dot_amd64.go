@@ -280,6 +280,27 @@ func gemmQ2_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 func gemmQ2_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func dotQ3_KAVX512(w, x *byte, nb int) float32
+
+//go:noescape
+func dotQ3_KAVX512x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func gemmQ3_KAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ3_KAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ3_KAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ3_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmQ3_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -513,6 +534,13 @@ func archImpls() map[quant.Type][]impl {
 			dec1: dotQ2_KAVX512, dec4: dotQ2_KAVX512x4, repack: repackQ2_K}
 		q2k.dot, q2k.dot4 = decDot(quant.Q2_K, q2k.gemm)
 		add(quant.Q2_K, q2k)
+		// Q3_K: the same lanes, Q6_K's integer start (q3k512.go).
+		q3k := impl{level: levelAVX512}
+		q3k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ3_KAVX512x16}, {8, gemmQ3_KAVX512x8}, {4, gemmQ3_KAVX512x4},
+			{2, gemmQ3_KAVX512x2}, {1, gemmQ3_KAVX512x1}}, prep: prepQ8_KQ3, group: 1, groupBytes: 384,
+			dec1: dotQ3_KAVX512, dec4: dotQ3_KAVX512x4, repack: repackQ3_K}
+		q3k.dot, q3k.dot4 = decDot(quant.Q3_K, q3k.gemm)
+		add(quant.Q3_K, q3k)
 	}
 	return m
 }

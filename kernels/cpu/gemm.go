@@ -361,6 +361,47 @@ func repackQ2_K(dst, src []byte) {
 	}
 }
 
+// repackQ3_K rewrites Q3_K blocks for the avx512 level's kernels (same 110
+// bytes). The file's block: hmask[32] (quant e's high bit is bit e/32 of
+// byte e%32), qs[64] (the low 2 bits, as Q2_K's), 12 bytes of 6-bit scales
+// (quant.q3Scales' packing), d. The repacked one: the low bits as
+// repackQ2_K lays them out, the high bits of slice j (byte k: quant
+// 16(k/4)+4j+k%4) as the 64-bit mask at 64+8j, the scales (+32, 0..63) at
+// bits 6p of the 48-bit fields at 96 (0..7) and 102 (8..15), d at 108.
+func repackQ3_K(dst, src []byte) {
+	const bb = 110
+	le := binary.LittleEndian
+	for o := 0; o+bb <= len(src); o += bb {
+		s, d := src[o:o+bb], dst[o:o+bb]
+		var q2 [84]byte // a Q2_K block's quants at 16, for repackQ2_K
+		copy(q2[16:80], s[32:96])
+		var p2 [84]byte
+		repackQ2_K(p2[:], q2[:])
+		copy(d[0:64], p2[0:64])
+		for j := range 4 {
+			var bits uint64
+			for k := range 64 {
+				e := 16*(k/4) + 4*j + k%4
+				bits |= uint64(s[e%32]>>(e/32)&1) << k
+			}
+			le.PutUint64(d[64+8*j:], bits)
+		}
+		sc := s[96:108]
+		var f [2]uint64
+		for p := range 16 {
+			lo := sc[p%8] >> (4 * (p / 8)) & 15
+			hi := sc[8+p%4] >> (2 * (p / 4)) & 3
+			f[p/8] |= uint64(lo|hi<<4) << (6 * (p % 8))
+		}
+		var six [12]byte
+		for i := range 6 {
+			six[i], six[6+i] = byte(f[0]>>(8*i)), byte(f[1]>>(8*i))
+		}
+		copy(d[96:108], six[:])
+		copy(d[108:110], s[108:110])
+	}
+}
+
 // repackQ4_K rewrites Q4_K blocks for the avx512 level's kernels: the
 // header (d, dmin, the packed scales: 16 bytes) as it is, then the 256
 // nibbles reordered so that the kernels get prepQ8_KQ4's four slices with
@@ -395,7 +436,16 @@ func repackQ4_K(dst, src []byte) {
 // order of repackQ6_K); at 256 sixteen int32, −32 times the sum of
 // sub-block l's quants (the Q8_K group sum), where the kernels start their
 // integer sums (Q6_K's quants are stored +32); d at 320.
-func prepQ8_KQ6(x *byte, nb int, dst *byte) {
+func prepQ8_KQ6(x *byte, nb int, dst *byte) { prepSlices16(x, nb, dst, -32) }
+
+// prepQ8_KQ3 is prepQ8_KQ6's layout with −4·B_l at 256 (Q3_K's quants
+// are stored +4).
+func prepQ8_KQ3(x *byte, nb int, dst *byte) { prepSlices16(x, nb, dst, -4) }
+
+// prepSlices16 lays out nb Q8_K blocks in the 16-quant sub-block lanes:
+// dword l of slice j holds quants 16l+4j..+3; at 256, bias times the Q8_K
+// group sum of sub-block l as int32; d at 320.
+func prepSlices16(x *byte, nb int, dst *byte, bias int32) {
 	le := binary.LittleEndian
 	src := unsafe.Slice(x, nb*292)
 	out := unsafe.Slice(dst, nb*384)
@@ -407,7 +457,7 @@ func prepQ8_KQ6(x *byte, nb int, dst *byte) {
 			}
 		}
 		for l := range 16 {
-			le.PutUint32(d[256+4*l:], uint32(-32*int32(int16(le.Uint16(s[260+2*l:])))))
+			le.PutUint32(d[256+4*l:], uint32(bias*int32(int16(le.Uint16(s[260+2*l:])))))
 		}
 		copy(d[320:324], s[:4])
 	}

@@ -38,6 +38,7 @@ func main() {
 	genQ5KN()
 	genIQ4XSN()
 	genQ2KN()
+	genQ3KN()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
