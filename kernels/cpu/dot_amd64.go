@@ -301,6 +301,21 @@ func gemmQ3_KAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float
 func gemmQ3_KAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func gemmIQ4_NLAVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_NLAVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_NLAVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_NLAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmIQ4_NLAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -414,7 +429,7 @@ func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
 	}}
 }
 
-// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q5_0, Q8_0 weights):
+// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q5_0, IQ4_NL, Q8_0 weights):
 // activations prepared by prepQ8_0AVX512 with the correction −2^shift·Σy,
 // tiles of up to 16 tokens, Dot and Dot4 from the 1-token tile.
 func blockLanesImpl(t quant.Type, shift int, tiles []tileT) impl {
@@ -492,6 +507,8 @@ func archImpls() map[quant.Type][]impl {
 			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
 		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, []tileT{{16, gemmQ5_0AVX512x16}, {8, gemmQ5_0AVX512x8},
 			{4, gemmQ5_0AVX512x4}, {2, gemmQ5_0AVX512x2}, {1, gemmQ5_0AVX512x1}}))
+		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, []tileT{{16, gemmIQ4_NLAVX512x16}, {8, gemmIQ4_NLAVX512x8},
+			{4, gemmIQ4_NLAVX512x4}, {2, gemmIQ4_NLAVX512x2}, {1, gemmIQ4_NLAVX512x1}}))
 		add(quant.Q4_1, blockLanesQ8_1(quant.Q4_1, []tileT{{16, gemmQ4_1AVX512x16}, {8, gemmQ4_1AVX512x8},
 			{4, gemmQ4_1AVX512x4}, {2, gemmQ4_1AVX512x2}, {1, gemmQ4_1AVX512x1}}))
 		add(quant.Q5_1, blockLanesQ8_1(quant.Q5_1, []tileT{{16, gemmQ5_1AVX512x16}, {8, gemmQ5_1AVX512x8},

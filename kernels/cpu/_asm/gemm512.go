@@ -40,6 +40,9 @@ func genGemm512() {
 		s3Q5_0AVX512().emit(T)
 	}
 	for _, T := range []int{16, 8, 4, 2, 1} {
+		s3IQ4_NLAVX512().emit(T)
+	}
+	for _, T := range []int{16, 8, 4, 2, 1} {
 		s3Q4_1AVX512().emit(T)
 	}
 	for _, T := range []int{16, 8, 4, 2, 1} {
@@ -343,6 +346,34 @@ func s3Q5_0AVX512() *s3Kernel {
 		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
 			w := nibbleLanes(b, 22, 6, m0f)
 			addFifthBits(b, qhIdx, m10, &w)
+			return w, f16Lanes(b, idx)
+		},
+	}
+}
+
+// s3IQ4_NLAVX512: IQ4_NL blocks (d, 16 bytes of nibbles: 18 bytes), each
+// nibble turned into its non-linear level +128 (unsigned) by VPSHUFB; the
+// −128·Σy correction comes prepared, as Q8_0's.
+func s3IQ4_NLAVX512() *s3Kernel {
+	var m0f, idx, lut VecVirtual
+	return &s3Kernel{
+		name: "gemmIQ4_NLAVX512",
+		doc: []string{"IQ4_NL weights × prepared Q8_0 activations (quant.dotIQ4_NLQ8_0) in",
+			"block lanes: the levels +128 meet the quants in VPDPBUSD, the −128·Σy",
+			"correction comes prepared."},
+		bb: 18,
+		setup: func() {
+			m0f = bcastDZ(0x0f0f0f0f)
+			idx = ZMM()
+			VMOVDQU64(lanesIndex("iq4nlLanes", 18, 0), idx)
+			lut = ZMM()
+			VMOVDQU64(iq4Levels128(), lut)
+		},
+		loadW: func(b Register) ([8]VecVirtual, VecVirtual) {
+			w := nibbleLanes(b, 18, 2, m0f)
+			for k := range w {
+				VPSHUFB(w[k], lut, w[k])
+			}
 			return w, f16Lanes(b, idx)
 		},
 	}

@@ -21,14 +21,8 @@ func genIQ4XSN() {
 	k := &laneKernel{name: "IQ4_XSAVX512", prep: "prepQ8_KIQ4", ref: "quant.dotIQ4_XSQ8_K", bb: 136,
 		setup: func() {
 			m0f = bcastDZ(0x0f0f0f0f)
-			levels := [16]int{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
-			w := make([]uint16, 32)
-			for i := range w {
-				lo, hi := levels[(2*i)%16]+128, levels[(2*i+1)%16]+128
-				w[i] = uint16(lo) | uint16(hi)<<8
-			}
 			lut = ZMM()
-			VMOVDQU64(globl("iq4Levels128", w), lut)
+			VMOVDQU64(iq4Levels128(), lut)
 			// VPMULTISHIFTQB controls: byte 4l (dword lane l) takes the
 			// bits of ls_{l/2}; the rest is masked away.
 			c := make([]uint16, 32)
@@ -69,4 +63,16 @@ func genIQ4XSN() {
 		},
 	}
 	k.emitAll()
+}
+
+// iq4Levels128 is the VPSHUFB table of IQ4_NL's and IQ4_XS's sixteen
+// non-linear levels plus 128, in every 128-bit lane.
+func iq4Levels128() Mem {
+	levels := [16]int{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+	w := make([]uint16, 32)
+	for i := range w {
+		lo, hi := levels[(2*i)%16]+128, levels[(2*i+1)%16]+128
+		w[i] = uint16(lo) | uint16(hi)<<8
+	}
+	return globl("iq4Levels128", w)
 }
