@@ -316,6 +316,42 @@ func gemmIQ4_NLAVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *flo
 func gemmIQ4_NLAVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
 //go:noescape
+func prepF16AVX512(x *byte, nb int, dst *byte)
+
+//go:noescape
+func gemmF16AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmF16AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmF16AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmF16AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmF16AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func prepBF16AVX512(x *byte, nb int, dst *byte)
+
+//go:noescape
+func gemmBF16AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmBF16AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmBF16AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmBF16AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmBF16AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
 func dotQ4_1AVX2(w, x *byte, nb int) float32
 
 //go:noescape
@@ -442,6 +478,15 @@ func blockLanesQ8_1(t quant.Type, tiles []tileT) impl {
 	return blockLanes(t, prepQ8_1AVX512, tiles)
 }
 
+// halfLanes is the AVX-512 family of a 16-bit float type: groups of
+// sixteen values, 64 bytes of float32 activations each.
+func halfLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), tiles []tileT) impl {
+	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: 64, single: true}
+	d := impl{level: levelAVX512, gemm: g}
+	d.dot, d.dot4 = prepDot(t, g)
+	return d
+}
+
 func blockLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), tiles []tileT) impl {
 	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: 640, single: true}
 	d := impl{level: levelAVX512, gemm: g}
@@ -509,6 +554,12 @@ func archImpls() map[quant.Type][]impl {
 			{4, gemmQ5_0AVX512x4}, {2, gemmQ5_0AVX512x2}, {1, gemmQ5_0AVX512x1}}))
 		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, []tileT{{16, gemmIQ4_NLAVX512x16}, {8, gemmIQ4_NLAVX512x8},
 			{4, gemmIQ4_NLAVX512x4}, {2, gemmIQ4_NLAVX512x2}, {1, gemmIQ4_NLAVX512x1}}))
+		// F16, BF16: float32 activations, sixteen weights widened per
+		// group and met by every token of the tile (half512.go).
+		add(quant.F16, halfLanes(quant.F16, prepF16AVX512, []tileT{{16, gemmF16AVX512x16}, {8, gemmF16AVX512x8},
+			{4, gemmF16AVX512x4}, {2, gemmF16AVX512x2}, {1, gemmF16AVX512x1}}))
+		add(quant.BF16, halfLanes(quant.BF16, prepBF16AVX512, []tileT{{16, gemmBF16AVX512x16}, {8, gemmBF16AVX512x8},
+			{4, gemmBF16AVX512x4}, {2, gemmBF16AVX512x2}, {1, gemmBF16AVX512x1}}))
 		add(quant.Q4_1, blockLanesQ8_1(quant.Q4_1, []tileT{{16, gemmQ4_1AVX512x16}, {8, gemmQ4_1AVX512x8},
 			{4, gemmQ4_1AVX512x4}, {2, gemmQ4_1AVX512x2}, {1, gemmQ4_1AVX512x1}}))
 		add(quant.Q5_1, blockLanesQ8_1(quant.Q5_1, []tileT{{16, gemmQ5_1AVX512x16}, {8, gemmQ5_1AVX512x8},

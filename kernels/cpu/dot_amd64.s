@@ -14622,6 +14622,1502 @@ gemmQ3_KAVX512x1_final:
 	VZEROUPPER
 	RET
 
+// func prepF16AVX512(x *byte, nb int, dst *byte)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·prepF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), AX
+	MOVQ nb+8(FP), CX
+	MOVQ dst+16(FP), DX
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+prepF16AVX512_loop:
+	TESTQ     BX, BX
+	JZ        prepF16AVX512_done
+	VCVTPH2PS (AX), Z0
+	VMOVUPS   Z0, (DX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x40, DX
+	DECQ      BX
+	JMP       prepF16AVX512_loop
+
+prepF16AVX512_done:
+	ANDQ        $0x0f, CX
+	JZ          prepF16AVX512_ret
+	MOVL        $0x0000ffff, BX
+	BZHIL       CX, BX, BX
+	KMOVW       BX, K1
+	VCVTPH2PS.Z (AX), K1, Z0
+	VMOVUPS     Z0, (DX)
+
+prepF16AVX512_ret:
+	VZEROUPPER
+	RET
+
+// func gemmF16AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2
+TEXT ·gemmF16AVX512x16(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	LEAQ    (DX)(BX*8), R8
+	LEAQ    (DI)(BX*8), R9
+	MOVQ    flags+56(FP), R10
+	MOVQ    acc+32(FP), R11
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	VPXORD  Z8, Z8, Z8
+	VPXORD  Z9, Z9, Z9
+	VPXORD  Z10, Z10, Z10
+	VPXORD  Z11, Z11, Z11
+	VPXORD  Z12, Z12, Z12
+	VPXORD  Z13, Z13, Z13
+	VPXORD  Z14, Z14, Z14
+	VPXORD  Z15, Z15, Z15
+	TESTQ   $0x00000001, R10
+	JZ      gemmF16AVX512x16_start
+	VMOVUPS (R11), Z0
+	VMOVUPS 64(R11), Z1
+	VMOVUPS 128(R11), Z2
+	VMOVUPS 192(R11), Z3
+	VMOVUPS 256(R11), Z4
+	VMOVUPS 320(R11), Z5
+	VMOVUPS 384(R11), Z6
+	VMOVUPS 448(R11), Z7
+	VMOVUPS 512(R11), Z8
+	VMOVUPS 576(R11), Z9
+	VMOVUPS 640(R11), Z10
+	VMOVUPS 704(R11), Z11
+	VMOVUPS 768(R11), Z12
+	VMOVUPS 832(R11), Z13
+	VMOVUPS 896(R11), Z14
+	VMOVUPS 960(R11), Z15
+
+gemmF16AVX512x16_start:
+	MOVQ CX, R10
+	SHRQ $0x04, R10
+
+gemmF16AVX512x16_loop:
+	TESTQ       R10, R10
+	JZ          gemmF16AVX512x16_done
+	VCVTPH2PS   (AX), Z16
+	VFMADD231PS (DX), Z16, Z0
+	VFMADD231PS (DX)(BX*1), Z16, Z1
+	VFMADD231PS (DX)(BX*2), Z16, Z2
+	VFMADD231PS (DX)(SI*1), Z16, Z3
+	VFMADD231PS (DI), Z16, Z4
+	VFMADD231PS (DI)(BX*1), Z16, Z5
+	VFMADD231PS (DI)(BX*2), Z16, Z6
+	VFMADD231PS (DI)(SI*1), Z16, Z7
+	VFMADD231PS (R8), Z16, Z8
+	VFMADD231PS (R8)(BX*1), Z16, Z9
+	VFMADD231PS (R8)(BX*2), Z16, Z10
+	VFMADD231PS (R8)(SI*1), Z16, Z11
+	VFMADD231PS (R9), Z16, Z12
+	VFMADD231PS (R9)(BX*1), Z16, Z13
+	VFMADD231PS (R9)(BX*2), Z16, Z14
+	VFMADD231PS (R9)(SI*1), Z16, Z15
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R9
+	DECQ        R10
+	JMP         gemmF16AVX512x16_loop
+
+gemmF16AVX512x16_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmF16AVX512x16_end
+	MOVL        $0x0000ffff, R10
+	BZHIL       CX, R10, R10
+	KMOVW       R10, K1
+	VCVTPH2PS.Z (AX), K1, Z16
+	VFMADD231PS (DX), Z16, Z0
+	VFMADD231PS (DX)(BX*1), Z16, Z1
+	VFMADD231PS (DX)(BX*2), Z16, Z2
+	VFMADD231PS (DX)(SI*1), Z16, Z3
+	VFMADD231PS (DI), Z16, Z4
+	VFMADD231PS (DI)(BX*1), Z16, Z5
+	VFMADD231PS (DI)(BX*2), Z16, Z6
+	VFMADD231PS (DI)(SI*1), Z16, Z7
+	VFMADD231PS (R8), Z16, Z8
+	VFMADD231PS (R8)(BX*1), Z16, Z9
+	VFMADD231PS (R8)(BX*2), Z16, Z10
+	VFMADD231PS (R8)(SI*1), Z16, Z11
+	VFMADD231PS (R9), Z16, Z12
+	VFMADD231PS (R9)(BX*1), Z16, Z13
+	VFMADD231PS (R9)(BX*2), Z16, Z14
+	VFMADD231PS (R9)(SI*1), Z16, Z15
+
+gemmF16AVX512x16_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmF16AVX512x16_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	VZEROUPPER
+	RET
+
+gemmF16AVX512x16_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X16
+	VADDPS        X16, X0, X0
+	VMOVHLPS      X0, X0, X16
+	VADDPS        X16, X0, X0
+	VMOVSHDUP     X0, X16
+	VADDSS        X16, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmF16AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmF16AVX512x8(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	MOVQ    flags+56(FP), R8
+	MOVQ    acc+32(FP), R9
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	TESTQ   $0x00000001, R8
+	JZ      gemmF16AVX512x8_start
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z1
+	VMOVUPS 128(R9), Z2
+	VMOVUPS 192(R9), Z3
+	VMOVUPS 256(R9), Z4
+	VMOVUPS 320(R9), Z5
+	VMOVUPS 384(R9), Z6
+	VMOVUPS 448(R9), Z7
+
+gemmF16AVX512x8_start:
+	MOVQ CX, R8
+	SHRQ $0x04, R8
+
+gemmF16AVX512x8_loop:
+	TESTQ       R8, R8
+	JZ          gemmF16AVX512x8_done
+	PREFETCHT0  4096(AX)
+	VCVTPH2PS   (AX), Z8
+	VFMADD231PS (DX), Z8, Z0
+	VFMADD231PS (DX)(BX*1), Z8, Z1
+	VFMADD231PS (DX)(BX*2), Z8, Z2
+	VFMADD231PS (DX)(SI*1), Z8, Z3
+	VFMADD231PS (DI), Z8, Z4
+	VFMADD231PS (DI)(BX*1), Z8, Z5
+	VFMADD231PS (DI)(BX*2), Z8, Z6
+	VFMADD231PS (DI)(SI*1), Z8, Z7
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, DI
+	DECQ        R8
+	JMP         gemmF16AVX512x8_loop
+
+gemmF16AVX512x8_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmF16AVX512x8_end
+	MOVL        $0x0000ffff, R8
+	BZHIL       CX, R8, R8
+	KMOVW       R8, K1
+	VCVTPH2PS.Z (AX), K1, Z8
+	VFMADD231PS (DX), Z8, Z0
+	VFMADD231PS (DX)(BX*1), Z8, Z1
+	VFMADD231PS (DX)(BX*2), Z8, Z2
+	VFMADD231PS (DX)(SI*1), Z8, Z3
+	VFMADD231PS (DI), Z8, Z4
+	VFMADD231PS (DI)(BX*1), Z8, Z5
+	VFMADD231PS (DI)(BX*2), Z8, Z6
+	VFMADD231PS (DI)(SI*1), Z8, Z7
+
+gemmF16AVX512x8_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmF16AVX512x8_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VZEROUPPER
+	RET
+
+gemmF16AVX512x8_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X8
+	VADDPS        X8, X0, X0
+	VMOVHLPS      X0, X0, X8
+	VADDPS        X8, X0, X0
+	VMOVSHDUP     X0, X8
+	VADDSS        X8, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmF16AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmF16AVX512x4(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+56(FP), DI
+	MOVQ    acc+32(FP), R8
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	TESTQ   $0x00000001, DI
+	JZ      gemmF16AVX512x4_start
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z1
+	VMOVUPS 128(R8), Z2
+	VMOVUPS 192(R8), Z3
+
+gemmF16AVX512x4_start:
+	MOVQ CX, DI
+	SHRQ $0x04, DI
+
+gemmF16AVX512x4_loop:
+	TESTQ       DI, DI
+	JZ          gemmF16AVX512x4_done
+	PREFETCHT0  4096(AX)
+	VCVTPH2PS   (AX), Z4
+	VFMADD231PS (DX), Z4, Z0
+	VFMADD231PS (DX)(BX*1), Z4, Z1
+	VFMADD231PS (DX)(BX*2), Z4, Z2
+	VFMADD231PS (DX)(SI*1), Z4, Z3
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        DI
+	JMP         gemmF16AVX512x4_loop
+
+gemmF16AVX512x4_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmF16AVX512x4_end
+	MOVL        $0x0000ffff, DI
+	BZHIL       CX, DI, DI
+	KMOVW       DI, K1
+	VCVTPH2PS.Z (AX), K1, Z4
+	VFMADD231PS (DX), Z4, Z0
+	VFMADD231PS (DX)(BX*1), Z4, Z1
+	VFMADD231PS (DX)(BX*2), Z4, Z2
+	VFMADD231PS (DX)(SI*1), Z4, Z3
+
+gemmF16AVX512x4_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmF16AVX512x4_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VZEROUPPER
+	RET
+
+gemmF16AVX512x4_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmF16AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmF16AVX512x2(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    flags+56(FP), SI
+	MOVQ    acc+32(FP), DI
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	TESTQ   $0x00000001, SI
+	JZ      gemmF16AVX512x2_start
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+
+gemmF16AVX512x2_start:
+	MOVQ CX, SI
+	SHRQ $0x04, SI
+
+gemmF16AVX512x2_loop:
+	TESTQ       SI, SI
+	JZ          gemmF16AVX512x2_done
+	PREFETCHT0  4096(AX)
+	VCVTPH2PS   (AX), Z2
+	VFMADD231PS (DX), Z2, Z0
+	VFMADD231PS (DX)(BX*1), Z2, Z1
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        SI
+	JMP         gemmF16AVX512x2_loop
+
+gemmF16AVX512x2_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmF16AVX512x2_end
+	MOVL        $0x0000ffff, SI
+	BZHIL       CX, SI, SI
+	KMOVW       SI, K1
+	VCVTPH2PS.Z (AX), K1, Z2
+	VFMADD231PS (DX), Z2, Z0
+	VFMADD231PS (DX)(BX*1), Z2, Z1
+
+gemmF16AVX512x2_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmF16AVX512x2_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmF16AVX512x2_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmF16AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmF16AVX512x1(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    flags+56(FP), BX
+	MOVQ    acc+32(FP), SI
+	VPXORD  Z0, Z0, Z0
+	TESTQ   $0x00000001, BX
+	JZ      gemmF16AVX512x1_start
+	VMOVUPS (SI), Z0
+
+gemmF16AVX512x1_start:
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+gemmF16AVX512x1_loop:
+	TESTQ       BX, BX
+	JZ          gemmF16AVX512x1_done
+	PREFETCHT0  4096(AX)
+	VCVTPH2PS   (AX), Z1
+	VFMADD231PS (DX), Z1, Z0
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        BX
+	JMP         gemmF16AVX512x1_loop
+
+gemmF16AVX512x1_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmF16AVX512x1_end
+	MOVL        $0x0000ffff, BX
+	BZHIL       CX, BX, BX
+	KMOVW       BX, K1
+	VCVTPH2PS.Z (AX), K1, Z1
+	VFMADD231PS (DX), Z1, Z0
+
+gemmF16AVX512x1_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmF16AVX512x1_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VZEROUPPER
+	RET
+
+gemmF16AVX512x1_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func prepBF16AVX512(x *byte, nb int, dst *byte)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·prepBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), AX
+	MOVQ nb+8(FP), CX
+	MOVQ dst+16(FP), DX
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+prepBF16AVX512_loop:
+	TESTQ     BX, BX
+	JZ        prepBF16AVX512_done
+	VPMOVZXWD (AX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (DX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x40, DX
+	DECQ      BX
+	JMP       prepBF16AVX512_loop
+
+prepBF16AVX512_done:
+	ANDQ        $0x0f, CX
+	JZ          prepBF16AVX512_ret
+	MOVL        $0x0000ffff, BX
+	BZHIL       CX, BX, BX
+	KMOVW       BX, K1
+	VPMOVZXWD.Z (AX), K1, Z0
+	VPSLLD      $0x10, Z0, Z0
+	VMOVUPS     Z0, (DX)
+
+prepBF16AVX512_ret:
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2
+TEXT ·gemmBF16AVX512x16(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	LEAQ    (DX)(BX*8), R8
+	LEAQ    (DI)(BX*8), R9
+	MOVQ    flags+56(FP), R10
+	MOVQ    acc+32(FP), R11
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	VPXORD  Z8, Z8, Z8
+	VPXORD  Z9, Z9, Z9
+	VPXORD  Z10, Z10, Z10
+	VPXORD  Z11, Z11, Z11
+	VPXORD  Z12, Z12, Z12
+	VPXORD  Z13, Z13, Z13
+	VPXORD  Z14, Z14, Z14
+	VPXORD  Z15, Z15, Z15
+	TESTQ   $0x00000001, R10
+	JZ      gemmBF16AVX512x16_start
+	VMOVUPS (R11), Z0
+	VMOVUPS 64(R11), Z1
+	VMOVUPS 128(R11), Z2
+	VMOVUPS 192(R11), Z3
+	VMOVUPS 256(R11), Z4
+	VMOVUPS 320(R11), Z5
+	VMOVUPS 384(R11), Z6
+	VMOVUPS 448(R11), Z7
+	VMOVUPS 512(R11), Z8
+	VMOVUPS 576(R11), Z9
+	VMOVUPS 640(R11), Z10
+	VMOVUPS 704(R11), Z11
+	VMOVUPS 768(R11), Z12
+	VMOVUPS 832(R11), Z13
+	VMOVUPS 896(R11), Z14
+	VMOVUPS 960(R11), Z15
+
+gemmBF16AVX512x16_start:
+	MOVQ CX, R10
+	SHRQ $0x04, R10
+
+gemmBF16AVX512x16_loop:
+	TESTQ       R10, R10
+	JZ          gemmBF16AVX512x16_done
+	VPMOVZXWD   (AX), Z16
+	VPSLLD      $0x10, Z16, Z16
+	VFMADD231PS (DX), Z16, Z0
+	VFMADD231PS (DX)(BX*1), Z16, Z1
+	VFMADD231PS (DX)(BX*2), Z16, Z2
+	VFMADD231PS (DX)(SI*1), Z16, Z3
+	VFMADD231PS (DI), Z16, Z4
+	VFMADD231PS (DI)(BX*1), Z16, Z5
+	VFMADD231PS (DI)(BX*2), Z16, Z6
+	VFMADD231PS (DI)(SI*1), Z16, Z7
+	VFMADD231PS (R8), Z16, Z8
+	VFMADD231PS (R8)(BX*1), Z16, Z9
+	VFMADD231PS (R8)(BX*2), Z16, Z10
+	VFMADD231PS (R8)(SI*1), Z16, Z11
+	VFMADD231PS (R9), Z16, Z12
+	VFMADD231PS (R9)(BX*1), Z16, Z13
+	VFMADD231PS (R9)(BX*2), Z16, Z14
+	VFMADD231PS (R9)(SI*1), Z16, Z15
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000040, R9
+	DECQ        R10
+	JMP         gemmBF16AVX512x16_loop
+
+gemmBF16AVX512x16_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmBF16AVX512x16_end
+	MOVL        $0x0000ffff, R10
+	BZHIL       CX, R10, R10
+	KMOVW       R10, K1
+	VPMOVZXWD.Z (AX), K1, Z16
+	VPSLLD      $0x10, Z16, Z16
+	VFMADD231PS (DX), Z16, Z0
+	VFMADD231PS (DX)(BX*1), Z16, Z1
+	VFMADD231PS (DX)(BX*2), Z16, Z2
+	VFMADD231PS (DX)(SI*1), Z16, Z3
+	VFMADD231PS (DI), Z16, Z4
+	VFMADD231PS (DI)(BX*1), Z16, Z5
+	VFMADD231PS (DI)(BX*2), Z16, Z6
+	VFMADD231PS (DI)(SI*1), Z16, Z7
+	VFMADD231PS (R8), Z16, Z8
+	VFMADD231PS (R8)(BX*1), Z16, Z9
+	VFMADD231PS (R8)(BX*2), Z16, Z10
+	VFMADD231PS (R8)(SI*1), Z16, Z11
+	VFMADD231PS (R9), Z16, Z12
+	VFMADD231PS (R9)(BX*1), Z16, Z13
+	VFMADD231PS (R9)(BX*2), Z16, Z14
+	VFMADD231PS (R9)(SI*1), Z16, Z15
+
+gemmBF16AVX512x16_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmBF16AVX512x16_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	VZEROUPPER
+	RET
+
+gemmBF16AVX512x16_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X16
+	VADDPS        X16, X0, X0
+	VMOVHLPS      X0, X0, X16
+	VADDPS        X16, X0, X0
+	VMOVSHDUP     X0, X16
+	VADDSS        X16, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmBF16AVX512x8(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	MOVQ    flags+56(FP), R8
+	MOVQ    acc+32(FP), R9
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	TESTQ   $0x00000001, R8
+	JZ      gemmBF16AVX512x8_start
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z1
+	VMOVUPS 128(R9), Z2
+	VMOVUPS 192(R9), Z3
+	VMOVUPS 256(R9), Z4
+	VMOVUPS 320(R9), Z5
+	VMOVUPS 384(R9), Z6
+	VMOVUPS 448(R9), Z7
+
+gemmBF16AVX512x8_start:
+	MOVQ CX, R8
+	SHRQ $0x04, R8
+
+gemmBF16AVX512x8_loop:
+	TESTQ       R8, R8
+	JZ          gemmBF16AVX512x8_done
+	PREFETCHT0  4096(AX)
+	VPMOVZXWD   (AX), Z8
+	VPSLLD      $0x10, Z8, Z8
+	VFMADD231PS (DX), Z8, Z0
+	VFMADD231PS (DX)(BX*1), Z8, Z1
+	VFMADD231PS (DX)(BX*2), Z8, Z2
+	VFMADD231PS (DX)(SI*1), Z8, Z3
+	VFMADD231PS (DI), Z8, Z4
+	VFMADD231PS (DI)(BX*1), Z8, Z5
+	VFMADD231PS (DI)(BX*2), Z8, Z6
+	VFMADD231PS (DI)(SI*1), Z8, Z7
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, DI
+	DECQ        R8
+	JMP         gemmBF16AVX512x8_loop
+
+gemmBF16AVX512x8_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmBF16AVX512x8_end
+	MOVL        $0x0000ffff, R8
+	BZHIL       CX, R8, R8
+	KMOVW       R8, K1
+	VPMOVZXWD.Z (AX), K1, Z8
+	VPSLLD      $0x10, Z8, Z8
+	VFMADD231PS (DX), Z8, Z0
+	VFMADD231PS (DX)(BX*1), Z8, Z1
+	VFMADD231PS (DX)(BX*2), Z8, Z2
+	VFMADD231PS (DX)(SI*1), Z8, Z3
+	VFMADD231PS (DI), Z8, Z4
+	VFMADD231PS (DI)(BX*1), Z8, Z5
+	VFMADD231PS (DI)(BX*2), Z8, Z6
+	VFMADD231PS (DI)(SI*1), Z8, Z7
+
+gemmBF16AVX512x8_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmBF16AVX512x8_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VZEROUPPER
+	RET
+
+gemmBF16AVX512x8_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X8
+	VADDPS        X8, X0, X0
+	VMOVHLPS      X0, X0, X8
+	VADDPS        X8, X0, X0
+	VMOVSHDUP     X0, X8
+	VADDSS        X8, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmBF16AVX512x4(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    flags+56(FP), DI
+	MOVQ    acc+32(FP), R8
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	TESTQ   $0x00000001, DI
+	JZ      gemmBF16AVX512x4_start
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z1
+	VMOVUPS 128(R8), Z2
+	VMOVUPS 192(R8), Z3
+
+gemmBF16AVX512x4_start:
+	MOVQ CX, DI
+	SHRQ $0x04, DI
+
+gemmBF16AVX512x4_loop:
+	TESTQ       DI, DI
+	JZ          gemmBF16AVX512x4_done
+	PREFETCHT0  4096(AX)
+	VPMOVZXWD   (AX), Z4
+	VPSLLD      $0x10, Z4, Z4
+	VFMADD231PS (DX), Z4, Z0
+	VFMADD231PS (DX)(BX*1), Z4, Z1
+	VFMADD231PS (DX)(BX*2), Z4, Z2
+	VFMADD231PS (DX)(SI*1), Z4, Z3
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        DI
+	JMP         gemmBF16AVX512x4_loop
+
+gemmBF16AVX512x4_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmBF16AVX512x4_end
+	MOVL        $0x0000ffff, DI
+	BZHIL       CX, DI, DI
+	KMOVW       DI, K1
+	VPMOVZXWD.Z (AX), K1, Z4
+	VPSLLD      $0x10, Z4, Z4
+	VFMADD231PS (DX), Z4, Z0
+	VFMADD231PS (DX)(BX*1), Z4, Z1
+	VFMADD231PS (DX)(BX*2), Z4, Z2
+	VFMADD231PS (DX)(SI*1), Z4, Z3
+
+gemmBF16AVX512x4_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmBF16AVX512x4_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VZEROUPPER
+	RET
+
+gemmBF16AVX512x4_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmBF16AVX512x2(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    flags+56(FP), SI
+	MOVQ    acc+32(FP), DI
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	TESTQ   $0x00000001, SI
+	JZ      gemmBF16AVX512x2_start
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+
+gemmBF16AVX512x2_start:
+	MOVQ CX, SI
+	SHRQ $0x04, SI
+
+gemmBF16AVX512x2_loop:
+	TESTQ       SI, SI
+	JZ          gemmBF16AVX512x2_done
+	PREFETCHT0  4096(AX)
+	VPMOVZXWD   (AX), Z2
+	VPSLLD      $0x10, Z2, Z2
+	VFMADD231PS (DX), Z2, Z0
+	VFMADD231PS (DX)(BX*1), Z2, Z1
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        SI
+	JMP         gemmBF16AVX512x2_loop
+
+gemmBF16AVX512x2_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmBF16AVX512x2_end
+	MOVL        $0x0000ffff, SI
+	BZHIL       CX, SI, SI
+	KMOVW       SI, K1
+	VPMOVZXWD.Z (AX), K1, Z2
+	VPSLLD      $0x10, Z2, Z2
+	VFMADD231PS (DX), Z2, Z0
+	VFMADD231PS (DX)(BX*1), Z2, Z1
+
+gemmBF16AVX512x2_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmBF16AVX512x2_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmBF16AVX512x2_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmBF16AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512F, AVX512VL, BMI2, MMX+
+TEXT ·gemmBF16AVX512x1(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    flags+56(FP), BX
+	MOVQ    acc+32(FP), SI
+	VPXORD  Z0, Z0, Z0
+	TESTQ   $0x00000001, BX
+	JZ      gemmBF16AVX512x1_start
+	VMOVUPS (SI), Z0
+
+gemmBF16AVX512x1_start:
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+gemmBF16AVX512x1_loop:
+	TESTQ       BX, BX
+	JZ          gemmBF16AVX512x1_done
+	PREFETCHT0  4096(AX)
+	VPMOVZXWD   (AX), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (DX), Z1, Z0
+	ADDQ        $0x20, AX
+	ADDQ        $0x00000040, DX
+	DECQ        BX
+	JMP         gemmBF16AVX512x1_loop
+
+gemmBF16AVX512x1_done:
+	ANDQ        $0x0f, CX
+	JZ          gemmBF16AVX512x1_end
+	MOVL        $0x0000ffff, BX
+	BZHIL       CX, BX, BX
+	KMOVW       BX, K1
+	VPMOVZXWD.Z (AX), K1, Z1
+	VPSLLD      $0x10, Z1, Z1
+	VFMADD231PS (DX), Z1, Z0
+
+gemmBF16AVX512x1_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmBF16AVX512x1_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VZEROUPPER
+	RET
+
+gemmBF16AVX512x1_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
 // func prepQ8_0AVX512(x *byte, nb int, dst *byte, shift int)
 // Requires: AVX, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·prepQ8_0AVX512(SB), NOSPLIT, $576-32

@@ -39,6 +39,7 @@ func main() {
 	genIQ4XSN()
 	genQ2KN()
 	genQ3KN()
+	genHalf512()
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
