@@ -67,7 +67,7 @@ func tailMask(r GPVirtual) Register {
 func prepHalf512(bf bool) {
 	name := "prep" + halfName(bf) + "AVX512"
 	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
-	Doc(name+" widens nb "+halfName(bf)+" values to float32, zero-padded to a multiple of 16.")
+	Doc(name + " widens nb " + halfName(bf) + " values to float32, zero-padded to a multiple of 16.")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
