@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -85,9 +86,21 @@ var (
 // symbol is missing.
 func Load() (Driver, error) {
 	loadOnce.Do(func() {
+		// dlopen's reason is read with dlerror, which is per thread: the
+		// goroutine must not move to another thread in between (it did,
+		// and the reason came back empty).
+		runtime.LockOSThread()
 		h, err := purego.Dlopen(LibraryName, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		runtime.UnlockOSThread()
 		if err != nil {
-			loadErr = fmt.Errorf("%w: %v", ErrNoDevice, err)
+			why := strings.TrimSpace(err.Error())
+			if why == "" {
+				why = "cannot be loaded"
+			}
+			if !strings.Contains(why, LibraryName) {
+				why = LibraryName + ": " + why
+			}
+			loadErr = fmt.Errorf("%w: %s", ErrNoDevice, why)
 			return
 		}
 		l := &libcuda{sym: map[string]uintptr{}}
