@@ -26,9 +26,9 @@
 // type and level — one-row, four-row and the prefill tiles that take one
 // row against up to 16 tokens (gemm.go) — do the same float operations in
 // the same order, so MatMul is batch-invariant. At the avx512vnni level the
-// Q4_K and Q6_K kernels read their weights repacked once per matrix
-// (NewMatrix copies them: the matrix is then held twice, mapped and
-// repacked; HEARTH_CPU=avx2 keeps only the mapping, at a lower speed).
+// K-quant and IQ4_XS kernels read their weights repacked once per matrix
+// (NewMatrix copies them, then tells the kernel the source pages may be
+// reclaimed, so a model mapped from a file is not resident twice).
 // QuantizeAct converts activations byte for byte as quant.QuantizeRow
 // does. NOTES.md records the measurements.
 package cpu

@@ -106,6 +106,7 @@ func (m *Matrix) weights() []byte {
 		m.packed = make([]byte, len(m.Data))
 		repackParallel(g.repack, m.packed, m.Data, m.Type.BlockBytes())
 		m.packedFor = g
+		releaseSource(m.Data)
 	}
 	return m.packed
 }
