@@ -469,26 +469,40 @@ func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
 // activations prepared by prepQ8_0AVX512 with the correction −2^shift·Σy,
 // tiles of up to 16 tokens, Dot and Dot4 from the 1-token tile.
 func blockLanesImpl(t quant.Type, shift int, tiles []tileT) impl {
-	return blockLanes(t, func(x *byte, nb int, dst *byte) { prepQ8_0AVX512(x, nb, dst, shift) }, tiles)
+	return blockLanes(t, func(x *byte, nb int, dst *byte) { prepQ8_0AVX512(x, nb, dst, shift) }, 640, tiles)
 }
 
 // blockLanesQ8_1 is an AVX-512 block-lanes family over Q8_1 activations
 // (Q4_1, Q5_1 weights: a min per block), prepared by prepQ8_1AVX512.
 func blockLanesQ8_1(t quant.Type, tiles []tileT) impl {
-	return blockLanes(t, prepQ8_1AVX512, tiles)
+	return blockLanes(t, prepQ8_1AVX512, 640, tiles)
+}
+
+// repackedImpl is an AVX-512 family on weights repacked at load
+// (gemmImpl.repack): one 384-byte prepared block per super-block, decode
+// kernels, Dot and Dot4 through decDot.
+func repackedImpl(t quant.Type, g gemmImpl) impl {
+	g.group, g.groupBytes = 1, 384
+	d := impl{level: levelAVX512, gemm: &g}
+	d.dot, d.dot4 = decDot(t, d.gemm)
+	return d
+}
+
+// tiles16 lists an AVX-512 family's tiles, 16 tokens down to 1.
+func tiles16(x16, x8, x4, x2, x1 gemmTile) []tileT {
+	return []tileT{{16, x16}, {8, x8}, {4, x4}, {2, x2}, {1, x1}}
 }
 
 // halfLanes is the AVX-512 family of a 16-bit float type: groups of
 // sixteen values, 64 bytes of float32 activations each.
 func halfLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), tiles []tileT) impl {
-	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: 64, single: true}
-	d := impl{level: levelAVX512, gemm: g}
-	d.dot, d.dot4 = prepDot(t, g)
-	return d
+	return blockLanes(t, prep, 64, tiles)
 }
 
-func blockLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), tiles []tileT) impl {
-	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: 640, single: true}
+// blockLanes is a family of groups of sixteen blocks, groupBytes of
+// prepared activations each, whose T = 1 tile is the one-row kernel.
+func blockLanes(t quant.Type, prep func(x *byte, nb int, dst *byte), groupBytes int, tiles []tileT) impl {
+	g := &gemmImpl{tiles: tiles, prep: prep, group: 16, groupBytes: groupBytes, single: true}
 	d := impl{level: levelAVX512, gemm: g}
 	d.dot, d.dot4 = prepDot(t, g)
 	return d
@@ -546,69 +560,48 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.BF16, halfImpl(quant.BF16, dotBF16AVX2, quant.BF16ToF32))
 	}
 	if hasAVX512 {
-		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, []tileT{{16, gemmQ4_0AVX512x16}, {8, gemmQ4_0AVX512x8},
-			{4, gemmQ4_0AVX512x4}, {2, gemmQ4_0AVX512x2}, {1, gemmQ4_0AVX512x1}}))
-		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, []tileT{{16, gemmQ8_0AVX512x16}, {8, gemmQ8_0AVX512x8},
-			{4, gemmQ8_0AVX512x4}, {2, gemmQ8_0AVX512x2}, {1, gemmQ8_0AVX512x1}}))
-		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, []tileT{{16, gemmQ5_0AVX512x16}, {8, gemmQ5_0AVX512x8},
-			{4, gemmQ5_0AVX512x4}, {2, gemmQ5_0AVX512x2}, {1, gemmQ5_0AVX512x1}}))
-		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, []tileT{{16, gemmIQ4_NLAVX512x16}, {8, gemmIQ4_NLAVX512x8},
-			{4, gemmIQ4_NLAVX512x4}, {2, gemmIQ4_NLAVX512x2}, {1, gemmIQ4_NLAVX512x1}}))
+		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
+			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1)))
+		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
+			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1)))
+		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, tiles16(gemmQ5_0AVX512x16, gemmQ5_0AVX512x8,
+			gemmQ5_0AVX512x4, gemmQ5_0AVX512x2, gemmQ5_0AVX512x1)))
+		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, tiles16(gemmIQ4_NLAVX512x16, gemmIQ4_NLAVX512x8,
+			gemmIQ4_NLAVX512x4, gemmIQ4_NLAVX512x2, gemmIQ4_NLAVX512x1)))
 		// F16, BF16: float32 activations, sixteen weights widened per
 		// group and met by every token of the tile (half512.go).
-		add(quant.F16, halfLanes(quant.F16, prepF16AVX512, []tileT{{16, gemmF16AVX512x16}, {8, gemmF16AVX512x8},
-			{4, gemmF16AVX512x4}, {2, gemmF16AVX512x2}, {1, gemmF16AVX512x1}}))
-		add(quant.BF16, halfLanes(quant.BF16, prepBF16AVX512, []tileT{{16, gemmBF16AVX512x16}, {8, gemmBF16AVX512x8},
-			{4, gemmBF16AVX512x4}, {2, gemmBF16AVX512x2}, {1, gemmBF16AVX512x1}}))
-		add(quant.Q4_1, blockLanesQ8_1(quant.Q4_1, []tileT{{16, gemmQ4_1AVX512x16}, {8, gemmQ4_1AVX512x8},
-			{4, gemmQ4_1AVX512x4}, {2, gemmQ4_1AVX512x2}, {1, gemmQ4_1AVX512x1}}))
-		add(quant.Q5_1, blockLanesQ8_1(quant.Q5_1, []tileT{{16, gemmQ5_1AVX512x16}, {8, gemmQ5_1AVX512x8},
-			{4, gemmQ5_1AVX512x4}, {2, gemmQ5_1AVX512x2}, {1, gemmQ5_1AVX512x1}}))
-		// Q6_K: VPDPBUSD numerics on repacked weights, as Q4_K (q6k512.go).
-		q6k := impl{level: levelAVX512}
-		q6k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ6_KAVX512x16}, {8, gemmQ6_KAVX512x8}, {4, gemmQ6_KAVX512x4},
-			{2, gemmQ6_KAVX512x2}, {1, gemmQ6_KAVX512x1}}, prep: prepQ8_KQ6, group: 1, groupBytes: 384,
-			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}
-		q6k.dot, q6k.dot4 = decDot(quant.Q6_K, q6k.gemm)
-		add(quant.Q6_K, q6k)
+		add(quant.F16, halfLanes(quant.F16, prepF16AVX512, tiles16(gemmF16AVX512x16, gemmF16AVX512x8,
+			gemmF16AVX512x4, gemmF16AVX512x2, gemmF16AVX512x1)))
+		add(quant.BF16, halfLanes(quant.BF16, prepBF16AVX512, tiles16(gemmBF16AVX512x16, gemmBF16AVX512x8,
+			gemmBF16AVX512x4, gemmBF16AVX512x2, gemmBF16AVX512x1)))
+		add(quant.Q4_1, blockLanesQ8_1(quant.Q4_1, tiles16(gemmQ4_1AVX512x16, gemmQ4_1AVX512x8,
+			gemmQ4_1AVX512x4, gemmQ4_1AVX512x2, gemmQ4_1AVX512x1)))
+		add(quant.Q5_1, blockLanesQ8_1(quant.Q5_1, tiles16(gemmQ5_1AVX512x16, gemmQ5_1AVX512x8,
+			gemmQ5_1AVX512x4, gemmQ5_1AVX512x2, gemmQ5_1AVX512x1)))
 		// Q4_K: decode kernels and tiles with their own numerics (four
-		// VPDPBUSD per 256 quants and token, _asm/q4k512n.go) on weights
-		// repacked once per matrix and activations laid out by prepQ8_KQ4
-		// (see NOTES.md).
-		q4k := impl{level: levelAVX512}
-		q4k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ4_KAVX512x16}, {8, gemmQ4_KAVX512x8}, {4, gemmQ4_KAVX512x4},
-			{2, gemmQ4_KAVX512x2}, {1, gemmQ4_KAVX512x1}}, prep: prepQ8_KQ4, group: 1, groupBytes: 384,
-			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}
-		q4k.dot, q4k.dot4 = decDot(quant.Q4_K, q4k.gemm)
-		add(quant.Q4_K, q4k)
-		// Q5_K: Q6_K's sub-block lanes with Q4_K's header (q5k512.go).
-		q5k := impl{level: levelAVX512}
-		q5k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ5_KAVX512x16}, {8, gemmQ5_KAVX512x8}, {4, gemmQ5_KAVX512x4},
-			{2, gemmQ5_KAVX512x2}, {1, gemmQ5_KAVX512x1}}, prep: prepQ8_KQ5, group: 1, groupBytes: 384,
-			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}
-		q5k.dot, q5k.dot4 = decDot(quant.Q5_K, q5k.gemm)
-		add(quant.Q5_K, q5k)
-		// IQ4_XS: the same lanes, the levels +128 by VPSHUFB (iq4xs512.go).
-		iq4 := impl{level: levelAVX512}
-		iq4.gemm = &gemmImpl{tiles: []tileT{{16, gemmIQ4_XSAVX512x16}, {8, gemmIQ4_XSAVX512x8}, {4, gemmIQ4_XSAVX512x4},
-			{2, gemmIQ4_XSAVX512x2}, {1, gemmIQ4_XSAVX512x1}}, prep: prepQ8_KIQ4, group: 1, groupBytes: 384,
-			dec1: dotIQ4_XSAVX512, dec4: dotIQ4_XSAVX512x4, repack: repackIQ4_XS}
-		iq4.dot, iq4.dot4 = decDot(quant.IQ4_XS, iq4.gemm)
-		add(quant.IQ4_XS, iq4)
-		// Q2_K: the same lanes with Q5_K's min term (q2k512.go).
-		q2k := impl{level: levelAVX512}
-		q2k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ2_KAVX512x16}, {8, gemmQ2_KAVX512x8}, {4, gemmQ2_KAVX512x4},
-			{2, gemmQ2_KAVX512x2}, {1, gemmQ2_KAVX512x1}}, prep: prepQ8_KQ2, group: 1, groupBytes: 384,
-			dec1: dotQ2_KAVX512, dec4: dotQ2_KAVX512x4, repack: repackQ2_K}
-		q2k.dot, q2k.dot4 = decDot(quant.Q2_K, q2k.gemm)
-		add(quant.Q2_K, q2k)
-		// Q3_K: the same lanes, Q6_K's integer start (q3k512.go).
-		q3k := impl{level: levelAVX512}
-		q3k.gemm = &gemmImpl{tiles: []tileT{{16, gemmQ3_KAVX512x16}, {8, gemmQ3_KAVX512x8}, {4, gemmQ3_KAVX512x4},
-			{2, gemmQ3_KAVX512x2}, {1, gemmQ3_KAVX512x1}}, prep: prepQ8_KQ3, group: 1, groupBytes: 384,
-			dec1: dotQ3_KAVX512, dec4: dotQ3_KAVX512x4, repack: repackQ3_K}
-		q3k.dot, q3k.dot4 = decDot(quant.Q3_K, q3k.gemm)
-		add(quant.Q3_K, q3k)
+		// VPDPBUSD per 256 quants and token, token pairs; _asm/q4k512.go)
+		// on weights repacked once per matrix (see NOTES.md).
+		add(quant.Q4_K, repackedImpl(quant.Q4_K, gemmImpl{tiles: tiles16(gemmQ4_KAVX512x16, gemmQ4_KAVX512x8,
+			gemmQ4_KAVX512x4, gemmQ4_KAVX512x2, gemmQ4_KAVX512x1), prep: prepQ8_KQ4,
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}))
+		// Sub-block lanes on repacked weights (_asm/lanes512.go): Q6_K,
+		// Q5_K (Q4_K's header, a min term), IQ4_XS (levels +128 by
+		// VPSHUFB), Q2_K (a min term), Q3_K.
+		add(quant.Q6_K, repackedImpl(quant.Q6_K, gemmImpl{tiles: tiles16(gemmQ6_KAVX512x16, gemmQ6_KAVX512x8,
+			gemmQ6_KAVX512x4, gemmQ6_KAVX512x2, gemmQ6_KAVX512x1), prep: prepQ8_KQ6,
+			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}))
+		add(quant.Q5_K, repackedImpl(quant.Q5_K, gemmImpl{tiles: tiles16(gemmQ5_KAVX512x16, gemmQ5_KAVX512x8,
+			gemmQ5_KAVX512x4, gemmQ5_KAVX512x2, gemmQ5_KAVX512x1), prep: prepQ8_KQ5,
+			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}))
+		add(quant.IQ4_XS, repackedImpl(quant.IQ4_XS, gemmImpl{tiles: tiles16(gemmIQ4_XSAVX512x16, gemmIQ4_XSAVX512x8,
+			gemmIQ4_XSAVX512x4, gemmIQ4_XSAVX512x2, gemmIQ4_XSAVX512x1), prep: prepQ8_KIQ4,
+			dec1: dotIQ4_XSAVX512, dec4: dotIQ4_XSAVX512x4, repack: repackIQ4_XS}))
+		add(quant.Q2_K, repackedImpl(quant.Q2_K, gemmImpl{tiles: tiles16(gemmQ2_KAVX512x16, gemmQ2_KAVX512x8,
+			gemmQ2_KAVX512x4, gemmQ2_KAVX512x2, gemmQ2_KAVX512x1), prep: prepQ8_KQ2,
+			dec1: dotQ2_KAVX512, dec4: dotQ2_KAVX512x4, repack: repackQ2_K}))
+		add(quant.Q3_K, repackedImpl(quant.Q3_K, gemmImpl{tiles: tiles16(gemmQ3_KAVX512x16, gemmQ3_KAVX512x8,
+			gemmQ3_KAVX512x4, gemmQ3_KAVX512x2, gemmQ3_KAVX512x1), prep: prepQ8_KQ3,
+			dec1: dotQ3_KAVX512, dec4: dotQ3_KAVX512x4, repack: repackQ3_K}))
 	}
 	return m
 }

@@ -24,28 +24,16 @@ import (
 // makes the first token's block that of a pair, so that the tiles read a
 // pair's sums and d with one load each.
 func prepQ8_KQ4(x *byte, nb int, dst *byte) {
-	for b := range nb {
-		s := unsafe.Add(unsafe.Pointer(x), b*292)
-		d := unsafe.Add(unsafe.Pointer(dst), b*384)
-		q := (*[32]uint64)(unsafe.Add(d, 0))
+	prepLanes(x, nb, dst, 32, func(s, d []byte) {
+		f := (*[32]float32)(unsafe.Pointer(&d[256])) // the sums, then d
 		for p := range 8 {
-			// sub-block p's four qwords (unaligned in the Q8_K block)
-			src := (*[32]byte)(unsafe.Add(s, 4+32*p))
-			for j := range 4 {
-				q[8*j+p] = binary.LittleEndian.Uint64(src[8*j:])
-			}
+			v := float32(bsum32(s, p))
+			f[4*(p/2)+p%2], f[4*(p/2)+p%2+2] = v, v
 		}
-		g := (*[32]byte)(unsafe.Add(s, 260))
-		f := (*[16]float32)(unsafe.Add(d, 256))
-		for sb := range 8 {
-			v := float32(int32(int16(binary.LittleEndian.Uint16(g[4*sb:]))) + int32(int16(binary.LittleEndian.Uint16(g[4*sb+2:]))))
-			f[4*(sb/2)+sb%2], f[4*(sb/2)+sb%2+2] = v, v
+		for i := 16; i < 32; i++ {
+			f[i] = f[16] // d, written by prepLanes, in every lane
 		}
-		dx := *(*float32)(s)
-		for i, dd := 0, (*[16]float32)(unsafe.Add(d, 320)); i < 16; i++ {
-			dd[i] = dx
-		}
-	}
+	})
 }
 
 // pairQ8_KQ4 writes into the nb prepared blocks at a the second halves of
@@ -66,24 +54,13 @@ func pairQ8_KQ4(a, b *byte, nb int) {
 // sixteen float32, dx·B_p in lane 2p (B_p the sum of sub-block p's 32
 // quants) and 0 in lane 2p+1; dx at 320.
 func prepQ8_KQ5(x *byte, nb int, dst *byte) {
-	le := binary.LittleEndian
-	src := unsafe.Slice(x, nb*292)
-	out := unsafe.Slice(dst, nb*384)
-	for b := range nb {
-		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+	prepLanes(x, nb, dst, 32, func(s, d []byte) {
+		dx := math.Float32frombits(binary.LittleEndian.Uint32(s))
 		for p := range 8 {
-			for j := range 4 {
-				copy(d[64*j+8*p:64*j+8*p+8], s[4+32*p+8*j:])
-			}
+			putLane(d, 2*p, math.Float32bits(dx*float32(bsum32(s, p))))
+			putLane(d, 2*p+1, 0)
 		}
-		dx := math.Float32frombits(le.Uint32(s))
-		for p := range 8 {
-			bp := int32(int16(le.Uint16(s[260+4*p:]))) + int32(int16(le.Uint16(s[262+4*p:])))
-			le.PutUint32(d[256+8*p:], math.Float32bits(dx*float32(bp)))
-			le.PutUint32(d[260+8*p:], 0)
-		}
-		copy(d[320:324], s[:4])
-	}
+	})
 }
 
 // repackQ5_K rewrites Q5_K blocks for the avx512 level's kernels (same 176
@@ -121,23 +98,12 @@ func repackQ5_K(dst, src []byte) {
 // 32 quants: the kernels' weights are the levels +128) and 0 in lane 2p+1;
 // d at 320.
 func prepQ8_KIQ4(x *byte, nb int, dst *byte) {
-	le := binary.LittleEndian
-	src := unsafe.Slice(x, nb*292)
-	out := unsafe.Slice(dst, nb*384)
-	for b := range nb {
-		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
+	prepLanes(x, nb, dst, 32, func(s, d []byte) {
 		for p := range 8 {
-			for j := range 4 {
-				copy(d[64*j+8*p:64*j+8*p+8], s[4+32*p+8*j:])
-			}
+			putLane(d, 2*p, uint32(-128*bsum32(s, p)))
+			putLane(d, 2*p+1, 0)
 		}
-		for p := range 8 {
-			bp := int32(int16(le.Uint16(s[260+4*p:]))) + int32(int16(le.Uint16(s[262+4*p:])))
-			le.PutUint32(d[256+8*p:], uint32(-128*bp))
-			le.PutUint32(d[260+8*p:], 0)
-		}
-		copy(d[320:324], s[:4])
-	}
+	})
 }
 
 // repackIQ4_XS rewrites IQ4_XS blocks for the avx512 level's kernels (same
@@ -181,22 +147,12 @@ func repackIQ4_XS(dst, src []byte) {
 // of slice j: quants 16l+4j..+3); at 256 sixteen float32, dx·B_l (B_l the
 // Q8_K group sum of sub-block l); dx at 320.
 func prepQ8_KQ2(x *byte, nb int, dst *byte) {
-	le := binary.LittleEndian
-	src := unsafe.Slice(x, nb*292)
-	out := unsafe.Slice(dst, nb*384)
-	for b := range nb {
-		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
-		for j := range 4 {
-			for l := range 16 {
-				copy(d[64*j+4*l:64*j+4*l+4], s[4+16*l+4*j:])
-			}
-		}
-		dx := math.Float32frombits(le.Uint32(s))
+	prepLanes(x, nb, dst, 16, func(s, d []byte) {
+		dx := math.Float32frombits(binary.LittleEndian.Uint32(s))
 		for l := range 16 {
-			le.PutUint32(d[256+4*l:], math.Float32bits(dx*float32(int16(le.Uint16(s[260+2*l:])))))
+			putLane(d, l, math.Float32bits(dx*float32(bsum16(s, l))))
 		}
-		copy(d[320:324], s[:4])
-	}
+	})
 }
 
 // repackQ2_K rewrites Q2_K blocks for the avx512 level's kernels (same 84
@@ -308,22 +264,47 @@ func prepQ8_KQ3(x *byte, nb int, dst *byte) { prepSlices16(x, nb, dst, -4) }
 // dword l of slice j holds quants 16l+4j..+3; at 256, bias times the Q8_K
 // group sum of sub-block l as int32; d at 320.
 func prepSlices16(x *byte, nb int, dst *byte, bias int32) {
+	prepLanes(x, nb, dst, 16, func(s, d []byte) {
+		for l := range 16 {
+			putLane(d, l, uint32(bias*bsum16(s, l)))
+		}
+	})
+}
+
+// prepLanes lays out nb Q8_K blocks (292 bytes) in 384-byte blocks for the
+// sub-block lanes: the quants at 0 in four 64-byte slices, slice j holding
+// quants j·sub/4.. of each sub-block of sub (32 or 16) quants, sub/4 of
+// them, in sub-block order; dx at 320; then aux(s, d) writes the rest (the
+// sixteen lanes at 256, mostly) from the Q8_K block s.
+func prepLanes(x *byte, nb int, dst *byte, sub int, aux func(s, d []byte)) {
 	le := binary.LittleEndian
 	src := unsafe.Slice(x, nb*292)
 	out := unsafe.Slice(dst, nb*384)
 	for b := range nb {
 		s, d := src[b*292:(b+1)*292], out[b*384:(b+1)*384]
 		for j := range 4 {
-			for l := range 16 {
-				copy(d[64*j+4*l:64*j+4*l+4], s[4+16*l+4*j:])
+			if sub == 32 {
+				for p := range 8 {
+					le.PutUint64(d[64*j+8*p:], le.Uint64(s[4+32*p+8*j:]))
+				}
+			} else {
+				for l := range 16 {
+					le.PutUint32(d[64*j+4*l:], le.Uint32(s[4+16*l+4*j:]))
+				}
 			}
 		}
-		for l := range 16 {
-			le.PutUint32(d[256+4*l:], uint32(bias*int32(int16(le.Uint16(s[260+2*l:])))))
-		}
 		copy(d[320:324], s[:4])
+		aux(s, d)
 	}
 }
+
+// bsum16 is the Q8_K block s's sum of quants 16l..16l+15; bsum32 that of
+// the 32-quant sub-block p.
+func bsum16(s []byte, l int) int32 { return int32(int16(binary.LittleEndian.Uint16(s[260+2*l:]))) }
+func bsum32(s []byte, p int) int32 { return bsum16(s, 2*p) + bsum16(s, 2*p+1) }
+
+// putLane writes v into 32-bit lane l of a prepared block's lanes at 256.
+func putLane(d []byte, l int, v uint32) { binary.LittleEndian.PutUint32(d[256+4*l:], v) }
 
 // repackQ6_K rewrites Q6_K blocks for the avx512 level's kernels (same 210
 // bytes). The file's block: 128 bytes of low nibbles, 64 of high 2-bit

@@ -46,17 +46,6 @@ func qkF16(G int) {
 		hd12 = GP64()
 		LEAQ(Mem{Base: hd4, Index: hd4, Scale: 2}, hd12)
 	}
-	qg := func(g int, disp int) Mem {
-		switch g {
-		case 0:
-			return Mem{Base: q, Disp: disp}
-		case 1:
-			return Mem{Base: q, Index: hd4, Scale: 1, Disp: disp}
-		case 2:
-			return Mem{Base: q, Index: hd4, Scale: 2, Disp: disp}
-		}
-		return Mem{Base: q, Index: hd12, Scale: 1, Disp: disp}
-	}
 	Label(name + "_row")
 	TESTQ(n, n)
 	JZ(LabelRef(name + "_done"))
@@ -74,11 +63,8 @@ func qkF16(G int) {
 	VCVTPH2PS(Mem{Base: kp}, k0)
 	VCVTPH2PS(Mem{Base: kp, Disp: 16}, k1)
 	for g := range acc {
-		m := qg(g, 0)
-		m.Base = qp
-		VFMADD231PS(m, k0, acc[g])
-		m.Disp = 32
-		VFMADD231PS(m, k1, acc[g])
+		VFMADD231PS(headAt(qp, g, hd4, hd12, 0), k0, acc[g])
+		VFMADD231PS(headAt(qp, g, hd4, hd12, 32), k1, acc[g])
 	}
 	ADDQ(U8(32), kp)
 	ADDQ(U8(64), qp)
@@ -126,17 +112,6 @@ func pvF16(G int) {
 		LEAQ(Mem{Base: ldp, Index: ldp, Scale: 2}, ldp3)
 		LEAQ(Mem{Base: hd4, Index: hd4, Scale: 2}, hd12)
 	}
-	at := func(base Register, g int, one, three Register, disp int) Mem {
-		switch g {
-		case 0:
-			return Mem{Base: base, Disp: disp}
-		case 1:
-			return Mem{Base: base, Index: one, Scale: 1, Disp: disp}
-		case 2:
-			return Mem{Base: base, Index: one, Scale: 2, Disp: disp}
-		}
-		return Mem{Base: base, Index: three, Scale: 1, Disp: disp}
-	}
 	d := GP64()
 	MOVQ(hd, d)
 	Label(name + "_dim")
@@ -146,7 +121,7 @@ func pvF16(G int) {
 	for g := range acc {
 		for h := range 2 {
 			acc[g][h] = YMM()
-			VMOVUPS(at(out, g, hd4, hd12, 32*h), acc[g][h])
+			VMOVUPS(headAt(out, g, hd4, hd12, 32*h), acc[g][h])
 		}
 	}
 	vp, pp, n := GP64(), GP64(), GP64()
@@ -161,7 +136,7 @@ func pvF16(G int) {
 	VCVTPH2PS(Mem{Base: vp, Disp: 16}, v1)
 	for g := range acc {
 		w := YMM()
-		VBROADCASTSS(at(pp, g, ldp, ldp3, 0), w)
+		VBROADCASTSS(headAt(pp, g, ldp, ldp3, 0), w)
 		VFMADD231PS(v0, w, acc[g][0])
 		VFMADD231PS(v1, w, acc[g][1])
 	}
@@ -172,7 +147,7 @@ func pvF16(G int) {
 	Label(name + "_store")
 	for g := range acc {
 		for h := range 2 {
-			VMOVUPS(acc[g][h], at(out, g, hd4, hd12, 32*h))
+			VMOVUPS(acc[g][h], headAt(out, g, hd4, hd12, 32*h))
 		}
 	}
 	ADDQ(U8(32), v)
@@ -182,4 +157,18 @@ func pvF16(G int) {
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
+}
+
+// headAt addresses head g (0..3) of rows one bytes apart from base: base,
+// base + one, base + 2·one, base + three (three = 3·one, set for g = 3).
+func headAt(base Register, g int, one, three Register, disp int) Mem {
+	switch g {
+	case 0:
+		return Mem{Base: base, Disp: disp}
+	case 1:
+		return Mem{Base: base, Index: one, Scale: 1, Disp: disp}
+	case 2:
+		return Mem{Base: base, Index: one, Scale: 2, Disp: disp}
+	}
+	return Mem{Base: base, Index: three, Scale: 1, Disp: disp}
 }

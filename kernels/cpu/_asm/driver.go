@@ -43,18 +43,7 @@ func (k *blockKernel) emit(rows int) {
 		TEXT(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
 	}
 	Doc(append([]string{name + " is the dot product of nb blocks:"}, k.doc...)...)
-	wp := make([]Register, rows)
-	wp[0] = Load(Param("w"), GP64())
-	var pf Register
-	if rows > 1 {
-		stride := Load(Param("stride"), GP64())
-		for r := 1; r < rows; r++ {
-			wp[r] = GP64()
-			LEAQ(Mem{Base: wp[r-1], Index: stride, Scale: 1}, wp[r])
-		}
-		pf = GP64()
-		LEAQ(Mem{Base: wp[rows-1], Index: stride, Scale: 1}, pf)
-	}
+	wp, pf := rowPointers(rows)
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	k.setup()
@@ -152,3 +141,61 @@ const rowPrefetch = 4096
 // their in-cache rate there (NOTES.md, "Batched decode"). Prefill's T = 16
 // tiles reread blocks of rows from L2 and do without.
 const tilePrefetchT = 8
+
+// rowPointers loads the row parameters of a one-row (rows = 1: w) or
+// four-row decode kernel (w, stride): the rows' addresses, and for four
+// rows pf, the address of the row after them (for prefetchNext).
+func rowPointers(rows int) (wp []Register, pf Register) {
+	wp = make([]Register, rows)
+	wp[0] = Load(Param("w"), GP64())
+	if rows > 1 {
+		stride := Load(Param("stride"), GP64())
+		for r := 1; r < rows; r++ {
+			wp[r] = GP64()
+			LEAQ(Mem{Base: wp[r-1], Index: stride, Scale: 1}, wp[r])
+		}
+		pf = GP64()
+		LEAQ(Mem{Base: wp[rows-1], Index: stride, Scale: 1}, pf)
+	}
+	return wp, pf
+}
+
+// tileAccIn returns T zmm accumulators of a tile (the block-lanes
+// signature): loaded from acc when flags&1, else zero.
+func tileAccIn(name string, T int) []VecVirtual {
+	flags := Load(Param("flags"), GP64())
+	accp := Load(Param("acc"), GP64())
+	acc := make([]VecVirtual, T)
+	for t := range acc {
+		acc[t] = ZMM()
+		VPXORD(acc[t], acc[t], acc[t])
+	}
+	TESTQ(U32(1), flags)
+	JZ(LabelRef(name + "_start"))
+	for t := range acc {
+		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, acc[t])
+	}
+	Label(name + "_start")
+	return acc
+}
+
+// tileAccOut ends a tile with sixteen-lane accumulators: when flags&2,
+// token t's hsum16 goes to dst + t·ldd (storeSumsAll); else the
+// accumulators go back to acc.
+func tileAccOut(name string, acc []VecVirtual) {
+	flags := Load(Param("flags"), GP64())
+	TESTQ(U32(2), flags)
+	JNZ(LabelRef(name + "_final"))
+	accp := Load(Param("acc"), GP64())
+	for t := range acc {
+		VMOVUPS(acc[t], Mem{Base: accp, Disp: 64 * t})
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_final")
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	storeSumsAll(acc, dst, ldd)
+	VZEROUPPER()
+	RET()
+}

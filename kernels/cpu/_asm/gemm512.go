@@ -204,24 +204,7 @@ func genPrepQ8_0AVX512() {
 		d := f16Lanes(b, idx)
 		VMOVUPS(d, Mem{Base: dst, Disp: gDxOff})
 	}
-	n := GP64()
-	MOVQ(nb, n)
-	SHRQ(U8(4), n)
-	loop(name, n, func() {
-		body(x)
-		ADDQ(U32(16*34), x)
-		ADDQ(U32(gGroupBytes), dst)
-	})
-	ANDQ(U8(15), nb)
-	JZ(LabelRef(name + "_ret"))
-	zeroLocal(buf, 16*34, one)
-	bp := GP64()
-	LEAQ(buf, bp)
-	copyBlocks(name, x, bp, nb, 34)
-	body(bp)
-	Label(name + "_ret")
-	VZEROUPPER()
-	RET()
+	prepGroups(name, x, nb, dst, 34, buf, one, body)
 }
 
 // genPrepQ8_1AVX512 emits prepQ8_1AVX512(x *byte, nb int, dst *byte): nb
@@ -250,20 +233,28 @@ func genPrepQ8_1AVX512() {
 		VMOVUPS(f16Lanes(b, idx), Mem{Base: dst, Disp: gDxOff})
 		VMOVUPS(f16Lanes(b, sidx), Mem{Base: dst, Disp: gCorrOff})
 	}
+	prepGroups(name, x, nb, dst, 36, buf, idx, body)
+}
+
+// prepGroups emits the loop of a block-lanes prep: body(b) for each group
+// of sixteen blocks of bb bytes at x (dst moving on gGroupBytes per group),
+// then the last nb%16 blocks copied into the zeroed stack area buf (16·bb
+// bytes and more) and prepared from there; live is any defined zmm.
+func prepGroups(name string, x, nb, dst Register, bb int, buf Mem, live VecVirtual, body func(b Register)) {
 	n := GP64()
 	MOVQ(nb, n)
 	SHRQ(U8(4), n)
 	loop(name, n, func() {
 		body(x)
-		ADDQ(U32(16*36), x)
+		ADDQ(U32(16*bb), x)
 		ADDQ(U32(gGroupBytes), dst)
 	})
 	ANDQ(U8(15), nb)
 	JZ(LabelRef(name + "_ret"))
-	zeroLocal(buf, 16*36, idx)
+	zeroLocal(buf, 16*bb, live)
 	bp := GP64()
 	LEAQ(buf, bp)
-	copyBlocks(name, x, bp, nb, 36)
+	copyBlocks(name, x, bp, nb, bb)
 	body(bp)
 	Label(name + "_ret")
 	VZEROUPPER()
@@ -528,20 +519,13 @@ func (k *s3Kernel) emit(T int) {
 		loc = AllocLocal(64 * T)
 	}
 	k.setup()
-	flags := Load(Param("flags"), GP64())
-	accp := Load(Param("acc"), GP64())
-	acc := make([]VecVirtual, T)
+	var acc []VecVirtual
 	if inRegs {
-		for t := range acc {
-			acc[t] = ZMM()
-			VPXORD(acc[t], acc[t], acc[t])
-		}
-		TESTQ(U32(1), flags)
-		JZ(LabelRef(name + "_start"))
-		for t := range acc {
-			VMOVUPS(Mem{Base: accp, Disp: 64 * t}, acc[t])
-		}
+		acc = tileAccIn(name, T)
 	} else {
+		flags := Load(Param("flags"), GP64())
+		accp := Load(Param("acc"), GP64())
+		acc = make([]VecVirtual, T)
 		z := ZMM()
 		VPXORD(z, z, z)
 		TESTQ(U32(1), flags)
@@ -556,8 +540,8 @@ func (k *s3Kernel) emit(T int) {
 		for t := range acc {
 			VMOVUPS(z, loc.Offset(64*t))
 		}
+		Label(name + "_start")
 	}
-	Label(name + "_start")
 	body := func(b Register) {
 		wv, dw := k.loadW(b)
 		var mw VecVirtual
@@ -631,21 +615,7 @@ func (k *s3Kernel) emit(T int) {
 			VMOVUPS(loc.Offset(64*t), acc[t])
 		}
 	}
-	flags2 := Load(Param("flags"), GP64())
-	TESTQ(U32(2), flags2)
-	JNZ(LabelRef(name + "_final"))
-	accp2 := Load(Param("acc"), GP64())
-	for t := range acc {
-		VMOVUPS(acc[t], Mem{Base: accp2, Disp: 64 * t})
-	}
-	VZEROUPPER()
-	RET()
-	Label(name + "_final")
-	dst := Load(Param("dst"), GP64())
-	ldd := Load(Param("ldd"), GP64())
-	storeSumsAll(acc, dst, ldd)
-	VZEROUPPER()
-	RET()
+	tileAccOut(name, acc)
 }
 
 // tokAddr addresses the activations of T tokens, x + t·xs: one base

@@ -97,19 +97,7 @@ func halfTile512(bf bool, T int) {
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	xt := newTokAddr(T)
-	flags := Load(Param("flags"), GP64())
-	accp := Load(Param("acc"), GP64())
-	acc := make([]VecVirtual, T)
-	for t := range acc {
-		acc[t] = ZMM()
-		VPXORD(acc[t], acc[t], acc[t])
-	}
-	TESTQ(U32(1), flags)
-	JZ(LabelRef(name + "_start"))
-	for t := range acc {
-		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, acc[t])
-	}
-	Label(name + "_start")
+	acc := tileAccIn(name, T)
 	n := GP64()
 	MOVQ(nb, n)
 	SHRQ(U8(4), n)
@@ -131,26 +119,5 @@ func halfTile512(bf bool, T int) {
 	JZ(LabelRef(name + "_end"))
 	group(tailMask(nb.(GPVirtual)))
 	Label(name + "_end")
-	flags2 := Load(Param("flags"), GP64())
-	TESTQ(U32(2), flags2)
-	JNZ(LabelRef(name + "_final"))
-	accp2 := Load(Param("acc"), GP64())
-	for t := range acc {
-		VMOVUPS(acc[t], Mem{Base: accp2, Disp: 64 * t})
-	}
-	VZEROUPPER()
-	RET()
-	Label(name + "_final")
-	dst := Load(Param("dst"), GP64())
-	ldd := Load(Param("ldd"), GP64())
-	d := GP64()
-	MOVQ(dst, d)
-	for t := range acc {
-		VMOVSS(hsum16(acc[t]), Mem{Base: d})
-		if t+1 < T {
-			ADDQ(ldd, d)
-		}
-	}
-	VZEROUPPER()
-	RET()
+	tileAccOut(name, acc)
 }

@@ -77,18 +77,7 @@ func (k *laneKernel) decode(rows int) {
 	Doc(name+" is the dot product of nb repacked weight blocks with Q8_K activations",
 		"laid out by "+k.prep+" ("+k.ref+"), in the avx512 level's sub-block lanes; "+
 			map[bool]string{true: "one row.", false: "rows w + r·stride, r = 0..3."}[rows == 1])
-	wp := make([]Register, rows)
-	wp[0] = Load(Param("w"), GP64())
-	var pf Register
-	if rows > 1 {
-		stride := Load(Param("stride"), GP64())
-		for r := 1; r < rows; r++ {
-			wp[r] = GP64()
-			LEAQ(Mem{Base: wp[r-1], Index: stride, Scale: 1}, wp[r])
-		}
-		pf = GP64()
-		LEAQ(Mem{Base: wp[rows-1], Index: stride, Scale: 1}, pf)
-	}
+	wp, pf := rowPointers(rows)
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	k.setup()
@@ -132,42 +121,15 @@ func (k *laneKernel) decode(rows int) {
 // registers for the whole row.
 func (k *laneKernel) tile(T int) {
 	name := fmt.Sprintf("gemm%sx%d", k.name, T)
-	attr := NOSPLIT
-	if 64*T > 512 {
-		attr = 0 // the frame exceeds the nosplit limit
-	}
-	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(name+fmt.Sprintf(" is the dot product of one repacked weight row with %d tokens", T),
 		"laid out by "+k.prep+", in the avx512 level's sub-block lanes (dot"+k.name+"'s bits per token).")
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	xt := newTokAddr(T)
-	loc := AllocLocal(64 * T)
 	k.setup()
 	zero := bcastDZ(0)
-
-	flags := Load(Param("flags"), GP64())
-	accp := Load(Param("acc"), GP64())
-	TESTQ(U32(1), flags)
-	JZ(LabelRef(name + "_zero"))
-	for t := range T {
-		z := ZMM()
-		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, z)
-		VMOVUPS(z, loc.Offset(64*t))
-	}
-	JMP(LabelRef(name + "_start"))
-	Label(name + "_zero")
-	gz := GP64()
-	XORQ(gz, gz)
-	for o := 0; o < 64*T; o += 8 {
-		MOVQ(gz, loc.Offset(o))
-	}
-	Label(name + "_start")
-	acc := make([]VecVirtual, T)
-	for t := range acc {
-		acc[t] = ZMM()
-		VMOVUPS(loc.Offset(64*t), acc[t])
-	}
+	acc := tileAccIn(name, T)
 	loop(name, nb, func() {
 		wm := Mem{Base: w}
 		if T <= tilePrefetchT {
@@ -182,26 +144,5 @@ func (k *laneKernel) tile(T int) {
 		ADDQ(U32(k.bb), w)
 		xt.advance(laneBlock)
 	})
-	flags2 := Load(Param("flags"), GP64())
-	TESTQ(U32(2), flags2)
-	JNZ(LabelRef(name + "_final"))
-	accp2 := Load(Param("acc"), GP64())
-	for t := range T {
-		VMOVUPS(acc[t], Mem{Base: accp2, Disp: 64 * t})
-	}
-	VZEROUPPER()
-	RET()
-	Label(name + "_final")
-	dst := Load(Param("dst"), GP64())
-	ldd := Load(Param("ldd"), GP64())
-	d := GP64()
-	MOVQ(dst, d)
-	for t := range T {
-		VMOVSS(hsum16(acc[t]), Mem{Base: d})
-		if t+1 < T {
-			ADDQ(ldd, d)
-		}
-	}
-	VZEROUPPER()
-	RET()
+	tileAccOut(name, acc)
 }

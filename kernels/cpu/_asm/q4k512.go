@@ -230,18 +230,7 @@ func q4KDecodeN(rows int) {
 		"level's Q4_K numerics; "+map[bool]string{true: "one row.", false: "rows w + r·stride, r = 0..3."}[rows == 1])
 	c := q4KDecData()
 	n := q4KNData()
-	wp := make([]Register, rows)
-	wp[0] = Load(Param("w"), GP64())
-	var pf Register
-	if rows > 1 {
-		stride := Load(Param("stride"), GP64())
-		for r := 1; r < rows; r++ {
-			wp[r] = GP64()
-			LEAQ(Mem{Base: wp[r-1], Index: stride, Scale: 1}, wp[r])
-		}
-		pf = GP64()
-		LEAQ(Mem{Base: wp[rows-1], Index: stride, Scale: 1}, pf)
-	}
+	wp, pf := rowPointers(rows)
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 
