@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"unsafe"
 
 	"github.com/hearth-llm/hearth/quant"
@@ -28,12 +29,15 @@ var KVTypes = []quant.Type{quant.F16, quant.Q8_0}
 // probabilities are rounded to f16 for the weighted sum of V. Over a Q8_0
 // cache q is quantized to Q8_0 for Q·K (ggml's vec-dot type for a Q8_0 K)
 // and V rows are dequantized for the weighted sum.
-func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kvType quant.Type, nHead, nKVHead, headDim int, scale float32) {
+//
+// o, when not nil, changes which positions a query sees and how its
+// scores become weights (sliding windows, soft-capping, sinks, encoders).
+func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kvType quant.Type, nHead, nKVHead, headDim int, scale float32, o *AttnOpts) {
 	group := nHead / nKVHead
 	width := nHead * headDim
 	maxPos := 0
-	for _, ps := range pos[:nTok] {
-		maxPos = max(maxPos, int(ps))
+	for t, ps := range pos[:nTok] {
+		maxPos = max(maxPos, int(o.last(t, ps)))
 	}
 	dot := Dot(kvType)
 	headBytes, err := kvType.RowBytes(headDim)
@@ -61,7 +65,7 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 					QuantizeAct(kvType, qh, qq[g*headBytes:(g+1)*headBytes])
 				}
 			}
-			n := int(pos[t]) + 1
+			n, lo := int(o.last(t, pos[t]))+1, o.first(pos[t])
 			view := kv[t]
 			outG := out[t*width+h0*headDim : t*width+(h0+group)*headDim]
 			if fused {
@@ -70,13 +74,13 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 				for j, h := range f16s(qq) {
 					qf[j] = quant.F16ToF32(h)
 				}
-				for j := 0; j < n; {
+				for j := lo; j < n; {
 					stride, c := kvRun(view, j, n)
 					qkF16Asm(qf, group, headDim, &view.K(j)[kvh*headBytes], stride, c, scores[j:], n)
 					j += c
 				}
 			} else {
-				for j := 0; j < n; j++ {
+				for j := lo; j < n; j++ {
 					k := view.K(j)[kvh*headBytes : (kvh+1)*headBytes]
 					for g := 0; g < group; g++ {
 						scores[g*n+j] = dot(headDim, k, qq[g*headBytes:(g+1)*headBytes])
@@ -84,8 +88,8 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 				}
 			}
 			for g := 0; g < group; g++ {
-				sc := scores[g*n : (g+1)*n]
-				Softmax(sc, scale)
+				sc := scores[g*n+lo : (g+1)*n]
+				o.softmax(sc, scale, h0+g)
 				if kvType == quant.F16 {
 					// ggml rounds the probabilities to f16 for the product with V.
 					for j, w := range sc {
@@ -95,14 +99,14 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			}
 			clear(outG)
 			if fused {
-				for j := 0; j < n; {
+				for j := lo; j < n; {
 					stride, c := kvRun(view, j, n)
 					pvF16Asm(scores[j:], n, group, headDim, &view.V(j)[kvh*headBytes], stride, c, outG)
 					j += c
 				}
 				continue
 			}
-			for j := 0; j < n; j++ {
+			for j := lo; j < n; j++ {
 				v := view.V(j)[kvh*headBytes : (kvh+1)*headBytes]
 				if kvType != quant.F16 {
 					if err := quant.DequantizeRow(kvType, v, vrow); err != nil {
@@ -126,6 +130,73 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			}
 		}
 	})
+}
+
+// AttnOpts are the variations of attention beyond plain causal softmax
+// attention. A nil *AttnOpts is plain attention.
+type AttnOpts struct {
+	// Window > 0: a query at position p sees positions p-Window+1 … p only.
+	Window int
+	// SoftCap > 0: each scaled score s becomes SoftCap·tanh(s/SoftCap).
+	SoftCap float32
+	// Sinks, per query head, is a logit that joins the softmax (its
+	// maximum and its sum) with no value behind it.
+	Sinks []float32
+	// Last, when set, is the last position token t sees instead of its
+	// own (an encoder's tokens see the whole sequence).
+	Last []int32
+}
+
+func (o *AttnOpts) last(t int, pos int32) int32 {
+	if o == nil || o.Last == nil {
+		return pos
+	}
+	return o.Last[t]
+}
+
+func (o *AttnOpts) first(pos int32) int {
+	if o == nil || o.Window <= 0 {
+		return 0
+	}
+	return max(0, int(pos)-o.Window+1)
+}
+
+// softmax turns the raw scores of query head h into weights.
+func (o *AttnOpts) softmax(sc []float32, scale float32, h int) {
+	if o == nil || o.SoftCap <= 0 && o.Sinks == nil {
+		Softmax(sc, scale)
+		return
+	}
+	if c := o.SoftCap; c > 0 {
+		for j, v := range sc {
+			sc[j] = c * float32(math.Tanh(float64(v*scale/c)))
+		}
+		scale = 1
+	}
+	if o.Sinks == nil {
+		Softmax(sc, scale)
+		return
+	}
+	softmaxSink(sc, scale, o.Sinks[h])
+}
+
+// softmaxSink is Softmax with one more logit, sink, in the maximum and the
+// sum and no output of its own (ggml_soft_max_ext with sinks).
+func softmaxSink(x []float32, scale, sink float32) {
+	maxv := sink
+	for i := range x {
+		x[i] *= scale
+		maxv = max(maxv, x[i])
+	}
+	expShiftGeneric(x, maxv)
+	sum := math.Exp(float64(sink - maxv))
+	for _, e := range x {
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
+	}
 }
 
 // KVRuns is implemented by caches whose rows lie in runs at a fixed

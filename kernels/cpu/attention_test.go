@@ -126,9 +126,9 @@ func TestAttentionPaged(t *testing.T) {
 				scale := float32(1 / math.Sqrt(float64(c.hd)))
 				a := make([]float32, len(q))
 				b := make([]float32, len(q))
-				Attention(p, a, q, nTok, pos, []KVView{paged, paged, paged}, typ, c.heads, c.kvHeads, c.hd, scale)
+				Attention(p, a, q, nTok, pos, []KVView{paged, paged, paged}, typ, c.heads, c.kvHeads, c.hd, scale, nil)
 				one := oneByOne{single}
-				Attention(p, b, q, nTok, pos, []KVView{one, one, one}, typ, c.heads, c.kvHeads, c.hd, scale)
+				Attention(p, b, q, nTok, pos, []KVView{one, one, one}, typ, c.heads, c.kvHeads, c.hd, scale, nil)
 				for i := range a {
 					if math.Abs(float64(a[i]-b[i])) > 1e-5 {
 						t.Fatalf("%d: paged %v, row by row %v", i, a[i], b[i])

@@ -201,10 +201,27 @@ func (f flatKV) K(p int) []byte { return f.k[p*f.rowBytes : (p+1)*f.rowBytes] }
 func (f flatKV) V(p int) []byte { return f.v[p*f.rowBytes : (p+1)*f.rowBytes] }
 
 // TestAttention compares grouped causal attention over F16 and Q8_0
-// caches with float64 attention over the same (rounded) keys and values.
+// caches with float64 attention over the same (rounded) keys and values,
+// plain and with each of AttnOpts' variations.
 func TestAttention(t *testing.T) {
+	optSets := map[string]*AttnOpts{
+		"plain":     nil,
+		"window":    {Window: 3},
+		"softcap":   {SoftCap: 0.7},
+		"sinks":     {Sinks: []float32{0.5, -1, 2, 0, 1.5, -0.25}},
+		"noncausal": {Last: []int32{10, 10, 10, 10}},
+		"all":       {Window: 4, SoftCap: 0.9, Sinks: []float32{1, 1, 1, 1, 1, 1}},
+	}
 	for _, typ := range KVTypes {
-		t.Run(typ.String(), func(t *testing.T) {
+		for name, o := range optSets {
+			t.Run(typ.String()+"/"+name, func(t *testing.T) { testAttention(t, typ, o) })
+		}
+	}
+}
+
+func testAttention(t *testing.T, typ quant.Type, o *AttnOpts) {
+	{
+		{
 			r := rand.New(rand.NewPCG(7, 8))
 			const heads, kvHeads, hd, ctx, nTok = 6, 2, 32, 11, 4
 			kvw := kvHeads * hd
@@ -225,29 +242,42 @@ func TestAttention(t *testing.T) {
 			p := NewPool(2)
 			defer p.Close()
 			scale := float32(1 / math.Sqrt(hd))
-			Attention(p, out, q, nTok, pos, []KVView{kv, kv, kv, kv}, typ, heads, kvHeads, hd, scale)
+			Attention(p, out, q, nTok, pos, []KVView{kv, kv, kv, kv}, typ, heads, kvHeads, hd, scale, o)
 			for tk := 0; tk < nTok; tk++ {
 				for h := 0; h < heads; h++ {
 					kvh := h / (heads / kvHeads)
-					n := int(pos[tk]) + 1
+					n, lo := int(pos[tk])+1, 0
+					if o != nil && o.Last != nil {
+						n = int(o.Last[tk]) + 1
+					}
+					if o != nil && o.Window > 0 {
+						lo = max(0, int(pos[tk])-o.Window+1)
+					}
 					s := make([]float64, n)
 					maxs := math.Inf(-1)
-					for j := 0; j < n; j++ {
+					for j := lo; j < n; j++ {
 						k := row(kv.K(j))
 						for d := 0; d < hd; d++ {
 							s[j] += float64(q[(tk*heads+h)*hd+d]) * float64(k[kvh*hd+d])
 						}
 						s[j] *= float64(scale)
+						if o != nil && o.SoftCap > 0 {
+							s[j] = float64(o.SoftCap) * math.Tanh(s[j]/float64(o.SoftCap))
+						}
 						maxs = math.Max(maxs, s[j])
 					}
 					var sum float64
-					for j := range s {
+					if o != nil && o.Sinks != nil {
+						maxs = math.Max(maxs, float64(o.Sinks[h]))
+						sum = math.Exp(float64(o.Sinks[h]) - maxs)
+					}
+					for j := lo; j < n; j++ {
 						s[j] = math.Exp(s[j] - maxs)
 						sum += s[j]
 					}
 					for d := 0; d < hd; d++ {
 						var want float64
-						for j := 0; j < n; j++ {
+						for j := lo; j < n; j++ {
 							want += s[j] / sum * float64(row(kv.V(j))[kvh*hd+d])
 						}
 						got := out[(tk*heads+h)*hd+d]
@@ -263,7 +293,7 @@ func TestAttention(t *testing.T) {
 					}
 				}
 			}
-		})
+		}
 	}
 }
 

@@ -195,3 +195,79 @@ func ToF16(dst []uint16, src []float32) {
 		dst[i] = quant.F32ToF16(v)
 	}
 }
+
+// GELU is the tanh approximation of GELU as ggml's CPU computes it: the
+// input rounded to float16, looked up in a float16 table of
+// 0.5·x·(1+tanh(√(2/π)·x·(1+0.044715·x²))), exact outside (-10, 10).
+func GELU(x float32) float32 {
+	switch {
+	case x <= -10:
+		return 0
+	case x >= 10:
+		return x
+	}
+	return geluTable[quant.F32ToF16(x)]
+}
+
+// geluTable is ggml_table_gelu_f16, widened: the tanh GELU of every
+// float16 value, rounded to float16.
+var geluTable = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		x := quant.F16ToF32(uint16(i))
+		g := 0.5 * x * (1 + float32(math.Tanh(float64(0.7978845608028654*x*(1+0.044715*x*x)))))
+		t[i] = quant.F16ToF32(quant.F32ToF16(g))
+	}
+	return &t
+}()
+
+// GeGLU computes dst[i] = GELU(gate[i])·up[i].
+func GeGLU(dst, gate, up []float32) {
+	gate, up = gate[:len(dst)], up[:len(dst)]
+	for i := range dst {
+		g := gate[i]
+		if g >= 10 {
+			dst[i] = g * up[i]
+			continue
+		}
+		dst[i] = GELU(g) * up[i]
+	}
+}
+
+// SwiGLUOAI is gpt-oss's clamped gated unit: with x = min(gate, limit) and
+// y = clamp(up, -limit, limit), dst = x·σ(alpha·x)·(y+1).
+func SwiGLUOAI(dst, gate, up []float32, alpha, limit float32) {
+	gate, up = gate[:len(dst)], up[:len(dst)]
+	for i := range dst {
+		x := min(gate[i], limit)
+		y := min(max(up[i], -limit), limit)
+		dst[i] = x / (1 + float32(math.Exp(float64(alpha*-x)))) * (y + 1)
+	}
+}
+
+// LayerNorm writes dst = (x - mean)/sqrt(var + eps)·w + b for one row (w
+// and b may be nil), with ggml's arithmetic: sums in float64, the centred
+// values and the scale in float32.
+func LayerNorm(dst, x, w, b []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v)
+	}
+	mean := float32(sum / float64(len(x)))
+	var sum2 float64
+	for i, v := range x {
+		c := v - mean
+		dst[i] = c
+		sum2 += float64(c * c)
+	}
+	scale := float32(1 / math.Sqrt(float64(float32(sum2/float64(len(x)))+eps)))
+	for i := range dst[:len(x)] {
+		dst[i] *= scale
+		if w != nil {
+			dst[i] *= w[i]
+		}
+		if b != nil {
+			dst[i] += b[i]
+		}
+	}
+}

@@ -85,6 +85,38 @@ type RoPE = cpu.RoPE
 type AttentionParams struct {
 	Heads, KVHeads, HeadDim int
 	Scale                   float32
+	// Window > 0 makes the layer slide: a query at position p sees only
+	// positions p-Window+1 … p (llama.cpp's standard SWA mask).
+	Window int
+	// SoftCap > 0 caps the scaled scores: s becomes SoftCap·tanh(s/SoftCap)
+	// before the softmax (Gemma 2).
+	SoftCap float32
+	// Sinks, when set, is a 1 × Heads weight: per head a logit that joins
+	// the softmax with no value behind it (gpt-oss).
+	Sinks Weight
+	// NonCausal lets every token see all positions of its sequence up to
+	// the last one in the batch (encoders).
+	NonCausal bool
+}
+
+// ActKind names an activation function.
+type ActKind uint8
+
+const (
+	// ActSiLU is x·σ(x).
+	ActSiLU ActKind = iota
+	// ActGELU is GELU in its tanh approximation (ggml_gelu).
+	ActGELU
+	// ActSwiGLUOAI is gpt-oss's clamped gated unit: with x = min(gate,
+	// Limit) and y = clamp(up, -Limit, Limit), x·σ(Alpha·x)·(y+1). Only
+	// gated (GLU).
+	ActSwiGLUOAI
+)
+
+// Act is an activation function with its parameters.
+type Act struct {
+	Kind         ActKind
+	Alpha, Limit float32 // ActSwiGLUOAI only
 }
 
 // Backend runs tensor operations. Operations on one Backend are called from
@@ -107,8 +139,13 @@ type Backend interface {
 
 	// Embed writes row ids[t] of table into row t of dst.
 	Embed(dst Tensor, table Weight, ids []int32) error
-	// RMSNorm writes x normalised by its root mean square, times w, into dst.
+	// RMSNorm writes x normalised by its root mean square, times w, into
+	// dst. When w is narrower than x (x's width a multiple of w's), each
+	// run of w's width is normalised on its own (per-head Q/K norms).
 	RMSNorm(dst, x Tensor, w Weight, eps float32)
+	// LayerNorm writes (x - mean)/sqrt(var + eps)·w + b into dst, b
+	// optional (nil).
+	LayerNorm(dst, x Tensor, w, b Weight, eps float32)
 	// MatMul writes x·wᵀ into dst.
 	MatMul(dst, x Tensor, w Weight)
 	// RoPE rotates the heads of each row of x in place, row t at pos[t].
@@ -122,8 +159,20 @@ type Backend interface {
 	Gather(dst, x Tensor, idx []int)
 	// SwiGLU writes silu(gate)·up into dst.
 	SwiGLU(dst, gate, up Tensor)
+	// GLU writes a(gate)·up into dst (a(gate, up) for ActSwiGLUOAI).
+	GLU(dst, gate, up Tensor, a Act)
+	// Activate writes a(x) into dst (not ActSwiGLUOAI).
+	Activate(dst, x Tensor, a Act)
 	// Add adds x into dst.
 	Add(dst, x Tensor)
+	// AddBias adds the 1 × cols weight b to every row of x.
+	AddBias(x Tensor, b Weight)
+	// Scale multiplies x by s: every row by s[0] when len(s) is 1, else
+	// row t by s[t].
+	Scale(x Tensor, s ...float32)
+	// AddScaledRows adds w[i]·(row i of x) into row idx[i] of dst (the
+	// weighted sum of the experts' outputs; idx may repeat).
+	AddScaledRows(dst, x Tensor, idx []int, w []float32)
 	// Read copies values of x into dst, from the start of row on: one row
 	// when len(dst) is cols, several consecutive rows when it is a multiple
 	// (never past the end of x).

@@ -5,6 +5,7 @@ package cpu
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	kcpu "github.com/hearth-llm/hearth/kernels/cpu"
 	"github.com/hearth-llm/hearth/quant"
@@ -35,6 +36,26 @@ func (b *Backend) Name() string { return "cpu" }
 type weight struct {
 	name string
 	m    *kcpu.Matrix
+
+	vecOnce sync.Once
+	vec     []float32 // a one-row weight dequantized once (norms, biases, sinks)
+}
+
+// vector returns a one-row weight as float32, dequantized on first use.
+func (w *weight) vector() []float32 {
+	w.vecOnce.Do(func() {
+		w.vec = make([]float32, w.m.Cols)
+		w.m.DequantizeRow(0, w.vec)
+	})
+	return w.vec
+}
+
+// vectorOf is w's vector, nil for a nil weight.
+func vectorOf(w backend.Weight) []float32 {
+	if w == nil {
+		return nil
+	}
+	return w.(*weight).vector()
 }
 
 func (w *weight) Name() string            { return w.name }
@@ -58,7 +79,7 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %w", name, err)
 	}
-	return &weight{name, m}, nil
+	return &weight{name: name, m: m}, nil
 }
 
 func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
@@ -83,14 +104,96 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) e
 
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s := dst.(*tensor), x.(*tensor)
-	nw := w.(*weight)
-	ws := make([]float32, nw.m.Cols)
-	nw.m.DequantizeRow(0, ws)
-	b.pool.Run(s.rows, 4, func(r0, r1 int) {
+	ws := vectorOf(w)
+	seg := len(ws)
+	if seg == 0 || s.cols%seg != 0 {
+		panic(fmt.Sprintf("cpu: RMSNorm of width %d by a weight of %d", s.cols, seg))
+	}
+	// Rows of seg values each: whole rows, or the heads of per-head norms.
+	b.pool.Run(s.rows*s.cols/seg, max(1, 4*s.cols/seg), func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
-			kcpu.RMSNorm(d.row(r), s.row(r), ws, eps)
+			kcpu.RMSNorm(d.d[r*seg:(r+1)*seg], s.d[r*seg:(r+1)*seg], ws, eps)
 		}
 	})
+}
+
+func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps float32) {
+	d, s := dst.(*tensor), x.(*tensor)
+	ws, bs := vectorOf(w), vectorOf(bias)
+	b.pool.Run(s.rows, 4, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			kcpu.LayerNorm(d.row(r), s.row(r), ws, bs, eps)
+		}
+	})
+}
+
+func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
+	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
+	if a.Kind == backend.ActSiLU {
+		b.SwiGLU(dst, gate, up)
+		return
+	}
+	b.pool.Run(d.rows, 1, func(r0, r1 int) {
+		dd, gg, uu := d.d[r0*d.cols:r1*d.cols], g.d[r0*d.cols:r1*d.cols], u.d[r0*d.cols:r1*d.cols]
+		switch a.Kind {
+		case backend.ActGELU:
+			kcpu.GeGLU(dd, gg, uu)
+		case backend.ActSwiGLUOAI:
+			kcpu.SwiGLUOAI(dd, gg, uu, a.Alpha, a.Limit)
+		default:
+			panic(fmt.Sprintf("cpu: GLU with activation %d", a.Kind))
+		}
+	})
+}
+
+func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
+	d, s := dst.(*tensor), x.(*tensor)
+	b.pool.Run(d.rows, 1, func(r0, r1 int) {
+		dd, ss := d.d[r0*d.cols:r1*d.cols], s.d[r0*d.cols:r1*d.cols]
+		for i, v := range ss {
+			switch a.Kind {
+			case backend.ActSiLU:
+				dd[i] = kcpu.SiLU(v)
+			case backend.ActGELU:
+				dd[i] = kcpu.GELU(v)
+			default:
+				panic(fmt.Sprintf("cpu: activation %d on its own", a.Kind))
+			}
+		}
+	})
+}
+
+func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
+	s, v := x.(*tensor), vectorOf(bias)
+	if len(v) != s.cols {
+		panic(fmt.Sprintf("cpu: bias of %d on rows of %d", len(v), s.cols))
+	}
+	for r := range s.rows {
+		kcpu.Add(s.row(r), v)
+	}
+}
+
+func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
+	s := x.(*tensor)
+	if len(sc) != 1 && len(sc) != s.rows {
+		panic(fmt.Sprintf("cpu: %d scales for %d rows", len(sc), s.rows))
+	}
+	for r := range s.rows {
+		f := sc[min(r, len(sc)-1)]
+		for i := range s.row(r) {
+			s.d[r*s.cols+i] *= f
+		}
+	}
+}
+
+func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
+	d, s := dst.(*tensor), x.(*tensor)
+	for i, r := range idx {
+		dr, sr := d.row(r), s.row(i)
+		for j, v := range sr {
+			dr[j] += w[i] * v
+		}
+	}
 }
 
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
@@ -253,7 +356,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		views[t] = view
 	}
 	qt := q.(*tensor)
-	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, typ, p.Heads, p.KVHeads, p.HeadDim, p.Scale)
+	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, typ, p.Heads, p.KVHeads, p.HeadDim, p.Scale, attnOpts(p, seq, pos))
 	return nil
 }
 
@@ -262,4 +365,25 @@ func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
 	for i, r := range idx {
 		copy(d.row(i), s.row(r))
 	}
+}
+
+// attnOpts turns a layer's attention parameters into the kernel's options
+// (nil for plain causal attention).
+func attnOpts(p backend.AttentionParams, seq, pos []int32) *kcpu.AttnOpts {
+	if p.Window <= 0 && p.SoftCap <= 0 && p.Sinks == nil && !p.NonCausal {
+		return nil
+	}
+	o := &kcpu.AttnOpts{Window: p.Window, SoftCap: p.SoftCap, Sinks: vectorOf(p.Sinks)}
+	if p.NonCausal {
+		// Every token sees its sequence up to the last position in the batch.
+		last := map[int32]int32{}
+		for t, s := range seq {
+			last[s] = max(last[s], pos[t])
+		}
+		o.Last = make([]int32, len(pos))
+		for t, s := range seq {
+			o.Last[t] = last[s]
+		}
+	}
+	return o
 }

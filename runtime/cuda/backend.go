@@ -639,6 +639,9 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 }
 
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
+	if p.Window > 0 || p.SoftCap > 0 || p.Sinks != nil || p.NonCausal {
+		return fmt.Errorf("cuda: sliding-window, soft-capped, sink and non-causal attention have no CUDA kernel yet (run with --device cpu)")
+	}
 	if err := b.dev.Err(); err != nil {
 		return err
 	}

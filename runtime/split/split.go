@@ -288,6 +288,68 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) 
 	d.wrote(sd, 0, s.rows)
 }
 
+func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps float32) {
+	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
+	sd := nw.compute()
+	b.need(s, sd, 0, s.rows)
+	b.be[sd].LayerNorm(b.view(d, sd), b.view(s, sd), nw.w[sd], sideWeight(bias, sd), eps)
+	d.wrote(sd, 0, s.rows)
+}
+
+// sideWeight is w's binding on side sd (nil for a nil weight).
+func sideWeight(w backend.Weight, sd side) backend.Weight {
+	if w == nil {
+		return nil
+	}
+	sw := w.(*weight)
+	if sw.w[sd] == nil {
+		panic(fmt.Sprintf("split: weight %s is not bound on the %s side", sw.name, [2]string{"host", "device"}[sd]))
+	}
+	return sw.w[sd]
+}
+
+func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
+	s, bw := x.(*tensor), bias.(*weight)
+	sd := bw.compute()
+	b.need(s, sd, 0, s.rows)
+	b.be[sd].AddBias(b.view(s, sd), bw.w[sd])
+	s.wrote(sd, 0, s.rows)
+}
+
+func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
+	s := x.(*tensor)
+	sd := b.pick(span{s, 0, s.rows})
+	b.need(s, sd, 0, s.rows)
+	b.be[sd].Scale(b.view(s, sd), sc...)
+	s.wrote(sd, 0, s.rows)
+}
+
+func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
+	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
+	in := []span{{g, 0, d.rows}, {u, 0, d.rows}}
+	sd := b.pick(in...)
+	b.needAll(sd, in...)
+	b.be[sd].GLU(b.view(d, sd), b.view(g, sd), b.view(u, sd), a)
+	d.wrote(sd, 0, d.rows)
+}
+
+func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
+	d, s := dst.(*tensor), x.(*tensor)
+	sd := b.pick(span{s, 0, d.rows})
+	b.need(s, sd, 0, d.rows)
+	b.be[sd].Activate(b.view(d, sd), b.view(s, sd), a)
+	d.wrote(sd, 0, d.rows)
+}
+
+func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
+	d, s := dst.(*tensor), x.(*tensor)
+	in := []span{{d, 0, d.rows}, {s, 0, len(idx)}}
+	sd := b.pick(in...)
+	b.needAll(sd, in...)
+	b.be[sd].AddScaledRows(b.view(d, sd), b.view(s, sd), idx, w)
+	d.wrote(sd, 0, d.rows)
+}
+
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	d, s, mw := dst.(*tensor), x.(*tensor), w.(*weight)
 	sd := mw.compute()
@@ -459,6 +521,9 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	qt, kt, vt, d := q.(*tensor), k.(*tensor), v.(*tensor), dst.(*tensor)
 	n := qt.rows
 	b.needAll(sd, span{qt, 0, n}, span{kt, 0, n}, span{vt, 0, n})
+	if p.Sinks != nil {
+		p.Sinks = sideWeight(p.Sinks, sd)
+	}
 	if err := b.be[sd].Attention(b.view(d, sd), b.view(qt, sd), b.view(kt, sd), b.view(vt, sd), b.kvs, seq, local, pos, p); err != nil {
 		return err
 	}
