@@ -63,6 +63,8 @@ func DequantizeRow(t Type, src []byte, dst []float32) error {
 		dequantIQ4_NL(src, dst)
 	case IQ4_XS:
 		dequantIQ4_XS(src, dst)
+	case MXFP4:
+		dequantMXFP4(src, dst)
 	default:
 		panic("quant: supported type without a decoder: " + t.String())
 	}
@@ -362,6 +364,38 @@ func dequantIQ4_XS(src []byte, dst []float32) {
 				o[j] = dl * float32(kvaluesIQ4NL[q[j]&0xf])
 				o[j+16] = dl * float32(kvaluesIQ4NL[q[j]>>4])
 			}
+		}
+	}
+}
+
+// kvaluesMXFP4 are the sixteen levels of MXFP4 (ggml's kvalues_mxfp4): the
+// E2M1 values 0, 0.5, 1, 1.5, 2, 3, 4, 6 doubled, then their negatives
+// (index 8 is a second zero, -0 in E2M1).
+var kvaluesMXFP4 = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
+
+// e8m0Half returns 2^(e-128), half the value of the E8M0 exponent e, built
+// from the bits as ggml's GGML_E8M0_TO_FP32_HALF does: the exponent field
+// e-1 for e >= 2, the subnormals 2^-128 and 2^-127 for e = 0 and 1. (e =
+// 255, NaN in the MX specification, gives 2^127, as in ggml.) Halving
+// compensates for the doubled levels of kvaluesMXFP4.
+func e8m0Half(e byte) float32 {
+	if e < 2 {
+		return math.Float32frombits(0x00200000 << e)
+	}
+	return math.Float32frombits(uint32(e-1) << 23)
+}
+
+// MXFP4 block (17 bytes): e (E8M0), qs[16] as Q4_0's nibbles; x =
+// kvalues[q] * 2^(e-128). Every product is exact unless it overflows.
+func dequantMXFP4(src []byte, dst []float32) {
+	for i := 0; i < len(dst); i += 32 {
+		b := (*[17]byte)(src[i/32*17:])
+		y := (*[32]float32)(dst[i:])
+		d := e8m0Half(b[0])
+		for j := range 16 {
+			q := b[1+j]
+			y[j] = float32(kvaluesMXFP4[q&0xf]) * d
+			y[j+16] = float32(kvaluesMXFP4[q>>4]) * d
 		}
 	}
 }

@@ -7,13 +7,14 @@
 // # Compatibility contract
 //
 // Results are pinned to ggml (checked against vectors computed by ggml at
-// llama.cpp commit 3f545bec, in shared/quant):
+// llama.cpp commit 3f545bec, in shared/quant, and for MXFP4 by a later
+// reference build, in testdata/ggml with the script that made them):
 //
 //   - DequantizeRow is bit-exact with ggml's to_float for every supported type.
 //   - QuantizeRow is byte-exact with what ggml_quantize_chunk produces without
 //     an importance matrix (and so with llama-quantize), for every supported
 //     type: F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
-//     Q6_K, IQ4_NL, IQ4_XS, and the activation types Q8_0, Q8_1 and Q8_K
+//     Q6_K, IQ4_NL, IQ4_XS, MXFP4, and the activation types Q8_0, Q8_1 and Q8_K
 //     (byte-exact with the CPU backend's from_float). F32 is copied.
 //   - VecDot computes ggml's vec_dot: exact integer sums per block, scaled in
 //     float32. It matches ggml to float rounding only, because ggml's SIMD
@@ -62,9 +63,12 @@
 //	                    non-linear levels -127..113
 //	IQ4_XS 256 el. 136 B d fp16 | scales_h uint16 | scales_l[4] | qs[128]: eight
 //	                    sub-blocks of 32 as IQ4_NL with 6-bit scales (offset 32)
+//	MXFP4 32 el.  17 B  e uint8 (E8M0) | qs[16] as Q4_0; x = kvalues[q]·2^(e-128),
+//	                    kvalues the E2M1 values doubled (0, ±1, ±2, ±3, ±4, ±6, ±8,
+//	                    ±12); 2^(e-128) is subnormal for e = 0, 1 (as ggml builds it)
 //
 // The other types ggml defines (IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ3_S,
-// IQ2_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0, I8-I64, F64) are
+// IQ2_S, IQ1_M, TQ1_0, TQ2_0, NVFP4, Q1_0, Q2_0, I8-I64, F64) are
 // Known, with their geometry, so a GGUF loader can size and skip their
 // tensors, but not Supported: DequantizeRow and QuantizeRow return errors
 // wrapping ErrUnsupported and VecDot panics.

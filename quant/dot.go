@@ -62,6 +62,8 @@ func VecDot(t Type, n int, w []byte, xq []byte) float32 {
 		return dotIQ4_NLQ8_0(nb, w, xq)
 	case IQ4_XS:
 		return dotIQ4_XSQ8_K(nb, w, xq)
+	case MXFP4:
+		return dotMXFP4Q8_0(nb, w, xq)
 	}
 	panic("quant: supported type without a dot product: " + t.String())
 }

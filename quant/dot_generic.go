@@ -412,3 +412,22 @@ func dotIQ4_XSQ8_K(nb int, w, x []byte) float32 {
 	}
 	return sum
 }
+
+// dotMXFP4Q8_0 is ggml_vec_dot_mxfp4_q8_0: the block scale is
+// fp16(x.d)·2^(e-128), a product that is exact unless it leaves the normal
+// float32 range.
+func dotMXFP4Q8_0(nb int, w, x []byte) float32 {
+	var sum float32
+	for i := range nb {
+		wb := (*[17]byte)(w[17*i:])
+		xb := (*[34]byte)(x[34*i:])
+		var s0, s1 int32
+		for j := range 16 {
+			q := wb[1+j]
+			s0 += int32(kvaluesMXFP4[q&0xf]) * int32(int8(xb[2+j]))
+			s1 += int32(kvaluesMXFP4[q>>4]) * int32(int8(xb[18+j]))
+		}
+		sum += float32(s0+s1) * (f16le(xb[0:]) * e8m0Half(wb[0]))
+	}
+	return sum
+}

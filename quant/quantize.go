@@ -65,6 +65,8 @@ func QuantizeRow(t Type, src []float32, dst []byte) error {
 		quantIQ4_NL(src, dst)
 	case IQ4_XS:
 		quantIQ4_XS(src, dst)
+	case MXFP4:
+		quantMXFP4(src, dst)
 	default:
 		panic("quant: supported type without a quantizer: " + t.String())
 	}

@@ -78,6 +78,14 @@ func grids(t Type, b []byte) []subGrid {
 		return []subGrid{lin(0, 256, d, 0, -127, 127)}
 	case IQ4_NL:
 		return []subGrid{nl(0, 32, f16(0), 1)}
+	case MXFP4: // exact levels; the errors compared are float32 roundings
+		g := subGrid{first: 0, n: 32}
+		d := float64(e8m0Half(b[0]))
+		for _, v := range kvaluesMXFP4 {
+			g.levels = append(g.levels, d*float64(v))
+		}
+		g.slop = 1e-6 * 12 * d
+		return []subGrid{g}
 	case Q2_K:
 		var gs []subGrid
 		for j := range 16 {
@@ -134,7 +142,9 @@ func fp16Err(v float64) float64 {
 // at the smallest test scale (1e-3) is subnormal. For the K-quants and IQ4
 // the scales are themselves quantized, so the limits sit above the measured
 // values (Q2_K 0.32, Q3_K 0.15, Q4_K 0.081, Q5_K 0.033, Q6_K 0.016, IQ4_NL
-// 0.089, IQ4_XS 0.097). rms is the RMS error relative to the RMS of the
+// 0.089, IQ4_XS 0.097). MXFP4's block exponent puts amax in [8, 16)·d with
+// levels 8d and 12d at the top, so amax just under 16d decodes to 12d: the
+// worst error approaches amax/4 (0.215 measured). rms is the RMS error relative to the RMS of the
 // data, dominated by the outlier blocks: a regression bound set 25% above
 // the value measured on this seeded data.
 var qualityLimits = map[Type]struct{ rms, worst float64 }{
@@ -152,6 +162,7 @@ var qualityLimits = map[Type]struct{ rms, worst float64 }{
 	Q4_K:   {0.113, 0.10},
 	IQ4_NL: {0.143, 0.11},
 	IQ4_XS: {0.122, 0.12},
+	MXFP4:  {0.212, 0.25},
 	Q3_K:   {0.245, 0.20},
 	Q2_K:   {0.40, 0.40},
 }

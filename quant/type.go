@@ -101,7 +101,7 @@ var typeTable = [...]traits{
 	BF16:    {"BF16", 1, 2, BF16, true},
 	TQ1_0:   {"TQ1_0", qk, 54, Q8_K, false},
 	TQ2_0:   {"TQ2_0", qk, 66, Q8_K, false},
-	MXFP4:   {"MXFP4", 32, 17, Q8_0, false},
+	MXFP4:   {"MXFP4", 32, 17, Q8_0, true},
 	NVFP4:   {"NVFP4", 64, 36, Q8_0, false},
 	Q1_0:    {"Q1_0", 128, 18, Q8_0, false},
 	Q2_0:    {"Q2_0", 64, 18, Q8_0, false},
@@ -140,7 +140,8 @@ func (t Type) Known() bool { return t.traits() != nil }
 
 // Supported reports whether this package can dequantize, quantize and
 // dot-product rows of t: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
-// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, and the activation types Q8_1 and Q8_K.
+// Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, and the activation types
+// Q8_1 and Q8_K.
 func (t Type) Supported() bool {
 	tr := t.traits()
 	return tr != nil && tr.supported
@@ -188,7 +189,7 @@ const maxInt = int(^uint(0) >> 1)
 
 // VecDotType returns the type the activation row must be quantized to for
 // VecDot with a weight row of type t, as ggml's CPU backend does: Q8_0 for
-// Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K for the K-quants
+// Q4_0, Q5_0, Q8_0, IQ4_NL and MXFP4; Q8_1 for Q4_1 and Q5_1; Q8_K for the K-quants
 // and IQ4_XS; the type itself for F32, F16 and BF16. For unknown types it
 // returns t.
 func (t Type) VecDotType() Type {

@@ -15,7 +15,7 @@ import (
 
 // supportedTypes are the types with a decoder, quantizer and dot product.
 var supportedTypes = []Type{F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1,
-	Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS}
+	Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS, MXFP4}
 
 func TestTypeNames(t *testing.T) {
 	want := map[Type]string{
@@ -106,7 +106,7 @@ func TestTypeGeometry(t *testing.T) {
 		{F64, 1, 8, F64, false, false},
 		{TQ1_0, 256, 54, Q8_K, false, false},
 		{TQ2_0, 256, 66, Q8_K, false, false},
-		{MXFP4, 32, 17, Q8_0, false, false},
+		{MXFP4, 32, 17, Q8_0, true, false},
 		{NVFP4, 64, 36, Q8_0, false, false},
 		{Q1_0, 128, 18, Q8_0, false, false},
 		{Q2_0, 64, 18, Q8_0, false, false},

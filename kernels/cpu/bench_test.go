@@ -19,7 +19,7 @@ var sink float32
 // benchTypes are the weight types of the benchmark models first (Q4_0,
 // Q4_K_M = Q4_K + Q6_K, Q8_0), then the rest.
 var benchTypes = []quant.Type{quant.Q4_0, quant.Q4_K, quant.Q6_K, quant.Q8_0, quant.Q5_K, quant.Q3_K, quant.Q2_K,
-	quant.Q4_1, quant.Q5_0, quant.Q5_1, quant.IQ4_NL, quant.IQ4_XS, quant.F16, quant.BF16}
+	quant.Q4_1, quant.Q5_0, quant.Q5_1, quant.IQ4_NL, quant.IQ4_XS, quant.MXFP4, quant.F16, quant.BF16}
 
 // BenchmarkDot/<type>/<level> times one 4096-element row against one
 // activation row, both in L1/L2: the kernel's compute throughput. SetBytes

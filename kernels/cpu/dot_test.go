@@ -12,12 +12,13 @@ import (
 
 // dotTypes are the weight types with a dot product, as MatMul uses them.
 var dotTypes = []quant.Type{quant.F16, quant.BF16, quant.Q4_0, quant.Q4_1, quant.Q5_0, quant.Q5_1, quant.Q8_0,
-	quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K, quant.Q6_K, quant.IQ4_NL, quant.IQ4_XS}
+	quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K, quant.Q6_K, quant.IQ4_NL, quant.IQ4_XS, quant.MXFP4}
 
 // scaleFields lists, per block type, the byte offsets of its float fields:
 // fp16 unless the type is Q8_K (a float32 d at 0). Random blocks get finite
 // values there; the magnitude bound splits the value of an element into its
 // scale part (the "d" fields, first) and offset part (the min fields).
+// MXFP4's scale is a one-byte exponent instead (mxfp4Exponents).
 var scaleFields = map[quant.Type]struct{ d, min []int }{
 	quant.Q4_0:   {[]int{0}, nil},
 	quant.Q4_1:   {[]int{0}, []int{2}},
@@ -67,6 +68,15 @@ func makeRow(r *rand.Rand, t quant.Type, n int, mode dataMode, alt bool) []byte 
 		if err := quant.QuantizeRow(t, x, b); err != nil {
 			panic(err)
 		}
+		return b
+	case t == quant.MXFP4:
+		for i := range b {
+			b[i] = byte(r.Uint32())
+			if mode == modeExtreme {
+				b[i] = 0xff // level -12
+			}
+		}
+		mxfp4Exponents(r, b, mode)
 		return b
 	case t == quant.F16 || t == quant.BF16:
 		for i := 0; i < n; i++ {
@@ -124,6 +134,24 @@ func makeRow(r *rand.Rand, t quant.Type, n int, mode dataMode, alt bool) []byte 
 	return b
 }
 
+// mxfp4Exponents gives each MXFP4 block of b an exponent: d = 2^(e-128)
+// over the binades randScale uses, one block in eight with a subnormal d
+// (e = 0, 1) or the smallest normal one (e = 2), and d = 1 (e = 128) for
+// extreme data. (Exponents near 255 overflow to ±Inf or NaN in every
+// variant, which a tolerance cannot compare.)
+func mxfp4Exponents(r *rand.Rand, b []byte, mode dataMode) {
+	for o := 0; o < len(b); o += 17 {
+		e := 118 + r.IntN(8)
+		switch {
+		case mode == modeExtreme:
+			e = 128
+		case r.IntN(8) == 0:
+			e = r.IntN(3)
+		}
+		b[o] = byte(e)
+	}
+}
+
 // dotMag bounds the magnitudes the float32 arithmetic of any variant works
 // with: Σ (|scale part| + |offset part|)·|x| over the elements, plus, for
 // Q8_1 activations, Σ |m·s| over the blocks. The scale and offset parts are
@@ -135,7 +163,7 @@ func dotMag(t quant.Type, n int, w, x []byte) float64 {
 	if err := quant.DequantizeRow(vt, x, xd); err != nil {
 		panic(err)
 	}
-	if t == quant.F16 || t == quant.BF16 {
+	if t == quant.F16 || t == quant.BF16 || t == quant.MXFP4 { // no offset part
 		wd := make([]float32, n)
 		quant.DequantizeRow(t, w, wd)
 		var m float64
