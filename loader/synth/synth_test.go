@@ -15,7 +15,7 @@ import (
 	"github.com/hearth-llm/hearth/loader/tokenizer"
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
-	_ "github.com/hearth-llm/hearth/runtime/arch/llama"
+	_ "github.com/hearth-llm/hearth/runtime/arch/all"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 )
 

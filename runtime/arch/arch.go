@@ -42,6 +42,14 @@ type Model interface {
 	Forward(b *Batch) ([]float32, error)
 }
 
+// ContextSizer is implemented by models whose arithmetic depends on the
+// context a runtime gives each sequence (Phi-3's LongRoPE factors, chosen
+// as llama.cpp chooses them by n_ctx_seq). Runtimes call SetContext with
+// that context before running the model.
+type ContextSizer interface {
+	SetContext(n int)
+}
+
 // Batch is one forward pass over tokens of one or more sequences. Token t
 // is IDs[t] at position Pos[t] of sequence Seq[t], whose cache is
 // KVs[Seq[t]]; it attends to positions 0..Pos[t] of that cache. Tokens of

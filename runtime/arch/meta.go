@@ -93,6 +93,13 @@ type Weights struct {
 // Err returns the first error met.
 func (w *Weights) Err() error { return w.err }
 
+// Fail records err unless an error was met before.
+func (w *Weights) Fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
 // Get binds the named tensor, which must have ne = [cols, rows] (rows 1 for
 // a vector: pass rows = 0 to require a 1-D tensor).
 func (w *Weights) Get(name string, cols, rows int) backend.Weight {

@@ -13,7 +13,7 @@ import (
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/synth"
 	"github.com/hearth-llm/hearth/runtime/arch"
-	_ "github.com/hearth-llm/hearth/runtime/arch/llama" // registers "llama"
+	_ "github.com/hearth-llm/hearth/runtime/arch/all" // registers every architecture
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 )

@@ -91,6 +91,9 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if c.DefaultNumCtx <= 0 {
 		c.DefaultNumCtx = min(info.ContextLength, 4096)
 	}
+	if cs, ok := m.Arch.(arch.ContextSizer); ok {
+		cs.SetContext(c.DefaultNumCtx) // one setting for the batch, as llama.cpp's n_ctx_seq
+	}
 	kvType := quant.F16
 	if c.KVType != "" {
 		t, err := quant.ParseType(c.KVType)

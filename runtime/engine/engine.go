@@ -21,7 +21,7 @@ import (
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/tokenizer"
 	"github.com/hearth-llm/hearth/runtime/arch"
-	_ "github.com/hearth-llm/hearth/runtime/arch/llama" // registers "llama"
+	_ "github.com/hearth-llm/hearth/runtime/arch/all" // registers every architecture
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 	"github.com/hearth-llm/hearth/runtime/cuda"
@@ -350,6 +350,9 @@ func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 	if avail, ok := memAvailable(); ok && need > avail {
 		return nil, fmt.Errorf("%w: a %d-token context needs %d MiB of KV cache, %d MiB of memory is available",
 			ErrOutOfMemory, ctx, need>>20, avail>>20)
+	}
+	if cs, ok := m.Arch.(arch.ContextSizer); ok {
+		cs.SetContext(ctx)
 	}
 	kv, err := m.Arch.NewKV(ctx)
 	if err != nil {

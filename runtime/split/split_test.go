@@ -12,7 +12,7 @@ import (
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
-	_ "github.com/hearth-llm/hearth/runtime/arch/llama"
+	_ "github.com/hearth-llm/hearth/runtime/arch/all"
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 	"github.com/hearth-llm/hearth/runtime/split"

@@ -1,0 +1,26 @@
+package all_test
+
+import (
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/golden"
+	"github.com/hearth-llm/hearth/internal/testdata"
+	_ "github.com/hearth-llm/hearth/runtime/arch/all"
+	"github.com/hearth-llm/hearth/runtime/cpu"
+)
+
+// TestGoldenParity runs every model × prompt of shared/golden (Llama) through
+// the CPU backend and holds the logits, the top-1 at every prompt position
+// and the greedy continuation to llama.cpp's (tolerances in internal/golden).
+func TestGoldenParity(t *testing.T) {
+	be := cpu.New(0)
+	defer be.Close()
+	golden.RunModels(t, testdata.Dir(t, "golden"), testdata.Dir(t, "models"), be)
+}
+
+// TestArchGolden does the same for the other families (shared/arch).
+func TestArchGolden(t *testing.T) {
+	be := cpu.New(0)
+	defer be.Close()
+	golden.RunModels(t, testdata.Dir(t, "arch/golden"), testdata.Dir(t, "arch/models"), be)
+}

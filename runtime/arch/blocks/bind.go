@@ -1,0 +1,240 @@
+package blocks
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	"github.com/hearth-llm/hearth/runtime/backend"
+)
+
+// Binder binds a decoder's weights by llama.cpp's tensor names, with the
+// checks every family needs: shapes from the metadata, fused tensors
+// split into their parts, expert stacks into one weight per expert. The
+// first error sticks (Err).
+type Binder struct {
+	arch.Weights
+	c *Common
+}
+
+// NewBinder checks the token embedding against c (and sets c.Vocab from
+// it) before anything is sized by the metadata: a hostile file must not
+// make us allocate what it claims. perLayer is the fewest tensors a
+// layer has, to bound block_count by the file's tensor count.
+func NewBinder(f *gguf.File, be backend.Backend, c *Common, perLayer int) (*Binder, error) {
+	te, ok := f.Tensor("token_embd.weight")
+	if !ok {
+		return nil, fmt.Errorf("missing tensor %q", "token_embd.weight")
+	}
+	if len(te.Dims) != 2 || te.Dims[1] == 0 || te.Dims[1] > math.MaxInt32 {
+		return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, c.Embd)
+	}
+	if te.Dims[0] != uint64(c.Embd) {
+		return nil, fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", c.Arch, c.Embd, "token_embd.weight", te.Dims)
+	}
+	c.Vocab = int(te.Dims[1])
+	if c.Layers <= 0 || c.Layers > len(f.Tensors)/perLayer {
+		return nil, fmt.Errorf("%s.block_count %d: the file holds %d tensors, not %d per block", c.Arch, c.Layers, len(f.Tensors), perLayer)
+	}
+	if c.Experts > 4096 || c.ExpertFF > 1<<20 {
+		return nil, fmt.Errorf("%s: %d experts of width %d", c.Arch, c.Experts, c.ExpertFF)
+	}
+	return &Binder{Weights: arch.Weights{F: f, B: be}, c: c}, nil
+}
+
+// TensorName is the tensor name of layer il's part ("blk.3.attn_q.weight").
+func TensorName(il int, part string) string { return fmt.Sprintf("blk.%d.%s", il, part) }
+
+// Vector binds an optional 1-D tensor of n values (nil when absent).
+func (b *Binder) Vector(name string, n int) backend.Weight { return b.Optional(name, n, 0) }
+
+// Rows binds rows [r0, r0+n) of the tensor name, whose shape must be
+// dims, as a weight of its own (named name[r0:r0+n]): the parts of a
+// fused tensor, or one expert of a stack (its rows are the stack's
+// rows of that expert, ggml's ne[1]·e … ne[1]·(e+1)).
+func (b *Binder) Rows(name string, dims []uint64, r0, n int) backend.Weight {
+	if b.Err() != nil {
+		return nil
+	}
+	t, ok := b.F.Tensor(name)
+	if !ok {
+		b.Fail(fmt.Errorf("missing tensor %q", name))
+		return nil
+	}
+	if fmt.Sprint(t.Dims) != fmt.Sprint(dims) {
+		b.Fail(fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, dims))
+		return nil
+	}
+	if t.Type != quant.F32 && !t.Type.Supported() {
+		b.Fail(fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name))
+		return nil
+	}
+	cols := int(dims[0])
+	rb, err := t.Type.RowBytes(cols)
+	if err != nil {
+		b.Fail(fmt.Errorf("tensor %q: %w", name, err))
+		return nil
+	}
+	data := b.F.Data(t)
+	if (r0+n)*rb > len(data) {
+		b.Fail(fmt.Errorf("tensor %q: rows [%d, %d) past its data", name, r0, r0+n))
+		return nil
+	}
+	w, err := b.B.Weight(fmt.Sprintf("%s[%d:%d]", name, r0, r0+n), t.Type, n, cols, data[r0*rb:(r0+n)*rb])
+	if err != nil {
+		b.Fail(err)
+		return nil
+	}
+	b.Params += uint64(n) * uint64(cols)
+	return w
+}
+
+// Has says whether the file holds the tensor.
+func (b *Binder) Has(name string) bool {
+	_, ok := b.F.Tensor(name)
+	return ok
+}
+
+// Attention binds layer il's attention projections: q, k, v separately or
+// from a fused attn_qkv (rows q, then k, then v), each with its optional
+// bias, and the output projection with its optional bias.
+func (b *Binder) Attention(il int, a *Attention) {
+	c := b.c
+	d, qd, kvd := c.Embd, c.QDim(), c.KVDim()
+	if qkv := TensorName(il, "attn_qkv.weight"); b.Has(qkv) {
+		dims := []uint64{uint64(d), uint64(qd + 2*kvd)}
+		a.Q = b.Rows(qkv, dims, 0, qd)
+		a.K = b.Rows(qkv, dims, qd, kvd)
+		a.V = b.Rows(qkv, dims, qd+kvd, kvd)
+		if bias := TensorName(il, "attn_qkv.bias"); b.Has(bias) {
+			a.QB, a.KB, a.VB = b.vectorParts(bias, qd+2*kvd, qd, kvd, kvd)
+		}
+	} else {
+		a.Q = b.Get(TensorName(il, "attn_q.weight"), d, qd)
+		a.K = b.Get(TensorName(il, "attn_k.weight"), d, kvd)
+		a.V = b.Get(TensorName(il, "attn_v.weight"), d, kvd)
+		a.QB = b.Vector(TensorName(il, "attn_q.bias"), qd)
+		a.KB = b.Vector(TensorName(il, "attn_k.bias"), kvd)
+		a.VB = b.Vector(TensorName(il, "attn_v.bias"), kvd)
+	}
+	a.O = b.Get(TensorName(il, "attn_output.weight"), qd, d)
+	a.OB = b.Vector(TensorName(il, "attn_output.bias"), d)
+}
+
+// vectorParts splits a fused 1-D F32 tensor of n values into parts of the
+// given lengths, each bound as a vector of its own.
+func (b *Binder) vectorParts(name string, n int, lens ...int) (backend.Weight, backend.Weight, backend.Weight) {
+	t, _ := b.F.Tensor(name)
+	if len(t.Dims) != 1 || t.Dims[0] != uint64(n) || t.Type != quant.F32 {
+		b.Fail(fmt.Errorf("tensor %q has shape %v and type %v, want [%d] F32", name, t.Dims, t.Type, n))
+		return nil, nil, nil
+	}
+	data := b.F.Data(t)
+	var out [3]backend.Weight
+	off := 0
+	for i, l := range lens {
+		w, err := b.B.Weight(fmt.Sprintf("%s[%d:%d]", name, off, off+l), quant.F32, 1, l, data[4*off:4*(off+l)])
+		if err != nil {
+			b.Fail(err)
+			return nil, nil, nil
+		}
+		out[i] = w
+		off += l
+	}
+	b.Params += uint64(n)
+	return out[0], out[1], out[2]
+}
+
+// Experts binds layer il's stacked experts ffn_{gate,up,down}_exps (gate
+// optional) and their optional biases (gpt-oss), and the router ffn_gate_inp
+// with its optional bias.
+func (b *Binder) Experts(il int, m *MoE) {
+	c := b.c
+	d, ff, ne := uint64(c.Embd), uint64(c.ExpertFF), uint64(c.Experts)
+	m.Router = b.Get(TensorName(il, "ffn_gate_inp.weight"), c.Embd, c.Experts)
+	m.RouterB = b.Vector(TensorName(il, "ffn_gate_inp.bias"), c.Experts)
+	m.Experts = make([]Expert, c.Experts)
+	hasGate := b.Has(TensorName(il, "ffn_gate_exps.weight"))
+	bias := func(part string, n uint64, e int) backend.Weight {
+		name := TensorName(il, part)
+		if !b.Has(name) {
+			return nil
+		}
+		return b.Rows(name, []uint64{n, ne}, e, 1)
+	}
+	for e := range m.Experts {
+		x := &m.Experts[e]
+		if hasGate {
+			x.Gate = b.Rows(TensorName(il, "ffn_gate_exps.weight"), []uint64{d, ff, ne}, e*int(ff), int(ff))
+		}
+		x.Up = b.Rows(TensorName(il, "ffn_up_exps.weight"), []uint64{d, ff, ne}, e*int(ff), int(ff))
+		x.Down = b.Rows(TensorName(il, "ffn_down_exps.weight"), []uint64{ff, d, ne}, e*int(d), int(d))
+		x.GateB = bias("ffn_gate_exps.bias", ff, e)
+		x.UpB = bias("ffn_up_exps.bias", ff, e)
+		x.DownB = bias("ffn_down_exps.bias", d, e)
+	}
+}
+
+// Dense binds layer il's feed-forward: ffn_gate/ffn_up/ffn_down, or a
+// fused gate+up in ffn_up (Phi-3: 2·ff rows, the gate first), with
+// optional biases.
+func (b *Binder) Dense(il int, f *Dense) {
+	c := b.c
+	d, ff := c.Embd, c.FF
+	up := TensorName(il, "ffn_up.weight")
+	if !b.Has(TensorName(il, "ffn_gate.weight")) && b.fused(up, d, 2*ff) {
+		dims := []uint64{uint64(d), uint64(2 * ff)}
+		f.Gate = b.Rows(up, dims, 0, ff)
+		f.Up = b.Rows(up, dims, ff, ff)
+	} else {
+		f.Gate = b.Optional(TensorName(il, "ffn_gate.weight"), d, ff)
+		f.Up = b.Get(up, d, ff)
+	}
+	f.Down = b.Get(TensorName(il, "ffn_down.weight"), ff, d)
+	f.GateB = b.Vector(TensorName(il, "ffn_gate.bias"), ff)
+	f.UpB = b.Vector(TensorName(il, "ffn_up.bias"), ff)
+	f.DownB = b.Vector(TensorName(il, "ffn_down.bias"), d)
+}
+
+// fused says whether the tensor name has shape [cols, rows].
+func (b *Binder) fused(name string, cols, rows int) bool {
+	t, ok := b.F.Tensor(name)
+	return ok && len(t.Dims) == 2 && t.Dims[0] == uint64(cols) && t.Dims[1] == uint64(rows)
+}
+
+// Output binds the final norm and the output matrix, tied to the token
+// embedding when the file has no output.weight (or always, with tied),
+// and its optional bias.
+func (b *Binder) Output(dec *Decoder, tied bool) {
+	c := b.c
+	dec.Embd = b.Get("token_embd.weight", c.Embd, c.Vocab)
+	dec.OutNorm = b.Get("output_norm.weight", c.Embd, 0)
+	if !tied {
+		dec.Output = b.Optional("output.weight", c.Embd, c.Vocab)
+	}
+	if dec.Output == nil {
+		dec.Output = dec.Embd
+	}
+	dec.OutBias = b.Vector("output.bias", c.Vocab)
+}
+
+// Vector32 reads a 1-D F32 tensor of n values into memory (RoPE frequency
+// factors): nil when the file does not have it.
+func (b *Binder) Vector32(name string, n int) []float32 {
+	t, ok := b.F.Tensor(name)
+	if !ok || b.Err() != nil {
+		return nil
+	}
+	data := b.F.Data(t)
+	if t.Type != quant.F32 || t.Elements() != uint64(n) || len(data) != 4*n {
+		b.Fail(fmt.Errorf("tensor %q has shape %v and type %v, want %d F32 values", name, t.Dims, t.Type, n))
+		return nil
+	}
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = math.Float32frombits(uint32(data[4*i]) | uint32(data[4*i+1])<<8 | uint32(data[4*i+2])<<16 | uint32(data[4*i+3])<<24)
+	}
+	return v
+}

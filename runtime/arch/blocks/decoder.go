@@ -1,0 +1,473 @@
+package blocks
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/hearth-llm/hearth/runtime/arch"
+	"github.com/hearth-llm/hearth/runtime/backend"
+)
+
+// Attention is one layer's attention block: x += O·attn(q, k, v) with
+// q, k, v projected from norm(x).
+type Attention struct {
+	Norm           backend.Weight // pre-norm (RMSNorm)
+	Q, K, V, O     backend.Weight
+	QB, KB, VB, OB backend.Weight // optional biases
+	QNorm, KNorm   backend.Weight // optional per-head RMSNorm of q and k, before RoPE
+	PostNorm       backend.Weight // optional RMSNorm of the block's output (Gemma)
+	RoPE           *backend.RoPE  // nil: no rotary embedding
+	// QScale ≠ 0 multiplies the queries after RoPE, where llama.cpp does
+	// (Gemma, Phi-3; their P.Scale is then 1).
+	QScale float32
+	P      backend.AttentionParams
+}
+
+// Dense is a feed-forward block: down(act(gate·h)·(up·h)), or
+// down(act(up·h)) without a gate, each product with its optional bias.
+type Dense struct {
+	Gate, Up, Down    backend.Weight
+	GateB, UpB, DownB backend.Weight
+	Act               backend.Act
+}
+
+// Expert is one expert of a mixture: a Dense block without its activation.
+type Expert struct {
+	Gate, Up, Down    backend.Weight
+	GateB, UpB, DownB backend.Weight
+}
+
+// Gating is how a mixture turns router logits into expert weights.
+type Gating uint8
+
+const (
+	// SoftmaxTopK: softmax over all experts, the k largest probabilities,
+	// renormalised to sum 1 when MoE.Renorm (Mixtral, Qwen3-MoE).
+	SoftmaxTopK Gating = iota
+	// TopKSoftmax: the k largest raw logits, softmax over those k (gpt-oss).
+	TopKSoftmax
+)
+
+// MoE is a mixture-of-experts feed-forward block: each token goes through
+// K of the experts, weighted by its router.
+type MoE struct {
+	Router, RouterB backend.Weight
+	Experts         []Expert
+	K               int
+	Gating          Gating
+	Renorm          bool
+	Act             backend.Act
+}
+
+// Layer is one decoder layer: attention, then a dense or mixture FFN
+// behind its norm, with an optional post-norm (Gemma).
+type Layer struct {
+	Attn    Attention
+	FFNNorm backend.Weight
+	FFNPost backend.Weight
+	Dense   *Dense
+	MoE     *MoE
+}
+
+// Decoder is a decoder-only transformer bound to a backend: token
+// embedding, layers, final norm and output projection. It implements
+// arch.Model.
+type Decoder struct {
+	C                              Common
+	Be                             backend.Backend
+	Embd, OutNorm, Output, OutBias backend.Weight
+	// EmbScale ≠ 0 multiplies the token embeddings (Gemma: √n_embd).
+	EmbScale float32
+	// FinalCap > 0 soft-caps the logits: c·tanh(logits/c) (Gemma 2).
+	FinalCap float32
+	// QTemp, when set, is a per-position factor on the queries after
+	// RoPE (Mistral 3's attention temperature).
+	QTemp  func(pos int32) float32
+	Layers []Layer
+	Params uint64
+
+	bufs   *buffers
+	out    backend.Tensor // logits, grown to the most rows asked for
+	logits []float32
+	route  router
+}
+
+// Validate checks what the families' bindings cannot: a mixture whose
+// FFN has a post-norm is not supported (no family has one).
+func (d *Decoder) Validate() error {
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		if (l.MoE == nil) == (l.Dense == nil) {
+			return fmt.Errorf("%s: layer %d needs one feed-forward block", d.C.Arch, i)
+		}
+		if l.MoE != nil && l.FFNPost != nil {
+			return fmt.Errorf("%s: layer %d: a post-norm after a mixture of experts is not supported", d.C.Arch, i)
+		}
+		if l.MoE != nil && (l.MoE.K <= 0 || l.MoE.K > len(l.MoE.Experts)) {
+			return fmt.Errorf("%s: layer %d uses %d of %d experts", d.C.Arch, i, l.MoE.K, len(l.MoE.Experts))
+		}
+	}
+	return nil
+}
+
+func (d *Decoder) Info() arch.Info {
+	c := &d.C
+	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
+		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: d.Params}
+}
+
+func (d *Decoder) NewKV(ctx int) (backend.KV, error) {
+	return d.Be.NewKV(d.C.Layers, ctx, d.C.KVDim())
+}
+
+// buffers are the activations of one forward pass, grown to the largest
+// batch seen and sliced to the current one. Buffers a model does not use
+// (the experts' in a dense model) stay nil.
+type buffers struct {
+	n                int
+	x, h, o          backend.Tensor // (n, embd)
+	q, att, k, k2, v backend.Tensor // (n, q width), (n, kv width)
+	gate, up, act    backend.Tensor // (n, ff)
+	router, xe, ye   backend.Tensor // (n, experts), (n, embd) twice
+	egate, eup, eact backend.Tensor // (n, expert ff)
+}
+
+// fields lists the buffers, in a fixed order.
+func (b *buffers) fields() []*backend.Tensor {
+	return []*backend.Tensor{&b.x, &b.h, &b.o, &b.q, &b.att, &b.k, &b.k2, &b.v, &b.gate, &b.up, &b.act,
+		&b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact}
+}
+
+func (d *Decoder) buffersFor(n int) *buffers {
+	be, c := d.Be, &d.C
+	if d.bufs == nil || d.bufs.n < n {
+		var dense, moe, kNorm bool
+		for i := range d.Layers {
+			l := &d.Layers[i]
+			dense, moe, kNorm = dense || l.Dense != nil, moe || l.MoE != nil, kNorm || l.Attn.KNorm != nil
+		}
+		b := &buffers{n: n}
+		mk := func(cols int, use bool) backend.Tensor {
+			if !use {
+				return nil
+			}
+			return be.NewTensor(n, cols)
+		}
+		b.x, b.h, b.o = mk(c.Embd, true), mk(c.Embd, true), mk(c.Embd, true)
+		b.q, b.att = mk(c.QDim(), true), mk(c.QDim(), true)
+		b.k, b.v, b.k2 = mk(c.KVDim(), true), mk(c.KVDim(), true), mk(c.KVDim(), kNorm)
+		b.gate, b.up, b.act = mk(c.FF, dense), mk(c.FF, dense), mk(c.FF, dense)
+		b.router, b.xe, b.ye = mk(c.Experts, moe), mk(c.Embd, moe), mk(c.Embd, moe)
+		b.egate, b.eup, b.eact = mk(c.ExpertFF, moe), mk(c.ExpertFF, moe), mk(c.ExpertFF, moe)
+		d.bufs = b
+	}
+	if d.bufs.n == n {
+		return d.bufs
+	}
+	v := &buffers{n: n}
+	for i, f := range d.bufs.fields() {
+		if *f != nil {
+			*v.fields()[i] = be.Slice(*f, 0, n)
+		}
+	}
+	return v
+}
+
+// multiMatMul is an optional backend op: several products of the same
+// activations (dsts[i] = x · ws[i]ᵀ) in one call, with MatMul's results
+// (runtime/cpu runs them as one loop of its threads).
+type multiMatMul interface {
+	MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight)
+}
+
+// matMuls computes dsts[i] = x · ws[i]ᵀ: one MatMulMulti where the
+// backend has it, else one MatMul each.
+func (d *Decoder) matMuls(x backend.Tensor, dsts []backend.Tensor, ws []backend.Weight) {
+	if mm, ok := d.Be.(multiMatMul); ok {
+		mm.MatMulMulti(dsts, x, ws)
+		return
+	}
+	for i, w := range ws {
+		d.Be.MatMul(dsts[i], x, w)
+	}
+}
+
+// addBias adds b to x when the weight exists.
+func (d *Decoder) addBias(x backend.Tensor, b backend.Weight) {
+	if b != nil {
+		d.Be.AddBias(x, b)
+	}
+}
+
+func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
+	ids, pos := bt.IDs, bt.Pos
+	n := len(ids)
+	if n == 0 || len(pos) != n || len(bt.Seq) != n {
+		return nil, fmt.Errorf("%s: forward of %d tokens with %d positions and %d sequence ids", d.C.Arch, n, len(pos), len(bt.Seq))
+	}
+	for _, r := range bt.Outputs {
+		if r < 0 || r >= n {
+			return nil, fmt.Errorf("%s: output row %d of a %d-token batch", d.C.Arch, r, n)
+		}
+	}
+	be, eps := d.Be, d.C.NormEps
+	b := d.buffersFor(n)
+	if err := be.Embed(b.x, d.Embd, ids); err != nil {
+		return nil, err
+	}
+	if d.EmbScale != 0 {
+		be.Scale(b.x, d.EmbScale)
+	}
+	var temps []float32
+	if d.QTemp != nil {
+		temps = make([]float32, n)
+		for t, p := range pos {
+			temps[t] = d.QTemp(p)
+		}
+	}
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		if err := d.attention(&l.Attn, b, bt, i, temps); err != nil {
+			return nil, err
+		}
+		be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+		if l.MoE != nil {
+			// The experts' weighted outputs go straight into the residual.
+			if err := d.moe(l.MoE, b, n); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		d.dense(l.Dense, b)
+		if l.FFNPost != nil {
+			be.RMSNorm(b.h, b.o, l.FFNPost, eps)
+			be.Add(b.x, b.h)
+		} else {
+			be.Add(b.x, b.o)
+		}
+	}
+	return d.output(b, bt)
+}
+
+// attention runs layer il's attention block on b.x.
+func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, temps []float32) error {
+	be, eps, c := d.Be, d.C.NormEps, &d.C
+	be.RMSNorm(b.h, b.x, a.Norm, eps)
+	d.matMuls(b.h, []backend.Tensor{b.q, b.k, b.v}, []backend.Weight{a.Q, a.K, a.V})
+	d.addBias(b.q, a.QB)
+	d.addBias(b.k, a.KB)
+	d.addBias(b.v, a.VB)
+	q, att, k := b.q, b.att, b.k
+	if a.QNorm != nil {
+		be.RMSNorm(att, q, a.QNorm, eps)
+		q, att = att, q
+	}
+	if a.KNorm != nil {
+		be.RMSNorm(b.k2, k, a.KNorm, eps)
+		k = b.k2
+	}
+	if a.RoPE != nil {
+		be.RoPE(q, c.Heads, c.HeadDim, bt.Pos, a.RoPE)
+		be.RoPE(k, c.KVHeads, c.HeadDim, bt.Pos, a.RoPE)
+	}
+	if a.QScale != 0 {
+		be.Scale(q, a.QScale)
+	}
+	if temps != nil {
+		be.Scale(q, temps...)
+	}
+	if err := be.Attention(att, q, k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P); err != nil {
+		return err
+	}
+	be.MatMul(b.o, att, a.O)
+	d.addBias(b.o, a.OB)
+	if a.PostNorm != nil {
+		be.RMSNorm(b.h, b.o, a.PostNorm, eps)
+		be.Add(b.x, b.h)
+	} else {
+		be.Add(b.x, b.o)
+	}
+	return nil
+}
+
+// dense runs a feed-forward block from b.h into b.o.
+func (d *Decoder) dense(f *Dense, b *buffers) {
+	d.ffn(f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, b.h, b.gate, b.up, b.act, b.o)
+}
+
+// ffn computes out = down(act(gate·x)·(up·x)) (or down(act(up·x)) with no
+// gate), with the optional biases.
+func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
+	be := d.Be
+	if gate != nil {
+		d.matMuls(x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
+		d.addBias(g, gateB)
+		d.addBias(u, upB)
+		if act.Kind == backend.ActSiLU {
+			be.SwiGLU(a, g, u)
+		} else {
+			be.GLU(a, g, u, act)
+		}
+	} else {
+		be.MatMul(u, x, up)
+		d.addBias(u, upB)
+		be.Activate(a, u, act)
+	}
+	be.MatMul(out, a, down)
+	d.addBias(out, downB)
+}
+
+// output runs the final norm and projection over the rows bt asks for
+// and returns their logits (or hidden states).
+func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
+	be, c := d.Be, &d.C
+	rows := len(bt.Outputs)
+	if rows == 0 {
+		return nil, nil
+	}
+	x, h := be.Slice(b.h, 0, rows), be.Slice(b.o, 0, rows)
+	be.Gather(x, b.x, bt.Outputs)
+	be.RMSNorm(h, x, d.OutNorm, c.NormEps)
+	out, width := h, c.Embd
+	if !bt.Hidden {
+		if d.out == nil {
+			d.out = be.NewTensor(rows, c.Vocab)
+		} else if r, _ := d.out.Shape(); r < rows {
+			d.out = be.NewTensor(rows, c.Vocab)
+		}
+		out, width = be.Slice(d.out, 0, rows), c.Vocab
+		be.MatMul(out, h, d.Output)
+		d.addBias(out, d.OutBias)
+	}
+	if cap(d.logits) < rows*width {
+		d.logits = make([]float32, rows*width)
+	}
+	res := d.logits[:rows*width]
+	be.Read(out, 0, res)
+	if d.FinalCap > 0 && !bt.Hidden {
+		inv := 1 / d.FinalCap
+		for i, v := range res {
+			res[i] = float32(math.Tanh(float64(v*inv))) * d.FinalCap
+		}
+	}
+	return res, nil
+}
+
+// router holds the host-side routing of one mixture step.
+type router struct {
+	logits []float32
+	rows   [][]int     // per expert, the tokens routed to it
+	ws     [][]float32 // and their weights
+	order  []int
+}
+
+// moe runs a mixture-of-experts block from b.h and adds its output into
+// b.x. Tokens are grouped by expert, so each expert's weights are read
+// once per step however many tokens chose it.
+func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
+	be, r := d.Be, &d.route
+	ne := len(m.Experts)
+	router := b.router
+	be.MatMul(router, b.h, m.Router)
+	d.addBias(router, m.RouterB)
+	if cap(r.logits) < n*ne {
+		r.logits = make([]float32, n*ne)
+	}
+	r.logits = r.logits[:n*ne]
+	be.Read(router, 0, r.logits)
+	if len(r.rows) != ne {
+		r.rows, r.ws = make([][]int, ne), make([][]float32, ne)
+	}
+	for e := range ne {
+		r.rows[e], r.ws[e] = r.rows[e][:0], r.ws[e][:0]
+	}
+	for t := range n {
+		sel, w := route(m, r.logits[t*ne:(t+1)*ne], &r.order)
+		for i, e := range sel {
+			r.rows[e] = append(r.rows[e], t)
+			r.ws[e] = append(r.ws[e], w[i])
+		}
+	}
+	for e := range m.Experts {
+		rows := r.rows[e]
+		if len(rows) == 0 {
+			continue
+		}
+		k := len(rows)
+		for _, w := range r.ws[e] {
+			if w-w != 0 {
+				return fmt.Errorf("%s: router produced a non-finite weight", d.C.Arch)
+			}
+		}
+		x := &m.Experts[e]
+		s := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, k) }
+		xe, ye := s(b.xe), s(b.ye)
+		be.Gather(xe, b.h, rows)
+		d.ffn(x.Gate, x.Up, x.Down, x.GateB, x.UpB, x.DownB, m.Act, xe, s(b.egate), s(b.eup), s(b.eact), ye)
+		be.AddScaledRows(b.x, ye, rows, r.ws[e])
+	}
+	return nil
+}
+
+// route picks a token's experts and their weights from its router logits
+// (llama.cpp's build_moe_ffn): order is scratch.
+func route(m *MoE, logits []float32, order *[]int) ([]int, []float32) {
+	ne := len(logits)
+	probs := logits
+	if m.Gating == SoftmaxTopK {
+		probs = softmax(slices.Clone(logits))
+	}
+	o := (*order)[:0]
+	for e := range ne {
+		o = append(o, e)
+	}
+	// The k largest, ties to the lower expert.
+	slices.SortStableFunc(o, func(a, b int) int {
+		switch {
+		case probs[a] > probs[b]:
+			return -1
+		case probs[a] < probs[b]:
+			return 1
+		}
+		return 0
+	})
+	*order = o
+	sel := o[:m.K]
+	w := make([]float32, m.K)
+	for i, e := range sel {
+		w[i] = probs[e]
+	}
+	switch {
+	case m.Gating == TopKSoftmax:
+		softmax(w)
+	case m.Renorm:
+		var sum float32
+		for _, v := range w {
+			sum += v
+		}
+		sum = max(sum, 6.103515625e-5)
+		for i := range w {
+			w[i] /= sum
+		}
+	}
+	return sel, w
+}
+
+// softmax replaces x by its softmax (sum in float64, as ggml does).
+func softmax(x []float32) []float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
+	}
+	var sum float64
+	for i, v := range x {
+		x[i] = float32(math.Exp(float64(v - m)))
+		sum += float64(x[i])
+	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
+	}
+	return x
+}
