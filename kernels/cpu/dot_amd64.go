@@ -399,6 +399,30 @@ func dotIQ4_XSAVX2(w, x *byte, nb int) float32
 //go:noescape
 func dotIQ4_XSAVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
 
+// MXFP4 kernels (_asm/mxfp4.go): IQ4_NL's shape with the doubled E2M1
+// levels and the E8M0 scale 2^(e-128).
+
+//go:noescape
+func dotMXFP4AVX2(w, x *byte, nb int) float32
+
+//go:noescape
+func dotMXFP4AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+
+//go:noescape
+func gemmMXFP4AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmMXFP4AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmMXFP4AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmMXFP4AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+//go:noescape
+func gemmMXFP4AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
 // F16 and BF16 kernels take n, a multiple of 8, elements.
 
 //go:noescape
@@ -465,7 +489,7 @@ func halfImpl(t quant.Type, k asmDot, conv func(uint16) float32) impl {
 	}}
 }
 
-// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q5_0, IQ4_NL, Q8_0 weights):
+// blockLanesImpl is an AVX-512 block-lanes family (Q4_0, Q5_0, IQ4_NL, MXFP4, Q8_0 weights):
 // activations prepared by prepQ8_0AVX512 with the correction −2^shift·Σy,
 // tiles of up to 16 tokens, Dot and Dot4 from the 1-token tile.
 func blockLanesImpl(t quant.Type, shift int, tiles []tileT) impl {
@@ -553,6 +577,7 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.Q5_0, asmImpl(quant.Q5_0, levelAVX2, dotQ5_0AVX2, dotQ5_0AVX2x4))
 		add(quant.Q5_1, asmImpl(quant.Q5_1, levelAVX2, dotQ5_1AVX2, dotQ5_1AVX2x4))
 		add(quant.IQ4_NL, asmImpl(quant.IQ4_NL, levelAVX2, dotIQ4_NLAVX2, dotIQ4_NLAVX2x4))
+		add(quant.MXFP4, asmImpl(quant.MXFP4, levelAVX2, dotMXFP4AVX2, dotMXFP4AVX2x4))
 		add(quant.Q2_K, asmImpl(quant.Q2_K, levelAVX2, dotQ2_KAVX2, dotQ2_KAVX2x4))
 		add(quant.Q3_K, asmImpl(quant.Q3_K, levelAVX2, dotQ3_KAVX2, dotQ3_KAVX2x4))
 		add(quant.IQ4_XS, asmImpl(quant.IQ4_XS, levelAVX2, dotIQ4_XSAVX2, dotIQ4_XSAVX2x4))
@@ -568,6 +593,8 @@ func archImpls() map[quant.Type][]impl {
 			gemmQ5_0AVX512x4, gemmQ5_0AVX512x2, gemmQ5_0AVX512x1)))
 		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, tiles16(gemmIQ4_NLAVX512x16, gemmIQ4_NLAVX512x8,
 			gemmIQ4_NLAVX512x4, gemmIQ4_NLAVX512x2, gemmIQ4_NLAVX512x1)))
+		add(quant.MXFP4, blockLanesImpl(quant.MXFP4, 7, tiles16(gemmMXFP4AVX512x16, gemmMXFP4AVX512x8,
+			gemmMXFP4AVX512x4, gemmMXFP4AVX512x2, gemmMXFP4AVX512x1)))
 		// F16, BF16: float32 activations, sixteen weights widened per
 		// group and met by every token of the tile (half512.go).
 		add(quant.F16, halfLanes(quant.F16, prepF16AVX512, tiles16(gemmF16AVX512x16, gemmF16AVX512x8,

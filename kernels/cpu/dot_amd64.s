@@ -36734,3 +36734,3063 @@ gemmQ4_KAVX512x1_final:
 	VMOVSS        X0, (AX)
 	VZEROUPPER
 	RET
+
+// func dotMXFP4AVX2(w *byte, x *byte, nb int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotMXFP4AVX2(SB), NOSPLIT, $0-28
+	MOVQ         w+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         nb+16(FP), DX
+	MOVL         $0x0f0f0f0f, BX
+	VMOVD        BX, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      mxfp4Levels<>+0(SB), X1
+	LEAQ         e8m0Half<>+0(SB), BX
+	VXORPS       Y2, Y2, Y2
+
+dotMXFP4AVX2_loop:
+	TESTQ        DX, DX
+	JZ           dotMXFP4AVX2_done
+	MOVWLZX      (CX), SI
+	VMOVD        SI, X5
+	VCVTPH2PS    X5, X5
+	VPMOVSXBW    2(CX), Y3
+	VPMOVSXBW    18(CX), Y4
+	VMOVDQU      1(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VPAND        X0, X6, X6
+	VPAND        X0, X7, X7
+	VPSHUFB      X6, X1, X6
+	VPSHUFB      X7, X1, X7
+	VPMOVSXBW    X6, Y6
+	VPMOVSXBW    X7, Y7
+	VPMADDWD     Y3, Y6, Y6
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	MOVBQZX      (AX), SI
+	VMOVSS       (BX)(SI*4), X3
+	VMULSS       X5, X3, X3
+	VBROADCASTSS X3, Y3
+	VFMADD231PS  Y3, Y6, Y2
+	ADDQ         $0x00000011, AX
+	ADDQ         $0x00000022, CX
+	DECQ         DX
+	JMP          dotMXFP4AVX2_loop
+
+dotMXFP4AVX2_done:
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET
+
+DATA mxfp4Levels<>+0(SB)/2, $0x0100
+DATA mxfp4Levels<>+2(SB)/2, $0x0302
+DATA mxfp4Levels<>+4(SB)/2, $0x0604
+DATA mxfp4Levels<>+6(SB)/2, $0x0c08
+DATA mxfp4Levels<>+8(SB)/2, $0xff00
+DATA mxfp4Levels<>+10(SB)/2, $0xfdfe
+DATA mxfp4Levels<>+12(SB)/2, $0xfafc
+DATA mxfp4Levels<>+14(SB)/2, $0xf4f8
+GLOBL mxfp4Levels<>(SB), RODATA|NOPTR, $16
+
+DATA e8m0Half<>+0(SB)/2, $0x0000
+DATA e8m0Half<>+2(SB)/2, $0x0020
+DATA e8m0Half<>+4(SB)/2, $0x0000
+DATA e8m0Half<>+6(SB)/2, $0x0040
+DATA e8m0Half<>+8(SB)/2, $0x0000
+DATA e8m0Half<>+10(SB)/2, $0x0080
+DATA e8m0Half<>+12(SB)/2, $0x0000
+DATA e8m0Half<>+14(SB)/2, $0x0100
+DATA e8m0Half<>+16(SB)/2, $0x0000
+DATA e8m0Half<>+18(SB)/2, $0x0180
+DATA e8m0Half<>+20(SB)/2, $0x0000
+DATA e8m0Half<>+22(SB)/2, $0x0200
+DATA e8m0Half<>+24(SB)/2, $0x0000
+DATA e8m0Half<>+26(SB)/2, $0x0280
+DATA e8m0Half<>+28(SB)/2, $0x0000
+DATA e8m0Half<>+30(SB)/2, $0x0300
+DATA e8m0Half<>+32(SB)/2, $0x0000
+DATA e8m0Half<>+34(SB)/2, $0x0380
+DATA e8m0Half<>+36(SB)/2, $0x0000
+DATA e8m0Half<>+38(SB)/2, $0x0400
+DATA e8m0Half<>+40(SB)/2, $0x0000
+DATA e8m0Half<>+42(SB)/2, $0x0480
+DATA e8m0Half<>+44(SB)/2, $0x0000
+DATA e8m0Half<>+46(SB)/2, $0x0500
+DATA e8m0Half<>+48(SB)/2, $0x0000
+DATA e8m0Half<>+50(SB)/2, $0x0580
+DATA e8m0Half<>+52(SB)/2, $0x0000
+DATA e8m0Half<>+54(SB)/2, $0x0600
+DATA e8m0Half<>+56(SB)/2, $0x0000
+DATA e8m0Half<>+58(SB)/2, $0x0680
+DATA e8m0Half<>+60(SB)/2, $0x0000
+DATA e8m0Half<>+62(SB)/2, $0x0700
+DATA e8m0Half<>+64(SB)/2, $0x0000
+DATA e8m0Half<>+66(SB)/2, $0x0780
+DATA e8m0Half<>+68(SB)/2, $0x0000
+DATA e8m0Half<>+70(SB)/2, $0x0800
+DATA e8m0Half<>+72(SB)/2, $0x0000
+DATA e8m0Half<>+74(SB)/2, $0x0880
+DATA e8m0Half<>+76(SB)/2, $0x0000
+DATA e8m0Half<>+78(SB)/2, $0x0900
+DATA e8m0Half<>+80(SB)/2, $0x0000
+DATA e8m0Half<>+82(SB)/2, $0x0980
+DATA e8m0Half<>+84(SB)/2, $0x0000
+DATA e8m0Half<>+86(SB)/2, $0x0a00
+DATA e8m0Half<>+88(SB)/2, $0x0000
+DATA e8m0Half<>+90(SB)/2, $0x0a80
+DATA e8m0Half<>+92(SB)/2, $0x0000
+DATA e8m0Half<>+94(SB)/2, $0x0b00
+DATA e8m0Half<>+96(SB)/2, $0x0000
+DATA e8m0Half<>+98(SB)/2, $0x0b80
+DATA e8m0Half<>+100(SB)/2, $0x0000
+DATA e8m0Half<>+102(SB)/2, $0x0c00
+DATA e8m0Half<>+104(SB)/2, $0x0000
+DATA e8m0Half<>+106(SB)/2, $0x0c80
+DATA e8m0Half<>+108(SB)/2, $0x0000
+DATA e8m0Half<>+110(SB)/2, $0x0d00
+DATA e8m0Half<>+112(SB)/2, $0x0000
+DATA e8m0Half<>+114(SB)/2, $0x0d80
+DATA e8m0Half<>+116(SB)/2, $0x0000
+DATA e8m0Half<>+118(SB)/2, $0x0e00
+DATA e8m0Half<>+120(SB)/2, $0x0000
+DATA e8m0Half<>+122(SB)/2, $0x0e80
+DATA e8m0Half<>+124(SB)/2, $0x0000
+DATA e8m0Half<>+126(SB)/2, $0x0f00
+DATA e8m0Half<>+128(SB)/2, $0x0000
+DATA e8m0Half<>+130(SB)/2, $0x0f80
+DATA e8m0Half<>+132(SB)/2, $0x0000
+DATA e8m0Half<>+134(SB)/2, $0x1000
+DATA e8m0Half<>+136(SB)/2, $0x0000
+DATA e8m0Half<>+138(SB)/2, $0x1080
+DATA e8m0Half<>+140(SB)/2, $0x0000
+DATA e8m0Half<>+142(SB)/2, $0x1100
+DATA e8m0Half<>+144(SB)/2, $0x0000
+DATA e8m0Half<>+146(SB)/2, $0x1180
+DATA e8m0Half<>+148(SB)/2, $0x0000
+DATA e8m0Half<>+150(SB)/2, $0x1200
+DATA e8m0Half<>+152(SB)/2, $0x0000
+DATA e8m0Half<>+154(SB)/2, $0x1280
+DATA e8m0Half<>+156(SB)/2, $0x0000
+DATA e8m0Half<>+158(SB)/2, $0x1300
+DATA e8m0Half<>+160(SB)/2, $0x0000
+DATA e8m0Half<>+162(SB)/2, $0x1380
+DATA e8m0Half<>+164(SB)/2, $0x0000
+DATA e8m0Half<>+166(SB)/2, $0x1400
+DATA e8m0Half<>+168(SB)/2, $0x0000
+DATA e8m0Half<>+170(SB)/2, $0x1480
+DATA e8m0Half<>+172(SB)/2, $0x0000
+DATA e8m0Half<>+174(SB)/2, $0x1500
+DATA e8m0Half<>+176(SB)/2, $0x0000
+DATA e8m0Half<>+178(SB)/2, $0x1580
+DATA e8m0Half<>+180(SB)/2, $0x0000
+DATA e8m0Half<>+182(SB)/2, $0x1600
+DATA e8m0Half<>+184(SB)/2, $0x0000
+DATA e8m0Half<>+186(SB)/2, $0x1680
+DATA e8m0Half<>+188(SB)/2, $0x0000
+DATA e8m0Half<>+190(SB)/2, $0x1700
+DATA e8m0Half<>+192(SB)/2, $0x0000
+DATA e8m0Half<>+194(SB)/2, $0x1780
+DATA e8m0Half<>+196(SB)/2, $0x0000
+DATA e8m0Half<>+198(SB)/2, $0x1800
+DATA e8m0Half<>+200(SB)/2, $0x0000
+DATA e8m0Half<>+202(SB)/2, $0x1880
+DATA e8m0Half<>+204(SB)/2, $0x0000
+DATA e8m0Half<>+206(SB)/2, $0x1900
+DATA e8m0Half<>+208(SB)/2, $0x0000
+DATA e8m0Half<>+210(SB)/2, $0x1980
+DATA e8m0Half<>+212(SB)/2, $0x0000
+DATA e8m0Half<>+214(SB)/2, $0x1a00
+DATA e8m0Half<>+216(SB)/2, $0x0000
+DATA e8m0Half<>+218(SB)/2, $0x1a80
+DATA e8m0Half<>+220(SB)/2, $0x0000
+DATA e8m0Half<>+222(SB)/2, $0x1b00
+DATA e8m0Half<>+224(SB)/2, $0x0000
+DATA e8m0Half<>+226(SB)/2, $0x1b80
+DATA e8m0Half<>+228(SB)/2, $0x0000
+DATA e8m0Half<>+230(SB)/2, $0x1c00
+DATA e8m0Half<>+232(SB)/2, $0x0000
+DATA e8m0Half<>+234(SB)/2, $0x1c80
+DATA e8m0Half<>+236(SB)/2, $0x0000
+DATA e8m0Half<>+238(SB)/2, $0x1d00
+DATA e8m0Half<>+240(SB)/2, $0x0000
+DATA e8m0Half<>+242(SB)/2, $0x1d80
+DATA e8m0Half<>+244(SB)/2, $0x0000
+DATA e8m0Half<>+246(SB)/2, $0x1e00
+DATA e8m0Half<>+248(SB)/2, $0x0000
+DATA e8m0Half<>+250(SB)/2, $0x1e80
+DATA e8m0Half<>+252(SB)/2, $0x0000
+DATA e8m0Half<>+254(SB)/2, $0x1f00
+DATA e8m0Half<>+256(SB)/2, $0x0000
+DATA e8m0Half<>+258(SB)/2, $0x1f80
+DATA e8m0Half<>+260(SB)/2, $0x0000
+DATA e8m0Half<>+262(SB)/2, $0x2000
+DATA e8m0Half<>+264(SB)/2, $0x0000
+DATA e8m0Half<>+266(SB)/2, $0x2080
+DATA e8m0Half<>+268(SB)/2, $0x0000
+DATA e8m0Half<>+270(SB)/2, $0x2100
+DATA e8m0Half<>+272(SB)/2, $0x0000
+DATA e8m0Half<>+274(SB)/2, $0x2180
+DATA e8m0Half<>+276(SB)/2, $0x0000
+DATA e8m0Half<>+278(SB)/2, $0x2200
+DATA e8m0Half<>+280(SB)/2, $0x0000
+DATA e8m0Half<>+282(SB)/2, $0x2280
+DATA e8m0Half<>+284(SB)/2, $0x0000
+DATA e8m0Half<>+286(SB)/2, $0x2300
+DATA e8m0Half<>+288(SB)/2, $0x0000
+DATA e8m0Half<>+290(SB)/2, $0x2380
+DATA e8m0Half<>+292(SB)/2, $0x0000
+DATA e8m0Half<>+294(SB)/2, $0x2400
+DATA e8m0Half<>+296(SB)/2, $0x0000
+DATA e8m0Half<>+298(SB)/2, $0x2480
+DATA e8m0Half<>+300(SB)/2, $0x0000
+DATA e8m0Half<>+302(SB)/2, $0x2500
+DATA e8m0Half<>+304(SB)/2, $0x0000
+DATA e8m0Half<>+306(SB)/2, $0x2580
+DATA e8m0Half<>+308(SB)/2, $0x0000
+DATA e8m0Half<>+310(SB)/2, $0x2600
+DATA e8m0Half<>+312(SB)/2, $0x0000
+DATA e8m0Half<>+314(SB)/2, $0x2680
+DATA e8m0Half<>+316(SB)/2, $0x0000
+DATA e8m0Half<>+318(SB)/2, $0x2700
+DATA e8m0Half<>+320(SB)/2, $0x0000
+DATA e8m0Half<>+322(SB)/2, $0x2780
+DATA e8m0Half<>+324(SB)/2, $0x0000
+DATA e8m0Half<>+326(SB)/2, $0x2800
+DATA e8m0Half<>+328(SB)/2, $0x0000
+DATA e8m0Half<>+330(SB)/2, $0x2880
+DATA e8m0Half<>+332(SB)/2, $0x0000
+DATA e8m0Half<>+334(SB)/2, $0x2900
+DATA e8m0Half<>+336(SB)/2, $0x0000
+DATA e8m0Half<>+338(SB)/2, $0x2980
+DATA e8m0Half<>+340(SB)/2, $0x0000
+DATA e8m0Half<>+342(SB)/2, $0x2a00
+DATA e8m0Half<>+344(SB)/2, $0x0000
+DATA e8m0Half<>+346(SB)/2, $0x2a80
+DATA e8m0Half<>+348(SB)/2, $0x0000
+DATA e8m0Half<>+350(SB)/2, $0x2b00
+DATA e8m0Half<>+352(SB)/2, $0x0000
+DATA e8m0Half<>+354(SB)/2, $0x2b80
+DATA e8m0Half<>+356(SB)/2, $0x0000
+DATA e8m0Half<>+358(SB)/2, $0x2c00
+DATA e8m0Half<>+360(SB)/2, $0x0000
+DATA e8m0Half<>+362(SB)/2, $0x2c80
+DATA e8m0Half<>+364(SB)/2, $0x0000
+DATA e8m0Half<>+366(SB)/2, $0x2d00
+DATA e8m0Half<>+368(SB)/2, $0x0000
+DATA e8m0Half<>+370(SB)/2, $0x2d80
+DATA e8m0Half<>+372(SB)/2, $0x0000
+DATA e8m0Half<>+374(SB)/2, $0x2e00
+DATA e8m0Half<>+376(SB)/2, $0x0000
+DATA e8m0Half<>+378(SB)/2, $0x2e80
+DATA e8m0Half<>+380(SB)/2, $0x0000
+DATA e8m0Half<>+382(SB)/2, $0x2f00
+DATA e8m0Half<>+384(SB)/2, $0x0000
+DATA e8m0Half<>+386(SB)/2, $0x2f80
+DATA e8m0Half<>+388(SB)/2, $0x0000
+DATA e8m0Half<>+390(SB)/2, $0x3000
+DATA e8m0Half<>+392(SB)/2, $0x0000
+DATA e8m0Half<>+394(SB)/2, $0x3080
+DATA e8m0Half<>+396(SB)/2, $0x0000
+DATA e8m0Half<>+398(SB)/2, $0x3100
+DATA e8m0Half<>+400(SB)/2, $0x0000
+DATA e8m0Half<>+402(SB)/2, $0x3180
+DATA e8m0Half<>+404(SB)/2, $0x0000
+DATA e8m0Half<>+406(SB)/2, $0x3200
+DATA e8m0Half<>+408(SB)/2, $0x0000
+DATA e8m0Half<>+410(SB)/2, $0x3280
+DATA e8m0Half<>+412(SB)/2, $0x0000
+DATA e8m0Half<>+414(SB)/2, $0x3300
+DATA e8m0Half<>+416(SB)/2, $0x0000
+DATA e8m0Half<>+418(SB)/2, $0x3380
+DATA e8m0Half<>+420(SB)/2, $0x0000
+DATA e8m0Half<>+422(SB)/2, $0x3400
+DATA e8m0Half<>+424(SB)/2, $0x0000
+DATA e8m0Half<>+426(SB)/2, $0x3480
+DATA e8m0Half<>+428(SB)/2, $0x0000
+DATA e8m0Half<>+430(SB)/2, $0x3500
+DATA e8m0Half<>+432(SB)/2, $0x0000
+DATA e8m0Half<>+434(SB)/2, $0x3580
+DATA e8m0Half<>+436(SB)/2, $0x0000
+DATA e8m0Half<>+438(SB)/2, $0x3600
+DATA e8m0Half<>+440(SB)/2, $0x0000
+DATA e8m0Half<>+442(SB)/2, $0x3680
+DATA e8m0Half<>+444(SB)/2, $0x0000
+DATA e8m0Half<>+446(SB)/2, $0x3700
+DATA e8m0Half<>+448(SB)/2, $0x0000
+DATA e8m0Half<>+450(SB)/2, $0x3780
+DATA e8m0Half<>+452(SB)/2, $0x0000
+DATA e8m0Half<>+454(SB)/2, $0x3800
+DATA e8m0Half<>+456(SB)/2, $0x0000
+DATA e8m0Half<>+458(SB)/2, $0x3880
+DATA e8m0Half<>+460(SB)/2, $0x0000
+DATA e8m0Half<>+462(SB)/2, $0x3900
+DATA e8m0Half<>+464(SB)/2, $0x0000
+DATA e8m0Half<>+466(SB)/2, $0x3980
+DATA e8m0Half<>+468(SB)/2, $0x0000
+DATA e8m0Half<>+470(SB)/2, $0x3a00
+DATA e8m0Half<>+472(SB)/2, $0x0000
+DATA e8m0Half<>+474(SB)/2, $0x3a80
+DATA e8m0Half<>+476(SB)/2, $0x0000
+DATA e8m0Half<>+478(SB)/2, $0x3b00
+DATA e8m0Half<>+480(SB)/2, $0x0000
+DATA e8m0Half<>+482(SB)/2, $0x3b80
+DATA e8m0Half<>+484(SB)/2, $0x0000
+DATA e8m0Half<>+486(SB)/2, $0x3c00
+DATA e8m0Half<>+488(SB)/2, $0x0000
+DATA e8m0Half<>+490(SB)/2, $0x3c80
+DATA e8m0Half<>+492(SB)/2, $0x0000
+DATA e8m0Half<>+494(SB)/2, $0x3d00
+DATA e8m0Half<>+496(SB)/2, $0x0000
+DATA e8m0Half<>+498(SB)/2, $0x3d80
+DATA e8m0Half<>+500(SB)/2, $0x0000
+DATA e8m0Half<>+502(SB)/2, $0x3e00
+DATA e8m0Half<>+504(SB)/2, $0x0000
+DATA e8m0Half<>+506(SB)/2, $0x3e80
+DATA e8m0Half<>+508(SB)/2, $0x0000
+DATA e8m0Half<>+510(SB)/2, $0x3f00
+DATA e8m0Half<>+512(SB)/2, $0x0000
+DATA e8m0Half<>+514(SB)/2, $0x3f80
+DATA e8m0Half<>+516(SB)/2, $0x0000
+DATA e8m0Half<>+518(SB)/2, $0x4000
+DATA e8m0Half<>+520(SB)/2, $0x0000
+DATA e8m0Half<>+522(SB)/2, $0x4080
+DATA e8m0Half<>+524(SB)/2, $0x0000
+DATA e8m0Half<>+526(SB)/2, $0x4100
+DATA e8m0Half<>+528(SB)/2, $0x0000
+DATA e8m0Half<>+530(SB)/2, $0x4180
+DATA e8m0Half<>+532(SB)/2, $0x0000
+DATA e8m0Half<>+534(SB)/2, $0x4200
+DATA e8m0Half<>+536(SB)/2, $0x0000
+DATA e8m0Half<>+538(SB)/2, $0x4280
+DATA e8m0Half<>+540(SB)/2, $0x0000
+DATA e8m0Half<>+542(SB)/2, $0x4300
+DATA e8m0Half<>+544(SB)/2, $0x0000
+DATA e8m0Half<>+546(SB)/2, $0x4380
+DATA e8m0Half<>+548(SB)/2, $0x0000
+DATA e8m0Half<>+550(SB)/2, $0x4400
+DATA e8m0Half<>+552(SB)/2, $0x0000
+DATA e8m0Half<>+554(SB)/2, $0x4480
+DATA e8m0Half<>+556(SB)/2, $0x0000
+DATA e8m0Half<>+558(SB)/2, $0x4500
+DATA e8m0Half<>+560(SB)/2, $0x0000
+DATA e8m0Half<>+562(SB)/2, $0x4580
+DATA e8m0Half<>+564(SB)/2, $0x0000
+DATA e8m0Half<>+566(SB)/2, $0x4600
+DATA e8m0Half<>+568(SB)/2, $0x0000
+DATA e8m0Half<>+570(SB)/2, $0x4680
+DATA e8m0Half<>+572(SB)/2, $0x0000
+DATA e8m0Half<>+574(SB)/2, $0x4700
+DATA e8m0Half<>+576(SB)/2, $0x0000
+DATA e8m0Half<>+578(SB)/2, $0x4780
+DATA e8m0Half<>+580(SB)/2, $0x0000
+DATA e8m0Half<>+582(SB)/2, $0x4800
+DATA e8m0Half<>+584(SB)/2, $0x0000
+DATA e8m0Half<>+586(SB)/2, $0x4880
+DATA e8m0Half<>+588(SB)/2, $0x0000
+DATA e8m0Half<>+590(SB)/2, $0x4900
+DATA e8m0Half<>+592(SB)/2, $0x0000
+DATA e8m0Half<>+594(SB)/2, $0x4980
+DATA e8m0Half<>+596(SB)/2, $0x0000
+DATA e8m0Half<>+598(SB)/2, $0x4a00
+DATA e8m0Half<>+600(SB)/2, $0x0000
+DATA e8m0Half<>+602(SB)/2, $0x4a80
+DATA e8m0Half<>+604(SB)/2, $0x0000
+DATA e8m0Half<>+606(SB)/2, $0x4b00
+DATA e8m0Half<>+608(SB)/2, $0x0000
+DATA e8m0Half<>+610(SB)/2, $0x4b80
+DATA e8m0Half<>+612(SB)/2, $0x0000
+DATA e8m0Half<>+614(SB)/2, $0x4c00
+DATA e8m0Half<>+616(SB)/2, $0x0000
+DATA e8m0Half<>+618(SB)/2, $0x4c80
+DATA e8m0Half<>+620(SB)/2, $0x0000
+DATA e8m0Half<>+622(SB)/2, $0x4d00
+DATA e8m0Half<>+624(SB)/2, $0x0000
+DATA e8m0Half<>+626(SB)/2, $0x4d80
+DATA e8m0Half<>+628(SB)/2, $0x0000
+DATA e8m0Half<>+630(SB)/2, $0x4e00
+DATA e8m0Half<>+632(SB)/2, $0x0000
+DATA e8m0Half<>+634(SB)/2, $0x4e80
+DATA e8m0Half<>+636(SB)/2, $0x0000
+DATA e8m0Half<>+638(SB)/2, $0x4f00
+DATA e8m0Half<>+640(SB)/2, $0x0000
+DATA e8m0Half<>+642(SB)/2, $0x4f80
+DATA e8m0Half<>+644(SB)/2, $0x0000
+DATA e8m0Half<>+646(SB)/2, $0x5000
+DATA e8m0Half<>+648(SB)/2, $0x0000
+DATA e8m0Half<>+650(SB)/2, $0x5080
+DATA e8m0Half<>+652(SB)/2, $0x0000
+DATA e8m0Half<>+654(SB)/2, $0x5100
+DATA e8m0Half<>+656(SB)/2, $0x0000
+DATA e8m0Half<>+658(SB)/2, $0x5180
+DATA e8m0Half<>+660(SB)/2, $0x0000
+DATA e8m0Half<>+662(SB)/2, $0x5200
+DATA e8m0Half<>+664(SB)/2, $0x0000
+DATA e8m0Half<>+666(SB)/2, $0x5280
+DATA e8m0Half<>+668(SB)/2, $0x0000
+DATA e8m0Half<>+670(SB)/2, $0x5300
+DATA e8m0Half<>+672(SB)/2, $0x0000
+DATA e8m0Half<>+674(SB)/2, $0x5380
+DATA e8m0Half<>+676(SB)/2, $0x0000
+DATA e8m0Half<>+678(SB)/2, $0x5400
+DATA e8m0Half<>+680(SB)/2, $0x0000
+DATA e8m0Half<>+682(SB)/2, $0x5480
+DATA e8m0Half<>+684(SB)/2, $0x0000
+DATA e8m0Half<>+686(SB)/2, $0x5500
+DATA e8m0Half<>+688(SB)/2, $0x0000
+DATA e8m0Half<>+690(SB)/2, $0x5580
+DATA e8m0Half<>+692(SB)/2, $0x0000
+DATA e8m0Half<>+694(SB)/2, $0x5600
+DATA e8m0Half<>+696(SB)/2, $0x0000
+DATA e8m0Half<>+698(SB)/2, $0x5680
+DATA e8m0Half<>+700(SB)/2, $0x0000
+DATA e8m0Half<>+702(SB)/2, $0x5700
+DATA e8m0Half<>+704(SB)/2, $0x0000
+DATA e8m0Half<>+706(SB)/2, $0x5780
+DATA e8m0Half<>+708(SB)/2, $0x0000
+DATA e8m0Half<>+710(SB)/2, $0x5800
+DATA e8m0Half<>+712(SB)/2, $0x0000
+DATA e8m0Half<>+714(SB)/2, $0x5880
+DATA e8m0Half<>+716(SB)/2, $0x0000
+DATA e8m0Half<>+718(SB)/2, $0x5900
+DATA e8m0Half<>+720(SB)/2, $0x0000
+DATA e8m0Half<>+722(SB)/2, $0x5980
+DATA e8m0Half<>+724(SB)/2, $0x0000
+DATA e8m0Half<>+726(SB)/2, $0x5a00
+DATA e8m0Half<>+728(SB)/2, $0x0000
+DATA e8m0Half<>+730(SB)/2, $0x5a80
+DATA e8m0Half<>+732(SB)/2, $0x0000
+DATA e8m0Half<>+734(SB)/2, $0x5b00
+DATA e8m0Half<>+736(SB)/2, $0x0000
+DATA e8m0Half<>+738(SB)/2, $0x5b80
+DATA e8m0Half<>+740(SB)/2, $0x0000
+DATA e8m0Half<>+742(SB)/2, $0x5c00
+DATA e8m0Half<>+744(SB)/2, $0x0000
+DATA e8m0Half<>+746(SB)/2, $0x5c80
+DATA e8m0Half<>+748(SB)/2, $0x0000
+DATA e8m0Half<>+750(SB)/2, $0x5d00
+DATA e8m0Half<>+752(SB)/2, $0x0000
+DATA e8m0Half<>+754(SB)/2, $0x5d80
+DATA e8m0Half<>+756(SB)/2, $0x0000
+DATA e8m0Half<>+758(SB)/2, $0x5e00
+DATA e8m0Half<>+760(SB)/2, $0x0000
+DATA e8m0Half<>+762(SB)/2, $0x5e80
+DATA e8m0Half<>+764(SB)/2, $0x0000
+DATA e8m0Half<>+766(SB)/2, $0x5f00
+DATA e8m0Half<>+768(SB)/2, $0x0000
+DATA e8m0Half<>+770(SB)/2, $0x5f80
+DATA e8m0Half<>+772(SB)/2, $0x0000
+DATA e8m0Half<>+774(SB)/2, $0x6000
+DATA e8m0Half<>+776(SB)/2, $0x0000
+DATA e8m0Half<>+778(SB)/2, $0x6080
+DATA e8m0Half<>+780(SB)/2, $0x0000
+DATA e8m0Half<>+782(SB)/2, $0x6100
+DATA e8m0Half<>+784(SB)/2, $0x0000
+DATA e8m0Half<>+786(SB)/2, $0x6180
+DATA e8m0Half<>+788(SB)/2, $0x0000
+DATA e8m0Half<>+790(SB)/2, $0x6200
+DATA e8m0Half<>+792(SB)/2, $0x0000
+DATA e8m0Half<>+794(SB)/2, $0x6280
+DATA e8m0Half<>+796(SB)/2, $0x0000
+DATA e8m0Half<>+798(SB)/2, $0x6300
+DATA e8m0Half<>+800(SB)/2, $0x0000
+DATA e8m0Half<>+802(SB)/2, $0x6380
+DATA e8m0Half<>+804(SB)/2, $0x0000
+DATA e8m0Half<>+806(SB)/2, $0x6400
+DATA e8m0Half<>+808(SB)/2, $0x0000
+DATA e8m0Half<>+810(SB)/2, $0x6480
+DATA e8m0Half<>+812(SB)/2, $0x0000
+DATA e8m0Half<>+814(SB)/2, $0x6500
+DATA e8m0Half<>+816(SB)/2, $0x0000
+DATA e8m0Half<>+818(SB)/2, $0x6580
+DATA e8m0Half<>+820(SB)/2, $0x0000
+DATA e8m0Half<>+822(SB)/2, $0x6600
+DATA e8m0Half<>+824(SB)/2, $0x0000
+DATA e8m0Half<>+826(SB)/2, $0x6680
+DATA e8m0Half<>+828(SB)/2, $0x0000
+DATA e8m0Half<>+830(SB)/2, $0x6700
+DATA e8m0Half<>+832(SB)/2, $0x0000
+DATA e8m0Half<>+834(SB)/2, $0x6780
+DATA e8m0Half<>+836(SB)/2, $0x0000
+DATA e8m0Half<>+838(SB)/2, $0x6800
+DATA e8m0Half<>+840(SB)/2, $0x0000
+DATA e8m0Half<>+842(SB)/2, $0x6880
+DATA e8m0Half<>+844(SB)/2, $0x0000
+DATA e8m0Half<>+846(SB)/2, $0x6900
+DATA e8m0Half<>+848(SB)/2, $0x0000
+DATA e8m0Half<>+850(SB)/2, $0x6980
+DATA e8m0Half<>+852(SB)/2, $0x0000
+DATA e8m0Half<>+854(SB)/2, $0x6a00
+DATA e8m0Half<>+856(SB)/2, $0x0000
+DATA e8m0Half<>+858(SB)/2, $0x6a80
+DATA e8m0Half<>+860(SB)/2, $0x0000
+DATA e8m0Half<>+862(SB)/2, $0x6b00
+DATA e8m0Half<>+864(SB)/2, $0x0000
+DATA e8m0Half<>+866(SB)/2, $0x6b80
+DATA e8m0Half<>+868(SB)/2, $0x0000
+DATA e8m0Half<>+870(SB)/2, $0x6c00
+DATA e8m0Half<>+872(SB)/2, $0x0000
+DATA e8m0Half<>+874(SB)/2, $0x6c80
+DATA e8m0Half<>+876(SB)/2, $0x0000
+DATA e8m0Half<>+878(SB)/2, $0x6d00
+DATA e8m0Half<>+880(SB)/2, $0x0000
+DATA e8m0Half<>+882(SB)/2, $0x6d80
+DATA e8m0Half<>+884(SB)/2, $0x0000
+DATA e8m0Half<>+886(SB)/2, $0x6e00
+DATA e8m0Half<>+888(SB)/2, $0x0000
+DATA e8m0Half<>+890(SB)/2, $0x6e80
+DATA e8m0Half<>+892(SB)/2, $0x0000
+DATA e8m0Half<>+894(SB)/2, $0x6f00
+DATA e8m0Half<>+896(SB)/2, $0x0000
+DATA e8m0Half<>+898(SB)/2, $0x6f80
+DATA e8m0Half<>+900(SB)/2, $0x0000
+DATA e8m0Half<>+902(SB)/2, $0x7000
+DATA e8m0Half<>+904(SB)/2, $0x0000
+DATA e8m0Half<>+906(SB)/2, $0x7080
+DATA e8m0Half<>+908(SB)/2, $0x0000
+DATA e8m0Half<>+910(SB)/2, $0x7100
+DATA e8m0Half<>+912(SB)/2, $0x0000
+DATA e8m0Half<>+914(SB)/2, $0x7180
+DATA e8m0Half<>+916(SB)/2, $0x0000
+DATA e8m0Half<>+918(SB)/2, $0x7200
+DATA e8m0Half<>+920(SB)/2, $0x0000
+DATA e8m0Half<>+922(SB)/2, $0x7280
+DATA e8m0Half<>+924(SB)/2, $0x0000
+DATA e8m0Half<>+926(SB)/2, $0x7300
+DATA e8m0Half<>+928(SB)/2, $0x0000
+DATA e8m0Half<>+930(SB)/2, $0x7380
+DATA e8m0Half<>+932(SB)/2, $0x0000
+DATA e8m0Half<>+934(SB)/2, $0x7400
+DATA e8m0Half<>+936(SB)/2, $0x0000
+DATA e8m0Half<>+938(SB)/2, $0x7480
+DATA e8m0Half<>+940(SB)/2, $0x0000
+DATA e8m0Half<>+942(SB)/2, $0x7500
+DATA e8m0Half<>+944(SB)/2, $0x0000
+DATA e8m0Half<>+946(SB)/2, $0x7580
+DATA e8m0Half<>+948(SB)/2, $0x0000
+DATA e8m0Half<>+950(SB)/2, $0x7600
+DATA e8m0Half<>+952(SB)/2, $0x0000
+DATA e8m0Half<>+954(SB)/2, $0x7680
+DATA e8m0Half<>+956(SB)/2, $0x0000
+DATA e8m0Half<>+958(SB)/2, $0x7700
+DATA e8m0Half<>+960(SB)/2, $0x0000
+DATA e8m0Half<>+962(SB)/2, $0x7780
+DATA e8m0Half<>+964(SB)/2, $0x0000
+DATA e8m0Half<>+966(SB)/2, $0x7800
+DATA e8m0Half<>+968(SB)/2, $0x0000
+DATA e8m0Half<>+970(SB)/2, $0x7880
+DATA e8m0Half<>+972(SB)/2, $0x0000
+DATA e8m0Half<>+974(SB)/2, $0x7900
+DATA e8m0Half<>+976(SB)/2, $0x0000
+DATA e8m0Half<>+978(SB)/2, $0x7980
+DATA e8m0Half<>+980(SB)/2, $0x0000
+DATA e8m0Half<>+982(SB)/2, $0x7a00
+DATA e8m0Half<>+984(SB)/2, $0x0000
+DATA e8m0Half<>+986(SB)/2, $0x7a80
+DATA e8m0Half<>+988(SB)/2, $0x0000
+DATA e8m0Half<>+990(SB)/2, $0x7b00
+DATA e8m0Half<>+992(SB)/2, $0x0000
+DATA e8m0Half<>+994(SB)/2, $0x7b80
+DATA e8m0Half<>+996(SB)/2, $0x0000
+DATA e8m0Half<>+998(SB)/2, $0x7c00
+DATA e8m0Half<>+1000(SB)/2, $0x0000
+DATA e8m0Half<>+1002(SB)/2, $0x7c80
+DATA e8m0Half<>+1004(SB)/2, $0x0000
+DATA e8m0Half<>+1006(SB)/2, $0x7d00
+DATA e8m0Half<>+1008(SB)/2, $0x0000
+DATA e8m0Half<>+1010(SB)/2, $0x7d80
+DATA e8m0Half<>+1012(SB)/2, $0x0000
+DATA e8m0Half<>+1014(SB)/2, $0x7e00
+DATA e8m0Half<>+1016(SB)/2, $0x0000
+DATA e8m0Half<>+1018(SB)/2, $0x7e80
+DATA e8m0Half<>+1020(SB)/2, $0x0000
+DATA e8m0Half<>+1022(SB)/2, $0x7f00
+GLOBL e8m0Half<>(SB), RODATA|NOPTR, $1024
+
+// func dotMXFP4AVX2x4(w *byte, stride int, x *byte, nb int, dst *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dotMXFP4AVX2x4(SB), NOSPLIT, $0-40
+	MOVQ         w+0(FP), AX
+	MOVQ         stride+8(FP), CX
+	LEAQ         (AX)(CX*1), DX
+	LEAQ         (DX)(CX*1), BX
+	LEAQ         (BX)(CX*1), SI
+	LEAQ         (SI)(CX*1), CX
+	MOVQ         x+16(FP), DI
+	MOVQ         nb+24(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	VMOVDQU      mxfp4Levels<>+0(SB), X1
+	LEAQ         e8m0Half<>+0(SB), R9
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+
+dotMXFP4AVX2x4_loop:
+	TESTQ        R8, R8
+	JZ           dotMXFP4AVX2x4_done
+	PREFETCHT0   (CX)
+	PREFETCHT0   64(CX)
+	ADDQ         $0x00000044, CX
+	MOVWLZX      (DI), R10
+	VMOVD        R10, X8
+	VCVTPH2PS    X8, X8
+	VPMOVSXBW    2(DI), Y6
+	VPMOVSXBW    18(DI), Y7
+	VMOVDQU      1(AX), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        X0, X9, X9
+	VPAND        X0, X10, X10
+	VPSHUFB      X9, X1, X9
+	VPSHUFB      X10, X1, X10
+	VPMOVSXBW    X9, Y9
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	MOVBQZX      (AX), R10
+	VMOVSS       (R9)(R10*4), X10
+	VMULSS       X8, X10, X10
+	VBROADCASTSS X10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      1(DX), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        X0, X9, X9
+	VPAND        X0, X10, X10
+	VPSHUFB      X9, X1, X9
+	VPSHUFB      X10, X1, X10
+	VPMOVSXBW    X9, Y9
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	MOVBQZX      (DX), R10
+	VMOVSS       (R9)(R10*4), X10
+	VMULSS       X8, X10, X10
+	VBROADCASTSS X10, Y10
+	VFMADD231PS  Y10, Y9, Y3
+	VMOVDQU      1(BX), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        X0, X9, X9
+	VPAND        X0, X10, X10
+	VPSHUFB      X9, X1, X9
+	VPSHUFB      X10, X1, X10
+	VPMOVSXBW    X9, Y9
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	MOVBQZX      (BX), R10
+	VMOVSS       (R9)(R10*4), X10
+	VMULSS       X8, X10, X10
+	VBROADCASTSS X10, Y10
+	VFMADD231PS  Y10, Y9, Y4
+	VMOVDQU      1(SI), X9
+	VPSRLW       $0x04, X9, X10
+	VPAND        X0, X9, X9
+	VPAND        X0, X10, X10
+	VPSHUFB      X9, X1, X9
+	VPSHUFB      X10, X1, X10
+	VPMOVSXBW    X9, Y9
+	VPMOVSXBW    X10, Y10
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	MOVBQZX      (SI), R10
+	VMOVSS       (R9)(R10*4), X6
+	VMULSS       X8, X6, X6
+	VBROADCASTSS X6, Y6
+	VFMADD231PS  Y6, Y9, Y5
+	ADDQ         $0x00000011, AX
+	ADDQ         $0x00000011, DX
+	ADDQ         $0x00000011, BX
+	ADDQ         $0x00000011, SI
+	ADDQ         $0x00000022, DI
+	DECQ         R8
+	JMP          dotMXFP4AVX2x4_loop
+
+dotMXFP4AVX2x4_done:
+	MOVQ         dst+32(FP), AX
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func gemmMXFP4AVX512x16(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·gemmMXFP4AVX512x16(SB), $1456-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	LEAQ         (DX)(BX*8), R8
+	LEAQ         (DI)(BX*8), R9
+	MOVL         $0x0f0f0f0f, R10
+	VPBROADCASTD R10, Z0
+	VMOVDQU64    mxfp4Lanes<>+0(SB), Z1
+	VMOVDQU64    mxfp4Levels128<>+0(SB), Z2
+	MOVQ         flags+56(FP), R10
+	MOVQ         acc+32(FP), R11
+	VPXORD       Z3, Z3, Z3
+	TESTQ        $0x00000001, R10
+	JZ           gemmMXFP4AVX512x16_zero
+	VMOVUPS      (R11), Z3
+	VMOVUPS      Z3, 304(SP)
+	VMOVUPS      64(R11), Z3
+	VMOVUPS      Z3, 368(SP)
+	VMOVUPS      128(R11), Z3
+	VMOVUPS      Z3, 432(SP)
+	VMOVUPS      192(R11), Z3
+	VMOVUPS      Z3, 496(SP)
+	VMOVUPS      256(R11), Z3
+	VMOVUPS      Z3, 560(SP)
+	VMOVUPS      320(R11), Z3
+	VMOVUPS      Z3, 624(SP)
+	VMOVUPS      384(R11), Z3
+	VMOVUPS      Z3, 688(SP)
+	VMOVUPS      448(R11), Z3
+	VMOVUPS      Z3, 752(SP)
+	VMOVUPS      512(R11), Z3
+	VMOVUPS      Z3, 816(SP)
+	VMOVUPS      576(R11), Z3
+	VMOVUPS      Z3, 880(SP)
+	VMOVUPS      640(R11), Z3
+	VMOVUPS      Z3, 944(SP)
+	VMOVUPS      704(R11), Z3
+	VMOVUPS      Z3, 1008(SP)
+	VMOVUPS      768(R11), Z3
+	VMOVUPS      Z3, 1072(SP)
+	VMOVUPS      832(R11), Z3
+	VMOVUPS      Z3, 1136(SP)
+	VMOVUPS      896(R11), Z3
+	VMOVUPS      Z3, 1200(SP)
+	VMOVUPS      960(R11), Z3
+	VMOVUPS      Z3, 1264(SP)
+	JMP          gemmMXFP4AVX512x16_start
+
+gemmMXFP4AVX512x16_zero:
+	VMOVUPS Z3, 304(SP)
+	VMOVUPS Z3, 368(SP)
+	VMOVUPS Z3, 432(SP)
+	VMOVUPS Z3, 496(SP)
+	VMOVUPS Z3, 560(SP)
+	VMOVUPS Z3, 624(SP)
+	VMOVUPS Z3, 688(SP)
+	VMOVUPS Z3, 752(SP)
+	VMOVUPS Z3, 816(SP)
+	VMOVUPS Z3, 880(SP)
+	VMOVUPS Z3, 944(SP)
+	VMOVUPS Z3, 1008(SP)
+	VMOVUPS Z3, 1072(SP)
+	VMOVUPS Z3, 1136(SP)
+	VMOVUPS Z3, 1200(SP)
+	VMOVUPS Z3, 1264(SP)
+
+gemmMXFP4AVX512x16_start:
+	MOVQ CX, R10
+	SHRQ $0x04, R10
+
+gemmMXFP4AVX512x16_loop:
+	TESTQ           R10, R10
+	JZ              gemmMXFP4AVX512x16_done
+	VBROADCASTI32X4 1(AX), Z3
+	VINSERTI32X4    $0x01, 18(AX), Z3, Z3
+	VINSERTI32X4    $0x02, 35(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 52(AX), Z3, Z3
+	VBROADCASTI32X4 69(AX), Z4
+	VINSERTI32X4    $0x01, 86(AX), Z4, Z4
+	VINSERTI32X4    $0x02, 103(AX), Z4, Z4
+	VINSERTI32X4    $0x03, 120(AX), Z4, Z4
+	VBROADCASTI32X4 137(AX), Z5
+	VINSERTI32X4    $0x01, 154(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 171(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 188(AX), Z5, Z5
+	VBROADCASTI32X4 205(AX), Z6
+	VINSERTI32X4    $0x01, 222(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 239(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 256(AX), Z6, Z6
+	VPUNPCKLDQ      Z4, Z3, Z7
+	VPUNPCKHDQ      Z4, Z3, Z3
+	VPUNPCKLDQ      Z6, Z5, Z4
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLQDQ     Z4, Z7, Z6
+	VPUNPCKHQDQ     Z4, Z7, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z7
+	VPUNPCKHQDQ     Z5, Z3, Z3
+	VPANDD          Z0, Z6, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z4, Z8
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z7, Z9
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z10
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          Z0, Z3, Z3
+	VPSHUFB         Z5, Z2, Z5
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z4, Z2, Z4
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z3, Z2, Z3
+	MOVL            $0x0000ffff, R11
+	KMOVW           R11, K1
+	VPXORD          Z1, Z1, Z11
+	VPGATHERDD      (AX)(Z1*1), K1, Z11
+	VPANDD          e8m0Consts<>+0(SB), Z11, Z11
+	VPSUBD          e8m0Consts<>+64(SB), Z11, Z12
+	VPSLLD          $0x17, Z12, Z12
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z11, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z13
+	VPSLLVD         Z11, Z13, K1, Z12
+	VMOVDQU64       576(DX), Z11
+	VMOVDQU64       576(DX)(BX*1), Z13
+	VMOVDQU64       576(DX)(BX*2), Z14
+	VMOVDQU64       576(DX)(SI*1), Z15
+	VMOVDQU64       576(DI), Z16
+	VMOVDQU64       576(DI)(BX*1), Z17
+	VMOVDQU64       576(DI)(BX*2), Z18
+	VMOVDQU64       576(DI)(SI*1), Z19
+	VMOVDQU64       576(R8), Z20
+	VMOVDQU64       576(R8)(BX*1), Z21
+	VMOVDQU64       576(R8)(BX*2), Z22
+	VMOVDQU64       576(R8)(SI*1), Z23
+	VMOVDQU64       576(R9), Z24
+	VMOVDQU64       576(R9)(BX*1), Z25
+	VMOVDQU64       576(R9)(BX*2), Z26
+	VMOVDQU64       576(R9)(SI*1), Z27
+	VPDPBUSD        (DX), Z5, Z11
+	VPDPBUSD        (DX)(BX*1), Z5, Z13
+	VPDPBUSD        (DX)(BX*2), Z5, Z14
+	VPDPBUSD        (DX)(SI*1), Z5, Z15
+	VPDPBUSD        (DI), Z5, Z16
+	VPDPBUSD        (DI)(BX*1), Z5, Z17
+	VPDPBUSD        (DI)(BX*2), Z5, Z18
+	VPDPBUSD        (DI)(SI*1), Z5, Z19
+	VPDPBUSD        (R8), Z5, Z20
+	VPDPBUSD        (R8)(BX*1), Z5, Z21
+	VPDPBUSD        (R8)(BX*2), Z5, Z22
+	VPDPBUSD        (R8)(SI*1), Z5, Z23
+	VPDPBUSD        (R9), Z5, Z24
+	VPDPBUSD        (R9)(BX*1), Z5, Z25
+	VPDPBUSD        (R9)(BX*2), Z5, Z26
+	VPDPBUSD        (R9)(SI*1), Z5, Z27
+	VPDPBUSD        64(DX), Z8, Z11
+	VPDPBUSD        64(DX)(BX*1), Z8, Z13
+	VPDPBUSD        64(DX)(BX*2), Z8, Z14
+	VPDPBUSD        64(DX)(SI*1), Z8, Z15
+	VPDPBUSD        64(DI), Z8, Z16
+	VPDPBUSD        64(DI)(BX*1), Z8, Z17
+	VPDPBUSD        64(DI)(BX*2), Z8, Z18
+	VPDPBUSD        64(DI)(SI*1), Z8, Z19
+	VPDPBUSD        64(R8), Z8, Z20
+	VPDPBUSD        64(R8)(BX*1), Z8, Z21
+	VPDPBUSD        64(R8)(BX*2), Z8, Z22
+	VPDPBUSD        64(R8)(SI*1), Z8, Z23
+	VPDPBUSD        64(R9), Z8, Z24
+	VPDPBUSD        64(R9)(BX*1), Z8, Z25
+	VPDPBUSD        64(R9)(BX*2), Z8, Z26
+	VPDPBUSD        64(R9)(SI*1), Z8, Z27
+	VPDPBUSD        128(DX), Z9, Z11
+	VPDPBUSD        128(DX)(BX*1), Z9, Z13
+	VPDPBUSD        128(DX)(BX*2), Z9, Z14
+	VPDPBUSD        128(DX)(SI*1), Z9, Z15
+	VPDPBUSD        128(DI), Z9, Z16
+	VPDPBUSD        128(DI)(BX*1), Z9, Z17
+	VPDPBUSD        128(DI)(BX*2), Z9, Z18
+	VPDPBUSD        128(DI)(SI*1), Z9, Z19
+	VPDPBUSD        128(R8), Z9, Z20
+	VPDPBUSD        128(R8)(BX*1), Z9, Z21
+	VPDPBUSD        128(R8)(BX*2), Z9, Z22
+	VPDPBUSD        128(R8)(SI*1), Z9, Z23
+	VPDPBUSD        128(R9), Z9, Z24
+	VPDPBUSD        128(R9)(BX*1), Z9, Z25
+	VPDPBUSD        128(R9)(BX*2), Z9, Z26
+	VPDPBUSD        128(R9)(SI*1), Z9, Z27
+	VPDPBUSD        192(DX), Z10, Z11
+	VPDPBUSD        192(DX)(BX*1), Z10, Z13
+	VPDPBUSD        192(DX)(BX*2), Z10, Z14
+	VPDPBUSD        192(DX)(SI*1), Z10, Z15
+	VPDPBUSD        192(DI), Z10, Z16
+	VPDPBUSD        192(DI)(BX*1), Z10, Z17
+	VPDPBUSD        192(DI)(BX*2), Z10, Z18
+	VPDPBUSD        192(DI)(SI*1), Z10, Z19
+	VPDPBUSD        192(R8), Z10, Z20
+	VPDPBUSD        192(R8)(BX*1), Z10, Z21
+	VPDPBUSD        192(R8)(BX*2), Z10, Z22
+	VPDPBUSD        192(R8)(SI*1), Z10, Z23
+	VPDPBUSD        192(R9), Z10, Z24
+	VPDPBUSD        192(R9)(BX*1), Z10, Z25
+	VPDPBUSD        192(R9)(BX*2), Z10, Z26
+	VPDPBUSD        192(R9)(SI*1), Z10, Z27
+	VPDPBUSD        256(DX), Z6, Z11
+	VPDPBUSD        256(DX)(BX*1), Z6, Z13
+	VPDPBUSD        256(DX)(BX*2), Z6, Z14
+	VPDPBUSD        256(DX)(SI*1), Z6, Z15
+	VPDPBUSD        256(DI), Z6, Z16
+	VPDPBUSD        256(DI)(BX*1), Z6, Z17
+	VPDPBUSD        256(DI)(BX*2), Z6, Z18
+	VPDPBUSD        256(DI)(SI*1), Z6, Z19
+	VPDPBUSD        256(R8), Z6, Z20
+	VPDPBUSD        256(R8)(BX*1), Z6, Z21
+	VPDPBUSD        256(R8)(BX*2), Z6, Z22
+	VPDPBUSD        256(R8)(SI*1), Z6, Z23
+	VPDPBUSD        256(R9), Z6, Z24
+	VPDPBUSD        256(R9)(BX*1), Z6, Z25
+	VPDPBUSD        256(R9)(BX*2), Z6, Z26
+	VPDPBUSD        256(R9)(SI*1), Z6, Z27
+	VPDPBUSD        320(DX), Z4, Z11
+	VPDPBUSD        320(DX)(BX*1), Z4, Z13
+	VPDPBUSD        320(DX)(BX*2), Z4, Z14
+	VPDPBUSD        320(DX)(SI*1), Z4, Z15
+	VPDPBUSD        320(DI), Z4, Z16
+	VPDPBUSD        320(DI)(BX*1), Z4, Z17
+	VPDPBUSD        320(DI)(BX*2), Z4, Z18
+	VPDPBUSD        320(DI)(SI*1), Z4, Z19
+	VPDPBUSD        320(R8), Z4, Z20
+	VPDPBUSD        320(R8)(BX*1), Z4, Z21
+	VPDPBUSD        320(R8)(BX*2), Z4, Z22
+	VPDPBUSD        320(R8)(SI*1), Z4, Z23
+	VPDPBUSD        320(R9), Z4, Z24
+	VPDPBUSD        320(R9)(BX*1), Z4, Z25
+	VPDPBUSD        320(R9)(BX*2), Z4, Z26
+	VPDPBUSD        320(R9)(SI*1), Z4, Z27
+	VPDPBUSD        384(DX), Z7, Z11
+	VPDPBUSD        384(DX)(BX*1), Z7, Z13
+	VPDPBUSD        384(DX)(BX*2), Z7, Z14
+	VPDPBUSD        384(DX)(SI*1), Z7, Z15
+	VPDPBUSD        384(DI), Z7, Z16
+	VPDPBUSD        384(DI)(BX*1), Z7, Z17
+	VPDPBUSD        384(DI)(BX*2), Z7, Z18
+	VPDPBUSD        384(DI)(SI*1), Z7, Z19
+	VPDPBUSD        384(R8), Z7, Z20
+	VPDPBUSD        384(R8)(BX*1), Z7, Z21
+	VPDPBUSD        384(R8)(BX*2), Z7, Z22
+	VPDPBUSD        384(R8)(SI*1), Z7, Z23
+	VPDPBUSD        384(R9), Z7, Z24
+	VPDPBUSD        384(R9)(BX*1), Z7, Z25
+	VPDPBUSD        384(R9)(BX*2), Z7, Z26
+	VPDPBUSD        384(R9)(SI*1), Z7, Z27
+	VPDPBUSD        448(DX), Z3, Z11
+	VPDPBUSD        448(DX)(BX*1), Z3, Z13
+	VPDPBUSD        448(DX)(BX*2), Z3, Z14
+	VPDPBUSD        448(DX)(SI*1), Z3, Z15
+	VPDPBUSD        448(DI), Z3, Z16
+	VPDPBUSD        448(DI)(BX*1), Z3, Z17
+	VPDPBUSD        448(DI)(BX*2), Z3, Z18
+	VPDPBUSD        448(DI)(SI*1), Z3, Z19
+	VPDPBUSD        448(R8), Z3, Z20
+	VPDPBUSD        448(R8)(BX*1), Z3, Z21
+	VPDPBUSD        448(R8)(BX*2), Z3, Z22
+	VPDPBUSD        448(R8)(SI*1), Z3, Z23
+	VPDPBUSD        448(R9), Z3, Z24
+	VPDPBUSD        448(R9)(BX*1), Z3, Z25
+	VPDPBUSD        448(R9)(BX*2), Z3, Z26
+	VPDPBUSD        448(R9)(SI*1), Z3, Z27
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          512(DX), Z12, Z3
+	VFMADD213PS     304(SP), Z3, Z11
+	VMOVUPS         Z11, 304(SP)
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX)(BX*1), Z12, Z3
+	VFMADD213PS     368(SP), Z3, Z13
+	VMOVUPS         Z13, 368(SP)
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DX)(BX*2), Z12, Z3
+	VFMADD213PS     432(SP), Z3, Z14
+	VMOVUPS         Z14, 432(SP)
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX)(SI*1), Z12, Z3
+	VFMADD213PS     496(SP), Z3, Z15
+	VMOVUPS         Z15, 496(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DI), Z12, Z3
+	VFMADD213PS     560(SP), Z3, Z16
+	VMOVUPS         Z16, 560(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DI)(BX*1), Z12, Z3
+	VFMADD213PS     624(SP), Z3, Z17
+	VMOVUPS         Z17, 624(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DI)(BX*2), Z12, Z3
+	VFMADD213PS     688(SP), Z3, Z18
+	VMOVUPS         Z18, 688(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DI)(SI*1), Z12, Z3
+	VFMADD213PS     752(SP), Z3, Z19
+	VMOVUPS         Z19, 752(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(R8), Z12, Z3
+	VFMADD213PS     816(SP), Z3, Z20
+	VMOVUPS         Z20, 816(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(R8)(BX*1), Z12, Z3
+	VFMADD213PS     880(SP), Z3, Z21
+	VMOVUPS         Z21, 880(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(R8)(BX*2), Z12, Z3
+	VFMADD213PS     944(SP), Z3, Z22
+	VMOVUPS         Z22, 944(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R8)(SI*1), Z12, Z3
+	VFMADD213PS     1008(SP), Z3, Z23
+	VMOVUPS         Z23, 1008(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R9), Z12, Z3
+	VFMADD213PS     1072(SP), Z3, Z24
+	VMOVUPS         Z24, 1072(SP)
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(R9)(BX*1), Z12, Z3
+	VFMADD213PS     1136(SP), Z3, Z25
+	VMOVUPS         Z25, 1136(SP)
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(R9)(BX*2), Z12, Z3
+	VFMADD213PS     1200(SP), Z3, Z26
+	VMOVUPS         Z26, 1200(SP)
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(R9)(SI*1), Z12, Z3
+	VFMADD213PS     1264(SP), Z3, Z27
+	VMOVUPS         Z27, 1264(SP)
+	ADDQ            $0x00000110, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	ADDQ            $0x00000280, R8
+	ADDQ            $0x00000280, R9
+	DECQ            R10
+	JMP             gemmMXFP4AVX512x16_loop
+
+gemmMXFP4AVX512x16_done:
+	ANDQ $0x0f, CX
+	JZ   gemmMXFP4AVX512x16_end
+	XORQ R10, R10
+	MOVQ R10, (SP)
+	MOVQ R10, 8(SP)
+	MOVQ R10, 16(SP)
+	MOVQ R10, 24(SP)
+	MOVQ R10, 32(SP)
+	MOVQ R10, 40(SP)
+	MOVQ R10, 48(SP)
+	MOVQ R10, 56(SP)
+	MOVQ R10, 64(SP)
+	MOVQ R10, 72(SP)
+	MOVQ R10, 80(SP)
+	MOVQ R10, 88(SP)
+	MOVQ R10, 96(SP)
+	MOVQ R10, 104(SP)
+	MOVQ R10, 112(SP)
+	MOVQ R10, 120(SP)
+	MOVQ R10, 128(SP)
+	MOVQ R10, 136(SP)
+	MOVQ R10, 144(SP)
+	MOVQ R10, 152(SP)
+	MOVQ R10, 160(SP)
+	MOVQ R10, 168(SP)
+	MOVQ R10, 176(SP)
+	MOVQ R10, 184(SP)
+	MOVQ R10, 192(SP)
+	MOVQ R10, 200(SP)
+	MOVQ R10, 208(SP)
+	MOVQ R10, 216(SP)
+	MOVQ R10, 224(SP)
+	MOVQ R10, 232(SP)
+	MOVQ R10, 240(SP)
+	MOVQ R10, 248(SP)
+	MOVQ R10, 256(SP)
+	MOVQ R10, 264(SP)
+	LEAQ (SP), R10
+	MOVQ R10, R11
+
+gemmMXFP4AVX512x16_copy:
+	VMOVDQU64       (AX), X3
+	VMOVDQU64       X3, (R11)
+	VMOVDQU64       1(AX), X3
+	VMOVDQU64       X3, 1(R11)
+	ADDQ            $0x11, AX
+	ADDQ            $0x11, R11
+	DECQ            CX
+	JNZ             gemmMXFP4AVX512x16_copy
+	VBROADCASTI32X4 1(R10), Z3
+	VINSERTI32X4    $0x01, 18(R10), Z3, Z3
+	VINSERTI32X4    $0x02, 35(R10), Z3, Z3
+	VINSERTI32X4    $0x03, 52(R10), Z3, Z3
+	VBROADCASTI32X4 69(R10), Z4
+	VINSERTI32X4    $0x01, 86(R10), Z4, Z4
+	VINSERTI32X4    $0x02, 103(R10), Z4, Z4
+	VINSERTI32X4    $0x03, 120(R10), Z4, Z4
+	VBROADCASTI32X4 137(R10), Z5
+	VINSERTI32X4    $0x01, 154(R10), Z5, Z5
+	VINSERTI32X4    $0x02, 171(R10), Z5, Z5
+	VINSERTI32X4    $0x03, 188(R10), Z5, Z5
+	VBROADCASTI32X4 205(R10), Z6
+	VINSERTI32X4    $0x01, 222(R10), Z6, Z6
+	VINSERTI32X4    $0x02, 239(R10), Z6, Z6
+	VINSERTI32X4    $0x03, 256(R10), Z6, Z6
+	VPUNPCKLDQ      Z4, Z3, Z7
+	VPUNPCKHDQ      Z4, Z3, Z3
+	VPUNPCKLDQ      Z6, Z5, Z4
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLQDQ     Z4, Z7, Z6
+	VPUNPCKHQDQ     Z4, Z7, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z7
+	VPUNPCKHQDQ     Z5, Z3, Z3
+	VPANDD          Z0, Z6, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z4, Z8
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z7, Z9
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z10
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          Z0, Z3, Z3
+	VPSHUFB         Z5, Z2, Z5
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z4, Z2, Z4
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z3, Z2, Z3
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (R10)(Z1*1), K1, Z0
+	VPANDD          e8m0Consts<>+0(SB), Z0, Z0
+	VPSUBD          e8m0Consts<>+64(SB), Z0, Z1
+	VPSLLD          $0x17, Z1, Z1
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z0, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z2
+	VPSLLVD         Z0, Z2, K1, Z1
+	VMOVDQU64       576(DX), Z0
+	VMOVDQU64       576(DX)(BX*1), Z2
+	VMOVDQU64       576(DX)(BX*2), Z11
+	VMOVDQU64       576(DX)(SI*1), Z12
+	VMOVDQU64       576(DI), Z13
+	VMOVDQU64       576(DI)(BX*1), Z14
+	VMOVDQU64       576(DI)(BX*2), Z15
+	VMOVDQU64       576(DI)(SI*1), Z16
+	VMOVDQU64       576(R8), Z17
+	VMOVDQU64       576(R8)(BX*1), Z18
+	VMOVDQU64       576(R8)(BX*2), Z19
+	VMOVDQU64       576(R8)(SI*1), Z20
+	VMOVDQU64       576(R9), Z21
+	VMOVDQU64       576(R9)(BX*1), Z22
+	VMOVDQU64       576(R9)(BX*2), Z23
+	VMOVDQU64       576(R9)(SI*1), Z24
+	VPDPBUSD        (DX), Z5, Z0
+	VPDPBUSD        (DX)(BX*1), Z5, Z2
+	VPDPBUSD        (DX)(BX*2), Z5, Z11
+	VPDPBUSD        (DX)(SI*1), Z5, Z12
+	VPDPBUSD        (DI), Z5, Z13
+	VPDPBUSD        (DI)(BX*1), Z5, Z14
+	VPDPBUSD        (DI)(BX*2), Z5, Z15
+	VPDPBUSD        (DI)(SI*1), Z5, Z16
+	VPDPBUSD        (R8), Z5, Z17
+	VPDPBUSD        (R8)(BX*1), Z5, Z18
+	VPDPBUSD        (R8)(BX*2), Z5, Z19
+	VPDPBUSD        (R8)(SI*1), Z5, Z20
+	VPDPBUSD        (R9), Z5, Z21
+	VPDPBUSD        (R9)(BX*1), Z5, Z22
+	VPDPBUSD        (R9)(BX*2), Z5, Z23
+	VPDPBUSD        (R9)(SI*1), Z5, Z24
+	VPDPBUSD        64(DX), Z8, Z0
+	VPDPBUSD        64(DX)(BX*1), Z8, Z2
+	VPDPBUSD        64(DX)(BX*2), Z8, Z11
+	VPDPBUSD        64(DX)(SI*1), Z8, Z12
+	VPDPBUSD        64(DI), Z8, Z13
+	VPDPBUSD        64(DI)(BX*1), Z8, Z14
+	VPDPBUSD        64(DI)(BX*2), Z8, Z15
+	VPDPBUSD        64(DI)(SI*1), Z8, Z16
+	VPDPBUSD        64(R8), Z8, Z17
+	VPDPBUSD        64(R8)(BX*1), Z8, Z18
+	VPDPBUSD        64(R8)(BX*2), Z8, Z19
+	VPDPBUSD        64(R8)(SI*1), Z8, Z20
+	VPDPBUSD        64(R9), Z8, Z21
+	VPDPBUSD        64(R9)(BX*1), Z8, Z22
+	VPDPBUSD        64(R9)(BX*2), Z8, Z23
+	VPDPBUSD        64(R9)(SI*1), Z8, Z24
+	VPDPBUSD        128(DX), Z9, Z0
+	VPDPBUSD        128(DX)(BX*1), Z9, Z2
+	VPDPBUSD        128(DX)(BX*2), Z9, Z11
+	VPDPBUSD        128(DX)(SI*1), Z9, Z12
+	VPDPBUSD        128(DI), Z9, Z13
+	VPDPBUSD        128(DI)(BX*1), Z9, Z14
+	VPDPBUSD        128(DI)(BX*2), Z9, Z15
+	VPDPBUSD        128(DI)(SI*1), Z9, Z16
+	VPDPBUSD        128(R8), Z9, Z17
+	VPDPBUSD        128(R8)(BX*1), Z9, Z18
+	VPDPBUSD        128(R8)(BX*2), Z9, Z19
+	VPDPBUSD        128(R8)(SI*1), Z9, Z20
+	VPDPBUSD        128(R9), Z9, Z21
+	VPDPBUSD        128(R9)(BX*1), Z9, Z22
+	VPDPBUSD        128(R9)(BX*2), Z9, Z23
+	VPDPBUSD        128(R9)(SI*1), Z9, Z24
+	VPDPBUSD        192(DX), Z10, Z0
+	VPDPBUSD        192(DX)(BX*1), Z10, Z2
+	VPDPBUSD        192(DX)(BX*2), Z10, Z11
+	VPDPBUSD        192(DX)(SI*1), Z10, Z12
+	VPDPBUSD        192(DI), Z10, Z13
+	VPDPBUSD        192(DI)(BX*1), Z10, Z14
+	VPDPBUSD        192(DI)(BX*2), Z10, Z15
+	VPDPBUSD        192(DI)(SI*1), Z10, Z16
+	VPDPBUSD        192(R8), Z10, Z17
+	VPDPBUSD        192(R8)(BX*1), Z10, Z18
+	VPDPBUSD        192(R8)(BX*2), Z10, Z19
+	VPDPBUSD        192(R8)(SI*1), Z10, Z20
+	VPDPBUSD        192(R9), Z10, Z21
+	VPDPBUSD        192(R9)(BX*1), Z10, Z22
+	VPDPBUSD        192(R9)(BX*2), Z10, Z23
+	VPDPBUSD        192(R9)(SI*1), Z10, Z24
+	VPDPBUSD        256(DX), Z6, Z0
+	VPDPBUSD        256(DX)(BX*1), Z6, Z2
+	VPDPBUSD        256(DX)(BX*2), Z6, Z11
+	VPDPBUSD        256(DX)(SI*1), Z6, Z12
+	VPDPBUSD        256(DI), Z6, Z13
+	VPDPBUSD        256(DI)(BX*1), Z6, Z14
+	VPDPBUSD        256(DI)(BX*2), Z6, Z15
+	VPDPBUSD        256(DI)(SI*1), Z6, Z16
+	VPDPBUSD        256(R8), Z6, Z17
+	VPDPBUSD        256(R8)(BX*1), Z6, Z18
+	VPDPBUSD        256(R8)(BX*2), Z6, Z19
+	VPDPBUSD        256(R8)(SI*1), Z6, Z20
+	VPDPBUSD        256(R9), Z6, Z21
+	VPDPBUSD        256(R9)(BX*1), Z6, Z22
+	VPDPBUSD        256(R9)(BX*2), Z6, Z23
+	VPDPBUSD        256(R9)(SI*1), Z6, Z24
+	VPDPBUSD        320(DX), Z4, Z0
+	VPDPBUSD        320(DX)(BX*1), Z4, Z2
+	VPDPBUSD        320(DX)(BX*2), Z4, Z11
+	VPDPBUSD        320(DX)(SI*1), Z4, Z12
+	VPDPBUSD        320(DI), Z4, Z13
+	VPDPBUSD        320(DI)(BX*1), Z4, Z14
+	VPDPBUSD        320(DI)(BX*2), Z4, Z15
+	VPDPBUSD        320(DI)(SI*1), Z4, Z16
+	VPDPBUSD        320(R8), Z4, Z17
+	VPDPBUSD        320(R8)(BX*1), Z4, Z18
+	VPDPBUSD        320(R8)(BX*2), Z4, Z19
+	VPDPBUSD        320(R8)(SI*1), Z4, Z20
+	VPDPBUSD        320(R9), Z4, Z21
+	VPDPBUSD        320(R9)(BX*1), Z4, Z22
+	VPDPBUSD        320(R9)(BX*2), Z4, Z23
+	VPDPBUSD        320(R9)(SI*1), Z4, Z24
+	VPDPBUSD        384(DX), Z7, Z0
+	VPDPBUSD        384(DX)(BX*1), Z7, Z2
+	VPDPBUSD        384(DX)(BX*2), Z7, Z11
+	VPDPBUSD        384(DX)(SI*1), Z7, Z12
+	VPDPBUSD        384(DI), Z7, Z13
+	VPDPBUSD        384(DI)(BX*1), Z7, Z14
+	VPDPBUSD        384(DI)(BX*2), Z7, Z15
+	VPDPBUSD        384(DI)(SI*1), Z7, Z16
+	VPDPBUSD        384(R8), Z7, Z17
+	VPDPBUSD        384(R8)(BX*1), Z7, Z18
+	VPDPBUSD        384(R8)(BX*2), Z7, Z19
+	VPDPBUSD        384(R8)(SI*1), Z7, Z20
+	VPDPBUSD        384(R9), Z7, Z21
+	VPDPBUSD        384(R9)(BX*1), Z7, Z22
+	VPDPBUSD        384(R9)(BX*2), Z7, Z23
+	VPDPBUSD        384(R9)(SI*1), Z7, Z24
+	VPDPBUSD        448(DX), Z3, Z0
+	VPDPBUSD        448(DX)(BX*1), Z3, Z2
+	VPDPBUSD        448(DX)(BX*2), Z3, Z11
+	VPDPBUSD        448(DX)(SI*1), Z3, Z12
+	VPDPBUSD        448(DI), Z3, Z13
+	VPDPBUSD        448(DI)(BX*1), Z3, Z14
+	VPDPBUSD        448(DI)(BX*2), Z3, Z15
+	VPDPBUSD        448(DI)(SI*1), Z3, Z16
+	VPDPBUSD        448(R8), Z3, Z17
+	VPDPBUSD        448(R8)(BX*1), Z3, Z18
+	VPDPBUSD        448(R8)(BX*2), Z3, Z19
+	VPDPBUSD        448(R8)(SI*1), Z3, Z20
+	VPDPBUSD        448(R9), Z3, Z21
+	VPDPBUSD        448(R9)(BX*1), Z3, Z22
+	VPDPBUSD        448(R9)(BX*2), Z3, Z23
+	VPDPBUSD        448(R9)(SI*1), Z3, Z24
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          512(DX), Z1, Z3
+	VFMADD213PS     304(SP), Z3, Z0
+	VMOVUPS         Z0, 304(SP)
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX)(BX*1), Z1, Z0
+	VFMADD213PS     368(SP), Z0, Z2
+	VMOVUPS         Z2, 368(SP)
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          512(DX)(BX*2), Z1, Z0
+	VFMADD213PS     432(SP), Z0, Z11
+	VMOVUPS         Z11, 432(SP)
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          512(DX)(SI*1), Z1, Z0
+	VFMADD213PS     496(SP), Z0, Z12
+	VMOVUPS         Z12, 496(SP)
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DI), Z1, Z0
+	VFMADD213PS     560(SP), Z0, Z13
+	VMOVUPS         Z13, 560(SP)
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          512(DI)(BX*1), Z1, Z0
+	VFMADD213PS     624(SP), Z0, Z14
+	VMOVUPS         Z14, 624(SP)
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DI)(BX*2), Z1, Z0
+	VFMADD213PS     688(SP), Z0, Z15
+	VMOVUPS         Z15, 688(SP)
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DI)(SI*1), Z1, Z0
+	VFMADD213PS     752(SP), Z0, Z16
+	VMOVUPS         Z16, 752(SP)
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(R8), Z1, Z0
+	VFMADD213PS     816(SP), Z0, Z17
+	VMOVUPS         Z17, 816(SP)
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(R8)(BX*1), Z1, Z0
+	VFMADD213PS     880(SP), Z0, Z18
+	VMOVUPS         Z18, 880(SP)
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(R8)(BX*2), Z1, Z0
+	VFMADD213PS     944(SP), Z0, Z19
+	VMOVUPS         Z19, 944(SP)
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(R8)(SI*1), Z1, Z0
+	VFMADD213PS     1008(SP), Z0, Z20
+	VMOVUPS         Z20, 1008(SP)
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(R9), Z1, Z0
+	VFMADD213PS     1072(SP), Z0, Z21
+	VMOVUPS         Z21, 1072(SP)
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(R9)(BX*1), Z1, Z0
+	VFMADD213PS     1136(SP), Z0, Z22
+	VMOVUPS         Z22, 1136(SP)
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(R9)(BX*2), Z1, Z0
+	VFMADD213PS     1200(SP), Z0, Z23
+	VMOVUPS         Z23, 1200(SP)
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(R9)(SI*1), Z1, Z0
+	VFMADD213PS     1264(SP), Z0, Z24
+	VMOVUPS         Z24, 1264(SP)
+
+gemmMXFP4AVX512x16_end:
+	VMOVUPS 304(SP), Z0
+	VMOVUPS 368(SP), Z1
+	VMOVUPS 432(SP), Z2
+	VMOVUPS 496(SP), Z3
+	VMOVUPS 560(SP), Z4
+	VMOVUPS 624(SP), Z5
+	VMOVUPS 688(SP), Z6
+	VMOVUPS 752(SP), Z7
+	VMOVUPS 816(SP), Z8
+	VMOVUPS 880(SP), Z9
+	VMOVUPS 944(SP), Z10
+	VMOVUPS 1008(SP), Z11
+	VMOVUPS 1072(SP), Z12
+	VMOVUPS 1136(SP), Z13
+	VMOVUPS 1200(SP), Z14
+	VMOVUPS 1264(SP), Z15
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmMXFP4AVX512x16_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
+	VZEROUPPER
+	RET
+
+gemmMXFP4AVX512x16_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z1, Z0, Z16
+	VSHUFF64X2 $0xee, Z1, Z0, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF64X2 $0x44, Z3, Z2, Z0
+	VSHUFF64X2 $0xee, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z5, Z4, Z1
+	VSHUFF64X2 $0xee, Z5, Z4, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z7, Z6, Z2
+	VSHUFF64X2 $0xee, Z7, Z6, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF32X4 $0x88, Z0, Z16, Z3
+	VSHUFF32X4 $0xdd, Z0, Z16, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x88, Z2, Z1, Z0
+	VSHUFF32X4 $0xdd, Z2, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z3, Z1
+	VSHUFPS    $0xee, Z0, Z3, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1328(SP)
+	MOVQ       AX, DX
+	MOVL       1328(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1344(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1360(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1376(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1336(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1352(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1368(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, DX
+	MOVL       1384(SP), BX
+	MOVL       BX, (DX)
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	ADDQ       CX, AX
+	VSHUFF64X2 $0x44, Z9, Z8, Z0
+	VSHUFF64X2 $0xee, Z9, Z8, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z11, Z10, Z1
+	VSHUFF64X2 $0xee, Z11, Z10, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z13, Z12, Z2
+	VSHUFF64X2 $0xee, Z13, Z12, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z15, Z14, Z3
+	VSHUFF64X2 $0xee, Z15, Z14, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 1392(SP)
+	MOVL       1392(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1408(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1424(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1440(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1400(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1416(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1432(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       1448(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+DATA mxfp4Lanes<>+0(SB)/2, $0x0000
+DATA mxfp4Lanes<>+2(SB)/2, $0x0000
+DATA mxfp4Lanes<>+4(SB)/2, $0x0044
+DATA mxfp4Lanes<>+6(SB)/2, $0x0000
+DATA mxfp4Lanes<>+8(SB)/2, $0x0088
+DATA mxfp4Lanes<>+10(SB)/2, $0x0000
+DATA mxfp4Lanes<>+12(SB)/2, $0x00cc
+DATA mxfp4Lanes<>+14(SB)/2, $0x0000
+DATA mxfp4Lanes<>+16(SB)/2, $0x0011
+DATA mxfp4Lanes<>+18(SB)/2, $0x0000
+DATA mxfp4Lanes<>+20(SB)/2, $0x0055
+DATA mxfp4Lanes<>+22(SB)/2, $0x0000
+DATA mxfp4Lanes<>+24(SB)/2, $0x0099
+DATA mxfp4Lanes<>+26(SB)/2, $0x0000
+DATA mxfp4Lanes<>+28(SB)/2, $0x00dd
+DATA mxfp4Lanes<>+30(SB)/2, $0x0000
+DATA mxfp4Lanes<>+32(SB)/2, $0x0022
+DATA mxfp4Lanes<>+34(SB)/2, $0x0000
+DATA mxfp4Lanes<>+36(SB)/2, $0x0066
+DATA mxfp4Lanes<>+38(SB)/2, $0x0000
+DATA mxfp4Lanes<>+40(SB)/2, $0x00aa
+DATA mxfp4Lanes<>+42(SB)/2, $0x0000
+DATA mxfp4Lanes<>+44(SB)/2, $0x00ee
+DATA mxfp4Lanes<>+46(SB)/2, $0x0000
+DATA mxfp4Lanes<>+48(SB)/2, $0x0033
+DATA mxfp4Lanes<>+50(SB)/2, $0x0000
+DATA mxfp4Lanes<>+52(SB)/2, $0x0077
+DATA mxfp4Lanes<>+54(SB)/2, $0x0000
+DATA mxfp4Lanes<>+56(SB)/2, $0x00bb
+DATA mxfp4Lanes<>+58(SB)/2, $0x0000
+DATA mxfp4Lanes<>+60(SB)/2, $0x00ff
+DATA mxfp4Lanes<>+62(SB)/2, $0x0000
+GLOBL mxfp4Lanes<>(SB), RODATA|NOPTR, $64
+
+DATA mxfp4Levels128<>+0(SB)/2, $0x8180
+DATA mxfp4Levels128<>+2(SB)/2, $0x8382
+DATA mxfp4Levels128<>+4(SB)/2, $0x8684
+DATA mxfp4Levels128<>+6(SB)/2, $0x8c88
+DATA mxfp4Levels128<>+8(SB)/2, $0x7f80
+DATA mxfp4Levels128<>+10(SB)/2, $0x7d7e
+DATA mxfp4Levels128<>+12(SB)/2, $0x7a7c
+DATA mxfp4Levels128<>+14(SB)/2, $0x7478
+DATA mxfp4Levels128<>+16(SB)/2, $0x8180
+DATA mxfp4Levels128<>+18(SB)/2, $0x8382
+DATA mxfp4Levels128<>+20(SB)/2, $0x8684
+DATA mxfp4Levels128<>+22(SB)/2, $0x8c88
+DATA mxfp4Levels128<>+24(SB)/2, $0x7f80
+DATA mxfp4Levels128<>+26(SB)/2, $0x7d7e
+DATA mxfp4Levels128<>+28(SB)/2, $0x7a7c
+DATA mxfp4Levels128<>+30(SB)/2, $0x7478
+DATA mxfp4Levels128<>+32(SB)/2, $0x8180
+DATA mxfp4Levels128<>+34(SB)/2, $0x8382
+DATA mxfp4Levels128<>+36(SB)/2, $0x8684
+DATA mxfp4Levels128<>+38(SB)/2, $0x8c88
+DATA mxfp4Levels128<>+40(SB)/2, $0x7f80
+DATA mxfp4Levels128<>+42(SB)/2, $0x7d7e
+DATA mxfp4Levels128<>+44(SB)/2, $0x7a7c
+DATA mxfp4Levels128<>+46(SB)/2, $0x7478
+DATA mxfp4Levels128<>+48(SB)/2, $0x8180
+DATA mxfp4Levels128<>+50(SB)/2, $0x8382
+DATA mxfp4Levels128<>+52(SB)/2, $0x8684
+DATA mxfp4Levels128<>+54(SB)/2, $0x8c88
+DATA mxfp4Levels128<>+56(SB)/2, $0x7f80
+DATA mxfp4Levels128<>+58(SB)/2, $0x7d7e
+DATA mxfp4Levels128<>+60(SB)/2, $0x7a7c
+DATA mxfp4Levels128<>+62(SB)/2, $0x7478
+GLOBL mxfp4Levels128<>(SB), RODATA|NOPTR, $64
+
+DATA e8m0Consts<>+0(SB)/2, $0x00ff
+DATA e8m0Consts<>+2(SB)/2, $0x0000
+DATA e8m0Consts<>+4(SB)/2, $0x00ff
+DATA e8m0Consts<>+6(SB)/2, $0x0000
+DATA e8m0Consts<>+8(SB)/2, $0x00ff
+DATA e8m0Consts<>+10(SB)/2, $0x0000
+DATA e8m0Consts<>+12(SB)/2, $0x00ff
+DATA e8m0Consts<>+14(SB)/2, $0x0000
+DATA e8m0Consts<>+16(SB)/2, $0x00ff
+DATA e8m0Consts<>+18(SB)/2, $0x0000
+DATA e8m0Consts<>+20(SB)/2, $0x00ff
+DATA e8m0Consts<>+22(SB)/2, $0x0000
+DATA e8m0Consts<>+24(SB)/2, $0x00ff
+DATA e8m0Consts<>+26(SB)/2, $0x0000
+DATA e8m0Consts<>+28(SB)/2, $0x00ff
+DATA e8m0Consts<>+30(SB)/2, $0x0000
+DATA e8m0Consts<>+32(SB)/2, $0x00ff
+DATA e8m0Consts<>+34(SB)/2, $0x0000
+DATA e8m0Consts<>+36(SB)/2, $0x00ff
+DATA e8m0Consts<>+38(SB)/2, $0x0000
+DATA e8m0Consts<>+40(SB)/2, $0x00ff
+DATA e8m0Consts<>+42(SB)/2, $0x0000
+DATA e8m0Consts<>+44(SB)/2, $0x00ff
+DATA e8m0Consts<>+46(SB)/2, $0x0000
+DATA e8m0Consts<>+48(SB)/2, $0x00ff
+DATA e8m0Consts<>+50(SB)/2, $0x0000
+DATA e8m0Consts<>+52(SB)/2, $0x00ff
+DATA e8m0Consts<>+54(SB)/2, $0x0000
+DATA e8m0Consts<>+56(SB)/2, $0x00ff
+DATA e8m0Consts<>+58(SB)/2, $0x0000
+DATA e8m0Consts<>+60(SB)/2, $0x00ff
+DATA e8m0Consts<>+62(SB)/2, $0x0000
+DATA e8m0Consts<>+64(SB)/2, $0x0001
+DATA e8m0Consts<>+66(SB)/2, $0x0000
+DATA e8m0Consts<>+68(SB)/2, $0x0001
+DATA e8m0Consts<>+70(SB)/2, $0x0000
+DATA e8m0Consts<>+72(SB)/2, $0x0001
+DATA e8m0Consts<>+74(SB)/2, $0x0000
+DATA e8m0Consts<>+76(SB)/2, $0x0001
+DATA e8m0Consts<>+78(SB)/2, $0x0000
+DATA e8m0Consts<>+80(SB)/2, $0x0001
+DATA e8m0Consts<>+82(SB)/2, $0x0000
+DATA e8m0Consts<>+84(SB)/2, $0x0001
+DATA e8m0Consts<>+86(SB)/2, $0x0000
+DATA e8m0Consts<>+88(SB)/2, $0x0001
+DATA e8m0Consts<>+90(SB)/2, $0x0000
+DATA e8m0Consts<>+92(SB)/2, $0x0001
+DATA e8m0Consts<>+94(SB)/2, $0x0000
+DATA e8m0Consts<>+96(SB)/2, $0x0001
+DATA e8m0Consts<>+98(SB)/2, $0x0000
+DATA e8m0Consts<>+100(SB)/2, $0x0001
+DATA e8m0Consts<>+102(SB)/2, $0x0000
+DATA e8m0Consts<>+104(SB)/2, $0x0001
+DATA e8m0Consts<>+106(SB)/2, $0x0000
+DATA e8m0Consts<>+108(SB)/2, $0x0001
+DATA e8m0Consts<>+110(SB)/2, $0x0000
+DATA e8m0Consts<>+112(SB)/2, $0x0001
+DATA e8m0Consts<>+114(SB)/2, $0x0000
+DATA e8m0Consts<>+116(SB)/2, $0x0001
+DATA e8m0Consts<>+118(SB)/2, $0x0000
+DATA e8m0Consts<>+120(SB)/2, $0x0001
+DATA e8m0Consts<>+122(SB)/2, $0x0000
+DATA e8m0Consts<>+124(SB)/2, $0x0001
+DATA e8m0Consts<>+126(SB)/2, $0x0000
+DATA e8m0Consts<>+128(SB)/2, $0x0002
+DATA e8m0Consts<>+130(SB)/2, $0x0000
+DATA e8m0Consts<>+132(SB)/2, $0x0002
+DATA e8m0Consts<>+134(SB)/2, $0x0000
+DATA e8m0Consts<>+136(SB)/2, $0x0002
+DATA e8m0Consts<>+138(SB)/2, $0x0000
+DATA e8m0Consts<>+140(SB)/2, $0x0002
+DATA e8m0Consts<>+142(SB)/2, $0x0000
+DATA e8m0Consts<>+144(SB)/2, $0x0002
+DATA e8m0Consts<>+146(SB)/2, $0x0000
+DATA e8m0Consts<>+148(SB)/2, $0x0002
+DATA e8m0Consts<>+150(SB)/2, $0x0000
+DATA e8m0Consts<>+152(SB)/2, $0x0002
+DATA e8m0Consts<>+154(SB)/2, $0x0000
+DATA e8m0Consts<>+156(SB)/2, $0x0002
+DATA e8m0Consts<>+158(SB)/2, $0x0000
+DATA e8m0Consts<>+160(SB)/2, $0x0002
+DATA e8m0Consts<>+162(SB)/2, $0x0000
+DATA e8m0Consts<>+164(SB)/2, $0x0002
+DATA e8m0Consts<>+166(SB)/2, $0x0000
+DATA e8m0Consts<>+168(SB)/2, $0x0002
+DATA e8m0Consts<>+170(SB)/2, $0x0000
+DATA e8m0Consts<>+172(SB)/2, $0x0002
+DATA e8m0Consts<>+174(SB)/2, $0x0000
+DATA e8m0Consts<>+176(SB)/2, $0x0002
+DATA e8m0Consts<>+178(SB)/2, $0x0000
+DATA e8m0Consts<>+180(SB)/2, $0x0002
+DATA e8m0Consts<>+182(SB)/2, $0x0000
+DATA e8m0Consts<>+184(SB)/2, $0x0002
+DATA e8m0Consts<>+186(SB)/2, $0x0000
+DATA e8m0Consts<>+188(SB)/2, $0x0002
+DATA e8m0Consts<>+190(SB)/2, $0x0000
+DATA e8m0Consts<>+192(SB)/2, $0x0000
+DATA e8m0Consts<>+194(SB)/2, $0x0020
+DATA e8m0Consts<>+196(SB)/2, $0x0000
+DATA e8m0Consts<>+198(SB)/2, $0x0020
+DATA e8m0Consts<>+200(SB)/2, $0x0000
+DATA e8m0Consts<>+202(SB)/2, $0x0020
+DATA e8m0Consts<>+204(SB)/2, $0x0000
+DATA e8m0Consts<>+206(SB)/2, $0x0020
+DATA e8m0Consts<>+208(SB)/2, $0x0000
+DATA e8m0Consts<>+210(SB)/2, $0x0020
+DATA e8m0Consts<>+212(SB)/2, $0x0000
+DATA e8m0Consts<>+214(SB)/2, $0x0020
+DATA e8m0Consts<>+216(SB)/2, $0x0000
+DATA e8m0Consts<>+218(SB)/2, $0x0020
+DATA e8m0Consts<>+220(SB)/2, $0x0000
+DATA e8m0Consts<>+222(SB)/2, $0x0020
+DATA e8m0Consts<>+224(SB)/2, $0x0000
+DATA e8m0Consts<>+226(SB)/2, $0x0020
+DATA e8m0Consts<>+228(SB)/2, $0x0000
+DATA e8m0Consts<>+230(SB)/2, $0x0020
+DATA e8m0Consts<>+232(SB)/2, $0x0000
+DATA e8m0Consts<>+234(SB)/2, $0x0020
+DATA e8m0Consts<>+236(SB)/2, $0x0000
+DATA e8m0Consts<>+238(SB)/2, $0x0020
+DATA e8m0Consts<>+240(SB)/2, $0x0000
+DATA e8m0Consts<>+242(SB)/2, $0x0020
+DATA e8m0Consts<>+244(SB)/2, $0x0000
+DATA e8m0Consts<>+246(SB)/2, $0x0020
+DATA e8m0Consts<>+248(SB)/2, $0x0000
+DATA e8m0Consts<>+250(SB)/2, $0x0020
+DATA e8m0Consts<>+252(SB)/2, $0x0000
+DATA e8m0Consts<>+254(SB)/2, $0x0020
+GLOBL e8m0Consts<>(SB), RODATA|NOPTR, $256
+
+// func gemmMXFP4AVX512x8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmMXFP4AVX512x8(SB), NOSPLIT, $368-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	LEAQ         (DX)(BX*4), DI
+	MOVL         $0x0f0f0f0f, R8
+	VPBROADCASTD R8, Z0
+	VMOVDQU64    mxfp4Lanes<>+0(SB), Z1
+	VMOVDQU64    mxfp4Levels128<>+0(SB), Z2
+	MOVQ         flags+56(FP), R8
+	MOVQ         acc+32(FP), R9
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+	VPXORD       Z8, Z8, Z8
+	VPXORD       Z9, Z9, Z9
+	VPXORD       Z10, Z10, Z10
+	TESTQ        $0x00000001, R8
+	JZ           gemmMXFP4AVX512x8_start
+	VMOVUPS      (R9), Z3
+	VMOVUPS      64(R9), Z4
+	VMOVUPS      128(R9), Z5
+	VMOVUPS      192(R9), Z6
+	VMOVUPS      256(R9), Z7
+	VMOVUPS      320(R9), Z8
+	VMOVUPS      384(R9), Z9
+	VMOVUPS      448(R9), Z10
+
+gemmMXFP4AVX512x8_start:
+	MOVQ CX, R8
+	SHRQ $0x04, R8
+
+gemmMXFP4AVX512x8_loop:
+	TESTQ           R8, R8
+	JZ              gemmMXFP4AVX512x8_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 1(AX), Z11
+	VINSERTI32X4    $0x01, 18(AX), Z11, Z11
+	VINSERTI32X4    $0x02, 35(AX), Z11, Z11
+	VINSERTI32X4    $0x03, 52(AX), Z11, Z11
+	VBROADCASTI32X4 69(AX), Z12
+	VINSERTI32X4    $0x01, 86(AX), Z12, Z12
+	VINSERTI32X4    $0x02, 103(AX), Z12, Z12
+	VINSERTI32X4    $0x03, 120(AX), Z12, Z12
+	VBROADCASTI32X4 137(AX), Z13
+	VINSERTI32X4    $0x01, 154(AX), Z13, Z13
+	VINSERTI32X4    $0x02, 171(AX), Z13, Z13
+	VINSERTI32X4    $0x03, 188(AX), Z13, Z13
+	VBROADCASTI32X4 205(AX), Z14
+	VINSERTI32X4    $0x01, 222(AX), Z14, Z14
+	VINSERTI32X4    $0x02, 239(AX), Z14, Z14
+	VINSERTI32X4    $0x03, 256(AX), Z14, Z14
+	VPUNPCKLDQ      Z12, Z11, Z15
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLDQ      Z14, Z13, Z12
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLQDQ     Z12, Z15, Z14
+	VPUNPCKHQDQ     Z12, Z15, Z12
+	VPUNPCKLQDQ     Z13, Z11, Z15
+	VPUNPCKHQDQ     Z13, Z11, Z11
+	VPANDD          Z0, Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z16
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z15, Z17
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z11, Z18
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z13, Z2, Z13
+	VPSHUFB         Z16, Z2, Z16
+	VPSHUFB         Z17, Z2, Z17
+	VPSHUFB         Z18, Z2, Z18
+	VPSHUFB         Z14, Z2, Z14
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z15, Z2, Z15
+	VPSHUFB         Z11, Z2, Z11
+	MOVL            $0x0000ffff, R9
+	KMOVW           R9, K1
+	VPXORD          Z1, Z1, Z19
+	VPGATHERDD      (AX)(Z1*1), K1, Z19
+	VPANDD          e8m0Consts<>+0(SB), Z19, Z19
+	VPSUBD          e8m0Consts<>+64(SB), Z19, Z20
+	VPSLLD          $0x17, Z20, Z20
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z19, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z21
+	VPSLLVD         Z19, Z21, K1, Z20
+	VMOVDQU64       576(DX), Z19
+	VMOVDQU64       576(DX)(BX*1), Z21
+	VMOVDQU64       576(DX)(BX*2), Z22
+	VMOVDQU64       576(DX)(SI*1), Z23
+	VMOVDQU64       576(DI), Z24
+	VMOVDQU64       576(DI)(BX*1), Z25
+	VMOVDQU64       576(DI)(BX*2), Z26
+	VMOVDQU64       576(DI)(SI*1), Z27
+	VPDPBUSD        (DX), Z13, Z19
+	VPDPBUSD        (DX)(BX*1), Z13, Z21
+	VPDPBUSD        (DX)(BX*2), Z13, Z22
+	VPDPBUSD        (DX)(SI*1), Z13, Z23
+	VPDPBUSD        (DI), Z13, Z24
+	VPDPBUSD        (DI)(BX*1), Z13, Z25
+	VPDPBUSD        (DI)(BX*2), Z13, Z26
+	VPDPBUSD        (DI)(SI*1), Z13, Z27
+	VPDPBUSD        64(DX), Z16, Z19
+	VPDPBUSD        64(DX)(BX*1), Z16, Z21
+	VPDPBUSD        64(DX)(BX*2), Z16, Z22
+	VPDPBUSD        64(DX)(SI*1), Z16, Z23
+	VPDPBUSD        64(DI), Z16, Z24
+	VPDPBUSD        64(DI)(BX*1), Z16, Z25
+	VPDPBUSD        64(DI)(BX*2), Z16, Z26
+	VPDPBUSD        64(DI)(SI*1), Z16, Z27
+	VPDPBUSD        128(DX), Z17, Z19
+	VPDPBUSD        128(DX)(BX*1), Z17, Z21
+	VPDPBUSD        128(DX)(BX*2), Z17, Z22
+	VPDPBUSD        128(DX)(SI*1), Z17, Z23
+	VPDPBUSD        128(DI), Z17, Z24
+	VPDPBUSD        128(DI)(BX*1), Z17, Z25
+	VPDPBUSD        128(DI)(BX*2), Z17, Z26
+	VPDPBUSD        128(DI)(SI*1), Z17, Z27
+	VPDPBUSD        192(DX), Z18, Z19
+	VPDPBUSD        192(DX)(BX*1), Z18, Z21
+	VPDPBUSD        192(DX)(BX*2), Z18, Z22
+	VPDPBUSD        192(DX)(SI*1), Z18, Z23
+	VPDPBUSD        192(DI), Z18, Z24
+	VPDPBUSD        192(DI)(BX*1), Z18, Z25
+	VPDPBUSD        192(DI)(BX*2), Z18, Z26
+	VPDPBUSD        192(DI)(SI*1), Z18, Z27
+	VPDPBUSD        256(DX), Z14, Z19
+	VPDPBUSD        256(DX)(BX*1), Z14, Z21
+	VPDPBUSD        256(DX)(BX*2), Z14, Z22
+	VPDPBUSD        256(DX)(SI*1), Z14, Z23
+	VPDPBUSD        256(DI), Z14, Z24
+	VPDPBUSD        256(DI)(BX*1), Z14, Z25
+	VPDPBUSD        256(DI)(BX*2), Z14, Z26
+	VPDPBUSD        256(DI)(SI*1), Z14, Z27
+	VPDPBUSD        320(DX), Z12, Z19
+	VPDPBUSD        320(DX)(BX*1), Z12, Z21
+	VPDPBUSD        320(DX)(BX*2), Z12, Z22
+	VPDPBUSD        320(DX)(SI*1), Z12, Z23
+	VPDPBUSD        320(DI), Z12, Z24
+	VPDPBUSD        320(DI)(BX*1), Z12, Z25
+	VPDPBUSD        320(DI)(BX*2), Z12, Z26
+	VPDPBUSD        320(DI)(SI*1), Z12, Z27
+	VPDPBUSD        384(DX), Z15, Z19
+	VPDPBUSD        384(DX)(BX*1), Z15, Z21
+	VPDPBUSD        384(DX)(BX*2), Z15, Z22
+	VPDPBUSD        384(DX)(SI*1), Z15, Z23
+	VPDPBUSD        384(DI), Z15, Z24
+	VPDPBUSD        384(DI)(BX*1), Z15, Z25
+	VPDPBUSD        384(DI)(BX*2), Z15, Z26
+	VPDPBUSD        384(DI)(SI*1), Z15, Z27
+	VPDPBUSD        448(DX), Z11, Z19
+	VPDPBUSD        448(DX)(BX*1), Z11, Z21
+	VPDPBUSD        448(DX)(BX*2), Z11, Z22
+	VPDPBUSD        448(DX)(SI*1), Z11, Z23
+	VPDPBUSD        448(DI), Z11, Z24
+	VPDPBUSD        448(DI)(BX*1), Z11, Z25
+	VPDPBUSD        448(DI)(BX*2), Z11, Z26
+	VPDPBUSD        448(DI)(SI*1), Z11, Z27
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX), Z20, Z11
+	VFMADD231PS     Z11, Z19, Z3
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DX)(BX*1), Z20, Z11
+	VFMADD231PS     Z11, Z21, Z4
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DX)(BX*2), Z20, Z11
+	VFMADD231PS     Z11, Z22, Z5
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DX)(SI*1), Z20, Z11
+	VFMADD231PS     Z11, Z23, Z6
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DI), Z20, Z11
+	VFMADD231PS     Z11, Z24, Z7
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          512(DI)(BX*1), Z20, Z11
+	VFMADD231PS     Z11, Z25, Z8
+	VCVTDQ2PS       Z26, Z26
+	VMULPS          512(DI)(BX*2), Z20, Z11
+	VFMADD231PS     Z11, Z26, Z9
+	VCVTDQ2PS       Z27, Z27
+	VMULPS          512(DI)(SI*1), Z20, Z11
+	VFMADD231PS     Z11, Z27, Z10
+	ADDQ            $0x00000110, AX
+	ADDQ            $0x00000280, DX
+	ADDQ            $0x00000280, DI
+	DECQ            R8
+	JMP             gemmMXFP4AVX512x8_loop
+
+gemmMXFP4AVX512x8_done:
+	ANDQ $0x0f, CX
+	JZ   gemmMXFP4AVX512x8_end
+	XORQ R8, R8
+	MOVQ R8, (SP)
+	MOVQ R8, 8(SP)
+	MOVQ R8, 16(SP)
+	MOVQ R8, 24(SP)
+	MOVQ R8, 32(SP)
+	MOVQ R8, 40(SP)
+	MOVQ R8, 48(SP)
+	MOVQ R8, 56(SP)
+	MOVQ R8, 64(SP)
+	MOVQ R8, 72(SP)
+	MOVQ R8, 80(SP)
+	MOVQ R8, 88(SP)
+	MOVQ R8, 96(SP)
+	MOVQ R8, 104(SP)
+	MOVQ R8, 112(SP)
+	MOVQ R8, 120(SP)
+	MOVQ R8, 128(SP)
+	MOVQ R8, 136(SP)
+	MOVQ R8, 144(SP)
+	MOVQ R8, 152(SP)
+	MOVQ R8, 160(SP)
+	MOVQ R8, 168(SP)
+	MOVQ R8, 176(SP)
+	MOVQ R8, 184(SP)
+	MOVQ R8, 192(SP)
+	MOVQ R8, 200(SP)
+	MOVQ R8, 208(SP)
+	MOVQ R8, 216(SP)
+	MOVQ R8, 224(SP)
+	MOVQ R8, 232(SP)
+	MOVQ R8, 240(SP)
+	MOVQ R8, 248(SP)
+	MOVQ R8, 256(SP)
+	MOVQ R8, 264(SP)
+	LEAQ (SP), R8
+	MOVQ R8, R9
+
+gemmMXFP4AVX512x8_copy:
+	VMOVDQU64       (AX), X11
+	VMOVDQU64       X11, (R9)
+	VMOVDQU64       1(AX), X11
+	VMOVDQU64       X11, 1(R9)
+	ADDQ            $0x11, AX
+	ADDQ            $0x11, R9
+	DECQ            CX
+	JNZ             gemmMXFP4AVX512x8_copy
+	VBROADCASTI32X4 1(R8), Z11
+	VINSERTI32X4    $0x01, 18(R8), Z11, Z11
+	VINSERTI32X4    $0x02, 35(R8), Z11, Z11
+	VINSERTI32X4    $0x03, 52(R8), Z11, Z11
+	VBROADCASTI32X4 69(R8), Z12
+	VINSERTI32X4    $0x01, 86(R8), Z12, Z12
+	VINSERTI32X4    $0x02, 103(R8), Z12, Z12
+	VINSERTI32X4    $0x03, 120(R8), Z12, Z12
+	VBROADCASTI32X4 137(R8), Z13
+	VINSERTI32X4    $0x01, 154(R8), Z13, Z13
+	VINSERTI32X4    $0x02, 171(R8), Z13, Z13
+	VINSERTI32X4    $0x03, 188(R8), Z13, Z13
+	VBROADCASTI32X4 205(R8), Z14
+	VINSERTI32X4    $0x01, 222(R8), Z14, Z14
+	VINSERTI32X4    $0x02, 239(R8), Z14, Z14
+	VINSERTI32X4    $0x03, 256(R8), Z14, Z14
+	VPUNPCKLDQ      Z12, Z11, Z15
+	VPUNPCKHDQ      Z12, Z11, Z11
+	VPUNPCKLDQ      Z14, Z13, Z12
+	VPUNPCKHDQ      Z14, Z13, Z13
+	VPUNPCKLQDQ     Z12, Z15, Z14
+	VPUNPCKHQDQ     Z12, Z15, Z12
+	VPUNPCKLQDQ     Z13, Z11, Z15
+	VPUNPCKHQDQ     Z13, Z11, Z11
+	VPANDD          Z0, Z14, Z13
+	VPSRLW          $0x04, Z14, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z16
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          Z0, Z12, Z12
+	VPANDD          Z0, Z15, Z17
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z11, Z18
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPSHUFB         Z13, Z2, Z13
+	VPSHUFB         Z16, Z2, Z16
+	VPSHUFB         Z17, Z2, Z17
+	VPSHUFB         Z18, Z2, Z18
+	VPSHUFB         Z14, Z2, Z14
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z15, Z2, Z15
+	VPSHUFB         Z11, Z2, Z11
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (R8)(Z1*1), K1, Z0
+	VPANDD          e8m0Consts<>+0(SB), Z0, Z0
+	VPSUBD          e8m0Consts<>+64(SB), Z0, Z1
+	VPSLLD          $0x17, Z1, Z1
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z0, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z2
+	VPSLLVD         Z0, Z2, K1, Z1
+	VMOVDQU64       576(DX), Z0
+	VMOVDQU64       576(DX)(BX*1), Z2
+	VMOVDQU64       576(DX)(BX*2), Z19
+	VMOVDQU64       576(DX)(SI*1), Z20
+	VMOVDQU64       576(DI), Z21
+	VMOVDQU64       576(DI)(BX*1), Z22
+	VMOVDQU64       576(DI)(BX*2), Z23
+	VMOVDQU64       576(DI)(SI*1), Z24
+	VPDPBUSD        (DX), Z13, Z0
+	VPDPBUSD        (DX)(BX*1), Z13, Z2
+	VPDPBUSD        (DX)(BX*2), Z13, Z19
+	VPDPBUSD        (DX)(SI*1), Z13, Z20
+	VPDPBUSD        (DI), Z13, Z21
+	VPDPBUSD        (DI)(BX*1), Z13, Z22
+	VPDPBUSD        (DI)(BX*2), Z13, Z23
+	VPDPBUSD        (DI)(SI*1), Z13, Z24
+	VPDPBUSD        64(DX), Z16, Z0
+	VPDPBUSD        64(DX)(BX*1), Z16, Z2
+	VPDPBUSD        64(DX)(BX*2), Z16, Z19
+	VPDPBUSD        64(DX)(SI*1), Z16, Z20
+	VPDPBUSD        64(DI), Z16, Z21
+	VPDPBUSD        64(DI)(BX*1), Z16, Z22
+	VPDPBUSD        64(DI)(BX*2), Z16, Z23
+	VPDPBUSD        64(DI)(SI*1), Z16, Z24
+	VPDPBUSD        128(DX), Z17, Z0
+	VPDPBUSD        128(DX)(BX*1), Z17, Z2
+	VPDPBUSD        128(DX)(BX*2), Z17, Z19
+	VPDPBUSD        128(DX)(SI*1), Z17, Z20
+	VPDPBUSD        128(DI), Z17, Z21
+	VPDPBUSD        128(DI)(BX*1), Z17, Z22
+	VPDPBUSD        128(DI)(BX*2), Z17, Z23
+	VPDPBUSD        128(DI)(SI*1), Z17, Z24
+	VPDPBUSD        192(DX), Z18, Z0
+	VPDPBUSD        192(DX)(BX*1), Z18, Z2
+	VPDPBUSD        192(DX)(BX*2), Z18, Z19
+	VPDPBUSD        192(DX)(SI*1), Z18, Z20
+	VPDPBUSD        192(DI), Z18, Z21
+	VPDPBUSD        192(DI)(BX*1), Z18, Z22
+	VPDPBUSD        192(DI)(BX*2), Z18, Z23
+	VPDPBUSD        192(DI)(SI*1), Z18, Z24
+	VPDPBUSD        256(DX), Z14, Z0
+	VPDPBUSD        256(DX)(BX*1), Z14, Z2
+	VPDPBUSD        256(DX)(BX*2), Z14, Z19
+	VPDPBUSD        256(DX)(SI*1), Z14, Z20
+	VPDPBUSD        256(DI), Z14, Z21
+	VPDPBUSD        256(DI)(BX*1), Z14, Z22
+	VPDPBUSD        256(DI)(BX*2), Z14, Z23
+	VPDPBUSD        256(DI)(SI*1), Z14, Z24
+	VPDPBUSD        320(DX), Z12, Z0
+	VPDPBUSD        320(DX)(BX*1), Z12, Z2
+	VPDPBUSD        320(DX)(BX*2), Z12, Z19
+	VPDPBUSD        320(DX)(SI*1), Z12, Z20
+	VPDPBUSD        320(DI), Z12, Z21
+	VPDPBUSD        320(DI)(BX*1), Z12, Z22
+	VPDPBUSD        320(DI)(BX*2), Z12, Z23
+	VPDPBUSD        320(DI)(SI*1), Z12, Z24
+	VPDPBUSD        384(DX), Z15, Z0
+	VPDPBUSD        384(DX)(BX*1), Z15, Z2
+	VPDPBUSD        384(DX)(BX*2), Z15, Z19
+	VPDPBUSD        384(DX)(SI*1), Z15, Z20
+	VPDPBUSD        384(DI), Z15, Z21
+	VPDPBUSD        384(DI)(BX*1), Z15, Z22
+	VPDPBUSD        384(DI)(BX*2), Z15, Z23
+	VPDPBUSD        384(DI)(SI*1), Z15, Z24
+	VPDPBUSD        448(DX), Z11, Z0
+	VPDPBUSD        448(DX)(BX*1), Z11, Z2
+	VPDPBUSD        448(DX)(BX*2), Z11, Z19
+	VPDPBUSD        448(DX)(SI*1), Z11, Z20
+	VPDPBUSD        448(DI), Z11, Z21
+	VPDPBUSD        448(DI)(BX*1), Z11, Z22
+	VPDPBUSD        448(DI)(BX*2), Z11, Z23
+	VPDPBUSD        448(DI)(SI*1), Z11, Z24
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          512(DX), Z1, Z11
+	VFMADD231PS     Z11, Z0, Z3
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX)(BX*1), Z1, Z0
+	VFMADD231PS     Z0, Z2, Z4
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX)(BX*2), Z1, Z0
+	VFMADD231PS     Z0, Z19, Z5
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          512(DX)(SI*1), Z1, Z0
+	VFMADD231PS     Z0, Z20, Z6
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          512(DI), Z1, Z0
+	VFMADD231PS     Z0, Z21, Z7
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          512(DI)(BX*1), Z1, Z0
+	VFMADD231PS     Z0, Z22, Z8
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          512(DI)(BX*2), Z1, Z0
+	VFMADD231PS     Z0, Z23, Z9
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          512(DI)(SI*1), Z1, Z0
+	VFMADD231PS     Z0, Z24, Z10
+
+gemmMXFP4AVX512x8_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmMXFP4AVX512x8_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z5, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VMOVUPS Z7, 256(AX)
+	VMOVUPS Z8, 320(AX)
+	VMOVUPS Z9, 384(AX)
+	VMOVUPS Z10, 448(AX)
+	VZEROUPPER
+	RET
+
+gemmMXFP4AVX512x8_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z6, Z5, Z1
+	VSHUFF64X2 $0xee, Z6, Z5, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF64X2 $0x44, Z8, Z7, Z2
+	VSHUFF64X2 $0xee, Z8, Z7, Z3
+	VADDPS     Z3, Z2, Z2
+	VSHUFF64X2 $0x44, Z10, Z9, Z3
+	VSHUFF64X2 $0xee, Z10, Z9, Z4
+	VADDPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x88, Z1, Z0, Z4
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x88, Z3, Z2, Z0
+	VSHUFF32X4 $0xdd, Z3, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFPS    $0x44, Z0, Z4, Z1
+	VSHUFPS    $0xee, Z0, Z4, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSHDUP  Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVUPS    Z1, 304(SP)
+	MOVL       304(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       320(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       336(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       352(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       312(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       328(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       344(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       360(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmMXFP4AVX512x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmMXFP4AVX512x4(SB), NOSPLIT, $368-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	LEAQ         (BX)(BX*2), SI
+	MOVL         $0x0f0f0f0f, DI
+	VPBROADCASTD DI, Z0
+	VMOVDQU64    mxfp4Lanes<>+0(SB), Z1
+	VMOVDQU64    mxfp4Levels128<>+0(SB), Z2
+	MOVQ         flags+56(FP), DI
+	MOVQ         acc+32(FP), R8
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	TESTQ        $0x00000001, DI
+	JZ           gemmMXFP4AVX512x4_start
+	VMOVUPS      (R8), Z3
+	VMOVUPS      64(R8), Z4
+	VMOVUPS      128(R8), Z5
+	VMOVUPS      192(R8), Z6
+
+gemmMXFP4AVX512x4_start:
+	MOVQ CX, DI
+	SHRQ $0x04, DI
+
+gemmMXFP4AVX512x4_loop:
+	TESTQ           DI, DI
+	JZ              gemmMXFP4AVX512x4_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 1(AX), Z7
+	VINSERTI32X4    $0x01, 18(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 35(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 52(AX), Z7, Z7
+	VBROADCASTI32X4 69(AX), Z8
+	VINSERTI32X4    $0x01, 86(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 103(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 120(AX), Z8, Z8
+	VBROADCASTI32X4 137(AX), Z9
+	VINSERTI32X4    $0x01, 154(AX), Z9, Z9
+	VINSERTI32X4    $0x02, 171(AX), Z9, Z9
+	VINSERTI32X4    $0x03, 188(AX), Z9, Z9
+	VBROADCASTI32X4 205(AX), Z10
+	VINSERTI32X4    $0x01, 222(AX), Z10, Z10
+	VINSERTI32X4    $0x02, 239(AX), Z10, Z10
+	VINSERTI32X4    $0x03, 256(AX), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z13, Z2, Z13
+	VPSHUFB         Z14, Z2, Z14
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z7, Z2, Z7
+	MOVL            $0x0000ffff, R8
+	KMOVW           R8, K1
+	VPXORD          Z1, Z1, Z15
+	VPGATHERDD      (AX)(Z1*1), K1, Z15
+	VPANDD          e8m0Consts<>+0(SB), Z15, Z15
+	VPSUBD          e8m0Consts<>+64(SB), Z15, Z16
+	VPSLLD          $0x17, Z16, Z16
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z15, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z17
+	VPSLLVD         Z15, Z17, K1, Z16
+	VMOVDQU64       576(DX), Z15
+	VMOVDQU64       576(DX)(BX*1), Z17
+	VMOVDQU64       576(DX)(BX*2), Z18
+	VMOVDQU64       576(DX)(SI*1), Z19
+	VPDPBUSD        (DX), Z9, Z15
+	VPDPBUSD        (DX)(BX*1), Z9, Z17
+	VPDPBUSD        (DX)(BX*2), Z9, Z18
+	VPDPBUSD        (DX)(SI*1), Z9, Z19
+	VPDPBUSD        64(DX), Z12, Z15
+	VPDPBUSD        64(DX)(BX*1), Z12, Z17
+	VPDPBUSD        64(DX)(BX*2), Z12, Z18
+	VPDPBUSD        64(DX)(SI*1), Z12, Z19
+	VPDPBUSD        128(DX), Z13, Z15
+	VPDPBUSD        128(DX)(BX*1), Z13, Z17
+	VPDPBUSD        128(DX)(BX*2), Z13, Z18
+	VPDPBUSD        128(DX)(SI*1), Z13, Z19
+	VPDPBUSD        192(DX), Z14, Z15
+	VPDPBUSD        192(DX)(BX*1), Z14, Z17
+	VPDPBUSD        192(DX)(BX*2), Z14, Z18
+	VPDPBUSD        192(DX)(SI*1), Z14, Z19
+	VPDPBUSD        256(DX), Z10, Z15
+	VPDPBUSD        256(DX)(BX*1), Z10, Z17
+	VPDPBUSD        256(DX)(BX*2), Z10, Z18
+	VPDPBUSD        256(DX)(SI*1), Z10, Z19
+	VPDPBUSD        320(DX), Z8, Z15
+	VPDPBUSD        320(DX)(BX*1), Z8, Z17
+	VPDPBUSD        320(DX)(BX*2), Z8, Z18
+	VPDPBUSD        320(DX)(SI*1), Z8, Z19
+	VPDPBUSD        384(DX), Z11, Z15
+	VPDPBUSD        384(DX)(BX*1), Z11, Z17
+	VPDPBUSD        384(DX)(BX*2), Z11, Z18
+	VPDPBUSD        384(DX)(SI*1), Z11, Z19
+	VPDPBUSD        448(DX), Z7, Z15
+	VPDPBUSD        448(DX)(BX*1), Z7, Z17
+	VPDPBUSD        448(DX)(BX*2), Z7, Z18
+	VPDPBUSD        448(DX)(SI*1), Z7, Z19
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX), Z16, Z7
+	VFMADD231PS     Z7, Z15, Z3
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          512(DX)(BX*1), Z16, Z7
+	VFMADD231PS     Z7, Z17, Z4
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          512(DX)(BX*2), Z16, Z7
+	VFMADD231PS     Z7, Z18, Z5
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          512(DX)(SI*1), Z16, Z7
+	VFMADD231PS     Z7, Z19, Z6
+	ADDQ            $0x00000110, AX
+	ADDQ            $0x00000280, DX
+	DECQ            DI
+	JMP             gemmMXFP4AVX512x4_loop
+
+gemmMXFP4AVX512x4_done:
+	ANDQ $0x0f, CX
+	JZ   gemmMXFP4AVX512x4_end
+	XORQ DI, DI
+	MOVQ DI, (SP)
+	MOVQ DI, 8(SP)
+	MOVQ DI, 16(SP)
+	MOVQ DI, 24(SP)
+	MOVQ DI, 32(SP)
+	MOVQ DI, 40(SP)
+	MOVQ DI, 48(SP)
+	MOVQ DI, 56(SP)
+	MOVQ DI, 64(SP)
+	MOVQ DI, 72(SP)
+	MOVQ DI, 80(SP)
+	MOVQ DI, 88(SP)
+	MOVQ DI, 96(SP)
+	MOVQ DI, 104(SP)
+	MOVQ DI, 112(SP)
+	MOVQ DI, 120(SP)
+	MOVQ DI, 128(SP)
+	MOVQ DI, 136(SP)
+	MOVQ DI, 144(SP)
+	MOVQ DI, 152(SP)
+	MOVQ DI, 160(SP)
+	MOVQ DI, 168(SP)
+	MOVQ DI, 176(SP)
+	MOVQ DI, 184(SP)
+	MOVQ DI, 192(SP)
+	MOVQ DI, 200(SP)
+	MOVQ DI, 208(SP)
+	MOVQ DI, 216(SP)
+	MOVQ DI, 224(SP)
+	MOVQ DI, 232(SP)
+	MOVQ DI, 240(SP)
+	MOVQ DI, 248(SP)
+	MOVQ DI, 256(SP)
+	MOVQ DI, 264(SP)
+	LEAQ (SP), DI
+	MOVQ DI, R8
+
+gemmMXFP4AVX512x4_copy:
+	VMOVDQU64       (AX), X7
+	VMOVDQU64       X7, (R8)
+	VMOVDQU64       1(AX), X7
+	VMOVDQU64       X7, 1(R8)
+	ADDQ            $0x11, AX
+	ADDQ            $0x11, R8
+	DECQ            CX
+	JNZ             gemmMXFP4AVX512x4_copy
+	VBROADCASTI32X4 1(DI), Z7
+	VINSERTI32X4    $0x01, 18(DI), Z7, Z7
+	VINSERTI32X4    $0x02, 35(DI), Z7, Z7
+	VINSERTI32X4    $0x03, 52(DI), Z7, Z7
+	VBROADCASTI32X4 69(DI), Z8
+	VINSERTI32X4    $0x01, 86(DI), Z8, Z8
+	VINSERTI32X4    $0x02, 103(DI), Z8, Z8
+	VINSERTI32X4    $0x03, 120(DI), Z8, Z8
+	VBROADCASTI32X4 137(DI), Z9
+	VINSERTI32X4    $0x01, 154(DI), Z9, Z9
+	VINSERTI32X4    $0x02, 171(DI), Z9, Z9
+	VINSERTI32X4    $0x03, 188(DI), Z9, Z9
+	VBROADCASTI32X4 205(DI), Z10
+	VINSERTI32X4    $0x01, 222(DI), Z10, Z10
+	VINSERTI32X4    $0x02, 239(DI), Z10, Z10
+	VINSERTI32X4    $0x03, 256(DI), Z10, Z10
+	VPUNPCKLDQ      Z8, Z7, Z11
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLDQ      Z10, Z9, Z8
+	VPUNPCKHDQ      Z10, Z9, Z9
+	VPUNPCKLQDQ     Z8, Z11, Z10
+	VPUNPCKHQDQ     Z8, Z11, Z8
+	VPUNPCKLQDQ     Z9, Z7, Z11
+	VPUNPCKHQDQ     Z9, Z7, Z7
+	VPANDD          Z0, Z10, Z9
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          Z0, Z10, Z10
+	VPANDD          Z0, Z8, Z12
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z11, Z13
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          Z0, Z11, Z11
+	VPANDD          Z0, Z7, Z14
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z13, Z2, Z13
+	VPSHUFB         Z14, Z2, Z14
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z7, Z2, Z7
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (DI)(Z1*1), K1, Z0
+	VPANDD          e8m0Consts<>+0(SB), Z0, Z0
+	VPSUBD          e8m0Consts<>+64(SB), Z0, Z1
+	VPSLLD          $0x17, Z1, Z1
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z0, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z2
+	VPSLLVD         Z0, Z2, K1, Z1
+	VMOVDQU64       576(DX), Z0
+	VMOVDQU64       576(DX)(BX*1), Z2
+	VMOVDQU64       576(DX)(BX*2), Z15
+	VMOVDQU64       576(DX)(SI*1), Z16
+	VPDPBUSD        (DX), Z9, Z0
+	VPDPBUSD        (DX)(BX*1), Z9, Z2
+	VPDPBUSD        (DX)(BX*2), Z9, Z15
+	VPDPBUSD        (DX)(SI*1), Z9, Z16
+	VPDPBUSD        64(DX), Z12, Z0
+	VPDPBUSD        64(DX)(BX*1), Z12, Z2
+	VPDPBUSD        64(DX)(BX*2), Z12, Z15
+	VPDPBUSD        64(DX)(SI*1), Z12, Z16
+	VPDPBUSD        128(DX), Z13, Z0
+	VPDPBUSD        128(DX)(BX*1), Z13, Z2
+	VPDPBUSD        128(DX)(BX*2), Z13, Z15
+	VPDPBUSD        128(DX)(SI*1), Z13, Z16
+	VPDPBUSD        192(DX), Z14, Z0
+	VPDPBUSD        192(DX)(BX*1), Z14, Z2
+	VPDPBUSD        192(DX)(BX*2), Z14, Z15
+	VPDPBUSD        192(DX)(SI*1), Z14, Z16
+	VPDPBUSD        256(DX), Z10, Z0
+	VPDPBUSD        256(DX)(BX*1), Z10, Z2
+	VPDPBUSD        256(DX)(BX*2), Z10, Z15
+	VPDPBUSD        256(DX)(SI*1), Z10, Z16
+	VPDPBUSD        320(DX), Z8, Z0
+	VPDPBUSD        320(DX)(BX*1), Z8, Z2
+	VPDPBUSD        320(DX)(BX*2), Z8, Z15
+	VPDPBUSD        320(DX)(SI*1), Z8, Z16
+	VPDPBUSD        384(DX), Z11, Z0
+	VPDPBUSD        384(DX)(BX*1), Z11, Z2
+	VPDPBUSD        384(DX)(BX*2), Z11, Z15
+	VPDPBUSD        384(DX)(SI*1), Z11, Z16
+	VPDPBUSD        448(DX), Z7, Z0
+	VPDPBUSD        448(DX)(BX*1), Z7, Z2
+	VPDPBUSD        448(DX)(BX*2), Z7, Z15
+	VPDPBUSD        448(DX)(SI*1), Z7, Z16
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          512(DX), Z1, Z7
+	VFMADD231PS     Z7, Z0, Z3
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX)(BX*1), Z1, Z0
+	VFMADD231PS     Z0, Z2, Z4
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX)(BX*2), Z1, Z0
+	VFMADD231PS     Z0, Z15, Z5
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          512(DX)(SI*1), Z1, Z0
+	VFMADD231PS     Z0, Z16, Z6
+
+gemmMXFP4AVX512x4_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmMXFP4AVX512x4_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VMOVUPS Z5, 128(AX)
+	VMOVUPS Z6, 192(AX)
+	VZEROUPPER
+	RET
+
+gemmMXFP4AVX512x4_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF64X2 $0x44, Z6, Z5, Z1
+	VSHUFF64X2 $0xee, Z6, Z5, Z2
+	VADDPS     Z2, Z1, Z1
+	VSHUFF32X4 $0x88, Z1, Z0, Z2
+	VSHUFF32X4 $0xdd, Z1, Z0, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFPS    $0x44, Z2, Z2, Z0
+	VSHUFPS    $0xee, Z2, Z2, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 304(SP)
+	MOVL       304(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       320(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       336(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       352(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmMXFP4AVX512x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmMXFP4AVX512x2(SB), NOSPLIT, $368-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, SI
+	VPBROADCASTD SI, Z0
+	VMOVDQU64    mxfp4Lanes<>+0(SB), Z1
+	VMOVDQU64    mxfp4Levels128<>+0(SB), Z2
+	MOVQ         flags+56(FP), SI
+	MOVQ         acc+32(FP), DI
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	TESTQ        $0x00000001, SI
+	JZ           gemmMXFP4AVX512x2_start
+	VMOVUPS      (DI), Z3
+	VMOVUPS      64(DI), Z4
+
+gemmMXFP4AVX512x2_start:
+	MOVQ CX, SI
+	SHRQ $0x04, SI
+
+gemmMXFP4AVX512x2_loop:
+	TESTQ           SI, SI
+	JZ              gemmMXFP4AVX512x2_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 1(AX), Z5
+	VINSERTI32X4    $0x01, 18(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 35(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 52(AX), Z5, Z5
+	VBROADCASTI32X4 69(AX), Z6
+	VINSERTI32X4    $0x01, 86(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 103(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 120(AX), Z6, Z6
+	VBROADCASTI32X4 137(AX), Z7
+	VINSERTI32X4    $0x01, 154(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 171(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 188(AX), Z7, Z7
+	VBROADCASTI32X4 205(AX), Z8
+	VINSERTI32X4    $0x01, 222(AX), Z8, Z8
+	VINSERTI32X4    $0x02, 239(AX), Z8, Z8
+	VINSERTI32X4    $0x03, 256(AX), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z5, Z2, Z5
+	MOVL            $0x0000ffff, DI
+	KMOVW           DI, K1
+	VPXORD          Z1, Z1, Z13
+	VPGATHERDD      (AX)(Z1*1), K1, Z13
+	VPANDD          e8m0Consts<>+0(SB), Z13, Z13
+	VPSUBD          e8m0Consts<>+64(SB), Z13, Z14
+	VPSLLD          $0x17, Z14, Z14
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z13, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z15
+	VPSLLVD         Z13, Z15, K1, Z14
+	VMOVDQU64       576(DX), Z13
+	VMOVDQU64       576(DX)(BX*1), Z15
+	VPDPBUSD        (DX), Z7, Z13
+	VPDPBUSD        (DX)(BX*1), Z7, Z15
+	VPDPBUSD        64(DX), Z10, Z13
+	VPDPBUSD        64(DX)(BX*1), Z10, Z15
+	VPDPBUSD        128(DX), Z11, Z13
+	VPDPBUSD        128(DX)(BX*1), Z11, Z15
+	VPDPBUSD        192(DX), Z12, Z13
+	VPDPBUSD        192(DX)(BX*1), Z12, Z15
+	VPDPBUSD        256(DX), Z8, Z13
+	VPDPBUSD        256(DX)(BX*1), Z8, Z15
+	VPDPBUSD        320(DX), Z6, Z13
+	VPDPBUSD        320(DX)(BX*1), Z6, Z15
+	VPDPBUSD        384(DX), Z9, Z13
+	VPDPBUSD        384(DX)(BX*1), Z9, Z15
+	VPDPBUSD        448(DX), Z5, Z13
+	VPDPBUSD        448(DX)(BX*1), Z5, Z15
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          512(DX), Z14, Z5
+	VFMADD231PS     Z5, Z13, Z3
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          512(DX)(BX*1), Z14, Z5
+	VFMADD231PS     Z5, Z15, Z4
+	ADDQ            $0x00000110, AX
+	ADDQ            $0x00000280, DX
+	DECQ            SI
+	JMP             gemmMXFP4AVX512x2_loop
+
+gemmMXFP4AVX512x2_done:
+	ANDQ $0x0f, CX
+	JZ   gemmMXFP4AVX512x2_end
+	XORQ SI, SI
+	MOVQ SI, (SP)
+	MOVQ SI, 8(SP)
+	MOVQ SI, 16(SP)
+	MOVQ SI, 24(SP)
+	MOVQ SI, 32(SP)
+	MOVQ SI, 40(SP)
+	MOVQ SI, 48(SP)
+	MOVQ SI, 56(SP)
+	MOVQ SI, 64(SP)
+	MOVQ SI, 72(SP)
+	MOVQ SI, 80(SP)
+	MOVQ SI, 88(SP)
+	MOVQ SI, 96(SP)
+	MOVQ SI, 104(SP)
+	MOVQ SI, 112(SP)
+	MOVQ SI, 120(SP)
+	MOVQ SI, 128(SP)
+	MOVQ SI, 136(SP)
+	MOVQ SI, 144(SP)
+	MOVQ SI, 152(SP)
+	MOVQ SI, 160(SP)
+	MOVQ SI, 168(SP)
+	MOVQ SI, 176(SP)
+	MOVQ SI, 184(SP)
+	MOVQ SI, 192(SP)
+	MOVQ SI, 200(SP)
+	MOVQ SI, 208(SP)
+	MOVQ SI, 216(SP)
+	MOVQ SI, 224(SP)
+	MOVQ SI, 232(SP)
+	MOVQ SI, 240(SP)
+	MOVQ SI, 248(SP)
+	MOVQ SI, 256(SP)
+	MOVQ SI, 264(SP)
+	LEAQ (SP), SI
+	MOVQ SI, DI
+
+gemmMXFP4AVX512x2_copy:
+	VMOVDQU64       (AX), X5
+	VMOVDQU64       X5, (DI)
+	VMOVDQU64       1(AX), X5
+	VMOVDQU64       X5, 1(DI)
+	ADDQ            $0x11, AX
+	ADDQ            $0x11, DI
+	DECQ            CX
+	JNZ             gemmMXFP4AVX512x2_copy
+	VBROADCASTI32X4 1(SI), Z5
+	VINSERTI32X4    $0x01, 18(SI), Z5, Z5
+	VINSERTI32X4    $0x02, 35(SI), Z5, Z5
+	VINSERTI32X4    $0x03, 52(SI), Z5, Z5
+	VBROADCASTI32X4 69(SI), Z6
+	VINSERTI32X4    $0x01, 86(SI), Z6, Z6
+	VINSERTI32X4    $0x02, 103(SI), Z6, Z6
+	VINSERTI32X4    $0x03, 120(SI), Z6, Z6
+	VBROADCASTI32X4 137(SI), Z7
+	VINSERTI32X4    $0x01, 154(SI), Z7, Z7
+	VINSERTI32X4    $0x02, 171(SI), Z7, Z7
+	VINSERTI32X4    $0x03, 188(SI), Z7, Z7
+	VBROADCASTI32X4 205(SI), Z8
+	VINSERTI32X4    $0x01, 222(SI), Z8, Z8
+	VINSERTI32X4    $0x02, 239(SI), Z8, Z8
+	VINSERTI32X4    $0x03, 256(SI), Z8, Z8
+	VPUNPCKLDQ      Z6, Z5, Z9
+	VPUNPCKHDQ      Z6, Z5, Z5
+	VPUNPCKLDQ      Z8, Z7, Z6
+	VPUNPCKHDQ      Z8, Z7, Z7
+	VPUNPCKLQDQ     Z6, Z9, Z8
+	VPUNPCKHQDQ     Z6, Z9, Z6
+	VPUNPCKLQDQ     Z7, Z5, Z9
+	VPUNPCKHQDQ     Z7, Z5, Z5
+	VPANDD          Z0, Z8, Z7
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z6, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          Z0, Z6, Z6
+	VPANDD          Z0, Z9, Z11
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          Z0, Z9, Z9
+	VPANDD          Z0, Z5, Z12
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z12, Z2, Z12
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z5, Z2, Z5
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (SI)(Z1*1), K1, Z0
+	VPANDD          e8m0Consts<>+0(SB), Z0, Z0
+	VPSUBD          e8m0Consts<>+64(SB), Z0, Z1
+	VPSLLD          $0x17, Z1, Z1
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z0, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z2
+	VPSLLVD         Z0, Z2, K1, Z1
+	VMOVDQU64       576(DX), Z0
+	VMOVDQU64       576(DX)(BX*1), Z2
+	VPDPBUSD        (DX), Z7, Z0
+	VPDPBUSD        (DX)(BX*1), Z7, Z2
+	VPDPBUSD        64(DX), Z10, Z0
+	VPDPBUSD        64(DX)(BX*1), Z10, Z2
+	VPDPBUSD        128(DX), Z11, Z0
+	VPDPBUSD        128(DX)(BX*1), Z11, Z2
+	VPDPBUSD        192(DX), Z12, Z0
+	VPDPBUSD        192(DX)(BX*1), Z12, Z2
+	VPDPBUSD        256(DX), Z8, Z0
+	VPDPBUSD        256(DX)(BX*1), Z8, Z2
+	VPDPBUSD        320(DX), Z6, Z0
+	VPDPBUSD        320(DX)(BX*1), Z6, Z2
+	VPDPBUSD        384(DX), Z9, Z0
+	VPDPBUSD        384(DX)(BX*1), Z9, Z2
+	VPDPBUSD        448(DX), Z5, Z0
+	VPDPBUSD        448(DX)(BX*1), Z5, Z2
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          512(DX), Z1, Z5
+	VFMADD231PS     Z5, Z0, Z3
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          512(DX)(BX*1), Z1, Z0
+	VFMADD231PS     Z0, Z2, Z4
+
+gemmMXFP4AVX512x2_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmMXFP4AVX512x2_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z4, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmMXFP4AVX512x2_final:
+	MOVQ       dst+40(FP), AX
+	MOVQ       ldd+48(FP), CX
+	VSHUFF64X2 $0x44, Z4, Z3, Z0
+	VSHUFF64X2 $0xee, Z4, Z3, Z1
+	VADDPS     Z1, Z0, Z0
+	VSHUFF32X4 $0x88, Z0, Z0, Z1
+	VSHUFF32X4 $0xdd, Z0, Z0, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFPS    $0x44, Z1, Z1, Z0
+	VSHUFPS    $0xee, Z1, Z1, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVSHDUP  Z0, Z1
+	VADDPS     Z1, Z0, Z0
+	VMOVUPS    Z0, 304(SP)
+	MOVL       304(SP), DX
+	MOVL       DX, (AX)
+	ADDQ       CX, AX
+	MOVL       320(SP), DX
+	MOVL       DX, (AX)
+	VZEROUPPER
+	RET
+
+// func gemmMXFP4AVX512x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·gemmMXFP4AVX512x1(SB), NOSPLIT, $304-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVL         $0x0f0f0f0f, BX
+	VPBROADCASTD BX, Z0
+	VMOVDQU64    mxfp4Lanes<>+0(SB), Z1
+	VMOVDQU64    mxfp4Levels128<>+0(SB), Z2
+	MOVQ         flags+56(FP), BX
+	MOVQ         acc+32(FP), SI
+	VPXORD       Z3, Z3, Z3
+	TESTQ        $0x00000001, BX
+	JZ           gemmMXFP4AVX512x1_start
+	VMOVUPS      (SI), Z3
+
+gemmMXFP4AVX512x1_start:
+	MOVQ CX, BX
+	SHRQ $0x04, BX
+
+gemmMXFP4AVX512x1_loop:
+	TESTQ           BX, BX
+	JZ              gemmMXFP4AVX512x1_done
+	PREFETCHT0      4096(AX)
+	PREFETCHT0      4160(AX)
+	PREFETCHT0      4224(AX)
+	PREFETCHT0      4288(AX)
+	PREFETCHT0      4352(AX)
+	VBROADCASTI32X4 1(AX), Z4
+	VINSERTI32X4    $0x01, 18(AX), Z4, Z4
+	VINSERTI32X4    $0x02, 35(AX), Z4, Z4
+	VINSERTI32X4    $0x03, 52(AX), Z4, Z4
+	VBROADCASTI32X4 69(AX), Z5
+	VINSERTI32X4    $0x01, 86(AX), Z5, Z5
+	VINSERTI32X4    $0x02, 103(AX), Z5, Z5
+	VINSERTI32X4    $0x03, 120(AX), Z5, Z5
+	VBROADCASTI32X4 137(AX), Z6
+	VINSERTI32X4    $0x01, 154(AX), Z6, Z6
+	VINSERTI32X4    $0x02, 171(AX), Z6, Z6
+	VINSERTI32X4    $0x03, 188(AX), Z6, Z6
+	VBROADCASTI32X4 205(AX), Z7
+	VINSERTI32X4    $0x01, 222(AX), Z7, Z7
+	VINSERTI32X4    $0x02, 239(AX), Z7, Z7
+	VINSERTI32X4    $0x03, 256(AX), Z7, Z7
+	VPUNPCKLDQ      Z5, Z4, Z8
+	VPUNPCKHDQ      Z5, Z4, Z4
+	VPUNPCKLDQ      Z7, Z6, Z5
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLQDQ     Z5, Z8, Z7
+	VPUNPCKHQDQ     Z5, Z8, Z5
+	VPUNPCKLQDQ     Z6, Z4, Z8
+	VPUNPCKHQDQ     Z6, Z4, Z4
+	VPANDD          Z0, Z7, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z5, Z9
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z8, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z4, Z11
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z5, Z2, Z5
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z4, Z2, Z4
+	MOVL            $0x0000ffff, SI
+	KMOVW           SI, K1
+	VPXORD          Z1, Z1, Z12
+	VPGATHERDD      (AX)(Z1*1), K1, Z12
+	VPANDD          e8m0Consts<>+0(SB), Z12, Z12
+	VPSUBD          e8m0Consts<>+64(SB), Z12, Z13
+	VPSLLD          $0x17, Z13, Z13
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z12, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z14
+	VPSLLVD         Z12, Z14, K1, Z13
+	VMOVDQU64       576(DX), Z12
+	VPDPBUSD        (DX), Z6, Z12
+	VPDPBUSD        64(DX), Z9, Z12
+	VPDPBUSD        128(DX), Z10, Z12
+	VPDPBUSD        192(DX), Z11, Z12
+	VPDPBUSD        256(DX), Z7, Z12
+	VPDPBUSD        320(DX), Z5, Z12
+	VPDPBUSD        384(DX), Z8, Z12
+	VPDPBUSD        448(DX), Z4, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          512(DX), Z13, Z4
+	VFMADD231PS     Z4, Z12, Z3
+	ADDQ            $0x00000110, AX
+	ADDQ            $0x00000280, DX
+	DECQ            BX
+	JMP             gemmMXFP4AVX512x1_loop
+
+gemmMXFP4AVX512x1_done:
+	ANDQ $0x0f, CX
+	JZ   gemmMXFP4AVX512x1_end
+	XORQ BX, BX
+	MOVQ BX, (SP)
+	MOVQ BX, 8(SP)
+	MOVQ BX, 16(SP)
+	MOVQ BX, 24(SP)
+	MOVQ BX, 32(SP)
+	MOVQ BX, 40(SP)
+	MOVQ BX, 48(SP)
+	MOVQ BX, 56(SP)
+	MOVQ BX, 64(SP)
+	MOVQ BX, 72(SP)
+	MOVQ BX, 80(SP)
+	MOVQ BX, 88(SP)
+	MOVQ BX, 96(SP)
+	MOVQ BX, 104(SP)
+	MOVQ BX, 112(SP)
+	MOVQ BX, 120(SP)
+	MOVQ BX, 128(SP)
+	MOVQ BX, 136(SP)
+	MOVQ BX, 144(SP)
+	MOVQ BX, 152(SP)
+	MOVQ BX, 160(SP)
+	MOVQ BX, 168(SP)
+	MOVQ BX, 176(SP)
+	MOVQ BX, 184(SP)
+	MOVQ BX, 192(SP)
+	MOVQ BX, 200(SP)
+	MOVQ BX, 208(SP)
+	MOVQ BX, 216(SP)
+	MOVQ BX, 224(SP)
+	MOVQ BX, 232(SP)
+	MOVQ BX, 240(SP)
+	MOVQ BX, 248(SP)
+	MOVQ BX, 256(SP)
+	MOVQ BX, 264(SP)
+	LEAQ (SP), BX
+	MOVQ BX, SI
+
+gemmMXFP4AVX512x1_copy:
+	VMOVDQU64       (AX), X4
+	VMOVDQU64       X4, (SI)
+	VMOVDQU64       1(AX), X4
+	VMOVDQU64       X4, 1(SI)
+	ADDQ            $0x11, AX
+	ADDQ            $0x11, SI
+	DECQ            CX
+	JNZ             gemmMXFP4AVX512x1_copy
+	VBROADCASTI32X4 1(BX), Z4
+	VINSERTI32X4    $0x01, 18(BX), Z4, Z4
+	VINSERTI32X4    $0x02, 35(BX), Z4, Z4
+	VINSERTI32X4    $0x03, 52(BX), Z4, Z4
+	VBROADCASTI32X4 69(BX), Z5
+	VINSERTI32X4    $0x01, 86(BX), Z5, Z5
+	VINSERTI32X4    $0x02, 103(BX), Z5, Z5
+	VINSERTI32X4    $0x03, 120(BX), Z5, Z5
+	VBROADCASTI32X4 137(BX), Z6
+	VINSERTI32X4    $0x01, 154(BX), Z6, Z6
+	VINSERTI32X4    $0x02, 171(BX), Z6, Z6
+	VINSERTI32X4    $0x03, 188(BX), Z6, Z6
+	VBROADCASTI32X4 205(BX), Z7
+	VINSERTI32X4    $0x01, 222(BX), Z7, Z7
+	VINSERTI32X4    $0x02, 239(BX), Z7, Z7
+	VINSERTI32X4    $0x03, 256(BX), Z7, Z7
+	VPUNPCKLDQ      Z5, Z4, Z8
+	VPUNPCKHDQ      Z5, Z4, Z4
+	VPUNPCKLDQ      Z7, Z6, Z5
+	VPUNPCKHDQ      Z7, Z6, Z6
+	VPUNPCKLQDQ     Z5, Z8, Z7
+	VPUNPCKHQDQ     Z5, Z8, Z5
+	VPUNPCKLQDQ     Z6, Z4, Z8
+	VPUNPCKHQDQ     Z6, Z4, Z4
+	VPANDD          Z0, Z7, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z5, Z9
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z8, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          Z0, Z8, Z8
+	VPANDD          Z0, Z4, Z11
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          Z0, Z4, Z4
+	VPSHUFB         Z6, Z2, Z6
+	VPSHUFB         Z9, Z2, Z9
+	VPSHUFB         Z10, Z2, Z10
+	VPSHUFB         Z11, Z2, Z11
+	VPSHUFB         Z7, Z2, Z7
+	VPSHUFB         Z5, Z2, Z5
+	VPSHUFB         Z8, Z2, Z8
+	VPSHUFB         Z4, Z2, Z4
+	MOVL            $0x0000ffff, AX
+	KMOVW           AX, K1
+	VPXORD          Z1, Z1, Z0
+	VPGATHERDD      (BX)(Z1*1), K1, Z0
+	VPANDD          e8m0Consts<>+0(SB), Z0, Z0
+	VPSUBD          e8m0Consts<>+64(SB), Z0, Z1
+	VPSLLD          $0x17, Z1, Z1
+	VPCMPUD         $0x01, e8m0Consts<>+128(SB), Z0, K1
+	VMOVDQU64       e8m0Consts<>+192(SB), Z2
+	VPSLLVD         Z0, Z2, K1, Z1
+	VMOVDQU64       576(DX), Z0
+	VPDPBUSD        (DX), Z6, Z0
+	VPDPBUSD        64(DX), Z9, Z0
+	VPDPBUSD        128(DX), Z10, Z0
+	VPDPBUSD        192(DX), Z11, Z0
+	VPDPBUSD        256(DX), Z7, Z0
+	VPDPBUSD        320(DX), Z5, Z0
+	VPDPBUSD        384(DX), Z8, Z0
+	VPDPBUSD        448(DX), Z4, Z0
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          512(DX), Z1, Z1
+	VFMADD231PS     Z1, Z0, Z3
+
+gemmMXFP4AVX512x1_end:
+	MOVQ    flags+56(FP), AX
+	TESTQ   $0x00000002, AX
+	JNZ     gemmMXFP4AVX512x1_final
+	MOVQ    acc+32(FP), AX
+	VMOVUPS Z3, (AX)
+	VZEROUPPER
+	RET
+
+gemmMXFP4AVX512x1_final:
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET

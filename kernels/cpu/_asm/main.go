@@ -49,6 +49,7 @@ func main() {
 	genSwiGLU(expC)
 	genExpShift(expC)
 	genQ4KN()
+	genMXFP4()
 
 	Generate()
 }
