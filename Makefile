@@ -14,6 +14,7 @@ build:
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) mod tidy -diff
 
 # Unit, parity and CLI tests, then each fuzz target for a few seconds.
 test: vet

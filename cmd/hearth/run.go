@@ -121,6 +121,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	seq.Constrain(g)
+	seq.RawBytes() // the exact bytes of the tokens, as llama.cpp writes them
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	w := bufio.NewWriter(stdout)

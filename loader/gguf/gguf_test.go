@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -220,6 +221,8 @@ func TestHostile(t *testing.T) {
 		{"unaligned data", "not a multiple of the alignment", patch(b, offOff, 4)},
 		{"overlap", "overlaps", patch(b, offOff, le64(32)...)},
 		{"row not whole blocks", "block size", patch(b, typeOff, byte(quant.Q4_0))},
+		{"key not UTF-8", "metadata[0].key at offset 24: \"\\xffeneral.architecture\" is not valid UTF-8", patch(b, 32, 0xff)},
+		{"value not UTF-8", `metadata "general.architecture" at offset ` + fmt.Sprint(firstValue) + ": string value is not valid UTF-8", patch(b, firstValue+8+1, 0xc3)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

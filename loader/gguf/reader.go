@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/hearth-llm/hearth/quant"
 )
@@ -163,6 +164,9 @@ func (f *File) parse(r *reader) error {
 		key, err := r.str(fmt.Sprintf("metadata[%d].key", i), maxKeyLen)
 		if err != nil {
 			return err
+		}
+		if !utf8.ValidString(key) {
+			return r.errorf(at, fmt.Sprintf("metadata[%d].key", i), "%q is not valid UTF-8", key)
 		}
 		field := fmt.Sprintf("metadata %q", key)
 		if _, dup := f.kvIndex[key]; dup {
@@ -484,7 +488,12 @@ func (r *reader) value(t ValueType, field string, depth int) (Value, error) {
 		return Value{TypeArray, a}, err
 	}
 	if t == TypeString {
+		// Keys and string values are text; only the elements of arrays
+		// (token lists) may hold raw bytes, as some vocabularies do.
 		s, err := r.str(field, math.MaxUint64)
+		if err == nil && !utf8.ValidString(s) {
+			return Value{}, r.errorf(at, field, "string value is not valid UTF-8")
+		}
 		return Value{TypeString, s}, err
 	}
 	n := t.fixedSize()

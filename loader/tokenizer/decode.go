@@ -216,13 +216,23 @@ func cleanSpaces(text []byte) []byte {
 type StreamDecoder struct {
 	t       *Tokenizer
 	pending []byte
+	raw     bool
 }
 
 // NewStreamDecoder returns a decoder for a new sequence.
 func (t *Tokenizer) NewStreamDecoder() *StreamDecoder { return &StreamDecoder{t: t} }
 
+// NewRawStreamDecoder returns a decoder that passes each token's bytes
+// through at once, whether or not they are valid UTF-8 on their own (what
+// llama.cpp's CLI writes, so a terminal or file gets the model's exact
+// bytes).
+func (t *Tokenizer) NewRawStreamDecoder() *StreamDecoder { return &StreamDecoder{t: t, raw: true} }
+
 // Add appends token id and returns the text that became complete.
 func (d *StreamDecoder) Add(id int32) string {
+	if d.raw {
+		return string(d.t.piece(id, false))
+	}
 	d.pending = append(d.pending, d.t.piece(id, false)...)
 	out, rest := validPrefix(d.pending, false)
 	d.pending = append(d.pending[:0], rest...)

@@ -287,6 +287,21 @@ func TestStreamDecoder(t *testing.T) {
 	}
 }
 
+// TestRawStreamDecoder: the raw decoder hands out each byte token's byte at
+// once, so a cut-short character reaches the output exactly as generated.
+func TestRawStreamDecoder(t *testing.T) {
+	tk := mustNew(t, spmVocab("▁a", -1.0, "a", -2.0, "▁", -3.0))
+	d := tk.NewRawStreamDecoder()
+	b0, b1 := ids(t, tk, "<0xE4>")[0], ids(t, tk, "<0xB8>")[0]
+	got := d.Add(b0) + d.Add(b1) + d.Add(ids(t, tk, "a")[0]) + d.Flush()
+	if want := "\xe4\xb8a"; got != want {
+		t.Errorf("raw stream = %q, want %q", got, want)
+	}
+	if s := d.Add(tk.EOS()); s != "" {
+		t.Errorf("EOS = %q", s)
+	}
+}
+
 func TestValidPrefix(t *testing.T) {
 	for _, tc := range []struct {
 		in, out, rest string

@@ -328,12 +328,17 @@ type Sequence struct {
 	tokens  []int32
 	logits  []float32
 	grammar *grammar.Grammar
+	raw     bool // emit exact token bytes (RawBytes)
 }
 
 // Constrain makes Generate's output a document of g (nil: free text):
 // only tokens that keep it one are sampled, and generation stops when it
 // is complete.
 func (s *Sequence) Constrain(g *grammar.Grammar) { s.grammar = g }
+
+// RawBytes makes Generate emit each token's exact bytes, valid UTF-8 or
+// not (a CLI writing to a terminal or file), instead of whole characters.
+func (s *Sequence) RawBytes() { s.raw = true }
 
 // NewSequence allocates a sequence with a context of ctx tokens (<= 0: the
 // model's trained context, capped at 4096).
@@ -430,6 +435,9 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample
 	}
 	st.PromptNanos = nanotime() - t0
 	dec := s.m.Tok.NewStreamDecoder()
+	if s.raw {
+		dec = s.m.Tok.NewRawStreamDecoder()
+	}
 	t0 = nanotime()
 	defer func() { st.GenNanos = nanotime() - t0 }()
 	st.DoneReason = "length"
