@@ -97,6 +97,7 @@ type Backend struct {
 
 	// Scratch reused from call to call (stream order makes reuse safe).
 	aq, ad, ids, meta, i32 *buffer
+	rowIn                  *buffer        // per-row arguments: Scale's scales, AddScaledRows' plan
 	stage                  unsafe.Pointer // pinned host memory for reads
 	stageLen               uint64
 	ropes                  map[string]*ropeTable
@@ -474,17 +475,27 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) e
 	return b.dev.Err()
 }
 
+// RMSNorm normalises each run of w's width (whole rows, or the heads of
+// per-head norms when w is narrower): one block per run.
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
-	if nw.dev != quant.F32 || nw.cols != s.cols {
-		panic(fmt.Sprintf("cuda: rmsnorm weight %s is %v of width %d for rows of %d", nw.name, nw.dev, nw.cols, s.cols))
+	seg := nw.cols
+	if nw.dev != quant.F32 || nw.rows != 1 || seg == 0 || s.cols%seg != 0 {
+		panic(fmt.Sprintf("cuda: rmsnorm weight %s is %v of %dx%d for rows of %d", nw.name, nw.dev, nw.rows, nw.cols, s.cols))
+	}
+	if d.cols != s.cols || d.rows < s.rows {
+		panic(fmt.Sprintf("cuda: rmsnorm of %dx%d into %dx%d", s.rows, s.cols, d.rows, d.cols))
 	}
 	if s.rows == 0 {
 		return
 	}
-	b.dev.launch("rmsnorm_f32", grid1(s.rows), block(256),
-		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(nw.buf.ptr), argInt(s.cols), argF32(eps))
+	b.dev.launch("rmsnorm_f32", grid1(s.rows*(s.cols/seg)), block(normThreads(seg)),
+		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(nw.buf.ptr), argInt(seg), argF32(eps))
 }
+
+// normThreads is the block size of a norm over rows of cols values: 256,
+// or the multiple of 32 that covers a shorter row (a head of 64 or 128).
+func normThreads(cols int) int { return min(256, max(32, (cols+31)&^31)) }
 
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	d, s, m := dst.(*tensor), x.(*tensor), w.(*weight)

@@ -418,6 +418,22 @@ func (f *fakeDriver) f32s(p uint64, n int) []float32 {
 	}
 	return unsafe.Slice((*float32)(unsafe.Pointer(&f.mem(p, uint64(4*n))[0])), n)
 }
+
+// f32sOrNil is f32s, or nil for a null pointer (an optional operand).
+func (f *fakeDriver) f32sOrNil(p uint64, n int) []float32 {
+	if p == 0 {
+		return nil
+	}
+	return f.f32s(p, n)
+}
+
+// checkGrid holds a (rows, ceil(cols/256)) launch to its shape.
+func (f *fakeDriver) checkGrid(name string, grid [3]uint32, rows, cols int) {
+	if want := [3]uint32{uint32(max(rows, 1)), uint32(max(ceilDiv(cols, 256), 1)), 1}; grid != want {
+		panic(fmt.Sprintf("fake: %s grid %v for %d rows of %d, want %v", name, grid, rows, cols, want))
+	}
+}
+
 func (f *fakeDriver) i32s(p uint64, n int) []int32 {
 	if n == 0 {
 		return nil
@@ -555,6 +571,13 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 			x := f.f32s(a[1]+uint64(4*t*cols), cols)
 			kcpu.RMSNorm(f.f32s(a[0]+uint64(4*t*cols), cols), x, w, eps)
 		}
+	case name == "layernorm_f32": // dst, x, w, b, cols, eps
+		cols, eps := i32(a[4]), f32(a[5])
+		w, bias := f.f32sOrNil(a[2], cols), f.f32sOrNil(a[3], cols)
+		for t := 0; t < int(grid[0]); t++ {
+			x := f.f32s(a[1]+uint64(4*t*cols), cols)
+			kcpu.LayerNorm(f.f32s(a[0]+uint64(4*t*cols), cols), x, w, bias, eps)
+		}
 	case name == "rope_f32": // x, cs, pos, heads, headDim, half, neox, cols
 		heads, headDim, half, neox, cols := i32(a[3]), i32(a[4]), i32(a[5]), i32(a[6]), i32(a[7])
 		n := int(grid[0])
@@ -579,9 +602,58 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 	case name == "swiglu_f32": // dst, gate, up, n
 		n := int(a[3])
 		kcpu.SwiGLU(f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n))
+	case name == "geglu_f32": // dst, gate, up, n
+		n := int(a[3])
+		dst, g, u := f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n)
+		for i := range dst {
+			dst[i] = geluKernel(g[i]) * u[i]
+		}
+	case name == "swiglu_oai_f32": // dst, gate, up, n, alpha, limit
+		n, alpha, limit := int(a[3]), f32(a[4]), f32(a[5])
+		dst, g, u := f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n)
+		for i := range dst {
+			dst[i] = swigluOAIKernel(g[i], u[i], alpha, limit)
+		}
+	case name == "silu_f32": // dst, x, n
+		n := int(a[2])
+		dst, x := f.f32s(a[0], n), f.f32s(a[1], n)
+		for i := range dst {
+			dst[i] = x[i] / (1 + fastExp(-x[i]))
+		}
+	case name == "gelu_f32": // dst, x, n
+		n := int(a[2])
+		dst, x := f.f32s(a[0], n), f.f32s(a[1], n)
+		for i := range dst {
+			dst[i] = geluKernel(x[i])
+		}
 	case name == "add_f32": // dst, x, n
 		n := int(a[2])
 		kcpu.Add(f.f32s(a[0], n), f.f32s(a[1], n))
+	case name == "add_bias_f32": // x, b, rows, cols
+		rows, cols := i32(a[2]), i32(a[3])
+		f.checkGrid(name, grid, rows, cols)
+		bias := f.f32s(a[1], cols)
+		for t := 0; t < rows; t++ {
+			kcpu.Add(f.f32s(a[0]+uint64(4*t*cols), cols), bias)
+		}
+	case name == "scale_f32": // x, s, s0, rows, cols
+		rows, cols := i32(a[3]), i32(a[4])
+		f.checkGrid(name, grid, rows, cols)
+		sc := f.f32sOrNil(a[1], rows)
+		for t := 0; t < rows; t++ {
+			k := f32(a[2])
+			if sc != nil {
+				k = sc[t]
+			}
+			x := f.f32s(a[0]+uint64(4*t*cols), cols)
+			for i := range x {
+				x[i] *= k
+			}
+		}
+	case name == "add_scaled_rows_f32": // dst, x, plan, m, n, cols
+		m, n, cols := i32(a[3]), i32(a[4]), i32(a[5])
+		f.checkGrid(name, grid, m, cols)
+		addScaledRowsKernel(f, a[0], a[1], f.i32s(a[2], 2*m+1+2*n), m, n, cols)
 	case name == "argmax_f32": // out, x, cols
 		cols := i32(a[2])
 		out := f.i32s(a[0], int(grid[0]))

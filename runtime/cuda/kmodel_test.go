@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	kcpu "github.com/hearth-llm/hearth/kernels/cpu"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -546,5 +547,94 @@ func TestKernelModelMMA(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// fastExp is common.cuh's fast_exp: ex2.approx of x·log2(e) rounded to
+// float32. The product's rounding is modelled (the larger error for large
+// |x|), ex2.approx's own ~2 ulp are not.
+func fastExp(x float32) float32 {
+	return float32(math.Exp2(float64(x * 1.4426950408889634)))
+}
+
+// geluKernel is act.cu's gelu, operation for operation.
+func geluKernel(x float32) float32 {
+	switch {
+	case x <= -10:
+		return 0
+	case x >= 10:
+		return x
+	}
+	h := f16r(x)
+	u := float32(float32(0.7978845608028654*h) * (1 + float32(float32(0.044715*h)*h)))
+	return f16r(h / (1 + fastExp(-2*u)))
+}
+
+// swigluOAIKernel is act.cu's swiglu_oai_f32 for one element.
+func swigluOAIKernel(g, u, alpha, limit float32) float32 {
+	x, y := g, u
+	if x > limit {
+		x = limit
+	}
+	if y > limit {
+		y = limit
+	} else if y < -limit {
+		y = -limit
+	}
+	return x / (1 + fastExp(-(alpha * x))) * (y + 1)
+}
+
+// addScaledRowsKernel is add.cu's add_scaled_rows_f32 over its whole grid:
+// each destination of the plan gets its pairs' products in order.
+func addScaledRowsKernel(f *fakeDriver, dstP, xP uint64, plan []int32, m, n, cols int) {
+	start := plan[m : 2*m+1]
+	src := plan[2*m+1 : 2*m+1+n]
+	w := plan[2*m+1+n:]
+	for k := 0; k < m; k++ {
+		d := f.f32s(dstP+uint64(4*int(plan[k])*cols), cols)
+		for c := range d {
+			acc := d[c]
+			for j := start[k]; j < start[k+1]; j++ {
+				x := f.f32s(xP+uint64(4*(int(src[j])*cols+c)), 1)[0]
+				acc += float32(math.Float32frombits(uint32(w[j])) * x)
+			}
+			d[c] = acc
+		}
+	}
+}
+
+// TestKernelModelGELU holds act.cu's GELU to the CPU's f16 table for
+// every f16 input and its neighbours in float32: equal; or, in the
+// negative tail (x in about [-6, -3], |gelu| < 1e-4) where the CPU's
+// 1+tanh(u) cancels in float32 and the kernel's sigmoid form does not,
+// within 2^-22 absolute (a few f16 subnormal steps); or elsewhere one f16
+// step apart, where the exact value lies within a few f32 ulps of an f16
+// rounding boundary (a handful of inputs).
+func TestKernelModelGELU(t *testing.T) {
+	var steps, tail int
+	for i := 0; i < 1<<16; i++ {
+		x := quant.F16ToF32(uint16(i))
+		if math.IsNaN(float64(x)) {
+			continue
+		}
+		for _, v := range []float32{x, math.Nextafter32(x, 0), math.Nextafter32(x, float32(math.Inf(1)))} {
+			got, want := geluKernel(v), kcpu.GELU(v)
+			if got == want {
+				continue
+			}
+			hg, hw := quant.F32ToF16(got), quant.F32ToF16(want)
+			switch d := int(hg) - int(hw); {
+			case math.Abs(float64(got-want)) <= 0x1p-22:
+				tail++
+			case hg>>15 == hw>>15 && (d == 1 || d == -1):
+				steps++
+			default:
+				t.Fatalf("gelu(%g): kernel %g, CPU %g", v, got, want)
+			}
+		}
+	}
+	t.Logf("of ~196k inputs: %d one f16 step apart, %d apart by < 2^-22 in the tail", steps, tail)
+	if steps > 50 {
+		t.Errorf("%d inputs one f16 step apart: more than rounding-boundary cases", steps)
 	}
 }
