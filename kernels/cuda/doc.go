@@ -136,7 +136,7 @@ func buildTable() []Kernel {
 		{"argmax", "argmax_f32", 3},        // out, x, cols
 		{"matvec", "quantize_q8", 4},       // aq, ad, x, n
 		{"attention", "kv_store", 7},       // kvb, k, v, slot, layer, kvDim, n
-		{"attention", "attention_f16", 11}, // out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads, headDim, scale
+		{"attention", "attention_f16", 15}, // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
 	}
 	for _, t := range Types {
 		ks = append(ks,

@@ -55,7 +55,8 @@
 // formats (byte for byte the CPU's Q8_0 for Q4_0 and Q8_0 weights; finer
 // than its Q8_K for the K-quants) and round them to F16/BF16 for those
 // weights, as ggml does; attention follows kernels/cpu step for step (f16
-// q, f16-rounded probabilities). The differential tests (TestOpsFake and
+// q, f16-rounded probabilities), with its variants (sliding window,
+// soft-capped scores, sinks, non-causal encoders). The differential tests (TestOpsFake and
 // TestForwardFake over the fake driver, whose kernel models are checked
 // against package quant; gpu_test.go, build tag gpu, on a device) hold
 // each operation and whole forward passes to the CPU backend and to

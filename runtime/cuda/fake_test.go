@@ -676,8 +676,9 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 			kcpu.ToF16(f.u16s(kvb[4*t]+2*off, kvDim), f.f32s(a[1]+uint64(4*t*kvDim), kvDim))
 			kcpu.ToF16(f.u16s(kvb[4*t+1]+2*off, kvDim), f.f32s(a[2]+uint64(4*t*kvDim), kvDim))
 		}
-	case name == "attention_f16": // out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads, headDim, scale
-		layer, heads, kvHeads, headDim, scale := i32(a[6]), i32(a[7]), i32(a[8]), i32(a[9]), f32(a[10])
+	case name == "attention_f16": // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
+		layer, heads, kvHeads, headDim, scale := i32(a[7]), i32(a[8]), i32(a[9]), i32(a[10]), f32(a[11])
+		window, softCap := i32(a[12]), f32(a[13])
 		n := int(grid[0])
 		if int(grid[1]) != heads {
 			panic("fake: attention grid y is not the head count")
@@ -685,11 +686,17 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 		kvb := f.u64s(a[2], 4*n)
 		tabOff := f.i32s(a[4], n)
 		pos := f.i32s(a[5], n)
+		last := f.i32s(a[6], n)
+		sinks := f.f32sOrNil(a[14], heads)
 		kvDim, qDim := kvHeads*headDim, heads*headDim
 		for t := 0; t < n; t++ {
 			loff := uint64(layer) * kvb[4*t+2]
 			bs := int(kvb[4*t+3])
-			np := int(pos[t]) + 1
+			np := int(last[t]) + 1
+			lo := 0
+			if window > 0 {
+				lo = max(0, int(pos[t])-window+1)
+			}
 			rowOf := func(j int) uint64 {
 				blk := f.i32s(a[3]+uint64(4*(int(tabOff[t])+j/bs)), 1)[0]
 				return uint64(int(blk)*bs + j%bs)
@@ -699,15 +706,22 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				q := make([]uint16, headDim)
 				kcpu.ToF16(q, f.f32s(a[1]+uint64(4*(t*qDim+h*headDim)), headDim))
 				s := make([]float32, np)
-				for j := 0; j < np; j++ {
+				for j := lo; j < np; j++ {
 					k := f.u16s(kvb[4*t]+2*(loff+rowOf(j)*uint64(kvDim)+uint64(kvh*headDim)), headDim)
-					s[j] = kcpu.DotF16(q, k)
+					s[j] = kcpu.DotF16(q, k) * scale
+					if softCap > 0 {
+						s[j] = softCap * tanhKernel(s[j]/softCap)
+					}
 				}
-				kcpu.Softmax(s, scale)
+				sink := float32(math.Inf(-1))
+				if sinks != nil {
+					sink = sinks[h]
+				}
+				attnWeights(s[lo:], sink)
 				out := f.f32s(a[0]+uint64(4*(t*qDim+h*headDim)), headDim)
 				clear(out)
-				for j := 0; j < np; j++ {
-					p := quant.F16ToF32(quant.F32ToF16(s[j]))
+				for j := lo; j < np; j++ {
+					p := s[j]
 					if p == 0 {
 						continue
 					}

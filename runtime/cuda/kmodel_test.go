@@ -584,6 +584,38 @@ func swigluOAIKernel(g, u, alpha, limit float32) float32 {
 	return x / (1 + fastExp(-(alpha * x))) * (y + 1)
 }
 
+// tanhKernel is attention.cu's tanh_f32 (the kernel may fuse the
+// polynomial's products and sums; this rounds each).
+func tanhKernel(x float32) float32 {
+	a := float32(math.Abs(float64(x)))
+	if a < 0.625 {
+		z := x * x
+		return ((((-5.70498872745e-3*z+2.06390887954e-2)*z-5.37397155531e-2)*z+1.33314422036e-1)*z-3.33332819422e-1)*z*x + x
+	}
+	return float32(math.Copysign(float64(1-2/(fastExp(2*a)+1)), float64(x)))
+}
+
+// attnWeights is attention_f16's softmax over the scores of one query
+// head (s, already scaled and capped), with sink (-Inf: none) in the max
+// and the sum: each weight exp(s-M)·(1/L) rounded to f16, in place.
+func attnWeights(s []float32, sink float32) {
+	m := sink
+	for _, v := range s {
+		m = max(m, v)
+	}
+	var l float32
+	for _, v := range s {
+		l += fastExp(v - m)
+	}
+	if !math.IsInf(float64(sink), -1) {
+		l += fastExp(sink - m)
+	}
+	inv := 1 / l
+	for j, v := range s {
+		s[j] = f16r(fastExp(v-m) * inv)
+	}
+}
+
 // addScaledRowsKernel is add.cu's add_scaled_rows_f32 over its whole grid:
 // each destination of the plan gets its pairs' products in order.
 func addScaledRowsKernel(f *fakeDriver, dstP, xP uint64, plan []int32, m, n, cols int) {
@@ -636,5 +668,176 @@ func TestKernelModelGELU(t *testing.T) {
 	t.Logf("of ~196k inputs: %d one f16 step apart, %d apart by < 2^-22 in the tail", steps, tail)
 	if steps > 50 {
 		t.Errorf("%d inputs one f16 step apart: more than rounding-boundary cases", steps)
+	}
+}
+
+// TestKernelModelTanh holds attention.cu's tanh_f32 to float64 tanh.
+func TestKernelModelTanh(t *testing.T) {
+	var worst float64
+	for x := float32(-12); x <= 12; x += 0.000731 {
+		got, want := float64(tanhKernel(x)), math.Tanh(float64(x))
+		worst = max(worst, math.Abs(got-want))
+	}
+	for _, x := range []float32{0, -0, 1e-30, -1e-30, 0.625, -0.625, 100, -100, float32(math.Inf(1)), float32(math.Inf(-1))} {
+		got, want := float64(tanhKernel(x)), math.Tanh(float64(x))
+		worst = max(worst, math.Abs(got-want))
+	}
+	t.Logf("max |tanh_f32 - tanh| %.3g", worst)
+	if worst > 3e-7 {
+		t.Errorf("tanh_f32 is off by %.3g", worst)
+	}
+}
+
+// attentionKernel runs attention_f16's block for one token and query head
+// as the kernel is structured: groups of S lanes, the 128/S groups
+// striding over positions lo..n-1 (a position past n scored as lo's and
+// dropped), pass 1's running (m, l) per group, their combination with the
+// sink, pass 2's f16 weights times V per group, the groups' accumulators
+// summed. k and v return a position's head row (f16). The lanes' partial
+// dot products are summed in lane order (the kernel's butterfly order
+// differs in the last bits).
+func attentionKernel(q []float32, k, v func(j int) []uint16, lo, n int, scale, softCap float32, sinks bool, sink float32) []float32 {
+	headDim := len(q)
+	S := 32
+	for S > 1 && S/2 >= headDim {
+		S >>= 1
+	}
+	G := 128 / S
+	score := func(j int) float32 {
+		jj := j
+		if j >= n {
+			jj = lo
+		}
+		kr := k(jj)
+		var sum float32
+		for lane := range S {
+			var part float32
+			for d := lane; d < headDim; d += S {
+				part += f16r(q[d]) * quant.F16ToF32(kr[d])
+			}
+			sum += part
+		}
+		s := sum * scale
+		if softCap > 0 {
+			s = softCap * tanhKernel(s/softCap)
+		}
+		return s
+	}
+	gm, gl := make([]float32, G), make([]float32, G)
+	for g := range G {
+		m, l := float32(math.Inf(-1)), float32(0)
+		for j0 := lo; j0 < n; j0 += G {
+			j := j0 + g
+			s := score(j)
+			if j < n {
+				if s > m {
+					l = l*fastExp(m-s) + 1
+					m = s
+				} else {
+					l += fastExp(s - m)
+				}
+			}
+		}
+		gm[g], gl[g] = m, l
+	}
+	M := float32(math.Inf(-1))
+	for _, m := range gm {
+		M = max(M, m)
+	}
+	sk := float32(math.Inf(-1))
+	if sinks {
+		sk = sink
+	}
+	M = max(M, sk)
+	var L float32
+	for i := range G {
+		if gl[i] > 0 {
+			L += gl[i] * fastExp(gm[i]-M)
+		}
+	}
+	if sinks {
+		L += fastExp(sk - M)
+	}
+	inv := 1 / L
+	red := make([]float32, G*headDim)
+	for g := range G {
+		for j0 := lo; j0 < n; j0 += G {
+			j := j0 + g
+			s := score(j)
+			if j < n {
+				if p := f16r(fastExp(s-M) * inv); p != 0 {
+					for d, x := range v(j) {
+						red[g*headDim+d] += p * quant.F16ToF32(x)
+					}
+				}
+			}
+		}
+	}
+	out := make([]float32, headDim)
+	for d := range out {
+		for g := range G {
+			out[d] += red[g*headDim+d]
+		}
+	}
+	return out
+}
+
+// TestKernelModelAttention holds attention_f16's structure (attentionKernel)
+// to the plain model the fake driver runs (scores, attnWeights, the
+// weighted sum of V) for head sizes that give 1 to 32 lanes per group,
+// windows that cut the range at any group boundary, soft-capping and
+// sinks: every position in lo..n-1 counted once, in the max, the sum and
+// the output.
+func TestKernelModelAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, hd := range []int{1, 8, 24, 64, 128, 256} {
+		const npos = 75
+		keys, vals := make([][]uint16, npos), make([][]uint16, npos)
+		for j := range npos {
+			keys[j], vals[j] = make([]uint16, hd), make([]uint16, hd)
+			for d := range hd {
+				keys[j][d] = quant.F32ToF16(float32(r.NormFloat64()))
+				vals[j][d] = quant.F32ToF16(float32(r.NormFloat64()))
+			}
+		}
+		q := make([]float32, hd)
+		for d := range q {
+			q[d] = float32(r.NormFloat64())
+		}
+		qh := make([]uint16, hd)
+		kcpu.ToF16(qh, q)
+		scale := float32(1 / math.Sqrt(float64(hd)))
+		for _, c := range []struct {
+			lo, n   int
+			softCap float32
+			sinks   bool
+		}{{0, 1, 0, false}, {0, 75, 0, false}, {70, 75, 0, false}, {17, 50, 0, true}, {0, 33, 1.5, false}, {3, 75, 2, true}} {
+			sink := float32(r.NormFloat64() * 3)
+			got := attentionKernel(q, func(j int) []uint16 { return keys[j] }, func(j int) []uint16 { return vals[j] },
+				c.lo, c.n, scale, c.softCap, c.sinks, sink)
+			s := make([]float32, c.n-c.lo)
+			for j := range s {
+				s[j] = kcpu.DotF16(qh, keys[c.lo+j]) * scale
+				if c.softCap > 0 {
+					s[j] = c.softCap * tanhKernel(s[j]/c.softCap)
+				}
+			}
+			sk := float32(math.Inf(-1))
+			if c.sinks {
+				sk = sink
+			}
+			attnWeights(s, sk)
+			want := make([]float32, hd)
+			var mag float64
+			for j, p := range s {
+				kcpu.AxpyF16(want, p, vals[c.lo+j])
+				mag += math.Abs(float64(p))
+			}
+			for d := range want {
+				if e := math.Abs(float64(got[d] - want[d])); e > 2e-3*max(mag, 1e-3) || math.IsNaN(float64(got[d])) {
+					t.Fatalf("headDim %d, positions %d..%d, cap %g, sinks %v: out[%d] kernel %v, model %v", hd, c.lo, c.n-1, c.softCap, c.sinks, d, got[d], want[d])
+				}
+			}
+		}
 	}
 }

@@ -395,10 +395,63 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 		}
 	}
 	// Attention: 2 sequences in one paged pool (GQA 8 heads over 2),
-	// prefill of 20 tokens and 11 tokens, then a decode token each.
-	for _, hd := range []int{8, 64, 128} {
+	// prefill of 20 tokens and 11 tokens, then a decode token each; plain
+	// causal, then each variant of the model families and a mix.
+	heads := 8
+	sinkVals := randVals(heads)
+	for i := range sinkVals {
+		sinkVals[i] *= 3
+	}
+	for _, c := range []struct {
+		name string
+		hds  []int
+		set  func(p *backend.AttentionParams, be backend.Backend)
+	}{
+		{"", []int{8, 64, 128}, func(*backend.AttentionParams, backend.Backend) {}},
+		{" window=5", []int{64}, func(p *backend.AttentionParams, _ backend.Backend) { p.Window = 5 }},
+		{" window=1", []int{8}, func(p *backend.AttentionParams, _ backend.Backend) { p.Window = 1 }},
+		{" softcap=1.5", []int{64}, func(p *backend.AttentionParams, _ backend.Backend) { p.SoftCap = 1.5 }},
+		{" sinks", []int{64}, func(p *backend.AttentionParams, be backend.Backend) { p.Sinks = f32Table(be, 1, heads, sinkVals) }},
+		{" noncausal", []int{32, 128}, func(p *backend.AttentionParams, _ backend.Backend) { p.NonCausal = true }},
+		{" window=4 softcap=2 sinks", []int{128}, func(p *backend.AttentionParams, be backend.Backend) {
+			p.Window, p.SoftCap, p.Sinks = 4, 2, f32Table(be, 1, heads, sinkVals)
+		}},
+	} {
+		for _, hd := range c.hds {
+			env.attention(hd, c.name, c.set)
+		}
+	}
+	return errs
+}
+
+// opEnv is what opErrors' comparisons share: the two backends and
+// opErrors' helpers (note records an error, read copies a tensor back,
+// both puts the same values in a tensor of each backend, table makes an
+// F32 weight, randVals draws normal values).
+type opEnv struct {
+	t        testing.TB
+	cpu, dev backend.Backend
+	note     func(op string, got, want []float32)
+	read     func(be backend.Backend, x backend.Tensor) []float32
+	both     func(rows, cols int, vals []float32) (backend.Tensor, backend.Tensor)
+	table    func(be backend.Backend, rows, cols int, vals []float32) backend.Weight
+	randVals func(n int) []float32
+}
+
+// attention compares one attention configuration (set applies it to each
+// backend's parameters) on both backends: two sequences in one paged
+// pool (GQA 8 heads over 2), prefill of 20 tokens and 11 tokens, then a
+// decode token each, over two layers.
+func (e *opEnv) attention(hd int, variant string, set func(*backend.AttentionParams, backend.Backend)) {
+	t, cpuBE, devBE, note, read, both, randVals := e.t, e.cpu, e.dev, e.note, e.read, e.both, e.randVals
+	t.Helper()
+	{
 		heads, kvHeads := 8, 2
 		ap := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+		apc, apd := ap, ap
+		set(&apc, cpuBE)
+		set(&apd, devBE)
+		var effect float32 // how far the variant moves the CPU's output from plain attention
 		mk := func(be backend.Backend) []backend.KV {
 			pool, err := be.NewKVPool(2, 12, 4, kvHeads*hd)
 			if err != nil {
@@ -421,31 +474,27 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 			vc, vd := both(m, kvHeads*hd, vv)
 			ac, ad := cpuBE.NewTensor(m, heads*hd), devBE.NewTensor(m, heads*hd)
 			for layer := range 2 {
-				if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, ap); err != nil {
+				if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, apc); err != nil {
 					t.Fatal(err)
 				}
-				if err := devBE.Attention(ad, qd, kd, vd, kvd, seq, layer, ps, ap); err != nil {
+				if err := devBE.Attention(ad, qd, kd, vd, kvd, seq, layer, ps, apd); err != nil {
 					t.Fatal(err)
 				}
-				note(fmt.Sprintf("attention headDim=%d", hd), read(devBE, ad), read(cpuBE, ac))
+				want := read(cpuBE, ac)
+				note(fmt.Sprintf("attention headDim=%d%s", hd, variant), read(devBE, ad), want)
+				if variant != "" {
+					if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, ap); err != nil {
+						t.Fatal(err)
+					}
+					d, _ := maxDiff(read(cpuBE, ac), want)
+					effect = max(effect, d)
+				}
 			}
 		}
+		if variant != "" && effect < 1e-3 {
+			t.Errorf("attention%s: the CPU's output is plain attention's (max |Δ| %g): the case tests nothing", variant, effect)
+		}
 	}
-	return errs
-}
-
-// opEnv is what opErrors' comparisons share: the two backends and
-// opErrors' helpers (note records an error, read copies a tensor back,
-// both puts the same values in a tensor of each backend, table makes an
-// F32 weight, randVals draws normal values).
-type opEnv struct {
-	t        testing.TB
-	cpu, dev backend.Backend
-	note     func(op string, got, want []float32)
-	read     func(be backend.Backend, x backend.Tensor) []float32
-	both     func(rows, cols int, vals []float32) (backend.Tensor, backend.Tensor)
-	table    func(be backend.Backend, rows, cols int, vals []float32) backend.Weight
-	randVals func(n int) []float32
 }
 
 // familyOps compares the operations of the model families beyond Llama
