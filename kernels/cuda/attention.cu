@@ -1,4 +1,5 @@
-// attention.cu: causal grouped-query attention over a paged f16 KV cache.
+// attention.cu: grouped-query attention over a paged f16 KV cache: causal,
+// sliding-window, soft-capped, with sinks, or non-causal (encoders).
 //
 // Cache layout (runtime/cpu kvPool's): a pool holds, for every layer,
 // blocks × blockSize rows of kvDim = kvHeads·headDim f16 values, K and V
@@ -15,13 +16,20 @@
 // (quant.F32ToF16, bit for bit).
 //   Launch: grid (n), block 128.
 //
-// attention_f16(out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads,
-// headDim, scale): for token t (grid x) and query head h (grid y), the
-// softmax-weighted sum of V over positions 0..pos[t] of the sequence whose
-// block table starts at tables[tabOff[t]], with KV head h/(heads/kvHeads).
-// One kernel serves decode (one token per sequence) and prefill (many
-// tokens, each with its own causal limit pos[t]); kv_store must have run
-// first in the same stream.
+// attention_f16(out, q, kvb, tables, tabOff, pos, last, layer, heads,
+// kvHeads, headDim, scale, window, softCap, sinks): for token t (grid x)
+// and query head h (grid y), the softmax-weighted sum of V over positions
+// lo..last[t] of the sequence whose block table starts at
+// tables[tabOff[t]], with KV head h/(heads/kvHeads). last[t] is pos[t]
+// (causal) or, for an encoder's tokens (NonCausal), the last position of
+// t's sequence in the batch; lo is 0, or max(0, pos[t]-window+1) when
+// window > 0 (a sliding window). softCap > 0 caps each scaled score s to
+// softCap·tanh(s/softCap) (Gemma 2); sinks, when not null, holds per query
+// head a logit that joins the softmax's max and sum with no value behind
+// it (gpt-oss). One kernel serves decode (one token per sequence) and
+// prefill (many tokens, each with its own limits); kv_store must have run
+// first in the same stream (a non-causal token reads rows the same batch
+// stored).
 // CPU reference: kernels/cpu attention.go Attention (ggml's non-flash path
 // over an F16 cache), step for step: q rounded to f16; s_j = dot(q, K_j)
 // in float32, times scale; softmax with the max subtracted; each
@@ -30,12 +38,14 @@
 // sum before they are rounded), K is read twice: pass 1 finds the max and
 // the sum (online rescaling), pass 2 recomputes the same scores and
 // accumulates p·V. Differences: exp is ex2.approx and the sum is float32,
-// not float64; summation order.
+// not float64; summation order; with softCap, tanh is tanh_f32 below (a
+// few ulp) where the CPU rounds float64 tanh. The variants follow AttnOpts
+// (kernels/cpu attention.go): first, last, softmax, softmaxSink.
 //   Launch: grid (n, heads), block 128. Lanes form groups of S = min(32,
 //   pow2 ≥ headDim) lanes, one position per group at a time, each lane
 //   holding headDim/S dimensions (headDim <= 256); the 128/S groups stride
 //   over positions, then combine through shared memory.
-//   Napkin: per token and head, 2 × (pos+1) × headDim × 2 B of K plus the
+//   Napkin: per token and head, 2 × (last-lo+1) × headDim × 2 B of K plus the
 //   same of V once; the heads of a GQA group re-read the same rows (from
 //   L2). Decode at 4k context on Llama-8B: 32 layers × 8 KV heads × 4096 ×
 //   128 × 2 B × 2 = 537 MB of K/V, ~0.2 ms at 3 TB/s if the group's re-reads
@@ -64,8 +74,24 @@ KERNEL void kv_store(const uint64_t* kvb, const float* k, const float* v, const 
   }
 }
 
+// tanh_f32 is tanh in float32 to a few ulp without libdevice: Cephes
+// tanhf's odd polynomial below 0.625, 1 - 2/(e^(2|x|) + 1) above (e^x
+// overflowing to +inf gives ±1).
+DEVINL float tanh_f32(float x) {
+  float a = __builtin_fabsf(x);
+  if (a < 0.625f) {
+    float z = x * x;
+    return ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+            3.33332819422e-1f) *
+               z * x +
+           x;
+  }
+  return __builtin_copysignf(1.0f - 2.0f / (fast_exp(2.0f * a) + 1.0f), x);
+}
+
 KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const int* tables, const int* tabOff,
-                          const int* pos, int layer, int heads, int kvHeads, int headDim, float scale) {
+                          const int* pos, const int* last, int layer, int heads, int kvHeads, int headDim, float scale,
+                          int window, float softCap, const float* sinks) {
   __shared__ float red[ATT_THREADS * MAX_DPL];  // (128/S groups) × headDim <= 4 × 256
   __shared__ float gm[ATT_THREADS], gl[ATT_THREADS];
   int t = ctaid_x(), h = ctaid_y();
@@ -80,7 +106,8 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
   const uint16_t* vc = (const uint16_t*)pool[1] + loff;
   const int blockSize = (int)pool[3];
   const int* table = tables + tabOff[t];
-  int n = pos[t] + 1;
+  int n = last[t] + 1;
+  int lo = window > 0 && pos[t] >= window ? pos[t] - window + 1 : 0;
 
   float qv[MAX_DPL], acc[MAX_DPL];
   const float* qr = q + (int64_t)t * qDim + h * headDim;
@@ -92,12 +119,13 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
   }
   const int64_t koff = (int64_t)kvh * headDim;
 
-  // score(j): the scaled dot product of q with K_j (every lane of the group
-  // gets it). All lanes of a warp run the same number of iterations, so the
-  // shuffles never see exited lanes; positions past n read position 0.
+  // score(j): the scaled (and capped) dot product of q with K_j (every lane
+  // of the group gets it). All lanes of a warp run the same number of
+  // iterations, so the shuffles never see exited lanes; positions past n
+  // read position lo.
 #define SCORE(j, sv)                                                          \
   {                                                                           \
-    int jj = (j) < n ? (j) : 0;                                               \
+    int jj = (j) < n ? (j) : lo;                                              \
     int64_t row = (int64_t)table[jj / blockSize] * blockSize + jj % blockSize; \
     const uint16_t* kr = kc + row * kvDim + koff;                             \
     float part = 0.0f;                                                        \
@@ -106,11 +134,12 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
       if (d < headDim) part += qv[i] * h2f(kr[d]);                            \
     }                                                                         \
     sv = group_sum(part, S) * scale;                                          \
+    if (softCap > 0.0f) sv = softCap * tanh_f32(sv / softCap);                \
   }
 
   // Pass 1: running max m and sum l of exp(s - m) for this group's positions.
   float m = NEG_INF, l = 0.0f;
-  for (int j0 = 0; j0 < n; j0 += G) {
+  for (int j0 = lo; j0 < n; j0 += G) {
     int j = j0 + g;
     float s;
     SCORE(j, s);
@@ -130,13 +159,17 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
   __syncthreads();
   float M = NEG_INF;
   for (int i = 0; i < G; i++) M = __builtin_fmaxf(M, gm[i]);
+  // A sink joins the max and the sum (softmaxSink).
+  float sink = sinks ? sinks[h] : NEG_INF;
+  M = __builtin_fmaxf(M, sink);
   float L = 0.0f;
   for (int i = 0; i < G; i++)
     if (gl[i] > 0.0f) L += gl[i] * fast_exp(gm[i] - M);
+  if (sinks) L += fast_exp(sink - M);
   float inv = 1.0f / L;
 
   // Pass 2: p_j = f16(exp(s_j - M) / sum), acc += p_j · V_j.
-  for (int j0 = 0; j0 < n; j0 += G) {
+  for (int j0 = lo; j0 < n; j0 += G) {
     int j = j0 + g;
     float s;
     SCORE(j, s);

@@ -121,14 +121,22 @@ var Kernels = buildTable()
 func buildTable() []Kernel {
 	ks := []Kernel{
 		{"embed", "gather_rows", 5},        // dst, x, idx, n, cols
-		{"rmsnorm", "rmsnorm_f32", 5},      // dst, x, w, cols, eps
+		{"norm", "rmsnorm_f32", 5},         // dst, x, w, cols, eps
+		{"norm", "layernorm_f32", 6},       // dst, x, w, b, cols, eps
 		{"rope", "rope_f32", 8},            // x, cs, pos, heads, headDim, half, neox, cols
-		{"swiglu", "swiglu_f32", 4},        // dst, gate, up, n
+		{"act", "swiglu_f32", 4},           // dst, gate, up, n
+		{"act", "geglu_f32", 4},            // dst, gate, up, n
+		{"act", "swiglu_oai_f32", 6},       // dst, gate, up, n, alpha, limit
+		{"act", "silu_f32", 3},             // dst, x, n
+		{"act", "gelu_f32", 3},             // dst, x, n
 		{"add", "add_f32", 3},              // dst, x, n
+		{"add", "add_bias_f32", 4},         // x, b, rows, cols
+		{"add", "scale_f32", 5},            // x, s, s0, rows, cols
+		{"add", "add_scaled_rows_f32", 6},  // dst, x, plan, m, n, cols
 		{"argmax", "argmax_f32", 3},        // out, x, cols
 		{"matvec", "quantize_q8", 4},       // aq, ad, x, n
 		{"attention", "kv_store", 7},       // kvb, k, v, slot, layer, kvDim, n
-		{"attention", "attention_f16", 11}, // out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads, headDim, scale
+		{"attention", "attention_f16", 15}, // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
 	}
 	for _, t := range Types {
 		ks = append(ks,

@@ -97,6 +97,7 @@ type Backend struct {
 
 	// Scratch reused from call to call (stream order makes reuse safe).
 	aq, ad, ids, meta, i32 *buffer
+	rowIn                  *buffer        // per-row arguments: Scale's scales, AddScaledRows' plan
 	stage                  unsafe.Pointer // pinned host memory for reads
 	stageLen               uint64
 	ropes                  map[string]*ropeTable
@@ -107,9 +108,9 @@ type Backend struct {
 	// The step's attention metadata, uploaded once per forward pass and
 	// reused by every layer while it does not change.
 	attKey   []int64
-	attDev   DevicePtr // tabOff | pos | slot (int32), kvb (uint64, 8-aligned), tables (int32)
+	attDev   DevicePtr // tabOff | pos | slot | last (int32), kvb (uint64, 8-aligned), tables (int32)
 	attEpoch uint64    // the step-input epoch of attDev
-	attN     [5]int    // int32-element offsets of tables, tabOff, pos, slot, kvb
+	attN     [6]int    // int32-element offsets of tables, tabOff, pos, slot, kvb, last
 }
 
 // GraphStats reports what the graph recorder has done (zero when graphs
@@ -474,17 +475,27 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) e
 	return b.dev.Err()
 }
 
+// RMSNorm normalises each run of w's width (whole rows, or the heads of
+// per-head norms when w is narrower): one block per run.
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
-	if nw.dev != quant.F32 || nw.cols != s.cols {
-		panic(fmt.Sprintf("cuda: rmsnorm weight %s is %v of width %d for rows of %d", nw.name, nw.dev, nw.cols, s.cols))
+	seg := nw.cols
+	if nw.dev != quant.F32 || nw.rows != 1 || seg == 0 || s.cols%seg != 0 {
+		panic(fmt.Sprintf("cuda: rmsnorm weight %s is %v of %dx%d for rows of %d", nw.name, nw.dev, nw.rows, nw.cols, s.cols))
+	}
+	if d.cols != s.cols || d.rows < s.rows {
+		panic(fmt.Sprintf("cuda: rmsnorm of %dx%d into %dx%d", s.rows, s.cols, d.rows, d.cols))
 	}
 	if s.rows == 0 {
 		return
 	}
-	b.dev.launch("rmsnorm_f32", grid1(s.rows), block(256),
-		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(nw.buf.ptr), argInt(s.cols), argF32(eps))
+	b.dev.launch("rmsnorm_f32", grid1(s.rows*(s.cols/seg)), block(normThreads(seg)),
+		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(nw.buf.ptr), argInt(seg), argF32(eps))
 }
+
+// normThreads is the block size of a norm over rows of cols values: 256,
+// or the multiple of 32 that covers a shorter row (a head of 64 or 128).
+func normThreads(cols int) int { return min(256, max(32, (cols+31)&^31)) }
 
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	d, s, m := dst.(*tensor), x.(*tensor), w.(*weight)
@@ -639,9 +650,6 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 }
 
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
-	if p.Window > 0 || p.SoftCap > 0 || p.Sinks != nil || p.NonCausal {
-		return fmt.Errorf("cuda: sliding-window, soft-capped, sink and non-causal attention have no CUDA kernel yet (run with --device cpu)")
-	}
 	if err := b.dev.Err(); err != nil {
 		return err
 	}
@@ -654,6 +662,15 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	case len(pos) < n || len(seq) < n || kt.cols != kvDim || vt.cols != kvDim || qt.cols != p.Heads*p.HeadDim || ot.cols != qt.cols:
 		return fmt.Errorf("cuda: attention shapes q %dx%d k %dx%d v %dx%d out %dx%d for %d heads, %d KV heads of %d",
 			qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, ot.rows, ot.cols, p.Heads, p.KVHeads, p.HeadDim)
+	}
+	var sinks DevicePtr
+	if p.Sinks != nil {
+		sw, ok := p.Sinks.(*weight)
+		if !ok || sw.dev != quant.F32 || sw.rows != 1 || sw.cols != p.Heads {
+			r, c := p.Sinks.Shape()
+			return fmt.Errorf("cuda: attention sinks %s of %dx%d for %d heads", p.Sinks.Name(), r, c, p.Heads)
+		}
+		sinks = sw.buf.ptr
 	}
 	if n == 0 {
 		return nil
@@ -707,27 +724,41 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		kvb[4*t], kvb[4*t+1] = uint64(pool.k.ptr), uint64(pool.v.ptr)
 		kvb[4*t+2], kvb[4*t+3] = uint64(pool.layerStride()), uint64(pool.blockSize)
 	}
-	meta := b.attentionMeta(tables, tabOff, pos[:n], slot, kvb)
+	// The last position each token sees: its own, or (encoders) the last
+	// of its sequence in the batch, as runtime/cpu's attnOpts.
+	last := pos[:n]
+	if p.NonCausal {
+		end := make(map[int32]int32, len(kvs))
+		for t := range n {
+			end[seq[t]] = max(end[seq[t]], pos[t])
+		}
+		last = make([]int32, n)
+		for t := range n {
+			last[t] = end[seq[t]]
+		}
+	}
+	meta := b.attentionMeta(tables, tabOff, pos[:n], slot, last, kvb)
 	at := func(i int) DevicePtr { return meta + DevicePtr(4*b.attN[i]) }
 	b.dev.launch("kv_store", grid1(n), block(128),
 		argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(n))
 	b.dev.launch("attention_f16", grid2(n, p.Heads), block(128),
-		argPtr(ot.ptr()), argPtr(qt.ptr()), argPtr(at(4)), argPtr(at(0)), argPtr(at(1)), argPtr(at(2)),
-		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argF32(p.Scale))
+		argPtr(ot.ptr()), argPtr(qt.ptr()), argPtr(at(4)), argPtr(at(0)), argPtr(at(1)), argPtr(at(2)), argPtr(at(5)),
+		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argF32(p.Scale),
+		argInt(min(max(p.Window, 0), math.MaxInt32)), argF32(max(p.SoftCap, 0)), argPtr(sinks))
 	return b.dev.Err()
 }
 
 // attentionMeta uploads the step's attention metadata into one device
 // buffer, unless it equals what is already there (every layer of a
 // forward pass asks with the same), and returns its address. Layout, in
-// int32 elements: tabOff, pos, slot, then kvb as uint64 at an 8-byte
-// aligned offset, then the tables last, so that the offsets of the parts
-// depend only on the token count (a growing block table moves no kernel
-// argument of a recorded graph).
-func (b *Backend) attentionMeta(tables, tabOff, pos, slot []int32, kvb []uint64) DevicePtr {
-	key := make([]int64, 0, 4+len(tables)+3*len(pos)+len(kvb))
+// int32 elements: tabOff, pos, slot, last, then kvb as uint64 at an
+// 8-byte aligned offset, then the tables last, so that the offsets of the
+// parts depend only on the token count (a growing block table moves no
+// kernel argument of a recorded graph).
+func (b *Backend) attentionMeta(tables, tabOff, pos, slot, last []int32, kvb []uint64) DevicePtr {
+	key := make([]int64, 0, 4+len(tables)+4*len(pos)+len(kvb))
 	key = append(key, int64(len(tables)), int64(len(tabOff)), int64(len(pos)), int64(len(kvb)))
-	for _, part := range [][]int32{tables, tabOff, pos, slot} {
+	for _, part := range [][]int32{tables, tabOff, pos, slot, last} {
 		for _, v := range part {
 			key = append(key, int64(v))
 		}
@@ -740,10 +771,13 @@ func (b *Backend) attentionMeta(tables, tabOff, pos, slot []int32, kvb []uint64)
 	}
 	o := 0
 	var host []int32
-	for i, part := range [][]int32{tabOff, pos, slot} {
-		b.attN[i+1] = o
-		host = append(host, part...)
-		o += len(part)
+	for _, part := range []struct {
+		at int // its index in attN
+		v  []int32
+	}{{1, tabOff}, {2, pos}, {3, slot}, {5, last}} {
+		b.attN[part.at] = o
+		host = append(host, part.v...)
+		o += len(part.v)
 	}
 	if o%2 == 1 {
 		host = append(host, 0)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/cpu"
 )
@@ -250,4 +251,22 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// TestAttentionSinksShapeFake: a sinks weight that is not one logit per
+// query head is an error of the step, not a read past the weight.
+func TestAttentionSinksShapeFake(t *testing.T) {
+	b := newFakeBackend(t, newFake())
+	sinks, err := b.Weight("sinks", quant.F32, 1, 3, make([]byte, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := b.NewTensor(1, 4*16)
+	kv, _ := b.NewKV(1, 8, 2*16)
+	k := b.NewTensor(1, 2*16)
+	err = b.Attention(x, x, k, k, []backend.KV{kv}, []int32{0}, 0, []int32{0},
+		backend.AttentionParams{Heads: 4, KVHeads: 2, HeadDim: 16, Scale: 1, Sinks: sinks})
+	if err == nil || !strings.Contains(err.Error(), "sinks") {
+		t.Errorf("attention with 3 sinks for 4 heads: %v", err)
+	}
 }

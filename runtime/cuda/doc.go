@@ -44,13 +44,19 @@
 //
 // # Numerics (against the CPU backend)
 //
-// Embedding rows are dequantized bit for bit; RMSNorm, RoPE (the CPU's own
-// cos/sin tables, uploaded), SwiGLU and Add agree to rounding; the matrix
+// Embedding rows are dequantized bit for bit; AddBias, Scale and
+// AddScaledRows (pairs grouped by destination row on the host, added in
+// the CPU's order) are exact; RMSNorm (whole rows or per head), LayerNorm,
+// RoPE (the CPU's own cos/sin tables, uploaded), SiLU, SwiGLU, gpt-oss's
+// clamped SwiGLU and Add agree to rounding; GELU rounds its input and
+// output to f16 as the CPU's table does, one f16 step apart from it at a
+// few rounding boundaries (kernels/cuda act.cu); the matrix
 // products quantize activations to int8 per 32 values for the quantized
 // formats (byte for byte the CPU's Q8_0 for Q4_0 and Q8_0 weights; finer
 // than its Q8_K for the K-quants) and round them to F16/BF16 for those
 // weights, as ggml does; attention follows kernels/cpu step for step (f16
-// q, f16-rounded probabilities). The differential tests (TestOpsFake and
+// q, f16-rounded probabilities), with its variants (sliding window,
+// soft-capped scores, sinks, non-causal encoders). The differential tests (TestOpsFake and
 // TestForwardFake over the fake driver, whose kernel models are checked
 // against package quant; gpu_test.go, build tag gpu, on a device) hold
 // each operation and whole forward passes to the CPU backend and to

@@ -418,6 +418,22 @@ func (f *fakeDriver) f32s(p uint64, n int) []float32 {
 	}
 	return unsafe.Slice((*float32)(unsafe.Pointer(&f.mem(p, uint64(4*n))[0])), n)
 }
+
+// f32sOrNil is f32s, or nil for a null pointer (an optional operand).
+func (f *fakeDriver) f32sOrNil(p uint64, n int) []float32 {
+	if p == 0 {
+		return nil
+	}
+	return f.f32s(p, n)
+}
+
+// checkGrid holds a (rows, ceil(cols/256)) launch to its shape.
+func (f *fakeDriver) checkGrid(name string, grid [3]uint32, rows, cols int) {
+	if want := [3]uint32{uint32(max(rows, 1)), uint32(max(ceilDiv(cols, 256), 1)), 1}; grid != want {
+		panic(fmt.Sprintf("fake: %s grid %v for %d rows of %d, want %v", name, grid, rows, cols, want))
+	}
+}
+
 func (f *fakeDriver) i32s(p uint64, n int) []int32 {
 	if n == 0 {
 		return nil
@@ -555,6 +571,13 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 			x := f.f32s(a[1]+uint64(4*t*cols), cols)
 			kcpu.RMSNorm(f.f32s(a[0]+uint64(4*t*cols), cols), x, w, eps)
 		}
+	case name == "layernorm_f32": // dst, x, w, b, cols, eps
+		cols, eps := i32(a[4]), f32(a[5])
+		w, bias := f.f32sOrNil(a[2], cols), f.f32sOrNil(a[3], cols)
+		for t := 0; t < int(grid[0]); t++ {
+			x := f.f32s(a[1]+uint64(4*t*cols), cols)
+			kcpu.LayerNorm(f.f32s(a[0]+uint64(4*t*cols), cols), x, w, bias, eps)
+		}
 	case name == "rope_f32": // x, cs, pos, heads, headDim, half, neox, cols
 		heads, headDim, half, neox, cols := i32(a[3]), i32(a[4]), i32(a[5]), i32(a[6]), i32(a[7])
 		n := int(grid[0])
@@ -579,9 +602,58 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 	case name == "swiglu_f32": // dst, gate, up, n
 		n := int(a[3])
 		kcpu.SwiGLU(f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n))
+	case name == "geglu_f32": // dst, gate, up, n
+		n := int(a[3])
+		dst, g, u := f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n)
+		for i := range dst {
+			dst[i] = geluKernel(g[i]) * u[i]
+		}
+	case name == "swiglu_oai_f32": // dst, gate, up, n, alpha, limit
+		n, alpha, limit := int(a[3]), f32(a[4]), f32(a[5])
+		dst, g, u := f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n)
+		for i := range dst {
+			dst[i] = swigluOAIKernel(g[i], u[i], alpha, limit)
+		}
+	case name == "silu_f32": // dst, x, n
+		n := int(a[2])
+		dst, x := f.f32s(a[0], n), f.f32s(a[1], n)
+		for i := range dst {
+			dst[i] = x[i] / (1 + fastExp(-x[i]))
+		}
+	case name == "gelu_f32": // dst, x, n
+		n := int(a[2])
+		dst, x := f.f32s(a[0], n), f.f32s(a[1], n)
+		for i := range dst {
+			dst[i] = geluKernel(x[i])
+		}
 	case name == "add_f32": // dst, x, n
 		n := int(a[2])
 		kcpu.Add(f.f32s(a[0], n), f.f32s(a[1], n))
+	case name == "add_bias_f32": // x, b, rows, cols
+		rows, cols := i32(a[2]), i32(a[3])
+		f.checkGrid(name, grid, rows, cols)
+		bias := f.f32s(a[1], cols)
+		for t := 0; t < rows; t++ {
+			kcpu.Add(f.f32s(a[0]+uint64(4*t*cols), cols), bias)
+		}
+	case name == "scale_f32": // x, s, s0, rows, cols
+		rows, cols := i32(a[3]), i32(a[4])
+		f.checkGrid(name, grid, rows, cols)
+		sc := f.f32sOrNil(a[1], rows)
+		for t := 0; t < rows; t++ {
+			k := f32(a[2])
+			if sc != nil {
+				k = sc[t]
+			}
+			x := f.f32s(a[0]+uint64(4*t*cols), cols)
+			for i := range x {
+				x[i] *= k
+			}
+		}
+	case name == "add_scaled_rows_f32": // dst, x, plan, m, n, cols
+		m, n, cols := i32(a[3]), i32(a[4]), i32(a[5])
+		f.checkGrid(name, grid, m, cols)
+		addScaledRowsKernel(f, a[0], a[1], f.i32s(a[2], 2*m+1+2*n), m, n, cols)
 	case name == "argmax_f32": // out, x, cols
 		cols := i32(a[2])
 		out := f.i32s(a[0], int(grid[0]))
@@ -604,8 +676,9 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 			kcpu.ToF16(f.u16s(kvb[4*t]+2*off, kvDim), f.f32s(a[1]+uint64(4*t*kvDim), kvDim))
 			kcpu.ToF16(f.u16s(kvb[4*t+1]+2*off, kvDim), f.f32s(a[2]+uint64(4*t*kvDim), kvDim))
 		}
-	case name == "attention_f16": // out, q, kvb, tables, tabOff, pos, layer, heads, kvHeads, headDim, scale
-		layer, heads, kvHeads, headDim, scale := i32(a[6]), i32(a[7]), i32(a[8]), i32(a[9]), f32(a[10])
+	case name == "attention_f16": // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
+		layer, heads, kvHeads, headDim, scale := i32(a[7]), i32(a[8]), i32(a[9]), i32(a[10]), f32(a[11])
+		window, softCap := i32(a[12]), f32(a[13])
 		n := int(grid[0])
 		if int(grid[1]) != heads {
 			panic("fake: attention grid y is not the head count")
@@ -613,11 +686,17 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 		kvb := f.u64s(a[2], 4*n)
 		tabOff := f.i32s(a[4], n)
 		pos := f.i32s(a[5], n)
+		last := f.i32s(a[6], n)
+		sinks := f.f32sOrNil(a[14], heads)
 		kvDim, qDim := kvHeads*headDim, heads*headDim
 		for t := 0; t < n; t++ {
 			loff := uint64(layer) * kvb[4*t+2]
 			bs := int(kvb[4*t+3])
-			np := int(pos[t]) + 1
+			np := int(last[t]) + 1
+			lo := 0
+			if window > 0 {
+				lo = max(0, int(pos[t])-window+1)
+			}
 			rowOf := func(j int) uint64 {
 				blk := f.i32s(a[3]+uint64(4*(int(tabOff[t])+j/bs)), 1)[0]
 				return uint64(int(blk)*bs + j%bs)
@@ -627,15 +706,22 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				q := make([]uint16, headDim)
 				kcpu.ToF16(q, f.f32s(a[1]+uint64(4*(t*qDim+h*headDim)), headDim))
 				s := make([]float32, np)
-				for j := 0; j < np; j++ {
+				for j := lo; j < np; j++ {
 					k := f.u16s(kvb[4*t]+2*(loff+rowOf(j)*uint64(kvDim)+uint64(kvh*headDim)), headDim)
-					s[j] = kcpu.DotF16(q, k)
+					s[j] = kcpu.DotF16(q, k) * scale
+					if softCap > 0 {
+						s[j] = softCap * tanhKernel(s[j]/softCap)
+					}
 				}
-				kcpu.Softmax(s, scale)
+				sink := float32(math.Inf(-1))
+				if sinks != nil {
+					sink = sinks[h]
+				}
+				attnWeights(s[lo:], sink)
 				out := f.f32s(a[0]+uint64(4*(t*qDim+h*headDim)), headDim)
 				clear(out)
-				for j := 0; j < np; j++ {
-					p := quant.F16ToF32(quant.F32ToF16(s[j]))
+				for j := lo; j < np; j++ {
+					p := s[j]
 					if p == 0 {
 						continue
 					}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unsafe"
@@ -305,5 +306,64 @@ func TestStepInputGrowthFake(t *testing.T) {
 				t.Fatalf("%d ids: value %d is %v, want %v", n, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// TestGraphRowInputsFake: a step of the MoE-style operations whose
+// per-row host inputs change from step to step (Scale's per-row scales,
+// AddScaledRows' weights), replayed as a graph: each replay must see its
+// own step's values (they travel in the step-input arena), bit for bit
+// the CPU's.
+func TestGraphRowInputsFake(t *testing.T) {
+	cpuBE := newCPU(t)
+	b := newFakeBackendOpts(t, newFake(), Options{Graphs: On})
+	r := rand.New(rand.NewPCG(11, 12))
+	const n, cols = 3, 96
+	randVals := func(k int) []float32 {
+		v := make([]float32, k)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	biasVals := randVals(cols)
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&biasVals[0])), 4*cols)
+	bc, _ := cpuBE.Weight("bias", quant.F32, 1, cols, raw)
+	bd, err := b.Weight("bias", quant.F32, 1, cols, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := []int{2, 0, 2, 1, 0, 2} // two experts per token, token 2 three times
+	run := func(be backend.Backend, bias backend.Weight, x0 []float32, scales [][]float32, ws [][]float32) []float32 {
+		x, out := be.NewTensor(len(idx), cols), be.NewTensor(n, cols)
+		be.Write(x, 0, x0)
+		be.Write(out, 0, make([]float32, n*cols))
+		for i := range scales { // 4 kernels a round: long enough for a graph
+			be.Scale(x, scales[i]...)
+			be.AddBias(x, bias)
+			be.AddScaledRows(out, x, idx, ws[i])
+			be.Scale(out, 0.5)
+		}
+		got := make([]float32, n*cols)
+		be.Read(out, 0, got)
+		return got
+	}
+	for step := range 4 {
+		x0 := randVals(len(idx) * cols)
+		var scales, ws [][]float32
+		for range 5 {
+			scales, ws = append(scales, randVals(len(idx))), append(ws, randVals(len(idx)))
+		}
+		got, want := run(b, bd, x0, scales, ws), run(cpuBE, bc, x0, scales, ws)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("step %d: value %d is %v, the CPU's %v", step, i, got[i], want[i])
+			}
+		}
+	}
+	if st := b.GraphStats(); st.Replays < 2 {
+		t.Errorf("graphs replayed %d times, want 2 or more: %+v", st.Replays, st)
+	} else {
+		t.Logf("%+v", st)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	kcpu "github.com/hearth-llm/hearth/kernels/cpu"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -543,6 +544,298 @@ func TestKernelModelMMA(t *testing.T) {
 					if math.IsNaN(float64(g)) || math.Abs(float64(g)-exact) > 1e-5*mag+1e-6 || math.Abs(float64(wv)-exact) > 1e-5*mag+1e-6 {
 						t.Fatalf("%v %dx%d n=%d: dst[%d][%d] kernel model %v, reference %v, float64 %v", typ, rows, cols, n, tt, rr, g, wv, exact)
 					}
+				}
+			}
+		}
+	}
+}
+
+// fastExp is common.cuh's fast_exp: ex2.approx of x·log2(e) rounded to
+// float32. The product's rounding is modelled (the larger error for large
+// |x|), ex2.approx's own ~2 ulp are not.
+func fastExp(x float32) float32 {
+	return float32(math.Exp2(float64(x * 1.4426950408889634)))
+}
+
+// geluKernel is act.cu's gelu, operation for operation.
+func geluKernel(x float32) float32 {
+	switch {
+	case x <= -10:
+		return 0
+	case x >= 10:
+		return x
+	}
+	h := f16r(x)
+	u := float32(float32(0.7978845608028654*h) * (1 + float32(float32(0.044715*h)*h)))
+	return f16r(h / (1 + fastExp(-2*u)))
+}
+
+// swigluOAIKernel is act.cu's swiglu_oai_f32 for one element.
+func swigluOAIKernel(g, u, alpha, limit float32) float32 {
+	x, y := g, u
+	if x > limit {
+		x = limit
+	}
+	if y > limit {
+		y = limit
+	} else if y < -limit {
+		y = -limit
+	}
+	return x / (1 + fastExp(-(alpha * x))) * (y + 1)
+}
+
+// tanhKernel is attention.cu's tanh_f32 (the kernel may fuse the
+// polynomial's products and sums; this rounds each).
+func tanhKernel(x float32) float32 {
+	a := float32(math.Abs(float64(x)))
+	if a < 0.625 {
+		z := x * x
+		return ((((-5.70498872745e-3*z+2.06390887954e-2)*z-5.37397155531e-2)*z+1.33314422036e-1)*z-3.33332819422e-1)*z*x + x
+	}
+	return float32(math.Copysign(float64(1-2/(fastExp(2*a)+1)), float64(x)))
+}
+
+// attnWeights is attention_f16's softmax over the scores of one query
+// head (s, already scaled and capped), with sink (-Inf: none) in the max
+// and the sum: each weight exp(s-M)·(1/L) rounded to f16, in place.
+func attnWeights(s []float32, sink float32) {
+	m := sink
+	for _, v := range s {
+		m = max(m, v)
+	}
+	var l float32
+	for _, v := range s {
+		l += fastExp(v - m)
+	}
+	if !math.IsInf(float64(sink), -1) {
+		l += fastExp(sink - m)
+	}
+	inv := 1 / l
+	for j, v := range s {
+		s[j] = f16r(fastExp(v-m) * inv)
+	}
+}
+
+// addScaledRowsKernel is add.cu's add_scaled_rows_f32 over its whole grid:
+// each destination of the plan gets its pairs' products in order.
+func addScaledRowsKernel(f *fakeDriver, dstP, xP uint64, plan []int32, m, n, cols int) {
+	start := plan[m : 2*m+1]
+	src := plan[2*m+1 : 2*m+1+n]
+	w := plan[2*m+1+n:]
+	for k := 0; k < m; k++ {
+		d := f.f32s(dstP+uint64(4*int(plan[k])*cols), cols)
+		for c := range d {
+			acc := d[c]
+			for j := start[k]; j < start[k+1]; j++ {
+				x := f.f32s(xP+uint64(4*(int(src[j])*cols+c)), 1)[0]
+				acc += float32(math.Float32frombits(uint32(w[j])) * x)
+			}
+			d[c] = acc
+		}
+	}
+}
+
+// TestKernelModelGELU holds act.cu's GELU to the CPU's f16 table for
+// every f16 input and its neighbours in float32: equal; or, in the
+// negative tail (x in about [-6, -3], |gelu| < 1e-4) where the CPU's
+// 1+tanh(u) cancels in float32 and the kernel's sigmoid form does not,
+// within 2^-22 absolute (a few f16 subnormal steps); or elsewhere one f16
+// step apart, where the exact value lies within a few f32 ulps of an f16
+// rounding boundary (a handful of inputs).
+func TestKernelModelGELU(t *testing.T) {
+	var steps, tail int
+	for i := 0; i < 1<<16; i++ {
+		x := quant.F16ToF32(uint16(i))
+		if math.IsNaN(float64(x)) {
+			continue
+		}
+		for _, v := range []float32{x, math.Nextafter32(x, 0), math.Nextafter32(x, float32(math.Inf(1)))} {
+			got, want := geluKernel(v), kcpu.GELU(v)
+			if got == want {
+				continue
+			}
+			hg, hw := quant.F32ToF16(got), quant.F32ToF16(want)
+			switch d := int(hg) - int(hw); {
+			case math.Abs(float64(got-want)) <= 0x1p-22:
+				tail++
+			case hg>>15 == hw>>15 && (d == 1 || d == -1):
+				steps++
+			default:
+				t.Fatalf("gelu(%g): kernel %g, CPU %g", v, got, want)
+			}
+		}
+	}
+	t.Logf("of ~196k inputs: %d one f16 step apart, %d apart by < 2^-22 in the tail", steps, tail)
+	if steps > 50 {
+		t.Errorf("%d inputs one f16 step apart: more than rounding-boundary cases", steps)
+	}
+}
+
+// TestKernelModelTanh holds attention.cu's tanh_f32 to float64 tanh.
+func TestKernelModelTanh(t *testing.T) {
+	var worst float64
+	for x := float32(-12); x <= 12; x += 0.000731 {
+		got, want := float64(tanhKernel(x)), math.Tanh(float64(x))
+		worst = max(worst, math.Abs(got-want))
+	}
+	for _, x := range []float32{0, -0, 1e-30, -1e-30, 0.625, -0.625, 100, -100, float32(math.Inf(1)), float32(math.Inf(-1))} {
+		got, want := float64(tanhKernel(x)), math.Tanh(float64(x))
+		worst = max(worst, math.Abs(got-want))
+	}
+	t.Logf("max |tanh_f32 - tanh| %.3g", worst)
+	if worst > 3e-7 {
+		t.Errorf("tanh_f32 is off by %.3g", worst)
+	}
+}
+
+// attentionKernel runs attention_f16's block for one token and query head
+// as the kernel is structured: groups of S lanes, the 128/S groups
+// striding over positions lo..n-1 (a position past n scored as lo's and
+// dropped), pass 1's running (m, l) per group, their combination with the
+// sink, pass 2's f16 weights times V per group, the groups' accumulators
+// summed. k and v return a position's head row (f16). The lanes' partial
+// dot products are summed in lane order (the kernel's butterfly order
+// differs in the last bits).
+func attentionKernel(q []float32, k, v func(j int) []uint16, lo, n int, scale, softCap float32, sinks bool, sink float32) []float32 {
+	headDim := len(q)
+	S := 32
+	for S > 1 && S/2 >= headDim {
+		S >>= 1
+	}
+	G := 128 / S
+	score := func(j int) float32 {
+		jj := j
+		if j >= n {
+			jj = lo
+		}
+		kr := k(jj)
+		var sum float32
+		for lane := range S {
+			var part float32
+			for d := lane; d < headDim; d += S {
+				part += f16r(q[d]) * quant.F16ToF32(kr[d])
+			}
+			sum += part
+		}
+		s := sum * scale
+		if softCap > 0 {
+			s = softCap * tanhKernel(s/softCap)
+		}
+		return s
+	}
+	gm, gl := make([]float32, G), make([]float32, G)
+	for g := range G {
+		m, l := float32(math.Inf(-1)), float32(0)
+		for j0 := lo; j0 < n; j0 += G {
+			j := j0 + g
+			s := score(j)
+			if j < n {
+				if s > m {
+					l = l*fastExp(m-s) + 1
+					m = s
+				} else {
+					l += fastExp(s - m)
+				}
+			}
+		}
+		gm[g], gl[g] = m, l
+	}
+	M := float32(math.Inf(-1))
+	for _, m := range gm {
+		M = max(M, m)
+	}
+	sk := float32(math.Inf(-1))
+	if sinks {
+		sk = sink
+	}
+	M = max(M, sk)
+	var L float32
+	for i := range G {
+		if gl[i] > 0 {
+			L += gl[i] * fastExp(gm[i]-M)
+		}
+	}
+	if sinks {
+		L += fastExp(sk - M)
+	}
+	inv := 1 / L
+	red := make([]float32, G*headDim)
+	for g := range G {
+		for j0 := lo; j0 < n; j0 += G {
+			j := j0 + g
+			s := score(j)
+			if j < n {
+				if p := f16r(fastExp(s-M) * inv); p != 0 {
+					for d, x := range v(j) {
+						red[g*headDim+d] += p * quant.F16ToF32(x)
+					}
+				}
+			}
+		}
+	}
+	out := make([]float32, headDim)
+	for d := range out {
+		for g := range G {
+			out[d] += red[g*headDim+d]
+		}
+	}
+	return out
+}
+
+// TestKernelModelAttention holds attention_f16's structure (attentionKernel)
+// to the plain model the fake driver runs (scores, attnWeights, the
+// weighted sum of V) for head sizes that give 1 to 32 lanes per group,
+// windows that cut the range at any group boundary, soft-capping and
+// sinks: every position in lo..n-1 counted once, in the max, the sum and
+// the output.
+func TestKernelModelAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, hd := range []int{1, 8, 24, 64, 128, 256} {
+		const npos = 75
+		keys, vals := make([][]uint16, npos), make([][]uint16, npos)
+		for j := range npos {
+			keys[j], vals[j] = make([]uint16, hd), make([]uint16, hd)
+			for d := range hd {
+				keys[j][d] = quant.F32ToF16(float32(r.NormFloat64()))
+				vals[j][d] = quant.F32ToF16(float32(r.NormFloat64()))
+			}
+		}
+		q := make([]float32, hd)
+		for d := range q {
+			q[d] = float32(r.NormFloat64())
+		}
+		qh := make([]uint16, hd)
+		kcpu.ToF16(qh, q)
+		scale := float32(1 / math.Sqrt(float64(hd)))
+		for _, c := range []struct {
+			lo, n   int
+			softCap float32
+			sinks   bool
+		}{{0, 1, 0, false}, {0, 75, 0, false}, {70, 75, 0, false}, {17, 50, 0, true}, {0, 33, 1.5, false}, {3, 75, 2, true}} {
+			sink := float32(r.NormFloat64() * 3)
+			got := attentionKernel(q, func(j int) []uint16 { return keys[j] }, func(j int) []uint16 { return vals[j] },
+				c.lo, c.n, scale, c.softCap, c.sinks, sink)
+			s := make([]float32, c.n-c.lo)
+			for j := range s {
+				s[j] = kcpu.DotF16(qh, keys[c.lo+j]) * scale
+				if c.softCap > 0 {
+					s[j] = c.softCap * tanhKernel(s[j]/c.softCap)
+				}
+			}
+			sk := float32(math.Inf(-1))
+			if c.sinks {
+				sk = sink
+			}
+			attnWeights(s, sk)
+			want := make([]float32, hd)
+			var mag float64
+			for j, p := range s {
+				kcpu.AxpyF16(want, p, vals[c.lo+j])
+				mag += math.Abs(float64(p))
+			}
+			for d := range want {
+				if e := math.Abs(float64(got[d] - want[d])); e > 2e-3*max(mag, 1e-3) || math.IsNaN(float64(got[d])) {
+					t.Fatalf("headDim %d, positions %d..%d, cap %g, sinks %v: out[%d] kernel %v, model %v", hd, c.lo, c.n-1, c.softCap, c.sinks, d, got[d], want[d])
 				}
 			}
 		}

@@ -366,6 +366,8 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 	cpuBE.Add(oc, yc)
 	devBE.Add(od, yd)
 	note("add", read(devBE, od), read(cpuBE, oc))
+	env := &opEnv{t: t, cpu: cpuBE, dev: devBE, note: note, read: read, both: both, table: f32Table, randVals: randVals}
+	env.familyOps()
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(r.IntN(3000))
@@ -393,10 +395,63 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 		}
 	}
 	// Attention: 2 sequences in one paged pool (GQA 8 heads over 2),
-	// prefill of 20 tokens and 11 tokens, then a decode token each.
-	for _, hd := range []int{8, 64, 128} {
+	// prefill of 20 tokens and 11 tokens, then a decode token each; plain
+	// causal, then each variant of the model families and a mix.
+	heads := 8
+	sinkVals := randVals(heads)
+	for i := range sinkVals {
+		sinkVals[i] *= 3
+	}
+	for _, c := range []struct {
+		name string
+		hds  []int
+		set  func(p *backend.AttentionParams, be backend.Backend)
+	}{
+		{"", []int{8, 64, 128}, func(*backend.AttentionParams, backend.Backend) {}},
+		{" window=5", []int{64}, func(p *backend.AttentionParams, _ backend.Backend) { p.Window = 5 }},
+		{" window=1", []int{8}, func(p *backend.AttentionParams, _ backend.Backend) { p.Window = 1 }},
+		{" softcap=1.5", []int{64}, func(p *backend.AttentionParams, _ backend.Backend) { p.SoftCap = 1.5 }},
+		{" sinks", []int{64}, func(p *backend.AttentionParams, be backend.Backend) { p.Sinks = f32Table(be, 1, heads, sinkVals) }},
+		{" noncausal", []int{32, 128}, func(p *backend.AttentionParams, _ backend.Backend) { p.NonCausal = true }},
+		{" window=4 softcap=2 sinks", []int{128}, func(p *backend.AttentionParams, be backend.Backend) {
+			p.Window, p.SoftCap, p.Sinks = 4, 2, f32Table(be, 1, heads, sinkVals)
+		}},
+	} {
+		for _, hd := range c.hds {
+			env.attention(hd, c.name, c.set)
+		}
+	}
+	return errs
+}
+
+// opEnv is what opErrors' comparisons share: the two backends and
+// opErrors' helpers (note records an error, read copies a tensor back,
+// both puts the same values in a tensor of each backend, table makes an
+// F32 weight, randVals draws normal values).
+type opEnv struct {
+	t        testing.TB
+	cpu, dev backend.Backend
+	note     func(op string, got, want []float32)
+	read     func(be backend.Backend, x backend.Tensor) []float32
+	both     func(rows, cols int, vals []float32) (backend.Tensor, backend.Tensor)
+	table    func(be backend.Backend, rows, cols int, vals []float32) backend.Weight
+	randVals func(n int) []float32
+}
+
+// attention compares one attention configuration (set applies it to each
+// backend's parameters) on both backends: two sequences in one paged
+// pool (GQA 8 heads over 2), prefill of 20 tokens and 11 tokens, then a
+// decode token each, over two layers.
+func (e *opEnv) attention(hd int, variant string, set func(*backend.AttentionParams, backend.Backend)) {
+	t, cpuBE, devBE, note, read, both, randVals := e.t, e.cpu, e.dev, e.note, e.read, e.both, e.randVals
+	t.Helper()
+	{
 		heads, kvHeads := 8, 2
 		ap := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+		apc, apd := ap, ap
+		set(&apc, cpuBE)
+		set(&apd, devBE)
+		var effect float32 // how far the variant moves the CPU's output from plain attention
 		mk := func(be backend.Backend) []backend.KV {
 			pool, err := be.NewKVPool(2, 12, 4, kvHeads*hd)
 			if err != nil {
@@ -419,17 +474,104 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 			vc, vd := both(m, kvHeads*hd, vv)
 			ac, ad := cpuBE.NewTensor(m, heads*hd), devBE.NewTensor(m, heads*hd)
 			for layer := range 2 {
-				if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, ap); err != nil {
+				if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, apc); err != nil {
 					t.Fatal(err)
 				}
-				if err := devBE.Attention(ad, qd, kd, vd, kvd, seq, layer, ps, ap); err != nil {
+				if err := devBE.Attention(ad, qd, kd, vd, kvd, seq, layer, ps, apd); err != nil {
 					t.Fatal(err)
 				}
-				note(fmt.Sprintf("attention headDim=%d", hd), read(devBE, ad), read(cpuBE, ac))
+				want := read(cpuBE, ac)
+				note(fmt.Sprintf("attention headDim=%d%s", hd, variant), read(devBE, ad), want)
+				if variant != "" {
+					if err := cpuBE.Attention(ac, qc, kc, vc, kvc, seq, layer, ps, ap); err != nil {
+						t.Fatal(err)
+					}
+					d, _ := maxDiff(read(cpuBE, ac), want)
+					effect = max(effect, d)
+				}
 			}
 		}
+		if variant != "" && effect < 1e-3 {
+			t.Errorf("attention%s: the CPU's output is plain attention's (max |Δ| %g): the case tests nothing", variant, effect)
+		}
 	}
-	return errs
+}
+
+// familyOps compares the operations of the model families beyond Llama
+// (per-head RMSNorm, LayerNorm, GLU with GELU and gpt-oss's clamped
+// SwiGLU, Activate, AddBias, Scale, AddScaledRows) on both backends.
+func (e *opEnv) familyOps() {
+	cpuBE, devBE, note, read, both, table, randVals := e.cpu, e.dev, e.note, e.read, e.both, e.table, e.randVals
+	const n, cols = 37, 256
+	vec := func(vals []float32) (backend.Weight, backend.Weight) {
+		return table(cpuBE, 1, len(vals), vals), table(devBE, 1, len(vals), vals)
+	}
+	scaled := func(k float32) []float32 {
+		v := randVals(n * cols)
+		for i := range v {
+			v[i] = v[i]*k + 0.5
+		}
+		return v
+	}
+	xc, xd := both(n, cols, scaled(3))
+	yc, yd := both(n, cols, scaled(5))
+	oc, od := cpuBE.NewTensor(n, cols), devBE.NewTensor(n, cols)
+	// RMSNorm per segment: heads of 64 and of 32 (per-head Q/K norms).
+	for _, seg := range []int{64, 32} {
+		hc, hd := vec(randVals(seg))
+		cpuBE.RMSNorm(oc, xc, hc, 1e-6)
+		devBE.RMSNorm(od, xd, hd, 1e-6)
+		note(fmt.Sprintf("rmsnorm per %d", seg), read(devBE, od), read(cpuBE, oc))
+	}
+	wc, wd := vec(randVals(cols))
+	bc, bd := vec(randVals(cols))
+	cpuBE.LayerNorm(oc, xc, wc, bc, 1e-5)
+	devBE.LayerNorm(od, xd, wd, bd, 1e-5)
+	note("layernorm", read(devBE, od), read(cpuBE, oc))
+	cpuBE.LayerNorm(oc, xc, wc, nil, 1e-12)
+	devBE.LayerNorm(od, xd, wd, nil, 1e-12)
+	note("layernorm no bias", read(devBE, od), read(cpuBE, oc))
+	cpuBE.LayerNorm(oc, oc, nil, nil, 1e-5) // in place, no weight
+	devBE.LayerNorm(od, od, nil, nil, 1e-5)
+	note("layernorm in place", read(devBE, od), read(cpuBE, oc))
+	for _, a := range []struct {
+		name string
+		act  backend.Act
+	}{
+		{"gelu", backend.Act{Kind: backend.ActGELU}},
+		{"swiglu_oai", backend.Act{Kind: backend.ActSwiGLUOAI, Alpha: 1.702, Limit: 7}}, // gpt-oss's
+		{"silu", backend.Act{Kind: backend.ActSiLU}},
+	} {
+		cpuBE.GLU(oc, xc, yc, a.act)
+		devBE.GLU(od, xd, yd, a.act)
+		note("glu "+a.name, read(devBE, od), read(cpuBE, oc))
+		if a.act.Kind != backend.ActSwiGLUOAI {
+			cpuBE.Activate(oc, xc, a.act)
+			devBE.Activate(od, xd, a.act)
+			note("activate "+a.name, read(devBE, od), read(cpuBE, oc))
+		}
+	}
+	// The exact operations, from equal inputs.
+	oc, od = both(n, cols, randVals(n*cols))
+	cpuBE.AddBias(oc, bc)
+	devBE.AddBias(od, bd)
+	note("add bias", read(devBE, od), read(cpuBE, oc))
+	cpuBE.Scale(oc, 0.37)
+	devBE.Scale(od, 0.37)
+	note("scale", read(devBE, od), read(cpuBE, oc))
+	rowScales := randVals(n)
+	cpuBE.Scale(oc, rowScales...)
+	devBE.Scale(od, rowScales...)
+	note("scale per row", read(devBE, od), read(cpuBE, oc))
+	// The weighted sum of 12 expert rows into 5 token rows, destinations
+	// repeating and one (row 2) untouched.
+	idx := []int{3, 0, 3, 4, 3, 1, 0, 4, 4, 3, 1, 0}
+	ew := randVals(len(idx))
+	sc, sd := both(len(idx), cols, randVals(len(idx)*cols))
+	dc, dd := both(5, cols, randVals(5*cols))
+	cpuBE.AddScaledRows(dc, sc, idx, ew)
+	devBE.AddScaledRows(dd, sd, idx, ew)
+	note("add scaled rows", read(devBE, dd), read(cpuBE, dc))
 }
 
 // opTolerance is the relative error (‖Δ‖/‖ref‖) each operation is held to
@@ -444,8 +586,14 @@ func opTolerance(op string) float64 {
 		return 2e-2
 	case len(op) >= 9 && op[:9] == "attention":
 		return 5e-3
-	case len(op) >= 5 && op[:5] == "embed":
+	case len(op) >= 5 && op[:5] == "embed", op == "add bias", op == "scale", op == "scale per row":
 		return 0 // bit for bit
+	case op == "add scaled rows":
+		// Bit for bit where Go rounds the CPU's w·x before the sum (amd64
+		// below GOAMD64=v3); an FMA there moves the last bit.
+		return 1e-7
+	case op == "glu gelu", op == "activate gelu":
+		return 1e-3 // f16 rounding of GELU's input and output: one f16 step apart at a few boundaries
 	}
 	return 1e-5
 }
