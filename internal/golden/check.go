@@ -31,6 +31,14 @@ func IsMoE(model string) bool {
 // in modelsDir) on the backend be, holding each model to Check, and logs
 // a line per model.
 func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
+	RunModelsScaled(t, casesDir, modelsDir, be, 1)
+}
+
+// RunModelsScaled is RunModels with every tolerance multiplied by scale:
+// for backends whose arithmetic departs further from llama.cpp's CPU than
+// Hearth's CPU does (f32 activations and tensor-core f16 in CUDA's
+// prefill), so that their checks stay meaningful rather than skipped.
+func RunModelsScaled(t *testing.T, casesDir, modelsDir string, be backend.Backend, scale float32) {
 	cases, err := Load(casesDir)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +67,7 @@ func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tol := Tolerance(name)
+			tol := scale * Tolerance(name)
 			var sum Result
 			for _, c := range byModel[name] {
 				r := Check(t, m, c, tol, IsMoE(name))
@@ -67,8 +75,10 @@ func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
 				sum.Same, sum.Total = sum.Same+r.Same, sum.Total+r.Total
 				sum.Outliers, sum.Rows = sum.Outliers+r.Outliers, sum.Rows+r.Rows
 			}
-			if moe := IsMoE(name); moe && sum.Outliers > sum.Rows/100 {
-				t.Errorf("%d of %d rows past twice the tolerance: more than the 1%% a mixture's router near-ties explain", sum.Outliers, sum.Rows)
+			// llama.cpp's own batch and one-token paths disagree on 0.9% of
+			// gpt-oss's paragraph rows (shared/arch/README.md): allow 1.5%.
+			if moe := IsMoE(name); moe && sum.Outliers > sum.Rows*3/200 {
+				t.Errorf("%d of %d rows past twice the tolerance: more than the 1.5%% a mixture's router near-ties explain", sum.Outliers, sum.Rows)
 			}
 			line := fmt.Sprintf("%-26s tol %.2f  max|Δ| last_logits %.4f  top-10 %.4f  rows past 2×tol %d/%d  greedy matched %d/%d",
 				name, tol, sum.WorstLast, sum.WorstTop, sum.Outliers, sum.Rows, sum.Same, sum.Total)
@@ -97,7 +107,7 @@ func margin(top []Pair) float32 { return top[0].Logit - top[1].Logit }
 // equal where llama.cpp's margin exceeds tol, greedy tokens equal up to
 // the first near tie. A mixture of experts (moe) may have a few rows past
 // twice the tolerance, where a near-tied router picks other experts than
-// llama.cpp did (RunModels allows 1% of a model's rows).
+// llama.cpp did (RunModels allows 1.5% of a model's rows).
 func Check(t testing.TB, m arch.Model, c *Case, tol float32, moe bool) (r Result) {
 	t.Helper()
 	vocab := m.Info().VocabSize

@@ -214,7 +214,14 @@ var parityModels = []string{
 // cut to n tokens.
 func goldenPrompt(t testing.TB, model string, n int) []int32 {
 	t.Helper()
-	cases, err := golden.Load(testdata.Dir(t, "golden"))
+	return goldenPromptIn(t, "golden", model, n)
+}
+
+// goldenPromptIn is goldenPrompt over the golden cases in the shared
+// folder dir ("golden", "arch/golden").
+func goldenPromptIn(t testing.TB, dir, model string, n int) []int32 {
+	t.Helper()
+	cases, err := golden.Load(testdata.Dir(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
