@@ -86,6 +86,9 @@ type Decoder struct {
 	QTemp  func(pos int32) float32
 	Layers []Layer
 	Params uint64
+	// Trace, when set, sees intermediate tensors by name and layer, as
+	// llama.cpp's eval callback does (debugging parity).
+	Trace func(name string, il int, t backend.Tensor)
 
 	bufs   *buffers
 	out    backend.Tensor // logits, grown to the most rows asked for
@@ -219,6 +222,7 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 	if d.EmbScale != 0 {
 		be.Scale(b.x, d.EmbScale)
 	}
+	d.trace("embd", -1, b.x)
 	var temps []float32
 	if d.QTemp != nil {
 		temps = make([]float32, n)
@@ -254,7 +258,11 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, temps []float32) error {
 	be, eps, c := d.Be, d.C.NormEps, &d.C
 	be.RMSNorm(b.h, b.x, a.Norm, eps)
+	d.trace("attn_norm", il, b.h)
 	d.matMuls(b.h, []backend.Tensor{b.q, b.k, b.v}, []backend.Weight{a.Q, a.K, a.V})
+	d.trace("q", il, b.q)
+	d.trace("k", il, b.k)
+	d.trace("v", il, b.v)
 	d.addBias(b.q, a.QB)
 	d.addBias(b.k, a.KB)
 	d.addBias(b.v, a.VB)
@@ -277,11 +285,15 @@ func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, te
 	if temps != nil {
 		be.Scale(q, temps...)
 	}
+	d.trace("Qcur", il, q)
+	d.trace("Kcur", il, k)
 	if err := be.Attention(att, q, k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P); err != nil {
 		return err
 	}
+	d.trace("kqv_out", il, att)
 	be.MatMul(b.o, att, a.O)
 	d.addBias(b.o, a.OB)
+	d.trace("attn_out", il, b.o)
 	if a.PostNorm != nil {
 		be.RMSNorm(b.h, b.o, a.PostNorm, eps)
 		be.Add(b.x, b.h)
@@ -289,6 +301,12 @@ func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, te
 		be.Add(b.x, b.o)
 	}
 	return nil
+}
+
+func (d *Decoder) trace(name string, il int, t backend.Tensor) {
+	if d.Trace != nil {
+		d.Trace(name, il, t)
+	}
 }
 
 // dense runs a feed-forward block from b.h into b.o.
