@@ -29,7 +29,21 @@ type Info struct {
 	KVDim         int    // key (and value) values per token per layer
 	HeadDim       int    // values per attention head
 	Params        uint64 // parameter count
+	// Pooling is how an embedding is made from a sequence's hidden
+	// states: the file's <arch>.pooling_type, PoolingMean when it has none.
+	Pooling Pooling
+	// EmbeddingOnly says the model has no output layer: Forward needs
+	// Batch.Hidden (else it fails with ErrEmbeddingOnly), and the model
+	// cannot generate text.
+	EmbeddingOnly bool
+	// NonCausal says every token attends to its whole sequence (an
+	// encoder): a sequence must be evaluated in one forward pass.
+	NonCausal bool
 }
+
+// ErrEmbeddingOnly is returned when logits are asked of a model that only
+// makes embeddings (an encoder such as BERT).
+var ErrEmbeddingOnly = errors.New("embedding model: it has no output layer and does not generate text")
 
 // Model is a loaded model bound to a backend.
 type Model interface {

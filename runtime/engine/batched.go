@@ -79,6 +79,9 @@ type seqTag struct {
 // NewBatched allocates the KV pool and the scheduler. Call Run to serve.
 func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	info := m.Arch.Info()
+	if info.EmbeddingOnly {
+		return nil, fmt.Errorf("%s: %w", info.Arch, ErrEmbeddingOnly)
+	}
 	if c.BlockSize <= 0 {
 		c.BlockSize = 16
 	}

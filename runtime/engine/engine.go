@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime/debug"
 	"sync"
 
@@ -344,6 +343,9 @@ func (s *Sequence) RawBytes() { s.raw = true }
 // model's trained context, capped at 4096).
 func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 	info := m.Arch.Info()
+	if info.EmbeddingOnly {
+		return nil, fmt.Errorf("%s: %w", info.Arch, ErrEmbeddingOnly)
+	}
 	if ctx <= 0 {
 		ctx = min(info.ContextLength, 4096)
 	}
@@ -476,57 +478,4 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int32, n int, o sample
 	}
 	st.GenNanos = nanotime() - t0
 	return st, nil
-}
-
-// Embed returns the embedding of text: the model's final normalised hidden
-// states mean-pooled over the tokens and scaled to unit length (Ollama's
-// /api/embed returns unit vectors). The text is truncated to ctx tokens
-// when truncate is set, else a longer text is an error.
-func (m *Model) Embed(text string, ctx int, truncate bool) ([]float32, int, error) {
-	ids := m.Tok.Encode(text, true, false)
-	info := m.Arch.Info()
-	if ctx <= 0 {
-		ctx = min(info.ContextLength, 4096)
-	}
-	if len(ids) > ctx {
-		if !truncate {
-			return nil, 0, fmt.Errorf("%w: %d tokens, context %d", ErrPromptTooLong, len(ids), ctx)
-		}
-		ids = ids[:ctx]
-	}
-	if len(ids) == 0 {
-		return nil, 0, errors.New("empty input")
-	}
-	kv, err := m.Arch.NewKV(len(ids))
-	if err != nil {
-		return nil, 0, err
-	}
-	sum := make([]float64, info.Embedding)
-	for start := 0; start < len(ids); start += BatchSize {
-		chunk := ids[start:min(len(ids), start+BatchSize)]
-		b := arch.Single(chunk, start, kv, true)
-		b.Hidden = true
-		err := m.forward(b, func(h []float32) error {
-			for i, v := range h {
-				sum[i%info.Embedding] += float64(v)
-			}
-			return checkFinite(h)
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	var norm float64
-	for _, v := range sum {
-		norm += v * v
-	}
-	out := make([]float32, len(sum))
-	if norm == 0 {
-		return out, len(ids), nil
-	}
-	inv := 1 / math.Sqrt(norm)
-	for i, v := range sum {
-		out[i] = float32(v * inv)
-	}
-	return out, len(ids), nil
 }

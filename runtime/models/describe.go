@@ -22,6 +22,9 @@ type Info struct {
 	QuantizationLevel string // "Q4_0", "Q4_K_M", "F32", …
 	ContextLength     int    // <arch>.context_length, 0 when missing
 	ChatTemplate      string // tokenizer.chat_template, "" when none
+	// Embedding says the file names a pooling type (<arch>.pooling_type):
+	// an embedding model, as Ollama decides its capabilities.
+	Embedding bool
 }
 
 type cachedInfo struct {
@@ -93,6 +96,7 @@ func describe(f *gguf.File) Info {
 		info.ContextLength = int(v)
 	}
 	info.ChatTemplate, _ = f.String("tokenizer.chat_template")
+	_, info.Embedding = f.Get(info.Arch + ".pooling_type")
 	return info
 }
 

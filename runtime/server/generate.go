@@ -65,6 +65,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 	out.model, out.loadDur = l.model.Name.Short(), loadDur
 
 	info := l.info
+	if info.EmbeddingOnly {
+		return nil, errorf(http.StatusBadRequest, "%q is an embedding model: it does not generate text (use /api/embed or /v1/embeddings)", job.model)
+	}
 	o := defaultGenOptions()
 	if err := o.apply(l.model.Params); err != nil {
 		s.log.Warn("ignoring the model's default options", "model", out.model, "error", err)

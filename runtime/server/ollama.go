@@ -499,7 +499,7 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 		System:       m.System,
 		Details:      d,
 		ModelInfo:    meta,
-		Capabilities: []model.Capability{model.CapabilityCompletion},
+		Capabilities: capabilities(info),
 		ModifiedAt:   m.ModifiedAt,
 	}
 	if lic, ok := meta["general.license"].(string); ok {
@@ -509,6 +509,15 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 		out.Tensors = append(out.Tensors, api.Tensor{Name: t.Name, Type: t.Type, Shape: t.Shape})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// capabilities are what /api/show says a model can do: embeddings for a
+// file that names a pooling type (as Ollama decides), else completion.
+func capabilities(info models.Info) []model.Capability {
+	if info.Embedding {
+		return []model.Capability{model.CapabilityEmbedding}
+	}
+	return []model.Capability{model.CapabilityCompletion}
 }
 
 // formatParams writes an Ollama params layer as `ollama show` prints it:

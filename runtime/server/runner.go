@@ -81,6 +81,10 @@ type Info struct {
 	Size, VRAM int64
 	// Embeddings says Embed works.
 	Embeddings bool
+	// EmbeddingOnly says the model makes embeddings only (an encoder such
+	// as BERT): the server refuses generation requests for it, and
+	// Generate fails.
+	EmbeddingOnly bool
 }
 
 // Request is one generation.

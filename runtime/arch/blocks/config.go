@@ -28,6 +28,9 @@ type Common struct {
 	// ExpertFF is an expert's width.
 	Experts, ExpertsUsed, ExpertFF int
 	RoPE                           backend.RoPE
+	// Pooling is how embeddings pool the hidden states (pooling_type;
+	// mean when the file does not say).
+	Pooling arch.Pooling
 }
 
 // QDim is the width of the queries (heads × head size).
@@ -51,6 +54,7 @@ func Decode(f *gguf.File, normKey string, neox bool) (Common, *arch.Meta, error)
 	c.KVHeads = m.IntOr("attention.head_count_kv", c.Heads)
 	c.CtxTrain = m.Int("context_length")
 	c.NormEps = m.Float(normKey)
+	c.Pooling = m.PoolingOr(arch.PoolingMean)
 	c.Experts = m.IntOr("expert_count", 0)
 	if c.Experts > 0 {
 		c.ExpertsUsed = m.Int("expert_used_count")

@@ -117,7 +117,7 @@ func (d *Decoder) Validate() error {
 func (d *Decoder) Info() arch.Info {
 	c := &d.C
 	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
-		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: d.Params}
+		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: d.Params, Pooling: c.Pooling}
 }
 
 func (d *Decoder) NewKV(ctx int) (backend.KV, error) {
@@ -184,22 +184,30 @@ type multiMatMul interface {
 	MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight)
 }
 
-// matMuls computes dsts[i] = x · ws[i]ᵀ: one MatMulMulti where the
-// backend has it, else one MatMul each.
+// matMuls computes dsts[i] = x · ws[i]ᵀ (MatMuls).
 func (d *Decoder) matMuls(x backend.Tensor, dsts []backend.Tensor, ws []backend.Weight) {
-	if mm, ok := d.Be.(multiMatMul); ok {
+	MatMuls(d.Be, x, dsts, ws)
+}
+
+// MatMuls computes dsts[i] = x · ws[i]ᵀ: one MatMulMulti where the
+// backend has it, else one MatMul each.
+func MatMuls(be backend.Backend, x backend.Tensor, dsts []backend.Tensor, ws []backend.Weight) {
+	if mm, ok := be.(multiMatMul); ok {
 		mm.MatMulMulti(dsts, x, ws)
 		return
 	}
 	for i, w := range ws {
-		d.Be.MatMul(dsts[i], x, w)
+		be.MatMul(dsts[i], x, w)
 	}
 }
 
 // addBias adds b to x when the weight exists.
-func (d *Decoder) addBias(x backend.Tensor, b backend.Weight) {
+func (d *Decoder) addBias(x backend.Tensor, b backend.Weight) { AddBias(d.Be, x, b) }
+
+// AddBias adds the bias b to every row of x when b exists (not nil).
+func AddBias(be backend.Backend, x backend.Tensor, b backend.Weight) {
 	if b != nil {
-		d.Be.AddBias(x, b)
+		be.AddBias(x, b)
 	}
 }
 
@@ -314,14 +322,24 @@ func (d *Decoder) dense(f *Dense, b *buffers) {
 	d.ffn(f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, b.h, b.gate, b.up, b.act, b.o)
 }
 
+// Forward runs the block on x (n, embd) into out (n, embd); g, u and a
+// are scratch (n, ff) tensors (g unused without a gate). Encoders, which
+// place their norms differently from Decoder, call it directly.
+func (f *Dense) Forward(be backend.Backend, x, g, u, a, out backend.Tensor) {
+	runFFN(be, f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, x, g, u, a, out)
+}
+
 // ffn computes out = down(act(gate·x)·(up·x)) (or down(act(up·x)) with no
 // gate), with the optional biases.
 func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
-	be := d.Be
+	runFFN(d.Be, gate, up, down, gateB, upB, downB, act, x, g, u, a, out)
+}
+
+func runFFN(be backend.Backend, gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
 	if gate != nil {
-		d.matMuls(x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
-		d.addBias(g, gateB)
-		d.addBias(u, upB)
+		MatMuls(be, x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
+		AddBias(be, g, gateB)
+		AddBias(be, u, upB)
 		if act.Kind == backend.ActSiLU {
 			be.SwiGLU(a, g, u)
 		} else {
@@ -329,11 +347,11 @@ func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act back
 		}
 	} else {
 		be.MatMul(u, x, up)
-		d.addBias(u, upB)
+		AddBias(be, u, upB)
 		be.Activate(a, u, act)
 	}
 	be.MatMul(out, a, down)
-	d.addBias(out, downB)
+	AddBias(be, out, downB)
 }
 
 // output runs the final norm and projection over the rows bt asks for

@@ -21,10 +21,11 @@ import (
 	"github.com/hearth-llm/hearth/scheduler"
 )
 
-// Runner serves one model through an engine.Batched.
+// Runner serves one model through an engine.Batched (an embedding-only
+// model without one: it has nothing to generate).
 type Runner struct {
 	m    *engine.Model
-	b    *engine.Batched
+	b    *engine.Batched // nil for an embedding-only model
 	info server.Info
 
 	stop context.CancelFunc
@@ -58,13 +59,17 @@ func New(m *engine.Model, path string, c engine.BatchConfig) (*Runner, error) {
 	if c.DefaultNumCtx <= 0 {
 		c.DefaultNumCtx = min(ai.ContextLength, 4096)
 	}
-	b, err := m.NewBatched(c)
-	if err != nil {
-		return nil, err
-	}
 	info := server.Info{
 		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
-		DefaultNumCtx: min(c.DefaultNumCtx, b.Capacity()), MaxNumCtx: b.Capacity(), Template: m.Template, Embeddings: true,
+		DefaultNumCtx: c.DefaultNumCtx, Template: m.Template, Embeddings: true, EmbeddingOnly: ai.EmbeddingOnly,
+	}
+	var b *engine.Batched
+	if !ai.EmbeddingOnly {
+		var err error
+		if b, err = m.NewBatched(c); err != nil {
+			return nil, err
+		}
+		info.DefaultNumCtx, info.MaxNumCtx = min(c.DefaultNumCtx, b.Capacity()), b.Capacity()
 	}
 	if id := m.Tok.BOS(); id >= 0 {
 		info.BOS = m.Tok.Token(id)
@@ -78,6 +83,10 @@ func New(m *engine.Model, path string, c engine.BatchConfig) (*Runner, error) {
 	info.VRAM = m.VRAM()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{m: m, b: b, info: info, stop: cancel, done: make(chan struct{})}
+	if b == nil {
+		close(r.done)
+		return r, nil
+	}
 	go func() {
 		defer close(r.done)
 		b.Serve(ctx)
@@ -95,6 +104,9 @@ func (r *Runner) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, 
 
 // Stats implements server.StatsReporter from the scheduler's metrics.
 func (r *Runner) Stats() server.Stats {
+	if r.b == nil {
+		return server.Stats{}
+	}
 	mt := r.b.Metrics()
 	return server.Stats{Waiting: mt.Waiting, Running: mt.Running,
 		KVBlocksUsed: mt.BlocksUsed, KVBlocksFree: mt.BlocksFree + mt.BlocksCached,
@@ -107,8 +119,10 @@ func classify(err error) error {
 	case errors.Is(err, scheduler.ErrQueueFull):
 		return fmt.Errorf("%w: %w", server.ErrBusy, err)
 	case errors.Is(err, scheduler.ErrPromptTooLong), errors.Is(err, scheduler.ErrEmptyPrompt),
-		errors.Is(err, sample.ErrInvalid), errors.Is(err, engine.ErrPromptTooLong):
+		errors.Is(err, sample.ErrInvalid), errors.Is(err, engine.ErrPromptTooLong), errors.Is(err, engine.ErrEmbeddingOnly):
 		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
+	case errors.Is(err, engine.ErrUnsupported):
+		return fmt.Errorf("%w: %w", server.ErrUnsupported, err)
 	case errors.Is(err, scheduler.ErrQueueTimeout):
 		return fmt.Errorf("%w: %w", server.ErrBusy, err)
 	}
@@ -118,6 +132,9 @@ func classify(err error) error {
 // Generate implements server.Runner.
 func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(server.Piece) error) (server.Result, error) {
 	res := server.Result{PromptTokens: len(req.Prompt)}
+	if r.b == nil {
+		return res, classify(fmt.Errorf("%s: %w", r.info.Arch, engine.ErrEmbeddingOnly))
+	}
 	numCtx := req.NumCtx
 	if numCtx <= 0 {
 		numCtx = r.info.DefaultNumCtx
@@ -190,26 +207,19 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	return res, nil
 }
 
-// Embed implements server.Runner. Embedding passes take turns with the
-// batched steps on the model's lock.
+// Embed implements server.Runner: all the inputs in one engine call
+// (several per forward pass), whose passes take turns with the batched
+// steps on the model's lock.
 func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.EmbedResult, error) {
-	var out server.EmbedResult
 	numCtx := req.NumCtx
 	if numCtx <= 0 {
 		numCtx = r.info.DefaultNumCtx
 	}
-	for _, in := range req.Inputs {
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		v, n, err := r.m.Embed(in, numCtx, req.Truncate)
-		if err != nil {
-			return out, classify(err)
-		}
-		out.Vectors = append(out.Vectors, v)
-		out.PromptTokens += n
+	vs, n, err := r.m.Embeddings(ctx, req.Inputs, numCtx, req.Truncate)
+	if err != nil {
+		return server.EmbedResult{}, classify(err)
 	}
-	return out, nil
+	return server.EmbedResult{Vectors: vs, PromptTokens: n}, nil
 }
 
 // Close implements server.Runner: it stops the step loop and releases the

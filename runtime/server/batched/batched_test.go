@@ -224,3 +224,9 @@ func TestCancel(t *testing.T) {
 func TestStructuredOutputs(t *testing.T) {
 	servertest.StructuredOutputs(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
 }
+
+// TestEmbeddings: the bert and nomic-bert test models through the
+// embedding endpoints, and generation refused for them.
+func TestEmbeddings(t *testing.T) {
+	servertest.Embeddings(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
+}

@@ -66,6 +66,7 @@ func New(m *engine.Model, path string) *Runner {
 	info := server.Info{
 		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
 		DefaultNumCtx: min(ai.ContextLength, defaultNumCtx), Template: m.Template,
+		Embeddings: true, EmbeddingOnly: ai.EmbeddingOnly,
 	}
 	if info.DefaultNumCtx <= 0 {
 		info.DefaultNumCtx = defaultNumCtx
@@ -111,12 +112,16 @@ func (r *Runner) acquire(ctx context.Context) error {
 
 func (r *Runner) unlock() { <-r.lock }
 
-// invalid marks engine errors that come from the request's size.
+// invalid marks engine errors that come from the request (its size, or
+// generation asked of an embedding model) or from what the model cannot do.
 func invalid(err error) error {
 	if errors.Is(err, engine.ErrPromptTooLong) || errors.Is(err, engine.ErrOutOfMemory) ||
 		errors.Is(err, backend.ErrContextFull) || errors.Is(err, sample.ErrInvalid) ||
-		strings.Contains(err.Error(), "larger than the maximum") {
+		errors.Is(err, engine.ErrEmbeddingOnly) || strings.Contains(err.Error(), "larger than the maximum") {
 		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
+	}
+	if errors.Is(err, engine.ErrUnsupported) {
+		return fmt.Errorf("%w: %w", server.ErrUnsupported, err)
 	}
 	return err
 }
@@ -243,10 +248,24 @@ func hasPrefix(s, prefix []int32) bool {
 	return true
 }
 
-// Embed implements server.Runner: not yet, the engine has no hidden-state
-// output.
+// Embed implements server.Runner: all the inputs in one engine call
+// (several per forward pass), pooled as the model says, unit length.
 func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.EmbedResult, error) {
-	return server.EmbedResult{}, fmt.Errorf("%w: embeddings are not supported by this model yet (the engine has no hidden-state output)", server.ErrUnsupported)
+	if err := r.acquire(ctx); err != nil {
+		return server.EmbedResult{}, err
+	}
+	defer r.unlock()
+	r.running.Add(1)
+	defer r.running.Add(-1)
+	numCtx := req.NumCtx
+	if numCtx <= 0 {
+		numCtx = r.info.DefaultNumCtx
+	}
+	vs, n, err := r.m.Embeddings(ctx, req.Inputs, numCtx, req.Truncate)
+	if err != nil {
+		return server.EmbedResult{}, invalid(err)
+	}
+	return server.EmbedResult{Vectors: vs, PromptTokens: n}, nil
 }
 
 // Close implements server.Runner: it waits for the request in progress.

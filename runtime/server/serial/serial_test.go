@@ -91,8 +91,8 @@ func TestGenerateGolden(t *testing.T) {
 }
 
 // TestChatAndErrors: chat on a model without a template (ChatML fallback)
-// runs; embeddings are refused with 501; a prompt longer than num_ctx is
-// a 400.
+// runs; embeddings work (a decoder's mean-pooled hidden states); a prompt
+// longer than num_ctx is a 400.
 func TestChatAndErrors(t *testing.T) {
 	c, oc, _ := serve(t)
 	ctx := context.Background()
@@ -104,11 +104,11 @@ func TestChatAndErrors(t *testing.T) {
 	if resp.Usage.CompletionTokens == 0 || resp.Usage.PromptTokens == 0 {
 		t.Errorf("chat usage %+v", resp.Usage)
 	}
-	_, err = c.Embed(ctx, &api.EmbedRequest{Model: "stories", Input: "x"})
-	var se api.StatusError
-	if !errors.As(err, &se) || se.StatusCode != 501 {
-		t.Errorf("embed: %v", err)
+	er, err := c.Embed(ctx, &api.EmbedRequest{Model: "stories", Input: []string{"a cat", "a dog"}})
+	if err != nil || len(er.Embeddings) != 2 || len(er.Embeddings[0]) != 64 || er.PromptEvalCount == 0 {
+		t.Errorf("embed: %v, %+v", err, er)
 	}
+	var se api.StatusError
 	err = c.Generate(ctx, &api.GenerateRequest{Model: "stories", Prompt: strings.Repeat("Once upon a time ", 20),
 		Options: map[string]any{"num_ctx": 16}}, func(api.GenerateResponse) error { return nil })
 	if !errors.As(err, &se) || se.StatusCode != 400 {
@@ -145,4 +145,10 @@ func ptr[T any](v T) *T { return &v }
 // serial runner generates.
 func TestStructuredOutputs(t *testing.T) {
 	servertest.StructuredOutputs(t, serial.Loader(engine.Options{Threads: 2}))
+}
+
+// TestEmbeddings: the bert and nomic-bert test models through the
+// embedding endpoints, and generation refused for them.
+func TestEmbeddings(t *testing.T) {
+	servertest.Embeddings(t, serial.Loader(engine.Options{Threads: 2}))
 }

@@ -27,10 +27,23 @@ import (
 // base URL.
 func Stories(t *testing.T, load server.Loader) (*api.Client, openai.Client, string) {
 	t.Helper()
-	src := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
+	return Serve(t, load, map[string]string{"stories": filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")})
+}
+
+// Serve serves the GGUF files of models (by name: path), linked into a
+// temporary models folder, loaded with load, on a loopback httptest
+// server closed when t ends. It returns both clients and the base URL.
+func Serve(t *testing.T, load server.Loader, files map[string]string) (*api.Client, openai.Client, string) {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.Symlink(src, filepath.Join(dir, "stories.gguf")); err != nil {
-		t.Fatal(err)
+	for name, src := range files {
+		abs, err := filepath.Abs(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(abs, filepath.Join(dir, name+".gguf")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv, err := server.New(server.Config{
 		Store:        models.New(models.Options{Dir: dir}),
