@@ -432,6 +432,9 @@ func TestFamiliesLoadAndRun(t *testing.T) {
 					info.KVDim != s.KVHeads*s.HeadDim() || info.Layers != s.Layers || info.VocabSize != s.Vocab {
 					t.Errorf("loaded %+v; shape: arch %s, %d params, head %d, kv %d", info, s.Arch, s.Params(), s.HeadDim(), s.KVHeads*s.HeadDim())
 				}
+				if tr, ok := m.(arch.TrafficReporter); !ok || tr.Traffic().ActiveParams != s.ActiveParams() {
+					t.Errorf("the loaded model does not report %d active parameters", s.ActiveParams())
+				}
 				kv, err := m.NewKV(32)
 				if err != nil {
 					t.Fatal(err)
