@@ -132,13 +132,22 @@ func cacheHint() string {
 
 func printShapes(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "shape\tn_embd\tlayers\theads\tkv heads\tn_ff\tvocab\toutput\tparams\tabout")
+	fmt.Fprintln(tw, "shape\tarch\tn_embd\tlayers\theads\tkv heads\thead\tn_ff\texperts\tvocab\toutput\tparams\tactive\tabout")
 	for _, s := range synth.Shapes() {
 		out := "tied"
 		if !s.Tied {
 			out = "separate"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", s.Name, s.Embd, s.Layers, s.Heads, s.KVHeads, s.FF, s.Vocab, out, humanCount(s.Params()), s.About)
+		ff, experts, active := "-", "-", "-"
+		if s.FF > 0 {
+			ff = fmt.Sprint(s.FF)
+		}
+		if s.Experts > 0 {
+			experts = fmt.Sprintf("%d of %d × %d", s.ExpertsUsed, s.Experts, s.ExpertFF)
+			active = humanCount(s.ActiveParams())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Architecture(), s.Embd, s.Layers,
+			s.Heads, s.KVHeads, s.HeadDim(), ff, experts, s.Vocab, out, humanCount(s.Params()), active, s.About)
 	}
 	tw.Flush()
 	var names []string

@@ -14,7 +14,8 @@ func TestGenList(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"llama-1b", "llama-8b", "llama3-8b", "2048", "14336", "128256", "separate", "q4_k_m", "iq4_xs"} {
+	for _, want := range []string{"llama-1b", "llama-8b", "llama3-8b", "2048", "14336", "128256", "separate", "q4_k_m", "iq4_xs",
+		"qwen3-8b", "gemma3-4b", "qwen3-30b-a3b", "gpt-oss-20b", "moe-3b-a0.6b", "8 of 128 × 768", "30.53B", "3.35B", "gpt-oss", "mxfp4_moe"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("gen --list lacks %q:\n%s", want, out)
 		}

@@ -37,6 +37,7 @@ const (
 	ftypeIQ4_NL = 25
 	ftypeIQ4_XS = 30
 	ftypeBF16   = 32
+	ftypeMXFP4  = 38 // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
 )
 
 var fileTypes = []FileType{
@@ -59,6 +60,7 @@ var fileTypes = []FileType{
 	{"q6_k", ftypeQ6_K, quant.Q6_K, "Q6_K"},
 	{"iq4_nl", ftypeIQ4_NL, quant.IQ4_NL, "IQ4_NL - 4.5 bpw"},
 	{"iq4_xs", ftypeIQ4_XS, quant.IQ4_XS, "IQ4_XS - 4.25 bpw"},
+	{"mxfp4_moe", ftypeMXFP4, quant.MXFP4, "MXFP4 MoE"},
 }
 
 // FileTypes lists the file types Write can produce.
@@ -79,7 +81,8 @@ func LookupFileType(name string) (FileType, error) {
 	return FileType{}, fmt.Errorf("synth: unknown quantization %q (known: %s)", name, strings.Join(names, ", "))
 }
 
-// Tensor roles, as llama-quantize's tensor_category.
+// Tensor roles, as llama-quantize's tensor_category, and the tensors it
+// never quantizes.
 type role int
 
 const (
@@ -90,10 +93,12 @@ const (
 	roleAttnK
 	roleAttnV
 	roleAttnOut
-	roleFFNGate
-	roleFFNUp
-	roleFFNDown
-	roleNorm
+	roleFFNGate // ffn_gate and ffn_gate_exps
+	roleFFNUp   // ffn_up and ffn_up_exps
+	roleFFNDown // ffn_down and ffn_down_exps
+	roleNorm    // *_norm.weight: F32, ones
+	roleRouter  // ffn_gate_inp.weight: F32 (convert_hf_to_gguf keeps it so, llama-quantize leaves it)
+	roleVector  // biases and attention sinks: F32 (not named *.weight, or 1-D)
 )
 
 // useMoreBits is llama-quantize's choice of the layers whose attn_v and
@@ -103,83 +108,119 @@ func useMoreBits(i, n int) bool {
 	return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2
 }
 
+// recipe is what llama-quantize's choice of a tensor's type depends on
+// besides the tensor: the file type and the model's hyperparameters.
+type recipe struct {
+	ft      FileType
+	layers  int
+	gqa     int // n_head / n_head_kv
+	experts int // n_expert (0: dense)
+	tied    bool
+}
+
 // tensorType returns the type llama-quantize (without an importance matrix
-// or overrides) gives a tensor of the given role in layer i of n, for a
-// llama model with n_gqa = heads/kvHeads and a row length of cols.
-// It follows llama_tensor_get_type_impl and tensor_type_fallback in
-// llama.cpp's src/llama-quant.cpp for the file types in FileTypes.
-func (ft FileType) tensorType(r role, layer, nLayers, nGQA, cols int, tied bool) quant.Type {
-	if r == roleNorm {
+// or overrides) gives t. It follows llama_tensor_get_type_impl and
+// tensor_type_fallback in llama.cpp's src/llama-quant.cpp for the file
+// types in FileTypes (the rule for 70B models aside): the stacked experts
+// follow the ffn_* rules, except in MXFP4_MOE files, where every tensor
+// with ne[2] > 1 is MXFP4 and every other quantized one Q8_0.
+func (rc recipe) tensorType(t Tensor) quant.Type {
+	switch t.role {
+	case roleNorm, roleRouter, roleVector:
 		return quant.F32
 	}
-	t := ft.Default
-	if !isBlockQuant(t) {
-		return t // F32, F16, BF16 files keep every weight in that type
+	ft, cols, layer := rc.ft, int(t.Dims[0]), t.layer
+	typ := ft.Default
+	if !isBlockQuant(typ) {
+		return typ // F32, F16, BF16 files keep every weight in that type
 	}
-	more := useMoreBits(layer, nLayers)
+	more := useMoreBits(layer, rc.layers)
+	eight := rc.experts == 8 // llama.cpp's special case for Mixtral 8x7B
 	switch {
-	case r == roleOutput || (tied && r == roleTokenEmbd):
-		if cols%t.BlockSize() != 0 {
-			t = quant.Q8_0
-		} else if t != quant.Q8_0 {
-			t = quant.Q6_K
+	case t.role == roleOutput || (rc.tied && t.role == roleTokenEmbd):
+		switch {
+		case ft.ID == ftypeMXFP4:
+			typ = quant.Q8_0
+		case cols%typ.BlockSize() != 0:
+			typ = quant.Q8_0
+		case typ != quant.Q8_0:
+			typ = quant.Q6_K
 		}
-	case r == roleTokenEmbd:
+	case ft.ID == ftypeMXFP4:
+		typ = quant.Q8_0
+		if len(t.Dims) > 2 && t.Dims[2] > 1 {
+			typ = quant.MXFP4
+		}
+	case t.role == roleTokenEmbd:
 		// untied token embeddings keep the default type
-	case r == roleAttnV:
+	case t.role == roleAttnV:
 		switch {
 		case ft.ID == ftypeQ2_K:
-			t = quant.Q3_K
-			if nGQA >= 4 {
-				t = quant.Q4_K
+			typ = quant.Q3_K
+			if rc.gqa >= 4 {
+				typ = quant.Q4_K
 			}
 		case ft.ID == ftypeQ3_K_M:
-			t = quant.Q4_K
+			typ = quant.Q4_K
 			if layer < 2 {
-				t = quant.Q5_K
+				typ = quant.Q5_K
 			}
 		case ft.ID == ftypeQ3_K_L:
-			t = quant.Q5_K
-		case (ft.ID == ftypeIQ4_NL || ft.ID == ftypeIQ4_XS) && nGQA >= 4:
-			t = quant.Q5_K
+			typ = quant.Q5_K
+		case (ft.ID == ftypeIQ4_NL || ft.ID == ftypeIQ4_XS) && rc.gqa >= 4:
+			typ = quant.Q5_K
 		case (ft.ID == ftypeQ4_K_M || ft.ID == ftypeQ5_K_M) && more:
-			t = quant.Q6_K
+			typ = quant.Q6_K
 		case ft.ID == ftypeQ4_K_S && layer < 4:
-			t = quant.Q5_K
+			typ = quant.Q5_K
 		}
-	case r == roleFFNDown:
+		if eight {
+			typ = quant.Q8_0
+		}
+	case t.role == roleAttnK:
+		if eight {
+			typ = quant.Q8_0
+		}
+	case t.role == roleFFNDown:
 		switch {
 		case ft.ID == ftypeQ2_K:
-			t = quant.Q3_K
+			typ = quant.Q3_K
 		case ft.ID == ftypeQ3_K_M:
-			t = quant.Q4_K
-			if layer < nLayers/16 {
-				t = quant.Q5_K
+			typ = quant.Q4_K
+			if layer < rc.layers/16 {
+				typ = quant.Q5_K
 			}
 		case ft.ID == ftypeQ3_K_L:
-			t = quant.Q5_K
+			typ = quant.Q5_K
 		case ft.ID == ftypeQ4_K_M:
 			if more {
-				t = quant.Q6_K
+				typ = quant.Q6_K
 			}
-		case layer < nLayers/8 && (ft.ID == ftypeIQ4_NL || ft.ID == ftypeIQ4_XS):
-			t = quant.Q5_K
+		case layer < rc.layers/8 && (ft.ID == ftypeIQ4_NL || ft.ID == ftypeIQ4_XS):
+			typ = quant.Q5_K
 		case ft.ID == ftypeQ5_K_M && more:
-			t = quant.Q6_K
-		case ft.ID == ftypeQ4_K_S && layer < nLayers/8:
-			t = quant.Q5_K
+			typ = quant.Q6_K
+		case ft.ID == ftypeQ4_K_S && layer < rc.layers/8:
+			typ = quant.Q5_K
 		}
-	case r == roleAttnOut:
+	case t.role == roleAttnOut:
+		if eight {
+			switch ft.ID {
+			case ftypeQ2_K, ftypeQ3_K_S, ftypeQ3_K_M, ftypeIQ4_NL, ftypeQ4_K_S, ftypeQ4_K_M, ftypeIQ4_XS:
+				typ = quant.Q5_K
+			}
+			break
+		}
 		switch ft.ID {
 		case ftypeQ2_K:
-			t = quant.Q3_K
+			typ = quant.Q3_K
 		case ftypeQ3_K_M:
-			t = quant.Q4_K
+			typ = quant.Q4_K
 		case ftypeQ3_K_L:
-			t = quant.Q5_K
+			typ = quant.Q5_K
 		}
 	}
-	return fallback(t, cols)
+	return fallback(typ, cols)
 }
 
 // fallback is llama-quantize's tensor_type_fallback: a row length that is

@@ -41,6 +41,10 @@ type Tensor struct {
 	// Scale is the standard deviation of the weights; 0 means a norm
 	// vector of ones.
 	Scale float32
+
+	role   role
+	layer  int  // -1 outside the layers
+	expert bool // a stack of experts' weights or biases
 }
 
 // Rows returns the number of rows (the product of Dims[1:]).
@@ -62,35 +66,10 @@ func (t Tensor) Bytes() int64 {
 // types, in the order llama-quantize writes them (the tensors outside the
 // layers by name, then each layer's by name).
 func Plan(s Shape, ft FileType) []Tensor {
-	d, kv, ff, nv := uint64(s.Embd), uint64(s.KVHeads*s.HeadDim()), uint64(s.FF), uint64(s.Vocab)
-	gqa := s.Heads / s.KVHeads
-	mat := func(name string, r role, layer int, cols, rows uint64) Tensor {
-		scale := 1 / math.Sqrt(float64(cols))
-		if r == roleOutput || (s.Tied && r == roleTokenEmbd) {
-			scale *= outputGain
-		}
-		return Tensor{Name: name, Type: ft.tensorType(r, layer, s.Layers, gqa, int(cols), s.Tied),
-			Dims: []uint64{cols, rows}, Scale: float32(scale)}
-	}
-	norm := func(name string) Tensor { return Tensor{Name: name, Type: quant.F32, Dims: []uint64{d}} }
-	var ts []Tensor
-	if !s.Tied {
-		ts = append(ts, mat("output.weight", roleOutput, -1, d, nv))
-	}
-	ts = append(ts, norm("output_norm.weight"), mat("token_embd.weight", roleTokenEmbd, -1, d, nv))
-	for i := range s.Layers {
-		p := fmt.Sprintf("blk.%d.", i)
-		ts = append(ts,
-			mat(p+"attn_k.weight", roleAttnK, i, d, kv),
-			norm(p+"attn_norm.weight"),
-			mat(p+"attn_output.weight", roleAttnOut, i, d, d),
-			mat(p+"attn_q.weight", roleAttnQ, i, d, d),
-			mat(p+"attn_v.weight", roleAttnV, i, d, kv),
-			mat(p+"ffn_down.weight", roleFFNDown, i, ff, d),
-			mat(p+"ffn_gate.weight", roleFFNGate, i, d, ff),
-			norm(p+"ffn_norm.weight"),
-			mat(p+"ffn_up.weight", roleFFNUp, i, d, ff),
-		)
+	r := recipe{ft: ft, layers: s.Layers, gqa: s.Heads / s.KVHeads, experts: s.Experts, tied: s.Tied}
+	ts := s.tensors()
+	for i := range ts {
+		ts[i].Type = r.tensorType(ts[i])
 	}
 	return ts
 }
@@ -154,21 +133,22 @@ func WriteWith(path string, s Shape, quantName string, o Options) error {
 
 func setMetadata(w *gguf.Writer, s Shape, ft FileType, seed uint64) {
 	u32 := func(k string, v int) { w.Set(k, gguf.Uint32(uint32(v))) }
-	w.Set("general.architecture", gguf.String("llama"))
+	arch := s.Architecture()
+	w.Set("general.architecture", gguf.String(arch))
 	w.Set("general.type", gguf.String("model"))
 	w.Set("general.name", gguf.String("synthetic "+s.Name))
 	w.Set("general.description", gguf.String(Description(seed)))
-	u32("llama.block_count", s.Layers)
-	u32("llama.context_length", s.Context)
-	u32("llama.embedding_length", s.Embd)
-	u32("llama.feed_forward_length", s.FF)
-	u32("llama.attention.head_count", s.Heads)
-	u32("llama.attention.head_count_kv", s.KVHeads)
-	w.Set("llama.rope.freq_base", gguf.Float32(s.RopeBase))
-	w.Set("llama.attention.layer_norm_rms_epsilon", gguf.Float32(s.NormEps))
 	u32("general.file_type", int(ft.ID))
-	u32("llama.vocab_size", s.Vocab)
-	u32("llama.rope.dimension_count", s.HeadDim())
+	for _, m := range s.metadata() {
+		switch v := m.val.(type) {
+		case uint32:
+			w.Set(arch+"."+m.key, gguf.Uint32(v))
+		case float32:
+			w.Set(arch+"."+m.key, gguf.Float32(v))
+		case string:
+			w.Set(arch+"."+m.key, gguf.String(v))
+		}
+	}
 	tokens, scores, types := vocab(s.Vocab)
 	w.Set("tokenizer.ggml.model", gguf.String("llama"))
 	w.Set("tokenizer.ggml.pre", gguf.String("default"))

@@ -339,9 +339,13 @@ func TestErrors(t *testing.T) {
 
 func TestShapesTable(t *testing.T) {
 	want := map[string][7]int{ // embd, layers, heads, kv heads, ff, vocab, tied
-		"llama-1b":  {2048, 16, 32, 8, 8192, 32000, 1},
-		"llama-8b":  {4096, 32, 32, 8, 14336, 32000, 1},
-		"llama3-8b": {4096, 32, 32, 8, 14336, 128256, 0},
+		"llama-1b":      {2048, 16, 32, 8, 8192, 32000, 1},
+		"llama-8b":      {4096, 32, 32, 8, 14336, 32000, 1},
+		"llama3-8b":     {4096, 32, 32, 8, 14336, 128256, 0},
+		"qwen3-8b":      {4096, 36, 32, 8, 12288, 151936, 0},
+		"gemma3-4b":     {2560, 34, 8, 4, 10240, 262144, 1},
+		"qwen3-30b-a3b": {2048, 48, 32, 4, 6144, 151936, 0},
+		"gpt-oss-20b":   {2880, 24, 64, 8, 2880, 201088, 0},
 	}
 	for name, w := range want {
 		s, err := synth.LookupShape(name)
@@ -359,9 +363,315 @@ func TestShapesTable(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// The rest of what the families' real configs say.
+	type more struct {
+		arch                          string
+		head, experts, used, expertFF int
+		window, pattern, origCtx      int
+		base, baseSWA, factor         float32
+		scaling                       string
+	}
+	for name, w := range map[string]more{
+		"qwen3-8b":      {arch: "qwen3", head: 128, base: 1e6},
+		"gemma3-4b":     {arch: "gemma3", head: 256, window: 1024, pattern: 6, base: 1e6, baseSWA: 1e4, factor: 8, scaling: "linear"},
+		"qwen3-30b-a3b": {arch: "qwen3moe", head: 128, experts: 128, used: 8, expertFF: 768, base: 1e6},
+		"gpt-oss-20b": {arch: "gpt-oss", head: 64, experts: 32, used: 4, expertFF: 2880, window: 128, pattern: 2,
+			origCtx: 4096, base: 150000, factor: 32, scaling: "yarn"},
+		"moe-3b-a0.6b": {arch: "qwen3moe", head: 128, experts: 32, used: 4, expertFF: 1536, base: 1e6},
+	} {
+		s, err := synth.LookupShape(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := more{s.Arch, s.HeadDim(), s.Experts, s.ExpertsUsed, s.ExpertFF, s.Window, s.WindowPattern, s.RopeOrigCtx,
+			s.RopeBase, s.RopeBaseSWA, s.RopeFactor, s.RopeScaling}
+		if got != w {
+			t.Errorf("%s: %+v, want %+v", name, got, w)
+		}
+	}
 	for _, s := range synth.Shapes() {
 		if err := s.Validate(); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// familyShapes are the tiny shapes of the families beyond Llama.
+var familyShapes = []string{"tiny-qwen3", "tiny-qwen3moe", "tiny-gemma3", "tiny-gpt-oss"}
+
+// TestFamiliesLoadAndRun writes each family's tiny shape, loads it with
+// Hearth and runs a prompt longer than the sliding windows: the file has
+// what the family's loader binds (its parameter count is the shape's) and
+// gives realistic logits.
+func TestFamiliesLoadAndRun(t *testing.T) {
+	for _, name := range familyShapes {
+		s, err := synth.LookupShape(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs := []string{"q4_k_m", "q8_0"}
+		if s.Experts > 0 {
+			qs = append(qs, "mxfp4_moe")
+		}
+		for _, q := range qs {
+			t.Run(name+"/"+q, func(t *testing.T) {
+				path := write(t, s, q)
+				f, err := gguf.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				be := cpu.New(2)
+				defer be.Close()
+				m, err := arch.Load(f, be)
+				if err != nil {
+					t.Fatal(err)
+				}
+				info := m.Info()
+				if info.Arch != s.Arch || info.Params != s.Params() || info.HeadDim != s.HeadDim() ||
+					info.KVDim != s.KVHeads*s.HeadDim() || info.Layers != s.Layers || info.VocabSize != s.Vocab {
+					t.Errorf("loaded %+v; shape: arch %s, %d params, head %d, kv %d", info, s.Arch, s.Params(), s.HeadDim(), s.KVHeads*s.HeadDim())
+				}
+				if tr, ok := m.(arch.TrafficReporter); !ok || tr.Traffic().ActiveParams != s.ActiveParams() {
+					t.Errorf("the loaded model does not report %d active parameters", s.ActiveParams())
+				}
+				kv, err := m.NewKV(32)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids := []int32{1, 300, 301, 5, 400, 17, 900, 260, 261, 262, 777, 42}
+				logits, err := m.Forward(arch.Single(ids, 0, kv, true))
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkLogits(t, logits, info.VocabSize)
+			})
+		}
+	}
+}
+
+// TestFamilyPlans checks the tensor plans of the real shapes, which are
+// too big to write in a test: names, shapes and llama-quantize's types,
+// and the tensor counts of the published GGUF files.
+func TestFamilyPlans(t *testing.T) {
+	plan := func(shape, q string) map[string]synth.Tensor {
+		s, err := synth.LookupShape(shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft, err := synth.LookupFileType(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]synth.Tensor{}
+		for _, tn := range synth.Plan(s, ft) {
+			m[tn.Name] = tn
+		}
+		return m
+	}
+	type want struct {
+		name string
+		typ  quant.Type
+		dims []uint64
+	}
+	cases := []struct {
+		shape, q string
+		tensors  int
+		want     []want
+	}{
+		{"qwen3-8b", "q4_k_m", 3 + 36*11, []want{
+			{"output.weight", quant.Q6_K, []uint64{4096, 151936}},
+			{"token_embd.weight", quant.Q4_K, []uint64{4096, 151936}},
+			{"blk.0.attn_q.weight", quant.Q4_K, []uint64{4096, 4096}},
+			{"blk.0.attn_k.weight", quant.Q4_K, []uint64{4096, 1024}},
+			{"blk.0.attn_v.weight", quant.Q6_K, []uint64{4096, 1024}},
+			{"blk.5.attn_v.weight", quant.Q4_K, []uint64{4096, 1024}},
+			{"blk.0.attn_q_norm.weight", quant.F32, []uint64{128}},
+			{"blk.35.ffn_down.weight", quant.Q6_K, []uint64{12288, 4096}},
+		}},
+		{"gemma3-4b", "q4_k_m", 2 + 34*13, []want{
+			{"token_embd.weight", quant.Q6_K, []uint64{2560, 262144}},
+			{"blk.0.attn_q.weight", quant.Q4_K, []uint64{2560, 2048}},
+			{"blk.0.attn_output.weight", quant.Q4_K, []uint64{2048, 2560}},
+			{"blk.0.attn_k_norm.weight", quant.F32, []uint64{256}},
+			{"blk.0.post_attention_norm.weight", quant.F32, []uint64{2560}},
+			{"blk.0.post_ffw_norm.weight", quant.F32, []uint64{2560}},
+			{"blk.1.ffn_gate.weight", quant.Q4_K, []uint64{2560, 10240}},
+		}},
+		{"qwen3-30b-a3b", "q4_k_m", 3 + 48*12, []want{
+			{"output.weight", quant.Q6_K, []uint64{2048, 151936}},
+			{"blk.0.ffn_gate_inp.weight", quant.F32, []uint64{2048, 128}},
+			{"blk.0.ffn_gate_exps.weight", quant.Q4_K, []uint64{2048, 768, 128}},
+			{"blk.0.ffn_up_exps.weight", quant.Q4_K, []uint64{2048, 768, 128}},
+			{"blk.0.ffn_down_exps.weight", quant.Q6_K, []uint64{768, 2048, 128}},
+			{"blk.7.ffn_down_exps.weight", quant.Q4_K, []uint64{768, 2048, 128}},
+			{"blk.0.attn_q.weight", quant.Q4_K, []uint64{2048, 4096}},
+		}},
+		{"gpt-oss-20b", "mxfp4_moe", 3 + 24*19, []want{
+			{"output.weight", quant.Q8_0, []uint64{2880, 201088}},
+			{"token_embd.weight", quant.Q8_0, []uint64{2880, 201088}},
+			{"blk.0.attn_q.weight", quant.Q8_0, []uint64{2880, 4096}},
+			{"blk.0.attn_q.bias", quant.F32, []uint64{4096}},
+			{"blk.0.attn_k.weight", quant.Q8_0, []uint64{2880, 512}},
+			{"blk.0.attn_output.weight", quant.Q8_0, []uint64{4096, 2880}},
+			{"blk.0.attn_output.bias", quant.F32, []uint64{2880}},
+			{"blk.0.attn_sinks.weight", quant.F32, []uint64{64}},
+			{"blk.0.post_attention_norm.weight", quant.F32, []uint64{2880}},
+			{"blk.0.ffn_gate_inp.weight", quant.F32, []uint64{2880, 32}},
+			{"blk.0.ffn_gate_inp.bias", quant.F32, []uint64{32}},
+			{"blk.0.ffn_gate_exps.weight", quant.MXFP4, []uint64{2880, 2880, 32}},
+			{"blk.0.ffn_down_exps.weight", quant.MXFP4, []uint64{2880, 2880, 32}},
+			{"blk.0.ffn_up_exps.bias", quant.F32, []uint64{2880, 32}},
+			{"blk.0.ffn_down_exps.bias", quant.F32, []uint64{2880, 32}},
+		}},
+		// 2880 is not a whole number of 256 blocks: K-quants fall back.
+		{"gpt-oss-20b", "q4_k_m", 3 + 24*19, []want{
+			{"output.weight", quant.Q8_0, []uint64{2880, 201088}},
+			{"token_embd.weight", quant.Q5_0, []uint64{2880, 201088}},
+			{"blk.1.attn_output.weight", quant.Q4_K, []uint64{4096, 2880}},
+			{"blk.1.ffn_gate_exps.weight", quant.Q5_0, []uint64{2880, 2880, 32}},
+			{"blk.0.ffn_down_exps.weight", quant.Q8_0, []uint64{2880, 2880, 32}},
+			{"blk.3.ffn_down_exps.weight", quant.Q5_0, []uint64{2880, 2880, 32}},
+		}},
+		{"moe-3b-a0.6b", "q4_0", 2 + 18*12, []want{
+			{"token_embd.weight", quant.Q6_K, []uint64{1024, 151936}},
+			{"blk.3.ffn_down_exps.weight", quant.Q4_0, []uint64{1536, 1024, 32}},
+			{"blk.3.ffn_gate_inp.weight", quant.F32, []uint64{1024, 32}},
+		}},
+	}
+	for _, c := range cases {
+		p := plan(c.shape, c.q)
+		if len(p) != c.tensors {
+			t.Errorf("%s %s: %d tensors, want %d", c.shape, c.q, len(p), c.tensors)
+		}
+		for _, w := range c.want {
+			got, ok := p[w.name]
+			if !ok {
+				t.Errorf("%s %s: no tensor %s", c.shape, c.q, w.name)
+				continue
+			}
+			if got.Type != w.typ || fmt.Sprint(got.Dims) != fmt.Sprint(w.dims) {
+				t.Errorf("%s %s: %s is %v %v, want %v %v", c.shape, c.q, w.name, got.Type, got.Dims, w.typ, w.dims)
+			}
+		}
+	}
+	// Mixtral's 8 experts: attn_k and attn_v in Q8_0, attn_output in Q5_K.
+	mix := synth.Shape{Name: "mix", Embd: 256, Layers: 4, Heads: 8, KVHeads: 2, Experts: 8, ExpertsUsed: 2, ExpertFF: 256,
+		Vocab: 600, Context: 256, RopeBase: 1e6, NormEps: 1e-5}
+	ft, _ := synth.LookupFileType("q4_k_m")
+	for _, tn := range synth.Plan(mix, ft) {
+		want := map[string]quant.Type{"blk.1.attn_k.weight": quant.Q8_0, "blk.1.attn_v.weight": quant.Q8_0,
+			"blk.1.attn_output.weight": quant.Q5_K, "blk.1.attn_q.weight": quant.Q4_K, "blk.1.ffn_up_exps.weight": quant.Q4_K}
+		if w, ok := want[tn.Name]; ok && tn.Type != w {
+			t.Errorf("8 experts: %s is %v, want %v", tn.Name, tn.Type, w)
+		}
+	}
+}
+
+// TestRealShapeCounts holds the real shapes to their published parameter
+// counts (within 1%).
+func TestRealShapeCounts(t *testing.T) {
+	for _, c := range []struct {
+		shape          string
+		total, active  float64
+		embeddingAside bool // the card's active count leaves the token embedding out
+	}{
+		{"qwen3-8b", 8.2e9, 8.2e9, false},
+		{"gemma3-4b", 3.88e9, 3.88e9, false}, // Gemma 3 4B's 4.3 B less its 0.42 B vision tower
+		{"qwen3-30b-a3b", 30.5e9, 3.3e9, false},
+		{"gpt-oss-20b", 20.9e9, 3.6e9, true},
+		{"moe-3b-a0.6b", 3e9, 0.6e9, false},
+	} {
+		s, err := synth.LookupShape(c.shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, active := float64(s.Params()), float64(s.ActiveParams())
+		if c.embeddingAside {
+			active -= float64(s.Embd * s.Vocab)
+		}
+		if math.Abs(total/c.total-1) > 0.015 || math.Abs(active/c.active-1) > 0.025 {
+			t.Errorf("%s: %.3g total, %.3g active; want %.3g and %.3g", c.shape, total, active, c.total, c.active)
+		}
+	}
+}
+
+// TestValidateFamilies: a shape must have what its architecture has, and
+// nothing it lacks.
+func TestValidateFamilies(t *testing.T) {
+	get := func(name string) synth.Shape {
+		s, err := synth.LookupShape(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	bad := map[string]func(s *synth.Shape){
+		"unknown architecture":   func(s *synth.Shape) { s.Arch = "mamba" },
+		"qwen3 with experts":     func(s *synth.Shape) { *s = get("tiny-qwen3"); s.Experts, s.ExpertsUsed, s.ExpertFF = 4, 2, 64 },
+		"qwen3moe without":       func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.Experts, s.ExpertsUsed, s.ExpertFF = 0, 0, 0 },
+		"more used than experts": func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertsUsed = 9 },
+		"expert width 100":       func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertFF = 100 },
+		"gpt-oss tied":           func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Tied = true },
+		"gpt-oss without window": func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Window, s.WindowPattern = 0, 0 },
+		"llama with a window":    func(s *synth.Shape) { s.Window = 8 },
+		"odd head size":          func(s *synth.Shape) { *s = get("tiny-gemma3"); s.HeadSize = 33 },
+		"rope scaling":           func(s *synth.Shape) { s.RopeScaling = "longrope"; s.RopeFactor = 2 },
+		"factor without type":    func(s *synth.Shape) { s.RopeFactor = 2 },
+	}
+	for name, f := range bad {
+		s := get("tiny")
+		f(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestFamilyMetadata: the keys llama.cpp's loaders read, under the
+// architecture's prefix.
+func TestFamilyMetadata(t *testing.T) {
+	for shape, want := range map[string]map[string]any{
+		"tiny-gpt-oss": {"general.architecture": "gpt-oss", "gpt-oss.expert_count": uint64(8), "gpt-oss.expert_used_count": uint64(2),
+			"gpt-oss.expert_feed_forward_length": uint64(256), "gpt-oss.attention.sliding_window": uint64(4),
+			"gpt-oss.attention.sliding_window_pattern": uint64(2), "gpt-oss.rope.scaling.type": "yarn",
+			"gpt-oss.rope.scaling.factor": 32.0, "gpt-oss.rope.scaling.original_context_length": uint64(64),
+			"gpt-oss.attention.key_length": uint64(64), "gpt-oss.attention.value_length": uint64(64),
+			"gpt-oss.rope.dimension_count": uint64(64), "gpt-oss.rope.freq_base": 150000.0, "general.file_type": uint64(38)},
+		"tiny-gemma3": {"general.architecture": "gemma3", "gemma3.attention.sliding_window": uint64(4),
+			"gemma3.attention.sliding_window_pattern": uint64(3), "gemma3.rope.freq_base_swa": 10000.0,
+			"gemma3.rope.scaling.type": "linear", "gemma3.rope.scaling.factor": 8.0, "gemma3.attention.key_length": uint64(128)},
+		"tiny-qwen3moe": {"general.architecture": "qwen3moe", "qwen3moe.expert_count": uint64(8),
+			"qwen3moe.expert_feed_forward_length": uint64(256), "qwen3moe.feed_forward_length": uint64(512),
+			"qwen3moe.attention.layer_norm_rms_epsilon": 1e-6},
+	} {
+		s, _ := synth.LookupShape(shape)
+		q := "q8_0"
+		if s.Arch == "gpt-oss" {
+			q = "mxfp4_moe"
+		}
+		f, err := gguf.Open(write(t, s, q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, w := range want {
+			var got any
+			var ok bool
+			switch w.(type) {
+			case string:
+				got, ok = f.String(k)
+			case uint64:
+				got, ok = f.Uint(k)
+			case float64:
+				var v float64
+				v, ok = f.Float(k)
+				got = float64(float32(v))
+				w = float64(float32(w.(float64)))
+			}
+			if !ok || got != w {
+				t.Errorf("%s: %s = %v (present %v), want %v", shape, k, got, ok, w)
+			}
+		}
+		f.Close()
 	}
 }

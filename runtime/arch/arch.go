@@ -9,6 +9,7 @@ package arch
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 
@@ -54,6 +55,49 @@ type Model interface {
 	// (len(Outputs) × VocabSize), or their hidden states when b.Hidden is
 	// set. The returned slice is reused by the next call.
 	Forward(b *Batch) ([]float32, error)
+}
+
+// Traffic is what a forward pass reads of a model's weights, for the
+// memory-bandwidth roofline of decode: in a mixture of experts only the
+// experts its tokens are routed to are read.
+type Traffic struct {
+	// Dense is the bytes read once per pass whatever its tokens: the
+	// attention, norms, routers and the output matrix (and the tied token
+	// embedding, which is the output matrix).
+	Dense uint64
+	// EmbedRow is the bytes of one row of an untied token embedding,
+	// gathered per token (0 when tied: the output reads all of it).
+	EmbedRow uint64
+	// Experts is the bytes of every expert of every layer; a token reads
+	// ExpertsUsed of each layer's NumExperts.
+	Experts                 uint64
+	NumExperts, ExpertsUsed int
+	// ActiveParams is the parameters one token is computed with: Params
+	// less the experts it is not routed to (the token embedding counts
+	// whole, as model cards count active parameters).
+	ActiveParams uint64
+	// Windows holds, per layer, the most cached positions its attention
+	// reads (a sliding window), 0 for all of them.
+	Windows []int
+}
+
+// StepBytes is the expected weight bytes of a forward pass of n ≥ 1
+// tokens: the dense part, n embedding rows, and the experts that n tokens
+// routed independently and uniformly touch, 1 - (1 - used/experts)^n of
+// them (used/experts for one token).
+func (t Traffic) StepBytes(n int) float64 {
+	b := float64(t.Dense) + float64(n)*float64(t.EmbedRow)
+	if t.NumExperts > 0 {
+		miss := 1 - float64(t.ExpertsUsed)/float64(t.NumExperts)
+		b += float64(t.Experts) * (1 - math.Pow(miss, float64(n)))
+	}
+	return b
+}
+
+// TrafficReporter is implemented by models that know what a forward pass
+// reads of their weights (every model built on runtime/arch/blocks).
+type TrafficReporter interface {
+	Traffic() Traffic
 }
 
 // ContextSizer is implemented by models whose arithmetic depends on the

@@ -86,6 +86,7 @@ type Result struct {
 	Kernels       string  `json:"kernels"`
 	NParallel     int     `json:"n_parallel"`                // sequences decoding together (1 but for tgN xP)
 	Test          string  `json:"test"`                      // "pp512", "tg128", "tg128 x8"
+	ActiveParams  uint64  `json:"active_params,omitempty"`   // parameters a token is computed with (a mixture of experts)
 	BytesPerToken float64 `json:"bytes_per_token,omitempty"` // memory read per generated token (tg tests)
 	ReadGBs       float64 `json:"read_gbs,omitempty"`        // memory read bandwidth of the run, GB/s
 	RooflineTs    float64 `json:"roofline_ts,omitempty"`     // read bandwidth ÷ bytes per token
@@ -175,6 +176,7 @@ func Run(path string, o Options) ([]Result, error) {
 			closeBackend(be)
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		info.describeLoaded(f, m)
 		r := &runner{m: m, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
 			rng: rand.New(rand.NewPCG(o.Seed, uint64(len(results)))), progress: progress}
 		samples, err := r.run(o.Reps)
@@ -185,7 +187,7 @@ func Run(path string, o Options) ([]Result, error) {
 		}
 		res := Result{
 			BuildCommit: buildCommit(), CPUInfo: sys.CPU, Backends: names, Cores: sys.Cores, SIMD: sys.SIMD, Kernels: sys.Kernels,
-			ModelFile: path, ModelType: info.desc, ModelSize: info.size, ModelParams: info.params,
+			ModelFile: path, ModelType: info.desc, ModelSize: info.size, ModelParams: info.params, ActiveParams: info.active,
 			NBatch: o.Batch, NUBatch: o.Batch, Threads: threads, TypeK: "f16", TypeV: "f16",
 			NPrompt: t.prompt, NGen: t.gen, NParallel: max(1, t.parallel), Test: t.name(),
 			TestTime: time.Now().UTC().Format(time.RFC3339),
@@ -418,54 +420,63 @@ func (r *runner) runParallel(reps int) ([]uint64, error) {
 	return samples, nil
 }
 
-// modelInfo is what the report needs from the file.
+// modelInfo is what the report needs from the file and the model.
 type modelInfo struct {
 	desc         string
 	size, params uint64
+	active       uint64 // parameters a token is computed with, when fewer than params (a mixture of experts)
 	bos          int32
-	weightBytes  float64 // read per decode step
-	kvPerPos     float64 // K and V bytes per cached position, all layers
+	traffic      arch.Traffic // weights read per forward pass
+	kvPerPos     float64      // K and V bytes per cached position of one layer
+	layers       int
+	fromModel    bool // traffic and KV sizes come from the loaded model
 }
 
 // bytesPerToken is the memory traffic per generated token of a tg test:
-// the weights once per step plus every sequence's cached positions, over
-// the tokens of a step.
+// the weights a step reads (Traffic.StepBytes: in a mixture, the experts
+// its tokens are routed to) plus every sequence's cached positions that
+// each layer's attention reads (up to its sliding window), averaged over
+// the steps of the run, over the tokens of a step.
 func (m modelInfo) bytesPerToken(t test) float64 {
 	p := max(1, t.parallel)
-	ctx := float64(t.gen+1) / 2 // positions read, averaged over the run
+	start := 0
 	if p > 1 {
-		ctx += ParallelPrompt
+		start = ParallelPrompt
 	}
-	return (m.weightBytes + float64(p)*ctx*m.kvPerPos) / float64(p)
+	var kv float64 // positions read per step, all layers, summed over the steps
+	for i := range t.gen {
+		pos := start + i + 1
+		for l := range m.layers {
+			w := pos
+			if l < len(m.traffic.Windows) && m.traffic.Windows[l] > 0 {
+				w = min(pos, m.traffic.Windows[l])
+			}
+			kv += float64(w)
+		}
+	}
+	kv /= float64(max(1, t.gen))
+	return (m.traffic.StepBytes(p) + float64(p)*kv*m.kvPerPos) / float64(p)
 }
 
+// describeModel reads what the report needs from the file, with the
+// weight traffic of a model that does not report its own: every tensor
+// once per step but the token embedding, of which a token reads one row
+// (unless it is also the output matrix).
 func describeModel(f *gguf.File) modelInfo {
 	var m modelInfo
-	_, tiedOutput := f.Tensor("output.weight")
-	tiedOutput = !tiedOutput
+	_, untied := f.Tensor("output.weight")
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		m.size += t.Size
 		m.params += t.Elements()
-		if t.Name == "token_embd.weight" && !tiedOutput {
+		if t.Name == "token_embd.weight" && untied {
 			if len(t.Dims) > 1 && t.Dims[1] > 0 {
-				m.weightBytes += float64(t.Size) / float64(t.Dims[1]) // one row
+				m.traffic.EmbedRow = t.Size / t.Dims[1]
 			}
 			continue
 		}
-		m.weightBytes += float64(t.Size)
+		m.traffic.Dense += t.Size
 	}
-	a, _ := f.String("general.architecture")
-	u := func(k string) float64 { v, _ := f.Uint(a + "." + k); return float64(v) }
-	heads, kvHeads := u("attention.head_count"), u("attention.head_count_kv")
-	if kvHeads == 0 {
-		kvHeads = heads
-	}
-	headDim := u("attention.key_length")
-	if headDim == 0 && heads > 0 {
-		headDim = u("embedding_length") / heads
-	}
-	m.kvPerPos = u("block_count") * 2 * kvHeads * headDim * 2 // K and V, F16
 	m.bos = -1
 	addBOS, ok := f.Bool("tokenizer.ggml.add_bos_token")
 	if model, _ := f.String("tokenizer.ggml.model"); !ok && model == "llama" {
@@ -474,8 +485,36 @@ func describeModel(f *gguf.File) modelInfo {
 	if id, ok := f.Uint("tokenizer.ggml.bos_token_id"); ok && addBOS {
 		m.bos = int32(id)
 	}
-	m.desc = fmt.Sprintf("%s %s %s", a, sizeLabel(m.params), fileTypeName(f))
+	m.desc = fmt.Sprintf("%s %s %s", architecture(f), sizeLabel(m.params), fileTypeName(f))
 	return m
+}
+
+// describeLoaded completes m from the loaded model: its KV sizes and,
+// when it reports them, the weights a pass reads and its active
+// parameters.
+func (m *modelInfo) describeLoaded(f *gguf.File, am arch.Model) {
+	if m.fromModel {
+		return
+	}
+	m.fromModel = true
+	info := am.Info()
+	m.layers = info.Layers
+	m.kvPerPos = 2 * float64(info.KVDim) * 2 // K and V, F16
+	tr, ok := am.(arch.TrafficReporter)
+	if !ok {
+		return
+	}
+	m.traffic = tr.Traffic()
+	if a := m.traffic.ActiveParams; a > 0 && a < m.params {
+		m.active = a
+		// llama.cpp names mixtures by both counts: "30B.A3B".
+		m.desc = fmt.Sprintf("%s %s.A%s %s", architecture(f), sizeLabel(m.params), sizeLabel(a), fileTypeName(f))
+	}
+}
+
+func architecture(f *gguf.File) string {
+	a, _ := f.String("general.architecture")
+	return a
 }
 
 // sizeLabel names a parameter count as llama.cpp's model types do: "1B",

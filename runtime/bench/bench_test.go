@@ -11,6 +11,8 @@ import (
 
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/synth"
+	"github.com/hearth-llm/hearth/runtime/arch"
+	"github.com/hearth-llm/hearth/runtime/cpu"
 )
 
 func tinyModel(t *testing.T, q string, tied bool) string {
@@ -133,44 +135,154 @@ func TestReports(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "active") {
+		t.Errorf("markdown of a dense model has an active column:\n%s", out)
+	}
 	if err := WriteReport(&md, "xml", sys, rs); err == nil {
 		t.Error("unknown format accepted")
 	}
 }
 
+// describe returns what Run knows of the model at path once loaded.
+func describe(t *testing.T, path string) (file, loaded modelInfo) {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	be := cpu.New(1)
+	defer be.Close()
+	m, err := arch.Load(f, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file = describeModel(f)
+	loaded = file
+	loaded.describeLoaded(f, m)
+	return file, loaded
+}
+
 func TestBytesPerToken(t *testing.T) {
 	for _, tied := range []bool{true, false} {
-		path := tinyModel(t, "f16", tied)
-		f, err := gguf.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := describeModel(f)
-		f.Close()
+		file, m := describe(t, tinyModel(t, "f16", tied))
 		s, _ := synth.LookupShape("tiny")
 		d, v := float64(s.Embd), float64(s.Vocab)
 		// F16 everywhere but the F32 norms.
 		layer := 2*(d*d*2+2*d*float64(s.KVHeads*s.HeadDim())+3*d*float64(s.FF)) + 4*2*d
 		weights := float64(s.Layers)*layer + 4*d + 2*v*d // + output (or tied token_embd)
+		row := 0.0
 		if !tied {
-			weights += 2 * d // one row of token_embd
+			row = 2 * d // one row of token_embd
 		}
-		if math.Abs(m.weightBytes-weights) > 1 {
-			t.Errorf("tied %v: weight bytes %v, want %v", tied, m.weightBytes, weights)
+		if got := m.traffic.StepBytes(1); math.Abs(got-weights-row) > 1 {
+			t.Errorf("tied %v: weight bytes %v, want %v", tied, got, weights+row)
+		}
+		if file.traffic.Dense != m.traffic.Dense || file.traffic.EmbedRow != m.traffic.EmbedRow {
+			t.Errorf("tied %v: the file's count %+v differs from the model's %+v", tied, file.traffic, m.traffic)
+		}
+		if m.active != 0 || m.traffic.ActiveParams != m.params {
+			t.Errorf("dense model: active %d (%d), want %d", m.active, m.traffic.ActiveParams, m.params)
 		}
 		kv := float64(s.Layers) * 2 * float64(s.KVHeads*s.HeadDim()) * 2
-		if m.kvPerPos != kv {
-			t.Errorf("kv bytes per position %v, want %v", m.kvPerPos, kv)
-		}
-		if got, want := m.bytesPerToken(test{gen: 9}), weights+5*kv; got != want {
+		if got, want := m.bytesPerToken(test{gen: 9}), weights+row+5*kv; got != want {
 			t.Errorf("tg9: %v bytes per token, want %v", got, want)
 		}
-		if got, want := m.bytesPerToken(test{gen: 9, parallel: 4}), (weights+4*(5+ParallelPrompt)*kv)/4; got != want {
+		if got, want := m.bytesPerToken(test{gen: 9, parallel: 4}), (weights+4*row+4*(5+ParallelPrompt)*kv)/4; got != want {
 			t.Errorf("tg9 x4: %v bytes per token, want %v", got, want)
 		}
 		if m.bos != 1 {
 			t.Errorf("bos %d, want 1", m.bos)
 		}
+	}
+}
+
+// TestMoETraffic: a mixture's roofline counts the experts a token is
+// routed to, not the file; sliding layers read their window of the cache.
+func TestMoETraffic(t *testing.T) {
+	for _, c := range []struct{ shape, q string }{{"tiny-qwen3moe", "q4_k_m"}, {"tiny-gpt-oss", "mxfp4_moe"}} {
+		s, err := synth.LookupShape(c.shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft, _ := synth.LookupFileType(c.q)
+		path := filepath.Join(t.TempDir(), c.shape+".gguf")
+		if err := synth.Write(path, s, c.q, 2); err != nil {
+			t.Fatal(err)
+		}
+		_, m := describe(t, path)
+		var dense, experts, row float64
+		for _, tn := range synth.Plan(s, ft) {
+			switch {
+			case strings.Contains(tn.Name, "_exps."):
+				experts += float64(tn.Bytes())
+			case tn.Name == "token_embd.weight" && !s.Tied:
+				row = float64(tn.Bytes()) / float64(s.Vocab)
+			default:
+				dense += float64(tn.Bytes())
+			}
+		}
+		tr := m.traffic
+		if float64(tr.Dense) != dense || float64(tr.Experts) != experts || float64(tr.EmbedRow) != row ||
+			tr.NumExperts != s.Experts || tr.ExpertsUsed != s.ExpertsUsed {
+			t.Errorf("%s: traffic %+v, want dense %v, experts %v, row %v", c.shape, tr, dense, experts, row)
+		}
+		if m.active != s.ActiveParams() || m.params != s.Params() {
+			t.Errorf("%s: %d of %d params active, want %d of %d", c.shape, m.active, m.params, s.ActiveParams(), s.Params())
+		}
+		k := float64(s.ExpertsUsed) / float64(s.Experts)
+		if got, want := tr.StepBytes(1), dense+row+k*experts; math.Abs(got-want) > 1e-6*want {
+			t.Errorf("%s: one token reads %v weight bytes, want %v", c.shape, got, want)
+		}
+		if got, want := tr.StepBytes(3), dense+3*row+(1-math.Pow(1-k, 3))*experts; math.Abs(got-want) > 1e-6*want {
+			t.Errorf("%s: three tokens read %v weight bytes, want %v", c.shape, got, want)
+		}
+		// tg9: positions 1..9, sliding layers read at most their window.
+		var positions float64
+		for p := 1; p <= 9; p++ {
+			for l := range s.Layers {
+				slides := s.Window > 0 && l%s.WindowPattern < s.WindowPattern-1
+				if slides {
+					positions += float64(min(p, s.Window))
+				} else {
+					positions += float64(p)
+				}
+			}
+		}
+		kv := 2 * float64(s.KVHeads*s.HeadDim()) * 2 * positions / 9
+		if got, want := m.bytesPerToken(test{gen: 9}), dense+row+k*experts+kv; math.Abs(got-want) > 1e-6*want {
+			t.Errorf("%s: tg9 %v bytes per token, want %v", c.shape, got, want)
+		}
+	}
+}
+
+// TestRunMoE: a mixture reports its active parameters, names its size as
+// llama.cpp does, and its roofline counts the experts a token reads.
+func TestRunMoE(t *testing.T) {
+	s, _ := synth.LookupShape("tiny-qwen3moe")
+	path := filepath.Join(t.TempDir(), "moe.gguf")
+	if err := synth.Write(path, s, "q8_0", 2); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Run(path, Options{Prompt: []int{6}, Gen: []int{3}, Threads: []int{2}, Reps: 1, ReadGBs: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m := describe(t, path)
+	for _, r := range rs {
+		if r.ActiveParams != s.ActiveParams() || r.ModelParams != s.Params() || r.ModelType != "qwen3moe 8M.A3M Q8_0" {
+			t.Errorf("%s: %q, %d of %d params active; want %d of %d", r.Test, r.ModelType, r.ActiveParams, r.ModelParams, s.ActiveParams(), s.Params())
+		}
+		if r.Test == "tg3" && (r.BytesPerToken != m.bytesPerToken(test{gen: 3}) || r.BytesPerToken >= float64(r.ModelSize)) {
+			t.Errorf("tg3: %v bytes per token of a %d-byte file", r.BytesPerToken, r.ModelSize)
+		}
+	}
+	var md bytes.Buffer
+	if err := WriteReport(&md, "md", Describe(), rs); err != nil {
+		t.Fatal(err)
+	}
+	if out := md.String(); !strings.Contains(out, "| active |") || !strings.Contains(out, paramString(s.ActiveParams())) {
+		t.Errorf("markdown lacks the active parameters:\n%s", out)
 	}
 }
 

@@ -22,9 +22,17 @@
 // per-run rates, as llama-bench computes avg_ts and stddev_ts.
 //
 // Roofline: decode reads every weight once per step (the token embedding
-// only one row of, unless it is also the output matrix) plus the K and V
-// rows of every cached position. BytesPerToken is that traffic divided by
-// the tokens the step produces, averaged over the run; the roofline is the
-// measured read bandwidth ÷ BytesPerToken, and tg results report their
-// fraction of it.
+// only one row of per token, unless it is also the output matrix) but, in
+// a mixture of experts, only the experts its tokens are routed to: a step
+// of P tokens is expected to touch 1 - (1 - k/E)^P of each layer's E
+// experts (k/E for one token: the router's choices taken as uniform and
+// independent). It also reads the K and V rows of every cached position
+// each layer's attention sees (a sliding layer: its window). The model
+// reports its weights' bytes itself (arch.TrafficReporter), so the count
+// follows the tensors it binds, not the file size. BytesPerToken is that
+// traffic divided by the tokens the step produces, averaged over the run;
+// the roofline is the measured read bandwidth ÷ BytesPerToken, and tg
+// results report their fraction of it. Mixtures also report their active
+// parameters (those one token is computed with), and their model type
+// names both counts, as llama.cpp does ("qwen3moe 31B.A3B Q4_K - Medium").
 package bench

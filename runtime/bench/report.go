@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,18 +55,27 @@ func Header(sys System) string {
 	return b.String()
 }
 
+// column is one column of the markdown table.
+type column struct {
+	name  string
+	right bool
+	get   func(r Result) string
+}
+
 func writeMarkdown(w io.Writer, sys System, results []Result) error {
 	var b strings.Builder
 	b.WriteString(Header(sys))
 	b.WriteString("\n")
-	cols := []struct {
-		name  string
-		right bool
-		get   func(r Result) string
-	}{
+	cols := []column{
 		{"model", false, func(r Result) string { return r.ModelType }},
 		{"size", true, func(r Result) string { return sizeString(r.ModelSize) }},
 		{"params", true, func(r Result) string { return paramString(r.ModelParams) }},
+		{"active", true, func(r Result) string {
+			if r.ActiveParams == 0 {
+				return ""
+			}
+			return paramString(r.ActiveParams)
+		}},
 		{"backend", false, func(r Result) string { return r.Backends }},
 		{"threads", true, func(r Result) string { return strconv.Itoa(r.Threads) }},
 		{"test", true, func(r Result) string { return r.Test }},
@@ -76,6 +86,14 @@ func writeMarkdown(w io.Writer, sys System, results []Result) error {
 			}
 			return fmt.Sprintf("%.1f%% of %.1f", r.RooflinePct, r.RooflineTs)
 		}},
+	}
+	// The active parameters only where a mixture of experts ran.
+	moe := false
+	for _, r := range results {
+		moe = moe || r.ActiveParams > 0
+	}
+	if !moe {
+		cols = slices.DeleteFunc(cols, func(c column) bool { return c.name == "active" })
 	}
 	width := make([]int, len(cols))
 	cells := make([][]string, len(results))
@@ -157,7 +175,7 @@ func writeCSV(w io.Writer, results []Result) error {
 	header := []string{"build_commit", "cpu_info", "backends", "model_filename", "model_type", "model_size",
 		"model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_prompt", "n_gen", "n_depth",
 		"test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
-		"cores", "simd", "kernels", "n_parallel", "test", "bytes_per_token", "read_gbs", "roofline_ts", "roofline_pct"}
+		"cores", "simd", "kernels", "n_parallel", "test", "active_params", "bytes_per_token", "read_gbs", "roofline_ts", "roofline_pct"}
 	cw.Write(header)
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
@@ -171,7 +189,7 @@ func writeCSV(w io.Writer, results []Result) error {
 			u(r.ModelParams), strconv.Itoa(r.NBatch), strconv.Itoa(r.NUBatch), strconv.Itoa(r.Threads), r.TypeK, r.TypeV,
 			strconv.Itoa(r.NPrompt), strconv.Itoa(r.NGen), strconv.Itoa(r.NDepth), r.TestTime, u(r.AvgNs), u(r.StddevNs),
 			f(r.AvgTs), f(r.StddevTs), "[" + strings.Join(ns, ", ") + "]", "[" + strings.Join(ts, ", ") + "]",
-			strconv.Itoa(r.Cores), r.SIMD, r.Kernels, strconv.Itoa(r.NParallel), r.Test, f(r.BytesPerToken), f(r.ReadGBs),
+			strconv.Itoa(r.Cores), r.SIMD, r.Kernels, strconv.Itoa(r.NParallel), r.Test, u(r.ActiveParams), f(r.BytesPerToken), f(r.ReadGBs),
 			f(r.RooflineTs), f(r.RooflinePct)})
 	}
 	cw.Flush()

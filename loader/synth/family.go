@@ -1,0 +1,198 @@
+package synth
+
+import (
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// need says whether a family has a feature: never, optionally or always.
+type need uint8
+
+const (
+	never need = iota
+	optional
+	always
+)
+
+// family is what an architecture's files hold beyond Llama's tensors and
+// keys, as llama.cpp's loader for it (src/models/<arch>.cpp) creates them.
+type family struct {
+	qkNorm    bool   // attn_q_norm, attn_k_norm: per-head RMSNorm weights
+	postNorms bool   // post_attention_norm and post_ffw_norm after the blocks (Gemma)
+	ffnNorm   string // the norm before the feed-forward ("ffn_norm"; gpt-oss: "post_attention_norm")
+	biases    bool   // attention q/k/v/output, router and per-expert biases (gpt-oss)
+	sinks     bool   // attn_sinks, one logit per head (gpt-oss)
+	moe       need   // stacked experts ffn_{gate,up,down}_exps and the router ffn_gate_inp
+	window    need   // a sliding window
+	untied    bool   // output.weight is required
+	headKeys  bool   // states attention.key_length and value_length even when n_embd/n_head
+}
+
+// families are the architectures Write knows, by general.architecture.
+var families = map[string]family{
+	"llama":    {ffnNorm: "ffn_norm", moe: optional},
+	"qwen3":    {ffnNorm: "ffn_norm", qkNorm: true, headKeys: true},
+	"qwen3moe": {ffnNorm: "ffn_norm", qkNorm: true, moe: always, headKeys: true},
+	"gemma3":   {ffnNorm: "ffn_norm", qkNorm: true, postNorms: true, window: optional, headKeys: true},
+	"gpt-oss": {ffnNorm: "post_attention_norm", biases: true, sinks: true, moe: always, window: always,
+		untied: true, headKeys: true},
+}
+
+// Archs lists the architectures a Shape may name.
+func Archs() []string {
+	var names []string
+	for n := range families {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// biasScale is the standard deviation of biases; sinks are N(0, 1).
+const biasScale = 0.1
+
+// tensors lists the tensors of a file of shape s, without their types, in
+// llama-quantize's order (llama_model_loader's weight_name_comparer: the
+// tensors outside the layers, then layer by layer, by name within each).
+func (s Shape) tensors() []Tensor {
+	fam := families[s.Architecture()]
+	d, nv := uint64(s.Embd), uint64(s.Vocab)
+	hd, qd, kv := uint64(s.HeadDim()), uint64(s.Heads*s.HeadDim()), uint64(s.KVHeads*s.HeadDim())
+	var ts []Tensor
+	add := func(name string, r role, layer int, scale float64, dims ...uint64) {
+		ts = append(ts, Tensor{Name: name, Dims: dims, Scale: float32(scale), role: r, layer: layer})
+	}
+	// A matrix of rows×cols (ggml's ne = [cols, rows, experts…]) from
+	// N(0, 1/cols).
+	mat := func(name string, r role, layer int, dims ...uint64) {
+		scale := 1 / math.Sqrt(float64(dims[0]))
+		if r == roleOutput || (s.Tied && r == roleTokenEmbd) {
+			scale *= outputGain
+		}
+		add(name, r, layer, scale, dims...)
+	}
+	norm := func(name string, layer int, n uint64) { add(name, roleNorm, layer, 0, n) }
+	if !s.Tied {
+		mat("output.weight", roleOutput, -1, d, nv)
+	}
+	norm("output_norm.weight", -1, d)
+	mat("token_embd.weight", roleTokenEmbd, -1, d, nv)
+	for i := range s.Layers {
+		p := "blk." + strconv.Itoa(i) + "."
+		norm(p+"attn_norm.weight", i, d)
+		mat(p+"attn_q.weight", roleAttnQ, i, d, qd)
+		mat(p+"attn_k.weight", roleAttnK, i, d, kv)
+		mat(p+"attn_v.weight", roleAttnV, i, d, kv)
+		mat(p+"attn_output.weight", roleAttnOut, i, qd, d)
+		if fam.qkNorm {
+			norm(p+"attn_q_norm.weight", i, hd)
+			norm(p+"attn_k_norm.weight", i, hd)
+		}
+		if fam.biases {
+			add(p+"attn_q.bias", roleVector, i, biasScale, qd)
+			add(p+"attn_k.bias", roleVector, i, biasScale, kv)
+			add(p+"attn_v.bias", roleVector, i, biasScale, kv)
+			add(p+"attn_output.bias", roleVector, i, biasScale, d)
+		}
+		if fam.sinks {
+			add(p+"attn_sinks.weight", roleVector, i, 1, uint64(s.Heads))
+		}
+		if fam.postNorms {
+			norm(p+"post_attention_norm.weight", i, d)
+			norm(p+"post_ffw_norm.weight", i, d)
+		}
+		norm(p+fam.ffnNorm+".weight", i, d)
+		if s.Experts == 0 {
+			ff := uint64(s.FF)
+			mat(p+"ffn_gate.weight", roleFFNGate, i, d, ff)
+			mat(p+"ffn_up.weight", roleFFNUp, i, d, ff)
+			mat(p+"ffn_down.weight", roleFFNDown, i, ff, d)
+			continue
+		}
+		ne, ff := uint64(s.Experts), uint64(s.ExpertFF)
+		mat(p+"ffn_gate_inp.weight", roleRouter, i, d, ne)
+		mat(p+"ffn_gate_exps.weight", roleFFNGate, i, d, ff, ne)
+		mat(p+"ffn_up_exps.weight", roleFFNUp, i, d, ff, ne)
+		mat(p+"ffn_down_exps.weight", roleFFNDown, i, ff, d, ne)
+		if fam.biases {
+			add(p+"ffn_gate_inp.bias", roleVector, i, biasScale, ne)
+			add(p+"ffn_gate_exps.bias", roleVector, i, biasScale, ff, ne)
+			add(p+"ffn_up_exps.bias", roleVector, i, biasScale, ff, ne)
+			add(p+"ffn_down_exps.bias", roleVector, i, biasScale, d, ne)
+		}
+	}
+	for i := range ts {
+		t := &ts[i]
+		t.expert = s.Experts > 0 && t.layer >= 0 && strings.Contains(t.Name, "_exps.")
+	}
+	sort.SliceStable(ts, func(i, j int) bool {
+		if ts[i].layer != ts[j].layer {
+			return ts[i].layer < ts[j].layer
+		}
+		return ts[i].Name < ts[j].Name
+	})
+	return ts
+}
+
+// metadata is the architecture's hyperparameter keys of shape s (without
+// the "<arch>." prefix) and their values: uint32, float32 or string.
+func (s Shape) metadata() []kv {
+	fam := families[s.Architecture()]
+	var m []kv
+	u := func(k string, v int) { m = append(m, kv{k, uint32(v)}) }
+	f := func(k string, v float32) { m = append(m, kv{k, v}) }
+	u("block_count", s.Layers)
+	u("context_length", s.Context)
+	u("embedding_length", s.Embd)
+	if s.FF > 0 {
+		u("feed_forward_length", s.FF)
+	}
+	u("attention.head_count", s.Heads)
+	u("attention.head_count_kv", s.KVHeads)
+	f("rope.freq_base", s.RopeBase)
+	f("attention.layer_norm_rms_epsilon", s.NormEps)
+	if fam.headKeys || s.HeadDim() != s.Embd/s.Heads {
+		u("attention.key_length", s.HeadDim())
+		u("attention.value_length", s.HeadDim())
+	}
+	if s.Experts > 0 {
+		u("expert_count", s.Experts)
+		u("expert_used_count", s.ExpertsUsed)
+		u("expert_feed_forward_length", s.ExpertFF)
+	}
+	if s.Window > 0 {
+		u("attention.sliding_window", s.Window)
+		if s.WindowPattern > 0 {
+			u("attention.sliding_window_pattern", s.WindowPattern)
+		}
+	}
+	if s.RopeBaseSWA > 0 {
+		f("rope.freq_base_swa", s.RopeBaseSWA)
+	}
+	if s.RopeScaling != "" {
+		m = append(m, kv{"rope.scaling.type", s.RopeScaling})
+		f("rope.scaling.factor", s.RopeFactor)
+		if s.RopeOrigCtx > 0 {
+			u("rope.scaling.original_context_length", s.RopeOrigCtx)
+		}
+	}
+	u("vocab_size", s.Vocab)
+	u("rope.dimension_count", s.HeadDim())
+	return m
+}
+
+// kv is one metadata key and its value.
+type kv struct {
+	key string
+	val any
+}
+
+func (t Tensor) elements() uint64 {
+	n := uint64(1)
+	for _, d := range t.Dims {
+		n *= d
+	}
+	return n
+}
