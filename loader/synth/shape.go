@@ -184,6 +184,8 @@ var shapes = []Shape{
 
 	// Real models of those families, with their own vocabulary sizes (the
 	// pieces are generated: a SentencePiece vocabulary, not their BPE).
+	{Name: "qwen3-1.7b", Arch: "qwen3", Embd: 2048, Layers: 28, Heads: 16, KVHeads: 8, HeadSize: 128, FF: 6144, Vocab: 151936, Tied: true,
+		Context: 40960, RopeBase: 1e6, NormEps: 1e-6, About: "Qwen3-1.7B: q/k norms, 151936 vocabulary, tied (the dense CPU benchmark beyond Llama)"},
 	{Name: "qwen3-8b", Arch: "qwen3", Embd: 4096, Layers: 36, Heads: 32, KVHeads: 8, HeadSize: 128, FF: 12288, Vocab: 151936,
 		Context: 40960, RopeBase: 1e6, NormEps: 1e-6, About: "Qwen3-8B: q/k norms, 151936 vocabulary, separate output"},
 	{Name: "gemma3-4b", Arch: "gemma3", Embd: 2560, Layers: 34, Heads: 8, KVHeads: 4, HeadSize: 256, FF: 10240, Vocab: 262144, Tied: true,
