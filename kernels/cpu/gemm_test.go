@@ -209,6 +209,53 @@ func TestMatMulChunked(t *testing.T) {
 	}
 }
 
+// TestMatMulGrouped checks that MatMulGrouped gives every matrix MatMul's
+// bits when each matrix has its own activations and token count (zero
+// included), some sharing theirs (an expert's gate and up), across types
+// and column counts, with 1 and 2 threads.
+func TestMatMulGrouped(t *testing.T) {
+	r := rand.New(rand.NewPCG(53, 54))
+	const cols = 2 * 256
+	ms := []*Matrix{
+		quantizeMatrix(t, r, quant.Q4_K, 24, cols), quantizeMatrix(t, r, quant.Q4_K, 24, cols),
+		quantizeMatrix(t, r, quant.Q6_K, 17, cols), quantizeMatrix(t, r, quant.Q4_0, 9, 2*cols),
+		quantizeMatrix(t, r, quant.Q8_0, 5, cols),
+	}
+	for _, threads := range []int{1, 2} {
+		for _, ns := range [][]int{{1, 1, 1, 1, 1}, {3, 3, 0, 5, 17}, {0, 0, 2, 1, 0}, {16, 16, 9, 1, 2}} {
+			p := NewPool(threads)
+			xs := make([][]float32, len(ms))
+			shared := randVec(r, ns[0]*cols) // matrices 0 and 1 share it
+			for i, m := range ms {
+				xs[i] = randVec(r, ns[i]*m.Cols)
+			}
+			xs[0], xs[1] = shared, shared[:ns[1]*cols]
+			got := make([][]float32, len(ms))
+			for i, m := range ms {
+				got[i] = make([]float32, ns[i]*m.Rows+1)
+				got[i][ns[i]*m.Rows] = 12345 // guard
+			}
+			var s, s1 Scratch
+			MatMulGrouped(p, &s, got, ms, xs, ns)
+			for i, m := range ms {
+				want := make([]float32, ns[i]*m.Rows)
+				if ns[i] > 0 {
+					MatMul(p, &s1, want, m, xs[i], ns[i])
+				}
+				for k := range want {
+					if math.Float32bits(want[k]) != math.Float32bits(got[i][k]) {
+						t.Fatalf("ns %v threads %d matrix %d (%v): [%d] %v, MatMul %v", ns, threads, i, m.Type, k, got[i][k], want[k])
+					}
+				}
+				if got[i][ns[i]*m.Rows] != 12345 {
+					t.Fatalf("ns %v matrix %d: wrote past the end", ns, i)
+				}
+			}
+			p.Close()
+		}
+	}
+}
+
 // TestMatMulMulti checks that MatMulMulti gives every matrix MatMul's bits,
 // for sets of matrices fused into one loop (several types, shared and
 // separate activations, odd row counts) and for sets it falls back on

@@ -110,11 +110,14 @@ func f32s(b []byte) []float32 {
 type Scratch struct {
 	xq []byte
 	xp []byte // prepared activations (tile kernels)
-	// multi holds the activations of MatMulMulti's matrices beyond the
-	// first of each type.
+	// multi holds the activations of MatMulGrouped's matrices beyond the
+	// first.
 	multi []Scratch
 	units []int
 	loops []func(u0, u1 int)
+	acts  []preparedActs // per matrix of MatMulGrouped
+	xs    [][]float32    // MatMulMulti's inputs, one per matrix
+	ns    []int
 }
 
 // Tiling of the quantized product for types without tile kernels (those
@@ -202,71 +205,87 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 }
 
 // MatMulMulti computes, for every i, what MatMul(p, s, dsts[i], ms[i], x,
-// n) computes, with the same bits, for matrices of the same column count
-// that multiply the same activations (a layer's Wq, Wk, Wv; gate and up):
-// where they all go through tile or decode kernels, the activations are
-// quantized once per weight type and the products of all the matrices run
-// as one Pool loop, so that a decode step starts and joins the threads
-// once instead of once per matrix (a 512×2048 product takes ~30 µs, of
-// which the start of a loop is a noticeable part). Otherwise it calls
-// MatMul for each.
+// n) computes, with the same bits, for matrices that multiply the same
+// activations (a layer's Wq, Wk, Wv; gate and up): MatMulGrouped with x
+// and n for every matrix, so the activations are quantized once per
+// weight type.
 func MatMulMulti(p *Pool, s *Scratch, dsts [][]float32, ms []*Matrix, x []float32, n int) {
 	if len(dsts) != len(ms) {
 		panic(fmt.Sprintf("cpu.MatMulMulti: %d outputs for %d matrices", len(dsts), len(ms)))
 	}
+	s.xs, s.ns = s.xs[:0], s.ns[:0]
+	for range ms {
+		s.xs, s.ns = append(s.xs, x), append(s.ns, n)
+	}
+	MatMulGrouped(p, s, dsts, ms, s.xs, s.ns)
+}
+
+// MatMulGrouped computes, for every i, what MatMul(p, s, dsts[i], ms[i],
+// xs[i], ns[i]) computes, with the same bits: the products of several
+// matrices, each with its own activations (the experts of a mixture, each
+// over the tokens routed to it; ns[i] may be 0). Where they all go through
+// tile or decode kernels, the products run as one Pool loop, so that a
+// step starts and joins the threads once instead of once per matrix (a
+// 512×2048 product takes ~30 µs, of which the start of a loop is a
+// noticeable part), and matrices of one weight type that share their
+// activations (the same slice and count) quantize them once. Otherwise it
+// calls MatMul for each.
+func MatMulGrouped(p *Pool, s *Scratch, dsts [][]float32, ms []*Matrix, xs [][]float32, ns []int) {
+	if len(dsts) != len(ms) || len(xs) != len(ms) || len(ns) != len(ms) {
+		panic(fmt.Sprintf("cpu.MatMulGrouped: %d outputs, %d inputs, %d counts for %d matrices", len(dsts), len(xs), len(ns), len(ms)))
+	}
 	fused := len(ms) > 1
-	for _, m := range ms {
+	for i, m := range ms {
 		if m.Type == quant.F32 {
 			fused = false
 			break
 		}
 		m.resolve()
-		if g := m.gemm; g == nil || !(n > 1 || g.single || g.dec4 != nil) || m.Cols != ms[0].Cols {
+		if g := m.gemm; g == nil || !(ns[i] > 1 || g.single || g.dec4 != nil) {
 			fused = false
 		}
 	}
 	if !fused {
 		for i, m := range ms {
-			MatMul(p, s, dsts[i], m, x, n)
+			if ns[i] > 0 {
+				MatMul(p, s, dsts[i], m, xs[i], ns[i])
+			}
 		}
 		return
 	}
-	cols := ms[0].Cols
 	for i, m := range ms {
-		if len(x) < n*cols || len(dsts[i]) < n*m.Rows {
-			panic(fmt.Sprintf("cpu.MatMulMulti: x %d, dst %d for %d tokens of a %dx%d matrix", len(x), len(dsts[i]), n, m.Rows, cols))
+		if len(xs[i]) < ns[i]*m.Cols || len(dsts[i]) < ns[i]*m.Rows {
+			panic(fmt.Sprintf("cpu.MatMulGrouped: x %d, dst %d for %d tokens of a %dx%d matrix", len(xs[i]), len(dsts[i]), ns[i], m.Rows, m.Cols))
 		}
 	}
 	if len(s.multi) < len(ms)-1 {
 		s.multi = make([]Scratch, len(ms)-1)
 	}
-	s.units, s.loops = s.units[:0], s.loops[:0]
-	type acts struct {
-		xb []byte
-		xs int
-	}
-	var prepared [4]acts // by the first matrix of the type, for up to four matrices
-	byType := prepared[:0]
+	s.units, s.loops, s.acts = s.units[:0], s.loops[:0], s.acts[:0]
 	total := 0
 	for i, m := range ms {
-		var a acts
+		if ns[i] == 0 {
+			s.acts = append(s.acts, preparedActs{})
+			continue
+		}
 		j := 0
 		for ; j < i; j++ {
-			if ms[j].Type == m.Type && ms[j].gemm == m.gemm {
+			if ms[j].Type == m.Type && ms[j].gemm == m.gemm && ms[j].Cols == m.Cols && ns[j] == ns[i] && &xs[j][0] == &xs[i][0] {
 				break
 			}
 		}
+		var a preparedActs
 		if j < i {
-			a = byType[j]
+			a = s.acts[j]
 		} else {
 			sc := s
 			if i > 0 {
 				sc = &s.multi[i-1]
 			}
-			a.xb, a.xs = gemmActs(p, sc, m, x, n)
+			a.xb, a.xs = gemmActs(p, sc, m, xs[i], ns[i])
 		}
-		byType = append(byType, a)
-		u, fn := gemmLoop(dsts[i], m, n, a.xb, a.xs)
+		s.acts = append(s.acts, a)
+		u, fn := gemmLoop(dsts[i], m, ns[i], a.xb, a.xs)
 		s.units, s.loops = append(s.units, u), append(s.loops, fn)
 		total += u
 	}
@@ -280,6 +299,13 @@ func MatMulMulti(p *Pool, s *Scratch, dsts [][]float32, ms []*Matrix, x []float3
 			off += u
 		}
 	})
+}
+
+// preparedActs are activations quantized (and laid out) for a matrix's
+// tile or decode kernels, xs bytes per token.
+type preparedActs struct {
+	xb []byte
+	xs int
 }
 
 // DotF32 is the float32 dot product, accumulated in float32 with eight

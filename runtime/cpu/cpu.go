@@ -18,6 +18,10 @@ type Backend struct {
 	pool    *kcpu.Pool
 	scratch kcpu.Scratch
 	row     []float32
+	// MatMulGrouped's argument lists, reused.
+	gd, gx [][]float32
+	gm     []*kcpu.Matrix
+	gn     []int
 }
 
 // New returns a CPU backend running on threads threads (<= 0: all CPUs).
@@ -386,4 +390,19 @@ func attnOpts(p backend.AttentionParams, seq, pos []int32) *kcpu.AttnOpts {
 		}
 	}
 	return o
+}
+
+// MatMulGrouped is MatMul for several weights, each with its own
+// activations (a mixture's experts over their tokens), as one loop of the
+// pool where the kernels allow (kcpu.MatMulGrouped); the results are
+// MatMul's.
+func (b *Backend) MatMulGrouped(dsts, xs []backend.Tensor, ws []backend.Weight) {
+	b.gd, b.gx, b.gm, b.gn = b.gd[:0], b.gx[:0], b.gm[:0], b.gn[:0]
+	for i, w := range ws {
+		x := xs[i].(*tensor)
+		b.gd = append(b.gd, dsts[i].(*tensor).d)
+		b.gx, b.gn = append(b.gx, x.d), append(b.gn, x.rows)
+		b.gm = append(b.gm, w.(*weight).m)
+	}
+	kcpu.MatMulGrouped(b.pool, &b.scratch, b.gd, b.gm, b.gx, b.gn)
 }

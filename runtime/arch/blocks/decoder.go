@@ -126,52 +126,76 @@ func (d *Decoder) NewKV(ctx int) (backend.KV, error) {
 
 // buffers are the activations of one forward pass, grown to the largest
 // batch seen and sliced to the current one. Buffers a model does not use
-// (the experts' in a dense model) stay nil.
+// (the experts' in a dense model) stay nil. The experts' buffers hold a
+// row per token and chosen expert (n·k rows), grouped by expert.
 type buffers struct {
 	n                int
 	x, h, o          backend.Tensor // (n, embd)
 	q, att, k, k2, v backend.Tensor // (n, q width), (n, kv width)
 	gate, up, act    backend.Tensor // (n, ff)
-	router, xe, ye   backend.Tensor // (n, experts), (n, embd) twice
-	egate, eup, eact backend.Tensor // (n, expert ff)
+	router           backend.Tensor // (n, experts)
+	xe, ye           backend.Tensor // (n·k, embd)
+	egate, eup, eact backend.Tensor // (n·k, expert ff)
 }
 
-// fields lists the buffers, in a fixed order.
-func (b *buffers) fields() []*backend.Tensor {
+// fields lists the buffers, in a fixed order, and whether each has a row
+// per token and chosen expert.
+func (b *buffers) fields() ([]*backend.Tensor, []bool) {
 	return []*backend.Tensor{&b.x, &b.h, &b.o, &b.q, &b.att, &b.k, &b.k2, &b.v, &b.gate, &b.up, &b.act,
-		&b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact}
+			&b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact},
+		[]bool{11: false, 12: true, 13: true, 14: true, 15: true, 16: true}
+}
+
+// experts is the most experts a token goes through in any layer.
+func (d *Decoder) experts() int {
+	k := 0
+	for i := range d.Layers {
+		if m := d.Layers[i].MoE; m != nil {
+			k = max(k, m.K)
+		}
+	}
+	return k
 }
 
 func (d *Decoder) buffersFor(n int) *buffers {
 	be, c := d.Be, &d.C
+	k := d.experts()
 	if d.bufs == nil || d.bufs.n < n {
-		var dense, moe, kNorm bool
+		var dense, kNorm bool
 		for i := range d.Layers {
 			l := &d.Layers[i]
-			dense, moe, kNorm = dense || l.Dense != nil, moe || l.MoE != nil, kNorm || l.Attn.KNorm != nil
+			dense, kNorm = dense || l.Dense != nil, kNorm || l.Attn.KNorm != nil
 		}
+		moe := k > 0
 		b := &buffers{n: n}
-		mk := func(cols int, use bool) backend.Tensor {
+		mk := func(rows, cols int, use bool) backend.Tensor {
 			if !use {
 				return nil
 			}
-			return be.NewTensor(n, cols)
+			return be.NewTensor(rows, cols)
 		}
-		b.x, b.h, b.o = mk(c.Embd, true), mk(c.Embd, true), mk(c.Embd, true)
-		b.q, b.att = mk(c.QDim(), true), mk(c.QDim(), true)
-		b.k, b.v, b.k2 = mk(c.KVDim(), true), mk(c.KVDim(), true), mk(c.KVDim(), kNorm)
-		b.gate, b.up, b.act = mk(c.FF, dense), mk(c.FF, dense), mk(c.FF, dense)
-		b.router, b.xe, b.ye = mk(c.Experts, moe), mk(c.Embd, moe), mk(c.Embd, moe)
-		b.egate, b.eup, b.eact = mk(c.ExpertFF, moe), mk(c.ExpertFF, moe), mk(c.ExpertFF, moe)
+		b.x, b.h, b.o = mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, true)
+		b.q, b.att = mk(n, c.QDim(), true), mk(n, c.QDim(), true)
+		b.k, b.v, b.k2 = mk(n, c.KVDim(), true), mk(n, c.KVDim(), true), mk(n, c.KVDim(), kNorm)
+		b.gate, b.up, b.act = mk(n, c.FF, dense), mk(n, c.FF, dense), mk(n, c.FF, dense)
+		b.router = mk(n, c.Experts, moe)
+		b.xe, b.ye = mk(n*k, c.Embd, moe), mk(n*k, c.Embd, moe)
+		b.egate, b.eup, b.eact = mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe)
 		d.bufs = b
 	}
 	if d.bufs.n == n {
 		return d.bufs
 	}
 	v := &buffers{n: n}
-	for i, f := range d.bufs.fields() {
+	src, perExpert := d.bufs.fields()
+	dst, _ := v.fields()
+	for i, f := range src {
 		if *f != nil {
-			*v.fields()[i] = be.Slice(*f, 0, n)
+			rows := n
+			if perExpert[i] {
+				rows = n * k
+			}
+			*dst[i] = be.Slice(*f, 0, rows)
 		}
 	}
 	return v
@@ -198,6 +222,26 @@ func MatMuls(be backend.Backend, x backend.Tensor, dsts []backend.Tensor, ws []b
 	}
 	for i, w := range ws {
 		be.MatMul(dsts[i], x, w)
+	}
+}
+
+// groupedMatMul is an optional backend op: products of several weights,
+// each with its own activations (dsts[i] = xs[i] · ws[i]ᵀ), in one call
+// with MatMul's results (runtime/cpu runs them as one loop of its threads:
+// a mixture's experts, each over its tokens).
+type groupedMatMul interface {
+	MatMulGrouped(dsts, xs []backend.Tensor, ws []backend.Weight)
+}
+
+// matMulGrouped computes dsts[i] = xs[i] · ws[i]ᵀ: one MatMulGrouped where
+// the backend has it, else one MatMul each.
+func (d *Decoder) matMulGrouped(dsts, xs []backend.Tensor, ws []backend.Weight) {
+	if g, ok := d.Be.(groupedMatMul); ok {
+		g.MatMulGrouped(dsts, xs, ws)
+		return
+	}
+	for i, w := range ws {
+		d.Be.MatMul(dsts[i], xs[i], w)
 	}
 }
 
@@ -393,56 +437,105 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 // router holds the host-side routing of one mixture step.
 type router struct {
 	logits []float32
-	rows   [][]int     // per expert, the tokens routed to it
-	ws     [][]float32 // and their weights
 	order  []int
+	sel    []int     // per token, its k experts
+	w      []float32 // and their weights
+	count  []int     // per expert, the rows routed to it
+	start  []int     // per expert, its first row in the grouped buffers
+	tok    []int     // per grouped row, its token
+	ws     []float32 // and its weight
+	// Per-step argument lists of the grouped products.
+	dsts, xs []backend.Tensor
+	mats     []backend.Weight
 }
 
 // moe runs a mixture-of-experts block from b.h and adds its output into
-// b.x. Tokens are grouped by expert, so each expert's weights are read
-// once per step however many tokens chose it.
+// b.x (llama.cpp's build_moe_ffn with mul_mat_id): the rows of all tokens
+// are gathered grouped by expert, each expert's products run over its
+// group in one grouped product for all experts (each expert's weights read
+// once per step, however many tokens chose it), the activation once over
+// all rows, and the weighted outputs are added back to their tokens.
 func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 	be, r := d.Be, &d.route
-	ne := len(m.Experts)
-	router := b.router
-	be.MatMul(router, b.h, m.Router)
-	d.addBias(router, m.RouterB)
+	ne, k := len(m.Experts), m.K
+	be.MatMul(b.router, b.h, m.Router)
+	d.addBias(b.router, m.RouterB)
 	if cap(r.logits) < n*ne {
 		r.logits = make([]float32, n*ne)
 	}
 	r.logits = r.logits[:n*ne]
-	be.Read(router, 0, r.logits)
-	if len(r.rows) != ne {
-		r.rows, r.ws = make([][]int, ne), make([][]float32, ne)
-	}
-	for e := range ne {
-		r.rows[e], r.ws[e] = r.rows[e][:0], r.ws[e][:0]
-	}
+	be.Read(b.router, 0, r.logits)
+	r.sel, r.w = r.sel[:0], r.w[:0]
+	r.count = append(r.count[:0], make([]int, ne)...)
 	for t := range n {
 		sel, w := route(m, r.logits[t*ne:(t+1)*ne], &r.order)
 		for i, e := range sel {
-			r.rows[e] = append(r.rows[e], t)
-			r.ws[e] = append(r.ws[e], w[i])
-		}
-	}
-	for e := range m.Experts {
-		rows := r.rows[e]
-		if len(rows) == 0 {
-			continue
-		}
-		k := len(rows)
-		for _, w := range r.ws[e] {
-			if w-w != 0 {
+			if w[i]-w[i] != 0 {
 				return fmt.Errorf("%s: router produced a non-finite weight", d.C.Arch)
 			}
+			r.count[e]++
 		}
-		x := &m.Experts[e]
-		s := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, k) }
-		xe, ye := s(b.xe), s(b.ye)
-		be.Gather(xe, b.h, rows)
-		d.ffn(x.Gate, x.Up, x.Down, x.GateB, x.UpB, x.DownB, m.Act, xe, s(b.egate), s(b.eup), s(b.eact), ye)
-		be.AddScaledRows(b.x, ye, rows, r.ws[e])
+		r.sel, r.w = append(r.sel, sel...), append(r.w, w...)
 	}
+	// Rows grouped by expert, tokens in order within a group.
+	r.start = append(r.start[:0], make([]int, ne)...)
+	for e := 1; e < ne; e++ {
+		r.start[e] = r.start[e-1] + r.count[e-1]
+	}
+	rows := n * k
+	r.tok, r.ws = append(r.tok[:0], make([]int, rows)...), append(r.ws[:0], make([]float32, rows)...)
+	next := append([]int(nil), r.start...)
+	for i, e := range r.sel {
+		r.tok[next[e]], r.ws[next[e]] = i/k, r.w[i]
+		next[e]++
+	}
+	s := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, rows) }
+	xe, ye, g, u, a := s(b.xe), s(b.ye), s(b.egate), s(b.eup), s(b.eact)
+	be.Gather(xe, b.h, r.tok)
+	// group runs, for every expert and each part (dst, f) of parts, f's
+	// weight over the expert's rows of x into its rows of dst, as one
+	// grouped product, then f's bias.
+	type part struct {
+		dst backend.Tensor
+		f   func(*Expert) (w, bias backend.Weight)
+	}
+	group := func(x backend.Tensor, parts ...part) {
+		r.dsts, r.xs, r.mats = r.dsts[:0], r.xs[:0], r.mats[:0]
+		for e := range m.Experts {
+			c := r.count[e]
+			if c == 0 {
+				continue
+			}
+			for _, p := range parts {
+				w, _ := p.f(&m.Experts[e])
+				r.dsts = append(r.dsts, be.Slice(p.dst, r.start[e], c))
+				r.xs = append(r.xs, be.Slice(x, r.start[e], c))
+				r.mats = append(r.mats, w)
+			}
+		}
+		d.matMulGrouped(r.dsts, r.xs, r.mats)
+		for e := range m.Experts {
+			for _, p := range parts {
+				if _, bias := p.f(&m.Experts[e]); bias != nil && r.count[e] > 0 {
+					be.AddBias(be.Slice(p.dst, r.start[e], r.count[e]), bias)
+				}
+			}
+		}
+	}
+	up := part{u, func(x *Expert) (backend.Weight, backend.Weight) { return x.Up, x.UpB }}
+	if m.Experts[0].Gate != nil {
+		group(xe, part{g, func(x *Expert) (backend.Weight, backend.Weight) { return x.Gate, x.GateB }}, up)
+		if m.Act.Kind == backend.ActSiLU {
+			be.SwiGLU(a, g, u)
+		} else {
+			be.GLU(a, g, u, m.Act)
+		}
+	} else {
+		group(xe, up)
+		be.Activate(a, u, m.Act)
+	}
+	group(a, part{ye, func(x *Expert) (backend.Weight, backend.Weight) { return x.Down, x.DownB }})
+	be.AddScaledRows(b.x, ye, r.tok, r.ws)
 	return nil
 }
 
