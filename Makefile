@@ -23,7 +23,7 @@ test: vet
 	$(GO) test -race -short ./runtime/grammar/ ./runtime/split/
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/llama:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName ./runtime/grammar:FuzzFromSchema
+FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/all:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName ./runtime/grammar:FuzzFromSchema
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \

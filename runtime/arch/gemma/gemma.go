@@ -47,10 +47,6 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if err := m.Err(); err != nil {
 		return nil, err
 	}
-	slides := blocks.SWAPattern(c.Layers, pattern)
-	if window == 0 {
-		slides = make([]bool, c.Layers)
-	}
 	// The query scale is 1/√head_dim, but 1/√(n_embd/n_head) for the 27B
 	// models (llama.cpp knows them by their layer count).
 	big := v2 && c.Layers == 46 || !v2 && c.Layers == 62
@@ -58,9 +54,13 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if big {
 		qScale = float32(1 / math.Sqrt(float64(c.Embd/c.Heads)))
 	}
-	b, err := blocks.NewBinder(f, be, &c, 11)
+	b, err := blocks.NewBinder(f, be, &c, 11) // checks block_count before anything is sized by it
 	if err != nil {
 		return nil, err
+	}
+	slides := blocks.SWAPattern(c.Layers, pattern)
+	if window == 0 {
+		slides = make([]bool, c.Layers)
 	}
 	d := &blocks.Decoder{C: c, Be: be, EmbScale: float32(math.Sqrt(float64(c.Embd))), FinalCap: finalCap}
 	b.Output(d, v2)

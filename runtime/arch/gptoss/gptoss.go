@@ -36,11 +36,11 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if c.Experts == 0 {
 		return nil, errNoExperts
 	}
-	slides := blocks.SWAPattern(c.Layers, pattern)
-	b, err := blocks.NewBinder(f, be, &c, 12)
+	b, err := blocks.NewBinder(f, be, &c, 12) // checks block_count before anything is sized by it
 	if err != nil {
 		return nil, err
 	}
+	slides := blocks.SWAPattern(c.Layers, pattern)
 	d := &blocks.Decoder{C: c, Be: be}
 	b.Output(d, false)
 	global, local := c.RoPE, c.RoPE

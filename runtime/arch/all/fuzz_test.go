@@ -1,4 +1,4 @@
-package llama_test
+package all_test
 
 import (
 	"bytes"
@@ -14,6 +14,12 @@ import (
 	"github.com/hearth-llm/hearth/runtime/cpu"
 )
 
+// fuzzModels are the files FuzzLoad mutates: a Llama and the families
+// whose loaders have the most to check (mixtures, windows, sinks, fused
+// and stacked tensors, MXFP4).
+var fuzzModels = []string{"models/stories260K-q8_0.gguf", "arch/models/qwen3moe-h1001-Q8_0.gguf",
+	"arch/models/gpt-oss-h1001-MXFP4_MOE.gguf", "arch/models/gemma2-h1001-Q8_0.gguf", "arch/models/gemma3-h1001-Q8_0.gguf"}
+
 // FuzzLoad rewrites one numeric metadata entry of a real model (any
 // value: zero, huge, negative as a signed key) and loads the result:
 // the loader must answer with an error or a model that runs a two-token
@@ -21,35 +27,47 @@ import (
 // fatal out-of-memory is not recoverable, so the fuzzer catching one
 // fails the whole run, which is the point.)
 func FuzzLoad(f *testing.F) {
-	raw, err := os.ReadFile(filepath.Join(testdata.Dir(f, "models"), "stories260K-q8_0.gguf"))
-	if err != nil {
-		f.Fatal(err)
+	type source struct {
+		file *gguf.File
+		keys []int // numeric metadata entries
 	}
-	src, err := gguf.Parse(raw)
-	if err != nil {
-		f.Fatal(err)
-	}
-	var keys []int // numeric metadata entries
-	for i, kv := range src.KV {
-		switch kv.Value.Type {
-		case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32,
-			gguf.TypeUint64, gguf.TypeInt64, gguf.TypeFloat32, gguf.TypeFloat64:
-			keys = append(keys, i)
+	var srcs []source
+	for _, name := range fuzzModels {
+		dir, file := filepath.Split(name)
+		raw, err := os.ReadFile(filepath.Join(testdata.Dir(f, filepath.Clean(dir)), file))
+		if err != nil {
+			f.Fatal(err)
 		}
+		src, err := gguf.Parse(raw)
+		if err != nil {
+			f.Fatal(err)
+		}
+		s := source{file: src}
+		for i, kv := range src.KV {
+			switch kv.Value.Type {
+			case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32,
+				gguf.TypeUint64, gguf.TypeInt64, gguf.TypeFloat32, gguf.TypeFloat64:
+				s.keys = append(s.keys, i)
+			}
+		}
+		srcs = append(srcs, s)
 	}
-	for i := range keys {
-		f.Add(uint8(i), uint64(0))
-		f.Add(uint8(i), uint64(1)<<31)
-		f.Add(uint8(i), ^uint64(0))
+	for m, s := range srcs {
+		for i := range s.keys {
+			f.Add(uint8(m), uint8(i), uint64(0))
+			f.Add(uint8(m), uint8(i), uint64(1)<<31)
+			f.Add(uint8(m), uint8(i), ^uint64(0))
+		}
 	}
 	be := cpu.New(1)
 	f.Cleanup(be.Close)
-	f.Fuzz(func(t *testing.T, which uint8, v uint64) {
-		kv := src.KV[keys[int(which)%len(keys)]]
+	f.Fuzz(func(t *testing.T, model, which uint8, v uint64) {
+		s := srcs[int(model)%len(srcs)]
+		kv := s.file.KV[s.keys[int(which)%len(s.keys)]]
 		w := gguf.NewWriter()
-		w.CopyMetadata(src)
+		w.CopyMetadata(s.file)
 		w.Set(kv.Key, numeric(kv.Value.Type, v))
-		if err := w.CopyTensors(src); err != nil {
+		if err := w.CopyTensors(s.file); err != nil {
 			t.Fatal(err)
 		}
 		var buf bytes.Buffer
