@@ -287,3 +287,51 @@ func TestConcurrentRender(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSystemFolded: a template that raises on a system message (Gemma's)
+// gets it prepended to the next message, as llama.cpp does; alone, it is
+// dropped; a raise for another reason is still an error.
+func TestSystemFolded(t *testing.T) {
+	tmpl, err := New(`{% if messages and messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}` +
+		`{% for m in messages %}{% if m['role'] == 'assistant' %}{{ raise_exception('no assistant') }}{% endif %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tmpl.Render([]Message{{"system", "Be brief."}, {"user", "Hi"}}, Options{})
+	if want := "<user>Be brief.\nHi"; err != nil || got != want {
+		t.Errorf("folded: %q, %v; want %q", got, err, want)
+	}
+	got, err = tmpl.Render([]Message{{"system", "Be brief."}}, Options{})
+	if err != nil || got != "" {
+		t.Errorf("system alone: %q, %v; want it dropped", got, err)
+	}
+	var re *RaiseError
+	if _, err = tmpl.Render([]Message{{"system", "x"}, {"assistant", "y"}}, Options{}); !errors.As(err, &re) {
+		t.Errorf("other raise: %v, want a RaiseError", err)
+	}
+}
+
+// TestConditionalGroups: a parenthesized conditional used as an operand
+// (which gonja's parser refuses there) renders as Jinja does, strings and
+// calls around it untouched.
+func TestConditionalGroups(t *testing.T) {
+	for src, want := range map[string]string{
+		`{{ 'a' + ('b' if x else 'c') + 'd' }}`:                               "abd",
+		`{{ ('yes' if not x else 'no') | upper }}`:                            "NO",
+		`{% set s = 'p' ~ ('q' if x and (y or x) else 'r') %}{{ s }}`:         "pq",
+		`{{ "(" + ('x' if x else 'y') + ") if" }}`:                            "(x) if",
+		`{{ [1, 2] | join(('-' if x else '+')) }}`:                            "1-2",
+		`{{ (1, 2) | length }}{{ (3) }}`:                                      "23",
+		`{# ('a' if x else 'b') #}{% raw %}{{ (a if b else c) }}{% endraw %}`: "{{ (a if b else c) }}",
+	} {
+		tmpl, err := New(src)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		got, err := tmpl.Render(nil, Options{Extra: map[string]any{"x": true, "y": false}, Now: time.Unix(0, 0)})
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -79,7 +80,9 @@ func TestGolden(t *testing.T) {
 			for _, m := range g.Conversations[c.Conversation] {
 				msgs = append(msgs, Message{Role: m.Role, Content: m.Content})
 			}
-			got, err := tmpl.Render(msgs, Options{
+			// The template as transformers runs it (render): Render's
+			// system-message fallback is tested on its own.
+			got, err := tmpl.render(context.Background(), msgs, Options{
 				BOSToken: c.BOS, EOSToken: c.EOS, AddGenerationPrompt: c.AddGenerationPrompt,
 				Extra: c.Extra, Now: now,
 			})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,8 @@ func New(src string) (t *Template, err error) {
 	if err := checkNesting(src); err != nil {
 		return nil, err
 	}
+	orig := src
+	src = wrapConditionals(src)
 	defer func() {
 		if p := recover(); p != nil {
 			t, err = nil, fmt.Errorf("%w: parser panicked: %v", ErrSyntax, p)
@@ -108,7 +111,7 @@ func New(src string) (t *Template, err error) {
 	if err := sandbox(tmpl.Root()); err != nil {
 		return nil, err
 	}
-	return &Template{src: src, tmpl: tmpl}, nil
+	return &Template{src: orig, tmpl: tmpl}, nil
 }
 
 // trimSource drops the template text gonja quotes into its parse errors.
@@ -128,7 +131,26 @@ func (t *Template) Render(msgs []Message, opts Options) (string, error) {
 // render passes opts.Limits. Errors: *RaiseError for raise_exception,
 // ErrLimit (with the context's error when ctx ended), otherwise a wrapped
 // gonja evaluation error. It never panics.
-func (t *Template) RenderContext(ctx context.Context, msgs []Message, opts Options) (out string, err error) {
+//
+// A template that raises on a leading system message (Gemma's "System role
+// not supported") gets it as llama.cpp gives it then: prepended, with a
+// newline, to the next message's content (dropped when it is alone).
+func (t *Template) RenderContext(ctx context.Context, msgs []Message, opts Options) (string, error) {
+	out, err := t.render(ctx, msgs, opts)
+	var raised *RaiseError
+	if err != nil && errors.As(err, &raised) && len(msgs) > 0 && msgs[0].Role == "system" {
+		folded := slices.Clone(msgs[1:])
+		if len(folded) > 0 {
+			folded[0].Content = msgs[0].Content + "\n" + folded[0].Content
+		}
+		if out2, err2 := t.render(ctx, folded, opts); err2 == nil {
+			return out2, nil
+		}
+	}
+	return out, err
+}
+
+func (t *Template) render(ctx context.Context, msgs []Message, opts Options) (out string, err error) {
 	limits := opts.Limits.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 	defer cancel()
