@@ -70,10 +70,13 @@
 //
 // # gonja limitations
 //
-// gonja accepts a conditional expression (`a if c else b`) as a whole {{ }}
-// or {% set %} expression or a call argument, but not as an operand inside a
-// larger expression (`'a' + ('b' if c else 'd')`); such templates fail in New
-// with ErrSyntax. Dicts built from Go
+// gonja parses a conditional expression (`a if c else b`) only as a whole
+// {{ }} or {% set %} expression; inside brackets it fails or, as a call
+// argument, misreads it. New rewrites every conditional inside brackets
+// into the equivalent ((c) and [a] or [b])[0] first (condgroup.go), which
+// lets gpt-oss's, Cohere's, LFM2's and Kimi's templates parse. A template
+// that raises on a leading system message gets it folded into the next
+// message and is rendered again, as llama.cpp does. Dicts built from Go
 // maps (messages, Extra, namespace) have no order, so tojson and iteration
 // over them go in sorted key order where Python would keep insertion order;
 // dict literals written in the template keep their order.
