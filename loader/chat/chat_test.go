@@ -335,3 +335,24 @@ func TestConditionalGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestNegativeIndex: x[-k] as Python reads it, including the first item
+// (gonja's own bound misses -len(x): a one-piece split()[-1] came back
+// undefined, which broke QwQ's template).
+func TestNegativeIndex(t *testing.T) {
+	for src, want := range map[string]string{
+		`{% for m in messages %}{{ m.content.split('</think>')[-1].lstrip('\n') }}{% endfor %}`: "Hi!",
+		`{{ [1, 2, 3][-1] }}{{ [1, 2, 3][-3] }}{{ [1][-1] }}|{{ [1][-2] }}|`:                    "311||",
+		`{{ 'héllo'[-4] }}{{ 'x'[-1] }}{{ {'a': 1}['a'] }}`:                                     "éx1",
+	} {
+		tmpl, err := New(src)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		got, err := tmpl.Render([]Message{{"assistant", "Hi!"}}, Options{})
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
+		}
+	}
+}

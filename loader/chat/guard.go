@@ -105,7 +105,39 @@ const (
 	reservedPrefix = "__hearth"
 	stateKey       = "__hearth_state"
 	mulKey         = "__hearth_mul"
+	itemKey        = "__hearth_item"
 )
+
+// negativeConst says whether an index expression is a negative integer
+// constant (-1, or the parser's unary minus of 1).
+func negativeConst(n nodes.Node) bool {
+	switch e := n.(type) {
+	case *nodes.Integer:
+		return e.Val < 0
+	case *nodes.UnaryExpression:
+		i, ok := e.Term.(*nodes.Integer)
+		return ok && e.Negative && i.Val > 0
+	}
+	return false
+}
+
+// itemFunction is seq[i] for a negative constant i, as Python indexes a
+// list or a string: counted from the end, -len(seq) the first item;
+// out of range, undefined (as gonja's own index).
+func itemFunction(va *exec.VarArgs) *exec.Value {
+	if len(va.Args) != 2 {
+		return exec.AsValue(errors.New("chat: internal index arity"))
+	}
+	seq, i := va.Args[0], va.Args[1].Integer()
+	if !seq.IsList() && !seq.IsString() {
+		v, _ := seq.GetItem(i)
+		return v
+	}
+	if n := seq.Len(); i < 0 && i >= -n {
+		return seq.Index(n + i)
+	}
+	return exec.AsValue(nil)
+}
 
 // renderState is one render's budget. A render runs on one goroutine, so no
 // locking.
@@ -741,7 +773,22 @@ func (w *walker) rewrite(e nodes.Expression) (nodes.Expression, error) {
 		if err := w.nodeExpr(&n.Node); err != nil {
 			return nil, err
 		}
-		return n, w.nodeExpr(&n.Arg)
+		if err := w.nodeExpr(&n.Arg); err != nil {
+			return nil, err
+		}
+		// gonja misses x[-len(x)] (its bound is off by one: a one-piece
+		// split()[-1] comes back undefined); a negative constant index
+		// goes through itemFunction, Python's rule.
+		if seq, ok := n.Node.(nodes.Expression); ok && negativeConst(n.Arg) {
+			loc := n.Location
+			return &nodes.Call{
+				Location: loc,
+				Func:     &nodes.Name{Name: &tokens.Token{Type: tokens.Name, Val: itemKey, Pos: loc.Pos, Line: loc.Line, Col: loc.Col}},
+				Args:     []nodes.Expression{seq, n.Arg.(nodes.Expression)},
+				Kwargs:   map[string]nodes.Expression{},
+			}, nil
+		}
+		return n, nil
 	case *nodes.GetSlice:
 		for _, c := range []*nodes.Node{&n.Node, &n.Start, &n.End, &n.Step} {
 			if err := w.nodeExpr(c); err != nil {

@@ -192,6 +192,7 @@ func (t *Template) render(ctx context.Context, msgs []Message, opts Options) (ou
 	data["strftime_now"] = strftimeNow(now)
 	data[stateKey] = st
 	data[mulKey] = mulFunction
+	data[itemKey] = itemFunction
 
 	w := &limitWriter{limit: limits.MaxOutputBytes, st: st}
 	defer func() {
