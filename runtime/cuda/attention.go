@@ -36,6 +36,7 @@ func (b *Backend) NewKVPool(layers, blocks, blockSize, kvDim int) (backend.KVPoo
 		return nil, fmt.Errorf("KV cache: %w", err)
 	}
 	if c.v, err = b.alloc(size); err != nil {
+		b.free(c.k)
 		return nil, fmt.Errorf("KV cache: %w", err)
 	}
 	return c, nil
@@ -188,8 +189,7 @@ func (b *Backend) attentionMeta(tables, tabOff, pos, slot, last []int32, kvb []u
 	b.attN[0] = len(host)
 	host = append(host, tables...)
 	// Direct: a fresh buffer when it grows; the old one stays valid for
-	// the work queued before (it returns to the pool only when collected,
-	// and the pool hands it out again only to work queued later).
+	// the work queued before (scratch frees it after that work).
 	b.attDev = b.stepInput(&b.meta, int32Bytes(host))
 	b.attEpoch = b.dev.inputEpoch()
 	b.attKey = key

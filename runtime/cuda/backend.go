@@ -57,7 +57,7 @@ func New(o Options) (*Backend, error) {
 		log.Info("cuda: no GPU in use", "reason", err.Error())
 		return nil, err
 	}
-	b := &Backend{dev: dev, pool: map[uint64][]DevicePtr{}, ropes: map[string]*ropeTable{}}
+	b := &Backend{dev: dev, live: map[DevicePtr]*buffer{}, ropes: map[string]*ropeTable{}}
 	// mma.sync.m16n8k16 with f16 inputs needs sm_80, which Open requires
 	// today; the check keeps the FMA kernel for older GPUs should that
 	// floor ever drop.
@@ -77,17 +77,21 @@ func New(o Options) (*Backend, error) {
 // are the only waits. Not safe for concurrent use (one forward pass at a
 // time), like every backend.
 //
-// Memory: weights are uploaded once, in their GGUF block layout; tensors
-// are device buffers recycled through a pool by size when the Go value
-// that owns them is collected (reuse is safe because all work runs on one
-// stream, in order); the KV pools hold f16 rows as runtime/cpu's do.
+// Memory: the backend owns every byte it allocates, in a ledger (live).
+// Weights are uploaded once, in their GGUF block layout, and live as long
+// as the backend (the loaded model); KV pools hold f16 rows as
+// runtime/cpu's do, until Free or Close; activation tensors are allocated
+// by the model once per largest batch (its arena, runtime/arch/blocks)
+// and reused step after step, until Free or Close. Free returns memory
+// after the work queued before it; Close returns everything left. The Go
+// collector plays no part.
 type Backend struct {
 	dev *Device
 	mma bool // tensor-core matmul for batches of MinMMATokens and more
 
-	mu      sync.Mutex // guards pool (collector cleanups return buffers)
-	pool    map[uint64][]DevicePtr
-	sinceGC uint64 // bytes allocated since the last forced collection
+	mu        sync.Mutex // guards live and liveBytes
+	live      map[DevicePtr]*buffer
+	liveBytes uint64
 
 	// Scratch reused from call to call (stream order makes reuse safe).
 	aq, ad, ids, meta, i32 *buffer
@@ -120,13 +124,24 @@ func (b *Backend) Device() *Device { return b.dev }
 
 func (b *Backend) Name() string { return "cuda" }
 
-// Close waits for the queued work and releases the device.
+// Close waits for the queued work, frees all the device memory the
+// backend still holds (weights, KV pools, tensors, scratch, tables; after
+// a device fault too) and releases the device. Nothing the backend made
+// may be used after.
 func (b *Backend) Close() error {
-	if b.stage != nil {
-		p := b.stage
-		b.dev.Do(func(drv Driver, _ Stream) error { return drv.MemFreeHost(p) })
-		b.stage = nil
+	b.mu.Lock()
+	ptrs := make([]DevicePtr, 0, len(b.live))
+	for p, buf := range b.live {
+		ptrs = append(ptrs, p)
+		buf.ptr = 0
 	}
+	clear(b.live)
+	b.liveBytes = 0
+	b.mu.Unlock()
+	clear(b.ropes)
+	b.aq, b.ad, b.ids, b.meta, b.i32, b.rowIn = nil, nil, nil, nil, nil, nil
+	b.dev.free(ptrs, b.stage)
+	b.stage, b.stageLen = nil, 0
 	return b.dev.Close()
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	kcuda "github.com/hearth-llm/hearth/kernels/cuda"
 )
@@ -166,6 +167,42 @@ func (d *Device) setup() (Context, error) {
 		}
 	}
 	return ctx, nil
+}
+
+// free queues the release of device allocations and of pinned host memory
+// (nil: none) after the work queued before them, which may still read
+// them. It runs after a device error too, so that nothing is left behind.
+//
+// While a segment is being recorded for a graph (graph.go), the device
+// pointers wait for its submission instead: freeing does not cut the step
+// into two segments.
+func (d *Device) free(ptrs []DevicePtr, host unsafe.Pointer) {
+	if r := d.rec; r != nil && len(ptrs) > 0 {
+		r.mu.Lock()
+		if len(r.ops) > 0 || len(r.host) > 0 {
+			r.frees = append(r.frees, ptrs...)
+			ptrs = nil
+		}
+		r.mu.Unlock()
+	}
+	d.release(ptrs, host)
+}
+
+// release queues the frees behind everything queued (nothing recorded is
+// pending when it is called).
+func (d *Device) release(ptrs []DevicePtr, host unsafe.Pointer) {
+	if len(ptrs) == 0 && host == nil {
+		return
+	}
+	d.enqueue(func() {
+		d.drv.StreamSynchronize(d.stream)
+		for _, p := range ptrs {
+			d.drv.MemFree(p)
+		}
+		if host != nil {
+			d.drv.MemFreeHost(host)
+		}
+	})
 }
 
 // ErrClosed is returned by calls on a closed Device.

@@ -2,109 +2,93 @@ package cuda
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"unsafe"
 
 	"github.com/hearth-llm/hearth/runtime/backend"
 )
 
-// buffer is a device allocation owned by a Go value: when the value is
-// collected, the allocation goes back to the backend's pool.
+// buffer is one device allocation of the backend. Every buffer not yet
+// freed is in the backend's ledger (Backend.live), and Close frees them
+// all: device memory never waits for the Go collector.
 type buffer struct {
-	ptr  DevicePtr
+	ptr  DevicePtr // 0 once freed
 	size uint64
 }
 
-// alloc returns a buffer of size bytes (at least 1), from the pool when one
-// of that size is free.
+// MemStats is what a backend holds on its device: the bytes and the number
+// of its allocations not yet freed (weights, KV pools, activation tensors,
+// scratch and tables; the step-input arena of graphs is the device's).
+type MemStats struct {
+	Bytes   uint64
+	Buffers int
+}
+
+// MemStats reports the device memory the backend holds now.
+func (b *Backend) MemStats() MemStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return MemStats{Bytes: b.liveBytes, Buffers: len(b.live)}
+}
+
+// alloc returns a fresh buffer of size bytes (at least 1), entered in the
+// ledger. Allocation is not stream work: a step being recorded stays one
+// segment.
 func (b *Backend) alloc(size uint64) (*buffer, error) {
 	size = max(size, 1)
-	p := b.fromPool(size)
-	if p == 0 {
-		var err error
-		if p, err = b.allocNew(size); err != nil {
-			return nil, fmt.Errorf("cuda: allocating %d MiB: %w", size>>20, err)
-		}
+	var p DevicePtr
+	err := b.dev.call(func(drv Driver, _ Stream) (err error) {
+		p, err = drv.MemAlloc(size)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cuda: allocating %d MiB: %w", size>>20, err)
 	}
 	buf := &buffer{ptr: p, size: size}
-	runtime.AddCleanup(buf, b.release, [2]uint64{uint64(p), size})
+	b.mu.Lock()
+	b.live[p] = buf
+	b.liveBytes += size
+	b.mu.Unlock()
 	return buf, nil
 }
 
-// gcEvery is how many bytes of new device memory may be allocated before
-// the Go collector is run to return the buffers of dead tensors (a
-// forward pass makes a logits tensor each time, and the small Go heap
-// alone would rarely trigger a collection).
-const gcEvery = 512 << 20
-
-// allocNew gets fresh device memory. When the device is full it collects
-// garbage and retries, since dead tensors may hold what is needed.
-func (b *Backend) allocNew(size uint64) (DevicePtr, error) {
-	b.sinceGC += size
-	if b.sinceGC > gcEvery {
-		b.sinceGC = 0
-		b.collect()
-		if p := b.fromPool(size); p != 0 {
-			return p, nil
-		}
+// free takes buf out of the ledger and returns its memory to the driver
+// once the work queued before has run (it may still read buf). nil or a
+// buffer already freed: nothing.
+func (b *Backend) free(buf *buffer) {
+	if buf == nil || buf.ptr == 0 {
+		return
 	}
-	var p DevicePtr
-	mem := func(drv Driver, _ Stream) (err error) {
-		p, err = drv.MemAlloc(size)
-		return err
-	}
-	err := b.dev.call(mem) // not stream work: a recorded step stays whole
-	if err != nil && b.dev.Err() == nil {
-		b.collect()
-		if p := b.fromPool(size); p != 0 {
-			return p, nil
-		}
-		// Free the pooled buffers of other sizes and try once more.
-		b.mu.Lock()
-		var all []DevicePtr
-		for k, ps := range b.pool {
-			all = append(all, ps...)
-			delete(b.pool, k)
-		}
-		b.mu.Unlock()
-		b.dev.Do(func(drv Driver, s Stream) error {
-			drv.StreamSynchronize(s)
-			for _, q := range all {
-				drv.MemFree(q)
-			}
-			return nil
-		})
-		err = b.dev.call(mem)
-	}
-	return p, err
-}
-
-// collect runs the collector and gives the cleanups of dead buffers a
-// moment to return them to the pool.
-func (b *Backend) collect() {
-	runtime.GC()
-	for range 10 {
-		runtime.Gosched()
-	}
-}
-
-func (b *Backend) fromPool(size uint64) DevicePtr {
+	p := buf.ptr
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	free := b.pool[size]
-	if n := len(free); n > 0 {
-		p := free[n-1]
-		b.pool[size] = free[:n-1]
-		return p
-	}
-	return 0
-}
-
-func (b *Backend) release(a [2]uint64) {
-	b.mu.Lock()
-	b.pool[a[1]] = append(b.pool[a[1]], DevicePtr(a[0]))
+	delete(b.live, p)
+	b.liveBytes -= buf.size
 	b.mu.Unlock()
+	buf.ptr = 0
+	b.dev.free([]DevicePtr{p}, nil)
+}
+
+// Free returns what x holds to the device at once (after the work queued
+// before, which may still read it): a tensor made by NewTensor, a KV pool
+// made by NewKVPool, or a cache made by NewKV. A view (Slice), a KV that
+// only borrows its pool, nil, or something freed before: nothing.
+func (b *Backend) Free(x any) {
+	switch v := x.(type) {
+	case nil:
+	case *tensor:
+		if !v.view {
+			b.free(v.buf)
+		}
+	case *kvPool:
+		b.free(v.k)
+		b.free(v.v)
+	case *backend.PagedKV:
+		if v.Own {
+			b.Free(v.Pool)
+		}
+	default:
+		panic(fmt.Sprintf("cuda: Free of a %T", x))
+	}
 }
 
 // mustAlloc is alloc for the operations that cannot return an error: the
@@ -118,10 +102,13 @@ func (b *Backend) mustAlloc(size uint64) *buffer {
 	return buf
 }
 
-// scratch makes *s a buffer of at least size bytes.
+// scratch makes *s a buffer of at least size bytes. A buffer it outgrows
+// is freed after the work queued before, which may still read it.
 func (b *Backend) scratch(s **buffer, size uint64) DevicePtr {
 	if *s == nil || (*s).size < size {
+		old := *s
 		*s = b.mustAlloc(max(size, 2*sizeOf(*s)))
+		b.free(old)
 	}
 	return (*s).ptr
 }
@@ -215,6 +202,7 @@ type tensor struct {
 	buf        *buffer
 	off        uint64
 	rows, cols int
+	view       bool // made by Slice: owns nothing
 }
 
 func (t *tensor) Shape() (rows, cols int) { return t.rows, t.cols }
@@ -231,7 +219,7 @@ func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
 	if start < 0 || n < 0 || start+n > t.rows {
 		panic(fmt.Sprintf("cuda: slice [%d, %d) of %d rows", start, start+n, t.rows))
 	}
-	return &tensor{buf: t.buf, off: t.off + uint64(4*start*t.cols), rows: n, cols: t.cols}
+	return &tensor{buf: t.buf, off: t.off + uint64(4*start*t.cols), rows: n, cols: t.cols, view: true}
 }
 
 // Read copies rows back to the host (one copy, however many rows) and

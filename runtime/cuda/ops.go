@@ -135,6 +135,9 @@ func (b *Backend) ropeTableFor(r *backend.RoPE, maxPos int) *ropeTable {
 			tab[2*(p*half+i)+1] = sin[i]
 		}
 	}
+	if t != nil {
+		b.free(t.buf) // outgrown: freed after the work that reads it
+	}
 	t = &ropeTable{buf: b.mustAlloc(uint64(4 * len(tab))), n: n}
 	if len(tab) > 0 {
 		b.upload(t.buf.ptr, unsafe.Slice((*byte)(unsafe.Pointer(&tab[0])), 4*len(tab)))

@@ -69,6 +69,7 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 	})
 	runtime.KeepAlive(data)
 	if err != nil {
+		b.free(buf)
 		return nil, fmt.Errorf("tensor %q: upload: %w", name, err)
 	}
 	return w, nil
