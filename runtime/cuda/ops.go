@@ -81,7 +81,7 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 		b.dev.launch("quantize_q8", grid1(int((total+255)/256)), block(256),
 			argPtr(aq), argPtr(ad), argPtr(s.ptr()), argU64(uint64(total)))
 	}
-	args := []uint64{argPtr(d.ptr()), argPtr(m.buf.ptr), argU64(uint64(m.rowBytes)), argInt(m.rows), argInt(m.cols),
+	args := []arg{argPtr(d.ptr()), argPtr(m.buf.ptr), argU64(uint64(m.rowBytes)), argInt(m.rows), argInt(m.cols),
 		argPtr(aq), argPtr(ad), argPtr(s.ptr()), argInt(n)}
 	switch {
 	case n <= kcuda.MaxMatvecTokens:
