@@ -10,9 +10,9 @@
 // DESIGN.md's exact flags). Every .ptx begins with the SHA-256 of each
 // source file that went into it (the .cu and the headers it includes) and
 // the compiler version; the tests fail when a source's hash differs from
-// the record, when a Kernels entry names a kernel or a parameter count its
-// PTX lacks (the .entry lines and their .param lists), and, where clang-16
-// is installed, when regenerating gives other bytes.
+// the record, when the launch table (launch_table.go, generated from the
+// .entry lines and their .param lists) differs from what the PTX gives,
+// and, where clang-16 is installed, when regenerating gives other bytes.
 //
 // Layouts and conventions (common.cuh): activations are row-major float32,
 // one row per token, tokens on grid x; weights stay in ggml's block layout
@@ -55,13 +55,38 @@ func Modules() []string {
 	return out
 }
 
+// Param is the type of a kernel parameter as its PTX declares it, which
+// fixes how a value is passed: U64 (pointers, 64-bit sizes), U32 (int),
+// F32 (float).
+type Param uint8
+
+// The parameter types of the kernels.
+const (
+	U64 Param = iota + 1
+	U32
+	F32
+)
+
+func (p Param) String() string {
+	switch p {
+	case U64:
+		return "u64"
+	case U32:
+		return "u32"
+	case F32:
+		return "f32"
+	}
+	return fmt.Sprintf("Param(%d)", uint8(p))
+}
+
 // Kernel is one launch-table entry: an entry point of a module and the
-// number of parameters it takes (each passed as a pointer to its value to
-// cuLaunchKernel, so the count must be exact).
+// types of its parameters (each passed as a pointer to its value to
+// cuLaunchKernel, so count and widths must be exact). The table,
+// Kernels, is generated from the PTX by `make kernels` (launch_table.go).
 type Kernel struct {
 	Module string
 	Name   string
-	Params int
+	Params []Param
 }
 
 // Types are the weight formats with kernels (embed_*, matvec_*, matmul_*;
@@ -87,15 +112,6 @@ func Suffix(t quant.Type) (string, bool) {
 	return "", false
 }
 
-// Parameter counts of the per-format kernels (see embed.cu, matvec.cu and
-// matmul.cu for the lists).
-const (
-	EmbedParams  = 6 // dst, table, rowBytes, ids, n, cols
-	MatvecParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, nt
-	MatmulParams = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, n
-	MMAParams    = 9 // dst, W, rowBytes, rows, cols, aq, ad, x, n
-)
-
 // MMATypes are the weight formats with a tensor-core matmul (mma.cu:
 // mma_<suffix>, mma.sync.m16n8k16 on f16 tiles, sm_80 and later).
 var MMATypes = []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K, quant.Q6_K, quant.F16}
@@ -115,50 +131,21 @@ const (
 	MinMMATokens    = 16
 )
 
-// Kernels is the launch table: every entry point runtime/cuda launches.
-var Kernels = buildTable()
-
-func buildTable() []Kernel {
-	ks := []Kernel{
-		{"embed", "gather_rows", 5},        // dst, x, idx, n, cols
-		{"norm", "rmsnorm_f32", 5},         // dst, x, w, cols, eps
-		{"norm", "layernorm_f32", 6},       // dst, x, w, b, cols, eps
-		{"rope", "rope_f32", 8},            // x, cs, pos, heads, headDim, half, neox, cols
-		{"act", "swiglu_f32", 4},           // dst, gate, up, n
-		{"act", "geglu_f32", 4},            // dst, gate, up, n
-		{"act", "swiglu_oai_f32", 6},       // dst, gate, up, n, alpha, limit
-		{"act", "silu_f32", 3},             // dst, x, n
-		{"act", "gelu_f32", 3},             // dst, x, n
-		{"add", "add_f32", 3},              // dst, x, n
-		{"add", "add_bias_f32", 4},         // x, b, rows, cols
-		{"add", "scale_f32", 5},            // x, s, s0, rows, cols
-		{"add", "add_scaled_rows_f32", 6},  // dst, x, plan, m, n, cols
-		{"argmax", "argmax_f32", 3},        // out, x, cols
-		{"matvec", "quantize_q8", 4},       // aq, ad, x, n
-		{"attention", "kv_store", 7},       // kvb, k, v, slot, layer, kvDim, n
-		{"attention", "attention_f16", 15}, // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
+var index = func() map[string]int {
+	m := make(map[string]int, len(Kernels))
+	for i, k := range Kernels {
+		m[k.Name] = i
 	}
-	for _, t := range Types {
-		ks = append(ks,
-			Kernel{"embed", "embed_" + t.Suffix, EmbedParams},
-			Kernel{"matvec", "matvec_" + t.Suffix, MatvecParams},
-			Kernel{"matmul", "matmul_" + t.Suffix, MatmulParams})
-	}
-	for _, t := range MMATypes {
-		suf, _ := Suffix(t)
-		ks = append(ks, Kernel{"mma", "mma_" + suf, MMAParams})
-	}
-	return ks
-}
+	return m
+}()
 
 // Lookup returns the table entry of a kernel name.
 func Lookup(name string) (Kernel, bool) {
-	for _, k := range Kernels {
-		if k.Name == name {
-			return k, true
-		}
+	i, ok := index[name]
+	if !ok {
+		return Kernel{}, false
 	}
-	return Kernel{}, false
+	return Kernels[i], true
 }
 
 // MaxMatvecTokens is the most tokens one matvec launch handles (MAXT in

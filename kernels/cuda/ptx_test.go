@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hearth-llm/hearth/kernels/cuda/internal/ptxgen"
+	"github.com/hearth-llm/hearth/quant"
 )
 
 // TestPTXMatchesSources fails when a .cu (or a header it includes) changed
@@ -60,21 +61,22 @@ func TestPTXMatchesSources(t *testing.T) {
 	}
 }
 
-// TestLaunchTable checks every Kernels entry against the .entry lines and
-// .param lists of its module, and that no module has an entry point the
-// table does not list.
+// TestLaunchTable fails when launch_table.go differs from what the
+// committed PTX's .entry lines and .param lists give (run `make kernels`),
+// and when an entry point runtime/cuda composes from a weight format
+// (embed_*, matvec_*, matmul_*, mma_*) is missing or takes other
+// parameters than its family.
 func TestLaunchTable(t *testing.T) {
-	entries := map[string]map[string]int{}
-	for _, m := range Modules() {
-		ptx, err := PTX(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := ptxgen.Entries(ptx)
-		if err != nil {
-			t.Fatalf("%s: %v", m, err)
-		}
-		entries[m] = e
+	want, err := ptxgen.Table(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(ptxgen.TableFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is stale: run `make kernels` and commit it", ptxgen.TableFile)
 	}
 	seen := map[string]bool{}
 	for _, k := range Kernels {
@@ -82,21 +84,41 @@ func TestLaunchTable(t *testing.T) {
 			t.Errorf("%s listed twice", k.Name)
 		}
 		seen[k.Name] = true
-		n, ok := entries[k.Module][k.Name]
-		switch {
-		case !ok:
-			t.Errorf("launch table: %s.ptx has no entry %s", k.Module, k.Name)
-		case n != k.Params:
-			t.Errorf("launch table: %s takes %d parameters in %s.ptx, the table says %d", k.Name, n, k.Module, k.Params)
-		}
 	}
-	for m, es := range entries {
-		for name := range es {
-			if k, ok := Lookup(name); !ok || k.Module != m {
-				t.Errorf("%s.ptx: entry %s is not in the launch table", m, name)
+	family := func(prefix string, types []quant.Type) {
+		var first Kernel
+		for _, ty := range types {
+			suf, _ := Suffix(ty)
+			k, ok := Lookup(prefix + suf)
+			switch {
+			case !ok:
+				t.Errorf("no kernel %s%s for %v", prefix, suf, ty)
+			case first.Name == "":
+				first = k
+			case !slices.Equal(k.Params, first.Params):
+				t.Errorf("%s takes %v, %s takes %v", k.Name, k.Params, first.Name, first.Params)
 			}
 		}
 	}
+	var all []quant.Type
+	for _, ty := range Types {
+		all = append(all, ty.Type)
+	}
+	family("embed_", all)
+	family("matvec_", all)
+	family("matmul_", all)
+	family("mma_", MMATypes)
+	if k, _ := Lookup("matvec_q4_0"); !slices.Equal(k.Params, mustLookup(t, "mma_q4_0").Params) || !slices.Equal(k.Params, mustLookup(t, "matmul_q4_0").Params) {
+		t.Error("matvec, matmul and mma take different parameters: runtime/cuda passes them one list")
+	}
+}
+
+func mustLookup(t *testing.T, name string) Kernel {
+	k, ok := Lookup(name)
+	if !ok {
+		t.Fatalf("no kernel %s", name)
+	}
+	return k
 }
 
 // TestPTXPortable checks what lets the driver JIT the PTX anywhere from
@@ -167,8 +189,11 @@ func TestRegenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cus, _ := ptxgen.CUFiles(".")
+	names := []string{ptxgen.TableFile}
 	for _, cu := range cus {
-		name := ptxgen.PTXName(cu)
+		names = append(names, ptxgen.PTXName(cu))
+	}
+	for _, name := range names {
 		got, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -178,7 +203,7 @@ func TestRegenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what %s makes of %s: run `make kernels` and commit the PTX", name, clang, cu)
+			t.Errorf("%s differs from what %s makes of the sources: run `make kernels` and commit the result", name, clang)
 		}
 	}
 }

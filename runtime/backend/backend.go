@@ -63,7 +63,7 @@ func NewContiguousKV(newPool func(layers, blocks, blockSize, kvDim int) (KVPool,
 	if err != nil {
 		return nil, err
 	}
-	return &PagedKV{Pool: pool, Table: []int32{0}}, nil
+	return &PagedKV{Pool: pool, Table: []int32{0}, Own: true}, nil
 }
 
 // PagedKV is one sequence's view of a pool: position p lives in block
@@ -73,6 +73,9 @@ func NewContiguousKV(newPool func(layers, blocks, blockSize, kvDim int) (KVPool,
 type PagedKV struct {
 	Pool  KVPool
 	Table []int32
+	// Own says the view owns its pool (NewContiguousKV): freeing the KV
+	// (Backend.Free) frees the pool. A scheduler's views borrow theirs.
+	Own bool
 }
 
 // Len is the number of positions the table covers.
@@ -128,7 +131,9 @@ type Backend interface {
 	// valid and unchanged while the backend uses the weight (it usually
 	// points into the model file's memory map).
 	Weight(name string, t quant.Type, rows, cols int, data []byte) (Weight, error)
-	// NewTensor allocates a rows × cols activation tensor.
+	// NewTensor allocates a rows × cols activation tensor. It is the
+	// backend's until Free or Close: a model allocates its activations
+	// once per shape (its arena) and reuses them step after step.
 	NewTensor(rows, cols int) Tensor
 	// Slice returns a view of rows [start, start+n) of x.
 	Slice(x Tensor, start, n int) Tensor
@@ -136,6 +141,14 @@ type Backend interface {
 	NewKV(layers, ctx, kvDim int) (KV, error)
 	// NewKVPool allocates paged storage of blocks × blockSize positions.
 	NewKVPool(layers, blocks, blockSize, kvDim int) (KVPool, error)
+	// Free returns what x holds to the backend at once: a Tensor made by
+	// NewTensor, a KVPool made by NewKVPool (or NewTypedKVPool), or a KV
+	// made by NewKV. Work already queued that reads x completes first; x
+	// must not be used after. A view (Slice), a PagedKV that borrows its
+	// pool, nil or something already freed: nothing happens. What is
+	// never freed stays the backend's until its Close, which returns
+	// every byte (weights included): a backend's memory is its model's.
+	Free(x any)
 
 	// Embed writes row ids[t] of table into row t of dst.
 	Embed(dst Tensor, table Weight, ids []int32) error

@@ -90,6 +90,19 @@ func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
 	return &tensor{rows, cols, make([]float32, rows*cols)}
 }
 
+// Free drops what the backend holds of x (backend.Backend's contract):
+// host memory goes back through the Go collector once the caller lets go
+// of x too. A freed tensor's values are gone, so a use after Free fails
+// loudly.
+func (b *Backend) Free(x any) {
+	switch v := x.(type) {
+	case *tensor:
+		v.d = nil
+	case *kvPool:
+		v.k, v.v = nil, nil
+	}
+}
+
 func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
 	t := x.(*tensor)
 	return &tensor{n, t.cols, t.d[start*t.cols : (start+n)*t.cols]}

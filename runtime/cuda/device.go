@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	kcuda "github.com/hearth-llm/hearth/kernels/cuda"
 )
@@ -168,6 +169,42 @@ func (d *Device) setup() (Context, error) {
 	return ctx, nil
 }
 
+// free queues the release of device allocations and of pinned host memory
+// (nil: none) after the work queued before them, which may still read
+// them. It runs after a device error too, so that nothing is left behind.
+//
+// While a segment is being recorded for a graph (graph.go), the device
+// pointers wait for its submission instead: freeing does not cut the step
+// into two segments.
+func (d *Device) free(ptrs []DevicePtr, host unsafe.Pointer) {
+	if r := d.rec; r != nil && len(ptrs) > 0 {
+		r.mu.Lock()
+		if len(r.ops) > 0 || len(r.host) > 0 {
+			r.frees = append(r.frees, ptrs...)
+			ptrs = nil
+		}
+		r.mu.Unlock()
+	}
+	d.release(ptrs, host)
+}
+
+// release queues the frees behind everything queued (nothing recorded is
+// pending when it is called).
+func (d *Device) release(ptrs []DevicePtr, host unsafe.Pointer) {
+	if len(ptrs) == 0 && host == nil {
+		return
+	}
+	d.enqueue(func() {
+		d.drv.StreamSynchronize(d.stream)
+		for _, p := range ptrs {
+			d.drv.MemFree(p)
+		}
+		if host != nil {
+			d.drv.MemFreeHost(host)
+		}
+	})
+}
+
 // ErrClosed is returned by calls on a closed Device.
 var ErrClosed = errors.New("cuda: device closed")
 
@@ -267,27 +304,43 @@ func (d *Device) Close() error {
 	return d.Err()
 }
 
-// launch queues a kernel by name, or records it when graphs are on. Its
-// argument count must be the launch table's (a programmer error otherwise,
-// caught by the tests).
-func (d *Device) launch(name string, grid, block [3]uint32, args ...uint64) {
-	k, ok := kcuda.Lookup(name)
-	if !ok || k.Params != len(args) {
-		panic(fmt.Sprintf("cuda: launch of %s with %d arguments; the launch table has %+v", name, len(args), k))
-	}
-	if d.record(name, grid, block, args) {
-		return
-	}
-	d.Go(func(drv Driver, s Stream) error {
-		return drv.LaunchKernel(d.funcs[name], grid, block, 0, s, args)
-	})
+// arg is one kernel argument: its 64-bit slot (see Driver.LaunchKernel)
+// and the parameter type it fills.
+type arg struct {
+	v uint64
+	t kcuda.Param
 }
 
-// Kernel arguments as 64-bit slots (see Driver.LaunchKernel).
-func argPtr(p DevicePtr) uint64 { return uint64(p) }
-func argInt(v int) uint64       { return uint64(uint32(int32(v))) }
-func argU64(v uint64) uint64    { return v }
-func argF32(v float32) uint64   { return uint64(math.Float32bits(v)) }
+// Kernel arguments, typed as the launch table checks them.
+func argPtr(p DevicePtr) arg { return arg{uint64(p), kcuda.U64} }
+func argInt(v int) arg       { return arg{uint64(uint32(int32(v))), kcuda.U32} }
+func argU64(v uint64) arg    { return arg{v, kcuda.U64} }
+func argF32(v float32) arg   { return arg{uint64(math.Float32bits(v)), kcuda.F32} }
+
+// launch queues a kernel by name, or records it when graphs are on. The
+// name and the argument types are checked against the launch table
+// generated from the PTX (kcuda.Kernels): a mismatch is a programmer
+// error, caught by the fake driver's tests.
+func (d *Device) launch(name string, grid, block [3]uint32, args ...arg) {
+	k, ok := kcuda.Lookup(name)
+	if !ok || len(k.Params) != len(args) {
+		panic(fmt.Sprintf("cuda: launch of %s with %d arguments; the launch table has %+v", name, len(args), k))
+	}
+	vals := make([]uint64, len(args))
+	for i, a := range args {
+		if a.t != k.Params[i] {
+			panic(fmt.Sprintf("cuda: launch of %s: argument %d is %v, the kernel takes %v", name, i, a.t, k.Params[i]))
+		}
+		vals[i] = a.v
+	}
+	if d.record(name, grid, block, vals) {
+		return
+	}
+	f := d.funcs[name]
+	d.Go(func(drv Driver, s Stream) error {
+		return drv.LaunchKernel(f, grid, block, 0, s, vals)
+	})
+}
 
 // CapturedGraph is work recorded from the device's stream into a CUDA
 // graph, to be replayed with one launch (the decode step's many small

@@ -31,11 +31,16 @@
 // (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K have kernels; any other format
 // is dequantized to F16 at load, 1-row norm vectors to F32). An activation
 // Tensor is a device buffer of float32 rows; Slice is a view into it.
-// Buffers return to a pool, by size, when the Go value owning them is
-// collected (all work runs in order on one stream, so a buffer handed out
-// again is only touched after the work queued before); the backend runs
-// the collector after every 512 MiB of fresh allocations and when the
-// device is full, since a forward pass makes a logits tensor each time.
+// The backend owns every allocation in a ledger (memory.go), whatever it
+// holds: weights and KV pools live with the loaded model, activations are
+// allocated by the model once per largest batch and reused step after
+// step (its arena; the decoder reuses its logits too). Free returns a
+// tensor or a KV pool after the work queued before it (while a graph
+// segment is recorded, after its submission); Close returns every byte
+// left, so unloading a model frees all its device memory (MemStats; the
+// fake driver's counters in TestDeviceMemoryFake). The Go collector plays
+// no part. Files: backend.go (options, lifetime), memory.go, weights.go,
+// ops.go, attention.go, device.go (the worker and launches), libcuda.go.
 // A KV pool is runtime/cpu's layout in f16 on the device: for each layer
 // blocks × blockSize rows of kvDim values; block tables, positions and
 // per-token pool addresses are uploaded once per step (the first layer's

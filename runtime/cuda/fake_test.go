@@ -61,6 +61,13 @@ func newFake() *fakeDriver {
 		graphs: map[Graph]*fakeGraph{}, execs: map[GraphExec]*fakeGraph{}, graphCalls: map[string]int{}}
 }
 
+// usedBytes is the device memory allocated and not freed.
+func (f *fakeDriver) usedBytes() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.used
+}
+
 // ctxCall records a call that needs the context and checks its thread.
 func (f *fakeDriver) ctxCall(op string) {
 	f.mu.Lock()

@@ -152,6 +152,7 @@ type recorder struct {
 	graphs []*stepGraph
 	seen   map[uint64]int
 	stats  GraphStats
+	frees  []DevicePtr // freed while a segment was open: released after it
 
 	failed atomic.Bool
 	logged atomic.Bool
@@ -274,8 +275,11 @@ func (d *Device) flush() {
 		return
 	}
 	r.mu.Lock()
+	frees := r.frees
+	r.frees = nil
 	if len(r.ops) == 0 && len(r.host) == 0 {
 		r.mu.Unlock()
+		d.release(frees, nil)
 		return
 	}
 	ops, data, arena := r.ops, r.host, r.dev
@@ -294,6 +298,7 @@ func (d *Device) flush() {
 			d.fail(err)
 		}
 	})
+	d.release(frees, nil)
 }
 
 // topoHash hashes a segment's kernels with their grids and blocks.

@@ -10,7 +10,7 @@ import (
 // Reserves of the automatic split besides the weights and the KV cache.
 const (
 	// OffloadMargin is kept free for what the estimate leaves out:
-	// buffers recycled by size (dead tensors wait for a collection), the
+	// the scratch buffers grown by doubling, the
 	// attention and RoPE tables, allocation rounding.
 	OffloadMargin = 256 << 20
 	// offloadBatch is the batch the activations are sized for (the

@@ -109,6 +109,13 @@ func (m *Model) embedSeqs(cx context.Context, seqs [][]int32) ([][]float32, erro
 		sums[i] = make([]float64, d)
 	}
 	kvs := make([]backend.KV, len(seqs))
+	defer func() { // the caches of inputs left unfinished by an error
+		for _, kv := range kvs {
+			if kv != nil {
+				m.free(kv)
+			}
+		}
+	}()
 	added := make([]int, len(seqs)) // tokens of each input put in a batch so far
 	b := &arch.Batch{Hidden: true}
 	var members []int // the batch's sequences: input index by batch-local id
@@ -133,7 +140,8 @@ func (m *Model) embedSeqs(cx context.Context, seqs [][]int32) ([][]float32, erro
 		})
 		for _, s := range members {
 			if added[s] == len(seqs[s]) {
-				kvs[s] = nil // done: let its cache go
+				m.free(kvs[s]) // done: free its cache
+				kvs[s] = nil
 			}
 		}
 		b.IDs, b.Pos, b.Seq, b.KVs, b.Outputs = b.IDs[:0], b.Pos[:0], b.Seq[:0], b.KVs[:0], b.Outputs[:0]

@@ -371,6 +371,25 @@ func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 // Len is the number of tokens evaluated so far.
 func (s *Sequence) Len() int { return len(s.tokens) }
 
+// Close frees the sequence's KV cache now (on a GPU, its device memory);
+// the sequence must not be used after. A nil or closed sequence: nothing.
+// A sequence never closed is freed with its model (Model.Close).
+func (s *Sequence) Close() {
+	if s == nil || s.kv == nil {
+		return
+	}
+	s.m.free(s.kv)
+	s.kv = nil
+}
+
+// free returns x (a KV cache) to the model's backend, between forward
+// passes.
+func (m *Model) free(x any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.backend.Free(x)
+}
+
 // MaxContext bounds a sequence's context (and keeps size arithmetic far
 // from overflow).
 const MaxContext = 1 << 24

@@ -142,6 +142,7 @@ type tensor struct {
 	s         *store
 	off, rows int
 	v         [2]backend.Tensor // the view on each side, once made
+	view      bool              // made by Slice: owns nothing
 }
 
 func (t *tensor) Shape() (rows, cols int) { return t.rows, t.s.cols }
@@ -159,7 +160,33 @@ func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
 	if start < 0 || n < 0 || start+n > t.rows {
 		panic(fmt.Sprintf("split: slice [%d, %d) of %d rows", start, start+n, t.rows))
 	}
-	return &tensor{s: t.s, off: t.off + start, rows: n}
+	return &tensor{s: t.s, off: t.off + start, rows: n, view: true}
+}
+
+// Free frees a tensor's store on both sides, or a pool's parts, through
+// the side backends (backend.Backend's contract).
+func (b *Backend) Free(x any) {
+	switch v := x.(type) {
+	case nil:
+	case *tensor:
+		if !v.view {
+			for sd, t := range v.s.t {
+				b.be[sd].Free(t)
+				v.s.t[sd] = nil
+			}
+		}
+	case *kvPool:
+		for sd, p := range v.p {
+			b.be[sd].Free(p)
+			v.p[sd] = nil
+		}
+	case *backend.PagedKV:
+		if v.Own {
+			b.Free(v.Pool)
+		}
+	default:
+		panic(fmt.Sprintf("split: Free of a %T", x))
+	}
 }
 
 // on returns the side's tensor of the store, made on first use.
@@ -457,6 +484,7 @@ func (b *Backend) newPool(layers, blocks, blockSize int, mk func(be backend.Back
 	}
 	if b.plan.Offloaded > 0 {
 		if c.p[dev], err = mk(b.be[dev], b.plan.Offloaded); err != nil {
+			b.be[host].Free(c.p[host])
 			return nil, fmt.Errorf("KV cache of %d layers on %s: %w", b.plan.Offloaded, b.be[dev].Name(), err)
 		}
 	}

@@ -175,6 +175,11 @@ func (m *Model) buffersFor(n int) *buffers {
 		for i := range m.Layers {
 			gated = gated || m.Layers[i].FFN.Gate != nil
 		}
+		if o := m.bufs; o != nil { // outgrown: the larger set replaces it
+			for _, t := range []backend.Tensor{o.x, o.h, o.q, o.att, o.k, o.v, o.gate, o.up, o.act} {
+				be.Free(t)
+			}
+		}
 		b := &buffers{n: n}
 		b.x, b.h = be.NewTensor(n, c.Embd), be.NewTensor(n, c.Embd)
 		b.q, b.att = be.NewTensor(n, c.QDim()), be.NewTensor(n, c.QDim())

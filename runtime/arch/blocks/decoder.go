@@ -167,6 +167,12 @@ func (d *Decoder) buffersFor(n int) *buffers {
 			dense, kNorm = dense || l.Dense != nil, kNorm || l.Attn.KNorm != nil
 		}
 		moe := k > 0
+		if d.bufs != nil { // outgrown: the larger set replaces it
+			fs, _ := d.bufs.fields()
+			for _, f := range fs {
+				be.Free(*f)
+			}
+		}
 		b := &buffers{n: n}
 		mk := func(rows, cols int, use bool) backend.Tensor {
 			if !use {
@@ -414,6 +420,7 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 		if d.out == nil {
 			d.out = be.NewTensor(rows, c.Vocab)
 		} else if r, _ := d.out.Shape(); r < rows {
+			be.Free(d.out)
 			d.out = be.NewTensor(rows, c.Vocab)
 		}
 		out, width = be.Slice(d.out, 0, rows), c.Vocab

@@ -163,8 +163,14 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	// Continue the previous sequence when the prompt extends it.
 	seq, evaluated := r.seq, r.seqTokens
 	r.seq, r.seqTokens = nil, nil
+	defer func() {
+		if r.seq != seq { // not kept for the next request: free its cache
+			seq.Close()
+		}
+	}()
 	r.queryTokens.Add(int64(len(req.Prompt)))
 	if seq == nil || r.seqCtx != numCtx || len(evaluated) >= len(req.Prompt) || !hasPrefix(req.Prompt, evaluated) {
+		seq.Close()
 		if seq, err = r.m.NewSequence(numCtx); err != nil {
 			return res, invalid(err)
 		}
@@ -271,6 +277,7 @@ func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.Em
 // Close implements server.Runner: it waits for the request in progress.
 func (r *Runner) Close() error {
 	r.lock <- struct{}{}
+	r.seq.Close()
 	r.seq = nil
 	return r.m.Close()
 }

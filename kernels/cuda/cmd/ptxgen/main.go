@@ -5,7 +5,9 @@
 //
 // Each foo.cu becomes foo.ptx, headed by the SHA-256 of every source file
 // that went into it and the compiler's version; kernels/cuda's tests fail
-// when those records and the sources disagree.
+// when those records and the sources disagree. The launch table,
+// launch_table.go (every entry point with its parameter types, read from
+// the .param lists), is written beside them.
 package main
 
 import (

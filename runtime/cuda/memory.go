@@ -1,0 +1,254 @@
+package cuda
+
+import (
+	"fmt"
+	"slices"
+	"unsafe"
+
+	"github.com/hearth-llm/hearth/runtime/backend"
+)
+
+// buffer is one device allocation of the backend. Every buffer not yet
+// freed is in the backend's ledger (Backend.live), and Close frees them
+// all: device memory never waits for the Go collector.
+type buffer struct {
+	ptr  DevicePtr // 0 once freed
+	size uint64
+}
+
+// MemStats is what a backend holds on its device: the bytes and the number
+// of its allocations not yet freed (weights, KV pools, activation tensors,
+// scratch and tables; the step-input arena of graphs is the device's).
+type MemStats struct {
+	Bytes   uint64
+	Buffers int
+}
+
+// MemStats reports the device memory the backend holds now.
+func (b *Backend) MemStats() MemStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return MemStats{Bytes: b.liveBytes, Buffers: len(b.live)}
+}
+
+// alloc returns a fresh buffer of size bytes (at least 1), entered in the
+// ledger. Allocation is not stream work: a step being recorded stays one
+// segment.
+func (b *Backend) alloc(size uint64) (*buffer, error) {
+	size = max(size, 1)
+	var p DevicePtr
+	err := b.dev.call(func(drv Driver, _ Stream) (err error) {
+		p, err = drv.MemAlloc(size)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cuda: allocating %d MiB: %w", size>>20, err)
+	}
+	buf := &buffer{ptr: p, size: size}
+	b.mu.Lock()
+	b.live[p] = buf
+	b.liveBytes += size
+	b.mu.Unlock()
+	return buf, nil
+}
+
+// free takes buf out of the ledger and returns its memory to the driver
+// once the work queued before has run (it may still read buf). nil or a
+// buffer already freed: nothing.
+func (b *Backend) free(buf *buffer) {
+	if buf == nil || buf.ptr == 0 {
+		return
+	}
+	p := buf.ptr
+	b.mu.Lock()
+	delete(b.live, p)
+	b.liveBytes -= buf.size
+	b.mu.Unlock()
+	buf.ptr = 0
+	b.dev.free([]DevicePtr{p}, nil)
+}
+
+// Free returns what x holds to the device at once (after the work queued
+// before, which may still read it): a tensor made by NewTensor, a KV pool
+// made by NewKVPool, or a cache made by NewKV. A view (Slice), a KV that
+// only borrows its pool, nil, or something freed before: nothing.
+func (b *Backend) Free(x any) {
+	switch v := x.(type) {
+	case nil:
+	case *tensor:
+		if !v.view {
+			b.free(v.buf)
+		}
+	case *kvPool:
+		b.free(v.k)
+		b.free(v.v)
+	case *backend.PagedKV:
+		if v.Own {
+			b.Free(v.Pool)
+		}
+	default:
+		panic(fmt.Sprintf("cuda: Free of a %T", x))
+	}
+}
+
+// mustAlloc is alloc for the operations that cannot return an error: the
+// failure becomes a panic, which the engine's forward pass turns into an
+// error of that step (engine.ErrFault).
+func (b *Backend) mustAlloc(size uint64) *buffer {
+	buf, err := b.alloc(size)
+	if err != nil {
+		panic(err)
+	}
+	return buf
+}
+
+// scratch makes *s a buffer of at least size bytes. A buffer it outgrows
+// is freed after the work queued before, which may still read it.
+func (b *Backend) scratch(s **buffer, size uint64) DevicePtr {
+	if *s == nil || (*s).size < size {
+		old := *s
+		*s = b.mustAlloc(max(size, 2*sizeOf(*s)))
+		b.free(old)
+	}
+	return (*s).ptr
+}
+
+func sizeOf(s *buffer) uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.size
+}
+
+// upload queues a copy of host bytes to dst. The bytes are copied first,
+// so the caller may reuse src at once.
+func (b *Backend) upload(dst DevicePtr, src []byte) {
+	if len(src) == 0 {
+		return
+	}
+	own := slices.Clone(src)
+	b.dev.Go(func(drv Driver, s Stream) error {
+		return drv.MemcpyHtoDAsync(dst, unsafe.Pointer(&own[0]), uint64(len(own)), s)
+	})
+}
+
+// stepInput puts per-step host data (ids, positions, tables) on the
+// device and returns its address: a slot of the step-input arena while
+// graphs record (graph.go), else the scratch buffer *s, uploaded.
+func (b *Backend) stepInput(s **buffer, data []byte) DevicePtr {
+	if p, ok := b.dev.stepInput(data); ok {
+		return p
+	}
+	p := b.scratch(s, uint64(len(data)))
+	b.upload(p, data)
+	return p
+}
+
+func int32Bytes(v []int32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// download copies len(dst) bytes from src into dst through pinned memory
+// and waits. The copy into dst happens on the caller's goroutine (dst may
+// live on its stack, which may move while it waits).
+func (b *Backend) download(dst []byte, src DevicePtr) error {
+	n := uint64(len(dst))
+	if n == 0 {
+		return nil
+	}
+	err := b.dev.Do(func(drv Driver, s Stream) error {
+		if b.stageLen < n {
+			if b.stage != nil {
+				drv.MemFreeHost(b.stage)
+				b.stage, b.stageLen = nil, 0
+			}
+			size := max(n, 1<<20)
+			p, err := drv.MemHostAlloc(size)
+			if err != nil {
+				return err
+			}
+			b.stage, b.stageLen = p, size
+		}
+		if err := drv.MemcpyDtoHAsync(b.stage, src, n, s); err != nil {
+			return err
+		}
+		return drv.StreamSynchronize(s)
+	})
+	if err != nil {
+		b.dev.fail(err) // a failed stream is not recoverable
+		return err
+	}
+	copy(dst, unsafe.Slice((*byte)(b.stage), n))
+	return nil
+}
+
+// MemInfo reports the device's free and total memory (cuMemGetInfo: what
+// this process could still allocate, after its context and kernels).
+func (b *Backend) MemInfo() (free, total uint64, err error) {
+	err = b.dev.call(func(drv Driver, _ Stream) error {
+		var e error
+		free, total, e = drv.MemGetInfo()
+		return e
+	})
+	return free, total, err
+}
+
+// tensor is a rows × cols float32 matrix in device memory, row-major,
+// starting off bytes into buf (a Slice shares its parent's buffer).
+type tensor struct {
+	buf        *buffer
+	off        uint64
+	rows, cols int
+	view       bool // made by Slice: owns nothing
+}
+
+func (t *tensor) Shape() (rows, cols int) { return t.rows, t.cols }
+func (t *tensor) ptr() DevicePtr          { return t.buf.ptr + DevicePtr(t.off) }
+func (t *tensor) rowPtr(r int) DevicePtr  { return t.ptr() + DevicePtr(4*r*t.cols) }
+func (t *tensor) n() int64                { return int64(t.rows) * int64(t.cols) }
+
+func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
+	return &tensor{buf: b.mustAlloc(uint64(4 * rows * cols)), rows: rows, cols: cols}
+}
+
+func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
+	t := x.(*tensor)
+	if start < 0 || n < 0 || start+n > t.rows {
+		panic(fmt.Sprintf("cuda: slice [%d, %d) of %d rows", start, start+n, t.rows))
+	}
+	return &tensor{buf: t.buf, off: t.off + uint64(4*start*t.cols), rows: n, cols: t.cols, view: true}
+}
+
+// Read copies rows back to the host (one copy, however many rows) and
+// waits for them. A device error (from this or any queued operation)
+// panics: the engine's forward pass recovers it as an error of the step
+// (engine.ErrFault).
+func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
+	s := x.(*tensor)
+	if row < 0 || row >= s.rows {
+		panic(fmt.Sprintf("cuda: read of row %d of %d", row, s.rows))
+	}
+	n := min(len(dst), (s.rows-row)*s.cols)
+	if n == 0 {
+		return
+	}
+	if err := b.download(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), s.rowPtr(row)); err != nil {
+		panic(fmt.Errorf("cuda: read: %w", err))
+	}
+}
+
+// Write queues a copy of whole rows from the host into x (src is copied
+// first, so the caller may reuse it at once) and returns without waiting.
+func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
+	s := x.(*tensor)
+	if s.cols == 0 || len(src)%s.cols != 0 || row < 0 || row+len(src)/s.cols > s.rows {
+		panic(fmt.Sprintf("cuda: write of %d values at row %d of %dx%d", len(src), row, s.rows, s.cols))
+	}
+	if len(src) == 0 {
+		return
+	}
+	b.upload(s.rowPtr(row), unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))
+}
