@@ -20,6 +20,9 @@ var allowed = []struct {
 	{"quant", nil},
 	{"loader", []string{"quant", "loader"}},
 	{"kernels", []string{"quant", "kernels"}},
+	{"kernels/rope", nil}, // shared by every backend and the interface
+	// The backend interface names no implementation.
+	{"runtime/backend", []string{"quant", "kernels/rope"}},
 	{"scheduler", []string{"scheduler"}},
 	{"runtime", []string{"loader", "quant", "kernels", "scheduler", "runtime"}},
 }
