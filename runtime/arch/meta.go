@@ -100,10 +100,21 @@ func (w *Weights) Fail(err error) {
 	}
 }
 
-// Get binds the named tensor, which must have ne = [cols, rows] (rows 1 for
-// a vector: pass rows = 0 to require a 1-D tensor).
-func (w *Weights) Get(name string, cols, rows int) backend.Weight {
-	b, ok := w.bind(name, cols, rows)
+// Dims is a weight's shape as Backend.Weight takes it: Rows rows of Cols
+// values each (Cols is ggml's ne[0], the tensor's first dimension). Write
+// it with field names (Dims{Rows: vocab, Cols: embd}) or Vec(n): the
+// order of a pair of ints is easy to get wrong, a field name is not.
+type Dims struct {
+	Rows, Cols int // Rows 0: a 1-D tensor of Cols values (Vec)
+}
+
+// Vec is the shape of a 1-D tensor of n values (a norm vector, a bias).
+func Vec(n int) Dims { return Dims{Cols: n} }
+
+// Get binds the named tensor, which must have shape d (ne = [d.Cols,
+// d.Rows], or [d.Cols] for a Vec).
+func (w *Weights) Get(name string, d Dims) backend.Weight {
+	b, ok := w.bind(name, d)
 	if !ok && w.err == nil {
 		w.err = fmt.Errorf("missing tensor %q", name)
 	}
@@ -111,12 +122,12 @@ func (w *Weights) Get(name string, cols, rows int) backend.Weight {
 }
 
 // Optional binds the named tensor if the file has it; nil otherwise.
-func (w *Weights) Optional(name string, cols, rows int) backend.Weight {
-	b, _ := w.bind(name, cols, rows)
+func (w *Weights) Optional(name string, d Dims) backend.Weight {
+	b, _ := w.bind(name, d)
 	return b
 }
 
-func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
+func (w *Weights) bind(name string, d Dims) (backend.Weight, bool) {
 	if w.err != nil {
 		return nil, true
 	}
@@ -124,9 +135,9 @@ func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
 	if !ok {
 		return nil, false
 	}
-	want := []uint64{uint64(cols)}
-	if rows > 0 {
-		want = append(want, uint64(rows))
+	want := []uint64{uint64(d.Cols)}
+	if d.Rows > 0 {
+		want = append(want, uint64(d.Rows))
 	}
 	if fmt.Sprint(t.Dims) != fmt.Sprint(want) {
 		w.err = fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, want)
@@ -136,12 +147,12 @@ func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
 		w.err = fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name)
 		return nil, true
 	}
-	r := max(rows, 1)
-	b, err := w.B.Weight(name, t.Type, r, cols, w.F.Data(t))
+	r := max(d.Rows, 1)
+	b, err := w.B.Weight(name, t.Type, r, d.Cols, w.F.Data(t))
 	if err != nil {
 		w.err = err
 		return nil, true
 	}
-	w.Params += uint64(r) * uint64(cols)
+	w.Params += uint64(r) * uint64(d.Cols)
 	return b, true
 }

@@ -96,7 +96,7 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 		return nil, err
 	}
 	mod := &Model{C: c, Be: be, Causal: causal}
-	mod.TokEmbd = b.Get("token_embd.weight", c.Embd, c.Vocab)
+	mod.TokEmbd = b.Get("token_embd.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
 	if t, ok := f.Tensor("token_types.weight"); ok {
 		if len(t.Dims) != 2 || t.Dims[0] != uint64(c.Embd) || t.Dims[1] == 0 || t.Dims[1] > math.MaxInt32 {
 			return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_token_types]", "token_types.weight", t.Dims, c.Embd)
@@ -104,10 +104,10 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 		mod.TypeRow0 = b.Rows("token_types.weight", t.Dims, 0, 1)
 	}
 	if v.positions {
-		mod.PosEmbd = b.Get("position_embd.weight", c.Embd, c.CtxTrain)
+		mod.PosEmbd = b.Get("position_embd.weight", arch.Dims{Rows: c.CtxTrain, Cols: c.Embd})
 	}
-	mod.EmbNorm = b.Get("token_embd_norm.weight", c.Embd, 0)
-	mod.EmbNormB = b.Get("token_embd_norm.bias", c.Embd, 0)
+	mod.EmbNorm = b.Get("token_embd_norm.weight", arch.Vec(c.Embd))
+	mod.EmbNormB = b.Get("token_embd_norm.bias", arch.Vec(c.Embd))
 	var rope *backend.RoPE
 	if v.rope {
 		r := c.RoPE
@@ -121,12 +121,12 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 		b.Attention(il, &l.Attn)
 		l.Attn.RoPE = rope
 		l.Attn.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: scale, NonCausal: !causal}
-		l.AttnNorm = b.Get(name("attn_output_norm.weight"), c.Embd, 0)
-		l.AttnNormB = b.Get(name("attn_output_norm.bias"), c.Embd, 0)
+		l.AttnNorm = b.Get(name("attn_output_norm.weight"), arch.Vec(c.Embd))
+		l.AttnNormB = b.Get(name("attn_output_norm.bias"), arch.Vec(c.Embd))
 		l.FFN.Act = backend.Act{Kind: v.act}
 		b.Dense(il, &l.FFN)
-		l.OutNorm = b.Get(name("layer_output_norm.weight"), c.Embd, 0)
-		l.OutNormB = b.Get(name("layer_output_norm.bias"), c.Embd, 0)
+		l.OutNorm = b.Get(name("layer_output_norm.weight"), arch.Vec(c.Embd))
+		l.OutNormB = b.Get(name("layer_output_norm.bias"), arch.Vec(c.Embd))
 		if err := b.Err(); err != nil {
 			return nil, err
 		}

@@ -48,7 +48,7 @@ func NewBinder(f *gguf.File, be backend.Backend, c *Common, perLayer int) (*Bind
 func TensorName(il int, part string) string { return fmt.Sprintf("blk.%d.%s", il, part) }
 
 // Vector binds an optional 1-D tensor of n values (nil when absent).
-func (b *Binder) Vector(name string, n int) backend.Weight { return b.Optional(name, n, 0) }
+func (b *Binder) Vector(name string, n int) backend.Weight { return b.Optional(name, arch.Vec(n)) }
 
 // Rows binds rows [r0, r0+n) of the tensor name, whose shape must be
 // dims, as a weight of its own (named name[r0:r0+n]): the parts of a
@@ -112,14 +112,14 @@ func (b *Binder) Attention(il int, a *Attention) {
 			a.QB, a.KB, a.VB = b.vectorParts(bias, qd+2*kvd, qd, kvd, kvd)
 		}
 	} else {
-		a.Q = b.Get(TensorName(il, "attn_q.weight"), d, qd)
-		a.K = b.Get(TensorName(il, "attn_k.weight"), d, kvd)
-		a.V = b.Get(TensorName(il, "attn_v.weight"), d, kvd)
+		a.Q = b.Get(TensorName(il, "attn_q.weight"), arch.Dims{Rows: qd, Cols: d})
+		a.K = b.Get(TensorName(il, "attn_k.weight"), arch.Dims{Rows: kvd, Cols: d})
+		a.V = b.Get(TensorName(il, "attn_v.weight"), arch.Dims{Rows: kvd, Cols: d})
 		a.QB = b.Vector(TensorName(il, "attn_q.bias"), qd)
 		a.KB = b.Vector(TensorName(il, "attn_k.bias"), kvd)
 		a.VB = b.Vector(TensorName(il, "attn_v.bias"), kvd)
 	}
-	a.O = b.Get(TensorName(il, "attn_output.weight"), qd, d)
+	a.O = b.Get(TensorName(il, "attn_output.weight"), arch.Dims{Rows: d, Cols: qd})
 	a.OB = b.Vector(TensorName(il, "attn_output.bias"), d)
 }
 
@@ -153,7 +153,7 @@ func (b *Binder) vectorParts(name string, n int, lens ...int) (backend.Weight, b
 func (b *Binder) Experts(il int, m *MoE) {
 	c := b.c
 	d, ff, ne := uint64(c.Embd), uint64(c.ExpertFF), uint64(c.Experts)
-	m.Router = b.Get(TensorName(il, "ffn_gate_inp.weight"), c.Embd, c.Experts)
+	m.Router = b.Get(TensorName(il, "ffn_gate_inp.weight"), arch.Dims{Rows: c.Experts, Cols: c.Embd})
 	m.RouterB = b.Vector(TensorName(il, "ffn_gate_inp.bias"), c.Experts)
 	m.Experts = make([]Expert, c.Experts)
 	hasGate := b.Has(TensorName(il, "ffn_gate_exps.weight"))
@@ -189,10 +189,10 @@ func (b *Binder) Dense(il int, f *Dense) {
 		f.Gate = b.Rows(up, dims, 0, ff)
 		f.Up = b.Rows(up, dims, ff, ff)
 	} else {
-		f.Gate = b.Optional(TensorName(il, "ffn_gate.weight"), d, ff)
-		f.Up = b.Get(up, d, ff)
+		f.Gate = b.Optional(TensorName(il, "ffn_gate.weight"), arch.Dims{Rows: ff, Cols: d})
+		f.Up = b.Get(up, arch.Dims{Rows: ff, Cols: d})
 	}
-	f.Down = b.Get(TensorName(il, "ffn_down.weight"), ff, d)
+	f.Down = b.Get(TensorName(il, "ffn_down.weight"), arch.Dims{Rows: d, Cols: ff})
 	f.GateB = b.Vector(TensorName(il, "ffn_gate.bias"), ff)
 	f.UpB = b.Vector(TensorName(il, "ffn_up.bias"), ff)
 	f.DownB = b.Vector(TensorName(il, "ffn_down.bias"), d)
@@ -209,10 +209,10 @@ func (b *Binder) fused(name string, cols, rows int) bool {
 // and its optional bias.
 func (b *Binder) Output(dec *Decoder, tied bool) {
 	c := b.c
-	dec.Embd = b.Get("token_embd.weight", c.Embd, c.Vocab)
-	dec.OutNorm = b.Get("output_norm.weight", c.Embd, 0)
+	dec.Embd = b.Get("token_embd.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
+	dec.OutNorm = b.Get("output_norm.weight", arch.Vec(c.Embd))
 	if !tied {
-		dec.Output = b.Optional("output.weight", c.Embd, c.Vocab)
+		dec.Output = b.Optional("output.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
 	}
 	if dec.Output == nil {
 		dec.Output = dec.Embd

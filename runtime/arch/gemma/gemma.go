@@ -70,18 +70,18 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.QNorm = b.Vector(blocks.TensorName(il, "attn_q_norm.weight"), c.HeadDim)
 		a.KNorm = b.Vector(blocks.TensorName(il, "attn_k_norm.weight"), c.HeadDim)
-		a.PostNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), c.Embd, 0)
+		a.PostNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), arch.Vec(c.Embd))
 		a.RoPE, a.QScale = &global, qScale
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: 1, SoftCap: attnCap}
 		if slides[il] {
 			a.RoPE, a.P.Window = &local, window
 		}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), c.Embd, 0)
-		l.FFNPost = b.Get(blocks.TensorName(il, "post_ffw_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
+		l.FFNPost = b.Get(blocks.TensorName(il, "post_ffw_norm.weight"), arch.Vec(c.Embd))
 		l.Dense = &blocks.Dense{Act: backend.Act{Kind: backend.ActGELU}}
 		b.Dense(il, l.Dense)
 	}

@@ -50,16 +50,16 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.RoPE = &global
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: scale,
-			Sinks: b.Get(blocks.TensorName(il, "attn_sinks.weight"), c.Heads, 0)}
+			Sinks: b.Get(blocks.TensorName(il, "attn_sinks.weight"), arch.Vec(c.Heads))}
 		if slides[il] {
 			a.RoPE, a.P.Window = &local, window
 		}
 		// The norm before the experts is stored as post_attention_norm.
-		l.FFNNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), arch.Vec(c.Embd))
 		l.MoE = &blocks.MoE{K: c.ExpertsUsed, Gating: blocks.TopKSoftmax,
 			Act: backend.Act{Kind: backend.ActSwiGLUOAI, Alpha: 1.702, Limit: 7}}
 		b.Experts(il, l.MoE)
