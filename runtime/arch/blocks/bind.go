@@ -24,24 +24,62 @@ type Binder struct {
 // make us allocate what it claims. perLayer is the fewest tensors a
 // layer has, to bound block_count by the file's tensor count.
 func NewBinder(f *gguf.File, be backend.Backend, c *Common, perLayer int) (*Binder, error) {
-	te, ok := f.Tensor("token_embd.weight")
-	if !ok {
-		return nil, fmt.Errorf("missing tensor %q", "token_embd.weight")
-	}
-	if len(te.Dims) != 2 || te.Dims[1] == 0 || te.Dims[1] > math.MaxInt32 {
-		return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, c.Embd)
-	}
-	if te.Dims[0] != uint64(c.Embd) {
-		return nil, fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", c.Arch, c.Embd, "token_embd.weight", te.Dims)
-	}
-	c.Vocab = int(te.Dims[1])
-	if c.Layers <= 0 || c.Layers > len(f.Tensors)/perLayer {
-		return nil, fmt.Errorf("%s.block_count %d: the file holds %d tensors, not %d per block", c.Arch, c.Layers, len(f.Tensors), perLayer)
-	}
-	if c.Experts > 4096 || c.ExpertFF > 1<<20 {
-		return nil, fmt.Errorf("%s: %d experts of width %d", c.Arch, c.Experts, c.ExpertFF)
+	if err := c.check(f, perLayer); err != nil {
+		return nil, err
 	}
 	return &Binder{Weights: arch.Weights{F: f, B: be}, c: c}, nil
+}
+
+// check sets c.Vocab from the token embedding after checking its width
+// against c, and bounds block_count by the file's tensors (perLayer per
+// layer) and the experts, before anything is sized by the metadata.
+func (c *Common) check(f *gguf.File, perLayer int) error {
+	te, ok := f.Tensor("token_embd.weight")
+	if !ok {
+		return fmt.Errorf("missing tensor %q", "token_embd.weight")
+	}
+	if len(te.Dims) != 2 || te.Dims[1] == 0 || te.Dims[1] > math.MaxInt32 {
+		return fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, c.Embd)
+	}
+	if te.Dims[0] != uint64(c.Embd) {
+		return fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", c.Arch, c.Embd, "token_embd.weight", te.Dims)
+	}
+	c.Vocab = int(te.Dims[1])
+	if err := c.BoundLayers(f, perLayer); err != nil {
+		return err
+	}
+	if c.Experts > 4096 || c.ExpertFF > 1<<20 {
+		return fmt.Errorf("%s: %d experts of width %d", c.Arch, c.Experts, c.ExpertFF)
+	}
+	return nil
+}
+
+// BoundLayers checks block_count against the file's tensors, perLayer
+// (the fewest a layer has) per layer: call it before sizing anything by
+// the layer count.
+func (c *Common) BoundLayers(f *gguf.File, perLayer int) error {
+	if c.Layers <= 0 || c.Layers > len(f.Tensors)/perLayer {
+		return fmt.Errorf("%s.block_count %d: the file holds %d tensors, not %d per block", c.Arch, c.Layers, len(f.Tensors), perLayer)
+	}
+	return nil
+}
+
+// Needs is what a model of configuration c in f needs (arch.Needs), after
+// the checks NewBinder makes (perLayer as there): one cache per layer of
+// c.KVDim() values per position, each with its window from windows (nil:
+// no layer slides). It sets c.Vocab.
+func Needs(f *gguf.File, c *Common, perLayer int, windows []int) (arch.Needs, error) {
+	if err := c.check(f, perLayer); err != nil {
+		return arch.Needs{}, err
+	}
+	kv := make([]arch.LayerKV, c.Layers)
+	for il := range kv {
+		kv[il].Dim = c.KVDim()
+		if windows != nil {
+			kv[il].Window = windows[il]
+		}
+	}
+	return arch.NewNeeds(f, c.Info(0), kv), nil
 }
 
 // TensorName is the tensor name of layer il's part ("blk.3.attn_q.weight").

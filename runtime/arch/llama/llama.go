@@ -15,8 +15,20 @@ import (
 )
 
 func init() {
-	arch.Register("llama", Load)
-	arch.Register("mistral3", Load)
+	fam := arch.Family{Describe: describe, Load: Load}
+	arch.Register("llama", fam)
+	arch.Register("mistral3", fam)
+}
+
+// perLayer is the fewest tensors a layer has.
+const perLayer = 9
+
+func describe(f *gguf.File) (arch.Needs, error) {
+	c, _, err := blocks.Decode(f, "attention.layer_norm_rms_epsilon", false)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	return blocks.Needs(f, &c, perLayer, nil)
 }
 
 // Load binds a Llama (or Mistral 3) model from f.
@@ -33,7 +45,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if kqScale == 0 {
 		kqScale = float32(1 / math.Sqrt(float64(c.HeadDim)))
 	}
-	b, err := blocks.NewBinder(f, be, &c, 9)
+	b, err := blocks.NewBinder(f, be, &c, perLayer)
 	if err != nil {
 		return nil, err
 	}
