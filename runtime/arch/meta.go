@@ -156,3 +156,37 @@ func (w *Weights) bind(name string, d Dims) (backend.Weight, bool) {
 	w.Params += uint64(r) * uint64(d.Cols)
 	return b, true
 }
+
+// TrainedContext is the context length f's architecture was trained
+// with (<arch>.context_length), 0 when absent or out of range: for
+// listings that read headers only and must not fail on a file no family
+// describes (hearth ls, /api/show). Loading and placement use Describe.
+func TrainedContext(f *gguf.File) int {
+	name, _ := f.String("general.architecture")
+	if v, ok := f.Uint(name + ".context_length"); ok && v <= math.MaxInt32 {
+		return int(v)
+	}
+	return 0
+}
+
+// Hyperparameter is one of an architecture's metadata values, by its key
+// under the architecture's prefix ("context_length").
+type Hyperparameter struct {
+	Key   string
+	Value gguf.Value
+}
+
+// Hyperparameters lists the common hyperparameters f's header holds
+// (context, widths, layers, heads, RoPE base, norm epsilon), as hearth
+// show prints them, whatever the architecture; absent keys are left out.
+func Hyperparameters(f *gguf.File) []Hyperparameter {
+	name, _ := f.String("general.architecture")
+	var hs []Hyperparameter
+	for _, k := range []string{"context_length", "embedding_length", "block_count", "feed_forward_length",
+		"attention.head_count", "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon"} {
+		if v, ok := f.Get(name + "." + k); ok {
+			hs = append(hs, Hyperparameter{k, v})
+		}
+	}
+	return hs
+}
