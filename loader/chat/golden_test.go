@@ -77,7 +77,7 @@ func TestGolden(t *testing.T) {
 			}
 			var msgs []Message
 			for _, m := range g.Conversations[c.Conversation] {
-				msgs = append(msgs, Message{Role: m.Role, Content: m.Content})
+				msgs = append(msgs, Message(m))
 			}
 			got, err := tmpl.Render(msgs, Options{
 				BOSToken: c.BOS, EOSToken: c.EOS, AddGenerationPrompt: c.AddGenerationPrompt,

@@ -17,7 +17,6 @@ import (
 type Backend struct {
 	pool    *kcpu.Pool
 	scratch kcpu.Scratch
-	row     []float32
 	// MatMulGrouped's argument lists, reused.
 	gd, gx [][]float32
 	gm     []*kcpu.Matrix
