@@ -6,15 +6,25 @@ BIN     ?= bin/hearth
 # deadline exceeded" and no crasher (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: build test vet fuzz fuzz-short bench kernels gpu-check lint
+.PHONY: build test vet variants fuzz fuzz-short bench kernels gpu-check lint
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/hearth
 
-vet:
+vet: variants
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) mod tidy -diff
+
+# The builds CI keeps compiling besides the native one: the portable
+# kernels alone (purego, the only switch that turns assembly off) and
+# linux/arm64 without cgo (its assembly; NVML stubbed). Build and vet
+# (which type-checks the tests) only: nothing runs.
+variants:
+	$(GO) build -tags purego ./...
+	$(GO) vet -tags purego ./...
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build ./...
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
 # Unit, parity and CLI tests, then each fuzz target for a few seconds.
 test: vet
@@ -48,4 +58,10 @@ kernels:
 gpu-check:
 	scripts/gpu-check.sh
 
+# staticcheck at a pinned version, fetched through the module proxy (not a
+# dependency of the module), with its default checks. -tags gpu: the device
+# tests use helpers that would otherwise look unused.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint: vet
+	$(GO) run $(STATICCHECK) -tags gpu ./...

@@ -528,9 +528,8 @@ func TestLRUReuse(t *testing.T) {
 // short ones that would fit.
 func TestNoStarvation(t *testing.T) {
 	h := newHarness(t, Config{NumBlocks: 16, BlockSize: 4, MaxRunning: 8, MaxBatchTokens: 64, WatermarkBlocks: -1})
-	var small []*Seq
 	for i := range 3 {
-		small = append(small, h.submit(Request{Prompt: seqTokens(10*i, 8), NumPredict: 6}))
+		h.submit(Request{Prompt: seqTokens(10*i, 8), NumPredict: 6})
 	}
 	h.step()
 	long := h.submit(Request{Prompt: seqTokens(1000, 40), NumPredict: 2}) // 10 blocks: waits

@@ -9,11 +9,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/synth"
-	"github.com/hearth-llm/hearth/runtime/backend"
 	"github.com/hearth-llm/hearth/runtime/bench"
-	"github.com/hearth-llm/hearth/runtime/engine"
 )
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
@@ -78,6 +75,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if dev == "" {
+		dev = "auto" // bench.Options.Device "" is the CPU
+	}
 	// Resolve the synthetic models first, so a bad name fails before any
 	// measurement.
 	type synthModel struct {
@@ -116,12 +116,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	defer stopProfile()
 	o := bench.Options{Prompt: *prompt, Gen: *gen, Parallel: *parallel, Threads: *threads, Reps: *reps,
-		Batch: *batch, Seed: *seed, ReadGBs: sys.ReadGBs}
-	if dev != "cpu" {
-		o.Backend = func(f *gguf.File, threads int) (backend.Backend, error) {
-			return engine.NewBackend(f, engine.Options{Threads: threads, Device: dev, GPULayers: ngl})
-		}
-	}
+		Batch: *batch, Seed: *seed, ReadGBs: sys.ReadGBs, Device: dev, GPULayers: ngl}
 	var results []bench.Result
 	for _, path := range paths {
 		bar := newBar(stderr, *progress, -1, "bench "+bench.ModelName(path), false)

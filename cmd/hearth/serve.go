@@ -216,6 +216,7 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 		if !o.serial {
 			eo.KVBytes = o.batch.KVBudget
 			o.cfg.Load = batched.Loader(eo, o.batch)
+			o.cfg.KVBytes = o.batch.KVBudget // allocated at load: counted in the memory budget
 		}
 	}
 	srv, err := server.New(o.cfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/quant"
+	archpkg "github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/cuda"
 )
 
@@ -72,11 +73,8 @@ func showCmd(args []string, stdout, stderr io.Writer) error {
 	if len(tl) > 0 {
 		row("tensor types", strings.Join(tl, " "))
 	}
-	for _, k := range []string{"context_length", "embedding_length", "block_count", "feed_forward_length",
-		"attention.head_count", "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon"} {
-		if v, ok := f.Get(arch + "." + k); ok {
-			row(k, v)
-		}
+	for _, h := range archpkg.Hyperparameters(f) {
+		row(h.Key, h.Value)
 	}
 	fmt.Fprintln(w, "Tokenizer")
 	model, _ := f.String("tokenizer.ggml.model")

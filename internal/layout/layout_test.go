@@ -20,6 +20,11 @@ var allowed = []struct {
 	{"quant", nil},
 	{"loader", []string{"quant", "loader"}},
 	{"kernels", []string{"quant", "kernels"}},
+	{"kernels/rope", nil}, // shared by every backend and the interface
+	// The backend interface names no implementation.
+	{"runtime/backend", []string{"quant", "kernels/rope"}},
+	// The host's memory, read by the server too: it must not pull in the backends.
+	{"runtime/device/hostmem", nil},
 	{"scheduler", []string{"scheduler"}},
 	{"runtime", []string{"loader", "quant", "kernels", "scheduler", "runtime"}},
 }

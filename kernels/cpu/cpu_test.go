@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hearth-llm/hearth/kernels/rope"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -134,7 +135,7 @@ func TestSoftmax(t *testing.T) {
 // TestRoPE checks both pair layouts against the textbook rotation.
 func TestRoPE(t *testing.T) {
 	for _, neox := range []bool{false, true} {
-		rp := RoPE{Dims: 8, Base: 10000, Scale: 1, NeoX: neox}
+		rp := rope.Params{Dims: 8, Base: 10000, Scale: 1, NeoX: neox}
 		headDim, heads := 12, 2
 		r := rand.New(rand.NewPCG(5, 6))
 		x := randVec(r, heads*headDim)
@@ -142,7 +143,7 @@ func TestRoPE(t *testing.T) {
 		cos, sin := make([]float32, 4), make([]float32, 4)
 		const pos = 37
 		rp.Tables(pos, cos, sin)
-		rp.Apply(x, heads, headDim, cos, sin)
+		ApplyRoPE(&rp, x, heads, headDim, cos, sin)
 		for h := 0; h < heads; h++ {
 			for i := 0; i < 4; i++ {
 				a, b := h*headDim+2*i, h*headDim+2*i+1

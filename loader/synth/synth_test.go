@@ -657,7 +657,7 @@ func TestFamilyMetadata(t *testing.T) {
 		for k, w := range want {
 			var got any
 			var ok bool
-			switch w.(type) {
+			switch wv := w.(type) {
 			case string:
 				got, ok = f.String(k)
 			case uint64:
@@ -666,7 +666,7 @@ func TestFamilyMetadata(t *testing.T) {
 				var v float64
 				v, ok = f.Float(k)
 				got = float64(float32(v))
-				w = float64(float32(w.(float64)))
+				w = float64(float32(wv))
 			}
 			if !ok || got != w {
 				t.Errorf("%s: %s = %v (present %v), want %v", shape, k, got, ok, w)

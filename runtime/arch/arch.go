@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/backend"
 )
 
@@ -141,24 +142,98 @@ func Single(ids []int32, start int, kv backend.KV, all bool) *Batch {
 	return b
 }
 
+// Needs is what a model is and what it asks of memory, known from its GGUF
+// header and tensor directory before any weight is bound: the device
+// placement (runtime/device), serve's fit checks and hearth bench decide
+// from it, and nothing outside runtime/arch reads an architecture's
+// metadata keys for it.
+type Needs struct {
+	// Info is what Model.Info will report, but for Params, which counts
+	// the elements of every tensor in the file.
+	Info Info
+	// WeightBytes is the bytes of every tensor in the file (what binding
+	// the weights copies or maps).
+	WeightBytes uint64
+	// KV holds each layer's cache: its width and its sliding window.
+	// Layers may differ (sliding windows; families with per-layer KV
+	// widths or layers with no cache of their own are coming).
+	KV []LayerKV
+}
+
+// LayerKV is one layer's KV cache.
+type LayerKV struct {
+	Dim    int // key (and value) values per position
+	Window int // the most recent positions its attention reads; 0: all
+}
+
+// KVBytesPerPosition is the bytes one position of one sequence takes in
+// the KV cache, keys and values of every layer, stored as t (F16 by
+// default). Every layer holds every position in the caches today (the
+// paged pool is one table for all layers), windows or not.
+func (n *Needs) KVBytesPerPosition(t quant.Type) (uint64, error) {
+	var b uint64
+	for _, l := range n.KV {
+		rb, err := t.RowBytes(l.Dim)
+		if err != nil {
+			return 0, err
+		}
+		b += 2 * uint64(rb) // K and V
+	}
+	return b, nil
+}
+
+// KVBytes is the bytes of a cache of the given positions stored as t.
+func (n *Needs) KVBytes(positions int, t quant.Type) (uint64, error) {
+	p, err := n.KVBytesPerPosition(t)
+	return uint64(max(positions, 0)) * p, err
+}
+
+// NewNeeds returns the needs of a model of f with info and per-layer
+// caches kv, counting the file's tensors (Info.Params, WeightBytes).
+func NewNeeds(f *gguf.File, info Info, kv []LayerKV) Needs {
+	n := Needs{Info: info, KV: kv}
+	n.Info.Params = 0
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		n.Info.Params += t.Elements()
+		n.WeightBytes += t.Size
+	}
+	return n
+}
+
 // Loader binds an architecture's weights from f on be.
 type Loader func(f *gguf.File, be backend.Backend) (Model, error)
 
+// Describer reads an architecture's Needs from f's metadata and tensor
+// directory, binding nothing and allocating nothing sized by what the
+// file claims before checking it against the file.
+type Describer func(f *gguf.File) (Needs, error)
+
+// Family is what an architecture registers: how to describe a file of it
+// before loading, and how to load it.
+type Family struct {
+	Describe Describer
+	Load     Loader
+}
+
 var (
-	mu      sync.RWMutex
-	loaders = map[string]Loader{}
+	mu       sync.RWMutex
+	families = map[string]Family{}
 )
 
 // Register makes an architecture available under the GGUF
-// general.architecture name. It panics on a duplicate name (a programmer
-// error at init).
-func Register(name string, l Loader) {
+// general.architecture name. It panics on a duplicate name or a missing
+// function (programmer errors at init).
+func Register(name string, fam Family) {
 	mu.Lock()
 	defer mu.Unlock()
-	if _, dup := loaders[name]; dup {
+	if _, dup := families[name]; dup {
 		panic("arch: duplicate registration of " + name)
 	}
-	loaders[name] = l
+	if fam.Describe == nil || fam.Load == nil {
+		panic("arch: " + name + " registered without Describe or Load")
+	}
+	families[name] = fam
 }
 
 // Names lists the registered architectures.
@@ -166,24 +241,41 @@ func Names() []string {
 	mu.RLock()
 	defer mu.RUnlock()
 	var names []string
-	for n := range loaders {
+	for n := range families {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-// Load binds the model in f on be.
-func Load(f *gguf.File, be backend.Backend) (Model, error) {
+func family(f *gguf.File) (Family, error) {
 	name, ok := f.String("general.architecture")
 	if !ok {
-		return nil, errors.New("missing metadata general.architecture")
+		return Family{}, errors.New("missing metadata general.architecture")
 	}
 	mu.RLock()
-	l, ok := loaders[name]
+	fam, ok := families[name]
 	mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w %q (supported: %v)", ErrUnsupported, name, Names())
+		return Family{}, fmt.Errorf("%w %q (supported: %v)", ErrUnsupported, name, Names())
 	}
-	return l(f, be)
+	return fam, nil
+}
+
+// Describe reads what the model in f is and needs, without binding it.
+func Describe(f *gguf.File) (Needs, error) {
+	fam, err := family(f)
+	if err != nil {
+		return Needs{}, err
+	}
+	return fam.Describe(f)
+}
+
+// Load binds the model in f on be.
+func Load(f *gguf.File, be backend.Backend) (Model, error) {
+	fam, err := family(f)
+	if err != nil {
+		return nil, err
+	}
+	return fam.Load(f, be)
 }

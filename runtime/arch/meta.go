@@ -100,10 +100,21 @@ func (w *Weights) Fail(err error) {
 	}
 }
 
-// Get binds the named tensor, which must have ne = [cols, rows] (rows 1 for
-// a vector: pass rows = 0 to require a 1-D tensor).
-func (w *Weights) Get(name string, cols, rows int) backend.Weight {
-	b, ok := w.bind(name, cols, rows)
+// Dims is a weight's shape as Backend.Weight takes it: Rows rows of Cols
+// values each (Cols is ggml's ne[0], the tensor's first dimension). Write
+// it with field names (Dims{Rows: vocab, Cols: embd}) or Vec(n): the
+// order of a pair of ints is easy to get wrong, a field name is not.
+type Dims struct {
+	Rows, Cols int // Rows 0: a 1-D tensor of Cols values (Vec)
+}
+
+// Vec is the shape of a 1-D tensor of n values (a norm vector, a bias).
+func Vec(n int) Dims { return Dims{Cols: n} }
+
+// Get binds the named tensor, which must have shape d (ne = [d.Cols,
+// d.Rows], or [d.Cols] for a Vec).
+func (w *Weights) Get(name string, d Dims) backend.Weight {
+	b, ok := w.bind(name, d)
 	if !ok && w.err == nil {
 		w.err = fmt.Errorf("missing tensor %q", name)
 	}
@@ -111,12 +122,12 @@ func (w *Weights) Get(name string, cols, rows int) backend.Weight {
 }
 
 // Optional binds the named tensor if the file has it; nil otherwise.
-func (w *Weights) Optional(name string, cols, rows int) backend.Weight {
-	b, _ := w.bind(name, cols, rows)
+func (w *Weights) Optional(name string, d Dims) backend.Weight {
+	b, _ := w.bind(name, d)
 	return b
 }
 
-func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
+func (w *Weights) bind(name string, d Dims) (backend.Weight, bool) {
 	if w.err != nil {
 		return nil, true
 	}
@@ -124,9 +135,9 @@ func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
 	if !ok {
 		return nil, false
 	}
-	want := []uint64{uint64(cols)}
-	if rows > 0 {
-		want = append(want, uint64(rows))
+	want := []uint64{uint64(d.Cols)}
+	if d.Rows > 0 {
+		want = append(want, uint64(d.Rows))
 	}
 	if fmt.Sprint(t.Dims) != fmt.Sprint(want) {
 		w.err = fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, want)
@@ -136,12 +147,46 @@ func (w *Weights) bind(name string, cols, rows int) (backend.Weight, bool) {
 		w.err = fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name)
 		return nil, true
 	}
-	r := max(rows, 1)
-	b, err := w.B.Weight(name, t.Type, r, cols, w.F.Data(t))
+	r := max(d.Rows, 1)
+	b, err := w.B.Weight(name, t.Type, r, d.Cols, w.F.Data(t))
 	if err != nil {
 		w.err = err
 		return nil, true
 	}
-	w.Params += uint64(r) * uint64(cols)
+	w.Params += uint64(r) * uint64(d.Cols)
 	return b, true
+}
+
+// TrainedContext is the context length f's architecture was trained
+// with (<arch>.context_length), 0 when absent or out of range: for
+// listings that read headers only and must not fail on a file no family
+// describes (hearth ls, /api/show). Loading and placement use Describe.
+func TrainedContext(f *gguf.File) int {
+	name, _ := f.String("general.architecture")
+	if v, ok := f.Uint(name + ".context_length"); ok && v <= math.MaxInt32 {
+		return int(v)
+	}
+	return 0
+}
+
+// Hyperparameter is one of an architecture's metadata values, by its key
+// under the architecture's prefix ("context_length").
+type Hyperparameter struct {
+	Key   string
+	Value gguf.Value
+}
+
+// Hyperparameters lists the common hyperparameters f's header holds
+// (context, widths, layers, heads, RoPE base, norm epsilon), as hearth
+// show prints them, whatever the architecture; absent keys are left out.
+func Hyperparameters(f *gguf.File) []Hyperparameter {
+	name, _ := f.String("general.architecture")
+	var hs []Hyperparameter
+	for _, k := range []string{"context_length", "embedding_length", "block_count", "feed_forward_length",
+		"attention.head_count", "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon"} {
+		if v, ok := f.Get(name + "." + k); ok {
+			hs = append(hs, Hyperparameter{k, v})
+		}
+	}
+	return hs
 }

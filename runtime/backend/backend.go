@@ -12,7 +12,7 @@ package backend
 import (
 	"errors"
 
-	"github.com/hearth-llm/hearth/kernels/cpu"
+	"github.com/hearth-llm/hearth/kernels/rope"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -81,8 +81,9 @@ type PagedKV struct {
 // Len is the number of positions the table covers.
 func (p *PagedKV) Len() int { return len(p.Table) * p.Pool.BlockSize() }
 
-// RoPE holds the rotary embedding parameters (ggml's).
-type RoPE = cpu.RoPE
+// RoPE holds the rotary embedding parameters (ggml's), defined in
+// kernels/rope so that no backend implementation is imported here.
+type RoPE = rope.Params
 
 // AttentionParams describes the attention heads of a layer.
 type AttentionParams struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/arch"
 	_ "github.com/hearth-llm/hearth/runtime/arch/all" // registers every architecture
 	"github.com/hearth-llm/hearth/runtime/backend"
-	"github.com/hearth-llm/hearth/runtime/cpu"
+	"github.com/hearth-llm/hearth/runtime/device"
 )
 
 // ParallelPrompt is the prompt each sequence of a tgN xP test gets before
@@ -38,9 +38,11 @@ type Options struct {
 	// Progress, when set, is called after every forward pass with the
 	// tokens processed so far and the total of the whole Run.
 	Progress func(done, total int64)
-	// Backend, when set, opens the backend each test runs on (a GPU, a
-	// split); nil: the CPU with the test's threads.
-	Backend func(f *gguf.File, threads int) (backend.Backend, error)
+	// Device and GPULayers place the model for each test (runtime/device:
+	// "auto", "cuda", a split by GPULayers); Device "": the CPU. The
+	// test's threads are the CPU's.
+	Device    string
+	GPULayers int
 }
 
 func (o *Options) defaults() {
@@ -148,7 +150,11 @@ func Run(path string, o Options) ([]Result, error) {
 		return nil, err
 	}
 	defer f.Close()
-	info := describeModel(f)
+	needs, err := arch.Describe(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	info := describeModel(f, &needs)
 	var total, done int64
 	for _, t := range tests {
 		total += int64(t.tokens() * o.Reps)
@@ -167,21 +173,26 @@ func Run(path string, o Options) ([]Result, error) {
 	sys := Describe()
 	var results []Result
 	for _, t := range tests {
-		be, err := o.backend(f, t.threads)
+		dev := o.Device
+		if dev == "" {
+			dev = "cpu"
+		}
+		be, place, err := device.Open(f, &needs, device.Options{Threads: t.threads, Device: dev, GPULayers: o.GPULayers})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		m, err := arch.Load(f, be)
 		if err != nil {
-			closeBackend(be)
+			device.Close(be)
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		info.describeLoaded(f, m)
 		r := &runner{m: m, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
 			rng: rand.New(rand.NewPCG(o.Seed, uint64(len(results)))), progress: progress}
 		samples, err := r.run(o.Reps)
-		threads, names := backendInfo(be)
-		closeBackend(be)
+		// Backends as llama-bench writes them ("CPU", "CUDA+CPU").
+		threads, names := place.Threads, strings.ToUpper(be.Name())
+		device.Close(be)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", path, t.name(), err)
 		}
@@ -204,36 +215,6 @@ func Run(path string, o Options) ([]Result, error) {
 		results = append(results, res)
 	}
 	return results, nil
-}
-
-func (o *Options) backend(f *gguf.File, threads int) (backend.Backend, error) {
-	if o.Backend != nil {
-		return o.Backend(f, threads)
-	}
-	return cpu.New(threads), nil
-}
-
-// backendInfo returns the CPU threads a backend runs (those of a split's
-// host side) and its name as llama-bench writes backends ("CPU",
-// "CUDA+CPU").
-func backendInfo(be backend.Backend) (threads int, name string) {
-	name = strings.ToUpper(be.Name())
-	if s, ok := be.(interface{ Host() backend.Backend }); ok {
-		be = s.Host()
-	}
-	if c, ok := be.(interface{ Threads() int }); ok {
-		threads = c.Threads()
-	}
-	return threads, name
-}
-
-func closeBackend(be backend.Backend) {
-	switch c := be.(type) {
-	case interface{ Close() error }:
-		c.Close()
-	case interface{ Close() }:
-		c.Close()
-	}
 }
 
 func (r *Result) setSamples(ns []uint64, tokens int) {
@@ -426,10 +407,9 @@ type modelInfo struct {
 	size, params uint64
 	active       uint64 // parameters a token is computed with, when fewer than params (a mixture of experts)
 	bos          int32
-	traffic      arch.Traffic // weights read per forward pass
-	kvPerPos     float64      // K and V bytes per cached position of one layer
-	layers       int
-	fromModel    bool // traffic and KV sizes come from the loaded model
+	traffic      arch.Traffic   // weights read per forward pass
+	kv           []arch.LayerKV // each layer's cache (width, window), from the architecture
+	fromModel    bool           // traffic comes from the loaded model
 }
 
 // bytesPerToken is the memory traffic per generated token of a tg test:
@@ -443,32 +423,30 @@ func (m modelInfo) bytesPerToken(t test) float64 {
 	if p > 1 {
 		start = ParallelPrompt
 	}
-	var kv float64 // positions read per step, all layers, summed over the steps
+	var kv float64 // F16 K and V bytes read per step, all layers, summed over the steps
 	for i := range t.gen {
 		pos := start + i + 1
-		for l := range m.layers {
+		for _, l := range m.kv {
 			w := pos
-			if l < len(m.traffic.Windows) && m.traffic.Windows[l] > 0 {
-				w = min(pos, m.traffic.Windows[l])
+			if l.Window > 0 {
+				w = min(pos, l.Window)
 			}
-			kv += float64(w)
+			kv += float64(w) * 2 * 2 * float64(l.Dim)
 		}
 	}
 	kv /= float64(max(1, t.gen))
-	return (m.traffic.StepBytes(p) + float64(p)*kv*m.kvPerPos) / float64(p)
+	return (m.traffic.StepBytes(p) + float64(p)*kv) / float64(p)
 }
 
 // describeModel reads what the report needs from the file, with the
 // weight traffic of a model that does not report its own: every tensor
 // once per step but the token embedding, of which a token reads one row
 // (unless it is also the output matrix).
-func describeModel(f *gguf.File) modelInfo {
-	var m modelInfo
+func describeModel(f *gguf.File, n *arch.Needs) modelInfo {
+	m := modelInfo{size: n.WeightBytes, params: n.Info.Params, kv: n.KV}
 	_, untied := f.Tensor("output.weight")
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
-		m.size += t.Size
-		m.params += t.Elements()
 		if t.Name == "token_embd.weight" && untied {
 			if len(t.Dims) > 1 && t.Dims[1] > 0 {
 				m.traffic.EmbedRow = t.Size / t.Dims[1]
@@ -485,21 +463,17 @@ func describeModel(f *gguf.File) modelInfo {
 	if id, ok := f.Uint("tokenizer.ggml.bos_token_id"); ok && addBOS {
 		m.bos = int32(id)
 	}
-	m.desc = fmt.Sprintf("%s %s %s", architecture(f), sizeLabel(m.params), fileTypeName(f))
+	m.desc = fmt.Sprintf("%s %s %s", n.Info.Arch, sizeLabel(m.params), fileTypeName(f))
 	return m
 }
 
-// describeLoaded completes m from the loaded model: its KV sizes and,
-// when it reports them, the weights a pass reads and its active
-// parameters.
+// describeLoaded completes m from the loaded model: when it reports
+// them, the weights a pass reads and its active parameters.
 func (m *modelInfo) describeLoaded(f *gguf.File, am arch.Model) {
 	if m.fromModel {
 		return
 	}
 	m.fromModel = true
-	info := am.Info()
-	m.layers = info.Layers
-	m.kvPerPos = 2 * float64(info.KVDim) * 2 // K and V, F16
 	tr, ok := am.(arch.TrafficReporter)
 	if !ok {
 		return

@@ -157,7 +157,11 @@ func describe(t *testing.T, path string) (file, loaded modelInfo) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file = describeModel(f)
+	needs, err := arch.Describe(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file = describeModel(f, &needs)
 	loaded = file
 	loaded.describeLoaded(f, m)
 	return file, loaded

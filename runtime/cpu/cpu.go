@@ -17,7 +17,6 @@ import (
 type Backend struct {
 	pool    *kcpu.Pool
 	scratch kcpu.Scratch
-	row     []float32
 	// MatMulGrouped's argument lists, reused.
 	gd, gx [][]float32
 	gm     []*kcpu.Matrix
@@ -239,7 +238,7 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 		sin := make([]float32, r.Dims/2)
 		for t := t0; t < t1; t++ {
 			r.Tables(pos[t], cos, sin)
-			r.Apply(s.row(t), heads, headDim, cos, sin)
+			kcpu.ApplyRoPE(r, s.row(t), heads, headDim, cos, sin)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
+	"github.com/hearth-llm/hearth/runtime/device"
 	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
 	"github.com/hearth-llm/hearth/scheduler"
@@ -88,7 +89,7 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if c.MaxRunning <= 0 {
 		c.MaxRunning = 64
 	}
-	if c.PrefillChunk <= 0 && m.backend.Name() == "cpu" {
+	if c.PrefillChunk <= 0 && m.place.Kind == device.CPU {
 		c.PrefillChunk = 64
 	}
 	if c.DefaultNumCtx <= 0 {
@@ -105,12 +106,12 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		}
 		kvType = t
 	}
-	rowBytes, err := kvType.RowBytes(info.KVDim)
+	perPos, err := m.needs.KVBytesPerPosition(kvType)
 	if err != nil {
 		return nil, fmt.Errorf("KV cache type %v: %w", kvType, err)
 	}
 	// K and V rows for every layer.
-	perBlock := int64(c.BlockSize) * int64(info.Layers) * int64(rowBytes) * 2
+	perBlock := int64(c.BlockSize) * int64(perPos)
 	if c.KVBudget <= 0 {
 		c.KVBudget = 1 << 30
 	}

@@ -12,21 +12,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"sync"
 
 	"github.com/hearth-llm/hearth/loader/chat"
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/tokenizer"
+	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	_ "github.com/hearth-llm/hearth/runtime/arch/all" // registers every architecture
 	"github.com/hearth-llm/hearth/runtime/backend"
-	"github.com/hearth-llm/hearth/runtime/cpu"
-	"github.com/hearth-llm/hearth/runtime/cuda"
+	"github.com/hearth-llm/hearth/runtime/device"
 	"github.com/hearth-llm/hearth/runtime/grammar"
 	"github.com/hearth-llm/hearth/runtime/sample"
-	"github.com/hearth-llm/hearth/runtime/split"
 )
 
 // ErrFault wraps a fault met while running the model: typically its file
@@ -74,109 +72,19 @@ var ErrOutOfMemory = errors.New("out of memory")
 // ErrPromptTooLong is returned when a prompt does not fit the context.
 var ErrPromptTooLong = errors.New("prompt is longer than the context window")
 
-// Options configure Load.
-type Options struct {
-	Threads int // CPU threads; <= 0: all
-	// Device picks the backend: "" or "auto" runs on the GPU when one is
-	// usable and on the CPU otherwise; "cpu" and "cuda" insist.
-	Device string
-	// GPULayers, when a GPU is in use, is how many of the model's
-	// repeating layers run there, counted from the last as llama.cpp's
-	// -ngl counts; a count above the model's layers puts the output layer
-	// there too (99: everything). The other layers run on the CPU, each
-	// layer's KV cache beside it. 0 (the default) decides by the GPU's
-	// free memory: everything when it fits, else as many layers as fit.
-	// Device "cpu" offloads nothing.
-	GPULayers int
-	// KVBytes is the KV cache the caller will allocate, all layers
-	// together (BatchConfig.KVBudget): the automatic split keeps room for
-	// the offloaded layers' share. <= 0: one sequence of the model's
-	// context, at most 4096 positions, in F16.
-	KVBytes int64
-	// Log receives the placement decision; nil: slog.Default().
-	Log *slog.Logger
-}
+// Options configure Load: the device, the threads and the KV cache the
+// placement plans for (runtime/device.Options).
+type Options = device.Options
 
-// NewBackend opens the backend o asks for and, on a GPU, places the model
-// in f: all of it, or its last layers with the rest on the CPU (a split,
-// runtime/split). The caller binds the model on it (arch.Load) and
-// closes it (its Close method) when done.
-func NewBackend(f *gguf.File, o Options) (backend.Backend, error) {
-	if o.GPULayers < 0 {
-		return nil, fmt.Errorf("%d GPU layers: want a count, or 0 to fit by free memory (Device \"cpu\" for none)", o.GPULayers)
-	}
-	log := o.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	var gpu *cuda.Backend
-	var err error
-	switch o.Device {
-	case "", "auto":
-		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
-			return cpu.New(o.Threads), nil
-		}
-	case "cpu":
-		return cpu.New(o.Threads), nil
-	case "cuda", "gpu":
-		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", o.Device)
-	}
-	off, err := gpu.Offload(f, o.GPULayers, kvBytes(f, o.KVBytes))
+// placement opens the backend o asks for and places the model in f on it
+// (runtime/device), from what its architecture says it needs.
+func placement(f *gguf.File, o Options) (backend.Backend, device.Placement, arch.Needs, error) {
+	needs, err := arch.Describe(f)
 	if err != nil {
-		gpu.Close()
-		return nil, err
+		return nil, device.Placement{}, needs, err
 	}
-	log.Info("cuda: " + off.String())
-	switch {
-	case off.Plan.All():
-		return gpu, nil
-	case off.Plan.None():
-		gpu.Close()
-		if o.Device != "" && o.Device != "auto" {
-			return nil, fmt.Errorf("%w: not one layer fits in the GPU's %d MiB free", ErrOutOfMemory, off.Free>>20)
-		}
-		return cpu.New(o.Threads), nil
-	}
-	return split.New(gpu, cpu.New(o.Threads), off.Plan), nil
-}
-
-// kvBytes is the KV cache the automatic split plans for: n, or one
-// sequence of min(context, 4096) positions of F16 keys and values.
-func kvBytes(f *gguf.File, n int64) int64 {
-	if n > 0 {
-		return n
-	}
-	name, _ := f.String("general.architecture")
-	num := func(key string) int64 {
-		v, _ := f.Int(name + "." + key)
-		return v
-	}
-	layers, embd, heads := num("block_count"), num("embedding_length"), num("attention.head_count")
-	kvHeads, headDim, ctx := num("attention.head_count_kv"), num("attention.key_length"), num("context_length")
-	if kvHeads <= 0 {
-		kvHeads = heads
-	}
-	if headDim <= 0 && heads > 0 {
-		headDim = embd / heads
-	}
-	if ctx <= 0 || ctx > 4096 {
-		ctx = 4096
-	}
-	return max(0, ctx*layers*kvHeads*headDim*2*2)
-}
-
-// closeBackend stops a backend's threads or releases its device.
-func closeBackend(b backend.Backend) {
-	switch c := b.(type) {
-	case interface{ Close() error }:
-		c.Close()
-	case interface{ Close() }:
-		c.Close()
-	}
+	be, p, err := device.Open(f, &needs, o)
+	return be, p, needs, err
 }
 
 // Model is a loaded model. Its methods may be called concurrently: forward
@@ -189,6 +97,8 @@ type Model struct {
 	Tok      *tokenizer.Tokenizer
 	Template *chat.Template // nil when the file has none
 	backend  backend.Backend
+	place    device.Placement
+	needs    arch.Needs // what the architecture says the model needs (KV bytes per position)
 
 	vocabOnce sync.Once
 	vocab     *grammar.Vocab // the tokens' bytes for constrained decoding, built on first use
@@ -219,12 +129,12 @@ func load(f *gguf.File, o Options) (*Model, error) {
 			return nil, fmt.Errorf("chat template: %w", err)
 		}
 	}
-	if m.backend, err = NewBackend(f, o); err != nil {
+	if m.backend, m.place, m.needs, err = placement(f, o); err != nil {
 		return nil, err
 	}
 	if m.Arch, err = arch.Load(f, m.backend); err != nil {
-		closeBackend(m.backend)
-		if errors.Is(err, cuda.ErrOutOfMemory) {
+		device.Close(m.backend)
+		if errors.Is(err, device.ErrOutOfMemory) {
 			err = fmt.Errorf("%w (offload fewer layers: --gpu-layers)", err)
 		}
 		return nil, err
@@ -234,55 +144,26 @@ func load(f *gguf.File, o Options) (*Model, error) {
 
 // Close releases the model's memory map and threads.
 func (m *Model) Close() error {
-	closeBackend(m.backend)
+	device.Close(m.backend)
 	return m.File.Close()
 }
 
 // Threads reports the CPU threads in use (0 on a GPU alone).
-func (m *Model) Threads() int {
-	be := m.backend
-	if s, ok := be.(*split.Backend); ok {
-		be = s.Host()
-	}
-	if c, ok := be.(*cpu.Backend); ok {
-		return c.Threads()
-	}
-	return 0
-}
+func (m *Model) Threads() int { return m.place.Threads }
 
 // Offload reports how many of the model's repeating layers run on a GPU,
 // of how many, and whether its output layer does too.
 func (m *Model) Offload() (gpuLayers, layers int, output bool) {
-	n := m.Arch.Info().Layers
-	switch b := m.backend.(type) {
-	case *split.Backend:
-		p := b.Plan()
-		return p.Offloaded, p.Layers, p.Output
-	case *cuda.Backend:
-		return n, n, true
-	}
-	return 0, n, false
+	return m.place.GPULayers, m.place.Layers, m.place.Output
 }
 
 // VRAM is the bytes of the model's weights held in GPU memory (their file
 // sizes): all of them on the CUDA backend, the offloaded ones of a split,
 // none on the CPU. /api/ps and hearth ps show it as the GPU share.
-func (m *Model) VRAM() int64 {
-	b, isSplit := m.backend.(*split.Backend)
-	if _, isGPU := m.backend.(*cuda.Backend); !isSplit && !isGPU {
-		return 0
-	}
-	var n int64
-	for i := range m.File.Tensors {
-		t := &m.File.Tensors[i]
-		if !isSplit {
-			n += int64(t.Size) // everything lives on the device
-		} else if _, dev := b.Plan().Place(t.Name); dev {
-			n += int64(t.Size)
-		}
-	}
-	return n
-}
+func (m *Model) VRAM() int64 { return m.place.VRAM }
+
+// Placement is where the model's parts run.
+func (m *Model) Placement() device.Placement { return m.place }
 
 // Backend names the backend the model runs on ("cpu", "cuda").
 func (m *Model) Backend() string { return m.backend.Name() }
@@ -353,7 +234,10 @@ func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 		return nil, fmt.Errorf("context of %d tokens is larger than the maximum %d", ctx, MaxContext)
 	}
 	// The cache holds K and V as float16 for every layer and position.
-	need := uint64(ctx) * uint64(info.Layers) * uint64(info.KVDim) * 2 * 2
+	need, err := m.needs.KVBytes(ctx, quant.F16)
+	if err != nil {
+		return nil, err
+	}
 	if avail, ok := memAvailable(); ok && need > avail {
 		return nil, fmt.Errorf("%w: a %d-token context needs %d MiB of KV cache, %d MiB of memory is available",
 			ErrOutOfMemory, ctx, need>>20, avail>>20)

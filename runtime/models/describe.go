@@ -10,6 +10,7 @@ import (
 
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/quant"
+	"github.com/hearth-llm/hearth/runtime/arch"
 )
 
 // Info is what the GGUF header says about a model, for listings and
@@ -20,7 +21,7 @@ type Info struct {
 	Params            uint64 // parameter count (elements of every tensor)
 	ParameterSize     string // Params as Ollama prints it: "8.0B", "135M", "293K"
 	QuantizationLevel string // "Q4_0", "Q4_K_M", "F32", …
-	ContextLength     int    // <arch>.context_length, 0 when missing
+	ContextLength     int    // trained context (arch.TrainedContext), 0 when missing
 	ChatTemplate      string // tokenizer.chat_template, "" when none
 	// Embedding says the file names a pooling type (<arch>.pooling_type):
 	// an embedding model, as Ollama decides its capabilities.
@@ -92,9 +93,7 @@ func describe(f *gguf.File) Info {
 			info.QuantizationLevel = best.String()
 		}
 	}
-	if v, ok := f.Uint(info.Arch + ".context_length"); ok && v <= math.MaxInt32 {
-		info.ContextLength = int(v)
-	}
+	info.ContextLength = arch.TrainedContext(f)
 	info.ChatTemplate, _ = f.String("tokenizer.chat_template")
 	_, info.Embedding = f.Get(info.Arch + ".pooling_type")
 	return info

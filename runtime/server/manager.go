@@ -44,7 +44,8 @@ type loaded struct {
 type manager struct {
 	store     *models.Store
 	load      Loader
-	budget    int64 // bytes of model files resident at once; <= 0: no limit
+	budget    int64 // bytes of models (files and KV caches) resident at once; <= 0: no limit
+	kvBytes   int64 // the KV cache each model allocates when loaded
 	maxLoaded int
 	keepAlive time.Duration // the default
 	log       *slog.Logger
@@ -97,7 +98,7 @@ func (m *manager) acquire(ctx context.Context, name string) (l *loaded, fresh bo
 			}
 			return l, false, nil
 		}
-		victims, fits := m.makeRoom(mod.Size)
+		victims, fits := m.makeRoom(mod.Size + m.kvBytes)
 		if !fits {
 			wait := m.changed
 			m.mu.Unlock()
@@ -153,7 +154,8 @@ func (m *manager) safeLoad(ctx context.Context, path string) (r Runner, err erro
 }
 
 // makeRoom picks idle models to unload, least recently used first, so
-// that a model of size bytes fits both the memory budget and the count.
+// that a model of size bytes (its file and KV cache) fits both the memory
+// budget and the count.
 // It removes them from the table (the caller unloads them outside the
 // lock) and says whether the new model now fits. A model alone always
 // fits: when nothing else is loaded the load is tried.
@@ -161,7 +163,7 @@ func (m *manager) makeRoom(size int64) (victims []*loaded, fits bool) {
 	var idle []*loaded
 	used, count := int64(0), 0
 	for _, l := range m.byKey {
-		used += l.model.Size
+		used += l.model.Size + m.kvBytes
 		count++
 		if l.refs == 0 {
 			idle = append(idle, l)
@@ -182,7 +184,7 @@ func (m *manager) makeRoom(size int64) (victims []*loaded, fits bool) {
 		if v.timer != nil {
 			v.timer.Stop()
 		}
-		used -= v.model.Size
+		used -= v.model.Size + m.kvBytes
 		count--
 		victims = append(victims, v)
 	}

@@ -287,3 +287,25 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// TestBudgetCountsKV: each model's KV cache counts against the memory
+// budget beside its file: a budget of two files holds one model whose
+// cache is as big as a file.
+func TestBudgetCountsKV(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, fakes, size := testManager(t, []string{"a", "b"}, -2, 3)
+		m.kvBytes = size
+		ctx := context.Background()
+		for _, name := range []string{"a", "b"} {
+			l, _, err := m.acquire(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.release(l, time.Hour)
+		}
+		if got := loadedNames(m); got != "b" || fakes["a"].closed.Load() != 1 {
+			t.Fatalf("loaded %q, a closed %d: want a unloaded for b", got, fakes["a"].closed.Load())
+		}
+		m.close()
+	})
+}

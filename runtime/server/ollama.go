@@ -476,6 +476,7 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
+	//lint:ignore SA1019 older clients still send the model as name
 	name, ok := requiredModel(w, r, req.Model, req.Name)
 	if !ok {
 		return
@@ -585,6 +586,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
+	//lint:ignore SA1019 older clients still send the model as name
 	name, ok := requiredModel(w, r, req.Model, req.Name)
 	if !ok {
 		return
@@ -613,6 +615,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
+	//lint:ignore SA1019 older clients still send the model as name
 	name, ok := requiredModel(w, r, req.Model, req.Name)
 	if !ok {
 		return

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,13 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"github.com/hearth-llm/hearth/runtime/device/hostmem"
 	"github.com/hearth-llm/hearth/runtime/models"
 )
 
@@ -48,10 +46,15 @@ type Config struct {
 	MaxQueue int
 	// MaxLoaded bounds the models resident at once; 0: DefaultMaxLoaded.
 	MaxLoaded int
-	// MemoryBudget bounds the bytes of model files resident at once; the
-	// least recently used idle model is unloaded to make room. 0: 90% of
-	// the memory available when the server starts; < 0: no limit.
+	// MemoryBudget bounds the bytes of the models resident at once (each
+	// one's file and KVBytes); the least recently used idle model is
+	// unloaded to make room. 0: 90% of the memory available when the
+	// server starts; < 0: no limit.
 	MemoryBudget int64
+	// KVBytes is the KV cache each loaded model allocates up front (the
+	// batched engine's budget), counted with its file against
+	// MemoryBudget; 0 when caches grow per request and are checked then.
+	KVBytes int64
 
 	// APIKey, when set, is required as "Authorization: Bearer KEY" on every
 	// request but GET / and GET /health.
@@ -102,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MemoryBudget == 0 {
-		if avail, ok := memAvailable(); ok {
+		if avail, ok := hostmem.Available(); ok {
 			cfg.MemoryBudget = int64(avail / 10 * 9)
 		}
 	}
@@ -115,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.origins = append(append([]string(nil), DefaultOrigins...), cfg.Origins...)
 	s.mgr = newManager(cfg.Store, cfg.Load, cfg.MemoryBudget, cfg.MaxLoaded, cfg.KeepAlive, s.log, s.now)
+	s.mgr.kvBytes = max(cfg.KVBytes, 0)
 	s.metrics = newMetrics(s)
 	s.routes()
 	return s, nil
@@ -309,22 +313,4 @@ func (s *Server) admit() (done func(), err error) {
 		return nil, fmt.Errorf("%w: %d requests are queued (the limit, --max-queue); retry shortly", ErrBusy, s.cfg.MaxQueue)
 	}
 	return func() { s.inFlight.Add(-1) }, nil
-}
-
-// memAvailable reads MemAvailable from /proc/meminfo (Linux).
-var memAvailable = func() (uint64, bool) {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
-			kb, err := strconv.ParseUint(fields[1], 10, 64)
-			return kb << 10, err == nil
-		}
-	}
-	return 0, false
 }

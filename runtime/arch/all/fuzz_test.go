@@ -81,9 +81,18 @@ func FuzzLoad(f *testing.F) {
 		if _, err := tokenizer.FromGGUF(file); err != nil {
 			return
 		}
+		// Placement describes the model before loading it: a hostile
+		// value must fail there too, or describe what Load binds.
+		needs, derr := arch.Describe(file)
 		m, err := arch.Load(file, be)
 		if err != nil {
 			return
+		}
+		if derr != nil {
+			t.Fatalf("Load succeeds where Describe fails: %v", derr)
+		}
+		if info := m.Info(); len(needs.KV) != info.Layers || needs.Info.VocabSize != info.VocabSize {
+			t.Fatalf("Describe: %d layers, vocabulary %d; Load: %+v", len(needs.KV), needs.Info.VocabSize, info)
 		}
 		kvc, err := m.NewKV(16)
 		if err != nil {

@@ -27,12 +27,48 @@ import (
 )
 
 func init() {
-	arch.Register("bert", func(f *gguf.File, be backend.Backend) (arch.Model, error) {
+	arch.Register("bert", arch.Family{Describe: describe, Load: func(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		return load(f, be, variant{positions: true, act: backend.ActGELU})
-	})
-	arch.Register("nomic-bert", func(f *gguf.File, be backend.Backend) (arch.Model, error) {
+	}})
+	arch.Register("nomic-bert", arch.Family{Describe: describe, Load: func(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		return load(f, be, variant{rope: true, gate: true, act: backend.ActSiLU})
-	})
+	}})
+}
+
+// decode reads an encoder's hyperparameters: the common ones, a required
+// feed-forward width, and whether attention is causal.
+func decode(f *gguf.File) (c blocks.Common, causal bool, err error) {
+	c, m, err := blocks.Decode(f, "attention.layer_norm_epsilon", true)
+	if err != nil {
+		return c, false, err
+	}
+	c.FF = m.Int("feed_forward_length")
+	causal = m.BoolOr("attention.causal", false)
+	moeEvery := m.IntOr("moe_every_n_layers", 0)
+	if err := m.Err(); err != nil {
+		return c, false, err
+	}
+	switch {
+	case c.Experts > 0 || moeEvery > 0:
+		return c, false, fmt.Errorf("%s: mixture-of-experts layers are not supported", c.Arch)
+	case c.Pooling == arch.PoolingRank:
+		return c, false, fmt.Errorf("%s: pooling type rank (a reranker's classification head) is not supported", c.Arch)
+	case c.HeadDim <= 0 || c.Heads*c.HeadDim > 1<<20:
+		return c, false, fmt.Errorf("%s: %d attention heads of %d values", c.Arch, c.Heads, c.HeadDim)
+	}
+	return c, causal, nil
+}
+
+// describe reports an encoder's needs: its keys and values go through a
+// cache of every layer as a decoder's do (NewKV).
+func describe(f *gguf.File) (arch.Needs, error) {
+	c, causal, err := decode(f)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	n, err := blocks.Needs(f, &c, minTensorsPerLayer, nil)
+	n.Info.EmbeddingOnly, n.Info.NonCausal = true, !causal
+	return n, err
 }
 
 // variant is what tells the family's members apart.
@@ -73,30 +109,16 @@ type Model struct {
 const minTensorsPerLayer = 8
 
 func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
-	c, m, err := blocks.Decode(f, "attention.layer_norm_epsilon", true)
+	c, causal, err := decode(f)
 	if err != nil {
 		return nil, err
-	}
-	c.FF = m.Int("feed_forward_length")
-	causal := m.BoolOr("attention.causal", false)
-	moeEvery := m.IntOr("moe_every_n_layers", 0)
-	if err := m.Err(); err != nil {
-		return nil, err
-	}
-	switch {
-	case c.Experts > 0 || moeEvery > 0:
-		return nil, fmt.Errorf("%s: mixture-of-experts layers are not supported", c.Arch)
-	case c.Pooling == arch.PoolingRank:
-		return nil, fmt.Errorf("%s: pooling type rank (a reranker's classification head) is not supported", c.Arch)
-	case c.HeadDim <= 0 || c.Heads*c.HeadDim > 1<<20:
-		return nil, fmt.Errorf("%s: %d attention heads of %d values", c.Arch, c.Heads, c.HeadDim)
 	}
 	b, err := blocks.NewBinder(f, be, &c, minTensorsPerLayer)
 	if err != nil {
 		return nil, err
 	}
 	mod := &Model{C: c, Be: be, Causal: causal}
-	mod.TokEmbd = b.Get("token_embd.weight", c.Embd, c.Vocab)
+	mod.TokEmbd = b.Get("token_embd.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
 	if t, ok := f.Tensor("token_types.weight"); ok {
 		if len(t.Dims) != 2 || t.Dims[0] != uint64(c.Embd) || t.Dims[1] == 0 || t.Dims[1] > math.MaxInt32 {
 			return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_token_types]", "token_types.weight", t.Dims, c.Embd)
@@ -104,10 +126,10 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 		mod.TypeRow0 = b.Rows("token_types.weight", t.Dims, 0, 1)
 	}
 	if v.positions {
-		mod.PosEmbd = b.Get("position_embd.weight", c.Embd, c.CtxTrain)
+		mod.PosEmbd = b.Get("position_embd.weight", arch.Dims{Rows: c.CtxTrain, Cols: c.Embd})
 	}
-	mod.EmbNorm = b.Get("token_embd_norm.weight", c.Embd, 0)
-	mod.EmbNormB = b.Get("token_embd_norm.bias", c.Embd, 0)
+	mod.EmbNorm = b.Get("token_embd_norm.weight", arch.Vec(c.Embd))
+	mod.EmbNormB = b.Get("token_embd_norm.bias", arch.Vec(c.Embd))
 	var rope *backend.RoPE
 	if v.rope {
 		r := c.RoPE
@@ -121,12 +143,12 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 		b.Attention(il, &l.Attn)
 		l.Attn.RoPE = rope
 		l.Attn.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: scale, NonCausal: !causal}
-		l.AttnNorm = b.Get(name("attn_output_norm.weight"), c.Embd, 0)
-		l.AttnNormB = b.Get(name("attn_output_norm.bias"), c.Embd, 0)
+		l.AttnNorm = b.Get(name("attn_output_norm.weight"), arch.Vec(c.Embd))
+		l.AttnNormB = b.Get(name("attn_output_norm.bias"), arch.Vec(c.Embd))
 		l.FFN.Act = backend.Act{Kind: v.act}
 		b.Dense(il, &l.FFN)
-		l.OutNorm = b.Get(name("layer_output_norm.weight"), c.Embd, 0)
-		l.OutNormB = b.Get(name("layer_output_norm.bias"), c.Embd, 0)
+		l.OutNorm = b.Get(name("layer_output_norm.weight"), arch.Vec(c.Embd))
+		l.OutNormB = b.Get(name("layer_output_norm.bias"), arch.Vec(c.Embd))
 		if err := b.Err(); err != nil {
 			return nil, err
 		}
@@ -146,10 +168,9 @@ func load(f *gguf.File, be backend.Backend, v variant) (arch.Model, error) {
 
 // Info implements arch.Model.
 func (m *Model) Info() arch.Info {
-	c := &m.C
-	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
-		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: m.Params,
-		Pooling: c.Pooling, EmbeddingOnly: true, NonCausal: !m.Causal}
+	info := m.C.Info(m.Params)
+	info.EmbeddingOnly, info.NonCausal = true, !m.Causal
+	return info
 }
 
 // NewKV implements arch.Model. An encoder keeps nothing between passes,

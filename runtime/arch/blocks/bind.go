@@ -24,31 +24,69 @@ type Binder struct {
 // make us allocate what it claims. perLayer is the fewest tensors a
 // layer has, to bound block_count by the file's tensor count.
 func NewBinder(f *gguf.File, be backend.Backend, c *Common, perLayer int) (*Binder, error) {
-	te, ok := f.Tensor("token_embd.weight")
-	if !ok {
-		return nil, fmt.Errorf("missing tensor %q", "token_embd.weight")
-	}
-	if len(te.Dims) != 2 || te.Dims[1] == 0 || te.Dims[1] > math.MaxInt32 {
-		return nil, fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, c.Embd)
-	}
-	if te.Dims[0] != uint64(c.Embd) {
-		return nil, fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", c.Arch, c.Embd, "token_embd.weight", te.Dims)
-	}
-	c.Vocab = int(te.Dims[1])
-	if c.Layers <= 0 || c.Layers > len(f.Tensors)/perLayer {
-		return nil, fmt.Errorf("%s.block_count %d: the file holds %d tensors, not %d per block", c.Arch, c.Layers, len(f.Tensors), perLayer)
-	}
-	if c.Experts > 4096 || c.ExpertFF > 1<<20 {
-		return nil, fmt.Errorf("%s: %d experts of width %d", c.Arch, c.Experts, c.ExpertFF)
+	if err := c.check(f, perLayer); err != nil {
+		return nil, err
 	}
 	return &Binder{Weights: arch.Weights{F: f, B: be}, c: c}, nil
+}
+
+// check sets c.Vocab from the token embedding after checking its width
+// against c, and bounds block_count by the file's tensors (perLayer per
+// layer) and the experts, before anything is sized by the metadata.
+func (c *Common) check(f *gguf.File, perLayer int) error {
+	te, ok := f.Tensor("token_embd.weight")
+	if !ok {
+		return fmt.Errorf("missing tensor %q", "token_embd.weight")
+	}
+	if len(te.Dims) != 2 || te.Dims[1] == 0 || te.Dims[1] > math.MaxInt32 {
+		return fmt.Errorf("tensor %q has shape %v, want [%d, n_vocab]", "token_embd.weight", te.Dims, c.Embd)
+	}
+	if te.Dims[0] != uint64(c.Embd) {
+		return fmt.Errorf("%s.embedding_length %d disagrees with tensor %q of shape %v", c.Arch, c.Embd, "token_embd.weight", te.Dims)
+	}
+	c.Vocab = int(te.Dims[1])
+	if err := c.BoundLayers(f, perLayer); err != nil {
+		return err
+	}
+	if c.Experts > 4096 || c.ExpertFF > 1<<20 {
+		return fmt.Errorf("%s: %d experts of width %d", c.Arch, c.Experts, c.ExpertFF)
+	}
+	return nil
+}
+
+// BoundLayers checks block_count against the file's tensors, perLayer
+// (the fewest a layer has) per layer: call it before sizing anything by
+// the layer count.
+func (c *Common) BoundLayers(f *gguf.File, perLayer int) error {
+	if c.Layers <= 0 || c.Layers > len(f.Tensors)/perLayer {
+		return fmt.Errorf("%s.block_count %d: the file holds %d tensors, not %d per block", c.Arch, c.Layers, len(f.Tensors), perLayer)
+	}
+	return nil
+}
+
+// Needs is what a model of configuration c in f needs (arch.Needs), after
+// the checks NewBinder makes (perLayer as there): one cache per layer of
+// c.KVDim() values per position, each with its window from windows (nil:
+// no layer slides). It sets c.Vocab.
+func Needs(f *gguf.File, c *Common, perLayer int, windows []int) (arch.Needs, error) {
+	if err := c.check(f, perLayer); err != nil {
+		return arch.Needs{}, err
+	}
+	kv := make([]arch.LayerKV, c.Layers)
+	for il := range kv {
+		kv[il].Dim = c.KVDim()
+		if windows != nil {
+			kv[il].Window = windows[il]
+		}
+	}
+	return arch.NewNeeds(f, c.Info(0), kv), nil
 }
 
 // TensorName is the tensor name of layer il's part ("blk.3.attn_q.weight").
 func TensorName(il int, part string) string { return fmt.Sprintf("blk.%d.%s", il, part) }
 
 // Vector binds an optional 1-D tensor of n values (nil when absent).
-func (b *Binder) Vector(name string, n int) backend.Weight { return b.Optional(name, n, 0) }
+func (b *Binder) Vector(name string, n int) backend.Weight { return b.Optional(name, arch.Vec(n)) }
 
 // Rows binds rows [r0, r0+n) of the tensor name, whose shape must be
 // dims, as a weight of its own (named name[r0:r0+n]): the parts of a
@@ -112,14 +150,14 @@ func (b *Binder) Attention(il int, a *Attention) {
 			a.QB, a.KB, a.VB = b.vectorParts(bias, qd+2*kvd, qd, kvd, kvd)
 		}
 	} else {
-		a.Q = b.Get(TensorName(il, "attn_q.weight"), d, qd)
-		a.K = b.Get(TensorName(il, "attn_k.weight"), d, kvd)
-		a.V = b.Get(TensorName(il, "attn_v.weight"), d, kvd)
+		a.Q = b.Get(TensorName(il, "attn_q.weight"), arch.Dims{Rows: qd, Cols: d})
+		a.K = b.Get(TensorName(il, "attn_k.weight"), arch.Dims{Rows: kvd, Cols: d})
+		a.V = b.Get(TensorName(il, "attn_v.weight"), arch.Dims{Rows: kvd, Cols: d})
 		a.QB = b.Vector(TensorName(il, "attn_q.bias"), qd)
 		a.KB = b.Vector(TensorName(il, "attn_k.bias"), kvd)
 		a.VB = b.Vector(TensorName(il, "attn_v.bias"), kvd)
 	}
-	a.O = b.Get(TensorName(il, "attn_output.weight"), qd, d)
+	a.O = b.Get(TensorName(il, "attn_output.weight"), arch.Dims{Rows: d, Cols: qd})
 	a.OB = b.Vector(TensorName(il, "attn_output.bias"), d)
 }
 
@@ -153,7 +191,7 @@ func (b *Binder) vectorParts(name string, n int, lens ...int) (backend.Weight, b
 func (b *Binder) Experts(il int, m *MoE) {
 	c := b.c
 	d, ff, ne := uint64(c.Embd), uint64(c.ExpertFF), uint64(c.Experts)
-	m.Router = b.Get(TensorName(il, "ffn_gate_inp.weight"), c.Embd, c.Experts)
+	m.Router = b.Get(TensorName(il, "ffn_gate_inp.weight"), arch.Dims{Rows: c.Experts, Cols: c.Embd})
 	m.RouterB = b.Vector(TensorName(il, "ffn_gate_inp.bias"), c.Experts)
 	m.Experts = make([]Expert, c.Experts)
 	hasGate := b.Has(TensorName(il, "ffn_gate_exps.weight"))
@@ -189,10 +227,10 @@ func (b *Binder) Dense(il int, f *Dense) {
 		f.Gate = b.Rows(up, dims, 0, ff)
 		f.Up = b.Rows(up, dims, ff, ff)
 	} else {
-		f.Gate = b.Optional(TensorName(il, "ffn_gate.weight"), d, ff)
-		f.Up = b.Get(up, d, ff)
+		f.Gate = b.Optional(TensorName(il, "ffn_gate.weight"), arch.Dims{Rows: ff, Cols: d})
+		f.Up = b.Get(up, arch.Dims{Rows: ff, Cols: d})
 	}
-	f.Down = b.Get(TensorName(il, "ffn_down.weight"), ff, d)
+	f.Down = b.Get(TensorName(il, "ffn_down.weight"), arch.Dims{Rows: d, Cols: ff})
 	f.GateB = b.Vector(TensorName(il, "ffn_gate.bias"), ff)
 	f.UpB = b.Vector(TensorName(il, "ffn_up.bias"), ff)
 	f.DownB = b.Vector(TensorName(il, "ffn_down.bias"), d)
@@ -209,10 +247,10 @@ func (b *Binder) fused(name string, cols, rows int) bool {
 // and its optional bias.
 func (b *Binder) Output(dec *Decoder, tied bool) {
 	c := b.c
-	dec.Embd = b.Get("token_embd.weight", c.Embd, c.Vocab)
-	dec.OutNorm = b.Get("output_norm.weight", c.Embd, 0)
+	dec.Embd = b.Get("token_embd.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
+	dec.OutNorm = b.Get("output_norm.weight", arch.Vec(c.Embd))
 	if !tied {
-		dec.Output = b.Optional("output.weight", c.Embd, c.Vocab)
+		dec.Output = b.Optional("output.weight", arch.Dims{Rows: c.Vocab, Cols: c.Embd})
 	}
 	if dec.Output == nil {
 		dec.Output = dec.Embd

@@ -39,6 +39,13 @@ func (c *Common) QDim() int { return c.Heads * c.HeadDim }
 // KVDim is the width of the keys and of the values.
 func (c *Common) KVDim() int { return c.KVHeads * c.HeadDim }
 
+// Info is what a model of configuration c reports (arch.Info), with
+// params parameters.
+func (c *Common) Info(params uint64) arch.Info {
+	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
+		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: params, Pooling: c.Pooling}
+}
+
 // Decode reads the common hyperparameters of f's architecture and
 // returns them with the Meta reader, for the family's own keys. normKey is
 // the epsilon's key ("attention.layer_norm_rms_epsilon"); neox picks the
@@ -130,6 +137,18 @@ func decodeRoPE(m *arch.Meta, c *Common, neox bool) error {
 		return fmt.Errorf("%s: rope dimension %d / base %v do not fit head size %d", c.Arch, r.Dims, r.Base, c.HeadDim)
 	}
 	return nil
+}
+
+// Windows is each layer's attention window: window where slides says
+// the layer slides, 0 (every position) elsewhere.
+func Windows(slides []bool, window int) []int {
+	w := make([]int, len(slides))
+	for il, s := range slides {
+		if s {
+			w[il] = window
+		}
+	}
+	return w
 }
 
 // SWAPattern says which layers slide: llama.cpp's set_swa_pattern(n),

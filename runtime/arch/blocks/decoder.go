@@ -115,9 +115,7 @@ func (d *Decoder) Validate() error {
 }
 
 func (d *Decoder) Info() arch.Info {
-	c := &d.C
-	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
-		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: d.Params, Pooling: c.Pooling}
+	return d.C.Info(d.Params)
 }
 
 func (d *Decoder) NewKV(ctx int) (backend.KV, error) {

@@ -16,16 +16,36 @@ import (
 )
 
 func init() {
-	arch.Register("gemma2", Load)
-	arch.Register("gemma3", Load)
+	fam := arch.Family{Describe: describe, Load: Load}
+	arch.Register("gemma2", fam)
+	arch.Register("gemma3", fam)
 }
 
-// Load binds a Gemma 2 or 3 model from f (llama.cpp's gemma2.cpp and
-// gemma3.cpp).
-func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
+// perLayer is the fewest tensors a layer has.
+const perLayer = 11
+
+// config is a Gemma model's hyperparameters.
+type config struct {
+	c                 blocks.Common
+	v2                bool
+	window            int
+	slides            []bool // which layers slide (none without a window)
+	attnCap, finalCap float32
+	swaBase, swaScale float32
+}
+
+func describe(f *gguf.File) (arch.Needs, error) {
+	g, err := decode(f)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	return blocks.Needs(f, &g.c, perLayer, blocks.Windows(g.slides, g.window))
+}
+
+func decode(f *gguf.File) (config, error) {
 	c, m, err := blocks.Decode(f, "attention.layer_norm_rms_epsilon", true)
 	if err != nil {
-		return nil, err
+		return config{}, err
 	}
 	v2 := c.Arch == "gemma2"
 	// Sliding windows: Gemma 2 always (default 4096 every other layer),
@@ -45,8 +65,28 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	pattern = scalarOr(f, c.Arch+".attention.sliding_window_pattern", pattern)
 	swaBase = m.FloatOr("rope.freq_base_swa", swaBase)
 	if err := m.Err(); err != nil {
+		return config{}, err
+	}
+	if err := c.BoundLayers(f, perLayer); err != nil {
+		return config{}, err
+	}
+	slides := blocks.SWAPattern(c.Layers, pattern)
+	if window == 0 {
+		slides = make([]bool, c.Layers)
+	}
+	return config{c: c, v2: v2, window: window, slides: slides, attnCap: attnCap, finalCap: finalCap,
+		swaBase: swaBase, swaScale: swaScale}, nil
+}
+
+// Load binds a Gemma 2 or 3 model from f (llama.cpp's gemma2.cpp and
+// gemma3.cpp).
+func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
+	g, err := decode(f)
+	if err != nil {
 		return nil, err
 	}
+	c, v2, window, slides := g.c, g.v2, g.window, g.slides
+	attnCap, finalCap, swaBase, swaScale := g.attnCap, g.finalCap, g.swaBase, g.swaScale
 	// The query scale is 1/√head_dim, but 1/√(n_embd/n_head) for the 27B
 	// models (llama.cpp knows them by their layer count).
 	big := v2 && c.Layers == 46 || !v2 && c.Layers == 62
@@ -54,13 +94,9 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if big {
 		qScale = float32(1 / math.Sqrt(float64(c.Embd/c.Heads)))
 	}
-	b, err := blocks.NewBinder(f, be, &c, 11) // checks block_count before anything is sized by it
+	b, err := blocks.NewBinder(f, be, &c, perLayer)
 	if err != nil {
 		return nil, err
-	}
-	slides := blocks.SWAPattern(c.Layers, pattern)
-	if window == 0 {
-		slides = make([]bool, c.Layers)
 	}
 	d := &blocks.Decoder{C: c, Be: be, EmbScale: float32(math.Sqrt(float64(c.Embd))), FinalCap: finalCap}
 	b.Output(d, v2)
@@ -70,18 +106,18 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.QNorm = b.Vector(blocks.TensorName(il, "attn_q_norm.weight"), c.HeadDim)
 		a.KNorm = b.Vector(blocks.TensorName(il, "attn_k_norm.weight"), c.HeadDim)
-		a.PostNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), c.Embd, 0)
+		a.PostNorm = b.Get(blocks.TensorName(il, "post_attention_norm.weight"), arch.Vec(c.Embd))
 		a.RoPE, a.QScale = &global, qScale
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: 1, SoftCap: attnCap}
 		if slides[il] {
 			a.RoPE, a.P.Window = &local, window
 		}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), c.Embd, 0)
-		l.FFNPost = b.Get(blocks.TensorName(il, "post_ffw_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
+		l.FFNPost = b.Get(blocks.TensorName(il, "post_ffw_norm.weight"), arch.Vec(c.Embd))
 		l.Dense = &blocks.Dense{Act: backend.Act{Kind: backend.ActGELU}}
 		b.Dense(il, l.Dense)
 	}

@@ -15,8 +15,20 @@ import (
 )
 
 func init() {
-	arch.Register("llama", Load)
-	arch.Register("mistral3", Load)
+	fam := arch.Family{Describe: describe, Load: Load}
+	arch.Register("llama", fam)
+	arch.Register("mistral3", fam)
+}
+
+// perLayer is the fewest tensors a layer has.
+const perLayer = 9
+
+func describe(f *gguf.File) (arch.Needs, error) {
+	c, _, err := blocks.Decode(f, "attention.layer_norm_rms_epsilon", false)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	return blocks.Needs(f, &c, perLayer, nil)
 }
 
 // Load binds a Llama (or Mistral 3) model from f.
@@ -33,7 +45,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if kqScale == 0 {
 		kqScale = float32(1 / math.Sqrt(float64(c.HeadDim)))
 	}
-	b, err := blocks.NewBinder(f, be, &c, 9)
+	b, err := blocks.NewBinder(f, be, &c, perLayer)
 	if err != nil {
 		return nil, err
 	}
@@ -54,11 +66,11 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.RoPE = &rope
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: kqScale}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
 		if c.Experts > 0 {
 			l.MoE = &blocks.MoE{K: c.ExpertsUsed, Gating: blocks.SoftmaxTopK, Renorm: true, Act: backend.Act{Kind: backend.ActSiLU}}
 			b.Experts(il, l.MoE)

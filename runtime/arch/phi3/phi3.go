@@ -14,7 +14,20 @@ import (
 	"github.com/hearth-llm/hearth/runtime/backend"
 )
 
-func init() { arch.Register("phi3", Load) }
+func init() { arch.Register("phi3", arch.Family{Describe: describe, Load: Load}) }
+
+// perLayer is the fewest tensors a layer has.
+const perLayer = 6
+
+// describe reports no sliding window: none is applied (see the package
+// comment).
+func describe(f *gguf.File) (arch.Needs, error) {
+	c, _, err := blocks.Decode(f, "attention.layer_norm_rms_epsilon", true)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	return blocks.Needs(f, &c, perLayer, nil)
+}
 
 // Model is a Phi-3 model: a decoder whose RoPE factors depend on the
 // context the runtime gives a sequence.
@@ -43,7 +56,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := blocks.NewBinder(f, be, &c, 6)
+	b, err := blocks.NewBinder(f, be, &c, perLayer)
 	if err != nil {
 		return nil, err
 	}
@@ -62,11 +75,11 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.RoPE, a.QScale = &rope, qScale
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: 1}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
 		l.Dense = &blocks.Dense{Act: backend.Act{Kind: backend.ActSiLU}}
 		b.Dense(il, l.Dense)
 	}

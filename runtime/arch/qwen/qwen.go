@@ -15,9 +15,21 @@ import (
 )
 
 func init() {
-	arch.Register("qwen2", Load)
-	arch.Register("qwen3", Load)
-	arch.Register("qwen3moe", Load)
+	fam := arch.Family{Describe: describe, Load: Load}
+	arch.Register("qwen2", fam)
+	arch.Register("qwen3", fam)
+	arch.Register("qwen3moe", fam)
+}
+
+// perLayer is the fewest tensors a layer has.
+const perLayer = 9
+
+func describe(f *gguf.File) (arch.Needs, error) {
+	c, _, err := blocks.Decode(f, "attention.layer_norm_rms_epsilon", true)
+	if err != nil {
+		return arch.Needs{}, err
+	}
+	return blocks.Needs(f, &c, perLayer, nil)
 }
 
 // Load binds a Qwen model from f.
@@ -29,7 +41,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	if c.Experts > 0 && m.IntOr("expert_feed_forward_length", 0) == 0 {
 		c.ExpertFF = c.FF / c.ExpertsUsed // llama.cpp's fallback
 	}
-	b, err := blocks.NewBinder(f, be, &c, 9)
+	b, err := blocks.NewBinder(f, be, &c, perLayer)
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +53,13 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 	for il := range d.Layers {
 		l := &d.Layers[il]
 		a := &l.Attn
-		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), c.Embd, 0)
+		a.Norm = b.Get(blocks.TensorName(il, "attn_norm.weight"), arch.Vec(c.Embd))
 		b.Attention(il, a)
 		a.QNorm = b.Vector(blocks.TensorName(il, "attn_q_norm.weight"), c.HeadDim)
 		a.KNorm = b.Vector(blocks.TensorName(il, "attn_k_norm.weight"), c.HeadDim)
 		a.RoPE = &rope
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: scale}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), c.Embd, 0)
+		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
 		if c.Experts > 0 {
 			l.MoE = &blocks.MoE{K: c.ExpertsUsed, Gating: blocks.SoftmaxTopK, Renorm: true, Act: backend.Act{Kind: backend.ActSiLU}}
 			b.Experts(il, l.MoE)
