@@ -7,6 +7,25 @@
 // Weight is rows × cols in a quant block format, each row contiguous (cols is
 // ggml's ne[0]); MatMul computes dst[t][r] = dot(weight row r, x row t).
 // 1-D weights (norm vectors) have one row.
+//
+// # Errors
+//
+// Operations return no errors. A backend records the first error of its
+// operations (a sticky error) and does nothing harmful after it (it may
+// skip every operation) until Err takes it: a token id outside the
+// embedding table, a position past the KV cache (ErrContextFull), a KV
+// cache or block table that is not the backend's, memory that cannot be
+// allocated, a device that failed. A model checks Err once per forward
+// pass, after reading its results (and wherever it must act on values it
+// read, such as a router's logits), and returns what it finds. Err
+// returns the error and clears it, except that a device fault stays: the
+// backend reports it at every Err from then on. Values read while an
+// error is pending are meaningless.
+//
+// Misuse that only a programming error can cause (tensors of shapes that
+// do not fit, an unknown activation, a write past a tensor's end) panics,
+// as does a fault of the memory map under a weight (SIGBUS on a truncated
+// file, which the engine turns into engine.ErrFault).
 package backend
 
 import (
@@ -16,7 +35,8 @@ import (
 	"github.com/hearth-llm/hearth/quant"
 )
 
-// ErrContextFull is returned when a position falls outside a KV cache.
+// ErrContextFull is recorded (see Err) when a position falls outside a KV
+// cache.
 var ErrContextFull = errors.New("context window is full")
 
 // Weight is a model parameter tensor bound to a backend.
@@ -151,8 +171,14 @@ type Backend interface {
 	// every byte (weights included): a backend's memory is its model's.
 	Free(x any)
 
-	// Embed writes row ids[t] of table into row t of dst.
-	Embed(dst Tensor, table Weight, ids []int32) error
+	// Err returns the first error recorded by the operations since the
+	// last Err (nil if none) and clears it; a device fault is never
+	// cleared (see the package documentation).
+	Err() error
+
+	// Embed writes row ids[t] of table into row t of dst. An id outside
+	// the table is an error (recorded; see Err).
+	Embed(dst Tensor, table Weight, ids []int32)
 	// RMSNorm writes x normalised by its root mean square, times w, into
 	// dst. When w is narrower than x (x's width a multiple of w's), each
 	// run of w's width is normalised on its own (per-head Q/K norms).
@@ -167,8 +193,11 @@ type Backend interface {
 	// Attention stores row t of k and v (KVHeads·HeadDim) into cache
 	// kvs[seq[t]] at layer and position pos[t], then writes into row t of
 	// dst the causal attention of q's row t over positions 0..pos[t] of
-	// that cache.
-	Attention(dst, q, k, v Tensor, kvs []KV, seq []int32, layer int, pos []int32, p AttentionParams) error
+	// that cache. A position outside its cache (an error wrapping
+	// ErrContextFull), a sequence index outside kvs or a cache that is
+	// not the backend's is an error (recorded; see Err), and nothing is
+	// stored.
+	Attention(dst, q, k, v Tensor, kvs []KV, seq []int32, layer int, pos []int32, p AttentionParams)
 	// Gather copies rows idx of x into dst's rows 0..len(idx)-1.
 	Gather(dst, x Tensor, idx []int)
 	// SwiGLU writes silu(gate)·up into dst.
@@ -189,7 +218,8 @@ type Backend interface {
 	AddScaledRows(dst, x Tensor, idx []int, w []float32)
 	// Read copies values of x into dst, from the start of row on: one row
 	// when len(dst) is cols, several consecutive rows when it is a multiple
-	// (never past the end of x).
+	// (never past the end of x). It waits for the work queued before; with
+	// an error pending dst's values are meaningless: check Err after.
 	Read(x Tensor, row int, dst []float32)
 	// Write copies src into x from the start of row on, whole rows
 	// (len(src) a multiple of cols, not past the end of x): the way data

@@ -16,6 +16,7 @@ import (
 // at a time (the pool inside runs the threads).
 type Backend struct {
 	pool    *kcpu.Pool
+	err     error // the first error of the operations, until Err takes it
 	scratch kcpu.Scratch
 	// MatMulGrouped's argument lists, reused.
 	gd, gx [][]float32
@@ -35,6 +36,22 @@ func (b *Backend) Close() { b.pool.Close() }
 func (b *Backend) Threads() int { return b.pool.Threads() }
 
 func (b *Backend) Name() string { return "cpu" }
+
+// Err returns the first error recorded since the last Err and clears it
+// (backend.Backend's contract). While one is pending, the operations do
+// nothing.
+func (b *Backend) Err() error {
+	err := b.err
+	b.err = nil
+	return err
+}
+
+// fail records err unless an error is already pending.
+func (b *Backend) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
 
 type weight struct {
 	name string
@@ -107,18 +124,24 @@ func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
 	return &tensor{n, t.cols, t.d[start*t.cols : (start+n)*t.cols]}
 }
 
-func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) error {
+func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) {
+	if b.err != nil {
+		return
+	}
 	d, w := dst.(*tensor), table.(*weight).m
 	for t, id := range ids {
 		if id < 0 || int(id) >= w.Rows {
-			return fmt.Errorf("token id %d out of range [0, %d)", id, w.Rows)
+			b.fail(fmt.Errorf("token id %d out of range [0, %d)", id, w.Rows))
+			return
 		}
 		w.DequantizeRow(int(id), d.row(t))
 	}
-	return nil
 }
 
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	ws := vectorOf(w)
 	seg := len(ws)
@@ -134,6 +157,9 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) 
 }
 
 func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps float32) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	ws, bs := vectorOf(w), vectorOf(bias)
 	b.pool.Run(s.rows, 4, func(r0, r1 int) {
@@ -144,6 +170,9 @@ func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps f
 }
 
 func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
+	if b.err != nil {
+		return
+	}
 	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
 	if a.Kind == backend.ActSiLU {
 		b.SwiGLU(dst, gate, up)
@@ -163,6 +192,9 @@ func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 }
 
 func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	b.pool.Run(d.rows, 1, func(r0, r1 int) {
 		dd, ss := d.d[r0*d.cols:r1*d.cols], s.d[r0*d.cols:r1*d.cols]
@@ -180,6 +212,9 @@ func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
 }
 
 func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
+	if b.err != nil {
+		return
+	}
 	s, v := x.(*tensor), vectorOf(bias)
 	if len(v) != s.cols {
 		panic(fmt.Sprintf("cpu: bias of %d on rows of %d", len(v), s.cols))
@@ -190,6 +225,9 @@ func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
 }
 
 func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
+	if b.err != nil {
+		return
+	}
 	s := x.(*tensor)
 	if len(sc) != 1 && len(sc) != s.rows {
 		panic(fmt.Sprintf("cpu: %d scales for %d rows", len(sc), s.rows))
@@ -203,6 +241,9 @@ func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 }
 
 func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	for i, r := range idx {
 		dr, sr := d.row(r), s.row(i)
@@ -213,6 +254,9 @@ func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
 }
 
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	kcpu.MatMul(b.pool, &b.scratch, d.d, w.(*weight).m, s.d, s.rows)
 }
@@ -221,6 +265,9 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 // loop of the pool where the kernels allow (kcpu.MatMulMulti); the results
 // are MatMul's.
 func (b *Backend) MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight) {
+	if b.err != nil {
+		return
+	}
 	s := x.(*tensor)
 	var d [4][]float32
 	var m [4]*kcpu.Matrix
@@ -232,6 +279,9 @@ func (b *Backend) MatMulMulti(dsts []backend.Tensor, x backend.Tensor, ws []back
 }
 
 func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *backend.RoPE) {
+	if b.err != nil {
+		return
+	}
 	s := x.(*tensor)
 	b.pool.Run(s.rows, 1, func(t0, t1 int) {
 		cos := make([]float32, r.Dims/2)
@@ -244,6 +294,9 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 }
 
 func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
+	if b.err != nil {
+		return
+	}
 	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
 	b.pool.Run(d.rows, 1, func(r0, r1 int) {
 		kcpu.SwiGLU(d.d[r0*d.cols:r1*d.cols], g.d[r0*d.cols:r1*d.cols], u.d[r0*d.cols:r1*d.cols])
@@ -251,15 +304,24 @@ func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
 }
 
 func (b *Backend) Add(dst, x backend.Tensor) {
+	if b.err != nil {
+		return
+	}
 	kcpu.Add(dst.(*tensor).d, x.(*tensor).d)
 }
 
 func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
+	if b.err != nil {
+		return
+	}
 	t := x.(*tensor)
 	copy(dst, t.d[row*t.cols:])
 }
 
 func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
+	if b.err != nil {
+		return
+	}
 	t := x.(*tensor)
 	if len(src)%max(t.cols, 1) != 0 || row < 0 || row*t.cols+len(src) > len(t.d) {
 		panic(fmt.Sprintf("cpu: write of %d values at row %d of %dx%d", len(src), row, t.rows, t.cols))
@@ -334,49 +396,62 @@ func (l *pagedView) Run(p int) (stride, count int) {
 	return l.rowBytes, l.blockSize - p%l.blockSize
 }
 
-func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) {
+	if b.err != nil {
+		return
+	}
 	kt, vt := k.(*tensor), v.(*tensor)
 	perSeq := make([]*pagedView, len(kvs))
 	var typ quant.Type
 	for s, c := range kvs {
 		pk, ok := c.(*backend.PagedKV)
 		if !ok {
-			return fmt.Errorf("cpu: KV cache of type %T", c)
+			b.fail(fmt.Errorf("cpu: KV cache of type %T", c))
+			return
 		}
 		pool, ok := pk.Pool.(*kvPool)
 		if !ok {
-			return fmt.Errorf("cpu: KV pool of type %T", pk.Pool)
+			b.fail(fmt.Errorf("cpu: KV pool of type %T", pk.Pool))
+			return
 		}
 		if s > 0 && pool.typ != typ {
-			return fmt.Errorf("cpu: one batch over KV caches of types %v and %v", typ, pool.typ)
+			b.fail(fmt.Errorf("cpu: one batch over KV caches of types %v and %v", typ, pool.typ))
+			return
 		}
 		typ = pool.typ
 		for _, blk := range pk.Table {
 			if blk < 0 || int(blk) >= pool.blocks {
-				return fmt.Errorf("cpu: block %d outside the pool of %d", blk, pool.blocks)
+				b.fail(fmt.Errorf("cpu: block %d outside the pool of %d", blk, pool.blocks))
+				return
 			}
 		}
 		perSeq[s] = &pagedView{pool.k[layer], pool.v[layer], pk.Table, pool.blockSize, pool.rowBytes}
 	}
+	for t, ps := range pos { // all checked before anything is stored
+		if seq[t] < 0 || int(seq[t]) >= len(kvs) {
+			b.fail(fmt.Errorf("token %d: sequence %d out of range", t, seq[t]))
+			return
+		}
+		if ps < 0 || int(ps) >= kvs[seq[t]].Len() {
+			b.fail(fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[seq[t]].Len()))
+			return
+		}
+	}
 	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
-		if seq[t] < 0 || int(seq[t]) >= len(kvs) {
-			return fmt.Errorf("token %d: sequence %d out of range", t, seq[t])
-		}
 		view := perSeq[seq[t]]
-		if ps < 0 || int(ps) >= kvs[seq[t]].Len() {
-			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[seq[t]].Len())
-		}
 		kcpu.StoreKV(typ, view.K(int(ps)), kt.row(t))
 		kcpu.StoreKV(typ, view.V(int(ps)), vt.row(t))
 		views[t] = view
 	}
 	qt := q.(*tensor)
 	kcpu.Attention(b.pool, dst.(*tensor).d, qt.d, qt.rows, pos, views, typ, p.Heads, p.KVHeads, p.HeadDim, p.Scale, attnOpts(p, seq, pos))
-	return nil
 }
 
 func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
+	if b.err != nil {
+		return
+	}
 	d, s := dst.(*tensor), x.(*tensor)
 	for i, r := range idx {
 		copy(d.row(i), s.row(r))
@@ -409,6 +484,9 @@ func attnOpts(p backend.AttentionParams, seq, pos []int32) *kcpu.AttnOpts {
 // pool where the kernels allow (kcpu.MatMulGrouped); the results are
 // MatMul's.
 func (b *Backend) MatMulGrouped(dsts, xs []backend.Tensor, ws []backend.Weight) {
+	if b.err != nil {
+		return
+	}
 	b.gd, b.gx, b.gm, b.gn = b.gd[:0], b.gx[:0], b.gm[:0], b.gn[:0]
 	for i, w := range ws {
 		x := xs[i].(*tensor)

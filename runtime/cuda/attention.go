@@ -48,31 +48,34 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 	return backend.NewContiguousKV(b.NewKVPool, layers, ctx, kvDim)
 }
 
-func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
-	if err := b.dev.Err(); err != nil {
-		return err
-	}
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) {
 	qt, kt, vt, ot := q.(*tensor), k.(*tensor), v.(*tensor), dst.(*tensor)
+	if !b.ready(qt, kt, vt, ot) {
+		return
+	}
 	n := qt.rows
 	kvDim := p.KVHeads * p.HeadDim
 	switch {
 	case p.HeadDim <= 0 || p.HeadDim > 256 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0:
-		return fmt.Errorf("cuda: attention of %d heads, %d KV heads of %d: unsupported (head size <= 256)", p.Heads, p.KVHeads, p.HeadDim)
+		b.fail(fmt.Errorf("cuda: attention of %d heads, %d KV heads of %d: unsupported (head size <= 256)", p.Heads, p.KVHeads, p.HeadDim))
+		return
 	case len(pos) < n || len(seq) < n || kt.cols != kvDim || vt.cols != kvDim || qt.cols != p.Heads*p.HeadDim || ot.cols != qt.cols:
-		return fmt.Errorf("cuda: attention shapes q %dx%d k %dx%d v %dx%d out %dx%d for %d heads, %d KV heads of %d",
-			qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, ot.rows, ot.cols, p.Heads, p.KVHeads, p.HeadDim)
+		b.fail(fmt.Errorf("cuda: attention shapes q %dx%d k %dx%d v %dx%d out %dx%d for %d heads, %d KV heads of %d",
+			qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, ot.rows, ot.cols, p.Heads, p.KVHeads, p.HeadDim))
+		return
 	}
 	var sinks DevicePtr
 	if p.Sinks != nil {
 		sw, ok := p.Sinks.(*weight)
 		if !ok || sw.dev != quant.F32 || sw.rows != 1 || sw.cols != p.Heads {
 			r, c := p.Sinks.Shape()
-			return fmt.Errorf("cuda: attention sinks %s of %dx%d for %d heads", p.Sinks.Name(), r, c, p.Heads)
+			b.fail(fmt.Errorf("cuda: attention sinks %s of %dx%d for %d heads", p.Sinks.Name(), r, c, p.Heads))
+			return
 		}
 		sinks = sw.buf.ptr
 	}
 	if n == 0 {
-		return nil
+		return
 	}
 	// Host-side metadata, validated as the CPU backend does: the block
 	// tables of all sequences end to end, and for each token its table's
@@ -83,18 +86,22 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	for s, c := range kvs {
 		pk, ok := c.(*backend.PagedKV)
 		if !ok {
-			return fmt.Errorf("cuda: KV cache of type %T", c)
+			b.fail(fmt.Errorf("cuda: KV cache of type %T", c))
+			return
 		}
 		pool, ok := pk.Pool.(*kvPool)
 		if !ok {
-			return fmt.Errorf("cuda: KV pool of type %T", pk.Pool)
+			b.fail(fmt.Errorf("cuda: KV pool of type %T", pk.Pool))
+			return
 		}
 		if pool.kvDim != kvDim || layer < 0 || layer >= pool.layers {
-			return fmt.Errorf("cuda: layer %d of a KV pool of %d layers of width %d, want width %d", layer, pool.layers, pool.kvDim, kvDim)
+			b.fail(fmt.Errorf("cuda: layer %d of a KV pool of %d layers of width %d, want width %d", layer, pool.layers, pool.kvDim, kvDim))
+			return
 		}
 		for _, blk := range pk.Table {
 			if blk < 0 || int(blk) >= pool.blocks {
-				return fmt.Errorf("cuda: block %d outside the pool of %d", blk, pool.blocks)
+				b.fail(fmt.Errorf("cuda: block %d outside the pool of %d", blk, pool.blocks))
+				return
 			}
 		}
 		pools[s] = pool
@@ -110,11 +117,13 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	for t := range n {
 		s := seq[t]
 		if s < 0 || int(s) >= len(kvs) {
-			return fmt.Errorf("token %d: sequence %d out of range", t, s)
+			b.fail(fmt.Errorf("token %d: sequence %d out of range", t, s))
+			return
 		}
 		ps := pos[t]
 		if ps < 0 || int(ps) >= kvs[s].Len() {
-			return fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[s].Len())
+			b.fail(fmt.Errorf("position %d: %w (%d positions)", ps, backend.ErrContextFull, kvs[s].Len()))
+			return
 		}
 		pool := pools[s]
 		table := kvs[s].(*backend.PagedKV).Table
@@ -137,14 +146,16 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		}
 	}
 	meta := b.attentionMeta(tables, tabOff, pos[:n], slot, last, kvb)
+	if meta == 0 { // out of memory, recorded
+		return
+	}
 	at := func(i int) DevicePtr { return meta + DevicePtr(4*b.attN[i]) }
-	b.dev.launch("kv_store", grid1(n), block(128),
+	b.launch("kv_store", grid1(n), block(128),
 		argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(n))
-	b.dev.launch("attention_f16", grid2(n, p.Heads), block(128),
+	b.launch("attention_f16", grid2(n, p.Heads), block(128),
 		argPtr(ot.ptr()), argPtr(qt.ptr()), argPtr(at(4)), argPtr(at(0)), argPtr(at(1)), argPtr(at(2)), argPtr(at(5)),
 		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argF32(p.Scale),
 		argInt(min(max(p.Window, 0), math.MaxInt32)), argF32(max(p.SoftCap, 0)), argPtr(sinks))
-	return b.dev.Err()
 }
 
 // attentionMeta uploads the step's attention metadata into one device

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -87,7 +88,8 @@ func New(o Options) (*Backend, error) {
 // collector plays no part.
 type Backend struct {
 	dev *Device
-	mma bool // tensor-core matmul for batches of MinMMATokens and more
+	mma bool  // tensor-core matmul for batches of MinMMATokens and more
+	err error // the first error of the operations, until Err takes it
 
 	mu        sync.Mutex // guards live and liveBytes
 	live      map[DevicePtr]*buffer
@@ -145,8 +147,57 @@ func (b *Backend) Close() error {
 	return b.dev.Close()
 }
 
-// Err reports the first device error so far.
-func (b *Backend) Err() error { return b.dev.Err() }
+// Err returns the first error recorded by the operations since the last
+// Err and clears it (backend.Backend's contract): a token id or position
+// out of range, memory that ran out. A device fault (a failed kernel or
+// copy) is never cleared: the context is unusable, and Err returns it from
+// then on.
+func (b *Backend) Err() error {
+	err := b.err
+	b.err = nil
+	if d := b.dev.Err(); d != nil {
+		return d
+	}
+	return err
+}
+
+// fail records err unless an error is already pending.
+func (b *Backend) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// errNoMemory is recorded by an operation on a tensor without device
+// memory: its allocation failed (that error was recorded too), or it was
+// freed.
+var errNoMemory = errors.New("cuda: operation on a tensor without device memory (its allocation failed, or it was freed)")
+
+// ready reports whether an operation on ts may run: no error pending (a
+// recorded one or a device fault) and every tensor holding device memory
+// (else errNoMemory is recorded).
+func (b *Backend) ready(ts ...*tensor) bool {
+	if b.err != nil || b.dev.Err() != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t.buf.ptr == 0 {
+			b.fail(errNoMemory)
+			return false
+		}
+	}
+	return true
+}
+
+// launch queues a kernel (Device.launch) unless an error is pending: an
+// operation whose scratch or step input could not be allocated (a zero
+// address) launches nothing.
+func (b *Backend) launch(name string, grid, block [3]uint32, args ...arg) {
+	if b.err != nil {
+		return
+	}
+	b.dev.launch(name, grid, block, args...)
+}
 
 // Argmaxer is the optional interface of backends that pick the greedy
 // token on the device.

@@ -21,9 +21,20 @@
 // Every driver call is funnelled to it: Device.Do waits for the result,
 // Device.Go queues and returns (kernel launches, uploads), so a forward
 // pass costs the caller a channel send per operation and the GPU runs
-// ahead. A queued call's failure is sticky: it is returned by Err, by
-// every later Do, by the backend's next Attention or Embed, and by Read as
-// a panic (the engine's forward pass recovers it as a failed step).
+// ahead. A queued call's failure is sticky: it is returned by Device.Err
+// and by every later Do, and the backend's Err reports it from then on
+// (never cleared: the context is unusable).
+//
+// # Errors
+//
+// The backend follows backend.Backend's error channel: an operation
+// records its first error (a token id or position out of range, a KV
+// cache that is not the backend's, memory that ran out in NewTensor or
+// for scratch, step inputs or RoPE tables) and launches nothing while one
+// is pending or the device has failed; Err takes the recorded one. A
+// tensor whose allocation failed has no device memory, and an operation
+// on it records an error instead of launching on a zero address. Shapes
+// that do not fit remain panics (programming errors).
 //
 // # Memory and layouts
 //

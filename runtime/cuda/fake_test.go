@@ -61,6 +61,17 @@ func newFake() *fakeDriver {
 		graphs: map[Graph]*fakeGraph{}, execs: map[GraphExec]*fakeGraph{}, graphCalls: map[string]int{}}
 }
 
+// launchCount is the number of kernels run so far.
+func (f *fakeDriver) launchCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.launches {
+		n += c
+	}
+	return n
+}
+
 // usedBytes is the device memory allocated and not freed.
 func (f *fakeDriver) usedBytes() uint64 {
 	f.mu.Lock()

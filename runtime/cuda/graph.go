@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"os"
@@ -215,16 +216,16 @@ func (d *Device) inputEpoch() uint64 {
 // stepInput copies per-step host data into a slot of the step-input
 // arena and returns its device address, valid for the kernels recorded
 // until the next submission. False when not recording: the caller uploads
-// the data itself.
-func (d *Device) stepInput(data []byte) (DevicePtr, bool) {
+// the data itself. An error when a larger arena cannot be allocated.
+func (d *Device) stepInput(data []byte) (DevicePtr, bool, error) {
 	r := d.rec
 	if r == nil {
-		return 0, false
+		return 0, false, nil
 	}
 	r.mu.Lock()
 	if !r.on {
 		r.mu.Unlock()
-		return 0, false
+		return 0, false, nil
 	}
 	off := uint64(len(r.host)+slotAlign-1) &^ (slotAlign - 1)
 	size := uint64(slotAlign)
@@ -243,7 +244,7 @@ func (d *Device) stepInput(data []byte) (DevicePtr, bool) {
 			p, err = drv.MemAlloc(newCap)
 			return err
 		}); err != nil {
-			panic(err) // as mustAlloc: the engine turns it into a failed step
+			return 0, false, fmt.Errorf("cuda: step inputs: allocating %d KiB: %w", newCap>>10, err)
 		}
 		r.mu.Lock()
 		old := r.dev
@@ -256,7 +257,7 @@ func (d *Device) stepInput(data []byte) (DevicePtr, bool) {
 		}
 		if !r.on {
 			r.mu.Unlock()
-			return 0, false
+			return 0, false, nil
 		}
 		off = uint64(len(r.host)+slotAlign-1) &^ (slotAlign - 1)
 	}
@@ -264,7 +265,7 @@ func (d *Device) stepInput(data []byte) (DevicePtr, bool) {
 	r.host = append(r.host, data...)
 	p := r.dev + DevicePtr(off)
 	r.mu.Unlock()
-	return p, true
+	return p, true, nil
 }
 
 // flush submits the recorded segment: the arena's upload, then its

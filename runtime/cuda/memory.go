@@ -91,24 +91,29 @@ func (b *Backend) Free(x any) {
 	}
 }
 
-// mustAlloc is alloc for the operations that cannot return an error: the
-// failure becomes a panic, which the engine's forward pass turns into an
-// error of that step (engine.ErrFault).
-func (b *Backend) mustAlloc(size uint64) *buffer {
+// allocOp is alloc for the operations, which return no error: a failure
+// (out of memory) is recorded (see Err) and allocOp returns nil.
+func (b *Backend) allocOp(size uint64) *buffer {
 	buf, err := b.alloc(size)
 	if err != nil {
-		panic(err)
+		b.fail(err)
+		return nil
 	}
 	return buf
 }
 
 // scratch makes *s a buffer of at least size bytes. A buffer it outgrows
-// is freed after the work queued before, which may still read it.
+// is freed after the work queued before, which may still read it. When
+// the larger buffer cannot be had, the failure is recorded, *s is left as
+// it was and scratch returns 0.
 func (b *Backend) scratch(s **buffer, size uint64) DevicePtr {
 	if *s == nil || (*s).size < size {
-		old := *s
-		*s = b.mustAlloc(max(size, 2*sizeOf(*s)))
-		b.free(old)
+		buf := b.allocOp(max(size, 2*sizeOf(*s)))
+		if buf == nil {
+			return 0
+		}
+		b.free(*s)
+		*s = buf
 	}
 	return (*s).ptr
 }
@@ -134,13 +139,21 @@ func (b *Backend) upload(dst DevicePtr, src []byte) {
 
 // stepInput puts per-step host data (ids, positions, tables) on the
 // device and returns its address: a slot of the step-input arena while
-// graphs record (graph.go), else the scratch buffer *s, uploaded.
+// graphs record (graph.go), else the scratch buffer *s, uploaded. When
+// memory runs out the failure is recorded and stepInput returns 0 (the
+// operation then launches nothing: see launch).
 func (b *Backend) stepInput(s **buffer, data []byte) DevicePtr {
-	if p, ok := b.dev.stepInput(data); ok {
+	p, ok, err := b.dev.stepInput(data)
+	if err != nil {
+		b.fail(err)
+		return 0
+	}
+	if ok {
 		return p
 	}
-	p := b.scratch(s, uint64(len(data)))
-	b.upload(p, data)
+	if p = b.scratch(s, uint64(len(data))); p != 0 {
+		b.upload(p, data)
+	}
 	return p
 }
 
@@ -210,8 +223,15 @@ func (t *tensor) ptr() DevicePtr          { return t.buf.ptr + DevicePtr(t.off) 
 func (t *tensor) rowPtr(r int) DevicePtr  { return t.ptr() + DevicePtr(4*r*t.cols) }
 func (t *tensor) n() int64                { return int64(t.rows) * int64(t.cols) }
 
+// NewTensor allocates the tensor's device memory. When there is not
+// enough, the failure is recorded (see Err) and the tensor has none: an
+// operation on it records an error and does nothing (ready).
 func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
-	return &tensor{buf: b.mustAlloc(uint64(4 * rows * cols)), rows: rows, cols: cols}
+	buf := b.allocOp(uint64(4 * rows * cols))
+	if buf == nil {
+		buf = &buffer{}
+	}
+	return &tensor{buf: buf, rows: rows, cols: cols}
 }
 
 func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
@@ -223,21 +243,20 @@ func (b *Backend) Slice(x backend.Tensor, start, n int) backend.Tensor {
 }
 
 // Read copies rows back to the host (one copy, however many rows) and
-// waits for them. A device error (from this or any queued operation)
-// panics: the engine's forward pass recovers it as an error of the step
-// (engine.ErrFault).
+// waits for them. A device error (from this or any queued operation) is
+// the device's for good (Err); with any error pending, Read copies
+// nothing.
 func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
 	s := x.(*tensor)
 	if row < 0 || row >= s.rows {
 		panic(fmt.Sprintf("cuda: read of row %d of %d", row, s.rows))
 	}
 	n := min(len(dst), (s.rows-row)*s.cols)
-	if n == 0 {
+	if n == 0 || !b.ready(s) {
 		return
 	}
-	if err := b.download(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), s.rowPtr(row)); err != nil {
-		panic(fmt.Errorf("cuda: read: %w", err))
-	}
+	// A failure is the device's (download keeps it): Err reports it.
+	_ = b.download(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), s.rowPtr(row))
 }
 
 // Write queues a copy of whole rows from the host into x (src is copied
@@ -247,7 +266,7 @@ func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
 	if s.cols == 0 || len(src)%s.cols != 0 || row < 0 || row+len(src)/s.cols > s.rows {
 		panic(fmt.Sprintf("cuda: write of %d values at row %d of %dx%d", len(src), row, s.rows, s.cols))
 	}
-	if len(src) == 0 {
+	if len(src) == 0 || !b.ready(s) {
 		return
 	}
 	b.upload(s.rowPtr(row), unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))

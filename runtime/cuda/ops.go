@@ -20,30 +20,37 @@ func ceilDiv(a, b int) int     { return (a + b - 1) / b }
 // stride is the grid of a grid-stride loop over n elements, 256 a block.
 func stride(n int64) [3]uint32 { return grid1(int(min((n+255)/256, 1<<20))) }
 
-func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) error {
+func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) {
 	d, w := dst.(*tensor), table.(*weight)
+	if !b.ready(d) {
+		return
+	}
 	for _, id := range ids {
 		if id < 0 || int(id) >= w.rows {
-			return fmt.Errorf("token id %d out of range [0, %d)", id, w.rows)
+			b.fail(fmt.Errorf("token id %d out of range [0, %d)", id, w.rows))
+			return
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return
 	}
 	if d.cols != w.cols || d.rows < len(ids) {
-		return fmt.Errorf("cuda: embed of %d ids of width %d into %dx%d", len(ids), w.cols, d.rows, d.cols)
+		b.fail(fmt.Errorf("cuda: embed of %d ids of width %d into %dx%d", len(ids), w.cols, d.rows, d.cols))
+		return
 	}
 	p := b.stepInput(&b.ids, int32Bytes(ids))
 	suf, _ := kcuda.Suffix(w.dev)
-	b.dev.launch("embed_"+suf, grid2(len(ids), ceilDiv(w.cols, 8*128)), block(128),
+	b.launch("embed_"+suf, grid2(len(ids), ceilDiv(w.cols, 8*128)), block(128),
 		argPtr(d.ptr()), argPtr(w.buf.ptr), argU64(uint64(w.rowBytes)), argPtr(p), argInt(len(ids)), argInt(w.cols))
-	return b.dev.Err()
 }
 
 // RMSNorm normalises each run of w's width (whole rows, or the heads of
 // per-head norms when w is narrower): one block per run.
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
+	if !b.ready(d, s) {
+		return
+	}
 	seg := nw.cols
 	if nw.dev != quant.F32 || nw.rows != 1 || seg == 0 || s.cols%seg != 0 {
 		panic(fmt.Sprintf("cuda: rmsnorm weight %s is %v of %dx%d for rows of %d", nw.name, nw.dev, nw.rows, nw.cols, s.cols))
@@ -54,7 +61,7 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) 
 	if s.rows == 0 {
 		return
 	}
-	b.dev.launch("rmsnorm_f32", grid1(s.rows*(s.cols/seg)), block(normThreads(seg)),
+	b.launch("rmsnorm_f32", grid1(s.rows*(s.cols/seg)), block(normThreads(seg)),
 		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(nw.buf.ptr), argInt(seg), argF32(eps))
 }
 
@@ -64,6 +71,9 @@ func normThreads(cols int) int { return min(256, max(32, (cols+31)&^31)) }
 
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	d, s, m := dst.(*tensor), x.(*tensor), w.(*weight)
+	if !b.ready(d, s) {
+		return
+	}
 	n := s.rows
 	if s.cols != m.cols || d.cols != m.rows || d.rows < n {
 		panic(fmt.Sprintf("cuda: matmul of %dx%d by %s (%dx%d) into %dx%d", s.rows, s.cols, m.name, m.rows, m.cols, d.rows, d.cols))
@@ -78,19 +88,19 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 		total := s.n()
 		aq = b.scratch(&b.aq, uint64(total))
 		ad = b.scratch(&b.ad, uint64(4*(total/32)))
-		b.dev.launch("quantize_q8", grid1(int((total+255)/256)), block(256),
+		b.launch("quantize_q8", grid1(int((total+255)/256)), block(256),
 			argPtr(aq), argPtr(ad), argPtr(s.ptr()), argU64(uint64(total)))
 	}
 	args := []arg{argPtr(d.ptr()), argPtr(m.buf.ptr), argU64(uint64(m.rowBytes)), argInt(m.rows), argInt(m.cols),
 		argPtr(aq), argPtr(ad), argPtr(s.ptr()), argInt(n)}
 	switch {
 	case n <= kcuda.MaxMatvecTokens:
-		b.dev.launch("matvec_"+suf, grid1(ceilDiv(m.rows, 4)), block(128), args...)
+		b.launch("matvec_"+suf, grid1(ceilDiv(m.rows, 4)), block(128), args...)
 	case b.useMMA(m, n):
-		b.dev.launch("mma_"+suf, grid2(ceilDiv(m.rows, kcuda.MMATileRows), ceilDiv(n, kcuda.MMATileTokens)),
+		b.launch("mma_"+suf, grid2(ceilDiv(m.rows, kcuda.MMATileRows), ceilDiv(n, kcuda.MMATileTokens)),
 			block(kcuda.MMAThreads), args...)
 	default:
-		b.dev.launch("matmul_"+suf, grid2(ceilDiv(m.rows, 64), ceilDiv(n, 64)), block(256), args...)
+		b.launch("matmul_"+suf, grid2(ceilDiv(m.rows, 64), ceilDiv(n, 64)), block(256), args...)
 	}
 }
 
@@ -114,7 +124,8 @@ func ropeKey(r *backend.RoPE) string {
 
 // ropeTableFor returns a table covering positions 0..maxPos, computed on
 // the host with the CPU backend's own RoPE.Tables (so the angles are
-// bitwise the CPU's) and grown by doubling.
+// bitwise the CPU's) and grown by doubling; nil when memory ran out (the
+// failure is recorded).
 func (b *Backend) ropeTableFor(r *backend.RoPE, maxPos int) *ropeTable {
 	key := ropeKey(r)
 	t := b.ropes[key]
@@ -135,10 +146,14 @@ func (b *Backend) ropeTableFor(r *backend.RoPE, maxPos int) *ropeTable {
 			tab[2*(p*half+i)+1] = sin[i]
 		}
 	}
+	buf := b.allocOp(uint64(4 * len(tab)))
+	if buf == nil {
+		return nil
+	}
 	if t != nil {
 		b.free(t.buf) // outgrown: freed after the work that reads it
 	}
-	t = &ropeTable{buf: b.mustAlloc(uint64(4 * len(tab))), n: n}
+	t = &ropeTable{buf: buf, n: n}
 	if len(tab) > 0 {
 		b.upload(t.buf.ptr, unsafe.Slice((*byte)(unsafe.Pointer(&tab[0])), 4*len(tab)))
 	}
@@ -148,7 +163,7 @@ func (b *Backend) ropeTableFor(r *backend.RoPE, maxPos int) *ropeTable {
 
 func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *backend.RoPE) {
 	s := x.(*tensor)
-	if s.rows == 0 || r.Dims == 0 {
+	if s.rows == 0 || r.Dims == 0 || !b.ready(s) {
 		return
 	}
 	if len(pos) < s.rows || heads*headDim > s.cols || r.Dims > headDim {
@@ -157,11 +172,15 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 	maxPos := 0
 	for _, p := range pos[:s.rows] {
 		if p < 0 {
-			panic(fmt.Sprintf("cuda: rope at negative position %d", p))
+			b.fail(fmt.Errorf("cuda: rope at negative position %d", p))
+			return
 		}
 		maxPos = max(maxPos, int(p))
 	}
 	tab := b.ropeTableFor(r, maxPos)
+	if tab == nil {
+		return
+	}
 	// The positions are the same for q and k and for every layer of a
 	// forward pass: uploaded when they change (or when the step-input
 	// slot they were in is gone).
@@ -175,13 +194,13 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 	if r.NeoX {
 		neox = 1
 	}
-	b.dev.launch("rope_f32", grid1(s.rows), block(128),
+	b.launch("rope_f32", grid1(s.rows), block(128),
 		argPtr(s.ptr()), argPtr(tab.buf.ptr), argPtr(pp), argInt(heads), argInt(headDim), argInt(r.Dims/2), argInt(neox), argInt(s.cols))
 }
 
 func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
 	d, s := dst.(*tensor), x.(*tensor)
-	if len(idx) == 0 {
+	if len(idx) == 0 || !b.ready(d, s) {
 		return
 	}
 	if d.cols != s.cols || d.rows < len(idx) {
@@ -190,35 +209,42 @@ func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
 	ix := make([]int32, len(idx))
 	for i, r := range idx {
 		if r < 0 || r >= s.rows {
-			panic(fmt.Sprintf("cuda: gather of row %d of %d", r, s.rows))
+			b.fail(fmt.Errorf("cuda: gather of row %d of %d", r, s.rows))
+			return
 		}
 		ix[i] = int32(r)
 	}
 	p := b.stepInput(&b.ids, int32Bytes(ix))
-	b.dev.launch("gather_rows", grid2(len(ix), ceilDiv(s.cols, 256)), block(256),
+	b.launch("gather_rows", grid2(len(ix), ceilDiv(s.cols, 256)), block(256),
 		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(p), argInt(len(ix)), argInt(s.cols))
 }
 
 func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
 	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
+	if !b.ready(d, g, u) {
+		return
+	}
 	if g.n() < d.n() || u.n() < d.n() {
 		panic(fmt.Sprintf("cuda: swiglu of %dx%d and %dx%d into %dx%d", g.rows, g.cols, u.rows, u.cols, d.rows, d.cols))
 	}
 	if d.n() == 0 {
 		return
 	}
-	b.dev.launch("swiglu_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())))
+	b.launch("swiglu_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())))
 }
 
 func (b *Backend) Add(dst, x backend.Tensor) {
 	d, s := dst.(*tensor), x.(*tensor)
+	if !b.ready(d, s) {
+		return
+	}
 	if s.n() < d.n() {
 		panic(fmt.Sprintf("cuda: add of %dx%d into %dx%d", s.rows, s.cols, d.rows, d.cols))
 	}
 	if d.n() == 0 {
 		return
 	}
-	b.dev.launch("add_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(s.ptr()), argU64(uint64(d.n())))
+	b.launch("add_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(s.ptr()), argU64(uint64(d.n())))
 }
 
 // Argmax writes the index of the largest value of each row of x into out
@@ -232,9 +258,18 @@ func (b *Backend) Argmax(x backend.Tensor, out []int32) error {
 	if s.rows == 0 {
 		return nil
 	}
+	if !b.ready(s) {
+		return b.Err()
+	}
 	p := b.scratch(&b.ids, uint64(4*s.rows))
-	b.dev.launch("argmax_f32", grid1(s.rows), block(256), argPtr(p), argPtr(s.ptr()), argInt(s.cols))
-	return b.download(int32Bytes(out[:s.rows]), p)
+	if p == 0 {
+		return b.Err()
+	}
+	b.launch("argmax_f32", grid1(s.rows), block(256), argPtr(p), argPtr(s.ptr()), argInt(s.cols))
+	if err := b.download(int32Bytes(out[:s.rows]), p); err != nil {
+		return err
+	}
+	return b.Err()
 }
 
 // The operations the model families beyond Llama need (Qwen, Gemma, Phi-3,
@@ -276,6 +311,9 @@ func f32Bytes(v []float32) []byte {
 
 func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps float32) {
 	d, s := dst.(*tensor), x.(*tensor)
+	if !b.ready(d, s) {
+		return
+	}
 	if d.cols != s.cols || d.rows < s.rows {
 		panic(fmt.Sprintf("cuda: layernorm of %dx%d into %dx%d", s.rows, s.cols, d.rows, d.cols))
 	}
@@ -283,22 +321,25 @@ func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps f
 	if s.rows == 0 || s.cols == 0 {
 		return
 	}
-	b.dev.launch("layernorm_f32", grid1(s.rows), block(normThreads(s.cols)),
+	b.launch("layernorm_f32", grid1(s.rows), block(normThreads(s.cols)),
 		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(wp), argPtr(bp), argInt(s.cols), argF32(eps))
 }
 
 func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 	d, g, u := dst.(*tensor), gate.(*tensor), up.(*tensor)
+	if !b.ready(d, g, u) {
+		return
+	}
 	switch a.Kind {
 	case backend.ActSiLU:
 		b.SwiGLU(dst, gate, up)
 	case backend.ActGELU:
 		if elementwise("geglu", d, g, u) {
-			b.dev.launch("geglu_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())))
+			b.launch("geglu_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())))
 		}
 	case backend.ActSwiGLUOAI:
 		if elementwise("swiglu_oai", d, g, u) {
-			b.dev.launch("swiglu_oai_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())),
+			b.launch("swiglu_oai_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())),
 				argF32(a.Alpha), argF32(a.Limit))
 		}
 	default:
@@ -308,6 +349,9 @@ func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 
 func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
 	d, s := dst.(*tensor), x.(*tensor)
+	if !b.ready(d, s) {
+		return
+	}
 	var name string
 	switch a.Kind {
 	case backend.ActSiLU:
@@ -318,17 +362,20 @@ func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
 		panic(fmt.Sprintf("cuda: activation %d on its own", a.Kind))
 	}
 	if elementwise("activate", d, s) {
-		b.dev.launch(name, stride(d.n()), block(256), argPtr(d.ptr()), argPtr(s.ptr()), argU64(uint64(d.n())))
+		b.launch(name, stride(d.n()), block(256), argPtr(d.ptr()), argPtr(s.ptr()), argU64(uint64(d.n())))
 	}
 }
 
 func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
 	s := x.(*tensor)
+	if !b.ready(s) {
+		return
+	}
 	p := vector("bias", bias, s.cols)
 	if s.n() == 0 {
 		return
 	}
-	b.dev.launch("add_bias_f32", grid2(s.rows, ceilDiv(s.cols, 256)), block(256),
+	b.launch("add_bias_f32", grid2(s.rows, ceilDiv(s.cols, 256)), block(256),
 		argPtr(s.ptr()), argPtr(p), argInt(s.rows), argInt(s.cols))
 }
 
@@ -336,6 +383,9 @@ func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
 // (uploaded with the step's other inputs).
 func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 	s := x.(*tensor)
+	if !b.ready(s) {
+		return
+	}
 	if len(sc) != 1 && len(sc) != s.rows {
 		panic(fmt.Sprintf("cuda: %d scales for %d rows", len(sc), s.rows))
 	}
@@ -349,7 +399,7 @@ func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 	} else {
 		p = b.stepInput(&b.rowIn, f32Bytes(sc))
 	}
-	b.dev.launch("scale_f32", grid2(s.rows, ceilDiv(s.cols, 256)), block(256),
+	b.launch("scale_f32", grid2(s.rows, ceilDiv(s.cols, 256)), block(256),
 		argPtr(s.ptr()), argPtr(p), argF32(s0), argInt(s.rows), argInt(s.cols))
 }
 
@@ -358,6 +408,9 @@ func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 // need no atomics and get the CPU's order of additions.
 func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
 	d, s := dst.(*tensor), x.(*tensor)
+	if !b.ready(d, s) {
+		return
+	}
 	if len(w) != len(idx) || s.rows < len(idx) || d.cols != s.cols {
 		panic(fmt.Sprintf("cuda: add of %d scaled rows (%d weights) of %dx%d into %dx%d", len(idx), len(w), s.rows, s.cols, d.rows, d.cols))
 	}
@@ -366,7 +419,7 @@ func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
 	}
 	plan, m := scaledRowsPlan(idx, w, d.rows)
 	p := b.stepInput(&b.rowIn, int32Bytes(plan))
-	b.dev.launch("add_scaled_rows_f32", grid2(m, ceilDiv(d.cols, 256)), block(256),
+	b.launch("add_scaled_rows_f32", grid2(m, ceilDiv(d.cols, 256)), block(256),
 		argPtr(d.ptr()), argPtr(s.ptr()), argPtr(p), argInt(m), argInt(len(idx)), argInt(d.cols))
 }
 

@@ -29,12 +29,16 @@ import (
 
 // ErrFault wraps a fault met while running the model: typically its file
 // was truncated or replaced while mapped (reading past the new end raises
-// SIGBUS), or a kernel bug. The step fails; the process keeps running.
+// SIGBUS), or a programming error (a panic). The step fails; the process
+// keeps running. Errors of the backend's operations (a bad token id, a
+// full context, memory, a device fault) are not faults: the model
+// returns them (backend.Backend's Err).
 var ErrFault = errors.New("model fault")
 
 // forward runs one forward pass and hands its output to use, holding the
 // model's lock throughout (the output buffer is reused by the next pass).
-// A memory fault or panic inside becomes an error.
+// Its one recover is for what the error channel cannot carry: a memory
+// fault of the mapped file, or a panic (a programming error).
 func (m *Model) forward(b *arch.Batch, use func(out []float32) error) (err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

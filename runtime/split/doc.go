@@ -41,6 +41,14 @@
 // states, before the output norm) unless the output layer is offloaded;
 // Stats counts them.
 //
+// # Errors
+//
+// Each side records its own operations' errors (backend.Backend's
+// contract); the split records its own (a KV cache of another placement,
+// a side that cannot allocate a tensor when first needed, whose error it
+// takes) and does nothing while it has one. Err returns the split's error
+// and both sides', joined when more than one, and clears them.
+//
 // # KV cache
 //
 // NewKV, NewKVPool and NewTypedKVPool make a pool on each side for that

@@ -3,6 +3,7 @@ package split
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/backend"
@@ -32,6 +33,7 @@ type Stats struct {
 // one. Not safe for concurrent use, like every backend.
 type Backend struct {
 	be    [2]backend.Backend // host, dev
+	err   error              // the split's own first error (Err joins the sides')
 	plan  Plan
 	stats Stats
 	stage []float32
@@ -58,6 +60,34 @@ func (b *Backend) Device() backend.Backend { return b.be[dev] }
 
 // Host returns the backend the other layers run on.
 func (b *Backend) Host() backend.Backend { return b.be[host] }
+
+// Err returns the first error of the split's own (a KV cache of another
+// placement, a side that could not allocate a tensor) and the sides'
+// pending errors, joined, and clears them (a device fault stays the
+// device backend's). While the split's own error is pending its
+// operations do nothing; each side skips its own operations while its
+// error is.
+func (b *Backend) Err() error {
+	var errs []error
+	for _, err := range []error{b.err, b.be[dev].Err(), b.be[host].Err()} {
+		// A device fault taken before (on) is still the device's: once.
+		if err != nil && !slices.ContainsFunc(errs, func(e error) bool { return errors.Is(e, err) }) {
+			errs = append(errs, err)
+		}
+	}
+	b.err = nil
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// fail records err unless the split has an error pending.
+func (b *Backend) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
 
 // Stats returns the copies made so far.
 func (b *Backend) Stats() Stats { return b.stats }
@@ -189,10 +219,18 @@ func (b *Backend) Free(x any) {
 	}
 }
 
-// on returns the side's tensor of the store, made on first use.
+// on returns the side's tensor of the store, made on first use. A side
+// that cannot make it (out of memory) has its error taken as the split's
+// (so that the operations stop) and nothing is kept: on returns nil.
 func (b *Backend) on(s *store, sd side) backend.Tensor {
 	if s.t[sd] == nil {
-		s.t[sd] = b.be[sd].NewTensor(s.rows, s.cols)
+		t := b.be[sd].NewTensor(s.rows, s.cols)
+		if err := b.be[sd].Err(); err != nil {
+			b.be[sd].Free(t)
+			b.fail(err)
+			return nil
+		}
+		s.t[sd] = t
 	}
 	return s.t[sd]
 }
@@ -201,6 +239,9 @@ func (b *Backend) on(s *store, sd side) backend.Tensor {
 func (b *Backend) view(x *tensor, sd side) backend.Tensor {
 	if x.v[sd] == nil {
 		t := b.on(x.s, sd)
+		if t == nil {
+			return nil
+		}
 		if x.off != 0 || x.rows != x.s.rows {
 			t = b.be[sd].Slice(t, x.off, x.rows)
 		}
@@ -212,6 +253,9 @@ func (b *Backend) view(x *tensor, sd side) backend.Tensor {
 // need makes rows [r0, r1) of x current on side sd, copying the rows
 // that are current only on the other side, a contiguous run at a time.
 func (b *Backend) need(x *tensor, sd side, r0, r1 int) {
+	if b.err != nil {
+		return
+	}
 	s := x.s
 	a, e := x.off+r0, x.off+min(r1, x.rows)
 	for i := a; i < e; {
@@ -233,12 +277,16 @@ func (b *Backend) copyRows(s *store, from side, a, e int) {
 	to := 1 - from
 	n := (e - a) * s.cols
 	if n > 0 {
+		src, dst := b.on(s, from), b.on(s, to)
+		if b.err != nil {
+			return
+		}
 		if cap(b.stage) < n {
 			b.stage = make([]float32, n)
 		}
 		buf := b.stage[:n]
-		b.be[from].Read(b.on(s, from), a, buf)
-		b.be[to].Write(b.on(s, to), a, buf)
+		b.be[from].Read(src, a, buf)
+		b.be[to].Write(dst, a, buf)
 		if to == dev {
 			b.stats.ToDevice++
 			b.stats.BytesToDevice += 4 * int64(n)
@@ -297,21 +345,26 @@ func (b *Backend) needAll(sd side, in ...span) {
 	}
 }
 
-func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) error {
+func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) {
 	d, w := dst.(*tensor), table.(*weight)
 	sd := w.lookup()
-	if err := b.be[sd].Embed(b.view(d, sd), w.w[sd], ids); err != nil {
-		return err
+	dv := b.view(d, sd)
+	if b.err != nil {
+		return
 	}
+	b.be[sd].Embed(dv, w.w[sd], ids)
 	d.wrote(sd, 0, len(ids))
-	return nil
 }
 
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) {
 	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
 	sd := nw.compute()
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].RMSNorm(b.view(d, sd), b.view(s, sd), nw.w[sd], eps)
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].RMSNorm(dv, sv, nw.w[sd], eps)
 	d.wrote(sd, 0, s.rows)
 }
 
@@ -319,7 +372,11 @@ func (b *Backend) LayerNorm(dst, x backend.Tensor, w, bias backend.Weight, eps f
 	d, s, nw := dst.(*tensor), x.(*tensor), w.(*weight)
 	sd := nw.compute()
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].LayerNorm(b.view(d, sd), b.view(s, sd), nw.w[sd], sideWeight(bias, sd), eps)
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].LayerNorm(dv, sv, nw.w[sd], sideWeight(bias, sd), eps)
 	d.wrote(sd, 0, s.rows)
 }
 
@@ -339,7 +396,11 @@ func (b *Backend) AddBias(x backend.Tensor, bias backend.Weight) {
 	s, bw := x.(*tensor), bias.(*weight)
 	sd := bw.compute()
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].AddBias(b.view(s, sd), bw.w[sd])
+	sv := b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].AddBias(sv, bw.w[sd])
 	s.wrote(sd, 0, s.rows)
 }
 
@@ -347,7 +408,11 @@ func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 	s := x.(*tensor)
 	sd := b.pick(span{s, 0, s.rows})
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].Scale(b.view(s, sd), sc...)
+	sv := b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].Scale(sv, sc...)
 	s.wrote(sd, 0, s.rows)
 }
 
@@ -356,7 +421,11 @@ func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 	in := []span{{g, 0, d.rows}, {u, 0, d.rows}}
 	sd := b.pick(in...)
 	b.needAll(sd, in...)
-	b.be[sd].GLU(b.view(d, sd), b.view(g, sd), b.view(u, sd), a)
+	dv, gv, uv := b.view(d, sd), b.view(g, sd), b.view(u, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].GLU(dv, gv, uv, a)
 	d.wrote(sd, 0, d.rows)
 }
 
@@ -364,7 +433,11 @@ func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
 	d, s := dst.(*tensor), x.(*tensor)
 	sd := b.pick(span{s, 0, d.rows})
 	b.need(s, sd, 0, d.rows)
-	b.be[sd].Activate(b.view(d, sd), b.view(s, sd), a)
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].Activate(dv, sv, a)
 	d.wrote(sd, 0, d.rows)
 }
 
@@ -373,7 +446,11 @@ func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
 	in := []span{{d, 0, d.rows}, {s, 0, len(idx)}}
 	sd := b.pick(in...)
 	b.needAll(sd, in...)
-	b.be[sd].AddScaledRows(b.view(d, sd), b.view(s, sd), idx, w)
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].AddScaledRows(dv, sv, idx, w)
 	d.wrote(sd, 0, d.rows)
 }
 
@@ -381,7 +458,11 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) {
 	d, s, mw := dst.(*tensor), x.(*tensor), w.(*weight)
 	sd := mw.compute()
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].MatMul(b.view(d, sd), b.view(s, sd), mw.w[sd])
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].MatMul(dv, sv, mw.w[sd])
 	d.wrote(sd, 0, s.rows)
 }
 
@@ -389,7 +470,11 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim int, pos []int32, r *bac
 	s := x.(*tensor)
 	sd := b.pick(span{s, 0, s.rows})
 	b.need(s, sd, 0, s.rows)
-	b.be[sd].RoPE(b.view(s, sd), heads, headDim, pos, r)
+	sv := b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].RoPE(sv, heads, headDim, pos, r)
 	s.wrote(sd, 0, s.rows)
 }
 
@@ -398,7 +483,11 @@ func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
 	in := []span{{g, 0, d.rows}, {u, 0, d.rows}}
 	sd := b.pick(in...)
 	b.needAll(sd, in...)
-	b.be[sd].SwiGLU(b.view(d, sd), b.view(g, sd), b.view(u, sd))
+	dv, gv, uv := b.view(d, sd), b.view(g, sd), b.view(u, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].SwiGLU(dv, gv, uv)
 	d.wrote(sd, 0, d.rows)
 }
 
@@ -407,7 +496,11 @@ func (b *Backend) Add(dst, x backend.Tensor) {
 	in := []span{{d, 0, d.rows}, {s, 0, d.rows}}
 	sd := b.pick(in...)
 	b.needAll(sd, in...)
-	b.be[sd].Add(b.view(d, sd), b.view(s, sd))
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].Add(dv, sv)
 	d.wrote(sd, 0, d.rows)
 }
 
@@ -422,7 +515,11 @@ func (b *Backend) Gather(dst, x backend.Tensor, idx []int) {
 	}
 	sd := b.pick(in...)
 	b.needAll(sd, in...)
-	b.be[sd].Gather(b.view(d, sd), b.view(s, sd), idx)
+	dv, sv := b.view(d, sd), b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].Gather(dv, sv, idx)
 	d.wrote(sd, 0, len(idx))
 }
 
@@ -440,13 +537,21 @@ func (b *Backend) Read(x backend.Tensor, row int, dst []float32) {
 			b.need(s, host, row, end)
 		}
 	}
-	b.be[sd].Read(b.view(s, sd), row, dst)
+	sv := b.view(s, sd)
+	if b.err != nil {
+		return
+	}
+	b.be[sd].Read(sv, row, dst)
 }
 
 // Write puts the rows on the host.
 func (b *Backend) Write(x backend.Tensor, row int, src []float32) {
 	s := x.(*tensor)
-	b.be[host].Write(b.view(s, host), row, src)
+	sv := b.view(s, host)
+	if b.err != nil {
+		return
+	}
+	b.be[host].Write(sv, row, src)
 	s.wrote(host, row, row+len(src)/max(s.s.cols, 1))
 }
 
@@ -518,9 +623,13 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 }
 
 // Attention runs on the side holding the layer's KV cache.
-func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) {
+	if b.err != nil {
+		return
+	}
 	if layer < 0 || layer >= b.plan.Layers {
-		return fmt.Errorf("split: attention at layer %d of %d", layer, b.plan.Layers)
+		b.fail(fmt.Errorf("split: attention at layer %d of %d", layer, b.plan.Layers))
+		return
 	}
 	sd, local := host, layer
 	if b.plan.OnDevice(layer) {
@@ -534,14 +643,17 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	for i, c := range kvs {
 		pk, ok := c.(*backend.PagedKV)
 		if !ok {
-			return fmt.Errorf("split: KV cache of type %T", c)
+			b.fail(fmt.Errorf("split: KV cache of type %T", c))
+			return
 		}
 		pool, ok := pk.Pool.(*kvPool)
 		if !ok {
-			return fmt.Errorf("split: KV pool of type %T", pk.Pool)
+			b.fail(fmt.Errorf("split: KV pool of type %T", pk.Pool))
+			return
 		}
 		if pool.p[sd] == nil || pool.first != b.plan.Layers-b.plan.Offloaded {
-			return fmt.Errorf("split: a KV pool of another placement")
+			b.fail(fmt.Errorf("split: a KV pool of another placement"))
+			return
 		}
 		b.pk[i] = backend.PagedKV{Pool: pool.p[sd], Table: pk.Table}
 		b.kvs = append(b.kvs, &b.pk[i])
@@ -552,11 +664,12 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	if p.Sinks != nil {
 		p.Sinks = sideWeight(p.Sinks, sd)
 	}
-	if err := b.be[sd].Attention(b.view(d, sd), b.view(qt, sd), b.view(kt, sd), b.view(vt, sd), b.kvs, seq, local, pos, p); err != nil {
-		return err
+	dv, qv, kv, vv := b.view(d, sd), b.view(qt, sd), b.view(kt, sd), b.view(vt, sd)
+	if b.err != nil {
+		return
 	}
+	b.be[sd].Attention(dv, qv, kv, vv, b.kvs, seq, local, pos, p)
 	d.wrote(sd, 0, n)
-	return nil
 }
 
 var (

@@ -127,13 +127,13 @@ func (r *recorder) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32)
 	r.ops["RMSNorm"]++
 	r.Backend.RMSNorm(dst, x, w, eps)
 }
-func (r *recorder) Embed(dst backend.Tensor, w backend.Weight, ids []int32) error {
+func (r *recorder) Embed(dst backend.Tensor, w backend.Weight, ids []int32) {
 	r.ops["Embed"]++
-	return r.Backend.Embed(dst, w, ids)
+	r.Backend.Embed(dst, w, ids)
 }
-func (r *recorder) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) error {
+func (r *recorder) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) {
 	r.ops["Attention"]++
-	return r.Backend.Attention(dst, q, k, v, kvs, seq, layer, pos, p)
+	r.Backend.Attention(dst, q, k, v, kvs, seq, layer, pos, p)
 }
 func (r *recorder) Weight(name string, t quant.Type, rows, cols int, data []byte) (backend.Weight, error) {
 	r.ops["Weight"]++

@@ -189,7 +189,10 @@ type buffers struct {
 	gate, up, act backend.Tensor // (n, ff); gate nil without gated layers
 }
 
-func (m *Model) buffersFor(n int) *buffers {
+// buffersFor returns the activations for an n-token batch. Allocating a
+// larger set is where memory can run out: the backend's error is checked
+// then, and a set that failed is not kept.
+func (m *Model) buffersFor(n int) (*buffers, error) {
 	be, c := m.Be, &m.C
 	if m.bufs == nil || m.bufs.n < n {
 		gated := false
@@ -209,11 +212,18 @@ func (m *Model) buffersFor(n int) *buffers {
 		if gated {
 			b.gate = be.NewTensor(n, c.FF)
 		}
+		m.bufs = nil
+		if err := be.Err(); err != nil {
+			for _, t := range []backend.Tensor{b.x, b.h, b.q, b.att, b.k, b.v, b.gate, b.up, b.act} {
+				be.Free(t)
+			}
+			return nil, err
+		}
 		m.bufs = b
 	}
 	full := m.bufs
 	if full.n == n {
-		return full
+		return full, nil
 	}
 	s := func(t backend.Tensor) backend.Tensor {
 		if t == nil {
@@ -222,7 +232,7 @@ func (m *Model) buffersFor(n int) *buffers {
 		return be.Slice(t, 0, n)
 	}
 	return &buffers{n: n, x: s(full.x), h: s(full.h), q: s(full.q), att: s(full.att), k: s(full.k), v: s(full.v),
-		gate: s(full.gate), up: s(full.up), act: s(full.act)}
+		gate: s(full.gate), up: s(full.up), act: s(full.act)}, nil
 }
 
 // Forward implements arch.Model: it returns the final hidden states of
@@ -251,27 +261,24 @@ func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
 		}
 	}
 	be, eps := m.Be, c.NormEps
-	b := m.buffersFor(n)
-	// x = LN(tok_embd[ids] + token_types[0] + position_embd[pos])      (n, embd)
-	if err := be.Embed(b.x, m.TokEmbd, ids); err != nil {
+	b, err := m.buffersFor(n)
+	if err != nil {
 		return nil, err
 	}
+	// x = LN(tok_embd[ids] + token_types[0] + position_embd[pos])      (n, embd)
+	be.Embed(b.x, m.TokEmbd, ids)
 	blocks.AddBias(be, b.x, m.TypeRow0)
 	if m.PosEmbd != nil {
-		if err := be.Embed(b.h, m.PosEmbd, pos); err != nil {
-			return nil, err
-		}
+		be.Embed(b.h, m.PosEmbd, pos)
 		be.Add(b.x, b.h)
 	}
 	be.LayerNorm(b.x, b.x, m.EmbNorm, m.EmbNormB, eps)
 	for il := range m.Layers {
-		if err := m.layer(&m.Layers[il], b, bt, il); err != nil {
-			return nil, err
-		}
+		m.layer(&m.Layers[il], b, bt, il)
 	}
 	rows := len(bt.Outputs)
 	if rows == 0 {
-		return nil, nil
+		return nil, be.Err()
 	}
 	h := be.Slice(b.h, 0, rows)
 	be.Gather(h, b.x, bt.Outputs)
@@ -280,11 +287,15 @@ func (m *Model) Forward(bt *arch.Batch) ([]float32, error) {
 	}
 	out := m.out[:rows*c.Embd]
 	be.Read(h, 0, out)
+	// The backend's errors, once per pass (backend.Err).
+	if err := be.Err(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
 // layer runs encoder layer il on b.x, in place.
-func (m *Model) layer(l *Layer, b *buffers, bt *arch.Batch, il int) error {
+func (m *Model) layer(l *Layer, b *buffers, bt *arch.Batch, il int) {
 	be, c, a, eps := m.Be, &m.C, &l.Attn, m.C.NormEps
 	// q, k, v = x·Wᵀ + bias      (n, heads·head_dim), (n, kv width) ×2
 	blocks.MatMuls(be, b.x, []backend.Tensor{b.q, b.k, b.v}, []backend.Weight{a.Q, a.K, a.V})
@@ -295,9 +306,7 @@ func (m *Model) layer(l *Layer, b *buffers, bt *arch.Batch, il int) error {
 		be.RoPE(b.q, c.Heads, c.HeadDim, bt.Pos, a.RoPE)
 		be.RoPE(b.k, c.KVHeads, c.HeadDim, bt.Pos, a.RoPE)
 	}
-	if err := be.Attention(b.att, b.q, b.k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P); err != nil {
-		return err
-	}
+	be.Attention(b.att, b.q, b.k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P)
 	// h = LN(x + att·Woᵀ + bo)      (n, embd)
 	be.MatMul(b.h, b.att, a.O)
 	blocks.AddBias(be, b.h, a.OB)
@@ -307,5 +316,4 @@ func (m *Model) layer(l *Layer, b *buffers, bt *arch.Batch, il int) error {
 	l.FFN.Forward(be, b.h, b.gate, b.up, b.act, b.x)
 	be.Add(b.x, b.h)
 	be.LayerNorm(b.x, b.x, l.OutNorm, l.OutNormB, eps)
-	return nil
 }

@@ -155,7 +155,10 @@ func (d *Decoder) experts() int {
 	return k
 }
 
-func (d *Decoder) buffersFor(n int) *buffers {
+// buffersFor returns the activations for an n-token batch. Allocating a
+// larger set is where memory can run out: the backend's error is checked
+// then, and a set that failed is not kept.
+func (d *Decoder) buffersFor(n int) (*buffers, error) {
 	be, c := d.Be, &d.C
 	k := d.experts()
 	if d.bufs == nil || d.bufs.n < n {
@@ -185,10 +188,18 @@ func (d *Decoder) buffersFor(n int) *buffers {
 		b.router = mk(n, c.Experts, moe)
 		b.xe, b.ye = mk(n*k, c.Embd, moe), mk(n*k, c.Embd, moe)
 		b.egate, b.eup, b.eact = mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe)
+		d.bufs = nil
+		if err := be.Err(); err != nil {
+			fs, _ := b.fields()
+			for _, f := range fs {
+				be.Free(*f)
+			}
+			return nil, err
+		}
 		d.bufs = b
 	}
 	if d.bufs.n == n {
-		return d.bufs
+		return d.bufs, nil
 	}
 	v := &buffers{n: n}
 	src, perExpert := d.bufs.fields()
@@ -202,7 +213,7 @@ func (d *Decoder) buffersFor(n int) *buffers {
 			*dst[i] = be.Slice(*f, 0, rows)
 		}
 	}
-	return v
+	return v, nil
 }
 
 // multiMatMul is an optional backend op: several products of the same
@@ -259,6 +270,9 @@ func AddBias(be backend.Backend, x backend.Tensor, b backend.Weight) {
 	}
 }
 
+// Forward implements arch.Model. The backend's errors (see backend.Err)
+// are checked once, after the results are read (and in a mixture, after
+// the router's logits are read), and returned.
 func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 	ids, pos := bt.IDs, bt.Pos
 	n := len(ids)
@@ -271,10 +285,11 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 		}
 	}
 	be, eps := d.Be, d.C.NormEps
-	b := d.buffersFor(n)
-	if err := be.Embed(b.x, d.Embd, ids); err != nil {
+	b, err := d.buffersFor(n)
+	if err != nil {
 		return nil, err
 	}
+	be.Embed(b.x, d.Embd, ids)
 	if d.EmbScale != 0 {
 		be.Scale(b.x, d.EmbScale)
 	}
@@ -288,9 +303,7 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 	}
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		if err := d.attention(&l.Attn, b, bt, i, temps); err != nil {
-			return nil, err
-		}
+		d.attention(&l.Attn, b, bt, i, temps)
 		be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
 		if l.MoE != nil {
 			// The experts' weighted outputs go straight into the residual.
@@ -311,7 +324,7 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 }
 
 // attention runs layer il's attention block on b.x.
-func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, temps []float32) error {
+func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, temps []float32) {
 	be, eps, c := d.Be, d.C.NormEps, &d.C
 	be.RMSNorm(b.h, b.x, a.Norm, eps)
 	d.trace("attn_norm", il, b.h)
@@ -343,9 +356,7 @@ func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, te
 	}
 	d.trace("Qcur", il, q)
 	d.trace("Kcur", il, k)
-	if err := be.Attention(att, q, k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P); err != nil {
-		return err
-	}
+	be.Attention(att, q, k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P)
 	d.trace("kqv_out", il, att)
 	be.MatMul(b.o, att, a.O)
 	d.addBias(b.o, a.OB)
@@ -356,7 +367,6 @@ func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, te
 	} else {
 		be.Add(b.x, b.o)
 	}
-	return nil
 }
 
 func (d *Decoder) trace(name string, il int, t backend.Tensor) {
@@ -408,18 +418,26 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 	be, c := d.Be, &d.C
 	rows := len(bt.Outputs)
 	if rows == 0 {
-		return nil, nil
+		return nil, be.Err()
 	}
 	x, h := be.Slice(b.h, 0, rows), be.Slice(b.o, 0, rows)
 	be.Gather(x, b.x, bt.Outputs)
 	be.RMSNorm(h, x, d.OutNorm, c.NormEps)
 	out, width := h, c.Embd
 	if !bt.Hidden {
+		if d.out != nil {
+			if r, _ := d.out.Shape(); r < rows {
+				be.Free(d.out)
+				d.out = nil
+			}
+		}
 		if d.out == nil {
 			d.out = be.NewTensor(rows, c.Vocab)
-		} else if r, _ := d.out.Shape(); r < rows {
-			be.Free(d.out)
-			d.out = be.NewTensor(rows, c.Vocab)
+			if err := be.Err(); err != nil { // memory ran out: not kept
+				be.Free(d.out)
+				d.out = nil
+				return nil, err
+			}
 		}
 		out, width = be.Slice(d.out, 0, rows), c.Vocab
 		be.MatMul(out, h, d.Output)
@@ -430,6 +448,9 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 	}
 	res := d.logits[:rows*width]
 	be.Read(out, 0, res)
+	if err := be.Err(); err != nil {
+		return nil, err
+	}
 	if d.FinalCap > 0 && !bt.Hidden {
 		inv := 1 / d.FinalCap
 		for i, v := range res {
@@ -470,6 +491,9 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 	}
 	r.logits = r.logits[:n*ne]
 	be.Read(b.router, 0, r.logits)
+	if err := be.Err(); err != nil { // the routing below acts on the logits
+		return err
+	}
 	r.sel, r.w = r.sel[:0], r.w[:0]
 	r.count = append(r.count[:0], make([]int, ne)...)
 	for t := range n {
