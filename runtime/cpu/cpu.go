@@ -129,11 +129,13 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, ids []int32) {
 		return
 	}
 	d, w := dst.(*tensor), table.(*weight).m
-	for t, id := range ids {
+	for _, id := range ids {
 		if id < 0 || int(id) >= w.Rows {
 			b.fail(fmt.Errorf("token id %d out of range [0, %d)", id, w.Rows))
 			return
 		}
+	}
+	for t, id := range ids {
 		w.DequantizeRow(int(id), d.row(t))
 	}
 }

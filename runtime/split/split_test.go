@@ -2,10 +2,12 @@ package split_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hearth-llm/hearth/internal/testdata"
@@ -481,5 +483,85 @@ func TestReadWrite(t *testing.T) {
 	// The read found rows 1 and 2 on the device only: one run copied.
 	if st := sb.Stats(); st.ToHost != 1 || st.BytesToHost != 2*4*3 {
 		t.Errorf("stats after a read split between the sides: %+v", st)
+	}
+}
+
+// TestSplitErrors: the split forwards both sides' recorded errors (a bad
+// token id on the host, a position past the cache on the device), joined
+// when both have one, and its own (a cache of another placement); Err
+// takes them once. Through a model, a pass that failed on either side is
+// an error of that pass, and the next one is the CPU's bit for bit.
+func TestSplitErrors(t *testing.T) {
+	sb := split.New(cpu.New(1), cpu.New(1), split.Layers(2, 1, false))
+	defer sb.Close()
+	const cols = 8
+	te, err := sb.Weight("token_embd.weight", quant.F32, 4, cols, f32Bytes(make([]float32, 4*cols)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := sb.NewTensor(1, cols)
+	kv, err := sb.NewKV(2, 2, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := backend.AttentionParams{Heads: 1, KVHeads: 1, HeadDim: cols, Scale: 1}
+	sb.Embed(x, te, []int32{9})                                              // host
+	sb.Attention(x, x, x, x, []backend.KV{kv}, []int32{0}, 1, []int32{5}, p) // layer 1: device
+	err = sb.Err()
+	if err == nil || !strings.Contains(err.Error(), "token id 9 out of range [0, 4)") || !errors.Is(err, backend.ErrContextFull) {
+		t.Errorf("Err after errors on both sides: %v", err)
+	}
+	if err := sb.Err(); err != nil {
+		t.Errorf("Err did not clear: %v", err)
+	}
+	oc := cpu.New(1)
+	defer oc.Close()
+	other, _ := oc.NewKV(2, 2, cols)
+	sb.Attention(x, x, x, x, []backend.KV{other}, []int32{0}, 0, []int32{0}, p)
+	if err := sb.Err(); err == nil || !strings.Contains(err.Error(), "split: KV pool of type") {
+		t.Errorf("Err after a cache of another backend: %v", err)
+	}
+
+	f, err := gguf.Open(filepath.Join(testdata.Dir(t, "models"), "stories260K-q4_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ref := cpu.New(1)
+	defer ref.Close()
+	mc, err := arch.Load(f, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := mc.Info()
+	prompt := randomIDs(rand.New(rand.NewPCG(3, 4)), 6, info.VocabSize)
+	kc, _ := mc.NewKV(8)
+	want, err := mc.Forward(arch.Single(prompt, 0, kc, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{info.Layers / 2, info.Layers + 1} {
+		s := split.New(cpu.New(1), cpu.New(1), split.ForFile(f, n))
+		m, err := arch.Load(f, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, _ := m.NewKV(8)
+		bad := slices.Clone(prompt)
+		bad[2] = int32(info.VocabSize)
+		if _, err := m.Forward(arch.Single(bad, 0, kv, false)); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("-ngl %d: a bad token id: %v", n, err)
+		}
+		if _, err := m.Forward(arch.Single(prompt, 6, kv, false)); !errors.Is(err, backend.ErrContextFull) {
+			t.Errorf("-ngl %d: past the cache: %v", n, err)
+		}
+		got, err := m.Forward(arch.Single(prompt, 0, kv, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameBits(got, want) {
+			t.Errorf("-ngl %d: logits after failed passes differ from the CPU's", n)
+		}
+		s.Close()
 	}
 }

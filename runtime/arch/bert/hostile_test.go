@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hearth-llm/hearth/loader/gguf"
@@ -140,7 +141,16 @@ func TestHostileBatch(t *testing.T) {
 		for i, b := range bad {
 			if _, err := m.Forward(b); err == nil {
 				t.Errorf("%s: bad batch %d ran", name, i)
+			} else if !strings.Contains(err.Error(), "out of range") && i < 2 {
+				t.Errorf("%s: bad batch %d: %v", name, i, err)
 			}
+			if err := be.Err(); err != nil {
+				t.Errorf("%s: bad batch %d left an error pending: %v", name, i, err)
+			}
+		}
+		good := &arch.Batch{IDs: []int32{101, 102}, Pos: []int32{0, 1}, Seq: []int32{0, 0}, KVs: []backend.KV{kv}, Hidden: true, Outputs: []int{1}}
+		if _, err := m.Forward(good); err != nil {
+			t.Errorf("%s: a good batch after the bad ones: %v", name, err)
 		}
 	}
 	// bert's learned positions end at its trained context.
