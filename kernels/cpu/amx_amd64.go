@@ -1,0 +1,21 @@
+//go:build !purego
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// hasAMX: the amx level — the avx512 level plus AMX-TILE and AMX-INT8
+// (Sapphire Rapids and later), and the operating system's leave to use the
+// tile registers (amxPermit). The AMX kernels are written by hand in
+// amx_amd64.s (avo v0.6.0 has no AMX instructions and no raw bytes).
+var hasAMX = hasAVX512 && cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && amxPermit()
+
+// amxDPBUSD runs one TDPBUSD on full tiles: c (16 rows of 16 int32) +=
+// a (16 rows of 64 unsigned bytes) · b (16 rows of 64 signed bytes, each
+// row four bytes for each of the 16 columns: Intel's "VNNI" layout), that
+// is c[m][n] += Σ_k a[m][k]·b[k/4][4n+k%4]. It loads its own tile
+// configuration and releases the tiles before it returns. A test kernel
+// (TestAMXDPBUSD): it checks the instruction encodings and the OS support.
+//
+//go:noescape
+func amxDPBUSD(a, b *byte, c *int32)
