@@ -54,3 +54,151 @@ TEXT ·amxDPBUSD(SB), NOSPLIT, $0-24
 	TILESTORED_BX(0)
 	TILERELEASE
 	RET
+
+// The Q4_K kernel: 16 weight rows × 16 tokens, over nb super-blocks, in
+// the avx512 level's Q4_K numerics (_asm/q4k512.go: per (row, token,
+// sub-block s) u = d·float(sc_s·Σq·x); u −= (dmin·m_s)·B_s; acc_s += dx·u;
+// at the end ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), hsum8's order). The
+// integer sums Σq·x come from TDPBUSD, sixteen rows by sixteen tokens per
+// sub-block; float(sc_s)·float(Σq·x) is the exact integer sc_s·Σq·x
+// (|·| < 2^22), so every float operation is the avx512 kernels' own.
+//
+// Layouts (gemm_amx.go writes them): wa, per super-block 5248 bytes:
+// sub-block s's A tile at 512s (16 rows of its 32 quants, one byte each),
+// row m's float(sc_s) at 4096+64m+4s and dmin·m_s at 4128+64m+4s, d at
+// 5120+8m. xa, per super-block 4672 bytes: sub-block s's B tile at 512s
+// (8 rows of 64 bytes: quants 4k..4k+3 of each of the 16 tokens), B_s of
+// the 16 tokens at 4096+64s, dx at 4608. scr: 12 KiB, 64-byte aligned:
+// the accumulators acc_s of row m at 1024s+64m (16 tokens), then four C
+// tiles stored at 8192+1024i.
+
+// amxQ4KCfg: palette 1; tmm0..3 (C): 16 rows of 64 bytes; tmm4, tmm5 (A):
+// 16 rows of 32; tmm6, tmm7 (B): 8 rows of 64.
+DATA amxQ4KCfg<>+0(SB)/8, $1
+DATA amxQ4KCfg<>+8(SB)/8, $0
+DATA amxQ4KCfg<>+16(SB)/8, $0x0040004000400040
+DATA amxQ4KCfg<>+24(SB)/8, $0x0040004000200020
+DATA amxQ4KCfg<>+32(SB)/8, $0
+DATA amxQ4KCfg<>+40(SB)/8, $0
+DATA amxQ4KCfg<>+48(SB)/8, $0x0808101010101010
+DATA amxQ4KCfg<>+56(SB)/8, $0
+GLOBL amxQ4KCfg<>(SB), RODATA|NOPTR, $64
+
+DATA amxIota<>+0(SB)/8, $0x0000000100000000
+DATA amxIota<>+8(SB)/8, $0x0000000300000002
+DATA amxIota<>+16(SB)/8, $0x0000000500000004
+DATA amxIota<>+24(SB)/8, $0x0000000700000006
+DATA amxIota<>+32(SB)/8, $0x0000000900000008
+DATA amxIota<>+40(SB)/8, $0x0000000b0000000a
+DATA amxIota<>+48(SB)/8, $0x0000000d0000000c
+DATA amxIota<>+56(SB)/8, $0x0000000f0000000e
+GLOBL amxIota<>(SB), RODATA|NOPTR, $64
+
+// Registers: DI the super-block's wa, R8 its xa, R9 scr (accumulators),
+// R10 the stored C tiles, CX super-blocks left; SI the tile address, DX =
+// 32 and BX = 64 the tile strides; Z30 the tokens' dx, Z31 the tokens' B_s.
+
+// Q4KAMX4 computes the sums of sub-blocks 4h..4h+3 into tmm0..3 and stores
+// them at R10 (C tile i: row m, token n at 1024i+64m+4n).
+#define Q4KAMX4(h) \
+	TILEZERO(0); TILEZERO(1); TILEZERO(2); TILEZERO(3); \
+	LEAQ (2048*h)(DI), SI; TILELOADD_DX(4); LEAQ (2048*h)(R8), SI; TILELOADD_BX(6); TDPBUSD(0, 4, 6); \
+	LEAQ (2048*h+512)(DI), SI; TILELOADD_DX(5); LEAQ (2048*h+512)(R8), SI; TILELOADD_BX(7); TDPBUSD(1, 5, 7); \
+	LEAQ (2048*h+1024)(DI), SI; TILELOADD_DX(4); LEAQ (2048*h+1024)(R8), SI; TILELOADD_BX(6); TDPBUSD(2, 4, 6); \
+	LEAQ (2048*h+1536)(DI), SI; TILELOADD_DX(5); LEAQ (2048*h+1536)(R8), SI; TILELOADD_BX(7); TDPBUSD(3, 5, 7); \
+	MOVQ R10, SI; TILESTORED_BX(0); LEAQ 1024(R10), SI; TILESTORED_BX(1); \
+	LEAQ 2048(R10), SI; TILESTORED_BX(2); LEAQ 3072(R10), SI; TILESTORED_BX(3)
+
+// Q4KROW: row m of sub-block s, from C tile i, in Z.
+#define Q4KROW(s, i, m, Z) \
+	VCVTDQ2PS i*1024+m*64(R10), Z; \
+	VMULPS.BCST 4096+m*64+s*4(DI), Z, Z; \
+	VMULPS.BCST 5120+m*8(DI), Z, Z; \
+	VFNMADD231PS.BCST 4128+m*64+s*4(DI), Z31, Z; \
+	VFMADD213PS s*1024+m*64(R9), Z30, Z; \
+	VMOVUPS Z, s*1024+m*64(R9)
+
+// Q4KSUB: the float stage of sub-block s (C tile i), sixteen rows.
+#define Q4KSUB(s, i) \
+	VMOVUPS 4096+s*64(R8), Z31; \
+	Q4KROW(s, i, 0, Z0); Q4KROW(s, i, 1, Z1); Q4KROW(s, i, 2, Z2); Q4KROW(s, i, 3, Z3); \
+	Q4KROW(s, i, 4, Z4); Q4KROW(s, i, 5, Z5); Q4KROW(s, i, 6, Z6); Q4KROW(s, i, 7, Z7); \
+	Q4KROW(s, i, 8, Z8); Q4KROW(s, i, 9, Z9); Q4KROW(s, i, 10, Z10); Q4KROW(s, i, 11, Z11); \
+	Q4KROW(s, i, 12, Z12); Q4KROW(s, i, 13, Z13); Q4KROW(s, i, 14, Z14); Q4KROW(s, i, 15, Z15)
+
+// Q4KOUT: row m's sixteen results, hsum8's order over the sub-blocks,
+// scattered to R11 + m·4 + n·ldd (Z29: n·ldd).
+#define Q4KOUT(m) \
+	VMOVUPS 0*1024+m*64(R9), Z0; VADDPS 4*1024+m*64(R9), Z0, Z0; \
+	VMOVUPS 2*1024+m*64(R9), Z1; VADDPS 6*1024+m*64(R9), Z1, Z1; \
+	VADDPS Z1, Z0, Z0; \
+	VMOVUPS 1*1024+m*64(R9), Z2; VADDPS 5*1024+m*64(R9), Z2, Z2; \
+	VMOVUPS 3*1024+m*64(R9), Z3; VADDPS 7*1024+m*64(R9), Z3, Z3; \
+	VADDPS Z3, Z2, Z2; \
+	VADDPS Z2, Z0, Z0; \
+	KXNORW K1, K1, K1; \
+	VSCATTERDPS Z0, K1, m*4(R11)(Z29*1)
+
+// func amxQ4_K(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+TEXT ·amxQ4_K(SB), NOSPLIT, $0-48
+	LEAQ amxQ4KCfg<>(SB), SI
+	LDTILECFG_SI
+	MOVQ wa+0(FP), DI
+	MOVQ xa+8(FP), R8
+	MOVQ nb+16(FP), CX
+	MOVQ scr+24(FP), R9
+	LEAQ 8192(R9), R10
+	MOVQ $32, DX
+	MOVQ $64, BX
+	// Zero the accumulators.
+	VPXORD Z0, Z0, Z0
+	MOVQ R9, R11
+	MOVQ $32, AX
+zero:
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z0, 64(R11)
+	VMOVUPS Z0, 128(R11)
+	VMOVUPS Z0, 192(R11)
+	ADDQ $256, R11
+	DECQ AX
+	JNZ zero
+
+block:
+	VMOVUPS 4608(R8), Z30
+	Q4KAMX4(0)
+	Q4KSUB(0, 0)
+	Q4KSUB(1, 1)
+	Q4KSUB(2, 2)
+	Q4KSUB(3, 3)
+	Q4KAMX4(1)
+	Q4KSUB(4, 0)
+	Q4KSUB(5, 1)
+	Q4KSUB(6, 2)
+	Q4KSUB(7, 3)
+	ADDQ $5248, DI
+	ADDQ $4672, R8
+	DECQ CX
+	JNZ block
+
+	TILERELEASE
+	MOVQ dst+32(FP), R11
+	VPBROADCASTD ldd+40(FP), Z29
+	VPMULLD amxIota<>(SB), Z29, Z29
+	Q4KOUT(0)
+	Q4KOUT(1)
+	Q4KOUT(2)
+	Q4KOUT(3)
+	Q4KOUT(4)
+	Q4KOUT(5)
+	Q4KOUT(6)
+	Q4KOUT(7)
+	Q4KOUT(8)
+	Q4KOUT(9)
+	Q4KOUT(10)
+	Q4KOUT(11)
+	Q4KOUT(12)
+	Q4KOUT(13)
+	Q4KOUT(14)
+	Q4KOUT(15)
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@
 package cpu
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -46,6 +47,66 @@ func TestAMXDPBUSD(t *testing.T) {
 		amxDPBUSD(&a[0], &b[0], &c[0])
 		if c != want {
 			t.Fatalf("round %d: TDPBUSD differs from Go's integer sums:\n got %v\nwant %v", round, c[:16], want[:16])
+		}
+	}
+}
+
+// TestMatMulAMX checks the amx level's products against the avx512
+// level's, bit for bit, for every type with an AMX kernel: row counts with
+// and without a partial group of 16, token counts with and without a
+// partial token group, one and several super-blocks, 1 and 2 threads, rows
+// blocked in several pieces (a matrix of more than amxBlockBytes), and the
+// three kinds of data; and that the AMX path was taken.
+func TestMatMulAMX(t *testing.T) {
+	skipNoAMX(t)
+	defer func(n int) { amxMinTokens = n }(amxMinTokens)
+	amxMinTokens = 16
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, typ := range dotTypes {
+		var amx, ref namedDot
+		for _, v := range variants(typ) {
+			switch v.name {
+			case "amx":
+				amx = v
+			case "avx512vnni":
+				ref = v
+			}
+		}
+		if amx.gemm == nil || amx.gemm.amx == nil {
+			continue
+		}
+		for _, c := range []struct{ rows, cols, n int }{
+			{16, 256, 16}, {37, 512, 70}, {48, 2048, 33}, {64, 7 * 256, 16}, {300, 8192, 40},
+		} {
+			m := quantizeMatrix(t, r, typ, c.rows, c.cols)
+			x := randVec(r, c.n*c.cols)
+			if c.rows == 16 {
+				for i := range x {
+					x[i] = float32(1-2*(i&1)) * 1e3 // extreme activations: ±127 after quantization
+				}
+			}
+			for _, threads := range []int{1, 2} {
+				p := NewPool(threads)
+				out := func(v namedDot) []float32 {
+					mm := *m
+					mm.dot, mm.dot4, mm.gemm = v.dot, v.dot4, v.gemm
+					mm.quant = quantVariantAt(typ.VecDotType(), v.name)
+					var s Scratch
+					dst := make([]float32, c.n*c.rows)
+					MatMul(p, &s, dst, &mm, x, c.n)
+					if v.gemm.amx != nil && s.xa == nil {
+						t.Fatalf("%v: the AMX path was not taken", typ)
+					}
+					return dst
+				}
+				got, want := out(amx), out(ref)
+				p.Close()
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%v %dx%d n=%d %d threads: token %d row %d: amx %v, avx512 %v", typ, c.rows, c.cols, c.n, threads, i/c.rows, i%c.rows, got[i], want[i])
+					}
+				}
+			}
 		}
 	}
 }

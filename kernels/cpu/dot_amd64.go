@@ -21,6 +21,8 @@ var (
 
 var cpuLevel = func() level {
 	switch {
+	case hasAMX:
+		return levelAMX
 	case hasAVX512:
 		return levelAVX512
 	case hasAVX2:
@@ -608,9 +610,18 @@ func archImpls() map[quant.Type][]impl {
 		// Q4_K: decode kernels and tiles with their own numerics (four
 		// VPDPBUSD per 256 quants and token, token pairs; _asm/q4k512.go)
 		// on weights repacked once per matrix (see NOTES.md).
-		add(quant.Q4_K, repackedImpl(quant.Q4_K, gemmImpl{tiles: tiles16(gemmQ4_KAVX512x16, gemmQ4_KAVX512x8,
+		q4k := gemmImpl{tiles: tiles16(gemmQ4_KAVX512x16, gemmQ4_KAVX512x8,
 			gemmQ4_KAVX512x4, gemmQ4_KAVX512x2, gemmQ4_KAVX512x1), prep: prepQ8_KQ4,
-			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}))
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}
+		add(quant.Q4_K, repackedImpl(quant.Q4_K, q4k))
+		if hasAMX {
+			// The amx level: the same kernels, and groups of 16 rows × 16
+			// tokens through AMX tiles with their numerics (gemm_amx.go).
+			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_K, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672}
+			d := repackedImpl(quant.Q4_K, q4k)
+			d.level = levelAMX
+			add(quant.Q4_K, d)
+		}
 		// Sub-block lanes on repacked weights (_asm/lanes512.go): Q6_K,
 		// Q5_K (Q4_K's header, a min term), IQ4_XS (levels +128 by
 		// VPSHUFB), Q2_K (a min term), Q3_K.

@@ -1,0 +1,171 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+	"sync"
+	"unsafe"
+
+	"github.com/hearth-llm/hearth/quant"
+)
+
+// The amx level's prefill path: AMX tiles (TDPBUSD) compute the exact
+// integer sums of 16 weight rows × 16 tokens per sub-block, and AVX-512
+// applies the scales in the avx512 level's float order, so a (row, token)
+// result is bit for bit that of the avx512 tiles and decode kernels
+// (batch invariance across levels' kernels of the amx level: tokens left
+// over after the groups of 16, rows after the groups of 16, and single
+// tokens take the avx512 kernels). Per matrix product, each thread lays
+// out its groups of 16 rows once (unpack: nibbles to bytes, scales to
+// float32) for all the token groups, and gemmActs lays out the tokens in
+// groups of 16 (acts) once for all the rows.
+
+// amxImpl is a type's AMX kernel and the layouts it reads.
+type amxImpl struct {
+	// kernel: 16 rows (unpacked at wa) × 16 tokens (at xa) over nb
+	// blocks; row m, token n's result to dst + 4m + n·ldd bytes; scr: an
+	// amxScratch of 64-byte aligned scratch.
+	kernel func(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+	// unpack lays out 16 weight rows (rb bytes apart at w, in the level's
+	// repacked layout) for kernel: wBytes per block.
+	unpack func(dst, w []byte, rb, nb int)
+	// acts lays out 16 quantized activation rows (xrb bytes apart at xq)
+	// for kernel: xBytes per block.
+	acts           func(dst, xq []byte, xrb, nb int)
+	wBytes, xBytes int
+}
+
+// amxMinTokens is the fewest tokens a product sends through the AMX
+// kernels (fewer: the avx512 tiles); a variable for the tests. Each thread
+// unpacks its rows once per product, which pays off only over enough
+// token groups (NOTES.md).
+var amxMinTokens = 64
+
+// amxScratch is the kernels' scratch (accumulators and stored C tiles).
+const amxScratch = 12 << 10
+
+// amxBlockBytes bounds the unpacked rows a thread keeps (in L2) while
+// every token group passes over them.
+const amxBlockBytes = 384 << 10
+
+// amxBuf is a thread's buffers for the AMX loop.
+type amxBuf struct {
+	w   []byte
+	scr []byte
+}
+
+var amxBufs = sync.Pool{New: func() any { return &amxBuf{scr: make([]byte, amxScratch+64)} }}
+
+// amxActsBytes is the size of n tokens' AMX layout (whole groups of 16).
+func (a *amxImpl) actsBytes(n, nb int) int { return n / 16 * nb * a.xBytes }
+
+// amxLoop is gemmLoop's loop for a matrix with an AMX kernel: units are
+// groups of 16 rows; the whole token groups go through the AMX kernel, the
+// rest (tokens after the last whole group, rows of a last partial group)
+// through the level's tiles (rest(r0, r1, t0): rows r0..r1, tokens t0..n).
+func amxLoop(dst []float32, m *Matrix, n, nb int, xa []byte, rest func(r0, r1, t0 int)) (int, func(g0, g1 int)) {
+	a := m.gemm.amx
+	rows, rb := m.Rows, m.RowBytes
+	wd := m.weights()
+	ng, full := n/16, rows/16
+	gw := nb * a.wBytes // one group's unpacked rows
+	gx := nb * a.xBytes // one token group
+	per := max(1, amxBlockBytes/gw)
+	return (rows + 15) / 16, func(g0, g1 int) {
+		buf := amxBufs.Get().(*amxBuf)
+		defer amxBufs.Put(buf)
+		scr := align64(buf.scr)
+		for b0 := g0; b0 < g1; b0 += per {
+			b1 := min(g1, b0+per)
+			f1 := min(b1, full)
+			if b0 < f1 {
+				if need := (f1-b0)*gw + 64; cap(buf.w) < need {
+					buf.w = make([]byte, need)
+				}
+				w := aligned64(buf.w[:cap(buf.w)])
+				for g := b0; g < f1; g++ {
+					a.unpack(w[(g-b0)*gw:(g-b0+1)*gw], wd[16*g*rb:], rb, nb)
+				}
+				for tg := range ng {
+					for g := b0; g < f1; g++ {
+						a.kernel(&w[(g-b0)*gw], &xa[tg*gx], nb, scr, &dst[16*tg*rows+16*g], 4*rows)
+					}
+				}
+				if 16*ng < n {
+					rest(16*b0, 16*f1, 16*ng)
+				}
+			}
+			if f1 < b1 {
+				rest(16*f1, rows, 0)
+			}
+		}
+	}
+}
+
+// amxUnpackQ4_K lays out 16 Q4_K rows, repacked by repackQ4_K, for
+// amxQ4_K, 5248 bytes per block: sub-block s's quants as bytes, row m's
+// at 512s+32m in order; row m's float32(sc_s) at 4096+64m+4s and
+// dmin·float32(m_s) at 4128+64m+4s; d at 5120+8m.
+func amxUnpackQ4_K(dst, w []byte, rb, nb int) {
+	const lo4 = 0x0f0f0f0f0f0f0f0f
+	le := binary.LittleEndian
+	for b := range nb {
+		o := dst[b*5248 : (b+1)*5248]
+		for m := range 16 {
+			blk := w[m*rb+b*144 : m*rb+(b+1)*144]
+			// repackQ4_K: quant 8j+i of sub-block p in nibble j%2 of byte
+			// 16+64(j/2)+8p+i.
+			for p := range 8 {
+				l, h := le.Uint64(blk[16+8*p:]), le.Uint64(blk[80+8*p:])
+				q := o[512*p+32*m:]
+				le.PutUint64(q[0:], l&lo4)
+				le.PutUint64(q[8:], l>>4&lo4)
+				le.PutUint64(q[16:], h&lo4)
+				le.PutUint64(q[24:], h>>4&lo4)
+			}
+			d := quant.F16ToF32(le.Uint16(blk[0:]))
+			dmin := quant.F16ToF32(le.Uint16(blk[2:]))
+			sc := blk[4:16]
+			r := o[4096+64*m:]
+			for s := range 8 {
+				var k, mn byte
+				if s < 4 {
+					k, mn = sc[s]&63, sc[s+4]&63
+				} else {
+					k = sc[s+4]&0xf | sc[s-4]>>6<<4
+					mn = sc[s+4]>>4 | sc[s]>>6<<4
+				}
+				le.PutUint32(r[4*s:], math.Float32bits(float32(k)))
+				le.PutUint32(r[32+4*s:], math.Float32bits(dmin*float32(mn)))
+			}
+			le.PutUint32(o[5120+8*m:], math.Float32bits(d))
+		}
+	}
+}
+
+// amxActsQ8_K lays out 16 tokens' Q8_K rows for amxQ4_K, 4672 bytes per
+// block: sub-block s's B tile at 512s (row k: quants 4k..4k+3 of the
+// sub-block for each token, token n at 4n), the tokens' float32 sums of
+// sub-block s at 4096+64s, their d at 4608.
+func amxActsQ8_K(dst, xq []byte, xrb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		o := dst[b*4672 : (b+1)*4672]
+		for n := range 16 {
+			x := xq[n*xrb+b*292 : n*xrb+(b+1)*292]
+			for s := range 8 {
+				for k := range 8 {
+					copy(o[512*s+64*k+4*n:][:4], x[4+32*s+4*k:])
+				}
+				le.PutUint32(o[4096+64*s+4*n:], math.Float32bits(float32(bsum32(x, s))))
+			}
+			copy(o[4608+4*n:][:4], x[:4])
+		}
+	}
+}
+
+// aligned64 returns b from its first 64-byte boundary on (b must have 63
+// bytes to spare).
+func aligned64(b []byte) []byte {
+	return b[int(uintptr(unsafe.Pointer(align64(b)))-uintptr(unsafe.Pointer(unsafe.SliceData(b)))):]
+}
