@@ -24,7 +24,7 @@ func amxDPBUSD(a, b *byte, c *int32)
 // amxUnpackQ4_K at wa) × 16 tokens (amxActsQ8_K at xa), nb super-blocks,
 // in the avx512 level's Q4_K numerics (bit for bit dotQ4_KAVX512's result
 // per row and token). Row m's result for token n goes to dst + 4m + n·ldd
-// bytes. scr: 12 KiB of scratch, 64-byte aligned.
+// bytes. scr: 24 KiB of scratch, 64-byte aligned.
 //
 //go:noescape
 func amxQ4_K(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)

@@ -68,9 +68,9 @@ TEXT ·amxDPBUSD(SB), NOSPLIT, $0-24
 // row m's float(sc_s) at 4096+64m+4s and dmin·m_s at 4128+64m+4s, d at
 // 5120+8m. xa, per super-block 4672 bytes: sub-block s's B tile at 512s
 // (8 rows of 64 bytes: quants 4k..4k+3 of each of the 16 tokens), B_s of
-// the 16 tokens at 4096+64s, dx at 4608. scr: 12 KiB, 64-byte aligned:
-// the accumulators acc_s of row m at 1024s+64m (16 tokens), then four C
-// tiles stored at 8192+1024i.
+// the 16 tokens at 4096+64s, dx at 4608. scr: 24 KiB, 64-byte aligned:
+// the accumulators acc_s of row m at 1024s+64m (16 tokens), then four
+// areas of four stored C tiles at 8192, 12288, 16384 and 20480.
 
 // amxQ4KCfg: palette 1; tmm0..3 (C): 16 rows of 64 bytes; tmm4, tmm5 (A):
 // 16 rows of 32; tmm6, tmm7 (B): 8 rows of 64.
@@ -95,36 +95,63 @@ DATA amxIota<>+56(SB)/8, $0x0000000f0000000e
 GLOBL amxIota<>(SB), RODATA|NOPTR, $64
 
 // Registers: DI the super-block's wa, R8 its xa, R9 scr (accumulators),
-// R10 the stored C tiles, CX super-blocks left; SI the tile address, DX =
-// 32 and BX = 64 the tile strides; Z30 the tokens' dx, Z31 the tokens' B_s.
+// R10 and R12 the two areas of stored C tiles, CX super-blocks left; SI
+// the tile address, DX = 32 and BX = 64 the tile strides; Z30 the tokens'
+// dx, Z31 the tokens' B_s.
 
-// Q4KAMX4 computes the sums of sub-blocks 4h..4h+3 into tmm0..3 and stores
-// them at R10 (C tile i: row m, token n at 1024i+64m+4n).
-#define Q4KAMX4(h) \
+// Q4KAMX4 computes the sums of sub-blocks 4h..4h+3 of the super-block at
+// DI+wo, R8+xo into tmm0..3 and stores them at C (C tile i: row m, token n
+// at 1024i+64m+4n).
+#define Q4KAMX4(h, wo, xo, C) \
 	TILEZERO(0); TILEZERO(1); TILEZERO(2); TILEZERO(3); \
-	LEAQ (2048*h)(DI), SI; TILELOADD_DX(4); LEAQ (2048*h)(R8), SI; TILELOADD_BX(6); TDPBUSD(0, 4, 6); \
-	LEAQ (2048*h+512)(DI), SI; TILELOADD_DX(5); LEAQ (2048*h+512)(R8), SI; TILELOADD_BX(7); TDPBUSD(1, 5, 7); \
-	LEAQ (2048*h+1024)(DI), SI; TILELOADD_DX(4); LEAQ (2048*h+1024)(R8), SI; TILELOADD_BX(6); TDPBUSD(2, 4, 6); \
-	LEAQ (2048*h+1536)(DI), SI; TILELOADD_DX(5); LEAQ (2048*h+1536)(R8), SI; TILELOADD_BX(7); TDPBUSD(3, 5, 7); \
-	MOVQ R10, SI; TILESTORED_BX(0); LEAQ 1024(R10), SI; TILESTORED_BX(1); \
-	LEAQ 2048(R10), SI; TILESTORED_BX(2); LEAQ 3072(R10), SI; TILESTORED_BX(3)
+	LEAQ wo+2048*h(DI), SI; TILELOADD_DX(4); LEAQ xo+2048*h(R8), SI; TILELOADD_BX(6); TDPBUSD(0, 4, 6); \
+	LEAQ wo+2048*h+512(DI), SI; TILELOADD_DX(5); LEAQ xo+2048*h+512(R8), SI; TILELOADD_BX(7); TDPBUSD(1, 5, 7); \
+	LEAQ wo+2048*h+1024(DI), SI; TILELOADD_DX(4); LEAQ xo+2048*h+1024(R8), SI; TILELOADD_BX(6); TDPBUSD(2, 4, 6); \
+	LEAQ wo+2048*h+1536(DI), SI; TILELOADD_DX(5); LEAQ xo+2048*h+1536(R8), SI; TILELOADD_BX(7); TDPBUSD(3, 5, 7); \
+	MOVQ C, SI; TILESTORED_BX(0); LEAQ 1024(C), SI; TILESTORED_BX(1); \
+	LEAQ 2048(C), SI; TILESTORED_BX(2); LEAQ 3072(C), SI; TILESTORED_BX(3)
 
-// Q4KROW: row m of sub-block s, from C tile i, in Z.
-#define Q4KROW(s, i, m, Z) \
-	VCVTDQ2PS i*1024+m*64(R10), Z; \
+// Q4KROW: row m of sub-block s, from C tile i at C, in Z.
+#define Q4KROW(s, i, C, m, Z) \
+	VCVTDQ2PS i*1024+m*64(C), Z; \
 	VMULPS.BCST 4096+m*64+s*4(DI), Z, Z; \
 	VMULPS.BCST 5120+m*8(DI), Z, Z; \
 	VFNMADD231PS.BCST 4128+m*64+s*4(DI), Z31, Z; \
 	VFMADD213PS s*1024+m*64(R9), Z30, Z; \
 	VMOVUPS Z, s*1024+m*64(R9)
 
-// Q4KSUB: the float stage of sub-block s (C tile i), sixteen rows.
-#define Q4KSUB(s, i) \
+// Q4KSUB: the float stage of sub-block s (C tile i at C), sixteen rows.
+#define Q4KSUB(s, i, C) \
 	VMOVUPS 4096+s*64(R8), Z31; \
-	Q4KROW(s, i, 0, Z0); Q4KROW(s, i, 1, Z1); Q4KROW(s, i, 2, Z2); Q4KROW(s, i, 3, Z3); \
-	Q4KROW(s, i, 4, Z4); Q4KROW(s, i, 5, Z5); Q4KROW(s, i, 6, Z6); Q4KROW(s, i, 7, Z7); \
-	Q4KROW(s, i, 8, Z8); Q4KROW(s, i, 9, Z9); Q4KROW(s, i, 10, Z10); Q4KROW(s, i, 11, Z11); \
-	Q4KROW(s, i, 12, Z12); Q4KROW(s, i, 13, Z13); Q4KROW(s, i, 14, Z14); Q4KROW(s, i, 15, Z15)
+	Q4KROW(s, i, C, 0, Z0); Q4KROW(s, i, C, 1, Z1); Q4KROW(s, i, C, 2, Z2); Q4KROW(s, i, C, 3, Z3); \
+	Q4KROW(s, i, C, 4, Z4); Q4KROW(s, i, C, 5, Z5); Q4KROW(s, i, C, 6, Z6); Q4KROW(s, i, C, 7, Z7); \
+	Q4KROW(s, i, C, 8, Z8); Q4KROW(s, i, C, 9, Z9); Q4KROW(s, i, C, 10, Z10); Q4KROW(s, i, C, 11, Z11); \
+	Q4KROW(s, i, C, 12, Z12); Q4KROW(s, i, C, 13, Z13); Q4KROW(s, i, C, 14, Z14); Q4KROW(s, i, C, 15, Z15)
+
+// Q4KROW2: row m of sub-block s for two super-blocks (C tile i at C and
+// at D; the second's wa and xa 5248 and 4672 bytes on): the accumulators
+// loaded and stored once for both, updated in super-block order.
+#define Q4KROW2(s, i, C, D, m, Z, W) \
+	VCVTDQ2PS i*1024+m*64(C), Z; \
+	VMULPS.BCST 4096+m*64+s*4(DI), Z, Z; \
+	VMULPS.BCST 5120+m*8(DI), Z, Z; \
+	VFNMADD231PS.BCST 4128+m*64+s*4(DI), Z31, Z; \
+	VFMADD213PS s*1024+m*64(R9), Z30, Z; \
+	VCVTDQ2PS i*1024+m*64(D), W; \
+	VMULPS.BCST 5248+4096+m*64+s*4(DI), W, W; \
+	VMULPS.BCST 5248+5120+m*8(DI), W, W; \
+	VFNMADD231PS.BCST 5248+4128+m*64+s*4(DI), Z28, W; \
+	VFMADD231PS Z29, W, Z; \
+	VMOVUPS Z, s*1024+m*64(R9)
+
+// Q4KSUB2: Q4KSUB for two super-blocks.
+#define Q4KSUB2(s, i, C, D) \
+	VMOVUPS 4096+s*64(R8), Z31; \
+	VMOVUPS 4672+4096+s*64(R8), Z28; \
+	Q4KROW2(s, i, C, D, 0, Z0, Z16); Q4KROW2(s, i, C, D, 1, Z1, Z17); Q4KROW2(s, i, C, D, 2, Z2, Z18); Q4KROW2(s, i, C, D, 3, Z3, Z19); \
+	Q4KROW2(s, i, C, D, 4, Z4, Z20); Q4KROW2(s, i, C, D, 5, Z5, Z21); Q4KROW2(s, i, C, D, 6, Z6, Z22); Q4KROW2(s, i, C, D, 7, Z7, Z23); \
+	Q4KROW2(s, i, C, D, 8, Z8, Z24); Q4KROW2(s, i, C, D, 9, Z9, Z25); Q4KROW2(s, i, C, D, 10, Z10, Z26); Q4KROW2(s, i, C, D, 11, Z11, Z27); \
+	Q4KROW2(s, i, C, D, 12, Z12, Z16); Q4KROW2(s, i, C, D, 13, Z13, Z17); Q4KROW2(s, i, C, D, 14, Z14, Z18); Q4KROW2(s, i, C, D, 15, Z15, Z19)
 
 // Q4KOUT: row m's sixteen results, hsum8's order over the sub-blocks,
 // scattered to R11 + m·4 + n·ldd (Z29: n·ldd).
@@ -163,23 +190,53 @@ zero:
 	DECQ AX
 	JNZ zero
 
-block:
-	VMOVUPS 4608(R8), Z30
-	Q4KAMX4(0)
-	Q4KSUB(0, 0)
-	Q4KSUB(1, 1)
-	Q4KSUB(2, 2)
-	Q4KSUB(3, 3)
-	Q4KAMX4(1)
-	Q4KSUB(4, 0)
-	Q4KSUB(5, 1)
-	Q4KSUB(6, 2)
-	Q4KSUB(7, 3)
-	ADDQ $5248, DI
-	ADDQ $4672, R8
-	DECQ CX
-	JNZ block
+	// Super-blocks in pairs: the tiles of both computed and stored (four
+	// areas of C tiles), then the float stage with one load and one store
+	// of the accumulators for the two. (AMX tile loads and stores do not
+	// overlap the vector work on this machine: NOTES.md.)
+	LEAQ 4096(R10), R12
+	LEAQ 8192(R10), R11
+	LEAQ 12288(R10), R13
+	CMPQ CX, $2
+	JLT single
 
+pair:
+	Q4KAMX4(0, 0, 0, R10)
+	Q4KAMX4(1, 0, 0, R12)
+	Q4KAMX4(0, 5248, 4672, R11)
+	Q4KAMX4(1, 5248, 4672, R13)
+	VMOVUPS 4608(R8), Z30
+	VMOVUPS 4672+4608(R8), Z29
+	Q4KSUB2(0, 0, R10, R11)
+	Q4KSUB2(1, 1, R10, R11)
+	Q4KSUB2(2, 2, R10, R11)
+	Q4KSUB2(3, 3, R10, R11)
+	Q4KSUB2(4, 0, R12, R13)
+	Q4KSUB2(5, 1, R12, R13)
+	Q4KSUB2(6, 2, R12, R13)
+	Q4KSUB2(7, 3, R12, R13)
+	ADDQ $2*5248, DI
+	ADDQ $2*4672, R8
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JGE pair
+
+single:
+	TESTQ CX, CX
+	JZ done
+	Q4KAMX4(0, 0, 0, R10)
+	Q4KAMX4(1, 0, 0, R12)
+	VMOVUPS 4608(R8), Z30
+	Q4KSUB(0, 0, R10)
+	Q4KSUB(1, 1, R10)
+	Q4KSUB(2, 2, R10)
+	Q4KSUB(3, 3, R10)
+	Q4KSUB(4, 0, R12)
+	Q4KSUB(5, 1, R12)
+	Q4KSUB(6, 2, R12)
+	Q4KSUB(7, 3, R12)
+
+done:
 	TILERELEASE
 	MOVQ dst+32(FP), R11
 	VPBROADCASTD ldd+40(FP), Z29

@@ -42,7 +42,7 @@ type amxImpl struct {
 var amxMinTokens = 64
 
 // amxScratch is the kernels' scratch (accumulators and stored C tiles).
-const amxScratch = 12 << 10
+const amxScratch = 24 << 10
 
 // amxBlockBytes bounds the unpacked rows a thread keeps (in L2) while
 // every token group passes over them.
