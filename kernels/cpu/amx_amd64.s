@@ -84,16 +84,6 @@ DATA amxQ4KCfg<>+48(SB)/8, $0x0808101010101010
 DATA amxQ4KCfg<>+56(SB)/8, $0
 GLOBL amxQ4KCfg<>(SB), RODATA|NOPTR, $64
 
-DATA amxIota<>+0(SB)/8, $0x0000000100000000
-DATA amxIota<>+8(SB)/8, $0x0000000300000002
-DATA amxIota<>+16(SB)/8, $0x0000000500000004
-DATA amxIota<>+24(SB)/8, $0x0000000700000006
-DATA amxIota<>+32(SB)/8, $0x0000000900000008
-DATA amxIota<>+40(SB)/8, $0x0000000b0000000a
-DATA amxIota<>+48(SB)/8, $0x0000000d0000000c
-DATA amxIota<>+56(SB)/8, $0x0000000f0000000e
-GLOBL amxIota<>(SB), RODATA|NOPTR, $64
-
 // Registers: DI the super-block's wa, R8 its xa, R9 scr (accumulators),
 // R10 and R12 the two areas of stored C tiles, CX super-blocks left; SI
 // the tile address, DX = 32 and BX = 64 the tile strides; Z30 the tokens'
@@ -153,8 +143,8 @@ GLOBL amxIota<>(SB), RODATA|NOPTR, $64
 	Q4KROW2(s, i, C, D, 8, Z8, Z24); Q4KROW2(s, i, C, D, 9, Z9, Z25); Q4KROW2(s, i, C, D, 10, Z10, Z26); Q4KROW2(s, i, C, D, 11, Z11, Z27); \
 	Q4KROW2(s, i, C, D, 12, Z12, Z16); Q4KROW2(s, i, C, D, 13, Z13, Z17); Q4KROW2(s, i, C, D, 14, Z14, Z18); Q4KROW2(s, i, C, D, 15, Z15, Z19)
 
-// Q4KOUT: row m's sixteen results, hsum8's order over the sub-blocks,
-// scattered to R11 + m·4 + n·ldd (Z29: n·ldd).
+// Q4KOUT: row m's sixteen results (one per token), hsum8's order over the
+// sub-blocks, stored at R10 + 64m for AMXT16.
 #define Q4KOUT(m) \
 	VMOVUPS 0*1024+m*64(R9), Z0; VADDPS 4*1024+m*64(R9), Z0, Z0; \
 	VMOVUPS 2*1024+m*64(R9), Z1; VADDPS 6*1024+m*64(R9), Z1, Z1; \
@@ -163,8 +153,36 @@ GLOBL amxIota<>(SB), RODATA|NOPTR, $64
 	VMOVUPS 3*1024+m*64(R9), Z3; VADDPS 7*1024+m*64(R9), Z3, Z3; \
 	VADDPS Z3, Z2, Z2; \
 	VADDPS Z2, Z0, Z0; \
-	KXNORW K1, K1, K1; \
-	VSCATTERDPS Z0, K1, m*4(R11)(Z29*1)
+	VMOVUPS Z0, m*64(R10)
+
+// AMXT16 transposes the 16×16 float32 at R10 (row m: the 16 tokens of
+// weight row m) and stores token n's 16 results, 64 bytes, at R11 + n·ldd
+// (AX = ldd): one full-line store per token instead of a scatter per row,
+// whose sixteen lines ldd apart (a power of two for most matrices) fight
+// over one L1 set (the scatter cost 36% of the kernel).
+#define T16A(i, A, B) \
+	VMOVUPS (128*i)(R10), Z16; \
+	VUNPCKLPS (128*i+64)(R10), Z16, A; \
+	VUNPCKHPS (128*i+64)(R10), Z16, B
+#define T16B(T0, T1, T2, T3, U0, U1, U2, U3) \
+	VUNPCKLPD T2, T0, U0; \
+	VUNPCKHPD T2, T0, U1; \
+	VUNPCKLPD T3, T1, U2; \
+	VUNPCKHPD T3, T1, U3
+#define T16C(U0, U4, U8, U12) \
+	VSHUFF32X4 $0x44, U4, U0, Z0; \
+	VSHUFF32X4 $0xee, U4, U0, Z1; \
+	VSHUFF32X4 $0x44, U12, U8, Z2; \
+	VSHUFF32X4 $0xee, U12, U8, Z3; \
+	VSHUFF32X4 $0x88, Z2, Z0, Z4; \
+	VSHUFF32X4 $0xdd, Z2, Z0, Z5; \
+	VSHUFF32X4 $0x88, Z3, Z1, Z6; \
+	VSHUFF32X4 $0xdd, Z3, Z1, Z7; \
+	VMOVUPS Z4, (R13); \
+	VMOVUPS Z5, (R13)(R12*1); \
+	VMOVUPS Z6, (R13)(R12*2); \
+	VMOVUPS Z7, (R13)(BX*1); \
+	ADDQ AX, R13
 
 // func amxQ4_K(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
 TEXT ·amxQ4_K(SB), NOSPLIT, $0-48
@@ -238,9 +256,6 @@ single:
 
 done:
 	TILERELEASE
-	MOVQ dst+32(FP), R11
-	VPBROADCASTD ldd+40(FP), Z29
-	VPMULLD amxIota<>(SB), Z29, Z29
 	Q4KOUT(0)
 	Q4KOUT(1)
 	Q4KOUT(2)
@@ -257,5 +272,25 @@ done:
 	Q4KOUT(13)
 	Q4KOUT(14)
 	Q4KOUT(15)
+	T16A(0, Z0, Z1)
+	T16A(1, Z2, Z3)
+	T16A(2, Z4, Z5)
+	T16A(3, Z6, Z7)
+	T16A(4, Z8, Z9)
+	T16A(5, Z10, Z11)
+	T16A(6, Z12, Z13)
+	T16A(7, Z14, Z15)
+	T16B(Z0, Z1, Z2, Z3, Z16, Z17, Z18, Z19)
+	T16B(Z4, Z5, Z6, Z7, Z20, Z21, Z22, Z23)
+	T16B(Z8, Z9, Z10, Z11, Z24, Z25, Z26, Z27)
+	T16B(Z12, Z13, Z14, Z15, Z28, Z29, Z30, Z31)
+	MOVQ dst+32(FP), R13
+	MOVQ ldd+40(FP), AX
+	LEAQ (AX*4), R12
+	LEAQ (R12)(R12*2), BX
+	T16C(Z16, Z20, Z24, Z28)
+	T16C(Z17, Z21, Z25, Z29)
+	T16C(Z18, Z22, Z26, Z30)
+	T16C(Z19, Z23, Z27, Z31)
 	VZEROUPPER
 	RET
