@@ -21,10 +21,19 @@ var hasAMX = hasAVX512 && cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && amxPermit(
 func amxDPBUSD(a, b *byte, c *int32)
 
 // amxQ4_K is the amx level's Q4_K kernel: 16 weight rows (laid out by
-// amxUnpackQ4_K at wa) × 16 tokens (amxActsQ8_K at xa), nb super-blocks,
-// in the avx512 level's Q4_K numerics (bit for bit dotQ4_KAVX512's result
-// per row and token). Row m's result for token n goes to dst + 4m + n·ldd
-// bytes. scr: 24 KiB of scratch, 64-byte aligned.
+// amxUnpackQ4_K at wa; w and rb unused) × 16 tokens (amxActsQ8_K at xa),
+// nb super-blocks, in the avx512 level's Q4_K numerics (bit for bit
+// dotQ4_KAVX512's result per row and token). Row m's result for token n
+// goes to dst + 4m + n·ldd bytes. scr: 24 KiB of scratch, 64-byte aligned.
 //
 //go:noescape
-func amxQ4_K(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+func amxQ4_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+
+// amxQ8_0 is the amx level's Q8_0 kernel: 16 weight rows at w (the file's
+// layout, rb bytes apart; their scales as float32 by amxUnpackQ8_0 at wa)
+// × 16 tokens (amxActsQ8_0 at xa), nb blocks, in the avx512 level's block
+// lanes (bit for bit gemmQ8_0AVX512x1's result per row and token); dst,
+// ldd and scr as amxQ4_K's.
+//
+//go:noescape
+func amxQ8_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)

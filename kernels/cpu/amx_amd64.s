@@ -26,6 +26,8 @@
 // TDPBUSD tmmC, tmmA, tmmB (C += A·B, A unsigned bytes, B signed):
 // VEX.128.66.0F38.W0 5E, vvvv = ~B, ModRM 11 C A.
 #define TDPBUSD(C, A, B) BYTE $0xc4; BYTE $0xe2; BYTE $(((15-B)<<3)|1); BYTE $0x5e; BYTE $(0xc0+8*C+A)
+// TDPBSSD tmmC, tmmA, tmmB (both signed): VEX.128.F2.0F38.W0 5E.
+#define TDPBSSD(C, A, B) BYTE $0xc4; BYTE $0xe2; BYTE $(((15-B)<<3)|3); BYTE $0x5e; BYTE $(0xc0+8*C+A)
 
 // amxTestCfg: palette 1; tmm0, tmm1, tmm2: 16 rows of 64 bytes.
 DATA amxTestCfg<>+0(SB)/8, $1
@@ -184,14 +186,14 @@ GLOBL amxQ4KCfg<>(SB), RODATA|NOPTR, $64
 	VMOVUPS Z7, (R13)(BX*1); \
 	ADDQ AX, R13
 
-// func amxQ4_K(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
-TEXT ·amxQ4_K(SB), NOSPLIT, $0-48
+// func amxQ4_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+TEXT ·amxQ4_K(SB), NOSPLIT, $0-64
 	LEAQ amxQ4KCfg<>(SB), SI
 	LDTILECFG_SI
-	MOVQ wa+0(FP), DI
-	MOVQ xa+8(FP), R8
-	MOVQ nb+16(FP), CX
-	MOVQ scr+24(FP), R9
+	MOVQ wa+16(FP), DI
+	MOVQ xa+24(FP), R8
+	MOVQ nb+32(FP), CX
+	MOVQ scr+40(FP), R9
 	LEAQ 8192(R9), R10
 	MOVQ $32, DX
 	MOVQ $64, BX
@@ -284,8 +286,178 @@ done:
 	T16B(Z4, Z5, Z6, Z7, Z20, Z21, Z22, Z23)
 	T16B(Z8, Z9, Z10, Z11, Z24, Z25, Z26, Z27)
 	T16B(Z12, Z13, Z14, Z15, Z28, Z29, Z30, Z31)
-	MOVQ dst+32(FP), R13
-	MOVQ ldd+40(FP), AX
+	MOVQ dst+48(FP), R13
+	MOVQ ldd+56(FP), AX
+	LEAQ (AX*4), R12
+	LEAQ (R12)(R12*2), BX
+	T16C(Z16, Z20, Z24, Z28)
+	T16C(Z17, Z21, Z25, Z29)
+	T16C(Z18, Z22, Z26, Z30)
+	T16C(Z19, Z23, Z27, Z31)
+	VZEROUPPER
+	RET
+
+// The Q8_0 kernel: 16 weight rows × 16 tokens, over nb 32-quant blocks, in
+// the avx512 level's block lanes (_asm/gemm512.go: block 4i+j of each
+// group of sixteen owns lane 4j+i; per (row, token) and block s = Σw·y
+// exactly, acc = fma(dw·dx, float(s), acc); at the end the sixteen lanes in
+// hsum16's order: ((l0+l8)+(l4+l12)+...) as reduce8 of the halves' sum).
+// s comes from TDPBSSD (signed × signed, no +128 offset): the same
+// integer as the VNNI kernels' Σ(w+128)·y − 128·Σy, so the results are
+// bit for bit theirs; the blocks of a last partial group are skipped
+// where the VNNI kernels add zero products (acc + 0 = acc: an
+// accumulator never holds −0).
+//
+// Layouts: w, the rows in the file's layout (rb bytes apart; A tile of
+// block b: 16 rows of 32 bytes at w + 34b + 2, stride rb); wa, per block
+// 64 bytes: dw of the 16 rows as float32; xa, per block 576 bytes: the B
+// tile (8 rows of 64 bytes: quants 4k..4k+3 of each of 16 tokens) and at
+// 512 the tokens' dx. scr: 24 KiB, 64-byte aligned: the accumulators of
+// lane l, row m at 1024l+64m, the stored C tile at 16384.
+
+// amxLaneOff: block g (0..15) of a group: its lane's accumulators at
+// 1024·(4(g%4) + g/4).
+DATA amxLaneOff<>+0(SB)/8, $0
+DATA amxLaneOff<>+8(SB)/8, $4096
+DATA amxLaneOff<>+16(SB)/8, $8192
+DATA amxLaneOff<>+24(SB)/8, $12288
+DATA amxLaneOff<>+32(SB)/8, $1024
+DATA amxLaneOff<>+40(SB)/8, $5120
+DATA amxLaneOff<>+48(SB)/8, $9216
+DATA amxLaneOff<>+56(SB)/8, $13312
+DATA amxLaneOff<>+64(SB)/8, $2048
+DATA amxLaneOff<>+72(SB)/8, $6144
+DATA amxLaneOff<>+80(SB)/8, $10240
+DATA amxLaneOff<>+88(SB)/8, $14336
+DATA amxLaneOff<>+96(SB)/8, $3072
+DATA amxLaneOff<>+104(SB)/8, $7168
+DATA amxLaneOff<>+112(SB)/8, $11264
+DATA amxLaneOff<>+120(SB)/8, $15360
+GLOBL amxLaneOff<>(SB), RODATA|NOPTR, $128
+
+// Q80ROW: row m of the block (C tile at R10, dw at R13, the lane's
+// accumulators at R12, dx in Z30).
+#define Q80ROW(m, Z, V) \
+	VCVTDQ2PS m*64(R10), Z; \
+	VMULPS.BCST m*4(R13), Z30, V; \
+	VFMADD213PS m*64(R12), V, Z; \
+	VMOVUPS Z, m*64(R12)
+
+// Q80OUT: row m's sixteen results, hsum16's order over the lanes, stored
+// at R10 + 64m for AMXT16.
+#define Q80OUT(m) \
+	VMOVUPS 0*1024+m*64(R9), Z0; VADDPS 8*1024+m*64(R9), Z0, Z0; \
+	VMOVUPS 4*1024+m*64(R9), Z1; VADDPS 12*1024+m*64(R9), Z1, Z1; \
+	VADDPS Z1, Z0, Z0; \
+	VMOVUPS 2*1024+m*64(R9), Z1; VADDPS 10*1024+m*64(R9), Z1, Z1; \
+	VMOVUPS 6*1024+m*64(R9), Z2; VADDPS 14*1024+m*64(R9), Z2, Z2; \
+	VADDPS Z2, Z1, Z1; \
+	VADDPS Z1, Z0, Z0; \
+	VMOVUPS 1*1024+m*64(R9), Z1; VADDPS 9*1024+m*64(R9), Z1, Z1; \
+	VMOVUPS 5*1024+m*64(R9), Z2; VADDPS 13*1024+m*64(R9), Z2, Z2; \
+	VADDPS Z2, Z1, Z1; \
+	VMOVUPS 3*1024+m*64(R9), Z2; VADDPS 11*1024+m*64(R9), Z2, Z2; \
+	VMOVUPS 7*1024+m*64(R9), Z3; VADDPS 15*1024+m*64(R9), Z3, Z3; \
+	VADDPS Z3, Z2, Z2; \
+	VADDPS Z2, Z1, Z1; \
+	VADDPS Z1, Z0, Z0; \
+	VMOVUPS Z0, m*64(R10)
+
+// func amxQ8_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+TEXT ·amxQ8_0(SB), NOSPLIT, $0-64
+	LEAQ amxQ4KCfg<>(SB), SI
+	LDTILECFG_SI
+	MOVQ w+0(FP), DI
+	ADDQ $2, DI
+	MOVQ rb+8(FP), DX
+	MOVQ wa+16(FP), R13
+	MOVQ xa+24(FP), R8
+	MOVQ nb+32(FP), CX
+	MOVQ scr+40(FP), R9
+	LEAQ 16384(R9), R10
+	LEAQ amxLaneOff<>(SB), R11
+	MOVQ $64, BX
+	// Zero the accumulators (16 KiB).
+	VPXORD Z0, Z0, Z0
+	MOVQ R9, R12
+	MOVQ $64, AX
+q80zero:
+	VMOVUPS Z0, 0(R12)
+	VMOVUPS Z0, 64(R12)
+	VMOVUPS Z0, 128(R12)
+	VMOVUPS Z0, 192(R12)
+	ADDQ $256, R12
+	DECQ AX
+	JNZ q80zero
+	XORQ AX, AX // the block's place in its group
+
+q80block:
+	TILEZERO(0)
+	MOVQ DI, SI
+	TILELOADD_DX(4)
+	MOVQ R8, SI
+	TILELOADD_BX(6)
+	TDPBSSD(0, 4, 6)
+	MOVQ R10, SI
+	TILESTORED_BX(0)
+	MOVQ (R11)(AX*8), R12
+	ADDQ R9, R12
+	VMOVUPS 512(R8), Z30
+	Q80ROW(0, Z0, Z16)
+	Q80ROW(1, Z1, Z17)
+	Q80ROW(2, Z2, Z18)
+	Q80ROW(3, Z3, Z19)
+	Q80ROW(4, Z4, Z20)
+	Q80ROW(5, Z5, Z21)
+	Q80ROW(6, Z6, Z22)
+	Q80ROW(7, Z7, Z23)
+	Q80ROW(8, Z8, Z24)
+	Q80ROW(9, Z9, Z25)
+	Q80ROW(10, Z10, Z26)
+	Q80ROW(11, Z11, Z27)
+	Q80ROW(12, Z12, Z28)
+	Q80ROW(13, Z13, Z29)
+	Q80ROW(14, Z14, Z31)
+	Q80ROW(15, Z15, Z16)
+	ADDQ $34, DI
+	ADDQ $576, R8
+	ADDQ $64, R13
+	INCQ AX
+	ANDQ $15, AX
+	DECQ CX
+	JNZ q80block
+
+	TILERELEASE
+	Q80OUT(0)
+	Q80OUT(1)
+	Q80OUT(2)
+	Q80OUT(3)
+	Q80OUT(4)
+	Q80OUT(5)
+	Q80OUT(6)
+	Q80OUT(7)
+	Q80OUT(8)
+	Q80OUT(9)
+	Q80OUT(10)
+	Q80OUT(11)
+	Q80OUT(12)
+	Q80OUT(13)
+	Q80OUT(14)
+	Q80OUT(15)
+	T16A(0, Z0, Z1)
+	T16A(1, Z2, Z3)
+	T16A(2, Z4, Z5)
+	T16A(3, Z6, Z7)
+	T16A(4, Z8, Z9)
+	T16A(5, Z10, Z11)
+	T16A(6, Z12, Z13)
+	T16A(7, Z14, Z15)
+	T16B(Z0, Z1, Z2, Z3, Z16, Z17, Z18, Z19)
+	T16B(Z4, Z5, Z6, Z7, Z20, Z21, Z22, Z23)
+	T16B(Z8, Z9, Z10, Z11, Z24, Z25, Z26, Z27)
+	T16B(Z12, Z13, Z14, Z15, Z28, Z29, Z30, Z31)
+	MOVQ dst+48(FP), R13
+	MOVQ ldd+56(FP), AX
 	LEAQ (AX*4), R12
 	LEAQ (R12)(R12*2), BX
 	T16C(Z16, Z20, Z24, Z28)

@@ -502,7 +502,7 @@ func BenchmarkTile(b *testing.B) {
 					b.SetBytes(int64(len(m.Data)))
 					for b.Loop() {
 						for gr := range rows / 16 {
-							a.kernel(&wa[gr*gw], &xa[0], nb, scr, &dst[16*gr], rows*4)
+							a.kernel(&wd[16*gr*m.RowBytes], m.RowBytes, &wa[gr*gw], &xa[0], nb, scr, &dst[16*gr], rows*4)
 						}
 					}
 				})

@@ -589,8 +589,18 @@ func archImpls() map[quant.Type][]impl {
 	if hasAVX512 {
 		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
 			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1)))
-		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
-			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1)))
+		q80 := blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
+			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1))
+		add(quant.Q8_0, q80)
+		if hasAMX {
+			// The amx level: the same kernels, and groups of 16 rows × 16
+			// tokens through AMX tiles in block lanes (gemm_amx.go).
+			g := *q80.gemm
+			g.amx = &amxImpl{kernel: amxQ8_0, unpack: amxUnpackQ8_0, acts: amxActsQ8_0, wBytes: 64, xBytes: 576}
+			d := q80
+			d.level, d.gemm = levelAMX, &g
+			add(quant.Q8_0, d)
+		}
 		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, tiles16(gemmQ5_0AVX512x16, gemmQ5_0AVX512x8,
 			gemmQ5_0AVX512x4, gemmQ5_0AVX512x2, gemmQ5_0AVX512x1)))
 		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, tiles16(gemmIQ4_NLAVX512x16, gemmIQ4_NLAVX512x8,

@@ -22,10 +22,10 @@ import (
 
 // amxImpl is a type's AMX kernel and the layouts it reads.
 type amxImpl struct {
-	// kernel: 16 rows (unpacked at wa) × 16 tokens (at xa) over nb
-	// blocks; row m, token n's result to dst + 4m + n·ldd bytes; scr: an
-	// amxScratch of 64-byte aligned scratch.
-	kernel func(wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+	// kernel: 16 rows (at w, rb bytes apart, and unpacked at wa) × 16
+	// tokens (at xa) over nb blocks; row m, token n's result to dst + 4m +
+	// n·ldd bytes; scr: an amxScratch of 64-byte aligned scratch.
+	kernel func(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
 	// unpack lays out 16 weight rows (rb bytes apart at w, in the level's
 	// repacked layout) for kernel: wBytes per block.
 	unpack func(dst, w []byte, rb, nb int)
@@ -88,7 +88,7 @@ func amxLoop(dst []float32, m *Matrix, n, nb int, xa []byte, rest func(r0, r1, t
 				}
 				for tg := range ng {
 					for g := b0; g < f1; g++ {
-						a.kernel(&w[(g-b0)*gw], &xa[tg*gx], nb, scr, &dst[16*tg*rows+16*g], 4*rows)
+						a.kernel(&wd[16*g*rb], rb, &w[(g-b0)*gw], &xa[tg*gx], nb, scr, &dst[16*tg*rows+16*g], 4*rows)
 					}
 				}
 				if 16*ng < n {
@@ -168,4 +168,34 @@ func amxActsQ8_K(dst, xq []byte, xrb, nb int) {
 // bytes to spare).
 func aligned64(b []byte) []byte {
 	return b[int(uintptr(unsafe.Pointer(align64(b)))-uintptr(unsafe.Pointer(unsafe.SliceData(b)))):]
+}
+
+// amxUnpackQ8_0 lays out the scales of 16 Q8_0 rows for amxQ8_0 (which
+// reads the quants in place), 64 bytes per block: row m's d as float32 at
+// 4m.
+func amxUnpackQ8_0(dst, w []byte, rb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		for m := range 16 {
+			d := quant.F16ToF32(le.Uint16(w[m*rb+b*34:]))
+			le.PutUint32(dst[64*b+4*m:], math.Float32bits(d))
+		}
+	}
+}
+
+// amxActsQ8_0 lays out 16 tokens' Q8_0 rows for amxQ8_0, 576 bytes per
+// block: the B tile (row k: quants 4k..4k+3 of each token, token n at 4n),
+// then the tokens' d as float32 at 512.
+func amxActsQ8_0(dst, xq []byte, xrb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		o := dst[b*576 : (b+1)*576]
+		for n := range 16 {
+			x := xq[n*xrb+b*34 : n*xrb+(b+1)*34]
+			for k := range 8 {
+				copy(o[64*k+4*n:][:4], x[2+4*k:])
+			}
+			le.PutUint32(o[512+4*n:], math.Float32bits(quant.F16ToF32(le.Uint16(x))))
+		}
+	}
 }
