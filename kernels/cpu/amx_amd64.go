@@ -37,3 +37,10 @@ func amxQ4_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd
 //
 //go:noescape
 func amxQ8_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+
+// amxQ4_0 is the amx level's Q4_0 kernel: amxQ8_0 for 16 Q4_0 rows
+// unpacked by amxUnpackQ4_0 at wa (w and rb unused) and 16 tokens laid
+// out by amxActsQ4_0 at xa (bit for bit gemmQ4_0AVX512x1's results).
+//
+//go:noescape
+func amxQ4_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)

@@ -21,6 +21,8 @@
 #define TILELOADD_DX(T) BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $(0x04+8*T); BYTE $0x16
 // TILELOADD tmmT, (SI)(BX*1): SIB 00 011 110.
 #define TILELOADD_BX(T) BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $(0x04+8*T); BYTE $0x1e
+// TILELOADD tmmT, (SI)(DI*1): SIB 00 111 110 (DI = 0: every row the same 64 bytes).
+#define TILELOADD_DI(T) BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $(0x04+8*T); BYTE $0x3e
 // TILESTORED (SI)(BX*1), tmmT: VEX.128.F3.0F38.W0 4B, ModRM 00 T 100, SIB 00 011 110.
 #define TILESTORED_BX(T) BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $(0x04+8*T); BYTE $0x1e
 // TDPBUSD tmmC, tmmA, tmmB (C += A·B, A unsigned bytes, B signed):
@@ -426,6 +428,124 @@ q80block:
 	ANDQ $15, AX
 	DECQ CX
 	JNZ q80block
+
+	TILERELEASE
+	Q80OUT(0)
+	Q80OUT(1)
+	Q80OUT(2)
+	Q80OUT(3)
+	Q80OUT(4)
+	Q80OUT(5)
+	Q80OUT(6)
+	Q80OUT(7)
+	Q80OUT(8)
+	Q80OUT(9)
+	Q80OUT(10)
+	Q80OUT(11)
+	Q80OUT(12)
+	Q80OUT(13)
+	Q80OUT(14)
+	Q80OUT(15)
+	T16A(0, Z0, Z1)
+	T16A(1, Z2, Z3)
+	T16A(2, Z4, Z5)
+	T16A(3, Z6, Z7)
+	T16A(4, Z8, Z9)
+	T16A(5, Z10, Z11)
+	T16A(6, Z12, Z13)
+	T16A(7, Z14, Z15)
+	T16B(Z0, Z1, Z2, Z3, Z16, Z17, Z18, Z19)
+	T16B(Z4, Z5, Z6, Z7, Z20, Z21, Z22, Z23)
+	T16B(Z8, Z9, Z10, Z11, Z24, Z25, Z26, Z27)
+	T16B(Z12, Z13, Z14, Z15, Z28, Z29, Z30, Z31)
+	MOVQ dst+48(FP), R13
+	MOVQ ldd+56(FP), AX
+	LEAQ (AX*4), R12
+	LEAQ (R12)(R12*2), BX
+	T16C(Z16, Z20, Z24, Z28)
+	T16C(Z17, Z21, Z25, Z29)
+	T16C(Z18, Z22, Z26, Z30)
+	T16C(Z19, Z23, Z27, Z31)
+	VZEROUPPER
+	RET
+
+// The Q4_0 kernel: amxQ8_0's block lanes over unsigned nibbles (TDPBUSD),
+// the sums started from the activations' −8·Σy per block and token (a
+// C tile loaded with stride 0), as the VNNI kernels' prepared correction:
+// s = Σq·y − 8·Σy exactly. Layouts: wa, per block 576 bytes: the A tile
+// (16 rows of the block's 32 quants as bytes) and at 512 dw of the 16 rows;
+// xa, per block 640 bytes: amxQ8_0's B tile and dx, and at 576 the
+// tokens' −8·Σy as int32. w and rb unused.
+
+// Q40ROW: Q80ROW with dw at R13 + 512.
+#define Q40ROW(m, Z, V) \
+	VCVTDQ2PS m*64(R10), Z; \
+	VMULPS.BCST 512+m*4(R13), Z30, V; \
+	VFMADD213PS m*64(R12), V, Z; \
+	VMOVUPS Z, m*64(R12)
+
+// func amxQ4_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+TEXT ·amxQ4_0(SB), NOSPLIT, $0-64
+	LEAQ amxQ4KCfg<>(SB), SI
+	LDTILECFG_SI
+	XORQ DI, DI // the zero stride of the correction rows
+	MOVQ $32, DX
+	MOVQ wa+16(FP), R13
+	MOVQ xa+24(FP), R8
+	MOVQ nb+32(FP), CX
+	MOVQ scr+40(FP), R9
+	LEAQ 16384(R9), R10
+	LEAQ amxLaneOff<>(SB), R11
+	MOVQ $64, BX
+	// Zero the accumulators (16 KiB).
+	VPXORD Z0, Z0, Z0
+	MOVQ R9, R12
+	MOVQ $64, AX
+q40zero:
+	VMOVUPS Z0, 0(R12)
+	VMOVUPS Z0, 64(R12)
+	VMOVUPS Z0, 128(R12)
+	VMOVUPS Z0, 192(R12)
+	ADDQ $256, R12
+	DECQ AX
+	JNZ q40zero
+	XORQ AX, AX // the block's place in its group
+
+q40block:
+	LEAQ 576(R8), SI
+	TILELOADD_DI(0)
+	MOVQ R13, SI
+	TILELOADD_DX(4)
+	MOVQ R8, SI
+	TILELOADD_BX(6)
+	TDPBUSD(0, 4, 6)
+	MOVQ R10, SI
+	TILESTORED_BX(0)
+	MOVQ (R11)(AX*8), R12
+	ADDQ R9, R12
+	VMOVUPS 512(R8), Z30
+	Q40ROW(0, Z0, Z16)
+	Q40ROW(1, Z1, Z17)
+	Q40ROW(2, Z2, Z18)
+	Q40ROW(3, Z3, Z19)
+	Q40ROW(4, Z4, Z20)
+	Q40ROW(5, Z5, Z21)
+	Q40ROW(6, Z6, Z22)
+	Q40ROW(7, Z7, Z23)
+	Q40ROW(8, Z8, Z24)
+	Q40ROW(9, Z9, Z25)
+	Q40ROW(10, Z10, Z26)
+	Q40ROW(11, Z11, Z27)
+	Q40ROW(12, Z12, Z28)
+	Q40ROW(13, Z13, Z29)
+	Q40ROW(14, Z14, Z31)
+	Q40ROW(15, Z15, Z16)
+	ADDQ $640, R8
+	ADDQ $576, R13
+	INCQ AX
+	ANDQ $15, AX
+	DECQ CX
+	JNZ q40block
 
 	TILERELEASE
 	Q80OUT(0)

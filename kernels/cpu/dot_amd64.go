@@ -587,8 +587,16 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.BF16, halfImpl(quant.BF16, dotBF16AVX2, quant.BF16ToF32))
 	}
 	if hasAVX512 {
-		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
-			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1)))
+		q40 := blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
+			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1))
+		add(quant.Q4_0, q40)
+		if hasAMX {
+			g := *q40.gemm
+			g.amx = &amxImpl{kernel: amxQ4_0, unpack: amxUnpackQ4_0, acts: amxActsQ4_0, wBytes: 576, xBytes: 640}
+			d := q40
+			d.level, d.gemm = levelAMX, &g
+			add(quant.Q4_0, d)
+		}
 		q80 := blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
 			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1))
 		add(quant.Q8_0, q80)

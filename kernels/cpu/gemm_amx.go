@@ -199,3 +199,41 @@ func amxActsQ8_0(dst, xq []byte, xrb, nb int) {
 		}
 	}
 }
+
+// amxUnpackQ4_0 lays out 16 Q4_0 rows for amxQ4_0, 576 bytes per block:
+// row m's 32 quants as bytes at 32m (the file's byte i holds quant i in
+// its low nibble, i+16 in its high one), row m's d as float32 at 512+4m.
+func amxUnpackQ4_0(dst, w []byte, rb, nb int) {
+	const lo4 = 0x0f0f0f0f0f0f0f0f
+	le := binary.LittleEndian
+	for b := range nb {
+		o := dst[b*576 : (b+1)*576]
+		for m := range 16 {
+			blk := w[m*rb+b*18 : m*rb+(b+1)*18]
+			l, h := le.Uint64(blk[2:]), le.Uint64(blk[10:])
+			q := o[32*m:]
+			le.PutUint64(q[0:], l&lo4)
+			le.PutUint64(q[8:], h&lo4)
+			le.PutUint64(q[16:], l>>4&lo4)
+			le.PutUint64(q[24:], h>>4&lo4)
+			le.PutUint32(o[512+4*m:], math.Float32bits(quant.F16ToF32(le.Uint16(blk))))
+		}
+	}
+}
+
+// amxActsQ4_0 lays out 16 tokens' Q8_0 rows for amxQ4_0, 640 bytes per
+// block: amxActsQ8_0's 576, then the tokens' −8·Σy as int32 at 576.
+func amxActsQ4_0(dst, xq []byte, xrb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		o := dst[b*640 : (b+1)*640]
+		amxActsQ8_0(o[:576], xq[b*34:], xrb, 1)
+		for n := range 16 {
+			var sum int32
+			for _, v := range xq[n*xrb+b*34+2 : n*xrb+b*34+34] {
+				sum += int32(int8(v))
+			}
+			le.PutUint32(o[576+4*n:], uint32(-8*sum))
+		}
+	}
+}
