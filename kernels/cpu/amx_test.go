@@ -3,9 +3,13 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
+
+	"github.com/hearth-llm/hearth/quant"
 )
 
 // skipNoAMX skips a test where the CPU or the operating system gives no
@@ -107,6 +111,67 @@ func TestMatMulAMX(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestAMXPreemption repeats an AMX product on two goroutines while a third
+// allocates (garbage collections: the runtime preempts running goroutines
+// with signals, whose frames carry the tile state) and checks that every
+// repetition gives the first one's bits.
+func TestAMXPreemption(t *testing.T) {
+	skipNoAMX(t)
+	r := rand.New(rand.NewPCG(61, 62))
+	const rows, cols, n = 64, 2048, 64
+	m := quantizeMatrix(t, r, quant.Q4_K, rows, cols)
+	if m.gemm == nil || m.gemm.amx == nil {
+		t.Skip("Q4_K has no AMX kernel at the active level (HEARTH_CPU)")
+	}
+	x := randVec(r, n*cols)
+	want := make([]float32, n*rows)
+	p := NewPool(1)
+	defer p.Close()
+	var s Scratch
+	MatMul(p, &s, want, m, x, n)
+	stop := make(chan struct{})
+	var sink [][]byte
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				sink = append(sink, make([]byte, 1<<16))
+				if len(sink) > 256 {
+					sink = sink[:0]
+				}
+			}
+		}
+	}()
+	defer close(stop)
+	errs := make(chan string, 2)
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for range 2 {
+		go func() {
+			p := NewPool(1)
+			defer p.Close()
+			var s Scratch
+			got := make([]float32, n*rows)
+			for time.Now().Before(deadline) {
+				MatMul(p, &s, got, m, x, n)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						errs <- fmt.Sprintf("element %d: %v, first run %v", i, got[i], want[i])
+						return
+					}
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 2 {
+		if e := <-errs; e != "" {
+			t.Fatal(e)
 		}
 	}
 }
