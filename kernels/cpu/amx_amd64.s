@@ -89,9 +89,10 @@ DATA amxQ4KCfg<>+56(SB)/8, $0
 GLOBL amxQ4KCfg<>(SB), RODATA|NOPTR, $64
 
 // Registers: DI the super-block's wa, R8 its xa, R9 scr (accumulators),
-// R10 and R12 the two areas of stored C tiles, CX super-blocks left; SI
-// the tile address, DX = 32 and BX = 64 the tile strides; Z30 the tokens'
-// dx, Z31 the tokens' B_s.
+// R10, R12 (sub-blocks 0..3, 4..7 of the first super-block of a pair) and
+// R11, R13 (of the second) the areas of stored C tiles, CX super-blocks
+// left; SI the tile address, DX = 32 and BX = 64 the tile strides; Z30 and
+// Z29 the tokens' dx, Z31 and Z28 their B_s (first and second super-block).
 
 // Q4KAMX4 computes the sums of sub-blocks 4h..4h+3 of the super-block at
 // DI+wo, R8+xo into tmm0..3 and stores them at C (C tile i: row m, token n
