@@ -592,7 +592,7 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.Q4_0, q40)
 		if hasAMX {
 			g := *q40.gemm
-			g.amx = &amxImpl{kernel: amxQ4_0, unpack: amxUnpackQ4_0, acts: amxActsQ4_0, wBytes: 576, xBytes: 640}
+			g.amx = &amxImpl{kernel: amxQ4_0, unpack: amxUnpackQ4_0, acts: amxActsQ4_0, wBytes: 576, xBytes: 640, minTokens: 64}
 			d := q40
 			d.level, d.gemm = levelAMX, &g
 			add(quant.Q4_0, d)
@@ -604,7 +604,7 @@ func archImpls() map[quant.Type][]impl {
 			// The amx level: the same kernels, and groups of 16 rows × 16
 			// tokens through AMX tiles in block lanes (gemm_amx.go).
 			g := *q80.gemm
-			g.amx = &amxImpl{kernel: amxQ8_0, unpack: amxUnpackQ8_0, acts: amxActsQ8_0, wBytes: 64, xBytes: 576}
+			g.amx = &amxImpl{kernel: amxQ8_0, unpack: amxUnpackQ8_0, acts: amxActsQ8_0, wBytes: 64, xBytes: 576, minTokens: 64}
 			d := q80
 			d.level, d.gemm = levelAMX, &g
 			add(quant.Q8_0, d)
@@ -635,7 +635,7 @@ func archImpls() map[quant.Type][]impl {
 		if hasAMX {
 			// The amx level: the same kernels, and groups of 16 rows × 16
 			// tokens through AMX tiles with their numerics (gemm_amx.go).
-			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_K, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672}
+			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_K, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672, minTokens: 32}
 			d := repackedImpl(quant.Q4_K, q4k)
 			d.level = levelAMX
 			add(quant.Q4_K, d)

@@ -386,7 +386,7 @@ func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) preparedActs {
 		}
 	})
 	a := preparedActs{xb: xb, xs: xs}
-	if am := g.amx; am != nil && n >= amxMinTokens && nb > 0 {
+	if am := g.amx; am != nil && n >= am.minFor() && nb > 0 {
 		size := am.actsBytes(n, nb)
 		if cap(s.xa) < size+64 {
 			s.xa = make([]byte, size+64)

@@ -33,13 +33,24 @@ type amxImpl struct {
 	// for kernel: xBytes per block.
 	acts           func(dst, xq []byte, xrb, nb int)
 	wBytes, xBytes int
+	minTokens      int // see minFor
 }
 
-// amxMinTokens is the fewest tokens a product sends through the AMX
-// kernels (fewer: the avx512 tiles); a variable for the tests. Each thread
-// unpacks its rows once per product, which pays off only over enough
-// token groups (NOTES.md).
-var amxMinTokens = 64
+// amxMinTokens, where positive (the tests), replaces every AMX kernel's
+// own minimum of tokens (amxImpl.minTokens).
+var amxMinTokens = 0
+
+// minFor is the fewest tokens a product sends through a's kernel (fewer:
+// the avx512 tiles). Each thread unpacks its rows once per product and
+// each call has a fixed cost (the accumulators cleared and reduced, the
+// transposed stores), which pay off only over enough token groups
+// (NOTES.md).
+func (a *amxImpl) minFor() int {
+	if amxMinTokens > 0 {
+		return amxMinTokens
+	}
+	return a.minTokens
+}
 
 // amxScratch is the kernels' scratch (accumulators and stored C tiles).
 const amxScratch = 24 << 10
@@ -110,14 +121,14 @@ func amxUnpackQ4_K(dst, w []byte, rb, nb int) {
 	const lo4 = 0x0f0f0f0f0f0f0f0f
 	le := binary.LittleEndian
 	for b := range nb {
-		o := dst[b*5248 : (b+1)*5248]
+		o := (*[5248]byte)(dst[b*5248:])
 		for m := range 16 {
-			blk := w[m*rb+b*144 : m*rb+(b+1)*144]
+			blk := (*[144]byte)(w[m*rb+b*144:])
 			// repackQ4_K: quant 8j+i of sub-block p in nibble j%2 of byte
 			// 16+64(j/2)+8p+i.
 			for p := range 8 {
 				l, h := le.Uint64(blk[16+8*p:]), le.Uint64(blk[80+8*p:])
-				q := o[512*p+32*m:]
+				q := (*[32]byte)(o[512*p+32*m:])
 				le.PutUint64(q[0:], l&lo4)
 				le.PutUint64(q[8:], l>>4&lo4)
 				le.PutUint64(q[16:], h&lo4)
@@ -125,18 +136,17 @@ func amxUnpackQ4_K(dst, w []byte, rb, nb int) {
 			}
 			d := quant.F16ToF32(le.Uint16(blk[0:]))
 			dmin := quant.F16ToF32(le.Uint16(blk[2:]))
-			sc := blk[4:16]
-			r := o[4096+64*m:]
-			for s := range 8 {
-				var k, mn byte
-				if s < 4 {
-					k, mn = sc[s]&63, sc[s+4]&63
-				} else {
-					k = sc[s+4]&0xf | sc[s-4]>>6<<4
-					mn = sc[s+4]>>4 | sc[s]>>6<<4
-				}
-				le.PutUint32(r[4*s:], math.Float32bits(float32(k)))
-				le.PutUint32(r[32+4*s:], math.Float32bits(dmin*float32(mn)))
+			r := (*[64]byte)(o[4096+64*m:])
+			// The 6-bit scales and mins (quant's get_scale_min_k4): for
+			// s < 4 the low 6 bits of bytes 4+s, 8+s; for s ≥ 4 the nibbles
+			// of byte 12+s−4 with the top bits of bytes 4+s−4, 8+s−4.
+			sc := (*[12]byte)(blk[4:16])
+			for s := range 4 {
+				a, c, e := sc[s], sc[s+4], sc[s+8]
+				le.PutUint32(r[4*s:], math.Float32bits(float32(a&63)))
+				le.PutUint32(r[32+4*s:], math.Float32bits(dmin*float32(c&63)))
+				le.PutUint32(r[16+4*s:], math.Float32bits(float32(e&0xf|a>>6<<4)))
+				le.PutUint32(r[48+4*s:], math.Float32bits(dmin*float32(e>>4|c>>6<<4)))
 			}
 			le.PutUint32(o[5120+8*m:], math.Float32bits(d))
 		}
