@@ -44,3 +44,20 @@ func amxQ8_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd
 //
 //go:noescape
 func amxQ4_0(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+
+// amxNibblesQ4_K writes the quants of amxUnpackQ4_K's layout (amx_amd64.s).
+//
+//go:noescape
+func amxNibblesQ4_K(dst, w *byte, rb, nb int)
+
+// amxUnpackQ4_KAsm is amxUnpackQ4_K with the quants unpacked in assembly
+// (the scales in Go), byte for byte the same (TestAMXUnpackQ4_K).
+func amxUnpackQ4_KAsm(dst, w []byte, rb, nb int) {
+	if nb == 0 {
+		return
+	}
+	_ = dst[nb*5248-1]
+	_ = w[15*rb+nb*144-1]
+	amxNibblesQ4_K(&dst[0], &w[0], rb, nb)
+	amxScalesQ4_K(dst, w, rb, nb)
+}

@@ -587,3 +587,64 @@ q40block:
 	T16C(Z19, Z23, Z27, Z31)
 	VZEROUPPER
 	RET
+
+// func amxNibblesQ4_K(dst, w *byte, rb, nb int)
+//
+// The quants of amxUnpackQ4_K's layout for 16 repacked Q4_K rows (rb bytes
+// apart) and nb super-blocks: per row and super-block, the 64 bytes at 16
+// (L) and at 80 (H) hold sub-block p's quants 0..7 and 8..15 in the low
+// and high nibbles of L's qword p, 16..23 and 24..31 in H's; sub-block p
+// of row m goes to dst + 5248b + 512p + 32m as L_lo.p, L_hi.p, H_lo.p,
+// H_hi.p (one VPUNPCKLQDQ or VPUNPCKHQDQ per pair of 16-byte halves).
+TEXT ·amxNibblesQ4_K(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), SI
+	MOVQ rb+16(FP), DX
+	MOVQ nb+24(FP), CX
+	MOVL $0x0f0f0f0f, AX
+	VPBROADCASTD AX, Z31
+
+q4nblock:
+	MOVQ SI, R8
+	MOVQ DI, R9
+	MOVQ $16, BX
+
+q4nrow:
+	VMOVDQU64 16(R8), Z0
+	VMOVDQU64 80(R8), Z1
+	VPSRLW $4, Z0, Z2
+	VPSRLW $4, Z1, Z3
+	VPANDD Z31, Z0, Z0
+	VPANDD Z31, Z2, Z2
+	VPANDD Z31, Z1, Z1
+	VPANDD Z31, Z3, Z3
+	VPUNPCKLQDQ Z2, Z0, Z4
+	VPUNPCKHQDQ Z2, Z0, Z5
+	VPUNPCKLQDQ Z3, Z1, Z6
+	VPUNPCKHQDQ Z3, Z1, Z7
+	VMOVDQU X4, 0(R9)
+	VMOVDQU X6, 16(R9)
+	VMOVDQU X5, 512(R9)
+	VMOVDQU X7, 528(R9)
+	VEXTRACTI32X4 $1, Z4, 1024(R9)
+	VEXTRACTI32X4 $1, Z6, 1040(R9)
+	VEXTRACTI32X4 $1, Z5, 1536(R9)
+	VEXTRACTI32X4 $1, Z7, 1552(R9)
+	VEXTRACTI32X4 $2, Z4, 2048(R9)
+	VEXTRACTI32X4 $2, Z6, 2064(R9)
+	VEXTRACTI32X4 $2, Z5, 2560(R9)
+	VEXTRACTI32X4 $2, Z7, 2576(R9)
+	VEXTRACTI32X4 $3, Z4, 3072(R9)
+	VEXTRACTI32X4 $3, Z6, 3088(R9)
+	VEXTRACTI32X4 $3, Z5, 3584(R9)
+	VEXTRACTI32X4 $3, Z7, 3600(R9)
+	ADDQ DX, R8
+	ADDQ $32, R9
+	DECQ BX
+	JNZ q4nrow
+	ADDQ $144, SI
+	ADDQ $5248, DI
+	DECQ CX
+	JNZ q4nblock
+	VZEROUPPER
+	RET

@@ -175,3 +175,27 @@ func TestAMXPreemption(t *testing.T) {
 		}
 	}
 }
+
+// TestAMXUnpackQ4_K checks the assembly unpacking of Q4_K rows against the
+// Go one, byte for byte, with rows ending at an unreadable page.
+func TestAMXUnpackQ4_K(t *testing.T) {
+	skipNoAMX(t)
+	r := rand.New(rand.NewPCG(71, 72))
+	for _, nb := range []int{1, 3, 8} {
+		rb := nb*144 + 144 // rows with a gap between them
+		w := make([]byte, 15*rb+nb*144)
+		for i := range w {
+			w[i] = byte(r.Uint32())
+		}
+		w = guarded(t, w)
+		want := make([]byte, nb*5248)
+		got := make([]byte, nb*5248)
+		amxUnpackQ4_K(want, w, rb, nb)
+		amxUnpackQ4_KAsm(got, w, rb, nb)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("nb=%d: byte %d (block %d, offset %d): %#x, want %#x", nb, i, i/5248, i%5248, got[i], want[i])
+			}
+		}
+	}
+}

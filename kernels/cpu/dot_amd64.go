@@ -635,7 +635,7 @@ func archImpls() map[quant.Type][]impl {
 		if hasAMX {
 			// The amx level: the same kernels, and groups of 16 rows × 16
 			// tokens through AMX tiles with their numerics (gemm_amx.go).
-			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_K, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672, minTokens: 32}
+			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_KAsm, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672, minTokens: 32}
 			d := repackedImpl(quant.Q4_K, q4k)
 			d.level = levelAMX
 			add(quant.Q4_K, d)

@@ -134,6 +134,18 @@ func amxUnpackQ4_K(dst, w []byte, rb, nb int) {
 				le.PutUint64(q[16:], h&lo4)
 				le.PutUint64(q[24:], h>>4&lo4)
 			}
+		}
+	}
+	amxScalesQ4_K(dst, w, rb, nb)
+}
+
+// amxScalesQ4_K writes the scales, mins and d of amxUnpackQ4_K's layout.
+func amxScalesQ4_K(dst, w []byte, rb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		o := (*[5248]byte)(dst[b*5248:])
+		for m := range 16 {
+			blk := (*[144]byte)(w[m*rb+b*144:])
 			d := quant.F16ToF32(le.Uint16(blk[0:]))
 			dmin := quant.F16ToF32(le.Uint16(blk[2:]))
 			r := (*[64]byte)(o[4096+64*m:])
