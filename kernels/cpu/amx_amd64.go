@@ -61,3 +61,10 @@ func amxUnpackQ4_KAsm(dst, w []byte, rb, nb int) {
 	amxNibblesQ4_K(&dst[0], &w[0], rb, nb)
 	amxScalesQ4_K(dst, w, rb, nb)
 }
+
+// amxQ6_K is the amx level's Q6_K kernel: 16 rows unpacked by
+// amxUnpackQ6_K at wa (w and rb unused) × 16 tokens laid out by
+// amxActsQ6_K at xa, nb super-blocks (bit for bit dotQ6_KAVX512's results).
+//
+//go:noescape
+func amxQ6_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)

@@ -648,3 +648,140 @@ q4nrow:
 	JNZ q4nblock
 	VZEROUPPER
 	RET
+
+// The Q6_K kernel: 16 weight rows × 16 tokens over nb super-blocks, in the
+// avx512 level's Q6_K numerics (_asm/q6k512.go: per (row, token, 16-quant
+// sub-block l) S_l = Σq·x − 32·B_l exactly, acc_l += float(S_l)·((d·sc_l)·dx);
+// at the end the sixteen lanes in hsum16's order, as amxQ8_0's). TDPBUSD at
+// K = 16 per sub-block (the sub-block's 16 quants), from the C tile loaded
+// with stride 0 from the tokens' −32·B_l. Layouts: wa, per super-block 5120
+// bytes: at 320l sub-block l's A tile (16 rows of 16 quant bytes), then the
+// 16 rows' d·float(sc_l); xa, per super-block 5184 bytes: at 320l
+// sub-block l's B tile (4 rows of 64 bytes), then the 16 tokens' −32·B_l;
+// their dx at 5120. scr as amxQ8_0's (lane l = sub-block l). w, rb unused.
+
+// amxQ6KCfg: palette 1; tmm0..3: 16 rows of 64 bytes; tmm4, tmm5 (A): 16
+// rows of 16; tmm6, tmm7 (B): 4 rows of 64.
+DATA amxQ6KCfg<>+0(SB)/8, $1
+DATA amxQ6KCfg<>+8(SB)/8, $0
+DATA amxQ6KCfg<>+16(SB)/8, $0x0040004000400040
+DATA amxQ6KCfg<>+24(SB)/8, $0x0040004000100010
+DATA amxQ6KCfg<>+32(SB)/8, $0
+DATA amxQ6KCfg<>+40(SB)/8, $0
+DATA amxQ6KCfg<>+48(SB)/8, $0x0404101010101010
+DATA amxQ6KCfg<>+56(SB)/8, $0
+GLOBL amxQ6KCfg<>(SB), RODATA|NOPTR, $64
+
+// Q60ROW: row m of the sub-block (C tile at R10, the sub-block's A tile at
+// R11 and its rows' d·sc_l after it, the lane's accumulators at R12, dx in
+// Z30).
+#define Q60ROW(m, Z, V) \
+	VCVTDQ2PS m*64(R10), Z; \
+	VMULPS.BCST 256+m*4(R11), Z30, V; \
+	VFMADD213PS m*64(R12), V, Z; \
+	VMOVUPS Z, m*64(R12)
+
+// func amxQ6_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
+TEXT ·amxQ6_K(SB), NOSPLIT, $0-64
+	LEAQ amxQ6KCfg<>(SB), SI
+	LDTILECFG_SI
+	XORQ DI, DI // the zero stride of the −32·B_l rows
+	MOVQ $16, DX
+	MOVQ $64, BX
+	MOVQ wa+16(FP), R13
+	MOVQ xa+24(FP), R8
+	MOVQ nb+32(FP), CX
+	MOVQ scr+40(FP), R9
+	LEAQ 16384(R9), R10
+	VPXORD Z0, Z0, Z0
+	MOVQ R9, R12
+	MOVQ $64, AX
+q60zero:
+	VMOVUPS Z0, 0(R12)
+	VMOVUPS Z0, 64(R12)
+	VMOVUPS Z0, 128(R12)
+	VMOVUPS Z0, 192(R12)
+	ADDQ $256, R12
+	DECQ AX
+	JNZ q60zero
+
+q60block:
+	VMOVUPS 5120(R8), Z30
+	MOVQ R9, R12
+	XORQ AX, AX // 320·l
+
+q60sub:
+	LEAQ 256(R8)(AX*1), SI
+	TILELOADD_DI(0)
+	LEAQ (R13)(AX*1), R11
+	MOVQ R11, SI
+	TILELOADD_DX(4)
+	LEAQ (R8)(AX*1), SI
+	TILELOADD_BX(6)
+	TDPBUSD(0, 4, 6)
+	MOVQ R10, SI
+	TILESTORED_BX(0)
+	Q60ROW(0, Z0, Z16)
+	Q60ROW(1, Z1, Z17)
+	Q60ROW(2, Z2, Z18)
+	Q60ROW(3, Z3, Z19)
+	Q60ROW(4, Z4, Z20)
+	Q60ROW(5, Z5, Z21)
+	Q60ROW(6, Z6, Z22)
+	Q60ROW(7, Z7, Z23)
+	Q60ROW(8, Z8, Z24)
+	Q60ROW(9, Z9, Z25)
+	Q60ROW(10, Z10, Z26)
+	Q60ROW(11, Z11, Z27)
+	Q60ROW(12, Z12, Z28)
+	Q60ROW(13, Z13, Z29)
+	Q60ROW(14, Z14, Z31)
+	Q60ROW(15, Z15, Z16)
+	ADDQ $1024, R12
+	ADDQ $320, AX
+	CMPQ AX, $5120
+	JLT q60sub
+	ADDQ $5120, R13
+	ADDQ $5184, R8
+	DECQ CX
+	JNZ q60block
+
+	TILERELEASE
+	Q80OUT(0)
+	Q80OUT(1)
+	Q80OUT(2)
+	Q80OUT(3)
+	Q80OUT(4)
+	Q80OUT(5)
+	Q80OUT(6)
+	Q80OUT(7)
+	Q80OUT(8)
+	Q80OUT(9)
+	Q80OUT(10)
+	Q80OUT(11)
+	Q80OUT(12)
+	Q80OUT(13)
+	Q80OUT(14)
+	Q80OUT(15)
+	T16A(0, Z0, Z1)
+	T16A(1, Z2, Z3)
+	T16A(2, Z4, Z5)
+	T16A(3, Z6, Z7)
+	T16A(4, Z8, Z9)
+	T16A(5, Z10, Z11)
+	T16A(6, Z12, Z13)
+	T16A(7, Z14, Z15)
+	T16B(Z0, Z1, Z2, Z3, Z16, Z17, Z18, Z19)
+	T16B(Z4, Z5, Z6, Z7, Z20, Z21, Z22, Z23)
+	T16B(Z8, Z9, Z10, Z11, Z24, Z25, Z26, Z27)
+	T16B(Z12, Z13, Z14, Z15, Z28, Z29, Z30, Z31)
+	MOVQ dst+48(FP), R13
+	MOVQ ldd+56(FP), AX
+	LEAQ (AX*4), R12
+	LEAQ (R12)(R12*2), BX
+	T16C(Z16, Z20, Z24, Z28)
+	T16C(Z17, Z21, Z25, Z29)
+	T16C(Z18, Z22, Z26, Z30)
+	T16C(Z19, Z23, Z27, Z31)
+	VZEROUPPER
+	RET

@@ -643,9 +643,16 @@ func archImpls() map[quant.Type][]impl {
 		// Sub-block lanes on repacked weights (_asm/lanes512.go): Q6_K,
 		// Q5_K (Q4_K's header, a min term), IQ4_XS (levels +128 by
 		// VPSHUFB), Q2_K (a min term), Q3_K.
-		add(quant.Q6_K, repackedImpl(quant.Q6_K, gemmImpl{tiles: tiles16(gemmQ6_KAVX512x16, gemmQ6_KAVX512x8,
+		q6k := gemmImpl{tiles: tiles16(gemmQ6_KAVX512x16, gemmQ6_KAVX512x8,
 			gemmQ6_KAVX512x4, gemmQ6_KAVX512x2, gemmQ6_KAVX512x1), prep: prepQ8_KQ6,
-			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}))
+			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}
+		add(quant.Q6_K, repackedImpl(quant.Q6_K, q6k))
+		if hasAMX {
+			q6k.amx = &amxImpl{kernel: amxQ6_K, unpack: amxUnpackQ6_K, acts: amxActsQ6_K, wBytes: 5120, xBytes: 5184, minTokens: 64}
+			d := repackedImpl(quant.Q6_K, q6k)
+			d.level = levelAMX
+			add(quant.Q6_K, d)
+		}
 		add(quant.Q5_K, repackedImpl(quant.Q5_K, gemmImpl{tiles: tiles16(gemmQ5_KAVX512x16, gemmQ5_KAVX512x8,
 			gemmQ5_KAVX512x4, gemmQ5_KAVX512x2, gemmQ5_KAVX512x1), prep: prepQ8_KQ5,
 			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}))

@@ -259,3 +259,50 @@ func amxActsQ4_0(dst, xq []byte, xrb, nb int) {
 		}
 	}
 }
+
+// amxUnpackQ6_K lays out 16 Q6_K rows, repacked by repackQ6_K, for
+// amxQ6_K, 5120 bytes per block: at 320l sub-block l's 16 quants of each
+// row as bytes (row m's at 16m), then the rows' d·float32(sc_l) at 256+4m.
+func amxUnpackQ6_K(dst, w []byte, rb, nb int) {
+	const lo4, lo2 = 0x0f0f0f0f, 0x03030303
+	le := binary.LittleEndian
+	for b := range nb {
+		o := (*[5120]byte)(dst[b*5120:])
+		for m := range 16 {
+			blk := (*[210]byte)(w[m*rb+b*210:])
+			d := quant.F16ToF32(le.Uint16(blk[208:]))
+			// repackQ6_K: quant 4j+i of sub-block l is nibble j%2 of byte
+			// 64(j/2)+4l+i with bits 2j..2j+1 of byte 128+4l+i above it.
+			for l := range 16 {
+				u0, u1, h := le.Uint32(blk[4*l:]), le.Uint32(blk[64+4*l:]), le.Uint32(blk[128+4*l:])
+				q := (*[16]byte)(o[320*l+16*m:])
+				le.PutUint32(q[0:], u0&lo4|(h&lo2)<<4)
+				le.PutUint32(q[4:], u0>>4&lo4|(h>>2&lo2)<<4)
+				le.PutUint32(q[8:], u1&lo4|(h>>4&lo2)<<4)
+				le.PutUint32(q[12:], u1>>4&lo4|(h>>6&lo2)<<4)
+				le.PutUint32(o[320*l+256+4*m:], math.Float32bits(d*float32(int8(blk[192+l]))))
+			}
+		}
+	}
+}
+
+// amxActsQ6_K lays out 16 tokens' Q8_K rows for amxQ6_K, 5184 bytes per
+// block: at 320l sub-block l's B tile (row k: quants 16l+4k..+3 of each
+// token, token n at 4n), then the tokens' −32·B_l as int32 (B_l the sum of
+// the sub-block's 16 quants); the tokens' d at 5120.
+func amxActsQ6_K(dst, xq []byte, xrb, nb int) {
+	le := binary.LittleEndian
+	for b := range nb {
+		o := (*[5184]byte)(dst[b*5184:])
+		for n := range 16 {
+			x := xq[n*xrb+b*292 : n*xrb+(b+1)*292]
+			for l := range 16 {
+				for k := range 4 {
+					copy(o[320*l+64*k+4*n:][:4], x[4+16*l+4*k:])
+				}
+				le.PutUint32(o[320*l+256+4*n:], uint32(-32*bsum16(x, l)))
+			}
+			copy(o[5120+4*n:][:4], x[:4])
+		}
+	}
+}
