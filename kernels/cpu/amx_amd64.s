@@ -681,6 +681,18 @@ GLOBL amxQ6KCfg<>(SB), RODATA|NOPTR, $64
 	VFMADD213PS m*64(R12), V, Z; \
 	VMOVUPS Z, m*64(R12)
 
+// Q62ROW: Q60ROW for two super-blocks (the second's C tile at R10+1024,
+// its wa and xa 5120 and 5184 bytes on, its dx in Z29), in super-block
+// order.
+#define Q62ROW(m, Z, V, W) \
+	VCVTDQ2PS m*64(R10), Z; \
+	VMULPS.BCST 256+m*4(R11), Z30, V; \
+	VFMADD213PS m*64(R12), V, Z; \
+	VCVTDQ2PS 1024+m*64(R10), W; \
+	VMULPS.BCST 5120+256+m*4(R11), Z29, V; \
+	VFMADD231PS V, W, Z; \
+	VMOVUPS Z, m*64(R12)
+
 // func amxQ6_K(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
 TEXT ·amxQ6_K(SB), NOSPLIT, $0-64
 	LEAQ amxQ6KCfg<>(SB), SI
@@ -706,11 +718,68 @@ q60zero:
 	JNZ q60zero
 
 q60block:
+	// Super-blocks in pairs: the accumulators loaded and stored once for
+	// two (the kernel is bound by its stores: C tiles and accumulators).
+	CMPQ CX, $2
+	JLT q60single
+	VMOVUPS 5120(R8), Z30
+	VMOVUPS 5184+5120(R8), Z29
+	MOVQ R9, R12
+	XORQ AX, AX // 320·l
+
+q62sub:
+	LEAQ 256(R8)(AX*1), SI
+	TILELOADD_DI(0)
+	LEAQ 5184+256(R8)(AX*1), SI
+	TILELOADD_DI(1)
+	LEAQ (R13)(AX*1), R11
+	MOVQ R11, SI
+	TILELOADD_DX(4)
+	LEAQ 5120(R11), SI
+	TILELOADD_DX(5)
+	LEAQ (R8)(AX*1), SI
+	TILELOADD_BX(6)
+	LEAQ 5184(R8)(AX*1), SI
+	TILELOADD_BX(7)
+	TDPBUSD(0, 4, 6)
+	TDPBUSD(1, 5, 7)
+	MOVQ R10, SI
+	TILESTORED_BX(0)
+	LEAQ 1024(R10), SI
+	TILESTORED_BX(1)
+	Q62ROW(0, Z0, Z16, Z23)
+	Q62ROW(1, Z1, Z17, Z24)
+	Q62ROW(2, Z2, Z18, Z25)
+	Q62ROW(3, Z3, Z19, Z26)
+	Q62ROW(4, Z4, Z20, Z27)
+	Q62ROW(5, Z5, Z21, Z28)
+	Q62ROW(6, Z6, Z22, Z23)
+	Q62ROW(7, Z7, Z16, Z24)
+	Q62ROW(8, Z8, Z17, Z25)
+	Q62ROW(9, Z9, Z18, Z26)
+	Q62ROW(10, Z10, Z19, Z27)
+	Q62ROW(11, Z11, Z20, Z28)
+	Q62ROW(12, Z12, Z21, Z23)
+	Q62ROW(13, Z13, Z22, Z24)
+	Q62ROW(14, Z14, Z16, Z25)
+	Q62ROW(15, Z15, Z17, Z26)
+	ADDQ $1024, R12
+	ADDQ $320, AX
+	CMPQ AX, $5120
+	JLT q62sub
+	ADDQ $10240, R13
+	ADDQ $10368, R8
+	SUBQ $2, CX
+	JMP q60block
+
+q60single:
+	TESTQ CX, CX
+	JZ q60done
 	VMOVUPS 5120(R8), Z30
 	MOVQ R9, R12
 	XORQ AX, AX // 320·l
 
-q60sub:
+q61sub:
 	LEAQ 256(R8)(AX*1), SI
 	TILELOADD_DI(0)
 	LEAQ (R13)(AX*1), R11
@@ -740,12 +809,10 @@ q60sub:
 	ADDQ $1024, R12
 	ADDQ $320, AX
 	CMPQ AX, $5120
-	JLT q60sub
-	ADDQ $5120, R13
-	ADDQ $5184, R8
-	DECQ CX
-	JNZ q60block
+	JLT q61sub
 
+
+q60done:
 	TILERELEASE
 	Q80OUT(0)
 	Q80OUT(1)
