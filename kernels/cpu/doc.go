@@ -22,9 +22,10 @@
 // reference every other variant is tested against). The environment
 // variable HEARTH_CPU=generic|avx2|avx512|amx lowers the level; Level
 // reports it. The amx level differs from avx512vnni only where a type has
-// an AMX kernel (Q4_K, Q8_0, Q4_0: gemm_amx.go, and amx_amd64.s, written
-// by hand since avo has no AMX instructions), used for groups of 16 rows ×
-// 16 tokens in products of enough tokens (32 for Q4_K, 64 for the others),
+// an AMX kernel (Q4_K, Q6_K, Q8_0, Q4_0: gemm_amx.go, and amx_amd64.s,
+// written by hand since avo has no AMX instructions), used for groups of 16
+// rows × 16 tokens in products of enough tokens (32 for Q4_K, 64 for the
+// others),
 // with the avx512 level's bits. The other amd64 kernels are generated with
 // avo by the program in _asm into dot_amd64.s; -tags purego builds without
 // them. Every kernel
