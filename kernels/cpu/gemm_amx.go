@@ -9,14 +9,14 @@ import (
 	"github.com/hearth-llm/hearth/quant"
 )
 
-// The amx level's prefill path: AMX tiles (TDPBUSD) compute the exact
-// integer sums of 16 weight rows × 16 tokens per sub-block, and AVX-512
-// applies the scales in the avx512 level's float order, so a (row, token)
-// result is bit for bit that of the avx512 tiles and decode kernels
-// (batch invariance across levels' kernels of the amx level: tokens left
-// over after the groups of 16, rows after the groups of 16, and single
-// tokens take the avx512 kernels). Per matrix product, each thread lays
-// out its groups of 16 rows once (unpack: nibbles to bytes, scales to
+// The amx level's prefill path: AMX tiles (TDPBUSD, TDPBSSD) compute the
+// exact integer sums of 16 weight rows × 16 tokens per sub-block (or
+// block), and AVX-512 applies the scales in the avx512 level's float order,
+// so a (row, token) result is bit for bit that of the avx512 tiles and
+// decode kernels. That keeps the amx level batch-invariant although tokens
+// left over after the groups of 16, rows of a last partial group of 16 and
+// single tokens take the avx512 kernels. Per matrix product, each thread
+// lays out its groups of 16 rows once (unpack: nibbles to bytes, scales to
 // float32) for all the token groups, and gemmActs lays out the tokens in
 // groups of 16 (acts) once for all the rows.
 
@@ -26,8 +26,8 @@ type amxImpl struct {
 	// tokens (at xa) over nb blocks; row m, token n's result to dst + 4m +
 	// n·ldd bytes; scr: an amxScratch of 64-byte aligned scratch.
 	kernel func(w *byte, rb int, wa, xa *byte, nb int, scr *byte, dst *float32, ldd int)
-	// unpack lays out 16 weight rows (rb bytes apart at w, in the level's
-	// repacked layout) for kernel: wBytes per block.
+	// unpack lays out 16 weight rows (rb bytes apart at w, as
+	// Matrix.weights holds them) for kernel: wBytes per block.
 	unpack func(dst, w []byte, rb, nb int)
 	// acts lays out 16 quantized activation rows (xrb bytes apart at xq)
 	// for kernel: xBytes per block.
@@ -67,7 +67,7 @@ type amxBuf struct {
 
 var amxBufs = sync.Pool{New: func() any { return &amxBuf{scr: make([]byte, amxScratch+64)} }}
 
-// amxActsBytes is the size of n tokens' AMX layout (whole groups of 16).
+// actsBytes is the size of n tokens' layout for a (whole groups of 16).
 func (a *amxImpl) actsBytes(n, nb int) int { return n / 16 * nb * a.xBytes }
 
 // amxLoop is gemmLoop's loop for a matrix with an AMX kernel: units are
