@@ -446,7 +446,7 @@ func BenchmarkTile(b *testing.B) {
 			}
 			g := v.gemm
 			for _, k := range g.tiles {
-				if k.t != 8 && k.t != 1 {
+				if k.t != 16 && k.t != 8 && k.t != 1 {
 					continue
 				}
 				b.Run(fmt.Sprintf("%v/T%d/%s", typ, k.t, v.name), func(b *testing.B) {
@@ -474,6 +474,35 @@ func BenchmarkTile(b *testing.B) {
 					for b.Loop() {
 						for row := range rows {
 							k.fn(&wd[row*m.RowBytes], nb, &xb[0], xs, nil, &dst[row], rows*4, gemmFinish)
+						}
+					}
+				})
+			}
+			if a := g.amx; a != nil {
+				// The AMX kernel on the same rows and 16 tokens, its
+				// layouts made beforehand (amxLoop makes them once per
+				// product, for all token groups).
+				b.Run(fmt.Sprintf("%v/T16/%s-tiles", typ, v.name), func(b *testing.B) {
+					quantize := quantVariantAt(vt, v.name)
+					xq := make([]byte, 16*xrb)
+					x := randVec(r, 16*cols)
+					for t := range 16 {
+						quantize(x[t*cols:(t+1)*cols], xq[t*xrb:(t+1)*xrb])
+					}
+					xa := aligned64(make([]byte, nb*a.xBytes+64))
+					a.acts(xa, xq, xrb, nb)
+					wd := kernelWeights(b, g, m.Data)
+					gw := nb * a.wBytes
+					wa := aligned64(make([]byte, rows/16*gw+64))
+					for gr := range rows / 16 {
+						a.unpack(wa[gr*gw:], wd[16*gr*m.RowBytes:], m.RowBytes, nb)
+					}
+					scr := align64(make([]byte, amxScratch+64))
+					dst := make([]float32, 16*rows)
+					b.SetBytes(int64(len(m.Data)))
+					for b.Loop() {
+						for gr := range rows / 16 {
+							a.kernel(&wd[16*gr*m.RowBytes], m.RowBytes, &wa[gr*gw], &xa[0], nb, scr, &dst[16*gr], rows*4)
 						}
 					}
 				})

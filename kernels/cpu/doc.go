@@ -15,12 +15,20 @@
 // # Dot-product kernels
 //
 // Dot(t) returns the dot product for weight type t, chosen once at start-up
-// from the CPU's features (golang.org/x/sys/cpu): "avx512vnni" (AVX-512
-// F/BW/VL + VNNI), "avx2" (AVX2 + FMA + F16C) or "generic" (quant.VecDot,
-// always compiled, the reference every other variant is tested against).
-// The environment variable HEARTH_CPU=generic|avx2|avx512 lowers the level;
-// Level reports it. The amd64 kernels are generated with avo by the program
-// in _asm into dot_amd64.s; -tags purego builds without them. Every kernel
+// from the CPU's features (golang.org/x/sys/cpu): "amx" (the avx512vnni
+// level plus AMX-INT8 tiles for prefill, where the CPU has them and Linux
+// grants the tile state), "avx512vnni" (AVX-512 F/BW/VL + VNNI), "avx2"
+// (AVX2 + FMA + F16C) or "generic" (quant.VecDot, always compiled, the
+// reference every other variant is tested against). The environment
+// variable HEARTH_CPU=generic|avx2|avx512|amx lowers the level; Level
+// reports it. The amx level differs from avx512vnni only where a type has
+// an AMX kernel (Q4_K, Q6_K, Q8_0, Q4_0: gemm_amx.go, and amx_amd64.s,
+// written by hand since avo has no AMX instructions), used for groups of 16
+// rows × 16 tokens in products of enough tokens (32 for Q4_K, 64 for the
+// others),
+// with the avx512 level's bits. The other amd64 kernels are generated with
+// avo by the program in _asm into dot_amd64.s; -tags purego builds without
+// them. Every kernel
 // computes exact integer sums per block and may differ from the reference
 // only in float32 rounding; for a given (row, token) all the kernels of a
 // type and level — one-row, four-row and the prefill tiles that take one

@@ -42,10 +42,11 @@ const (
 	levelGeneric level = iota // portable Go (quant's reference kernels)
 	levelAVX2                 // amd64 AVX2 + FMA + F16C
 	levelAVX512               // amd64 AVX-512 F/BW/VL + VNNI
+	levelAMX                  // avx512 + AMX-TILE/INT8 tiles for prefill
 	numLevels
 )
 
-var levelNames = [numLevels]string{"generic", "avx2", "avx512vnni"}
+var levelNames = [numLevels]string{"generic", "avx2", "avx512vnni", "amx"}
 
 func (l level) String() string { return levelNames[l] }
 
@@ -67,7 +68,7 @@ type namedDot struct {
 }
 
 // EnvLevel names the environment variable that forces a kernel level:
-// "generic", "avx2" or "avx512" (also "avx512vnni"). A level the CPU lacks
+// "generic", "avx2", "avx512" (also "avx512vnni") or "amx". A level the CPU lacks
 // is lowered to the best it has; an unknown value is ignored.
 const EnvLevel = "HEARTH_CPU"
 
@@ -85,6 +86,8 @@ func chooseLevel(best level, env string) level {
 		want = levelAVX2
 	case "avx512", "avx512vnni":
 		want = levelAVX512
+	case "amx":
+		want = levelAMX
 	default:
 		return best
 	}
@@ -122,7 +125,7 @@ func hasDot(d impl) bool   { return d.dot != nil }
 func hasQuant(d impl) bool { return d.quant != nil }
 
 // Level names the kernel family chosen for this CPU and environment:
-// "avx512vnni", "avx2" or "generic". A type without a kernel at that level
+// "amx", "avx512vnni", "avx2" or "generic". A type without a kernel at that level
 // uses the best lower one (DotLevel tells which).
 func Level() string { return activeLevel.String() }
 

@@ -21,6 +21,8 @@ var (
 
 var cpuLevel = func() level {
 	switch {
+	case hasAMX:
+		return levelAMX
 	case hasAVX512:
 		return levelAVX512
 	case hasAVX2:
@@ -585,10 +587,28 @@ func archImpls() map[quant.Type][]impl {
 		add(quant.BF16, halfImpl(quant.BF16, dotBF16AVX2, quant.BF16ToF32))
 	}
 	if hasAVX512 {
-		add(quant.Q4_0, blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
-			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1)))
-		add(quant.Q8_0, blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
-			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1)))
+		q40 := blockLanesImpl(quant.Q4_0, 3, tiles16(gemmQ4_0AVX512x16, gemmQ4_0AVX512x8,
+			gemmQ4_0AVX512x4, gemmQ4_0AVX512x2, gemmQ4_0AVX512x1))
+		add(quant.Q4_0, q40)
+		if hasAMX {
+			g := *q40.gemm
+			g.amx = &amxImpl{kernel: amxQ4_0, unpack: amxUnpackQ4_0, acts: amxActsQ4_0, wBytes: 576, xBytes: 640, minTokens: 64}
+			d := q40
+			d.level, d.gemm = levelAMX, &g
+			add(quant.Q4_0, d)
+		}
+		q80 := blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
+			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1))
+		add(quant.Q8_0, q80)
+		if hasAMX {
+			// The amx level: the same kernels, and groups of 16 rows × 16
+			// tokens through AMX tiles in block lanes (gemm_amx.go).
+			g := *q80.gemm
+			g.amx = &amxImpl{kernel: amxQ8_0, unpack: amxUnpackQ8_0, acts: amxActsQ8_0, wBytes: 64, xBytes: 576, minTokens: 64}
+			d := q80
+			d.level, d.gemm = levelAMX, &g
+			add(quant.Q8_0, d)
+		}
 		add(quant.Q5_0, blockLanesImpl(quant.Q5_0, 4, tiles16(gemmQ5_0AVX512x16, gemmQ5_0AVX512x8,
 			gemmQ5_0AVX512x4, gemmQ5_0AVX512x2, gemmQ5_0AVX512x1)))
 		add(quant.IQ4_NL, blockLanesImpl(quant.IQ4_NL, 7, tiles16(gemmIQ4_NLAVX512x16, gemmIQ4_NLAVX512x8,
@@ -608,15 +628,31 @@ func archImpls() map[quant.Type][]impl {
 		// Q4_K: decode kernels and tiles with their own numerics (four
 		// VPDPBUSD per 256 quants and token, token pairs; _asm/q4k512.go)
 		// on weights repacked once per matrix (see NOTES.md).
-		add(quant.Q4_K, repackedImpl(quant.Q4_K, gemmImpl{tiles: tiles16(gemmQ4_KAVX512x16, gemmQ4_KAVX512x8,
+		q4k := gemmImpl{tiles: tiles16(gemmQ4_KAVX512x16, gemmQ4_KAVX512x8,
 			gemmQ4_KAVX512x4, gemmQ4_KAVX512x2, gemmQ4_KAVX512x1), prep: prepQ8_KQ4,
-			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}))
+			dec1: dotQ4_KAVX512, dec4: dotQ4_KAVX512x4, repack: repackQ4_K, pair: pairQ8_KQ4}
+		add(quant.Q4_K, repackedImpl(quant.Q4_K, q4k))
+		if hasAMX {
+			// The amx level: the same kernels, and groups of 16 rows × 16
+			// tokens through AMX tiles with their numerics (gemm_amx.go).
+			q4k.amx = &amxImpl{kernel: amxQ4_K, unpack: amxUnpackQ4_KAsm, acts: amxActsQ8_K, wBytes: 5248, xBytes: 4672, minTokens: 32}
+			d := repackedImpl(quant.Q4_K, q4k)
+			d.level = levelAMX
+			add(quant.Q4_K, d)
+		}
 		// Sub-block lanes on repacked weights (_asm/lanes512.go): Q6_K,
 		// Q5_K (Q4_K's header, a min term), IQ4_XS (levels +128 by
 		// VPSHUFB), Q2_K (a min term), Q3_K.
-		add(quant.Q6_K, repackedImpl(quant.Q6_K, gemmImpl{tiles: tiles16(gemmQ6_KAVX512x16, gemmQ6_KAVX512x8,
+		q6k := gemmImpl{tiles: tiles16(gemmQ6_KAVX512x16, gemmQ6_KAVX512x8,
 			gemmQ6_KAVX512x4, gemmQ6_KAVX512x2, gemmQ6_KAVX512x1), prep: prepQ8_KQ6,
-			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}))
+			dec1: dotQ6_KAVX512, dec4: dotQ6_KAVX512x4, repack: repackQ6_K}
+		add(quant.Q6_K, repackedImpl(quant.Q6_K, q6k))
+		if hasAMX {
+			q6k.amx = &amxImpl{kernel: amxQ6_K, unpack: amxUnpackQ6_K, acts: amxActsQ6_K, wBytes: 5120, xBytes: 5184, minTokens: 64}
+			d := repackedImpl(quant.Q6_K, q6k)
+			d.level = levelAMX
+			add(quant.Q6_K, d)
+		}
 		add(quant.Q5_K, repackedImpl(quant.Q5_K, gemmImpl{tiles: tiles16(gemmQ5_KAVX512x16, gemmQ5_KAVX512x8,
 			gemmQ5_KAVX512x4, gemmQ5_KAVX512x2, gemmQ5_KAVX512x1), prep: prepQ8_KQ5,
 			dec1: dotQ5_KAVX512, dec4: dotQ5_KAVX512x4, repack: repackQ5_K}))

@@ -442,6 +442,10 @@ func TestChooseLevel(t *testing.T) {
 		{levelAVX2, "avx512", levelAVX2},
 		{levelAVX2, "avx512vnni", levelAVX2},
 		{levelAVX512, "bogus", levelAVX512},
+		{levelAMX, "", levelAMX},
+		{levelAMX, "avx512", levelAVX512},
+		{levelAMX, "AMX", levelAMX},
+		{levelAVX512, "amx", levelAVX512},
 		{levelGeneric, "avx2", levelGeneric},
 	} {
 		if got := chooseLevel(c.best, c.env); got != c.want {

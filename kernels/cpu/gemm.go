@@ -92,6 +92,9 @@ type gemmImpl struct {
 	// block boundaries); NewMatrix does it once per matrix (Matrix.packed),
 	// the Dot wrappers per call.
 	repack func(dst, src []byte)
+	// amx, where set (the amx level), computes groups of 16 rows × 16
+	// tokens with AMX tiles in the tiles' numerics (gemm_amx.go).
+	amx *amxImpl
 }
 
 // weights returns the bytes m's tile and decode kernels read: m.Data, or
@@ -336,15 +339,16 @@ func (g *gemmImpl) chunkBlocks(nb, xbb, tmax int) int {
 
 // matMulGemm is MatMul with m's tile kernels.
 func matMulGemm(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
-	xb, xs := gemmActs(p, s, m, x, n)
-	units, fn := gemmLoop(dst, m, n, xb, xs)
+	a := gemmActs(p, s, m, x, n)
+	units, fn := gemmLoop(dst, m, n, a)
 	p.Run(units, 4, fn)
 }
 
 // gemmActs quantizes the n tokens of x for m (and prepares them, where m's
 // tile kernels read a prepared layout) into s's buffers: token t's at
-// xb[t·xs:].
-func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) (xb []byte, xs int) {
+// xb[t·xs:]; where m's kernels include an AMX kernel and there are enough
+// tokens, it also lays out the whole groups of 16 tokens for it (xa).
+func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) preparedActs {
 	g := m.gemm
 	cols := m.Cols
 	vt := m.Type.VecDotType()
@@ -357,7 +361,7 @@ func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) (xb []byte, xs
 		s.xq = make([]byte, n*xrb)
 	}
 	xq := s.xq[:n*xrb]
-	xb, xs = xq, xrb
+	xb, xs := xq, xrb
 	quantize := m.quant
 	if g.prep != nil {
 		xs = g.prepBytes(nb)
@@ -381,13 +385,29 @@ func gemmActs(p *Pool, s *Scratch, m *Matrix, x []float32, n int) (xb []byte, xs
 			}
 		}
 	})
-	return xb, xs
+	a := preparedActs{xb: xb, xs: xs}
+	if am := g.amx; am != nil && n >= am.minFor() && nb > 0 {
+		size := am.actsBytes(n, nb)
+		if cap(s.xa) < size+64 {
+			s.xa = make([]byte, size+64)
+		}
+		a.xa = aligned64(s.xa[:cap(s.xa)])[:size]
+		gx := nb * am.xBytes
+		p.Run(n/16, 1, func(u0, u1 int) {
+			for tg := u0; tg < u1; tg++ {
+				am.acts(a.xa[tg*gx:(tg+1)*gx], xq[16*tg*xrb:], xrb, nb)
+			}
+		})
+	}
+	return a
 }
 
-// gemmLoop returns the product of m with the n tokens at xb (as gemmActs
+// gemmLoop returns the product of m with the n tokens of a (as gemmActs
 // leaves them) as a loop for Pool.Run: fn(u0, u1) computes work units u0..u1
-// of units (four-row groups for one token with decode kernels, else rows).
-func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn func(u0, u1 int)) {
+// of units (four-row groups for one token with decode kernels, groups of
+// 16 rows with an AMX kernel, else rows).
+func gemmLoop(dst []float32, m *Matrix, n int, a preparedActs) (units int, fn func(u0, u1 int)) {
+	xb, xs := a.xb, a.xs
 	g := m.gemm
 	rows := m.Rows
 	nb := m.Cols / m.Type.BlockSize()
@@ -411,10 +431,11 @@ func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn
 	}
 	ldd := rows * 4
 	wd := m.weights()
-	return rows, func(r0, r1 int) {
+	// tiles runs rows r0..r1 against tokens t0..n with the tile kernels.
+	tiles := func(r0, r1, t0 int) {
 		for b0 := r0; b0 < r1; b0 += blockRows {
 			b1 := min(r1, b0+blockRows)
-			for t0 := 0; t0 < n; {
+			for t0 := t0; t0 < n; {
 				k := g.tiles[len(g.tiles)-1]
 				for _, c := range g.tiles {
 					if c.t <= n-t0 {
@@ -434,6 +455,10 @@ func gemmLoop(dst []float32, m *Matrix, n int, xb []byte, xs int) (units int, fn
 			}
 		}
 	}
+	if a.xa != nil {
+		return amxLoop(dst, m, n, nb, a.xa, tiles)
+	}
+	return rows, func(r0, r1 int) { tiles(r0, r1, 0) }
 }
 
 // accBufs holds gemmChunks' accumulator areas. A local array would do, but

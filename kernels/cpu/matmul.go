@@ -110,6 +110,7 @@ func f32s(b []byte) []float32 {
 type Scratch struct {
 	xq []byte
 	xp []byte // prepared activations (tile kernels)
+	xa []byte // activations laid out for an AMX kernel
 	// multi holds the activations of MatMulGrouped's matrices beyond the
 	// first.
 	multi []Scratch
@@ -282,10 +283,10 @@ func MatMulGrouped(p *Pool, s *Scratch, dsts [][]float32, ms []*Matrix, xs [][]f
 			if i > 0 {
 				sc = &s.multi[i-1]
 			}
-			a.xb, a.xs = gemmActs(p, sc, m, xs[i], ns[i])
+			a = gemmActs(p, sc, m, xs[i], ns[i])
 		}
 		s.acts = append(s.acts, a)
-		u, fn := gemmLoop(dsts[i], m, ns[i], a.xb, a.xs)
+		u, fn := gemmLoop(dsts[i], m, ns[i], a)
 		s.units, s.loops = append(s.units, u), append(s.loops, fn)
 		total += u
 	}
@@ -306,6 +307,7 @@ func MatMulGrouped(p *Pool, s *Scratch, dsts [][]float32, ms []*Matrix, xs [][]f
 type preparedActs struct {
 	xb []byte
 	xs int
+	xa []byte // the AMX kernel's layout (gemmActs), or nil
 }
 
 // DotF32 is the float32 dot product, accumulated in float32 with eight
