@@ -4,9 +4,6 @@ package cpu
 
 import "unsafe"
 
-//go:noescape
-func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
-
 // axpyF16Asm runs the AVX2 kernel over the first multiple of 8 elements
 // and returns how many it did.
 func axpyF16Asm(dst []float32, w float32, v []uint16) int {
@@ -17,9 +14,6 @@ func axpyF16Asm(dst []float32, w float32, v []uint16) int {
 	}
 	return 0
 }
-
-//go:noescape
-func swigluAVX2(dst, gate, up *float32, n int)
 
 // swigluAsm runs the AVX2 kernel over all of dst, the last partial group
 // of 8 through a padded copy, so every element takes the same path
@@ -43,9 +37,6 @@ func swigluAsm(dst, gate, up []float32) int {
 	return len(dst)
 }
 
-//go:noescape
-func expShiftAVX2(x *float32, m float32, n int)
-
 // expShiftAsm runs the AVX2 kernel over all of x, the last partial group
 // of 8 through a padded copy, and returns how many it did: len(x), or 0
 // without AVX2.
@@ -65,24 +56,6 @@ func expShiftAsm(x []float32, m float32) int {
 	}
 	return len(x)
 }
-
-//go:noescape
-func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
-
-//go:noescape
-func qkF16G2(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
-
-//go:noescape
-func qkF16G4(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
-
-//go:noescape
-func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
-
-//go:noescape
-func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
-
-//go:noescape
-func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
 
 // attnF16Asm reports whether the F16 attention kernels run here for head
 // size hd (AVX2 at the active level, hd a multiple of 16).

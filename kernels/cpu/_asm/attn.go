@@ -28,7 +28,7 @@ func genAttnF16() {
 // fused multiply-adds over d, then hsum8.
 func qkF16(G int) {
 	name := fmt.Sprintf("qkF16G%d", G)
-	TEXT(name, NOSPLIT, "func(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)")
+	text(name, NOSPLIT, "func(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)")
 	Doc(name+fmt.Sprintf(" is the scores of %d query heads against n float16 key rows", G),
 		"stride bytes apart (the sums of kernels/cpu.qkF16Generic).")
 	q := Load(Param("q"), GP64())
@@ -94,7 +94,7 @@ func qkF16(G int) {
 // multiply-add per element and position, as AxpyF16 per position).
 func pvF16(G int) {
 	name := fmt.Sprintf("pvF16G%d", G)
-	TEXT(name, NOSPLIT, "func(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)")
+	text(name, NOSPLIT, "func(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)")
 	Doc(name+fmt.Sprintf(" adds the weighted sums of n float16 value rows for %d heads", G),
 		"(the sums of kernels/cpu.pvF16Generic).")
 	p := Load(Param("p"), GP64())

@@ -211,7 +211,7 @@ func iq4nlAVX2() *blockKernel {
 // F16 or BF16 elements: exact products fused into four float32
 // accumulators of eight lanes, 32 elements a step, then one for the rest.
 func genHalfDot(name string, bf16 bool) {
-	TEXT(name, NOSPLIT, "func(w, x *byte, n int) float32")
+	text(name, NOSPLIT, "func(w, x *byte, n int) float32")
 	kind := "F16 (quant.dotF16; F16C conversions)"
 	if bf16 {
 		kind = "BF16 (quant.dotBF16; a bf16 is the top half of a float32)"

@@ -10,7 +10,7 @@ import (
 // the weighted sum of value rows in attention.
 func genAxpyF16() {
 	name := "axpyF16AVX2"
-	TEXT(name, NOSPLIT, "func(dst *float32, v *byte, w float32, n int)")
+	text(name, NOSPLIT, "func(dst *float32, v *byte, w float32, n int)")
 	Doc(name+" adds w times n float16 values (n a multiple of 8) to dst,",
 		"one fused multiply-add per element (kernels/cpu.axpyF16Generic).")
 	dst := Load(Param("dst"), GP64())

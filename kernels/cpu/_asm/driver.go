@@ -37,10 +37,10 @@ type blockKernel struct {
 func (k *blockKernel) emit(rows int) {
 	name := k.name
 	if rows == 1 {
-		TEXT(name, NOSPLIT, "func(w, x *byte, nb int) float32")
+		text(name, NOSPLIT, "func(w, x *byte, nb int) float32")
 	} else {
 		name += "x4"
-		TEXT(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
+		text(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
 	}
 	Doc(append([]string{name + " is the dot product of nb blocks:"}, k.doc...)...)
 	wp, pf := rowPointers(rows)

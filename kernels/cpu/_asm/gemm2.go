@@ -104,10 +104,11 @@ func f16Lanes8(b Register, idxData Mem) VecVirtual {
 // kernels at dst, the last one padded with zero blocks.
 func genPrepQ8_0AVX2() {
 	name := "prepQ8_0AVX2"
-	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte, shift int)")
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte, shift int)")
 	Doc(name+" rearranges nb Q8_0 activation blocks into the block-lane groups",
 		"of the AVX2 Q4_0/Q8_0 kernels: quants transposed, scales as float32,",
-		"−2^shift·Σ quants per block; the last group padded with zero blocks.")
+		"−2^shift·Σ quants per block; the last group padded with zero blocks",
+		"(the activations of quant.dotQ4_0Q8_0, quant.dotQ8_0Q8_0).")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -290,7 +291,7 @@ func s3Q8_0AVX2() *s2Kernel {
 // eight used).
 func (k *s2Kernel) emit(T int) {
 	name := fmt.Sprintf("%sx%d", k.name, T)
-	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())

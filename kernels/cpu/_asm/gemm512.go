@@ -176,10 +176,12 @@ func zeroLocal(m Mem, n int, live VecVirtual) {
 // last one padded with zero blocks.
 func genPrepQ8_0AVX512() {
 	name := "prepQ8_0AVX512"
-	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte, shift int)")
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte, shift int)")
 	Doc(name+" rearranges nb Q8_0 activation blocks into the block-lane groups",
 		"of the AVX-512 Q4_0/Q8_0 kernels: quants transposed, scales as float32,",
-		"−2^shift·Σ quants per block; the last group padded with zero blocks.")
+		"−2^shift·Σ quants per block; the last group padded with zero blocks",
+		"(the activations of quant.dotQ4_0Q8_0, dotQ5_0Q8_0, dotQ8_0Q8_0, dotIQ4_NLQ8_0",
+		"and dotMXFP4Q8_0).")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -214,10 +216,11 @@ func genPrepQ8_0AVX512() {
 // correction (the Q4_1/Q5_1 kernels add m·s per block).
 func genPrepQ8_1AVX512() {
 	name := "prepQ8_1AVX512"
-	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
 	Doc(name+" rearranges nb Q8_1 activation blocks into the block-lane groups",
 		"of the AVX-512 Q4_1/Q5_1 kernels: quants transposed, d and s as float32;",
-		"the last group padded with zero blocks.")
+		"the last group padded with zero blocks (the activations of quant.dotQ4_1Q8_1,",
+		"quant.dotQ5_1Q8_1).")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -507,7 +510,7 @@ func (k *s3Kernel) emit(T int) {
 	if !inRegs {
 		attr = 0 // the frame exceeds the nosplit limit
 	}
-	TEXT(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, attr, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())

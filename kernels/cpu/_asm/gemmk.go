@@ -51,7 +51,7 @@ const (
 // token, of which the kernel uses eight.
 func (k *kTile) emit(T int) {
 	name := fmt.Sprintf("%sx%d", k.name, T)
-	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(append([]string{fmt.Sprintf("%s is the dot product of one weight row with %d tokens:", name, T)}, k.doc...)...)
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())

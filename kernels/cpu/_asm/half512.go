@@ -33,6 +33,14 @@ func halfName(bf bool) string {
 	return "F16"
 }
 
+// halfRef is the quant reference of a 16-bit float type's dot product.
+func halfRef(bf bool) string {
+	if bf {
+		return "dotBF16"
+	}
+	return "dotF16"
+}
+
 // widen16 loads sixteen 16-bit floats at m (under mask k where k is not
 // nil, the rest zero) as float32 into a new zmm.
 func widen16(bf bool, m Mem, k Register) VecVirtual {
@@ -66,8 +74,9 @@ func tailMask(r GPVirtual) Register {
 // 16-bit floats as float32 at dst, padded with zeros to a multiple of 16.
 func prepHalf512(bf bool) {
 	name := "prep" + halfName(bf) + "AVX512"
-	TEXT(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
-	Doc(name + " widens nb " + halfName(bf) + " values to float32, zero-padded to a multiple of 16.")
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
+	Doc(name+" widens nb "+halfName(bf)+" values to float32, zero-padded to a multiple of 16",
+		"(the activations of quant."+halfRef(bf)+").")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -91,9 +100,10 @@ func prepHalf512(bf bool) {
 // a block is one value, nb the row length).
 func halfTile512(bf bool, T int) {
 	name := fmt.Sprintf("gemm%sAVX512x%d", halfName(bf), T)
-	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(name+fmt.Sprintf(" is the dot product of one %s weight row with %d tokens", halfName(bf), T),
-		"prepared as float32 (prep"+halfName(bf)+"AVX512): sixteen lanes of FMAs per token.")
+		"prepared as float32 (prep"+halfName(bf)+"AVX512; quant."+halfRef(bf)+"): sixteen lanes of",
+		"FMAs per token.")
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	xt := newTokAddr(T)

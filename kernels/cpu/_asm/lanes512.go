@@ -69,10 +69,10 @@ func (k *laneKernel) token(W [4]VecVirtual, dsc, dmm, zero VecVirtual, x func(di
 func (k *laneKernel) decode(rows int) {
 	name := "dot" + k.name
 	if rows == 1 {
-		TEXT(name, NOSPLIT, "func(w, x *byte, nb int) float32")
+		text(name, NOSPLIT, "func(w, x *byte, nb int) float32")
 	} else {
 		name += "x4"
-		TEXT(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
+		text(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
 	}
 	Doc(name+" is the dot product of nb repacked weight blocks with Q8_K activations",
 		"laid out by "+k.prep+" ("+k.ref+"), in the avx512 level's sub-block lanes; "+
@@ -121,9 +121,10 @@ func (k *laneKernel) decode(rows int) {
 // registers for the whole row.
 func (k *laneKernel) tile(T int) {
 	name := fmt.Sprintf("gemm%sx%d", k.name, T)
-	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(name+fmt.Sprintf(" is the dot product of one repacked weight row with %d tokens", T),
-		"laid out by "+k.prep+", in the avx512 level's sub-block lanes (dot"+k.name+"'s bits per token).")
+		"laid out by "+k.prep+" ("+k.ref+"), in the avx512 level's sub-block",
+		"lanes (dot"+k.name+"'s bits per token).")
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	xt := newTokAddr(T)

@@ -1,7 +1,8 @@
 // Command _asm generates kernels/cpu/dot_amd64.s, the amd64 dot-product and
-// activation-quantizer kernels, with avo. Run it with `go generate` in
-// kernels/cpu (see gen.go there); TestGeneratedAsm fails when the committed
-// file differs from what this program writes.
+// activation-quantizer kernels, and their Go declarations in
+// kernels/cpu/dot_stubs_amd64.go (avo's -stubs output), with avo. Run it
+// with `go generate` in kernels/cpu (see dot.go there); TestGeneratedAsm
+// fails when either committed file differs from what this program writes.
 //
 // Every kernel mirrors a reference in package quant (named in its doc
 // comment) and is checked against it by the differential tests in
@@ -21,6 +22,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -52,6 +54,16 @@ func main() {
 	genMXFP4()
 
 	Generate()
+}
+
+// text starts the kernel name with the Go signature sig, like TEXT, and
+// marks its stub //go:noescape: no kernel keeps a pointer argument past
+// its return. Every kernel also calls Doc with what it computes and the
+// quant (or kernels/cpu generic) reference it mirrors; the -stubs output
+// (dot_stubs_amd64.go) carries both.
+func text(name string, a attr.Attribute, sig string) {
+	TEXT(name, a, sig)
+	Pragma("noescape")
 }
 
 // bcastD returns a ymm with the 32-bit value v in every lane.

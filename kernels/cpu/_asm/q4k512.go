@@ -220,10 +220,10 @@ func genQ4KN() {
 func q4KDecodeN(rows int) {
 	name := "dotQ4_KAVX512"
 	if rows == 1 {
-		TEXT(name, NOSPLIT, "func(w, x *byte, nb int) float32")
+		text(name, NOSPLIT, "func(w, x *byte, nb int) float32")
 	} else {
 		name += "x4"
-		TEXT(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
+		text(name, NOSPLIT, "func(w *byte, stride int, x *byte, nb int, dst *[4]float32)")
 	}
 	Doc(name+" is the dot product of nb blocks of Q4_K weights with Q8_K",
 		"activations laid out by prepQ8_KQ4 (quant.dotQ4_KQ8_K), in the avx512",
@@ -351,9 +351,9 @@ const q4nBlock = 384
 // itself); the pair accumulators stay in registers for the whole row.
 func q4KTileN(T int) {
 	name := fmt.Sprintf("gemmQ4_KAVX512x%d", T)
-	TEXT(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
 	Doc(name+fmt.Sprintf(" is the dot product of one weight row with %d tokens:", T),
-		"Q4_K weights × Q8_K activations laid out by prepQ8_KQ4, in the avx512",
+		"Q4_K weights × Q8_K activations (quant.dotQ4_KQ8_K) laid out by prepQ8_KQ4, in the avx512",
 		"level's Q4_K numerics (dotQ4_KAVX512's bits per token).")
 	c := q4KDecData()
 	n := q4KNData()

@@ -129,7 +129,7 @@ func q8Consts() (absMask, sign, half, c127, one VecVirtual) {
 }
 
 func genQuantQ8_0AVX2() {
-	TEXT("quantQ8_0AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
+	text("quantQ8_0AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
 	Doc("quantQ8_0AVX2 writes nb Q8_0 blocks of x to dst, byte-exact with quant.QuantizeRow.")
 	x := Load(Param("x"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -146,7 +146,7 @@ func genQuantQ8_0AVX2() {
 }
 
 func genQuantQ8_1AVX2() {
-	TEXT("quantQ8_1AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
+	text("quantQ8_1AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
 	Doc("quantQ8_1AVX2 writes nb Q8_1 blocks of x to dst, byte-exact with quant.QuantizeRow.")
 	x := Load(Param("x"), GP64())
 	dst := Load(Param("dst"), GP64())
@@ -164,7 +164,7 @@ func genQuantQ8_1AVX2() {
 
 func genQuantQ8_KAVX2() {
 	const name = "quantQ8_KAVX2"
-	TEXT(name, NOSPLIT, "func(x *float32, dst *byte, nb int)")
+	text(name, NOSPLIT, "func(x *float32, dst *byte, nb int)")
 	Doc(name+" writes nb Q8_K blocks of x to dst, byte-exact with quant.QuantizeRow:",
 		"the scale comes from the first element of largest magnitude, quants",
 		"round to nearest even and are capped at 127, bsums are exact.")

@@ -37,7 +37,7 @@ var swigluConst = []struct {
 // exponent bits (within 2 ulp of e^t). A NaN gate stays NaN (x/… keeps it).
 func genSwiGLU(c map[string]Mem) {
 	name := "swigluAVX2"
-	TEXT(name, NOSPLIT, "func(dst, gate, up *float32, n int)")
+	text(name, NOSPLIT, "func(dst, gate, up *float32, n int)")
 	Doc(name+" sets dst[i] = silu(gate[i])·up[i] for n values (n a multiple of 8),",
 		"with a polynomial e^x (kernels/cpu.swigluGeneric is the reference).")
 	dst := Load(Param("dst"), GP64())
@@ -115,7 +115,7 @@ func expLanes(c map[string]Mem, t VecVirtual) VecVirtual {
 // -Inf: masked positions) the result is 0, NaN stays NaN.
 func genExpShift(c map[string]Mem) {
 	name := "expShiftAVX2"
-	TEXT(name, NOSPLIT, "func(x *float32, m float32, n int)")
+	text(name, NOSPLIT, "func(x *float32, m float32, n int)")
 	Doc(name+" sets x[i] = e^(x[i]-m) for n values (n a multiple of 8),",
 		"with a polynomial e^x (kernels/cpu.expShiftGeneric is the reference).")
 	x := Load(Param("x"), GP64())
