@@ -36,8 +36,8 @@ func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
 
 // RunModelsScaled is RunModels with every tolerance multiplied by scale:
 // for backends whose arithmetic departs further from llama.cpp's CPU than
-// Hearth's CPU does (f32 activations and tensor-core f16 in CUDA's
-// prefill), so that their checks stay meaningful rather than skipped.
+// Hearth's CPU does (CUDA's tensor-core prefill rounds its inputs to f16),
+// so that their checks stay meaningful rather than skipped.
 func RunModelsScaled(t *testing.T, casesDir, modelsDir string, be backend.Backend, scale float32) {
 	cases, err := Load(casesDir)
 	if err != nil {

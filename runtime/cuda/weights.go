@@ -12,8 +12,8 @@ import (
 )
 
 // weight is a parameter tensor on the device. Types without kernels are
-// stored as F16 (dequantized on the host at load), 1-row weights (norm
-// vectors) as F32.
+// stored as F16 (dequantized on the host at load), MXFP4 as the Q8_0
+// blocks of the same values, 1-row weights (norm vectors) as F32.
 type weight struct {
 	name       string
 	typ        quant.Type // as in the file
@@ -34,7 +34,18 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 	}
 	w := &weight{name: name, typ: t, dev: t, rows: rows, cols: cols, rowBytes: m.RowBytes}
 	_, ok := kcuda.Suffix(t)
+	var q8 []byte
+	if t == quant.MXFP4 && rows > 1 {
+		// Q8_0 holds MXFP4's values exactly (while the block scales fit
+		// float16): the Q8_0 kernels then form MXFP4's integer sums.
+		q8 = make([]byte, rows*cols/32*34)
+		if !quant.MXFP4AsQ8_0(q8, data) {
+			q8 = nil
+		}
+	}
 	switch {
+	case q8 != nil:
+		w.dev, w.rowBytes, data = quant.Q8_0, cols/32*34, q8
 	case rows == 1 && t != quant.F32:
 		// Norm vectors: float32 for rmsnorm_f32 (exact: dequantization).
 		f := make([]float32, cols)
@@ -82,6 +93,8 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 func WeightBytes(t quant.Type, rows, cols int) uint64 {
 	_, ok := kcuda.Suffix(t)
 	switch {
+	case t == quant.MXFP4 && rows > 1:
+		return uint64(rows) * uint64(cols/32*34) // as Q8_0 (as F16 when a scale does not fit: rare)
 	case rows == 1 && t != quant.F32, t == quant.F32:
 		return 4 * uint64(rows) * uint64(cols)
 	case !ok:
