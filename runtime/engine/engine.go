@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 
@@ -99,10 +100,13 @@ type Model struct {
 	File     *gguf.File
 	Arch     arch.Model
 	Tok      *tokenizer.Tokenizer
-	Template *chat.Template // nil when the file has none
-	backend  backend.Backend
-	place    device.Placement
-	needs    arch.Needs // what the architecture says the model needs (KV bytes per position)
+	Template *chat.Template // nil when the file has none, or one Hearth cannot parse
+	// TemplateErr is why the file's chat template could not be parsed: the
+	// model loads (raw prompts, embeddings) and chat requests get this.
+	TemplateErr error
+	backend     backend.Backend
+	place       device.Placement
+	needs       arch.Needs // what the architecture says the model needs (KV bytes per position)
 
 	vocabOnce sync.Once
 	vocab     *grammar.Vocab // the tokens' bytes for constrained decoding, built on first use
@@ -130,7 +134,8 @@ func load(f *gguf.File, o Options) (*Model, error) {
 	m := &Model{File: f, Tok: tok}
 	if src, ok := f.String("tokenizer.chat_template"); ok && src != "" {
 		if m.Template, err = chat.New(src); err != nil {
-			return nil, fmt.Errorf("chat template: %w", err)
+			m.TemplateErr = fmt.Errorf("the model's chat template cannot be used (%w): send raw prompts", err)
+			slog.Warn("chat template not usable; raw prompts only", "err", err)
 		}
 	}
 	if m.backend, m.place, m.needs, err = placement(f, o); err != nil {
@@ -176,6 +181,9 @@ func (m *Model) Backend() string { return m.backend.Name() }
 // through the model's chat template and tokenizes it. Without a template
 // the text is used as it is.
 func (m *Model) ChatPrompt(system, user string) ([]int32, error) {
+	if m.TemplateErr != nil {
+		return nil, m.TemplateErr
+	}
 	if m.Template == nil {
 		text := user
 		if system != "" {

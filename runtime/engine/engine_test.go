@@ -228,3 +228,39 @@ func TestNaNWeights(t *testing.T) {
 		t.Fatalf("embed: %v, want ErrNotFinite", err)
 	}
 }
+
+// TestUnusableTemplate: a file whose chat template Hearth cannot parse
+// still loads; chat prompts get an error naming the template, raw prompts
+// run.
+func TestUnusableTemplate(t *testing.T) {
+	src, err := gguf.Open(filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := gguf.NewWriter()
+	w.CopyMetadata(src)
+	w.Set("tokenizer.chat_template", gguf.String("{% if messages %}{{ messages[0]['content'] }"))
+	if err := w.CopyTensors(src); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bad-template.gguf")
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(path, Options{Threads: 2})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer m.Close()
+	if _, err := m.ChatPrompt("", "Hi"); err == nil || !strings.Contains(err.Error(), "chat template") {
+		t.Errorf("ChatPrompt: %v, want the template's error", err)
+	}
+	seq, err := m.NewSequence(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seq.Generate(context.Background(), m.Tok.Encode("Once upon a time", true, false), 4, greedy(), func(string) error { return nil }); err != nil {
+		t.Errorf("raw generation: %v", err)
+	}
+}

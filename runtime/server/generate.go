@@ -182,6 +182,9 @@ func (s *Server) keepAlive(d *time.Duration) time.Duration {
 // the file has none) and tokenizes the result. The model's default system
 // message (from an Ollama manifest) goes first when msgs has none.
 func chatPrompt(ctx context.Context, l *loaded, msgs []chat.Message) ([]int32, error) {
+	if l.info.TemplateErr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, l.info.TemplateErr)
+	}
 	tmpl, emitsBOS := l.info.Template, l.emitsBOS
 	if tmpl == nil {
 		tmpl, emitsBOS = chat.Fallback(), false
@@ -219,6 +222,8 @@ func generatePrompt(ctx context.Context, l *loaded, prompt, system string, raw b
 	switch {
 	case raw:
 		toks, err = l.runner.Tokenize(prompt, first, true)
+	case l.info.TemplateErr != nil:
+		err = fmt.Errorf("%w: %w", ErrInvalid, l.info.TemplateErr)
 	case l.info.Template != nil:
 		var msgs []chat.Message
 		if system != "" {

@@ -71,8 +71,11 @@ type Info struct {
 	MaxNumCtx int
 	VocabSize int
 	// Template is the model's chat template (tokenizer.chat_template);
-	// nil when the file has none.
+	// nil when the file has none, or one Hearth cannot parse.
 	Template *chat.Template
+	// TemplateErr is why the file's template could not be parsed: chat
+	// requests get it (raw prompts and embeddings still work).
+	TemplateErr error
 	// BOS and EOS are the texts of the model's begin/end-of-sequence
 	// tokens, bound to bos_token and eos_token in templates; "" when none.
 	BOS, EOS string

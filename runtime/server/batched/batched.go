@@ -61,7 +61,7 @@ func New(m *engine.Model, path string, c engine.BatchConfig) (*Runner, error) {
 	}
 	info := server.Info{
 		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
-		DefaultNumCtx: c.DefaultNumCtx, Template: m.Template, Embeddings: true, EmbeddingOnly: ai.EmbeddingOnly,
+		DefaultNumCtx: c.DefaultNumCtx, Template: m.Template, TemplateErr: m.TemplateErr, Embeddings: true, EmbeddingOnly: ai.EmbeddingOnly,
 	}
 	var b *engine.Batched
 	if !ai.EmbeddingOnly {

@@ -65,7 +65,7 @@ func New(m *engine.Model, path string) *Runner {
 	ai := m.Arch.Info()
 	info := server.Info{
 		Arch: ai.Arch, ContextLength: ai.ContextLength, VocabSize: ai.VocabSize,
-		DefaultNumCtx: min(ai.ContextLength, defaultNumCtx), Template: m.Template,
+		DefaultNumCtx: min(ai.ContextLength, defaultNumCtx), Template: m.Template, TemplateErr: m.TemplateErr,
 		Embeddings: true, EmbeddingOnly: ai.EmbeddingOnly,
 	}
 	if info.DefaultNumCtx <= 0 {
