@@ -2,7 +2,7 @@ package all_test
 
 import (
 	"bytes"
-	"math"
+	"github.com/hearth-llm/hearth/internal/fuzzgguf"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,15 +42,7 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		s := source{file: src}
-		for i, kv := range src.KV {
-			switch kv.Value.Type {
-			case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32,
-				gguf.TypeUint64, gguf.TypeInt64, gguf.TypeFloat32, gguf.TypeFloat64:
-				s.keys = append(s.keys, i)
-			}
-		}
-		srcs = append(srcs, s)
+		srcs = append(srcs, source{file: src, keys: fuzzgguf.NumericKeys(src)})
 	}
 	for m, s := range srcs {
 		for i := range s.keys {
@@ -66,7 +58,7 @@ func FuzzLoad(f *testing.F) {
 		kv := s.file.KV[s.keys[int(which)%len(s.keys)]]
 		w := gguf.NewWriter()
 		w.CopyMetadata(s.file)
-		w.Set(kv.Key, numeric(kv.Value.Type, v))
+		w.Set(kv.Key, fuzzgguf.Numeric(kv.Value.Type, v))
 		if err := w.CopyTensors(s.file); err != nil {
 			t.Fatal(err)
 		}
@@ -100,29 +92,4 @@ func FuzzLoad(f *testing.F) {
 		}
 		m.Forward(arch.Single([]int32{1, 2}, 0, kvc, false))
 	})
-}
-
-// numeric is v as a value of type t (truncated, or as bits for floats).
-func numeric(t gguf.ValueType, v uint64) gguf.Value {
-	switch t {
-	case gguf.TypeUint8:
-		return gguf.Uint8(uint8(v))
-	case gguf.TypeInt8:
-		return gguf.Int8(int8(v))
-	case gguf.TypeUint16:
-		return gguf.Uint16(uint16(v))
-	case gguf.TypeInt16:
-		return gguf.Int16(int16(v))
-	case gguf.TypeUint32:
-		return gguf.Uint32(uint32(v))
-	case gguf.TypeInt32:
-		return gguf.Int32(int32(v))
-	case gguf.TypeInt64:
-		return gguf.Int64(int64(v))
-	case gguf.TypeFloat32:
-		return gguf.Float32(math.Float32frombits(uint32(v)))
-	case gguf.TypeFloat64:
-		return gguf.Float64(math.Float64frombits(v))
-	}
-	return gguf.Uint64(v)
 }

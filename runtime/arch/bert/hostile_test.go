@@ -3,6 +3,7 @@ package bert_test
 import (
 	"bytes"
 	"errors"
+	"github.com/hearth-llm/hearth/internal/fuzzgguf"
 	"math"
 	"os"
 	"path/filepath"
@@ -174,15 +175,7 @@ func FuzzLoad(f *testing.F) {
 	var keys [][]int
 	for _, name := range testModels {
 		src := parseFile(f, name)
-		var k []int
-		for i, kv := range src.KV {
-			switch kv.Value.Type {
-			case gguf.TypeUint8, gguf.TypeInt8, gguf.TypeUint16, gguf.TypeInt16, gguf.TypeUint32, gguf.TypeInt32,
-				gguf.TypeUint64, gguf.TypeInt64, gguf.TypeFloat32, gguf.TypeFloat64:
-				k = append(k, i)
-			}
-		}
-		srcs, keys = append(srcs, src), append(keys, k)
+		srcs, keys = append(srcs, src), append(keys, fuzzgguf.NumericKeys(src))
 	}
 	for m := range srcs {
 		for i := range keys[m] {
@@ -197,7 +190,7 @@ func FuzzLoad(f *testing.F) {
 		src := srcs[int(model)%len(srcs)]
 		k := keys[int(model)%len(srcs)]
 		kv := src.KV[k[int(which)%len(k)]]
-		file := rewrite(t, src, map[string]gguf.Value{kv.Key: numeric(kv.Value.Type, v)})
+		file := rewrite(t, src, map[string]gguf.Value{kv.Key: fuzzgguf.Numeric(kv.Value.Type, v)})
 		m, err := arch.Load(file, be)
 		if err != nil {
 			return
@@ -209,29 +202,4 @@ func FuzzLoad(f *testing.F) {
 		m.Forward(&arch.Batch{IDs: []int32{101, 102}, Pos: []int32{0, 1}, Seq: []int32{0, 0},
 			KVs: []backend.KV{kvc}, Outputs: []int{0, 1}, Hidden: true})
 	})
-}
-
-// numeric is v as a value of type t (truncated, or as bits for floats).
-func numeric(t gguf.ValueType, v uint64) gguf.Value {
-	switch t {
-	case gguf.TypeUint8:
-		return gguf.Uint8(uint8(v))
-	case gguf.TypeInt8:
-		return gguf.Int8(int8(v))
-	case gguf.TypeUint16:
-		return gguf.Uint16(uint16(v))
-	case gguf.TypeInt16:
-		return gguf.Int16(int16(v))
-	case gguf.TypeUint32:
-		return gguf.Uint32(uint32(v))
-	case gguf.TypeInt32:
-		return gguf.Int32(int32(v))
-	case gguf.TypeInt64:
-		return gguf.Int64(int64(v))
-	case gguf.TypeFloat32:
-		return gguf.Float32(math.Float32frombits(uint32(v)))
-	case gguf.TypeFloat64:
-		return gguf.Float64(math.Float64frombits(v))
-	}
-	return gguf.Uint64(v)
 }

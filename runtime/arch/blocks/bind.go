@@ -276,3 +276,18 @@ func (b *Binder) Vector32(name string, n int) []float32 {
 	}
 	return v
 }
+
+// SwiGLUFFN binds layer il's ffn_norm and its SwiGLU feed-forward: a
+// mixture of experts with a softmax router, top-k renormalised, when the
+// model has experts (Mixtral, Qwen3-MoE), else a dense block.
+func (b *Binder) SwiGLUFFN(il int, l *Layer) {
+	silu := backend.Act{Kind: backend.ActSiLU}
+	l.FFNNorm = b.Get(TensorName(il, "ffn_norm.weight"), arch.Vec(b.c.Embd))
+	if b.c.Experts > 0 {
+		l.MoE = &MoE{K: b.c.ExpertsUsed, Gating: SoftmaxTopK, Renorm: true, Act: silu}
+		b.Experts(il, l.MoE)
+		return
+	}
+	l.Dense = &Dense{Act: silu}
+	b.Dense(il, l.Dense)
+}

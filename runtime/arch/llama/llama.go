@@ -70,14 +70,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		b.Attention(il, a)
 		a.RoPE = &rope
 		a.P = backend.AttentionParams{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Scale: kqScale}
-		l.FFNNorm = b.Get(blocks.TensorName(il, "ffn_norm.weight"), arch.Vec(c.Embd))
-		if c.Experts > 0 {
-			l.MoE = &blocks.MoE{K: c.ExpertsUsed, Gating: blocks.SoftmaxTopK, Renorm: true, Act: backend.Act{Kind: backend.ActSiLU}}
-			b.Experts(il, l.MoE)
-		} else {
-			l.Dense = &blocks.Dense{Act: backend.Act{Kind: backend.ActSiLU}}
-			b.Dense(il, l.Dense)
-		}
+		b.SwiGLUFFN(il, l)
 	}
 	if err := b.Err(); err != nil {
 		return nil, err
