@@ -190,72 +190,82 @@ func rewriteConditional(e string) string {
 		"] or [" + rewriteConditional(strings.TrimSpace(other)) + "])[0]" + other[len(other)-trail:]
 }
 
+// scanTop walks s from from on, skipping string literals, and calls visit
+// with every other byte's index and bracket depth (a bracket counts at the
+// depth outside it); visit returns the index to go on from, or -1 to stop.
+func scanTop(s string, from int, visit func(i, depth int) int) {
+	depth := 0
+	for i := from; i < len(s); {
+		c := s[i]
+		if c == '\'' || c == '"' {
+			i = skipString(s, i)
+			continue
+		}
+		if c == ')' || c == ']' || c == '}' {
+			depth--
+		}
+		next := visit(i, depth)
+		if next < 0 {
+			return
+		}
+		if c == '(' || c == '[' || c == '{' {
+			depth++
+		}
+		i = next
+	}
+}
+
 // splitTop splits s at sep outside strings and brackets.
 func splitTop(s string, sep byte) []string {
 	var parts []string
-	depth, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'' || c == '"':
-			i = skipString(s, i) - 1
-		case c == '(' || c == '[' || c == '{':
-			depth++
-		case c == ')' || c == ']' || c == '}':
-			depth--
-		case c == sep && depth == 0:
+	start := 0
+	scanTop(s, 0, func(i, depth int) int {
+		if s[i] == sep && depth == 0 {
 			parts = append(parts, s[start:i])
 			start = i + 1
 		}
-	}
+		return i + 1
+	})
 	return append(parts, s[start:])
 }
 
 // keyEnd is the end of an element's `name=` (in a call's arguments) or
 // `key:` (in a dict) prefix, or 0 when it has none.
 func keyEnd(elem string, open byte) int {
-	depth := 0
-	for i := 0; i < len(elem); i++ {
-		switch c := elem[i]; {
-		case c == '\'' || c == '"':
-			i = skipString(elem, i) - 1
-		case c == '(' || c == '[' || c == '{':
-			depth++
-		case c == ')' || c == ']' || c == '}':
-			depth--
+	end := 0
+	scanTop(elem, 0, func(i, depth int) int {
+		c := elem[i]
+		switch {
 		case depth > 0:
-		case open == '{' && c == ':':
-			return i + 1
-		case open == '(' && c == '=' && (i+1 >= len(elem) || elem[i+1] != '=') && (i == 0 || !strings.ContainsRune("=!<>", rune(elem[i-1]))):
-			return i + 1
+		case open == '{' && c == ':',
+			open == '(' && c == '=' && (i+1 >= len(elem) || elem[i+1] != '=') && (i == 0 || !strings.ContainsRune("=!<>", rune(elem[i-1]))):
+			end = i + 1
+			return -1
 		}
-	}
-	return 0
+		return i + 1
+	})
+	return end
 }
 
 // topWord is the index of the first whole word w at or after from in s,
 // outside strings and brackets, or -1.
 func topWord(s, w string, from int) int {
-	depth := 0
-	for i := from; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\'' || c == '"':
-			i = skipString(s, i) - 1
-		case c == '(' || c == '[' || c == '{':
-			depth++
-		case c == ')' || c == ']' || c == '}':
-			depth--
-		case isIdentByte(c):
-			j := i
-			for j < len(s) && (isIdentByte(s[j]) || s[j] >= '0' && s[j] <= '9') {
-				j++
-			}
-			if depth == 0 && s[i:j] == w {
-				return i
-			}
-			i = j - 1
+	at := -1
+	scanTop(s, from, func(i, depth int) int {
+		if !isIdentByte(s[i]) {
+			return i + 1
 		}
-	}
-	return -1
+		j := i
+		for j < len(s) && (isIdentByte(s[j]) || s[j] >= '0' && s[j] <= '9') {
+			j++
+		}
+		if depth == 0 && s[i:j] == w {
+			at = i
+			return -1
+		}
+		return j
+	})
+	return at
 }
 
 func isIdentByte(c byte) bool {
@@ -265,19 +275,13 @@ func isIdentByte(c byte) bool {
 // matchBracket returns the index of the bracket that closes the one at
 // s[i], skipping strings and nested brackets, or -1.
 func matchBracket(s string, i int) int {
-	depth := 0
-	for j := i; j < len(s); j++ {
-		switch s[j] {
-		case '\'', '"':
-			j = skipString(s, j) - 1
-		case '(', '[', '{':
-			depth++
-		case ')', ']', '}':
-			depth--
-			if depth == 0 {
-				return j
-			}
+	at := -1
+	scanTop(s, i, func(j, depth int) int {
+		if c := s[j]; depth == 0 && j > i && (c == ')' || c == ']' || c == '}') {
+			at = j
+			return -1
 		}
-	}
-	return -1
+		return j + 1
+	})
+	return at
 }
