@@ -468,6 +468,8 @@ type router struct {
 	w      []float32 // and their weights
 	count  []int     // per expert, the rows routed to it
 	start  []int     // per expert, its first row in the grouped buffers
+	next   []int     // per expert, its next row while grouping
+	probs  []float32 // one token's router probabilities
 	tok    []int     // per grouped row, its token
 	ws     []float32 // and its weight
 	// Per-step argument lists of the grouped products.
@@ -486,37 +488,34 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 	ne, k := len(m.Experts), m.K
 	be.MatMul(b.router, b.h, m.Router)
 	d.addBias(b.router, m.RouterB)
-	if cap(r.logits) < n*ne {
-		r.logits = make([]float32, n*ne)
-	}
-	r.logits = r.logits[:n*ne]
+	r.logits = zeroed(r.logits, n*ne)
 	be.Read(b.router, 0, r.logits)
 	if err := be.Err(); err != nil { // the routing below acts on the logits
 		return err
 	}
 	r.sel, r.w = r.sel[:0], r.w[:0]
-	r.count = append(r.count[:0], make([]int, ne)...)
+	r.count = zeroed(r.count, ne)
 	for t := range n {
-		sel, w := route(m, r.logits[t*ne:(t+1)*ne], &r.order)
-		for i, e := range sel {
-			if w[i]-w[i] != 0 {
-				return fmt.Errorf("%s: router produced a non-finite weight", d.C.Arch)
-			}
-			r.count[e]++
-		}
-		r.sel, r.w = append(r.sel, sel...), append(r.w, w...)
+		r.route(m, r.logits[t*ne:(t+1)*ne])
 	}
-	// Rows grouped by expert, tokens in order within a group.
-	r.start = append(r.start[:0], make([]int, ne)...)
+	for i, e := range r.sel {
+		if r.w[i]-r.w[i] != 0 {
+			return fmt.Errorf("%s: router produced a non-finite weight", d.C.Arch)
+		}
+		r.count[e]++
+	}
+	// Rows grouped by expert, tokens in order within a group: r.next is
+	// each expert's next free row, starting at r.start.
+	r.start, r.next = zeroed(r.start, ne), zeroed(r.next, ne)
 	for e := 1; e < ne; e++ {
 		r.start[e] = r.start[e-1] + r.count[e-1]
 	}
+	copy(r.next, r.start)
 	rows := n * k
-	r.tok, r.ws = append(r.tok[:0], make([]int, rows)...), append(r.ws[:0], make([]float32, rows)...)
-	next := append([]int(nil), r.start...)
+	r.tok, r.ws = zeroed(r.tok, rows), zeroed(r.ws, rows)
 	for i, e := range r.sel {
-		r.tok[next[e]], r.ws[next[e]] = i/k, r.w[i]
-		next[e]++
+		r.tok[r.next[e]], r.ws[r.next[e]] = i/k, r.w[i]
+		r.next[e]++
 	}
 	s := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, rows) }
 	xe, ye, g, u, a := s(b.xe), s(b.ye), s(b.egate), s(b.eup), s(b.eact)
@@ -568,15 +567,16 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 	return nil
 }
 
-// route picks a token's experts and their weights from its router logits
-// (llama.cpp's build_moe_ffn): order is scratch.
-func route(m *MoE, logits []float32, order *[]int) ([]int, []float32) {
+// route appends a token's experts and their weights to r.sel and r.w,
+// from its router logits (llama.cpp's build_moe_ffn).
+func (r *router) route(m *MoE, logits []float32) {
 	ne := len(logits)
 	probs := logits
 	if m.Gating == SoftmaxTopK {
-		probs = softmax(slices.Clone(logits))
+		r.probs = append(r.probs[:0], logits...)
+		probs = softmax(r.probs)
 	}
-	o := (*order)[:0]
+	o := r.order[:0]
 	for e := range ne {
 		o = append(o, e)
 	}
@@ -590,12 +590,12 @@ func route(m *MoE, logits []float32, order *[]int) ([]int, []float32) {
 		}
 		return 0
 	})
-	*order = o
-	sel := o[:m.K]
-	w := make([]float32, m.K)
-	for i, e := range sel {
-		w[i] = probs[e]
+	r.order = o
+	first := len(r.w)
+	for _, e := range o[:m.K] {
+		r.sel, r.w = append(r.sel, e), append(r.w, probs[e])
 	}
+	w := r.w[first:]
 	switch {
 	case m.Gating == TopKSoftmax:
 		softmax(w)
@@ -609,7 +609,16 @@ func route(m *MoE, logits []float32, order *[]int) ([]int, []float32) {
 			w[i] /= sum
 		}
 	}
-	return sel, w
+}
+
+// zeroed returns s resized to n zero values, reusing its memory.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // softmax replaces x by its softmax (sum in float64, as ggml does).
