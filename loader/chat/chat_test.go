@@ -297,16 +297,16 @@ func TestSystemFolded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := tmpl.Render([]Message{{"system", "Be brief."}, {"user", "Hi"}}, Options{})
+	got, err := tmpl.Render([]Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}}, Options{})
 	if want := "<user>Be brief.\nHi"; err != nil || got != want {
 		t.Errorf("folded: %q, %v; want %q", got, err, want)
 	}
-	got, err = tmpl.Render([]Message{{"system", "Be brief."}}, Options{})
+	got, err = tmpl.Render([]Message{{Role: "system", Content: "Be brief."}}, Options{})
 	if err != nil || got != "" {
 		t.Errorf("system alone: %q, %v; want it dropped", got, err)
 	}
 	var re *RaiseError
-	if _, err = tmpl.Render([]Message{{"system", "x"}, {"assistant", "y"}}, Options{}); !errors.As(err, &re) {
+	if _, err = tmpl.Render([]Message{{Role: "system", Content: "x"}, {Role: "assistant", Content: "y"}}, Options{}); !errors.As(err, &re) {
 		t.Errorf("other raise: %v, want a RaiseError", err)
 	}
 }
@@ -350,9 +350,37 @@ func TestNegativeIndex(t *testing.T) {
 			t.Errorf("%s: %v", src, err)
 			continue
 		}
-		got, err := tmpl.Render([]Message{{"assistant", "Hi!"}}, Options{})
+		got, err := tmpl.Render([]Message{{Role: "assistant", Content: "Hi!"}}, Options{})
 		if err != nil || got != want {
 			t.Errorf("%s: %q, %v; want %q", src, got, err, want)
 		}
+	}
+}
+
+// TestItemsDeterministic: dict|items renders in one order every time (Go's
+// map order must not leak into prompts: the prefix cache keys on them).
+func TestItemsDeterministic(t *testing.T) {
+	tmpl, err := New(`{% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}|{% for k, v in d.items() %}{{ k }};{% endfor %}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := map[string]any{}
+	for _, k := range []string{"zeta", "alpha", "mid", "Beta", "gamma", "delta", "eps"} {
+		d[k] = len(k)
+	}
+	want := ""
+	for i := range 30 {
+		got, err := tmpl.Render(nil, Options{Extra: map[string]any{"d": d}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			want = got
+		} else if got != want {
+			t.Fatalf("render %d: %q, first %q", i, got, want)
+		}
+	}
+	if !strings.HasPrefix(want, "alpha=5;Beta=4;") {
+		t.Errorf("items order %q, want sorted keys", want)
 	}
 }

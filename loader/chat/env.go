@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -99,6 +100,13 @@ func newEnvironment() *exec.Environment {
 		filters[name] = f
 	}
 	filters["tojson"] = filterToJSON
+	filters["items"] = filterItems
+	// Python's Undefined and None print as "" and "None": trim on a missing
+	// description (Hermes' tool template does that) is "" there, an error
+	// in gonja.
+	for _, name := range []string{"trim", "lower", "upper", "title", "capitalize"} {
+		filters[name] = stringOfNil(filters[name])
+	}
 	filters["replace"] = filterReplace
 	filters["indent"] = filterIndent
 
@@ -222,6 +230,38 @@ func dictFunction(va *exec.VarArgs) *exec.Value {
 
 // filterReplace is Jinja's replace(old, new[, count]) with the result size
 // checked before it is built.
+// filterItems is dict|items in the order `for k, v in dict` iterates
+// (sorted keys): gonja's own follows Go's map order, which changes from one
+// render to the next, so the same conversation would render (and
+// tokenize, and miss the prefix cache) differently each time.
+func filterItems(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+	switch {
+	case in.IsError(), in.IsList():
+		return in
+	case in.IsNil():
+		return exec.AsValue([]any{})
+	case !in.IsDict():
+		return exec.AsValue(errors.New("items requires a mapping"))
+	}
+	keys := in.Keys()
+	out := make([]any, 0, len(keys))
+	for _, k := range keys {
+		v, _ := in.GetItem(k.Interface())
+		out = append(out, []any{k.Interface(), v.Interface()})
+	}
+	return exec.AsValue(out)
+}
+
+// stringOfNil lets a string filter take an undefined value as "".
+func stringOfNil(f exec.FilterFunction) exec.FilterFunction {
+	return func(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+		if in.IsNil() {
+			in = exec.AsValue("")
+		}
+		return f(e, in, params)
+	}
+}
+
 func filterReplace(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
 	if in.IsError() {
 		return in

@@ -78,7 +78,7 @@ func TestGolden(t *testing.T) {
 			}
 			var msgs []Message
 			for _, m := range g.Conversations[c.Conversation] {
-				msgs = append(msgs, Message(m))
+				msgs = append(msgs, Message{Role: m.Role, Content: m.Content})
 			}
 			// The template as transformers runs it (render): Render's
 			// system-message fallback is tested on its own.

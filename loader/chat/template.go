@@ -37,12 +37,32 @@ type RaiseError struct {
 
 func (e *RaiseError) Error() string { return "chat: template raised: " + e.Message }
 
-// Message is one turn of a conversation. Fields added later (tool calls,
-// images) will be optional and passed to the template only when set, so a
-// template's `message.tool_calls is defined` stays false for plain turns.
+// Message is one turn of a conversation. The optional fields are passed to
+// the template only when set, so a template's `message.tool_calls is
+// defined` stays false for plain turns.
 type Message struct {
 	Role    string
 	Content string
+	// Thinking is an assistant turn's reasoning, bound as both
+	// reasoning_content (Qwen, DeepSeek, the OpenAI-compatible spelling)
+	// and thinking (gpt-oss, Ollama).
+	Thinking string
+	// ToolCalls are the functions an assistant turn called, bound as
+	// tool_calls: [{id, type: "function", function: {name, arguments}}].
+	ToolCalls []ToolCall
+	// ToolCallID (tool_call_id) and Name (name and tool_name) say which
+	// call a tool turn answers.
+	ToolCallID, Name string
+}
+
+// ToolCall is one function call in an assistant turn. Arguments is what the
+// template sees under function.arguments: normally the decoded JSON object
+// (templates iterate it or apply tojson), a string when the caller only has
+// text.
+type ToolCall struct {
+	ID        string
+	Name      string
+	Arguments any
 }
 
 // Options are the per-render inputs besides the messages.
@@ -169,7 +189,11 @@ func (t *Template) render(ctx context.Context, msgs []Message, opts Options) (ou
 	}
 	messages := make([]any, len(msgs))
 	for i, m := range msgs {
-		messages[i] = m.templateValue()
+		v, err := normalize(m.templateValue(), 0)
+		if err != nil {
+			return "", fmt.Errorf("chat: messages[%d]: %w", i, err)
+		}
+		messages[i] = v
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -229,9 +253,34 @@ func (t *Template) render(ctx context.Context, msgs []Message, opts Options) (ou
 	return w.b.String(), nil
 }
 
-// templateValue is the message as templates see it: {role, content}.
+// templateValue is the message as templates see it: {role, content} and
+// the optional fields that are set. Arguments were normalized by render.
 func (m Message) templateValue() map[string]any {
-	return map[string]any{"role": m.Role, "content": m.Content}
+	v := map[string]any{"role": m.Role, "content": m.Content}
+	if m.Thinking != "" {
+		v["reasoning_content"] = m.Thinking
+		v["thinking"] = m.Thinking
+	}
+	if len(m.ToolCalls) > 0 {
+		calls := make([]any, len(m.ToolCalls))
+		for i, c := range m.ToolCalls {
+			fn := map[string]any{"name": c.Name, "arguments": c.Arguments}
+			call := map[string]any{"type": "function", "function": fn}
+			if c.ID != "" {
+				call["id"] = c.ID
+			}
+			calls[i] = call
+		}
+		v["tool_calls"] = calls
+	}
+	if m.ToolCallID != "" {
+		v["tool_call_id"] = m.ToolCallID
+	}
+	if m.Name != "" {
+		v["name"] = m.Name
+		v["tool_name"] = m.Name
+	}
+	return v
 }
 
 // EmitsBOS reports whether the template itself writes bos at the start of its
