@@ -173,6 +173,7 @@ type Stream struct {
 
 	mu     sync.Mutex
 	toks   []int32
+	extras []any // Event.Extra of toks[i], while any was set (nil padded)
 	done   bool
 	reason FinishReason
 	err    error
@@ -184,6 +185,12 @@ func (st *Stream) push(ev Event) {
 	st.mu.Lock()
 	if ev.Token != NoToken {
 		st.toks = append(st.toks, ev.Token)
+		if ev.Extra != nil || len(st.extras) > 0 {
+			for len(st.extras) < len(st.toks)-1 {
+				st.extras = append(st.extras, nil)
+			}
+			st.extras = append(st.extras, ev.Extra)
+		}
 	}
 	if ev.Done {
 		st.done, st.reason, st.err = true, ev.Reason, ev.Err
@@ -203,27 +210,48 @@ func (st *Stream) push(ev Event) {
 // io.Reader's, the tokens come before the error is looked at. When ctx is
 // done first, the sequence is cancelled and ctx's error returned.
 func (st *Stream) Recv(ctx context.Context, dst []int32) ([]int32, error) {
+	dst, _, err := st.recv(ctx, dst, nil, false)
+	return dst, err
+}
+
+// RecvExtra is Recv that also appends each token's Result.Extra to extra
+// (nil for a token without one), so that extra[i] goes with dst[i] when
+// both start equally long.
+func (st *Stream) RecvExtra(ctx context.Context, dst []int32, extra []any) ([]int32, []any, error) {
+	return st.recv(ctx, dst, extra, true)
+}
+
+func (st *Stream) recv(ctx context.Context, dst []int32, extra []any, wantExtra bool) ([]int32, []any, error) {
 	for {
 		st.mu.Lock()
 		n := len(dst)
 		dst = append(dst, st.toks...)
-		st.toks = st.toks[:0]
+		if wantExtra {
+			for len(extra) < n {
+				extra = append(extra, nil)
+			}
+			extra = append(extra, st.extras...) // empty, or one per token
+			for len(extra) < len(dst) {
+				extra = append(extra, nil)
+			}
+		}
+		st.toks, st.extras = st.toks[:0], st.extras[:0]
 		done, err := st.done, st.err
 		st.mu.Unlock()
 		if done {
 			if err == nil {
 				err = io.EOF
 			}
-			return dst, err
+			return dst, extra, err
 		}
 		if len(dst) > n {
-			return dst, nil
+			return dst, extra, nil
 		}
 		select {
 		case <-st.ready:
 		case <-ctx.Done():
 			st.Cancel()
-			return dst, ctx.Err()
+			return dst, extra, ctx.Err()
 		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 // promptLen+i+1 whatever preemption did.
 type loopEngine struct {
 	stepTime time.Duration
-	panicAt  int // step number that panics; 0: none
-	failAt   int // step number that fails; 0: none
+	panicAt  int  // step number that panics; 0: none
+	failAt   int  // step number that fails; 0: none
+	extra    bool // each result carries Extra: its token as an int
 
 	mu    sync.Mutex
 	steps int
@@ -51,6 +52,9 @@ func (e *loopEngine) Run(ctx context.Context, p *StepPlan, results []Result) err
 	}
 	for i, r := range p.Outputs {
 		results[i] = Result{Token: p.Pos[r] + 1}
+		if e.extra {
+			results[i].Extra = int(p.Pos[r] + 1)
+		}
 	}
 	return nil
 }
@@ -286,4 +290,39 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestLoopExtra: each token's Result.Extra reaches RecvExtra beside it, the
+// last token (on the final event) included, across preemptions.
+func TestLoopExtra(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := &loopEngine{stepTime: time.Millisecond, extra: true}
+		l, stop := startLoop(t, Config{NumBlocks: 12, BlockSize: 4, MaxBatchTokens: 16, MaxRunning: 4, WatermarkBlocks: -1}, e)
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				st, err := l.Submit(Request{Prompt: seqTokens(100*i, 3+i), NumPredict: 6})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var toks []int32
+				var extra []any
+				for err == nil {
+					toks, extra, err = st.RecvExtra(context.Background(), toks, extra)
+				}
+				if err != io.EOF || len(toks) != 6 || len(extra) != 6 {
+					t.Errorf("client %d: %v, %d tokens, %d extras", i, err, len(toks), len(extra))
+					return
+				}
+				for j := range toks {
+					if extra[j] != int(toks[j]) {
+						t.Errorf("client %d token %d: %d with extra %v", i, j, toks[j], extra[j])
+					}
+				}
+			})
+		}
+		wg.Wait()
+		stop()
+	})
 }

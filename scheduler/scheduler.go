@@ -185,6 +185,7 @@ const NoToken = -1
 type Event struct {
 	ID     SeqID
 	Token  int32        // the sampled token, or NoToken
+	Extra  any          // Result.Extra of Token (opaque; nil when none)
 	Done   bool         // the sequence ended; no events follow
 	Reason FinishReason // why, when Done
 	Err    error        // with FinishCancel, FinishTimeout, FinishError
@@ -230,6 +231,9 @@ type SeqStep struct {
 type Result struct {
 	Token int32 // the sampled token
 	Stop  bool  // it ends generation (end-of-generation token)
+	// Extra is the engine's: it rides with Token to the stream (per-token
+	// data such as logprobs) and the scheduler never reads it.
+	Extra any
 	// Err fails this sequence alone (FinishError, wrapping ErrStepFailed):
 	// its logits were unusable (not finite, say); the others go on.
 	Err error
@@ -601,6 +605,9 @@ func (s *Scheduler) Complete(p *StepPlan, results []Result) {
 			s.finish(q, FinishLength, nil, r.Token)
 		default:
 			s.events = append(s.events, Event{ID: q.id, Token: r.Token})
+		}
+		if r.Extra != nil { // the event just queued carries r.Token
+			s.events[len(s.events)-1].Extra = r.Extra
 		}
 	}
 }

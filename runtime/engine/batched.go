@@ -47,6 +47,16 @@ type SeqOptions struct {
 	Sample             sample.Options
 	// Grammar constrains the output (structured outputs); nil: none.
 	Grammar *grammar.Grammar
+	// Logprobs asks for each sampled token's log-probability, and
+	// TopLogprobs (0..sample.MaxTopLogprobs) for that many alternatives:
+	// a *sample.TokenLogprobs rides with each token as its Extra
+	// (scheduler.Stream.RecvExtra). They are the raw model's
+	// (sample.Logprobs), before any sampling transform or grammar mask.
+	Logprobs    bool
+	TopLogprobs int
+	// Preserve lists control tokens that the grammar may match by their
+	// text (NewMatcherPreserving); end-of-generation tokens never are.
+	Preserve []int32
 }
 
 // Batched runs many sequences at once: a scheduler.Loop plans each step
@@ -66,15 +76,19 @@ type stepper struct {
 	pool     backend.KVPool
 	samplers map[scheduler.SeqID]*sample.Sampler
 	matchers map[scheduler.SeqID]*grammar.Matcher
+	raw      []float32 // a row before its grammar mask, for logprobs
 	kvs      []backend.KV
 	batch    arch.Batch
 }
 
 // seqTag travels with a request through the scheduler to Run.
 type seqTag struct {
-	prompt  []int32
-	opts    sample.Options
-	grammar *grammar.Grammar
+	prompt   []int32
+	opts     sample.Options
+	grammar  *grammar.Grammar
+	logprobs bool
+	top      int
+	preserve []int32
 }
 
 // NewBatched allocates the KV pool and the scheduler. Call Run to serve.
@@ -167,7 +181,8 @@ func (b *Batched) Submit(prompt []int32, o SeqOptions) (*scheduler.Stream, error
 	}
 	return b.loop.Submit(scheduler.Request{
 		Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict,
-		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample, grammar: o.Grammar},
+		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample, grammar: o.Grammar,
+			logprobs: o.Logprobs, top: o.TopLogprobs, preserve: o.Preserve},
 	})
 }
 
@@ -190,12 +205,12 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 		if s.Output < 0 {
 			continue
 		}
+		tag, ok := s.Tag.(*seqTag)
+		if !ok {
+			return errors.New("engine: step without sampling options")
+		}
 		smp := b.samplers[s.ID]
 		if smp == nil {
-			tag, ok := s.Tag.(*seqTag)
-			if !ok {
-				return errors.New("engine: step without sampling options")
-			}
 			var err error
 			if smp, err = sample.New(tag.opts, vocab); err != nil {
 				return err
@@ -205,7 +220,7 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 			}
 			b.samplers[s.ID] = smp
 			if tag.grammar != nil {
-				b.matchers[s.ID] = b.m.NewMatcher(tag.grammar)
+				b.matchers[s.ID] = b.m.NewMatcherPreserving(tag.grammar, tag.preserve)
 			}
 		}
 		row := logits[s.Output*vocab : (s.Output+1)*vocab]
@@ -215,11 +230,20 @@ func (b *stepper) sample(p *scheduler.StepPlan, logits []float32, results []sche
 			continue
 		}
 		matcher := b.matchers[s.ID]
+		raw := row
+		if tag.logprobs && matcher != nil {
+			b.raw = append(b.raw[:0], row...) // the mask writes row
+			raw = b.raw
+		}
 		constrain(matcher, row)
 		tok := smp.Sample(row)
 		smp.Accept(tok)
 		done := accept(matcher, tok)
 		results[s.Output] = scheduler.Result{Token: tok, Stop: b.m.Tok.IsEOG(tok) || done}
+		if tag.logprobs {
+			lp := sample.Logprobs(raw, tok, tag.top)
+			results[s.Output].Extra = &lp
+		}
 	}
 	return nil
 }

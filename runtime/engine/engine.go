@@ -110,6 +110,10 @@ type Model struct {
 
 	vocabOnce sync.Once
 	vocab     *grammar.Vocab // the tokens' bytes for constrained decoding, built on first use
+	// vocabMu guards vocabs: the grammar vocabularies with preserved
+	// control tokens, one per distinct set (NewMatcherPreserving).
+	vocabMu sync.Mutex
+	vocabs  map[string]*grammar.Vocab
 }
 
 // Load opens and binds the model at path.

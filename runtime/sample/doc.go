@@ -33,6 +33,16 @@
 // finite token 0 is returned. Logits are one float32 per vocabulary entry,
 // indexed by token id.
 //
+// Logprobs (OpenAI's and Ollama's logprobs and top_logprobs) are the
+// log-softmax of the model's raw logits, as vLLM's default raw_logprobs:
+// before the penalties, the filters, the temperature and any grammar mask.
+// They describe the model, not the sampler: the chosen token is the one the
+// sampler drew, and its logprob is what the model gave it. The normaliser is
+// computed in float64 (max-subtracted), and the top alternatives are picked
+// with a small heap in one pass over the vocabulary. The caller computes
+// them only when a request asks, so sampling without them costs nothing
+// more.
+//
 // A Sampler belongs to one sequence and is not safe for concurrent use. Its
 // memory is a few bytes per vocabulary entry (the logits copy, the candidate
 // buffer, the penalty counts).

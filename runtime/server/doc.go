@@ -35,8 +35,20 @@
 // response_format json_object/json_schema) are enforced while sampling
 // (runtime/grammar): the output is a complete document of the schema, or a
 // prefix of one when num_predict or the context runs out first; a schema
-// Hearth cannot enforce is a 400 naming the keyword. Logprobs, tools,
-// thinking and images are refused with a clear error (501 for what Hearth
-// will do later, 400 for what the model cannot do) rather than silently
-// ignored.
+// Hearth cannot enforce is a 400 naming the keyword. Tools, thinking and
+// images are refused with a clear error (501 for what Hearth will do
+// later, 400 for what the model cannot do) rather than silently ignored.
+//
+// Logprobs (OpenAI chat's logprobs/top_logprobs, completions' logprobs N,
+// Ollama's logprobs/top_logprobs; 0..20 alternatives, completions too,
+// where OpenAI allows 5, as vLLM) are the log-softmax of the model's raw
+// logits, as vLLM's default raw_logprobs: before the penalties,
+// top_k/top_p/min_p, temperature and the grammar mask, so the sampling
+// options never change them; the chosen token is the one sampled. They
+// follow the text the client gets through the stop-string filter (see
+// logprobs.go): a token is reported with the chunk that sends the last of
+// its text; at a stop string, the tokens that begin before the cut are
+// reported and the rest are not; end-of-generation tokens are not
+// reported. A token given no mass is reported as -9999 (JSON has no
+// -Inf). Completions' text_offset counts bytes of the generated text.
 package server

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -117,7 +118,7 @@ func (f *fakeRunner) Generate(ctx context.Context, req *Request, emit func(Piece
 			return res, err
 		}
 		res.Tokens = append(res.Tokens, int32(100+i))
-		if err := emit(Piece{Text: p}); err == ErrStop {
+		if err := emit(fakePiece(req, i, p)); err == ErrStop {
 			return res, nil
 		} else if err != nil {
 			return res, err
@@ -125,6 +126,23 @@ func (f *fakeRunner) Generate(ctx context.Context, req *Request, emit func(Piece
 	}
 	res.Tokens = append(res.Tokens, 2)
 	return res, nil
+}
+
+// fakePiece is piece i with, when req asks, one token's logprobs:
+// logprob -(i+1)/10, and TopLogprobs alternatives "alt0", "alt1", … at
+// -(k+1)/100.
+func fakePiece(req *Request, i int, text string) Piece {
+	pc := Piece{Text: text}
+	if !req.Logprobs {
+		return pc
+	}
+	lp := TokenLogprob{TopLogprob: TopLogprob{ID: int32(100 + i), Token: text, Bytes: []byte(text), Logprob: -float64(i+1) / 10}}
+	for k := range req.TopLogprobs {
+		alt := fmt.Sprintf("alt%d", k)
+		lp.Top = append(lp.Top, TopLogprob{ID: int32(k), Token: alt, Bytes: []byte(alt), Logprob: -float64(k+1) / 100})
+	}
+	pc.Logprobs = []TokenLogprob{lp}
+	return pc
 }
 
 func (f *fakeRunner) sawCancel() {

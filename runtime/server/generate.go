@@ -25,6 +25,10 @@ type genJob struct {
 	prompt func(ctx context.Context, l *loaded) ([]int32, error)
 	// grammar constrains the output (format / response_format); nil: none.
 	grammar *grammar.Grammar
+	// logprobs asks for the tokens' logprobs, topLogprobs (0..20) for
+	// that many alternatives each (logprobs.go).
+	logprobs    bool
+	topLogprobs int
 }
 
 // genOutcome is how a generation went.
@@ -34,6 +38,8 @@ type genOutcome struct {
 	res     Result
 	loadDur time.Duration
 	start   time.Time
+	// logprobs are those of the text sent, in order, when the job asked.
+	logprobs []TokenLogprob
 }
 
 // precheck applies the request's options to the defaults, to refuse bad
@@ -47,8 +53,10 @@ func (j *genJob) precheck() error {
 }
 
 // generate runs job: admission, the model, the options, the prompt, the
-// runner, and stop strings; onText gets the text to send, in order.
-func (s *Server) generate(r *http.Request, job *genJob, onText func(string) error) (*genOutcome, error) {
+// runner, and stop strings; onText gets the text to send, in order, with
+// the logprobs that go with it (when job.logprobs; text may then be empty
+// when a stop string cut the rest of a token already sent).
+func (s *Server) generate(r *http.Request, job *genJob, onText func(text string, lps []TokenLogprob) error) (*genOutcome, error) {
 	ctx := r.Context()
 	noteModel(r, job.model)
 	out := &genOutcome{start: s.now()}
@@ -110,6 +118,7 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 	}
 
 	filter := &stopFilter{stops: o.Stop}
+	track := &logprobTracker{}
 	var last time.Time
 	emit := func(p Piece) error {
 		now := s.now()
@@ -119,9 +128,12 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 			s.metrics.interToken.Observe(now.Sub(last).Seconds())
 		}
 		last = now
+		track.push(p)
 		text, stop := filter.push(p.Text)
-		if text != "" {
-			if err := onText(text); err != nil {
+		lps := track.release(len(text), stop)
+		out.logprobs = append(out.logprobs, lps...)
+		if text != "" || len(lps) > 0 {
+			if err := onText(text, lps); err != nil {
 				return err
 			}
 		}
@@ -130,7 +142,8 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 		}
 		return nil
 	}
-	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar}
+	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar,
+		Logprobs: job.logprobs, TopLogprobs: job.topLogprobs}
 	out.res, err = l.runner.Generate(ctx, req, emit)
 	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
 	// Every token generated counts, a cancelled or failed request's too.
@@ -141,8 +154,10 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(string) erro
 		}
 		return nil, err
 	}
-	if tail := filter.flush(); tail != "" {
-		if err := onText(tail); err != nil {
+	tail, lps := filter.flush(), track.flush()
+	out.logprobs = append(out.logprobs, lps...)
+	if tail != "" || len(lps) > 0 {
+		if err := onText(tail, lps); err != nil {
 			return nil, err
 		}
 	}
@@ -282,7 +297,7 @@ func (s *Server) refuseImages(name string) error {
 // or answers with the error in the dialect's shape and returns false.
 func (s *Server) generateAll(w http.ResponseWriter, r *http.Request, job *genJob, d dialect) (*genOutcome, string, bool) {
 	var sb strings.Builder
-	out, err := s.generate(r, job, func(text string) error { sb.WriteString(text); return nil })
+	out, err := s.generate(r, job, func(text string, _ []TokenLogprob) error { sb.WriteString(text); return nil })
 	if err != nil {
 		writeError(w, r, d, err)
 		return nil, "", false

@@ -85,6 +85,18 @@ func TestHostileRequests(t *testing.T) {
 		{"oai empty embedding input", "POST", "/v1/embeddings", `{"model":"tiny","input":[]}`, 400},
 		{"oai model traversal", "GET", "/v1/models/..%2f..%2fetc", ``, 400},
 		{"oai wrong method", "DELETE", "/v1/models", ``, 405},
+		{"top_logprobs 21", "POST", "/api/generate", gen(`,"logprobs":true,"top_logprobs":21`), 400},
+		{"negative top_logprobs", "POST", "/api/generate", gen(`,"logprobs":true,"top_logprobs":-1`), 400},
+		{"string top_logprobs", "POST", "/api/generate", gen(`,"top_logprobs":"5"`), 400},
+		{"chat top_logprobs 1e9", "POST", "/api/chat", chat(`,"logprobs":true,"top_logprobs":1000000000`), 400},
+		{"chat string logprobs", "POST", "/api/chat", chat(`,"logprobs":"yes"`), 400},
+		{"oai top_logprobs 21", "POST", "/v1/chat/completions", chat(`,"logprobs":true,"top_logprobs":21`), 400},
+		{"oai negative top_logprobs", "POST", "/v1/chat/completions", chat(`,"logprobs":true,"top_logprobs":-3`), 400},
+		{"oai top_logprobs without logprobs", "POST", "/v1/chat/completions", chat(`,"top_logprobs":2`), 400},
+		{"oai float top_logprobs", "POST", "/v1/chat/completions", chat(`,"logprobs":true,"top_logprobs":2.5`), 400},
+		{"oai completions logprobs 21", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":21}`, 400},
+		{"oai completions logprobs -1", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":-1}`, 400},
+		{"oai completions logprobs true", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":true}`, 400},
 	} {
 		code, h, body := e.do(c.method, c.path, c.body)
 		if code != c.code {
@@ -119,7 +131,10 @@ func TestHostileRequests(t *testing.T) {
 // never a 5xx and always JSON.
 func FuzzHandlers(f *testing.F) {
 	for _, s := range []string{`{"model":"tiny","prompt":"x"}`, `{"model":"tiny","messages":[{"role":"user","content":"x"}]}`,
-		`{"model":"tiny","options":{"stop":["a"],"num_ctx":8}}`, `{`, `{"model":"../x"}`} {
+		`{"model":"tiny","options":{"stop":["a"],"num_ctx":8}}`, `{`, `{"model":"../x"}`,
+		`{"model":"tiny","prompt":"x","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":3,"options":{"stop":["b"]}}`,
+		`{"model":"tiny","prompt":"x","logprobs":5,"stream":true}`,
+		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":20,"stream":true,"stop":"b"}`} {
 		f.Add(s)
 	}
 	routes := []string{"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",

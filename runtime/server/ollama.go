@@ -93,7 +93,11 @@ func respondOllama[T any](s *Server, w http.ResponseWriter, r *http.Request, job
 	chunk func(text string) T, final func(out *genOutcome, text string) T) {
 	if stream {
 		st := newStreamer(w, false)
-		out, err := s.generate(r, job, func(text string) error { return st.send(chunk(text)) })
+		out, err := s.generate(r, job, func(text string, lps []TokenLogprob) error {
+			c := chunk(text)
+			withOllamaLogprobs(&c, lps)
+			return st.send(c)
+		})
 		if err != nil {
 			st.fail(r, dialectOllama, err)
 			return
@@ -105,7 +109,9 @@ func respondOllama[T any](s *Server, w http.ResponseWriter, r *http.Request, job
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, final(out, text))
+	v := final(out, text)
+	withOllamaLogprobs(&v, out.logprobs)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func durPtr(d *api.Duration) *time.Duration {
@@ -149,7 +155,8 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		prompt: func(ctx context.Context, l *loaded) ([]int32, error) {
 			return generatePrompt(ctx, l, req.Prompt, req.System, req.Raw, req.Context)
 		},
-		grammar: g,
+		grammar:  g,
+		logprobs: req.Logprobs, topLogprobs: req.TopLogprobs,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOllama, err)
@@ -185,10 +192,11 @@ func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, erro
 		return nil, errorf(http.StatusBadRequest, "template overrides are not supported: Hearth renders the model's own (Jinja) chat template; use raw to send a formatted prompt")
 	case req.Think != nil && req.Think.Bool():
 		return nil, errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
-	case req.Logprobs || req.TopLogprobs > 0:
-		return nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	case req.DebugRenderOnly:
 		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
+	}
+	if err := checkTopLogprobs(req.TopLogprobs, "top_logprobs"); err != nil {
+		return nil, err
 	}
 	return parseFormat(req.Format)
 }
@@ -246,9 +254,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	job := &genJob{
 		model: req.Model, keepAlive: keep,
-		options: func(o *genOptions) error { return o.apply(req.Options) },
-		prompt:  func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
-		grammar: g,
+		options:  func(o *genOptions) error { return o.apply(req.Options) },
+		prompt:   func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+		grammar:  g,
+		logprobs: req.Logprobs, topLogprobs: req.TopLogprobs,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOllama, err)
@@ -284,10 +293,11 @@ func (s *Server) checkChat(req *api.ChatRequest) ([]chat.Message, error) {
 		return nil, errorf(http.StatusBadRequest, "model %q does not support tools", req.Model)
 	case req.Think != nil && req.Think.Bool():
 		return nil, errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
-	case req.Logprobs || req.TopLogprobs > 0:
-		return nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	case req.DebugRenderOnly:
 		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
+	}
+	if err := checkTopLogprobs(req.TopLogprobs, "top_logprobs"); err != nil {
+		return nil, err
 	}
 	return msgs, nil
 }

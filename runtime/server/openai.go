@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -251,6 +250,11 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOpenAI, err)
 		return
 	}
+	lpOn, lpTop, err := oaiChatLogprobs(req.Logprobs, req.TopLogprobs)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
 	maxTokens := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTokens = req.MaxCompletionTokens
@@ -260,8 +264,9 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		options: func(o *genOptions) error {
 			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, maxTokens, stop)
 		},
-		prompt:  func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
-		grammar: g,
+		prompt:   func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
+		grammar:  g,
+		logprobs: lpOn, topLogprobs: lpTop,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOpenAI, err)
@@ -278,8 +283,8 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 	if req.Stream {
 		st := newStreamer(w, true)
 		role := "assistant"
-		out, err := s.generate(r, job, func(text string) error {
-			c := resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role, Content: text}}}, "chat.completion.chunk")
+		out, err := s.generate(r, job, func(text string, lps []TokenLogprob) error {
+			c := resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role, Content: text}, Logprobs: oaiChatLogprobsOf(lpOn, lps)}}, "chat.completion.chunk")
 			role = ""
 			return st.send(c)
 		})
@@ -302,7 +307,8 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reason := out.res.DoneReason
-	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: text}, FinishReason: &reason}}, "chat.completion")
+	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: text}, FinishReason: &reason,
+		Logprobs: oaiChatLogprobsOf(lpOn, out.logprobs)}}, "chat.completion")
 	c.Usage = usage(out)
 	writeJSON(w, http.StatusOK, c)
 }
@@ -343,8 +349,6 @@ func (s *Server) checkOAIChat(req *oaiChatRequest) ([]chat.Message, []string, er
 		return nil, nil, errorf(http.StatusBadRequest, "n must be 1: Hearth returns one choice")
 	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
 		return nil, nil, errorf(http.StatusBadRequest, "model %q does not support tools", req.Model)
-	case req.Logprobs != nil && *req.Logprobs, req.TopLogprobs != nil && *req.TopLogprobs > 0:
-		return nil, nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	}
 	return msgs, stop, nil
 }
@@ -388,13 +392,19 @@ func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOpenAI, err)
 		return
 	}
+	lpOn, lpTop, err := oaiCompletionLogprobs(req.Logprobs)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
 	job := &genJob{
 		model: req.Model, keepAlive: s.cfg.KeepAlive,
 		options: func(o *genOptions) error {
 			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, req.MaxTokens, stop)
 		},
 		// The completions API continues text as it is: no chat template.
-		prompt: func(ctx context.Context, l *loaded) ([]int32, error) { return l.runner.Tokenize(prompt, true, true) },
+		prompt:   func(ctx context.Context, l *loaded) ([]int32, error) { return l.runner.Tokenize(prompt, true, true) },
+		logprobs: lpOn, topLogprobs: lpTop,
 	}
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOpenAI, err)
@@ -411,7 +421,9 @@ func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Stream {
 		st := newStreamer(w, true)
-		out, err := s.generate(r, job, func(text string) error { return st.send(resp(oaiTextChoice{Text: text})) })
+		out, err := s.generate(r, job, func(text string, lps []TokenLogprob) error {
+			return st.send(resp(oaiTextChoice{Text: text, Logprobs: oaiCompletionLogprobsOf(lpOn, lps)}))
+		})
 		if err != nil {
 			st.fail(r, dialectOpenAI, err)
 			return
@@ -432,7 +444,7 @@ func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reason := out.res.DoneReason
-	c := resp(oaiTextChoice{Text: text, FinishReason: &reason})
+	c := resp(oaiTextChoice{Text: text, FinishReason: &reason, Logprobs: oaiCompletionLogprobsOf(lpOn, out.logprobs)})
 	c.Usage = usage(out)
 	writeJSON(w, http.StatusOK, c)
 }
@@ -462,8 +474,6 @@ func checkOAICompletion(req *oaiCompletionRequest) (string, []string, error) {
 		return "", nil, errorf(http.StatusBadRequest, "echo is not supported")
 	case req.Suffix != "":
 		return "", nil, errorf(http.StatusBadRequest, "model %q does not support insert (suffix)", req.Model)
-	case req.Logprobs != nil && *req.Logprobs > 0:
-		return "", nil, fmt.Errorf("%w: logprobs are not available yet", ErrUnsupported)
 	}
 	return prompts[0], stop, nil
 }

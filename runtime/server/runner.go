@@ -108,12 +108,30 @@ type Request struct {
 	// that keep the text a prefix of a document it accepts may be
 	// sampled, end-of-generation only once the document is complete, and
 	// generation stops (DoneReason "stop") when nothing more can follow.
+	// The grammar sees Preserve's tokens as their text.
 	Grammar *grammar.Grammar
+	// Logprobs asks for each generated token's log-probability on the
+	// pieces (Piece.Logprobs), and TopLogprobs (0..20) for that many of
+	// the most likely tokens at each step. See TokenLogprob.
+	Logprobs    bool
+	TopLogprobs int
+	// Preserve lists control tokens whose text must appear in the
+	// generated text (as llama.cpp's preserved_tokens: a tool-call
+	// format's [TOOL_CALLS] or <|channel|>), which control tokens
+	// otherwise never do; a grammar can match them by that text.
+	// End-of-generation tokens are never preserved: they still end
+	// generation.
+	Preserve []int32
 }
 
 // Piece is generated text.
 type Piece struct {
 	Text string
+	// Logprobs are those of the tokens whose text completes in this
+	// piece, in order (only when Request.Logprobs). A token whose text
+	// is empty (an end-of-generation token, an unpreserved control
+	// token at the very end) is not reported.
+	Logprobs []TokenLogprob
 }
 
 // Result is how a generation went.

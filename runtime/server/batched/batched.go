@@ -140,13 +140,15 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		numCtx = r.info.DefaultNumCtx
 	}
 	start := time.Now()
-	st, err := r.b.Submit(req.Prompt, engine.SeqOptions{NumCtx: numCtx, NumPredict: req.NumPredict, Sample: req.Sampling, Grammar: req.Grammar})
+	st, err := r.b.Submit(req.Prompt, engine.SeqOptions{NumCtx: numCtx, NumPredict: req.NumPredict, Sample: req.Sampling, Grammar: req.Grammar,
+		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs, Preserve: req.Preserve})
 	if err != nil {
 		return res, classify(err)
 	}
-	dec := r.m.Tok.NewStreamDecoder()
+	pieces := server.NewPieces(r.m.Tok, r.m.Tok.NewStreamDecoder(), req)
 	var first time.Time
 	var buf []int32
+	var extra []any // each token's *sample.TokenLogprobs, with req.Logprobs
 	stopped := false
 	finish := func() {
 		if first.IsZero() {
@@ -156,11 +158,15 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		res.GenDuration = time.Since(first)
 	}
 	for {
-		buf, err = st.Recv(ctx, buf[:0])
+		if req.Logprobs {
+			buf, extra, err = st.RecvExtra(ctx, buf[:0], extra[:0])
+		} else {
+			buf, err = st.Recv(ctx, buf[:0])
+		}
 		if len(buf) > 0 && first.IsZero() {
 			first = time.Now()
 		}
-		for _, tok := range buf {
+		for i, tok := range buf {
 			if stopped {
 				break // tokens sampled after the stop string: dropped
 			}
@@ -168,8 +174,12 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 			if r.m.Tok.IsEOG(tok) {
 				continue
 			}
-			if text := dec.Add(tok); text != "" {
-				if e := emit(server.Piece{Text: text}); errors.Is(e, server.ErrStop) {
+			var lp *sample.TokenLogprobs
+			if i < len(extra) {
+				lp, _ = extra[i].(*sample.TokenLogprobs)
+			}
+			if pc, ok := pieces.Add(tok, lp); ok {
+				if e := emit(pc); errors.Is(e, server.ErrStop) {
 					stopped = true
 					st.Finish(scheduler.FinishStop)
 				} else if e != nil {
@@ -195,8 +205,8 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		res.DoneReason = "stop"
 		return res, nil
 	}
-	if text := dec.Flush(); text != "" {
-		if e := emit(server.Piece{Text: text}); e != nil && !errors.Is(e, server.ErrStop) {
+	if pc, ok := pieces.Flush(); ok {
+		if e := emit(pc); e != nil && !errors.Is(e, server.ErrStop) {
 			return res, e
 		}
 	}

@@ -230,3 +230,13 @@ func TestStructuredOutputs(t *testing.T) {
 func TestEmbeddings(t *testing.T) {
 	servertest.Embeddings(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
 }
+
+// TestLogprobs: logprobs through this runner on a real model.
+func TestLogprobs(t *testing.T) {
+	servertest.Logprobs(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
+}
+
+// TestPreserve: preserved control tokens through this runner.
+func TestPreserve(t *testing.T) {
+	servertest.Preserve(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
+}

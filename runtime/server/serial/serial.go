@@ -157,7 +157,7 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	}
 	var matcher *grammar.Matcher
 	if req.Grammar != nil {
-		matcher = r.m.NewMatcher(req.Grammar)
+		matcher = r.m.NewMatcherPreserving(req.Grammar, req.Preserve)
 	}
 
 	// Continue the previous sequence when the prompt extends it.
@@ -186,7 +186,8 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	if err != nil {
 		return res, invalid(err)
 	}
-	dec := r.m.Tok.NewStreamDecoder()
+	pieces := server.NewPieces(r.m.Tok, r.m.Tok.NewStreamDecoder(), req)
+	var raw []float32 // the logits before the grammar mask, for logprobs
 	t0 = time.Now()
 	res.DoneReason = "length"
 	stopped := false
@@ -195,7 +196,12 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 			res.GenDuration = time.Since(t0)
 			return res, err
 		}
+		rawRow := logits
 		if matcher != nil {
+			if req.Logprobs {
+				raw = append(raw[:0], logits...) // Mask writes logits
+				rawRow = raw
+			}
 			matcher.Mask(logits)
 		}
 		tok := smp.Sample(logits)
@@ -209,8 +215,13 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		if matcher != nil {
 			finished = matcher.Accept(tok) != nil || matcher.Done()
 		}
-		if text := dec.Add(tok); text != "" {
-			if err := emit(server.Piece{Text: text}); errors.Is(err, server.ErrStop) {
+		var lp *sample.TokenLogprobs
+		if req.Logprobs {
+			l := sample.Logprobs(rawRow, tok, req.TopLogprobs)
+			lp = &l
+		}
+		if pc, ok := pieces.Add(tok, lp); ok {
+			if err := emit(pc); errors.Is(err, server.ErrStop) {
 				res.DoneReason, stopped = "stop", true
 				break
 			} else if err != nil {
@@ -231,8 +242,8 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		}
 		evaluated = append(evaluated, tok)
 	}
-	if text := dec.Flush(); text != "" && !stopped {
-		if err := emit(server.Piece{Text: text}); err != nil && !errors.Is(err, server.ErrStop) {
+	if pc, ok := pieces.Flush(); ok && !stopped {
+		if err := emit(pc); err != nil && !errors.Is(err, server.ErrStop) {
 			res.GenDuration = time.Since(t0)
 			return res, err
 		}

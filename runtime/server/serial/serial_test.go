@@ -152,3 +152,13 @@ func TestStructuredOutputs(t *testing.T) {
 func TestEmbeddings(t *testing.T) {
 	servertest.Embeddings(t, serial.Loader(engine.Options{Threads: 2}))
 }
+
+// TestLogprobs: logprobs through this runner on a real model.
+func TestLogprobs(t *testing.T) {
+	servertest.Logprobs(t, serial.Loader(engine.Options{Threads: 2}))
+}
+
+// TestPreserve: preserved control tokens through this runner.
+func TestPreserve(t *testing.T) {
+	servertest.Preserve(t, serial.Loader(engine.Options{Threads: 2}))
+}
