@@ -28,13 +28,13 @@ type Info struct {
 	ContextLength int // trained context (n_ctx_train)
 	Layers        int
 	Embedding     int
-	KVDim         int    // key (and value) values per token per layer
+	KVDim         int // key (and value) values per token per layer
 	// KVLayers, when set, is the layers that own a KV cache, fewer than
 	// Layers (Gemma 4's last layers read an earlier layer's cache); 0:
 	// every layer. A KV pool has CacheLayers layers.
 	KVLayers int
-	HeadDim       int    // values per attention head
-	Params        uint64 // parameter count
+	HeadDim  int    // values per attention head
+	Params   uint64 // parameter count
 	// Pooling is how an embedding is made from a sequence's hidden
 	// states: the file's <arch>.pooling_type, PoolingMean when it has none.
 	Pooling Pooling

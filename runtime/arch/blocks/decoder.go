@@ -19,9 +19,9 @@ type Attention struct {
 	// VNorm is an optional per-head RMSNorm of v (Gemma 4: a weight of
 	// ones, the unweighted norm). Without V the values are the keys'
 	// projection (Gemma 4's global layers: K = V), normed by VNorm.
-	VNorm backend.Weight
-	PostNorm       backend.Weight // optional RMSNorm of the block's output (Gemma)
-	RoPE           *backend.RoPE  // nil: no rotary embedding
+	VNorm    backend.Weight
+	PostNorm backend.Weight // optional RMSNorm of the block's output (Gemma)
+	RoPE     *backend.RoPE  // nil: no rotary embedding
 	// QScale ≠ 0 multiplies the queries after RoPE, where llama.cpp does
 	// (Gemma, Phi-3; their P.Scale is then 1).
 	QScale float32
@@ -132,7 +132,7 @@ type Decoder struct {
 	FinalCap float32
 	// QTemp, when set, is a per-position factor on the queries after
 	// RoPE (Mistral 3's attention temperature).
-	QTemp  func(pos int32) float32
+	QTemp func(pos int32) float32
 	// PerLayer, when set, is the per-layer token embeddings (Gemma 4)
 	// that the layers' PerLayerIn use.
 	PerLayer *PerLayerEmbd
@@ -215,7 +215,7 @@ type buffers struct {
 }
 
 type attnBufs struct{ q, att, k, k2, v, v2 backend.Tensor } // (n, q width), (n, kv width)
-type ffnBufs struct{ gate, up, act backend.Tensor }     // (n, ff)
+type ffnBufs struct{ gate, up, act backend.Tensor }         // (n, ff)
 
 // Row counts of a buffer, per token of the batch.
 const (
