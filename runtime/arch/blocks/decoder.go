@@ -480,10 +480,14 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 				return nil, err
 			}
 		default:
+			d.trace("attn_res", i, b.x)
 			be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+			d.trace("ffn_norm", i, b.h)
 			d.dense(l.Dense, b, &b.ffn[sh.ffnOf[i]])
+			d.trace("ffn_out", i, b.o)
 			if l.FFNPost != nil {
 				be.RMSNorm(b.h, b.o, l.FFNPost, eps)
+				d.trace("ffn_post_norm", i, b.h)
 				be.Add(b.x, b.h)
 			} else {
 				be.Add(b.x, b.o)
@@ -505,8 +509,11 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 // adds their normed sum into b.x.
 func (d *Decoder) parallelFFN(l *Layer, b *buffers, f *ffnBufs, il, n int) error {
 	be, eps := d.Be, d.C.NormEps
+	d.trace("attn_res", il, b.x)
 	be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+	d.trace("ffn_norm_1", il, b.h)
 	d.dense(l.Dense, b, f)
+	d.trace("ffn_down", il, b.o)
 	be.RMSNorm(b.y, b.o, l.FFNPost1, eps) // (n, embd): the dense branch
 	d.trace("ffn_mlp", il, b.y)
 	be.RMSNorm(b.h, b.x, l.FFNNorm2, eps) // the experts' input
@@ -630,6 +637,7 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 	d.trace("attn_out", il, b.o)
 	if a.PostNorm != nil {
 		be.RMSNorm(b.h, b.o, a.PostNorm, eps)
+		d.trace("attn_post_norm", il, b.h)
 		be.Add(b.x, b.h)
 	} else {
 		be.Add(b.x, b.o)
