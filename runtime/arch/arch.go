@@ -28,9 +28,13 @@ type Info struct {
 	ContextLength int // trained context (n_ctx_train)
 	Layers        int
 	Embedding     int
-	KVDim         int    // key (and value) values per token per layer
-	HeadDim       int    // values per attention head
-	Params        uint64 // parameter count
+	KVDim         int // key (and value) values per token per layer
+	// KVLayers, when set, is the layers that own a KV cache, fewer than
+	// Layers (Gemma 4's last layers read an earlier layer's cache); 0:
+	// every layer. A KV pool has CacheLayers layers.
+	KVLayers int
+	HeadDim  int    // values per attention head
+	Params   uint64 // parameter count
 	// Pooling is how an embedding is made from a sequence's hidden
 	// states: the file's <arch>.pooling_type, PoolingMean when it has none.
 	Pooling Pooling
@@ -41,6 +45,15 @@ type Info struct {
 	// NonCausal says every token attends to its whole sequence (an
 	// encoder): a sequence must be evaluated in one forward pass.
 	NonCausal bool
+}
+
+// CacheLayers is the layers a KV cache of the model holds: KVLayers, or
+// Layers when every layer owns one.
+func (i Info) CacheLayers() int {
+	if i.KVLayers > 0 {
+		return i.KVLayers
+	}
+	return i.Layers
 }
 
 // ErrEmbeddingOnly is returned when logits are asked of a model that only
@@ -164,6 +177,10 @@ type Needs struct {
 type LayerKV struct {
 	Dim    int // key (and value) values per position
 	Window int // the most recent positions its attention reads; 0: all
+	// Shared says the layer owns no cache: it reads layer From's
+	// (Gemma 4), and takes no memory of its own.
+	Shared bool
+	From   int
 }
 
 // KVBytesPerPosition is the bytes one position of one sequence takes in
@@ -173,6 +190,9 @@ type LayerKV struct {
 func (n *Needs) KVBytesPerPosition(t quant.Type) (uint64, error) {
 	var b uint64
 	for _, l := range n.KV {
+		if l.Shared {
+			continue
+		}
 		rb, err := t.RowBytes(l.Dim)
 		if err != nil {
 			return 0, err

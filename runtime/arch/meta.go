@@ -190,3 +190,68 @@ func Hyperparameters(f *gguf.File) []Hyperparameter {
 	}
 	return hs
 }
+
+// PerLayer returns a per-layer integer of n layers: an array of n
+// positive values, or one scalar for every layer (llama.cpp's
+// get_key_or_arr); def for every layer when absent, unless def is 0,
+// which makes the key required.
+func (m *Meta) PerLayer(key string, n, def int) []int {
+	k := m.Prefix + "." + key
+	out := make([]int, n)
+	if _, ok := m.F.Get(k); !ok && def > 0 {
+		for i := range out {
+			out[i] = def
+		}
+		return out
+	}
+	a, ok := m.F.Array(k)
+	if !ok {
+		v := m.Int(key)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	var vals []int64
+	switch s := a.Values.(type) {
+	case []int32:
+		for _, v := range s {
+			vals = append(vals, int64(v))
+		}
+	case []uint32:
+		for _, v := range s {
+			vals = append(vals, int64(v))
+		}
+	default:
+		m.fail("metadata %s is an array of %v, want integers", k, a.Elem)
+		return out
+	}
+	if len(vals) != n {
+		m.fail("metadata %s has %d values for %d layers", k, len(vals), n)
+		return out
+	}
+	for i, v := range vals {
+		if v <= 0 || v > math.MaxInt32 {
+			m.fail("metadata %s[%d] = %d is out of range", k, i, v)
+			return out
+		}
+		out[i] = int(v)
+	}
+	return out
+}
+
+// Bools returns a required array of n booleans (a per-layer flag).
+func (m *Meta) Bools(key string, n int) []bool {
+	k := m.Prefix + "." + key
+	a, ok := m.F.Array(k)
+	s, isBool := a.Values.([]bool)
+	switch {
+	case !ok || !isBool:
+		m.fail("missing metadata %s, or not an array of booleans", k)
+		return make([]bool, n)
+	case len(s) != n:
+		m.fail("metadata %s has %d values for %d layers", k, len(s), n)
+		return make([]bool, n)
+	}
+	return s
+}

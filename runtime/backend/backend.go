@@ -121,6 +121,10 @@ type AttentionParams struct {
 	// NonCausal lets every token see all positions of its sequence up to
 	// the last one in the batch (encoders).
 	NonCausal bool
+	// SharedKV says the layer owns no cache: it reads the keys and values
+	// an earlier layer stored at the given cache layer (Gemma 4's last
+	// layers), and Attention stores nothing; its k and v are unused (nil).
+	SharedKV bool
 }
 
 // ActKind names an activation function.
@@ -193,7 +197,9 @@ type Backend interface {
 	// Attention stores row t of k and v (KVHeads·HeadDim) into cache
 	// kvs[seq[t]] at layer and position pos[t], then writes into row t of
 	// dst the causal attention of q's row t over positions 0..pos[t] of
-	// that cache. A position outside its cache (an error wrapping
+	// that cache (with p.SharedKV nothing is stored: k and v are unused
+	// and the layer reads what an earlier one stored). A position outside
+	// its cache (an error wrapping
 	// ErrContextFull), a sequence index outside kvs or a cache that is
 	// not the backend's is an error (recorded; see Err), and nothing is
 	// stored.

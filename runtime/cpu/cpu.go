@@ -402,7 +402,6 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	if b.err != nil {
 		return
 	}
-	kt, vt := k.(*tensor), v.(*tensor)
 	perSeq := make([]*pagedView, len(kvs))
 	var typ quant.Type
 	for s, c := range kvs {
@@ -442,8 +441,10 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
 		view := perSeq[seq[t]]
-		kcpu.StoreKV(typ, view.K(int(ps)), kt.row(t))
-		kcpu.StoreKV(typ, view.V(int(ps)), vt.row(t))
+		if !p.SharedKV {
+			kcpu.StoreKV(typ, view.K(int(ps)), k.(*tensor).row(t))
+			kcpu.StoreKV(typ, view.V(int(ps)), v.(*tensor).row(t))
+		}
 		views[t] = view
 	}
 	qt := q.(*tensor)

@@ -49,12 +49,18 @@ func (b *Backend) NewKV(layers, ctx, kvDim int) (backend.KV, error) {
 }
 
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq []int32, layer int, pos []int32, p backend.AttentionParams) {
-	qt, kt, vt, ot := q.(*tensor), k.(*tensor), v.(*tensor), dst.(*tensor)
+	qt, ot := q.(*tensor), dst.(*tensor)
+	n := qt.rows
+	kvDim := p.KVHeads * p.HeadDim
+	// A layer that shares an earlier layer's cache stores nothing: its k
+	// and v stand in as q's shape for the checks below.
+	kt, vt := &tensor{rows: n, cols: kvDim, buf: qt.buf}, &tensor{rows: n, cols: kvDim, buf: qt.buf}
+	if !p.SharedKV {
+		kt, vt = k.(*tensor), v.(*tensor)
+	}
 	if !b.ready(qt, kt, vt, ot) {
 		return
 	}
-	n := qt.rows
-	kvDim := p.KVHeads * p.HeadDim
 	switch {
 	case p.HeadDim <= 0 || p.HeadDim > 256 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0:
 		b.fail(fmt.Errorf("cuda: attention of %d heads, %d KV heads of %d: unsupported (head size <= 256)", p.Heads, p.KVHeads, p.HeadDim))
@@ -150,8 +156,10 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		return
 	}
 	at := func(i int) DevicePtr { return meta + DevicePtr(4*b.attN[i]) }
-	b.launch("kv_store", grid1(n), block(128),
-		argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(n))
+	if !p.SharedKV {
+		b.launch("kv_store", grid1(n), block(128),
+			argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(n))
+	}
 	b.launch("attention_f16", grid2(n, p.Heads), block(128),
 		argPtr(ot.ptr()), argPtr(qt.ptr()), argPtr(at(4)), argPtr(at(0)), argPtr(at(1)), argPtr(at(2)), argPtr(at(5)),
 		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argF32(p.Scale),

@@ -140,9 +140,9 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	}
 	var pool backend.KVPool
 	if kvType == quant.F16 {
-		pool, err = m.backend.NewKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim)
+		pool, err = m.backend.NewKVPool(info.CacheLayers(), int(blocks), c.BlockSize, info.KVDim)
 	} else if tp, ok := m.backend.(backend.TypedKVPools); ok {
-		pool, err = tp.NewTypedKVPool(info.Layers, int(blocks), c.BlockSize, info.KVDim, info.HeadDim, kvType)
+		pool, err = tp.NewTypedKVPool(info.CacheLayers(), int(blocks), c.BlockSize, info.KVDim, info.HeadDim, kvType)
 	} else {
 		err = fmt.Errorf("%w: the %s backend stores the KV cache only as F16", quant.ErrUnsupported, m.backend.Name())
 	}

@@ -5,6 +5,7 @@ package all
 import (
 	_ "github.com/hearth-llm/hearth/runtime/arch/bert"   // bert, nomic-bert
 	_ "github.com/hearth-llm/hearth/runtime/arch/gemma"  // gemma2, gemma3
+	_ "github.com/hearth-llm/hearth/runtime/arch/gemma4" // gemma4
 	_ "github.com/hearth-llm/hearth/runtime/arch/gptoss" // gpt-oss
 	_ "github.com/hearth-llm/hearth/runtime/arch/llama"  // llama, mistral3
 	_ "github.com/hearth-llm/hearth/runtime/arch/phi3"   // phi3

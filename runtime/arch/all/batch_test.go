@@ -23,6 +23,10 @@ func TestBatchInvarianceFamilies(t *testing.T) {
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no models (%v)", err)
 	}
+	next := testdata.Dir(t, "arch-next/models")
+	for _, m := range archNextModels {
+		paths = append(paths, filepath.Join(next, m+".gguf"))
+	}
 	be := cpu.New(2)
 	defer be.Close()
 	for _, path := range paths {
@@ -61,7 +65,7 @@ func TestBatchInvarianceFamilies(t *testing.T) {
 				}
 				alone = append(alone, append([]float32(nil), out...))
 			}
-			pool, err := be.NewKVPool(info.Layers, 24, 8, info.KVDim)
+			pool, err := be.NewKVPool(info.CacheLayers(), 24, 8, info.KVDim)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package blocks
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -290,4 +291,57 @@ func (b *Binder) SwiGLUFFN(il int, l *Layer) {
 	}
 	l.Dense = &Dense{Act: silu}
 	b.Dense(il, l.Dense)
+}
+
+// Reshaped binds the tensor name, whose shape must be dims, as a weight
+// of rows × cols over the same bytes (rows·cols values, cols a whole
+// number of the type's blocks): Gemma 4's per-layer token embeddings,
+// vocab rows of layers·width seen as vocab·layers rows of width.
+func (b *Binder) Reshaped(name string, dims []uint64, rows, cols int) backend.Weight {
+	if b.Err() != nil {
+		return nil
+	}
+	t, ok := b.F.Tensor(name)
+	if !ok {
+		b.Fail(fmt.Errorf("missing tensor %q", name))
+		return nil
+	}
+	if fmt.Sprint(t.Dims) != fmt.Sprint(dims) {
+		b.Fail(fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, dims))
+		return nil
+	}
+	if t.Type != quant.F32 && !t.Type.Supported() {
+		b.Fail(fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name))
+		return nil
+	}
+	rb, err := t.Type.RowBytes(cols)
+	data := b.F.Data(t)
+	if err != nil || uint64(rows)*uint64(cols) != t.Elements() || rows*rb != len(data) {
+		b.Fail(fmt.Errorf("tensor %q of shape %v cannot be seen as %d rows of %d (%v)", name, t.Dims, rows, cols, err))
+		return nil
+	}
+	w, err := b.B.Weight(name, t.Type, rows, cols, data)
+	if err != nil {
+		b.Fail(err)
+		return nil
+	}
+	b.Params += uint64(rows) * uint64(cols)
+	return w
+}
+
+// Ones binds a 1-D F32 weight of n ones (an unweighted RMSNorm's).
+func (b *Binder) Ones(n int) backend.Weight {
+	if b.Err() != nil {
+		return nil
+	}
+	data := make([]byte, 4*n)
+	for i := range n {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(1))
+	}
+	w, err := b.B.Weight(fmt.Sprintf("ones[%d]", n), quant.F32, 1, n, data)
+	if err != nil {
+		b.Fail(err)
+		return nil
+	}
+	return w
 }

@@ -31,19 +31,39 @@ type Common struct {
 	// Pooling is how embeddings pool the hidden states (pooling_type;
 	// mean when the file does not say).
 	Pooling arch.Pooling
+	// KVLayers, when set, is the layers that own a KV cache (Gemma 4's
+	// last layers read an earlier one's); 0: every layer.
+	KVLayers int
+	// KVWidth, when set, is a cache row's width where the layers' heads
+	// differ (Gemma 4: the same for every layer that owns a cache); 0:
+	// KVHeads·HeadDim.
+	KVWidth int
+}
+
+// CacheLayers is the layers of the KV cache (KVLayers, or Layers).
+func (c *Common) CacheLayers() int {
+	if c.KVLayers > 0 {
+		return c.KVLayers
+	}
+	return c.Layers
 }
 
 // QDim is the width of the queries (heads × head size).
 func (c *Common) QDim() int { return c.Heads * c.HeadDim }
 
 // KVDim is the width of the keys and of the values.
-func (c *Common) KVDim() int { return c.KVHeads * c.HeadDim }
+func (c *Common) KVDim() int {
+	if c.KVWidth > 0 {
+		return c.KVWidth
+	}
+	return c.KVHeads * c.HeadDim
+}
 
 // Info is what a model of configuration c reports (arch.Info), with
 // params parameters.
 func (c *Common) Info(params uint64) arch.Info {
 	return arch.Info{Arch: c.Arch, VocabSize: c.Vocab, ContextLength: c.CtxTrain, Layers: c.Layers,
-		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: params, Pooling: c.Pooling}
+		Embedding: c.Embd, KVDim: c.KVDim(), HeadDim: c.HeadDim, Params: params, Pooling: c.Pooling, KVLayers: c.KVLayers}
 }
 
 // Decode reads the common hyperparameters of f's architecture and

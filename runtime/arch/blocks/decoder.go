@@ -16,12 +16,22 @@ type Attention struct {
 	Q, K, V, O     backend.Weight
 	QB, KB, VB, OB backend.Weight // optional biases
 	QNorm, KNorm   backend.Weight // optional per-head RMSNorm of q and k, before RoPE
-	PostNorm       backend.Weight // optional RMSNorm of the block's output (Gemma)
-	RoPE           *backend.RoPE  // nil: no rotary embedding
+	// VNorm is an optional per-head RMSNorm of v (Gemma 4: a weight of
+	// ones, the unweighted norm). Without V the values are the keys'
+	// projection (Gemma 4's global layers: K = V), normed by VNorm.
+	VNorm    backend.Weight
+	PostNorm backend.Weight // optional RMSNorm of the block's output (Gemma)
+	RoPE     *backend.RoPE  // nil: no rotary embedding
 	// QScale ≠ 0 multiplies the queries after RoPE, where llama.cpp does
 	// (Gemma, Phi-3; their P.Scale is then 1).
 	QScale float32
-	P      backend.AttentionParams
+	// P's heads and head size may differ from layer to layer (Gemma 4);
+	// P.SharedKV says the layer owns no cache and reads KVLayer's, an
+	// earlier layer's, and has no K, V or KNorm of its own. The layers
+	// that own a cache come first (Common.KVLayers of them) and store in
+	// their own layer of it.
+	P       backend.AttentionParams
+	KVLayer int
 }
 
 // Dense is a feed-forward block: down(act(gate·h)·(up·h)), or
@@ -53,21 +63,60 @@ const (
 // K of the experts, weighted by its router.
 type MoE struct {
 	Router, RouterB backend.Weight
-	Experts         []Expert
-	K               int
-	Gating          Gating
-	Renorm          bool
-	Act             backend.Act
+	// RouterNorm, when set, makes the router's input its own: RMSNorm of
+	// the block's input (the residual stream) times RouterNorm, times
+	// RouterScale (Gemma 4: ffn_gate_inp.scale and 1/√n_embd), instead
+	// of the FFN's normed input.
+	RouterNorm  backend.Weight
+	RouterScale float32
+	Experts     []Expert
+	// DownScale, when set, multiplies each expert's output (its weight
+	// in the sum): Gemma 4's ffn_down_exps.scale.
+	DownScale []float32
+	K         int
+	Gating    Gating
+	Renorm    bool
+	Act       backend.Act
 }
 
 // Layer is one decoder layer: attention, then a dense or mixture FFN
-// behind its norm, with an optional post-norm (Gemma).
+// behind its norm, with an optional post-norm (Gemma). With both Dense
+// and MoE (Gemma 4's 26B-A4B) the two run side by side: the dense block
+// on FFNNorm(x) then FFNPost1, the experts on FFNNorm2(x) then FFNPost2,
+// their sum through FFNPost into the residual.
 type Layer struct {
 	Attn    Attention
 	FFNNorm backend.Weight
 	FFNPost backend.Weight
 	Dense   *Dense
 	MoE     *MoE
+	// The parallel dense and mixture FFN's extra norms.
+	FFNNorm2, FFNPost1, FFNPost2 backend.Weight
+	// PerLayer is the layer's part of the per-layer token embeddings
+	// (Decoder.PerLayer), added after the FFN.
+	PerLayer *PerLayerIn
+	// OutScale ≠ 0 multiplies the layer's output (Gemma 4's
+	// layer_output_scale).
+	OutScale float32
+}
+
+// PerLayerEmbd is Gemma 4's per-layer token embeddings: for every token,
+// a Width-wide input per layer, (Table[id]·√Width + RMSNorm(Proj·x/√n_embd
+// over each Width) · Norm)/√2, x the scaled token embedding.
+type PerLayerEmbd struct {
+	// Table is per_layer_token_embd seen as vocab·layers rows of Width
+	// values: row id·layers + il is token id's input to layer il.
+	Table backend.Weight
+	// Proj holds each layer's rows of per_layer_model_proj (Width × n_embd).
+	Proj  []backend.Weight
+	Norm  backend.Weight
+	Width int
+}
+
+// PerLayerIn is one layer's use of its per-layer input p: x +=
+// PostNorm(Proj·(GELU(Gate·x) ⊙ p)).
+type PerLayerIn struct {
+	Gate, Proj, PostNorm backend.Weight
 }
 
 // Decoder is a decoder-only transformer bound to a backend: token
@@ -83,14 +132,18 @@ type Decoder struct {
 	FinalCap float32
 	// QTemp, when set, is a per-position factor on the queries after
 	// RoPE (Mistral 3's attention temperature).
-	QTemp  func(pos int32) float32
-	Layers []Layer
-	Params uint64
+	QTemp func(pos int32) float32
+	// PerLayer, when set, is the per-layer token embeddings (Gemma 4)
+	// that the layers' PerLayerIn use.
+	PerLayer *PerLayerEmbd
+	Layers   []Layer
+	Params   uint64
 	// Trace, when set, sees intermediate tensors by name and layer, as
 	// llama.cpp's eval callback does (debugging parity).
 	Trace func(name string, il int, t backend.Tensor)
 
 	bufs   *buffers
+	shapes *shapes
 	out    backend.Tensor // logits, grown to the most rows asked for
 	logits []float32
 	route  router
@@ -101,11 +154,26 @@ type Decoder struct {
 func (d *Decoder) Validate() error {
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		if (l.MoE == nil) == (l.Dense == nil) {
-			return fmt.Errorf("%s: layer %d needs one feed-forward block", d.C.Arch, i)
+		if l.MoE == nil && l.Dense == nil {
+			return fmt.Errorf("%s: layer %d needs a feed-forward block", d.C.Arch, i)
 		}
-		if l.MoE != nil && l.FFNPost != nil {
+		if l.MoE != nil && l.FFNPost != nil && l.Dense == nil {
 			return fmt.Errorf("%s: layer %d: a post-norm after a mixture of experts is not supported", d.C.Arch, i)
+		}
+		if l.MoE != nil && l.Dense != nil && (l.FFNNorm2 == nil || l.FFNPost1 == nil || l.FFNPost2 == nil || l.FFNPost == nil) {
+			return fmt.Errorf("%s: layer %d: a dense block beside the experts needs its four norms", d.C.Arch, i)
+		}
+		if m := l.MoE; m != nil && m.DownScale != nil && len(m.DownScale) != len(m.Experts) {
+			return fmt.Errorf("%s: layer %d: %d expert scales for %d experts", d.C.Arch, i, len(m.DownScale), len(m.Experts))
+		}
+		if l.PerLayer != nil && (d.PerLayer == nil || len(d.PerLayer.Proj) != len(d.Layers)) {
+			return fmt.Errorf("%s: layer %d has a per-layer input and the model no per-layer embeddings", d.C.Arch, i)
+		}
+		if a := &l.Attn; a.P.SharedKV != (i >= d.CacheLayers()) || a.P.SharedKV && (a.KVLayer < 0 || a.KVLayer >= d.CacheLayers()) {
+			return fmt.Errorf("%s: layer %d (shared cache %v, reads layer %d) in a cache of %d layers", d.C.Arch, i, a.P.SharedKV, a.KVLayer, d.CacheLayers())
+		}
+		if a := &l.Attn; !a.P.SharedKV && (a.K == nil || (a.V == nil && a.VNorm == nil)) {
+			return fmt.Errorf("%s: layer %d stores keys and values it does not project", d.C.Arch, i)
 		}
 		if l.MoE != nil && (l.MoE.K <= 0 || l.MoE.K > len(l.MoE.Experts)) {
 			return fmt.Errorf("%s: layer %d uses %d of %d experts", d.C.Arch, i, l.MoE.K, len(l.MoE.Experts))
@@ -119,29 +187,106 @@ func (d *Decoder) Info() arch.Info {
 }
 
 func (d *Decoder) NewKV(ctx int) (backend.KV, error) {
-	return d.Be.NewKV(d.C.Layers, ctx, d.C.KVDim())
+	return d.Be.NewKV(d.CacheLayers(), ctx, d.C.KVDim())
 }
+
+// CacheLayers is the layers of the KV cache: C.Layers, less the layers
+// that read an earlier layer's cache (C.KVLayers when set).
+func (d *Decoder) CacheLayers() int { return d.C.CacheLayers() }
 
 // buffers are the activations of one forward pass, grown to the largest
 // batch seen and sliced to the current one. Buffers a model does not use
 // (the experts' in a dense model) stay nil. The experts' buffers hold a
-// row per token and chosen expert (n·k rows), grouped by expert.
+// row per token and chosen expert (n·k rows), grouped by expert; the
+// per-layer inputs a row per layer and token (layers·n rows), layer by
+// layer. Attention and feed-forward buffers come in one set per distinct
+// width among the layers (shapes).
 type buffers struct {
 	n                int
-	x, h, o          backend.Tensor // (n, embd)
-	q, att, k, k2, v backend.Tensor // (n, q width), (n, kv width)
-	gate, up, act    backend.Tensor // (n, ff)
+	x, h, o, y       backend.Tensor // (n, embd)
+	attn             []attnBufs
+	ffn              []ffnBufs
 	router           backend.Tensor // (n, experts)
 	xe, ye           backend.Tensor // (n·k, embd)
 	egate, eup, eact backend.Tensor // (n·k, expert ff)
+	plSel, plProj    backend.Tensor // (layers·n, per-layer width)
+	plIn             backend.Tensor // (layers·n, per-layer width)
+	plGate, plAct    backend.Tensor // (n, per-layer width)
 }
 
-// fields lists the buffers, in a fixed order, and whether each has a row
-// per token and chosen expert.
-func (b *buffers) fields() ([]*backend.Tensor, []bool) {
-	return []*backend.Tensor{&b.x, &b.h, &b.o, &b.q, &b.att, &b.k, &b.k2, &b.v, &b.gate, &b.up, &b.act,
-			&b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact},
-		[]bool{11: false, 12: true, 13: true, 14: true, 15: true, 16: true}
+type attnBufs struct{ q, att, k, k2, v, v2 backend.Tensor } // (n, q width), (n, kv width)
+type ffnBufs struct{ gate, up, act backend.Tensor }         // (n, ff)
+
+// Row counts of a buffer, per token of the batch.
+const (
+	perToken = iota
+	perChoice
+	perLayer
+)
+
+// fields lists the buffers, in a fixed order, and how many rows each has
+// per token (perToken, perChoice: k, perLayer: layers).
+func (b *buffers) fields() ([]*backend.Tensor, []int) {
+	fs := []*backend.Tensor{&b.x, &b.h, &b.o, &b.y, &b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact,
+		&b.plSel, &b.plProj, &b.plIn, &b.plGate, &b.plAct}
+	rows := []int{4: perToken, 5: perChoice, 6: perChoice, 7: perChoice, 8: perChoice, 9: perChoice,
+		10: perLayer, 11: perLayer, 12: perLayer, 13: perToken, 14: perToken}
+	for i := range b.attn {
+		a := &b.attn[i]
+		fs = append(fs, &a.q, &a.att, &a.k, &a.k2, &a.v, &a.v2)
+		rows = append(rows, perToken, perToken, perToken, perToken, perToken, perToken)
+	}
+	for i := range b.ffn {
+		f := &b.ffn[i]
+		fs = append(fs, &f.gate, &f.up, &f.act)
+		rows = append(rows, perToken, perToken, perToken)
+	}
+	return fs, rows
+}
+
+// shapes are the distinct widths of the layers' attention and
+// feed-forward buffers, and which set each layer uses.
+type shapes struct {
+	attn   [][2]int // q width, kv width
+	ffn    []int
+	attnOf []int // per layer, its set in attn
+	ffnOf  []int // per layer, its set in ffn (-1: no dense block)
+}
+
+// heads returns attention a's heads, KV heads and head size: its P's,
+// or the model's where P leaves them unset.
+func (d *Decoder) heads(a *Attention) (int, int, int) {
+	if a.P.HeadDim > 0 {
+		return a.P.Heads, a.P.KVHeads, a.P.HeadDim
+	}
+	return d.C.Heads, d.C.KVHeads, d.C.HeadDim
+}
+
+func (d *Decoder) layerShapes() *shapes {
+	if d.shapes != nil {
+		return d.shapes
+	}
+	sh := &shapes{attnOf: make([]int, len(d.Layers)), ffnOf: make([]int, len(d.Layers))}
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		h, kvh, hd := d.heads(&l.Attn)
+		a := [2]int{h * hd, kvh * hd}
+		j := slices.Index(sh.attn, a)
+		if j < 0 {
+			j, sh.attn = len(sh.attn), append(sh.attn, a)
+		}
+		sh.attnOf[i], sh.ffnOf[i] = j, -1
+		if l.Dense != nil {
+			_, ff := l.Dense.Down.Shape()
+			j := slices.Index(sh.ffn, ff)
+			if j < 0 {
+				j, sh.ffn = len(sh.ffn), append(sh.ffn, ff)
+			}
+			sh.ffnOf[i] = j
+		}
+	}
+	d.shapes = sh
+	return sh
 }
 
 // experts is the most experts a token goes through in any layer.
@@ -160,12 +305,14 @@ func (d *Decoder) experts() int {
 // then, and a set that failed is not kept.
 func (d *Decoder) buffersFor(n int) (*buffers, error) {
 	be, c := d.Be, &d.C
-	k := d.experts()
+	k, L := d.experts(), len(d.Layers)
+	sh := d.layerShapes()
 	if d.bufs == nil || d.bufs.n < n {
-		var dense, kNorm bool
+		var kNorm, vNorm, parallel bool
 		for i := range d.Layers {
 			l := &d.Layers[i]
-			dense, kNorm = dense || l.Dense != nil, kNorm || l.Attn.KNorm != nil
+			kNorm, vNorm = kNorm || l.Attn.KNorm != nil, vNorm || l.Attn.VNorm != nil
+			parallel = parallel || l.MoE != nil && l.Dense != nil
 		}
 		moe := k > 0
 		if d.bufs != nil { // outgrown: the larger set replaces it
@@ -181,13 +328,23 @@ func (d *Decoder) buffersFor(n int) (*buffers, error) {
 			}
 			return be.NewTensor(rows, cols)
 		}
-		b.x, b.h, b.o = mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, true)
-		b.q, b.att = mk(n, c.QDim(), true), mk(n, c.QDim(), true)
-		b.k, b.v, b.k2 = mk(n, c.KVDim(), true), mk(n, c.KVDim(), true), mk(n, c.KVDim(), kNorm)
-		b.gate, b.up, b.act = mk(n, c.FF, dense), mk(n, c.FF, dense), mk(n, c.FF, dense)
+		b.x, b.h, b.o, b.y = mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, parallel)
+		b.attn = make([]attnBufs, len(sh.attn))
+		for i, w := range sh.attn {
+			b.attn[i] = attnBufs{q: mk(n, w[0], true), att: mk(n, w[0], true), k: mk(n, w[1], true), v: mk(n, w[1], true),
+				k2: mk(n, w[1], kNorm), v2: mk(n, w[1], vNorm)}
+		}
+		b.ffn = make([]ffnBufs, len(sh.ffn))
+		for i, ff := range sh.ffn {
+			b.ffn[i] = ffnBufs{gate: mk(n, ff, true), up: mk(n, ff, true), act: mk(n, ff, true)}
+		}
 		b.router = mk(n, c.Experts, moe)
 		b.xe, b.ye = mk(n*k, c.Embd, moe), mk(n*k, c.Embd, moe)
 		b.egate, b.eup, b.eact = mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe)
+		if pl := d.PerLayer; pl != nil {
+			b.plSel, b.plProj, b.plIn = mk(L*n, pl.Width, true), mk(L*n, pl.Width, true), mk(L*n, pl.Width, true)
+			b.plGate, b.plAct = mk(n, pl.Width, true), mk(n, pl.Width, true)
+		}
 		d.bufs = nil
 		if err := be.Err(); err != nil {
 			fs, _ := b.fields()
@@ -201,14 +358,17 @@ func (d *Decoder) buffersFor(n int) (*buffers, error) {
 	if d.bufs.n == n {
 		return d.bufs, nil
 	}
-	v := &buffers{n: n}
-	src, perExpert := d.bufs.fields()
+	v := &buffers{n: n, attn: make([]attnBufs, len(d.bufs.attn)), ffn: make([]ffnBufs, len(d.bufs.ffn))}
+	src, per := d.bufs.fields()
 	dst, _ := v.fields()
 	for i, f := range src {
 		if *f != nil {
 			rows := n
-			if perExpert[i] {
+			switch per[i] {
+			case perChoice:
 				rows = n * k
+			case perLayer:
+				rows = n * L
 			}
 			*dst[i] = be.Slice(*f, 0, rows)
 		}
@@ -301,52 +461,160 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 			temps[t] = d.QTemp(p)
 		}
 	}
+	if d.PerLayer != nil {
+		d.perLayerInputs(b, ids)
+	}
+	sh := d.layerShapes()
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		d.attention(&l.Attn, b, bt, i, temps)
-		be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
-		if l.MoE != nil {
-			// The experts' weighted outputs go straight into the residual.
-			if err := d.moe(l.MoE, b, n); err != nil {
+		d.attention(&l.Attn, b, &b.attn[sh.attnOf[i]], bt, i, temps)
+		switch {
+		case l.MoE != nil && l.Dense != nil:
+			if err := d.parallelFFN(l, b, &b.ffn[sh.ffnOf[i]], i, n); err != nil {
 				return nil, err
 			}
-			continue
+		case l.MoE != nil:
+			// The experts' weighted outputs go straight into the residual.
+			be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+			if err := d.moe(l.MoE, b, n, b.x, false); err != nil {
+				return nil, err
+			}
+		default:
+			d.trace("attn_res", i, b.x)
+			be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+			d.trace("ffn_norm", i, b.h)
+			d.dense(l.Dense, b, &b.ffn[sh.ffnOf[i]])
+			d.trace("ffn_out", i, b.o)
+			if l.FFNPost != nil {
+				be.RMSNorm(b.h, b.o, l.FFNPost, eps)
+				d.trace("ffn_post_norm", i, b.h)
+				be.Add(b.x, b.h)
+			} else {
+				be.Add(b.x, b.o)
+			}
 		}
-		d.dense(l.Dense, b)
-		if l.FFNPost != nil {
-			be.RMSNorm(b.h, b.o, l.FFNPost, eps)
-			be.Add(b.x, b.h)
-		} else {
-			be.Add(b.x, b.o)
+		if l.PerLayer != nil {
+			d.trace("pe_in", i, b.x)
+			d.perLayer(l.PerLayer, b, i, n)
 		}
+		if l.OutScale != 0 {
+			be.Scale(b.x, l.OutScale)
+		}
+		d.trace("l_out", i, b.x)
 	}
 	return d.output(b, bt)
 }
 
-// attention runs layer il's attention block on b.x.
-func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, temps []float32) {
-	be, eps, c := d.Be, d.C.NormEps, &d.C
+// parallelFFN runs a dense block and a mixture side by side (Layer) and
+// adds their normed sum into b.x.
+func (d *Decoder) parallelFFN(l *Layer, b *buffers, f *ffnBufs, il, n int) error {
+	be, eps := d.Be, d.C.NormEps
+	d.trace("attn_res", il, b.x)
+	be.RMSNorm(b.h, b.x, l.FFNNorm, eps)
+	d.trace("ffn_norm_1", il, b.h)
+	d.dense(l.Dense, b, f)
+	d.trace("ffn_down", il, b.o)
+	be.RMSNorm(b.y, b.o, l.FFNPost1, eps) // (n, embd): the dense branch
+	d.trace("ffn_mlp", il, b.y)
+	be.RMSNorm(b.h, b.x, l.FFNNorm2, eps) // the experts' input
+	// The experts' sum goes into b.o, cleared after the router read it.
+	if err := d.moe(l.MoE, b, n, b.o, true); err != nil {
+		return err
+	}
+	d.trace("ffn_moe_out", il, b.o)
+	be.RMSNorm(b.h, b.o, l.FFNPost2, eps)
+	be.Add(b.y, b.h)
+	d.trace("ffn_moe_combined", il, b.y)
+	be.RMSNorm(b.h, b.y, l.FFNPost, eps)
+	be.Add(b.x, b.h)
+	return nil
+}
+
+// perLayerInputs computes every layer's per-layer input into b.plIn
+// (layer il's at rows il·n … il·n+n-1) from the token ids and the scaled
+// token embeddings in b.x (llama.cpp's gemma4 project_per_layer_inputs).
+func (d *Decoder) perLayerInputs(b *buffers, ids []int32) {
+	be, pl, L, n := d.Be, d.PerLayer, len(d.Layers), len(ids)
+	rows := make([]int32, L*n)
+	for il := range L {
+		for t, id := range ids {
+			// An id outside the vocabulary lands outside the table (or
+			// fails the token embedding's own gather).
+			rows[il*n+t] = id*int32(L) + int32(il)
+		}
+	}
+	be.Embed(b.plSel, pl.Table, rows)
+	be.Scale(b.plSel, float32(math.Sqrt(float64(pl.Width))))
+	dsts := make([]backend.Tensor, L)
+	for il := range L {
+		dsts[il] = be.Slice(b.plProj, il*n, n)
+	}
+	MatMuls(be, b.x, dsts, pl.Proj)
+	be.Scale(b.plProj, float32(1/math.Sqrt(float64(d.C.Embd))))
+	be.RMSNorm(b.plIn, b.plProj, pl.Norm, d.C.NormEps)
+	be.Add(b.plIn, b.plSel)
+	be.Scale(b.plIn, float32(1/math.Sqrt(2)))
+	d.trace("inp_per_layer", -1, b.plIn)
+}
+
+// perLayer adds layer il's per-layer input block into b.x.
+func (d *Decoder) perLayer(p *PerLayerIn, b *buffers, il, n int) {
+	be := d.Be
+	be.MatMul(b.plGate, b.x, p.Gate)
+	be.GLU(b.plAct, b.plGate, be.Slice(b.plIn, il*n, n), backend.Act{Kind: backend.ActGELU})
+	be.MatMul(b.o, b.plAct, p.Proj)
+	be.RMSNorm(b.h, b.o, p.PostNorm, d.C.NormEps)
+	d.trace("per_layer_embd_out", il, b.h)
+	be.Add(b.x, b.h)
+}
+
+// attention runs layer il's attention block on b.x, with the buffers ab
+// of its widths.
+func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Batch, il int, temps []float32) {
+	be, eps := d.Be, d.C.NormEps
+	heads, kvHeads, headDim := d.heads(a)
 	be.RMSNorm(b.h, b.x, a.Norm, eps)
 	d.trace("attn_norm", il, b.h)
-	d.matMuls(b.h, []backend.Tensor{b.q, b.k, b.v}, []backend.Weight{a.Q, a.K, a.V})
-	d.trace("q", il, b.q)
-	d.trace("k", il, b.k)
-	d.trace("v", il, b.v)
-	d.addBias(b.q, a.QB)
-	d.addBias(b.k, a.KB)
-	d.addBias(b.v, a.VB)
-	q, att, k := b.q, b.att, b.k
+	q, att, k, v := ab.q, ab.att, ab.k, ab.v
+	switch {
+	case a.P.SharedKV:
+		be.MatMul(q, b.h, a.Q)
+		k, v = nil, nil
+	case a.V == nil: // K = V: the values are the keys' projection, normed
+		be.MatMul(q, b.h, a.Q)
+		be.MatMul(k, b.h, a.K)
+	default:
+		d.matMuls(b.h, []backend.Tensor{q, k, v}, []backend.Weight{a.Q, a.K, a.V})
+	}
+	d.trace("q", il, q)
+	d.addBias(q, a.QB)
+	if k != nil {
+		d.trace("k", il, k)
+		d.addBias(k, a.KB)
+		if a.V == nil {
+			be.RMSNorm(v, k, a.VNorm, eps)
+		} else {
+			d.trace("v", il, v)
+			d.addBias(v, a.VB)
+			if a.VNorm != nil {
+				be.RMSNorm(ab.v2, v, a.VNorm, eps)
+				v = ab.v2
+			}
+		}
+	}
 	if a.QNorm != nil {
 		be.RMSNorm(att, q, a.QNorm, eps)
 		q, att = att, q
 	}
-	if a.KNorm != nil {
-		be.RMSNorm(b.k2, k, a.KNorm, eps)
-		k = b.k2
+	if k != nil && a.KNorm != nil {
+		be.RMSNorm(ab.k2, k, a.KNorm, eps)
+		k = ab.k2
 	}
 	if a.RoPE != nil {
-		be.RoPE(q, c.Heads, c.HeadDim, bt.Pos, a.RoPE)
-		be.RoPE(k, c.KVHeads, c.HeadDim, bt.Pos, a.RoPE)
+		be.RoPE(q, heads, headDim, bt.Pos, a.RoPE)
+		if k != nil {
+			be.RoPE(k, kvHeads, headDim, bt.Pos, a.RoPE)
+		}
 	}
 	if a.QScale != 0 {
 		be.Scale(q, a.QScale)
@@ -355,14 +623,21 @@ func (d *Decoder) attention(a *Attention, b *buffers, bt *arch.Batch, il int, te
 		be.Scale(q, temps...)
 	}
 	d.trace("Qcur", il, q)
-	d.trace("Kcur", il, k)
-	be.Attention(att, q, k, b.v, bt.KVs, bt.Seq, il, bt.Pos, a.P)
+	if k != nil {
+		d.trace("Kcur", il, k)
+	}
+	cl := il
+	if a.P.SharedKV {
+		cl = a.KVLayer
+	}
+	be.Attention(att, q, k, v, bt.KVs, bt.Seq, cl, bt.Pos, a.P)
 	d.trace("kqv_out", il, att)
 	be.MatMul(b.o, att, a.O)
 	d.addBias(b.o, a.OB)
 	d.trace("attn_out", il, b.o)
 	if a.PostNorm != nil {
 		be.RMSNorm(b.h, b.o, a.PostNorm, eps)
+		d.trace("attn_post_norm", il, b.h)
 		be.Add(b.x, b.h)
 	} else {
 		be.Add(b.x, b.o)
@@ -375,9 +650,10 @@ func (d *Decoder) trace(name string, il int, t backend.Tensor) {
 	}
 }
 
-// dense runs a feed-forward block from b.h into b.o.
-func (d *Decoder) dense(f *Dense, b *buffers) {
-	d.ffn(f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, b.h, b.gate, b.up, b.act, b.o)
+// dense runs a feed-forward block from b.h into b.o, with the buffers fb
+// of its width.
+func (d *Decoder) dense(f *Dense, b *buffers, fb *ffnBufs) {
+	d.ffn(f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, b.h, fb.gate, fb.up, fb.act, b.o)
 }
 
 // Forward runs the block on x (n, embd) into out (n, embd); g, u and a
@@ -478,16 +754,28 @@ type router struct {
 }
 
 // moe runs a mixture-of-experts block from b.h and adds its output into
-// b.x (llama.cpp's build_moe_ffn with mul_mat_id): the rows of all tokens
+// out (b.x, or a buffer cleared first when clear; b.o must not be out
+// when the router has its own input) (llama.cpp's build_moe_ffn with mul_mat_id): the rows of all tokens
 // are gathered grouped by expert, each expert's products run over its
 // group in one grouped product for all experts (each expert's weights read
 // once per step, however many tokens chose it), the activation once over
 // all rows, and the weighted outputs are added back to their tokens.
-func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
+func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool) error {
 	be, r := d.Be, &d.route
 	ne, k := len(m.Experts), m.K
-	be.MatMul(b.router, b.h, m.Router)
+	in := b.h
+	if m.RouterNorm != nil { // the router's own input, in b.o
+		be.RMSNorm(b.o, b.x, m.RouterNorm, d.C.NormEps)
+		if m.RouterScale != 0 {
+			be.Scale(b.o, m.RouterScale)
+		}
+		in = b.o
+	}
+	be.MatMul(b.router, in, m.Router)
 	d.addBias(b.router, m.RouterB)
+	if clear {
+		be.Scale(out, 0)
+	}
 	r.logits = zeroed(r.logits, n*ne)
 	be.Read(b.router, 0, r.logits)
 	if err := be.Err(); err != nil { // the routing below acts on the logits
@@ -514,7 +802,11 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 	rows := n * k
 	r.tok, r.ws = zeroed(r.tok, rows), zeroed(r.ws, rows)
 	for i, e := range r.sel {
-		r.tok[r.next[e]], r.ws[r.next[e]] = i/k, r.w[i]
+		w := r.w[i]
+		if m.DownScale != nil {
+			w *= m.DownScale[e]
+		}
+		r.tok[r.next[e]], r.ws[r.next[e]] = i/k, w
 		r.next[e]++
 	}
 	s := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, rows) }
@@ -563,7 +855,7 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int) error {
 		be.Activate(a, u, m.Act)
 	}
 	group(a, part{ye, func(x *Expert) (backend.Weight, backend.Weight) { return x.Down, x.DownB }})
-	be.AddScaledRows(b.x, ye, r.tok, r.ws)
+	be.AddScaledRows(out, ye, r.tok, r.ws)
 	return nil
 }
 

@@ -40,18 +40,32 @@ func (d *Decoder) Traffic() arch.Traffic {
 		}
 	}
 	add(&t.Dense, d.OutNorm, d.OutBias)
+	if pl := d.PerLayer; pl != nil {
+		// A token reads its row of each layer's per-layer embedding.
+		_, cols := pl.Table.Shape()
+		rb, _ := pl.Table.Type().RowBytes(cols)
+		t.EmbedRow += uint64(rb) * uint64(len(d.Layers))
+		var whole uint64
+		add(&whole, pl.Table)
+		add(&t.Dense, pl.Norm)
+		add(&t.Dense, pl.Proj...)
+	}
 	t.Windows = make([]int, len(d.Layers))
 	for i := range d.Layers {
 		l := &d.Layers[i]
 		a := &l.Attn
-		add(&t.Dense, a.Norm, a.Q, a.K, a.V, a.O, a.QB, a.KB, a.VB, a.OB, a.QNorm, a.KNorm, a.PostNorm, a.P.Sinks)
+		add(&t.Dense, a.Norm, a.Q, a.K, a.V, a.O, a.QB, a.KB, a.VB, a.OB, a.QNorm, a.KNorm, a.VNorm, a.PostNorm, a.P.Sinks)
+		add(&t.Dense, l.FFNNorm2, l.FFNPost1, l.FFNPost2)
+		if p := l.PerLayer; p != nil {
+			add(&t.Dense, p.Gate, p.Proj, p.PostNorm)
+		}
 		t.Windows[i] = a.P.Window
 		add(&t.Dense, l.FFNNorm, l.FFNPost)
 		if f := l.Dense; f != nil {
 			add(&t.Dense, f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB)
 		}
 		if m := l.MoE; m != nil {
-			add(&t.Dense, m.Router, m.RouterB)
+			add(&t.Dense, m.Router, m.RouterB, m.RouterNorm)
 			before := params
 			for e := range m.Experts {
 				x := &m.Experts[e]
