@@ -95,3 +95,56 @@ func BenchmarkAcceptToken(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*52), "ns/token")
 }
+
+// BenchmarkToolCallMask is the cost per token of Mask plus Accept for a lazy
+// Hermes tool-call grammar over a 128k vocabulary: while awaiting the
+// trigger (free text, the tail ending or not with the start of the
+// trigger), and once constrained (inside an argument string, where the
+// mask cache serves, and between JSON members). TextUntil measures a
+// thinking block, Seq(TextUntil("</think>"), Lit("</think>"), ...).
+func BenchmarkToolCallMask(b *testing.B) {
+	v := realToolVocab(b)
+	lazy, err := mustCompile(b, hermesExpr()).Lazy("<tool_call>")
+	if err != nil {
+		b.Fatal(err)
+	}
+	think := mustCompile(b, thinkingExpr())
+	logits := make([]float32, v.Size())
+	for _, tc := range []struct {
+		name   string
+		g      *Grammar
+		prefix string
+		tok    string // accepted after each Mask (on a clone: the state stays put)
+	}{
+		{"awaiting", lazy, "Sure, I will look that up", " the"},
+		{"awaiting-partial", lazy, "Sure <tool", "_call"},
+		{"constrained-string", lazy, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"weather in", " the"},
+		{"constrained-member", lazy, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"x\"", ","},
+		{"textuntil", think, "<think>\nThe user wants", " the"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := tc.g.NewMatcher(v)
+			if err := m.AcceptText(tc.prefix); err != nil {
+				b.Fatal(err)
+			}
+			tok := int32(-1)
+			for i, p := range v.pieces {
+				if string(p) == tc.tok {
+					tok = int32(i)
+				}
+			}
+			if tok < 0 {
+				b.Fatalf("no token %q", tc.tok)
+			}
+			m.Mask(logits) // the cache builds an entry the second time
+			m.Mask(logits)
+			for b.Loop() {
+				m.Mask(logits)
+				if err := m.Clone().Accept(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e3, "µs/token")
+		})
+	}
+}

@@ -1,6 +1,7 @@
 // Package grammar constrains sampling to structured outputs: Ollama's
 // format "json" and format {JSON schema}, OpenAI's response_format
-// json_object and json_schema. At each step Mask sets the logits of every
+// json_object and json_schema, and tool calls (grammars composed from
+// text and schemas with Compile, lazily triggered with Lazy). At each step Mask sets the logits of every
 // token that cannot continue a valid document to -Inf, and allows the
 // end-of-generation tokens only when the bytes so far form a complete
 // document. The documents accepted are those of llama.cpp's grammar sampling
@@ -26,6 +27,58 @@
 // stripping of SPM's leading space; neither can make the JSON invalid, but
 // they would change string contents). Generation stops on an EOG token or
 // when Done reports that no byte may follow.
+//
+// # Composition
+//
+// Tool-call formats wrap JSON in fixed text. Compile builds a Grammar from
+// parts, with the same automaton, pruning, closures and mask cache as
+// FromSchema: Lit, Seq, Alt, Opt, Repeat, Sep, Schema (one value of a JSON
+// schema, same keywords and limits as FromSchema), AnyJSON, JSONString,
+// Ws (JSON's optional whitespace) and TextUntil (free UTF-8 text containing
+// none of its stop strings, ended by what follows, typically a stop). A
+// composed grammar adds no whitespace around its root; Done reports when
+// no byte may follow, and EOG is allowed exactly when the text so far is
+// complete. Each Schema part is one rule (its "#" is its own root), a
+// repeated part one rule called per copy, TextUntil one rule per stop set.
+// The formats spell as, for instance (tools a and b, call(t) a Schema of
+// {"name": {"const": t}, "arguments": t's parameters}, both required):
+//
+//	Hermes, Qwen2.5:  Sep(Seq(Lit("<tool_call>\n"), Alt(call(a), call(b)), Lit("\n</tool_call>")), Lit("\n"), 1)
+//	Llama 3.x:        Alt(Seq(Lit(`{"name": "a", "parameters": `), Schema(pa), Lit("}")), ...)
+//	Mistral:          Seq(Lit("[TOOL_CALLS]["), Sep(Alt(call(a), ...), Lit(", "), 1), Lit("]"))
+//	                  or Repeat(Seq(Lit("[TOOL_CALLS]"), Alt(Seq(Lit("a[ARGS]"), Schema(pa)), ...)), 1, -1)
+//	Qwen3-Coder XML:  Seq(Lit("<tool_call>\n<function=a>\n"), param..., Lit("</function>\n</tool_call>")),
+//	                  param = Seq(Lit("<parameter=p>\n"), TextUntil("\n</parameter>") or Schema(pp), Lit("\n</parameter>\n"))
+//	gpt-oss harmony:  Seq(Lit("<|channel|>commentary to=functions."), Alt(Seq(Lit("a <|constrain|>json<|message|>"), Schema(pa)), ...), Lit("<|call|>"))
+//	reasoning first:  Seq(Lit("<think>"), TextUntil("</think>"), Lit("</think>"), Ws(), calls)
+//
+// Text the prompt already wrote into the output (a generation prompt that
+// opens "<think>\n") is fed with Matcher.AcceptText before sampling.
+//
+// # Lazy grammars
+//
+// With tool_choice "auto" the model may answer in prose or call tools.
+// Grammar.Lazy(triggers...) returns a grammar whose matchers start
+// unconstrained, as llama.cpp's lazy grammars: Mask allows every token
+// (EOG and empty pieces included), Accept records the text, and Complete
+// is true. At the first occurrence of a trigger in the output (leftmost;
+// inside one token, across tokens, or a token whose piece is the trigger,
+// like a preserved "[TOOL_CALLS]" or "<|channel|>" control token given its
+// text) the matcher becomes an ordinary matcher of the grammar, positioned
+// as if it had read the output from the trigger's first byte: so the
+// grammar's root starts with the trigger (Lazy checks it accepts each).
+// TriggerOffset tells the parser where the constrained text begins. While
+// awaiting, Mask still refuses the tokens that would complete a trigger
+// into text the grammar rejects ("<tool_call>" then "x" where "\n" must
+// come), so what Mask allows Accept takes and every state can be completed.
+// Only two kinds of tokens can complete a trigger: those containing one
+// (listed once per vocabulary and trigger, checked once per matcher) and
+// those starting with the rest of a trigger whose beginning ends the
+// output (one subtree of the trie): awaiting costs about a microsecond a
+// token, not a vocabulary walk. A trigger written inside free text (a
+// reasoning block quoting "<tool_call>") fires as well: exclude reasoning
+// by composing it into a non-lazy grammar, or start the lazy matcher after
+// it.
 //
 // # Design
 //
@@ -58,7 +111,10 @@
 // positions of a long maxLength string share one), holds the tokens the
 // region accepts by itself and the trie nodes where it can end; Mask ORs
 // the first and walks the subtrees of the second from the caller's real
-// state. Inside strings Mask then costs ~20 µs instead of ~6 ms.
+// state. Inside strings Mask then costs ~20 µs instead of ~6 ms. The
+// entry keeps the region's ends grouped by the byte that follows them, so
+// only the ends followed by a byte the caller accepts are walked: a
+// TextUntil region, which can end before almost any byte, costs ~10 µs.
 //
 // # What is supported
 //

@@ -2,8 +2,10 @@ package grammar
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzFromSchema compiles arbitrary schema bytes; when they compile, it
@@ -63,6 +65,34 @@ func FuzzFromSchema(f *testing.F) {
 			if err := m.Accept(tok); err != nil {
 				t.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzTextUntil checks Seq(TextUntil(stop), Lit(stop)) against its
+// definition: valid UTF-8, then stop, whose first occurrence is at the end.
+func FuzzTextUntil(f *testing.F) {
+	for _, s := range [][2]string{
+		{"</think>", "a</think>"}, {"abab", "ababab"}, {"abab", "aabab"}, {"aa", "aaa"},
+		{"\n</parameter>", "x\n\n</parameter>"}, {"é", "\xc3\xa9"}, {"<", "\xe6\x97\xa5<"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	v := NewVocab(nil, nil)
+	f.Fuzz(func(t *testing.T, stop, text string) {
+		if stop == "" || len(stop) > 16 || len(text) > 64 {
+			return
+		}
+		g, err := Compile(Seq(TextUntil(stop), Lit(stop)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := g.NewMatcher(v)
+		got := m.AcceptText(text) == nil && m.Complete()
+		n := len(text) - len(stop)
+		want := n >= 0 && utf8.ValidString(text[:n]) && strings.Index(text, stop) == n
+		if got != want {
+			t.Fatalf("stop %q text %q: accepted %v, want %v", stop, text, got, want)
 		}
 	})
 }

@@ -47,6 +47,9 @@ type Grammar struct {
 	height  []uint8 // frames node n needs above its own to finish its rule (see heights)
 	start   int32   // root rule's start node
 
+	triggers []string // a lazy grammar's triggers (see Lazy)
+	maxTrig  int      // the longest trigger's length
+
 	lexMu sync.Mutex
 	lex   map[lexKeyID]lexSig // lexical-region signatures (see lexKey)
 }

@@ -103,10 +103,38 @@ func (g *Grammar) signature(n int32, depth int) lexSig {
 }
 
 // lexEntry is the cached mask of one lexical region over one vocabulary.
+//
+// The region's ends are kept by the byte that follows them: a token that
+// ends the region after some prefix and goes on continues with the child of
+// that trie node, so Mask only walks the children whose byte the caller's
+// state accepts (a region that can end almost anywhere, like TextUntil's
+// text, has an end at nearly every trie node, and only those followed by a
+// '<' matter when a literal "</think>" comes next).
 type lexEntry struct {
-	dense  []uint64 // accepted tokens as a bitset, or
-	sparse []int32  // as a list when few
-	pops   []int32  // trie nodes after whose byte the region can end
+	dense    []uint64 // accepted tokens as a bitset, or
+	sparse   []int32  // as a list when few
+	popToks  []int32  // tokens whose piece ends exactly where the region can end,
+	popDense []uint64 // or as a bitset when many
+	popByte  []byte   // distinct bytes following an end, ascending
+	popOff   []int32  // children for popByte[k]: popKids[popOff[k]:popOff[k+1]]
+	popKids  []int32  // trie nodes (children of an end node), grouped by byte
+}
+
+func (e *lexEntry) hasPops() bool {
+	return len(e.popToks) > 0 || e.popDense != nil || len(e.popKids) > 0
+}
+
+// orPops sets in allowed the tokens ending where the region can end.
+func (e *lexEntry) orPops(allowed []uint64) {
+	if e.popDense != nil {
+		for i, w := range e.popDense {
+			allowed[i] |= w
+		}
+		return
+	}
+	for _, id := range e.popToks {
+		allowed[id>>6] |= 1 << (id & 63)
+	}
 }
 
 func (e *lexEntry) or(allowed []uint64) {
@@ -129,7 +157,39 @@ func buildLexEntry(g *Grammar, v *Vocab, n int32) *lexEntry {
 	var w walker
 	w.st.g = g
 	w.run(v, []config{{n, bottom}}, 0, acc, &pops)
-	e := &lexEntry{pops: pops}
+	e := &lexEntry{}
+	var cnt [257]int32
+	for _, i := range pops {
+		e.popToks = append(e.popToks, v.toks[v.tokOff[i]:v.tokOff[i+1]]...)
+		for j := i + 1; j < v.skip[i]; j = v.skip[j] {
+			cnt[v.tb[j]+1]++
+		}
+	}
+	for b := range 256 {
+		if cnt[b+1] > 0 {
+			e.popByte = append(e.popByte, byte(b))
+		}
+		cnt[b+1] += cnt[b]
+	}
+	e.popKids = make([]int32, cnt[256])
+	fill := cnt
+	for _, i := range pops {
+		for j := i + 1; j < v.skip[i]; j = v.skip[j] {
+			e.popKids[fill[v.tb[j]]] = j
+			fill[v.tb[j]]++
+		}
+	}
+	for _, b := range e.popByte {
+		e.popOff = append(e.popOff, cnt[b])
+	}
+	e.popOff = append(e.popOff, cnt[256])
+	if len(e.popToks)*32 >= v.size {
+		e.popDense = make([]uint64, words)
+		for _, id := range e.popToks {
+			e.popDense[id>>6] |= 1 << (id & 63)
+		}
+		e.popToks = nil
+	}
 	count := 0
 	for id := range v.size {
 		if acc[id>>6]&(1<<(id&63)) != 0 {

@@ -134,6 +134,7 @@ type Matcher struct {
 	complete bool
 	ended    bool // an EOG token was accepted
 	w        walker
+	lz       *lazyState // lazy grammars only
 
 	// scratch
 	alt       [2][]config
@@ -153,6 +154,9 @@ func (g *Grammar) NewMatcher(v *Vocab) *Matcher {
 	m.cur = slices.Clone(st.out)
 	m.complete = st.complete
 	m.base = len(st.frames)
+	if g.triggers != nil {
+		m.initLazy()
+	}
 	return m
 }
 
@@ -164,22 +168,43 @@ func (m *Matcher) Clone() *Matcher {
 	}
 	c.w.st.g = m.g
 	c.w.st.frames = slices.Clone(m.w.st.frames[:m.base])
+	if m.lz != nil {
+		c.lz = m.lz.clone()
+	}
 	return c
 }
 
 // Complete reports whether the bytes accepted so far form a complete
-// document (so an end-of-generation token is allowed).
-func (m *Matcher) Complete() bool { return m.complete }
+// document (so an end-of-generation token is allowed). A lazy matcher
+// awaiting its trigger is complete.
+func (m *Matcher) Complete() bool { return m.complete || m.lz != nil && m.lz.awaiting }
 
 // Done reports whether no further byte can be appended: the document is
 // complete and its trailing whitespace allowance is used up (or an EOG token
 // was accepted). The caller should stop the sequence even if the model would
 // not sample EOG.
-func (m *Matcher) Done() bool { return m.ended || m.complete && len(m.cur) == 0 }
+func (m *Matcher) Done() bool {
+	return m.ended || m.complete && len(m.cur) == 0 && (m.lz == nil || !m.lz.awaiting)
+}
 
 // AcceptBytes advances by the bytes p. If some byte is not allowed it
-// returns an error and leaves the matcher unchanged.
+// returns an error and leaves the matcher unchanged. A lazy matcher
+// awaiting its trigger takes any bytes that do not complete a trigger into
+// text the grammar refuses.
 func (m *Matcher) AcceptBytes(p []byte) error {
+	if m.lz != nil && m.lz.awaiting && !m.ended {
+		return m.acceptLazy(p)
+	}
+	return m.acceptBytes(p)
+}
+
+// AcceptText is AcceptBytes for text the prompt already wrote into the
+// output (prefill): a chat template whose generation prompt opens "<think>\n"
+// makes the model continue after it, so the matcher must have read it too.
+// It counts towards TriggerOffset.
+func (m *Matcher) AcceptText(s string) error { return m.AcceptBytes([]byte(s)) }
+
+func (m *Matcher) acceptBytes(p []byte) error {
 	if m.ended {
 		return fmt.Errorf("grammar: bytes %q after end of generation", p)
 	}
@@ -219,7 +244,7 @@ func (m *Matcher) Accept(tok int32) error {
 		return fmt.Errorf("grammar: token %d out of range", tok)
 	}
 	if m.v.isEOG[tok] {
-		if !m.complete {
+		if !m.Complete() {
 			return fmt.Errorf("grammar: end-of-generation token %d before the document is complete", tok)
 		}
 		m.ended = true
@@ -227,6 +252,9 @@ func (m *Matcher) Accept(tok int32) error {
 	}
 	p := m.v.pieces[tok]
 	if len(p) == 0 {
+		if m.lz != nil && m.lz.awaiting && !m.ended {
+			return nil
+		}
 		return fmt.Errorf("grammar: token %d has no text", tok)
 	}
 	if err := m.AcceptBytes(p); err != nil {
@@ -273,7 +301,15 @@ func (m *Matcher) compact() {
 // Configurations inside a lexical region (a string's characters, a
 // number's digits: no calls until the region ends) use the vocabulary's
 // mask cache; the others walk the vocabulary trie.
+//
+// A lazy matcher awaiting its trigger allows every token (end of
+// generation and empty pieces included) except those that would complete a
+// trigger into text the grammar refuses.
 func (m *Matcher) Mask(logits []float32) {
+	if m.lz != nil && m.lz.awaiting && !m.ended {
+		m.maskLazy(logits)
+		return
+	}
 	v := m.v
 	words := (v.size + 63) / 64
 	if len(m.allowed) != words {
@@ -291,8 +327,8 @@ func (m *Matcher) Mask(logits []float32) {
 				continue
 			}
 			e.or(allowed)
-			if len(e.pops) > 0 {
-				m.afterPops(c, e.pops)
+			if e.hasPops() {
+				m.afterPops(c, e)
 			}
 		}
 		if len(m.rest) > 0 {
@@ -324,11 +360,12 @@ func (m *Matcher) Mask(logits []float32) {
 }
 
 // afterPops adds the tokens that leave configuration c's lexical region
-// (c.node's cache entry) at one of the trie nodes pops and continue in the
-// caller. Whatever the pop point, the caller resumes in the same state P
-// (the closure of c's return node over the rest of its stack), so each pop
-// point's subtree is walked from P.
-func (m *Matcher) afterPops(c config, pops []int32) {
+// (c.node's cache entry e) and continue in the caller. Whatever the end
+// point, the caller resumes in the same state P (the closure of c's return
+// node over the rest of its stack): tokens ending exactly at an end are
+// allowed, and for each byte P accepts, the subtrees of the end nodes'
+// children with that byte are walked from P.
+func (m *Matcher) afterPops(c config, e *lexEntry) {
 	v, st := m.v, &m.w.st
 	st.frames = st.frames[:m.base]
 	st.out = st.out[:0]
@@ -344,12 +381,19 @@ func (m *Matcher) afterPops(c config, pops []int32) {
 	if len(m.after) == 0 && !complete {
 		return
 	}
-	for _, i := range pops {
-		for _, id := range v.toks[v.tokOff[i]:v.tokOff[i+1]] {
-			m.allowed[id>>6] |= 1 << (id & 63)
+	e.orPops(m.allowed)
+	if len(m.after) == 0 {
+		return
+	}
+	for k, b := range e.popByte {
+		st.frames = st.frames[:base]
+		st.out = st.out[:0]
+		st.step(m.after, b)
+		if len(st.out) == 0 && !st.complete {
+			continue
 		}
-		if len(m.after) > 0 && v.skip[i] > i+1 {
-			m.w.runFrom(v, m.after, base, m.allowed, nil, int(i)+1, int(v.skip[i]), int(v.depth[i]))
+		for _, j := range e.popKids[e.popOff[k]:e.popOff[k+1]] {
+			m.w.runFrom(v, m.after, base, m.allowed, nil, int(j), int(v.skip[j]), int(v.depth[j])-1)
 		}
 	}
 }
@@ -361,9 +405,12 @@ func (m *Matcher) Allowed(tok int32) bool {
 		return false
 	}
 	if m.v.isEOG[tok] {
-		return m.complete || m.ended
+		return m.Complete() || m.ended
 	}
 	p := m.v.pieces[tok]
+	if m.lz != nil && m.lz.awaiting && !m.ended {
+		return len(p) <= maxPiece && m.lazyOK(p)
+	}
 	if m.ended || len(p) == 0 || len(p) > maxPiece {
 		return false
 	}

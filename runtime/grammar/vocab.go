@@ -3,6 +3,7 @@ package grammar
 import (
 	"bytes"
 	"slices"
+	"sync"
 )
 
 // Vocab is a model's token texts arranged for masking: a byte trie of the
@@ -25,8 +26,12 @@ type Vocab struct {
 	toks     []int32
 	maxDepth int
 
+	long []int32 // tokens too long for the trie (never allowed)
+
 	cache   lexCache
-	noCache bool // tests and benchmarks: always walk the trie
+	trigMu  sync.Mutex
+	trig    map[string][]int32 // lazy triggers → tokens containing them
+	noCache bool               // tests and benchmarks: always walk the trie
 }
 
 // maxPiece bounds the bytes of a token the trie holds; longer tokens are
@@ -60,6 +65,9 @@ func NewVocab(pieces [][]byte, eog []int32) *Vocab {
 		v.pieces[i] = buf[len(buf)-len(p) : len(buf) : len(buf)]
 		if len(p) > 0 && len(p) <= maxPiece && !v.isEOG[i] {
 			ids = append(ids, int32(i))
+		}
+		if len(p) > maxPiece && !v.isEOG[i] {
+			v.long = append(v.long, int32(i))
 		}
 	}
 	slices.SortStableFunc(ids, func(a, b int32) int { return bytes.Compare(v.pieces[a], v.pieces[b]) })
