@@ -1,6 +1,7 @@
 package chatfmt
 
 import (
+	"errors"
 	"strings"
 	"unicode"
 )
@@ -23,7 +24,9 @@ type harmonyParser struct {
 
 func newHarmonyParser(o ParseOptions) *harmonyParser { return &harmonyParser{o: o} }
 
-var harmonyEnds = []string{hEnd, hCall, hReturn, hStart}
+// harmonyEnds end a message's body; <|start|> and <|channel|> (a header
+// the model began without closing the message) are left for the header.
+var harmonyEnds = []string{hEnd, hCall, hReturn, hStart, hChannel}
 
 func (p *harmonyParser) Push(text string) Delta {
 	p.buf += text
@@ -104,6 +107,29 @@ func (p *harmonyParser) header(d *Delta, final bool) bool {
 }
 
 func (p *harmonyParser) body(d *Delta, final bool) bool {
+	if p.kind == inTools {
+		// A call's body is its JSON arguments: read as JSON, so markers
+		// inside its strings do not end it.
+		t := strings.TrimLeftFunc(p.buf, unicode.IsSpace)
+		raw, n, err := jsonPrefix(t)
+		if err == nil {
+			if c, ok := harmonyCall(p.callName, string(raw)); ok {
+				d.Calls = append(d.Calls, c)
+				p.buf = t[n:]
+				if rest := strings.TrimLeftFunc(p.buf, unicode.IsSpace); strings.HasPrefix(rest, hCall) || strings.HasPrefix(rest, hEnd) {
+					p.buf = rest[len(hCall):]
+					if strings.HasPrefix(rest, hEnd) {
+						p.buf = rest[len(hEnd):]
+					}
+				}
+				p.inBody = false
+				return true
+			}
+		}
+		if errors.Is(err, errMore) && !final {
+			return false
+		}
+	}
 	at, marker := firstOf(p.buf, harmonyEnds)
 	if at < 0 && !final {
 		if p.kind == inTools {
@@ -118,7 +144,7 @@ func (p *harmonyParser) body(d *Delta, final bool) bool {
 	if at >= 0 {
 		text = p.buf[:at]
 		p.buf = p.buf[at:]
-		if marker != hStart {
+		if marker != hStart && marker != hChannel {
 			p.buf = p.buf[len(marker):]
 		}
 	} else {

@@ -34,7 +34,8 @@ type Delta struct {
 	Calls              []Call
 }
 
-func (d *Delta) add(o Delta) {
+// Add appends o to d.
+func (d *Delta) Add(o Delta) {
 	d.Content += o.Content
 	d.Reasoning += o.Reasoning
 	d.Calls = append(d.Calls, o.Calls...)
@@ -128,7 +129,8 @@ func (p *tagParser) anywhere() []string {
 	case QwenXML:
 		return []string{"<tool_call>", "<function="}
 	case Llama3:
-		return []string{"<|python_tag|>"}
+		// The second is how a constrained call begins.
+		return []string{"<|python_tag|>", `{"name": "`}
 	case MistralJSON, MistralArgs:
 		return []string{"[TOOL_CALLS]"}
 	case DeepSeekR1:
@@ -237,12 +239,10 @@ func (p *tagParser) content(d *Delta, final bool) bool {
 		p.buf, p.afterReasoning = t, false
 	}
 	if p.start {
+		// Whitespace before the answer is dropped.
 		t := strings.TrimLeftFunc(p.buf, unicode.IsSpace)
+		p.buf = t
 		if t == "" {
-			if final {
-				d.Content += p.buf
-				p.buf = ""
-			}
 			return false
 		}
 		if p.f.ThinkStart != "" && !p.o.NoReasoning {
@@ -314,11 +314,13 @@ func (p *tagParser) tools(d *Delta, final bool) bool {
 	case errors.Is(err, errMore) && !final:
 		return false
 	}
-	// Malformed, or cut short: the text was not a call after all.
-	d.Content += t
-	p.buf = ""
+	// Malformed, or cut short: the marker was text after all. Its first
+	// byte (ASCII in every syntax) goes to content and the rest is read
+	// again, where a later marker may open a real call.
+	d.Content += t[:1]
+	p.buf = t[1:]
 	p.state = inContent
-	return false
+	return true
 }
 
 // opensCall says t starts with a call.
@@ -816,8 +818,13 @@ func paramTypes(tools []Tool, name string) map[string]string {
 	return out
 }
 
-// paramValue is one XML parameter value as JSON.
+// paramValue is one XML parameter value as JSON: a string parameter's
+// raw text, unless it is written as a JSON string (constrained strings
+// are, see xmlValue).
 func paramValue(val, typ string) json.RawMessage {
+	if t := strings.TrimSpace(val); typ == "string" && len(t) >= 2 && t[0] == '"' && json.Valid([]byte(t)) {
+		return json.RawMessage(t)
+	}
 	if typ != "string" {
 		if t := strings.TrimSpace(val); t != "" && json.Valid([]byte(t)) {
 			var b bytes.Buffer

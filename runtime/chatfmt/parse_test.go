@@ -18,9 +18,9 @@ type result struct {
 func collect(p Parser, chunks []string) result {
 	var d Delta
 	for _, c := range chunks {
-		d.add(p.Push(c))
+		d.Add(p.Push(c))
 	}
-	d.add(p.Finish())
+	d.Add(p.Finish())
 	r := result{Content: d.Content, Reasoning: d.Reasoning}
 	for _, c := range d.Calls {
 		if !json.Valid([]byte(c.Arguments)) || c.ID == "" {

@@ -35,9 +35,24 @@
 // response_format json_object/json_schema) are enforced while sampling
 // (runtime/grammar): the output is a complete document of the schema, or a
 // prefix of one when num_predict or the context runs out first; a schema
-// Hearth cannot enforce is a 400 naming the keyword. Tools, thinking and
-// images are refused with a clear error (501 for what Hearth will do
-// later, 400 for what the model cannot do) rather than silently ignored.
+// Hearth cannot enforce is a 400 naming the keyword. Images are refused
+// with a clear 400 rather than silently ignored.
+//
+// Chat requests of every API (Ollama chat, OpenAI chat) become one
+// chatfmt.Conversation (chat.go): messages with earlier calls, tool
+// results and reasoning, tools, tool choice, parallel calls, thinking. The
+// model's tool-call and reasoning format is detected from its template once,
+// at load (runtime/chatfmt); the template gets the tools (or, when it
+// shows none, Hearth describes them in the system message), the output is
+// split as it streams into content, reasoning and calls, and the calls are
+// constrained: with tool_choice required or a named function the whole
+// answer is a call whose arguments satisfy its schema; with auto a lazy
+// grammar switches on at the format's trigger, so a call that begins
+// always parses. A response format wins over auto calls. Thinking text
+// never reaches content; think=true on a model whose template cannot think
+// is a 400. Streamed calls go out whole, one delta each (id, name and all
+// the arguments), when the parser completes them. finish_reason is
+// "tool_calls" when the answer made calls.
 //
 // Logprobs (OpenAI chat's logprobs/top_logprobs, completions' logprobs N,
 // Ollama's logprobs/top_logprobs; 0..20 alternatives, completions too,

@@ -29,6 +29,10 @@ type genJob struct {
 	// that many alternatives each (logprobs.go).
 	logprobs    bool
 	topLogprobs int
+	// constrain, when set, replaces grammar once the prompt is built: the
+	// constraint of a chat turn, and the control tokens its format must
+	// see in the output.
+	constrain func(l *loaded) (*grammar.Grammar, []int32)
 }
 
 // genOutcome is how a generation went.
@@ -144,6 +148,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 	}
 	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar,
 		Logprobs: job.logprobs, TopLogprobs: job.topLogprobs}
+	if job.constrain != nil {
+		req.Grammar, req.Preserve = job.constrain(l)
+	}
 	out.res, err = l.runner.Generate(ctx, req, emit)
 	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
 	// Every token generated counts, a cancelled or failed request's too.
@@ -200,20 +207,11 @@ func chatPrompt(ctx context.Context, l *loaded, msgs []chat.Message) ([]int32, e
 	if l.info.TemplateErr != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, l.info.TemplateErr)
 	}
-	tmpl, emitsBOS := l.info.Template, l.emitsBOS
-	if tmpl == nil {
-		tmpl, emitsBOS = chat.Fallback(), false
-	}
-	if l.model.System != "" && (len(msgs) == 0 || msgs[0].Role != "system") {
-		msgs = append([]chat.Message{{Role: "system", Content: l.model.System}}, msgs...)
-	}
-	// A conversation ending with the assistant's turn asks to continue it.
-	genPrompt := len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant"
-	text, err := tmpl.RenderContext(ctx, msgs, chat.Options{BOSToken: l.info.BOS, EOSToken: l.info.EOS, AddGenerationPrompt: genPrompt})
+	text, err := renderChat(ctx, l, msgs, nil)
 	if err != nil {
 		return nil, err
 	}
-	return l.runner.Tokenize(text, !emitsBOS, true)
+	return tokenizeChat(l, text)
 }
 
 // generatePrompt builds /api/generate's prompt: the earlier context's

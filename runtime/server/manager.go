@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/hearth-llm/hearth/runtime/chatfmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -23,6 +24,11 @@ type loaded struct {
 	runner   Runner
 	info     Info
 	emitsBOS bool // the chat template writes BOS itself
+	// format is how the model writes tool calls and reasoning, detected
+	// from its chat template; preserve the control tokens among its
+	// markers (their text must reach the parser).
+	format   chatfmt.Format
+	preserve []int32
 
 	ready   chan struct{} // closed when the load ends; then err or runner is set
 	loadErr error
@@ -36,6 +42,19 @@ type loaded struct {
 	gen       int           // bumped on every acquire/release, so stale timers do nothing
 	timer     *time.Timer
 	dropIdle  bool // unload when the last use ends (keep_alive 0 while busy)
+}
+
+// preservedTokens are the ids of the markers that are single tokens in
+// the model's vocabulary (a marker spelt in several ordinary tokens prints
+// anyway).
+func preservedTokens(r Runner, markers []string) []int32 {
+	var ids []int32
+	for _, m := range markers {
+		if t, err := r.Tokenize(m, false, true); err == nil && len(t) == 1 {
+			ids = append(ids, t[0])
+		}
+	}
+	return ids
 }
 
 // manager loads models on first use, keeps them for their keep_alive,
@@ -124,7 +143,9 @@ func (m *manager) acquire(ctx context.Context, name string) (l *loaded, fresh bo
 			l.runner, l.info = r, r.Info()
 			if t := l.info.Template; t != nil {
 				l.emitsBOS = t.EmitsBOS(l.info.BOS)
+				l.format = chatfmt.Detect(t.Source())
 			}
+			l.preserve = preservedTokens(r, l.format.Preserved)
 			m.log.Info("model loaded", "model", mod.Name.Short(), "path", mod.Path, "dur", l.loadDur)
 		} else {
 			l.loadErr = fmt.Errorf("loading %s: %w", mod.Name.Short(), err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/hearth-llm/hearth/runtime/chatfmt"
 	"math"
 	"net/http"
 	"sort"
@@ -237,7 +238,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteModel(r, req.Model)
-	msgs, err := s.checkChat(&req)
+	conv, err := s.checkChat(&req)
 	if err != nil {
 		writeError(w, r, dialectOllama, err)
 		return
@@ -248,58 +249,112 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keep := s.keepAlive(durPtr(req.KeepAlive))
-	if len(msgs) == 0 {
+	if len(conv.Messages) == 0 {
 		s.loadOnly(w, r, req.Model, keep, true)
 		return
 	}
-	job := &genJob{
-		model: req.Model, keepAlive: keep,
-		options:  func(o *genOptions) error { return o.apply(req.Options) },
-		prompt:   func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
-		grammar:  g,
-		logprobs: req.Logprobs, topLogprobs: req.TopLogprobs,
+	turn, err := newChatTurn(req.Model, conv, g)
+	if err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
 	}
+	job := turn.job(keep, func(o *genOptions) error { return o.apply(req.Options) })
+	job.logprobs, job.topLogprobs = req.Logprobs, req.TopLogprobs
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
-	final := func(out *genOutcome, text string) api.ChatResponse {
-		now := s.now()
-		return api.ChatResponse{Model: req.Model, CreatedAt: now.UTC(), Message: api.Message{Role: "assistant", Content: text},
-			Done: true, DoneReason: out.res.DoneReason, Metrics: metricsOf(out, now)}
+	msg := func(d chatfmt.Delta, first int) api.Message {
+		m := api.Message{Role: "assistant", Content: d.Content, Thinking: d.Reasoning}
+		for i, c := range d.Calls {
+			m.ToolCalls = append(m.ToolCalls, ollamaToolCall(c, first+i))
+		}
+		return m
 	}
-	respondOllama(s, w, r, job, wantStream(req.Stream), func(text string) api.ChatResponse {
-		return api.ChatResponse{Model: req.Model, CreatedAt: s.now().UTC(), Message: api.Message{Role: "assistant", Content: text}}
-	}, final)
+	if wantStream(req.Stream) {
+		st := newStreamer(w, false)
+		out, _, err := s.runChat(r, job, turn, func(d chatfmt.Delta, lps []TokenLogprob) error {
+			c := api.ChatResponse{Model: req.Model, CreatedAt: s.now().UTC(), Message: msg(d, turn.calls-len(d.Calls))}
+			withOllamaLogprobs(&c, lps)
+			return st.send(c)
+		})
+		if err != nil {
+			st.fail(r, dialectOllama, err)
+			return
+		}
+		now := s.now()
+		st.send(api.ChatResponse{Model: req.Model, CreatedAt: now.UTC(), Message: api.Message{Role: "assistant"},
+			Done: true, DoneReason: out.res.DoneReason, Metrics: metricsOf(out, now)})
+		return
+	}
+	out, all, err := s.runChat(r, job, turn, nil)
+	if err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
+	now := s.now()
+	c := api.ChatResponse{Model: req.Model, CreatedAt: now.UTC(), Message: msg(all, 0),
+		Done: true, DoneReason: out.res.DoneReason, Metrics: metricsOf(out, now)}
+	withOllamaLogprobs(&c, out.logprobs)
+	writeJSON(w, http.StatusOK, c)
 }
 
-// checkChat refuses what Hearth cannot do and converts the messages.
-func (s *Server) checkChat(req *api.ChatRequest) ([]chat.Message, error) {
+// ollamaToolCall is a parsed call in Ollama's shape.
+func ollamaToolCall(c chatfmt.Call, index int) api.ToolCall {
+	args := api.NewToolCallFunctionArguments()
+	json.Unmarshal([]byte(c.Arguments), &args) // compact JSON object: cannot fail
+	return api.ToolCall{ID: c.ID, Function: api.ToolCallFunction{Index: index, Name: c.Name, Arguments: args}}
+}
+
+// checkChat refuses what Hearth cannot do and converts the request.
+func (s *Server) checkChat(req *api.ChatRequest) (chatfmt.Conversation, error) {
+	var conv chatfmt.Conversation
 	if req.Model == "" {
-		return nil, errorf(http.StatusBadRequest, "model is required")
+		return conv, errorf(http.StatusBadRequest, "model is required")
 	}
-	msgs := make([]chat.Message, 0, len(req.Messages))
+	conv.Messages = make([]chat.Message, 0, len(req.Messages))
 	for i, m := range req.Messages {
 		if len(m.Images) > 0 {
-			return nil, s.refuseImages(req.Model)
+			return conv, s.refuseImages(req.Model)
 		}
 		if m.Role == "" {
-			return nil, errorf(http.StatusBadRequest, "messages[%d] has no role", i)
+			return conv, errorf(http.StatusBadRequest, "messages[%d] has no role", i)
 		}
-		msgs = append(msgs, chat.Message{Role: m.Role, Content: m.Content})
+		cm := chat.Message{Role: m.Role, Content: m.Content, Thinking: m.Thinking, ToolCallID: m.ToolCallID, Name: m.ToolName}
+		for _, c := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, chat.ToolCall{ID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments.ToMap()})
+		}
+		conv.Messages = append(conv.Messages, cm)
+	}
+	for _, t := range req.Tools {
+		params, err := json.Marshal(t.Function.Parameters)
+		if err != nil {
+			return conv, errorf(http.StatusBadRequest, "tool %q: %v", t.Function.Name, err)
+		}
+		params = dropNullFields(params)
+		conv.Tools = append(conv.Tools, chatfmt.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
+	}
+	conv.Parallel = true
+	if req.Think != nil && req.Think.Value != nil {
+		if !req.Think.IsValid() {
+			return conv, errorf(http.StatusBadRequest, "think must be true, false, \"low\", \"medium\" or \"high\"")
+		}
+		conv.Think.Set = true
+		switch v := req.Think.Value.(type) {
+		case bool:
+			conv.Think.On = v
+		case string:
+			conv.Think.On, conv.Think.Effort = true, v
+		}
 	}
 	switch {
-	case len(req.Tools) > 0:
-		return nil, errorf(http.StatusBadRequest, "model %q does not support tools", req.Model)
-	case req.Think != nil && req.Think.Bool():
-		return nil, errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
 	case req.DebugRenderOnly:
-		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
+		return conv, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
 	}
 	if err := checkTopLogprobs(req.TopLogprobs, "top_logprobs"); err != nil {
-		return nil, err
+		return conv, err
 	}
-	return msgs, nil
+	return conv, nil
 }
 
 // embed runs one embedding request against the Runner.
@@ -524,11 +579,22 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 
 // capabilities are what /api/show says a model can do: embeddings for a
 // file that names a pooling type (as Ollama decides), else completion.
+// Every model with a chat template takes tools (through its template's
+// syntax, or the generic one); thinking is for templates that mark
+// reasoning.
 func capabilities(info models.Info) []model.Capability {
 	if info.Embedding {
 		return []model.Capability{model.CapabilityEmbedding}
 	}
-	return []model.Capability{model.CapabilityCompletion}
+	caps := []model.Capability{model.CapabilityCompletion}
+	if info.ChatTemplate == "" {
+		return caps
+	}
+	caps = append(caps, model.CapabilityTools)
+	if chatfmt.Detect(info.ChatTemplate).Thinks {
+		caps = append(caps, model.CapabilityThinking)
+	}
+	return caps
 }
 
 // formatParams writes an Ollama params layer as `ollama show` prints it:

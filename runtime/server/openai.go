@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/hearth-llm/hearth/runtime/chatfmt"
 	"math"
 	"net/http"
 	"strings"
@@ -35,6 +36,10 @@ type oaiChatRequest struct {
 	ResponseFormat      *oaiFormat      `json:"response_format"`
 	N                   *int            `json:"n"`
 	Tools               json.RawMessage `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+	ReasoningEffort     string          `json:"reasoning_effort"`
+	ChatTemplateKwargs  map[string]any  `json:"chat_template_kwargs"`
 	Logprobs            *bool           `json:"logprobs"`
 	TopLogprobs         *int            `json:"top_logprobs"`
 }
@@ -55,8 +60,13 @@ type oaiJSONSchema struct {
 }
 
 type oaiMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role             string          `json:"role"`
+	Content          json.RawMessage `json:"content"`
+	Name             string          `json:"name"`
+	ToolCalls        []oaiToolCall   `json:"tool_calls"`
+	ToolCallID       string          `json:"tool_call_id"`
+	ReasoningContent string          `json:"reasoning_content"`
+	Reasoning        string          `json:"reasoning"`
 }
 
 type oaiCompletionRequest struct {
@@ -92,8 +102,10 @@ type oaiUsage struct {
 }
 
 type oaiChatMessage struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role             string        `json:"role,omitempty"`
+	Content          string        `json:"content,omitempty"`
+	ReasoningContent string        `json:"reasoning_content,omitempty"`
+	ToolCalls        []oaiToolCall `json:"tool_calls,omitempty"`
 }
 
 type oaiChatChoice struct {
@@ -240,7 +252,7 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteModel(r, req.Model)
-	msgs, stop, err := s.checkOAIChat(&req)
+	conv, stop, err := s.checkOAIChat(&req)
 	if err != nil {
 		writeError(w, r, dialectOpenAI, err)
 		return
@@ -255,19 +267,19 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, dialectOpenAI, err)
 		return
 	}
+	turn, err := newChatTurn(req.Model, conv, g)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
+		return
+	}
 	maxTokens := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
 		maxTokens = req.MaxCompletionTokens
 	}
-	job := &genJob{
-		model: req.Model, keepAlive: s.cfg.KeepAlive,
-		options: func(o *genOptions) error {
-			return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, maxTokens, stop)
-		},
-		prompt:   func(ctx context.Context, l *loaded) ([]int32, error) { return chatPrompt(ctx, l, msgs) },
-		grammar:  g,
-		logprobs: lpOn, topLogprobs: lpTop,
-	}
+	job := turn.job(s.cfg.KeepAlive, func(o *genOptions) error {
+		return oaiSampling(o, req.Temperature, req.TopP, req.Seed, req.FrequencyPenalty, req.PresencePenalty, maxTokens, stop)
+	})
+	job.logprobs, job.topLogprobs = lpOn, lpTop
 	if err := job.precheck(); err != nil {
 		writeError(w, r, dialectOpenAI, err)
 		return
@@ -280,20 +292,26 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		n := len(out.res.Tokens)
 		return &oaiUsage{PromptTokens: out.res.PromptTokens, CompletionTokens: n, TotalTokens: out.res.PromptTokens + n}
 	}
+	finish := func(out *genOutcome) *string {
+		reason := out.res.DoneReason
+		if turn.calls > 0 && reason == "stop" {
+			reason = "tool_calls"
+		}
+		return &reason
+	}
 	if req.Stream {
 		st := newStreamer(w, true)
 		role := "assistant"
-		out, err := s.generate(r, job, func(text string, lps []TokenLogprob) error {
-			c := resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role, Content: text}, Logprobs: oaiChatLogprobsOf(lpOn, lps)}}, "chat.completion.chunk")
+		out, _, err := s.runChat(r, job, turn, func(d chatfmt.Delta, lps []TokenLogprob) error {
+			m := &oaiChatMessage{Role: role, Content: d.Content, ReasoningContent: d.Reasoning, ToolCalls: oaiToolCalls(d.Calls, turn.calls-len(d.Calls))}
 			role = ""
-			return st.send(c)
+			return st.send(resp([]oaiChatChoice{{Delta: m, Logprobs: oaiChatLogprobsOf(lpOn, lps)}}, "chat.completion.chunk"))
 		})
 		if err != nil {
 			st.fail(r, dialectOpenAI, err)
 			return
 		}
-		reason := out.res.DoneReason
-		st.send(resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role}, FinishReason: &reason}}, "chat.completion.chunk"))
+		st.send(resp([]oaiChatChoice{{Delta: &oaiChatMessage{Role: role}, FinishReason: finish(out)}}, "chat.completion.chunk"))
 		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 			c := resp([]oaiChatChoice{}, "chat.completion.chunk")
 			c.Usage = usage(out)
@@ -302,55 +320,81 @@ func (s *Server) handleOAIChat(w http.ResponseWriter, r *http.Request) {
 		st.line("data: [DONE]\n\n")
 		return
 	}
-	out, text, ok := s.generateAll(w, r, job, dialectOpenAI)
-	if !ok {
+	out, all, err := s.runChat(r, job, turn, nil)
+	if err != nil {
+		writeError(w, r, dialectOpenAI, err)
 		return
 	}
-	reason := out.res.DoneReason
-	c := resp([]oaiChatChoice{{Message: &oaiChatMessage{Role: "assistant", Content: text}, FinishReason: &reason,
-		Logprobs: oaiChatLogprobsOf(lpOn, out.logprobs)}}, "chat.completion")
+	m := &oaiChatMessage{Role: "assistant", Content: all.Content, ReasoningContent: all.Reasoning, ToolCalls: oaiToolCalls(all.Calls, 0)}
+	c := resp([]oaiChatChoice{{Message: m, FinishReason: finish(out), Logprobs: oaiChatLogprobsOf(lpOn, out.logprobs)}}, "chat.completion")
 	c.Usage = usage(out)
 	writeJSON(w, http.StatusOK, c)
 }
 
-func (s *Server) checkOAIChat(req *oaiChatRequest) ([]chat.Message, []string, error) {
+func (s *Server) checkOAIChat(req *oaiChatRequest) (chatfmt.Conversation, []string, error) {
+	var conv chatfmt.Conversation
 	if req.Model == "" {
-		return nil, nil, errorf(http.StatusBadRequest, "model is required")
+		return conv, nil, errorf(http.StatusBadRequest, "model is required")
 	}
 	if len(req.Messages) == 0 {
-		return nil, nil, errorf(http.StatusBadRequest, "messages must not be empty")
+		return conv, nil, errorf(http.StatusBadRequest, "messages must not be empty")
 	}
-	msgs := make([]chat.Message, len(req.Messages))
+	conv.Messages = make([]chat.Message, len(req.Messages))
 	for i, m := range req.Messages {
 		text, err := oaiContent(m.Content, i)
 		if errors.Is(err, errImagePart) {
-			return nil, nil, s.refuseImages(req.Model)
+			return conv, nil, s.refuseImages(req.Model)
 		}
 		if err != nil {
-			return nil, nil, err
+			return conv, nil, err
 		}
 		role := m.Role
 		switch role {
 		case "":
-			return nil, nil, errorf(http.StatusBadRequest, "messages[%d] has no role", i)
+			return conv, nil, errorf(http.StatusBadRequest, "messages[%d] has no role", i)
 		case "developer":
 			role = "system"
 		}
-		msgs[i] = chat.Message{Role: role, Content: text}
+		cm := chat.Message{Role: role, Content: text, ToolCallID: m.ToolCallID, Name: m.Name, Thinking: m.ReasoningContent}
+		if cm.Thinking == "" {
+			cm.Thinking = m.Reasoning
+		}
+		for j, c := range m.ToolCalls {
+			call, err := oaiHistoryCall(c)
+			if err != nil {
+				return conv, nil, errorf(http.StatusBadRequest, "messages[%d].tool_calls[%d]: %v", i, j, err)
+			}
+			cm.ToolCalls = append(cm.ToolCalls, call)
+		}
+		conv.Messages[i] = cm
 	}
 	stop, err := oaiStrings(req.Stop, "stop")
 	if err == nil {
 		err = checkStops(stop)
 	}
+	if err == nil {
+		conv.Tools, err = oaiTools(req.Tools)
+	}
+	if err == nil {
+		conv.Choice, conv.Function, err = oaiToolChoice(req.ToolChoice)
+	}
+	conv.Parallel = req.ParallelToolCalls == nil || *req.ParallelToolCalls
+	if req.ReasoningEffort != "" {
+		conv.Think = chatfmt.Think{Set: true, On: req.ReasoningEffort != "none", Effort: req.ReasoningEffort}
+		if req.ReasoningEffort == "none" || req.ReasoningEffort == "minimal" {
+			conv.Think.Effort = ""
+		}
+	}
+	if v, ok := req.ChatTemplateKwargs["enable_thinking"].(bool); ok {
+		conv.Think.Set, conv.Think.On = true, v
+	}
 	switch {
 	case err != nil:
-		return nil, nil, err
+		return conv, nil, err
 	case req.N != nil && *req.N != 1:
-		return nil, nil, errorf(http.StatusBadRequest, "n must be 1: Hearth returns one choice")
-	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
-		return nil, nil, errorf(http.StatusBadRequest, "model %q does not support tools", req.Model)
+		return conv, nil, errorf(http.StatusBadRequest, "n must be 1: Hearth returns one choice")
 	}
-	return msgs, stop, nil
+	return conv, stop, nil
 }
 
 // oaiGrammar compiles response_format: json_object is any JSON object,
