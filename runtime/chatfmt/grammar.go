@@ -36,7 +36,7 @@ func (f Format) Grammar(c *Conversation, o ParseOptions, respond *grammar.Gramma
 		return nil, err
 	}
 	if forced {
-		g, err := grammar.Compile(grammar.Seq(f.reasoningPrefix(o), calls.forced))
+		g, err := grammar.Compile(grammar.Seq(f.reasoningPrefix(c, o), calls.forced))
 		if err != nil {
 			return nil, fmt.Errorf("tools: %w", err)
 		}
@@ -54,9 +54,14 @@ func (f Format) Grammar(c *Conversation, o ParseOptions, respond *grammar.Gramma
 }
 
 // reasoningPrefix is what may come before a forced call: the reasoning
-// block (required when the prompt opened it), and whitespace.
-func (f Format) reasoningPrefix(o ParseOptions) grammar.Expr {
+// block (required when the prompt opened it; none when the request turned
+// thinking off, which holds models whose template cannot switch it off to
+// it too), and whitespace.
+func (f Format) reasoningPrefix(c *Conversation, o ParseOptions) grammar.Expr {
+	off := c.Think.Set && !c.Think.On && c.Think.Effort == ""
 	switch {
+	case off && !o.InReasoning:
+		return grammar.Ws()
 	case f.Syntax == Harmony:
 		analysis := grammar.Seq(grammar.Lit(hChannel+"analysis"+hMessage), grammar.TextUntil(hEnd, hChannel, hStart, hMessage), grammar.Lit(hEnd+hStart+"assistant"))
 		return grammar.Opt(analysis)

@@ -240,3 +240,11 @@ func TestLogprobs(t *testing.T) {
 func TestPreserve(t *testing.T) {
 	servertest.Preserve(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 16 << 20}))
 }
+
+func TestForcedToolCalls(t *testing.T) {
+	n := 200
+	if testing.Short() {
+		n = 24
+	}
+	servertest.ForcedToolCalls(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 64 << 20}), n)
+}
