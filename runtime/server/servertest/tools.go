@@ -143,8 +143,8 @@ func ForcedToolCalls(t *testing.T, load server.Loader, n int) {
 					for i := range work {
 						params := openai.ChatCompletionNewParams{
 							Model: syntax, Tools: forcedTools, ParallelToolCalls: openai.Bool(false),
-							Messages:        []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")},
-							Temperature:     openai.Float(1), Seed: openai.Int(int64(i)), MaxTokens: openai.Int(400),
+							Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")},
+							Temperature: openai.Float(1), Seed: openai.Int(int64(i)), MaxTokens: openai.Int(400),
 							ReasoningEffort: "none",
 							ToolChoice:      openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
 						}
