@@ -7,6 +7,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/chatfmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -150,6 +151,10 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		s.loadOnly(w, r, req.Model, keep, false)
 		return
 	}
+	if req.Think != nil && req.Think.Value != nil {
+		s.generateThinking(w, r, &req, g, keep)
+		return
+	}
 	job := &genJob{
 		model: req.Model, keepAlive: keep,
 		options: func(o *genOptions) error { return o.apply(req.Options) },
@@ -180,6 +185,63 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 	}, final)
 }
 
+// generateThinking answers /api/generate with think set: the prompt (and
+// system) as a one-turn conversation through the chat pipeline, so the
+// template gets enable_thinking or the effort and the reasoning comes
+// back apart, in thinking.
+func (s *Server) generateThinking(w http.ResponseWriter, r *http.Request, req *api.GenerateRequest, g *grammar.Grammar, keep time.Duration) {
+	conv := chatfmt.Conversation{Messages: []chat.Message{{Role: "user", Content: req.Prompt}}}
+	if req.System != "" {
+		conv.Messages = append([]chat.Message{{Role: "system", Content: req.System}}, conv.Messages...)
+	}
+	if err := ollamaThink(req.Think, &conv); err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
+	turn, err := newChatTurn(req.Model, conv, g)
+	if err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
+	job := turn.job(keep, func(o *genOptions) error { return o.apply(req.Options) })
+	job.logprobs, job.topLogprobs = req.Logprobs, req.TopLogprobs
+	if err := job.precheck(); err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
+	final := func(out *genOutcome, d chatfmt.Delta) api.GenerateResponse {
+		ctxIDs := make([]int, 0, len(out.prompt)+len(out.res.Tokens))
+		for _, id := range append(slices.Clone(out.prompt), out.res.Tokens...) {
+			ctxIDs = append(ctxIDs, int(id))
+		}
+		now := s.now()
+		return api.GenerateResponse{Model: req.Model, CreatedAt: now.UTC(), Response: d.Content, Thinking: d.Reasoning, Done: true,
+			DoneReason: out.res.DoneReason, Context: ctxIDs, Metrics: metricsOf(out, now)}
+	}
+	if wantStream(req.Stream) {
+		st := newStreamer(w, false)
+		out, _, err := s.runChat(r, job, turn, func(d chatfmt.Delta, lps []TokenLogprob) error {
+			c := api.GenerateResponse{Model: req.Model, CreatedAt: s.now().UTC(), Response: d.Content, Thinking: d.Reasoning}
+			withOllamaLogprobs(&c, lps)
+			return st.send(c)
+		})
+		if err != nil {
+			st.fail(r, dialectOllama, err)
+			return
+		}
+		st.send(final(out, chatfmt.Delta{}))
+		return
+	}
+	out, all, err := s.runChat(r, job, turn, nil)
+	if err != nil {
+		writeError(w, r, dialectOllama, err)
+		return
+	}
+	v := final(out, all)
+	withOllamaLogprobs(&v, out.logprobs)
+	writeJSON(w, http.StatusOK, v)
+}
+
 func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, error) {
 	if req.Model == "" {
 		return nil, errorf(http.StatusBadRequest, "model is required")
@@ -191,8 +253,10 @@ func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, erro
 		return nil, errorf(http.StatusBadRequest, "model %q does not support insert (suffix)", req.Model)
 	case req.Template != "":
 		return nil, errorf(http.StatusBadRequest, "template overrides are not supported: Hearth renders the model's own (Jinja) chat template; use raw to send a formatted prompt")
-	case req.Think != nil && req.Think.Bool():
-		return nil, errorf(http.StatusBadRequest, "model %q does not support thinking", req.Model)
+	case req.Think != nil && req.Think.Value != nil && req.Raw:
+		return nil, errorf(http.StatusBadRequest, "think needs the model's template: it does not apply to raw prompts")
+	case req.Think != nil && req.Think.Value != nil && len(req.Context) > 0:
+		return nil, errorf(http.StatusBadRequest, "think with context is not supported: use /api/chat for conversations")
 	case req.DebugRenderOnly:
 		return nil, fmt.Errorf("%w: _debug_render_only", ErrUnsupported)
 	}
@@ -299,6 +363,24 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c)
 }
 
+// ollamaThink reads Ollama's think: true, false, or an effort.
+func ollamaThink(v *api.ThinkValue, conv *chatfmt.Conversation) error {
+	if v == nil || v.Value == nil {
+		return nil
+	}
+	if !v.IsValid() {
+		return errorf(http.StatusBadRequest, "think must be true, false, \"low\", \"medium\" or \"high\"")
+	}
+	conv.Think.Set = true
+	switch x := v.Value.(type) {
+	case bool:
+		conv.Think.On = x
+	case string:
+		conv.Think.On, conv.Think.Effort = true, x
+	}
+	return nil
+}
+
 // ollamaToolCall is a parsed call in Ollama's shape.
 func ollamaToolCall(c chatfmt.Call, index int) api.ToolCall {
 	args := api.NewToolCallFunctionArguments()
@@ -335,17 +417,8 @@ func (s *Server) checkChat(req *api.ChatRequest) (chatfmt.Conversation, error) {
 		conv.Tools = append(conv.Tools, chatfmt.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
 	conv.Parallel = true
-	if req.Think != nil && req.Think.Value != nil {
-		if !req.Think.IsValid() {
-			return conv, errorf(http.StatusBadRequest, "think must be true, false, \"low\", \"medium\" or \"high\"")
-		}
-		conv.Think.Set = true
-		switch v := req.Think.Value.(type) {
-		case bool:
-			conv.Think.On = v
-		case string:
-			conv.Think.On, conv.Think.Effort = true, v
-		}
+	if err := ollamaThink(req.Think, &conv); err != nil {
+		return conv, err
 	}
 	switch {
 	case req.DebugRenderOnly:

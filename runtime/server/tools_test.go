@@ -195,3 +195,87 @@ func TestOpenAIChatTools(t *testing.T) {
 		t.Errorf("unknown forced function: %d %s", status, body)
 	}
 }
+
+// TestToolFamilies: the same conversation through Ollama's client and
+// openai-go (streamed) over three template families, each answering in its
+// own syntax, thinking first: one call, the reasoning apart, no content.
+func TestToolFamilies(t *testing.T) {
+	families := []struct {
+		template string
+		pieces   []string
+	}{
+		{"Qwen-Qwen3-0.6B", qwenCall},
+		{"openai-gpt-oss-120b", []string{"<|channel|>analysis<|message|>The user wants", " weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>", `{"city": "Paris"}`}},
+		{"mistralai-Ministral-3-14B-Reasoning-2512", []string{"[THINK]The user wants weather.[/THINK]", "[TOOL_CALLS]get_", `weather[ARGS]{"city": "Paris"}`}},
+	}
+	var params api.ToolFunctionParameters
+	json.Unmarshal(weatherParams, &params)
+	tools := api.Tools{{Type: "function", Function: api.ToolFunction{Name: "get_weather", Parameters: params}}}
+	for _, fam := range families {
+		t.Run(fam.template, func(t *testing.T) {
+			f := templateFake(t, fam.template, fam.pieces...)
+			e := newEnv(t, map[string]*fakeRunner{"m": f}, nil)
+			var msg api.Message
+			err := e.ollama.Chat(context.Background(), &api.ChatRequest{Model: "m", Tools: tools,
+				Messages: []api.Message{{Role: "user", Content: "Weather in Paris?"}}}, func(r api.ChatResponse) error {
+				msg.Content += r.Message.Content
+				msg.Thinking += r.Message.Thinking
+				msg.ToolCalls = append(msg.ToolCalls, r.Message.ToolCalls...)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if city, _ := msg.ToolCalls[0].Function.Arguments.Get("city"); len(msg.ToolCalls) != 1 || city != "Paris" || msg.Content != "" || msg.Thinking != "The user wants weather." {
+				t.Errorf("ollama: %+v", msg)
+			}
+			stream := e.openai.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "m",
+				Tools: []openai.ChatCompletionToolParam{oaiWeatherTool()}, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")}})
+			var acc openai.ChatCompletionAccumulator
+			reasoning := ""
+			for stream.Next() {
+				c := stream.Current()
+				acc.AddChunk(c)
+				if len(c.Choices) > 0 {
+					var rc string
+					json.Unmarshal([]byte(c.Choices[0].Delta.JSON.ExtraFields["reasoning_content"].Raw()), &rc)
+					reasoning += rc
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			ch := acc.Choices[0]
+			if len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` || ch.Message.Content != "" ||
+				ch.FinishReason != "tool_calls" || reasoning != "The user wants weather." {
+				t.Errorf("openai: %+v, reasoning %q", ch, reasoning)
+			}
+		})
+	}
+}
+
+func TestOllamaGenerateThink(t *testing.T) {
+	f := templateFake(t, "Qwen-Qwen3-0.6B", "<think>\nhmm", "\n</think>\n\n", "Hello!")
+	e := newEnv(t, map[string]*fakeRunner{"qwen": f}, nil)
+	for _, stream := range []bool{false, true} {
+		var resp api.GenerateResponse
+		err := e.ollama.Generate(context.Background(), &api.GenerateRequest{Model: "qwen", Prompt: "hi", Stream: &stream, Think: &api.ThinkValue{Value: true}},
+			func(r api.GenerateResponse) error {
+				resp.Response += r.Response
+				resp.Thinking += r.Thinking
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Response != "Hello!" || resp.Thinking != "hmm" {
+			t.Errorf("stream %v: response %q thinking %q", stream, resp.Response, resp.Thinking)
+		}
+	}
+	stream := false
+	err := e.ollama.Generate(context.Background(), &api.GenerateRequest{Model: "qwen", Prompt: "hi", Stream: &stream, Think: &api.ThinkValue{Value: false}},
+		func(api.GenerateResponse) error { return nil })
+	if p := detok(f.lastRequest(t).Prompt); err != nil || !strings.HasSuffix(p, "<think>\n\n</think>\n\n") {
+		t.Errorf("think false: %v, prompt ends %q", err, p[max(0, len(p)-30):])
+	}
+}
