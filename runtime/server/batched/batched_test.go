@@ -248,3 +248,7 @@ func TestForcedToolCalls(t *testing.T) {
 	}
 	servertest.ForcedToolCalls(t, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 64 << 20}), n)
 }
+
+func BenchmarkToolCallOverhead(b *testing.B) {
+	servertest.ToolCallOverhead(b, batched.Loader(engine.Options{Threads: 2}, engine.BatchConfig{KVBudget: 64 << 20}))
+}
