@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -361,7 +362,7 @@ func (p *tagParser) parseCalls(t string) ([]Call, int, error) {
 	case QwenXML:
 		return parseQwenXML(t, p.o.Tools)
 	case Llama3:
-		return parseLlama3(t)
+		return knownCalls(parseLlama3(t))(p.o.Tools)
 	case MistralJSON:
 		return parseMistralJSON(t)
 	case MistralArgs:
@@ -369,7 +370,24 @@ func (p *tagParser) parseCalls(t string) ([]Call, int, error) {
 	case DeepSeekR1:
 		return parseDeepSeek(t)
 	}
-	return parseGeneric(t)
+	return knownCalls(parseGeneric(t))(p.o.Tools)
+}
+
+// knownCalls refuses calls of functions not offered, for the syntaxes
+// whose calls are bare JSON (a JSON answer with a "name" is not a call
+// unless it names a tool).
+func knownCalls(calls []Call, n int, err error) func([]Tool) ([]Call, int, error) {
+	return func(tools []Tool) ([]Call, int, error) {
+		if err != nil || len(tools) == 0 {
+			return calls, n, err
+		}
+		for _, c := range calls {
+			if !slices.ContainsFunc(tools, func(t Tool) bool { return t.Name == c.Name }) {
+				return nil, 0, errBad
+			}
+		}
+		return calls, n, nil
+	}
 }
 
 // firstOf finds the earliest of markers in s.
@@ -479,8 +497,8 @@ func jsonCall(s string) (Call, int, error) {
 		return Call{}, 0, err
 	}
 	var nc namedCall
-	if json.Unmarshal(raw, &nc) != nil {
-		return Call{}, 0, errBad
+	if json.Unmarshal(raw, &nc) != nil || (nc.Function == nil && nc.Arguments == nil && nc.Parameters == nil) {
+		return Call{}, 0, errBad // {"name": ...} alone is data, not a call
 	}
 	c, err := nc.call()
 	return c, n, err

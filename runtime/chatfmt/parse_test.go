@@ -93,6 +93,8 @@ func TestParse(t *testing.T) {
 			`<|python_tag|>{"name": "get_weather", "parameters": {"city": "Oslo"}}; {"name": "get_weather", "parameters": {"city": "Bergen"}}`,
 			result{Calls: []string{`get_weather {"city":"Oslo"}`, `get_weather {"city":"Bergen"}`}}},
 		{"llama3 json content", Format{Syntax: Llama3}, ParseOptions{ParseTools: true}, `{"answer": 42}`, result{Content: `{"answer": 42}`}},
+		{"llama3 json with a name", Format{Syntax: Llama3}, ParseOptions{ParseTools: true, Tools: []Tool{weatherTool}}, `Here: {"name": "Bob", "age": 3}`, result{Content: `Here: {"name": "Bob", "age": 3}`}},
+		{"llama3 unknown function", Format{Syntax: Llama3}, ParseOptions{ParseTools: true, Tools: []Tool{weatherTool}}, `{"name": "Bob", "parameters": {}}`, result{Content: `{"name": "Bob", "parameters": {}}`}},
 		{"llama3 text", Format{Syntax: Llama3}, ParseOptions{ParseTools: true}, `It is {"a": 1}`, result{Content: `It is {"a": 1}`}},
 		{"mistral json", Format{Syntax: MistralJSON}, ParseOptions{ParseTools: true},
 			`[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Lyon"}, "id": "abcdefghi"}, {"name": "get_weather", "arguments": {"city": "Nice"}}]`,
