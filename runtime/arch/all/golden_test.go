@@ -52,8 +52,6 @@ func archNextCases(t *testing.T) string {
 // archNextModels are the arch-next files whose family Hearth runs.
 var archNextModels = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
 
-// archNextParity are those held to llama.cpp's outputs. gemma4-moe is
-// not yet: at the provisional gemma4 tolerance it has 3 of 998 rows past
-// 2×tol (router near-ties, as the README allows) but one top-1 flip with
-// a margin of 0.185 (paragraph, position 475) that Check does not excuse.
-var archNextParity = []string{"gemma4-h1001-Q8_0"}
+// archNextParity are those held to llama.cpp's outputs: both gemma4
+// files (the mixture with RunModels' allowance for router near-ties).
+var archNextParity = archNextModels
