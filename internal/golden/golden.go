@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // Pair is a token id and its logit.
@@ -122,4 +123,23 @@ func Tolerance(model string) float32 {
 		return 0.05
 	}
 	return 0.1
+}
+
+// ArchNext are the shared/arch-next models whose family Hearth runs and
+// holds to llama.cpp's outputs (qwen35 is not one yet): Gemma 4, dense and
+// with experts (the mixture with RunModels' allowance for router
+// near-ties).
+var ArchNext = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
+
+// Only returns a temporary folder (removed with t) that holds dir's cases
+// of the given models only, linked: RunModels over a part of a golden set.
+func Only(t testing.TB, dir string, models ...string) string {
+	t.Helper()
+	dst := t.TempDir()
+	for _, m := range models {
+		if err := os.Symlink(filepath.Join(dir, m), filepath.Join(dst, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
