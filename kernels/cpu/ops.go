@@ -8,14 +8,18 @@ import (
 )
 
 // RMSNorm writes dst = x / rms(x) * w for one row. The sum of squares is
-// accumulated in float64 and the scale rounded to float32, as ggml does.
+// accumulated in float64 and the mean rounded to float32, then the scale is
+// 1.0f/sqrtf(mean+eps) in float32 arithmetic, as ggml computes it: taking
+// 1/√ in float64 and rounding once differs from it by an ulp now and then,
+// which a Q8_0 quantization of the normed row can turn into a whole
+// quantization step (Gemma 4 showed it: see internal/golden's Tolerance).
 func RMSNorm(dst, x, w []float32, eps float32) {
 	var sum float64
 	for _, v := range x {
 		sum += float64(v * v)
 	}
 	mean := float32(sum / float64(len(x)))
-	scale := float32(1 / math.Sqrt(float64(mean+eps)))
+	scale := 1 / float32(math.Sqrt(float64(mean+eps))) // sqrtf, then a float32 division
 	if w == nil {
 		for i, v := range x {
 			dst[i] = v * scale
@@ -202,7 +206,7 @@ func LayerNorm(dst, x, w, b []float32, eps float32) {
 		dst[i] = c
 		sum2 += float64(c * c)
 	}
-	scale := float32(1 / math.Sqrt(float64(float32(sum2/float64(len(x)))+eps)))
+	scale := 1 / float32(math.Sqrt(float64(float32(sum2/float64(len(x)))+eps))) // 1.0f/sqrtf(var+eps)
 	for i := range dst[:len(x)] {
 		dst[i] *= scale
 		if w != nil {

@@ -4,8 +4,9 @@
 //   dst[t][i] = (x[t][i] * scale) * w[i],  scale = 1/sqrt(mean(x[t]^2) + eps).
 // CPU reference: kernels/cpu ops.go RMSNorm. As there, each square is
 // rounded to float32 and summed in float64, the mean is rounded to float32
-// and the scale computed in float64 then rounded; only the summation order
-// differs (a tree here), so results agree to an ulp or two. w is float32
+// and the scale is 1.0f/sqrtf(mean + eps) in float32 (ggml's; rounding a
+// float64 1/sqrt once differs by an ulp now and then); only the summation
+// order differs (a tree here), so results agree to an ulp or two. w is float32
 // (the backend keeps an f32 copy of any 1-row weight); dst may equal x.
 // A "row" is any run of cols contiguous values: per-head norms (a weight
 // of headDim on rows of heads·headDim, runtime/cpu RMSNorm's segments)
@@ -21,8 +22,8 @@
 //   scale = 1/sqrt(mean(c^2) + eps); w and b may each be null (left out).
 // CPU reference: kernels/cpu ops.go LayerNorm (ggml's arithmetic): the sum
 // of x and the sum of the rounded squares c_i·c_i in float64, mean and
-// variance rounded to float32, var + eps added in float32, the scale in
-// float64 then rounded, each product rounded on its own (mul_rn: no FMA
+// variance rounded to float32, var + eps added in float32, the scale
+// 1.0f/sqrtf(var + eps) in float32, each product rounded on its own (mul_rn: no FMA
 // with the bias). Only the summation order differs. dst may equal x.
 //   Launch: grid (rows), block 256. Napkin: x read three times (from L1/L2
 //   after the first), dst written once: bandwidth-bound like rmsnorm.
@@ -58,7 +59,7 @@ KERNEL void rmsnorm_f32(float* dst, const float* x, const float* w, int cols, fl
     s += (double)mul_rn(v, v);
   }
   float mean = (float)(block_sum_d(s, part) / (double)cols);
-  float scale = (float)(1.0 / __nvvm_sqrt_rn_d((double)(mean + eps)));
+  float scale = __nvvm_div_rn_f(1.0f, __nvvm_sqrt_rn_f(mean + eps));
   for (int i = tid_x(); i < cols; i += ntid_x()) dr[i] = mul_rn(xr[i], scale) * w[i];
 }
 
@@ -75,7 +76,7 @@ KERNEL void layernorm_f32(float* dst, const float* x, const float* w, const floa
     s2 += (double)mul_rn(c, c);
   }
   float var = (float)(block_sum_d(s2, part) / (double)cols);
-  float scale = (float)(1.0 / __nvvm_sqrt_rn_d((double)(var + eps)));
+  float scale = __nvvm_div_rn_f(1.0f, __nvvm_sqrt_rn_f(var + eps));
   // Each thread reads and writes only its own elements: in place is safe.
   for (int i = tid_x(); i < cols; i += ntid_x()) {
     float v = mul_rn(xr[i] - mean, scale);

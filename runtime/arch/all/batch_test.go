@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-llm/hearth/internal/golden"
 	"github.com/hearth-llm/hearth/internal/testdata"
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/runtime/arch"
@@ -24,7 +25,7 @@ func TestBatchInvarianceFamilies(t *testing.T) {
 		t.Fatalf("no models (%v)", err)
 	}
 	next := testdata.Dir(t, "arch-next/models")
-	for _, m := range archNextModels {
+	for _, m := range golden.ArchNext {
 		paths = append(paths, filepath.Join(next, m+".gguf"))
 	}
 	be := cpu.New(2)
