@@ -27,6 +27,10 @@ type chatTurn struct {
 	parser  chatfmt.Parser
 	grammar *grammar.Grammar
 	calls   int // calls parsed so far, for their indexes
+	// texts counts the texts generated so far; reasoningTexts the texts
+	// up to the last that added reasoning: the reasoning's tokens, one
+	// token a text (but for text held back by stop strings).
+	texts, reasoningTexts int
 }
 
 // newChatTurn checks the conversation's tools and choice.
@@ -91,6 +95,9 @@ func (s *Server) runChat(r *http.Request, job *genJob, t *chatTurn, onDelta func
 		}
 		all.Add(d)
 		t.calls += len(d.Calls)
+		if d.Reasoning != "" {
+			t.reasoningTexts = t.texts
+		}
 		lps, pending = pending, nil
 		if onDelta == nil {
 			return nil
@@ -98,6 +105,7 @@ func (s *Server) runChat(r *http.Request, job *genJob, t *chatTurn, onDelta func
 		return onDelta(d, lps)
 	}
 	out, err := s.generate(r, job, func(text string, lps []TokenLogprob) error {
+		t.texts++
 		return deliver(t.parser.Push(text), lps, false)
 	})
 	if err != nil {

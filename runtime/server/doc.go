@@ -1,7 +1,8 @@
 // Package server serves Hearth's models over HTTP in two dialects:
 // Ollama's API (/api/generate, /api/chat, /api/embed, /api/tags, …, with
 // the types of github.com/ollama/ollama/api) and OpenAI's
-// (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models).
+// (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
+// /v1/responses).
 //
 // The server talks to models only through Runner (generate, embed,
 // tokenize, describe) and Loader (a GGUF path to a Runner). It renders chat
@@ -38,8 +39,8 @@
 // Hearth cannot enforce is a 400 naming the keyword. Images are refused
 // with a clear 400 rather than silently ignored.
 //
-// Chat requests of every API (Ollama chat, OpenAI chat) become one
-// chatfmt.Conversation (chat.go): messages with earlier calls, tool
+// Chat requests of every API (Ollama chat, OpenAI chat and Responses)
+// become one chatfmt.Conversation (chat.go): messages with earlier calls, tool
 // results and reasoning, tools, tool choice, parallel calls, thinking. The
 // model's tool-call and reasoning format is detected from its template once,
 // at load (runtime/chatfmt); the template gets the tools (or, when it
@@ -53,6 +54,36 @@
 // is a 400. Streamed calls go out whole, one delta each (id, name and all
 // the arguments), when the parser completes them. finish_reason is
 // "tool_calls" when the answer made calls.
+//
+// Responses (responses.go): POST /v1/responses takes input as a string or
+// as items (messages of role user, assistant, system or developer with
+// string or input_text/output_text content; function_call and
+// function_call_output; reasoning items, which become the assistant
+// turn's thinking), instructions (a system message first, never carried
+// over by previous_response_id, as OpenAI), function tools (any other
+// tool type is a 400 naming it), tool_choice, parallel_tool_calls,
+// text.format (the grammar of chat's response_format), reasoning.effort,
+// max_output_tokens, temperature, top_p, stream, store, metadata, user.
+// The output items are the chat turn's in the order the parser completes
+// them: reasoning {content: [reasoning_text]}, message {content:
+// [output_text]}, function_call; a response that ran out of
+// max_output_tokens (or context) is status incomplete with
+// incomplete_details.reason max_output_tokens. Streams are SSE with
+// event: lines and sequence_number, no [DONE]; response.created and
+// in_progress go out with the first output, so errors before it are
+// plain HTTP errors; an error after it is an error event then
+// response.failed. output_tokens_details.reasoning_tokens counts the
+// texts generated up to the last reasoning (one token each). Responses
+// with store true (the default) are kept in memory, the last 1,000 within
+// 64 MiB, least recently used out first, until restart: their
+// conversation for previous_response_id, their object for GET
+// /v1/responses/{id}; DELETE forgets one. An id not kept (unknown,
+// store false, evicted, deleted) is a 404: for previous_response_id with
+// code previous_response_not_found and param previous_response_id. Not
+// supported: background and prompt (400), hosted and MCP tools (400),
+// image and file inputs (400), item_reference items (400), include and
+// top_logprobs (ignored), truncation (no truncation: a conversation
+// longer than the context is a 400).
 //
 // Logprobs (OpenAI chat's logprobs/top_logprobs, completions' logprobs N,
 // Ollama's logprobs/top_logprobs; 0..20 alternatives, completions too,

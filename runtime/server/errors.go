@@ -25,6 +25,7 @@ type apiError struct {
 	status int
 	msg    string
 	code   string // OpenAI's error code ("model_not_found"), optional
+	param  string // OpenAI's param: the request field at fault, optional
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -109,5 +110,9 @@ func errorBody(d dialect, ae *apiError) any {
 	if ae.code != "" {
 		code = ae.code
 	}
-	return map[string]any{"error": map[string]any{"message": ae.msg, "type": typ, "param": nil, "code": code}}
+	var param any
+	if ae.param != "" {
+		param = ae.param
+	}
+	return map[string]any{"error": map[string]any{"message": ae.msg, "type": typ, "param": param, "code": code}}
 }

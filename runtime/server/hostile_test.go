@@ -113,6 +113,34 @@ func TestHostileRequests(t *testing.T) {
 		{"oai completions logprobs 21", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":21}`, 400},
 		{"oai completions logprobs -1", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":-1}`, 400},
 		{"oai completions logprobs true", "POST", "/v1/completions", `{"model":"tiny","prompt":"x","logprobs":true}`, 400},
+		{"responses no model", "POST", "/v1/responses", `{"input":"x"}`, 400},
+		{"responses no input", "POST", "/v1/responses", `{"model":"tiny"}`, 400},
+		{"responses numeric input", "POST", "/v1/responses", `{"model":"tiny","input":5}`, 400},
+		{"responses unknown item type", "POST", "/v1/responses", `{"model":"tiny","input":[{"type":"computer_call","id":"c"}]}`, 400},
+		{"responses item without role", "POST", "/v1/responses", `{"model":"tiny","input":[{"content":"x"}]}`, 400},
+		{"responses bad role", "POST", "/v1/responses", `{"model":"tiny","input":[{"role":"tool","content":"x"}]}`, 400},
+		{"responses item not object", "POST", "/v1/responses", `{"model":"tiny","input":["x"]}`, 400},
+		{"responses bad call arguments", "POST", "/v1/responses", `{"model":"tiny","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{"}]}`, 400},
+		{"responses call without call_id", "POST", "/v1/responses", `{"model":"tiny","input":[{"type":"function_call_output","output":"x"}]}`, 400},
+		{"responses image", "POST", "/v1/responses", `{"model":"tiny","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:,"}]}]}`, 400},
+		{"responses file part", "POST", "/v1/responses", `{"model":"tiny","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}`, 400},
+		{"responses unknown tool type", "POST", "/v1/responses", `{"model":"tiny","input":"x","tools":[{"type":"web_search_preview"}]}`, 400},
+		{"responses tools object", "POST", "/v1/responses", `{"model":"tiny","input":"x","tools":{"type":"function"}}`, 400},
+		{"responses nameless tool", "POST", "/v1/responses", `{"model":"tiny","input":"x","tools":[{"type":"function"}]}`, 400},
+		{"responses bad text.format", "POST", "/v1/responses", `{"model":"tiny","input":"x","text":{"format":{"type":"xml"}}}`, 400},
+		{"responses string text.format", "POST", "/v1/responses", `{"model":"tiny","input":"x","text":{"format":"json"}}`, 400},
+		{"responses bad schema", "POST", "/v1/responses", `{"model":"tiny","input":"x","text":{"format":{"type":"json_schema","name":"n","schema":{"type":5}}}}`, 400},
+		{"responses bad tool_choice", "POST", "/v1/responses", `{"model":"tiny","input":"x","tool_choice":"sometimes"}`, 400},
+		{"responses hosted tool_choice", "POST", "/v1/responses", `{"model":"tiny","input":"x","tool_choice":{"type":"file_search"}}`, 400},
+		{"responses tool_choice not a tool", "POST", "/v1/responses", `{"model":"tiny","input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"g"}}`, 400},
+		{"responses required without tools", "POST", "/v1/responses", `{"model":"tiny","input":"x","tool_choice":"required"}`, 400},
+		{"responses bad effort", "POST", "/v1/responses", `{"model":"tiny","input":"x","reasoning":{"effort":"extreme"}}`, 400},
+		{"responses max_output_tokens 0", "POST", "/v1/responses", `{"model":"tiny","input":"x","max_output_tokens":0}`, 400},
+		{"responses instructions number", "POST", "/v1/responses", `{"model":"tiny","input":"x","instructions":5}`, 400},
+		{"responses background", "POST", "/v1/responses", `{"model":"tiny","input":"x","background":true}`, 400},
+		{"responses unknown previous", "POST", "/v1/responses", `{"model":"tiny","input":"x","previous_response_id":"resp_nope"}`, 404},
+		{"responses get unknown", "GET", "/v1/responses/resp_nope", ``, 404},
+		{"responses delete unknown", "DELETE", "/v1/responses/resp_nope", ``, 404},
 	} {
 		code, h, body := e.do(c.method, c.path, c.body)
 		if code != c.code {
@@ -152,11 +180,13 @@ func FuzzHandlers(f *testing.F) {
 		`{"model":"tiny","prompt":"x","logprobs":5,"stream":true}`,
 		`{"model":"tiny","messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}],"tool_choice":"required","stream":true}`,
 		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}},"think":true,"reasoning_effort":"high"}`,
-		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":20,"stream":true,"stop":"b"}`} {
+		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":20,"stream":true,"stop":"b"}`,
+		`{"model":"tiny","input":[{"role":"user","content":"x"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"y"}],"tools":[{"type":"function","name":"f"}],"stream":true}`,
+		`{"model":"tiny","input":"x","instructions":"i","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}},"max_output_tokens":1,"store":false}`} {
 		f.Add(s)
 	}
 	routes := []string{"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
-		"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+		"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
 	fk := newFake("a", "b")
 	fk.info.Template = testTemplate
 	e := newEnv(f, map[string]*fakeRunner{"tiny": fk}, nil)

@@ -380,10 +380,7 @@ func (s *Server) checkOAIChat(req *oaiChatRequest) (chatfmt.Conversation, []stri
 	}
 	conv.Parallel = req.ParallelToolCalls == nil || *req.ParallelToolCalls
 	if req.ReasoningEffort != "" {
-		conv.Think = chatfmt.Think{Set: true, On: req.ReasoningEffort != "none", Effort: req.ReasoningEffort}
-		if req.ReasoningEffort == "none" || req.ReasoningEffort == "minimal" {
-			conv.Think.Effort = ""
-		}
+		conv.Think = oaiThink(req.ReasoningEffort)
 	}
 	if v, ok := req.ChatTemplateKwargs["enable_thinking"].(bool); ok {
 		conv.Think.Set, conv.Think.On = true, v
@@ -412,16 +409,33 @@ func oaiGrammar(f *oaiFormat) (*grammar.Grammar, error) {
 		if f.JSONSchema == nil {
 			return nil, errorf(http.StatusBadRequest, "response_format.json_schema is required when type is json_schema")
 		}
-		if len(f.JSONSchema.Schema) == 0 || string(f.JSONSchema.Schema) == "null" {
-			return grammar.JSON(), nil
-		}
-		g, err := grammar.FromSchema(f.JSONSchema.Schema)
-		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "invalid response_format.json_schema.schema: %v", err)
-		}
-		return g, nil
+		return schemaGrammar(f.JSONSchema.Schema, "response_format.json_schema.schema")
 	}
 	return nil, errorf(http.StatusBadRequest, "response_format.type %q: want text, json_object or json_schema", f.Type)
+}
+
+// schemaGrammar compiles a JSON schema given in field; none (absent or
+// null) is any JSON object.
+func schemaGrammar(schema json.RawMessage, field string) (*grammar.Grammar, error) {
+	if len(schema) == 0 || string(schema) == "null" {
+		return grammar.JSON(), nil
+	}
+	g, err := grammar.FromSchema(schema)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "invalid %s: %v", field, err)
+	}
+	return g, nil
+}
+
+// oaiThink reads a reasoning effort (chat's reasoning_effort, Responses'
+// reasoning.effort): "none" turns thinking off, "minimal" on without an
+// effort, others are the effort (checked by chatfmt.Conversation.Check).
+func oaiThink(effort string) chatfmt.Think {
+	t := chatfmt.Think{Set: true, On: effort != "none", Effort: effort}
+	if effort == "none" || effort == "minimal" {
+		t.Effort = ""
+	}
+	return t
 }
 
 func (s *Server) handleOAICompletions(w http.ResponseWriter, r *http.Request) {

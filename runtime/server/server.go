@@ -85,6 +85,9 @@ type Server struct {
 	origins  []string
 	inFlight atomic.Int64
 	now      func() time.Time
+	// responses keeps recent Responses API answers for
+	// previous_response_id and GET /v1/responses/{id}.
+	responses *respStore
 }
 
 // New returns a server for cfg.
@@ -120,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 	s.mgr = newManager(cfg.Store, cfg.Load, cfg.MemoryBudget, cfg.MaxLoaded, cfg.KeepAlive, s.log, s.now)
 	s.mgr.kvBytes = max(cfg.KVBytes, 0)
 	s.metrics = newMetrics(s)
+	s.responses = newRespStore(respStoreCount, respStoreBytes)
 	s.routes()
 	return s, nil
 }
@@ -157,6 +161,9 @@ func (s *Server) routes() {
 	h("POST /v1/embeddings", s.handleOAIEmbeddings)
 	h("GET /v1/models", s.handleOAIModels)
 	h("GET /v1/models/{model...}", s.handleOAIModel)
+	h("POST /v1/responses", s.handleResponses)
+	h("GET /v1/responses/{id}", s.handleGetResponse)
+	h("DELETE /v1/responses/{id}", s.handleDeleteResponse)
 
 	s.handler = s.wrap(http.HandlerFunc(s.dispatch))
 }
