@@ -117,6 +117,8 @@ type tagParser struct {
 	sectionCalls int
 	// thinking: reasoning text has been emitted in the open block.
 	thinking bool
+	// gap is the whitespace held between content and a marker.
+	gap string
 }
 
 // anywhere are the markers that open a tool section wherever they appear.
@@ -265,7 +267,11 @@ func (p *tagParser) content(d *Delta, final bool) bool {
 		p.start = false
 	}
 	if at, _ := firstOf(p.buf, p.anywhere()); at >= 0 {
-		d.Content += p.buf[:at]
+		// The whitespace between text and a call is neither's (unless
+		// the call turns out to be text).
+		text := strings.TrimRightFunc(p.buf[:at], unicode.IsSpace)
+		d.Content += text
+		p.gap = p.buf[len(text):at]
 		p.buf = p.buf[at:]
 		p.state = inTools
 		p.sectionCalls = 0
@@ -277,6 +283,10 @@ func (p *tagParser) content(d *Delta, final bool) bool {
 		return false
 	}
 	keep := heldPrefix(p.buf, p.anywhere())
+	if len(p.anywhere()) > 0 {
+		// Trailing whitespace waits to see whether a call follows.
+		keep = len(p.buf) - len(strings.TrimRightFunc(p.buf[:len(p.buf)-keep], unicode.IsSpace))
+	}
 	d.Content += p.buf[:len(p.buf)-keep]
 	p.buf = p.buf[len(p.buf)-keep:]
 	return false
@@ -308,6 +318,7 @@ func (p *tagParser) tools(d *Delta, final bool) bool {
 	calls, n, err := p.parseCalls(t)
 	switch {
 	case err == nil:
+		p.gap = ""
 		d.Calls = append(d.Calls, calls...)
 		p.sectionCalls += len(calls)
 		p.buf = t[n:]
@@ -318,7 +329,8 @@ func (p *tagParser) tools(d *Delta, final bool) bool {
 	// Malformed, or cut short: the marker was text after all. Its first
 	// byte (ASCII in every syntax) goes to content and the rest is read
 	// again, where a later marker may open a real call.
-	d.Content += t[:1]
+	d.Content += p.gap + t[:1]
+	p.gap = ""
 	p.buf = t[1:]
 	p.state = inContent
 	return true

@@ -314,7 +314,7 @@ func TestResponsesStreaming(t *testing.T) {
 			}
 		}
 	}
-	if len(items) != 3 || items[0].text != "Let me think." || items[1].text != "It is sunny.\n\n" || items[2].args != `{"city":"Paris"}` {
+	if len(items) != 3 || items[0].text != "Let me think." || items[1].text != "It is sunny." || items[2].args != `{"city":"Paris"}` {
 		t.Errorf("items %+v %+v %+v", items[0], items[1], items[2])
 	}
 	if final.Status != "completed" || len(final.Output) != 3 || final.OutputText() != items[1].text ||
