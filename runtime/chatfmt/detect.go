@@ -33,9 +33,11 @@ const (
 	// DeepSeekR1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
 	// ```json {...} ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>.
 	DeepSeekR1
+	// Gemma4: <|tool_call>call:NAME{key:<|"|>text<|"|>,n:3}<tool_call|>.
+	Gemma4
 )
 
-var syntaxNames = [...]string{"generic", "hermes", "qwen-xml", "llama3-json", "mistral-json", "mistral-args", "harmony", "deepseek-r1"}
+var syntaxNames = [...]string{"generic", "hermes", "qwen-xml", "llama3-json", "mistral-json", "mistral-args", "harmony", "deepseek-r1", "gemma4"}
 
 func (s Syntax) String() string {
 	if int(s) < len(syntaxNames) {
@@ -102,6 +104,12 @@ func Detect(src string) Format {
 		f.Syntax = Harmony
 		f.Thinks, f.CanDisable, f.Effort = true, false, true
 		f.Preserved = []string{hStart, hChannel, hMessage, hEnd, hConstrain, hCall, hReturn}
+		return f
+	case has(g4CallHead):
+		f.Syntax = Gemma4
+		f.ThinkStart, f.ThinkEnd, f.Thinks = g4Thought, g4Channel, true
+		f.CanDisable = strings.Contains(src, "enable_thinking")
+		f.Preserved = []string{g4Call, g4CallEnd, g4Quote, "<|channel>", g4Channel}
 		return f
 	case has("[TOOL_CALLS]", "[ARGS]"):
 		f.Syntax = MistralArgs

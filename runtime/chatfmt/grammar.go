@@ -145,6 +145,15 @@ func (f Format) callSection(tools []Tool, parallel bool) (section, error) {
 		}), grammar.Lit("\n```"+dsCallEnd))
 		s.forced = grammar.Seq(grammar.Lit(dsCallsBegin), many(one, grammar.Lit("\n")), grammar.Lit(dsCallsEnd))
 		s.lazy, s.triggers = s.forced, []string{dsCallsBegin}
+	case Gemma4:
+		one := grammar.Seq(grammar.Lit(g4CallHead), alt(func(t Tool, _ grammar.Expr) grammar.Expr {
+			return grammar.Seq(grammar.Lit(t.Name), gemmaArgs(t.Parameters))
+		}), grammar.Lit(g4CallEnd))
+		s.forced = one
+		if parallel {
+			s.forced = grammar.Repeat(one, 1, -1)
+		}
+		s.lazy, s.triggers = s.forced, []string{g4Call}
 	case Harmony:
 		// One call per message: the call ends the turn (<|call|>).
 		header := grammar.Alt(grammar.Lit(" "+hConstrain+"json"+hMessage), grammar.Lit(hChannel+"commentary "+hConstrain+"json"+hMessage),
@@ -190,10 +199,10 @@ func xmlParams(t Tool) grammar.Expr {
 	return grammar.Seq(parts...)
 }
 
-// xmlValue is a parameter's value: raw text for a plain string, one of
-// the raw values of a string enum or const, else (other types, and
-// strings with a pattern, format or length) its JSON, which the parser
-// decodes.
+// xmlValue is a parameter's value: raw text for a plain string (within
+// its length bounds), one of the raw values of a string enum or const,
+// else (other types, and strings with a pattern or format) its JSON, which
+// the parser decodes.
 func xmlValue(p property) grammar.Expr {
 	if p.typ != "string" {
 		return grammar.Schema(p.schema)
@@ -201,10 +210,10 @@ func xmlValue(p property) grammar.Expr {
 	var s struct {
 		Enum      []any           `json:"enum"`
 		Const     any             `json:"const"`
-		Pattern   string          `json:"pattern"`
-		Format    string          `json:"format"`
-		MinLength json.RawMessage `json:"minLength"`
-		MaxLength json.RawMessage `json:"maxLength"`
+		Pattern   string `json:"pattern"`
+		Format    string `json:"format"`
+		MinLength int    `json:"minLength"`
+		MaxLength *int   `json:"maxLength"`
 	}
 	json.Unmarshal(p.schema, &s)
 	if s.Const != nil {
@@ -221,10 +230,10 @@ func xmlValue(p property) grammar.Expr {
 			return grammar.Alt(alts...)
 		}
 	}
-	if s.Pattern != "" || s.Format != "" || s.MinLength != nil || s.MaxLength != nil || len(s.Enum) > 0 {
+	if s.Pattern != "" || s.Format != "" || len(s.Enum) > 0 {
 		return grammar.Schema(p.schema)
 	}
-	return grammar.TextUntil("</parameter>")
+	return textLen(s.MinLength, s.MaxLength, "</parameter>")
 }
 
 type property struct {

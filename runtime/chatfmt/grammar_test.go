@@ -20,7 +20,7 @@ func testVocab() (*grammar.Vocab, [][]byte) {
 	}
 	words := []string{"<tool_call>", "</tool_call>", "<think>", "</think>", "<function=", "<parameter=", "</parameter>", "</function>",
 		`{"name": "`, `"arguments": `, "get_weather", "get_time", "city", "Paris", " the", " weather", "\n\n", "[TOOL_CALLS]", "[ARGS]",
-		hChannel, hMessage, hEnd, hStart, hConstrain, "commentary", "analysis", " to=functions.", "json", dsCallsBegin, dsCallBegin, dsSep, dsCallEnd, dsCallsEnd}
+		hChannel, hMessage, hEnd, hStart, hConstrain, g4Call, g4CallEnd, g4Quote, g4Thought, g4Channel, "commentary", "analysis", " to=functions.", "json", dsCallsBegin, dsCallBegin, dsSep, dsCallEnd, dsCallsEnd}
 	for _, w := range words {
 		pieces = append(pieces, []byte(w))
 	}
@@ -91,6 +91,7 @@ func TestForcedCallsAlwaysParse(t *testing.T) {
 		{Syntax: QwenXML, ThinkStart: "<think>", ThinkEnd: "</think>", Thinks: true},
 		{Syntax: Llama3}, {Syntax: MistralJSON}, {Syntax: MistralArgs, ThinkStart: "[THINK]", ThinkEnd: "[/THINK]"},
 		{Syntax: DeepSeekR1, ThinkStart: "<think>", ThinkEnd: "</think>"}, {Syntax: Harmony}, {Syntax: Generic},
+		{Syntax: Gemma4, ThinkStart: g4Thought, ThinkEnd: g4Channel, Thinks: true},
 	}
 	for _, f := range formats {
 		for _, choice := range []Choice{ChoiceRequired, ChoiceFunction} {

@@ -138,6 +138,8 @@ func (p *tagParser) anywhere() []string {
 		return []string{"[TOOL_CALLS]"}
 	case DeepSeekR1:
 		return []string{dsCallsBegin, dsCallBegin}
+	case Gemma4:
+		return []string{g4Call}
 	}
 	return nil
 }
@@ -381,6 +383,8 @@ func (p *tagParser) parseCalls(t string) ([]Call, int, error) {
 		return parseMistralArgs(t)
 	case DeepSeekR1:
 		return parseDeepSeek(t)
+	case Gemma4:
+		return parseGemma4(t)
 	}
 	return knownCalls(parseGeneric(t))(p.o.Tools)
 }

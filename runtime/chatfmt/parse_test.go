@@ -120,6 +120,9 @@ func TestParse(t *testing.T) {
 		{"harmony recipient in role", Format{Syntax: Harmony}, ParseOptions{ParseTools: true},
 			"<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": \"Oslo\"}<|call|>",
 			result{Calls: []string{`get_weather {"city":"Oslo"}`}}},
+		{"gemma4", Format{Syntax: Gemma4, ThinkStart: g4Thought, ThinkEnd: g4Channel}, ParseOptions{ParseTools: true},
+			g4Thought + "\nweather?\n" + g4Channel + "Sure." + g4CallHead + `get_weather{city:<|"|>Paris, "FR"<|"|>,days:3,opts:{<|"|>deep<|"|>:[true,null,-1.5e2]}}` + g4CallEnd,
+			result{Reasoning: "weather?", Content: "Sure.", Calls: []string{`get_weather {"city":"Paris, \"FR\"","days":3,"opts":{"deep":[true,null,-1.5e2]}}`}}},
 		{"harmony plain", Format{Syntax: Harmony}, ParseOptions{}, "Just text", result{Content: "Just text"}},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))

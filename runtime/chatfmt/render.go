@@ -163,6 +163,7 @@ var callExamples = map[Syntax]string{
 	MistralArgs: "[TOOL_CALLS]<function name>[ARGS]{<arguments>}",
 	DeepSeekR1:  dsCallsBegin + dsCallBegin + "function" + dsSep + "<function name>\n```json\n{<arguments>}\n```" + dsCallEnd + dsCallsEnd,
 	Harmony:     "<|channel|>commentary to=functions.<function name> <|constrain|>json<|message|>{<arguments>}<|call|>",
+	Gemma4:      g4CallHead + "<function name>{<key>:<value>,...}" + g4CallEnd,
 }
 
 // templateValue is the tool as templates and OpenAI see it.

@@ -31,6 +31,7 @@ var templateCases = []struct {
 	{"openai-gpt-oss-120b", Harmony, true},
 	{"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", DeepSeekR1, true},
 	{"google-gemma-2-2b-it", Generic, false},
+	{"google-gemma-4-31B-it", Gemma4, true},
 	{"microsoft-Phi-3.5-mini-instruct", Generic, false},
 }
 
@@ -64,7 +65,7 @@ func render(t *testing.T, tmpl *chat.Template, f Format, c *Conversation, genPro
 
 // turnEnds are end-of-turn texts templates write after an assistant turn:
 // not part of what the model generates (they are its EOG tokens).
-var turnEnds = []string{"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>", "<|end|>", "<end_of_turn>", "<｜Assistant｜>"}
+var turnEnds = []string{"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>", "<|end|>", "<end_of_turn>", "<｜Assistant｜>", "<|tool_response>", "<turn|>"}
 
 // TestTemplateRoundTrip renders a conversation whose last assistant turn
 // made two calls, cuts out what the template wrote for that turn (the text

@@ -98,7 +98,14 @@ func Ws() Expr { return Expr{&expr{kind: eWs}} }
 // are the prefixes of the stops, and Mask stays fast only while they are
 // well under a few hundred (Compile fails past 1024 bytes of stops).
 func TextUntil(stops ...string) Expr {
-	return Expr{&expr{kind: eText, stops: slices.Clone(stops)}}
+	return Expr{&expr{kind: eText, stops: slices.Clone(stops), max: -1}}
+}
+
+// TextLen is TextUntil of min to max characters (max < 0: no bound), for
+// strings a schema bounds (minLength, maxLength) where they are not JSON
+// strings. Its automaton grows with max: keep max to a few thousand.
+func TextLen(min, max int, stops ...string) Expr {
+	return Expr{&expr{kind: eText, stops: slices.Clone(stops), min: min, max: max}}
 }
 
 // Compile builds a Grammar accepting exactly the strings of root: no
@@ -176,7 +183,7 @@ func (p *composer) emit(e Expr, from, to int32) error {
 	case eWs:
 		b.eps(p.c.ws(from), to)
 	case eText:
-		r, err := p.c.textRule(x.stops)
+		r, err := p.c.textRule(x.stops, x.min, x.max)
 		if err != nil {
 			return err
 		}
@@ -274,7 +281,10 @@ const maxStopBytes = 1024
 
 // textRule returns the rule of TextUntil(stops...), shared by equal stop
 // sets.
-func (c *compiler) textRule(stops []string) (int32, error) {
+func (c *compiler) textRule(stops []string, minLen, maxLen int) (int32, error) {
+	if minLen < 0 || (maxLen >= 0 && maxLen < minLen) || maxLen > maxTextLen {
+		return 0, fmt.Errorf("%w: TextLen(%d, %d): want 0 <= min <= max <= %d", ErrInvalidGrammar, minLen, maxLen, maxTextLen)
+	}
 	stops = slices.Clone(stops)
 	slices.Sort(stops)
 	stops = slices.Compact(stops)
@@ -288,7 +298,8 @@ func (c *compiler) textRule(stops []string) (int32, error) {
 	if total > maxStopBytes {
 		return 0, fmt.Errorf("%w: TextUntil stops longer than %d bytes in all", ErrUnsupported, maxStopBytes)
 	}
-	return c.shared("text\x00"+strings.Join(stops, "\x00"), func(start, end int32) {
-		c.b.textUntil(start, end, stops)
+	key := fmt.Sprintf("text\x00%d\x00%d\x00%s", minLen, maxLen, strings.Join(stops, "\x00"))
+	return c.shared(key, func(start, end int32) {
+		c.b.textUntil(start, end, stops, minLen, maxLen)
 	}), nil
 }

@@ -342,3 +342,27 @@ func TestToolCallRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestTextLen: TextLen counts characters (not bytes) and still stops at
+// its stops.
+func TestTextLen(t *testing.T) {
+	g, err := Compile(Seq(Lit("<"), TextLen(2, 4, ">"), Lit(">")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, ok := range map[string]bool{"<ab>": true, "<abcd>": true, "<éüßa>": true, "<a>": false, "<abcde>": false, "<a>b>": false, "<>": false} {
+		m := g.NewMatcher(NewVocab(nil, nil))
+		err := m.AcceptText(in)
+		if got := err == nil && m.Complete(); got != ok {
+			t.Errorf("%q: accepted %v, want %v (%v)", in, got, ok, err)
+		}
+	}
+	if _, err := Compile(TextLen(3, 2)); err == nil {
+		t.Error("TextLen(3, 2) compiled")
+	}
+	if g, err := Compile(TextLen(1, -1, "x")); err != nil {
+		t.Error(err)
+	} else if m := g.NewMatcher(NewVocab(nil, nil)); m.Complete() {
+		t.Error("TextLen(1, -1) complete on empty text")
+	}
+}

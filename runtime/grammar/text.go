@@ -140,29 +140,39 @@ func utf8Next(u int, c byte) int {
 	return -1
 }
 
-// textUntil adds TextUntil(stops...) from node start to node end (stops
-// non-empty strings, sorted, distinct).
-func (b *builder) textUntil(start, end int32, stops []string) {
+// maxTextLen bounds TextLen's max: its automaton has a copy of the text's
+// states per character.
+const maxTextLen = 4096
+
+// textUntil adds TextLen(minLen, maxLen, stops...) from node start to node
+// end (stops non-empty strings, sorted, distinct; maxLen < 0: unbounded).
+// With a bound, the state also counts the characters read (capped at
+// minLen when unbounded above).
+func (b *builder) textUntil(start, end int32, stops []string, minLen, maxLen int) {
 	a := newAC(stops)
 	type pst struct {
-		q int32
-		u int
+		q    int32
+		u, n int
 	}
-	ids := map[pst]int32{{0, u8Start}: start}
-	queue := []pst{{0, u8Start}}
+	ids := map[pst]int32{{0, u8Start, 0}: start}
+	queue := []pst{{0, u8Start, 0}}
 	for k := 0; k < len(queue) && b.err == nil; k++ {
 		s := queue[k]
 		from := ids[s]
-		if s.u == u8Start && a.endOK(s.q, stops) {
+		if s.u == u8Start && s.n >= minLen && a.endOK(s.q, stops) {
 			b.eps(from, end)
 		}
 		lo, prev := 0, int32(-1)
 		for c := 0; c <= 256; c++ {
 			to := int32(-1)
-			if c < 256 {
+			if c < 256 && (s.u != u8Start || maxLen < 0 || s.n < maxLen) {
 				if u := utf8Next(s.u, byte(c)); u >= 0 {
 					if q := a.next[s.q][c]; a.out[q] == 0 {
-						t := pst{q, u}
+						cnt := s.n
+						if u == u8Start && (maxLen >= 0 || cnt < minLen) {
+							cnt++ // a character completed
+						}
+						t := pst{q, u, cnt}
 						n, ok := ids[t]
 						if !ok {
 							n = b.node()

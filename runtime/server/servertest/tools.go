@@ -57,6 +57,7 @@ var ToolTemplates = map[string]string{
 	"harmony":      "openai-gpt-oss-120b",
 	"deepseek-r1":  "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
 	"generic":      "google-gemma-2-2b-it",
+	"gemma4":       "google-gemma-4-31B-it",
 }
 
 // templateSource reads one of ToolTemplates.
