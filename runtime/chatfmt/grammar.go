@@ -208,8 +208,8 @@ func xmlValue(p property) grammar.Expr {
 		return grammar.Schema(p.schema)
 	}
 	var s struct {
-		Enum      []any           `json:"enum"`
-		Const     any             `json:"const"`
+		Enum      []any  `json:"enum"`
+		Const     any    `json:"const"`
 		Pattern   string `json:"pattern"`
 		Format    string `json:"format"`
 		MinLength int    `json:"minLength"`

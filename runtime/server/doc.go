@@ -1,8 +1,9 @@
-// Package server serves Hearth's models over HTTP in two dialects:
+// Package server serves Hearth's models over HTTP in three dialects:
 // Ollama's API (/api/generate, /api/chat, /api/embed, /api/tags, …, with
-// the types of github.com/ollama/ollama/api) and OpenAI's
+// the types of github.com/ollama/ollama/api), OpenAI's
 // (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
-// /v1/responses).
+// /v1/responses) and Anthropic's Messages API (/v1/messages,
+// /v1/messages/count_tokens).
 //
 // The server talks to models only through Runner (generate, embed,
 // tokenize, describe) and Loader (a GGUF path to a Runner). It renders chat
@@ -15,9 +16,11 @@
 // Invariants:
 //   - every error reaches the client as JSON in the shape of the API it
 //     called ({"error": "..."} for Ollama, {"error": {"message", "type",
-//     "param", "code"}} for OpenAI), with a 4xx status for anything the
-//     request got wrong; a handler panic is a 500 with a JSON body, and
-//     the process keeps serving;
+//     "param", "code"}} for OpenAI, {"type": "error", "error": {"type",
+//     "message"}} for Anthropic, an error event once its stream has
+//     begun), with a 4xx status for anything the request got wrong; a
+//     handler panic is a 500 with a JSON body, and the process keeps
+//     serving;
 //   - the request's context is the generation's: a client that goes away
 //     cancels its sequence;
 //   - a stop string is never sent, not even in part: text that may begin
@@ -39,8 +42,9 @@
 // Hearth cannot enforce is a 400 naming the keyword. Images are refused
 // with a clear 400 rather than silently ignored.
 //
-// Chat requests of every API (Ollama chat, OpenAI chat and Responses)
-// become one chatfmt.Conversation (chat.go): messages with earlier calls, tool
+// Chat requests of every API (Ollama chat, OpenAI chat and Responses,
+// Anthropic Messages) become one chatfmt.Conversation (chat.go): messages
+// with earlier calls, tool
 // results and reasoning, tools, tool choice, parallel calls, thinking. The
 // model's tool-call and reasoning format is detected from its template once,
 // at load (runtime/chatfmt); the template gets the tools (or, when it
@@ -84,6 +88,34 @@
 // image and file inputs (400), item_reference items (400), include and
 // top_logprobs (ignored), truncation (no truncation: a conversation
 // longer than the context is a 400).
+//
+// Anthropic's Messages API (anthropic.go) is the same chat turn: system
+// (a string or text blocks) and messages whose content is a string or
+// blocks (text; thinking and tool_use in assistant turns, which become the
+// turn's reasoning and calls; tool_result in user turns, which becomes a
+// tool turn named after the tool_use it answers, "Error: " before its
+// text when is_error; redacted_thinking is dropped; images are a 400 as
+// elsewhere, other block types a 400 naming them). tools are client tools
+// (name, description, input_schema; server tools are refused),
+// tool_choice auto/any/tool/none with disable_parallel_tool_use, thinking
+// enabled/disabled (budget_tokens is checked, not enforced: max_tokens
+// bounds the whole answer; absent or adaptive leaves the model's default),
+// stop_sequences, temperature (default 1), top_p, top_k; max_tokens is
+// required, metadata ignored. The answer's content is blocks in the order
+// the output made them: a new block whenever the kind changes (thinking,
+// text, tool_use), each call its own tool_use block with the parsed
+// arguments as input; thinking blocks carry an empty signature. The
+// stop_reason is tool_use when the answer made calls, stop_sequence with
+// the string matched (the stop filter records it), max_tokens, or
+// end_turn. A stream is named events: message_start (sent with the first
+// block, so a request that fails before any output gets its HTTP status),
+// ping, content_block_start/_delta/_stop (text_delta, thinking_delta, and
+// one input_json_delta carrying a call's whole arguments), message_delta
+// with the stop reason and output_tokens, message_stop. count_tokens
+// loads the model and counts the prompt the request would render (the
+// template, its tools and system message) without generating. The key may
+// come as x-api-key as well as Authorization: Bearer, on every route;
+// anthropic-version is accepted and not required.
 //
 // Logprobs (OpenAI chat's logprobs/top_logprobs, completions' logprobs N,
 // Ollama's logprobs/top_logprobs; 0..20 alternatives, completions too,

@@ -74,6 +74,7 @@ type dialect int
 const (
 	dialectOllama dialect = iota
 	dialectOpenAI
+	dialectAnthropic
 )
 
 // writeError answers with err in d's shape. Nothing is written for a
@@ -96,8 +97,11 @@ func writeError(w http.ResponseWriter, r *http.Request, d dialect, err error) {
 }
 
 func errorBody(d dialect, ae *apiError) any {
-	if d == dialectOllama {
+	switch d {
+	case dialectOllama:
 		return map[string]string{"error": ae.msg}
+	case dialectAnthropic:
+		return map[string]any{"type": "error", "error": map[string]string{"type": anthropicErrorType(ae.status), "message": ae.msg}}
 	}
 	typ := "invalid_request_error"
 	switch {
@@ -115,4 +119,28 @@ func errorBody(d dialect, ae *apiError) any {
 		param = ae.param
 	}
 	return map[string]any{"error": map[string]any{"message": ae.msg, "type": typ, "param": param, "code": code}}
+}
+
+// anthropicErrorType is the error type Anthropic's API gives with status.
+func anthropicErrorType(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "authentication_error"
+	case http.StatusForbidden:
+		return "permission_error"
+	case http.StatusNotFound:
+		return "not_found_error"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case http.StatusServiceUnavailable, 529:
+		return "overloaded_error"
+	case http.StatusGatewayTimeout:
+		return "timeout_error"
+	}
+	if status >= 500 {
+		return "api_error"
+	}
+	return "invalid_request_error"
 }

@@ -44,6 +44,8 @@ type genOutcome struct {
 	start   time.Time
 	// logprobs are those of the text sent, in order, when the job asked.
 	logprobs []TokenLogprob
+	// stop is the stop string that ended the generation; "" when none did.
+	stop string
 }
 
 // precheck applies the request's options to the defaults, to refuse bad
@@ -152,6 +154,7 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 		req.Grammar, req.Preserve = job.constrain(l)
 	}
 	out.res, err = l.runner.Generate(ctx, req, emit)
+	out.stop = filter.matched
 	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
 	// Every token generated counts, a cancelled or failed request's too.
 	s.metrics.genTokens.Add(float64(len(out.res.Tokens)))

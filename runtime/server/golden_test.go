@@ -24,7 +24,7 @@ func scrub(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, x := range v {
-			if id, _ := x.(string); k == "id" && !strings.HasPrefix(id, "chatcmpl-") && !strings.HasPrefix(id, "cmpl-") {
+			if id, _ := x.(string); k == "id" && !strings.HasPrefix(id, "chatcmpl-") && !strings.HasPrefix(id, "cmpl-") && !strings.HasPrefix(id, "msg_") {
 				continue // a model's id is not volatile
 			}
 			if volatile[k] {
@@ -41,8 +41,8 @@ func scrub(v any) any {
 	return v
 }
 
-// normalize turns a response body (JSON, NDJSON or SSE) into indented,
-// scrubbed JSON lines.
+// normalize turns a response body (JSON, NDJSON or SSE, with or without
+// event names) into indented, scrubbed JSON lines.
 func normalizeBody(t *testing.T, body string) string {
 	var out bytes.Buffer
 	for _, line := range strings.Split(body, "\n") {
@@ -54,7 +54,7 @@ func normalizeBody(t *testing.T, body string) string {
 		if line == "" {
 			continue
 		}
-		if line == "[DONE]" {
+		if line == "[DONE]" || strings.HasPrefix(line, "event: ") {
 			out.WriteString(prefix + line + "\n")
 			continue
 		}

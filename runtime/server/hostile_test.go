@@ -20,6 +20,10 @@ func TestHostileRequests(t *testing.T) {
 	chat := func(extra string) string {
 		return `{"model":"tiny","messages":[{"role":"user","content":"x"}]` + extra + `}`
 	}
+	ant := func(extra string) string {
+		return `{"model":"tiny","max_tokens":10,"messages":[{"role":"user","content":"x"}]` + extra + `}`
+	}
+	antTool := `"tools":[{"name":"f","input_schema":{"type":"object"}}]`
 	for _, c := range []struct {
 		name, method, path, body string
 		code                     int
@@ -141,6 +145,54 @@ func TestHostileRequests(t *testing.T) {
 		{"responses unknown previous", "POST", "/v1/responses", `{"model":"tiny","input":"x","previous_response_id":"resp_nope"}`, 404},
 		{"responses get unknown", "GET", "/v1/responses/resp_nope", ``, 404},
 		{"responses delete unknown", "DELETE", "/v1/responses/resp_nope", ``, 404},
+		{"ant empty", "POST", "/v1/messages", ``, 400},
+		{"ant truncated", "POST", "/v1/messages", `{"model":"tiny",`, 400},
+		{"ant no max_tokens", "POST", "/v1/messages", `{"model":"tiny","messages":[{"role":"user","content":"x"}]}`, 400},
+		{"ant no model", "POST", "/v1/messages", `{"max_tokens":5,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"ant no messages", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[]}`, 400},
+		{"ant max_tokens 0", "POST", "/v1/messages", ant(`,"max_tokens":0`), 400},
+		{"ant max_tokens overflow", "POST", "/v1/messages", `{"model":"tiny","max_tokens":1e30,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"ant max_tokens huge", "POST", "/v1/messages", `{"model":"tiny","max_tokens":4294967296,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"ant huge top_k", "POST", "/v1/messages", ant(`,"top_k":1e15`), 400},
+		{"ant negative top_k", "POST", "/v1/messages", ant(`,"top_k":-1`), 400},
+		{"ant huge temperature", "POST", "/v1/messages", ant(`,"temperature":1e39`), 400},
+		{"ant NaN top_p", "POST", "/v1/messages", ant(`,"top_p":NaN`), 400},
+		{"ant huge budget_tokens", "POST", "/v1/messages", ant(`,"thinking":{"type":"enabled","budget_tokens":1e18}`), 400},
+		{"ant thinking no budget", "POST", "/v1/messages", ant(`,"thinking":{"type":"enabled"}`), 400},
+		{"ant thinking bad type", "POST", "/v1/messages", ant(`,"thinking":{"type":"maybe"}`), 400},
+		{"ant stops", "POST", "/v1/messages", ant(`,"stop_sequences":` + stops), 400},
+		{"ant string stop_sequences", "POST", "/v1/messages", ant(`,"stop_sequences":"x"`), 400},
+		{"ant system role", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"system","content":"x"}]}`, 400},
+		{"ant system image", "POST", "/v1/messages", ant(`,"system":[{"type":"image"}]`), 400},
+		{"ant system number", "POST", "/v1/messages", ant(`,"system":5`), 400},
+		{"ant content number", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":5}]}`, 400},
+		{"ant content null", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user"}]}`, 400},
+		{"ant unknown block", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"hologram"}]}]}`, 400},
+		{"ant block without type", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"text":"x"}]}]}`, 400},
+		{"ant document", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{}}]}]}`, 400},
+		{"ant image", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}]}`, 400},
+		{"ant user tool_use", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use","id":"a","name":"f","input":{}}]}]}`, 400},
+		{"ant tool_use input array", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"f","input":[1]}]}]}`, 400},
+		{"ant orphan tool_result", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"nope","content":"x"}]}]}`, 400},
+		{"ant tool_result image", "POST", "/v1/messages", `{"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"a","content":[{"type":"image","source":{}}]}]}]}`, 400},
+		{"ant tools not array", "POST", "/v1/messages", ant(`,"tools":{"name":"f"}`), 400},
+		{"ant tool no schema", "POST", "/v1/messages", ant(`,"tools":[{"name":"f"}]`), 400},
+		{"ant tool schema string", "POST", "/v1/messages", ant(`,"tools":[{"name":"f","input_schema":"object"}]`), 400},
+		{"ant tool schema bad type", "POST", "/v1/messages", ant(`,"tools":[{"name":"f","input_schema":{"type":"object","properties":{"a":{"type":5}}}}]`), 400},
+		{"ant tool no name", "POST", "/v1/messages", ant(`,"tools":[{"input_schema":{"type":"object"}}]`), 400},
+		{"ant server tool", "POST", "/v1/messages", ant(`,"tools":[{"type":"web_search_20250305","name":"web_search"}]`), 400},
+		{"ant tool_choice string", "POST", "/v1/messages", ant(`,` + antTool + `,"tool_choice":"auto"`), 400},
+		{"ant tool_choice bad type", "POST", "/v1/messages", ant(`,` + antTool + `,"tool_choice":{"type":"required"}`), 400},
+		{"ant tool_choice tool no name", "POST", "/v1/messages", ant(`,` + antTool + `,"tool_choice":{"type":"tool"}`), 400},
+		{"ant tool_choice unknown tool", "POST", "/v1/messages", ant(`,` + antTool + `,"tool_choice":{"type":"tool","name":"g"}`), 400},
+		{"ant tool_choice any without tools", "POST", "/v1/messages", ant(`,"tool_choice":{"type":"any"}`), 400},
+		{"ant traversal", "POST", "/v1/messages", `{"model":"../x","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`, 400},
+		{"ant unknown model", "POST", "/v1/messages", `{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`, 404},
+		{"ant wrong method", "GET", "/v1/messages", ``, 405},
+		{"ant count empty", "POST", "/v1/messages/count_tokens", ``, 400},
+		{"ant count unknown block", "POST", "/v1/messages/count_tokens", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"x"}]}]}`, 400},
+		{"ant count bad tool_choice", "POST", "/v1/messages/count_tokens", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":1}}`, 400},
+		{"ant count unknown model", "POST", "/v1/messages/count_tokens", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`, 404},
 	} {
 		code, h, body := e.do(c.method, c.path, c.body)
 		if code != c.code {
@@ -155,7 +207,12 @@ func TestHostileRequests(t *testing.T) {
 			t.Errorf("%s: body is not JSON: %q", c.name, body)
 			continue
 		}
-		if strings.HasPrefix(c.path, "/v1/") {
+		if strings.HasPrefix(c.path, "/v1/messages") {
+			inner, ok := v["error"].(map[string]any)
+			if typ, _ := inner["type"].(string); !ok || v["type"] != "error" || inner["message"] == "" || typ == "" {
+				t.Errorf("%s: not an Anthropic error: %s", c.name, body)
+			}
+		} else if strings.HasPrefix(c.path, "/v1/") {
 			inner, ok := v["error"].(map[string]any)
 			if !ok || inner["message"] == "" || inner["type"] == nil {
 				t.Errorf("%s: not an OpenAI error: %s", c.name, body)
@@ -182,11 +239,12 @@ func FuzzHandlers(f *testing.F) {
 		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}},"think":true,"reasoning_effort":"high"}`,
 		`{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":20,"stream":true,"stop":"b"}`,
 		`{"model":"tiny","input":[{"role":"user","content":"x"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"y"}],"tools":[{"type":"function","name":"f"}],"stream":true}`,
-		`{"model":"tiny","input":"x","instructions":"i","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}},"max_output_tokens":1,"store":false}`} {
+		`{"model":"tiny","input":"x","instructions":"i","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}},"max_output_tokens":1,"store":false}`,
+		`{"model":"tiny","max_tokens":4,"system":[{"type":"text","text":"s"}],"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"thinking","thinking":"t"},{"type":"tool_use","id":"a","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"a","content":"r"}]}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"stop_sequences":["b"],"stream":true}}`} {
 		f.Add(s)
 	}
 	routes := []string{"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
-		"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+		"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens"}
 	fk := newFake("a", "b")
 	fk.info.Template = testTemplate
 	e := newEnv(f, map[string]*fakeRunner{"tiny": fk}, nil)

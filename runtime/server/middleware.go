@@ -113,6 +113,9 @@ func plainID(s string) bool {
 
 // dialectOf picks the error shape by path.
 func dialectOf(r *http.Request) dialect {
+	if r.URL.Path == "/v1/messages" || strings.HasPrefix(r.URL.Path, "/v1/messages/") {
+		return dialectAnthropic
+	}
 	if strings.HasPrefix(r.URL.Path, "/v1/") {
 		return dialectOpenAI
 	}
@@ -148,7 +151,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			return
 		}
 		if !s.authorized(r) {
-			writeError(rec, r, dialectOf(r), errorf(http.StatusUnauthorized, "missing or wrong API key (send Authorization: Bearer KEY)"))
+			writeError(rec, r, dialectOf(r), errorf(http.StatusUnauthorized, "missing or wrong API key (send Authorization: Bearer KEY or x-api-key: KEY)"))
 			return
 		}
 		r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
@@ -194,8 +197,12 @@ func (s *Server) authorized(r *http.Request) bool {
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/" || r.URL.Path == "/health") {
 		return true
 	}
+	// Anthropic's clients send the key as x-api-key.
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.APIKey)) == 1
+	if !ok {
+		got = r.Header.Get("X-Api-Key")
+	}
+	return got != "" && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.APIKey)) == 1
 }
 
 // DefaultOrigins are the browser origins allowed without configuration, as
@@ -226,6 +233,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Request-Id, "+
+		"X-Api-Key, Anthropic-Version, Anthropic-Beta, Anthropic-Dangerous-Direct-Browser-Access, "+
 		"X-Stainless-Lang, X-Stainless-Package-Version, X-Stainless-Os, X-Stainless-Arch, X-Stainless-Retry-Count, "+
 		"X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Async, X-Stainless-Helper-Method, X-Stainless-Timeout")
 	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")

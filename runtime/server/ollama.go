@@ -73,7 +73,8 @@ func (st *streamer) line(s string) error {
 }
 
 // fail reports err: as the response when nothing was sent yet, else
-// in-band ({"error": ...} in the API's shape), which both clients read.
+// in-band ({"error": ...} in the API's shape, an error event for
+// Anthropic's), which the clients read.
 func (st *streamer) fail(r *http.Request, d dialect, err error) {
 	if !st.started {
 		writeError(st.w, r, d, err)
@@ -81,9 +82,23 @@ func (st *streamer) fail(r *http.Request, d dialect, err error) {
 	}
 	ae := classify(err)
 	noteError(r, ae)
-	if ae.status != statusClientClosed {
+	switch {
+	case ae.status == statusClientClosed:
+	case d == dialectAnthropic:
+		st.event("error", errorBody(d, ae))
+	default:
 		st.send(errorBody(d, ae))
 	}
+}
+
+// event sends v as a server-sent event named name (Anthropic's streams
+// name every event).
+func (st *streamer) event(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return st.line("event: " + name + "\ndata: " + string(b) + "\n\n")
 }
 
 func wantStream(p *bool) bool { return p == nil || *p }

@@ -56,8 +56,9 @@ type Config struct {
 	// MemoryBudget; 0 when caches grow per request and are checked then.
 	KVBytes int64
 
-	// APIKey, when set, is required as "Authorization: Bearer KEY" on every
-	// request but GET / and GET /health.
+	// APIKey, when set, is required as "Authorization: Bearer KEY" (or
+	// "x-api-key: KEY", as Anthropic's clients send it) on every request
+	// but GET / and GET /health.
 	APIKey string
 	// Origins are browser origins allowed besides DefaultOrigins ('*'
 	// matches any run of characters; "*" alone allows every origin).
@@ -73,7 +74,7 @@ type Config struct {
 	Version string
 }
 
-// Server serves the Ollama and OpenAI APIs over a model store. Create it
+// Server serves the Ollama, OpenAI and Anthropic APIs over a model store. Create it
 // with New; its Handler is safe for concurrent use.
 type Server struct {
 	cfg      Config
@@ -164,6 +165,8 @@ func (s *Server) routes() {
 	h("POST /v1/responses", s.handleResponses)
 	h("GET /v1/responses/{id}", s.handleGetResponse)
 	h("DELETE /v1/responses/{id}", s.handleDeleteResponse)
+	h("POST /v1/messages", s.handleAnthropicMessages)
+	h("POST /v1/messages/count_tokens", s.handleAnthropicCountTokens)
 
 	s.handler = s.wrap(http.HandlerFunc(s.dispatch))
 }

@@ -10,6 +10,9 @@ type stopFilter struct {
 	stops   []string
 	pending string
 	stopped bool
+	// matched is the stop string found (the earliest in the text; the
+	// first listed of those that begin there), once stopped.
+	matched string
 }
 
 // push adds a piece and returns the text that is now safe to send, and
@@ -25,7 +28,7 @@ func (f *stopFilter) push(text string) (out string, stop bool) {
 	cut := -1
 	for _, s := range f.stops {
 		if i := strings.Index(f.pending, s); i >= 0 && (cut < 0 || i < cut) {
-			cut = i
+			cut, f.matched = i, s
 		}
 	}
 	if cut >= 0 {
