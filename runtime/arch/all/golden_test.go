@@ -28,7 +28,8 @@ func TestArchGolden(t *testing.T) {
 }
 
 // TestArchNextGolden does the same for the newest families
-// (shared/arch-next) that Hearth runs: Gemma 4, dense and with experts.
+// (shared/arch-next) that Hearth runs: Gemma 4 and Qwen 3.5, dense and
+// with experts.
 func TestArchNextGolden(t *testing.T) {
 	be := cpu.New(0)
 	defer be.Close()
@@ -36,7 +37,7 @@ func TestArchNextGolden(t *testing.T) {
 }
 
 // archNextCases is shared/arch-next's golden cases of the families Hearth
-// runs and holds to parity (qwen35 is not one yet), linked into a temporary folder.
+// runs and holds to parity, linked into a temporary folder.
 func archNextCases(t *testing.T) string {
 	t.Helper()
 	src := testdata.Dir(t, "arch-next/golden")
@@ -50,10 +51,10 @@ func archNextCases(t *testing.T) string {
 }
 
 // archNextModels are the arch-next files whose family Hearth runs.
-var archNextModels = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
+var archNextModels = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0", "qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"}
 
 // archNextParity are those held to llama.cpp's outputs. gemma4-moe is
 // not yet: at the provisional gemma4 tolerance it has 3 of 998 rows past
 // 2×tol (router near-ties, as the README allows) but one top-1 flip with
 // a margin of 0.185 (paragraph, position 475) that Check does not excuse.
-var archNextParity = []string{"gemma4-h1001-Q8_0"}
+var archNextParity = []string{"gemma4-h1001-Q8_0", "qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"}
