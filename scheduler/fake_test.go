@@ -53,6 +53,14 @@ type fakeEngine struct {
 
 	steps, rows, prefillRows, decodeRows int64
 	fed                                  map[SeqID]int // rows fed per sequence
+	// states holds, per recurrent state slot (Config.StateSlots), the
+	// sequence whose state it is and the positions it has absorbed.
+	states map[int]slotState
+}
+
+type slotState struct {
+	id SeqID
+	at int
 }
 
 func newFakeEngine(s *Scheduler) *fakeEngine {
@@ -95,6 +103,20 @@ func (e *fakeEngine) run(p *StepPlan) ([]Result, error) {
 		}
 		if ss.Start != q.computed {
 			return nil, fmt.Errorf("%v: feeds from %d, computed %d", q, ss.Start, q.computed)
+		}
+		if s.cfg.StateSlots > 0 {
+			// A recurrent state continues only its own sequence, from
+			// where it stands; Start 0 begins afresh.
+			st, ok := e.states[ss.StateSlot]
+			if ss.StateSlot < 0 || ss.StateSlot >= s.cfg.StateSlots || ss.Start > 0 && (!ok || st.id != ss.ID || st.at != ss.Start) {
+				return nil, fmt.Errorf("%v: feeds %d from %d in state slot %d, which holds %+v", q, ss.N, ss.Start, ss.StateSlot, st)
+			}
+			if e.states == nil {
+				e.states = map[int]slotState{}
+			}
+			e.states[ss.StateSlot] = slotState{ss.ID, ss.Start + ss.N}
+		} else if ss.StateSlot != -1 {
+			return nil, fmt.Errorf("%v: state slot %d without StateSlots", q, ss.StateSlot)
 		}
 		end := ss.Start + ss.N
 		if end > len(q.tokens) || len(ss.Blocks)*bs < end {

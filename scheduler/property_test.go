@@ -42,6 +42,13 @@ type machine struct {
 }
 
 func newMachine(t testing.TB, c chooser, collide bool) *machine {
+	return newMachineSlots(t, c, collide, false)
+}
+
+// newMachineSlots is newMachine; with slots, for a hybrid model, with
+// recurrent state slots (Config.StateSlots), sometimes fewer than
+// MaxRunning.
+func newMachineSlots(t testing.TB, c chooser, collide, slots bool) *machine {
 	bs := []int{1, 2, 4, 8, 16}[c.intn(5)]
 	budget := 4 + c.intn(61)
 	cfg := Config{
@@ -54,6 +61,9 @@ func newMachine(t testing.TB, c chooser, collide bool) *machine {
 		DefaultNumCtx:   8 + c.intn(120),
 		QueueTimeout:    time.Duration(c.intn(4)) * time.Second,
 		PrefillChunk:    c.intn(budget + 1), // 0: the default
+	}
+	if slots {
+		cfg.StateSlots = 1 + c.intn(cfg.MaxRunning+1)
 	}
 	h := newHarness(t, cfg)
 	if collide {
@@ -203,6 +213,38 @@ func TestPropertyNoLeaks(t *testing.T) {
 		2*seeds, ops, total.Submitted, total.Steps, total.Preemptions, total.TimedOut, total.Rejected, total.PrefixHits, total.Evictions)
 	if total.Preemptions == 0 || total.TimedOut == 0 || total.PrefixHits == 0 || total.Evictions == 0 || total.Rejected == 0 {
 		t.Errorf("the random runs miss a state")
+	}
+}
+
+// TestPropertyStateSlots is TestPropertyNoLeaks for hybrid models: the
+// fake engine requires every step of a sequence to continue the state in
+// its slot from where it stands (or start afresh at 0), Check that every
+// running sequence holds a slot of its own; prefixes are never reused,
+// and the runs must still preempt (a preempted sequence recomputes).
+func TestPropertyStateSlots(t *testing.T) {
+	seeds, ops := 16, 3000
+	if testing.Short() {
+		seeds, ops = 4, 1000
+	}
+	var total Metrics
+	for seed := range seeds {
+		c := &rngChooser{r: rand.New(rand.NewPCG(uint64(seed), 7))}
+		m := newMachineSlots(t, c, false, true)
+		for m.ops < ops {
+			m.op()
+		}
+		m.finish()
+		met := m.h.s.Metrics()
+		total.Steps += met.Steps
+		total.Preemptions += met.Preemptions
+		total.PrefixHits += met.PrefixHits
+	}
+	t.Logf("%d runs of %d ops: %d steps, %d preemptions, %d prefix hits", seeds, ops, total.Steps, total.Preemptions, total.PrefixHits)
+	if total.PrefixHits != 0 {
+		t.Errorf("%d prefix hits with recurrent state", total.PrefixHits)
+	}
+	if total.Preemptions == 0 {
+		t.Errorf("the random runs never preempt")
 	}
 }
 

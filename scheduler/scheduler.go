@@ -51,6 +51,16 @@ type Config struct {
 	// NumBlocks/100; negative: none.
 	WatermarkBlocks int
 
+	// StateSlots > 0 is for hybrid models, whose sequences each carry a
+	// fixed-size recurrent state beside their KV blocks: every running
+	// sequence gets a state slot 0..StateSlots-1 (SeqStep.StateSlot), its
+	// own from admission until it finishes or is preempted (then it
+	// recomputes from position 0, where its state restarts). MaxRunning
+	// is capped at StateSlots. Prefix reuse is off: a cached prefix's KV
+	// blocks cannot resume a sequence without the recurrent state at
+	// their end, which is not kept (every admission prefills from 0).
+	StateSlots int
+
 	Clock Clock // default: the system clock
 }
 
@@ -63,6 +73,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxRunning == 0 {
 		c.MaxRunning = min(64, c.MaxBatchTokens)
+	}
+	if c.StateSlots > 0 {
+		c.MaxRunning = min(c.MaxRunning, c.StateSlots)
 	}
 	if c.PrefillChunk == 0 {
 		c.PrefillChunk = c.MaxBatchTokens
@@ -92,6 +105,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("scheduler: MaxQueue %d < 1", c.MaxQueue)
 	case c.DefaultNumCtx < 2 || c.MaxNumCtx < 0:
 		return c, fmt.Errorf("scheduler: DefaultNumCtx %d, MaxNumCtx %d", c.DefaultNumCtx, c.MaxNumCtx)
+	case c.StateSlots < 0:
+		return c, fmt.Errorf("scheduler: StateSlots %d < 0", c.StateSlots)
 	case c.QueueTimeout < 0:
 		return c, fmt.Errorf("scheduler: QueueTimeout %v < 0", c.QueueTimeout)
 	}
@@ -152,6 +167,7 @@ type Seq struct {
 	inflight bool // part of the plan the engine is running
 	computed int  // leading tokens whose KV is in the table
 	hashes   []BlockHash
+	slot     int // recurrent state slot while running (Config.StateSlots), else -1
 	table    *BlockTable
 	preempts int
 	reason   FinishReason
@@ -224,7 +240,10 @@ type SeqStep struct {
 	Offset int
 	Logits bool // the last row's logits are wanted: a token is sampled
 	Output int  // index into Outputs (and Complete's results), or -1
-	seq    *Seq
+	// StateSlot is the sequence's recurrent state slot (Config.StateSlots;
+	// -1 without). A step with Start 0 begins the sequence afresh.
+	StateSlot int
+	seq       *Seq
 }
 
 // Result is the engine's answer for one output row.
@@ -280,19 +299,20 @@ func (m Metrics) PrefixHitRate() float64 {
 // engine runs a plan: a sequence of the plan in flight ends at once (its
 // Event is queued) and its blocks are freed when the plan comes back.
 type Scheduler struct {
-	cfg     Config
-	alloc   *BlockAllocator
-	clock   Clock
-	nextID  SeqID
-	seqs    map[SeqID]*Seq
-	waiting []*Seq // by ID
-	running []*Seq // by ID
-	plan    StepPlan
-	flying  bool
-	closed  bool
-	events  []Event
-	spare   []Event
-	m       Metrics
+	cfg       Config
+	alloc     *BlockAllocator
+	clock     Clock
+	nextID    SeqID
+	seqs      map[SeqID]*Seq
+	waiting   []*Seq // by ID
+	running   []*Seq // by ID
+	plan      StepPlan
+	flying    bool
+	closed    bool
+	events    []Event
+	freeSlots []int // recurrent state slots no running sequence holds (Config.StateSlots)
+	spare     []Event
+	m         Metrics
 }
 
 // New makes a scheduler with an empty pool of cfg.NumBlocks blocks.
@@ -305,13 +325,17 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	return &Scheduler{
+	s := &Scheduler{
 		cfg:   cfg,
 		alloc: a,
 		clock: cfg.Clock,
 		seqs:  make(map[SeqID]*Seq),
 		plan:  StepPlan{BlockSize: cfg.BlockSize},
-	}, nil
+	}
+	for i := cfg.StateSlots - 1; i >= 0; i-- {
+		s.freeSlots = append(s.freeSlots, i)
+	}
+	return s, nil
 }
 
 // Config returns the configuration with its defaults filled in.
@@ -362,6 +386,7 @@ func (s *Scheduler) Submit(r Request) (*Seq, error) {
 	}
 	capHint := len(r.Prompt) + extra
 	q := &Seq{
+		slot:       -1,
 		id:         s.nextID,
 		tag:        r.Tag,
 		tokens:     make([]int32, len(r.Prompt), min(numCtx, capHint)),
@@ -515,7 +540,14 @@ func (s *Scheduler) Step() *StepPlan {
 	for budget > 0 && len(s.running) < s.cfg.MaxRunning && len(s.waiting) > 0 {
 		q := s.waiting[0]
 		q.hashes = s.alloc.Hashes(q.hashes, q.tokens)
-		ap, err := s.alloc.PlanNew(q.tokens, q.hashes)
+		hashes := q.hashes
+		if s.cfg.StateSlots > 0 {
+			if len(s.freeSlots) == 0 { // one finished in flight still holds its slot
+				break
+			}
+			hashes = nil // no prefix reuse (Config.StateSlots)
+		}
+		ap, err := s.alloc.PlanNew(q.tokens, hashes)
 		if err != nil {
 			break
 		}
@@ -524,6 +556,10 @@ func (s *Scheduler) Step() *StepPlan {
 		}
 		s.waiting = slices.Delete(s.waiting, 0, 1)
 		q.table = s.alloc.Apply(&ap)
+		if s.cfg.StateSlots > 0 {
+			q.slot = s.freeSlots[len(s.freeSlots)-1]
+			s.freeSlots = s.freeSlots[:len(s.freeSlots)-1]
+		}
 		q.computed = ap.SharedBlocks() * s.cfg.BlockSize
 		q.state = stateRunning
 		q.admitted = true
@@ -543,7 +579,7 @@ func (s *Scheduler) Step() *StepPlan {
 // add schedules q's next n tokens.
 func (s *Scheduler) add(q *Seq, n int) {
 	p := &s.plan
-	ss := SeqStep{ID: q.id, Tag: q.tag, Blocks: q.table.blocks, Start: q.computed, N: n, Offset: len(p.Tokens), Output: -1, seq: q}
+	ss := SeqStep{ID: q.id, Tag: q.tag, Blocks: q.table.blocks, Start: q.computed, N: n, Offset: len(p.Tokens), Output: -1, StateSlot: q.slot, seq: q}
 	for j := q.computed; j < q.computed+n; j++ {
 		p.Tokens = append(p.Tokens, q.tokens[j])
 		p.Pos = append(p.Pos, int32(j))
@@ -686,6 +722,10 @@ func (s *Scheduler) release(q *Seq) {
 		s.alloc.Release(q.table)
 		q.table = nil
 	}
+	if q.slot >= 0 {
+		s.freeSlots = append(s.freeSlots, q.slot)
+		q.slot = -1
+	}
 }
 
 func insertByID(list []*Seq, q *Seq) []*Seq {
@@ -714,6 +754,44 @@ func removeSeq(list []*Seq, q *Seq) []*Seq {
 // ordered by ID and disjoint; every live sequence in exactly one;
 // running sequences hold a live table covering their computed tokens and,
 // while prefilling, all their tokens; waiting ones hold none; limits kept.
+// checkSlots checks the recurrent state slots (Config.StateSlots): each
+// held by one sequence that owns a live block table, the rest free.
+func (s *Scheduler) checkSlots() error {
+	if s.cfg.StateSlots == 0 {
+		return nil
+	}
+	held := make([]bool, s.cfg.StateSlots)
+	mark := func(slot int, who string) error {
+		if slot < 0 || slot >= len(held) || held[slot] {
+			return fmt.Errorf("state slot %d (%s) out of range or held twice", slot, who)
+		}
+		held[slot] = true
+		return nil
+	}
+	for _, q := range s.running {
+		if err := mark(q.slot, q.String()); err != nil {
+			return err
+		}
+	}
+	for _, slot := range s.freeSlots {
+		if err := mark(slot, "free"); err != nil {
+			return err
+		}
+	}
+	for _, q := range s.waiting {
+		if q.slot >= 0 {
+			return fmt.Errorf("%v waits holding state slot %d", q, q.slot)
+		}
+	}
+	// A sequence that finished while its step was in flight still holds
+	// its slot until Complete.
+	free := len(s.freeSlots) + len(s.running)
+	if free > s.cfg.StateSlots || (!s.flying && free != s.cfg.StateSlots) {
+		return fmt.Errorf("%d state slots free and %d running of %d", len(s.freeSlots), len(s.running), s.cfg.StateSlots)
+	}
+	return nil
+}
+
 func (s *Scheduler) Check() error {
 	if err := s.alloc.Check(); err != nil {
 		return fmt.Errorf("allocator: %w", err)
@@ -735,6 +813,9 @@ func (s *Scheduler) Check() error {
 	}
 	if len(s.running) > s.cfg.MaxRunning {
 		return fmt.Errorf("%d running > MaxRunning %d", len(s.running), s.cfg.MaxRunning)
+	}
+	if err := s.checkSlots(); err != nil {
+		return err
 	}
 	tables := 0
 	bs := s.cfg.BlockSize

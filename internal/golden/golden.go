@@ -119,6 +119,18 @@ func Tolerance(model string) float32 {
 		// 0.091). Measured here: 0.091 last logits, 0.091 top-10 (dense),
 		// 0.095 and 0.35 at 3 of 998 router near-ties (MoE).
 		return 0.1
+	case model == "qwen35-h1001-Q8_0":
+		// Hearth agrees with llama.cpp to 5e-5 at every position of every
+		// prompt up to a content-dependent one (14 and 15 of the paragraph
+		// and multilingual prompts, 28 of quick-brown-fox), where the
+		// difference jumps to 0.01–0.02 and then stays at 0.01–0.05 (worst
+		// last_logits 0.052, top-10 0.066). Hearth's own batch and
+		// one-token logits agree bit for bit there, and summing the delta
+		// rule in float64 changes nothing at 1e-4: the departure is not
+		// rounding in the recurrence; not yet traced on llama.cpp's side
+		// (whose own batch and one-token logits differ by up to 0.04 on
+		// this file: shared/arch-next/README.md).
+		return 0.06
 	case strings.HasSuffix(model, "-Q8_0"):
 		return 0.05
 	}
@@ -126,10 +138,13 @@ func Tolerance(model string) float32 {
 }
 
 // ArchNext are the shared/arch-next models whose family Hearth runs and
-// holds to llama.cpp's outputs (qwen35 is not one yet): Gemma 4, dense and
-// with experts (the mixture with RunModels' allowance for router
-// near-ties).
-var ArchNext = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
+// holds to llama.cpp's outputs: Gemma 4 and Qwen 3.5, dense and with
+// experts (the mixtures with RunModels' allowance for router near-ties).
+var ArchNext = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0", "qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"}
+
+// ArchNextCUDA are those the CUDA backend runs (Qwen 3.5's recurrent
+// layers have no CUDA kernels yet).
+var ArchNextCUDA = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
 
 // Only returns a temporary folder (removed with t) that holds dir's cases
 // of the given models only, linked: RunModels over a part of a golden set.

@@ -114,6 +114,17 @@ type TrafficReporter interface {
 	Traffic() Traffic
 }
 
+// Stateful is implemented by models with recurrent layers (hybrid
+// models): each sequence carries, beside its KV cache, a fixed-size state
+// in a slot of a state pool (backend.PagedKV's States and Slot). A runtime
+// allocates the pool with NewStatePool and gives every running sequence a
+// slot of its own; a sequence restarts its state at position 0.
+type Stateful interface {
+	NewStatePool(slots int) (backend.StatePool, error)
+	// StateSizes is the float32 values of each part of a slot.
+	StateSizes() []int
+}
+
 // ContextSizer is implemented by models whose arithmetic depends on the
 // context a runtime gives each sequence (Phi-3's LongRoPE factors, chosen
 // as llama.cpp chooses them by n_ctx_seq). Runtimes call SetContext with
@@ -171,6 +182,10 @@ type Needs struct {
 	// Layers may differ (sliding windows; families with per-layer KV
 	// widths or layers with no cache of their own are coming).
 	KV []LayerKV
+	// StateBytes is the recurrent state one sequence holds whatever its
+	// length (float32 conv and delta-rule states of the recurrent layers;
+	// 0 for a transformer).
+	StateBytes uint64
 }
 
 // LayerKV is one layer's KV cache.
@@ -181,6 +196,9 @@ type LayerKV struct {
 	// (Gemma 4), and takes no memory of its own.
 	Shared bool
 	From   int
+	// Recurrent says the layer keeps no KV cache but a fixed-size state
+	// per sequence (Needs.StateBytes; Qwen 3.5's Gated DeltaNet).
+	Recurrent bool
 }
 
 // KVBytesPerPosition is the bytes one position of one sequence takes in
@@ -190,7 +208,7 @@ type LayerKV struct {
 func (n *Needs) KVBytesPerPosition(t quant.Type) (uint64, error) {
 	var b uint64
 	for _, l := range n.KV {
-		if l.Shared {
+		if l.Shared || l.Recurrent {
 			continue
 		}
 		rb, err := t.RowBytes(l.Dim)

@@ -96,6 +96,11 @@ type PagedKV struct {
 	// Own says the view owns its pool (NewContiguousKV): freeing the KV
 	// (Backend.Free) frees the pool. A scheduler's views borrow theirs.
 	Own bool
+	// States, for a model with recurrent layers (Recurrent), is the pool
+	// holding the sequence's fixed-size state, in slot Slot: the
+	// sequence's own while it runs (never shared, unlike prefix blocks).
+	States StatePool
+	Slot   int
 }
 
 // Len is the number of positions the table covers.
@@ -139,6 +144,9 @@ const (
 	// Limit) and y = clamp(up, -Limit, Limit), x·σ(Alpha·x)·(y+1). Only
 	// gated (GLU).
 	ActSwiGLUOAI
+	// ActSigmoid is σ(x) = 1/(1+e^-x): gated, σ(gate)·up (Qwen 3.5's
+	// attention output gate).
+	ActSigmoid
 )
 
 // Act is an activation function with its parameters.

@@ -116,6 +116,13 @@ func (b *Backend) Free(x any) {
 		v.d = nil
 	case *kvPool:
 		v.k, v.v = nil, nil
+	case *statePool:
+		v.data = nil
+	case *backend.PagedKV:
+		if v.Own {
+			b.Free(v.Pool)
+			b.Free(v.States)
+		}
 	}
 }
 
@@ -187,6 +194,10 @@ func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 			kcpu.GeGLU(dd, gg, uu)
 		case backend.ActSwiGLUOAI:
 			kcpu.SwiGLUOAI(dd, gg, uu, a.Alpha, a.Limit)
+		case backend.ActSigmoid:
+			for i, g := range gg {
+				dd[i] = kcpu.Sigmoid(g) * uu[i]
+			}
 		default:
 			panic(fmt.Sprintf("cpu: GLU with activation %d", a.Kind))
 		}

@@ -74,6 +74,7 @@ type Batched struct {
 type stepper struct {
 	m        *Model
 	pool     backend.KVPool
+	states   backend.StatePool // hybrid models: a recurrent state slot per running sequence
 	samplers map[scheduler.SeqID]*sample.Sampler
 	matchers map[scheduler.SeqID]*grammar.Matcher
 	raw      []float32 // a row before its grammar mask, for logprobs
@@ -129,6 +130,18 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if c.KVBudget <= 0 {
 		c.KVBudget = 1 << 30
 	}
+	// Hybrid models: a fixed recurrent state per running sequence, taken
+	// from the budget first (one slot per sequence MaxRunning admits).
+	sm, _ := m.Arch.(arch.Stateful)
+	stateSlots := 0
+	if sm != nil && len(sm.StateSizes()) > 0 {
+		stateSlots = c.MaxRunning
+		stateBytes := int64(m.needs.StateBytes) * int64(stateSlots)
+		if stateBytes >= c.KVBudget {
+			return nil, fmt.Errorf("KV budget of %d bytes does not hold the recurrent state of %d sequences (%d bytes each)", c.KVBudget, stateSlots, m.needs.StateBytes)
+		}
+		c.KVBudget -= stateBytes
+	}
 	blocks := c.KVBudget / perBlock
 	// More than every sequence's whole context is never useful.
 	blocks = min(blocks, int64(c.MaxRunning)*int64((info.ContextLength+c.BlockSize-1)/c.BlockSize)+int64(c.MaxRunning))
@@ -149,16 +162,23 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if err != nil {
 		return nil, err
 	}
+	var states backend.StatePool
+	if stateSlots > 0 {
+		if states, err = sm.NewStatePool(stateSlots); err != nil {
+			m.backend.Free(pool)
+			return nil, err
+		}
+	}
 	s, err := scheduler.New(scheduler.Config{
 		NumBlocks: int(blocks), BlockSize: c.BlockSize,
 		MaxBatchTokens: c.MaxBatchTokens, PrefillChunk: c.PrefillChunk, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
 		DefaultNumCtx: min(c.DefaultNumCtx, int(blocks)*c.BlockSize), MaxNumCtx: info.ContextLength,
-		QueueTimeout: c.QueueTimeout,
+		QueueTimeout: c.QueueTimeout, StateSlots: stateSlots,
 	})
 	if err != nil {
 		return nil, err
 	}
-	st := &stepper{m: m, pool: pool, samplers: map[scheduler.SeqID]*sample.Sampler{}, matchers: map[scheduler.SeqID]*grammar.Matcher{}}
+	st := &stepper{m: m, pool: pool, states: states, samplers: map[scheduler.SeqID]*sample.Sampler{}, matchers: map[scheduler.SeqID]*grammar.Matcher{}}
 	return &Batched{loop: scheduler.NewLoop(s, st), st: st, capacity: int(blocks) * c.BlockSize}, nil
 }
 
@@ -191,7 +211,7 @@ func (b *Batched) Submit(prompt []int32, o SeqOptions) (*scheduler.Stream, error
 func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []scheduler.Result) error {
 	b.kvs = b.kvs[:0]
 	for i := range p.Seqs {
-		b.kvs = append(b.kvs, &backend.PagedKV{Pool: b.pool, Table: p.Seqs[i].Blocks})
+		b.kvs = append(b.kvs, &backend.PagedKV{Pool: b.pool, Table: p.Seqs[i].Blocks, States: b.states, Slot: p.Seqs[i].StateSlot})
 	}
 	b.batch = arch.Batch{IDs: p.Tokens, Pos: p.Pos, Seq: p.Seq, KVs: b.kvs, Outputs: p.Outputs}
 	return b.m.forward(&b.batch, func(logits []float32) error { return b.sample(p, logits, results) })

@@ -254,6 +254,7 @@ func (m *Model) NewSequence(ctx int) (*Sequence, error) {
 	if err != nil {
 		return nil, err
 	}
+	need += m.needs.StateBytes // a hybrid model's recurrent state
 	if avail, ok := memAvailable(); ok && need > avail {
 		return nil, fmt.Errorf("%w: a %d-token context needs %d MiB of KV cache, %d MiB of memory is available",
 			ErrOutOfMemory, ctx, need>>20, avail>>20)

@@ -10,4 +10,5 @@ import (
 	_ "github.com/hearth-llm/hearth/runtime/arch/llama"  // llama, mistral3
 	_ "github.com/hearth-llm/hearth/runtime/arch/phi3"   // phi3
 	_ "github.com/hearth-llm/hearth/runtime/arch/qwen"   // qwen2, qwen3, qwen3moe
+	_ "github.com/hearth-llm/hearth/runtime/arch/qwen35" // qwen35, qwen35moe
 )

@@ -18,7 +18,8 @@ import (
 // paged pool with scattered, interleaved blocks — prompts longer than the
 // sliding windows (24), then a decode step each — and requires the same
 // logits bit for bit: batching, paging, windows and expert grouping must
-// not change results.
+// not change results. Hybrid models (Qwen 3.5) carry each sequence's
+// recurrent state in a slot of one state pool.
 func TestBatchInvarianceFamilies(t *testing.T) {
 	paths, err := filepath.Glob(filepath.Join(testdata.Dir(t, "arch/models"), "*.gguf"))
 	if err != nil || len(paths) == 0 {
@@ -74,6 +75,17 @@ func TestBatchInvarianceFamilies(t *testing.T) {
 				&backend.PagedKV{Pool: pool, Table: []int32{9, 2, 17, 4, 21}},
 				&backend.PagedKV{Pool: pool, Table: []int32{0}},
 				&backend.PagedKV{Pool: pool, Table: []int32{23, 5, 11, 1}},
+			}
+			if sm, ok := m.(arch.Stateful); ok && len(sm.StateSizes()) > 0 {
+				// Hybrid models: each sequence's recurrent state in a
+				// slot of one pool, in another order than the sequences.
+				states, err := sm.NewStatePool(4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, slot := range []int{3, 0, 2} {
+					kvs[i].(*backend.PagedKV).States, kvs[i].(*backend.PagedKV).Slot = states, slot
+				}
 			}
 			b := &arch.Batch{KVs: kvs}
 			for s, p := range prompts {

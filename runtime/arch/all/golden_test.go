@@ -26,7 +26,8 @@ func TestArchGolden(t *testing.T) {
 }
 
 // TestArchNextGolden does the same for the newest families
-// (shared/arch-next) that Hearth runs: Gemma 4, dense and with experts.
+// (shared/arch-next) that Hearth runs: Gemma 4 and Qwen 3.5, dense and
+// with experts.
 func TestArchNextGolden(t *testing.T) {
 	be := cpu.New(0)
 	defer be.Close()

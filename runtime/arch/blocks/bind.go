@@ -345,3 +345,50 @@ func (b *Binder) Ones(n int) backend.Weight {
 	}
 	return w
 }
+
+// Deinterleaved binds the tensor name, whose shape must be dims, as parts
+// weights: its rows run in groups of run rows that belong to part 0, 1,
+// …, parts-1, then part 0 again (Qwen 3.5's attn_q: per head, the query's
+// head_dim rows, then its gate's). The rows are copied, each part's
+// contiguous, into memory the weights keep.
+func (b *Binder) Deinterleaved(name string, dims []uint64, run, parts int) []backend.Weight {
+	if b.Err() != nil {
+		return nil
+	}
+	t, ok := b.F.Tensor(name)
+	if !ok {
+		b.Fail(fmt.Errorf("missing tensor %q", name))
+		return nil
+	}
+	if fmt.Sprint(t.Dims) != fmt.Sprint(dims) || len(dims) != 2 {
+		b.Fail(fmt.Errorf("tensor %q has shape %v, want %v from the metadata", name, t.Dims, dims))
+		return nil
+	}
+	if t.Type != quant.F32 && !t.Type.Supported() {
+		b.Fail(fmt.Errorf("unsupported tensor type %v in tensor %q", t.Type, name))
+		return nil
+	}
+	cols, rows := int(dims[0]), int(dims[1])
+	rb, err := t.Type.RowBytes(cols)
+	data := b.F.Data(t)
+	if err != nil || run <= 0 || parts <= 0 || rows%(run*parts) != 0 || rows*rb != len(data) {
+		b.Fail(fmt.Errorf("tensor %q of shape %v cannot be split into %d parts of runs of %d rows (%v)", name, t.Dims, parts, run, err))
+		return nil
+	}
+	per := rows / parts
+	ws := make([]backend.Weight, parts)
+	for p := range parts {
+		buf := make([]byte, 0, per*rb)
+		for r0 := p * run; r0 < rows; r0 += run * parts {
+			buf = append(buf, data[r0*rb:(r0+run)*rb]...)
+		}
+		w, err := b.B.Weight(fmt.Sprintf("%s/%d", name, p), t.Type, per, cols, buf)
+		if err != nil {
+			b.Fail(err)
+			return nil
+		}
+		ws[p] = w
+	}
+	b.Params += uint64(rows) * uint64(cols)
+	return ws
+}

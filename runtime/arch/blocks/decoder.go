@@ -1,6 +1,7 @@
 package blocks
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -32,6 +33,34 @@ type Attention struct {
 	// their own layer of it.
 	P       backend.AttentionParams
 	KVLayer int
+	// Gate, when set, gates the attention's output before O: each value
+	// times σ(Gate·norm(x)) (Qwen 3.5's gated attention; q width rows).
+	Gate backend.Weight
+}
+
+// DeltaNet is a Gated DeltaNet block (Qwen 3.5's linear attention), in
+// place of a layer's attention: from h = Norm(x), qkv = QKV·h through a
+// causal conv (Conv: channels × taps) and SiLU, the gated delta rule
+// (backend.Recurrent's GatedDeltaNet with Alpha·h, Beta·h, A, DtBias),
+// then per head OutNorm ⊙ SiLU(Z·h), and x += Out·that. Its conv state is
+// part Part of the sequence's recurrent state, its delta state part
+// Part+1.
+type DeltaNet struct {
+	Norm                     backend.Weight
+	QKV, Z, Alpha, Beta, Out backend.Weight
+	Conv, A, DtBias, OutNorm backend.Weight
+	P                        backend.DeltaNetParams
+	Part                     int
+}
+
+// ConvWidth is the conv's channels (q, k and v).
+func (m *DeltaNet) ConvWidth() int { return (2*m.P.KHeads + m.P.VHeads) * m.P.HeadDim }
+
+// StateSizes is the float32 values of the block's two state parts: the
+// conv's taps-1 inputs and the delta rule's head_dim² per value head.
+func (m *DeltaNet) StateSizes() [2]int {
+	_, taps := m.Conv.Shape()
+	return [2]int{(taps - 1) * m.ConvWidth(), m.P.VHeads * m.P.HeadDim * m.P.HeadDim}
 }
 
 // Dense is a feed-forward block: down(act(gate·h)·(up·h)), or
@@ -77,6 +106,12 @@ type MoE struct {
 	Gating    Gating
 	Renorm    bool
 	Act       backend.Act
+	// Shared, when set, is a shared expert every token goes through (a
+	// SwiGLU Dense on the FFN's input), its output scaled per token by
+	// σ(SharedGate·h) when SharedGate (a 1 × n_embd row) is set (Qwen 3.5
+	// MoE), and added to the experts' sum.
+	Shared     *Dense
+	SharedGate backend.Weight
 }
 
 // Layer is one decoder layer: attention, then a dense or mixture FFN
@@ -85,7 +120,10 @@ type MoE struct {
 // on FFNNorm(x) then FFNPost1, the experts on FFNNorm2(x) then FFNPost2,
 // their sum through FFNPost into the residual.
 type Layer struct {
-	Attn    Attention
+	Attn Attention
+	// Delta, when set, replaces the attention: a recurrent layer (Attn
+	// unused; it owns no KV cache).
+	Delta   *DeltaNet
 	FFNNorm backend.Weight
 	FFNPost backend.Weight
 	Dense   *Dense
@@ -169,11 +207,8 @@ func (d *Decoder) Validate() error {
 		if l.PerLayer != nil && (d.PerLayer == nil || len(d.PerLayer.Proj) != len(d.Layers)) {
 			return fmt.Errorf("%s: layer %d has a per-layer input and the model no per-layer embeddings", d.C.Arch, i)
 		}
-		if a := &l.Attn; a.P.SharedKV != (i >= d.CacheLayers()) || a.P.SharedKV && (a.KVLayer < 0 || a.KVLayer >= d.CacheLayers()) {
-			return fmt.Errorf("%s: layer %d (shared cache %v, reads layer %d) in a cache of %d layers", d.C.Arch, i, a.P.SharedKV, a.KVLayer, d.CacheLayers())
-		}
-		if a := &l.Attn; !a.P.SharedKV && (a.K == nil || (a.V == nil && a.VNorm == nil)) {
-			return fmt.Errorf("%s: layer %d stores keys and values it does not project", d.C.Arch, i)
+		if err := d.validateMixer(i, l); err != nil {
+			return err
 		}
 		if l.MoE != nil && (l.MoE.K <= 0 || l.MoE.K > len(l.MoE.Experts)) {
 			return fmt.Errorf("%s: layer %d uses %d of %d experts", d.C.Arch, i, l.MoE.K, len(l.MoE.Experts))
@@ -182,12 +217,79 @@ func (d *Decoder) Validate() error {
 	return nil
 }
 
+// validateMixer checks layer i's attention (or recurrent block).
+func (d *Decoder) validateMixer(i int, l *Layer) error {
+	if m := l.Delta; m != nil {
+		if m.P.KHeads <= 0 || m.P.VHeads%m.P.KHeads != 0 || m.Part < 0 {
+			return fmt.Errorf("%s: layer %d: recurrent block of %d key and %d value heads, state part %d", d.C.Arch, i, m.P.KHeads, m.P.VHeads, m.Part)
+		}
+		return nil
+	}
+	if a := &l.Attn; d.Hybrid() {
+		if a.P.SharedKV || a.KVLayer < 0 || a.KVLayer >= d.CacheLayers() {
+			return fmt.Errorf("%s: layer %d reads cache layer %d of %d", d.C.Arch, i, a.KVLayer, d.CacheLayers())
+		}
+	} else if a.P.SharedKV != (i >= d.CacheLayers()) || a.P.SharedKV && (a.KVLayer < 0 || a.KVLayer >= d.CacheLayers()) {
+		return fmt.Errorf("%s: layer %d (shared cache %v, reads layer %d) in a cache of %d layers", d.C.Arch, i, a.P.SharedKV, a.KVLayer, d.CacheLayers())
+	}
+	if a := &l.Attn; !a.P.SharedKV && (a.K == nil || (a.V == nil && a.VNorm == nil)) {
+		return fmt.Errorf("%s: layer %d stores keys and values it does not project", d.C.Arch, i)
+	}
+	return nil
+}
+
 func (d *Decoder) Info() arch.Info {
 	return d.C.Info(d.Params)
 }
 
+// NewKV allocates a cache of ctx positions; a hybrid model's also holds
+// one slot of recurrent state (its own pool, freed with it).
 func (d *Decoder) NewKV(ctx int) (backend.KV, error) {
-	return d.Be.NewKV(d.CacheLayers(), ctx, d.C.KVDim())
+	kv, err := d.Be.NewKV(d.CacheLayers(), ctx, d.C.KVDim())
+	if err != nil || !d.Hybrid() {
+		return kv, err
+	}
+	pk, ok := kv.(*backend.PagedKV)
+	if !ok {
+		d.Be.Free(kv)
+		return nil, fmt.Errorf("%s: the %s backend's KV cache (%T) carries no recurrent state", d.C.Arch, d.Be.Name(), kv)
+	}
+	if pk.States, err = d.NewStatePool(1); err != nil {
+		d.Be.Free(kv)
+		return nil, err
+	}
+	return pk, nil
+}
+
+// Hybrid says the model has recurrent layers (DeltaNet): its sequences
+// carry a fixed-size state beside their KV cache, and its attention
+// layers store in cache layer Attention.KVLayer.
+func (d *Decoder) Hybrid() bool { return d.layerShapes().delta != nil }
+
+// StateSizes is the float32 values of each part of a sequence's
+// recurrent state (nil for a model without recurrent layers).
+func (d *Decoder) StateSizes() []int {
+	var sizes []int
+	for i := range d.Layers {
+		if m := d.Layers[i].Delta; m != nil {
+			for len(sizes) < m.Part+2 {
+				sizes = append(sizes, 0)
+			}
+			sz := m.StateSizes()
+			sizes[m.Part], sizes[m.Part+1] = sz[0], sz[1]
+		}
+	}
+	return sizes
+}
+
+// NewStatePool allocates recurrent state for slots sequences on the
+// model's backend (backend.Recurrent).
+func (d *Decoder) NewStatePool(slots int) (backend.StatePool, error) {
+	rec, ok := d.Be.(backend.Recurrent)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: the %s backend has no recurrent layers", d.C.Arch, ErrNoRecurrent, d.Be.Name())
+	}
+	return rec.NewStatePool(slots, d.StateSizes())
 }
 
 // CacheLayers is the layers of the KV cache: C.Layers, less the layers
@@ -212,10 +314,25 @@ type buffers struct {
 	plSel, plProj    backend.Tensor // (layers·n, per-layer width)
 	plIn             backend.Tensor // (layers·n, per-layer width)
 	plGate, plAct    backend.Tensor // (n, per-layer width)
+	delta            deltaBufs
+	shared           sharedBufs
 }
 
-type attnBufs struct{ q, att, k, k2, v, v2 backend.Tensor } // (n, q width), (n, kv width)
-type ffnBufs struct{ gate, up, act backend.Tensor }         // (n, ff)
+type attnBufs struct{ q, att, k, k2, v, v2, gate backend.Tensor } // (n, q width), (n, kv width)
+
+// deltaBufs are a recurrent block's activations.
+type deltaBufs struct {
+	qkv, conv    backend.Tensor // (n, conv width)
+	z, out, norm backend.Tensor // (n, value heads · head size)
+	alpha, beta  backend.Tensor // (n, value heads)
+}
+
+// sharedBufs are a shared expert's activations.
+type sharedBufs struct {
+	gate, up, act backend.Tensor // (n, shared ff)
+	logit         backend.Tensor // (n, 1)
+}
+type ffnBufs struct{ gate, up, act backend.Tensor } // (n, ff)
 
 // Row counts of a buffer, per token of the batch.
 const (
@@ -228,13 +345,15 @@ const (
 // per token (perToken, perChoice: k, perLayer: layers).
 func (b *buffers) fields() ([]*backend.Tensor, []int) {
 	fs := []*backend.Tensor{&b.x, &b.h, &b.o, &b.y, &b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact,
-		&b.plSel, &b.plProj, &b.plIn, &b.plGate, &b.plAct}
+		&b.plSel, &b.plProj, &b.plIn, &b.plGate, &b.plAct,
+		&b.delta.qkv, &b.delta.conv, &b.delta.z, &b.delta.out, &b.delta.norm, &b.delta.alpha, &b.delta.beta,
+		&b.shared.gate, &b.shared.up, &b.shared.act, &b.shared.logit}
 	rows := []int{4: perToken, 5: perChoice, 6: perChoice, 7: perChoice, 8: perChoice, 9: perChoice,
-		10: perLayer, 11: perLayer, 12: perLayer, 13: perToken, 14: perToken}
+		10: perLayer, 11: perLayer, 12: perLayer, 13: perToken, 14: perToken, 25: perToken}
 	for i := range b.attn {
 		a := &b.attn[i]
-		fs = append(fs, &a.q, &a.att, &a.k, &a.k2, &a.v, &a.v2)
-		rows = append(rows, perToken, perToken, perToken, perToken, perToken, perToken)
+		fs = append(fs, &a.q, &a.att, &a.k, &a.k2, &a.v, &a.v2, &a.gate)
+		rows = append(rows, perToken, perToken, perToken, perToken, perToken, perToken, perToken)
 	}
 	for i := range b.ffn {
 		f := &b.ffn[i]
@@ -251,6 +370,12 @@ type shapes struct {
 	ffn    []int
 	attnOf []int // per layer, its set in attn
 	ffnOf  []int // per layer, its set in ffn (-1: no dense block)
+	// delta is the recurrent blocks' shape (every one the same), nil
+	// without any; sharedFF the widest shared expert (0: none).
+	delta    *backend.DeltaNetParams
+	convW    int
+	sharedFF int
+	gated    bool // some attention has an output gate
 }
 
 // heads returns attention a's heads, KV heads and head size: its P's,
@@ -276,6 +401,15 @@ func (d *Decoder) layerShapes() *shapes {
 			j, sh.attn = len(sh.attn), append(sh.attn, a)
 		}
 		sh.attnOf[i], sh.ffnOf[i] = j, -1
+		if m := l.Delta; m != nil && sh.delta == nil {
+			p := m.P
+			sh.delta, sh.convW = &p, m.ConvWidth()
+		}
+		if l.MoE != nil && l.MoE.Shared != nil {
+			_, ff := l.MoE.Shared.Down.Shape()
+			sh.sharedFF = max(sh.sharedFF, ff)
+		}
+		sh.gated = sh.gated || l.Attn.Gate != nil
 		if l.Dense != nil {
 			_, ff := l.Dense.Down.Shape()
 			j := slices.Index(sh.ffn, ff)
@@ -328,11 +462,20 @@ func (d *Decoder) buffersFor(n int) (*buffers, error) {
 			}
 			return be.NewTensor(rows, cols)
 		}
-		b.x, b.h, b.o, b.y = mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, parallel)
+		b.x, b.h, b.o, b.y = mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, true), mk(n, c.Embd, parallel || sh.sharedFF > 0)
 		b.attn = make([]attnBufs, len(sh.attn))
 		for i, w := range sh.attn {
 			b.attn[i] = attnBufs{q: mk(n, w[0], true), att: mk(n, w[0], true), k: mk(n, w[1], true), v: mk(n, w[1], true),
-				k2: mk(n, w[1], kNorm), v2: mk(n, w[1], vNorm)}
+				k2: mk(n, w[1], kNorm), v2: mk(n, w[1], vNorm), gate: mk(n, w[0], sh.gated)}
+		}
+		if p := sh.delta; p != nil {
+			vw := p.VHeads * p.HeadDim
+			b.delta = deltaBufs{qkv: mk(n, sh.convW, true), conv: mk(n, sh.convW, true),
+				z: mk(n, vw, true), out: mk(n, vw, true), norm: mk(n, vw, true),
+				alpha: mk(n, p.VHeads, true), beta: mk(n, p.VHeads, true)}
+		}
+		if ff := sh.sharedFF; ff > 0 {
+			b.shared = sharedBufs{gate: mk(n, ff, true), up: mk(n, ff, true), act: mk(n, ff, true), logit: mk(n, 1, true)}
 		}
 		b.ffn = make([]ffnBufs, len(sh.ffn))
 		for i, ff := range sh.ffn {
@@ -467,7 +610,11 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 	sh := d.layerShapes()
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		d.attention(&l.Attn, b, &b.attn[sh.attnOf[i]], bt, i, temps)
+		if l.Delta != nil {
+			d.deltaNet(l.Delta, b, bt, i)
+		} else {
+			d.attention(&l.Attn, b, &b.attn[sh.attnOf[i]], bt, i, temps)
+		}
 		switch {
 		case l.MoE != nil && l.Dense != nil:
 			if err := d.parallelFFN(l, b, &b.ffn[sh.ffnOf[i]], i, n); err != nil {
@@ -577,6 +724,8 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 	d.trace("attn_norm", il, b.h)
 	q, att, k, v := ab.q, ab.att, ab.k, ab.v
 	switch {
+	case a.Gate != nil:
+		d.matMuls(b.h, []backend.Tensor{q, k, v, ab.gate}, []backend.Weight{a.Q, a.K, a.V, a.Gate})
 	case a.P.SharedKV:
 		be.MatMul(q, b.h, a.Q)
 		k, v = nil, nil
@@ -627,11 +776,15 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 		d.trace("Kcur", il, k)
 	}
 	cl := il
-	if a.P.SharedKV {
+	if a.P.SharedKV || d.Hybrid() {
 		cl = a.KVLayer
 	}
 	be.Attention(att, q, k, v, bt.KVs, bt.Seq, cl, bt.Pos, a.P)
 	d.trace("kqv_out", il, att)
+	if a.Gate != nil {
+		be.GLU(att, ab.gate, att, backend.Act{Kind: backend.ActSigmoid})
+		d.trace("attn_gated", il, att)
+	}
 	be.MatMul(b.o, att, a.O)
 	d.addBias(b.o, a.OB)
 	d.trace("attn_out", il, b.o)
@@ -642,6 +795,62 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 	} else {
 		be.Add(b.x, b.o)
 	}
+}
+
+// ErrNoRecurrent is wrapped when a model with recurrent layers is bound
+// on a backend without backend.Recurrent.
+var ErrNoRecurrent = errors.New("recurrent layers are not supported")
+
+// deltaNet runs layer il's recurrent block on b.x.
+func (d *Decoder) deltaNet(m *DeltaNet, b *buffers, bt *arch.Batch, il int) {
+	be, eps := d.Be, d.C.NormEps
+	rec := be.(backend.Recurrent) // checked at bind time (NewStatePool)
+	db := &b.delta
+	be.RMSNorm(b.h, b.x, m.Norm, eps)
+	d.trace("attn_norm", il, b.h)
+	d.matMuls(b.h, []backend.Tensor{db.qkv, db.z, db.alpha, db.beta}, []backend.Weight{m.QKV, m.Z, m.Alpha, m.Beta})
+	d.trace("linear_attn_qkv_mixed", il, db.qkv)
+	rec.CausalConv(db.conv, db.qkv, m.Conv, bt.KVs, bt.Seq, bt.Pos, m.Part)
+	d.trace("conv_output_raw", il, db.conv)
+	be.Activate(db.qkv, db.conv, backend.Act{Kind: backend.ActSiLU})
+	rec.GatedDeltaNet(db.out, db.qkv, db.alpha, db.beta, m.A, m.DtBias, bt.KVs, bt.Seq, bt.Pos, m.Part+1, m.P)
+	d.trace("attn_output", il, db.out)
+	be.RMSNorm(db.norm, db.out, m.OutNorm, eps) // per head
+	be.SwiGLU(db.norm, db.z, db.norm)
+	d.trace("final_output", il, db.norm)
+	be.MatMul(b.o, db.norm, m.Out)
+	d.trace("linear_attn_out", il, b.o)
+	be.Add(b.x, b.o)
+}
+
+// shared adds a mixture's shared expert, run on b.h and scaled per token
+// by σ(SharedGate·b.h), into out.
+func (d *Decoder) shared(m *MoE, b *buffers, n int, out backend.Tensor) error {
+	be, sb := d.Be, &b.shared
+	s := func(t backend.Tensor) backend.Tensor {
+		_, cols := m.Shared.Down.Shape()
+		if _, w := t.Shape(); w == cols {
+			return t
+		}
+		panic("blocks: shared experts of different widths")
+	}
+	y := b.y
+	runFFN(be, m.Shared.Gate, m.Shared.Up, m.Shared.Down, nil, nil, nil, m.Shared.Act, b.h, s(sb.gate), s(sb.up), s(sb.act), y)
+	if m.SharedGate != nil {
+		be.MatMul(sb.logit, b.h, m.SharedGate)
+		r := &d.route
+		r.probs = zeroed(r.probs, n)
+		be.Read(sb.logit, 0, r.probs)
+		if err := be.Err(); err != nil {
+			return err
+		}
+		for t, v := range r.probs {
+			r.probs[t] = float32(1 / (1 + math.Exp(-float64(v))))
+		}
+		be.Scale(y, r.probs...)
+	}
+	be.Add(out, y)
+	return nil
 }
 
 func (d *Decoder) trace(name string, il int, t backend.Tensor) {
@@ -856,6 +1065,9 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 	}
 	group(a, part{ye, func(x *Expert) (backend.Weight, backend.Weight) { return x.Down, x.DownB }})
 	be.AddScaledRows(out, ye, r.tok, r.ws)
+	if m.Shared != nil {
+		return d.shared(m, b, n, out)
+	}
 	return nil
 }
 

@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hearth-llm/hearth/internal/testdata"
+)
+
+// TestBatchedHybrid: Qwen 3.5 (Gated DeltaNet + attention, dense and
+// MoE) under the batched engine: 8 concurrent greedy requests, with
+// prompts split into prefill chunks across steps and a KV budget small
+// enough to preempt (a preempted sequence recomputes, its recurrent state
+// restarted), return exactly the tokens each returns alone; a repeated
+// prompt is recomputed, not served from the prefix cache (whose KV blocks
+// lack the recurrent state at their end), with the same tokens.
+func TestBatchedHybrid(t *testing.T) {
+	for _, name := range []string{"qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := Load(filepath.Join(testdata.Dir(t, "arch-next/models"), name+".gguf"), Options{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var prompts [][]int32
+			for i := range 8 {
+				p := []int32{1}
+				for j := 1; j < 5+4*i; j++ {
+					p = append(p, int32(3+(j*37+i*101)%490))
+				}
+				prompts = append(prompts, p)
+			}
+			const n = 40
+			alone := make([][]int32, len(prompts))
+			for i, p := range prompts {
+				seq, err := m.NewSequence(256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				logits, err := seq.Eval(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range n {
+					tok := argmaxTest(logits)
+					alone[i] = append(alone[i], tok)
+					if logits, err = seq.Eval([]int32{tok}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				seq.Close()
+			}
+			// 8 state slots (~0.6 MiB) and about 18 blocks of 16 positions.
+			b := serveBatched(t, m, BatchConfig{KVBudget: 900 << 10, MaxBatchTokens: 32, PrefillChunk: 8, MaxRunning: 8})
+			got := make([][]int32, len(prompts))
+			var wg sync.WaitGroup
+			for i, p := range prompts {
+				st, err := b.Submit(p, SeqOptions{NumPredict: n, Sample: greedy()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); got[i] = collect(t, st) }()
+			}
+			wg.Wait()
+			for i := range prompts {
+				// Generation stops at an end-of-generation token.
+				if k := len(got[i]); k == 0 || k < n && !m.Tok.IsEOG(got[i][k-1]) || k > n {
+					t.Fatalf("prompt %d: %d tokens, want %d or up to an end of generation", i, k, n)
+				}
+				for k := range got[i] {
+					if got[i][k] != alone[i][k] {
+						t.Fatalf("prompt %d token %d: batched %d, alone %d", i, k, got[i][k], alone[i][k])
+					}
+				}
+			}
+			mt := b.Metrics()
+			t.Logf("%d steps, %d preemptions", mt.Steps, mt.Preemptions)
+			if mt.Preemptions == 0 {
+				t.Errorf("no preemption: the test does not exercise recomputation")
+			}
+			again := collect(t, must(b.Submit(prompts[7], SeqOptions{NumPredict: n, Sample: greedy()})))
+			if len(again) != len(got[7]) {
+				t.Fatalf("repeated prompt: %d tokens, first time %d", len(again), len(got[7]))
+			}
+			for k := range again {
+				if again[k] != alone[7][k] {
+					t.Fatalf("repeated prompt token %d: %d, alone %d", k, again[k], alone[7][k])
+				}
+			}
+			if mt := b.Metrics(); mt.PrefixHits != 0 || mt.BlocksUsed != 0 || mt.Running != 0 {
+				t.Errorf("after all finished: %+v", mt)
+			}
+		})
+	}
+}
