@@ -174,7 +174,7 @@ func (s *Store) pullRegistry(ctx context.Context, ref string, o PullOptions) (Mo
 	}
 	o.Progress(Progress{Status: "writing manifest"})
 	s.forget(dest)
-	m, err := s.hearthModel(n, dest)
+	m, err := s.hearthModel(n, dest, true)
 	if err != nil {
 		return Model{}, err
 	}
@@ -228,7 +228,7 @@ func (s *Store) pullURL(ctx context.Context, ref string, o PullOptions) (Model, 
 		return Model{}, fmt.Errorf("pull %s: %w", u.Redacted(), err)
 	}
 	s.forget(dest)
-	m, err := s.hearthModel(n, dest)
+	m, err := s.hearthModel(n, dest, true)
 	if err != nil {
 		return Model{}, err
 	}

@@ -40,10 +40,18 @@ type Model struct {
 	Size       int64  // bytes of the GGUF file
 	ModifiedAt time.Time
 	// Digest identifies the model as Ollama's digests do ("sha256:<hex>"):
-	// for the Ollama store, the manifest's digest; for Hearth's folder, a
-	// hash of the file's name, size and modification time (not of its
-	// contents, which would mean reading gigabytes on every listing).
+	// for the Ollama store, the manifest's digest; for Hearth's folder,
+	// Version. Empty from Locate when Version is not yet known.
 	Digest string
+	// Version is the sha256 of the GGUF file's bytes ("sha256:<hex>"): for
+	// the Ollama store, the model layer's digest (the blob's name); for
+	// Hearth's folder, computed once per change of the file (its size,
+	// times and inode) and cached. Empty from Locate when not yet known.
+	Version string
+	// Stamp says what state of the file (or of the manifest) this Model
+	// describes, without reading the file: two Models with equal Stamps
+	// have the same Version. It is opaque.
+	Stamp  string
 	Source Source
 
 	// From the Ollama manifest's small layers (empty for Hearth's folder,
@@ -70,11 +78,14 @@ type Store struct {
 
 	mu    sync.Mutex
 	infos map[string]cachedInfo // by path
+
+	digests digestCache
 }
 
 // New returns a store over o's folders. The folders need not exist.
 func New(o Options) *Store {
-	s := &Store{dir: o.Dir, ollamaDir: o.OllamaDir, infos: map[string]cachedInfo{}}
+	s := &Store{dir: o.Dir, ollamaDir: o.OllamaDir, infos: map[string]cachedInfo{},
+		digests: digestCache{byPath: map[string]digestEntry{}, running: map[string]*hashCall{}}}
 	if s.dir != "" {
 		s.dir = filepath.Clean(s.dir)
 	}
@@ -140,11 +151,14 @@ func (s *Store) Path(n Name) (string, error) {
 
 // List returns every model of both folders, sorted by name; a name in
 // Hearth's folder hides the same name in the Ollama store. Files whose names
-// are not valid model names are left out.
-func (s *Store) List() ([]Model, error) {
+// are not valid model names are left out. Each model's Version is known:
+// a file of Hearth's folder not seen in its present state is hashed.
+func (s *Store) List() ([]Model, error) { return s.list(true) }
+
+func (s *Store) list(hash bool) ([]Model, error) {
 	seen := map[string]bool{}
 	var out []Model
-	hearth, err := s.listHearth()
+	hearth, err := s.listHearth(hash)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +180,7 @@ func (s *Store) List() ([]Model, error) {
 	return out, nil
 }
 
-func (s *Store) listHearth() ([]Model, error) {
+func (s *Store) listHearth(hash bool) ([]Model, error) {
 	if s.dir == "" {
 		return nil, nil
 	}
@@ -193,7 +207,7 @@ func (s *Store) listHearth() ([]Model, error) {
 		if err != nil {
 			return nil
 		}
-		m, err := s.hearthModel(n, p)
+		m, err := s.hearthModel(n, p, hash)
 		if err == nil {
 			out = append(out, m)
 		}
@@ -207,7 +221,9 @@ func (s *Store) listHearth() ([]Model, error) {
 	return out, nil
 }
 
-func (s *Store) hearthModel(n Name, p string) (Model, error) {
+// hearthModel describes the file p of Hearth's folder; with hash its
+// Version is computed when not cached, else it is left empty.
+func (s *Store) hearthModel(n Name, p string, hash bool) (Model, error) {
 	st, err := os.Stat(p) // follows a symlink the user put there
 	if err != nil {
 		return Model{}, err
@@ -215,11 +231,19 @@ func (s *Store) hearthModel(n Name, p string) (Model, error) {
 	if !st.Mode().IsRegular() {
 		return Model{}, fmt.Errorf("%s: not a regular file", p)
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", p, st.Size(), st.ModTime().UnixNano()))
-	return Model{
-		Name: n, Path: p, Size: st.Size(), ModifiedAt: st.ModTime(),
-		Digest: "sha256:" + hex.EncodeToString(h[:]), Source: SourceHearth,
-	}, nil
+	stamp := stampOf(st)
+	m := Model{Name: n, Path: p, Size: st.Size(), ModifiedAt: st.ModTime(), Source: SourceHearth,
+		Stamp: p + "\x00" + stamp.String()}
+	if hash {
+		m.Version, err = s.digests.digest(p, stamp)
+		if err != nil {
+			return Model{}, err
+		}
+	} else {
+		m.Version, _ = s.digests.cached(p, stamp)
+	}
+	m.Digest = m.Version
+	return m, nil
 }
 
 // Ollama's manifest and its layers' media types.
@@ -328,8 +352,9 @@ func (s *Store) ollamaModel(n Name, p string, layers bool) (Model, error) {
 	sum := sha256.Sum256(b)
 	m := Model{
 		Name: n, Path: blob, Size: bst.Size(), ModifiedAt: st.ModTime(),
-		Digest: "sha256:" + hex.EncodeToString(sum[:]), Source: SourceOllama,
+		Digest: "sha256:" + hex.EncodeToString(sum[:]), Version: ml.Digest, Source: SourceOllama,
 	}
+	m.Stamp = m.Digest
 	if !layers {
 		return m, nil
 	}
@@ -378,8 +403,16 @@ func readLimited(p string, limit int64) ([]byte, os.FileInfo, error) {
 
 // Resolve finds the model named name: in Hearth's folder first, then in the
 // Ollama store, then by a case-insensitive match. Errors wrap
-// ErrInvalidName or ErrNotFound.
-func (s *Store) Resolve(name string) (Model, error) {
+// ErrInvalidName or ErrNotFound. The model's Version is known: a file not
+// seen in its present state is hashed (which reads it whole).
+func (s *Store) Resolve(name string) (Model, error) { return s.resolve(name, true) }
+
+// Locate is Resolve without reading any model file: the Version of a file
+// of Hearth's folder is filled only when cached for the file's present
+// state (its Stamp), else empty. It costs a few stats, for every request.
+func (s *Store) Locate(name string) (Model, error) { return s.resolve(name, false) }
+
+func (s *Store) resolve(name string, hash bool) (Model, error) {
 	n, err := ParseName(name)
 	if err != nil {
 		return Model{}, err
@@ -394,9 +427,10 @@ func (s *Store) Resolve(name string) (Model, error) {
 			if err != nil {
 				return Model{}, err
 			}
-			if m, err := s.hearthModel(n, p); err == nil {
-				return m, nil
+			if _, err := os.Stat(p); err != nil {
+				continue
 			}
+			return s.hearthModel(n, p, hash)
 		}
 	}
 	if s.ollamaDir != "" {
@@ -408,12 +442,15 @@ func (s *Store) Resolve(name string) (Model, error) {
 			return m, nil
 		}
 	}
-	all, err := s.List()
+	all, err := s.list(false)
 	if err != nil {
 		return Model{}, err
 	}
 	for _, m := range all {
 		if m.Name.Equal(n) {
+			if m.Source == SourceHearth && hash {
+				return s.hearthModel(m.Name, m.Path, true)
+			}
 			if m.Source == SourceOllama {
 				p := filepath.Join(s.ollamaDir, "manifests", m.Name.Host, m.Name.Namespace, m.Name.Model, m.Name.Tag)
 				return s.ollamaModel(m.Name, p, true)
@@ -473,7 +510,7 @@ func (s *Store) Copy(src, dst string) (Model, error) {
 		return Model{}, err
 	}
 	s.forget(p)
-	return s.hearthModel(n, p)
+	return s.hearthModel(n, p, true)
 }
 
 func copyFile(from, to string) error {
