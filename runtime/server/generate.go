@@ -77,6 +77,10 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 	}
 	defer s.mgr.release(l, job.keepAlive)
 	out.model, out.loadDur = l.model.Name.Short(), loadDur
+	labels := []string{out.model, l.version()}
+	queued := s.now().Sub(out.start)
+	s.metrics.queue.WithLabelValues(labels...).Observe(queued.Seconds())
+	ttft, interToken := s.metrics.ttft.WithLabelValues(labels...), s.metrics.interToken.WithLabelValues(labels...)
 
 	info := l.info
 	if info.EmbeddingOnly {
@@ -125,13 +129,14 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 
 	filter := &stopFilter{stops: o.Stop}
 	track := &logprobTracker{}
-	var last time.Time
+	var last, first time.Time
 	emit := func(p Piece) error {
 		now := s.now()
 		if last.IsZero() {
-			s.metrics.ttft.Observe(now.Sub(out.start).Seconds())
+			first = now
+			ttft.Observe(now.Sub(out.start).Seconds())
 		} else {
-			s.metrics.interToken.Observe(now.Sub(last).Seconds())
+			interToken.Observe(now.Sub(last).Seconds())
 		}
 		last = now
 		track.push(p)
@@ -155,9 +160,17 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 	}
 	out.res, err = l.runner.Generate(ctx, req, emit)
 	out.stop = filter.matched
-	noteAttrs(r, slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)))
+	attrs := []slog.Attr{slog.Int("prompt_tokens", out.res.PromptTokens), slog.Int("gen_tokens", len(out.res.Tokens)),
+		slog.Duration("queue", queued)}
+	if !first.IsZero() {
+		attrs = append(attrs, slog.Duration("ttft", first.Sub(out.start)))
+	}
+	if err == nil {
+		attrs = append(attrs, slog.String("finish", out.res.DoneReason))
+	}
+	noteAttrs(r, attrs...)
 	// Every token generated counts, a cancelled or failed request's too.
-	s.metrics.genTokens.Add(float64(len(out.res.Tokens)))
+	s.metrics.genTokens.WithLabelValues(labels...).Add(float64(len(out.res.Tokens)))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -171,9 +184,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 			return nil, err
 		}
 	}
-	s.metrics.promptTokens.Add(float64(out.res.PromptTokens))
+	s.metrics.promptTokens.WithLabelValues(labels...).Add(float64(out.res.PromptTokens))
 	if d := out.res.GenDuration.Seconds(); d > 0 && len(out.res.Tokens) > 0 {
-		s.metrics.tokensPerSec.Observe(float64(len(out.res.Tokens)) / d)
+		s.metrics.tokensPerSec.WithLabelValues(labels...).Observe(float64(len(out.res.Tokens)) / d)
 	}
 	return out, nil
 }
@@ -185,6 +198,7 @@ func (s *Server) acquire(ctx context.Context, name string) (*loaded, time.Durati
 	if err != nil {
 		return nil, 0, err
 	}
+	noteVersion(ctx, l)
 	if !fresh {
 		return l, 0, nil
 	}

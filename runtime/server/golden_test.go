@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // "<volatile>" as the value.
 var volatile = map[string]bool{
 	"created_at": true, "created": true, "id": true, "total_duration": true, "load_duration": true,
-	"modified_at": true, "expires_at": true, "digest": true,
+	"modified_at": true, "expires_at": true, "digest": true, "version": true,
 }
 
 func scrub(v any) any {

@@ -211,19 +211,25 @@ func TestMetricsEndpoint(t *testing.T) {
 	if code != 200 {
 		t.Fatal(code)
 	}
+	b, _ := os.ReadFile(filepath.Join(e.dir, "tiny.gguf"))
+	sum := sha256.Sum256(b)
+	lv := `{model="tiny:latest",version="` + hex.EncodeToString(sum[:])[:12] + `"}`
 	for _, want := range []string{
-		"hearth_time_to_first_token_seconds_count 1",
-		"hearth_inter_token_seconds_count 2",
-		"hearth_generated_tokens_total 4",
-		"hearth_prompt_tokens_total 2",
+		"hearth_time_to_first_token_seconds_count" + lv + " 1",
+		"hearth_inter_token_seconds_count" + lv + " 2",
+		"hearth_generated_tokens_total" + lv + " 4",
+		"hearth_prompt_tokens_total" + lv + " 2",
+		"hearth_queue_seconds_count" + lv + " 1",
+		"hearth_model_load_seconds_count" + lv + " 1",
+		`hearth_model_loaded{model="tiny:latest",state="serving",version="` + hex.EncodeToString(sum[:])[:12] + `"} 1`,
 		"hearth_models_loaded 1",
 		"hearth_queue_depth 0",
 		"hearth_running_sequences 0",
 		"hearth_kv_blocks_used 0",
 		"hearth_kv_blocks_free 0",
 		"hearth_prefix_cache_hit_ratio 0",
-		"hearth_generation_tokens_per_second_count 1",
-		`hearth_http_requests_total{code="200",route="POST /api/generate"} 1`,
+		"hearth_generation_tokens_per_second_count" + lv + " 1",
+		`hearth_http_requests_total{code="200",model="tiny:latest",route="POST /api/generate",version="` + hex.EncodeToString(sum[:])[:12] + `"} 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q", want)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,49 +12,80 @@ import (
 
 // metrics are the server's Prometheus metrics, on a registry of its own
 // (no global state: two servers in one process, as in tests, do not
-// collide).
+// collide). Series about a model carry its short name (model) and
+// version (the first 12 hex digits of its file's sha256, as /api/ps and
+// `hearth ls` show it); a request that never reached a model has both
+// empty. Model names in labels are only names that resolved in the store,
+// never a client's unchecked string, so the series stay bounded.
 type metrics struct {
 	reg          *prometheus.Registry
+	collectors   []prometheus.Collector // ours, for metricNames
 	requests     *prometheus.CounterVec
-	ttft         prometheus.Histogram
-	interToken   prometheus.Histogram
-	tokensPerSec prometheus.Histogram
-	promptTokens prometheus.Counter
-	genTokens    prometheus.Counter
+	duration     *prometheus.HistogramVec
+	queue        *prometheus.HistogramVec
+	ttft         *prometheus.HistogramVec
+	interToken   *prometheus.HistogramVec
+	tokensPerSec *prometheus.HistogramVec
+	promptTokens *prometheus.CounterVec
+	genTokens    *prometheus.CounterVec
 	rejected     prometheus.Counter
+	loadSeconds  *prometheus.HistogramVec
+	loadFailures *prometheus.CounterVec
+	swaps        *prometheus.CounterVec
 }
+
+var modelLabels = []string{"model", "version"}
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hearth_http_requests_total", Help: "HTTP requests by route and status code.",
-		}, []string{"route", "code"}),
-		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hearth_http_requests_total", Help: "HTTP requests by route, status code, model and version.",
+		}, []string{"route", "code", "model", "version"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_request_duration_seconds", Help: "From a generation or embedding request's arrival to its end.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}, []string{"route", "model", "version"}),
+		queue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_queue_seconds", Help: "From a request's arrival until it holds its model (admission and any load).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, modelLabels),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "hearth_time_to_first_token_seconds", Help: "From a generation request's arrival to its first token.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
-		}),
-		interToken: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, modelLabels),
+		interToken: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "hearth_inter_token_seconds", Help: "Between consecutive pieces of generated text.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-		}),
-		tokensPerSec: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, modelLabels),
+		tokensPerSec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "hearth_generation_tokens_per_second", Help: "Generation speed of each finished request.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
-		}),
-		promptTokens: prometheus.NewCounter(prometheus.CounterOpts{
+		}, modelLabels),
+		promptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_prompt_tokens_total", Help: "Prompt tokens of finished requests.",
-		}),
-		genTokens: prometheus.NewCounter(prometheus.CounterOpts{
+		}, modelLabels),
+		genTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_generated_tokens_total", Help: "Tokens generated.",
-		}),
+		}, modelLabels),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hearth_rejected_requests_total", Help: "Requests refused with 503 because the queue was full.",
 		}),
+		loadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_model_load_seconds", Help: "Time to load a model version (successful loads).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}, modelLabels),
+		loadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_model_load_failures_total", Help: "Model versions that failed to load (a failed new version leaves the old one serving).",
+		}, modelLabels),
+		swaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_model_swaps_total", Help: "Times a new version of a model replaced the one serving, by the new version.",
+		}, modelLabels),
 	}
-	m.reg.MustRegister(m.requests, m.ttft, m.interToken, m.tokensPerSec, m.promptTokens, m.genTokens, m.rejected,
-		&stateCollector{s: s},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.collectors = []prometheus.Collector{m.requests, m.duration, m.queue, m.ttft, m.interToken, m.tokensPerSec,
+		m.promptTokens, m.genTokens, m.rejected, m.loadSeconds, m.loadFailures, m.swaps, &stateCollector{s: s}}
+	m.reg.MustRegister(m.collectors...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -61,11 +93,42 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-func (m *metrics) observeRequest(route string, code int) {
+func (m *metrics) observeRequest(route string, code int, model, version string) {
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.requests.WithLabelValues(route, strconv.Itoa(code), model, version).Inc()
+}
+
+// loadDone is the manager's hook: load time or failure per version.
+func (m *metrics) loadDone(l *loaded, err error) {
+	name, v := l.model.Name.Short(), l.version()
+	if err != nil {
+		m.loadFailures.WithLabelValues(name, v).Inc()
+		return
+	}
+	m.loadSeconds.WithLabelValues(name, v).Observe(l.loadDur.Seconds())
+}
+
+var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// metricNames are the names of the metrics the server exports (its own,
+// without the Go runtime's and the process's), for the dashboard test.
+func (m *metrics) metricNames() map[string]bool {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range m.collectors {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	names := map[string]bool{}
+	for d := range ch {
+		if sm := descName.FindStringSubmatch(d.String()); sm != nil {
+			names[sm[1]] = true
+		}
+	}
+	return names
 }
 
 // stateCollector reads the gauges from the server and its runners when
@@ -78,12 +141,21 @@ var (
 	descKVUsed  = prometheus.NewDesc("hearth_kv_blocks_used", "KV cache blocks in use (runners with a paged cache).", nil, nil)
 	descKVFree  = prometheus.NewDesc("hearth_kv_blocks_free", "KV cache blocks free (runners with a paged cache).", nil, nil)
 	descPrefix  = prometheus.NewDesc("hearth_prefix_cache_hit_ratio", "Share of looked-up prompt tokens found in a prefix cache.", nil, nil)
-	descLoaded  = prometheus.NewDesc("hearth_models_loaded", "Models in memory.", nil, nil)
+	descLoaded  = prometheus.NewDesc("hearth_models_loaded", "Model versions in memory (a model being swapped counts twice until its old version's requests end).", nil, nil)
 	descFlight  = prometheus.NewDesc("hearth_requests_in_flight", "Generation and embedding requests admitted.", nil, nil)
+	descModel   = prometheus.NewDesc("hearth_model_loaded", "1 for each model version in memory; state is serving, or retired (replaced, finishing its requests).",
+		[]string{"model", "version", "state"}, nil)
+	descModelReqs = prometheus.NewDesc("hearth_model_requests_active", "Requests holding each model version.",
+		[]string{"model", "version"}, nil)
+	descModelBytes = prometheus.NewDesc("hearth_model_memory_bytes", "Memory counted for each model version (its file and KV cache) against the budget.",
+		[]string{"model", "version"}, nil)
+	descSwapFailing = prometheus.NewDesc("hearth_model_swap_failing", "1 while a model's newest version is not serving because it failed to load (or waits for memory).",
+		[]string{"model", "version"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descRunning, descKVUsed, descKVFree, descPrefix, descLoaded, descFlight} {
+	for _, d := range []*prometheus.Desc{descQueue, descRunning, descKVUsed, descKVFree, descPrefix, descLoaded, descFlight,
+		descModel, descModelReqs, descModelBytes, descSwapFailing} {
 		ch <- d
 	}
 }
@@ -109,8 +181,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.PrefixQueryTokens > 0 {
 		ratio = float64(st.PrefixHitTokens) / float64(st.PrefixQueryTokens)
 	}
-	g := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	g(descQueue, float64(queue))
 	g(descRunning, float64(st.Running))
@@ -119,4 +191,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descPrefix, ratio)
 	g(descLoaded, float64(len(loaded)))
 	g(descFlight, float64(inFlight))
+	for _, r := range loaded {
+		name, v := r.l.model.Name.Short(), r.l.version()
+		state := "serving"
+		if r.retired {
+			state = "retired"
+		}
+		g(descModel, 1, name, v, state)
+		g(descModelReqs, float64(r.refs), name, v)
+		g(descModelBytes, float64(r.l.model.Size+c.s.mgr.kvBytes), name, v)
+		if r.failed != nil {
+			g(descSwapFailing, 1, name, shortVersion(r.failed.version))
+		}
+	}
 }

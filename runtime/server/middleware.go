@@ -17,21 +17,63 @@ import (
 
 // reqInfo is what the access log says about a request; handlers add to it.
 type reqInfo struct {
-	id string
+	id         string
+	start      time.Time
+	hdr        http.Header // the response's, for headers set once the model is known
+	logPrompts bool        // Config.LogPrompts
 
 	mu     sync.Mutex
-	model  string
+	model  string // as the client named it
+	route  string // the mux pattern
 	errMsg string
 	status int
 	attrs  []slog.Attr
+	// The model and version the request used, once it holds one.
+	usedModel, version string
+	body               []byte // the request body, kept only with logPrompts
 }
 
 type reqInfoKey struct{}
 
-func infoOf(r *http.Request) *reqInfo {
-	ri, _ := r.Context().Value(reqInfoKey{}).(*reqInfo)
+func infoOf(r *http.Request) *reqInfo { return infoFrom(r.Context()) }
+
+func infoFrom(ctx context.Context) *reqInfo {
+	ri, _ := ctx.Value(reqInfoKey{}).(*reqInfo)
 	return ri
 }
+
+// VersionHeader names the version of the model that answered, on the
+// responses of requests that used one ("sha256:<hex>", the sha256 of the
+// model's GGUF file).
+const VersionHeader = "X-Hearth-Model-Version"
+
+// noteVersion records the model version a request holds, for the access
+// log, the metrics and the response header (set here, before anything is
+// written: a request takes its model before it answers).
+func noteVersion(ctx context.Context, l *loaded) {
+	ri := infoFrom(ctx)
+	if ri == nil {
+		return
+	}
+	ri.mu.Lock()
+	ri.usedModel, ri.version = l.model.Name.Short(), l.version()
+	ri.mu.Unlock()
+	if ri.hdr != nil {
+		ri.hdr.Set(VersionHeader, l.model.Version)
+	}
+}
+
+// noteBody keeps a request's body for the access log when prompts are
+// logged (--log-prompts), up to maxLoggedBody bytes.
+func noteBody(r *http.Request, b []byte) {
+	if ri := infoOf(r); ri != nil && ri.logPrompts {
+		ri.mu.Lock()
+		ri.body = b[:min(len(b), maxLoggedBody)]
+		ri.mu.Unlock()
+	}
+}
+
+const maxLoggedBody = 64 << 10
 
 // noteModel records the model a request used, for the access log
 // (truncated: it is the client's string, not yet validated).
@@ -90,10 +132,14 @@ func (rw *recorder) Write(b []byte) (int, error) {
 
 func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
 
-// requestID takes a client's X-Request-Id when it is short and plain,
-// else makes one.
+// maxRequestID bounds a client's X-Request-Id.
+const maxRequestID = 128
+
+// requestID takes a client's X-Request-Id when it is at most
+// maxRequestID bytes of printable ASCII without spaces, quotes or
+// backslashes (a UUID, a trace id, "svc:1234/5"), else makes one.
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && plainID(id) {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestID && plainID(id) {
 		return id
 	}
 	var b [8]byte
@@ -104,7 +150,7 @@ func requestID(r *http.Request) string {
 func plainID(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if c <= ' ' || c > '~' || c == '"' || c == '\\' {
 			return false
 		}
 	}
@@ -127,9 +173,9 @@ func dialectOf(r *http.Request) dialect {
 func (s *Server) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: requestID(r)}
-		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
 		rec := &recorder{ResponseWriter: w}
+		ri := &reqInfo{id: requestID(r), start: start, hdr: rec.Header(), logPrompts: s.cfg.LogPrompts}
+		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
 		rec.Header().Set("X-Request-Id", ri.id)
 		defer func() {
 			if p := recover(); p != nil {
@@ -178,15 +224,24 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, rec *recorder, d time.
 	}
 	attrs := []slog.Attr{
 		slog.String("req", ri.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.Duration("dur", d), slog.Int64("bytes", rec.bytes),
 	}
-	if ri.model != "" {
+	if ri.route != "" {
+		attrs = append(attrs, slog.String("route", ri.route))
+	}
+	attrs = append(attrs, slog.Int("status", status), slog.Duration("dur", d), slog.Int64("bytes", rec.bytes))
+	switch {
+	case ri.usedModel != "":
+		attrs = append(attrs, slog.String("model", ri.usedModel), slog.String("version", ri.version))
+	case ri.model != "":
 		attrs = append(attrs, slog.String("model", ri.model))
 	}
 	if ri.errMsg != "" {
 		attrs = append(attrs, slog.String("error", ri.errMsg))
 	}
 	attrs = append(attrs, ri.attrs...)
+	if ri.body != nil {
+		attrs = append(attrs, slog.String("request_body", string(ri.body)))
+	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
@@ -236,7 +291,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		"X-Api-Key, Anthropic-Version, Anthropic-Beta, Anthropic-Dangerous-Direct-Browser-Access, "+
 		"X-Stainless-Lang, X-Stainless-Package-Version, X-Stainless-Os, X-Stainless-Arch, X-Stainless-Retry-Count, "+
 		"X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Async, X-Stainless-Helper-Method, X-Stainless-Timeout")
-	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, "+VersionHeader)
 	h.Set("Access-Control-Max-Age", "600")
 	return true
 }

@@ -659,6 +659,10 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 	if lic, ok := meta["general.license"].(string); ok {
 		out.License = lic
 	}
+	if out.ModelInfo == nil {
+		out.ModelInfo = map[string]any{}
+	}
+	out.ModelInfo["hearth.version"] = m.Version
 	for _, t := range tensors {
 		out.Tensors = append(out.Tensors, api.Tensor{Name: t.Name, Type: t.Type, Shape: t.Shape})
 	}
@@ -717,8 +721,29 @@ func modelfile(m models.Model, params string) string {
 	return b.String()
 }
 
+// psModel is an /api/ps entry: Ollama's, and Hearth's versions. A model
+// being swapped lists its serving version and, while requests still hold
+// it, its retired one.
+type psModel struct {
+	api.ProcessModelResponse
+	// Version is the sha256 of the GGUF file loaded.
+	Version string `json:"version"`
+	// State is "serving", or "retired" (replaced; finishing its requests).
+	State string `json:"state"`
+	// Requests holding this version now.
+	Requests int `json:"requests"`
+	// Loading is a newer version being loaded in the background.
+	Loading string `json:"loading_version,omitempty"`
+	// FailedVersion and Error say why the newest version of the file is
+	// not serving (it failed to load, or waits for memory).
+	FailedVersion string `json:"failed_version,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
 func (s *Server) handlePs(w http.ResponseWriter, r *http.Request) {
-	out := api.ProcessResponse{Models: []api.ProcessModelResponse{}}
+	out := struct {
+		Models []psModel `json:"models"`
+	}{Models: []psModel{}}
 	now := s.now()
 	for _, rm := range s.mgr.snapshot() {
 		l := rm.l
@@ -737,9 +762,16 @@ func (s *Server) handlePs(w http.ResponseWriter, r *http.Request) {
 		if size == 0 {
 			size = l.model.Size
 		}
-		out.Models = append(out.Models, api.ProcessModelResponse{Name: l.model.Name.Short(), Model: l.model.Name.Short(),
+		pm := psModel{ProcessModelResponse: api.ProcessModelResponse{Name: l.model.Name.Short(), Model: l.model.Name.Short(),
 			Size: size, Digest: digestHex(l.model.Digest), Details: d, ExpiresAt: exp, SizeVRAM: l.info.VRAM,
-			ContextLength: l.info.DefaultNumCtx})
+			ContextLength: l.info.DefaultNumCtx}, Version: l.model.Version, State: "serving", Requests: rm.refs, Loading: rm.loading}
+		if rm.retired {
+			pm.State = "retired"
+		}
+		if f := rm.failed; f != nil {
+			pm.FailedVersion, pm.Error = f.version, f.err.Error()
+		}
+		out.Models = append(out.Models, pm)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

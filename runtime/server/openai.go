@@ -148,6 +148,8 @@ type oaiModel struct {
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	// Version is Hearth's: the sha256 of the model's GGUF file.
+	Version string `json:"version,omitempty"`
 }
 
 const fingerprint = "fp_hearth"
@@ -600,7 +602,7 @@ func base64Floats(v []float32) string {
 }
 
 func oaiModelOf(m models.Model) oaiModel {
-	return oaiModel{ID: m.Name.Short(), Object: "model", Created: m.ModifiedAt.Unix(), OwnedBy: m.Name.Namespace}
+	return oaiModel{ID: m.Name.Short(), Object: "model", Created: m.ModifiedAt.Unix(), OwnedBy: m.Name.Namespace, Version: m.Version}
 }
 
 func (s *Server) handleOAIModels(w http.ResponseWriter, r *http.Request) {

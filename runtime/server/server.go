@@ -29,6 +29,8 @@ const (
 	DefaultMaxQueue     = 512 // Ollama's OLLAMA_MAX_QUEUE
 	DefaultMaxLoaded    = 3   // Ollama's OLLAMA_MAX_LOADED_MODELS
 	DefaultMaxBodyBytes = 32 << 20
+	// DefaultWatchInterval is Config.WatchInterval's default.
+	DefaultWatchInterval = 2 * time.Second
 )
 
 // Config configures a Server. Store and Load are required.
@@ -68,6 +70,15 @@ type Config struct {
 
 	// Logger receives the access log and model events; nil: slog.Default().
 	Logger *slog.Logger
+	// LogPrompts adds each request's JSON body (prompt, messages, system,
+	// tools: up to 64 KiB) to its access log line, at the line's level
+	// (info for a success). Off by default: logs carry no prompt text.
+	LogPrompts bool
+	// WatchInterval is how often the loaded models' files are checked for
+	// a new version (hot swap; a request that sees a changed file also
+	// triggers a check at once). 0: DefaultWatchInterval; < 0: only the
+	// requests' checks.
+	WatchInterval time.Duration
 	// Pull configures /api/pull (registry URL, HTTP client).
 	Pull models.PullOptions
 	// Version is Hearth's version, reported beside OllamaVersion.
@@ -89,6 +100,8 @@ type Server struct {
 	// responses keeps recent Responses API answers for
 	// previous_response_id and GET /v1/responses/{id}.
 	responses *respStore
+	// onSwap, when set (tests), follows each hot swap.
+	onSwap atomic.Pointer[func(old, new *loaded)]
 }
 
 // New returns a server for cfg.
@@ -124,6 +137,20 @@ func New(cfg Config) (*Server, error) {
 	s.mgr = newManager(cfg.Store, cfg.Load, cfg.MemoryBudget, cfg.MaxLoaded, cfg.KeepAlive, s.log, s.now)
 	s.mgr.kvBytes = max(cfg.KVBytes, 0)
 	s.metrics = newMetrics(s)
+	s.mgr.hooks.loadDone = s.metrics.loadDone
+	s.mgr.hooks.swapped = func(old, nl *loaded) {
+		s.metrics.swaps.WithLabelValues(nl.model.Name.Short(), nl.version()).Inc()
+		if f := s.onSwap.Load(); f != nil {
+			(*f)(old, nl)
+		}
+	}
+	if cfg.WatchInterval == 0 {
+		cfg.WatchInterval = DefaultWatchInterval
+		s.cfg.WatchInterval = cfg.WatchInterval
+	}
+	if cfg.WatchInterval > 0 {
+		s.mgr.watch(cfg.WatchInterval)
+	}
 	s.responses = newRespStore(respStoreCount, respStoreBytes)
 	s.routes()
 	return s, nil
@@ -190,11 +217,26 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		} else {
 			writeError(w, r, dialectOf(r), errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
 		}
-		s.metrics.observeRequest("", statusOf(w, r))
+		s.metrics.observeRequest("", statusOf(w, r), "", "")
 		return
 	}
+	ri := infoOf(r)
+	if ri != nil {
+		ri.mu.Lock()
+		ri.route = pattern
+		ri.mu.Unlock()
+	}
 	s.mux.ServeHTTP(w, r) // routes again, setting the path values
-	s.metrics.observeRequest(pattern, statusOf(w, r))
+	var model, version string
+	if ri != nil {
+		ri.mu.Lock()
+		model, version = ri.usedModel, ri.version
+		ri.mu.Unlock()
+		if version != "" {
+			s.metrics.duration.WithLabelValues(pattern, model, version).Observe(time.Since(ri.start).Seconds())
+		}
+	}
+	s.metrics.observeRequest(pattern, statusOf(w, r), model, version)
 }
 
 // statusOf is the status to count: what was written, or 499 when the
@@ -304,6 +346,7 @@ func decodeJSON(r *http.Request, v any) error {
 	if !utf8.Valid(b) {
 		return errorf(http.StatusBadRequest, "request body is not valid UTF-8")
 	}
+	noteBody(r, b)
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
