@@ -27,6 +27,7 @@ var commands = []command{
 	{"ls", "ls", "list the models of the models folder and Ollama's store", lsCmd},
 	{"ps", "ps", "list the models a running server has loaded", psCmd},
 	{"rm", "rm MODEL...", "remove models from the models folder", rmCmd},
+	{"cp", "cp SOURCE DEST", "copy (or re-point) a model name in the models folder", cpCmd},
 	{"pull", "pull NAME|URL", "download a model (Ollama registry name or GGUF URL)", pullCmd},
 }
 

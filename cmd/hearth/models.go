@@ -243,3 +243,34 @@ func psCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	return w.Flush()
 }
+
+func cpCmd(args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("cp", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir, ollamaDir := modelsFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: hearth cp SOURCE DESTINATION [flags]\n\n"+
+			"Makes the model SOURCE also available as DESTINATION in the models folder (a hard\n"+
+			"link where possible, else a copy), replacing DESTINATION atomically. A running\n"+
+			"`hearth serve` notices and swaps DESTINATION to the new version without failing\n"+
+			"requests: `hearth cp app:v2 app` rolls out, `hearth cp app:v1 app` rolls back.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return usageError{"want SOURCE and DESTINATION"}
+	}
+	store, err := openStore(*dir, *ollamaDir)
+	if err != nil {
+		return err
+	}
+	m, err := store.Copy(fs.Arg(0), fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "copied '%s' to '%s' (version %s)\n", fs.Arg(0), m.Name.Short(), shortDigest(m.Version))
+	return nil
+}

@@ -126,7 +126,9 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	serialRunner := fs.Bool("serial", false, "run one request at a time per model (no batching)")
 	registry := fs.String("registry", envOr(models.DefaultRegistry, "HEARTH_REGISTRY"), "Ollama registry for /api/pull")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json (one JSON object per line)")
+	logPrompts := fs.Bool("log-prompts", false, "add each request's JSON body (prompt, messages; up to 64 KiB) to its access log line, at info level")
+	watch := fs.Duration("watch-interval", server.DefaultWatchInterval, "how often loaded models' files are checked for a new version to swap in (negative: only when a request sees the file changed)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth serve [flags]\n\n"+
 			"Serves the Ollama API (/api/...) and the OpenAI API (/v1/...) for the models in\n"+
@@ -186,6 +188,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 		cfg: server.Config{
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
 			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},
+			LogPrompts: *logPrompts, WatchInterval: *watch,
 		},
 	}
 	if *keepAlive == 0 {

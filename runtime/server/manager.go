@@ -79,8 +79,9 @@ type swapFailure struct {
 type managerHooks struct {
 	// loadDone follows every load: err is nil when it succeeded.
 	loadDone func(l *loaded, err error)
-	// swapped says new now serves key's requests in place of old.
-	swapped func(old, new *loaded)
+	// swapped says new serves old's requests since at (read under the
+	// lock, when the swap took effect).
+	swapped func(old, new *loaded, at time.Time)
 }
 
 // preservedTokens are the ids of the markers that are single tokens in
@@ -389,6 +390,7 @@ func (m *manager) finishSwap(cur, nl *loaded) {
 	}
 	delete(m.failed, nl.key)
 	m.byKey[nl.key] = nl
+	at := time.Now()
 	nl.lastUsed = m.now()
 	nl.keepAlive = cur.keepAlive
 	switch {
@@ -418,7 +420,7 @@ func (m *manager) finishSwap(cur, nl *loaded) {
 	m.log.Info("model swapped", "model", nl.model.Name.Short(), "version", nl.version(), "previous", cur.version(),
 		"previous_in_use", !idle)
 	if m.hooks.swapped != nil {
-		m.hooks.swapped(cur, nl)
+		m.hooks.swapped(cur, nl, at)
 	}
 	if idle {
 		m.unload([]*loaded{cur})

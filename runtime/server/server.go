@@ -101,7 +101,7 @@ type Server struct {
 	// previous_response_id and GET /v1/responses/{id}.
 	responses *respStore
 	// onSwap, when set (tests), follows each hot swap.
-	onSwap atomic.Pointer[func(old, new *loaded)]
+	onSwap atomic.Pointer[func(old, new *loaded, at time.Time)]
 }
 
 // New returns a server for cfg.
@@ -138,10 +138,10 @@ func New(cfg Config) (*Server, error) {
 	s.mgr.kvBytes = max(cfg.KVBytes, 0)
 	s.metrics = newMetrics(s)
 	s.mgr.hooks.loadDone = s.metrics.loadDone
-	s.mgr.hooks.swapped = func(old, nl *loaded) {
+	s.mgr.hooks.swapped = func(old, nl *loaded, at time.Time) {
 		s.metrics.swaps.WithLabelValues(nl.model.Name.Short(), nl.version()).Inc()
 		if f := s.onSwap.Load(); f != nil {
-			(*f)(old, nl)
+			(*f)(old, nl, at)
 		}
 	}
 	if cfg.WatchInterval == 0 {
