@@ -33,7 +33,42 @@
 //     recently used first;
 //   - logs at the default level carry request ids, routes, statuses,
 //     model names, counts and durations, never prompt or generated text or
-//     keys.
+//     keys (Config.LogPrompts adds the request body to the access log
+//     line, at its level: info for a success).
+//
+// Versions and hot swap (manager.go): a model's version is the sha256 of
+// its GGUF file (models.Model.Version: the Ollama store's blob digest, or
+// for Hearth's folder a hash computed once per state of the file — path,
+// size, mtime, ctime, inode — and cached). The version shows in /api/tags
+// (digest), /api/show (model_info "hearth.version"), /api/ps (version,
+// state, requests, loading_version, failed_version, error), /v1/models
+// (version), the X-Hearth-Model-Version header of every response that
+// used a model, the access log and the metrics' version label (its first
+// 12 hex digits). Changes are found by polling: every
+// Config.WatchInterval (2 s) the loaded models are located again (a few
+// stats, no reads), and a request that sees a loaded model's file in a
+// new state triggers the check at once; a changed state is hashed and,
+// when the version differs, the new version loads in the background (an
+// atomic rename over NAME.gguf, `hearth cp`, or a re-pointed Ollama tag).
+// Until it is ready, requests get the old version; then new requests get
+// the new one, requests in flight finish on the old one, and the old
+// runner is closed when the last of them ends. Both versions count
+// against MemoryBudget while both are loaded; when they do not fit, the
+// swap waits while the old version is busy and, once it is idle, unloads
+// it so the next request loads the new one. A version that fails to load
+// leaves the old one serving, is logged, counted
+// (hearth_model_load_failures_total) and shown in /api/ps, and is not
+// tried again until the file changes. Copying the previous file back is
+// the rollback.
+//
+// Monitoring: each request's access log line (slog, text or JSON) has
+// req (X-Request-Id: the client's when it is at most 128 printable ASCII
+// bytes without spaces, quotes or backslashes, else a new one; returned on
+// every response), method, path, route, status, dur, bytes, model,
+// version, and for generations prompt_tokens, gen_tokens, queue (arrival
+// to holding the model), ttft and finish. Prometheus series (metrics.go)
+// carry model and version labels; deploy/grafana/hearth.json charts them,
+// and a test holds its queries to the names registered.
 //
 // Structured outputs (Ollama's format "json" or a JSON schema, OpenAI's
 // response_format json_object/json_schema) are enforced while sampling
