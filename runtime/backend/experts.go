@@ -17,9 +17,12 @@ const (
 	TopKSoftmax
 )
 
+// MaxRouteK is the most experts per token Experts.Route chooses.
+const MaxRouteK = 32
+
 // Routing configures Experts.Route.
 type Routing struct {
-	K      int
+	K      int // 1 … MaxRouteK, at most the experts
 	Gating Gating
 	Renorm bool // SoftmaxTopK only: the k weights divided by their sum
 	// Scale, when set, is a 1 × experts weight: each chosen expert's

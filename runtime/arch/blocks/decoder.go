@@ -1126,7 +1126,7 @@ func (d *Decoder) expertSets(m *MoE, b *buffers) *expertSets {
 	if !ok || b.eids == nil || len(m.Experts) == 0 {
 		return nil
 	}
-	if _, k := b.eids.Shape(); k != m.K || m.K < 1 || m.K > len(m.Experts) {
+	if _, k := b.eids.Shape(); k != m.K || m.K < 1 || m.K > len(m.Experts) || m.K > backend.MaxRouteK {
 		return nil
 	}
 	if m.sets == nil {
