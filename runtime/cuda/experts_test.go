@@ -251,3 +251,75 @@ func TestMoEDecodeNoReadFake(t *testing.T) {
 		})
 	}
 }
+
+// hostRouting is the CUDA backend without backend.Experts (the two Route
+// methods at one depth hide each other): mixtures route on the host.
+type hostRouting struct {
+	*Backend
+	noRoute
+}
+
+type noRoute struct{}
+
+func (noRoute) Route() {}
+
+// TestMoEByIDMatchesHostFake runs each mixture over the fake driver with
+// decode steps routed on the device and with every step routed on the
+// host: the prompt (grouped on both) gives the same logits bit for bit,
+// the decode steps the same to the rounding of the device's softmax
+// (fast_exp against the host's float64 exp).
+func TestMoEByIDMatchesHostFake(t *testing.T) {
+	if _, ok := any(hostRouting{}).(backend.Experts); ok {
+		t.Fatal("hostRouting still has the by-id operations")
+	}
+	for _, m := range moeModels {
+		path := moePath(t, m)
+		t.Run(filepath.Base(m), func(t *testing.T) {
+			fd, fh := newFake(), newFake()
+			byID, onHost := moeSteps(t, path, newFakeBackendOpts(t, fd, Options{})), moeSteps(t, path, hostRouting{Backend: newFakeBackendOpts(t, fh, Options{})})
+			if fd.launches["moe_route_f32"] == 0 || fh.launches["moe_route_f32"] != 0 {
+				t.Fatalf("routed on the device %d and %d times, want some and none", fd.launches["moe_route_f32"], fh.launches["moe_route_f32"])
+			}
+			if d, _ := maxDiff(byID[0], onHost[0]); d != 0 {
+				t.Errorf("prompt: max |Δ logit| %g, want 0 (both grouped)", d)
+			}
+			var worst float32
+			for s := 1; s < len(byID); s++ {
+				d, _ := maxDiff(byID[s], onHost[s])
+				worst = max(worst, d)
+			}
+			if worst > 1e-3 {
+				t.Errorf("decode: max |Δ logit| %g between device and host routing", worst)
+			}
+			t.Logf("decode steps: max |Δ logit| %.3g between device and host routing", worst)
+		})
+	}
+}
+
+// moeSteps runs a 12-token prompt and 4 decode steps of the model at
+// path on be and returns each step's logits.
+func moeSteps(t testing.TB, path string, be backend.Backend) [][]float32 {
+	t.Helper()
+	model := loadOn(t, path, be)
+	kv, err := model.NewKV(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := make([]int32, 12)
+	for i := range prompt {
+		prompt[i] = int32(3 + 37*i%400)
+	}
+	var out [][]float32
+	for s := range 5 {
+		bt := arch.Single(prompt, 0, kv, false)
+		if s > 0 {
+			bt = arch.Single([]int32{int32(50 + 13*s)}, len(prompt)+s-1, kv, false)
+		}
+		l, err := model.Forward(bt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, append([]float32(nil), l...))
+	}
+	return out
+}
