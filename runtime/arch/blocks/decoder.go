@@ -979,7 +979,10 @@ type router struct {
 // are gathered grouped by expert, each expert's products run over its
 // group in one grouped product for all experts (each expert's weights read
 // once per step, however many tokens chose it), the activation once over
-// all rows, and the weighted outputs are added back to their tokens.
+// all rows, and the weighted outputs are added back to their tokens. The
+// router's logits are read to the host for that (a wait on a device), so
+// steps of at most byIDTokens tokens on a backend with backend.Experts
+// route there instead (moeByID), with the same results.
 func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool) error {
 	be, r := d.Be, &d.route
 	ne, k := len(m.Experts), m.K
