@@ -62,6 +62,18 @@ prepare() {
 		cp "$f" "$G/shared/models/"
 		[ -d "$SHARED/golden/$m" ] && cp -r "$SHARED/golden/$m" "$G/shared/golden/"
 	done
+	# The mixtures of TestGPUMoERouting (routing on the device), budget
+	# allowing.
+	for m in arch/models/qwen3moe-h1001-Q8_0 arch/models/gpt-oss-h1001-MXFP4_MOE arch-next/models/gemma4-moe-h1001-Q8_0 arch/models/llama-moe-h1001-Q8_0; do
+		local f="$SHARED/$m.gguf"
+		[ -f "$f" ] || continue
+		if [ $(($(size) + $(du -sm "$f" | cut -f1))) -gt "$BUDGET_MB" ]; then
+			echo "gpu-check: $m left out (carry would pass $BUDGET_MB MB)"
+			continue
+		fi
+		mkdir -p "$G/shared/$(dirname "$m")"
+		cp "$f" "$G/shared/$m.gguf"
+	done
 	echo "gpu-check: .gpu holds $(size) MB:"
 	ls "$G/shared/models" | sed 's/^/  /'
 	cat <<EOF

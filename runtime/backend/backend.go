@@ -157,6 +157,12 @@ type Act struct {
 
 // Backend runs tensor operations. Operations on one Backend are called from
 // one goroutine at a time; each may use many threads (or a device) inside.
+//
+// Optional operations are interfaces a model finds by type assertion, with
+// a composed fallback: Recurrent (recurrent layers), TypedKVPools, and
+// Experts (a mixture of experts routed where its activations are, with
+// expert ids in device tensors: a decode step then never waits on a Read
+// before its logits).
 type Backend interface {
 	Name() string
 

@@ -51,7 +51,10 @@
 // left, so unloading a model frees all its device memory (MemStats; the
 // fake driver's counters in TestDeviceMemoryFake). The Go collector plays
 // no part. Files: backend.go (options, lifetime), memory.go, weights.go,
-// ops.go, attention.go, device.go (the worker and launches), libcuda.go.
+// ops.go, attention.go, experts.go (a mixture's decode step routed on the
+// device: backend.Experts, with expert ids in device tensors and the
+// experts' weights reached through a table of their addresses), device.go
+// (the worker and launches), libcuda.go.
 // A KV pool is runtime/cpu's layout in f16 on the device: for each layer
 // blocks × blockSize rows of kvDim values; block tables, positions and
 // per-token pool addresses are uploaded once per step (the first layer's

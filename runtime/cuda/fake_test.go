@@ -53,6 +53,7 @@ type fakeDriver struct {
 	// left of it.
 	memLimit, used uint64
 	htod           uint64 // bytes copied host to device
+	dtoh           int    // copies device to host
 }
 
 func newFake() *fakeDriver {
@@ -211,6 +212,9 @@ func (f *fakeDriver) MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, n uint64
 }
 func (f *fakeDriver) MemcpyDtoHAsync(dst unsafe.Pointer, src DevicePtr, n uint64, _ Stream) error {
 	f.ctxCall("cuMemcpyDtoHAsync")
+	f.mu.Lock()
+	f.dtoh++
+	f.mu.Unlock()
 	copy(unsafe.Slice((*byte)(dst), n), f.mem(uint64(src), n))
 	return nil
 }
@@ -748,6 +752,14 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				}
 			}
 		}
+	case typed && base == "matvec_id":
+		matvecIDKernel(f, typ, grid, a)
+	case name == "moe_route_f32":
+		moeRouteKernel(f, grid, a)
+	case name == "moe_sum_f32": // dst, y, w, k, cols
+		k, cols := i32(a[3]), i32(a[4])
+		f.checkGrid(name, grid, int(grid[0]), cols)
+		moeSumKernel(f, a[0], a[1], a[2], int(grid[0]), k, cols)
 	default:
 		panic("fake: no model of kernel " + name)
 	}

@@ -378,6 +378,7 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 	note("add", read(devBE, od), read(cpuBE, oc))
 	env := &opEnv{t: t, cpu: cpuBE, dev: devBE, note: note, read: read, both: both, table: f32Table, randVals: randVals}
 	env.familyOps()
+	env.expertOps(r)
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(r.IntN(3000))
@@ -598,7 +599,9 @@ func opTolerance(op string) float64 {
 		return 5e-3
 	case len(op) >= 5 && op[:5] == "embed", op == "add bias", op == "scale", op == "scale per row":
 		return 0 // bit for bit
-	case op == "add scaled rows":
+	case len(op) >= 11 && op[:11] == "by id exact":
+		return 0 // the same kernel loop as MatMul's matvec, or the same arithmetic as AddScaledRows
+	case op == "add scaled rows", op == "add weighted by id":
 		// Bit for bit where Go rounds the CPU's w·x before the sum (amd64
 		// below GOAMD64=v3); an FMA there moves the last bit.
 		return 1e-7

@@ -1,11 +1,13 @@
 package blocks
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 
+	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
 )
@@ -77,15 +79,16 @@ type Expert struct {
 	GateB, UpB, DownB backend.Weight
 }
 
-// Gating is how a mixture turns router logits into expert weights.
-type Gating uint8
+// Gating is how a mixture turns router logits into expert weights
+// (backend.Gating).
+type Gating = backend.Gating
 
 const (
 	// SoftmaxTopK: softmax over all experts, the k largest probabilities,
 	// renormalised to sum 1 when MoE.Renorm (Mixtral, Qwen3-MoE).
-	SoftmaxTopK Gating = iota
+	SoftmaxTopK = backend.SoftmaxTopK
 	// TopKSoftmax: the k largest raw logits, softmax over those k (gpt-oss).
-	TopKSoftmax
+	TopKSoftmax = backend.TopKSoftmax
 )
 
 // MoE is a mixture-of-experts feed-forward block: each token goes through
@@ -112,6 +115,10 @@ type MoE struct {
 	// MoE), and added to the experts' sum.
 	Shared     *Dense
 	SharedGate backend.Weight
+
+	// sets are the experts bound for the backend's by-id operations
+	// (moeByID), on first use.
+	sets *expertSets
 }
 
 // Layer is one decoder layer: attention, then a dense or mixture FFN
@@ -309,6 +316,7 @@ type buffers struct {
 	attn             []attnBufs
 	ffn              []ffnBufs
 	router           backend.Tensor // (n, experts)
+	eids, ew         backend.Tensor // (n, k): the experts chosen on the device, their weights
 	xe, ye           backend.Tensor // (n·k, embd)
 	egate, eup, eact backend.Tensor // (n·k, expert ff)
 	plSel, plProj    backend.Tensor // (layers·n, per-layer width)
@@ -347,9 +355,9 @@ func (b *buffers) fields() ([]*backend.Tensor, []int) {
 	fs := []*backend.Tensor{&b.x, &b.h, &b.o, &b.y, &b.router, &b.xe, &b.ye, &b.egate, &b.eup, &b.eact,
 		&b.plSel, &b.plProj, &b.plIn, &b.plGate, &b.plAct,
 		&b.delta.qkv, &b.delta.conv, &b.delta.z, &b.delta.out, &b.delta.norm, &b.delta.alpha, &b.delta.beta,
-		&b.shared.gate, &b.shared.up, &b.shared.act, &b.shared.logit}
+		&b.shared.gate, &b.shared.up, &b.shared.act, &b.shared.logit, &b.eids, &b.ew}
 	rows := []int{4: perToken, 5: perChoice, 6: perChoice, 7: perChoice, 8: perChoice, 9: perChoice,
-		10: perLayer, 11: perLayer, 12: perLayer, 13: perToken, 14: perToken, 25: perToken}
+		10: perLayer, 11: perLayer, 12: perLayer, 13: perToken, 14: perToken, 25: perToken, 26: perToken, 27: perToken}
 	for i := range b.attn {
 		a := &b.attn[i]
 		fs = append(fs, &a.q, &a.att, &a.k, &a.k2, &a.v, &a.v2, &a.gate)
@@ -482,6 +490,8 @@ func (d *Decoder) buffersFor(n int) (*buffers, error) {
 			b.ffn[i] = ffnBufs{gate: mk(n, ff, true), up: mk(n, ff, true), act: mk(n, ff, true)}
 		}
 		b.router = mk(n, c.Experts, moe)
+		_, byID := be.(backend.Experts)
+		b.eids, b.ew = mk(n, k, moe && byID), mk(n, k, moe && byID)
 		b.xe, b.ye = mk(n*k, c.Embd, moe), mk(n*k, c.Embd, moe)
 		b.egate, b.eup, b.eact = mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe), mk(n*k, c.ExpertFF, moe)
 		if pl := d.PerLayer; pl != nil {
@@ -947,16 +957,17 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 
 // router holds the host-side routing of one mixture step.
 type router struct {
-	logits []float32
-	order  []int
-	sel    []int     // per token, its k experts
-	w      []float32 // and their weights
-	count  []int     // per expert, the rows routed to it
-	start  []int     // per expert, its first row in the grouped buffers
-	next   []int     // per expert, its next row while grouping
-	probs  []float32 // one token's router probabilities
-	tok    []int     // per grouped row, its token
-	ws     []float32 // and its weight
+	logits  []float32
+	scratch backend.RouteScratch
+	ids     []int32   // one token's experts
+	sel     []int     // per token, its k experts
+	w       []float32 // and their weights
+	count   []int     // per expert, the rows routed to it
+	start   []int     // per expert, its first row in the grouped buffers
+	next    []int     // per expert, its next row while grouping
+	probs   []float32 // one token's router probabilities
+	tok     []int     // per grouped row, its token
+	ws      []float32 // and its weight
 	// Per-step argument lists of the grouped products.
 	dsts, xs []backend.Tensor
 	mats     []backend.Weight
@@ -968,7 +979,10 @@ type router struct {
 // are gathered grouped by expert, each expert's products run over its
 // group in one grouped product for all experts (each expert's weights read
 // once per step, however many tokens chose it), the activation once over
-// all rows, and the weighted outputs are added back to their tokens.
+// all rows, and the weighted outputs are added back to their tokens. The
+// router's logits are read to the host for that (a wait on a device), so
+// steps of at most byIDTokens tokens on a backend with backend.Experts
+// route there instead (moeByID), with the same results.
 func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool) error {
 	be, r := d.Be, &d.route
 	ne, k := len(m.Experts), m.K
@@ -984,6 +998,11 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 	d.addBias(b.router, m.RouterB)
 	if clear {
 		be.Scale(out, 0)
+	}
+	if n <= byIDTokens {
+		if s := d.expertSets(m, b); s != nil {
+			return d.moeByID(m, s, b, n, out)
+		}
 	}
 	r.logits = zeroed(r.logits, n*ne)
 	be.Read(b.router, 0, r.logits)
@@ -1072,47 +1091,129 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 }
 
 // route appends a token's experts and their weights to r.sel and r.w,
-// from its router logits (llama.cpp's build_moe_ffn).
+// from its router logits (backend.RouteRow: llama.cpp's build_moe_ffn).
 func (r *router) route(m *MoE, logits []float32) {
-	ne := len(logits)
-	probs := logits
-	if m.Gating == SoftmaxTopK {
-		r.probs = append(r.probs[:0], logits...)
-		probs = softmax(r.probs)
-	}
-	o := r.order[:0]
-	for e := range ne {
-		o = append(o, e)
-	}
-	// The k largest, ties to the lower expert.
-	slices.SortStableFunc(o, func(a, b int) int {
-		switch {
-		case probs[a] > probs[b]:
-			return -1
-		case probs[a] < probs[b]:
-			return 1
-		}
-		return 0
-	})
-	r.order = o
+	r.ids = zeroed(r.ids, m.K)
 	first := len(r.w)
-	for _, e := range o[:m.K] {
-		r.sel, r.w = append(r.sel, e), append(r.w, probs[e])
+	r.w = append(r.w, make([]float32, m.K)...)
+	backend.RouteRow(&r.scratch, r.ids, r.w[first:], logits, m.K, m.Gating, m.Renorm)
+	for _, e := range r.ids {
+		r.sel = append(r.sel, int(e))
 	}
-	w := r.w[first:]
-	switch {
-	case m.Gating == TopKSoftmax:
-		softmax(w)
-	case m.Renorm:
-		var sum float32
-		for _, v := range w {
-			sum += v
+}
+
+// byIDTokens is the most tokens a mixture step routes on the backend
+// (moeByID) when the backend has the by-id operations: decode steps, as
+// ggml's mul_mat_vec_id. Larger batches (prefill) group their rows by
+// expert (moe), where each expert's weights are read once for all of its
+// tokens.
+const byIDTokens = 8
+
+// expertSets is a mixture's experts bound for backend.Experts: its
+// matrices and biases by kind (nil: the experts have none), the down
+// scales as a 1 × experts weight. ok is false when the backend could not
+// bind them: the mixture then always routes on the host.
+type expertSets struct {
+	ex                                backend.Experts
+	gate, up, down, gateB, upB, downB backend.ExpertSet
+	scale                             backend.Weight
+	scaleData                         []byte // the scale weight's data, kept alive
+	ok                                bool
+}
+
+// expertSets returns m's experts bound for the backend's by-id
+// operations, binding them on first use, or nil when the backend has no
+// such operations or cannot bind them, or b has no buffers for m's K.
+func (d *Decoder) expertSets(m *MoE, b *buffers) *expertSets {
+	ex, ok := d.Be.(backend.Experts)
+	if !ok || b.eids == nil || len(m.Experts) == 0 {
+		return nil
+	}
+	if _, k := b.eids.Shape(); k != m.K || m.K < 1 || m.K > len(m.Experts) || m.K > backend.MaxRouteK {
+		return nil
+	}
+	if m.sets == nil {
+		s := &expertSets{ex: ex, ok: true}
+		m.sets = s
+		bind := func(dst *backend.ExpertSet, f func(*Expert) backend.Weight) {
+			ws := make([]backend.Weight, len(m.Experts))
+			nils := 0
+			for e := range m.Experts {
+				if ws[e] = f(&m.Experts[e]); ws[e] == nil {
+					nils++
+				}
+			}
+			switch {
+			case nils == len(ws):
+				return
+			case nils > 0:
+				s.ok = false
+				return
+			}
+			set, err := ex.ExpertSet(ws)
+			if err != nil {
+				s.ok = false
+				return
+			}
+			*dst = set
 		}
-		sum = max(sum, 6.103515625e-5)
-		for i := range w {
-			w[i] /= sum
+		bind(&s.gate, func(x *Expert) backend.Weight { return x.Gate })
+		bind(&s.up, func(x *Expert) backend.Weight { return x.Up })
+		bind(&s.down, func(x *Expert) backend.Weight { return x.Down })
+		bind(&s.gateB, func(x *Expert) backend.Weight { return x.GateB })
+		bind(&s.upB, func(x *Expert) backend.Weight { return x.UpB })
+		bind(&s.downB, func(x *Expert) backend.Weight { return x.DownB })
+		s.ok = s.ok && s.up != nil && s.down != nil && (s.gate == nil) == (m.Experts[0].Gate == nil)
+		if s.ok && m.DownScale != nil {
+			s.scaleData = make([]byte, 4*len(m.DownScale))
+			for i, v := range m.DownScale {
+				binary.LittleEndian.PutUint32(s.scaleData[4*i:], math.Float32bits(v))
+			}
+			w, err := d.Be.Weight("ffn_down_exps.scale", quant.F32, 1, len(m.DownScale), s.scaleData)
+			if err != nil {
+				s.ok = false
+			}
+			s.scale = w
 		}
 	}
+	if !m.sets.ok {
+		return nil
+	}
+	return m.sets
+}
+
+// moeByID is moe for a small batch on a backend with the by-id
+// operations: the router's choices stay on the backend (ids and weights
+// in b.eids and b.ew), each (token, choice) row's products read its
+// expert's weights by id, and nothing is read back, so a decode step
+// waits for nothing before its logits (and can run as one CUDA graph).
+// The results are those of the grouped path (bit for bit on the CPU):
+// the choices of a token are summed in increasing expert id, as the
+// grouped rows are.
+func (d *Decoder) moeByID(m *MoE, s *expertSets, b *buffers, n int, out backend.Tensor) error {
+	be, ex := d.Be, s.ex
+	rows := n * m.K
+	ex.Route(b.eids, b.ew, b.router, backend.Routing{K: m.K, Gating: m.Gating, Renorm: m.Renorm, Scale: s.scale})
+	sl := func(t backend.Tensor) backend.Tensor { return be.Slice(t, 0, rows) }
+	ye, g, u, a := sl(b.ye), sl(b.egate), sl(b.eup), sl(b.eact)
+	if s.gate != nil {
+		ex.MatMulByID(g, b.h, s.gate, s.gateB, b.eids)
+		ex.MatMulByID(u, b.h, s.up, s.upB, b.eids)
+		if m.Act.Kind == backend.ActSiLU {
+			be.SwiGLU(a, g, u)
+		} else {
+			be.GLU(a, g, u, m.Act)
+		}
+	} else {
+		ex.MatMulByID(u, b.h, s.up, s.upB, b.eids)
+		be.Activate(a, u, m.Act)
+	}
+	ex.MatMulByID(ye, a, s.down, s.downB, b.eids)
+	ex.AddWeightedByID(out, ye, b.ew)
+	if m.Shared != nil {
+		return d.shared(m, b, n, out)
+	}
+	return nil
 }
 
 // zeroed returns s resized to n zero values, reusing its memory.
@@ -1123,22 +1224,4 @@ func zeroed[T any](s []T, n int) []T {
 	s = s[:n]
 	clear(s)
 	return s
-}
-
-// softmax replaces x by its softmax (sum in float64, as ggml does).
-func softmax(x []float32) []float32 {
-	m := float32(math.Inf(-1))
-	for _, v := range x {
-		m = max(m, v)
-	}
-	var sum float64
-	for i, v := range x {
-		x[i] = float32(math.Exp(float64(v - m)))
-		sum += float64(x[i])
-	}
-	inv := float32(1 / sum)
-	for i := range x {
-		x[i] *= inv
-	}
-	return x
 }
