@@ -28,6 +28,7 @@ var commands = []command{
 	{"ps", "ps", "list the models a running server has loaded", psCmd},
 	{"rm", "rm MODEL...", "remove models from the models folder", rmCmd},
 	{"pull", "pull NAME|URL", "download a model (Ollama registry name or GGUF URL)", pullCmd},
+	{"eval", "eval perplexity|suite", "measure a model: perplexity, KL-divergence, task suites; gates for CI", evalCmd},
 }
 
 // usageError is a mistake in the command line: main prints usage with it.

@@ -19,16 +19,20 @@ import (
 //	 "check": {"type": "contains", "value": "Lily"}}
 //
 // A "prompt" goes to /v1/completions as it is; "messages" (OpenAI chat
-// messages) go to /v1/chat/completions with "tools" and "tool_choice"
-// when given. Generation is greedy (temperature 0).
+// messages) go to /v1/chat/completions with "tools", "tool_choice" and
+// "parallel_tool_calls" when given; "response_format" goes with either. Generation is greedy
+// (temperature 0).
 type Case struct {
-	ID         string            `json:"id"`
-	Prompt     string            `json:"prompt,omitempty"`
-	Messages   []json.RawMessage `json:"messages,omitempty"`
-	MaxTokens  int               `json:"max_tokens,omitempty"` // default 64
-	Tools      json.RawMessage   `json:"tools,omitempty"`
-	ToolChoice json.RawMessage   `json:"tool_choice,omitempty"`
-	Check      Check             `json:"check"`
+	ID                string            `json:"id"`
+	Prompt            string            `json:"prompt,omitempty"`
+	Messages          []json.RawMessage `json:"messages,omitempty"`
+	MaxTokens         int               `json:"max_tokens,omitempty"` // default 64
+	Tools             json.RawMessage   `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage   `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool             `json:"parallel_tool_calls,omitempty"`
+	// ResponseFormat is OpenAI's response_format, passed on as it is.
+	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
+	Check          Check           `json:"check"`
 }
 
 // Check is what a case's answer must satisfy:
@@ -221,6 +225,12 @@ func (cl *Client) Ask(ctx context.Context, c *Case) (Answer, error) {
 		if len(c.ToolChoice) > 0 {
 			req["tool_choice"] = c.ToolChoice
 		}
+		if c.ParallelToolCalls != nil {
+			req["parallel_tool_calls"] = *c.ParallelToolCalls
+		}
+	}
+	if len(c.ResponseFormat) > 0 {
+		req["response_format"] = c.ResponseFormat
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
