@@ -29,6 +29,7 @@ var commands = []command{
 	{"rm", "rm MODEL...", "remove models from the models folder", rmCmd},
 	{"cp", "cp SOURCE DEST", "copy (or re-point) a model name in the models folder", cpCmd},
 	{"pull", "pull NAME|URL", "download a model (Ollama registry name or GGUF URL)", pullCmd},
+	{"eval", "eval perplexity|suite", "measure a model: perplexity, KL-divergence, task suites; gates for CI", evalCmd},
 }
 
 // usageError is a mistake in the command line: main prints usage with it.

@@ -320,6 +320,48 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	return logits, nil
 }
 
+// EvalAll appends ids to the sequence, batch tokens per forward pass
+// (<= 0: BatchSize), and hands use the logits of every token from index
+// from on, in order: row i (len vocab) follows ids[:i+1]. A row is valid
+// only during its call. Perplexity and KL-divergence runs read every
+// position this way (llama-perplexity's second half of a chunk).
+func (s *Sequence) EvalAll(ids []int32, from, batch int, use func(i int, logits []float32) error) error {
+	if len(s.tokens)+len(ids) > s.ctx {
+		return fmt.Errorf("%w: %d + %d tokens, context %d", backend.ErrContextFull, len(s.tokens), len(ids), s.ctx)
+	}
+	if batch <= 0 || batch > BatchSize {
+		batch = BatchSize
+	}
+	vocab := s.m.Arch.Info().VocabSize
+	for start := 0; start < len(ids); start += batch {
+		chunk := ids[start:min(len(ids), start+batch)]
+		b := arch.Single(chunk, len(s.tokens), s.kv, false)
+		b.Outputs = b.Outputs[:0]
+		for k := range chunk {
+			if start+k >= from {
+				b.Outputs = append(b.Outputs, k)
+			}
+		}
+		err := s.m.forward(b, func(out []float32) error {
+			for j, k := range b.Outputs {
+				row := out[j*vocab : (j+1)*vocab]
+				if err := checkFinite(row); err != nil {
+					return err
+				}
+				if err := use(start+k, row); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.tokens = append(s.tokens, chunk...)
+	}
+	return nil
+}
+
 // Stats are the counts and timings of one Generate call.
 type Stats struct {
 	PromptTokens, Generated int
