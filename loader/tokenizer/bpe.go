@@ -145,16 +145,31 @@ func splitSymbols[T string | []byte](word T, syms []symbol) []symbol {
 	return syms
 }
 
-// encodeBPE tokenizes one raw text fragment with byte-level BPE
-// (llm_tokenizer_bpe_session::tokenize).
+// encodeBPE tokenizes one raw text fragment with BPE
+// (llm_tokenizer_bpe_session::tokenize): byte-level, or with spmStyle
+// (gemma4) on UTF-8 with spaces as U+2581.
 func (t *Tokenizer) encodeBPE(text string, out []int32, s *scratch) []int32 {
 	s.cpts = decodeCpts(text, s.cpts[:0])
+	if t.spmStyle {
+		// llama.cpp escapes the bytes before decoding them; neither ' '
+		// nor U+2581's lead byte continues a UTF-8 sequence, so escaping
+		// the code points gives the same.
+		for i, c := range s.cpts {
+			if c == ' ' {
+				s.cpts[i] = '\u2581'
+			}
+		}
+	}
 	offs := t.pre.split(s.cpts)
 	start := 0
 	for _, n := range offs {
 		w := s.word[:0]
 		var tmp [4]byte
 		for _, c := range s.cpts[start : start+n] {
+			if t.spmStyle {
+				w = appendCpt(w, c)
+				continue
+			}
 			for _, b := range appendCpt(tmp[:0], c) {
 				w = appendByteEncoded(w, b)
 			}
@@ -168,7 +183,7 @@ func (t *Tokenizer) encodeBPE(text string, out []int32, s *scratch) []int32 {
 
 // bpeWord merges one byte-encoded word and appends its tokens.
 func (t *Tokenizer) bpeWord(word []byte, out []int32, s *scratch) []int32 {
-	if t.ignoreMerges {
+	if t.ignoreMerges || t.nlWords && onlyNewlines(word) {
 		if id, ok := t.ids[string(word)]; ok {
 			return append(out, id)
 		}
@@ -223,14 +238,25 @@ func (t *Tokenizer) bpeWord(word []byte, out []int32, s *scratch) []int32 {
 			out = append(out, id)
 			continue
 		}
-		// No token for the piece: each byte on its own if it is a token.
+		// No token for the piece: each byte's fallback token, if any.
 		for _, b := range piece {
-			if id, ok := t.ids[string([]byte{b})]; ok {
+			if id := t.byteTokens[b]; id >= 0 {
 				out = append(out, id)
 			}
 		}
 	}
 	return out
+}
+
+// onlyNewlines reports whether word is made only of '\n' (an empty word
+// counts, as with llama.cpp's find_first_not_of).
+func onlyNewlines(word []byte) bool {
+	for _, b := range word {
+		if b != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *Tokenizer) addBPEBigram(word []byte, syms []symbol, left, right int32, s *scratch) {

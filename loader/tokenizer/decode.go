@@ -30,7 +30,7 @@ func (t *Tokenizer) appendRawPiece(dst []byte, id int32) []byte {
 	case a&(attrUnknown|attrControl|attrUserDefined) != 0:
 		return append(dst, text...)
 	case a&attrNormal != 0:
-		if t.kind == kindBPE {
+		if t.kind == kindBPE && !t.spmStyle {
 			return appendByteDecoded(dst, text)
 		}
 		return append(dst, strings.ReplaceAll(text, "\u2581", " ")...)
@@ -88,7 +88,8 @@ func appendByteDecoded(dst []byte, text string) []byte {
 
 // Piece returns the bytes of token id as llama_token_to_piece(special=true)
 // gives them: control and user-defined tokens as their text, byte tokens as
-// their byte, SPM's "▁" as a space, BPE tokens byte-decoded. Out-of-range ids
+// their byte, SPM's and gemma4's "▁" as a space, byte-level BPE tokens
+// byte-decoded. Out-of-range ids
 // give nil. The slice is shared: callers must not modify it.
 func (t *Tokenizer) Piece(id int32) []byte {
 	if !t.valid(id) {

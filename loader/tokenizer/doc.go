@@ -19,6 +19,17 @@
 //     than by text; a test checks the two agree.
 //   - "bert" (WPM): WordPiece, greedy longest match after BERT's
 //     normalization (lowercase, accents stripped, punctuation split).
+//   - "gemma4": BPE as for "gpt2" but SentencePiece-style, whatever
+//     tokenizer.ggml.pre says: spaces become U+2581, the text is split only
+//     into runs of newlines and runs of anything else, words are merged by
+//     merge rank as UTF-8 characters (no GPT-2 byte alphabet), a run of
+//     newlines that is itself a token is taken whole, and what never became
+//     a token is spelled as <0xXX> byte tokens. add_bos is always true
+//     (llama.cpp overrides the metadata). Pieces turn U+2581 back into
+//     spaces and byte tokens into their byte. The BPE pre-tokenizers
+//     "granite-embed-multi-311m" (the same) and "sarvam-moe" (the same
+//     without the newline rule, forced BOS and space clean-up) share this
+//     path; only Gemma 4 has test vectors.
 //
 // Before any of these, special tokens are split out of the text, longest
 // first: user-defined tokens always, control tokens only with parseSpecial.

@@ -78,7 +78,7 @@ func VocabFromGGUF(f *gguf.File) (*Vocab, error) {
 			return nil, fmt.Errorf("tokenizer: %s has %d entries for %d tokens", keyTypes, len(v.Types), n)
 		}
 	}
-	if v.Model == ModelBPE {
+	if v.Model == ModelBPE || v.Model == ModelGemma4 {
 		if v.Merges, ok = f.Strings(keyMerges); !ok {
 			return nil, fmt.Errorf("tokenizer: missing or non-string-array %s (required for model %q)", keyMerges, v.Model)
 		}

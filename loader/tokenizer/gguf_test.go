@@ -69,6 +69,10 @@ func TestVocabFromGGUF(t *testing.T) {
 			w.Set("tokenizer.ggml.model", gguf.String("gpt2"))
 			w.Set("tokenizer.ggml.tokens", gguf.ArrayValue(tokens))
 		}},
+		{"no merges gemma4", "tokenizer.ggml.merges", func(w *gguf.Writer) {
+			w.Set("tokenizer.ggml.model", gguf.String("gemma4"))
+			w.Set("tokenizer.ggml.tokens", gguf.ArrayValue(tokens))
+		}},
 		{"short scores", "tokenizer.ggml.scores", func(w *gguf.Writer) {
 			w.Set("tokenizer.ggml.model", gguf.String("llama"))
 			w.Set("tokenizer.ggml.tokens", gguf.ArrayValue(tokens))

@@ -37,6 +37,10 @@ const (
 	exprCJKKana            = "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+"
 	exprDeepSeekV3         = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
 	exprBloom              = " ?[^(\\s|.,!?\u2026\u3002\uFF0C\u3001\u0964\u06D4\u060C)]+"
+
+	// exprLines splits only at newlines (Gemma 4: SentencePiece-style BPE
+	// merges over whole lines).
+	exprLines = `[^\n]+|[\n]+`
 )
 
 // preConfig is what a tokenizer.ggml.pre value selects in llama.cpp.
@@ -47,6 +51,19 @@ type preConfig struct {
 	addBOS       bool // the default of add_bos_token
 	noBOS        bool // no default BOS token
 	addSEP       bool // the default of add_sep_token
+
+	// SentencePiece-style BPE (llama.cpp's byte_encode=false and
+	// escape_whitespaces): spaces become U+2581 before the split, words are
+	// merged as UTF-8 rather than in GPT-2's byte alphabet, pieces turn
+	// U+2581 back into spaces, and a piece that is not a token is spelled as
+	// <0xXX> byte tokens.
+	spmStyle bool
+	// newlineWords: a word made only of newlines that is a token is taken
+	// whole (llama.cpp's PR 21343, pre type GEMMA4).
+	newlineWords bool
+	// forceBOS: add_bos_token is true whatever the metadata says (llama.cpp's
+	// PR 21500, pre type GEMMA4).
+	forceBOS bool
 }
 
 var (
@@ -58,6 +75,7 @@ var (
 	preDeepSeek3 = preConfig{exprs: []string{`\p{N}{1,3}`, exprCJKKana, exprDeepSeekV3}, keepSpaces: true}
 	preBloom     = preConfig{exprs: []string{exprBloom}}
 	preGPT4o     = preConfig{exprs: []string{exprGPT4o}, keepSpaces: true}
+	preGemma4    = preConfig{exprs: []string{exprLines}, spmStyle: true, newlineWords: true, forceBOS: true, addBOS: true}
 )
 
 // preConfigs maps tokenizer.ggml.pre to its configuration. The names and
@@ -113,6 +131,10 @@ var preConfigs = map[string]preConfig{
 	"bailingmoe2": {exprs: []string{exprBailingMoE}, keepSpaces: true},
 	"llada-moe":   {exprs: []string{exprBailingMoE}, keepSpaces: true},
 	"grok-2":      {exprs: []string{exprQwen2}, keepSpaces: true},
+
+	// Model "gemma4" always takes this one, whatever tokenizer.ggml.pre says.
+	"gemma4": preGemma4, "granite-embed-multi-311m": preGemma4,
+	"sarvam-moe": {exprs: []string{exprLines}, spmStyle: true, keepSpaces: true},
 }
 
 // splitKind says how one regex of a pre-tokenizer is run.
@@ -123,6 +145,7 @@ const (
 	splitCollapsed                  // regexp2 on the category-collapsed code points
 	splitGPT2                       // hand-written exprGPT2
 	splitLlama3                     // hand-written exprLlama3
+	splitLines                      // hand-written exprLines
 )
 
 type splitStep struct {
@@ -147,6 +170,8 @@ func newPreTokenizer(exprs []string, custom bool) (*preTokenizer, error) {
 			st.kind = splitGPT2
 		case custom && (e == exprLlama3 || e == exprLlama3Orig):
 			st.kind = splitLlama3
+		case custom && e == exprLines:
+			st.kind = splitLines
 		default:
 			pat, collapsed, err := translateRegex(e)
 			if err != nil {
@@ -306,6 +331,8 @@ func (p *preTokenizer) split(cpts []rune) []int {
 			offs = splitGPT2Custom(cpts, offs)
 		case splitLlama3:
 			offs = splitLlama3Custom(cpts, offs)
+		case splitLines:
+			offs = splitLinesCustom(cpts, offs)
 		case splitCollapsed:
 			if collapsedText == nil {
 				collapsedText = collapse(cpts, make([]rune, 0, len(cpts)))
@@ -586,4 +613,24 @@ func splitLlama3Custom(cpts []rune, offs []int) []int {
 		}
 	}
 	return c.out
+}
+
+// splitLinesCustom is exprLines written out by hand: each piece splits into
+// its runs of newlines and runs of anything else.
+func splitLinesCustom(cpts []rune, offs []int) []int {
+	out := make([]int, 0, len(offs))
+	start := 0
+	for _, n := range offs {
+		end := start + n
+		for i := start; i < end; {
+			j := i + 1
+			for j < end && (cpts[j] == '\n') == (cpts[i] == '\n') {
+				j++
+			}
+			out = append(out, j-i)
+			i = j
+		}
+		start = end
+	}
+	return out
 }

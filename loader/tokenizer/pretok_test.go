@@ -81,6 +81,7 @@ func TestCustomSplittersMatchRegex(t *testing.T) {
 		{"llama3", []string{exprLlama3}},
 		{"starcoder", []string{`\p{N}`, exprGPT2}},
 		{"falcon", preConfigs["falcon"].exprs},
+		{"lines", []string{exprLines}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			custom, err := newPreTokenizer(tc.exprs, true)

@@ -53,8 +53,10 @@ type Tokenizer struct {
 	// BPE: left<<32|right token ids -> rank<<32|merged token id
 	mergeIDs map[uint64]uint64
 
-	byteTokens  [256]int32 // SPM: the <0xXX> token of each byte, -1 if none
+	byteTokens  [256]int32 // the token each byte falls back to, -1 if none
 	spmWordSafe bool       // SPM: words can be merged one at a time
+	spmStyle    bool       // BPE: "▁" for spaces, UTF-8 symbols, <0xXX> bytes (gemma4)
+	nlWords     bool       // BPE: a word of newlines that is a token is taken whole
 	special     []int32    // tokens split out before tokenizing, longest first
 	pieces      [][]byte   // token_to_piece(special=true) of every token
 	eog         map[int32]bool
@@ -96,12 +98,15 @@ func New(v *Vocab) (*Tokenizer, error) {
 		t.kind = kindSPM
 	case ModelWPM:
 		t.kind = kindWPM
-	case ModelBPE:
+	case ModelBPE, ModelGemma4:
 		t.kind = kindBPE
+		if v.Model == ModelGemma4 {
+			t.preName = "gemma4" // as llama.cpp, whatever tokenizer.ggml.pre says
+		}
 		var ok bool
-		cfg, ok = preConfigs[v.Pre]
+		cfg, ok = preConfigs[t.preName]
 		if !ok {
-			return nil, fmt.Errorf("tokenizer: %w tokenizer pre-tokenizer %q", ErrUnsupported, v.Pre)
+			return nil, fmt.Errorf("tokenizer: %w tokenizer pre-tokenizer %q", ErrUnsupported, t.preName)
 		}
 		pre, err := newPreTokenizer(cfg.exprs, true)
 		if err != nil {
@@ -110,6 +115,7 @@ func New(v *Vocab) (*Tokenizer, error) {
 		t.pre = pre
 		t.ignoreMerges = cfg.ignoreMerges
 		t.cleanSpaces = !cfg.keepSpaces
+		t.spmStyle, t.nlWords = cfg.spmStyle, cfg.newlineWords
 	default:
 		return nil, fmt.Errorf("tokenizer: %w tokenizer model %q", ErrUnsupported, v.Model)
 	}
@@ -156,6 +162,9 @@ func New(v *Vocab) (*Tokenizer, error) {
 	t.fimPre, t.fimSuf, t.fimMid = valid(v.FIMPre), valid(v.FIMSuf), valid(v.FIMMid)
 	t.fimPad, t.fimRep, t.fimSep = valid(v.FIMPad), valid(v.FIMRep), valid(v.FIMSep)
 	t.addBOS, t.addEOS, t.addSEP = v.AddBOS, v.AddEOS, v.AddSEP
+	if cfg.forceBOS {
+		t.addBOS = true
+	}
 	t.addSpacePrefix = v.AddSpacePrefix
 	t.lowercase, t.stripAccents = v.Lowercase, v.StripAccents
 	switch {
@@ -179,13 +188,25 @@ func New(v *Vocab) (*Tokenizer, error) {
 	// the lower id goes first.
 	slices.SortStableFunc(t.special, func(a, b int32) int { return len(t.tokens[b]) - len(t.tokens[a]) })
 
+	// Byte fallback: SPM tries <0xXX>, then the byte itself; byte-level BPE
+	// the byte itself (a character of GPT-2's alphabet when printable),
+	// gemma4's BPE only <0xXX>.
 	for i := range t.byteTokens {
 		t.byteTokens[i] = -1
-		if t.kind == kindSPM {
-			if id, ok := t.ids[fmt.Sprintf("<0x%02X>", i)]; ok {
+		hex, raw := fmt.Sprintf("<0x%02X>", i), string([]byte{byte(i)})
+		var names []string
+		switch {
+		case t.kind == kindSPM:
+			names = []string{hex, raw}
+		case t.kind == kindBPE && t.spmStyle:
+			names = []string{hex}
+		case t.kind == kindBPE:
+			names = []string{raw}
+		}
+		for _, s := range names {
+			if id, ok := t.ids[s]; ok {
 				t.byteTokens[i] = id
-			} else if id, ok := t.ids[string([]byte{byte(i)})]; ok {
-				t.byteTokens[i] = id
+				break
 			}
 		}
 	}
@@ -584,7 +605,8 @@ func (t *Tokenizer) TokenID(s string) (int32, bool) {
 // Model returns tokenizer.ggml.model.
 func (t *Tokenizer) Model() string { return t.model }
 
-// Pre returns tokenizer.ggml.pre.
+// Pre returns tokenizer.ggml.pre ("gemma4" for model gemma4, as llama.cpp
+// sets it).
 func (t *Tokenizer) Pre() string { return t.preName }
 
 func (t *Tokenizer) valid(id int32) bool { return id >= 0 && int(id) < len(t.tokens) }

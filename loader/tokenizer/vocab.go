@@ -13,29 +13,32 @@ const (
 
 // Tokenizer models (tokenizer.ggml.model).
 const (
-	ModelSPM = "llama" // SentencePiece BPE over token scores, <0xXX> byte fallback
-	ModelBPE = "gpt2"  // byte-level BPE over merge ranks
-	ModelWPM = "bert"  // WordPiece
+	ModelSPM    = "llama"  // SentencePiece BPE over token scores, <0xXX> byte fallback
+	ModelBPE    = "gpt2"   // byte-level BPE over merge ranks
+	ModelWPM    = "bert"   // WordPiece
+	ModelGemma4 = "gemma4" // BPE over merge ranks on UTF-8 with "▁" for spaces, <0xXX> byte fallback
 )
 
 // Vocab is the tokenizer data of a model, as GGUF metadata holds it. New
 // takes it as it is: every field is the effective value (SetDefaults fills in
 // what llama.cpp assumes when a key is absent). Token ids are -1 for "none".
 type Vocab struct {
-	Model string // tokenizer.ggml.model: ModelSPM, ModelBPE or ModelWPM
-	Pre   string // tokenizer.ggml.pre: the BPE pre-tokenizer ("" = "default")
+	Model string // tokenizer.ggml.model: ModelSPM, ModelBPE, ModelWPM or ModelGemma4
+	Pre   string // tokenizer.ggml.pre: the BPE pre-tokenizer ("" = "default"; ignored for gemma4)
 
 	Tokens []string  // tokenizer.ggml.tokens, indexed by token id
 	Scores []float32 // tokenizer.ggml.scores; nil = all 0
 	Types  []int32   // tokenizer.ggml.token_type (Type*); nil = all TypeNormal
-	Merges []string  // tokenizer.ggml.merges, "left right", highest priority first
+	Merges []string  // tokenizer.ggml.merges (BPE, gemma4), "left right", highest priority first
 
 	BOS, EOS, UNK, PAD, SEP, MASK, EOT, EOM int32
 	// Fill-in-the-middle tokens.
 	FIMPre, FIMSuf, FIMMid, FIMPad, FIMRep, FIMSep int32
 
+	// AddBOS is overridden to true by New for the gemma4 pre-tokenizer, as
+	// llama.cpp does (its PR 21500).
 	AddBOS, AddEOS, AddSEP bool
-	AddSpacePrefix         bool // SPM: prefix the text with a space
+	AddSpacePrefix         bool // SPM: prefix the text with a space; all: Decode drops it
 
 	// BERT normalizer (WPM only).
 	Lowercase, StripAccents bool
@@ -73,6 +76,9 @@ func (v *Vocab) SetDefaults() {
 				v.BOS = -1
 			}
 		}
+	case ModelGemma4:
+		// No default special tokens: they come from the metadata.
+		v.AddBOS = preGemma4.addBOS
 	}
 	for _, p := range ids {
 		if *p >= int32(len(v.Tokens)) {
