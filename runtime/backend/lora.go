@@ -1,5 +1,7 @@
 package backend
 
+import "github.com/hearth-llm/hearth/quant"
+
 // LoRAWeight is a low-rank adapter pair bound for one weight W (out × in,
 // as MatMul reads it): A (rank × in) and B (out × rank), so that W + B·A
 // is the adapted weight. Backends keep it in their own layout; it is
@@ -26,8 +28,11 @@ type LoRADelta struct {
 type LoRA interface {
 	// BindLoRA binds the pair a (rank × in values, row-major) and b (out ×
 	// rank values, row-major): ggml's lora_a and lora_b of a weight of
-	// out rows × in cols. The backend copies what it keeps.
-	BindLoRA(name string, a, b []float32, out, in, rank int) (LoRAWeight, error)
+	// out rows × in cols, to be kept as t (quant.F32, or quant.F16 for
+	// half the memory and bandwidth; the products then round their
+	// activations to f16, as ggml's F16 products do). The backend copies
+	// what it keeps.
+	BindLoRA(name string, a, b []float32, out, in, rank int, t quant.Type) (LoRAWeight, error)
 	// AddLoRA adds, for each delta d and each row r of d.Rows,
 	// d.Scale·B·(A·x_r) into row r of dst (x's row r): the deltas of
 	// dst = x·Wᵀ. The rows of one call are distinct (a sequence runs with

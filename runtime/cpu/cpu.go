@@ -23,6 +23,7 @@ type Backend struct {
 	gm     []*kcpu.Matrix
 	gn     []int
 	lt     []loraTask // AddLoRA's (delta, row) pairs, reused
+	lxb    []byte     // AddLoRA's activation rows, one per chunk
 }
 
 // New returns a CPU backend running on threads threads (<= 0: all CPUs).

@@ -29,8 +29,9 @@
 //
 // # Memory
 //
-// A and B are converted to float32 (from F32, F16 or BF16) and copied to
-// the backend (runtime/cpu keeps A and Bᵀ), so the adapter file is closed
-// once bound. An adapter's memory is its model's backend's until the
+// A and B are copied to the backend (runtime/cpu keeps A and Bᵀ) as F16
+// when the file has them so (half the memory and bandwidth; the products
+// round their activations to f16 as ggml's F16 products do), else as F32
+// (from F32 or BF16), so the adapter file is closed once bound. An adapter's memory is its model's backend's until the
 // model closes.
 package lora

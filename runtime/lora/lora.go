@@ -318,14 +318,18 @@ func Bind(name string, f *File, m arch.Model, be backend.Backend, user float32) 
 			if rows != n || cols != in || r0+n > out {
 				return nil, fmt.Errorf("adapter tensor %q: %w: weight %q is %d × %d, the pair gives %d × %d", p.Name, ErrMismatch, t.w.Name(), rows, cols, n, in)
 			}
-			l, err := ops.BindLoRA(t.w.Name(), a, bv[r0*r:(r0+n)*r], n, in, r)
+			keep := quant.F32 // F16 files stay F16 (half the bandwidth); F32 and BF16 run in F32
+			if p.A.Type == quant.F16 && p.B.Type == quant.F16 {
+				keep = quant.F16
+			}
+			l, err := ops.BindLoRA(t.w.Name(), a, bv[r0*r:(r0+n)*r], n, in, r, keep)
 			if err != nil {
 				return nil, err
 			}
 			s := f.Scale(p, 1)
 			ad.unit[t.w] = s
 			ad.deltas[t.w] = delta{l, s * user}
-			ad.Bytes += int64(4 * r * (in + n))
+			ad.Bytes += int64(keep.BlockBytes() * r * (in + n))
 		}
 		ad.Tensors++
 	}

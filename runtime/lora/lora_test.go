@@ -18,7 +18,7 @@ import (
 	"github.com/hearth-llm/hearth/runtime/lora"
 )
 
-func openModel(t *testing.T, name string) *gguf.File {
+func openModel(t testing.TB, name string) *gguf.File {
 	t.Helper()
 	dir := testdata.Dir(t, "models")
 	f, err := gguf.Open(filepath.Join(dir, name))
@@ -30,7 +30,7 @@ func openModel(t *testing.T, name string) *gguf.File {
 }
 
 // writeAdapter writes a random adapter for base and reopens it.
-func writeAdapter(t *testing.T, base *gguf.File, o lora.RandomOptions) *gguf.File {
+func writeAdapter(t testing.TB, base *gguf.File, o lora.RandomOptions) *gguf.File {
 	t.Helper()
 	w, err := lora.Random(base, o)
 	if err != nil {
