@@ -172,7 +172,7 @@ type Seq struct {
 	computed int  // leading tokens whose KV is in the table
 	hashes   []BlockHash
 	salt     uint64 // Request.CacheSalt
-	slot     int // recurrent state slot while running (Config.StateSlots), else -1
+	slot     int    // recurrent state slot while running (Config.StateSlots), else -1
 	table    *BlockTable
 	preempts int
 	reason   FinishReason
