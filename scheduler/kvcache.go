@@ -49,6 +49,20 @@ func (s *fnv128) u64be(v uint64) {
 	}
 }
 
+// SaltRoot is the parent hash of a sequence's first block under salt:
+// the zero BlockHash for salt 0 (no salt), else the FNV-1a 128 of the
+// salt's 8 bytes (big-endian). Sequences of different salts (KV computed
+// with different LoRA adapters) never share a block: their hash chains
+// differ from the first block on, and every hit's salt is verified.
+func SaltRoot(salt uint64) BlockHash {
+	if salt == 0 {
+		return BlockHash{}
+	}
+	s := fnv128{fnvOffsetHi, fnvOffsetLo}
+	s.u64be(salt)
+	return BlockHash{s.hi, s.lo}
+}
+
 // HashBlock returns the hash of a full block of tokens whose prefix hashes
 // to parent (the zero BlockHash for a sequence's first block).
 func HashBlock(parent BlockHash, tokens []int32) BlockHash {
@@ -75,6 +89,7 @@ type blockMeta struct {
 	parent     int32  // for a hashed block: the indexed block holding the previous tokens, or noBlock
 	parentGen  uint32 // parent's gen when this block was indexed
 	gen        uint32 // bumped whenever the block's content identity ends (reuse, un-indexing)
+	salt       uint64 // for a hashed block: its sequence's salt (Request.CacheSalt)
 	hashed     bool
 }
 
@@ -88,6 +103,7 @@ type BlockTable struct {
 	canon    int32  // indexed block equal to blocks[hashed-1] (its content and prefix), noBlock when none
 	canonGen uint32 // canon's gen when recorded
 	broken   bool   // a hash collision with a block in use: later blocks stay out of the index
+	salt     uint64 // the sequence's salt: its blocks are indexed under it
 	live     bool
 }
 
@@ -191,10 +207,11 @@ func (a *BlockAllocator) Need(t *BlockTable, tokens int) int {
 }
 
 // Hashes extends dst with the hashes of tokens' full blocks beyond
-// len(dst) (each chained on the one before) and returns it.
-func (a *BlockAllocator) Hashes(dst []BlockHash, tokens []int32) []BlockHash {
+// len(dst) (each chained on the one before, the first on SaltRoot(salt))
+// and returns it.
+func (a *BlockAllocator) Hashes(salt uint64, dst []BlockHash, tokens []int32) []BlockHash {
 	for i := len(dst); (i+1)*a.bs <= len(tokens); i++ {
-		var parent BlockHash
+		parent := SaltRoot(salt)
 		if i > 0 {
 			parent = dst[i-1]
 		}
@@ -205,15 +222,16 @@ func (a *BlockAllocator) Hashes(dst []BlockHash, tokens []int32) []BlockHash {
 
 // Lookup returns the ids of the cached blocks that hold the longest prefix
 // of tokens, at most maxBlocks full blocks; hashes are tokens' block hashes
-// (from Hashes). Every hit is verified: the block's tokens equal, and its
-// recorded parent is the block matched just before. The slice is reused by
-// the next Lookup or PlanNew.
-func (a *BlockAllocator) Lookup(tokens []int32, hashes []BlockHash, maxBlocks int) []int32 {
+// (from Hashes with salt). Every hit is verified: the block's tokens
+// equal, and its recorded parent is the block matched just before (the
+// first block's salt is salt). The slice is reused by the next Lookup or
+// PlanNew.
+func (a *BlockAllocator) Lookup(salt uint64, tokens []int32, hashes []BlockHash, maxBlocks int) []int32 {
 	a.match = a.match[:0]
 	parent, pgen := int32(noBlock), uint32(0)
 	for i := 0; i < min(maxBlocks, len(hashes)) && (i+1)*a.bs <= len(tokens); i++ {
 		id, ok := a.index[hashes[i]]
-		if !ok || !a.verify(id, tokens[i*a.bs:(i+1)*a.bs], parent, pgen) {
+		if !ok || !a.verify(id, tokens[i*a.bs:(i+1)*a.bs], parent, pgen, salt) {
 			break
 		}
 		a.match = append(a.match, id)
@@ -223,10 +241,11 @@ func (a *BlockAllocator) Lookup(tokens []int32, hashes []BlockHash, maxBlocks in
 }
 
 // verify reports whether indexed block id holds toks after the block
-// (parent, pgen).
-func (a *BlockAllocator) verify(id int32, toks []int32, parent int32, pgen uint32) bool {
+// (parent, pgen), under salt (a first block's; later blocks inherit their
+// parent's).
+func (a *BlockAllocator) verify(id int32, toks []int32, parent int32, pgen uint32, salt uint64) bool {
 	m := &a.meta[id]
-	if !m.hashed || m.parent != parent || (parent != noBlock && m.parentGen != pgen) {
+	if !m.hashed || m.parent != parent || (parent != noBlock && m.parentGen != pgen) || m.salt != salt {
 		return false
 	}
 	return slices.Equal(a.toks[int(id)*a.bs:(int(id)+1)*a.bs], toks)
@@ -241,6 +260,7 @@ type AllocPlan struct {
 	n       int         // new blocks
 	cost    int         // blocks taken out of Available (new + shared ones now cached)
 	tokens  int         // prompt tokens the lookup covered (stats)
+	salt    uint64      // a new table's salt
 	version uint64
 }
 
@@ -258,11 +278,13 @@ func (p *AllocPlan) Cost() int { return p.cost }
 // PlanNew plans a table for a sequence of tokens (with their block hashes)
 // that will compute all of tokens: it reuses the longest verified cached
 // prefix, but never the block holding the last token, whose logits must be
-// computed, and takes new blocks for the rest. It returns ErrKVFull (with
-// the plan, so Cost can be read) when Cost exceeds Available.
-func (a *BlockAllocator) PlanNew(tokens []int32, hashes []BlockHash) (AllocPlan, error) {
-	shared := a.Lookup(tokens, hashes, (len(tokens)-1)/a.bs)
-	p := AllocPlan{shared: shared, n: a.blocksFor(len(tokens)) - len(shared), tokens: len(tokens), version: a.version}
+// computed, and takes new blocks for the rest. salt keys the table's
+// prefix blocks (Request.CacheSalt; hashes from Hashes with it). It
+// returns ErrKVFull (with the plan, so Cost can be read) when Cost exceeds
+// Available.
+func (a *BlockAllocator) PlanNew(salt uint64, tokens []int32, hashes []BlockHash) (AllocPlan, error) {
+	shared := a.Lookup(salt, tokens, hashes, (len(tokens)-1)/a.bs)
+	p := AllocPlan{shared: shared, n: a.blocksFor(len(tokens)) - len(shared), tokens: len(tokens), salt: salt, version: a.version}
 	p.cost = p.n
 	for _, id := range shared {
 		if a.meta[id].ref == 0 {
@@ -307,7 +329,7 @@ func (a *BlockAllocator) Apply(p *AllocPlan) *BlockTable {
 		} else {
 			t = &BlockTable{}
 		}
-		*t = BlockTable{blocks: t.blocks[:0], canon: noBlock, live: true}
+		*t = BlockTable{blocks: t.blocks[:0], canon: noBlock, salt: p.salt, live: true}
 		a.tables[t] = struct{}{}
 		for _, id := range p.shared {
 			a.ref(id)
@@ -436,7 +458,7 @@ func (a *BlockAllocator) Commit(t *BlockTable, tokens []int32, hashes []BlockHas
 		h := hashes[i]
 		toks := tokens[i*a.bs : (i+1)*a.bs]
 		if e, ok := a.index[h]; ok {
-			if a.verify(e, toks, t.canon, t.canonGen) {
+			if a.verify(e, toks, t.canon, t.canonGen, t.salt) {
 				t.canon, t.canonGen = e, a.meta[e].gen // duplicate content: keep ours private
 				continue
 			}
@@ -452,7 +474,7 @@ func (a *BlockAllocator) Commit(t *BlockTable, tokens []int32, hashes []BlockHas
 		}
 		m.hashed = true
 		m.hash = h
-		m.parent, m.parentGen = t.canon, t.canonGen
+		m.parent, m.parentGen, m.salt = t.canon, t.canonGen, t.salt
 		copy(a.toks[int(id)*a.bs:], toks)
 		a.index[h] = id
 		t.canon, t.canonGen = id, m.gen

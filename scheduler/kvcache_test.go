@@ -52,8 +52,8 @@ func mustCheck(t *testing.T, a *BlockAllocator) {
 // computed, as a finished prefill would.
 func admit(t *testing.T, a *BlockAllocator, tokens []int32) (*BlockTable, int) {
 	t.Helper()
-	h := a.Hashes(nil, tokens)
-	p, err := a.PlanNew(tokens, h)
+	h := a.Hashes(0, nil, tokens)
+	p, err := a.PlanNew(0, tokens, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,17 +66,17 @@ func admit(t *testing.T, a *BlockAllocator, tokens []int32) (*BlockTable, int) {
 func TestAllocatorPlanHasNoSideEffects(t *testing.T) {
 	a := newAlloc(t, 4, 4)
 	toks := seqTokens(1, 9)
-	h := a.Hashes(nil, toks)
+	h := a.Hashes(0, nil, toks)
 	before := *a
 	for range 3 {
-		if _, err := a.PlanNew(toks, h); err != nil {
+		if _, err := a.PlanNew(0, toks, h); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if a.version != before.version || a.Free() != before.Free() || a.Used() != 0 {
 		t.Error("PlanNew changed the allocator")
 	}
-	p, _ := a.PlanNew(toks, h)
+	p, _ := a.PlanNew(0, toks, h)
 	tb := a.Apply(&p)
 	if len(tb.Blocks()) != 3 || a.Used() != 3 {
 		t.Errorf("%d blocks, %d used", len(tb.Blocks()), a.Used())

@@ -128,6 +128,10 @@ type Request struct {
 	// Tag is the caller's: the scheduler hands it to the engine in each
 	// SeqStep (sampling options, say) and never reads it.
 	Tag any
+	// CacheSalt keys the sequence's KV for prefix sharing: only
+	// sequences of equal salts share blocks (0: the plain model; the
+	// engine gives each LoRA adapter its own, since its KV differs).
+	CacheSalt uint64
 }
 
 // FinishReason says why a sequence ended.
@@ -167,7 +171,8 @@ type Seq struct {
 	inflight bool // part of the plan the engine is running
 	computed int  // leading tokens whose KV is in the table
 	hashes   []BlockHash
-	slot     int // recurrent state slot while running (Config.StateSlots), else -1
+	salt     uint64 // Request.CacheSalt
+	slot     int    // recurrent state slot while running (Config.StateSlots), else -1
 	table    *BlockTable
 	preempts int
 	reason   FinishReason
@@ -393,6 +398,7 @@ func (s *Scheduler) Submit(r Request) (*Seq, error) {
 		promptLen:  len(r.Prompt),
 		numCtx:     numCtx,
 		numPredict: max(0, r.NumPredict),
+		salt:       r.CacheSalt,
 	}
 	copy(q.tokens, r.Prompt)
 	q.hashes = make([]BlockHash, 0, cap(q.tokens)/s.cfg.BlockSize+1)
@@ -539,7 +545,7 @@ func (s *Scheduler) Step() *StepPlan {
 	// 4. Admission.
 	for budget > 0 && len(s.running) < s.cfg.MaxRunning && len(s.waiting) > 0 {
 		q := s.waiting[0]
-		q.hashes = s.alloc.Hashes(q.hashes, q.tokens)
+		q.hashes = s.alloc.Hashes(q.salt, q.hashes, q.tokens)
 		hashes := q.hashes
 		if s.cfg.StateSlots > 0 {
 			if len(s.freeSlots) == 0 { // one finished in flight still holds its slot
@@ -547,7 +553,7 @@ func (s *Scheduler) Step() *StepPlan {
 			}
 			hashes = nil // no prefix reuse (Config.StateSlots)
 		}
-		ap, err := s.alloc.PlanNew(q.tokens, hashes)
+		ap, err := s.alloc.PlanNew(q.salt, q.tokens, hashes)
 		if err != nil {
 			break
 		}
@@ -618,7 +624,7 @@ func (s *Scheduler) Complete(p *StepPlan, results []Result) {
 			continue
 		}
 		q.computed += ss.N
-		q.hashes = s.alloc.Hashes(q.hashes, q.tokens[:q.computed])
+		q.hashes = s.alloc.Hashes(q.salt, q.hashes, q.tokens[:q.computed])
 		s.alloc.Commit(q.table, q.tokens, q.hashes, q.computed)
 		if !ss.Logits {
 			continue

@@ -646,3 +646,30 @@ func mustPanic(t *testing.T, what string, f func()) {
 	}()
 	f()
 }
+
+// TestPrefixCacheSalt: sequences of different salts (LoRA adapters)
+// never share KV, even for the same prompt; the same salt shares as
+// before.
+func TestPrefixCacheSalt(t *testing.T) {
+	h := newHarness(t, Config{NumBlocks: 64, BlockSize: 16})
+	system := seqTokens(1000, 64) // four blocks
+	a := h.submit(Request{Prompt: cat(system, seqTokens(1, 10)), NumPredict: 2, CacheSalt: 7})
+	h.run(100)
+	b := h.submit(Request{Prompt: cat(system, seqTokens(1, 10)), NumPredict: 2})
+	c := h.submit(Request{Prompt: cat(system, seqTokens(1, 10)), NumPredict: 2, CacheSalt: 8})
+	h.run(100)
+	d := h.submit(Request{Prompt: cat(system, seqTokens(2, 10)), NumPredict: 2, CacheSalt: 7})
+	h.run(100)
+	for _, q := range []*Seq{a, b, c} {
+		if h.e.fed[q.id] != 74+1 {
+			t.Errorf("sequence %d fed %d tokens, want 75: nothing shared across salts", q.id, h.e.fed[q.id])
+		}
+	}
+	if h.e.fed[d.id] != 10+1 {
+		t.Errorf("same salt fed %d tokens, want 11 (the system prompt shared)", h.e.fed[d.id])
+	}
+	if SaltRoot(0) != (BlockHash{}) || SaltRoot(1) == SaltRoot(2) {
+		t.Error("SaltRoot")
+	}
+	h.idle()
+}

@@ -146,6 +146,32 @@ type Batch struct {
 	// Hidden asks for the final normalised hidden states of the Outputs
 	// rows (len(Outputs) × Embedding) instead of logits, for embeddings.
 	Hidden bool
+	// Adapters, when set, holds per sequence (indexed as KVs) the
+	// fine-tune adapter its tokens run with, nil for the bare base. Only
+	// models that are Adaptable take them; a sequence's KV must have
+	// been computed with the same adapter.
+	Adapters []Adapter
+}
+
+// Adapter is a fine-tune's low-rank deltas bound to one loaded model's
+// weights (runtime/lora makes them): Delta returns w's pair and scale,
+// ok false where the adapter leaves w alone. It is read-only once made,
+// so any number of steps may use it.
+type Adapter interface {
+	Delta(w backend.Weight) (l backend.LoRAWeight, scale float32, ok bool)
+}
+
+// Adaptable is implemented by models that run adapters
+// (runtime/arch/blocks' Decoder on a backend with backend.LoRA).
+type Adaptable interface {
+	// LoRATargets lists the bound weights a LoRA may adapt, as llama.cpp
+	// applies them (attention and feed-forward projections, the output
+	// and the token embedding); their names are the tensor names, or
+	// name[r0:r1] for rows of a fused tensor (Binder.Rows).
+	LoRATargets() []backend.Weight
+	// Embedding is the token embedding among the targets: its adapter
+	// pair has llama.cpp's flipped shapes.
+	Embedding() backend.Weight
 }
 
 // Single returns a batch of one sequence's tokens at positions start,

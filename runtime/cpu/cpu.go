@@ -22,6 +22,8 @@ type Backend struct {
 	gd, gx [][]float32
 	gm     []*kcpu.Matrix
 	gn     []int
+	lt     []loraTask // AddLoRA's (delta, row) pairs, reused
+	lxb    []byte     // AddLoRA's activation rows, one per chunk
 }
 
 // New returns a CPU backend running on threads threads (<= 0: all CPUs).

@@ -57,6 +57,11 @@ type SeqOptions struct {
 	// Preserve lists control tokens that the grammar may match by their
 	// text (NewMatcherPreserving); end-of-generation tokens never are.
 	Preserve []int32
+	// Adapter names a LoRA adapter registered on the model
+	// (Model.LoadAdapter) to run the request with; "": the bare model.
+	// Requests of different adapters share a step (each row gets its
+	// own adapter's deltas) but never KV blocks.
+	Adapter string
 }
 
 // Batched runs many sequences at once: a scheduler.Loop plans each step
@@ -79,6 +84,7 @@ type stepper struct {
 	matchers map[scheduler.SeqID]*grammar.Matcher
 	raw      []float32 // a row before its grammar mask, for logprobs
 	kvs      []backend.KV
+	adapters []arch.Adapter
 	batch    arch.Batch
 }
 
@@ -90,6 +96,7 @@ type seqTag struct {
 	logprobs bool
 	top      int
 	preserve []int32
+	adapter  arch.Adapter // nil: the bare model
 }
 
 // NewBatched allocates the KV pool and the scheduler. Call Run to serve.
@@ -199,21 +206,38 @@ func (b *Batched) Submit(prompt []int32, o SeqOptions) (*scheduler.Stream, error
 	if err := o.Sample.Validate(); err != nil {
 		return nil, err
 	}
+	ad, err := b.st.m.adapter(o.Adapter)
+	if err != nil {
+		return nil, err
+	}
+	tag := &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample, grammar: o.Grammar,
+		logprobs: o.Logprobs, top: o.TopLogprobs, preserve: o.Preserve}
+	var salt uint64
+	if ad != nil {
+		tag.adapter, salt = ad.ad, ad.salt
+	}
 	return b.loop.Submit(scheduler.Request{
-		Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict,
-		Tag: &seqTag{prompt: append([]int32(nil), prompt...), opts: o.Sample, grammar: o.Grammar,
-			logprobs: o.Logprobs, top: o.TopLogprobs, preserve: o.Preserve},
+		Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Tag: tag, CacheSalt: salt,
 	})
 }
 
 // Run implements scheduler.Engine: one forward pass over the plan, then
 // one sampled token per output row.
 func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []scheduler.Result) error {
-	b.kvs = b.kvs[:0]
+	b.kvs, b.adapters = b.kvs[:0], b.adapters[:0]
+	adapted := false
 	for i := range p.Seqs {
 		b.kvs = append(b.kvs, &backend.PagedKV{Pool: b.pool, Table: p.Seqs[i].Blocks, States: b.states, Slot: p.Seqs[i].StateSlot})
+		var ad arch.Adapter
+		if tag, ok := p.Seqs[i].Tag.(*seqTag); ok && tag.adapter != nil {
+			ad, adapted = tag.adapter, true
+		}
+		b.adapters = append(b.adapters, ad)
 	}
 	b.batch = arch.Batch{IDs: p.Tokens, Pos: p.Pos, Seq: p.Seq, KVs: b.kvs, Outputs: p.Outputs}
+	if adapted {
+		b.batch.Adapters = b.adapters
+	}
 	return b.m.forward(&b.batch, func(logits []float32) error { return b.sample(p, logits, results) })
 }
 

@@ -114,6 +114,11 @@ type Model struct {
 	// control tokens, one per distinct set (NewMatcherPreserving).
 	vocabMu sync.Mutex
 	vocabs  map[string]*grammar.Vocab
+	// adMu guards adapters, the registered LoRA adapters by name, and
+	// adSalt, the last prefix-cache salt given out (LoadAdapter).
+	adMu     sync.Mutex
+	adapters map[string]*adapter
+	adSalt   uint64
 }
 
 // Load opens and binds the model at path.
@@ -225,6 +230,9 @@ type Sequence struct {
 	logits  []float32
 	grammar *grammar.Grammar
 	raw     bool // emit exact token bytes (RawBytes)
+	// adapters is the batch's per-sequence adapter list: nil, or the
+	// one adapter the sequence runs with (UseAdapter).
+	adapters []arch.Adapter
 }
 
 // Constrain makes Generate's output a document of g (nil: free text):
@@ -307,7 +315,9 @@ func (s *Sequence) Eval(ids []int32) ([]float32, error) {
 	var logits []float32
 	for start := 0; start < len(ids); start += BatchSize {
 		chunk := ids[start:min(len(ids), start+BatchSize)]
-		err := s.m.forward(arch.Single(chunk, len(s.tokens), s.kv, false), func(out []float32) error {
+		b := arch.Single(chunk, len(s.tokens), s.kv, false)
+		b.Adapters = s.adapters
+		err := s.m.forward(b, func(out []float32) error {
 			s.logits = append(s.logits[:0], out...)
 			return checkFinite(out)
 		})
@@ -336,6 +346,7 @@ func (s *Sequence) EvalAll(ids []int32, from, batch int, use func(i int, logits 
 	for start := 0; start < len(ids); start += batch {
 		chunk := ids[start:min(len(ids), start+batch)]
 		b := arch.Single(chunk, len(s.tokens), s.kv, false)
+		b.Adapters = s.adapters
 		b.Outputs = b.Outputs[:0]
 		for k := range chunk {
 			if start+k >= from {

@@ -192,6 +192,7 @@ type Decoder struct {
 	out    backend.Tensor // logits, grown to the most rows asked for
 	logits []float32
 	route  router
+	lora   loraStep // the pass's adapters (Batch.Adapters)
 }
 
 // Validate checks what the families' bindings cannot: a mixture whose
@@ -598,11 +599,16 @@ func (d *Decoder) Forward(bt *arch.Batch) ([]float32, error) {
 		}
 	}
 	be, eps := d.Be, d.C.NormEps
+	defer d.lora.reset()
+	if err := d.lora.prepare(d, bt); err != nil {
+		return nil, err
+	}
 	b, err := d.buffersFor(n)
 	if err != nil {
 		return nil, err
 	}
 	be.Embed(b.x, d.Embd, ids)
+	d.lora.applyEmbed(b.x, d.Embd, ids)
 	if d.EmbScale != 0 {
 		be.Scale(b.x, d.EmbScale)
 	}
@@ -745,6 +751,15 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 	default:
 		d.matMuls(b.h, []backend.Tensor{q, k, v}, []backend.Weight{a.Q, a.K, a.V})
 	}
+	if lo := &d.lora; lo.active() {
+		lo.apply(q, b.h, a.Q)
+		if k != nil {
+			lo.apply(k, b.h, a.K)
+			if a.V != nil {
+				lo.apply(v, b.h, a.V)
+			}
+		}
+	}
 	d.trace("q", il, q)
 	d.addBias(q, a.QB)
 	if k != nil {
@@ -796,6 +811,7 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 		d.trace("attn_gated", il, att)
 	}
 	be.MatMul(b.o, att, a.O)
+	d.lora.apply(b.o, att, a.O)
 	d.addBias(b.o, a.OB)
 	d.trace("attn_out", il, b.o)
 	if a.PostNorm != nil {
@@ -845,7 +861,7 @@ func (d *Decoder) shared(m *MoE, b *buffers, n int, out backend.Tensor) error {
 		panic("blocks: shared experts of different widths")
 	}
 	y := b.y
-	runFFN(be, m.Shared.Gate, m.Shared.Up, m.Shared.Down, nil, nil, nil, m.Shared.Act, b.h, s(sb.gate), s(sb.up), s(sb.act), y)
+	runFFN(be, &d.lora, m.Shared.Gate, m.Shared.Up, m.Shared.Down, nil, nil, nil, m.Shared.Act, b.h, s(sb.gate), s(sb.up), s(sb.act), y)
 	if m.SharedGate != nil {
 		be.MatMul(sb.logit, b.h, m.SharedGate)
 		r := &d.route
@@ -879,18 +895,22 @@ func (d *Decoder) dense(f *Dense, b *buffers, fb *ffnBufs) {
 // are scratch (n, ff) tensors (g unused without a gate). Encoders, which
 // place their norms differently from Decoder, call it directly.
 func (f *Dense) Forward(be backend.Backend, x, g, u, a, out backend.Tensor) {
-	runFFN(be, f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, x, g, u, a, out)
+	runFFN(be, nil, f.Gate, f.Up, f.Down, f.GateB, f.UpB, f.DownB, f.Act, x, g, u, a, out)
 }
 
 // ffn computes out = down(act(gate·x)·(up·x)) (or down(act(up·x)) with no
 // gate), with the optional biases.
 func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
-	runFFN(d.Be, gate, up, down, gateB, upB, downB, act, x, g, u, a, out)
+	runFFN(d.Be, &d.lora, gate, up, down, gateB, upB, downB, act, x, g, u, a, out)
 }
 
-func runFFN(be backend.Backend, gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
+// runFFN is the feed-forward block, with the adapters' deltas of lo (nil:
+// none) after each product.
+func runFFN(be backend.Backend, lo *loraStep, gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
 	if gate != nil {
 		MatMuls(be, x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
+		lo.apply(g, x, gate)
+		lo.apply(u, x, up)
 		AddBias(be, g, gateB)
 		AddBias(be, u, upB)
 		if act.Kind == backend.ActSiLU {
@@ -900,10 +920,12 @@ func runFFN(be backend.Backend, gate, up, down, gateB, upB, downB backend.Weight
 		}
 	} else {
 		be.MatMul(u, x, up)
+		lo.apply(u, x, up)
 		AddBias(be, u, upB)
 		be.Activate(a, u, act)
 	}
 	be.MatMul(out, a, down)
+	lo.apply(out, a, down)
 	AddBias(be, out, downB)
 }
 
@@ -936,6 +958,9 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 		}
 		out, width = be.Slice(d.out, 0, rows), c.Vocab
 		be.MatMul(out, h, d.Output)
+		if d.Output != d.Embd { // a tied output is its own tensor in llama.cpp, with no adapter
+			d.lora.applyOut(out, h, d.Output)
+		}
 		d.addBias(out, d.OutBias)
 	}
 	if cap(d.logits) < rows*width {
