@@ -31,7 +31,10 @@ type BatchConfig struct {
 	// milliseconds there).
 	PrefillChunk int
 
-	MaxRunning    int // sequences decoding together; default 64
+	// MaxRunning is the sequences decoding together; default 64. A hybrid
+	// model runs fewer when their recurrent states would take more than
+	// half of KVBudget.
+	MaxRunning    int
 	MaxQueue      int // waiting requests before Submit fails; default 256
 	DefaultNumCtx int // a request's context when it names none; default min(model, 4096)
 	// KVType is the cache's storage type: "f16" (default) or "q8_0",
@@ -139,11 +142,15 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		c.KVBudget = 1 << 30
 	}
 	// Hybrid models: a fixed recurrent state per running sequence, taken
-	// from the budget first (one slot per sequence MaxRunning admits).
+	// from the budget first (one slot per sequence MaxRunning admits, and
+	// MaxRunning lowered to the slots that fit in half the budget).
 	sm, _ := m.Arch.(arch.Stateful)
 	stateSlots, snapshots := 0, 0
 	if sm != nil && len(sm.StateSizes()) > 0 {
-		stateSlots = c.MaxRunning
+		// At most half the budget: fewer sequences run at once when their
+		// states would take more (a 9B Qwen 3.5 holds ~50 MiB each).
+		stateSlots = int(min(int64(c.MaxRunning), max(1, c.KVBudget/2/max(1, int64(m.needs.StateBytes)))))
+		c.MaxRunning = stateSlots
 		stateBytes := int64(m.needs.StateBytes) * int64(stateSlots)
 		if stateBytes >= c.KVBudget {
 			return nil, fmt.Errorf("KV budget of %d bytes does not hold the recurrent state of %d sequences (%d bytes each)", c.KVBudget, stateSlots, m.needs.StateBytes)
