@@ -33,7 +33,7 @@ func TestBatchedHybrid(t *testing.T) {
 				}
 				prompts = append(prompts, p)
 			}
-			const n = 40
+			const n = 100
 			alone := make([][]int32, len(prompts))
 			for i, p := range prompts {
 				seq, err := m.NewSequence(256)
@@ -53,8 +53,9 @@ func TestBatchedHybrid(t *testing.T) {
 				}
 				seq.Close()
 			}
-			// 8 state slots (~0.6 MiB) and about 18 blocks of 16 positions.
-			b := serveBatched(t, m, BatchConfig{KVBudget: 900 << 10, MaxBatchTokens: 32, PrefillChunk: 8, MaxRunning: 8, StateSnapshots: -1})
+			// 8 state slots (~0.6 MiB, under half the budget) and 39 blocks
+			// of 16 positions.
+			b := serveBatched(t, m, BatchConfig{KVBudget: 1250 << 10, MaxBatchTokens: 32, PrefillChunk: 8, MaxRunning: 8, StateSnapshots: -1})
 			got := make([][]int32, len(prompts))
 			var wg sync.WaitGroup
 			for i, p := range prompts {
@@ -78,7 +79,7 @@ func TestBatchedHybrid(t *testing.T) {
 				}
 			}
 			mt := b.Metrics()
-			t.Logf("%d steps, %d preemptions", mt.Steps, mt.Preemptions)
+			t.Logf("%d steps, %d preemptions, %d blocks", mt.Steps, mt.Preemptions, mt.BlocksTotal)
 			if mt.Preemptions == 0 {
 				t.Errorf("no preemption: the test does not exercise recomputation")
 			}
