@@ -31,6 +31,14 @@
 // Plan and apply are apart: PlanNew, PlanGrow, Lookup, Need and Available
 // have no side effects; Apply, Release and Commit are the only mutators.
 //
+// Hybrid models (recurrent layers) resume a cached prefix only with the
+// recurrent state at its end. The allocator keeps the books of a bounded
+// pool of state snapshot slots (SetSnapshotSlots): each is free, reserved
+// by a step in flight, or attached to one indexed block (the state after
+// that block's last position, the prefix being the block's chain); a
+// block that leaves the index frees its snapshot, and a new snapshot
+// evicts the least recently used one (Check verifies all of it).
+//
 // # Scheduling (Scheduler)
 //
 // A Scheduler is plain state with synchronous methods, which is how the
@@ -54,6 +62,14 @@
 //     flight keeps its blocks until the plan comes back (Complete or Fail),
 //     which is before the next Step: cancellation frees blocks within one
 //     step.
+//
+// Hybrid models (Config.StateSlots) hold a recurrent state slot per
+// running sequence; with Config.StateSnapshots a prefix hit is shortened
+// to the longest cached prefix whose last block has a snapshot, restored
+// into the sequence's slot (SeqStep.Restore), and a prefill chunk ends at
+// the block boundaries where a snapshot is to be taken (SeqStep.Snapshot:
+// where the sequence leaves the longest cached prefix, and its prompt's
+// last boundary). The scheduler only decides; the engine copies states.
 //
 // Fairness: admission is strictly first come first served (a waiting
 // request is never bypassed, so none starves); preemption takes the newest

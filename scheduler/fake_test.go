@@ -54,13 +54,17 @@ type fakeEngine struct {
 	steps, rows, prefillRows, decodeRows int64
 	fed                                  map[SeqID]int // rows fed per sequence
 	// states holds, per recurrent state slot (Config.StateSlots), the
-	// sequence whose state it is and the positions it has absorbed.
-	states map[int]slotState
+	// prefix whose state it is; snaps the same per snapshot slot
+	// (Config.StateSnapshots).
+	states, snaps map[int]slotState
+	restores      int64 // steps that restored a snapshot
 }
 
+// slotState is a recurrent state: at positions absorbed, of the tokens
+// whose prefixPrints fingerprint at position at-1 is print.
 type slotState struct {
-	id SeqID
-	at int
+	print uint64
+	at    int
 }
 
 func newFakeEngine(s *Scheduler) *fakeEngine {
@@ -86,6 +90,22 @@ func (e *fakeEngine) run(p *StepPlan) ([]Result, error) {
 		return nil, fmt.Errorf("%d rows, budget %d", len(p.Tokens), s.cfg.MaxBatchTokens)
 	}
 	clear(e.writer)
+	if e.states == nil {
+		e.states, e.snaps = map[int]slotState{}, map[int]slotState{}
+	}
+	// Every restore of the step comes before every snapshot.
+	for i := range p.Seqs {
+		ss := &p.Seqs[i]
+		if ss.Restore < 0 {
+			continue
+		}
+		st, ok := e.snaps[ss.Restore]
+		if s.cfg.StateSnapshots == 0 || ss.Restore >= s.cfg.StateSnapshots || !ok {
+			return nil, fmt.Errorf("%v restores snapshot slot %d, which holds nothing", ss.seq, ss.Restore)
+		}
+		e.states[ss.StateSlot] = st
+		e.restores++
+	}
 	seen := map[SeqID]bool{}
 	row, outs := 0, 0
 	for i := range p.Seqs {
@@ -104,21 +124,27 @@ func (e *fakeEngine) run(p *StepPlan) ([]Result, error) {
 		if ss.Start != q.computed {
 			return nil, fmt.Errorf("%v: feeds from %d, computed %d", q, ss.Start, q.computed)
 		}
+		end := ss.Start + ss.N
 		if s.cfg.StateSlots > 0 {
-			// A recurrent state continues only its own sequence, from
-			// where it stands; Start 0 begins afresh.
+			// A recurrent state continues only the very prefix it holds,
+			// from where it stands; Start 0 begins afresh.
 			st, ok := e.states[ss.StateSlot]
-			if ss.StateSlot < 0 || ss.StateSlot >= s.cfg.StateSlots || ss.Start > 0 && (!ok || st.id != ss.ID || st.at != ss.Start) {
+			if ss.Start > 0 {
+				e.prints = prefixPrints(e.prints, q.tokens[:ss.Start])
+			}
+			if ss.StateSlot < 0 || ss.StateSlot >= s.cfg.StateSlots || ss.Start > 0 && (!ok || st.at != ss.Start || st.print != e.prints[ss.Start-1]) {
 				return nil, fmt.Errorf("%v: feeds %d from %d in state slot %d, which holds %+v", q, ss.N, ss.Start, ss.StateSlot, st)
 			}
-			if e.states == nil {
-				e.states = map[int]slotState{}
+			if end <= len(q.tokens) {
+				e.prints = prefixPrints(e.prints, q.tokens[:end])
+				e.states[ss.StateSlot] = slotState{e.prints[end-1], end}
 			}
-			e.states[ss.StateSlot] = slotState{ss.ID, ss.Start + ss.N}
-		} else if ss.StateSlot != -1 {
-			return nil, fmt.Errorf("%v: state slot %d without StateSlots", q, ss.StateSlot)
+			if ss.Snapshot >= 0 && (ss.Snapshot >= s.cfg.StateSnapshots || end%bs != 0) {
+				return nil, fmt.Errorf("%v: snapshot into slot %d at %d", q, ss.Snapshot, end)
+			}
+		} else if ss.StateSlot != -1 || ss.Restore != -1 || ss.Snapshot != -1 {
+			return nil, fmt.Errorf("%v: state slot %d, restore %d, snapshot %d without StateSlots", q, ss.StateSlot, ss.Restore, ss.Snapshot)
 		}
-		end := ss.Start + ss.N
 		if end > len(q.tokens) || len(ss.Blocks)*bs < end {
 			return nil, fmt.Errorf("%v: positions to %d, %d tokens, %d blocks", q, end, len(q.tokens), len(ss.Blocks))
 		}
@@ -153,6 +179,11 @@ func (e *fakeEngine) run(p *StepPlan) ([]Result, error) {
 	}
 	if row != len(p.Tokens) || outs != len(p.Outputs) {
 		return nil, fmt.Errorf("plan has %d rows, %d outputs; sequences cover %d, %d", len(p.Tokens), len(p.Outputs), row, outs)
+	}
+	for i := range p.Seqs {
+		if ss := &p.Seqs[i]; ss.Snapshot >= 0 {
+			e.snaps[ss.Snapshot] = e.states[ss.StateSlot]
+		}
 	}
 	// Reads, after every write of the step: each row attends to all its
 	// sequence's positions up to its own.

@@ -91,6 +91,7 @@ type blockMeta struct {
 	gen        uint32 // bumped whenever the block's content identity ends (reuse, un-indexing)
 	salt       uint64 // for a hashed block: its sequence's salt (Request.CacheSalt)
 	hashed     bool
+	snap       int32 // recurrent state snapshot at the block's end (SetSnapshotSlots), or noBlock
 }
 
 // BlockTable is one sequence's block table: Blocks()[i] holds the KV of
@@ -119,6 +120,8 @@ type AllocStats struct {
 	Hits        int64 // lookups that reused at least one block
 	HitTokens   int64 // tokens whose KV was reused (not prefilled again)
 	Evictions   int64 // cached blocks reused for other content
+
+	SnapshotEvictions int64 // recurrent state snapshots dropped for new ones
 }
 
 // BlockAllocator is the metadata of a paged KV cache: NumBlocks blocks of
@@ -152,6 +155,19 @@ type BlockAllocator struct {
 	match   []int32 // Lookup's result, reused
 	stats   AllocStats
 	hash    func(parent BlockHash, tokens []int32) BlockHash // HashBlock; tests weaken it to force collisions
+
+	// Recurrent state snapshots (SetSnapshotSlots): per slot the block it
+	// is attached to (noBlock: free or reserved), whether a step holds it
+	// reserved, and its last use for LRU eviction.
+	snaps     []snapMeta
+	freeSnaps []int32
+	snapTick  uint64
+}
+
+type snapMeta struct {
+	block    int32
+	reserved bool
+	used     uint64
 }
 
 // NewBlockAllocator makes a pool of numBlocks blocks of blockSize tokens.
@@ -174,7 +190,7 @@ func NewBlockAllocator(numBlocks, blockSize int) (*BlockAllocator, error) {
 		hash:    HashBlock,
 	}
 	for i := range a.meta {
-		a.meta[i] = blockMeta{prev: noBlock, next: noBlock, parent: noBlock}
+		a.meta[i] = blockMeta{prev: noBlock, next: noBlock, parent: noBlock, snap: noBlock}
 		// Pop order 0, 1, 2, …: lowest ids first.
 		a.free[i] = int32(numBlocks - 1 - i)
 	}
@@ -392,9 +408,15 @@ func (a *BlockAllocator) take() int32 {
 	return id
 }
 
-// unindex drops id's hash; its content identity ends.
+// unindex drops id's hash; its content identity ends, and with it its
+// state snapshot.
 func (a *BlockAllocator) unindex(id int32) {
 	m := &a.meta[id]
+	if m.snap != noBlock {
+		a.snaps[m.snap].block = noBlock
+		a.freeSnaps = append(a.freeSnaps, m.snap)
+		m.snap = noBlock
+	}
 	if a.index[m.hash] == id {
 		delete(a.index, m.hash)
 	}
@@ -479,6 +501,106 @@ func (a *BlockAllocator) Commit(t *BlockTable, tokens []int32, hashes []BlockHas
 		a.index[h] = id
 		t.canon, t.canonGen = id, m.gen
 	}
+}
+
+// SetSnapshotSlots gives the allocator n recurrent state snapshot slots
+// 0..n-1, for hybrid models' prefix reuse. A snapshot holds a sequence's
+// recurrent state at the end of one indexed block (after all the positions
+// up to and including it), so a sequence whose cached prefix ends with
+// that block can continue from it; it lives as long as the block stays
+// indexed, or until it is evicted (least recently used first) for a new
+// one. The allocator only keeps the books; the engine copies the states.
+// Call it before any other use.
+func (a *BlockAllocator) SetSnapshotSlots(n int) {
+	a.snaps = make([]snapMeta, n)
+	a.freeSnaps = a.freeSnaps[:0]
+	for i := n - 1; i >= 0; i-- {
+		a.snaps[i] = snapMeta{block: noBlock}
+		a.freeSnaps = append(a.freeSnaps, int32(i))
+	}
+}
+
+// SnapshotSlots is the number of snapshot slots.
+func (a *BlockAllocator) SnapshotSlots() int { return len(a.snaps) }
+
+// Snapshots counts the snapshot slots attached to blocks.
+func (a *BlockAllocator) Snapshots() int {
+	n := 0
+	for i := range a.snaps {
+		if a.snaps[i].block != noBlock {
+			n++
+		}
+	}
+	return n
+}
+
+// SnapshotOf returns the snapshot slot attached to block id, or -1.
+func (a *BlockAllocator) SnapshotOf(id int32) int { return int(a.meta[id].snap) }
+
+// UseSnapshot marks slot as just used (a sequence restores it), for the
+// LRU order.
+func (a *BlockAllocator) UseSnapshot(slot int) {
+	a.snapTick++
+	a.snaps[slot].used = a.snapTick
+}
+
+// ReserveSnapshot takes a snapshot slot for a state to be copied in: a
+// free one, else the least recently used one not reserved, detached from
+// its block (an eviction). It returns -1 when every slot is reserved.
+// The slot stays reserved until AttachSnapshot or FreeSnapshot.
+func (a *BlockAllocator) ReserveSnapshot() int {
+	slot := int32(noBlock)
+	if n := len(a.freeSnaps); n > 0 {
+		slot = a.freeSnaps[n-1]
+		a.freeSnaps = a.freeSnaps[:n-1]
+	} else {
+		for i := range a.snaps {
+			if !a.snaps[i].reserved && (slot == noBlock || a.snaps[i].used < a.snaps[slot].used) {
+				slot = int32(i)
+			}
+		}
+		if slot == noBlock {
+			return -1
+		}
+		a.meta[a.snaps[slot].block].snap = noBlock
+		a.snaps[slot].block = noBlock
+		a.stats.SnapshotEvictions++
+	}
+	a.snaps[slot].reserved = true
+	return int(slot)
+}
+
+// FreeSnapshot returns a reserved slot unused.
+func (a *BlockAllocator) FreeSnapshot(slot int) {
+	sm := &a.snaps[slot]
+	if !sm.reserved {
+		panic("scheduler: FreeSnapshot of a slot not reserved")
+	}
+	sm.reserved = false
+	a.freeSnaps = append(a.freeSnaps, int32(slot))
+}
+
+// AttachSnapshot ties reserved slot, which now holds t's recurrent state
+// after its first nblocks blocks, to the indexed block those blocks end
+// with (t's own, or the equal block indexed before, which Commit found).
+// It reports false, and frees the slot, when there is no such block (the
+// blocks are not all committed, or a collision kept them out of the index)
+// or that block has a snapshot already.
+func (a *BlockAllocator) AttachSnapshot(slot int, t *BlockTable, nblocks int) bool {
+	sm := &a.snaps[slot]
+	if !sm.reserved {
+		panic("scheduler: AttachSnapshot of a slot not reserved")
+	}
+	id := t.canon
+	if nblocks <= 0 || t.hashed != nblocks || t.broken || id == noBlock || !a.meta[id].hashed || a.meta[id].gen != t.canonGen || a.meta[id].snap != noBlock {
+		a.FreeSnapshot(slot)
+		return false
+	}
+	sm.reserved = false
+	sm.block = id
+	a.meta[id].snap = int32(slot)
+	a.UseSnapshot(slot)
+	return true
 }
 
 func (a *BlockAllocator) lruPush(id int32) {
@@ -600,6 +722,50 @@ func (a *BlockAllocator) Check() error {
 		if id < 0 || int(id) >= n || !a.meta[id].hashed || a.meta[id].hash != h {
 			return fmt.Errorf("index entry %v -> block %d does not match the block", h, id)
 		}
+	}
+	return a.checkSnapshots()
+}
+
+// checkSnapshots: every snapshot slot is exactly one of free (on the free
+// list), reserved, or attached to one indexed block that points back at it.
+func (a *BlockAllocator) checkSnapshots() error {
+	onFree := make([]bool, len(a.snaps))
+	for _, s := range a.freeSnaps {
+		if s < 0 || int(s) >= len(a.snaps) || onFree[s] {
+			return fmt.Errorf("snapshot free list: bad or repeated slot %d", s)
+		}
+		onFree[s] = true
+	}
+	attached := 0
+	for i, sm := range a.snaps {
+		states := 0
+		if onFree[i] {
+			states++
+		}
+		if sm.reserved {
+			states++
+		}
+		if sm.block != noBlock {
+			states++
+			attached++
+			if int(sm.block) >= len(a.meta) || a.meta[sm.block].snap != int32(i) || !a.meta[sm.block].hashed {
+				return fmt.Errorf("snapshot slot %d on block %d, which does not hold it or is not indexed", i, sm.block)
+			}
+		}
+		if states != 1 {
+			return fmt.Errorf("snapshot slot %d: free %v, reserved %v, block %d", i, onFree[i], sm.reserved, sm.block)
+		}
+	}
+	for i := range a.meta {
+		if s := a.meta[i].snap; s != noBlock {
+			attached--
+			if int(s) >= len(a.snaps) || a.snaps[s].block != int32(i) {
+				return fmt.Errorf("block %d holds snapshot slot %d, which is not its", i, s)
+			}
+		}
+	}
+	if attached != 0 {
+		return errors.New("snapshot slots and blocks disagree")
 	}
 	return nil
 }

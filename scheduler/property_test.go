@@ -42,13 +42,13 @@ type machine struct {
 }
 
 func newMachine(t testing.TB, c chooser, collide bool) *machine {
-	return newMachineSlots(t, c, collide, false)
+	return newMachineSlots(t, c, collide, false, false)
 }
 
 // newMachineSlots is newMachine; with slots, for a hybrid model, with
 // recurrent state slots (Config.StateSlots), sometimes fewer than
-// MaxRunning.
-func newMachineSlots(t testing.TB, c chooser, collide, slots bool) *machine {
+// MaxRunning, and with snaps 1..4 state snapshot slots for prefix reuse.
+func newMachineSlots(t testing.TB, c chooser, collide, slots, snaps bool) *machine {
 	bs := []int{1, 2, 4, 8, 16}[c.intn(5)]
 	budget := 4 + c.intn(61)
 	cfg := Config{
@@ -64,6 +64,9 @@ func newMachineSlots(t testing.TB, c chooser, collide, slots bool) *machine {
 	}
 	if slots {
 		cfg.StateSlots = 1 + c.intn(cfg.MaxRunning+1)
+		if snaps {
+			cfg.StateSnapshots = 1 + c.intn(4)
+		}
 	}
 	h := newHarness(t, cfg)
 	if collide {
@@ -218,33 +221,51 @@ func TestPropertyNoLeaks(t *testing.T) {
 
 // TestPropertyStateSlots is TestPropertyNoLeaks for hybrid models: the
 // fake engine requires every step of a sequence to continue the state in
-// its slot from where it stands (or start afresh at 0), Check that every
-// running sequence holds a slot of its own; prefixes are never reused,
-// and the runs must still preempt (a preempted sequence recomputes).
+// its slot from exactly the prefix it holds (or start afresh at 0), and
+// a restored snapshot to hold the state of the very prefix the sequence
+// shares; Check that every running sequence holds a slot of its own and
+// that snapshot slots are free, reserved or on one indexed block. Without
+// snapshot slots prefixes are never reused; with them they are (also
+// under a hash that collides all the time), and the runs must preempt (a
+// preempted sequence recomputes) and evict snapshots.
 func TestPropertyStateSlots(t *testing.T) {
 	seeds, ops := 16, 3000
 	if testing.Short() {
 		seeds, ops = 4, 1000
 	}
-	var total Metrics
-	for seed := range seeds {
-		c := &rngChooser{r: rand.New(rand.NewPCG(uint64(seed), 7))}
-		m := newMachineSlots(t, c, false, true)
-		for m.ops < ops {
-			m.op()
+	for _, snaps := range []bool{false, true} {
+		var total Metrics
+		var restores int64
+		for seed := range seeds {
+			for _, collide := range []bool{false, true} {
+				if collide && !snaps {
+					continue
+				}
+				c := &rngChooser{r: rand.New(rand.NewPCG(uint64(seed), 7))}
+				m := newMachineSlots(t, c, collide, true, snaps)
+				for m.ops < ops {
+					m.op()
+				}
+				m.finish()
+				met := m.h.s.Metrics()
+				total.Steps += met.Steps
+				total.Preemptions += met.Preemptions
+				total.PrefixHits += met.PrefixHits
+				total.SnapshotEvictions += met.SnapshotEvictions
+				restores += m.h.e.restores
+			}
 		}
-		m.finish()
-		met := m.h.s.Metrics()
-		total.Steps += met.Steps
-		total.Preemptions += met.Preemptions
-		total.PrefixHits += met.PrefixHits
-	}
-	t.Logf("%d runs of %d ops: %d steps, %d preemptions, %d prefix hits", seeds, ops, total.Steps, total.Preemptions, total.PrefixHits)
-	if total.PrefixHits != 0 {
-		t.Errorf("%d prefix hits with recurrent state", total.PrefixHits)
-	}
-	if total.Preemptions == 0 {
-		t.Errorf("the random runs never preempt")
+		t.Logf("snapshots %v: %d steps, %d preemptions, %d prefix hits, %d restores, %d snapshot evictions",
+			snaps, total.Steps, total.Preemptions, total.PrefixHits, restores, total.SnapshotEvictions)
+		if !snaps && total.PrefixHits != 0 {
+			t.Errorf("%d prefix hits with recurrent state and no snapshots", total.PrefixHits)
+		}
+		if snaps && (total.PrefixHits == 0 || restores == 0 || restores > total.PrefixHits || total.SnapshotEvictions == 0) { // a failed step restores nothing
+			t.Errorf("snapshot runs: %d prefix hits, %d restores, %d snapshot evictions", total.PrefixHits, restores, total.SnapshotEvictions)
+		}
+		if total.Preemptions == 0 {
+			t.Errorf("the random runs never preempt")
+		}
 	}
 }
 

@@ -56,10 +56,22 @@ type Config struct {
 	// sequence gets a state slot 0..StateSlots-1 (SeqStep.StateSlot), its
 	// own from admission until it finishes or is preempted (then it
 	// recomputes from position 0, where its state restarts). MaxRunning
-	// is capped at StateSlots. Prefix reuse is off: a cached prefix's KV
-	// blocks cannot resume a sequence without the recurrent state at
-	// their end, which is not kept (every admission prefills from 0).
+	// is capped at StateSlots. A cached prefix's KV blocks resume a
+	// sequence only with the recurrent state at their end, so prefix
+	// reuse needs StateSnapshots.
 	StateSlots int
+	// StateSnapshots > 0 (with StateSlots) turns prefix reuse on for
+	// hybrid models: snapshot slots 0..StateSnapshots-1 hold recurrent
+	// states at the end of indexed KV blocks (BlockAllocator.
+	// SetSnapshotSlots), and a hit is shortened to the longest cached
+	// prefix whose last block has one (SeqStep.Restore). Snapshots are
+	// taken (SeqStep.Snapshot) where prefixes are seen to be shared: at
+	// the point where an admitted sequence's tokens leave the longest
+	// cached prefix (a system prompt that a second request repeats), and
+	// at the last block boundary of its prompt (a repeated prompt, a
+	// conversation's next turn). A prefill chunk ends at such a boundary,
+	// so the engine copies the state there after the step.
+	StateSnapshots int
 
 	Clock Clock // default: the system clock
 }
@@ -105,8 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("scheduler: MaxQueue %d < 1", c.MaxQueue)
 	case c.DefaultNumCtx < 2 || c.MaxNumCtx < 0:
 		return c, fmt.Errorf("scheduler: DefaultNumCtx %d, MaxNumCtx %d", c.DefaultNumCtx, c.MaxNumCtx)
-	case c.StateSlots < 0:
-		return c, fmt.Errorf("scheduler: StateSlots %d < 0", c.StateSlots)
+	case c.StateSlots < 0 || c.StateSnapshots < 0 || c.StateSnapshots > 0 && c.StateSlots == 0:
+		return c, fmt.Errorf("scheduler: StateSlots %d, StateSnapshots %d", c.StateSlots, c.StateSnapshots)
 	case c.QueueTimeout < 0:
 		return c, fmt.Errorf("scheduler: QueueTimeout %v < 0", c.QueueTimeout)
 	}
@@ -173,6 +185,8 @@ type Seq struct {
 	hashes   []BlockHash
 	salt     uint64 // Request.CacheSalt
 	slot     int    // recurrent state slot while running (Config.StateSlots), else -1
+	restore  int    // snapshot slot to restore in the first step after admission, else -1
+	snapAt   []int  // positions (block boundaries, ascending) where a snapshot is to be taken
 	table    *BlockTable
 	preempts int
 	reason   FinishReason
@@ -248,7 +262,14 @@ type SeqStep struct {
 	// StateSlot is the sequence's recurrent state slot (Config.StateSlots;
 	// -1 without). A step with Start 0 begins the sequence afresh.
 	StateSlot int
-	seq       *Seq
+	// Restore >= 0 names a snapshot slot (Config.StateSnapshots) holding
+	// the state at Start, of a shared prefix: the engine copies it into
+	// StateSlot before the forward pass. Snapshot >= 0 names a snapshot
+	// slot into which the engine copies StateSlot after the forward pass
+	// (the state at Start+N, a block boundary). Every restore of a step
+	// comes before every snapshot of it (a slot may be both).
+	Restore, Snapshot int
+	seq               *Seq
 }
 
 // Result is the engine's answer for one output row.
@@ -273,6 +294,9 @@ type Metrics struct {
 	PrefixQueries, PrefixHits          int64 // admissions looked up; those that reused blocks
 	PrefixQueryTokens, PrefixHitTokens int64 // tokens looked up; tokens not prefilled again thanks to the cache
 	Evictions                          int64 // cached blocks reused for other content
+
+	StateSnapshots    int   // recurrent state snapshots kept (Config.StateSnapshots)
+	SnapshotEvictions int64 // snapshots dropped for new ones
 
 	Submitted, Rejected, TimedOut, Cancelled, Finished int64 // Finished counts every end, the others included
 	Preemptions                                        int64
@@ -330,6 +354,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
+	a.SetSnapshotSlots(cfg.StateSnapshots)
 	s := &Scheduler{
 		cfg:   cfg,
 		alloc: a,
@@ -392,6 +417,7 @@ func (s *Scheduler) Submit(r Request) (*Seq, error) {
 	capHint := len(r.Prompt) + extra
 	q := &Seq{
 		slot:       -1,
+		restore:    -1,
 		id:         s.nextID,
 		tag:        r.Tag,
 		tokens:     make([]int32, len(r.Prompt), min(numCtx, capHint)),
@@ -474,6 +500,7 @@ func (s *Scheduler) Metrics() Metrics {
 	st := a.Stats()
 	m.PrefixQueries, m.PrefixHits, m.PrefixQueryTokens, m.PrefixHitTokens = st.Queries, st.Hits, st.QueryTokens, st.HitTokens
 	m.Evictions = st.Evictions
+	m.StateSnapshots, m.SnapshotEvictions = a.Snapshots(), st.SnapshotEvictions
 	return m
 }
 
@@ -538,20 +565,20 @@ func (s *Scheduler) Step() *StepPlan {
 		if q.remaining() <= 1 {
 			continue
 		}
-		n := min(q.remaining(), budget) // its blocks all came at admission
-		s.add(q, n)
-		budget -= n
+		// Its blocks all came at admission.
+		budget -= s.add(q, min(q.remaining(), budget))
 	}
 	// 4. Admission.
 	for budget > 0 && len(s.running) < s.cfg.MaxRunning && len(s.waiting) > 0 {
 		q := s.waiting[0]
 		q.hashes = s.alloc.Hashes(q.salt, q.hashes, q.tokens)
 		hashes := q.hashes
+		restore, cuts := -1, q.snapAt[:0]
 		if s.cfg.StateSlots > 0 {
 			if len(s.freeSlots) == 0 { // one finished in flight still holds its slot
 				break
 			}
-			hashes = nil // no prefix reuse (Config.StateSlots)
+			hashes, restore, cuts = s.statePrefix(q, cuts)
 		}
 		ap, err := s.alloc.PlanNew(q.salt, q.tokens, hashes)
 		if err != nil {
@@ -567,12 +594,11 @@ func (s *Scheduler) Step() *StepPlan {
 			s.freeSlots = s.freeSlots[:len(s.freeSlots)-1]
 		}
 		q.computed = ap.SharedBlocks() * s.cfg.BlockSize
+		q.restore, q.snapAt = restore, cuts
 		q.state = stateRunning
 		q.admitted = true
 		s.running = insertByID(s.running, q)
-		n := min(q.remaining(), budget)
-		s.add(q, n)
-		budget -= n
+		budget -= s.add(q, min(q.remaining(), budget))
 	}
 	if len(p.Seqs) == 0 {
 		return nil
@@ -582,10 +608,57 @@ func (s *Scheduler) Step() *StepPlan {
 	return p
 }
 
-// add schedules q's next n tokens.
-func (s *Scheduler) add(q *Seq, n int) {
+// statePrefix is admission's prefix lookup for a hybrid model: it returns
+// the block hashes to share (the longest cached prefix whose last block
+// has a state snapshot, nil for none), that snapshot's slot (-1 for none),
+// and cuts extended with the boundaries where q should leave snapshots:
+// where its tokens leave the longest cached prefix, when that is beyond
+// the restored one (a prefix now seen shared), and its prompt's last block
+// boundary.
+func (s *Scheduler) statePrefix(q *Seq, cuts []int) ([]BlockHash, int, []int) {
+	if s.cfg.StateSnapshots == 0 {
+		return nil, -1, cuts
+	}
+	bs := s.cfg.BlockSize
+	match := s.alloc.Lookup(q.salt, q.tokens, q.hashes, (len(q.tokens)-1)/bs)
+	k := len(match)
+	j, restore := k, -1
+	for ; j > 0; j-- {
+		if restore = s.alloc.SnapshotOf(match[j-1]); restore >= 0 {
+			break
+		}
+	}
+	if k > j {
+		cuts = append(cuts, k*bs)
+	}
+	if end := (q.promptLen - 1) / bs * bs; end > j*bs && end != k*bs {
+		cuts = append(cuts, end)
+		slices.Sort(cuts)
+	}
+	return q.hashes[:j], restore, cuts
+}
+
+// add schedules q's next tokens, n at most: fewer when a state snapshot is
+// to be taken at a boundary before that (the chunk ends there). It returns
+// how many.
+func (s *Scheduler) add(q *Seq, n int) int {
 	p := &s.plan
-	ss := SeqStep{ID: q.id, Tag: q.tag, Blocks: q.table.blocks, Start: q.computed, N: n, Offset: len(p.Tokens), Output: -1, StateSlot: q.slot, seq: q}
+	ss := SeqStep{ID: q.id, Tag: q.tag, Blocks: q.table.blocks, Start: q.computed, Offset: len(p.Tokens), Output: -1, StateSlot: q.slot, Restore: q.restore, Snapshot: -1, seq: q}
+	if q.restore >= 0 {
+		s.alloc.UseSnapshot(q.restore)
+		q.restore = -1
+	}
+	for len(q.snapAt) > 0 && q.snapAt[0] <= q.computed {
+		q.snapAt = q.snapAt[1:]
+	}
+	if len(q.snapAt) > 0 && q.snapAt[0] <= q.computed+n {
+		if slot := s.alloc.ReserveSnapshot(); slot >= 0 {
+			n = q.snapAt[0] - q.computed
+			ss.Snapshot = slot
+		}
+		q.snapAt = q.snapAt[1:]
+	}
+	ss.N = n
 	for j := q.computed; j < q.computed+n; j++ {
 		p.Tokens = append(p.Tokens, q.tokens[j])
 		p.Pos = append(p.Pos, int32(j))
@@ -603,6 +676,7 @@ func (s *Scheduler) add(q *Seq, n int) {
 	}
 	p.Seqs = append(p.Seqs, ss)
 	q.inflight = true
+	return n
 }
 
 // Complete takes back the plan from Step with the engine's results, one
@@ -620,12 +694,18 @@ func (s *Scheduler) Complete(p *StepPlan, results []Result) {
 		q := ss.seq
 		q.inflight = false
 		if q.state == stateDone { // ended while in flight
+			if ss.Snapshot >= 0 {
+				s.alloc.FreeSnapshot(ss.Snapshot)
+			}
 			s.release(q)
 			continue
 		}
 		q.computed += ss.N
 		q.hashes = s.alloc.Hashes(q.salt, q.hashes, q.tokens[:q.computed])
 		s.alloc.Commit(q.table, q.tokens, q.hashes, q.computed)
+		if ss.Snapshot >= 0 {
+			s.alloc.AttachSnapshot(ss.Snapshot, q.table, q.computed/s.cfg.BlockSize)
+		}
 		if !ss.Logits {
 			continue
 		}
@@ -663,6 +743,9 @@ func (s *Scheduler) Fail(p *StepPlan, err error) {
 	for i := range p.Seqs {
 		q := p.Seqs[i].seq
 		q.inflight = false
+		if p.Seqs[i].Snapshot >= 0 {
+			s.alloc.FreeSnapshot(p.Seqs[i].Snapshot)
+		}
 		if q.state == stateDone {
 			s.release(q)
 			continue
@@ -696,6 +779,7 @@ func (s *Scheduler) preempt(q *Seq) {
 	s.running = removeSeq(s.running, q)
 	s.release(q)
 	q.computed = 0
+	q.snapAt = q.snapAt[:0]
 	q.state = stateWaiting
 	q.preempts++
 	s.waiting = insertByID(s.waiting, q)
@@ -842,6 +926,9 @@ func (s *Scheduler) Check() error {
 		tables++
 	}
 	for _, q := range s.waiting {
+		if q.restore >= 0 || len(q.snapAt) > 0 {
+			return fmt.Errorf("%v waits with snapshot restore %d, cuts %v", q, q.restore, q.snapAt)
+		}
 		if q.state != stateWaiting || q.table != nil || q.computed != 0 || q.inflight {
 			return fmt.Errorf("%v waiting with state %d, table %v, computed %d", q, q.state, q.table != nil, q.computed)
 		}

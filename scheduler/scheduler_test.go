@@ -673,3 +673,51 @@ func TestPrefixCacheSalt(t *testing.T) {
 	}
 	h.idle()
 }
+
+// TestStateSnapshotsSystemPrompt: a hybrid model's prefix reuse. The first
+// request leaves a snapshot at its prompt's last block boundary; the
+// second, sharing only the system prompt, finds its KV but no snapshot
+// there, so it recomputes and leaves one where it leaves the shared
+// prefix; from the third on, the system prompt is restored, not
+// recomputed, and a repeated prompt is restored up to its last boundary.
+// The fake engine checks that each restored state is the very prefix's.
+func TestStateSnapshotsSystemPrompt(t *testing.T) {
+	h := newHarness(t, Config{NumBlocks: 64, BlockSize: 4, StateSlots: 2, StateSnapshots: 5})
+	system := seqTokens(1000, 40) // ten blocks
+	prompt := func(u int) []int32 { return cat(system, seqTokens(u, 6)) }
+	fed := func(p []int32) (int, int) {
+		q := h.submit(Request{Prompt: p, NumPredict: 3})
+		steps := h.e.steps
+		h.run(100)
+		return h.e.fed[q.id] - 2, int(h.e.steps - steps)
+	}
+	for i, c := range []struct {
+		prompt           []int32
+		wantFed, wantHit int
+	}{
+		{prompt(1), 46, 0},   // cold; snapshot at 44
+		{prompt(2), 46, 0},   // shares 40 tokens of KV, no snapshot at 40: recomputes, snapshots 40 and 44
+		{prompt(3), 6, 40},   // restores the system prompt (and snapshots 44)
+		{prompt(4), 6, 40},   // (and snapshots 44: all five slots hold one)
+		{prompt(1), 2, 44},   // the first prompt again: restored up to 44
+		{system[:30], 30, 0}, // a prefix of the system prompt: no snapshot at 28; takes one there, evicting the least recently used
+		{system[:30], 2, 28}, // and restores it
+	} {
+		before := h.s.Metrics().PrefixHitTokens
+		got, steps := fed(c.prompt)
+		hit := int(h.s.Metrics().PrefixHitTokens - before)
+		t.Logf("request %d: fed %d prompt tokens in %d steps, hit %d", i, got, steps, hit)
+		if got != c.wantFed || hit != c.wantHit {
+			t.Errorf("request %d: fed %d prompt tokens, hit %d; want %d, %d", i, got, hit, c.wantFed, c.wantHit)
+		}
+	}
+	if m := h.s.Metrics(); m.StateSnapshots != 5 || m.SnapshotEvictions != 1 {
+		t.Errorf("snapshots %d, evictions %d; want 5, 1", m.StateSnapshots, m.SnapshotEvictions)
+	}
+	// The system prompt's snapshot, restored most recently but one, was
+	// not the one evicted.
+	if got, _ := fed(prompt(5)); got != 6 {
+		t.Errorf("system prompt after an eviction: fed %d, want 6", got)
+	}
+	h.idle()
+}

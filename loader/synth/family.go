@@ -28,6 +28,10 @@ type family struct {
 	window    need   // a sliding window
 	untied    bool   // output.weight is required
 	headKeys  bool   // states attention.key_length and value_length even when n_embd/n_head
+	// hybrid: Qwen 3.5's Gated DeltaNet layers (attn_qkv, attn_gate,
+	// ssm_*) between gated attention layers, whose attn_q emits a query
+	// and a gate per head.
+	hybrid bool
 }
 
 // families are the architectures Write knows, by general.architecture.
@@ -36,6 +40,7 @@ var families = map[string]family{
 	"qwen3":    {ffnNorm: "ffn_norm", qkNorm: true, headKeys: true},
 	"qwen3moe": {ffnNorm: "ffn_norm", qkNorm: true, moe: always, headKeys: true},
 	"gemma3":   {ffnNorm: "ffn_norm", qkNorm: true, postNorms: true, window: optional, headKeys: true},
+	"qwen35":   {ffnNorm: "post_attention_norm", qkNorm: true, headKeys: true, hybrid: true},
 	"gpt-oss": {ffnNorm: "post_attention_norm", biases: true, sinks: true, moe: always, window: always,
 		untied: true, headKeys: true},
 }
@@ -82,22 +87,20 @@ func (s Shape) tensors() []Tensor {
 	for i := range s.Layers {
 		p := "blk." + strconv.Itoa(i) + "."
 		norm(p+"attn_norm.weight", i, d)
-		mat(p+"attn_q.weight", roleAttnQ, i, d, qd)
-		mat(p+"attn_k.weight", roleAttnK, i, d, kv)
-		mat(p+"attn_v.weight", roleAttnV, i, d, kv)
-		mat(p+"attn_output.weight", roleAttnOut, i, qd, d)
-		if fam.qkNorm {
-			norm(p+"attn_q_norm.weight", i, hd)
-			norm(p+"attn_k_norm.weight", i, hd)
-		}
-		if fam.biases {
-			add(p+"attn_q.bias", roleVector, i, biasScale, qd)
-			add(p+"attn_k.bias", roleVector, i, biasScale, kv)
-			add(p+"attn_v.bias", roleVector, i, biasScale, kv)
-			add(p+"attn_output.bias", roleVector, i, biasScale, d)
-		}
-		if fam.sinks {
-			add(p+"attn_sinks.weight", roleVector, i, 1, uint64(s.Heads))
+		if fam.hybrid && s.Recurrent(i) {
+			conv := uint64((2*s.SSMKHeads + s.SSMVHeads) * s.SSMHeadDim)
+			vh, vw := uint64(s.SSMVHeads), uint64(s.SSMVHeads*s.SSMHeadDim)
+			mat(p+"attn_qkv.weight", roleAttnQKV, i, d, conv)
+			mat(p+"attn_gate.weight", roleOther, i, d, vw)
+			mat(p+"ssm_alpha.weight", roleOther, i, d, vh)
+			mat(p+"ssm_beta.weight", roleOther, i, d, vh)
+			add(p+"ssm_a", roleDecay, i, 1, vh)
+			add(p+"ssm_dt.bias", roleVector, i, 1, vh)
+			add(p+"ssm_conv1d.weight", roleVector, i, 1/math.Sqrt(float64(s.SSMConv)), uint64(s.SSMConv), conv)
+			norm(p+"ssm_norm.weight", i, uint64(s.SSMHeadDim))
+			mat(p+"ssm_out.weight", roleOther, i, vw, d)
+		} else {
+			s.attention(p, i, qd, kv, hd, fam, mat, add, norm)
 		}
 		if fam.postNorms {
 			norm(p+"post_attention_norm.weight", i, d)
@@ -136,6 +139,40 @@ func (s Shape) tensors() []Tensor {
 	return ts
 }
 
+// Recurrent reports whether layer il of a hybrid shape is a Gated
+// DeltaNet layer (llama.cpp: all but every full_attention_interval-th).
+func (s Shape) Recurrent(il int) bool {
+	return s.FullAttnInterval > 0 && (il+1)%s.FullAttnInterval != 0
+}
+
+// attention adds layer i's attention tensors: q (with a gate per head in
+// a hybrid), k, v, output, and the family's norms, biases and sinks.
+func (s Shape) attention(p string, i int, qd, kv, hd uint64, fam family,
+	mat func(string, role, int, ...uint64), add func(string, role, int, float64, ...uint64), norm func(string, int, uint64)) {
+	d := uint64(s.Embd)
+	qrows := qd
+	if fam.hybrid {
+		qrows = 2 * qd // per head: the query, then its gate
+	}
+	mat(p+"attn_q.weight", roleAttnQ, i, d, qrows)
+	mat(p+"attn_k.weight", roleAttnK, i, d, kv)
+	mat(p+"attn_v.weight", roleAttnV, i, d, kv)
+	mat(p+"attn_output.weight", roleAttnOut, i, qd, d)
+	if fam.qkNorm {
+		norm(p+"attn_q_norm.weight", i, hd)
+		norm(p+"attn_k_norm.weight", i, hd)
+	}
+	if fam.biases {
+		add(p+"attn_q.bias", roleVector, i, biasScale, qd)
+		add(p+"attn_k.bias", roleVector, i, biasScale, kv)
+		add(p+"attn_v.bias", roleVector, i, biasScale, kv)
+		add(p+"attn_output.bias", roleVector, i, biasScale, d)
+	}
+	if fam.sinks {
+		add(p+"attn_sinks.weight", roleVector, i, 1, uint64(s.Heads))
+	}
+}
+
 // metadata is the architecture's hyperparameter keys of shape s (without
 // the "<arch>." prefix) and their values: uint32, float32 or string.
 func (s Shape) metadata() []kv {
@@ -153,6 +190,18 @@ func (s Shape) metadata() []kv {
 	u("attention.head_count_kv", s.KVHeads)
 	f("rope.freq_base", s.RopeBase)
 	f("attention.layer_norm_rms_epsilon", s.NormEps)
+	if fam.hybrid {
+		u("full_attention_interval", s.FullAttnInterval)
+		u("ssm.conv_kernel", s.SSMConv)
+		u("ssm.state_size", s.SSMHeadDim)
+		u("ssm.group_count", s.SSMKHeads)
+		u("ssm.time_step_rank", s.SSMVHeads)
+		u("ssm.inner_size", s.SSMVHeads*s.SSMHeadDim)
+		// M-RoPE sections over the rotated pairs (text gives them all the
+		// same position; llama.cpp requires the key).
+		half := int32(s.ropeDims() / 2)
+		m = append(m, kv{"rope.dimension_sections", []int32{(half + 2) / 3, (half + 1) / 3, half / 3, 0}})
+	}
 	if fam.headKeys || s.HeadDim() != s.Embd/s.Heads {
 		u("attention.key_length", s.HeadDim())
 		u("attention.value_length", s.HeadDim())
@@ -179,8 +228,16 @@ func (s Shape) metadata() []kv {
 		}
 	}
 	u("vocab_size", s.Vocab)
-	u("rope.dimension_count", s.HeadDim())
+	u("rope.dimension_count", s.ropeDims())
 	return m
+}
+
+// ropeDims is the rotated dims of a head.
+func (s Shape) ropeDims() int {
+	if s.RopeDims > 0 {
+		return s.RopeDims
+	}
+	return s.HeadDim()
 }
 
 // kv is one metadata key and its value.

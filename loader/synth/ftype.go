@@ -99,6 +99,8 @@ const (
 	roleNorm    // *_norm.weight: F32, ones
 	roleRouter  // ffn_gate_inp.weight: F32 (convert_hf_to_gguf keeps it so, llama-quantize leaves it)
 	roleVector  // biases and attention sinks: F32 (not named *.weight, or 1-D)
+	roleAttnQKV // a hybrid's attn_qkv (llama.cpp's attn_qkv rule)
+	roleDecay   // ssm_a: F32, negative (a decay rate, -exp(A_log))
 )
 
 // useMoreBits is llama-quantize's choice of the layers whose attn_v and
@@ -126,7 +128,7 @@ type recipe struct {
 // with ne[2] > 1 is MXFP4 and every other quantized one Q8_0.
 func (rc recipe) tensorType(t Tensor) quant.Type {
 	switch t.role {
-	case roleNorm, roleRouter, roleVector:
+	case roleNorm, roleRouter, roleVector, roleDecay:
 		return quant.F32
 	}
 	ft, cols, layer := rc.ft, int(t.Dims[0]), t.layer
@@ -176,6 +178,15 @@ func (rc recipe) tensorType(t Tensor) quant.Type {
 		}
 		if eight {
 			typ = quant.Q8_0
+		}
+	case t.role == roleAttnQKV:
+		switch ft.ID {
+		case ftypeQ3_K_M, ftypeQ3_K_L:
+			typ = quant.Q4_K
+		case ftypeQ4_K_M:
+			typ = quant.Q5_K
+		case ftypeQ5_K_M:
+			typ = quant.Q6_K
 		}
 	case t.role == roleAttnK:
 		if eight {

@@ -46,8 +46,17 @@ type Shape struct {
 	// WindowPattern n, layer il slides when il % n < n-1 (llama.cpp's
 	// set_swa_pattern: 2 is the even layers, 6 five layers of every six).
 	Window, WindowPattern int
-	NormEps               float32 // attention.layer_norm_rms_epsilon
-	About                 string  // one line for `hearth gen --list`
+	// RopeDims > 0 rotates only the first RopeDims dims of a head
+	// (rope.dimension_count; Qwen 3.5's partial rotary); 0: all.
+	RopeDims int
+	// Hybrid (Arch "qwen35"): every FullAttnInterval-th layer is gated
+	// full attention, the others Gated DeltaNet with SSMKHeads key heads
+	// and SSMVHeads value heads of SSMHeadDim, and a causal conv of
+	// SSMConv taps.
+	FullAttnInterval                          int
+	SSMKHeads, SSMVHeads, SSMHeadDim, SSMConv int
+	NormEps                                   float32 // attention.layer_norm_rms_epsilon
+	About                                     string  // one line for `hearth gen --list`
 }
 
 // Architecture returns the architecture's name: Arch, or "llama".
@@ -116,6 +125,19 @@ func (s Shape) Validate() error {
 		return bad("vocab %d is below the %d special and byte tokens", s.Vocab, firstPiece)
 	case s.Context <= 0 || s.RopeBase <= 0 || s.NormEps <= 0 || s.RopeBaseSWA < 0:
 		return bad("context, rope base and norm epsilon must be positive")
+	case s.RopeDims < 0 || s.RopeDims > s.HeadDim() || s.RopeDims%2 != 0:
+		return bad("rope dims %d: want an even number up to the head size %d", s.RopeDims, s.HeadDim())
+	}
+	if fam.hybrid {
+		k, v, hd := s.SSMKHeads, s.SSMVHeads, s.SSMHeadDim
+		switch {
+		case s.FullAttnInterval < 2 || k <= 0 || v <= 0 || hd <= 0 || v%k != 0 || s.SSMConv < 2 || s.SSMConv > 64:
+			return bad("hybrid: attention every %d layers (want ≥ 2), ssm %d key heads, %d value heads (a multiple) of %d, conv %d", s.FullAttnInterval, k, v, hd, s.SSMConv)
+		case (2*k+v)*hd%32 != 0 || v*hd%32 != 0:
+			return bad("hybrid: ssm widths must be multiples of 32")
+		}
+	} else if s.FullAttnInterval != 0 || s.SSMKHeads != 0 || s.SSMVHeads != 0 || s.SSMHeadDim != 0 || s.SSMConv != 0 {
+		return bad("%s has no recurrent layers", s.Architecture())
 	}
 	if s.Experts == 0 {
 		if s.FF == 0 || s.ExpertsUsed != 0 || s.ExpertFF != 0 {
@@ -177,6 +199,9 @@ var shapes = []Shape{
 	{Name: "tiny-gemma3", Arch: "gemma3", Embd: 256, Layers: 6, Heads: 4, KVHeads: 2, HeadSize: 128, FF: 512, Vocab: 1024, Tied: true,
 		Context: 2048, RopeBase: 1e6, RopeBaseSWA: 10000, RopeScaling: "linear", RopeFactor: 8, Window: 4, WindowPattern: 3,
 		NormEps: 1e-6, About: "gemma3 at the tiny scale: window 4 on 2 layers of 3, linear RoPE ×8 on the global ones"},
+	{Name: "tiny-qwen35", Arch: "qwen35", Embd: 256, Layers: 4, Heads: 4, KVHeads: 2, HeadSize: 64, FF: 512, Vocab: 1024,
+		Context: 2048, RopeBase: 1e7, RopeDims: 16, FullAttnInterval: 2, SSMKHeads: 2, SSMVHeads: 4, SSMHeadDim: 32, SSMConv: 4,
+		NormEps: 1e-6, About: "qwen35 at the tiny scale: Gated DeltaNet on layers 0, 2, gated attention on 1, 3, partial RoPE"},
 	{Name: "tiny-gpt-oss", Arch: "gpt-oss", Embd: 256, Layers: 4, Heads: 8, KVHeads: 2, HeadSize: 64, FF: 256,
 		Experts: 8, ExpertsUsed: 2, ExpertFF: 256, Vocab: 1024,
 		Context: 2048, RopeBase: 150000, RopeScaling: "yarn", RopeFactor: 32, RopeOrigCtx: 64, Window: 4, WindowPattern: 2,
@@ -198,6 +223,12 @@ var shapes = []Shape{
 		Experts: 32, ExpertsUsed: 4, ExpertFF: 2880, Vocab: 201088,
 		Context: 131072, RopeBase: 150000, RopeScaling: "yarn", RopeFactor: 32, RopeOrigCtx: 4096, Window: 128, WindowPattern: 2,
 		NormEps: 1e-5, About: "gpt-oss-20b: 32 experts top 4, sinks, window 128 on even layers, YaRN ×32 (quantize with mxfp4_moe)"},
+	{Name: "qwen3.5-0.8b", Arch: "qwen35", Embd: 1024, Layers: 24, Heads: 8, KVHeads: 2, HeadSize: 256, FF: 3584, Vocab: 248320, Tied: true,
+		Context: 262144, RopeBase: 1e7, RopeDims: 64, FullAttnInterval: 4, SSMKHeads: 16, SSMVHeads: 16, SSMHeadDim: 128, SSMConv: 4,
+		NormEps: 1e-6, About: "Qwen3.5-0.8B-like (text): Gated DeltaNet on 3 layers of 4 (16 heads of 128), gated attention (head 256, 64 dims rotated), tied"},
+	{Name: "qwen3.5-9b", Arch: "qwen35", Embd: 4096, Layers: 32, Heads: 16, KVHeads: 4, HeadSize: 256, FF: 12288, Vocab: 248320,
+		Context: 262144, RopeBase: 1e7, RopeDims: 64, FullAttnInterval: 4, SSMKHeads: 16, SSMVHeads: 32, SSMHeadDim: 128, SSMConv: 4,
+		NormEps: 1e-6, About: "Qwen3.5-9B (text): Gated DeltaNet on 3 layers of 4 (16 key, 32 value heads of 128), gated attention (head 256, 64 dims rotated), separate output"},
 	{Name: "moe-3b-a0.6b", Arch: "qwen3moe", Embd: 1024, Layers: 18, Heads: 16, KVHeads: 4, HeadSize: 128,
 		Experts: 32, ExpertsUsed: 4, ExpertFF: 1536, Vocab: 151936, Tied: true,
 		Context: 40960, RopeBase: 1e6, NormEps: 1e-6, About: "a small qwen3moe (not a released model) for CPU benchmarks: 32 experts top 4, tied"},

@@ -147,6 +147,8 @@ func setMetadata(w *gguf.Writer, s Shape, ft FileType, seed uint64) {
 			w.Set(arch+"."+m.key, gguf.Float32(v))
 		case string:
 			w.Set(arch+"."+m.key, gguf.String(v))
+		case []int32:
+			w.Set(arch+"."+m.key, gguf.ArrayValue(v))
 		}
 	}
 	tokens, scores, types := vocab(s.Vocab)
@@ -183,6 +185,11 @@ func writeTensor(out io.Writer, t Tensor, seed uint64, threads int, wrote func(i
 		r0 := i * per
 		for r := r0; r < min(rows, r0+per); r++ {
 			fillRow(x, seed, nameSeed, r, t.Scale)
+			if t.role == roleDecay { // -1 - |N(0, 1)|: every head decays
+				for i, v := range x {
+					x[i] = -1 - float32(math.Abs(float64(v)))
+				}
+			}
 			if err := quant.QuantizeRow(t.Type, x, buf[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
 				return err
 			}

@@ -397,7 +397,7 @@ func TestShapesTable(t *testing.T) {
 }
 
 // familyShapes are the tiny shapes of the families beyond Llama.
-var familyShapes = []string{"tiny-qwen3", "tiny-qwen3moe", "tiny-gemma3", "tiny-gpt-oss"}
+var familyShapes = []string{"tiny-qwen3", "tiny-qwen3moe", "tiny-gemma3", "tiny-gpt-oss", "tiny-qwen35"}
 
 // TestFamiliesLoadAndRun writes each family's tiny shape, loads it with
 // Hearth and runs a prompt longer than the sliding windows: the file has
@@ -533,6 +533,23 @@ func TestFamilyPlans(t *testing.T) {
 			{"blk.0.ffn_down_exps.weight", quant.Q8_0, []uint64{2880, 2880, 32}},
 			{"blk.3.ffn_down_exps.weight", quant.Q5_0, []uint64{2880, 2880, 32}},
 		}},
+		// 24 Gated DeltaNet layers (14 tensors), 8 gated attention ones (11).
+		{"qwen3.5-9b", "q4_k_m", 3 + 24*14 + 8*11, []want{
+			{"output.weight", quant.Q6_K, []uint64{4096, 248320}},
+			{"blk.0.attn_qkv.weight", quant.Q5_K, []uint64{4096, 8192}},
+			{"blk.0.attn_gate.weight", quant.Q4_K, []uint64{4096, 4096}},
+			{"blk.0.ssm_alpha.weight", quant.Q4_K, []uint64{4096, 32}},
+			{"blk.0.ssm_a", quant.F32, []uint64{32}},
+			{"blk.0.ssm_dt.bias", quant.F32, []uint64{32}},
+			{"blk.0.ssm_conv1d.weight", quant.F32, []uint64{4, 8192}},
+			{"blk.0.ssm_norm.weight", quant.F32, []uint64{128}},
+			{"blk.0.ssm_out.weight", quant.Q4_K, []uint64{4096, 4096}},
+			{"blk.0.post_attention_norm.weight", quant.F32, []uint64{4096}},
+			{"blk.3.attn_q.weight", quant.Q4_K, []uint64{4096, 8192}},
+			{"blk.3.attn_k.weight", quant.Q4_K, []uint64{4096, 1024}},
+			{"blk.3.attn_output.weight", quant.Q4_K, []uint64{4096, 4096}},
+			{"blk.3.attn_q_norm.weight", quant.F32, []uint64{256}},
+		}},
 		{"moe-3b-a0.6b", "q4_0", 2 + 18*12, []want{
 			{"token_embd.weight", quant.Q6_K, []uint64{1024, 151936}},
 			{"blk.3.ffn_down_exps.weight", quant.Q4_0, []uint64{1536, 1024, 32}},
@@ -607,17 +624,22 @@ func TestValidateFamilies(t *testing.T) {
 		return s
 	}
 	bad := map[string]func(s *synth.Shape){
-		"unknown architecture":   func(s *synth.Shape) { s.Arch = "mamba" },
-		"qwen3 with experts":     func(s *synth.Shape) { *s = get("tiny-qwen3"); s.Experts, s.ExpertsUsed, s.ExpertFF = 4, 2, 64 },
-		"qwen3moe without":       func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.Experts, s.ExpertsUsed, s.ExpertFF = 0, 0, 0 },
-		"more used than experts": func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertsUsed = 9 },
-		"expert width 100":       func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertFF = 100 },
-		"gpt-oss tied":           func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Tied = true },
-		"gpt-oss without window": func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Window, s.WindowPattern = 0, 0 },
-		"llama with a window":    func(s *synth.Shape) { s.Window = 8 },
-		"odd head size":          func(s *synth.Shape) { *s = get("tiny-gemma3"); s.HeadSize = 33 },
-		"rope scaling":           func(s *synth.Shape) { s.RopeScaling = "longrope"; s.RopeFactor = 2 },
-		"factor without type":    func(s *synth.Shape) { s.RopeFactor = 2 },
+		"unknown architecture":    func(s *synth.Shape) { s.Arch = "mamba" },
+		"qwen3 with experts":      func(s *synth.Shape) { *s = get("tiny-qwen3"); s.Experts, s.ExpertsUsed, s.ExpertFF = 4, 2, 64 },
+		"qwen3moe without":        func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.Experts, s.ExpertsUsed, s.ExpertFF = 0, 0, 0 },
+		"more used than experts":  func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertsUsed = 9 },
+		"expert width 100":        func(s *synth.Shape) { *s = get("tiny-qwen3moe"); s.ExpertFF = 100 },
+		"gpt-oss tied":            func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Tied = true },
+		"gpt-oss without window":  func(s *synth.Shape) { *s = get("tiny-gpt-oss"); s.Window, s.WindowPattern = 0, 0 },
+		"llama with a window":     func(s *synth.Shape) { s.Window = 8 },
+		"odd head size":           func(s *synth.Shape) { *s = get("tiny-gemma3"); s.HeadSize = 33 },
+		"rope scaling":            func(s *synth.Shape) { s.RopeScaling = "longrope"; s.RopeFactor = 2 },
+		"factor without type":     func(s *synth.Shape) { s.RopeFactor = 2 },
+		"llama with ssm heads":    func(s *synth.Shape) { s.SSMKHeads = 2 },
+		"qwen35 without ssm":      func(s *synth.Shape) { *s = get("tiny-qwen35"); s.SSMVHeads = 0 },
+		"qwen35 v not k-multiple": func(s *synth.Shape) { *s = get("tiny-qwen35"); s.SSMVHeads = 3 },
+		"qwen35 interval 1":       func(s *synth.Shape) { *s = get("tiny-qwen35"); s.FullAttnInterval = 1 },
+		"rope dims odd":           func(s *synth.Shape) { *s = get("tiny-qwen35"); s.RopeDims = 15 },
 	}
 	for name, f := range bad {
 		s := get("tiny")
@@ -641,6 +663,10 @@ func TestFamilyMetadata(t *testing.T) {
 		"tiny-gemma3": {"general.architecture": "gemma3", "gemma3.attention.sliding_window": uint64(4),
 			"gemma3.attention.sliding_window_pattern": uint64(3), "gemma3.rope.freq_base_swa": 10000.0,
 			"gemma3.rope.scaling.type": "linear", "gemma3.rope.scaling.factor": 8.0, "gemma3.attention.key_length": uint64(128)},
+		"tiny-qwen35": {"general.architecture": "qwen35", "qwen35.full_attention_interval": uint64(2),
+			"qwen35.ssm.conv_kernel": uint64(4), "qwen35.ssm.state_size": uint64(32), "qwen35.ssm.group_count": uint64(2),
+			"qwen35.ssm.time_step_rank": uint64(4), "qwen35.ssm.inner_size": uint64(128), "qwen35.rope.dimension_count": uint64(16),
+			"qwen35.attention.key_length": uint64(64), "qwen35.rope.freq_base": 1e7},
 		"tiny-qwen3moe": {"general.architecture": "qwen3moe", "qwen3moe.expert_count": uint64(8),
 			"qwen3moe.expert_feed_forward_length": uint64(256), "qwen3moe.feed_forward_length": uint64(512),
 			"qwen3moe.attention.layer_norm_rms_epsilon": 1e-6},

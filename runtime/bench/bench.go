@@ -187,7 +187,8 @@ func Run(path string, o Options) ([]Result, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		info.describeLoaded(f, m)
-		r := &runner{m: m, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
+		rec, _ := be.(backend.Recurrent)
+		r := &runner{m: m, rec: rec, t: t, batch: o.Batch, bos: info.bos, vocab: m.Info().VocabSize,
 			rng: rand.New(rand.NewPCG(o.Seed, uint64(len(results)))), progress: progress}
 		samples, err := r.run(o.Reps)
 		// Backends as llama-bench writes them ("CPU", "CUDA+CPU").
@@ -252,6 +253,7 @@ func meanStd(x []float64) (mean, sd float64) {
 // runner runs one test on a loaded model.
 type runner struct {
 	m        arch.Model
+	rec      backend.Recurrent // the backend's recurrent ops, nil when it has none
 	t        test
 	batch    int
 	bos      int32 // -1: the model adds no BOS
@@ -357,6 +359,13 @@ func (r *runner) runParallel(reps int) ([]uint64, error) {
 		}
 		kvs[i] = kv
 	}
+	// A hybrid model's sequences hold recurrent state, which cannot be
+	// rewound as the KV positions are overwritten: each gets a slot of
+	// one pool, and each run restores the states after the prompt.
+	restore, err := r.stateSlots(kvs)
+	if err != nil {
+		return nil, err
+	}
 	b := &arch.Batch{KVs: kvs}
 	fill := func(npos, start int) {
 		b.IDs, b.Pos, b.Seq, b.Outputs = b.IDs[:0], b.Pos[:0], b.Seq[:0], b.Outputs[:0]
@@ -374,6 +383,7 @@ func (r *runner) runParallel(reps int) ([]uint64, error) {
 		}
 	}
 	decode := func(steps int) error {
+		restore(false)
 		for i := range steps {
 			fill(1, ParallelPrompt+i)
 			if _, err := r.m.Forward(b); err != nil {
@@ -387,6 +397,7 @@ func (r *runner) runParallel(reps int) ([]uint64, error) {
 	if _, err := r.m.Forward(b); err != nil {
 		return nil, err
 	}
+	restore(true)
 	if err := decode(1); err != nil { // warm-up
 		return nil, err
 	}
@@ -399,6 +410,43 @@ func (r *runner) runParallel(reps int) ([]uint64, error) {
 		samples = append(samples, uint64(time.Since(start).Nanoseconds()))
 	}
 	return samples, nil
+}
+
+// stateSlots gives each of kvs (a hybrid model's) a slot of one state
+// pool, and returns the function that saves (save true) or restores their
+// states; for a model without recurrent layers it does nothing.
+func (r *runner) stateSlots(kvs []backend.KV) (func(save bool), error) {
+	sm, ok := r.m.(arch.Stateful)
+	if !ok || len(sm.StateSizes()) == 0 {
+		return func(bool) {}, nil
+	}
+	if r.rec == nil {
+		return nil, fmt.Errorf("%w: the backend has no recurrent ops", backend.ErrStateLost)
+	}
+	states, err := sm.NewStatePool(len(kvs))
+	if err != nil {
+		return nil, err
+	}
+	saved, err := sm.NewStatePool(len(kvs))
+	if err != nil {
+		return nil, err
+	}
+	for i, kv := range kvs {
+		pk, ok := kv.(*backend.PagedKV)
+		if !ok {
+			return nil, fmt.Errorf("bench: a %T cache cannot carry a recurrent state slot", kv)
+		}
+		pk.States, pk.Slot = states, i
+	}
+	return func(save bool) {
+		for i := range kvs {
+			if save {
+				r.rec.CopyState(saved, i, states, i)
+			} else {
+				r.rec.CopyState(states, i, saved, i)
+			}
+		}
+	}, nil
 }
 
 // modelInfo is what the report needs from the file and the model.

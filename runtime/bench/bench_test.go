@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-llm/hearth/internal/testdata"
 	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/loader/synth"
 	"github.com/hearth-llm/hearth/runtime/arch"
@@ -325,5 +326,30 @@ func TestNoTests(t *testing.T) {
 	}
 	if _, err := Run(filepath.Join(t.TempDir(), "missing.gguf"), Options{Gen: []int{1}}); err == nil {
 		t.Error("a missing file succeeded")
+	}
+}
+
+// TestRunHybrid: Qwen 3.5 (Gated DeltaNet + attention), dense and MoE:
+// every test runs, batched decode included (each run restores the
+// sequences' recurrent states after the prompt: they cannot be rewound as
+// KV positions are overwritten), and the weights a pass reads count the
+// recurrent layers and the attention gates (a dense model's active
+// parameters are all of them).
+func TestRunHybrid(t *testing.T) {
+	for _, name := range []string{"qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"} {
+		path := filepath.Join(testdata.Dir(t, "arch-next/models"), name+".gguf")
+		rs, err := Run(path, Options{Prompt: []int{8}, Gen: []int{3}, Parallel: []int{3}, Threads: []int{2}, Reps: 2, ReadGBs: 10})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(rs) != 3 {
+			t.Fatalf("%s: %d results", name, len(rs))
+		}
+		dense := name == "qwen35-h1001-Q8_0"
+		for _, r := range rs {
+			if dense != (r.ActiveParams == 0) || r.AvgTs <= 0 {
+				t.Errorf("%s %s: %q, %d active params, %v t/s", name, r.Test, r.ModelType, r.ActiveParams, r.AvgTs)
+			}
+		}
 	}
 }

@@ -31,7 +31,10 @@ type BatchConfig struct {
 	// milliseconds there).
 	PrefillChunk int
 
-	MaxRunning    int // sequences decoding together; default 64
+	// MaxRunning is the sequences decoding together; default 64. A hybrid
+	// model runs fewer when their recurrent states would take more than
+	// half of KVBudget.
+	MaxRunning    int
 	MaxQueue      int // waiting requests before Submit fails; default 256
 	DefaultNumCtx int // a request's context when it names none; default min(model, 4096)
 	// KVType is the cache's storage type: "f16" (default) or "q8_0",
@@ -39,6 +42,12 @@ type BatchConfig struct {
 	KVType string
 	// QueueTimeout fails a request not admitted within it (0: no limit).
 	QueueTimeout time.Duration
+	// StateSnapshots, for hybrid models, is how many recurrent state
+	// snapshots the prefix cache keeps (scheduler.Config.StateSnapshots),
+	// taken from KVBudget like the running sequences' states. Default:
+	// MaxRunning, or as many as a quarter of the budget left after the
+	// running states holds; negative: none (no prefix reuse).
+	StateSnapshots int
 }
 
 // SeqOptions are one request's limits and sampling options.
@@ -80,6 +89,8 @@ type stepper struct {
 	m        *Model
 	pool     backend.KVPool
 	states   backend.StatePool // hybrid models: a recurrent state slot per running sequence
+	snaps    backend.StatePool // and the prefix cache's state snapshots (SeqStep.Restore, Snapshot)
+	rec      backend.Recurrent
 	samplers map[scheduler.SeqID]*sample.Sampler
 	matchers map[scheduler.SeqID]*grammar.Matcher
 	raw      []float32 // a row before its grammar mask, for logprobs
@@ -138,16 +149,30 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 		c.KVBudget = 1 << 30
 	}
 	// Hybrid models: a fixed recurrent state per running sequence, taken
-	// from the budget first (one slot per sequence MaxRunning admits).
+	// from the budget first (one slot per sequence MaxRunning admits, and
+	// MaxRunning lowered to the slots that fit in half the budget).
 	sm, _ := m.Arch.(arch.Stateful)
-	stateSlots := 0
+	stateSlots, snapshots := 0, 0
 	if sm != nil && len(sm.StateSizes()) > 0 {
-		stateSlots = c.MaxRunning
+		// At most half the budget: fewer sequences run at once when their
+		// states would take more (a 9B Qwen 3.5 holds ~50 MiB each).
+		stateSlots = int(min(int64(c.MaxRunning), max(1, c.KVBudget/2/max(1, int64(m.needs.StateBytes)))))
+		c.MaxRunning = stateSlots
 		stateBytes := int64(m.needs.StateBytes) * int64(stateSlots)
 		if stateBytes >= c.KVBudget {
 			return nil, fmt.Errorf("KV budget of %d bytes does not hold the recurrent state of %d sequences (%d bytes each)", c.KVBudget, stateSlots, m.needs.StateBytes)
 		}
 		c.KVBudget -= stateBytes
+		snapshots = c.StateSnapshots
+		if snapshots == 0 {
+			snapshots = int(min(int64(c.MaxRunning), c.KVBudget/4/max(1, int64(m.needs.StateBytes))))
+		}
+		snapshots = max(0, snapshots)
+		snapBytes := int64(m.needs.StateBytes) * int64(snapshots)
+		if snapBytes >= c.KVBudget {
+			return nil, fmt.Errorf("KV budget of %d bytes does not hold %d recurrent state snapshots (%d bytes each)", c.KVBudget, snapshots, m.needs.StateBytes)
+		}
+		c.KVBudget -= snapBytes
 	}
 	blocks := c.KVBudget / perBlock
 	// More than every sequence's whole context is never useful.
@@ -169,23 +194,33 @@ func (m *Model) NewBatched(c BatchConfig) (*Batched, error) {
 	if err != nil {
 		return nil, err
 	}
-	var states backend.StatePool
+	var states, snaps backend.StatePool
+	var rec backend.Recurrent
 	if stateSlots > 0 {
 		if states, err = sm.NewStatePool(stateSlots); err != nil {
 			m.backend.Free(pool)
 			return nil, err
+		}
+		if rec, _ = m.backend.(backend.Recurrent); rec == nil {
+			snapshots = 0
+		}
+		if snapshots > 0 {
+			if snaps, err = sm.NewStatePool(snapshots); err != nil {
+				m.backend.Free(pool)
+				return nil, err
+			}
 		}
 	}
 	s, err := scheduler.New(scheduler.Config{
 		NumBlocks: int(blocks), BlockSize: c.BlockSize,
 		MaxBatchTokens: c.MaxBatchTokens, PrefillChunk: c.PrefillChunk, MaxRunning: c.MaxRunning, MaxQueue: c.MaxQueue,
 		DefaultNumCtx: min(c.DefaultNumCtx, int(blocks)*c.BlockSize), MaxNumCtx: info.ContextLength,
-		QueueTimeout: c.QueueTimeout, StateSlots: stateSlots,
+		QueueTimeout: c.QueueTimeout, StateSlots: stateSlots, StateSnapshots: snapshots,
 	})
 	if err != nil {
 		return nil, err
 	}
-	st := &stepper{m: m, pool: pool, states: states, samplers: map[scheduler.SeqID]*sample.Sampler{}, matchers: map[scheduler.SeqID]*grammar.Matcher{}}
+	st := &stepper{m: m, pool: pool, states: states, snaps: snaps, rec: rec, samplers: map[scheduler.SeqID]*sample.Sampler{}, matchers: map[scheduler.SeqID]*grammar.Matcher{}}
 	return &Batched{loop: scheduler.NewLoop(s, st), st: st, capacity: int(blocks) * c.BlockSize}, nil
 }
 
@@ -234,11 +269,37 @@ func (b *stepper) Run(_ context.Context, p *scheduler.StepPlan, results []schedu
 		}
 		b.adapters = append(b.adapters, ad)
 	}
+	// Snapshots of shared prefixes: restored before the pass, taken after
+	// it (a slot may be restored from and written in one step).
+	b.copyStates(p, true)
 	b.batch = arch.Batch{IDs: p.Tokens, Pos: p.Pos, Seq: p.Seq, KVs: b.kvs, Outputs: p.Outputs}
 	if adapted {
 		b.batch.Adapters = b.adapters
 	}
-	return b.m.forward(&b.batch, func(logits []float32) error { return b.sample(p, logits, results) })
+	if err := b.m.forward(&b.batch, func(logits []float32) error { return b.sample(p, logits, results) }); err != nil {
+		return err
+	}
+	b.copyStates(p, false)
+	return nil
+}
+
+// copyStates copies the plan's restores (snapshot to sequence) or its
+// snapshots (sequence to snapshot), under the model's lock as the backend
+// keeps its error state.
+func (b *stepper) copyStates(p *scheduler.StepPlan, restore bool) {
+	if b.snaps == nil {
+		return
+	}
+	b.m.mu.Lock()
+	defer b.m.mu.Unlock()
+	for i := range p.Seqs {
+		switch ss := &p.Seqs[i]; {
+		case restore && ss.Restore >= 0:
+			b.rec.CopyState(b.states, ss.StateSlot, b.snaps, ss.Restore)
+		case !restore && ss.Snapshot >= 0:
+			b.rec.CopyState(b.snaps, ss.Snapshot, b.states, ss.StateSlot)
+		}
+	}
 }
 
 // sample draws each output row's next token with its sequence's sampler.

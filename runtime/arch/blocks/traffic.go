@@ -54,8 +54,11 @@ func (d *Decoder) Traffic() arch.Traffic {
 	for i := range d.Layers {
 		l := &d.Layers[i]
 		a := &l.Attn
-		add(&t.Dense, a.Norm, a.Q, a.K, a.V, a.O, a.QB, a.KB, a.VB, a.OB, a.QNorm, a.KNorm, a.VNorm, a.PostNorm, a.P.Sinks)
+		add(&t.Dense, a.Norm, a.Q, a.Gate, a.K, a.V, a.O, a.QB, a.KB, a.VB, a.OB, a.QNorm, a.KNorm, a.VNorm, a.PostNorm, a.P.Sinks)
 		add(&t.Dense, l.FFNNorm2, l.FFNPost1, l.FFNPost2)
+		if r := l.Delta; r != nil {
+			add(&t.Dense, r.Norm, r.QKV, r.Z, r.Alpha, r.Beta, r.Out, r.Conv, r.A, r.DtBias, r.OutNorm)
+		}
 		if p := l.PerLayer; p != nil {
 			add(&t.Dense, p.Gate, p.Proj, p.PostNorm)
 		}
@@ -66,6 +69,9 @@ func (d *Decoder) Traffic() arch.Traffic {
 		}
 		if m := l.MoE; m != nil {
 			add(&t.Dense, m.Router, m.RouterB, m.RouterNorm)
+			if sh := m.Shared; sh != nil {
+				add(&t.Dense, sh.Gate, sh.Up, sh.Down, sh.GateB, sh.UpB, sh.DownB, m.SharedGate)
+			}
 			before := params
 			for e := range m.Experts {
 				x := &m.Experts[e]
