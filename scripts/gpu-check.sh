@@ -10,7 +10,8 @@
 #   runs, well under 10 minutes: the device tests (kernels vs the CPU backend
 #   op by op, the tensor-core prefill matmul (mma.cu) and the f32 FMA tiles
 #   both, whole forward passes vs the CPU and llama.cpp's golden logits with
-#   each prefill kernel, CUDA graph replay, decode steps as CUDA graphs
+#   each prefill kernel, Qwen 3.5's recurrent layers (recurrent.cu) and
+#   routing on the device vs the CPU, CUDA graph replay, decode steps as CUDA graphs
 #   (HEARTH_CUDA_GRAPH) bitwise against direct launches, NVML), a device
 #   copy-bandwidth test, and the GPU benchmark of the llama-8b synthetic
 #   shape generated there with `hearth gen` (pp512 with each prefill kernel,
@@ -62,8 +63,21 @@ prepare() {
 		cp "$f" "$G/shared/models/"
 		[ -d "$SHARED/golden/$m" ] && cp -r "$SHARED/golden/$m" "$G/shared/golden/"
 	done
-	# The mixtures of TestGPUMoERouting (routing on the device), budget
-	# allowing.
+	# The hybrid models of TestGPURecurrent (recurrent.cu: causal conv and
+	# gated delta rule, σ gates) with their golden prompts, then the
+	# mixtures of TestGPUMoERouting (routing on the device; qwen35moe is
+	# both), budget allowing.
+	for m in qwen35-h1001-Q8_0 qwen35moe-h1001-Q8_0; do
+		local f="$SHARED/arch-next/models/$m.gguf" gd="$SHARED/arch-next/golden/$m"
+		[ -f "$f" ] && [ -d "$gd" ] || continue
+		if [ $(($(size) + $(du -sm "$f" | cut -f1) + $(du -sm "$gd" | cut -f1))) -gt "$BUDGET_MB" ]; then
+			echo "gpu-check: $m left out (carry would pass $BUDGET_MB MB)"
+			continue
+		fi
+		mkdir -p "$G/shared/arch-next/models" "$G/shared/arch-next/golden"
+		cp "$f" "$G/shared/arch-next/models/"
+		cp -r "$gd" "$G/shared/arch-next/golden/"
+	done
 	for m in arch/models/qwen3moe-h1001-Q8_0 arch/models/gpt-oss-h1001-MXFP4_MOE arch-next/models/gemma4-moe-h1001-Q8_0 arch/models/llama-moe-h1001-Q8_0; do
 		local f="$SHARED/$m.gguf"
 		[ -f "$f" ] || continue

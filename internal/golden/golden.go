@@ -142,9 +142,9 @@ func Tolerance(model string) float32 {
 // experts (the mixtures with RunModels' allowance for router near-ties).
 var ArchNext = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0", "qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"}
 
-// ArchNextCUDA are those the CUDA backend runs (Qwen 3.5's recurrent
-// layers have no CUDA kernels yet).
-var ArchNextCUDA = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0"}
+// ArchNextCUDA are those the CUDA backend runs: all of them (Qwen 3.5's
+// recurrent layers through runtime/cuda's recurrent.cu).
+var ArchNextCUDA = []string{"gemma4-h1001-Q8_0", "gemma4-moe-h1001-Q8_0", "qwen35-h1001-Q8_0", "qwen35moe-h1001-Q8_0"}
 
 // Only returns a temporary folder (removed with t) that holds dir's cases
 // of the given models only, linked: RunModels over a part of a golden set.

@@ -32,6 +32,12 @@
 // CPU reference: kernels/cpu ops.go SwiGLUOAI (exp in float64; ex2.approx
 // here: ~1e-6 relative).
 //
+// sigmoid_glu_f32(dst, gate, up, n): dst[i] = σ(gate[i])·up[i],
+//   σ(g) = 1/(1 + exp(-g)) (Qwen 3.5's attention output gate). CPU
+//   reference: runtime/cpu GLU with ActSigmoid (kernels/cpu Sigmoid, exp in
+//   float64; ex2.approx here: ~1e-7 relative), the product rounded on its
+//   own.
+//
 // silu_f32(dst, x, n): dst[i] = silu(x[i]) (kernels/cpu SiLU).
 //
 //   Launch: grid-stride, block 256, grid min(ceil(n/256), 2^20).
@@ -72,6 +78,10 @@ KERNEL void swiglu_oai_f32(float* dst, const float* gate, const float* up, int64
     y = y > limit ? limit : (y < -limit ? -limit : y);
     dst[i] = x / (1.0f + fast_exp(-(alpha * x))) * (y + 1.0f);
   }
+}
+
+KERNEL void sigmoid_glu_f32(float* dst, const float* gate, const float* up, int64_t n) {
+  GRID_STRIDE(i, n) dst[i] = mul_rn(__nvvm_div_rn_f(1.0f, 1.0f + fast_exp(-gate[i])), up[i]);
 }
 
 KERNEL void silu_f32(float* dst, const float* x, int64_t n) {

@@ -15,6 +15,13 @@
 // (exact: one float32 product).
 //   Launch: grid (rows, ceil(cols/256)), block 256.
 //
+// scale_sigmoid_f32(x, g, rows, cols): x[t][k] *= σ(g[t]), σ(v) =
+// 1/(1 + exp(-v)), for t < rows (grid x), k < cols: a mixture's shared
+// expert scaled by its gate's logit (g is rows × 1) without a copy to the
+// host. CPU reference: runtime/cpu ScaleSigmoid (σ in float64, rounded to
+// float32; ex2.approx here: ~1e-7 relative), then one float32 product.
+//   Launch: grid (rows, ceil(cols/256)), block 256.
+//
 // add_scaled_rows_f32(dst, x, plan, m, n, cols): runtime/cpu AddScaledRows,
 // dst[idx[i]] += w[i]·x[i] for the n pairs (i, idx[i]) of a MoE step, with
 // destinations that repeat. The host groups the pairs by destination into
@@ -46,6 +53,13 @@ KERNEL void scale_f32(float* x, const float* s, float s0, int rows, int cols) {
   int t = ctaid_x(), k = ctaid_y() * ntid_x() + tid_x();
   if (t >= rows || k >= cols) return;
   x[(int64_t)t * cols + k] *= s ? s[t] : s0;
+}
+
+KERNEL void scale_sigmoid_f32(float* x, const float* g, int rows, int cols) {
+  int t = ctaid_x(), k = ctaid_y() * ntid_x() + tid_x();
+  if (t >= rows || k >= cols) return;
+  float p = __nvvm_div_rn_f(1.0f, 1.0f + fast_exp(-g[t]));
+  x[(int64_t)t * cols + k] = mul_rn(x[(int64_t)t * cols + k], p);
 }
 
 KERNEL void add_scaled_rows_f32(float* dst, const float* x, const int* plan, int m, int n, int cols) {

@@ -151,3 +151,14 @@ func Softmax(x []float32) []float32 {
 	}
 	return x
 }
+
+// SigmoidScaler is implemented by backends that scale rows by a gate held
+// in a tensor (a mixture's gated shared expert, Qwen 3.5 MoE), so that
+// the gate's logits need no copy to the host.
+type SigmoidScaler interface {
+	// ScaleSigmoid multiplies row t of x by σ(g[t]) = 1/(1+e^-g[t]), g
+	// a column (at least x's rows × 1). On the CPU backend σ is taken in
+	// float64 and rounded to float32 before the product: what Scale gives
+	// with the host's σ of the logits, bit for bit.
+	ScaleSigmoid(x, g Tensor)
+}

@@ -4,6 +4,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
@@ -254,6 +255,27 @@ func (b *Backend) Scale(x backend.Tensor, sc ...float32) {
 		}
 	}
 }
+
+// ScaleSigmoid implements backend.SigmoidScaler: σ in float64, rounded
+// to float32, then Scale's product.
+func (b *Backend) ScaleSigmoid(x, g backend.Tensor) {
+	if b.err != nil {
+		return
+	}
+	s, gt := x.(*tensor), g.(*tensor)
+	if gt.cols != 1 || gt.rows < s.rows {
+		panic(fmt.Sprintf("cpu: sigmoid scale of %dx%d by %dx%d", s.rows, s.cols, gt.rows, gt.cols))
+	}
+	for r := range s.rows {
+		f := float32(1 / (1 + math.Exp(-float64(gt.d[r]))))
+		row := s.row(r)
+		for i := range row {
+			row[i] *= f
+		}
+	}
+}
+
+var _ backend.SigmoidScaler = (*Backend)(nil)
 
 func (b *Backend) AddScaledRows(dst, x backend.Tensor, idx []int, w []float32) {
 	if b.err != nil {

@@ -111,6 +111,12 @@ type Backend struct {
 	attDev   DevicePtr // tabOff | pos | slot | last (int32), kvb (uint64, 8-aligned), tables (int32)
 	attEpoch uint64    // the step-input epoch of attDev
 	attN     [6]int    // int32-element offsets of tables, tabOff, pos, slot, kvb, last
+
+	// The step's recurrent-state table (recurrent.go stateMeta), likewise.
+	recMeta  *buffer
+	recKey   []int32
+	recDev   DevicePtr
+	recEpoch uint64
 }
 
 // GraphStats reports what the graph recorder has done (zero when graphs
@@ -141,7 +147,8 @@ func (b *Backend) Close() error {
 	b.liveBytes = 0
 	b.mu.Unlock()
 	clear(b.ropes)
-	b.aq, b.ad, b.ids, b.meta, b.i32, b.rowIn = nil, nil, nil, nil, nil, nil
+	b.aq, b.ad, b.ids, b.meta, b.i32, b.rowIn, b.recMeta = nil, nil, nil, nil, nil, nil, nil
+	b.recDev, b.recKey = 0, nil
 	b.dev.free(ptrs, b.stage)
 	b.stage, b.stageLen = nil, 0
 	return b.dev.Close()

@@ -177,9 +177,10 @@ func (e *opEnv) expertOps(r *rand.Rand) {
 }
 
 // moeModels are the mixtures whose decode steps route on the device
-// (Qwen 3.5's MoE still reads its shared expert's gate to the host).
+// (Qwen 3.5's MoE with its shared expert's gate applied there too:
+// ScaleSigmoid, and its recurrent layers: recurrent.cu).
 var moeModels = []string{"arch/models/qwen3moe-h1001-Q8_0", "arch/models/llama-moe-h1001-Q8_0",
-	"arch/models/gpt-oss-h1001-MXFP4_MOE", "arch-next/models/gemma4-moe-h1001-Q8_0"}
+	"arch/models/gpt-oss-h1001-MXFP4_MOE", "arch-next/models/gemma4-moe-h1001-Q8_0", "arch-next/models/qwen35moe-h1001-Q8_0"}
 
 func moePath(t testing.TB, m string) string {
 	dir, name := filepath.Split(m)

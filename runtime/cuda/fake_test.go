@@ -756,6 +756,27 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 		matvecIDKernel(f, typ, grid, a)
 	case name == "moe_route_f32":
 		moeRouteKernel(f, grid, a)
+	case name == "causal_conv_f32":
+		causalConvKernel(f, grid, a)
+	case name == "gated_delta_net_f32":
+		deltaNetKernel(f, grid, a)
+	case name == "sigmoid_glu_f32": // dst, gate, up, n
+		n := int(a[3])
+		dst, g, u := f.f32s(a[0], n), f.f32s(a[1], n), f.f32s(a[2], n)
+		for i := range dst {
+			dst[i] = sigmoidKernel(g[i]) * u[i]
+		}
+	case name == "scale_sigmoid_f32": // x, g, rows, cols
+		rows, cols := i32(a[2]), i32(a[3])
+		f.checkGrid(name, grid, rows, cols)
+		g := f.f32s(a[1], rows)
+		for t := 0; t < rows; t++ {
+			p := sigmoidKernel(g[t])
+			x := f.f32s(a[0]+uint64(4*t*cols), cols)
+			for i := range x {
+				x[i] *= p
+			}
+		}
 	case name == "moe_sum_f32": // dst, y, w, k, cols
 		k, cols := i32(a[3]), i32(a[4])
 		f.checkGrid(name, grid, int(grid[0]), cols)

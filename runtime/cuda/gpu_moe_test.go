@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hearth-llm/hearth/runtime/cpu"
 )
 
 // TestGPUMoERouting: each mixture's decode steps routed on the GPU
@@ -44,4 +46,30 @@ func TestGPUMoERouting(t *testing.T) {
 		})
 	}
 	summary("moe routing on the device", fmt.Sprintf("%d/%d mixtures match host routing", ok, n))
+}
+
+// TestGPURecurrent: Qwen 3.5, dense and MoE (recurrent.cu's conv and
+// gated delta rule, σ gates), on the GPU against the CPU backend: a golden
+// prompt and decode steps, ErrStateLost on a gap, a restart after it
+// (checkRecurrent).
+func TestGPURecurrent(t *testing.T) {
+	b := gpu(t)
+	cpuBE := cpu.New(0)
+	defer cpuBE.Close()
+	ok, n := 0, 0
+	for _, m := range recurrentModels {
+		path := moePath(t, "arch-next/models/"+m)
+		if _, err := os.Stat(path); err != nil {
+			t.Logf("%s: not carried, skipped", m)
+			continue
+		}
+		n++
+		t.Run(m, func(t *testing.T) {
+			t.Log(checkRecurrent(t, path, cpuBE, b))
+			if !t.Failed() {
+				ok++
+			}
+		})
+	}
+	summary("recurrent vs CPU", fmt.Sprintf("%d/%d Qwen 3.5 models within the golden tolerance (prefill 20, decode 3, ErrStateLost)", ok, n))
 }

@@ -24,7 +24,8 @@ import (
 // every fourth step), then sequence 1 finishes and two decode on, then a
 // fourth sequence's prompt, then three decode together again (the first
 // shape once more). Tokens follow a fixed schedule, so two runs see the
-// same inputs whatever their logits.
+// same inputs whatever their logits. A hybrid model's sequences each
+// get a slot of one recurrent state pool.
 func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	t.Helper()
 	info := m.Info()
@@ -76,7 +77,19 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 		}
 		forward(b)
 	}
-	mk := func() *seq { return &seq{kv: &backend.PagedKV{Pool: pool}} }
+	// Hybrid models: a recurrent state slot per sequence, as the engine
+	// gives them.
+	var states backend.StatePool
+	if sm, ok := m.(arch.Stateful); ok {
+		if states, err = sm.NewStatePool(4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slots := 0
+	mk := func() *seq {
+		slots++
+		return &seq{kv: &backend.PagedKV{Pool: pool, States: states, Slot: slots - 1}}
+	}
 	s0, s1, s2 := mk(), mk(), mk()
 	prompt(s0, 5, 100)
 	prompt(s1, 3, 101)

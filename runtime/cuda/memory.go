@@ -70,7 +70,8 @@ func (b *Backend) free(buf *buffer) {
 
 // Free returns what x holds to the device at once (after the work queued
 // before, which may still read it): a tensor made by NewTensor, a KV pool
-// made by NewKVPool, or a cache made by NewKV. A view (Slice), a KV that
+// made by NewKVPool, a state pool made by NewStatePool, or a cache made
+// by NewKV. A view (Slice), a KV that
 // only borrows its pool, nil, or something freed before: nothing.
 func (b *Backend) Free(x any) {
 	switch v := x.(type) {
@@ -82,9 +83,14 @@ func (b *Backend) Free(x any) {
 	case *kvPool:
 		b.free(v.k)
 		b.free(v.v)
+	case *statePool:
+		b.free(v.buf)
 	case *backend.PagedKV:
 		if v.Own {
 			b.Free(v.Pool)
+			if v.States != nil {
+				b.Free(v.States)
+			}
 		}
 	default:
 		panic(fmt.Sprintf("cuda: Free of a %T", x))

@@ -342,6 +342,10 @@ func (b *Backend) GLU(dst, gate, up backend.Tensor, a backend.Act) {
 			b.launch("swiglu_oai_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())),
 				argF32(a.Alpha), argF32(a.Limit))
 		}
+	case backend.ActSigmoid:
+		if elementwise("sigmoid_glu", d, g, u) {
+			b.launch("sigmoid_glu_f32", stride(d.n()), block(256), argPtr(d.ptr()), argPtr(g.ptr()), argPtr(u.ptr()), argU64(uint64(d.n())))
+		}
 	default:
 		panic(fmt.Sprintf("cuda: GLU with activation %d", a.Kind))
 	}

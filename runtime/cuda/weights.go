@@ -46,11 +46,15 @@ func (b *Backend) Weight(name string, t quant.Type, rows, cols int, data []byte)
 	switch {
 	case q8 != nil:
 		w.dev, w.rowBytes, data = quant.Q8_0, cols/32*34, q8
-	case rows == 1 && t != quant.F32:
-		// Norm vectors: float32 for rmsnorm_f32 (exact: dequantization).
-		f := make([]float32, cols)
-		m.DequantizeRow(0, f)
-		w.dev, w.rowBytes, data = quant.F32, 4*cols, unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*cols)
+	case (rows == 1 || cols < 32) && t != quant.F32:
+		// Norm vectors, and narrow matrices (a recurrent layer's conv
+		// taps): float32 for the kernels that read them as such (exact:
+		// dequantization).
+		f := make([]float32, rows*cols)
+		for r := range rows {
+			m.DequantizeRow(r, f[r*cols:(r+1)*cols])
+		}
+		w.dev, w.rowBytes, data = quant.F32, 4*cols, unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 	case !ok:
 		// No kernel reads this format: store it as F16, row by row.
 		f := make([]float32, cols)

@@ -864,6 +864,11 @@ func (d *Decoder) shared(m *MoE, b *buffers, n int, out backend.Tensor) error {
 	runFFN(be, &d.lora, m.Shared.Gate, m.Shared.Up, m.Shared.Down, nil, nil, nil, m.Shared.Act, b.h, s(sb.gate), s(sb.up), s(sb.act), y)
 	if m.SharedGate != nil {
 		be.MatMul(sb.logit, b.h, m.SharedGate)
+		if sc, ok := be.(backend.SigmoidScaler); ok { // the gate stays where it is
+			sc.ScaleSigmoid(y, sb.logit)
+			be.Add(out, y)
+			return nil
+		}
 		r := &d.route
 		r.probs = zeroed(r.probs, n)
 		be.Read(sb.logit, 0, r.probs)

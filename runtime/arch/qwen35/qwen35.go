@@ -16,7 +16,7 @@
 // Only the attention layers own a KV cache (cache layer = their index
 // among the attention layers); each sequence also carries a fixed state
 // (arch.Stateful): per recurrent layer its conv inputs and delta state.
-// Needs a backend with backend.Recurrent (the CPU's today).
+// Needs a backend with backend.Recurrent (the CPU's and CUDA's).
 package qwen35
 
 import (
