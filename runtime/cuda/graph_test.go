@@ -80,7 +80,7 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	// Hybrid models: a recurrent state slot per sequence, as the engine
 	// gives them.
 	var states backend.StatePool
-	if sm, ok := m.(arch.Stateful); ok {
+	if sm, ok := m.(arch.Stateful); ok && len(sm.StateSizes()) > 0 {
 		if states, err = sm.NewStatePool(4); err != nil {
 			t.Fatal(err)
 		}
