@@ -93,6 +93,16 @@ func Tolerance(model string) float32 {
 		// move the other models further away). Within the 0.05 by which
 		// llama.cpp's own batch and one-token logits differ on these files.
 		return 0.06
+	case model == "gemma4-tiny-synth-Q8_0":
+		// loader/synth's tiny-gemma4 (runtime/arch/all/testdata): its
+		// logits have a standard deviation of 4.0 (final soft-cap 30),
+		// 4.3× the shared gemma4 file's 0.92, and move with float32
+		// rounding in proportion (the same amplification as below: its
+		// variants with equal KV widths, no window, no shared KV or no
+		// per-layer embeddings all end 0.14–0.19 from llama.cpp, with
+		// every greedy token equal). Twice the shared file's 0.10, well
+		// under its 4.3×. Measured: 0.140 last logits, 0.163 top-10.
+		return 0.2
 	case strings.HasPrefix(model, "gemma4-"):
 		// Gemma 4's random files turn float32 rounding into logit changes
 		// of up to 0.09: Hearth against itself at other SIMD levels (every

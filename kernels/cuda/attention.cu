@@ -2,22 +2,26 @@
 // sliding-window, soft-capped, with sinks, or non-causal (encoders).
 //
 // Cache layout (runtime/cpu kvPool's): a pool holds, for every layer,
-// blocks × blockSize rows of kvDim = kvHeads·headDim f16 values, K and V
-// apart, layer l's rows starting layerStride values after layer l-1's.
+// blocks × blockSize rows of `stride` f16 values, K and V apart, layer l's
+// rows starting layerStride values after layer l-1's. A layer stores
+// kvDim = kvHeads·headDim values at the front of each row: stride is the
+// widest layer's kvDim (Gemma 4's sliding and global layers differ).
 // Position p of a sequence lives at row table[p/blockSize]·blockSize +
 // p%blockSize of its pool. Tokens of one batch may come from different
 // pools, so every token carries its pool: kvb[4t..4t+3] = (K base, V base
 // (device addresses of layer 0), layerStride, blockSize).
 //
-// kv_store(kvb, k, v, slot, layer, kvDim, n): rounds row t of k and v
-// (float32) to f16 and stores them at row slot[t] of layer `layer` of
-// token t's pool (slot computed on the host from the block tables), t < n
+// kv_store(kvb, k, v, slot, layer, kvDim, stride, n): rounds row t of k
+// and v (kvDim float32) to f16 and stores them at the front of row slot[t]
+// (rows of stride values) of layer `layer` of token t's pool (slot computed on the host from the block tables), t < n
 // (grid x). CPU reference: runtime/cpu Attention's kcpu.ToF16 stores
 // (quant.F32ToF16, bit for bit).
 //   Launch: grid (n), block 128.
 //
 // attention_f16(out, q, kvb, tables, tabOff, pos, last, layer, heads,
-// kvHeads, headDim, scale, window, softCap, sinks): for token t (grid x)
+// kvHeads, headDim, stride, scale, window, softCap, sinks), and
+// attention_f16_h512 (the same for heads up to 512: Gemma 4's global
+// layers; twice the registers per lane): for token t (grid x)
 // and query head h (grid y), the softmax-weighted sum of V over positions
 // lo..last[t] of the sequence whose block table starts at
 // tables[tabOff[t]], with KV head h/(heads/kvHeads). last[t] is pos[t]
@@ -43,7 +47,7 @@
 // (kernels/cpu attention.go): first, last, softmax, softmaxSink.
 //   Launch: grid (n, heads), block 128. Lanes form groups of S = min(32,
 //   pow2 ≥ headDim) lanes, one position per group at a time, each lane
-//   holding headDim/S dimensions (headDim <= 256); the 128/S groups stride
+//   holding headDim/S dimensions (headDim <= 256, 512 in _h512); the 128/S groups stride
 //   over positions, then combine through shared memory.
 //   Napkin: per token and head, 2 × (last-lo+1) × headDim × 2 B of K plus the
 //   same of V once; the heads of a GQA group re-read the same rows (from
@@ -57,13 +61,13 @@
 #include "common.cuh"
 
 #define ATT_THREADS 128
-#define MAX_DPL 8  // dimensions per lane: headDim <= 32 * 8 = 256
 
-KERNEL void kv_store(const uint64_t* kvb, const float* k, const float* v, const int* slot, int layer, int kvDim, int n) {
+KERNEL void kv_store(const uint64_t* kvb, const float* k, const float* v, const int* slot, int layer, int kvDim,
+                     int stride, int n) {
   int t = ctaid_x();
   if (t >= n) return;
   const uint64_t* pool = kvb + 4 * t;
-  int64_t off = (int64_t)layer * (int64_t)pool[2] + (int64_t)slot[t] * kvDim;
+  int64_t off = (int64_t)layer * (int64_t)pool[2] + (int64_t)slot[t] * stride;
   uint16_t* kd = (uint16_t*)pool[0] + off;
   uint16_t* vd = (uint16_t*)pool[1] + off;
   const float* ks = k + (int64_t)t * kvDim;
@@ -89,14 +93,16 @@ DEVINL float tanh_f32(float x) {
   return __builtin_copysignf(1.0f - 2.0f / (fast_exp(2.0f * a) + 1.0f), x);
 }
 
-KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const int* tables, const int* tabOff,
-                          const int* pos, const int* last, int layer, int heads, int kvHeads, int headDim, float scale,
-                          int window, float softCap, const float* sinks) {
-  __shared__ float red[ATT_THREADS * MAX_DPL];  // (128/S groups) × headDim <= 4 × 256
+// attention is both kernels, MAX_DPL dimensions per lane (headDim <= 32 ×
+// MAX_DPL); red is their shared scratch of ATT_THREADS × MAX_DPL floats.
+template <int MAX_DPL>
+DEVINL void attention(float* red, float* out, const float* q, const uint64_t* kvb, const int* tables, const int* tabOff,
+                      const int* pos, const int* last, int layer, int heads, int kvHeads, int headDim, int stride,
+                      float scale, int window, float softCap, const float* sinks) {
   __shared__ float gm[ATT_THREADS], gl[ATT_THREADS];
   int t = ctaid_x(), h = ctaid_y();
   int kvh = h / (heads / kvHeads);
-  int kvDim = kvHeads * headDim, qDim = heads * headDim;
+  int qDim = heads * headDim;
   int S = 32;
   while (S > 1 && S / 2 >= headDim) S >>= 1;
   int G = ATT_THREADS / S, g = tid_x() / S, lane = tid_x() % S;
@@ -127,7 +133,7 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
   {                                                                           \
     int jj = (j) < n ? (j) : lo;                                              \
     int64_t row = (int64_t)table[jj / blockSize] * blockSize + jj % blockSize; \
-    const uint16_t* kr = kc + row * kvDim + koff;                             \
+    const uint16_t* kr = kc + row * stride + koff;                            \
     float part = 0.0f;                                                        \
     _Pragma("unroll") for (int i = 0; i < MAX_DPL; i++) {                     \
       int d = lane + i * S;                                                   \
@@ -177,7 +183,7 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
       float p = f16round(fast_exp(s - M) * inv);
       if (p != 0.0f) {
         int64_t row = (int64_t)table[j / blockSize] * blockSize + j % blockSize;
-        const uint16_t* vr = vc + row * kvDim + koff;
+        const uint16_t* vr = vc + row * stride + koff;
 #pragma unroll
         for (int i = 0; i < MAX_DPL; i++) {
           int d = lane + i * S;
@@ -201,4 +207,20 @@ KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const
     for (int i = 0; i < G; i++) s += red[i * headDim + d];
     o[d] = s;
   }
+}
+
+KERNEL void attention_f16(float* out, const float* q, const uint64_t* kvb, const int* tables, const int* tabOff,
+                          const int* pos, const int* last, int layer, int heads, int kvHeads, int headDim, int stride,
+                          float scale, int window, float softCap, const float* sinks) {
+  __shared__ float red[ATT_THREADS * 8];  // (128/S groups) × headDim <= 4 × 256
+  attention<8>(red, out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, stride, scale, window,
+               softCap, sinks);
+}
+
+KERNEL void attention_f16_h512(float* out, const float* q, const uint64_t* kvb, const int* tables, const int* tabOff,
+                               const int* pos, const int* last, int layer, int heads, int kvHeads, int headDim,
+                               int stride, float scale, int window, float softCap, const float* sinks) {
+  __shared__ float red[ATT_THREADS * 16];  // 4 groups × headDim <= 512
+  attention<16>(red, out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, stride, scale, window,
+                softCap, sinks);
 }

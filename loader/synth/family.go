@@ -32,6 +32,10 @@ type family struct {
 	// ssm_*) between gated attention layers, whose attn_q emits a query
 	// and a gate per head.
 	hybrid bool
+	// gemma4: sliding layers with heads of their own size, shared-KV
+	// layers, per-layer embeddings, proportional RoPE (rope_freqs), the
+	// sliding pattern as an array and per-layer KV head counts.
+	gemma4 bool
 }
 
 // families are the architectures Write knows, by general.architecture.
@@ -41,6 +45,7 @@ var families = map[string]family{
 	"qwen3moe": {ffnNorm: "ffn_norm", qkNorm: true, moe: always, headKeys: true},
 	"gemma3":   {ffnNorm: "ffn_norm", qkNorm: true, postNorms: true, window: optional, headKeys: true},
 	"qwen35":   {ffnNorm: "post_attention_norm", qkNorm: true, headKeys: true, hybrid: true},
+	"gemma4":   {ffnNorm: "ffn_norm", qkNorm: true, postNorms: true, window: always, headKeys: true, gemma4: true},
 	"gpt-oss": {ffnNorm: "post_attention_norm", biases: true, sinks: true, moe: always, window: always,
 		untied: true, headKeys: true},
 }
@@ -84,6 +89,9 @@ func (s Shape) tensors() []Tensor {
 	}
 	norm("output_norm.weight", -1, d)
 	mat("token_embd.weight", roleTokenEmbd, -1, d, nv)
+	if fam.gemma4 {
+		s.gemma4Head(add, norm)
+	}
 	for i := range s.Layers {
 		p := "blk." + strconv.Itoa(i) + "."
 		norm(p+"attn_norm.weight", i, d)
@@ -99,6 +107,8 @@ func (s Shape) tensors() []Tensor {
 			add(p+"ssm_conv1d.weight", roleVector, i, 1/math.Sqrt(float64(s.SSMConv)), uint64(s.SSMConv), conv)
 			norm(p+"ssm_norm.weight", i, uint64(s.SSMHeadDim))
 			mat(p+"ssm_out.weight", roleOther, i, vw, d)
+		} else if fam.gemma4 {
+			s.gemma4Attention(p, i, mat, add)
 		} else {
 			s.attention(p, i, qd, kv, hd, fam, mat, add, norm)
 		}
@@ -107,6 +117,15 @@ func (s Shape) tensors() []Tensor {
 			norm(p+"post_ffw_norm.weight", i, d)
 		}
 		norm(p+fam.ffnNorm+".weight", i, d)
+		if fam.gemma4 && s.PerLayerEmbd > 0 {
+			pw := uint64(s.PerLayerEmbd)
+			mat(p+"inp_gate.weight", roleOther, i, d, pw)
+			mat(p+"proj.weight", roleOther, i, pw, d)
+			norm(p+"post_norm.weight", i, d)
+		}
+		if fam.gemma4 {
+			norm(p+"layer_output_scale.weight", i, 1)
+		}
 		if s.Experts == 0 {
 			ff := uint64(s.FF)
 			mat(p+"ffn_gate.weight", roleFFNGate, i, d, ff)
@@ -173,6 +192,56 @@ func (s Shape) attention(p string, i int, qd, kv, hd uint64, fam family,
 	}
 }
 
+// gemma4Head adds Gemma 4's tensors outside the layers: the global
+// layers' proportional RoPE (rope_freqs: a quarter of the pairs rotated,
+// as every released Gemma 4's partial_rotary_factor) and the per-layer
+// embeddings (a token table of PerLayerEmbd per layer, the projection of
+// the input embedding to them, its norm).
+func (s Shape) gemma4Head(add func(string, role, int, float64, ...uint64), norm func(string, int, uint64)) {
+	add("rope_freqs.weight", roleRopeFreqs, -1, 0, uint64(s.HeadDim()/2))
+	if s.PerLayerEmbd == 0 {
+		return
+	}
+	pw, all := uint64(s.PerLayerEmbd), uint64(s.PerLayerEmbd*s.Layers)
+	// ×√PerLayerEmbd at run time: entries of about unit size.
+	add("per_layer_token_embd.weight", roleTokenEmbd, -1, 1/math.Sqrt(float64(pw)), all, uint64(s.Vocab))
+	add("per_layer_model_proj.weight", roleVector, -1, 1/math.Sqrt(float64(s.Embd)), uint64(s.Embd), all)
+	norm("per_layer_proj_norm.weight", -1, pw)
+}
+
+// gemma4Attention adds layer i's Gemma 4 attention: heads of the layer's
+// kind, q and k norms, and no k or v on a layer that reads an earlier
+// layer's cache.
+//
+// Gemma 4 scales no scores by 1/√head: with q and k normed to unit size a
+// random model's scores would have a standard deviation of √head (11 at
+// 128), a softmax that picks one position, where float32 rounding decides
+// which. Its q and k norm weights are 0.35 (scores of about 1.4√(head/16))
+// as shared/tools/make_new_arch_models.py does.
+func (s Shape) gemma4Attention(p string, i int, mat func(string, role, int, ...uint64), add func(string, role, int, float64, ...uint64)) {
+	const qkNorm = 0.35
+	d, hd := uint64(s.Embd), uint64(s.layerHead(i))
+	qd, kv := uint64(s.Heads)*hd, uint64(s.KVHeads)*hd
+	mat(p+"attn_q.weight", roleAttnQ, i, d, qd)
+	mat(p+"attn_output.weight", roleAttnOut, i, qd, d)
+	add(p+"attn_q_norm.weight", roleNorm, i, qkNorm, hd)
+	if i >= s.Layers-s.SharedKVLayers {
+		return
+	}
+	mat(p+"attn_k.weight", roleAttnK, i, d, kv)
+	mat(p+"attn_v.weight", roleAttnV, i, d, kv)
+	add(p+"attn_k_norm.weight", roleNorm, i, qkNorm, hd)
+}
+
+// layerHead is layer il's head size (Gemma 4's sliding layers have their
+// own).
+func (s Shape) layerHead(il int) int {
+	if s.HeadSizeSWA > 0 && s.Slides(il) {
+		return s.HeadSizeSWA
+	}
+	return s.HeadDim()
+}
+
 // metadata is the architecture's hyperparameter keys of shape s (without
 // the "<arch>." prefix) and their values: uint32, float32 or string.
 func (s Shape) metadata() []kv {
@@ -211,7 +280,9 @@ func (s Shape) metadata() []kv {
 		u("expert_used_count", s.ExpertsUsed)
 		u("expert_feed_forward_length", s.ExpertFF)
 	}
-	if s.Window > 0 {
+	if fam.gemma4 {
+		s.gemma4Metadata(u, f, func(k string, v any) { m = append(m, kv{k, v}) })
+	} else if s.Window > 0 {
 		u("attention.sliding_window", s.Window)
 		if s.WindowPattern > 0 {
 			u("attention.sliding_window_pattern", s.WindowPattern)
@@ -230,6 +301,26 @@ func (s Shape) metadata() []kv {
 	u("vocab_size", s.Vocab)
 	u("rope.dimension_count", s.ropeDims())
 	return m
+}
+
+// gemma4Metadata adds Gemma 4's keys: the sliding head sizes and rotary
+// dims, the window and its per-layer pattern (an array of booleans), the
+// shared KV layers, the per-layer embedding width, the logit soft-cap.
+func (s Shape) gemma4Metadata(u func(string, int), f func(string, float32), set func(string, any)) {
+	u("attention.key_length_swa", s.HeadSizeSWA)
+	u("attention.value_length_swa", s.HeadSizeSWA)
+	u("rope.dimension_count_swa", s.HeadSizeSWA)
+	u("attention.sliding_window", s.Window)
+	pattern := make([]bool, s.Layers)
+	for il := range pattern {
+		pattern[il] = s.Slides(il)
+	}
+	set("attention.sliding_window_pattern", pattern)
+	u("attention.shared_kv_layers", s.SharedKVLayers)
+	u("embedding_length_per_layer_input", s.PerLayerEmbd)
+	if s.LogitCap > 0 {
+		f("final_logit_softcapping", s.LogitCap)
+	}
 }
 
 // ropeDims is the rotated dims of a head.

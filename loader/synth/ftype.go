@@ -93,14 +93,15 @@ const (
 	roleAttnK
 	roleAttnV
 	roleAttnOut
-	roleFFNGate // ffn_gate and ffn_gate_exps
-	roleFFNUp   // ffn_up and ffn_up_exps
-	roleFFNDown // ffn_down and ffn_down_exps
-	roleNorm    // *_norm.weight: F32, ones
-	roleRouter  // ffn_gate_inp.weight: F32 (convert_hf_to_gguf keeps it so, llama-quantize leaves it)
-	roleVector  // biases and attention sinks: F32 (not named *.weight, or 1-D)
-	roleAttnQKV // a hybrid's attn_qkv (llama.cpp's attn_qkv rule)
-	roleDecay   // ssm_a: F32, negative (a decay rate, -exp(A_log))
+	roleFFNGate   // ffn_gate and ffn_gate_exps
+	roleFFNUp     // ffn_up and ffn_up_exps
+	roleFFNDown   // ffn_down and ffn_down_exps
+	roleNorm      // *_norm.weight: F32, ones
+	roleRouter    // ffn_gate_inp.weight: F32 (convert_hf_to_gguf keeps it so, llama-quantize leaves it)
+	roleVector    // biases and attention sinks: F32 (not named *.weight, or 1-D)
+	roleAttnQKV   // a hybrid's attn_qkv (llama.cpp's attn_qkv rule)
+	roleDecay     // ssm_a: F32, negative (a decay rate, -exp(A_log))
+	roleRopeFreqs // rope_freqs: F32, Gemma 4's proportional RoPE (1, then 1e30 on the unrotated pairs)
 )
 
 // useMoreBits is llama-quantize's choice of the layers whose attn_v and
@@ -128,7 +129,7 @@ type recipe struct {
 // with ne[2] > 1 is MXFP4 and every other quantized one Q8_0.
 func (rc recipe) tensorType(t Tensor) quant.Type {
 	switch t.role {
-	case roleNorm, roleRouter, roleVector, roleDecay:
+	case roleNorm, roleRouter, roleVector, roleDecay, roleRopeFreqs:
 		return quant.F32
 	}
 	ft, cols, layer := rc.ft, int(t.Dims[0]), t.layer

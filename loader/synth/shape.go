@@ -55,6 +55,12 @@ type Shape struct {
 	// SSMConv taps.
 	FullAttnInterval                          int
 	SSMKHeads, SSMVHeads, SSMHeadDim, SSMConv int
+	// Gemma 4 (Arch "gemma4"): HeadSize is the global layers' head and
+	// HeadSizeSWA the sliding layers'; the last SharedKVLayers layers own
+	// no KV and read an earlier layer's; PerLayerEmbd > 0 is the width of
+	// the per-layer token embeddings; LogitCap soft-caps the logits.
+	HeadSizeSWA, SharedKVLayers, PerLayerEmbd int
+	LogitCap                                  float32
 	NormEps                                   float32 // attention.layer_norm_rms_epsilon
 	About                                     string  // one line for `hearth gen --list`
 }
@@ -139,6 +145,9 @@ func (s Shape) Validate() error {
 	} else if s.FullAttnInterval != 0 || s.SSMKHeads != 0 || s.SSMVHeads != 0 || s.SSMHeadDim != 0 || s.SSMConv != 0 {
 		return bad("%s has no recurrent layers", s.Architecture())
 	}
+	if err := s.validateGemma4(fam); err != nil {
+		return bad("%v", err)
+	}
 	if s.Experts == 0 {
 		if s.FF == 0 || s.ExpertsUsed != 0 || s.ExpertFF != 0 {
 			return bad("a dense model needs n_ff and no expert sizes")
@@ -175,6 +184,44 @@ func (s Shape) Validate() error {
 	return nil
 }
 
+// validateGemma4 checks the Gemma 4 fields: set only on gemma4, with a
+// sliding head, and shared layers that find a cache of their kind (llama.cpp
+// reads the last sliding and the last global layer that owns one).
+func (s Shape) validateGemma4(fam family) error {
+	if !fam.gemma4 {
+		if s.HeadSizeSWA != 0 || s.SharedKVLayers != 0 || s.PerLayerEmbd != 0 || s.LogitCap != 0 {
+			return fmt.Errorf("%s has no sliding head size, shared KV layers, per-layer embeddings or logit cap", s.Architecture())
+		}
+		return nil
+	}
+	switch {
+	case s.HeadSizeSWA <= 0 || s.HeadSizeSWA%32 != 0 || s.HeadDim()%32 != 0:
+		return fmt.Errorf("head sizes %d (global) and %d (sliding): want multiples of 32", s.HeadDim(), s.HeadSizeSWA)
+	case s.WindowPattern < 2:
+		return fmt.Errorf("window pattern %d: want global layers between sliding ones", s.WindowPattern)
+	case s.SharedKVLayers < 0 || s.SharedKVLayers >= s.Layers || s.PerLayerEmbd < 0 || s.PerLayerEmbd%32 != 0 || s.LogitCap < 0:
+		return fmt.Errorf("%d shared KV layers, per-layer embeddings %d, logit cap %v", s.SharedKVLayers, s.PerLayerEmbd, s.LogitCap)
+	}
+	if s.SharedKVLayers > 0 {
+		own := s.Layers - s.SharedKVLayers
+		seen := map[bool]bool{}
+		for il := range own {
+			seen[s.Slides(il)] = true
+		}
+		for il := own; il < s.Layers; il++ {
+			if !seen[s.Slides(il)] {
+				return fmt.Errorf("shared layer %d finds no earlier layer of its kind that owns a cache", il)
+			}
+		}
+	}
+	return nil
+}
+
+// Slides reports whether layer il has a sliding window.
+func (s Shape) Slides(il int) bool {
+	return s.Window > 0 && (s.WindowPattern == 0 || il%s.WindowPattern < s.WindowPattern-1)
+}
+
 // shapes are the known shapes. To add one, add a line.
 var shapes = []Shape{
 	{Name: "tiny", Embd: 256, Layers: 4, Heads: 8, KVHeads: 4, FF: 512, Vocab: 1024, Tied: true,
@@ -202,6 +249,9 @@ var shapes = []Shape{
 	{Name: "tiny-qwen35", Arch: "qwen35", Embd: 256, Layers: 4, Heads: 4, KVHeads: 2, HeadSize: 64, FF: 512, Vocab: 1024,
 		Context: 2048, RopeBase: 1e7, RopeDims: 16, FullAttnInterval: 2, SSMKHeads: 2, SSMVHeads: 4, SSMHeadDim: 32, SSMConv: 4,
 		NormEps: 1e-6, About: "qwen35 at the tiny scale: Gated DeltaNet on layers 0, 2, gated attention on 1, 3, partial RoPE"},
+	{Name: "tiny-gemma4", Arch: "gemma4", Embd: 256, Layers: 6, Heads: 4, KVHeads: 2, HeadSize: 128, HeadSizeSWA: 64, FF: 512, Vocab: 1024, Tied: true,
+		Context: 2048, RopeBase: 1e6, RopeBaseSWA: 10000, Window: 8, WindowPattern: 3, SharedKVLayers: 3, PerLayerEmbd: 64, LogitCap: 30,
+		NormEps: 1e-6, About: "gemma4 at the tiny scale: window 8 on 2 layers of 3, heads 64/128 (KV widths 128/256), 3 shared-KV layers, per-layer embeddings"},
 	{Name: "tiny-gpt-oss", Arch: "gpt-oss", Embd: 256, Layers: 4, Heads: 8, KVHeads: 2, HeadSize: 64, FF: 256,
 		Experts: 8, ExpertsUsed: 2, ExpertFF: 256, Vocab: 1024,
 		Context: 2048, RopeBase: 150000, RopeScaling: "yarn", RopeFactor: 32, RopeOrigCtx: 64, Window: 4, WindowPattern: 2,
@@ -229,6 +279,9 @@ var shapes = []Shape{
 	{Name: "qwen3.5-9b", Arch: "qwen35", Embd: 4096, Layers: 32, Heads: 16, KVHeads: 4, HeadSize: 256, FF: 12288, Vocab: 248320,
 		Context: 262144, RopeBase: 1e7, RopeDims: 64, FullAttnInterval: 4, SSMKHeads: 16, SSMVHeads: 32, SSMHeadDim: 128, SSMConv: 4,
 		NormEps: 1e-6, About: "Qwen3.5-9B (text): Gated DeltaNet on 3 layers of 4 (16 key, 32 value heads of 128), gated attention (head 256, 64 dims rotated), separate output"},
+	{Name: "gemma4-e4b", Arch: "gemma4", Embd: 2560, Layers: 42, Heads: 8, KVHeads: 2, HeadSize: 512, HeadSizeSWA: 256, FF: 10240, Vocab: 262144, Tied: true,
+		Context: 131072, RopeBase: 1e6, RopeBaseSWA: 10000, Window: 512, WindowPattern: 6, SharedKVLayers: 18, PerLayerEmbd: 256, LogitCap: 30,
+		NormEps: 1e-6, About: "Gemma 4 E4B-like (text): window 512 on 5 layers of 6 (head 256), global heads of 512, the last 18 layers share KV, per-layer embeddings of 256, tied"},
 	{Name: "moe-3b-a0.6b", Arch: "qwen3moe", Embd: 1024, Layers: 18, Heads: 16, KVHeads: 4, HeadSize: 128,
 		Experts: 32, ExpertsUsed: 4, ExpertFF: 1536, Vocab: 151936, Tied: true,
 		Context: 40960, RopeBase: 1e6, NormEps: 1e-6, About: "a small qwen3moe (not a released model) for CPU benchmarks: 32 experts top 4, tied"},

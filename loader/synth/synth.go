@@ -147,7 +147,7 @@ func setMetadata(w *gguf.Writer, s Shape, ft FileType, seed uint64) {
 			w.Set(arch+"."+m.key, gguf.Float32(v))
 		case string:
 			w.Set(arch+"."+m.key, gguf.String(v))
-		case []int32:
+		case []int32, []bool:
 			w.Set(arch+"."+m.key, gguf.ArrayValue(v))
 		}
 	}
@@ -185,6 +185,19 @@ func writeTensor(out io.Writer, t Tensor, seed uint64, threads int, wrote func(i
 		r0 := i * per
 		for r := r0; r < min(rows, r0+per); r++ {
 			fillRow(x, seed, nameSeed, r, t.Scale)
+			if t.role == roleNorm && t.Scale != 0 { // a norm of another constant weight
+				for i := range x {
+					x[i] = t.Scale
+				}
+			}
+			if t.role == roleRopeFreqs { // proportional RoPE: a quarter of the pairs rotate
+				for i := range x {
+					x[i] = 1
+					if i >= len(x)/4 {
+						x[i] = 1e30
+					}
+				}
+			}
 			if t.role == roleDecay { // -1 - |N(0, 1)|: every head decays
 				for i, v := range x {
 					x[i] = -1 - float32(math.Abs(float64(v)))

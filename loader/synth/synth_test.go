@@ -550,6 +550,30 @@ func TestFamilyPlans(t *testing.T) {
 			{"blk.3.attn_output.weight", quant.Q4_K, []uint64{4096, 4096}},
 			{"blk.3.attn_q_norm.weight", quant.F32, []uint64{256}},
 		}},
+		// 6 tensors outside the layers (rope_freqs and the per-layer
+		// embeddings among them), 24 layers that own KV (17 tensors), 18
+		// that share it (14: no k, v, k norm).
+		{"gemma4-e4b", "q4_k_m", 6 + 24*17 + 18*14, []want{
+			{"token_embd.weight", quant.Q6_K, []uint64{2560, 262144}},
+			{"per_layer_token_embd.weight", quant.Q6_K, []uint64{42 * 256, 262144}},
+			{"per_layer_model_proj.weight", quant.F32, []uint64{2560, 42 * 256}},
+			{"per_layer_proj_norm.weight", quant.F32, []uint64{256}},
+			{"rope_freqs.weight", quant.F32, []uint64{256}},
+			{"blk.0.attn_q.weight", quant.Q4_K, []uint64{2560, 2048}},
+			{"blk.0.attn_k.weight", quant.Q4_K, []uint64{2560, 512}},
+			{"blk.0.attn_v.weight", quant.Q6_K, []uint64{2560, 512}},
+			{"blk.0.attn_q_norm.weight", quant.F32, []uint64{256}},
+			{"blk.5.attn_q.weight", quant.Q4_K, []uint64{2560, 4096}},
+			{"blk.5.attn_k.weight", quant.Q4_K, []uint64{2560, 1024}},
+			{"blk.5.attn_output.weight", quant.Q4_K, []uint64{4096, 2560}},
+			{"blk.5.attn_k_norm.weight", quant.F32, []uint64{512}},
+			{"blk.30.attn_q.weight", quant.Q4_K, []uint64{2560, 2048}},
+			{"blk.30.inp_gate.weight", quant.Q4_K, []uint64{2560, 256}},
+			{"blk.30.proj.weight", quant.Q4_K, []uint64{256, 2560}},
+			{"blk.30.post_norm.weight", quant.F32, []uint64{2560}},
+			{"blk.30.layer_output_scale.weight", quant.F32, []uint64{1}},
+			{"blk.30.post_ffw_norm.weight", quant.F32, []uint64{2560}},
+		}},
 		{"moe-3b-a0.6b", "q4_0", 2 + 18*12, []want{
 			{"token_embd.weight", quant.Q6_K, []uint64{1024, 151936}},
 			{"blk.3.ffn_down_exps.weight", quant.Q4_0, []uint64{1536, 1024, 32}},

@@ -473,12 +473,24 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 			return
 		}
 	}
+	// A layer narrower than the pool's rows (Gemma 4's sliding layers)
+	// fills the front of each row; its heads are read from there.
+	var store int
+	if !p.SharedKV && len(perSeq) > 0 {
+		kw := k.(*tensor).cols
+		rb, err := typ.RowBytes(kw)
+		if err != nil || rb > perSeq[0].rowBytes || v.(*tensor).cols != kw {
+			b.fail(fmt.Errorf("cpu: K/V rows of %d and %d values for a cache of %d-byte %v rows", kw, v.(*tensor).cols, perSeq[0].rowBytes, typ))
+			return
+		}
+		store = rb
+	}
 	views := make([]kcpu.KVView, len(pos))
 	for t, ps := range pos {
 		view := perSeq[seq[t]]
 		if !p.SharedKV {
-			kcpu.StoreKV(typ, view.K(int(ps)), k.(*tensor).row(t))
-			kcpu.StoreKV(typ, view.V(int(ps)), v.(*tensor).row(t))
+			kcpu.StoreKV(typ, view.K(int(ps))[:store], k.(*tensor).row(t))
+			kcpu.StoreKV(typ, view.V(int(ps))[:store], v.(*tensor).row(t))
 		}
 		views[t] = view
 	}

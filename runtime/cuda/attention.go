@@ -62,8 +62,8 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		return
 	}
 	switch {
-	case p.HeadDim <= 0 || p.HeadDim > 256 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0:
-		b.fail(fmt.Errorf("cuda: attention of %d heads, %d KV heads of %d: unsupported (head size <= 256)", p.Heads, p.KVHeads, p.HeadDim))
+	case p.HeadDim <= 0 || p.HeadDim > 512 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0:
+		b.fail(fmt.Errorf("cuda: attention of %d heads, %d KV heads of %d: unsupported (head size <= 512)", p.Heads, p.KVHeads, p.HeadDim))
 		return
 	case len(pos) < n || len(seq) < n || kt.cols != kvDim || vt.cols != kvDim || qt.cols != p.Heads*p.HeadDim || ot.cols != qt.cols:
 		b.fail(fmt.Errorf("cuda: attention shapes q %dx%d k %dx%d v %dx%d out %dx%d for %d heads, %d KV heads of %d",
@@ -100,7 +100,9 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 			b.fail(fmt.Errorf("cuda: KV pool of type %T", pk.Pool))
 			return
 		}
-		if pool.kvDim != kvDim || layer < 0 || layer >= pool.layers {
+		// A layer narrower than the pool's rows (Gemma 4's sliding
+		// layers) fills the front of each row.
+		if pool.kvDim < kvDim || (s > 0 && pool.kvDim != pools[0].kvDim) || layer < 0 || layer >= pool.layers {
 			b.fail(fmt.Errorf("cuda: layer %d of a KV pool of %d layers of width %d, want width %d", layer, pool.layers, pool.kvDim, kvDim))
 			return
 		}
@@ -156,13 +158,18 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, kvs []backend.KV, seq [
 		return
 	}
 	at := func(i int) DevicePtr { return meta + DevicePtr(4*b.attN[i]) }
+	stride := pools[0].kvDim
 	if !p.SharedKV {
 		b.launch("kv_store", grid1(n), block(128),
-			argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(n))
+			argPtr(at(4)), argPtr(kt.ptr()), argPtr(vt.ptr()), argPtr(at(3)), argInt(layer), argInt(kvDim), argInt(stride), argInt(n))
 	}
-	b.launch("attention_f16", grid2(n, p.Heads), block(128),
+	kernel := "attention_f16"
+	if p.HeadDim > 256 {
+		kernel = "attention_f16_h512"
+	}
+	b.launch(kernel, grid2(n, p.Heads), block(128),
 		argPtr(ot.ptr()), argPtr(qt.ptr()), argPtr(at(4)), argPtr(at(0)), argPtr(at(1)), argPtr(at(2)), argPtr(at(5)),
-		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argF32(p.Scale),
+		argInt(layer), argInt(p.Heads), argInt(p.KVHeads), argInt(p.HeadDim), argInt(stride), argF32(p.Scale),
 		argInt(min(max(p.Window, 0), math.MaxInt32)), argF32(max(p.SoftCap, 0)), argPtr(sinks))
 }
 

@@ -222,6 +222,14 @@ func TestArchNextGoldenFake(t *testing.T) {
 	})
 }
 
+// TestSynthGoldenFake does the same for internal/golden's synthetic
+// cases (Gemma 4 with sliding and global layers of different KV widths:
+// rows of the widest, narrower layers at their front).
+func TestSynthGoldenFake(t *testing.T) {
+	cases, models := golden.Synth(t)
+	golden.RunModels(t, cases, models, newFakeBackendOpts(t, newFake(), Options{}))
+}
+
 // TestStickyError: a failed launch is a device fault: the operations after
 // it do nothing, Err reports it every time (it is never cleared), and Read
 // copies nothing.

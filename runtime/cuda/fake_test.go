@@ -689,18 +689,24 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 			}
 			out[t] = int32(best)
 		}
-	case name == "kv_store": // kvb, k, v, slot, layer, kvDim, n
-		layer, kvDim, n := i32(a[4]), i32(a[5]), i32(a[6])
+	case name == "kv_store": // kvb, k, v, slot, layer, kvDim, stride, n
+		layer, kvDim, stride, n := i32(a[4]), i32(a[5]), i32(a[6]), i32(a[7])
+		if kvDim > stride {
+			panic("fake: kv_store rows wider than the pool's")
+		}
 		kvb := f.u64s(a[0], 4*n)
 		slot := f.i32s(a[3], n)
 		for t := 0; t < n; t++ {
-			off := uint64(layer)*kvb[4*t+2] + uint64(int(slot[t])*kvDim)
+			off := uint64(layer)*kvb[4*t+2] + uint64(int(slot[t])*stride)
 			kcpu.ToF16(f.u16s(kvb[4*t]+2*off, kvDim), f.f32s(a[1]+uint64(4*t*kvDim), kvDim))
 			kcpu.ToF16(f.u16s(kvb[4*t+1]+2*off, kvDim), f.f32s(a[2]+uint64(4*t*kvDim), kvDim))
 		}
-	case name == "attention_f16": // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, scale, window, softCap, sinks
-		layer, heads, kvHeads, headDim, scale := i32(a[7]), i32(a[8]), i32(a[9]), i32(a[10]), f32(a[11])
-		window, softCap := i32(a[12]), f32(a[13])
+	case name == "attention_f16" || name == "attention_f16_h512": // out, q, kvb, tables, tabOff, pos, last, layer, heads, kvHeads, headDim, stride, scale, window, softCap, sinks
+		layer, heads, kvHeads, headDim, stride, scale := i32(a[7]), i32(a[8]), i32(a[9]), i32(a[10]), i32(a[11]), f32(a[12])
+		window, softCap := i32(a[13]), f32(a[14])
+		if limit := map[bool]int{false: 256, true: 512}[name == "attention_f16_h512"]; headDim > limit || kvHeads*headDim > stride {
+			panic(fmt.Sprintf("fake: %s of heads of %d in rows of %d", name, headDim, stride))
+		}
 		n := int(grid[0])
 		if int(grid[1]) != heads {
 			panic("fake: attention grid y is not the head count")
@@ -709,8 +715,8 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 		tabOff := f.i32s(a[4], n)
 		pos := f.i32s(a[5], n)
 		last := f.i32s(a[6], n)
-		sinks := f.f32sOrNil(a[14], heads)
-		kvDim, qDim := kvHeads*headDim, heads*headDim
+		sinks := f.f32sOrNil(a[15], heads)
+		qDim := heads * headDim
 		for t := 0; t < n; t++ {
 			loff := uint64(layer) * kvb[4*t+2]
 			bs := int(kvb[4*t+3])
@@ -729,7 +735,7 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				kcpu.ToF16(q, f.f32s(a[1]+uint64(4*(t*qDim+h*headDim)), headDim))
 				s := make([]float32, np)
 				for j := lo; j < np; j++ {
-					k := f.u16s(kvb[4*t]+2*(loff+rowOf(j)*uint64(kvDim)+uint64(kvh*headDim)), headDim)
+					k := f.u16s(kvb[4*t]+2*(loff+rowOf(j)*uint64(stride)+uint64(kvh*headDim)), headDim)
 					s[j] = kcpu.DotF16(q, k) * scale
 					if softCap > 0 {
 						s[j] = softCap * tanhKernel(s[j]/softCap)
@@ -747,7 +753,7 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 					if p == 0 {
 						continue
 					}
-					v := f.u16s(kvb[4*t+1]+2*(loff+rowOf(j)*uint64(kvDim)+uint64(kvh*headDim)), headDim)
+					v := f.u16s(kvb[4*t+1]+2*(loff+rowOf(j)*uint64(stride)+uint64(kvh*headDim)), headDim)
 					kcpu.AxpyF16(out, p, v)
 				}
 			}

@@ -790,7 +790,7 @@ func attentionKernel(q []float32, k, v func(j int) []uint16, lo, n int, scale, s
 // the output.
 func TestKernelModelAttention(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
-	for _, hd := range []int{1, 8, 24, 64, 128, 256} {
+	for _, hd := range []int{1, 8, 24, 64, 128, 256, 512} {
 		const npos = 75
 		keys, vals := make([][]uint16, npos), make([][]uint16, npos)
 		for j := range npos {

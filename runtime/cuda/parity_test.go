@@ -431,9 +431,15 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 		}},
 	} {
 		for _, hd := range c.hds {
-			env.attention(hd, c.name, c.set)
+			env.attention(hd, 1, c.name, c.set)
 		}
 	}
+	// A layer narrower than the pool's rows (Gemma 4's sliding layers)
+	// fills their front; heads of 512 (its global layers) take
+	// attention_f16_h512.
+	env.attention(64, 3, " in rows of 3× its width", func(*backend.AttentionParams, backend.Backend) {})
+	env.attention(512, 1, "", func(*backend.AttentionParams, backend.Backend) {})
+	env.attention(512, 2, " window=5 in rows of 2× its width", func(p *backend.AttentionParams, _ backend.Backend) { p.Window = 5 })
 	return errs
 }
 
@@ -454,8 +460,9 @@ type opEnv struct {
 // attention compares one attention configuration (set applies it to each
 // backend's parameters) on both backends: two sequences in one paged
 // pool (GQA 8 heads over 2), prefill of 20 tokens and 11 tokens, then a
-// decode token each, over two layers.
-func (e *opEnv) attention(hd int, variant string, set func(*backend.AttentionParams, backend.Backend)) {
+// decode token each, over two layers, in a pool whose rows are wide times
+// the layer's KV width.
+func (e *opEnv) attention(hd, wide int, variant string, set func(*backend.AttentionParams, backend.Backend)) {
 	t, cpuBE, devBE, note, read, both, randVals := e.t, e.cpu, e.dev, e.note, e.read, e.both, e.randVals
 	t.Helper()
 	{
@@ -466,7 +473,7 @@ func (e *opEnv) attention(hd int, variant string, set func(*backend.AttentionPar
 		set(&apd, devBE)
 		var effect float32 // how far the variant moves the CPU's output from plain attention
 		mk := func(be backend.Backend) []backend.KV {
-			pool, err := be.NewKVPool(2, 12, 4, kvHeads*hd)
+			pool, err := be.NewKVPool(2, 12, 4, wide*kvHeads*hd)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -504,7 +511,7 @@ func (e *opEnv) attention(hd int, variant string, set func(*backend.AttentionPar
 				}
 			}
 		}
-		if variant != "" && effect < 1e-3 {
+		if variant != "" && !strings.HasPrefix(variant, " in rows") && effect < 1e-3 {
 			t.Errorf("attention%s: the CPU's output is plain attention's (max |Δ| %g): the case tests nothing", variant, effect)
 		}
 	}

@@ -33,3 +33,13 @@ func TestArchNextGolden(t *testing.T) {
 	defer be.Close()
 	golden.RunModels(t, golden.Only(t, testdata.Dir(t, "arch-next/golden"), golden.ArchNext...), testdata.Dir(t, "arch-next/models"), be)
 }
+
+// TestSynthGolden holds Hearth to llama.cpp on shapes no shared model
+// has (internal/golden's testdata/synth: Gemma 4 with sliding and global
+// layers of different KV widths); the files are written here.
+func TestSynthGolden(t *testing.T) {
+	cases, models := golden.Synth(t)
+	be := cpu.New(0)
+	defer be.Close()
+	golden.RunModels(t, cases, models, be)
+}

@@ -12,9 +12,12 @@
 // attention scale 1; the last shared_kv_layers layers own no KV cache and
 // read the last earlier layer's of their kind; the FFN width per layer
 // (double on the shared layers of E2B); per-layer token embeddings;
-// layer_output_scale; the final soft-cap. Every layer that owns a cache
-// must have the same KV width (a cache row), which Hearth's paged pool
-// needs.
+// layer_output_scale; the final soft-cap. The layers that own a cache
+// may differ in KV width (every released Gemma 4: E4B's sliding layers
+// store 2 heads of 256, its global ones 2 of 512): the paged pool's rows
+// are the widest layer's, and a narrower layer fills the front of each
+// row (memory the narrower layers leave unused; per-layer row widths in
+// the pool would save it).
 package gemma4
 
 import (
@@ -149,11 +152,7 @@ func decode(f *gguf.File) (*config, error) {
 			}
 			continue
 		}
-		if c.KVWidth == 0 {
-			c.KVWidth = kvd
-		} else if kvd != c.KVWidth {
-			return nil, fmt.Errorf("%s: layer %d's KV width %d differs from %d: per-layer cache widths are not supported", name, il, kvd, c.KVWidth)
-		}
+		c.KVWidth = max(c.KVWidth, kvd)
 	}
 	// Info reports one head size: the largest that divides both (what a
 	// quantized cache's blocks must fit).
