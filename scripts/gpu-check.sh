@@ -117,7 +117,7 @@ device() {
 
 	echo "== device tests (runtime/cuda, -tags gpu)"
 	local rc=0
-	HEARTH_TESTDATA=$PWD/$G/shared /tmp/gpu-check/cuda.test -test.run '^TestGPU' -test.skip 'TestGPUBench' -test.v -test.timeout 5m \
+	HEARTH_TESTDATA=$PWD/$G/shared HEARTH_SYNTH_GOLDEN=$PWD/internal/golden/testdata/synth /tmp/gpu-check/cuda.test -test.run '^TestGPU' -test.skip 'TestGPUBench' -test.v -test.timeout 5m \
 		>"$OUT/gpu-tests.log" 2>&1 || rc=$?
 	grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|\s+gpu_test.go|\s+parity_test.go|panic|FAIL|ok )' "$OUT/gpu-tests.log" | grep -v '=== RUN' | tail -80
 	sed -n '/^== runtime\/cuda device checks ==/,$p' "$OUT/gpu-tests.log" >"$OUT/summary-tests.txt"

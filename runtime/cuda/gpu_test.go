@@ -153,6 +153,16 @@ func TestGPUGolden(t *testing.T) {
 	}
 }
 
+// TestGPUSynthGolden holds the device to llama.cpp on internal/golden's
+// synthetic cases (Gemma 4 with sliding and global layers of different KV
+// widths: kv_store and attention with a row stride), written here.
+func TestGPUSynthGolden(t *testing.T) {
+	cases, models := golden.Synth(t)
+	b := gpu(t)
+	golden.RunModels(t, cases, models, b)
+	summary("golden synthetic", "gemma4 with KV widths 128/256 (see the test log for max |Δ|)")
+}
+
 func goldenModels(t *testing.T, b *Backend, names []string, byModel map[string][]*golden.Case, models string, mma bool) (pass, total int) {
 	for _, name := range names {
 		path := filepath.Join(models, name+".gguf")
