@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -242,4 +243,38 @@ func TestGatewayMetricsNoModel(t *testing.T) {
 	if s := one(t, got, "vllm:lora_requests_info"); s.value < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("lora_requests_info = %v, want the time now", s.value)
 	}
+}
+
+// loraRunner is a fake reporting LoRA adapters in its Stats, as a runner
+// serving adapters would.
+type loraRunner struct {
+	*fakeRunner
+	st Stats
+}
+
+func (r *loraRunner) Stats() Stats { return r.st }
+
+// TestGatewayMetricsLoRA: vllm:lora_requests_info lists the adapters in
+// use over every model in memory (sorted, each once, in the order the
+// picker parses: comma-separated) and sums the most each holds.
+func TestGatewayMetricsLoRA(t *testing.T) {
+	runners := map[string]*loraRunner{
+		"a": {fakeRunner: newFake("x"), st: Stats{MaxLoRA: 4, RunningLoRA: []string{"sql-lora", "chat-lora"}, WaitingLoRA: []string{"tweet-lora"}}},
+		"b": {fakeRunner: newFake("x"), st: Stats{MaxLoRA: 2, RunningLoRA: []string{"sql-lora"}, WaitingLoRA: []string{"code-lora"}}},
+	}
+	e := newEnv(t, map[string]*fakeRunner{"a": runners["a"].fakeRunner, "b": runners["b"].fakeRunner}, func(c *Config) {
+		c.Load = func(ctx context.Context, path string) (Runner, error) {
+			return runners[strings.TrimSuffix(filepath.Base(path), ".gguf")], nil
+		}
+		c.Preload = []string{"a", "b"}
+	})
+	waitFor(t, func() bool { ok, _, _ := e.srv.Ready(); return ok })
+	lora := one(t, scrape(t, e), "vllm:lora_requests_info")
+	want := map[string]string{"max_lora": "6", "running_lora_adapters": "chat-lora,sql-lora", "waiting_lora_adapters": "code-lora,tweet-lora"}
+	for k, v := range want {
+		if lora.labels[k] != v {
+			t.Errorf("%s = %q, want %q", k, lora.labels[k], v)
+		}
+	}
+	t.Logf("vllm:lora_requests_info%v %v", lora.labels, lora.value)
 }

@@ -292,6 +292,24 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if total := st.KVBlocksUsed + st.KVBlocksFree; total > 0 {
 		g(descVLLMCacheConfig, 1, model, strconv.Itoa(st.KVBlockSize), strconv.Itoa(total))
 	}
-	g(descVLLMLoRA, float64(c.s.now().Unix()), strconv.Itoa(st.MaxLoRA),
-		strings.Join(st.RunningLoRA, ","), strings.Join(st.WaitingLoRA, ","))
+	lora := c.s.loraInfo(st)
+	g(descVLLMLoRA, float64(c.s.now().Unix()), strconv.Itoa(lora.MaxLoras),
+		strings.Join(lora.Running, ","), strings.Join(lora.Waiting, ","))
+}
+
+// loraInfo is what vllm:lora_requests_info reports: the LoRA adapters
+// (by the model name a request gives, as the endpoint picker matches
+// them) with sequences running, those only waiting requests ask for, each
+// list sorted, and the most adapters held at once.
+type loraInfo struct {
+	Running, Waiting []string
+	MaxLoras         int
+}
+
+// loraInfo is the one place /metrics reads the adapters' state from:
+// today the runners' Stats, summed by load (no runner serves adapters
+// yet, so all are empty). When adapter serving lands it supplies this
+// state here and nothing else in the metrics changes.
+func (s *Server) loraInfo(p podLoad) loraInfo {
+	return loraInfo{Running: p.RunningLoRA, Waiting: p.WaitingLoRA, MaxLoras: p.MaxLoRA}
 }
