@@ -6,7 +6,7 @@ BIN     ?= bin/hearth
 # deadline exceeded" and no crasher (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: build test vet variants fuzz fuzz-short bench kernels gpu-check lint
+.PHONY: build test vet variants fuzz fuzz-short bench kernels gpu-check lint deploy-test
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/hearth
@@ -26,12 +26,21 @@ variants:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build ./...
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
-# Unit, parity and CLI tests, then each fuzz target for a few seconds.
+# Unit, parity and CLI tests, the deployment files' tests, then each fuzz
+# target for a few seconds.
 test: vet
 	$(GO) test -timeout 20m ./...
 	$(GO) test -race ./scheduler/ ./runtime/engine/ ./runtime/server/... ./runtime/models/
 	$(GO) test -race -short ./runtime/grammar/ ./runtime/split/
+	$(MAKE) deploy-test
 	$(MAKE) fuzz-short
+
+# The Helm chart and the Dockerfile (deploy/, a module of its own so that
+# Helm and the Kubernetes API types stay out of hearth's dependencies):
+# vet, tidy, and the tests that render the chart and decode every object.
+# -v prints the rendered objects of each values file.
+deploy-test:
+	cd deploy && $(GO) vet ./... && $(GO) mod tidy -diff && $(GO) test -v -count=1 ./...
 
 FUZZ_TARGETS = ./loader/gguf:FuzzParse ./runtime/arch/all:FuzzLoad ./loader/tokenizer:FuzzEncode ./loader/tokenizer:FuzzSplitters ./loader/chat:FuzzRender ./scheduler:FuzzScheduler ./runtime/server:FuzzHandlers ./runtime/models:FuzzParseName ./runtime/grammar:FuzzFromSchema
 

@@ -28,8 +28,9 @@ import (
 // defaultPort is Ollama's.
 const defaultPort = 11434
 
-// shutdownGrace is how long in-flight requests may finish after SIGTERM
-// before their generations are cancelled (a variable for tests).
+// shutdownGrace is --shutdown-grace's default: how long in-flight
+// requests may finish after SIGTERM before their generations are
+// cancelled (a variable for tests).
 var shutdownGrace = 10 * time.Second
 
 // envOr returns the first environment variable of names that is set, or def.
@@ -89,6 +90,7 @@ type serveOptions struct {
 	serial    bool
 	logLevel  slog.Level
 	logFormat string
+	grace     time.Duration // --shutdown-grace
 }
 
 func serveCmd(args []string, stdout, stderr io.Writer) error {
@@ -104,19 +106,21 @@ func serveCmd(args []string, stdout, stderr io.Writer) error {
 func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	host := fs.String("host", envOr("127.0.0.1", "HEARTH_HOST"), `address to listen on, "host" or "host:port" (env HEARTH_HOST)`)
+	host := fs.String("host", "127.0.0.1", `address to listen on, "host" or "host:port"`)
 	port := fs.Int("port", defaultPort, "port to listen on (Ollama's by default)")
 	dir, ollamaDir := modelsFlags(fs)
-	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every request (env HEARTH_API_KEY); needed to listen beyond loopback")
+	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every request; needed to listen beyond loopback")
+	apiKeyFile := fs.String("api-key-file", "", "read --api-key from this file (a mounted secret; surrounding white space is dropped)")
+	publicMetrics := fs.Bool("public-metrics", false, "serve GET /metrics without the API key (for Prometheus and a gateway's endpoint picker)")
 	insecure := fs.Bool("insecure", false, "allow listening beyond loopback without an API key")
-	origins := fs.StringSlice("origins", nil, "browser origins allowed besides local ones, '*' as wildcard (env HEARTH_ORIGINS or OLLAMA_ORIGINS)")
+	origins := fs.StringSlice("origins", nil, "browser origins allowed besides local ones, '*' as wildcard (env HEARTH_ORIGINS, or OLLAMA_ORIGINS)")
 	keepAlive := fs.Duration("keep-alive", server.DefaultKeepAlive, "how long an idle model stays loaded (negative: forever)")
 	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "generation requests admitted at once; beyond, 503 with Retry-After")
 	maxLoaded := fs.Int("max-loaded", server.DefaultMaxLoaded, "models resident at once")
 	threads := fs.IntP("threads", "t", 0, "CPU threads per model (0: all)")
 	device := fs.String("device", "auto", "where models run: auto (the GPU when one is usable), cpu or cuda")
 	gpuLayers := gpuLayersFlag(fs)
-	kvBudget := fs.String("kv-budget", envOr("1GiB", "HEARTH_KV_BUDGET"), "KV cache memory per model, shared by all its requests (env HEARTH_KV_BUDGET); e.g. 512MiB, 4GiB")
+	kvBudget := fs.String("kv-budget", "1GiB", "KV cache memory per model, shared by all its requests; e.g. 512MiB, 4GiB")
 	parallel := fs.Int("parallel", 64, "sequences decoding together per model")
 	batchTokens := fs.Int("batch", 512, "tokens per engine step (decodes plus prompt chunks)")
 	prefillChunk := fs.Int("prefill-chunk", 0, "prompt tokens per step while other requests generate (bounds their stall); 0: 64 on the CPU, --batch on a GPU")
@@ -124,15 +128,23 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	kvType := fs.String("kv-type", "f16", "KV cache storage: f16, or q8_0 (about twice the tokens per budget)")
 	queueTimeout := fs.Duration("queue-timeout", 0, "fail a request not started within this wait (0: no limit)")
 	serialRunner := fs.Bool("serial", false, "run one request at a time per model (no batching)")
-	registry := fs.String("registry", envOr(models.DefaultRegistry, "HEARTH_REGISTRY"), "Ollama registry for /api/pull")
+	registry := fs.String("registry", models.DefaultRegistry, "Ollama registry for /api/pull")
+	preload := fs.StringSlice("preload", nil, "models to load at start and keep loaded (keep_alive is ignored for them; never unloaded for others); GET /ready is 200 once all serve")
+	grace := fs.Duration("shutdown-grace", shutdownGrace, "on SIGTERM or interrupt, how long requests in flight may finish before their generations are cancelled")
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json (one JSON object per line)")
 	logPrompts := fs.Bool("log-prompts", false, "add each request's JSON body (prompt, messages; up to 64 KiB) to its access log line, at info level")
 	watch := fs.Duration("watch-interval", server.DefaultWatchInterval, "how often loaded models' files are checked for a new version to swap in (negative: only when a request sees the file changed)")
+	documentEnv(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth serve [flags]\n\n"+
 			"Serves the Ollama API (/api/...) and the OpenAI API (/v1/...) for the models in\n"+
-			"the models folder and Ollama's store, loading each on first use.\n\nFlags:")
+			"the models folder and Ollama's store, loading each on first use.\n\n"+
+			"Every flag can be set by the environment variable named after it: HEARTH_, then\n"+
+			"the name in capitals with '-' as '_' (--kv-budget 4GiB: HEARTH_KV_BUDGET=4GiB;\n"+
+			"lists take commas, booleans true or false). The command line wins over the\n"+
+			"environment. GET /health answers while the process serves (liveness); GET /ready\n"+
+			"is 200 once every --preload model serves and 503 while loading or draining.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -141,13 +153,28 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	if *apiKey == "" {
-		*apiKey = os.Getenv("HEARTH_API_KEY")
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return nil, err
+	}
+	if *apiKeyFile != "" {
+		if *apiKey != "" {
+			return nil, usageError{"--api-key and --api-key-file both set: give one"}
+		}
+		b, err := os.ReadFile(*apiKeyFile)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--api-key-file: %v", err)}
+		}
+		if *apiKey = strings.TrimSpace(string(b)); *apiKey == "" {
+			return nil, usageError{fmt.Sprintf("--api-key-file %s is empty", *apiKeyFile)}
+		}
 	}
 	if len(*origins) == 0 {
-		if v := envOr("", "HEARTH_ORIGINS", "OLLAMA_ORIGINS"); v != "" {
+		if v := os.Getenv("OLLAMA_ORIGINS"); v != "" {
 			*origins = strings.Split(v, ",")
 		}
+	}
+	if *grace < 0 {
+		return nil, usageError{fmt.Sprintf("--shutdown-grace %v: want 0 or more", *grace)}
 	}
 	h, p, err := hostPort(*host)
 	if err != nil {
@@ -182,13 +209,13 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
-		threads: *threads, device: dev, gpuLayers: ngl, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
+		threads: *threads, device: dev, grace: *grace, gpuLayers: ngl, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
 		batch: engine.BatchConfig{KVBudget: budget, MaxRunning: *parallel, MaxBatchTokens: *batchTokens, PrefillChunk: *prefillChunk,
 			MaxQueue: *maxQueue, DefaultNumCtx: *numCtx, QueueTimeout: *queueTimeout, KVType: *kvType},
 		cfg: server.Config{
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
 			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},
-			LogPrompts: *logPrompts, WatchInterval: *watch,
+			LogPrompts: *logPrompts, WatchInterval: *watch, Preload: *preload, PublicMetrics: *publicMetrics,
 		},
 	}
 	if *keepAlive == 0 {
@@ -200,10 +227,12 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	return o, nil
 }
 
-// runServer serves until ctx ends, then shuts down gracefully: new
-// connections are refused, requests in flight get shutdownGrace to
-// finish, then their generations are cancelled, and the models are
-// unloaded. ready, when set, receives the address listened on.
+// runServer serves until ctx ends, then shuts down gracefully: /ready
+// turns 503, new connections are refused, requests in flight get
+// o.grace (--shutdown-grace) to finish, then their generations are
+// cancelled, and the models are unloaded. Under Kubernetes,
+// terminationGracePeriodSeconds must cover the preStop delay, the grace,
+// and the cancel and unload that follow (deploy/helm/hearth adds 15 s). ready, when set, receives the address listened on.
 func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready chan<- string) error {
 	hopts := &slog.HandlerOptions{Level: o.logLevel}
 	var log *slog.Logger
@@ -246,8 +275,9 @@ func runServer(ctx context.Context, o *serveOptions, stderr io.Writer, ready cha
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", shutdownGrace)
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	log.Info("shutting down", "grace", o.grace)
+	srv.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("requests still running after the grace period: cancelling them", "error", err)

@@ -126,6 +126,9 @@ type manager struct {
 	retired map[*loaded]bool   // replaced versions still in use
 	pending map[string]*loaded // by key: a new version loading
 	failed  map[string]*swapFailure
+	// pinned are the keys of the models named by Config.Preload: kept
+	// loaded whatever keep_alive says, never unloaded to make room.
+	pinned  map[string]bool
 	changed chan struct{} // closed and replaced whenever a model is released or unloaded
 	closed  bool
 
@@ -136,7 +139,7 @@ type manager struct {
 
 func newManager(store *models.Store, load Loader, budget int64, maxLoaded int, keepAlive time.Duration, log *slog.Logger, now func() time.Time) *manager {
 	return &manager{store: store, load: load, budget: budget, maxLoaded: maxLoaded, keepAlive: keepAlive, log: log, now: now,
-		byKey: map[string]*loaded{}, retired: map[*loaded]bool{}, pending: map[string]*loaded{}, failed: map[string]*swapFailure{},
+		byKey: map[string]*loaded{}, retired: map[*loaded]bool{}, pending: map[string]*loaded{}, failed: map[string]*swapFailure{}, pinned: map[string]bool{},
 		changed: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -220,6 +223,11 @@ func (m *manager) acquire(ctx context.Context, name string) (l *loaded, fresh bo
 			continue
 		}
 		victims, fits := m.makeRoom(mod.Size+m.kvBytes, nil, true)
+		if !fits && m.onlyPinnedLocked() {
+			m.mu.Unlock()
+			return nil, false, fmt.Errorf("%w: %s does not fit beside the preloaded models (--preload), which stay loaded",
+				ErrBusy, loc.Name.Short())
+		}
 		if !fits {
 			wait := m.changed
 			m.mu.Unlock()
@@ -450,7 +458,7 @@ func (m *manager) makeRoom(size int64, keep *loaded, newName bool) (victims []*l
 	used, count := m.residentLocked(), 0
 	for _, l := range m.byKey {
 		count++
-		if l.refs == 0 && l != keep {
+		if l.refs == 0 && l != keep && !m.pinned[l.key] {
 			idle = append(idle, l)
 		}
 	}
@@ -523,6 +531,9 @@ func (m *manager) release(l *loaded, keepAlive time.Duration) {
 	if l.dropIdle {
 		keepAlive = 0
 	}
+	if m.pinned[l.key] {
+		keepAlive, l.dropIdle = -1, false
+	}
 	l.keepAlive = keepAlive
 	m.signal()
 	if l.refs == 0 && m.retired[l] {
@@ -584,6 +595,11 @@ func (m *manager) unloadNow(name string) bool {
 	if !ok {
 		m.mu.Unlock()
 		return false
+	}
+	if m.pinned[key] {
+		m.mu.Unlock()
+		m.log.Info("model is preloaded: stays loaded", "model", l.model.Name.Short())
+		return true
 	}
 	if l.refs > 0 {
 		l.dropIdle = true
@@ -682,4 +698,54 @@ func (m *manager) close() {
 		<-l.ready
 	}
 	m.unload(all)
+}
+
+// pin marks the model named name as preloaded (see manager.pinned) and
+// returns its key.
+func (m *manager) pin(name string) (string, error) {
+	loc, err := m.store.Locate(name)
+	if err != nil {
+		return "", err
+	}
+	key := strings.ToLower(loc.Name.String())
+	m.mu.Lock()
+	m.pinned[key] = true
+	m.mu.Unlock()
+	return key, nil
+}
+
+// serving says whether the model named name has a version loaded and
+// serving requests.
+func (m *manager) serving(name string) bool {
+	loc, err := m.store.Locate(name)
+	if err != nil {
+		return false
+	}
+	key := strings.ToLower(loc.Name.String())
+	m.mu.Lock()
+	l := m.byKey[key]
+	m.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	select {
+	case <-l.ready:
+		return l.loadErr == nil
+	default:
+		return false
+	}
+}
+
+// onlyPinnedLocked says every model resident is preloaded: none will ever
+// make room.
+func (m *manager) onlyPinnedLocked() bool {
+	if len(m.retired) > 0 || len(m.pending) > 0 {
+		return false
+	}
+	for k := range m.byKey {
+		if !m.pinned[k] {
+			return false
+		}
+	}
+	return true
 }

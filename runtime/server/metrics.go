@@ -3,7 +3,9 @@ package server
 import (
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -153,30 +155,108 @@ var (
 		[]string{"model", "version"}, nil)
 )
 
+// Model-server protocol series (the Gateway API Inference Extension's,
+// kubernetes-sigs/gateway-api-inference-extension docs/proposals/003):
+// its endpoint picker reads vLLM's names by default, so Hearth exports
+// them under those names, beside its own. Each is one series per pod,
+// summed over the models in memory (the picker takes one series per
+// metric, and a replica's queue is the whole process's), labelled
+// model_name as vLLM labels them: the names of the models serving,
+// sorted and joined by commas ("" when none). A pod serving one model
+// (the Helm chart's) therefore looks exactly like a vLLM replica.
+var (
+	descVLLMWaiting = prometheus.NewDesc("vllm:num_requests_waiting",
+		"Requests waiting: admitted but not yet running (the same count as hearth_queue_depth).", []string{"model_name"}, nil)
+	descVLLMRunning = prometheus.NewDesc("vllm:num_requests_running",
+		"Sequences running in the models' batches (hearth_running_sequences).", []string{"model_name"}, nil)
+	descVLLMKVUsage = prometheus.NewDesc("vllm:kv_cache_usage_perc",
+		"KV cache usage as a fraction 0..1: blocks used / (used + free), over the paged caches in memory; 0 without one.",
+		[]string{"model_name"}, nil)
+	descVLLMCacheConfig = prometheus.NewDesc("vllm:cache_config_info",
+		"Information of the KV cache (value 1): positions per block and blocks in all, over the paged caches in memory.",
+		[]string{"model_name", "block_size", "num_gpu_blocks"}, nil)
+	descVLLMLoRA = prometheus.NewDesc("vllm:lora_requests_info",
+		"LoRA adapters running and waiting (comma-separated) and the most held at once; the value is the Unix time of the scrape, as vLLM's set_to_current_time.",
+		[]string{"max_lora", "running_lora_adapters", "waiting_lora_adapters"}, nil)
+)
+
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descRunning, descKVUsed, descKVFree, descPrefix, descLoaded, descFlight,
-		descModel, descModelReqs, descModelBytes, descSwapFailing} {
+		descModel, descModelReqs, descModelBytes, descSwapFailing,
+		descVLLMWaiting, descVLLMRunning, descVLLMKVUsage, descVLLMCacheConfig, descVLLMLoRA} {
 		ch <- d
 	}
 }
 
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	var st Stats
-	loaded := c.s.mgr.snapshot()
+// podLoad is the process's load, summed over its runners, for one scrape.
+type podLoad struct {
+	Stats
+	Queue, InFlight int
+	Serving         []string // names of the models serving, sorted, unique
+}
+
+// load sums the runners' Stats. Admitted requests that no runner has yet
+// (waiting for their model to load, say) count as waiting.
+func (s *Server) load(loaded []running) podLoad {
+	var p podLoad
+	running := map[string]bool{}
+	waiting := map[string]bool{}
+	seen := map[string]bool{}
 	for _, r := range loaded {
-		if sr, ok := r.l.runner.(StatsReporter); ok {
-			x := sr.Stats()
-			st.Waiting += x.Waiting
-			st.Running += x.Running
-			st.KVBlocksUsed += x.KVBlocksUsed
-			st.KVBlocksFree += x.KVBlocksFree
-			st.PrefixQueryTokens += x.PrefixQueryTokens
-			st.PrefixHitTokens += x.PrefixHitTokens
+		if name := r.l.model.Name.Short(); !r.retired && !seen[name] {
+			seen[name] = true
+			p.Serving = append(p.Serving, name)
+		}
+		sr, ok := r.l.runner.(StatsReporter)
+		if !ok {
+			continue
+		}
+		x := sr.Stats()
+		p.Waiting += x.Waiting
+		p.Running += x.Running
+		p.KVBlocksUsed += x.KVBlocksUsed
+		p.KVBlocksFree += x.KVBlocksFree
+		if p.KVBlockSize == 0 {
+			p.KVBlockSize = x.KVBlockSize // the first (by name): runners share the engine's default
+		}
+		p.PrefixQueryTokens += x.PrefixQueryTokens
+		p.PrefixHitTokens += x.PrefixHitTokens
+		p.MaxLoRA += x.MaxLoRA
+		for _, a := range x.RunningLoRA {
+			running[a] = true
+		}
+		for _, a := range x.WaitingLoRA {
+			waiting[a] = true
 		}
 	}
-	inFlight := int(c.s.inFlight.Load())
-	// Admitted requests that no runner has yet are waiting too.
-	queue := max(st.Waiting, inFlight-st.Running)
+	sort.Strings(p.Serving)
+	p.RunningLoRA, p.WaitingLoRA = sortedKeys(running), sortedKeys(waiting)
+	p.InFlight = int(s.inFlight.Load())
+	p.Queue = max(p.Waiting, p.InFlight-p.Running)
+	return p
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// KVUsage is the fraction of KV cache blocks in use, 0..1 (0 without a
+// paged cache).
+func (p podLoad) KVUsage() float64 {
+	if total := p.KVBlocksUsed + p.KVBlocksFree; total > 0 {
+		return float64(p.KVBlocksUsed) / float64(total)
+	}
+	return 0
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	loaded := c.s.mgr.snapshot()
+	st := c.s.load(loaded)
 	ratio := 0.0
 	if st.PrefixQueryTokens > 0 {
 		ratio = float64(st.PrefixHitTokens) / float64(st.PrefixQueryTokens)
@@ -184,13 +264,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	g(descQueue, float64(queue))
+	g(descQueue, float64(st.Queue))
 	g(descRunning, float64(st.Running))
 	g(descKVUsed, float64(st.KVBlocksUsed))
 	g(descKVFree, float64(st.KVBlocksFree))
 	g(descPrefix, ratio)
 	g(descLoaded, float64(len(loaded)))
-	g(descFlight, float64(inFlight))
+	g(descFlight, float64(st.InFlight))
 	for _, r := range loaded {
 		name, v := r.l.model.Name.Short(), r.l.version()
 		state := "serving"
@@ -204,4 +284,32 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			g(descSwapFailing, 1, name, shortVersion(r.failed.version))
 		}
 	}
+
+	model := strings.Join(st.Serving, ",")
+	g(descVLLMWaiting, float64(st.Queue), model)
+	g(descVLLMRunning, float64(st.Running), model)
+	g(descVLLMKVUsage, st.KVUsage(), model)
+	if total := st.KVBlocksUsed + st.KVBlocksFree; total > 0 {
+		g(descVLLMCacheConfig, 1, model, strconv.Itoa(st.KVBlockSize), strconv.Itoa(total))
+	}
+	lora := c.s.loraInfo(st)
+	g(descVLLMLoRA, float64(c.s.now().Unix()), strconv.Itoa(lora.MaxLoras),
+		strings.Join(lora.Running, ","), strings.Join(lora.Waiting, ","))
+}
+
+// loraInfo is what vllm:lora_requests_info reports: the LoRA adapters
+// (by the model name a request gives, as the endpoint picker matches
+// them) with sequences running, those only waiting requests ask for, each
+// list sorted, and the most adapters held at once.
+type loraInfo struct {
+	Running, Waiting []string
+	MaxLoras         int
+}
+
+// loraInfo is the one place /metrics reads the adapters' state from:
+// today the runners' Stats, summed by load (no runner serves adapters
+// yet, so all are empty). When adapter serving lands it supplies this
+// state here and nothing else in the metrics changes.
+func (s *Server) loraInfo(p podLoad) loraInfo {
+	return loraInfo{Running: p.RunningLoRA, Waiting: p.WaitingLoRA, MaxLoras: p.MaxLoRA}
 }

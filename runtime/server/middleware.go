@@ -219,7 +219,7 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, rec *recorder, d time.
 	case status >= 400 && status != statusClientClosed:
 		level = slog.LevelWarn
 	}
-	if r.URL.Path == "/" || r.URL.Path == "/health" || r.URL.Path == "/metrics" {
+	if r.URL.Path == "/" || r.URL.Path == "/health" || r.URL.Path == "/ready" || r.URL.Path == "/metrics" {
 		level = min(level, slog.LevelDebug)
 	}
 	attrs := []slog.Attr{
@@ -249,8 +249,15 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.cfg.APIKey == "" {
 		return true
 	}
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/" || r.URL.Path == "/health") {
-		return true
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		switch r.URL.Path {
+		case "/", "/health", "/ready":
+			return true
+		case "/metrics":
+			if s.cfg.PublicMetrics {
+				return true
+			}
+		}
 	}
 	// Anthropic's clients send the key as x-api-key.
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -168,8 +168,18 @@ type Stats struct {
 	// KV cache blocks in use and free (0 and 0 for a runner without a
 	// paged cache).
 	KVBlocksUsed, KVBlocksFree int
+	// KVBlockSize is the token positions per KV cache block (0 without
+	// a paged cache).
+	KVBlockSize int
 	// Prompt tokens looked up in a prefix cache, and those found there.
 	PrefixQueryTokens, PrefixHitTokens int64
+	// LoRA adapters: the most the runner holds at once, those with
+	// sequences running, and those only requests waiting ask for. No
+	// runner serves adapters yet (all zero); /metrics reports them as
+	// vLLM's vllm:lora_requests_info, which the Gateway API Inference
+	// Extension's endpoint picker reads for adapter affinity.
+	MaxLoRA                  int
+	RunningLoRA, WaitingLoRA []string
 }
 
 // StatsReporter is implemented by runners that can say how busy they are.

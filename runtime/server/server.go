@@ -60,7 +60,8 @@ type Config struct {
 
 	// APIKey, when set, is required as "Authorization: Bearer KEY" (or
 	// "x-api-key: KEY", as Anthropic's clients send it) on every request
-	// but GET / and GET /health.
+	// but GET / (and HEAD), /health and /ready, and /metrics when
+	// PublicMetrics.
 	APIKey string
 	// Origins are browser origins allowed besides DefaultOrigins ('*'
 	// matches any run of characters; "*" alone allows every origin).
@@ -79,6 +80,17 @@ type Config struct {
 	// triggers a check at once). 0: DefaultWatchInterval; < 0: only the
 	// requests' checks.
 	WatchInterval time.Duration
+	// Preload names models loaded when the server starts and kept loaded:
+	// keep_alive is ignored for them and they are never unloaded to make
+	// room for others. GET /ready answers 200 once all of them serve. One
+	// that is missing or fails to load is tried again every PreloadRetry
+	// (0: DefaultPreloadRetry).
+	Preload      []string
+	PreloadRetry time.Duration
+	// PublicMetrics serves GET /metrics without the API key, for
+	// Prometheus and a gateway's endpoint picker, which scrape without one.
+	PublicMetrics bool
+
 	// Pull configures /api/pull (registry URL, HTTP client).
 	Pull models.PullOptions
 	// Version is Hearth's version, reported beside OllamaVersion.
@@ -100,6 +112,7 @@ type Server struct {
 	// responses keeps recent Responses API answers for
 	// previous_response_id and GET /v1/responses/{id}.
 	responses *respStore
+	ready     readiness
 	// onSwap, when set (tests), follows each hot swap.
 	onSwap atomic.Pointer[func(old, new *loaded, at time.Time)]
 }
@@ -153,6 +166,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.responses = newRespStore(respStoreCount, respStoreBytes)
 	s.routes()
+	if s.cfg.PreloadRetry <= 0 {
+		s.cfg.PreloadRetry = DefaultPreloadRetry
+	}
+	if len(s.cfg.Preload) > 0 {
+		s.mgr.wg.Add(1)
+		go s.preload()
+	}
 	return s, nil
 }
 
@@ -165,6 +185,8 @@ func (s *Server) routes() {
 	h("HEAD /{$}", s.handleRoot)
 	h("GET /health", s.handleHealth)
 	h("HEAD /health", s.handleHealth)
+	h("GET /ready", s.handleReady)
+	h("HEAD /ready", s.handleReady)
 	h("GET /metrics", s.metrics.handler().ServeHTTP)
 
 	h("GET /api/version", s.handleVersion)

@@ -109,7 +109,7 @@ func (r *Runner) Stats() server.Stats {
 	}
 	mt := r.b.Metrics()
 	return server.Stats{Waiting: mt.Waiting, Running: mt.Running,
-		KVBlocksUsed: mt.BlocksUsed, KVBlocksFree: mt.BlocksFree + mt.BlocksCached,
+		KVBlocksUsed: mt.BlocksUsed, KVBlocksFree: mt.BlocksFree + mt.BlocksCached, KVBlockSize: mt.BlockSize,
 		PrefixQueryTokens: mt.PrefixQueryTokens, PrefixHitTokens: mt.PrefixHitTokens}
 }
 
