@@ -130,16 +130,38 @@ func Tolerance(model string) float32 {
 		// 0.095 and 0.35 at 3 of 998 router near-ties (MoE).
 		return 0.1
 	case model == "qwen35-h1001-Q8_0":
-		// Hearth agrees with llama.cpp to 5e-5 at every position of every
-		// prompt up to a content-dependent one (14 and 15 of the paragraph
-		// and multilingual prompts, 28 of quick-brown-fox), where the
-		// difference jumps to 0.01–0.02 and then stays at 0.01–0.05 (worst
-		// last_logits 0.052, top-10 0.066). Hearth's own batch and
-		// one-token logits agree bit for bit there, and summing the delta
-		// rule in float64 changes nothing at 1e-4: the departure is not
-		// rounding in the recurrence; not yet traced on llama.cpp's side
-		// (whose own batch and one-token logits differ by up to 0.04 on
-		// this file: shared/arch-next/README.md).
+		// Hearth agrees with llama.cpp to ~5e-7 at every position up to a
+		// content-dependent one, where the difference jumps to 0.01–0.02
+		// and then stays (the recurrent state carries it). Traced against
+		// llama.cpp's every tensor (testdata/dump_tensors.cpp, build
+		// without AMX; runtime/arch/all TestTraceAgainstLlama): the jump
+		// is a Q8_0 activation quantization landing on the other side of
+		// a rounding boundary. quick-brown-fox position 28: attn_norm-3
+		// agrees to 5e-7, but its element 32 times the block's 127/amax
+		// is -3.4999986 in Hearth and -3.5000093 in llama.cpp, so its
+		// quant is -3 against -4 and linear_attn_qkv_mixed-3 is 2.3e-3
+		// off; paragraph position 14: attn_norm-1's element 242 scales to
+		// 97.49998 against exactly 97.5. No threshold, clamp, softplus
+		// cutoff or eps is involved (given equal products the recurrent
+		// block's output, linear_attn_out, is bit-exact); the noise comes from every
+		// Q8_0 product, whose float32 order differs from ggml's x86 one
+		// (tinyBLAS_Q0_AVX and ggml_vec_dot_q8_0_q8_0: per block eight
+		// lanes of 4-product integer sums, FMA'd with fp16(dw)·fp16(dx)
+		// into eight accumulators, one horizontal sum at the end) and
+		// whose activation quantizer follows quantize_row_q8_0_ref (id =
+		// 1/(amax/127), roundf) where ggml's AVX2 one takes id = 127/amax
+		// and rounds half to even. Emulating both (an experiment, not
+		// kept) makes quick-brown-fox's logits bit-exact with llama.cpp
+		// and paragraph's through position 108; what remains is the
+		// attention layers' f16 roundings (as for gemma4 above) and
+		// brings this file to 0.037 last logits, 0.059 top-10. Which
+		// side of a boundary a sum lands on depends on the kernel level
+		// (its own sum order): measured on one machine, last logits /
+		// top-10, avx512vnni and amx 0.043 / 0.066, avx2 0.052 / 0.067,
+		// generic 0.048 / 0.062; llama.cpp's own batch and one-token
+		// logits differ by up to 0.04 here (shared/arch-next/README.md).
+		// 0.05 would take Hearth's Q8_0 kernels summing in ggml's order
+		// at every level, as the tolerance of issue 19 asks.
 		return 0.06
 	case strings.HasSuffix(model, "-Q8_0"):
 		return 0.05
