@@ -752,12 +752,13 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 		d.matMuls(b.h, []backend.Tensor{q, k, v}, []backend.Weight{a.Q, a.K, a.V})
 	}
 	if lo := &d.lora; lo.active() {
-		lo.apply(q, b.h, a.Q)
-		if k != nil {
-			lo.apply(k, b.h, a.K)
-			if a.V != nil {
-				lo.apply(v, b.h, a.V)
-			}
+		switch {
+		case k == nil:
+			lo.apply(q, b.h, a.Q)
+		case a.V == nil:
+			lo.applyMulti([]backend.Tensor{q, k}, b.h, []backend.Weight{a.Q, a.K})
+		default:
+			lo.applyMulti([]backend.Tensor{q, k, v}, b.h, []backend.Weight{a.Q, a.K, a.V})
 		}
 	}
 	d.trace("q", il, q)
@@ -914,8 +915,9 @@ func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act back
 func runFFN(be backend.Backend, lo *loraStep, gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
 	if gate != nil {
 		MatMuls(be, x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
-		lo.apply(g, x, gate)
-		lo.apply(u, x, up)
+		if lo.active() {
+			lo.applyMulti([]backend.Tensor{g, u}, x, []backend.Weight{gate, up})
+		}
 		AddBias(be, g, gateB)
 		AddBias(be, u, upB)
 		if act.Kind == backend.ActSiLU {

@@ -18,12 +18,17 @@ var ErrNoLoRA = errors.New("LoRA adapters are not supported")
 // and the hooks cost a length check.
 type loraStep struct {
 	ops    backend.LoRA
+	multi  backend.LoRAMulti // ops', when it has the multi-product form
 	groups []loraGroup
 	outs   []loraGroup
 	ds     []backend.LoRADelta
 	tokAd  []arch.Adapter // per token of the pass, its adapter (nil: none)
 	exps   []loraGroup    // applyExperts' (expert, adapter) groups
 	expOf  []int          // and the expert of each
+	// applyMulti's per-product deltas and arguments, reused.
+	dsm  [3][]backend.LoRADelta
+	mdst []backend.Tensor
+	mds  [][]backend.LoRADelta
 }
 
 type loraGroup struct {
@@ -83,6 +88,7 @@ func (s *loraStep) prepare(d *Decoder, bt *arch.Batch) error {
 		return fmt.Errorf("%s: %w on the %s backend", d.C.Arch, ErrNoLoRA, d.Be.Name())
 	}
 	s.ops = ops
+	s.multi, _ = ops.(backend.LoRAMulti)
 	n = 0
 	for j, t := range bt.Outputs {
 		if ad := bt.Adapters[bt.Seq[t]]; ad != nil {
@@ -98,6 +104,10 @@ func (s *loraStep) reset() {
 	s.groups, s.outs = s.groups[:0], s.outs[:0]
 	clear(s.ds[:cap(s.ds)])
 	s.ds = s.ds[:0]
+	for i := range s.dsm {
+		clear(s.dsm[i][:cap(s.dsm[i])])
+	}
+	clear(s.mds[:cap(s.mds)])
 	clear(s.tokAd[:cap(s.tokAd)])
 	s.tokAd = s.tokAd[:0]
 	all := s.exps[:cap(s.exps)]
@@ -127,6 +137,41 @@ func (s *loraStep) apply(dst, x backend.Tensor, w backend.Weight) {
 	if ds := s.deltas(s.groups, w); len(ds) > 0 {
 		s.ops.AddLoRA(dst, x, ds)
 	}
+}
+
+// applyMulti is apply for products of the same activations (dsts[i] =
+// x·ws[i]ᵀ; nil weights skipped): one call where the backend has
+// backend.LoRAMulti.
+func (s *loraStep) applyMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight) {
+	if !s.active() {
+		return
+	}
+	if s.multi == nil || len(ws) > len(s.dsm) {
+		for i, w := range ws {
+			s.apply(dsts[i], x, w)
+		}
+		return
+	}
+	s.mdst, s.mds = s.mdst[:0], s.mds[:0]
+	for i, w := range ws {
+		if w == nil {
+			continue
+		}
+		ds := s.dsm[i][:0]
+		for _, g := range s.groups {
+			if l, sc, ok := g.ad.Delta(w); ok {
+				ds = append(ds, backend.LoRADelta{W: l, Scale: sc, Rows: g.rows})
+			}
+		}
+		s.dsm[i] = ds
+		if len(ds) > 0 {
+			s.mdst, s.mds = append(s.mdst, dsts[i]), append(s.mds, ds)
+		}
+	}
+	if len(s.mds) > 0 {
+		s.multi.AddLoRAMulti(s.mdst, x, s.mds)
+	}
+	clear(s.mdst)
 }
 
 // applyOut is apply for the output rows (the batch's Outputs).
