@@ -286,8 +286,12 @@ func (l *loraWeight) aAt(j, i int) float32 {
 func (l *loraWeight) axpys(dst []float32, c []float32) {
 	if l.t == quant.F16 {
 		n := len(dst)
-		for j, cj := range c {
-			kcpu.AxpyF16(dst, cj, l.bt16[j*n:(j+1)*n])
+		j := 0
+		for ; j+4 <= len(c); j += 4 {
+			kcpu.AxpyF16x4(dst, (*[4]float32)(c[j:j+4]), l.bt16[j*n:(j+4)*n], n)
+		}
+		for ; j < len(c); j++ {
+			kcpu.AxpyF16(dst, c[j], l.bt16[j*n:(j+1)*n])
 		}
 		return
 	}
