@@ -11,7 +11,9 @@
 #   op by op, the tensor-core prefill matmul (mma.cu) and the f32 FMA tiles
 #   both, whole forward passes vs the CPU and llama.cpp's golden logits with
 #   each prefill kernel, Qwen 3.5's recurrent layers (recurrent.cu) and
-#   routing on the device vs the CPU, CUDA graph replay, decode steps as CUDA graphs
+#   routing on the device vs the CPU, LoRA adapters mixed in a batch
+#   (lora.cu: op parity, a generation vs the CPU and as graphs), CUDA graph
+#   replay, decode steps as CUDA graphs
 #   (HEARTH_CUDA_GRAPH) bitwise against direct launches, NVML), a device
 #   copy-bandwidth test, and the GPU benchmark of the llama-8b synthetic
 #   shape generated there with `hearth gen` (pp512 with each prefill kernel,

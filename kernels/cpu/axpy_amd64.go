@@ -15,6 +15,17 @@ func axpyF16Asm(dst []float32, w float32, v []uint16) int {
 	return 0
 }
 
+// axpyF16x4Asm runs the AVX2 kernel over the first multiple of 8
+// elements of the four rows and returns how many it did.
+func axpyF16x4Asm(dst []float32, w *[4]float32, v []uint16, stride int) int {
+	n8 := len(dst) &^ 7
+	if n8 > 0 && hasAVX2 {
+		axpyF16x4AVX2(unsafe.SliceData(dst), (*byte)(unsafe.Pointer(unsafe.SliceData(v))), 2*stride, &w[0], n8)
+		return n8
+	}
+	return 0
+}
+
 // swigluAsm runs the AVX2 kernel over all of dst, the last partial group
 // of 8 through a padded copy, so every element takes the same path
 // whatever the length (results do not depend on how a batch is split).

@@ -4,6 +4,8 @@ package cpu
 
 func axpyF16Asm(dst []float32, w float32, v []uint16) int { return 0 }
 
+func axpyF16x4Asm(dst []float32, w *[4]float32, v []uint16, stride int) int { return 0 }
+
 func swigluAsm(dst, gate, up []float32) int { return 0 }
 
 func expShiftAsm(x []float32, m float32) int { return 0 }

@@ -363,6 +363,34 @@ func TestAxpyF16(t *testing.T) {
 	}
 }
 
+// TestAxpyF16x4 holds AxpyF16x4 to AxpyF16 on each row in turn, bit for
+// bit, over odd lengths and strides, with a guard past the end.
+func TestAxpyF16x4(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 17, 31, 33, 100, 768} {
+		for _, stride := range []int{n, n + 3} {
+			v := make([]uint16, 3*stride+n)
+			ToF16(v, randVec(r, len(v)))
+			w := [4]float32{0.37, -1.5, 2.25, 0.01}
+			dst := randVec(r, n+1)
+			want := append([]float32(nil), dst...)
+			guard := dst[n]
+			AxpyF16x4(dst[:n], &w, v, stride)
+			for k := range 4 {
+				AxpyF16(want[:n], w[k], v[k*stride:k*stride+n])
+			}
+			for i := range n {
+				if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d stride %d [%d]: %v, want %v", n, stride, i, dst[i], want[i])
+				}
+			}
+			if dst[n] != guard {
+				t.Fatalf("n=%d: wrote past the end", n)
+			}
+		}
+	}
+}
+
 // TestSwiGLU holds the SIMD SwiGLU to the per-element reference (a few
 // ulp: its e^x is a polynomial), over odd lengths, extreme and NaN gates.
 func TestSwiGLU(t *testing.T) {

@@ -33691,6 +33691,70 @@ axpyF16AVX2_done:
 	VZEROUPPER
 	RET
 
+// func axpyF16x4AVX2(dst *float32, v *byte, stride int, w *float32, n int)
+// Requires: AVX, F16C, FMA3
+TEXT ·axpyF16x4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         v+8(FP), CX
+	MOVQ         stride+16(FP), DX
+	MOVQ         w+24(FP), BX
+	MOVQ         n+32(FP), SI
+	VBROADCASTSS (BX), Y0
+	VBROADCASTSS 4(BX), Y1
+	VBROADCASTSS 8(BX), Y2
+	VBROADCASTSS 12(BX), Y3
+	LEAQ         (DX)(DX*2), BX
+
+axpyF16x4AVX2_loop16:
+	CMPQ        SI, $0x10
+	JL          axpyF16x4AVX2_loop8
+	VMOVUPS     (AX), Y4
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS Y5, Y0, Y4
+	VCVTPH2PS   (CX)(DX*1), Y5
+	VFMADD231PS Y5, Y1, Y4
+	VCVTPH2PS   (CX)(DX*2), Y5
+	VFMADD231PS Y5, Y2, Y4
+	VCVTPH2PS   (CX)(BX*1), Y5
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, (AX)
+	VMOVUPS     32(AX), Y4
+	VCVTPH2PS   16(CX), Y5
+	VFMADD231PS Y5, Y0, Y4
+	VCVTPH2PS   16(CX)(DX*1), Y5
+	VFMADD231PS Y5, Y1, Y4
+	VCVTPH2PS   16(CX)(DX*2), Y5
+	VFMADD231PS Y5, Y2, Y4
+	VCVTPH2PS   16(CX)(BX*1), Y5
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, 32(AX)
+	ADDQ        $0x20, CX
+	ADDQ        $0x40, AX
+	SUBQ        $0x10, SI
+	JMP         axpyF16x4AVX2_loop16
+
+axpyF16x4AVX2_loop8:
+	TESTQ       SI, SI
+	JZ          axpyF16x4AVX2_done
+	VMOVUPS     (AX), Y4
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS Y5, Y0, Y4
+	VCVTPH2PS   (CX)(DX*1), Y5
+	VFMADD231PS Y5, Y1, Y4
+	VCVTPH2PS   (CX)(DX*2), Y5
+	VFMADD231PS Y5, Y2, Y4
+	VCVTPH2PS   (CX)(BX*1), Y5
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, (AX)
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, SI
+	JMP         axpyF16x4AVX2_loop8
+
+axpyF16x4AVX2_done:
+	VZEROUPPER
+	RET
+
 // func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 // Requires: AVX, F16C, FMA3
 TEXT ·qkF16G1(SB), NOSPLIT, $0-56

@@ -873,6 +873,13 @@ func gemmQ8_0AVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32
 //go:noescape
 func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
 
+// axpyF16x4AVX2 adds w[k] times row k of four rows of n float16 values (n a multiple
+// of 8, rows stride bytes apart) to dst, rows in order, one fused multiply-add
+// per element and row (four kernels/cpu.axpyF16Generic calls).
+//
+//go:noescape
+func axpyF16x4AVX2(dst *float32, v *byte, stride int, w *float32, n int)
+
 // qkF16G1 is the scores of 1 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).
 //

@@ -45,3 +45,12 @@ type LoRA interface {
 	// vocabulary). An id outside [0, in) is an error (recorded; see Err).
 	AddLoRAEmbed(dst Tensor, ids []int32, ds []LoRADelta)
 }
+
+// LoRAMulti is an optional part of LoRA: the deltas of several products
+// of the same activations (a layer's q, k and v; gate and up) in one
+// call, as AddLoRA on each: ds[i] are the deltas of dsts[i] = x·W_iᵀ.
+// runtime/cpu reads each row of x once for all of them and starts its
+// threads once.
+type LoRAMulti interface {
+	AddLoRAMulti(dsts []Tensor, x Tensor, ds [][]LoRADelta)
+}

@@ -23,8 +23,14 @@ type Backend struct {
 	gd, gx [][]float32
 	gm     []*kcpu.Matrix
 	gn     []int
-	lt     []loraTask // AddLoRA's (delta, row) pairs, reused
-	lxb    []byte     // AddLoRA's activation rows, one per chunk
+	lt     []loraTask // AddLoRAEmbed's (delta, row) pairs, reused
+	// AddLoRAMulti's memory, reused: each row's delta per product, the
+	// units, each thread's working memory; AddLoRA's one-product lists.
+	lsig   []int32
+	lunits []loraUnit
+	lsub   []*loraSub
+	ld1    [1]backend.Tensor
+	lds1   [1][]backend.LoRADelta
 }
 
 // New returns a CPU backend running on threads threads (<= 0: all CPUs).
@@ -33,7 +39,12 @@ func New(threads int) *Backend {
 }
 
 // Close stops the worker threads.
-func (b *Backend) Close() { b.pool.Close() }
+func (b *Backend) Close() {
+	b.pool.Close()
+	for _, s := range b.lsub {
+		s.pool.Close()
+	}
+}
 
 // Threads is the number of threads used.
 func (b *Backend) Threads() int { return b.pool.Threads() }

@@ -117,6 +117,11 @@ type Backend struct {
 	recKey   []int32
 	recDev   DevicePtr
 	recEpoch uint64
+
+	// AddLoRA's task table (lora.go), its device copy and the shrink's
+	// coefficients.
+	loraTab         []int32
+	loraMeta, loraC *buffer
 }
 
 // GraphStats reports what the graph recorder has done (zero when graphs
@@ -148,6 +153,7 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 	clear(b.ropes)
 	b.aq, b.ad, b.ids, b.meta, b.i32, b.rowIn, b.recMeta = nil, nil, nil, nil, nil, nil, nil
+	b.loraMeta, b.loraC = nil, nil
 	b.recDev, b.recKey = 0, nil
 	b.dev.free(ptrs, b.stage)
 	b.stage, b.stageLen = nil, 0

@@ -81,6 +81,24 @@
 // each operation and whole forward passes to the CPU backend and to
 // llama.cpp's golden outputs within internal/golden's tolerances.
 //
+// # LoRA adapters (backend.LoRA; lora.go, kernels/cuda lora.cu)
+//
+// A pair is uploaded as the CPU keeps it (A, and B transposed; F16 when
+// the file has it, else F32) and stays in the ledger until Close. A
+// product's deltas, whatever the number of adapters in the step, are two
+// launches: lora_shrink (c = s·A·x for each task: an adapter and up to 8
+// of its rows, so A is read once per task) and lora_expand (dst += Bᵀ·c),
+// over a task table uploaded as a step input; the token embedding's delta
+// gathers columns of A instead (lora_shrink_embed). Decode steps with
+// adapters record into graphs like any other: the table goes through the
+// step-input arena, and a step's graph is keyed by its topology, which
+// follows the number of tasks and the largest rank. Checked over the fake
+// driver (TestOpsFake's lora rows, TestLoRAForwardFake: a generation with
+// adapters mixed in, vs the CPU and as graphs; TestEngineLoRAFake: the
+// engine's greedy tokens vs the CPU's, batched and alone) and on a GPU by
+// TestGPULoRA. Adapters of a split model are not supported (runtime/split
+// has no backend.LoRA): loading one fails with lora.ErrUnsupported.
+//
 // # Partial offload
 //
 // When a model does not fit, runtime/split runs its last layers here and

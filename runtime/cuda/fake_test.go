@@ -783,6 +783,12 @@ func (f *fakeDriver) run(name string, grid [3]uint32, a []uint64) {
 				x[i] *= p
 			}
 		}
+	case name == "lora_shrink":
+		loraShrinkKernel(f, grid, a)
+	case name == "lora_shrink_embed":
+		loraShrinkEmbedKernel(f, grid, a)
+	case name == "lora_expand":
+		loraExpandKernel(f, grid, a)
 	case name == "moe_sum_f32": // dst, y, w, k, cols
 		k, cols := i32(a[3]), i32(a[4])
 		f.checkGrid(name, grid, int(grid[0]), cols)

@@ -28,6 +28,14 @@ import (
 // get a slot of one recurrent state pool.
 func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	t.Helper()
+	return generationWith(t, m, be, nil)
+}
+
+// generationWith is generation with LoRA adapters: the k-th sequence
+// made runs with ads[k%len(ads)] (nil: the bare base), so the adapters of
+// a step change as sequences come and go.
+func generationWith(t testing.TB, m arch.Model, be backend.Backend, ads []arch.Adapter) [][]float32 {
+	t.Helper()
 	info := m.Info()
 	const blockSize = 4
 	pool, err := be.NewKVPool(info.Layers, 64, blockSize, info.KVDim)
@@ -38,6 +46,7 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	type seq struct {
 		kv  *backend.PagedKV
 		pos int32
+		ad  arch.Adapter
 	}
 	grow := func(s *seq, upto int32) {
 		for int32(len(s.kv.Table))*blockSize <= upto {
@@ -59,6 +68,9 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	}
 	prompt := func(s *seq, n, step int) {
 		b := &arch.Batch{KVs: []backend.KV{s.kv}, Outputs: []int{n - 1}}
+		if ads != nil {
+			b.Adapters = []arch.Adapter{s.ad}
+		}
 		for i := range n {
 			grow(s, s.pos)
 			b.IDs, b.Pos, b.Seq = append(b.IDs, tok(step, i)), append(b.Pos, s.pos), append(b.Seq, 0)
@@ -71,6 +83,9 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 		for i, s := range ss {
 			grow(s, s.pos)
 			b.KVs = append(b.KVs, s.kv)
+			if ads != nil {
+				b.Adapters = append(b.Adapters, s.ad)
+			}
 			b.IDs, b.Pos, b.Seq = append(b.IDs, tok(step, i)), append(b.Pos, s.pos), append(b.Seq, int32(i))
 			b.Outputs = append(b.Outputs, i)
 			s.pos++
@@ -88,7 +103,11 @@ func generation(t testing.TB, m arch.Model, be backend.Backend) [][]float32 {
 	slots := 0
 	mk := func() *seq {
 		slots++
-		return &seq{kv: &backend.PagedKV{Pool: pool, States: states, Slot: slots - 1}}
+		var ad arch.Adapter
+		if len(ads) > 0 {
+			ad = ads[(slots-1)%len(ads)]
+		}
+		return &seq{kv: &backend.PagedKV{Pool: pool, States: states, Slot: slots - 1}, ad: ad}
 	}
 	s0, s1, s2 := mk(), mk(), mk()
 	prompt(s0, 5, 100)

@@ -381,6 +381,7 @@ func opErrors(t testing.TB, cpuBE, devBE backend.Backend) map[string]float64 {
 	env.familyOps()
 	env.expertOps(r)
 	env.recurrentOps()
+	env.loraOps(r)
 	pos := make([]int32, n)
 	for i := range pos {
 		pos[i] = int32(r.IntN(3000))

@@ -64,6 +64,9 @@ type Options struct {
 	KVBytes int64
 	// Log receives the placement decision; nil: slog.Default().
 	Log *slog.Logger
+	// CUDADriver, when set, replaces libcuda.so.1 (tests run the engine
+	// on runtime/cuda's fake driver with it).
+	CUDADriver cuda.Driver
 }
 
 // Placement is where a model's parts run.
@@ -115,13 +118,13 @@ func Open(f *gguf.File, n *arch.Needs, o Options) (backend.Backend, Placement, e
 	var err error
 	switch o.Device {
 	case "", "auto":
-		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
+		if gpu, err = cuda.New(cuda.Options{Log: log, Driver: o.CUDADriver}); err != nil {
 			return onCPU()
 		}
 	case "cpu":
 		return onCPU()
 	case "cuda", "gpu":
-		if gpu, err = cuda.New(cuda.Options{Log: log}); err != nil {
+		if gpu, err = cuda.New(cuda.Options{Log: log, Driver: o.CUDADriver}); err != nil {
 			return nil, Placement{}, err
 		}
 	default:

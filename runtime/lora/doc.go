@@ -15,7 +15,10 @@
 // {in, rank}, B is {rank, out}; llama.cpp checks W.ne[0]==A.ne[0],
 // W.ne[1]==B.ne[1], A.ne[1]==B.ne[0]. The token embedding W {n_embd,
 // n_vocab} is "flipped": A is {rank, n_vocab} and B {rank, n_embd} (its
-// delta for token id is B·A[:, id]).
+// delta for token id is B·A[:, id]). A mixture's expert stack W {in, out,
+// experts} (ffn_gate_exps, ffn_up_exps, ffn_down_exps) takes 3-D pairs, A
+// {in, rank, experts} and B {rank, out, experts}: expert e's pair is
+// their e-th slab (llama.cpp's build_lora_mm_id).
 //
 // # Application
 //
@@ -23,7 +26,10 @@
 // scale (the user's alone when alpha is 0), rank = B.ne[0], applied after
 // the base product and before its bias, as llama.cpp's build_lora_mm.
 // The token embedding gets s·B·A[:, id] added before any embedding scale
-// (build_inp_embd). A tied output matrix takes no adapter (llama.cpp binds
+// (build_inp_embd). An expert's delta is added to the rows routed to it
+// (per selected expert per row, before the expert's bias); a step where
+// an adapter adapts the experts routes on the host (the grouped path),
+// since its deltas are grouped by expert and adapter there. A tied output matrix takes no adapter (llama.cpp binds
 // it as a tensor of its own; an adapter for token_embd there would not
 // even fit its shape).
 //

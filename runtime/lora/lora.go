@@ -33,6 +33,11 @@ type Pair struct {
 	Rank     int
 	In, Out  int  // the base weight's ne[0] and ne[1]
 	Embedded bool // the token embedding (flipped shapes)
+	// Experts is the stack's ne[2] for a mixture's expert weights
+	// (ffn_*_exps: W {in, out, experts}, A {in, rank, experts}, B {rank,
+	// out, experts}, one pair per expert, as llama.cpp's
+	// build_lora_mm_id reads them); 0 for a 2-D weight.
+	Experts int
 }
 
 // File is an adapter file's contents, checked against a base model.
@@ -114,9 +119,12 @@ func (p *Pair) check(base *gguf.File) error {
 	if !ok {
 		return fmt.Errorf("%w: the base model has no tensor %q", ErrMismatch, p.Name)
 	}
+	if len(w.Dims) != 2 && len(w.Dims) != 3 {
+		return fmt.Errorf("%w: base tensor has shape %v, want 2-D (or a 3-D stack of experts)", ErrMismatch, w.Dims)
+	}
 	for _, t := range []*gguf.TensorInfo{p.A, p.B} {
-		if len(t.Dims) != 2 {
-			return fmt.Errorf("%w: %s has shape %v, want 2-D (expert stacks are not supported)", ErrUnsupported, t.Name, t.Dims)
+		if len(t.Dims) != len(w.Dims) {
+			return fmt.Errorf("%w: %s has shape %v for a base tensor of shape %v", ErrMismatch, t.Name, t.Dims, w.Dims)
 		}
 		switch t.Type {
 		case quant.F32, quant.F16, quant.BF16:
@@ -124,8 +132,15 @@ func (p *Pair) check(base *gguf.File) error {
 			return fmt.Errorf("%w: %s is %v, want F32, F16 or BF16", ErrUnsupported, t.Name, t.Type)
 		}
 	}
-	if len(w.Dims) != 2 {
-		return fmt.Errorf("%w: base tensor has shape %v, want 2-D", ErrMismatch, w.Dims)
+	if len(w.Dims) == 3 {
+		// A stack of experts: a pair per expert along ne[2].
+		if p.A.Dims[2] != w.Dims[2] || p.B.Dims[2] != w.Dims[2] || w.Dims[2] == 0 || w.Dims[2] > 1<<16 {
+			return fmt.Errorf("%w: lora_a %v and lora_b %v do not fit the %d experts of %v", ErrMismatch, p.A.Dims, p.B.Dims, w.Dims[2], w.Dims)
+		}
+		if p.Name == "token_embd.weight" {
+			return fmt.Errorf("%w: a 3-D token embedding", ErrMismatch)
+		}
+		p.Experts = int(w.Dims[2])
 	}
 	a, b := p.A.Dims, p.B.Dims
 	p.In, p.Out = int(w.Dims[0]), int(w.Dims[1])
@@ -274,7 +289,7 @@ func Bind(name string, f *File, m arch.Model, be backend.Backend, user float32) 
 		p := &f.Pairs[i]
 		tw := ts[p.Name]
 		if len(tw) == 0 {
-			return nil, fmt.Errorf("adapter tensor %q: %w: Hearth applies adapters to the attention and dense feed-forward projections, the output and the token embedding of this model, not to this tensor", p.Name, ErrUnsupported)
+			return nil, fmt.Errorf("adapter tensor %q: %w: Hearth applies adapters to the attention projections, the feed-forward and expert weights, the output and the token embedding of this model, not to this tensor", p.Name, ErrUnsupported)
 		}
 		if p.Embedded && tw[0].w != am.Embedding() {
 			return nil, fmt.Errorf("adapter tensor %q: %w: flipped shapes on a weight that is not the token embedding", p.Name, ErrUnsupported)
@@ -306,23 +321,30 @@ func Bind(name string, f *File, m arch.Model, be backend.Backend, user float32) 
 		if p.Embedded {
 			out = p.In
 		}
+		// A stack of experts is bound as its experts are (rows e·out …
+		// (e+1)·out of the stack): expert e's pair is A's and B's e-th
+		// slab.
+		experts := max(p.Experts, 1)
 		for _, t := range tw {
 			r0, n := 0, out
 			if !t.whole {
 				r0, n = t.r0, t.n
 			}
+			e := r0 / out
+			r0 -= e * out
 			rows, cols := t.w.Shape()
 			if p.Embedded { // the table is vocab rows of n_embd: the product's transpose
 				rows, cols = cols, rows
 			}
-			if rows != n || cols != in || r0+n > out {
+			if rows != n || cols != in || r0+n > out || e >= experts {
 				return nil, fmt.Errorf("adapter tensor %q: %w: weight %q is %d × %d, the pair gives %d × %d", p.Name, ErrMismatch, t.w.Name(), rows, cols, n, in)
 			}
 			keep := quant.F32 // F16 files stay F16 (half the bandwidth); F32 and BF16 run in F32
 			if p.A.Type == quant.F16 && p.B.Type == quant.F16 {
 				keep = quant.F16
 			}
-			l, err := ops.BindLoRA(t.w.Name(), a, bv[r0*r:(r0+n)*r], n, in, r, keep)
+			ae, be := a[e*r*in:(e+1)*r*in], bv[e*out*r:(e+1)*out*r]
+			l, err := ops.BindLoRA(t.w.Name(), ae, be[r0*r:(r0+n)*r], n, in, r, keep)
 			if err != nil {
 				return nil, err
 			}

@@ -22,7 +22,8 @@ type RandomOptions struct {
 	// Parts are the base tensors' kinds to adapt, matched as
 	// "blk.N.<part>.weight" or a whole name ("token_embd.weight",
 	// "output.weight"): {"attn_q", "attn_k", "attn_v", "attn_output",
-	// "ffn_gate", "ffn_up", "ffn_down"} for the usual attention and FFN.
+	// "ffn_gate", "ffn_up", "ffn_down"} for the usual attention and FFN,
+	// Experts for a mixture's expert stacks (3-D pairs, one per expert).
 	Parts []string
 	// Std is the spread of A's and B's values (uniform in ±Std·√3); 0:
 	// 1/√rank for A and 0.02 for B.
@@ -33,6 +34,9 @@ type RandomOptions struct {
 
 // AttnFFN are the parts of an adapter on attention and the dense FFN.
 var AttnFFN = []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+
+// Experts are the parts of an adapter on a mixture's experts.
+var Experts = []string{"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}
 
 // Random returns a GGUF adapter for the model in base with random A and
 // B (deterministic in o.Seed), in llama.cpp's format (token_embd's pair
@@ -81,18 +85,28 @@ func Random(base *gguf.File, o RandomOptions) (*gguf.Writer, error) {
 	n := 0
 	for i := range base.Tensors {
 		t := &base.Tensors[i]
-		if !wanted(t.Name, o.Parts) || len(t.Dims) != 2 {
+		if !wanted(t.Name, o.Parts) || len(t.Dims) != 2 && len(t.Dims) != 3 {
 			continue
 		}
 		in, out := t.Dims[0], t.Dims[1]
 		da, db := []uint64{in, r}, []uint64{r, out}
-		if t.Name == "token_embd.weight" {
+		switch {
+		case t.Name == "token_embd.weight":
 			da, db = []uint64{r, out}, []uint64{r, in}
+		case len(t.Dims) == 3: // experts: a pair per expert along ne[2]
+			da, db = append(da, t.Dims[2]), append(db, t.Dims[2])
 		}
-		if err := w.AddTensor(t.Name+".lora_a", typ, da, values(int(da[0]*da[1]), stdA)); err != nil {
+		count := func(d []uint64) int {
+			n := 1
+			for _, x := range d {
+				n *= int(x)
+			}
+			return n
+		}
+		if err := w.AddTensor(t.Name+".lora_a", typ, da, values(count(da), stdA)); err != nil {
 			return nil, err
 		}
-		if err := w.AddTensor(t.Name+".lora_b", typ, db, values(int(db[0]*db[1]), stdB)); err != nil {
+		if err := w.AddTensor(t.Name+".lora_b", typ, db, values(count(db), stdB)); err != nil {
 			return nil, err
 		}
 		n++

@@ -3,6 +3,7 @@ package main
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
 )
 
 // genAxpyF16 emits func(dst *float32, v *byte, w float32, n int): dst[i] +=
@@ -44,6 +45,72 @@ func genAxpyF16() {
 	VMOVUPS(Mem{Base: dst}, d)
 	VFMADD231PS(a, wy, d)
 	VMOVUPS(d, Mem{Base: dst})
+	ADDQ(U8(16), v)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef(name + "_loop8"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// genAxpyF16x4 emits func(dst *float32, v *byte, stride int, w *float32,
+// n int): dst[i] += w[0]·v0[i], then w[1]·v1[i], w[2]·v2[i], w[3]·v3[i],
+// for n (a multiple of 8) float16 values of four rows stride bytes apart
+// (v0 at v), each a fused multiply-add in that order: the bits of four
+// axpyF16AVX2 calls with dst loaded and stored once instead of four times
+// (a LoRA's expand, Bᵀ's rows times the shrink's coefficients).
+func genAxpyF16x4() {
+	name := "axpyF16x4AVX2"
+	text(name, NOSPLIT, "func(dst *float32, v *byte, stride int, w *float32, n int)")
+	Doc(name+" adds w[k] times row k of four rows of n float16 values (n a multiple",
+		"of 8, rows stride bytes apart) to dst, rows in order, one fused multiply-add",
+		"per element and row (four kernels/cpu.axpyF16Generic calls).")
+	dst := Load(Param("dst"), GP64())
+	v := Load(Param("v"), GP64())
+	stride := Load(Param("stride"), GP64())
+	wp := Load(Param("w"), GP64())
+	n := Load(Param("n"), GP64())
+	var wy [4]reg.VecVirtual
+	for k := range wy {
+		wy[k] = YMM()
+		VBROADCASTSS(Mem{Base: wp, Disp: 4 * k}, wy[k])
+	}
+	s3 := GP64()
+	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s3)
+	step := func(lanes int) {
+		for i := 0; i < lanes; i++ {
+			d := YMM()
+			VMOVUPS(Mem{Base: dst, Disp: 32 * i}, d)
+			for k := 0; k < 4; k++ {
+				a := YMM()
+				switch k {
+				case 0:
+					VCVTPH2PS(Mem{Base: v, Disp: 16 * i}, a)
+				case 1:
+					VCVTPH2PS(Mem{Base: v, Index: stride, Scale: 1, Disp: 16 * i}, a)
+				case 2:
+					VCVTPH2PS(Mem{Base: v, Index: stride, Scale: 2, Disp: 16 * i}, a)
+				case 3:
+					VCVTPH2PS(Mem{Base: v, Index: s3, Scale: 1, Disp: 16 * i}, a)
+				}
+				VFMADD231PS(a, wy[k], d)
+			}
+			VMOVUPS(d, Mem{Base: dst, Disp: 32 * i})
+		}
+	}
+	Label(name + "_loop16")
+	CMPQ(n, U8(16))
+	JL(LabelRef(name + "_loop8"))
+	step(2)
+	ADDQ(U8(32), v)
+	ADDQ(U8(64), dst)
+	SUBQ(U8(16), n)
+	JMP(LabelRef(name + "_loop16"))
+	Label(name + "_loop8")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	step(1)
 	ADDQ(U8(16), v)
 	ADDQ(U8(32), dst)
 	SUBQ(U8(8), n)

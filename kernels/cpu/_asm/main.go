@@ -46,6 +46,7 @@ func main() {
 	genGemmK()
 	genGemmAVX2()
 	genAxpyF16()
+	genAxpyF16x4()
 	genAttnF16()
 	expC := expConsts()
 	genSwiGLU(expC)

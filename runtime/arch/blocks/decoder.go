@@ -752,12 +752,13 @@ func (d *Decoder) attention(a *Attention, b *buffers, ab *attnBufs, bt *arch.Bat
 		d.matMuls(b.h, []backend.Tensor{q, k, v}, []backend.Weight{a.Q, a.K, a.V})
 	}
 	if lo := &d.lora; lo.active() {
-		lo.apply(q, b.h, a.Q)
-		if k != nil {
-			lo.apply(k, b.h, a.K)
-			if a.V != nil {
-				lo.apply(v, b.h, a.V)
-			}
+		switch {
+		case k == nil:
+			lo.apply(q, b.h, a.Q)
+		case a.V == nil:
+			lo.applyMulti([]backend.Tensor{q, k}, b.h, []backend.Weight{a.Q, a.K})
+		default:
+			lo.applyMulti([]backend.Tensor{q, k, v}, b.h, []backend.Weight{a.Q, a.K, a.V})
 		}
 	}
 	d.trace("q", il, q)
@@ -914,8 +915,9 @@ func (d *Decoder) ffn(gate, up, down, gateB, upB, downB backend.Weight, act back
 func runFFN(be backend.Backend, lo *loraStep, gate, up, down, gateB, upB, downB backend.Weight, act backend.Act, x, g, u, a, out backend.Tensor) {
 	if gate != nil {
 		MatMuls(be, x, []backend.Tensor{g, u}, []backend.Weight{gate, up})
-		lo.apply(g, x, gate)
-		lo.apply(u, x, up)
+		if lo.active() {
+			lo.applyMulti([]backend.Tensor{g, u}, x, []backend.Weight{gate, up})
+		}
 		AddBias(be, g, gateB)
 		AddBias(be, u, upB)
 		if act.Kind == backend.ActSiLU {
@@ -1029,7 +1031,9 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 	if clear {
 		be.Scale(out, 0)
 	}
-	if n <= byIDTokens {
+	// Adapters on the experts need each row's expert on the host (their
+	// deltas are grouped by expert and adapter): such steps route here.
+	if n <= byIDTokens && !d.lora.experts(m) {
 		if s := d.expertSets(m, b); s != nil {
 			return d.moeByID(m, s, b, n, out)
 		}
@@ -1072,11 +1076,12 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 	be.Gather(xe, b.h, r.tok)
 	// group runs, for every expert and each part (dst, f) of parts, f's
 	// weight over the expert's rows of x into its rows of dst, as one
-	// grouped product, then f's bias.
+	// grouped product, then the adapters' deltas, then f's bias.
 	type part struct {
 		dst backend.Tensor
 		f   func(*Expert) (w, bias backend.Weight)
 	}
+	lo := &d.lora
 	group := func(x backend.Tensor, parts ...part) {
 		r.dsts, r.xs, r.mats = r.dsts[:0], r.xs[:0], r.mats[:0]
 		for e := range m.Experts {
@@ -1092,6 +1097,9 @@ func (d *Decoder) moe(m *MoE, b *buffers, n int, out backend.Tensor, clear bool)
 			}
 		}
 		d.matMulGrouped(r.dsts, r.xs, r.mats)
+		for _, p := range parts {
+			lo.applyExperts(p.dst, x, m, r, func(x *Expert) backend.Weight { w, _ := p.f(x); return w })
+		}
 		for e := range m.Experts {
 			for _, p := range parts {
 				if _, bias := p.f(&m.Experts[e]); bias != nil && r.count[e] > 0 {

@@ -18,9 +18,17 @@ var ErrNoLoRA = errors.New("LoRA adapters are not supported")
 // and the hooks cost a length check.
 type loraStep struct {
 	ops    backend.LoRA
+	multi  backend.LoRAMulti // ops', when it has the multi-product form
 	groups []loraGroup
 	outs   []loraGroup
 	ds     []backend.LoRADelta
+	tokAd  []arch.Adapter // per token of the pass, its adapter (nil: none)
+	exps   []loraGroup    // applyExperts' (expert, adapter) groups
+	expOf  []int          // and the expert of each
+	// applyMulti's per-product deltas and arguments, reused.
+	dsm  [3][]backend.LoRADelta
+	mdst []backend.Tensor
+	mds  [][]backend.LoRADelta
 }
 
 type loraGroup struct {
@@ -59,13 +67,16 @@ func (s *loraStep) prepare(d *Decoder, bt *arch.Batch) error {
 		return fmt.Errorf("%s: %d adapters for %d sequences", d.C.Arch, len(bt.Adapters), len(bt.KVs))
 	}
 	n := 0
+	s.tokAd = s.tokAd[:0]
 	for t, q := range bt.Seq {
 		if q < 0 || int(q) >= len(bt.Adapters) {
 			return fmt.Errorf("%s: token %d of sequence %d of %d", d.C.Arch, t, q, len(bt.Adapters))
 		}
-		if ad := bt.Adapters[q]; ad != nil {
+		ad := bt.Adapters[q]
+		if ad != nil {
 			s.groups = group(s.groups, &n, ad, int32(t))
 		}
+		s.tokAd = append(s.tokAd, ad)
 	}
 	s.groups = s.groups[:n]
 	if n == 0 {
@@ -77,6 +88,7 @@ func (s *loraStep) prepare(d *Decoder, bt *arch.Batch) error {
 		return fmt.Errorf("%s: %w on the %s backend", d.C.Arch, ErrNoLoRA, d.Be.Name())
 	}
 	s.ops = ops
+	s.multi, _ = ops.(backend.LoRAMulti)
 	n = 0
 	for j, t := range bt.Outputs {
 		if ad := bt.Adapters[bt.Seq[t]]; ad != nil {
@@ -92,6 +104,17 @@ func (s *loraStep) reset() {
 	s.groups, s.outs = s.groups[:0], s.outs[:0]
 	clear(s.ds[:cap(s.ds)])
 	s.ds = s.ds[:0]
+	for i := range s.dsm {
+		clear(s.dsm[i][:cap(s.dsm[i])])
+	}
+	clear(s.mds[:cap(s.mds)])
+	clear(s.tokAd[:cap(s.tokAd)])
+	s.tokAd = s.tokAd[:0]
+	all := s.exps[:cap(s.exps)]
+	for i := range all {
+		all[i].ad = nil
+	}
+	s.exps = s.exps[:0]
 }
 
 // deltas collects the deltas of w among gs into s.ds.
@@ -116,6 +139,41 @@ func (s *loraStep) apply(dst, x backend.Tensor, w backend.Weight) {
 	}
 }
 
+// applyMulti is apply for products of the same activations (dsts[i] =
+// x·ws[i]ᵀ; nil weights skipped): one call where the backend has
+// backend.LoRAMulti.
+func (s *loraStep) applyMulti(dsts []backend.Tensor, x backend.Tensor, ws []backend.Weight) {
+	if !s.active() {
+		return
+	}
+	if s.multi == nil || len(ws) > len(s.dsm) {
+		for i, w := range ws {
+			s.apply(dsts[i], x, w)
+		}
+		return
+	}
+	s.mdst, s.mds = s.mdst[:0], s.mds[:0]
+	for i, w := range ws {
+		if w == nil {
+			continue
+		}
+		ds := s.dsm[i][:0]
+		for _, g := range s.groups {
+			if l, sc, ok := g.ad.Delta(w); ok {
+				ds = append(ds, backend.LoRADelta{W: l, Scale: sc, Rows: g.rows})
+			}
+		}
+		s.dsm[i] = ds
+		if len(ds) > 0 {
+			s.mdst, s.mds = append(s.mdst, dsts[i]), append(s.mds, ds)
+		}
+	}
+	if len(s.mds) > 0 {
+		s.multi.AddLoRAMulti(s.mdst, x, s.mds)
+	}
+	clear(s.mdst)
+}
+
 // applyOut is apply for the output rows (the batch's Outputs).
 func (s *loraStep) applyOut(dst, x backend.Tensor, w backend.Weight) {
 	if !s.active() {
@@ -137,11 +195,76 @@ func (s *loraStep) applyEmbed(x backend.Tensor, w backend.Weight, ids []int32) {
 	}
 }
 
+// experts says whether an adapter of the pass adapts m's experts (their
+// stacks are adapted whole: expert 0's weights tell).
+func (s *loraStep) experts(m *MoE) bool {
+	if !s.active() || len(m.Experts) == 0 {
+		return false
+	}
+	x := &m.Experts[0]
+	for _, g := range s.groups {
+		for _, w := range []backend.Weight{x.Gate, x.Up, x.Down} {
+			if w == nil {
+				continue
+			}
+			if _, _, ok := g.ad.Delta(w); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// applyExperts adds the adapters' deltas of a mixture's grouped expert
+// products (moe): dst = x·W_eᵀ over the rows r.start[e] … +r.count[e] of
+// each expert e (W_e = part(expert e)), row i coming from token r.tok[i].
+// Each (expert, adapter) present is one delta of the call (llama.cpp's
+// build_lora_mm_id: the adapter's pair of the expert chosen).
+func (s *loraStep) applyExperts(dst, x backend.Tensor, m *MoE, r *router, part func(*Expert) backend.Weight) {
+	if !s.active() {
+		return
+	}
+	s.exps, s.expOf = s.exps[:0], s.expOf[:0]
+	for e := range m.Experts {
+		first := len(s.exps)
+		for i := r.start[e]; i < r.start[e]+r.count[e]; i++ {
+			ad := s.tokAd[r.tok[i]]
+			if ad == nil {
+				continue
+			}
+			k := first
+			for k < len(s.exps) && s.exps[k].ad != ad {
+				k++
+			}
+			if k == len(s.exps) { // a new (expert, adapter) group, reusing memory
+				if k < cap(s.exps) {
+					s.exps = s.exps[:k+1]
+				} else {
+					s.exps = append(s.exps, loraGroup{})
+				}
+				s.exps[k].ad, s.exps[k].rows = ad, s.exps[k].rows[:0]
+				s.expOf = append(s.expOf, e)
+			}
+			s.exps[k].rows = append(s.exps[k].rows, int32(i))
+		}
+	}
+	s.ds = s.ds[:0]
+	for k, g := range s.exps {
+		if l, sc, ok := g.ad.Delta(part(&m.Experts[s.expOf[k]])); ok {
+			s.ds = append(s.ds, backend.LoRADelta{W: l, Scale: sc, Rows: g.rows})
+		}
+	}
+	if len(s.ds) > 0 {
+		s.ops.AddLoRA(dst, x, s.ds)
+	}
+}
+
 // LoRATargets implements arch.Adaptable: the weights llama.cpp applies
 // adapters to that Hearth runs through a hook, namely the token
 // embedding, every attention's q, k, v and output projections, every
-// dense feed-forward's (and shared expert's) gate, up and down, and an
-// untied output. Not (yet) the routed experts, the routers, recurrent
+// dense feed-forward's (and shared expert's) gate, up and down, every
+// routed expert's gate, up and down (bound per expert, named as rows of
+// their stack), and an untied output. Not (yet) the routers, recurrent
 // blocks, attention output gates or per-layer embeddings: an adapter for
 // those fails to load.
 func (d *Decoder) LoRATargets() []backend.Weight {
@@ -165,9 +288,14 @@ func (d *Decoder) LoRATargets() []backend.Weight {
 		if f := l.Dense; f != nil {
 			add(f.Gate, f.Up, f.Down)
 		}
-		if l.MoE != nil && l.MoE.Shared != nil {
-			f := l.MoE.Shared
-			add(f.Gate, f.Up, f.Down)
+		if l.MoE != nil {
+			for e := range l.MoE.Experts {
+				x := &l.MoE.Experts[e]
+				add(x.Gate, x.Up, x.Down)
+			}
+			if f := l.MoE.Shared; f != nil {
+				add(f.Gate, f.Up, f.Down)
+			}
 		}
 	}
 	return ws
