@@ -9,8 +9,8 @@ import (
 
 	"github.com/hearth-llm/hearth/loader/chat"
 	"github.com/hearth-llm/hearth/loader/gguf"
-	"github.com/hearth-llm/hearth/runtime/lora"
 	"github.com/hearth-llm/hearth/runtime/grammar"
+	"github.com/hearth-llm/hearth/runtime/lora"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
