@@ -123,8 +123,11 @@ type adapterEntry struct {
 	digest   string // sha256 of the file ("sha256:<hex>")
 }
 
-// run is the adapter's name on the runner, in logs and in metric labels.
-func (e *adapterEntry) run() string { return e.name.Short() }
+// run is the adapter's name as it was registered (what clients send as
+// the model): its name on the runner, its id in /v1/models, in LoraState,
+// logs and metric labels. Ollama's listings show its full name with the
+// tag (name.Short()), as they show models.
+func (e *adapterEntry) run() string { return e.Name }
 
 // residentAdapter is an adapter loaded (or loading) on a base runner.
 // Guarded by the base's loaded.loraMu.
@@ -227,7 +230,8 @@ func (a *adapters) prepare(spec AdapterSpec) (*adapterEntry, error) {
 		return nil, fmt.Errorf("%w: adapter file %s is not a regular file", ErrInvalid, spec.Path)
 	}
 	if err := checkAdapterFile(spec.Path, base.Path); err != nil {
-		return nil, AdapterError(fmt.Errorf("adapter %s for %s: %w", spec.Name, base.Name.Short(), err))
+		// Whatever is wrong, it is with the file the client named: 400.
+		return nil, fmt.Errorf("%w: LoRA adapter %s does not fit %s: %w", ErrInvalid, spec.Name, base.Name.Short(), err)
 	}
 	digest, err := fileDigest(spec.Path)
 	if err != nil {

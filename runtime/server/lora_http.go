@@ -463,7 +463,7 @@ func (s *Server) adapterTags() []api.ListModelResponse {
 			d, _ = s.details(m)
 		}
 		d.ParentModel = e.base.Short()
-		out = append(out, api.ListModelResponse{Name: e.run(), Model: e.run(), ModifiedAt: e.modified, Size: e.size,
+		out = append(out, api.ListModelResponse{Name: e.name.Short(), Model: e.name.Short(), ModifiedAt: e.modified, Size: e.size,
 			Digest: digestHex(e.digest), Details: d})
 	}
 	return out
