@@ -425,7 +425,7 @@ func (a *adapters) use(ctx context.Context, l *loaded, e *adapterEntry) (done fu
 		r.last = a.next()
 		l.loraMu.Unlock()
 		a.onLoad(name, base)
-		a.log.Info("LoRA adapter loaded", "adapter", name, "model", base, "path", e.Path, "scale", e.Scale, "dur", time.Since(start))
+		a.log.Info("LoRA adapter loaded", "adapter", name, "model", base, "path", e.Path, "scale", fmt.Sprint(e.Scale), "dur", time.Since(start))
 		return a.holding(l, r, name), nil
 	}
 }
@@ -597,7 +597,7 @@ func (s *Server) registerAdapter(ctx context.Context, spec AdapterSpec, source s
 			return nil, err
 		}
 	}
-	s.log.Info("LoRA adapter registered", "adapter", e.run(), "base", e.base.Short(), "path", e.Path, "scale", e.Scale, "source", source)
+	s.log.Info("LoRA adapter registered", "adapter", e.run(), "base", e.base.Short(), "path", e.Path, "scale", fmt.Sprint(e.Scale), "source", source)
 	return e, nil
 }
 
