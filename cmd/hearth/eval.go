@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -112,6 +114,7 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 	minTop := fs.Float64("min-same-top", -1, "gate: fail when the same-top-token rate, in percent, is below this (with --kl-divergence)")
 	maxRatio := fs.Float64("max-ppl-ratio", -1, "gate: fail when PPL(model)/PPL(base) is above this (with --kl-divergence)")
 	progress := progressFlag(fs)
+	lora := loraFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: hearth eval perplexity MODEL -f TEXT [-c 512] [--save-logits FILE] [flags]\n       hearth eval perplexity MODEL --kl-divergence BASE [--max-kld X] [--min-same-top P] [--max-ppl-ratio R] [flags]\n\nFlags:")
 		fs.PrintDefaults()
@@ -152,6 +155,10 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 	case *nCtx < 4 || *batch < 0 || *chunks < 0:
 		return usageError{"-c must be at least 4, -b and --chunks not negative"}
 	}
+	loraPath, loraScale, err := parseLoraArg(*lora)
+	if err != nil {
+		return err
+	}
 	var text []byte
 	var base *eval.LogitsReader
 	if *kld != "" {
@@ -164,7 +171,6 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Sprintf("%s: %v", *kld, err)}
 		}
 	} else {
-		var err error
 		if text, err = os.ReadFile(*file); err != nil {
 			return usageError{err.Error()}
 		}
@@ -175,6 +181,13 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	lm := eval.Engine(m)
+	if loraPath != "" {
+		if err := m.LoadAdapter("lora", loraPath, loraScale); err != nil {
+			return usageError{fmt.Sprintf("--lora: %v", err)}
+		}
+		lm = eval.EngineAdapter(m, "lora")
+	}
 
 	o := eval.Options{Ctx: *nCtx, Batch: *batch, Chunks: *chunks}
 	if *output == "text" {
@@ -193,17 +206,18 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	if base != nil {
-		s, err := eval.KLDivergence(eval.Engine(m), base, o)
+		s, err := eval.KLDivergence(lm, base, o)
 		if err != nil {
 			return err
 		}
 		if *output == "json" {
 			if err := writeJSON(stdout, struct {
 				Model string `json:"model"`
+				LoRA  string `json:"lora,omitempty"`
 				Base  string `json:"base"`
 				Ctx   int    `json:"ctx"`
 				*eval.KLDSummary
-			}{model, *kld, base.Ctx, s}); err != nil {
+			}{model, *lora, *kld, base.Ctx, s}); err != nil {
 				return err
 			}
 		} else {
@@ -227,7 +241,7 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 		sw = bufio.NewWriterSize(sf, 1<<20)
 		o.SaveLogits = sw
 	}
-	r, err := eval.Perplexity(eval.Engine(m), string(text), o)
+	r, err := eval.Perplexity(lm, string(text), o)
 	if err != nil {
 		return err
 	}
@@ -242,9 +256,10 @@ func evalPerplexity(args []string, stdout, stderr io.Writer) error {
 	if *output == "json" {
 		return writeJSON(stdout, struct {
 			Model string `json:"model"`
+			LoRA  string `json:"lora,omitempty"`
 			File  string `json:"file"`
 			*eval.PPLResult
-		}{model, *file, r})
+		}{model, *lora, *file, r})
 	}
 	fmt.Fprintf(stdout, "Final estimate: PPL = %.4f +/- %.5f\n", r.PPL, r.Uncertainty)
 	return nil
@@ -268,6 +283,7 @@ func evalSuite(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("output", "text", "text or json")
 	minPass := fs.Float64("min-pass", -1, "gate: fail when the pass rate, in percent, is below this")
 	progress := progressFlag(fs)
+	lora := loraFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: hearth eval suite MODEL CASES.jsonl [--min-pass P] [flags]
        hearth eval suite --url URL --model NAME CASES.jsonl [flags]
@@ -301,6 +317,13 @@ Flags:`)
 	if *url != "" && *name == "" {
 		return usageError{"--url needs --model NAME"}
 	}
+	if *url != "" && *lora != "" {
+		return usageError{"--lora applies to a MODEL run here; with --url, name the server's adapter model in --model"}
+	}
+	loraPath, loraScale, err := parseLoraArg(*lora)
+	if err != nil {
+		return err
+	}
 	if *minPass > 100 {
 		return usageError{"--min-pass is a percentage, 0 to 100"}
 	}
@@ -321,12 +344,19 @@ Flags:`)
 		if _, err := os.Stat(model); err != nil {
 			return usageError{fmt.Sprintf("model: %v", err)}
 		}
-		addr, done, err := serveLocal(ctx, model, *threads, *device, *gpuLayers, stderr)
+		var ad *server.AdapterSpec
+		if loraPath != "" {
+			ad = &server.AdapterSpec{Name: localName(model) + "-lora", Base: localName(model), Path: loraPath, Scale: loraScale}
+		}
+		addr, done, err := serveLocal(ctx, model, ad, *threads, *device, *gpuLayers, stderr)
 		if err != nil {
 			return err
 		}
 		defer done()
 		cl.URL, cl.Model, cl.APIKey = "http://"+addr, localName(model), ""
+		if ad != nil {
+			cl.Model = ad.Name
+		}
 	}
 	bar := newBar(stderr, *progress, int64(len(cases)), "eval suite", false)
 	r, err := eval.RunSuite(ctx, cl, cases, func(c eval.CaseResult) {
@@ -377,7 +407,7 @@ func localName(path string) string {
 // serveLocal serves the model file in this process on a loopback port
 // (the serial runner: one request at a time, as a suite asks them) and
 // returns its address and the function that stops it.
-func serveLocal(ctx context.Context, model string, threads int, device string, gpuLayers int, stderr io.Writer) (string, func(), error) {
+func serveLocal(ctx context.Context, model string, adapter *server.AdapterSpec, threads int, device string, gpuLayers int, stderr io.Writer) (string, func(), error) {
 	dev, ngl, err := placement(device, gpuLayers)
 	if err != nil {
 		return "", nil, err
@@ -398,6 +428,9 @@ func serveLocal(ctx context.Context, model string, threads int, device string, g
 		addr: "127.0.0.1:0", threads: threads, device: dev, gpuLayers: ngl, serial: true, logLevel: slog.LevelWarn,
 		cfg: server.Config{Store: models.New(models.Options{Dir: dir}), MemoryBudget: -1},
 	}
+	if adapter != nil {
+		o.cfg.Adapters = []server.AdapterSpec{*adapter}
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
@@ -415,4 +448,33 @@ func serveLocal(ctx context.Context, model string, threads int, device string, g
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
+}
+
+// loraFlag is eval's --lora FILE[:SCALE].
+func loraFlag(fs *pflag.FlagSet) *string {
+	return fs.String("lora", "", "apply a LoRA adapter (a llama.cpp GGUF LoRA made for MODEL) to every position: FILE or FILE:SCALE (default scale 1)")
+}
+
+// parseLoraArg reads --lora FILE[:SCALE]: a final ":NUMBER" is the scale;
+// "" is no adapter.
+func parseLoraArg(v string) (path string, scale float32, err error) {
+	if v == "" {
+		return "", 0, nil
+	}
+	path, scale = v, 1
+	if i := strings.LastIndexByte(v, ':'); i > 0 {
+		if f, perr := strconv.ParseFloat(v[i+1:], 32); perr == nil {
+			if math.IsNaN(f) || math.IsInf(f, 0) || f == 0 {
+				return "", 0, usageError{fmt.Sprintf("--lora %s: scale %s: want a finite number other than 0", v, v[i+1:])}
+			}
+			path, scale = v[:i], float32(f)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", 0, usageError{fmt.Sprintf("--lora: %v", err)}
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return "", 0, usageError{fmt.Sprintf("--lora: %v", err)}
+	}
+	return path, scale, nil
 }

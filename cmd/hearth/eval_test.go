@@ -11,6 +11,10 @@ import (
 	"testing"
 
 	"github.com/hearth-llm/hearth/internal/testdata"
+	"github.com/hearth-llm/hearth/loader/gguf"
+	"github.com/hearth-llm/hearth/runtime/engine"
+	"github.com/hearth-llm/hearth/runtime/eval"
+	"github.com/hearth-llm/hearth/runtime/lora"
 )
 
 const evalText = "../../runtime/eval/testdata/stories.txt"
@@ -115,5 +119,93 @@ func TestEvalSuiteCLI(t *testing.T) {
 	want := "PASS  lily\nPASS  exact\nPASS  regex\nPASS  json\nPASS  tool\nFAIL  tim: answer \", there was a little girl named Lily. She\" does not contain \"Tim\"\npassed 5/6 (83.3%)\n"
 	if out != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// writeTestAdapter writes a random LoRA adapter (rank 8 on attention and
+// FFN) for the model at path and returns its file.
+func writeTestAdapter(t *testing.T, path string, seed uint64) string {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := lora.Random(f, lora.RandomOptions{Seed: seed, Rank: 8, Alpha: 16, Parts: lora.AttnFFN, StdB: 0.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "adapter.gguf")
+	if err := w.WriteFile(out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEvalLoRA: `hearth eval perplexity --lora` scores the model with the
+// adapter applied: the PPL differs from the bare model's and equals the
+// engine's with the adapter (eval.EngineAdapter); the KL-divergence of
+// the adapted model from the bare one's saved logits is above zero, and
+// the bare model's own is zero. A bad --lora is a usage error (exit 2).
+func TestEvalLoRA(t *testing.T) {
+	model := filepath.Join(testdata.Dir(t, "models"), "stories260K-f32.gguf")
+	ad := writeTestAdapter(t, model, 7)
+	base := filepath.Join(t.TempDir(), "base.kld")
+	ppl := func(args ...string) float64 {
+		t.Helper()
+		out, errOut, code := hearth(t, append([]string{"eval", "perplexity", model, "-f", evalText, "-c", "128", "--chunks", "2", "-t", "2", "--output", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		var r struct{ PPL float64 }
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.PPL
+	}
+	bare, adapted := ppl("--save-logits", base), ppl("--lora", ad+":1.5")
+
+	m, err := engine.Load(model, engine.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.LoadAdapter("x", ad, 1.5); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(evalText)
+	want, err := eval.Perplexity(eval.EngineAdapter(m, "x"), string(text), eval.Options{Ctx: 128, Chunks: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PPL bare %.4f, with the adapter %.4f", bare, adapted)
+	if adapted == bare || math.Abs(adapted-want.PPL) > 1e-9*want.PPL {
+		t.Errorf("PPL with the adapter %v, without %v, the engine's with it %v", adapted, bare, want.PPL)
+	}
+	kld := func(args ...string) float64 {
+		t.Helper()
+		out, errOut, code := hearth(t, append([]string{"eval", "perplexity", model, "--kl-divergence", base, "-t", "2", "--output", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		var r struct{ KLD struct{ Value float64 } }
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.KLD.Value
+	}
+	k0, k1 := kld(), kld("--lora", ad)
+	t.Logf("mean KLD bare %.6f, with the adapter %.6f", k0, k1)
+	if k0 > 1e-4 || k1 <= 10*k0 || k1 < 1e-3 {
+		t.Errorf("mean KLD from the bare model's logits: bare %v, with the adapter %v", k0, k1)
+	}
+	other := writeTestAdapter(t, filepath.Join(testdata.Dir(t, "models"), "tiny-llama-spm-Q4_0.gguf"), 1)
+	for _, c := range []struct{ lora, want string }{
+		{other, "--lora"}, {ad + ":0", "scale"}, {"/nonexistent.gguf", "--lora"},
+	} {
+		_, errOut, code := hearth(t, "eval", "perplexity", model, "-f", evalText, "--lora", c.lora)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("--lora %s: exit %d, %q", c.lora, code, errOut)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,6 +135,8 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	verbose := fs.BoolP("verbose", "v", false, "debug logs")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json (one JSON object per line)")
 	logPrompts := fs.Bool("log-prompts", false, "add each request's JSON body (prompt, messages; up to 64 KiB) to its access log line, at info level")
+	loras := fs.StringArray("lora", nil, "serve a LoRA adapter as model NAME over model BASE: NAME=BASE:FILE[:SCALE], FILE a llama.cpp GGUF LoRA, SCALE a number (default 1); repeatable")
+	maxLoras := fs.Int("max-loras", server.DefaultMaxLoras, "LoRA adapters loaded at once per model; the least recently used idle one is evicted for another")
 	watch := fs.Duration("watch-interval", server.DefaultWatchInterval, "how often loaded models' files are checked for a new version to swap in (negative: only when a request sees the file changed)")
 	documentEnv(fs)
 	fs.Usage = func() {
@@ -207,6 +210,20 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if *parallel < 1 || *batchTokens < 1 || *numCtx < 0 || *prefillChunk < 0 {
 		return nil, usageError{"--parallel and --batch must be positive, --num-ctx and --prefill-chunk not negative"}
 	}
+	if *maxLoras < 1 {
+		return nil, usageError{fmt.Sprintf("--max-loras %d: want at least 1", *maxLoras)}
+	}
+	var adapters []server.AdapterSpec
+	for _, v := range *loras {
+		spec, err := server.ParseAdapterSpec(v)
+		if err != nil {
+			return nil, usageError{"--lora: " + err.Error()}
+		}
+		if spec.Path, err = filepath.Abs(spec.Path); err != nil {
+			return nil, usageError{"--lora: " + err.Error()}
+		}
+		adapters = append(adapters, spec)
+	}
 	o := &serveOptions{
 		addr:    net.JoinHostPort(h, strconv.Itoa(p)),
 		threads: *threads, device: dev, grace: *grace, gpuLayers: ngl, logLevel: slog.LevelInfo, logFormat: *logFormat, serial: *serialRunner,
@@ -216,6 +233,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 			Store: store, KeepAlive: *keepAlive, MaxQueue: *maxQueue, MaxLoaded: *maxLoaded,
 			APIKey: *apiKey, Origins: *origins, Pull: models.PullOptions{Registry: *registry},
 			LogPrompts: *logPrompts, WatchInterval: *watch, Preload: *preload, PublicMetrics: *publicMetrics,
+			Adapters: adapters, MaxLoras: *maxLoras,
 		},
 	}
 	if *keepAlive == 0 {

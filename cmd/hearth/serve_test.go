@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +70,38 @@ func TestServeFlags(t *testing.T) {
 	t.Setenv("HEARTH_API_KEY", "from-env")
 	if o, err := parseServe([]string{"--models", dir}, io.Discard); err != nil || o.addr != "127.0.0.2:7777" || o.cfg.APIKey != "from-env" {
 		t.Errorf("env: %+v %v", o, err)
+	}
+}
+
+// TestServeLoraFlags: --lora (repeatable, relative files made absolute)
+// and --max-loras reach the server's config; bad ones are usage errors.
+func TestServeLoraFlags(t *testing.T) {
+	dir := t.TempDir()
+	o, err := parseServe([]string{"--models", dir, "--lora", "sql=llama3:8b:adapters/sql.gguf:0.5", "--lora", "chat=stories:/x/chat.gguf",
+		"--max-loras", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	want := []server.AdapterSpec{{Name: "sql", Base: "llama3:8b", Path: filepath.Join(wd, "adapters/sql.gguf"), Scale: 0.5},
+		{Name: "chat", Base: "stories", Path: "/x/chat.gguf", Scale: 1}}
+	if !reflect.DeepEqual(o.cfg.Adapters, want) || o.cfg.MaxLoras != 2 {
+		t.Errorf("adapters %+v, max %d", o.cfg.Adapters, o.cfg.MaxLoras)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--lora", "sql"}, "NAME=BASE:FILE"},
+		{[]string{"--lora", "sql=stories"}, "no ':'"},
+		{[]string{"--lora", "sql=stories:a.gguf:0"}, "scale"},
+		{[]string{"--max-loras", "0"}, "--max-loras"},
+	} {
+		_, err := parseServe(append([]string{"--models", dir}, c.args...), io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want a usage error about %q", c.args, err, c.want)
+		}
 	}
 }
 

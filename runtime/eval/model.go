@@ -22,9 +22,17 @@ type LM interface {
 }
 
 // Engine adapts a loaded engine model to LM.
-func Engine(m *engine.Model) LM { return engineLM{m} }
+func Engine(m *engine.Model) LM { return engineLM{m: m} }
 
-type engineLM struct{ m *engine.Model }
+// EngineAdapter adapts a loaded engine model to LM with the LoRA adapter
+// registered on it as adapter (engine.Model.LoadAdapter) applied to every
+// position.
+func EngineAdapter(m *engine.Model, adapter string) LM { return engineLM{m: m, adapter: adapter} }
+
+type engineLM struct {
+	m       *engine.Model
+	adapter string // "": none
+}
 
 func (e engineLM) Vocab() int                   { return e.m.Arch.Info().VocabSize }
 func (e engineLM) Tokenize(text string) []int32 { return e.m.Tok.Encode(text, true, false) }
@@ -39,5 +47,8 @@ func (e engineLM) Logits(ids []int32, from, batch int, use func(int, []float32) 
 		return err
 	}
 	defer s.Close()
+	if err := s.UseAdapter(e.adapter); err != nil {
+		return err
+	}
 	return s.EvalAll(ids, from, batch, use)
 }

@@ -26,6 +26,9 @@ type Info struct {
 	// Embedding says the file names a pooling type (<arch>.pooling_type):
 	// an embedding model, as Ollama decides its capabilities.
 	Embedding bool
+	// Adapter says the file is a LoRA adapter (general.type "adapter"),
+	// not a model: servers list it only as the adapter models made of it.
+	Adapter bool
 }
 
 type cachedInfo struct {
@@ -96,6 +99,8 @@ func describe(f *gguf.File) Info {
 	info.ContextLength = arch.TrainedContext(f)
 	info.ChatTemplate, _ = f.String("tokenizer.chat_template")
 	_, info.Embedding = f.Get(info.Arch + ".pooling_type")
+	typ, _ := f.String("general.type")
+	info.Adapter = typ == "adapter"
 	return info
 }
 

@@ -602,7 +602,7 @@ func (s *Server) countTokens(ctx context.Context, turn *chatTurn) (int, error) {
 		return 0, err
 	}
 	defer done()
-	l, _, err := s.acquire(ctx, turn.model)
+	l, _, err := s.acquire(ctx, s.baseName(turn.model))
 	if err != nil {
 		return 0, err
 	}

@@ -164,4 +164,30 @@
 // reported and the rest are not; end-of-generation tokens are not
 // reported. A token given no mass is reported as -9999 (JSON has no
 // -Inf). Completions' text_offset counts bytes of the generated text.
+//
+// LoRA adapters (lora.go, lora_http.go) are models of their own over a
+// base model: registered by Config.Adapters (hearth serve --lora
+// NAME=BASE:FILE[:SCALE]), by vLLM's POST /v1/load_lora_adapter
+// {lora_name, lora_path, base_model_name?, scale?, load_inplace?} (the
+// path inside the models folder; answered as vLLM does, plain text on
+// success, errors typed InvalidUserInput, NotFoundError, BadRequestError
+// with the status as code) and POST /v1/unload_lora_adapter {lora_name},
+// or by Ollama's /api/create with from and one adapters entry (a blob
+// uploaded with POST /api/blobs/{digest}, or a path in the models
+// folder), kept as NAME.lora.json so it is back after a restart and gone
+// after /api/delete. Each file is checked against its base's header at
+// registration (a 400 saying what does not fit). Every route that
+// generates resolves the model through acquireFor: an adapter runs on its
+// base's runner (one copy of the base for all its adapters) with
+// Request.Adapter, so mixed requests batch together. At most
+// Config.MaxLoras adapters are resident per base runner; another evicts
+// the least recently used one no request holds; with every slot held, a
+// request waits up to Config.LoraWait, then gets 503 with Retry-After.
+// Adapters list in /api/tags and /api/show (details.parent_model the
+// base), /v1/models (vLLM's parent and root) and /api/ps (adapters
+// resident); embeddings with an adapter are a 501. The access log line
+// says adapter=NAME beside model= (the base) and version; the
+// hearth_adapter_* series count requests, tokens, loads and evictions by
+// adapter and base; LoraState reports the adapters running and waiting
+// (for vllm:lora_requests_info).
 package server

@@ -26,9 +26,17 @@ type apiError struct {
 	msg    string
 	code   string // OpenAI's error code ("model_not_found"), optional
 	param  string // OpenAI's param: the request field at fault, optional
+	// typ is the OpenAI error type when not the one the status gives
+	// (vLLM's "NotFoundError", "InvalidUserInput" on its LoRA routes).
+	typ string
+	// wrapped is the sentinel the error stands for (ErrUnknownAdapter),
+	// for errors.Is; optional.
+	wrapped error
 }
 
 func (e *apiError) Error() string { return e.msg }
+
+func (e *apiError) Unwrap() error { return e.wrapped }
 
 func errorf(status int, format string, args ...any) *apiError {
 	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
@@ -105,6 +113,8 @@ func errorBody(d dialect, ae *apiError) any {
 	}
 	typ := "invalid_request_error"
 	switch {
+	case ae.typ != "":
+		typ = ae.typ
 	case ae.status == http.StatusUnauthorized:
 		typ = "authentication_error"
 	case ae.status >= 500:

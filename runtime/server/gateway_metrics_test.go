@@ -196,7 +196,9 @@ func TestGatewayMetricsConformance(t *testing.T) {
 		add(fmt.Sprintf(`vllm:lora_requests_info{max_lora=%q,running_lora_adapters=%q,waiting_lora_adapters=%q}`,
 			lora.labels["max_lora"], lora.labels["running_lora_adapters"], lora.labels["waiting_lora_adapters"]),
 			lora.value, float64(now.Unix()), "scrape time (Unix s)")
-		if lora.labels["max_lora"] != "0" || lora.labels["running_lora_adapters"] != "" || lora.labels["waiting_lora_adapters"] != "" {
+		// No adapter in use; max_lora is the configured most per base
+		// (--max-loras, 4 by default), as vLLM reports its --max-loras.
+		if lora.labels["max_lora"] != strconv.Itoa(DefaultMaxLoras) || lora.labels["running_lora_adapters"] != "" || lora.labels["waiting_lora_adapters"] != "" {
 			t.Errorf("%s lora_requests_info labels %v", phase, lora.labels)
 		}
 		// The same scrape's hearth_* series agree.

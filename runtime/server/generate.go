@@ -71,12 +71,16 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 		return nil, err
 	}
 	defer done()
-	l, loadDur, err := s.acquire(ctx, job.model)
+	l, ad, release, loadDur, err := s.acquireFor(ctx, r, job.model, job.keepAlive)
 	if err != nil {
 		return nil, err
 	}
-	defer s.mgr.release(l, job.keepAlive)
+	defer release()
 	out.model, out.loadDur = l.model.Name.Short(), loadDur
+	adapter := ""
+	if ad != nil {
+		adapter = ad.run()
+	}
 	labels := []string{out.model, l.version()}
 	queued := s.now().Sub(out.start)
 	s.metrics.queue.WithLabelValues(labels...).Observe(queued.Seconds())
@@ -154,7 +158,7 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 		return nil
 	}
 	req := &Request{Prompt: prompt, NumCtx: o.NumCtx, NumPredict: o.NumPredict, Sampling: o.Sampling, Grammar: job.grammar,
-		Logprobs: job.logprobs, TopLogprobs: job.topLogprobs}
+		Logprobs: job.logprobs, TopLogprobs: job.topLogprobs, Adapter: adapter}
 	if job.constrain != nil {
 		req.Grammar, req.Preserve = job.constrain(l)
 	}
@@ -171,6 +175,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 	noteAttrs(r, attrs...)
 	// Every token generated counts, a cancelled or failed request's too.
 	s.metrics.genTokens.WithLabelValues(labels...).Add(float64(len(out.res.Tokens)))
+	if adapter != "" {
+		s.metrics.adapterGenTokens.WithLabelValues(adapter, out.model).Add(float64(len(out.res.Tokens)))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -185,6 +192,9 @@ func (s *Server) generate(r *http.Request, job *genJob, onText func(text string,
 		}
 	}
 	s.metrics.promptTokens.WithLabelValues(labels...).Add(float64(out.res.PromptTokens))
+	if adapter != "" {
+		s.metrics.adapterPromptTokens.WithLabelValues(adapter, out.model).Add(float64(out.res.PromptTokens))
+	}
 	if d := out.res.GenDuration.Seconds(); d > 0 && len(out.res.Tokens) > 0 {
 		s.metrics.tokensPerSec.WithLabelValues(labels...).Observe(float64(len(out.res.Tokens)) / d)
 	}
@@ -302,7 +312,7 @@ func parseFormat(raw []byte) (*grammar.Grammar, error) {
 // refuseImages answers a request with images: the model's 404 when it
 // does not exist, else 400, since every Hearth model is text only.
 func (s *Server) refuseImages(name string) error {
-	if _, err := s.cfg.Store.Resolve(name); err != nil {
+	if _, err := s.cfg.Store.Resolve(s.baseName(name)); err != nil {
 		return err
 	}
 	return errorf(http.StatusBadRequest, "model %q does not support images: Hearth runs text models only", name)

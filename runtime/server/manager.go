@@ -48,6 +48,12 @@ type loaded struct {
 	// retired: a newer version replaced this one; it is unloaded when its
 	// last use ends.
 	retired bool
+
+	// The LoRA adapters resident on runner, by name (lora.go); loraChanged
+	// is closed and replaced whenever one is released or dropped.
+	loraMu      sync.Mutex
+	loras       map[string]*residentAdapter
+	loraChanged chan struct{}
 }
 
 // version is l's version as logs and metric labels show it.

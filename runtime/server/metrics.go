@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,7 +35,18 @@ type metrics struct {
 	loadSeconds  *prometheus.HistogramVec
 	loadFailures *prometheus.CounterVec
 	swaps        *prometheus.CounterVec
+
+	// LoRA adapters: series of their own, by adapter (its model name) and
+	// model (its base), beside the base's series above (which count the
+	// adapter's requests and tokens too).
+	adapterRequests     *prometheus.CounterVec
+	adapterPromptTokens *prometheus.CounterVec
+	adapterGenTokens    *prometheus.CounterVec
+	adapterLoads        *prometheus.CounterVec
+	adapterEvictions    *prometheus.CounterVec
 }
+
+var adapterLabels = []string{"adapter", "model"}
 
 var modelLabels = []string{"model", "version"}
 
@@ -83,9 +95,25 @@ func newMetrics(s *Server) *metrics {
 		swaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hearth_model_swaps_total", Help: "Times a new version of a model replaced the one serving, by the new version.",
 		}, modelLabels),
+		adapterRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_adapter_requests_total", Help: "HTTP requests that named a LoRA adapter, by route, status code, adapter and base model.",
+		}, []string{"route", "code", "adapter", "model"}),
+		adapterPromptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_adapter_prompt_tokens_total", Help: "Prompt tokens of finished requests with a LoRA adapter.",
+		}, adapterLabels),
+		adapterGenTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_adapter_generated_tokens_total", Help: "Tokens generated with a LoRA adapter.",
+		}, adapterLabels),
+		adapterLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_adapter_loads_total", Help: "Times a LoRA adapter was loaded onto its base model's runner.",
+		}, adapterLabels),
+		adapterEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_adapter_evictions_total", Help: "Times a LoRA adapter was evicted (least recently used) to make room for another (--max-loras).",
+		}, adapterLabels),
 	}
 	m.collectors = []prometheus.Collector{m.requests, m.duration, m.queue, m.ttft, m.interToken, m.tokensPerSec,
-		m.promptTokens, m.genTokens, m.rejected, m.loadSeconds, m.loadFailures, m.swaps, &stateCollector{s: s}}
+		m.promptTokens, m.genTokens, m.rejected, m.loadSeconds, m.loadFailures, m.swaps,
+		m.adapterRequests, m.adapterPromptTokens, m.adapterGenTokens, m.adapterLoads, m.adapterEvictions, &stateCollector{s: s}}
 	m.reg.MustRegister(m.collectors...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -153,6 +181,13 @@ var (
 		[]string{"model", "version"}, nil)
 	descSwapFailing = prometheus.NewDesc("hearth_model_swap_failing", "1 while a model's newest version is not serving because it failed to load (or waits for memory).",
 		[]string{"model", "version"}, nil)
+	descAdapterRunning = prometheus.NewDesc("hearth_adapter_requests_running", "Requests holding each LoRA adapter (generating, or about to).",
+		[]string{"adapter"}, nil)
+	descAdapterWaiting = prometheus.NewDesc("hearth_adapter_requests_waiting", "Requests waiting for a slot to load each LoRA adapter (all --max-loras slots held).",
+		[]string{"adapter"}, nil)
+	descAdaptersResident = prometheus.NewDesc("hearth_adapters_resident", "LoRA adapters loaded on each model version's runner.",
+		[]string{"model", "version"}, nil)
+	descMaxLoras = prometheus.NewDesc("hearth_max_loras", "LoRA adapters a model's runner holds at most (--max-loras).", nil, nil)
 )
 
 // Model-server protocol series (the Gateway API Inference Extension's,
@@ -182,7 +217,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descRunning, descKVUsed, descKVFree, descPrefix, descLoaded, descFlight,
-		descModel, descModelReqs, descModelBytes, descSwapFailing,
+		descModel, descModelReqs, descModelBytes, descSwapFailing, descAdapterRunning, descAdapterWaiting, descAdaptersResident, descMaxLoras,
 		descVLLMWaiting, descVLLMRunning, descVLLMKVUsage, descVLLMCacheConfig, descVLLMLoRA} {
 		ch <- d
 	}
@@ -283,7 +318,20 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if r.failed != nil {
 			g(descSwapFailing, 1, name, shortVersion(r.failed.version))
 		}
+		if n := len(r.l.resident()); n > 0 {
+			g(descAdaptersResident, float64(n), name, v)
+		}
 	}
+	a := c.s.loras
+	a.mu.Lock()
+	for n, k := range a.running {
+		g(descAdapterRunning, float64(k), n)
+	}
+	for n, k := range a.waiting {
+		g(descAdapterWaiting, float64(k), n)
+	}
+	a.mu.Unlock()
+	g(descMaxLoras, float64(a.max))
 
 	model := strings.Join(st.Serving, ",")
 	g(descVLLMWaiting, float64(st.Queue), model)
@@ -306,10 +354,16 @@ type loraInfo struct {
 	MaxLoras         int
 }
 
-// loraInfo is the one place /metrics reads the adapters' state from:
-// today the runners' Stats, summed by load (no runner serves adapters
-// yet, so all are empty). When adapter serving lands it supplies this
-// state here and nothing else in the metrics changes.
+// loraInfo is the one place /metrics reads the adapters' state from: the
+// server's adapters (LoraState: those served as models, by name; the most
+// resident per base, --max-loras), with any a runner reports in its
+// Stats, summed by load.
 func (s *Server) loraInfo(p podLoad) loraInfo {
-	return loraInfo{Running: p.RunningLoRA, Waiting: p.WaitingLoRA, MaxLoras: p.MaxLoRA}
+	st := s.LoraState()
+	merge := func(a, b []string) []string {
+		out := slices.Concat(a, b)
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return loraInfo{Running: merge(p.RunningLoRA, st.Running), Waiting: merge(p.WaitingLoRA, st.Waiting), MaxLoras: max(p.MaxLoRA, st.MaxLoras)}
 }

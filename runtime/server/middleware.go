@@ -28,8 +28,10 @@ type reqInfo struct {
 	errMsg string
 	status int
 	attrs  []slog.Attr
-	// The model and version the request used, once it holds one.
+	// The model and version the request used, once it holds one, and
+	// the LoRA adapter it ran with ("": none).
 	usedModel, version string
+	adapter            string
 	body               []byte // the request body, kept only with logPrompts
 }
 
@@ -200,7 +202,11 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			writeError(rec, r, dialectOf(r), errorf(http.StatusUnauthorized, "missing or wrong API key (send Authorization: Bearer KEY or x-api-key: KEY)"))
 			return
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
+		limit := s.cfg.MaxBodyBytes
+		if strings.HasPrefix(r.URL.Path, "/api/blobs/") {
+			limit = maxBlobBytes // an adapter file, checked against its digest
+		}
+		r.Body = http.MaxBytesReader(rec, r.Body, limit)
 		h.ServeHTTP(rec, r)
 	})
 }
@@ -234,6 +240,9 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, rec *recorder, d time.
 		attrs = append(attrs, slog.String("model", ri.usedModel), slog.String("version", ri.version))
 	case ri.model != "":
 		attrs = append(attrs, slog.String("model", ri.model))
+	}
+	if ri.adapter != "" {
+		attrs = append(attrs, slog.String("adapter", ri.adapter))
 	}
 	if ri.errMsg != "" {
 		attrs = append(attrs, slog.String("error", ri.errMsg))

@@ -286,20 +286,27 @@ func (s *Server) checkGenerate(req *api.GenerateRequest) (*grammar.Grammar, erro
 // ("unload").
 func (s *Server) loadOnly(w http.ResponseWriter, r *http.Request, name string, keep time.Duration, isChat bool) {
 	reason := "load"
-	if keep == 0 {
+	switch e := s.loras.lookup(name); {
+	case keep == 0 && e != nil:
+		// An adapter: unloaded from its base, which stays for the others.
+		for _, rm := range s.mgr.snapshot() {
+			s.loras.drop(rm.l, e.run())
+		}
+		reason = "unload"
+	case keep == 0:
 		if _, err := s.cfg.Store.Resolve(name); err != nil {
 			writeError(w, r, dialectOllama, err)
 			return
 		}
 		s.mgr.unloadNow(name)
 		reason = "unload"
-	} else {
-		l, _, err := s.acquire(r.Context(), name)
+	default:
+		_, _, release, _, err := s.acquireFor(r.Context(), r, name, keep)
 		if err != nil {
 			writeError(w, r, dialectOllama, err)
 			return
 		}
-		s.mgr.release(l, keep)
+		release()
 	}
 	now := s.now().UTC()
 	if isChat {
@@ -454,6 +461,9 @@ func (s *Server) embed(r *http.Request, name string, keep time.Duration, inputs 
 	if err := o.apply(opts); err != nil {
 		return EmbedResult{}, 0, err
 	}
+	if e := s.loras.lookup(name); e != nil {
+		return EmbedResult{}, 0, fmt.Errorf("%w: %q is a LoRA adapter of %s: embeddings run on base models (name %s)", ErrUnsupported, name, e.base.Short(), e.base.Short())
+	}
 	done, err := s.admit()
 	if err != nil {
 		return EmbedResult{}, 0, err
@@ -607,19 +617,20 @@ func (s *Server) details(m models.Model) (api.ModelDetails, models.Info) {
 func digestHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
 
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
-	all, err := s.cfg.Store.List()
+	all, err := s.baseModels()
 	if err != nil {
 		writeError(w, r, dialectOllama, err)
 		return
 	}
-	// Most recently modified first, as Ollama lists them.
-	sort.SliceStable(all, func(i, j int) bool { return all[i].ModifiedAt.After(all[j].ModifiedAt) })
 	out := api.ListResponse{Models: []api.ListModelResponse{}}
 	for _, m := range all {
 		d, _ := s.details(m)
 		out.Models = append(out.Models, api.ListModelResponse{Name: m.Name.Short(), Model: m.Name.Short(),
 			ModifiedAt: m.ModifiedAt, Size: m.Size, Digest: digestHex(m.Digest), Details: d})
 	}
+	out.Models = append(out.Models, s.adapterTags()...)
+	// Most recently modified first, as Ollama lists them.
+	sort.SliceStable(out.Models, func(i, j int) bool { return out.Models[i].ModifiedAt.After(out.Models[j].ModifiedAt) })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -633,6 +644,10 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 	name, ok := requiredModel(w, r, req.Model, req.Name)
 	if !ok {
 		return
+	}
+	ad := s.loras.lookup(name)
+	if ad != nil {
+		name = ad.base.String()
 	}
 	m, err := s.cfg.Store.Resolve(name)
 	if err != nil {
@@ -663,6 +678,14 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request) {
 		out.ModelInfo = map[string]any{}
 	}
 	out.ModelInfo["hearth.version"] = m.Version
+	if ad != nil {
+		out.Details.ParentModel = ad.base.Short()
+		out.Modelfile = adapterModelfile(ad)
+		out.ModifiedAt = ad.modified
+		out.ModelInfo["hearth.adapter.path"] = ad.Path
+		out.ModelInfo["hearth.adapter.scale"] = ad.Scale
+		out.ModelInfo["hearth.adapter.version"] = ad.digest
+	}
 	for _, t := range tensors {
 		out.Tensors = append(out.Tensors, api.Tensor{Name: t.Name, Type: t.Type, Shape: t.Shape})
 	}
@@ -738,6 +761,8 @@ type psModel struct {
 	// not serving (it failed to load, or waits for memory).
 	FailedVersion string `json:"failed_version,omitempty"`
 	Error         string `json:"error,omitempty"`
+	// Adapters are the LoRA adapters resident on this model's runner.
+	Adapters []string `json:"adapters,omitempty"`
 }
 
 func (s *Server) handlePs(w http.ResponseWriter, r *http.Request) {
@@ -768,6 +793,7 @@ func (s *Server) handlePs(w http.ResponseWriter, r *http.Request) {
 		if rm.retired {
 			pm.State = "retired"
 		}
+		pm.Adapters = l.resident()
 		if f := rm.failed; f != nil {
 			pm.FailedVersion, pm.Error = f.version, f.err.Error()
 		}
@@ -814,6 +840,9 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	//lint:ignore SA1019 older clients still send the model as name
 	name, ok := requiredModel(w, r, req.Model, req.Name)
 	if !ok {
+		return
+	}
+	if s.deleteAdapter(w, r, name) {
 		return
 	}
 	m, err := s.cfg.Store.Resolve(name)

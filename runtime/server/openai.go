@@ -148,8 +148,13 @@ type oaiModel struct {
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
-	// Version is Hearth's: the sha256 of the model's GGUF file.
+	// Version is Hearth's: the sha256 of the model's GGUF file (of the
+	// adapter's, for a LoRA adapter).
 	Version string `json:"version,omitempty"`
+	// Root and Parent are vLLM's: for a LoRA adapter, its file and its
+	// base model; absent for a model.
+	Root   string  `json:"root,omitempty"`
+	Parent *string `json:"parent,omitempty"`
 }
 
 const fingerprint = "fp_hearth"
@@ -606,19 +611,26 @@ func oaiModelOf(m models.Model) oaiModel {
 }
 
 func (s *Server) handleOAIModels(w http.ResponseWriter, r *http.Request) {
-	all, err := s.cfg.Store.List()
+	all, err := s.baseModels()
 	if err != nil {
 		writeError(w, r, dialectOpenAI, err)
 		return
 	}
-	data := make([]oaiModel, len(all))
-	for i, m := range all {
-		data[i] = oaiModelOf(m)
+	data := make([]oaiModel, 0, len(all))
+	for _, m := range all {
+		data = append(data, oaiModelOf(m))
+	}
+	for _, e := range s.loras.list() {
+		data = append(data, s.oaiAdapterModel(e))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 func (s *Server) handleOAIModel(w http.ResponseWriter, r *http.Request) {
+	if e := s.loras.lookup(r.PathValue("model")); e != nil {
+		writeJSON(w, http.StatusOK, s.oaiAdapterModel(e))
+		return
+	}
 	m, err := s.cfg.Store.Resolve(r.PathValue("model"))
 	if err != nil {
 		writeError(w, r, dialectOpenAI, err)

@@ -3,10 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/hearth-llm/hearth/loader/chat"
+	"github.com/hearth-llm/hearth/loader/gguf"
 	"github.com/hearth-llm/hearth/runtime/grammar"
+	"github.com/hearth-llm/hearth/runtime/lora"
 	"github.com/hearth-llm/hearth/runtime/sample"
 )
 
@@ -122,6 +126,11 @@ type Request struct {
 	// End-of-generation tokens are never preserved: they still end
 	// generation.
 	Preserve []int32
+	// Adapter names a LoRA adapter registered on the runner
+	// (AdapterRunner.LoadAdapter) to run the request with; "": the bare
+	// model. A runner without adapters fails such a request with
+	// ErrUnsupported; an unknown name with ErrInvalid.
+	Adapter string
 }
 
 // Piece is generated text.
@@ -182,7 +191,38 @@ type Stats struct {
 	RunningLoRA, WaitingLoRA []string
 }
 
+// AdapterRunner is implemented by runners that serve LoRA adapters over
+// their model (one base loaded once, many adapters beside it). Adapters
+// are registered by name; Request.Adapter picks one per request. Safe for
+// concurrent use with Generate: a request running with an adapter that is
+// removed or replaced finishes with the one it started with, and its
+// prefix cache never serves another registration (engine.Model's salts).
+type AdapterRunner interface {
+	// LoadAdapter reads the llama.cpp GGUF LoRA file at path, checks it
+	// against the model and registers it as name at user scale scale,
+	// replacing an adapter of that name. Errors from the file (not an
+	// adapter, another architecture, shapes) wrap ErrInvalid.
+	LoadAdapter(name, path string, scale float32) error
+	// RemoveAdapter unregisters name; false when it was not registered.
+	RemoveAdapter(name string) bool
+}
+
 // StatsReporter is implemented by runners that can say how busy they are.
 type StatsReporter interface {
 	Stats() Stats
+}
+
+// AdapterError marks an error of AdapterRunner.LoadAdapter that comes
+// from the file (missing, not a GGUF, not a LoRA adapter, made for another
+// model, adapting weights Hearth does not adapt) as ErrInvalid, so that
+// the client that named the file gets a 400 saying why.
+func AdapterError(err error) error {
+	if err == nil || errors.Is(err, ErrInvalid) {
+		return err
+	}
+	if errors.Is(err, lora.ErrNotAdapter) || errors.Is(err, lora.ErrMismatch) || errors.Is(err, lora.ErrUnsupported) ||
+		errors.Is(err, gguf.ErrInvalid) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
 }

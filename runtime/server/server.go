@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,20 @@ type Config struct {
 	Pull models.PullOptions
 	// Version is Hearth's version, reported beside OllamaVersion.
 	Version string
+
+	// Adapters are LoRA adapters served as models of their own (hearth
+	// serve --lora); New fails when one does not fit its base. Adapter
+	// models made by /api/create (NAME.lora.json in the models folder) are
+	// registered too.
+	Adapters []AdapterSpec
+	// MaxLoras bounds the adapters resident on one base model's runner at
+	// once; the least recently used idle one is evicted to load another.
+	// 0: DefaultMaxLoras.
+	MaxLoras int
+	// LoraWait bounds how long a request waits for an adapter slot when
+	// every resident adapter is held by running requests; then it gets
+	// 503 with Retry-After. 0: DefaultLoraWait.
+	LoraWait time.Duration
 }
 
 // Server serves the Ollama, OpenAI and Anthropic APIs over a model store. Create it
@@ -113,6 +128,8 @@ type Server struct {
 	// previous_response_id and GET /v1/responses/{id}.
 	responses *respStore
 	ready     readiness
+	// loras are the LoRA adapters served as models (lora.go).
+	loras *adapters
 	// onSwap, when set (tests), follows each hot swap.
 	onSwap atomic.Pointer[func(old, new *loaded, at time.Time)]
 }
@@ -142,6 +159,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if cfg.MaxLoras <= 0 {
+		cfg.MaxLoras = DefaultMaxLoras
+	}
+	if cfg.LoraWait <= 0 {
+		cfg.LoraWait = DefaultLoraWait
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, now: time.Now}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -150,6 +173,15 @@ func New(cfg Config) (*Server, error) {
 	s.mgr = newManager(cfg.Store, cfg.Load, cfg.MemoryBudget, cfg.MaxLoaded, cfg.KeepAlive, s.log, s.now)
 	s.mgr.kvBytes = max(cfg.KVBytes, 0)
 	s.metrics = newMetrics(s)
+	s.loras = newAdapters(cfg.Store, cfg.MaxLoras, cfg.LoraWait, s.log)
+	s.loras.onLoad = func(adapter, base string) { s.metrics.adapterLoads.WithLabelValues(adapter, base).Inc() }
+	s.loras.onEvict = func(adapter, base string) { s.metrics.adapterEvictions.WithLabelValues(adapter, base).Inc() }
+	for _, spec := range cfg.Adapters {
+		if _, err := s.registerAdapter(context.Background(), spec, "flag", false, false); err != nil {
+			return nil, fmt.Errorf("LoRA adapter %s: %w", spec.Name, err)
+		}
+	}
+	s.loadManifests()
 	s.mgr.hooks.loadDone = s.metrics.loadDone
 	s.mgr.hooks.swapped = func(old, nl *loaded, at time.Time) {
 		s.metrics.swaps.WithLabelValues(nl.model.Name.Short(), nl.version()).Inc()
@@ -202,9 +234,10 @@ func (s *Server) routes() {
 	h("POST /api/pull", s.handlePull)
 	h("DELETE /api/delete", s.handleDelete)
 	h("POST /api/copy", s.handleCopy)
-	for _, p := range []string{"POST /api/create", "POST /api/push", "POST /api/blobs/{digest}", "HEAD /api/blobs/{digest}"} {
-		h(p, s.handleNotImplemented)
-	}
+	h("POST /api/create", s.handleCreate)
+	h("POST /api/blobs/{digest}", s.handleBlobUpload)
+	h("HEAD /api/blobs/{digest}", s.handleBlobHead)
+	h("POST /api/push", s.handleNotImplemented)
 
 	h("POST /v1/chat/completions", s.handleOAIChat)
 	h("POST /v1/completions", s.handleOAICompletions)
@@ -216,6 +249,8 @@ func (s *Server) routes() {
 	h("DELETE /v1/responses/{id}", s.handleDeleteResponse)
 	h("POST /v1/messages", s.handleAnthropicMessages)
 	h("POST /v1/messages/count_tokens", s.handleAnthropicCountTokens)
+	h("POST /v1/load_lora_adapter", s.handleLoadLora)
+	h("POST /v1/unload_lora_adapter", s.handleUnloadLora)
 
 	s.handler = s.wrap(http.HandlerFunc(s.dispatch))
 }
@@ -249,16 +284,19 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		ri.mu.Unlock()
 	}
 	s.mux.ServeHTTP(w, r) // routes again, setting the path values
-	var model, version string
+	var model, version, adapter string
 	if ri != nil {
 		ri.mu.Lock()
-		model, version = ri.usedModel, ri.version
+		model, version, adapter = ri.usedModel, ri.version, ri.adapter
 		ri.mu.Unlock()
 		if version != "" {
 			s.metrics.duration.WithLabelValues(pattern, model, version).Observe(time.Since(ri.start).Seconds())
 		}
 	}
 	s.metrics.observeRequest(pattern, statusOf(w, r), model, version)
+	if adapter != "" {
+		s.metrics.adapterRequests.WithLabelValues(pattern, strconv.Itoa(statusOf(w, r)), adapter, model).Inc()
+	}
 }
 
 // statusOf is the status to count: what was written, or 499 when the

@@ -123,6 +123,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
 	case errors.Is(err, engine.ErrUnsupported):
 		return fmt.Errorf("%w: %w", server.ErrUnsupported, err)
+	case errors.Is(err, engine.ErrUnknownAdapter):
+		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
 	case errors.Is(err, scheduler.ErrQueueTimeout):
 		return fmt.Errorf("%w: %w", server.ErrBusy, err)
 	}
@@ -141,7 +143,7 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 	}
 	start := time.Now()
 	st, err := r.b.Submit(req.Prompt, engine.SeqOptions{NumCtx: numCtx, NumPredict: req.NumPredict, Sample: req.Sampling, Grammar: req.Grammar,
-		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs, Preserve: req.Preserve})
+		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs, Preserve: req.Preserve, Adapter: req.Adapter})
 	if err != nil {
 		return res, classify(err)
 	}
@@ -231,6 +233,16 @@ func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.Em
 	}
 	return server.EmbedResult{Vectors: vs, PromptTokens: n}, nil
 }
+
+// LoadAdapter implements server.AdapterRunner.
+func (r *Runner) LoadAdapter(name, path string, scale float32) error {
+	return server.AdapterError(r.m.LoadAdapter(name, path, scale))
+}
+
+// RemoveAdapter implements server.AdapterRunner.
+func (r *Runner) RemoveAdapter(name string) bool { return r.m.RemoveAdapter(name) }
+
+var _ server.AdapterRunner = (*Runner)(nil)
 
 // Close implements server.Runner: it stops the step loop and releases the
 // model.

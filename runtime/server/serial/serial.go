@@ -44,6 +44,12 @@ type Runner struct {
 	seq       *engine.Sequence
 	seqTokens []int32
 	seqCtx    int
+	seqAd     string // the adapter seq runs with ("": none)
+	seqAdGen  uint64 // adGen when seq started
+
+	// adGen counts adapter loads and removals: a kept sequence continues
+	// only while its adapter is the registration it started with.
+	adGen atomic.Uint64
 }
 
 // Loader returns a server.Loader that loads models with o.
@@ -123,6 +129,9 @@ func invalid(err error) error {
 	if errors.Is(err, engine.ErrUnsupported) {
 		return fmt.Errorf("%w: %w", server.ErrUnsupported, err)
 	}
+	if errors.Is(err, engine.ErrUnknownAdapter) {
+		return fmt.Errorf("%w: %w", server.ErrInvalid, err)
+	}
 	return err
 }
 
@@ -169,9 +178,16 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		}
 	}()
 	r.queryTokens.Add(int64(len(req.Prompt)))
-	if seq == nil || r.seqCtx != numCtx || len(evaluated) >= len(req.Prompt) || !hasPrefix(req.Prompt, evaluated) {
+	adGen := r.adGen.Load()
+	if seq == nil || r.seqCtx != numCtx || r.seqAd != req.Adapter || r.seqAdGen != adGen ||
+		len(evaluated) >= len(req.Prompt) || !hasPrefix(req.Prompt, evaluated) {
 		seq.Close()
 		if seq, err = r.m.NewSequence(numCtx); err != nil {
+			return res, invalid(err)
+		}
+		if err := seq.UseAdapter(req.Adapter); err != nil {
+			seq.Close()
+			seq = nil
 			return res, invalid(err)
 		}
 		evaluated = nil
@@ -249,7 +265,7 @@ func (r *Runner) Generate(ctx context.Context, req *server.Request, emit func(se
 		}
 	}
 	res.GenDuration = time.Since(t0)
-	r.seq, r.seqTokens, r.seqCtx = seq, evaluated, numCtx
+	r.seq, r.seqTokens, r.seqCtx, r.seqAd, r.seqAdGen = seq, evaluated, numCtx, req.Adapter, adGen
 	return res, nil
 }
 
@@ -284,6 +300,24 @@ func (r *Runner) Embed(ctx context.Context, req *server.EmbedRequest) (server.Em
 	}
 	return server.EmbedResult{Vectors: vs, PromptTokens: n}, nil
 }
+
+// LoadAdapter implements server.AdapterRunner.
+func (r *Runner) LoadAdapter(name, path string, scale float32) error {
+	if err := r.m.LoadAdapter(name, path, scale); err != nil {
+		return server.AdapterError(err)
+	}
+	r.adGen.Add(1)
+	return nil
+}
+
+// RemoveAdapter implements server.AdapterRunner.
+func (r *Runner) RemoveAdapter(name string) bool {
+	ok := r.m.RemoveAdapter(name)
+	r.adGen.Add(1)
+	return ok
+}
+
+var _ server.AdapterRunner = (*Runner)(nil)
 
 // Close implements server.Runner: it waits for the request in progress.
 func (r *Runner) Close() error {
