@@ -334,8 +334,14 @@ func checkDeployment(t *testing.T, r rendered, flags map[string]bool) (*appsv1.D
 			t.Errorf("container %s mounts %v: want /models and /tmp", x.Name, x.VolumeMounts)
 		}
 	}
-	if !slices.Equal(c.Args, []string{"serve"}) {
+	if len(c.Args) == 0 || c.Args[0] != "serve" {
 		t.Errorf("args %v", c.Args)
+	}
+	for _, a := range c.Args[min(1, len(c.Args)):] { // --flag=value, each a serve flag
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !flags[name] {
+			t.Errorf("argument %q is no serve flag", a)
+		}
 	}
 	env := checkEnv(t, "Deployment", c, flags)
 	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || fmt.Sprint(c.Ports[0].ContainerPort) != env["HEARTH_PORT"] {
@@ -450,6 +456,9 @@ func TestChartGPU(t *testing.T) {
 	ctr := pod.Spec.Containers[0]
 	if q := ctr.Resources.Limits["nvidia.com/gpu"]; q.Value() != 1 || env["HEARTH_DEVICE"] != "cuda" {
 		t.Errorf("GPU limit %v, HEARTH_DEVICE %s", ctr.Resources.Limits, env["HEARTH_DEVICE"])
+	}
+	if want := []string{"serve", "--max-loras=4", "--lora=sql-lora=llama3.2:1b:/models/adapters/sql.gguf:0.8"}; !slices.Equal(ctr.Args, want) {
+		t.Errorf("args %q, want %q", ctr.Args, want)
 	}
 	if q := ctr.Resources.Limits["memory"]; q.String() != "32Gi" {
 		t.Errorf("memory limit %v: the values' limits are kept beside the GPU", q)
