@@ -2,7 +2,7 @@
 // package.json) on a GGUF file the way llama-bench and `hearth bench` do,
 // and prints llama-bench's JSON (an array of results).
 //
-//   node bench.mjs -m FILE [-t THREADS] [-p 512] [-n 128] [-r 5] [-b 512] [-o json|md]
+//   node bench.mjs -m FILE [-t THREADS] [-p 512] [-n 128] [-r 5] [-b 512] [--parallel P] [-o json|md]
 //
 // ppN: N prompt tokens of random ids (the first BOS when the model adds
 // one) evaluated on an empty sequence in batches of -b tokens, the logits
@@ -10,6 +10,10 @@
 // tgN: N single-token evaluations from an empty sequence (BOS, then random
 // ids), each computing its logits (node-llama-cpp's greedy pick of the next
 // token reads them; it costs microseconds).
+// --parallel P > 1 runs the tg test on P sequences of one context at once
+// (node-llama-cpp batches their pending evaluations into one decode, as
+// llama-batched-bench does); t/s counts the tokens of all P, as `hearth
+// bench --parallel` does, and the test is named tgN xP.
 // Each test runs once as a warm-up (a pp test in full, a tg test for one
 // token), then -r timed runs; t/s is the mean ± sample standard deviation
 // of the per-run rates, as llama-bench's avg_ts and stddev_ts.
@@ -27,13 +31,14 @@ const {values: a} = parseArgs({options: {
     "batch-size": {type: "string", short: "b", default: "512"},
     output: {type: "string", short: "o", default: "json"},
     seed: {type: "string", default: "1"},
+    parallel: {type: "string", default: "1"},
 }});
 if (!a.model) {
     console.error("usage: node bench.mjs -m FILE [-t THREADS] [-p 512] [-n 128] [-r 5] [-b 512] [-o json|md]");
     process.exit(2);
 }
 const threads = Number(a.threads), reps = Number(a.repetitions), batch = Number(a["batch-size"]);
-const nPrompt = Number(a["n-prompt"]), nGen = Number(a["n-gen"]);
+const nPrompt = Number(a["n-prompt"]), nGen = Number(a["n-gen"]), par = Math.max(1, Number(a.parallel));
 
 // A small seeded generator (mulberry32), so runs draw the same tokens.
 let seed = Number(a.seed) >>> 0;
@@ -86,19 +91,22 @@ const results = [];
 for (const [p, n] of [[nPrompt, 0], [0, nGen]]) {
     if (p + n === 0) continue;
     // llama-bench's context: n_prompt + n_gen positions, one sequence.
-    const context = await model.createContext({contextSize: Math.max(p + n, 32), batchSize: Math.max(1, Math.min(batch, p || 1)),
-        threads: {ideal: threads, min: threads}, sequences: 1, flashAttention: false});
-    const seq = context.getSequence();
-    if (p > 0) await prompt(seq, p); else await generate(seq, 1); // warm-up
+    // P sequences for the tg test (one for pp), each with n positions.
+    const P = p > 0 ? 1 : par;
+    const context = await model.createContext({contextSize: P * Math.max(p + n, 32), batchSize: Math.max(P, Math.min(batch, p || 1)),
+        threads: {ideal: threads, min: threads}, sequences: P, flashAttention: false});
+    const seqs = Array.from({length: P}, () => context.getSequence());
+    const seq = seqs[0];
+    if (p > 0) await prompt(seq, p); else await Promise.all(seqs.map((s) => generate(s, 1))); // warm-up
     const samplesNs = [];
     for (let r = 0; r < reps; r++) {
-        await seq.clearHistory();
+        for (const s of seqs) await s.clearHistory();
         const t0 = process.hrtime.bigint();
         if (p > 0) await prompt(seq, p);
-        if (n > 0) await generate(seq, n);
+        if (n > 0) await Promise.all(seqs.map((s) => generate(s, n)));
         samplesNs.push(Number(process.hrtime.bigint() - t0));
     }
-    const samplesTs = samplesNs.map((ns) => (p + n) / (ns / 1e9));
+    const samplesTs = samplesNs.map((ns) => P * (p + n) / (ns / 1e9));
     results.push({
         build_commit: llama.llamaCppRelease.release, cpu_info: cpus()[0]?.model ?? "", backends: "CPU",
         model_filename: a.model, model_type: model.typeDescription, model_size: model.size, model_n_params: nParams,
@@ -106,7 +114,7 @@ for (const [p, n] of [[nPrompt, 0], [0, nGen]]) {
         n_prompt: p, n_gen: n, n_depth: 0, flash_attn: false, test_time: new Date().toISOString(),
         avg_ns: Math.round(mean(samplesNs)), stddev_ns: Math.round(stdev(samplesNs)),
         avg_ts: mean(samplesTs), stddev_ts: stdev(samplesTs), samples_ns: samplesNs, samples_ts: samplesTs,
-        test: p > 0 ? `pp${p}` : `tg${n}`, engine: `node-llama-cpp ${llama.llamaCppRelease.release} (${llama.buildType})`,
+        test: p > 0 ? `pp${p}` : P > 1 ? `tg${n} x${P}` : `tg${n}`, n_parallel: P, engine: `node-llama-cpp ${llama.llamaCppRelease.release} (${llama.buildType})`,
     });
     await context.dispose();
 }
