@@ -107,3 +107,14 @@ func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []flo
 		}
 	}
 }
+
+// dotF32Asm adds DotF32's eight partial sums over the first multiple of 8
+// elements to s with the AVX2 kernel and returns how many it did.
+func dotF32Asm(a, b []float32, s *[8]float32) int {
+	n8 := len(a) &^ 7
+	if n8 > 0 && hasAVX2 {
+		dotF32AVX2(unsafe.SliceData(a), unsafe.SliceData(b), n8, s)
+		return n8
+	}
+	return 0
+}

@@ -19,3 +19,5 @@ func qkF16Asm(q []float32, group, hd int, k *byte, stride, n int, out []float32,
 func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []float32) {
 	panic("cpu: no F16 attention kernels")
 }
+
+func dotF32Asm(a, b []float32, s *[8]float32) int { return 0 }

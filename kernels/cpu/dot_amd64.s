@@ -33755,6 +33755,31 @@ axpyF16x4AVX2_done:
 	VZEROUPPER
 	RET
 
+// func dotF32AVX2(a *float32, b *float32, n int, s *[8]float32)
+// Requires: AVX
+TEXT ·dotF32AVX2(SB), NOSPLIT, $0-32
+	MOVQ    a+0(FP), AX
+	MOVQ    b+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    s+24(FP), BX
+	VMOVUPS (BX), Y0
+
+dotF32AVX2_loop:
+	TESTQ   DX, DX
+	JZ      dotF32AVX2_done
+	VMOVUPS (AX), Y1
+	VMULPS  (CX), Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	SUBQ    $0x08, DX
+	JMP     dotF32AVX2_loop
+
+dotF32AVX2_done:
+	VMOVUPS Y0, (BX)
+	VZEROUPPER
+	RET
+
 // func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 // Requires: AVX, F16C, FMA3
 TEXT ·qkF16G1(SB), NOSPLIT, $0-56

@@ -880,6 +880,12 @@ func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
 //go:noescape
 func axpyF16x4AVX2(dst *float32, v *byte, stride int, w *float32, n int)
 
+// dotF32AVX2 adds to s the eight lane sums of a[i]·b[i] over n values (a multiple of 8),
+// a multiply then an add per element, as kernels/cpu.DotF32's loop.
+//
+//go:noescape
+func dotF32AVX2(a *float32, b *float32, n int, s *[8]float32)
+
 // qkF16G1 is the scores of 1 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).
 //

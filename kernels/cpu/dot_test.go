@@ -495,3 +495,36 @@ func TestMatMulBatchInvariant(t *testing.T) {
 		}
 	}
 }
+
+// dotF32Ref is DotF32's arithmetic in plain Go: eight partial sums, the
+// tail into the first, then ((s0+s4)+(s1+s5))+((s2+s6)+(s3+s7)).
+func dotF32Ref(a, b []float32) float32 {
+	var s [8]float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		for k := range 8 {
+			p := float32(a[i+k] * b[i+k]) // rounded: never fused
+			s[k] += p
+		}
+	}
+	for ; i < len(a); i++ {
+		p := float32(a[i] * b[i])
+		s[0] += p
+	}
+	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
+
+// TestDotF32: the AVX2 loop (where the CPU has it) gives DotF32's plain
+// sums bit for bit, at every length around the 8-lane groups.
+func TestDotF32(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := range 300 {
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64()*100)
+		}
+		if got, want := DotF32(a, b), dotF32Ref(a, b); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("n %d: %v, want %v", n, got, want)
+		}
+	}
+}

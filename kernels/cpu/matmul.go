@@ -311,11 +311,12 @@ type preparedActs struct {
 }
 
 // DotF32 is the float32 dot product, accumulated in float32 with eight
-// partial sums (the shape of ggml's SIMD f32 dot).
+// partial sums (the shape of ggml's SIMD f32 dot); on AVX2 the loop is
+// dotF32AVX2, the same sums bit for bit.
 func DotF32(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s [8]float32
-	i := 0
+	i := dotF32Asm(a, b, &s)
 	for ; i+8 <= len(a); i += 8 {
 		s[0] += a[i] * b[i]
 		s[1] += a[i+1] * b[i+1]

@@ -119,3 +119,36 @@ func genAxpyF16x4() {
 	VZEROUPPER()
 	RET()
 }
+
+// genDotF32 emits func(a, b *float32, n int, s *[8]float32): s[k] +=
+// a[i]·b[i] over i ≡ k (mod 8) for n (a multiple of 8) values, each
+// product rounded before its sum, no fused multiply-add: bit for bit the
+// eight partial sums of kernels/cpu.DotF32's loop (Go on amd64 fuses
+// nothing), which finishes the tail and the reduction.
+func genDotF32() {
+	name := "dotF32AVX2"
+	text(name, NOSPLIT, "func(a, b *float32, n int, s *[8]float32)")
+	Doc(name+" adds to s the eight lane sums of a[i]·b[i] over n values (a multiple of 8),",
+		"a multiply then an add per element, as kernels/cpu.DotF32's loop.")
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	n := Load(Param("n"), GP64())
+	s := Load(Param("s"), GP64())
+	acc := YMM()
+	VMOVUPS(Mem{Base: s}, acc)
+	Label(name + "_loop")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	x := YMM()
+	VMOVUPS(Mem{Base: a}, x)
+	VMULPS(Mem{Base: b}, x, x)
+	VADDPS(x, acc, acc)
+	ADDQ(U8(32), a)
+	ADDQ(U8(32), b)
+	SUBQ(U8(8), n)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VMOVUPS(acc, Mem{Base: s})
+	VZEROUPPER()
+	RET()
+}

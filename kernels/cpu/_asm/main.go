@@ -47,6 +47,7 @@ func main() {
 	genGemmAVX2()
 	genAxpyF16()
 	genAxpyF16x4()
+	genDotF32()
 	genAttnF16()
 	expC := expConsts()
 	genSwiGLU(expC)
