@@ -184,25 +184,7 @@ func writeTensor(out io.Writer, t Tensor, seed uint64, threads int, wrote func(i
 	produce := func(i int, buf []byte, x []float32) error {
 		r0 := i * per
 		for r := r0; r < min(rows, r0+per); r++ {
-			fillRow(x, seed, nameSeed, r, t.Scale)
-			if t.role == roleNorm && t.Scale != 0 { // a norm of another constant weight
-				for i := range x {
-					x[i] = t.Scale
-				}
-			}
-			if t.role == roleRopeFreqs { // proportional RoPE: a quarter of the pairs rotate
-				for i := range x {
-					x[i] = 1
-					if i >= len(x)/4 {
-						x[i] = 1e30
-					}
-				}
-			}
-			if t.role == roleDecay { // -1 - |N(0, 1)|: every head decays
-				for i, v := range x {
-					x[i] = -1 - float32(math.Abs(float64(v)))
-				}
-			}
+			fillTensorRow(x, t, seed, nameSeed, r)
 			if err := quant.QuantizeRow(t.Type, x, buf[(r-r0)*rb:(r-r0+1)*rb]); err != nil {
 				return err
 			}
@@ -333,6 +315,31 @@ func fillRow(x []float32, seed, nameSeed uint64, r int, scale float32) {
 	z := mix(state)
 	for i := range x {
 		x[i] = q[uint16(z>>(16*i))] * scale
+	}
+}
+
+// fillTensorRow fills row r of t: random (fillRow, ones for a norm), but
+// where the tensor's role fixes the values.
+func fillTensorRow(x []float32, t Tensor, seed, nameSeed uint64, r int) {
+	switch {
+	case t.role == roleNorm && t.Scale != 0: // a norm of another constant weight
+		for i := range x {
+			x[i] = t.Scale
+		}
+	case t.role == roleRopeFreqs: // proportional RoPE: a quarter of the pairs rotate
+		for i := range x {
+			x[i] = 1
+			if i >= len(x)/4 {
+				x[i] = 1e30
+			}
+		}
+	case t.role == roleDecay: // -1 - |N(0, 1)|: every head decays
+		fillRow(x, seed, nameSeed, r, t.Scale)
+		for i, v := range x {
+			x[i] = -1 - float32(math.Abs(float64(v)))
+		}
+	default:
+		fillRow(x, seed, nameSeed, r, t.Scale)
 	}
 }
 
