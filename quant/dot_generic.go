@@ -158,15 +158,29 @@ func dotI8x32(a, b *[32]byte) int32 {
 	return s0 + s1
 }
 
+// dotQ8_0Q8_0 is ggml's x86 Q8_0 product bit for bit: ggml_vec_dot_q8_0_q8_0
+// (AVX2, with or without VNNI) and tinyBLAS_Q0_AVX, which its matrix
+// products take for batches, sum in the same order. Per block, eight lanes
+// of four-product integer sums (exact), each FMA'd with the block's dw·dx
+// (exact in float32: two 11-bit significands) into its own float32
+// accumulator; one horizontal sum at the end, hsum8's. Matching that order
+// matters beyond the last bit: a later Q8_0 activation quantization turns a
+// one-ulp difference into a whole quantization step now and then.
 func dotQ8_0Q8_0(nb int, w, x []byte) float32 {
-	var sum float32
+	var acc [8]float32
 	for i := range nb {
 		wb := (*[34]byte)(w[34*i:])
 		xb := (*[34]byte)(x[34*i:])
-		sumi := dotI8x32((*[32]byte)(wb[2:]), (*[32]byte)(xb[2:]))
-		sum += float32(sumi) * (f16le(wb[0:]) * f16le(xb[0:]))
+		d := f16le(wb[0:]) * f16le(xb[0:])
+		for l := range 8 {
+			var s int32
+			for k := 2 + 4*l; k < 6+4*l; k++ {
+				s += int32(int8(wb[k])) * int32(int8(xb[k]))
+			}
+			acc[l] = FMA32(d, float32(s), acc[l])
+		}
 	}
-	return sum
+	return Hsum8(&acc)
 }
 
 func dotQ8_1Q8_1(nb int, w, x []byte) float32 {

@@ -269,3 +269,44 @@ func quantQ8_K(src []float32, dst []byte) {
 		binary.LittleEndian.PutUint32(b[0:], math.Float32bits(1/iscale))
 	}
 }
+
+// QuantizeAct encodes activations src into dst as type t, byte for byte as
+// ggml's x86 CPU backend does before its dot products (from_float): Q8_0
+// and Q8_1 as quantize_row_q8_0/q8_1's AVX2 form, which scales by 127/amax
+// and rounds ties to even where the reference quantizer (QuantizeRow, what
+// llama-quantize writes) scales by 1/(amax/127) and rounds ties away from
+// zero, so the two differ in an element of a block now and then; every other
+// type as QuantizeRow. Errors as QuantizeRow's.
+func QuantizeAct(t Type, src []float32, dst []byte) error {
+	if t != Q8_0 && t != Q8_1 {
+		return QuantizeRow(t, src, dst)
+	}
+	if err := checkRow(t, len(src), len(dst)); err != nil {
+		return fmt.Errorf("quant: quantize: %w", err)
+	}
+	bb, off := 34, 2
+	if t == Q8_1 {
+		bb, off = 36, 4
+	}
+	for i := 0; i < len(src); i += 32 {
+		x := (*[32]float32)(src[i:])
+		b := dst[i/32*bb : i/32*bb+bb]
+		amax, _ := absMax(x[:])
+		d := amax / 127
+		var id float32
+		if amax != 0 {
+			id = 127 / amax
+		}
+		putF16le(b[0:], d)
+		sum := 0
+		for j := range 32 {
+			q := nearestInt(x[j] * id)
+			b[off+j] = byte(int8(q))
+			sum += q
+		}
+		if t == Q8_1 {
+			putF16le(b[2:], d*float32(sum))
+		}
+	}
+	return nil
+}

@@ -48,18 +48,23 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 	// share it read each key and value row while it is in L1. At most two
 	// ranges per thread: each range allocates its buffers.
 	items := nTok * nKVHead
-	fused := kvType == quant.F16 && attnF16Asm(headDim)
+	f16 := kvType == quant.F16
+	asm := f16 && attnF16Asm(headDim)
 	p.Run(items, (items+2*p.Threads()-1)/(2*p.Threads()), func(s, e int) {
 		qq := make([]byte, group*headBytes)
 		qf := make([]float32, group*headDim)
 		scores := make([]float32, group*(maxPos+1))
 		vrow := make([]float32, headDim)
+		var lanes []float32
+		if f16 {
+			lanes = make([]float32, group*16*headDim)
+		}
 		for i := s; i < e; i++ {
 			t, kvh := i/nKVHead, i%nKVHead
 			h0 := kvh * group
 			for g := 0; g < group; g++ {
 				qh := q[t*width+(h0+g)*headDim : t*width+(h0+g+1)*headDim]
-				if kvType == quant.F16 {
+				if f16 {
 					ToF16(f16s(qq[g*headBytes:(g+1)*headBytes]), qh)
 				} else {
 					QuantizeAct(kvType, qh, qq[g*headBytes:(g+1)*headBytes])
@@ -68,7 +73,7 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			n, lo := int(o.last(t, pos[t]))+1, o.first(pos[t])
 			view := kv[t]
 			outG := out[t*width+h0*headDim : t*width+(h0+group)*headDim]
-			if fused {
+			if f16 {
 				// The queries as float32 (their float16 values), then the
 				// kernels over each run of consecutive cached rows.
 				for j, h := range f16s(qq) {
@@ -76,7 +81,11 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 				}
 				for j := lo; j < n; {
 					stride, c := kvRun(view, j, n)
-					qkF16Asm(qf, group, headDim, &view.K(j)[kvh*headBytes], stride, c, scores[j:], n)
+					if asm {
+						qkF16Asm(qf, group, headDim, &view.K(j)[kvh*headBytes], stride, c, scores[j:], n)
+					} else {
+						qkF16Generic(qf, group, headDim, view.K(j)[kvh*headBytes:], stride, c, scores[j:], n)
+					}
 					j += c
 				}
 			} else {
@@ -89,29 +98,36 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 			}
 			for g := 0; g < group; g++ {
 				sc := scores[g*n+lo : (g+1)*n]
-				o.softmax(sc, scale, h0+g)
-				if kvType == quant.F16 {
+				o.softmax(sc, lo, scale, h0+g)
+				if f16 {
 					// ggml rounds the probabilities to f16 for the product with V.
 					for j, w := range sc {
 						sc[j] = quant.F16ToF32(quant.F32ToF16(w))
 					}
 				}
 			}
-			clear(outG)
-			if fused {
+			if f16 {
+				// ggml's product with V (tinyBLAS over the transposed
+				// cache) sums position j in lane j mod 16 of each output,
+				// then adds the lanes up (reduce16): the same order here.
+				clear(lanes)
 				for j := lo; j < n; {
 					stride, c := kvRun(view, j, n)
-					pvF16Asm(scores[j:], n, group, headDim, &view.V(j)[kvh*headBytes], stride, c, outG)
+					if asm {
+						pvF16Asm(scores[j:], n, group, headDim, &view.V(j)[kvh*headBytes], stride, c, lanes, j%16)
+					} else {
+						pvF16Generic(scores[j:], n, group, headDim, view.V(j)[kvh*headBytes:], stride, c, lanes, j%16)
+					}
 					j += c
 				}
+				reduceLanes(outG, lanes, group, headDim)
 				continue
 			}
+			clear(outG)
 			for j := lo; j < n; j++ {
 				v := view.V(j)[kvh*headBytes : (kvh+1)*headBytes]
-				if kvType != quant.F16 {
-					if err := quant.DequantizeRow(kvType, v, vrow); err != nil {
-						panic(err)
-					}
+				if err := quant.DequantizeRow(kvType, v, vrow); err != nil {
+					panic(err)
 				}
 				for g := 0; g < group; g++ {
 					w := scores[g*n+j]
@@ -119,12 +135,8 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 						continue
 					}
 					acc := outG[g*headDim : (g+1)*headDim]
-					if kvType == quant.F16 {
-						AxpyF16(acc, w, f16s(v))
-					} else {
-						for d, x := range vrow {
-							acc[d] += w * x
-						}
+					for d, x := range vrow {
+						acc[d] += w * x
 					}
 				}
 			}
@@ -161,10 +173,11 @@ func (o *AttnOpts) first(pos int32) int {
 	return max(0, int(pos)-o.Window+1)
 }
 
-// softmax turns the raw scores of query head h into weights.
-func (o *AttnOpts) softmax(sc []float32, scale float32, h int) {
+// softmax turns the raw scores of query head h into weights; sc[0] is
+// position base's.
+func (o *AttnOpts) softmax(sc []float32, base int, scale float32, h int) {
 	if o == nil || o.SoftCap <= 0 && o.Sinks == nil {
-		Softmax(sc, scale)
+		SoftmaxAt(sc, base, scale)
 		return
 	}
 	if c := o.SoftCap; c > 0 {
@@ -174,7 +187,7 @@ func (o *AttnOpts) softmax(sc []float32, scale float32, h int) {
 		scale = 1
 	}
 	if o.Sinks == nil {
-		Softmax(sc, scale)
+		SoftmaxAt(sc, base, 1)
 		return
 	}
 	softmaxSink(sc, scale, o.Sinks[h])
@@ -220,33 +233,68 @@ func kvRun(view KVView, p, n int) (stride, count int) {
 
 // qkF16Generic is what the F16 score kernels compute: out[g·ldo + j] =
 // Σ_d q[g·hd + d]·k_j[d] for the n key rows k_j = k[j·stride:] (float16
-// bytes) and the group's queries q (float32).
+// bytes) and the group's queries q (float32), in ggml's order (its
+// tinyBLAS over float16 on AVX-512): dimension d summed in lane d mod 16,
+// the lanes added by reduce16. The products of two float16 values are
+// exact in float32, so only the order of the additions matters.
 func qkF16Generic(q []float32, group, hd int, k []byte, stride, n int, out []float32, ldo int) {
 	for j := range n {
 		row := f16s(k[j*stride : j*stride+2*hd])
 		for g := range group {
-			var s float32
+			var acc [16]float32
+			qg := q[g*hd : (g+1)*hd]
 			for d, x := range row {
-				s += q[g*hd+d] * quant.F16ToF32(x)
+				acc[d%16] += qg[d] * quant.F16ToF32(x)
 			}
-			out[g*ldo+j] = s
+			out[g*ldo+j] = reduce16(&acc)
 		}
 	}
 }
 
-// pvF16Generic is what the F16 value kernels compute: out[g·hd + d] +=
-// Σ_j p[g·ldp + j]·v_j[d], j in order, for the n value rows v_j =
-// v[j·stride:] (float16 bytes).
-func pvF16Generic(p []float32, ldp, group, hd int, v []byte, stride, n int, out []float32) {
-	for g := range group {
-		for j := range n {
-			row := f16s(v[j*stride : j*stride+2*hd])
+// pvF16Generic is what the F16 value kernels compute: for the n value rows
+// v_j = v[j·stride:] (float16 bytes), lanes[(g·16 + (lane0+j) mod 16)·hd +
+// d] += p[g·ldp + j]·v_j[d], j in order: position lane0 + j of the cache
+// goes to lane (lane0 + j) mod 16, as in ggml's product with V.
+func pvF16Generic(p []float32, ldp, group, hd int, v []byte, stride, n int, lanes []float32, lane0 int) {
+	for j := range n {
+		row := f16s(v[j*stride : j*stride+2*hd])
+		l := (lane0 + j) % 16
+		for g := range group {
 			w := p[g*ldp+j]
+			if w == 0 {
+				continue // adds nothing, as a zero weight does in ggml
+			}
+			acc := lanes[(g*16+l)*hd : (g*16+l+1)*hd]
 			for d, x := range row {
-				out[g*hd+d] += w * quant.F16ToF32(x)
+				acc[d] += w * quant.F16ToF32(x)
 			}
 		}
 	}
+}
+
+// reduceLanes writes out[g·hd + d] = reduce16 of the sixteen lanes of
+// lanes for each head g and dimension d.
+func reduceLanes(out, lanes []float32, group, hd int) {
+	for g := range group {
+		base := lanes[g*16*hd : (g+1)*16*hd]
+		for d := range hd {
+			var a [16]float32
+			for l := range a {
+				a[l] = base[l*hd+d]
+			}
+			out[g*hd+d] = reduce16(&a)
+		}
+	}
+}
+
+// reduce16 adds sixteen float32 lanes as _mm512_reduce_add_ps does
+// (GCC's: upper half onto lower, then hsum_float_8's order).
+func reduce16(a *[16]float32) float32 {
+	var h [8]float32
+	for i := range h {
+		h[i] = a[i] + a[i+8]
+	}
+	return quant.Hsum8(&h)
 }
 
 // StoreKV writes a row of keys or values into a cache slot of type t.

@@ -34,7 +34,8 @@ func newPagedKV(r *rand.Rand, typ quant.Type, ctx, kvw, bs int) pagedKV {
 }
 
 // TestAttentionF16Kernels checks the F16 score and value kernels against
-// qkF16Generic and pvF16Generic: group sizes 1 to 8 (split into kernels of
+// qkF16Generic and pvF16Generic, bit for bit (the same float32 adds in the
+// same order, ggml's): group sizes 1 to 8 (split into kernels of
 // 4, 2 and 1 heads), head sizes 16 to 128, runs of 1 to 37 rows at a stride
 // wider than a row, guard values around the outputs.
 func TestAttentionF16Kernels(t *testing.T) {
@@ -73,7 +74,7 @@ func TestAttentionF16Kernels(t *testing.T) {
 								}
 								continue
 							}
-							if math.Abs(float64(w-x)) > 1e-5*math.Sqrt(float64(hd))*4 {
+							if w != x {
 								t.Fatalf("score g%d j%d: %v, generic %v", g, j, x, w)
 							}
 						}
@@ -81,21 +82,24 @@ func TestAttentionF16Kernels(t *testing.T) {
 					if got[group*ldo] != 12345 {
 						t.Fatal("scores written past the end")
 					}
-					// Values: start from nonzero outputs (the kernels add).
+					// Values: into lanes that start nonzero (the kernels
+					// add), from a lane other than 0 so that they wrap.
 					p := make([]float32, group*ldo)
 					for i := range p {
-						p[i] = r.Float32()
+						// Weights are float16 values, as Attention's: the
+						// products are exact and an FMA is an add.
+						p[i] = quant.F16ToF32(quant.F32ToF16(r.Float32()))
 					}
-					wantV := make([]float32, group*hd+1)
+					wantV := make([]float32, group*16*hd+1)
 					for i := range wantV {
 						wantV[i] = float32(r.NormFloat64())
 					}
 					gotV := append([]float32(nil), wantV...)
-					pvF16Generic(p, ldo, group, hd, k, stride, n, wantV)
-					pvF16Asm(p, ldo, group, hd, &k[0], stride, n, gotV)
+					pvF16Generic(p, ldo, group, hd, k, stride, n, wantV, 5)
+					pvF16Asm(p, ldo, group, hd, &k[0], stride, n, gotV, 5)
 					for i := range wantV {
-						if math.Abs(float64(wantV[i]-gotV[i])) > 1e-5*float64(n+1)*4 {
-							t.Fatalf("value %d: %v, generic %v", i, gotV[i], wantV[i])
+						if wantV[i] != gotV[i] {
+							t.Fatalf("lane value %d: %v, generic %v", i, gotV[i], wantV[i])
 						}
 					}
 				})

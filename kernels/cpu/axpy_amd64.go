@@ -91,18 +91,18 @@ func qkF16Asm(q []float32, group, hd int, k *byte, stride, n int, out []float32,
 }
 
 // pvF16Asm is pvF16Generic with the kernels, G heads at a time.
-func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []float32) {
+func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, lanes []float32, lane0 int) {
 	for g := 0; g < group; {
-		pp, op := &p[g*ldp], &out[g*hd]
+		pp, lp := &p[g*ldp], &lanes[g*16*hd]
 		switch r := group - g; {
 		case r >= 4:
-			pvF16G4(pp, 4*ldp, hd, v, stride, n, op)
+			pvF16G4(pp, 4*ldp, hd, v, stride, n, lp, lane0)
 			g += 4
 		case r >= 2:
-			pvF16G2(pp, 4*ldp, hd, v, stride, n, op)
+			pvF16G2(pp, 4*ldp, hd, v, stride, n, lp, lane0)
 			g += 2
 		default:
-			pvF16G1(pp, 4*ldp, hd, v, stride, n, op)
+			pvF16G1(pp, 4*ldp, hd, v, stride, n, lp, lane0)
 			g++
 		}
 	}

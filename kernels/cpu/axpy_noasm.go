@@ -16,7 +16,7 @@ func qkF16Asm(q []float32, group, hd int, k *byte, stride, n int, out []float32,
 	panic("cpu: no F16 attention kernels")
 }
 
-func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, out []float32) {
+func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, lanes []float32, lane0 int) {
 	panic("cpu: no F16 attention kernels")
 }
 

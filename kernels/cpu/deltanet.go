@@ -1,13 +1,19 @@
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/hearth-llm/hearth/quant"
+)
 
 // Recurrent-layer kernels (Qwen 3.5's Gated DeltaNet): the causal
 // depthwise convolution over a conv state and the gated delta rule over a
 // per-head state, one token at a time, as ggml's ssm_conv and
 // gated_delta_net CPU ops compute them. Each sequence is processed token
 // after token, so results do not depend on how many tokens or sequences
-// a step holds (batch and chunk invariance).
+// a step holds (batch and chunk invariance). The float operations are
+// ggml's, in its order (its C loops as GCC contracts them into FMAs, its
+// AVX-512 vector code): llama.cpp's bits.
 
 // ConvStep is one token of a causal depthwise convolution of kernel k over
 // c channels: w holds c rows of k taps, state the k-1 previous inputs
@@ -19,23 +25,22 @@ func ConvStep(dst, x, w, state []float32, c, k int) {
 		wr := w[ch*k : ch*k+k]
 		var sum float32
 		for i := range k - 1 {
-			sum += state[i*c+ch] * wr[i]
+			sum = quant.FMA32(state[i*c+ch], wr[i], sum)
 		}
-		sum += x[ch] * wr[k-1]
-		dst[ch] = sum
+		dst[ch] = quant.FMA32(x[ch], wr[k-1], sum)
 	}
 	copy(state, state[c:])
 	copy(state[(k-2)*c:], x)
 }
 
 // L2Normalize writes x/max(‖x‖, eps) into dst (ggml_l2_norm: the sum of
-// squares in float64, the scale rounded to float32).
+// squares in float64, rounded to float32 before sqrtf).
 func L2Normalize(dst, x []float32, eps float32) {
 	var sum float64
 	for _, v := range x {
 		sum += float64(v * v)
 	}
-	scale := 1 / max(float32(math.Sqrt(sum)), eps)
+	scale := 1 / max(float32(math.Sqrt(float64(float32(sum)))), eps)
 	for i, v := range x {
 		dst[i] = v * scale
 	}
@@ -69,7 +74,7 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 	for j := range d {
 		row, dj := s[j*d:j*d+d], delta[j]
 		for i, kv := range k {
-			row[i] += kv * dj
+			row[i] = quant.FMA32(kv, dj, row[i]) // ggml_vec_mad_f32
 		}
 	}
 	for j := range d {
@@ -77,20 +82,33 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 	}
 }
 
-// dot32 is a float32 dot product in four lanes (as ggml's vectorised
-// ggml_vec_dot_f32 sums in float32).
+// dot32 is ggml_vec_dot_f32 on an AVX-512 build, bit for bit: the first
+// n/64·64 elements in four sixteen-lane FMA accumulators (element i in
+// accumulator i/16 mod 4, lane i mod 16) reduced as GGML_F32_VEC_REDUCE
+// (0+2, 1+3, then those two, then reduce16), then the rest one product
+// and one add each (GCC leaves that loop-carried chain unfused; traced
+// against llama.cpp's gated_delta_net outputs).
 func dot32(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+	np := len(a) &^ 63
+	var sum float32
+	if np > 0 {
+		var acc [4][16]float32
+		for i := 0; i < np; i += 64 {
+			for j := range acc {
+				for l := range acc[j] {
+					acc[j][l] = quant.FMA32(a[i+16*j+l], b[i+16*j+l], acc[j][l])
+				}
+			}
+		}
+		var r [16]float32
+		for l := range r {
+			r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
+		}
+		sum = reduce16(&r)
 	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
+	for i := np; i < len(a); i++ {
+		sum += float32(a[i] * b[i]) // the conversion keeps the product unfused
 	}
-	return (s0 + s1) + (s2 + s3)
+	return sum
 }

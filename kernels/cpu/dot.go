@@ -210,7 +210,7 @@ func quantizer(t quant.Type) func(x []float32, dst []byte) {
 	d, ok := pick(t, activeLevel, hasQuant)
 	if !ok || d.level == levelGeneric {
 		return func(x []float32, dst []byte) {
-			if err := quant.QuantizeRow(t, x, dst); err != nil {
+			if err := quant.QuantizeAct(t, x, dst); err != nil {
 				panic(fmt.Sprintf("cpu.QuantizeAct: %v", err))
 			}
 		}

@@ -3,6 +3,7 @@
 package cpu
 
 import (
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -146,6 +147,26 @@ func blockLanesAVX2(t quant.Type, shift int, k4, k2, k1 gemmTile) impl {
 	return d
 }
 
+// q8Lanes: Q8_0 weights through the block-lanes and AMX kernels (faster,
+// their own float order) instead of ggml's order (HEARTH_Q8_0=lanes).
+var q8Lanes = os.Getenv("HEARTH_Q8_0") == "lanes"
+
+// q8GImpl is Q8_0 in ggml's float order (_asm/q8ggml.go): activations
+// prepared by prep (the tiles' own layout), tiles of 4, 2 and 1 tokens, the
+// T = 1 tile also the one-row kernel.
+func q8GImpl(lv level, prep func(x *byte, nb int, dst *byte), k4, k2, k1 gemmTile) impl {
+	g := &gemmImpl{
+		tiles:      []tileT{{4, k4}, {2, k2}, {1, k1}},
+		prep:       prep,
+		group:      1,
+		groupBytes: 96,
+		single:     true,
+	}
+	d := impl{level: lv, gemm: g, quant: asmQuant(quantQ8_0AVX2)}
+	d.dot, d.dot4 = prepDot(quant.Q8_0, g)
+	return d
+}
+
 func asmQuant(k func(x *float32, dst *byte, nb int)) func(x []float32, dst []byte, nb int) {
 	return func(x []float32, dst []byte, nb int) { k(unsafe.SliceData(x), unsafe.SliceData(dst), nb) }
 }
@@ -155,9 +176,13 @@ func archImpls() map[quant.Type][]impl {
 	add := func(t quant.Type, d impl) { m[t] = append(m[t], d) }
 	if hasAVX2 {
 		add(quant.Q4_0, blockLanesAVX2(quant.Q4_0, 3, gemmQ4_0AVX2x4, gemmQ4_0AVX2x2, gemmQ4_0AVX2x1))
-		q8 := blockLanesAVX2(quant.Q8_0, 7, gemmQ8_0AVX2x4, gemmQ8_0AVX2x2, gemmQ8_0AVX2x1)
-		q8.quant = asmQuant(quantQ8_0AVX2)
-		add(quant.Q8_0, q8)
+		if q8Lanes {
+			q8 := blockLanesAVX2(quant.Q8_0, 7, gemmQ8_0AVX2x4, gemmQ8_0AVX2x2, gemmQ8_0AVX2x1)
+			q8.quant = asmQuant(quantQ8_0AVX2)
+			add(quant.Q8_0, q8)
+		} else {
+			add(quant.Q8_0, q8GImpl(levelAVX2, prepQ8_0GW, gemmQ8_0GAVX2x4, gemmQ8_0GAVX2x2, gemmQ8_0GAVX2x1))
+		}
 		add(quant.Q8_1, impl{level: levelAVX2, quant: asmQuant(quantQ8_1AVX2)})
 		add(quant.Q8_K, impl{level: levelAVX2, quant: asmQuant(quantQ8_KAVX2)})
 		q4k := asmImpl(quant.Q4_K, levelAVX2, dotQ4_KAVX2, dotQ4_KAVX2x4)
@@ -193,8 +218,12 @@ func archImpls() map[quant.Type][]impl {
 		}
 		q80 := blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
 			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1))
-		add(quant.Q8_0, q80)
-		if hasAMX {
+		if !q8Lanes {
+			add(quant.Q8_0, q8GImpl(levelAVX512, prepQ8_0G, gemmQ8_0GVNNIx4, gemmQ8_0GVNNIx2, gemmQ8_0GVNNIx1))
+		} else {
+			add(quant.Q8_0, q80)
+		}
+		if hasAMX && q8Lanes {
 			// The amx level: the same kernels, and groups of 16 rows × 16
 			// tokens through AMX tiles in block lanes (gemm_amx.go).
 			g := *q80.gemm

@@ -13,74 +13,53 @@ TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-24
 	MOVL         $0x7fffffff, BX
 	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x80000000, BX
+	MOVL         $0x42fe0000, BX
 	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x3effffff, BX
-	VMOVD        BX, X2
-	VPBROADCASTD X2, Y2
-	MOVL         $0x42fe0000, BX
-	VMOVD        BX, X3
-	VPBROADCASTD X3, Y3
-	MOVL         $0x3f800000, BX
-	VMOVD        BX, X4
-	VPBROADCASTD X4, Y4
-	VMOVDQU      packPerm<>+0(SB), Y5
+	VMOVDQU      packPerm<>+0(SB), Y2
 
 quantQ8_0AVX2_loop:
 	TESTQ        DX, DX
 	JZ           quantQ8_0AVX2_done
-	VMOVUPS      (AX), Y7
-	VMOVUPS      32(AX), Y8
-	VMOVUPS      64(AX), Y9
-	VMOVUPS      96(AX), Y10
-	VANDPS       Y0, Y7, Y6
-	VANDPS       Y0, Y8, Y11
-	VMAXPS       Y11, Y6, Y6
-	VANDPS       Y0, Y9, Y11
-	VMAXPS       Y11, Y6, Y6
-	VANDPS       Y0, Y10, Y11
-	VMAXPS       Y11, Y6, Y6
-	VEXTRACTF128 $0x01, Y6, X11
-	VMAXPS       X11, X6, X6
-	VMOVHLPS     X6, X6, X11
-	VMAXPS       X11, X6, X6
-	VMOVSHDUP    X6, X11
-	VMAXSS       X11, X6, X6
-	VDIVSS       X3, X6, X6
-	VDIVSS       X6, X4, X11
-	VXORPS       X12, X12, X12
-	VCMPSS       $0x04, X12, X6, X12
-	VANDPS       X12, X11, X11
-	VCVTPS2PH    $0x00, X6, X6
-	VMOVD        X6, BX
+	VMOVUPS      (AX), Y4
+	VMOVUPS      32(AX), Y5
+	VMOVUPS      64(AX), Y6
+	VMOVUPS      96(AX), Y7
+	VANDPS       Y0, Y4, Y3
+	VANDPS       Y0, Y5, Y8
+	VMAXPS       Y8, Y3, Y3
+	VANDPS       Y0, Y6, Y8
+	VMAXPS       Y8, Y3, Y3
+	VANDPS       Y0, Y7, Y8
+	VMAXPS       Y8, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X8
+	VMAXPS       X8, X3, X3
+	VMOVHLPS     X3, X3, X8
+	VMAXPS       X8, X3, X3
+	VMOVSHDUP    X3, X8
+	VMAXSS       X8, X3, X3
+	VDIVSS       X1, X3, X8
+	VDIVSS       X3, X1, X9
+	VXORPS       X10, X10, X10
+	VCMPSS       $0x04, X10, X3, X3
+	VANDPS       X3, X9, X9
+	VCVTPS2PH    $0x00, X8, X3
+	VMOVD        X3, BX
 	MOVW         BX, (CX)
-	VBROADCASTSS X11, Y6
-	VMULPS       Y6, Y7, Y7
-	VANDPS       Y1, Y7, Y11
-	VORPS        Y2, Y11, Y11
-	VADDPS       Y11, Y7, Y7
-	VCVTTPS2DQ   Y7, Y7
-	VMULPS       Y6, Y8, Y8
-	VANDPS       Y1, Y8, Y11
-	VORPS        Y2, Y11, Y11
-	VADDPS       Y11, Y8, Y8
-	VCVTTPS2DQ   Y8, Y8
-	VMULPS       Y6, Y9, Y9
-	VANDPS       Y1, Y9, Y11
-	VORPS        Y2, Y11, Y11
-	VADDPS       Y11, Y9, Y9
-	VCVTTPS2DQ   Y9, Y9
-	VMULPS       Y6, Y10, Y10
-	VANDPS       Y1, Y10, Y6
-	VORPS        Y2, Y6, Y6
-	VADDPS       Y6, Y10, Y10
-	VCVTTPS2DQ   Y10, Y10
-	VPACKSSDW    Y8, Y7, Y7
-	VPACKSSDW    Y10, Y9, Y9
-	VPACKSSWB    Y9, Y7, Y7
-	VPERMD       Y7, Y5, Y7
-	VMOVDQU      Y7, 2(CX)
+	VBROADCASTSS X9, Y3
+	VMULPS       Y3, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VMULPS       Y3, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       Y3, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPACKSSDW    Y5, Y4, Y4
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSWB    Y6, Y4, Y4
+	VPERMD       Y4, Y2, Y4
+	VMOVDQU      Y4, 2(CX)
 	ADDQ         $0x00000080, AX
 	ADDQ         $0x00000022, CX
 	DECQ         DX
@@ -109,88 +88,67 @@ TEXT ·quantQ8_1AVX2(SB), NOSPLIT, $0-24
 	MOVL         $0x7fffffff, BX
 	VMOVD        BX, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x80000000, BX
+	MOVL         $0x42fe0000, BX
 	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
-	MOVL         $0x3effffff, BX
-	VMOVD        BX, X2
-	VPBROADCASTD X2, Y2
-	MOVL         $0x42fe0000, BX
-	VMOVD        BX, X3
-	VPBROADCASTD X3, Y3
-	MOVL         $0x3f800000, BX
-	VMOVD        BX, X4
-	VPBROADCASTD X4, Y4
-	VMOVDQU      packPerm<>+0(SB), Y5
+	VMOVDQU      packPerm<>+0(SB), Y2
 
 quantQ8_1AVX2_loop:
 	TESTQ        DX, DX
 	JZ           quantQ8_1AVX2_done
-	VMOVUPS      (AX), Y7
-	VMOVUPS      32(AX), Y8
-	VMOVUPS      64(AX), Y9
-	VMOVUPS      96(AX), Y10
-	VANDPS       Y0, Y7, Y6
-	VANDPS       Y0, Y8, Y11
-	VMAXPS       Y11, Y6, Y6
-	VANDPS       Y0, Y9, Y11
-	VMAXPS       Y11, Y6, Y6
-	VANDPS       Y0, Y10, Y11
-	VMAXPS       Y11, Y6, Y6
-	VEXTRACTF128 $0x01, Y6, X11
-	VMAXPS       X11, X6, X6
-	VMOVHLPS     X6, X6, X11
-	VMAXPS       X11, X6, X6
-	VMOVSHDUP    X6, X11
-	VMAXSS       X11, X6, X6
-	VDIVSS       X3, X6, X6
-	VDIVSS       X6, X4, X11
-	VXORPS       X12, X12, X12
-	VCMPSS       $0x04, X12, X6, X12
-	VANDPS       X12, X11, X11
-	VCVTPS2PH    $0x00, X6, X12
-	VMOVD        X12, BX
+	VMOVUPS      (AX), Y4
+	VMOVUPS      32(AX), Y5
+	VMOVUPS      64(AX), Y6
+	VMOVUPS      96(AX), Y7
+	VANDPS       Y0, Y4, Y3
+	VANDPS       Y0, Y5, Y8
+	VMAXPS       Y8, Y3, Y3
+	VANDPS       Y0, Y6, Y8
+	VMAXPS       Y8, Y3, Y3
+	VANDPS       Y0, Y7, Y8
+	VMAXPS       Y8, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X8
+	VMAXPS       X8, X3, X3
+	VMOVHLPS     X3, X3, X8
+	VMAXPS       X8, X3, X3
+	VMOVSHDUP    X3, X8
+	VMAXSS       X8, X3, X3
+	VDIVSS       X1, X3, X8
+	VDIVSS       X3, X1, X9
+	VXORPS       X10, X10, X10
+	VCMPSS       $0x04, X10, X3, X3
+	VANDPS       X3, X9, X9
+	VCVTPS2PH    $0x00, X8, X3
+	VMOVD        X3, BX
 	MOVW         BX, (CX)
-	VBROADCASTSS X11, Y11
-	VMULPS       Y11, Y7, Y7
-	VANDPS       Y1, Y7, Y12
-	VORPS        Y2, Y12, Y12
-	VADDPS       Y12, Y7, Y7
-	VCVTTPS2DQ   Y7, Y7
-	VMULPS       Y11, Y8, Y8
-	VANDPS       Y1, Y8, Y12
-	VORPS        Y2, Y12, Y12
-	VADDPS       Y12, Y8, Y8
-	VCVTTPS2DQ   Y8, Y8
-	VMULPS       Y11, Y9, Y9
-	VANDPS       Y1, Y9, Y12
-	VORPS        Y2, Y12, Y12
-	VADDPS       Y12, Y9, Y9
-	VCVTTPS2DQ   Y9, Y9
-	VMULPS       Y11, Y10, Y10
-	VANDPS       Y1, Y10, Y11
-	VORPS        Y2, Y11, Y11
-	VADDPS       Y11, Y10, Y10
-	VCVTTPS2DQ   Y10, Y10
-	VPADDD       Y8, Y7, Y11
-	VPADDD       Y9, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VEXTRACTI128 $0x01, Y11, X12
-	VPADDD       X12, X11, X12
-	VPSHUFD      $0x4e, X12, X11
-	VPADDD       X11, X12, X12
-	VPSHUFD      $0xb1, X12, X11
-	VPADDD       X11, X12, X12
-	VCVTDQ2PS    X12, X12
-	VMULSS       X6, X12, X12
-	VCVTPS2PH    $0x00, X12, X12
-	VMOVD        X12, BX
+	VBROADCASTSS X9, Y3
+	VMULPS       Y3, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VMULPS       Y3, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       Y3, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPADDD       Y5, Y4, Y3
+	VPADDD       Y6, Y3, Y3
+	VPADDD       Y7, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X9
+	VPADDD       X9, X3, X9
+	VPSHUFD      $0x4e, X9, X3
+	VPADDD       X3, X9, X9
+	VPSHUFD      $0xb1, X9, X3
+	VPADDD       X3, X9, X9
+	VCVTDQ2PS    X9, X9
+	VMULSS       X8, X9, X9
+	VCVTPS2PH    $0x00, X9, X9
+	VMOVD        X9, BX
 	MOVW         BX, 2(CX)
-	VPACKSSDW    Y8, Y7, Y7
-	VPACKSSDW    Y10, Y9, Y9
-	VPACKSSWB    Y9, Y7, Y7
-	VPERMD       Y7, Y5, Y7
-	VMOVDQU      Y7, 4(CX)
+	VPACKSSDW    Y5, Y4, Y4
+	VPACKSSDW    Y7, Y6, Y6
+	VPACKSSWB    Y6, Y4, Y4
+	VPERMD       Y4, Y2, Y4
+	VMOVDQU      Y4, 4(CX)
 	ADDQ         $0x00000080, AX
 	ADDQ         $0x00000024, CX
 	DECQ         DX
@@ -33642,6 +33600,533 @@ gemmQ8_0AVX2x1_final:
 	VZEROUPPER
 	RET
 
+// func prepQ8_0G(x *byte, nb int, dst *byte)
+// Requires: AVX, AVX2, F16C
+TEXT ·prepQ8_0G(SB), NOSPLIT, $0-24
+	MOVQ         x+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         dst+16(FP), DX
+	MOVL         $0x01010101, BX
+	VMOVD        BX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, BX
+	VMOVD        BX, X1
+	VPBROADCASTD X1, Y1
+
+prepQ8_0G_loop:
+	TESTQ        CX, CX
+	JZ           prepQ8_0G_done
+	VMOVDQU      2(AX), Y2
+	VMOVDQU      Y2, (DX)
+	VPMADDUBSW   Y2, Y0, Y2
+	VPMADDWD     Y1, Y2, Y2
+	VPSLLD       $0x07, Y2, Y2
+	VPXOR        Y0, Y0, Y3
+	VPSUBD       Y2, Y3, Y3
+	VMOVDQU      Y3, 32(DX)
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VMOVUPS      Y2, 64(DX)
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          prepQ8_0G_loop
+
+prepQ8_0G_done:
+	VZEROUPPER
+	RET
+
+// func prepQ8_0GW(x *byte, nb int, dst *byte)
+// Requires: AVX, AVX2, F16C
+TEXT ·prepQ8_0GW(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), AX
+	MOVQ nb+8(FP), CX
+	MOVQ dst+16(FP), DX
+
+prepQ8_0GW_loop:
+	TESTQ        CX, CX
+	JZ           prepQ8_0GW_done
+	VPMOVSXBW    2(AX), Y0
+	VMOVDQU      Y0, (DX)
+	VPMOVSXBW    18(AX), Y0
+	VMOVDQU      Y0, 32(DX)
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VMOVUPS      Y0, 64(DX)
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          prepQ8_0GW_loop
+
+prepQ8_0GW_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GVNNIx4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·gemmQ8_0GVNNIx4(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), SI
+	MOVQ    flags+56(FP), DI
+	LEAQ    (BX)(BX*2), R8
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	TESTQ   $0x00000001, DI
+	JZ      gemmQ8_0GVNNIx4_start
+	VMOVUPS (SI), Y0
+	VMOVUPS 64(SI), Y1
+	VMOVUPS 128(SI), Y2
+	VMOVUPS 192(SI), Y3
+
+gemmQ8_0GVNNIx4_start:
+	MOVL         $0x80808080, R9
+	VMOVD        R9, X4
+	VPBROADCASTD X4, Y4
+
+gemmQ8_0GVNNIx4_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GVNNIx4_end
+	VPBROADCASTW (AX), X5
+	VCVTPH2PS    X5, Y5
+	VPXOR        2(AX), Y4, Y6
+	VMOVDQU      32(DX), Y7
+	VPDPBUSD     (DX), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX), Y5, Y8
+	VFMADD231PS  Y7, Y8, Y0
+	VMOVDQU      32(DX)(BX*1), Y7
+	VPDPBUSD     (DX)(BX*1), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX)(BX*1), Y5, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      32(DX)(BX*2), Y7
+	VPDPBUSD     (DX)(BX*2), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX)(BX*2), Y5, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      32(DX)(R8*1), Y7
+	VPDPBUSD     (DX)(R8*1), Y6, Y7
+	VCVTDQ2PS    Y7, Y6
+	VMULPS       64(DX)(R8*1), Y5, Y5
+	VFMADD231PS  Y6, Y5, Y3
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GVNNIx4_block
+
+gemmQ8_0GVNNIx4_end:
+	TESTQ        $0x00000002, DI
+	JZ           gemmQ8_0GVNNIx4_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GVNNIx4_store:
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 64(SI)
+	VMOVUPS Y2, 128(SI)
+	VMOVUPS Y3, 192(SI)
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GVNNIx2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·gemmQ8_0GVNNIx2(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), SI
+	MOVQ    flags+56(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	TESTQ   $0x00000001, DI
+	JZ      gemmQ8_0GVNNIx2_start
+	VMOVUPS (SI), Y0
+	VMOVUPS 64(SI), Y1
+
+gemmQ8_0GVNNIx2_start:
+	MOVL         $0x80808080, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+
+gemmQ8_0GVNNIx2_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GVNNIx2_end
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPXOR        2(AX), Y2, Y4
+	VMOVDQU      32(DX), Y5
+	VPDPBUSD     (DX), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(DX), Y3, Y6
+	VFMADD231PS  Y5, Y6, Y0
+	VMOVDQU      32(DX)(BX*1), Y5
+	VPDPBUSD     (DX)(BX*1), Y4, Y5
+	VCVTDQ2PS    Y5, Y4
+	VMULPS       64(DX)(BX*1), Y3, Y3
+	VFMADD231PS  Y4, Y3, Y1
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GVNNIx2_block
+
+gemmQ8_0GVNNIx2_end:
+	TESTQ        $0x00000002, DI
+	JZ           gemmQ8_0GVNNIx2_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GVNNIx2_store:
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 64(SI)
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GVNNIx1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·gemmQ8_0GVNNIx1(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), BX
+	MOVQ    flags+56(FP), SI
+	VXORPS  Y0, Y0, Y0
+	TESTQ   $0x00000001, SI
+	JZ      gemmQ8_0GVNNIx1_start
+	VMOVUPS (BX), Y0
+
+gemmQ8_0GVNNIx1_start:
+	MOVL         $0x80808080, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+
+gemmQ8_0GVNNIx1_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GVNNIx1_end
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPXOR        2(AX), Y1, Y3
+	VMOVDQU      32(DX), Y4
+	VPDPBUSD     (DX), Y3, Y4
+	VCVTDQ2PS    Y4, Y3
+	VMULPS       64(DX), Y2, Y2
+	VFMADD231PS  Y3, Y2, Y0
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GVNNIx1_block
+
+gemmQ8_0GVNNIx1_end:
+	TESTQ        $0x00000002, SI
+	JZ           gemmQ8_0GVNNIx1_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GVNNIx1_store:
+	VMOVUPS Y0, (BX)
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GAVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·gemmQ8_0GAVX2x4(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), SI
+	MOVQ    flags+56(FP), DI
+	LEAQ    (BX)(BX*2), R8
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	TESTQ   $0x00000001, DI
+	JZ      gemmQ8_0GAVX2x4_start
+	VMOVUPS (SI), Y0
+	VMOVUPS 64(SI), Y1
+	VMOVUPS 128(SI), Y2
+	VMOVUPS 192(SI), Y3
+
+gemmQ8_0GAVX2x4_start:
+gemmQ8_0GAVX2x4_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GAVX2x4_end
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVSXBW    2(AX), Y5
+	VPMOVSXBW    18(AX), Y6
+	VPMADDWD     (DX), Y5, Y7
+	VPMADDWD     32(DX), Y6, Y8
+	VPHADDD      Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX), Y4, Y8
+	VFMADD231PS  Y7, Y8, Y0
+	VPMADDWD     (DX)(BX*1), Y5, Y7
+	VPMADDWD     32(DX)(BX*1), Y6, Y8
+	VPHADDD      Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX)(BX*1), Y4, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VPMADDWD     (DX)(BX*2), Y5, Y7
+	VPMADDWD     32(DX)(BX*2), Y6, Y8
+	VPHADDD      Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       64(DX)(BX*2), Y4, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VPMADDWD     (DX)(R8*1), Y5, Y5
+	VPMADDWD     32(DX)(R8*1), Y6, Y6
+	VPHADDD      Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(DX)(R8*1), Y4, Y4
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GAVX2x4_block
+
+gemmQ8_0GAVX2x4_end:
+	TESTQ        $0x00000002, DI
+	JZ           gemmQ8_0GAVX2x4_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VPERMPD      $0xd8, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VPERMPD      $0xd8, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VPERMPD      $0xd8, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VPERMPD      $0xd8, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GAVX2x4_store:
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 64(SI)
+	VMOVUPS Y2, 128(SI)
+	VMOVUPS Y3, 192(SI)
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GAVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·gemmQ8_0GAVX2x2(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), SI
+	MOVQ    flags+56(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	TESTQ   $0x00000001, DI
+	JZ      gemmQ8_0GAVX2x2_start
+	VMOVUPS (SI), Y0
+	VMOVUPS 64(SI), Y1
+
+gemmQ8_0GAVX2x2_start:
+gemmQ8_0GAVX2x2_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GAVX2x2_end
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVSXBW    2(AX), Y3
+	VPMOVSXBW    18(AX), Y4
+	VPMADDWD     (DX), Y3, Y5
+	VPMADDWD     32(DX), Y4, Y6
+	VPHADDD      Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(DX), Y2, Y6
+	VFMADD231PS  Y5, Y6, Y0
+	VPMADDWD     (DX)(BX*1), Y3, Y3
+	VPMADDWD     32(DX)(BX*1), Y4, Y4
+	VPHADDD      Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       64(DX)(BX*1), Y2, Y2
+	VFMADD231PS  Y3, Y2, Y1
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GAVX2x2_block
+
+gemmQ8_0GAVX2x2_end:
+	TESTQ        $0x00000002, DI
+	JZ           gemmQ8_0GAVX2x2_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VPERMPD      $0xd8, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VPERMPD      $0xd8, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GAVX2x2_store:
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 64(SI)
+	VZEROUPPER
+	RET
+
+// func gemmQ8_0GAVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·gemmQ8_0GAVX2x1(SB), NOSPLIT, $0-64
+	MOVQ    w+0(FP), AX
+	MOVQ    nb+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xs+24(FP), BX
+	MOVQ    acc+32(FP), BX
+	MOVQ    flags+56(FP), SI
+	VXORPS  Y0, Y0, Y0
+	TESTQ   $0x00000001, SI
+	JZ      gemmQ8_0GAVX2x1_start
+	VMOVUPS (BX), Y0
+
+gemmQ8_0GAVX2x1_start:
+gemmQ8_0GAVX2x1_block:
+	TESTQ        CX, CX
+	JZ           gemmQ8_0GAVX2x1_end
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPMOVSXBW    2(AX), Y2
+	VPMOVSXBW    18(AX), Y3
+	VPMADDWD     (DX), Y2, Y2
+	VPMADDWD     32(DX), Y3, Y3
+	VPHADDD      Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       64(DX), Y1, Y1
+	VFMADD231PS  Y2, Y1, Y0
+	ADDQ         $0x22, AX
+	ADDQ         $0x60, DX
+	DECQ         CX
+	JMP          gemmQ8_0GAVX2x1_block
+
+gemmQ8_0GAVX2x1_end:
+	TESTQ        $0x00000002, SI
+	JZ           gemmQ8_0GAVX2x1_store
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	VPERMPD      $0xd8, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GAVX2x1_store:
+	VMOVUPS Y0, (BX)
+	VZEROUPPER
+	RET
+
 // func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
 // Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·axpyF16AVX2(SB), NOSPLIT, $0-32
@@ -33797,20 +34282,22 @@ qkF16G1_row:
 	TESTQ  SI, SI
 	JZ     qkF16G1_done
 	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
 	MOVQ   DX, R8
 	MOVQ   AX, R9
 	MOVQ   CX, R10
 
 qkF16G1_dim:
-	VCVTPH2PS    (R8), Y1
-	VCVTPH2PS    16(R8), Y2
-	VFMADD231PS  (R9), Y1, Y0
-	VFMADD231PS  32(R9), Y2, Y0
+	VCVTPH2PS    (R8), Y2
+	VCVTPH2PS    16(R8), Y3
+	VFMADD231PS  (R9), Y2, Y0
+	VFMADD231PS  32(R9), Y3, Y1
 	ADDQ         $0x20, R8
 	ADDQ         $0x40, R9
 	SUBQ         $0x10, R10
 	JNZ          qkF16G1_dim
 	MOVQ         DI, R8
+	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -33827,47 +34314,47 @@ qkF16G1_done:
 	VZEROUPPER
 	RET
 
-// func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 // Requires: AVX, F16C, FMA3
-TEXT ·pvF16G1(SB), NOSPLIT, $0-56
+TEXT ·pvF16G1(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), AX
 	MOVQ ldp+8(FP), CX
 	MOVQ hd+16(FP), CX
+	SHLQ $0x02, CX
 	MOVQ v+24(FP), DX
-	MOVQ stride+32(FP), BX
-	MOVQ out+48(FP), SI
-	MOVQ CX, DI
-	SHLQ $0x02, DI
+	MOVQ lane0+56(FP), BX
+	MOVQ CX, SI
+	SHLQ $0x04, SI
+
+pvF16G1_row:
+	CMPQ         n+40(FP), $0x00
+	JE           pvF16G1_done
+	VBROADCASTSS (AX), Y0
+	MOVQ         BX, SI
+	ANDQ         $0x0f, SI
+	IMULQ        CX, SI
+	ADDQ         lanes+48(FP), SI
+	MOVQ         DX, DI
+	MOVQ         CX, R8
 
 pvF16G1_dim:
-	TESTQ   CX, CX
-	JZ      pvF16G1_done
-	VMOVUPS (SI), Y0
-	VMOVUPS 32(SI), Y1
-	MOVQ    DX, DI
-	MOVQ    AX, R8
-	MOVQ    n+40(FP), R9
-
-pvF16G1_pos:
-	TESTQ        R9, R9
-	JZ           pvF16G1_store
-	VCVTPH2PS    (DI), Y2
-	VCVTPH2PS    16(DI), Y3
-	VBROADCASTSS (R8), Y4
-	VFMADD231PS  Y2, Y4, Y0
-	VFMADD231PS  Y3, Y4, Y1
-	ADDQ         BX, DI
-	ADDQ         $0x04, R8
-	DECQ         R9
-	JMP          pvF16G1_pos
-
-pvF16G1_store:
-	VMOVUPS Y0, (SI)
-	VMOVUPS Y1, 32(SI)
-	ADDQ    $0x20, DX
-	ADDQ    $0x40, SI
-	SUBQ    $0x10, CX
-	JMP     pvF16G1_dim
+	VCVTPH2PS   (DI), Y1
+	VCVTPH2PS   16(DI), Y2
+	VMOVUPS     (SI), Y3
+	VFMADD231PS Y1, Y0, Y3
+	VMOVUPS     Y3, (SI)
+	VMOVUPS     32(SI), Y1
+	VFMADD231PS Y2, Y0, Y1
+	VMOVUPS     Y1, 32(SI)
+	ADDQ        $0x20, DI
+	ADDQ        $0x40, SI
+	SUBQ        $0x40, R8
+	JNZ         pvF16G1_dim
+	ADDQ        stride+32(FP), DX
+	ADDQ        $0x04, AX
+	INCQ        BX
+	DECQ        n+40(FP)
+	JMP         pvF16G1_row
 
 pvF16G1_done:
 	VZEROUPPER
@@ -33891,32 +34378,36 @@ qkF16G2_row:
 	JZ     qkF16G2_done
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
 	MOVQ   DX, R10
 	MOVQ   AX, R11
 	MOVQ   CX, R12
 
 qkF16G2_dim:
-	VCVTPH2PS    (R10), Y2
-	VCVTPH2PS    16(R10), Y3
-	VFMADD231PS  (R11), Y2, Y0
-	VFMADD231PS  32(R11), Y3, Y0
-	VFMADD231PS  (R11)(R9*1), Y2, Y1
-	VFMADD231PS  32(R11)(R9*1), Y3, Y1
+	VCVTPH2PS    (R10), Y4
+	VCVTPH2PS    16(R10), Y5
+	VFMADD231PS  (R11), Y4, Y0
+	VFMADD231PS  32(R11), Y5, Y1
+	VFMADD231PS  (R11)(R9*1), Y4, Y2
+	VFMADD231PS  32(R11)(R9*1), Y5, Y3
 	ADDQ         $0x20, R10
 	ADDQ         $0x40, R11
 	SUBQ         $0x10, R12
 	JNZ          qkF16G2_dim
 	MOVQ         DI, R10
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVHLPS     X0, X0, X2
-	VADDPS       X2, X0, X0
-	VMOVSHDUP    X0, X2
-	VADDSS       X2, X0, X0
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
 	VMOVSS       X0, (R10)
 	ADDQ         R8, R10
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -33931,54 +34422,54 @@ qkF16G2_done:
 	VZEROUPPER
 	RET
 
-// func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 // Requires: AVX, F16C, FMA3
-TEXT ·pvF16G2(SB), NOSPLIT, $0-56
+TEXT ·pvF16G2(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), AX
 	MOVQ ldp+8(FP), CX
 	MOVQ hd+16(FP), DX
+	SHLQ $0x02, DX
 	MOVQ v+24(FP), BX
-	MOVQ stride+32(FP), SI
-	MOVQ out+48(FP), DI
-	MOVQ DX, R8
-	SHLQ $0x02, R8
+	MOVQ lane0+56(FP), SI
+	MOVQ DX, DI
+	SHLQ $0x04, DI
+
+pvF16G2_row:
+	CMPQ         n+40(FP), $0x00
+	JE           pvF16G2_done
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	MOVQ         SI, R8
+	ANDQ         $0x0f, R8
+	IMULQ        DX, R8
+	ADDQ         lanes+48(FP), R8
+	MOVQ         BX, R9
+	MOVQ         DX, R10
 
 pvF16G2_dim:
-	TESTQ   DX, DX
-	JZ      pvF16G2_done
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS (DI)(R8*1), Y2
-	VMOVUPS 32(DI)(R8*1), Y3
-	MOVQ    BX, R9
-	MOVQ    AX, R10
-	MOVQ    n+40(FP), R11
-
-pvF16G2_pos:
-	TESTQ        R11, R11
-	JZ           pvF16G2_store
-	VCVTPH2PS    (R9), Y4
-	VCVTPH2PS    16(R9), Y5
-	VBROADCASTSS (R10), Y6
-	VFMADD231PS  Y4, Y6, Y0
-	VFMADD231PS  Y5, Y6, Y1
-	VBROADCASTSS (R10)(CX*1), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VFMADD231PS  Y5, Y6, Y3
-	ADDQ         SI, R9
-	ADDQ         $0x04, R10
-	DECQ         R11
-	JMP          pvF16G2_pos
-
-pvF16G2_store:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, (DI)(R8*1)
-	VMOVUPS Y3, 32(DI)(R8*1)
-	ADDQ    $0x20, BX
-	ADDQ    $0x40, DI
-	SUBQ    $0x10, DX
-	JMP     pvF16G2_dim
+	VCVTPH2PS   (R9), Y2
+	VCVTPH2PS   16(R9), Y3
+	VMOVUPS     (R8), Y4
+	VFMADD231PS Y2, Y0, Y4
+	VMOVUPS     Y4, (R8)
+	VMOVUPS     32(R8), Y4
+	VFMADD231PS Y3, Y0, Y4
+	VMOVUPS     Y4, 32(R8)
+	VMOVUPS     (R8)(DI*1), Y4
+	VFMADD231PS Y2, Y1, Y4
+	VMOVUPS     Y4, (R8)(DI*1)
+	VMOVUPS     32(R8)(DI*1), Y2
+	VFMADD231PS Y3, Y1, Y2
+	VMOVUPS     Y2, 32(R8)(DI*1)
+	ADDQ        $0x20, R9
+	ADDQ        $0x40, R8
+	SUBQ        $0x40, R10
+	JNZ         pvF16G2_dim
+	ADDQ        stride+32(FP), BX
+	ADDQ        $0x04, AX
+	INCQ        SI
+	DECQ        n+40(FP)
+	JMP         pvF16G2_row
 
 pvF16G2_done:
 	VZEROUPPER
@@ -34005,42 +34496,40 @@ qkF16G4_row:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 	MOVQ   DX, R11
 	MOVQ   AX, R12
 	MOVQ   CX, R13
 
 qkF16G4_dim:
-	VCVTPH2PS    (R11), Y4
-	VCVTPH2PS    16(R11), Y5
-	VFMADD231PS  (R12), Y4, Y0
-	VFMADD231PS  32(R12), Y5, Y0
-	VFMADD231PS  (R12)(R9*1), Y4, Y1
-	VFMADD231PS  32(R12)(R9*1), Y5, Y1
-	VFMADD231PS  (R12)(R9*2), Y4, Y2
-	VFMADD231PS  32(R12)(R9*2), Y5, Y2
-	VFMADD231PS  (R12)(R10*1), Y4, Y3
-	VFMADD231PS  32(R12)(R10*1), Y5, Y3
+	VCVTPH2PS    (R11), Y8
+	VCVTPH2PS    16(R11), Y9
+	VFMADD231PS  (R12), Y8, Y0
+	VFMADD231PS  32(R12), Y9, Y1
+	VFMADD231PS  (R12)(R9*1), Y8, Y2
+	VFMADD231PS  32(R12)(R9*1), Y9, Y3
+	VFMADD231PS  (R12)(R9*2), Y8, Y4
+	VFMADD231PS  32(R12)(R9*2), Y9, Y5
+	VFMADD231PS  (R12)(R10*1), Y8, Y6
+	VFMADD231PS  32(R12)(R10*1), Y9, Y7
 	ADDQ         $0x20, R11
 	ADDQ         $0x40, R12
 	SUBQ         $0x10, R13
 	JNZ          qkF16G4_dim
 	MOVQ         DI, R11
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVHLPS     X0, X0, X4
-	VADDPS       X4, X0, X0
-	VMOVSHDUP    X0, X4
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, (R11)
-	ADDQ         R8, R11
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, (R11)
 	ADDQ         R8, R11
+	VADDPS       Y3, Y2, Y2
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
@@ -34049,8 +34538,18 @@ qkF16G4_dim:
 	VADDSS       X1, X0, X0
 	VMOVSS       X0, (R11)
 	ADDQ         R8, R11
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         R8, R11
+	VADDPS       Y7, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -34065,180 +34564,188 @@ qkF16G4_done:
 	VZEROUPPER
 	RET
 
-// func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+// func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 // Requires: AVX, F16C, FMA3
-TEXT ·pvF16G4(SB), NOSPLIT, $0-56
+TEXT ·pvF16G4(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), AX
 	MOVQ ldp+8(FP), CX
 	MOVQ hd+16(FP), DX
+	SHLQ $0x02, DX
 	MOVQ v+24(FP), BX
-	MOVQ stride+32(FP), SI
-	MOVQ out+48(FP), DI
-	MOVQ DX, R8
-	SHLQ $0x02, R8
-	LEAQ (CX)(CX*2), R9
-	LEAQ (R8)(R8*2), R10
+	MOVQ lane0+56(FP), SI
+	MOVQ DX, DI
+	SHLQ $0x04, DI
+	LEAQ (CX)(CX*2), R8
+	LEAQ (DI)(DI*2), R9
+
+pvF16G4_row:
+	CMPQ         n+40(FP), $0x00
+	JE           pvF16G4_done
+	VBROADCASTSS (AX), Y0
+	VBROADCASTSS (AX)(CX*1), Y1
+	VBROADCASTSS (AX)(CX*2), Y2
+	VBROADCASTSS (AX)(R8*1), Y3
+	MOVQ         SI, R10
+	ANDQ         $0x0f, R10
+	IMULQ        DX, R10
+	ADDQ         lanes+48(FP), R10
+	MOVQ         BX, R11
+	MOVQ         DX, R12
 
 pvF16G4_dim:
-	TESTQ   DX, DX
-	JZ      pvF16G4_done
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS (DI)(R8*1), Y2
-	VMOVUPS 32(DI)(R8*1), Y3
-	VMOVUPS (DI)(R8*2), Y4
-	VMOVUPS 32(DI)(R8*2), Y5
-	VMOVUPS (DI)(R10*1), Y6
-	VMOVUPS 32(DI)(R10*1), Y7
-	MOVQ    BX, R11
-	MOVQ    AX, R12
-	MOVQ    n+40(FP), R13
-
-pvF16G4_pos:
-	TESTQ        R13, R13
-	JZ           pvF16G4_store
-	VCVTPH2PS    (R11), Y8
-	VCVTPH2PS    16(R11), Y9
-	VBROADCASTSS (R12), Y10
-	VFMADD231PS  Y8, Y10, Y0
-	VFMADD231PS  Y9, Y10, Y1
-	VBROADCASTSS (R12)(CX*1), Y10
-	VFMADD231PS  Y8, Y10, Y2
-	VFMADD231PS  Y9, Y10, Y3
-	VBROADCASTSS (R12)(CX*2), Y10
-	VFMADD231PS  Y8, Y10, Y4
-	VFMADD231PS  Y9, Y10, Y5
-	VBROADCASTSS (R12)(R9*1), Y10
-	VFMADD231PS  Y8, Y10, Y6
-	VFMADD231PS  Y9, Y10, Y7
-	ADDQ         SI, R11
-	ADDQ         $0x04, R12
-	DECQ         R13
-	JMP          pvF16G4_pos
-
-pvF16G4_store:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, (DI)(R8*1)
-	VMOVUPS Y3, 32(DI)(R8*1)
-	VMOVUPS Y4, (DI)(R8*2)
-	VMOVUPS Y5, 32(DI)(R8*2)
-	VMOVUPS Y6, (DI)(R10*1)
-	VMOVUPS Y7, 32(DI)(R10*1)
-	ADDQ    $0x20, BX
-	ADDQ    $0x40, DI
-	SUBQ    $0x10, DX
-	JMP     pvF16G4_dim
+	VCVTPH2PS   (R11), Y4
+	VCVTPH2PS   16(R11), Y5
+	VMOVUPS     (R10), Y6
+	VFMADD231PS Y4, Y0, Y6
+	VMOVUPS     Y6, (R10)
+	VMOVUPS     32(R10), Y6
+	VFMADD231PS Y5, Y0, Y6
+	VMOVUPS     Y6, 32(R10)
+	VMOVUPS     (R10)(DI*1), Y6
+	VFMADD231PS Y4, Y1, Y6
+	VMOVUPS     Y6, (R10)(DI*1)
+	VMOVUPS     32(R10)(DI*1), Y6
+	VFMADD231PS Y5, Y1, Y6
+	VMOVUPS     Y6, 32(R10)(DI*1)
+	VMOVUPS     (R10)(DI*2), Y6
+	VFMADD231PS Y4, Y2, Y6
+	VMOVUPS     Y6, (R10)(DI*2)
+	VMOVUPS     32(R10)(DI*2), Y6
+	VFMADD231PS Y5, Y2, Y6
+	VMOVUPS     Y6, 32(R10)(DI*2)
+	VMOVUPS     (R10)(R9*1), Y6
+	VFMADD231PS Y4, Y3, Y6
+	VMOVUPS     Y6, (R10)(R9*1)
+	VMOVUPS     32(R10)(R9*1), Y4
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, 32(R10)(R9*1)
+	ADDQ        $0x20, R11
+	ADDQ        $0x40, R10
+	SUBQ        $0x40, R12
+	JNZ         pvF16G4_dim
+	ADDQ        stride+32(FP), BX
+	ADDQ        $0x04, AX
+	INCQ        SI
+	DECQ        n+40(FP)
+	JMP         pvF16G4_row
 
 pvF16G4_done:
 	VZEROUPPER
 	RET
 
-DATA swigluConsts<>+0(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+4(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+8(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+12(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+16(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+20(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+24(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+28(SB)/4, $0xc2ae0000
-DATA swigluConsts<>+32(SB)/4, $0x42b00000
-DATA swigluConsts<>+36(SB)/4, $0x42b00000
-DATA swigluConsts<>+40(SB)/4, $0x42b00000
-DATA swigluConsts<>+44(SB)/4, $0x42b00000
-DATA swigluConsts<>+48(SB)/4, $0x42b00000
-DATA swigluConsts<>+52(SB)/4, $0x42b00000
-DATA swigluConsts<>+56(SB)/4, $0x42b00000
-DATA swigluConsts<>+60(SB)/4, $0x42b00000
-DATA swigluConsts<>+64(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+68(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+72(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+76(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+80(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+84(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+88(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+92(SB)/4, $0x3fb8aa3b
-DATA swigluConsts<>+96(SB)/4, $0x3f318000
-DATA swigluConsts<>+100(SB)/4, $0x3f318000
-DATA swigluConsts<>+104(SB)/4, $0x3f318000
-DATA swigluConsts<>+108(SB)/4, $0x3f318000
-DATA swigluConsts<>+112(SB)/4, $0x3f318000
-DATA swigluConsts<>+116(SB)/4, $0x3f318000
-DATA swigluConsts<>+120(SB)/4, $0x3f318000
-DATA swigluConsts<>+124(SB)/4, $0x3f318000
-DATA swigluConsts<>+128(SB)/4, $0xb95e8083
-DATA swigluConsts<>+132(SB)/4, $0xb95e8083
-DATA swigluConsts<>+136(SB)/4, $0xb95e8083
-DATA swigluConsts<>+140(SB)/4, $0xb95e8083
-DATA swigluConsts<>+144(SB)/4, $0xb95e8083
-DATA swigluConsts<>+148(SB)/4, $0xb95e8083
-DATA swigluConsts<>+152(SB)/4, $0xb95e8083
-DATA swigluConsts<>+156(SB)/4, $0xb95e8083
-DATA swigluConsts<>+160(SB)/4, $0x39506967
-DATA swigluConsts<>+164(SB)/4, $0x39506967
-DATA swigluConsts<>+168(SB)/4, $0x39506967
-DATA swigluConsts<>+172(SB)/4, $0x39506967
-DATA swigluConsts<>+176(SB)/4, $0x39506967
-DATA swigluConsts<>+180(SB)/4, $0x39506967
-DATA swigluConsts<>+184(SB)/4, $0x39506967
-DATA swigluConsts<>+188(SB)/4, $0x39506967
-DATA swigluConsts<>+192(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+196(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+200(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+204(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+208(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+212(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+216(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+220(SB)/4, $0x3ab743ce
-DATA swigluConsts<>+224(SB)/4, $0x3c088908
-DATA swigluConsts<>+228(SB)/4, $0x3c088908
-DATA swigluConsts<>+232(SB)/4, $0x3c088908
-DATA swigluConsts<>+236(SB)/4, $0x3c088908
-DATA swigluConsts<>+240(SB)/4, $0x3c088908
-DATA swigluConsts<>+244(SB)/4, $0x3c088908
-DATA swigluConsts<>+248(SB)/4, $0x3c088908
-DATA swigluConsts<>+252(SB)/4, $0x3c088908
-DATA swigluConsts<>+256(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+260(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+264(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+268(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+272(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+276(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+280(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+284(SB)/4, $0x3d2aa9c1
-DATA swigluConsts<>+288(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+292(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+296(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+300(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+304(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+308(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+312(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+316(SB)/4, $0x3e2aaaaa
-DATA swigluConsts<>+320(SB)/4, $0x3f000000
-DATA swigluConsts<>+324(SB)/4, $0x3f000000
-DATA swigluConsts<>+328(SB)/4, $0x3f000000
-DATA swigluConsts<>+332(SB)/4, $0x3f000000
-DATA swigluConsts<>+336(SB)/4, $0x3f000000
-DATA swigluConsts<>+340(SB)/4, $0x3f000000
-DATA swigluConsts<>+344(SB)/4, $0x3f000000
-DATA swigluConsts<>+348(SB)/4, $0x3f000000
-DATA swigluConsts<>+352(SB)/4, $0x3f800000
-DATA swigluConsts<>+356(SB)/4, $0x3f800000
-DATA swigluConsts<>+360(SB)/4, $0x3f800000
-DATA swigluConsts<>+364(SB)/4, $0x3f800000
-DATA swigluConsts<>+368(SB)/4, $0x3f800000
-DATA swigluConsts<>+372(SB)/4, $0x3f800000
-DATA swigluConsts<>+376(SB)/4, $0x3f800000
-DATA swigluConsts<>+380(SB)/4, $0x3f800000
-DATA swigluConsts<>+384(SB)/4, $0x0000007f
-DATA swigluConsts<>+388(SB)/4, $0x0000007f
-DATA swigluConsts<>+392(SB)/4, $0x0000007f
-DATA swigluConsts<>+396(SB)/4, $0x0000007f
-DATA swigluConsts<>+400(SB)/4, $0x0000007f
-DATA swigluConsts<>+404(SB)/4, $0x0000007f
-DATA swigluConsts<>+408(SB)/4, $0x0000007f
-DATA swigluConsts<>+412(SB)/4, $0x0000007f
-GLOBL swigluConsts<>(SB), RODATA|NOPTR, $416
+DATA swigluConsts<>+0(SB)/4, $0x4b400000
+DATA swigluConsts<>+4(SB)/4, $0x4b400000
+DATA swigluConsts<>+8(SB)/4, $0x4b400000
+DATA swigluConsts<>+12(SB)/4, $0x4b400000
+DATA swigluConsts<>+16(SB)/4, $0x4b400000
+DATA swigluConsts<>+20(SB)/4, $0x4b400000
+DATA swigluConsts<>+24(SB)/4, $0x4b400000
+DATA swigluConsts<>+28(SB)/4, $0x4b400000
+DATA swigluConsts<>+32(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+36(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+40(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+44(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+48(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+52(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+56(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+60(SB)/4, $0x3fb8aa3b
+DATA swigluConsts<>+64(SB)/4, $0x3f317200
+DATA swigluConsts<>+68(SB)/4, $0x3f317200
+DATA swigluConsts<>+72(SB)/4, $0x3f317200
+DATA swigluConsts<>+76(SB)/4, $0x3f317200
+DATA swigluConsts<>+80(SB)/4, $0x3f317200
+DATA swigluConsts<>+84(SB)/4, $0x3f317200
+DATA swigluConsts<>+88(SB)/4, $0x3f317200
+DATA swigluConsts<>+92(SB)/4, $0x3f317200
+DATA swigluConsts<>+96(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+100(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+104(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+108(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+112(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+116(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+120(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+124(SB)/4, $0x35bfbe8e
+DATA swigluConsts<>+128(SB)/4, $0x3c072010
+DATA swigluConsts<>+132(SB)/4, $0x3c072010
+DATA swigluConsts<>+136(SB)/4, $0x3c072010
+DATA swigluConsts<>+140(SB)/4, $0x3c072010
+DATA swigluConsts<>+144(SB)/4, $0x3c072010
+DATA swigluConsts<>+148(SB)/4, $0x3c072010
+DATA swigluConsts<>+152(SB)/4, $0x3c072010
+DATA swigluConsts<>+156(SB)/4, $0x3c072010
+DATA swigluConsts<>+160(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+164(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+168(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+172(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+176(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+180(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+184(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+188(SB)/4, $0x3d2b9f17
+DATA swigluConsts<>+192(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+196(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+200(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+204(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+208(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+212(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+216(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+220(SB)/4, $0x3e2aaf33
+DATA swigluConsts<>+224(SB)/4, $0x3efffedb
+DATA swigluConsts<>+228(SB)/4, $0x3efffedb
+DATA swigluConsts<>+232(SB)/4, $0x3efffedb
+DATA swigluConsts<>+236(SB)/4, $0x3efffedb
+DATA swigluConsts<>+240(SB)/4, $0x3efffedb
+DATA swigluConsts<>+244(SB)/4, $0x3efffedb
+DATA swigluConsts<>+248(SB)/4, $0x3efffedb
+DATA swigluConsts<>+252(SB)/4, $0x3efffedb
+DATA swigluConsts<>+256(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+260(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+264(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+268(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+272(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+276(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+280(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+284(SB)/4, $0x3f7ffff6
+DATA swigluConsts<>+288(SB)/4, $0x3f800000
+DATA swigluConsts<>+292(SB)/4, $0x3f800000
+DATA swigluConsts<>+296(SB)/4, $0x3f800000
+DATA swigluConsts<>+300(SB)/4, $0x3f800000
+DATA swigluConsts<>+304(SB)/4, $0x3f800000
+DATA swigluConsts<>+308(SB)/4, $0x3f800000
+DATA swigluConsts<>+312(SB)/4, $0x3f800000
+DATA swigluConsts<>+316(SB)/4, $0x3f800000
+DATA swigluConsts<>+320(SB)/4, $0x43400000
+DATA swigluConsts<>+324(SB)/4, $0x43400000
+DATA swigluConsts<>+328(SB)/4, $0x43400000
+DATA swigluConsts<>+332(SB)/4, $0x43400000
+DATA swigluConsts<>+336(SB)/4, $0x43400000
+DATA swigluConsts<>+340(SB)/4, $0x43400000
+DATA swigluConsts<>+344(SB)/4, $0x43400000
+DATA swigluConsts<>+348(SB)/4, $0x43400000
+DATA swigluConsts<>+352(SB)/4, $0x7fffffff
+DATA swigluConsts<>+356(SB)/4, $0x7fffffff
+DATA swigluConsts<>+360(SB)/4, $0x7fffffff
+DATA swigluConsts<>+364(SB)/4, $0x7fffffff
+DATA swigluConsts<>+368(SB)/4, $0x7fffffff
+DATA swigluConsts<>+372(SB)/4, $0x7fffffff
+DATA swigluConsts<>+376(SB)/4, $0x7fffffff
+DATA swigluConsts<>+380(SB)/4, $0x7fffffff
+DATA swigluConsts<>+384(SB)/4, $0x7f800000
+DATA swigluConsts<>+388(SB)/4, $0x7f800000
+DATA swigluConsts<>+392(SB)/4, $0x7f800000
+DATA swigluConsts<>+396(SB)/4, $0x7f800000
+DATA swigluConsts<>+400(SB)/4, $0x7f800000
+DATA swigluConsts<>+404(SB)/4, $0x7f800000
+DATA swigluConsts<>+408(SB)/4, $0x7f800000
+DATA swigluConsts<>+412(SB)/4, $0x7f800000
+DATA swigluConsts<>+416(SB)/4, $0x0000007f
+DATA swigluConsts<>+420(SB)/4, $0x0000007f
+DATA swigluConsts<>+424(SB)/4, $0x0000007f
+DATA swigluConsts<>+428(SB)/4, $0x0000007f
+DATA swigluConsts<>+432(SB)/4, $0x0000007f
+DATA swigluConsts<>+436(SB)/4, $0x0000007f
+DATA swigluConsts<>+440(SB)/4, $0x0000007f
+DATA swigluConsts<>+444(SB)/4, $0x0000007f
+GLOBL swigluConsts<>(SB), RODATA|NOPTR, $448
 
 // func swigluAVX2(dst *float32, gate *float32, up *float32, n int)
 // Requires: AVX, AVX2, FMA3
@@ -34254,28 +34761,38 @@ swigluAVX2_loop:
 	VMOVUPS      (CX), Y0
 	VXORPS       Y1, Y1, Y1
 	VSUBPS       Y0, Y1, Y1
-	VMAXPS       swigluConsts<>+0(SB), Y1, Y1
-	VMINPS       swigluConsts<>+32(SB), Y1, Y1
-	VMULPS       swigluConsts<>+64(SB), Y1, Y2
-	VROUNDPS     $0x00, Y2, Y2
+	VMOVUPS      swigluConsts<>+0(SB), Y2
+	VFMADD231PS  swigluConsts<>+32(SB), Y1, Y2
+	VSUBPS       swigluConsts<>+0(SB), Y2, Y2
 	VMOVAPS      Y1, Y1
+	VFNMADD231PS swigluConsts<>+64(SB), Y2, Y1
 	VFNMADD231PS swigluConsts<>+96(SB), Y2, Y1
-	VFNMADD231PS swigluConsts<>+128(SB), Y2, Y1
-	VMOVUPS      swigluConsts<>+160(SB), Y3
-	VFMADD213PS  swigluConsts<>+192(SB), Y1, Y3
-	VFMADD213PS  swigluConsts<>+224(SB), Y1, Y3
-	VFMADD213PS  swigluConsts<>+256(SB), Y1, Y3
-	VFMADD213PS  swigluConsts<>+288(SB), Y1, Y3
-	VFMADD213PS  swigluConsts<>+320(SB), Y1, Y3
-	VMULPS       Y1, Y1, Y4
-	VADDPS       swigluConsts<>+352(SB), Y1, Y1
-	VFMADD213PS  Y1, Y4, Y3
+	VMULPS       Y1, Y1, Y3
+	VMOVUPS      swigluConsts<>+128(SB), Y4
+	VFMADD213PS  swigluConsts<>+160(SB), Y1, Y4
+	VMOVUPS      swigluConsts<>+192(SB), Y5
+	VFMADD213PS  swigluConsts<>+224(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VMOVUPS      swigluConsts<>+256(SB), Y5
+	VFMADD213PS  swigluConsts<>+288(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
 	VCVTPS2DQ    Y2, Y1
-	VPADDD       swigluConsts<>+384(SB), Y1, Y1
+	VPSRAD       $0x01, Y1, Y3
+	VPSUBD       Y3, Y1, Y1
+	VPADDD       swigluConsts<>+416(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VPADDD       swigluConsts<>+416(SB), Y1, Y1
 	VPSLLD       $0x17, Y1, Y1
-	VMULPS       Y1, Y3, Y3
-	VADDPS       swigluConsts<>+352(SB), Y3, Y3
-	VDIVPS       Y3, Y0, Y0
+	VMULPS       Y3, Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VANDPS       swigluConsts<>+352(SB), Y2, Y1
+	VCMPPS       $0x1e, swigluConsts<>+320(SB), Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VCMPPS       $0x1e, Y3, Y2, Y3
+	VANDPS       swigluConsts<>+384(SB), Y3, Y3
+	VBLENDVPS    Y1, Y3, Y4, Y4
+	VADDPS       swigluConsts<>+288(SB), Y4, Y4
+	VDIVPS       Y4, Y0, Y0
 	VMULPS       (DX), Y0, Y0
 	VMOVUPS      Y0, (AX)
 	ADDQ         $0x20, CX
@@ -34301,31 +34818,37 @@ expShiftAVX2_loop:
 	JZ           expShiftAVX2_done
 	VMOVUPS      (AX), Y1
 	VSUBPS       Y0, Y1, Y1
-	VCMPPS       $0x15, swigluConsts<>+0(SB), Y1, Y2
-	VMAXPS       swigluConsts<>+0(SB), Y1, Y3
-	VMINPS       swigluConsts<>+32(SB), Y3, Y3
-	VMULPS       swigluConsts<>+64(SB), Y3, Y4
-	VROUNDPS     $0x00, Y4, Y4
-	VMOVAPS      Y3, Y3
-	VFNMADD231PS swigluConsts<>+96(SB), Y4, Y3
-	VFNMADD231PS swigluConsts<>+128(SB), Y4, Y3
-	VMOVUPS      swigluConsts<>+160(SB), Y5
-	VFMADD213PS  swigluConsts<>+192(SB), Y3, Y5
-	VFMADD213PS  swigluConsts<>+224(SB), Y3, Y5
-	VFMADD213PS  swigluConsts<>+256(SB), Y3, Y5
-	VFMADD213PS  swigluConsts<>+288(SB), Y3, Y5
-	VFMADD213PS  swigluConsts<>+320(SB), Y3, Y5
-	VMULPS       Y3, Y3, Y6
-	VADDPS       swigluConsts<>+352(SB), Y3, Y3
-	VFMADD213PS  Y3, Y6, Y5
-	VCVTPS2DQ    Y4, Y3
-	VPADDD       swigluConsts<>+384(SB), Y3, Y3
+	VMOVUPS      swigluConsts<>+0(SB), Y2
+	VFMADD231PS  swigluConsts<>+32(SB), Y1, Y2
+	VSUBPS       swigluConsts<>+0(SB), Y2, Y2
+	VMOVAPS      Y1, Y1
+	VFNMADD231PS swigluConsts<>+64(SB), Y2, Y1
+	VFNMADD231PS swigluConsts<>+96(SB), Y2, Y1
+	VMULPS       Y1, Y1, Y3
+	VMOVUPS      swigluConsts<>+128(SB), Y4
+	VFMADD213PS  swigluConsts<>+160(SB), Y1, Y4
+	VMOVUPS      swigluConsts<>+192(SB), Y5
+	VFMADD213PS  swigluConsts<>+224(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VMOVUPS      swigluConsts<>+256(SB), Y5
+	VFMADD213PS  swigluConsts<>+288(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VCVTPS2DQ    Y2, Y1
+	VPSRAD       $0x01, Y1, Y3
+	VPSUBD       Y3, Y1, Y1
+	VPADDD       swigluConsts<>+416(SB), Y3, Y3
 	VPSLLD       $0x17, Y3, Y3
-	VMULPS       Y3, Y5, Y5
-	VANDPS       Y2, Y5, Y5
-	VCMPPS       $0x03, Y1, Y1, Y2
-	VBLENDVPS    Y2, Y1, Y5, Y5
-	VMOVUPS      Y5, (AX)
+	VPADDD       swigluConsts<>+416(SB), Y1, Y1
+	VPSLLD       $0x17, Y1, Y1
+	VMULPS       Y3, Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VANDPS       swigluConsts<>+352(SB), Y2, Y1
+	VCMPPS       $0x1e, swigluConsts<>+320(SB), Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VCMPPS       $0x1e, Y3, Y2, Y3
+	VANDPS       swigluConsts<>+384(SB), Y3, Y3
+	VBLENDVPS    Y1, Y3, Y4, Y4
+	VMOVUPS      Y4, (AX)
 	ADDQ         $0x20, AX
 	SUBQ         $0x08, CX
 	JMP          expShiftAVX2_loop

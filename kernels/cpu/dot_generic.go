@@ -28,7 +28,7 @@ func genericDot(t quant.Type) DotFunc {
 
 func genericQuant(t quant.Type) func(x []float32, dst []byte, nb int) {
 	return func(x []float32, dst []byte, _ int) {
-		if err := quant.QuantizeRow(t, x, dst); err != nil {
+		if err := quant.QuantizeAct(t, x, dst); err != nil {
 			panic("cpu.QuantizeAct: " + err.Error())
 		}
 	}

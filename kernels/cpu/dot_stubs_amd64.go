@@ -4,12 +4,12 @@
 
 package cpu
 
-// quantQ8_0AVX2 writes nb Q8_0 blocks of x to dst, byte-exact with quant.QuantizeRow.
+// quantQ8_0AVX2 writes nb Q8_0 blocks of x to dst, byte-exact with quant.QuantizeAct.
 //
 //go:noescape
 func quantQ8_0AVX2(x *float32, dst *byte, nb int)
 
-// quantQ8_1AVX2 writes nb Q8_1 blocks of x to dst, byte-exact with quant.QuantizeRow.
+// quantQ8_1AVX2 writes nb Q8_1 blocks of x to dst, byte-exact with quant.QuantizeAct.
 //
 //go:noescape
 func quantQ8_1AVX2(x *float32, dst *byte, nb int)
@@ -867,6 +867,51 @@ func gemmQ8_0AVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32
 //go:noescape
 func gemmQ8_0AVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
+// prepQ8_0G lays nb Q8_0 activation blocks out for the ggml-order Q8_0
+// kernels, 96 bytes a block: the quants, −128·Σ of each four quants
+// (dwords), dx as float32 eight times (the activations of
+// quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func prepQ8_0G(x *byte, nb int, dst *byte)
+
+// prepQ8_0GW lays nb Q8_0 activation blocks out for the AVX2 ggml-order Q8_0
+// kernels, 96 bytes a block: the quants as int16, dx as float32 eight
+// times (the activations of quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func prepQ8_0GW(x *byte, nb int, dst *byte)
+
+// gemmQ8_0GVNNIx4 is the ggml-order Q8_0 tile for 4 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GVNNIx4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GVNNIx2 is the ggml-order Q8_0 tile for 2 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GVNNIx2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GVNNIx1 is the ggml-order Q8_0 tile for 1 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GVNNIx1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GAVX2x4 is the ggml-order Q8_0 tile for 4 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GAVX2x4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GAVX2x2 is the ggml-order Q8_0 tile for 2 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GAVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GAVX2x1 is the ggml-order Q8_0 tile for 1 tokens (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GAVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
 // axpyF16AVX2 adds w times n float16 values (n a multiple of 8) to dst,
 // one fused multiply-add per element (kernels/cpu.axpyF16Generic).
 //
@@ -892,11 +937,11 @@ func dotF32AVX2(a *float32, b *float32, n int, s *[8]float32)
 //go:noescape
 func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 
-// pvF16G1 adds the weighted sums of n float16 value rows for 1 heads
+// pvF16G1 adds n float16 value rows, weighted, into the lanes of 1 heads
 // (the sums of kernels/cpu.pvF16Generic).
 //
 //go:noescape
-func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 
 // qkF16G2 is the scores of 2 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).
@@ -904,11 +949,11 @@ func pvF16G1(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float
 //go:noescape
 func qkF16G2(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 
-// pvF16G2 adds the weighted sums of n float16 value rows for 2 heads
+// pvF16G2 adds n float16 value rows, weighted, into the lanes of 2 heads
 // (the sums of kernels/cpu.pvF16Generic).
 //
 //go:noescape
-func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 
 // qkF16G4 is the scores of 4 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).
@@ -916,20 +961,20 @@ func pvF16G2(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float
 //go:noescape
 func qkF16G4(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 
-// pvF16G4 adds the weighted sums of n float16 value rows for 4 heads
+// pvF16G4 adds n float16 value rows, weighted, into the lanes of 4 heads
 // (the sums of kernels/cpu.pvF16Generic).
 //
 //go:noescape
-func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)
+func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 
 // swigluAVX2 sets dst[i] = silu(gate[i])·up[i] for n values (n a multiple of 8),
-// with a polynomial e^x (kernels/cpu.swigluGeneric is the reference).
+// with ggml's e^x (kernels/cpu.swigluGeneric is the reference).
 //
 //go:noescape
 func swigluAVX2(dst *float32, gate *float32, up *float32, n int)
 
 // expShiftAVX2 sets x[i] = e^(x[i]-m) for n values (n a multiple of 8),
-// with a polynomial e^x (kernels/cpu.expShiftGeneric is the reference).
+// with ggml's e^x (kernels/cpu.expShiftGeneric is the reference).
 //
 //go:noescape
 func expShiftAVX2(x *float32, m float32, n int)

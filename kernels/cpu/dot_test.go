@@ -340,7 +340,7 @@ func TestDotPanics(t *testing.T) {
 }
 
 // TestQuantizeActVariants checks every activation quantizer byte for byte
-// against quant.QuantizeRow: normal data, exact rounding ties (x·(1/d) =
+// against quant.QuantizeAct (ggml's x86 from_float): normal data, exact rounding ties (x·(1/d) =
 // k+0.5), tiny and huge scales, zero blocks, a single non-zero, and the
 // largest magnitude present with both signs (the first one decides).
 func TestQuantizeActVariants(t *testing.T) {
@@ -401,7 +401,7 @@ func TestQuantizeActVariants(t *testing.T) {
 						}
 						rb, _ := typ.RowBytes(n)
 						want := make([]byte, rb)
-						if err := quant.QuantizeRow(typ, x, want); err != nil {
+						if err := quant.QuantizeAct(typ, x, want); err != nil {
 							t.Fatal(err)
 						}
 						off := c % 4

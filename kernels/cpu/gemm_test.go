@@ -38,7 +38,8 @@ func gemmX(t *testing.T, g *gemmImpl, typ quant.Type, nb int, xs [][]byte) ([]by
 
 // TestGemmTiles checks every tile kernel of every variant against the
 // variant's one-row kernel, bit for bit, for each (row, token), and that
-// one against quant.VecDot to TestDotVariants' tolerance: row lengths
+// one against quant.VecDot to TestDotVariants' tolerance (Q8_0: bit for
+// bit, ggml's order): row lengths
 // with partial groups and several Dot chunks, every tile width at every
 // token offset, the three kinds of data, rows and activations ending at an
 // unreadable page, guard values around the outputs; and that splitting a
@@ -71,6 +72,11 @@ func TestGemmTiles(t *testing.T) {
 							ref := float64(quant.VecDot(typ, n, w, xs[i]))
 							if d := math.Abs(float64(want[i]) - ref); d > 1e-5*dotMag(typ, n, w, xs[i]) || math.IsNaN(float64(want[i])) {
 								t.Fatalf("nb=%d %v token %d: %v, quant.VecDot %v", nb, mode, i, want[i], ref)
+							}
+							// Q8_0 sums in ggml's order at every level:
+							// the bits of quant.VecDot.
+							if typ == quant.Q8_0 && !q8Lanes && want[i] != float32(ref) {
+								t.Fatalf("nb=%d %v token %d: %v, quant.VecDot %v (not bit for bit)", nb, mode, i, want[i], ref)
 							}
 						}
 						X, stride := gemmX(t, g, typ, nb, xs)

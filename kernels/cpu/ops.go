@@ -40,16 +40,42 @@ func Add(dst, x []float32) {
 	}
 }
 
-// SiLU returns x·sigmoid(x) as ggml_silu_f32 computes it.
+// SiLU returns x·sigmoid(x) as ggml's vectorised silu computes it (what
+// its swiglu and silu ops run on whole rows): x/(1 + e^(0−x)) with
+// ExpGGML.
 func SiLU(x float32) float32 {
-	return x / (1 + float32(math.Exp(float64(-x))))
+	return x / (1 + ExpGGML(0-x))
 }
 
 // expShiftGeneric is the reference of expShiftAsm: x[i] = e^(x[i]-m).
 func expShiftGeneric(x []float32, m float32) {
 	for i, v := range x {
-		x[i] = float32(math.Exp(float64(v - m)))
+		x[i] = ExpGGML(v - m)
 	}
+}
+
+// ExpGGML is e^x as ggml_v_expf computes it on AVX-512 (its soft_max's
+// exponential), bit for bit: x = n·ln2 + b with n rounded by the 1.5·2^23
+// trick, ln2 in two parts, a degree-5 polynomial in b in the FMA order
+// below, scaled by 2^n; 0 below n = −192 and +Inf above 192. Within
+// 1.5 ulp of e^x.
+func ExpGGML(x float32) float32 {
+	const r = 0x1.8p23
+	z := quant.FMA32(x, 0x1.715476p+0, r)
+	n := z - r
+	if n > 192 {
+		return float32(math.Inf(1))
+	}
+	if n < -192 {
+		return 0
+	}
+	b := quant.FMA32(-n, 0x1.7f7d1cp-20, quant.FMA32(-n, 0x1.62e4p-1, x))
+	u := b * b
+	j := quant.FMA32(quant.FMA32(quant.FMA32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u,
+		quant.FMA32(0x1.555e66p-3, b, 0x1.fffdb6p-2)), u,
+		quant.FMA32(0x1.ffffecp-1, b, 1))
+	// scalef: j·2^n, exact in float64, rounded once (subnormals included).
+	return float32(math.Ldexp(float64(j), int(n)))
 }
 
 // SwiGLU computes dst[i] = silu(gate[i]) * up[i]: in eight lanes with a
@@ -73,23 +99,42 @@ func swigluGeneric(dst, gate, up []float32) {
 }
 
 // Softmax replaces x with softmax(x·scale) in place; -Inf entries become 0.
-// Exponentials are summed in float64 as ggml does.
-func Softmax(x []float32, scale float32) {
+// It is SoftmaxAt(x, 0, scale).
+func Softmax(x []float32, scale float32) { SoftmaxAt(x, 0, scale) }
+
+// SoftmaxAt is Softmax bit for bit as ggml's soft_max computes it on an
+// AVX-512 build (llama.cpp's reference outputs): x·scale, its maximum m,
+// e^(x−m) by ggml_v_expf (ExpGGML), the exponentials summed sixteen at a
+// time by reduce16 with the groups added in float64, and every one
+// multiplied by float32(1/sum). The groups are aligned as ggml's row is:
+// x[0] is element base of it (a query's first visible position), so the
+// groups start where base + i is a multiple of 16. The order matters
+// beyond the last bit: ggml rounds the probabilities to f16 next.
+func SoftmaxAt(x []float32, base int, scale float32) {
 	maxv := float32(math.Inf(-1))
 	for i := range x {
 		x[i] *= scale
-		if x[i] > maxv {
-			maxv = x[i]
-		}
+		maxv = max(maxv, x[i])
+	}
+	if math.IsInf(float64(maxv), -1) {
+		clear(x)
+		return
 	}
 	done := 0
-	if activeLevel >= levelAVX2 && !math.IsInf(float64(maxv), -1) {
-		done = expShiftAsm(x, maxv) // eight lanes at a time, a polynomial e^x
+	if activeLevel >= levelAVX2 {
+		done = expShiftAsm(x, maxv)
 	}
 	expShiftGeneric(x[done:], maxv)
 	var sum float64
-	for _, e := range x {
-		sum += float64(e)
+	for i := 0; i < len(x); {
+		// One of ggml's sixteen-wide groups: positions base+i up to the
+		// next multiple of 16; the rest of the group adds zeros.
+		var g [16]float32
+		l := (base + i) % 16
+		for ; l < 16 && i < len(x); l, i = l+1, i+1 {
+			g[l] = x[i]
+		}
+		sum += float64(reduce16(&g))
 	}
 	inv := float32(1 / sum)
 	for i := range x {
@@ -108,9 +153,11 @@ func ApplyRoPE(r *rope.Params, x []float32, nHeads, headDim int, cos, sin []floa
 			if r.NeoX {
 				a, b = i, i+half
 			}
+			// ggml's rotate_pairs as GCC contracts it (-ffp-contract=fast
+			// with FMA): the first product fused with the rounded second.
 			x0, x1 := v[a], v[b]
-			v[a] = x0*cos[i] - x1*sin[i]
-			v[b] = x0*sin[i] + x1*cos[i]
+			v[a] = quant.FMA32(x0, cos[i], -(x1 * sin[i]))
+			v[b] = quant.FMA32(x0, sin[i], x1*cos[i])
 		}
 	}
 }

@@ -180,7 +180,7 @@ func (b *Backend) GatedDeltaNet(dst, qkv, alpha, beta backend.Tensor, a, dtBias 
 	if !ok {
 		return
 	}
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := 1 / float32(math.Sqrt(float64(hd))) // ggml: 1.0f/sqrtf(S_v)
 	b.pool.Run(len(kvs)*vh, 1, func(i0, i1 int) {
 		scratch := make([]float32, 3*hd)
 		qn, kn, delta := scratch[:hd], scratch[hd:2*hd], scratch[2*hd:]

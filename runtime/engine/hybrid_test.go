@@ -25,33 +25,49 @@ func TestBatchedHybrid(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			var prompts [][]int32
-			for i := range 8 {
-				p := []int32{1}
-				for j := 1; j < 5+4*i; j++ {
-					p = append(p, int32(3+(j*37+i*101)%490))
-				}
-				prompts = append(prompts, p)
-			}
+			// Prompts whose greedy continuations run long (most of n
+			// tokens before an end of generation), so that 8 at once
+			// outgrow the blocks below and force preemptions: the first
+			// family of prompts, by multiplier, that does.
 			const n = 100
-			alone := make([][]int32, len(prompts))
-			for i, p := range prompts {
-				seq, err := m.NewSequence(256)
-				if err != nil {
-					t.Fatal(err)
-				}
-				logits, err := seq.Eval(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for range n {
-					tok := argmaxTest(logits)
-					alone[i] = append(alone[i], tok)
-					if logits, err = seq.Eval([]int32{tok}); err != nil {
+			var prompts, alone [][]int32
+			for _, mul := range []int{37, 41, 53, 59, 61, 67} {
+				prompts, alone = nil, nil
+				total := 0
+				for i := range 8 {
+					p := []int32{1}
+					for j := 1; j < 5+4*i; j++ {
+						p = append(p, int32(3+(j*mul+i*101)%490))
+					}
+					prompts = append(prompts, p)
+					seq, err := m.NewSequence(256)
+					if err != nil {
 						t.Fatal(err)
 					}
+					logits, err := seq.Eval(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var out []int32
+					for range n {
+						tok := argmaxTest(logits)
+						out = append(out, tok)
+						if logits, err = seq.Eval([]int32{tok}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					seq.Close()
+					alone = append(alone, out)
+					for k, tok := range out {
+						if m.Tok.IsEOG(tok) || k == n-1 {
+							total += k + 1
+							break
+						}
+					}
 				}
-				seq.Close()
+				if total >= 7*n {
+					break
+				}
 			}
 			// 8 state slots (~0.6 MiB, under half the budget) and 39 blocks
 			// of 16 positions.

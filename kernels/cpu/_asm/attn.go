@@ -24,8 +24,8 @@ func genAttnF16() {
 // qkF16 emits qkF16G<g>(q *float32, hd int, k *byte, stride int, n int,
 // out *float32, ldo int): out[g·ldo/4 + j] = Σ_d q[g·hd + d]·k_j[d] for the
 // n key rows k_j = k + j·stride (float16) and the g heads' queries (float32,
-// already rounded to float16 as ggml's path does). Per head, eight lanes of
-// fused multiply-adds over d, then hsum8.
+// already rounded to float16 as ggml's path does). Per head, dimension d
+// in lane d mod 16 (two ymm), then kernels/cpu.reduce16's order.
 func qkF16(G int) {
 	name := fmt.Sprintf("qkF16G%d", G)
 	text(name, NOSPLIT, "func(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)")
@@ -49,10 +49,12 @@ func qkF16(G int) {
 	Label(name + "_row")
 	TESTQ(n, n)
 	JZ(LabelRef(name + "_done"))
-	acc := make([]VecVirtual, G)
+	acc := make([][2]VecVirtual, G)
 	for g := range acc {
-		acc[g] = YMM()
-		VXORPS(acc[g], acc[g], acc[g])
+		for h := range 2 {
+			acc[g][h] = YMM()
+			VXORPS(acc[g][h], acc[g][h], acc[g][h])
+		}
 	}
 	kp, qp, d := GP64(), GP64(), GP64()
 	MOVQ(k, kp)
@@ -63,8 +65,8 @@ func qkF16(G int) {
 	VCVTPH2PS(Mem{Base: kp}, k0)
 	VCVTPH2PS(Mem{Base: kp, Disp: 16}, k1)
 	for g := range acc {
-		VFMADD231PS(headAt(qp, g, hd4, hd12, 0), k0, acc[g])
-		VFMADD231PS(headAt(qp, g, hd4, hd12, 32), k1, acc[g])
+		VFMADD231PS(headAt(qp, g, hd4, hd12, 0), k0, acc[g][0])
+		VFMADD231PS(headAt(qp, g, hd4, hd12, 32), k1, acc[g][1])
 	}
 	ADDQ(U8(32), kp)
 	ADDQ(U8(64), qp)
@@ -73,7 +75,10 @@ func qkF16(G int) {
 	o := GP64()
 	MOVQ(out, o)
 	for g := range acc {
-		VMOVSS(hsum8(acc[g]), Mem{Base: o})
+		// Lanes d mod 16: the upper eight onto the lower, then hsum8
+		// (reduce16's order).
+		VADDPS(acc[g][1], acc[g][0], acc[g][0])
+		VMOVSS(hsum8(acc[g][0]), Mem{Base: o})
 		if g+1 < G {
 			ADDQ(ldo, o)
 		}
@@ -88,72 +93,68 @@ func qkF16(G int) {
 }
 
 // pvF16 emits pvF16G<g>(p *float32, ldp int, hd int, v *byte, stride int,
-// n int, out *float32): out[g·hd + d] += Σ_j p[g·ldp/4 + j]·v_j[d] for the
-// n value rows v_j = v + j·stride (float16), sixteen dimensions at a time
-// with the accumulators in registers over all j, j in order (one fused
-// multiply-add per element and position, as AxpyF16 per position).
+// n int, lanes *float32, lane0 int): for the n value rows v_j = v +
+// j·stride (float16) and each head g, lanes[(g·16 + (lane0+j) mod 16)·hd +
+// d] += p[g·ldp/4 + j]·v_j[d], j in order, one fused multiply-add per
+// element (exact products: the adds of kernels/cpu.pvF16Generic). Each row
+// is converted once for all heads; the lanes live in memory.
 func pvF16(G int) {
 	name := fmt.Sprintf("pvF16G%d", G)
-	text(name, NOSPLIT, "func(p *float32, ldp int, hd int, v *byte, stride int, n int, out *float32)")
-	Doc(name+fmt.Sprintf(" adds the weighted sums of n float16 value rows for %d heads", G),
+	text(name, NOSPLIT, "func(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)")
+	Doc(name+fmt.Sprintf(" adds n float16 value rows, weighted, into the lanes of %d heads", G),
 		"(the sums of kernels/cpu.pvF16Generic).")
 	p := Load(Param("p"), GP64())
 	ldp := Load(Param("ldp"), GP64())
-	hd := Load(Param("hd"), GP64())
-	v := Load(Param("v"), GP64())
-	stride := Load(Param("stride"), GP64())
-	out := Load(Param("out"), GP64())
-	hd4 := GP64()
-	MOVQ(hd, hd4)
+	hd4 := Load(Param("hd"), GP64())
 	SHLQ(U8(2), hd4)
-	var ldp3, hd12 Register
+	v := Load(Param("v"), GP64())
+	lane := Load(Param("lane0"), GP64())
+	hd64 := GP64() // one head's sixteen lanes in bytes
+	MOVQ(hd4, hd64)
+	SHLQ(U8(4), hd64)
+	var ldp3, hd192 Register
 	if G == 4 {
-		ldp3, hd12 = GP64(), GP64()
+		ldp3, hd192 = GP64(), GP64()
 		LEAQ(Mem{Base: ldp, Index: ldp, Scale: 2}, ldp3)
-		LEAQ(Mem{Base: hd4, Index: hd4, Scale: 2}, hd12)
+		LEAQ(Mem{Base: hd64, Index: hd64, Scale: 2}, hd192)
 	}
-	d := GP64()
-	MOVQ(hd, d)
-	Label(name + "_dim")
-	TESTQ(d, d)
-	JZ(LabelRef(name + "_done"))
-	acc := make([][2]VecVirtual, G)
-	for g := range acc {
-		for h := range 2 {
-			acc[g][h] = YMM()
-			VMOVUPS(headAt(out, g, hd4, hd12, 32*h), acc[g][h])
-		}
+	Label(name + "_row")
+	CMPQ(paramMem("n"), U8(0))
+	JE(LabelRef(name + "_done"))
+	w := make([]VecVirtual, G)
+	for g := range w {
+		w[g] = YMM()
+		VBROADCASTSS(headAt(p, g, ldp, ldp3, 0), w[g])
 	}
-	vp, pp, n := GP64(), GP64(), GP64()
+	ap := GP64()
+	MOVQ(lane, ap)
+	ANDQ(U8(15), ap)
+	IMULQ(hd4, ap)
+	ADDQ(paramMem("lanes"), ap)
+	vp, d := GP64(), GP64()
 	MOVQ(v, vp)
-	MOVQ(p, pp)
-	Load(Param("n"), n)
-	Label(name + "_pos")
-	TESTQ(n, n)
-	JZ(LabelRef(name + "_store"))
+	MOVQ(hd4, d)
+	Label(name + "_dim")
 	v0, v1 := YMM(), YMM()
 	VCVTPH2PS(Mem{Base: vp}, v0)
 	VCVTPH2PS(Mem{Base: vp, Disp: 16}, v1)
-	for g := range acc {
-		w := YMM()
-		VBROADCASTSS(headAt(pp, g, ldp, ldp3, 0), w)
-		VFMADD231PS(v0, w, acc[g][0])
-		VFMADD231PS(v1, w, acc[g][1])
-	}
-	ADDQ(stride, vp)
-	ADDQ(U8(4), pp)
-	DECQ(n)
-	JMP(LabelRef(name + "_pos"))
-	Label(name + "_store")
-	for g := range acc {
-		for h := range 2 {
-			VMOVUPS(acc[g][h], headAt(out, g, hd4, hd12, 32*h))
+	for g := range w {
+		for h, vh := range []VecVirtual{v0, v1} {
+			a := YMM()
+			VMOVUPS(headAt(ap, g, hd64, hd192, 32*h), a)
+			VFMADD231PS(vh, w[g], a)
+			VMOVUPS(a, headAt(ap, g, hd64, hd192, 32*h))
 		}
 	}
-	ADDQ(U8(32), v)
-	ADDQ(U8(64), out)
-	SUBQ(U8(16), d)
-	JMP(LabelRef(name + "_dim"))
+	ADDQ(U8(32), vp)
+	ADDQ(U8(64), ap)
+	SUBQ(U8(64), d)
+	JNZ(LabelRef(name + "_dim"))
+	ADDQ(paramMem("stride"), v)
+	ADDQ(U8(4), p)
+	INCQ(lane)
+	DECQ(paramMem("n"))
+	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
@@ -171,4 +172,14 @@ func headAt(base Register, g int, one, three Register, disp int) Mem {
 		return Mem{Base: base, Index: one, Scale: 2, Disp: disp}
 	}
 	return Mem{Base: base, Index: three, Scale: 1, Disp: disp}
+}
+
+// paramMem is the argument slot of a scalar or pointer parameter, for
+// kernels short of registers that read it (or count it down) in place.
+func paramMem(name string) Mem {
+	b, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
 }

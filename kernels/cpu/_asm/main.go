@@ -45,6 +45,7 @@ func main() {
 	genGemm512()
 	genGemmK()
 	genGemmAVX2()
+	genQ8_0G()
 	genAxpyF16()
 	genAxpyF16x4()
 	genDotF32()

@@ -6,11 +6,11 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// Activation quantizers, byte-exact with quant.QuantizeRow: the same float32
-// operations (max of |x|, one division for the scale, one for its inverse,
-// one multiplication per element) in the same precision, and the same
-// rounding: Q8_0/Q8_1 round half away from zero (roundf), Q8_K to nearest
-// even (ggml's nearest_int).
+// Activation quantizers, byte-exact with quant.QuantizeAct: the same float32
+// operations in the same precision and the same rounding. Q8_0/Q8_1 are
+// ggml's x86 quantize_row_q8_0/q8_1 (d = amax/127, quants x·(127/amax)
+// rounded to nearest even); Q8_K is quantize_row_q8_K_ref (nearest even,
+// ggml's nearest_int).
 
 // hmaxBcast returns an xmm whose lane 0 is the largest of the lanes of m.
 func hmaxBcast(m VecVirtual) VecVirtual {
@@ -24,18 +24,6 @@ func hmaxBcast(m VecVirtual) VecVirtual {
 	VMOVSHDUP(lo, t)
 	VMAXSS(t, lo, lo)
 	return lo
-}
-
-// roundAwayTrunc replaces the float32 lanes of v by int32 lanes of
-// roundf(v): trunc(v + copysign(0.49999997, v)). The addition rounds to
-// nearest even, which sends exact halves up in magnitude and everything
-// below a half down, for |v| < 2^23.
-func roundAwayTrunc(v, sign, half VecVirtual) {
-	s := YMM()
-	VANDPS(sign, v, s)
-	VORPS(half, s, s)
-	VADDPS(s, v, v)
-	VCVTTPS2DQ(v, v)
 }
 
 // packQ8 packs four ymm of int32 (32 lanes, in order) into 32 int8 bytes in
@@ -65,7 +53,7 @@ func permIndex() VecVirtual {
 
 // q8Block emits one 32-element Q8_0/Q8_1 block: src at x, scale at dst,
 // quants at dst+qoff; if sumOff >= 0 it also stores fp16(Σq · d) there.
-func q8Block(x, dst Mem, qoff, sumOff int, absMask, sign, half, c127, one, perm VecVirtual) {
+func q8Block(x, dst Mem, qoff, sumOff int, absMask, c127, perm VecVirtual) {
 	var v [4]VecVirtual
 	m := YMM()
 	for i := range v {
@@ -84,11 +72,11 @@ func q8Block(x, dst Mem, qoff, sumOff int, absMask, sign, half, c127, one, perm 
 	d := XMM()
 	VDIVSS(c127.AsX(), amax, d) // d = amax / 127
 	id := XMM()
-	VDIVSS(d, one.AsX(), id) // 1/d, +Inf when d == 0
+	VDIVSS(amax, c127.AsX(), id) // 127/amax, +Inf when amax == 0
 	z := XMM()
 	VXORPS(z, z, z)
 	nz := XMM()
-	VCMPSS(U8(4), z, d, nz) // d != 0
+	VCMPSS(U8(4), z, amax, nz) // amax != 0
 	VANDPS(nz, id, id)
 	h := XMM()
 	VCVTPS2PH(U8(0), d, h)
@@ -99,7 +87,7 @@ func q8Block(x, dst Mem, qoff, sumOff int, absMask, sign, half, c127, one, perm 
 	VBROADCASTSS(id, idb)
 	for i := range v {
 		VMULPS(idb, v[i], v[i])
-		roundAwayTrunc(v[i], sign, half)
+		VCVTPS2DQ(v[i], v[i]) // nearest even (MXCSR's default)
 	}
 	if sumOff >= 0 {
 		s := YMM()
@@ -124,20 +112,20 @@ func q8Block(x, dst Mem, qoff, sumOff int, absMask, sign, half, c127, one, perm 
 	VMOVDQU(q, dst.Offset(qoff))
 }
 
-func q8Consts() (absMask, sign, half, c127, one VecVirtual) {
-	return bcastD(0x7fffffff), bcastD(0x80000000), bcastD(0x3effffff), bcastD(0x42fe0000), bcastD(0x3f800000)
+func q8Consts() (absMask, c127 VecVirtual) {
+	return bcastD(0x7fffffff), bcastD(0x42fe0000)
 }
 
 func genQuantQ8_0AVX2() {
 	text("quantQ8_0AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
-	Doc("quantQ8_0AVX2 writes nb Q8_0 blocks of x to dst, byte-exact with quant.QuantizeRow.")
+	Doc("quantQ8_0AVX2 writes nb Q8_0 blocks of x to dst, byte-exact with quant.QuantizeAct.")
 	x := Load(Param("x"), GP64())
 	dst := Load(Param("dst"), GP64())
 	nb := Load(Param("nb"), GP64())
-	absMask, sign, half, c127, one := q8Consts()
+	absMask, c127 := q8Consts()
 	perm := permIndex()
 	loop("quantQ8_0AVX2", nb, func() {
-		q8Block(Mem{Base: x}, Mem{Base: dst}, 2, -1, absMask, sign, half, c127, one, perm)
+		q8Block(Mem{Base: x}, Mem{Base: dst}, 2, -1, absMask, c127, perm)
 		ADDQ(U32(128), x)
 		ADDQ(U32(34), dst)
 	})
@@ -147,14 +135,14 @@ func genQuantQ8_0AVX2() {
 
 func genQuantQ8_1AVX2() {
 	text("quantQ8_1AVX2", NOSPLIT, "func(x *float32, dst *byte, nb int)")
-	Doc("quantQ8_1AVX2 writes nb Q8_1 blocks of x to dst, byte-exact with quant.QuantizeRow.")
+	Doc("quantQ8_1AVX2 writes nb Q8_1 blocks of x to dst, byte-exact with quant.QuantizeAct.")
 	x := Load(Param("x"), GP64())
 	dst := Load(Param("dst"), GP64())
 	nb := Load(Param("nb"), GP64())
-	absMask, sign, half, c127, one := q8Consts()
+	absMask, c127 := q8Consts()
 	perm := permIndex()
 	loop("quantQ8_1AVX2", nb, func() {
-		q8Block(Mem{Base: x}, Mem{Base: dst}, 4, 2, absMask, sign, half, c127, one, perm)
+		q8Block(Mem{Base: x}, Mem{Base: dst}, 4, 2, absMask, c127, perm)
 		ADDQ(U32(128), x)
 		ADDQ(U32(36), dst)
 	})

@@ -59,20 +59,27 @@ func TestTraceAgainstLlama(t *testing.T) {
 		t.Skipf("%T has no Trace hook", m)
 	}
 	n := len(c.PromptIDs)
-	// Hearth's trace names where llama.cpp's graph names differ.
-	rename := map[string]string{"embd": "model.input_embed", "attn_res": "attn_residual",
-		"ffn_norm": "attn_post_norm", "attn_out": "attn_output", "kqv_out": "attn_pregate"}
+	// llama.cpp's graph names for Hearth's trace names, tried in order
+	// (the families' graphs name some tensors differently: Qwen 3.5 calls
+	// its FFN pre-norm attn_post_norm, Gemma 4 ffn_norm).
+	rename := map[string][]string{"embd": {"model.input_embed", "inp_scaled"}, "attn_res": {"attn_residual"},
+		"ffn_norm": {"ffn_norm", "attn_post_norm"}, "attn_out": {"attn_output", "attn_out"}, "kqv_out": {"attn_pregate", "kqv_out"},
+		"q": {"Qcur"}, "k": {"Kcur"}, "v": {"Vcur"}, "Qcur": {"Qcur_pos"}, "Kcur": {"Kcur_pos"}}
 	d.Trace = func(name string, il int, x backend.Tensor) {
 		_, cols := x.Shape()
 		got := make([]float32, n*cols)
 		be.Read(x, 0, got)
-		if r, ok := rename[name]; ok {
-			name = r
+		var want []float32
+		err := fmt.Errorf("no file")
+		for _, r := range append(rename[name], name) {
+			if il >= 0 {
+				r = fmt.Sprintf("%s-%d", r, il)
+			}
+			if want, err = readDump(filepath.Join(ref, r+".bin")); err == nil && len(want) == len(got) {
+				name = r
+				break
+			}
 		}
-		if il >= 0 {
-			name = fmt.Sprintf("%s-%d", name, il)
-		}
-		want, err := readDump(filepath.Join(ref, name+".bin"))
 		if err != nil || len(want) != len(got) {
 			t.Logf("%-26s no reference of %d values (%v)", name, len(got), err)
 			return

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Q8_0 weights in ggml's order (quant.dotQ8_0Q8_0): per (row, token) eight
+// float32 lanes, lane i of block b adding float(Σ of products 4i..4i+3)
+// times dw·dx with one FMA, the blocks in order, hsum8 at the end. That is
+// ggml_vec_dot_q8_0_q8_0 and tinyBLAS_Q0_AVX on x86, so these kernels give
+// llama.cpp's bits; the price is one convert, one multiply and one FMA per
+// block and token (block lanes, gemm512.go, do them once per sixteen
+// blocks). The integer sums are exact for every input byte (−128
+// included). The activations come prepared, 96 bytes a block: for the
+// VNNI tiles (prepQ8_0G) the 32 quants, the correction −128·Σ of each four
+// quants as eight dwords (VPDPBUSD on w+128), dx as float32 eight times;
+// for the AVX2 tiles (prepQ8_0GW) the quants widened to int16, dx.
+
+const (
+	q8gBlockBytes = 96
+	q8gCorrOff    = 32
+	q8gDxOff      = 64
+)
+
+func genQ8_0G() {
+	genPrepQ8_0G()
+	genPrepQ8_0GW()
+	for _, T := range []int{4, 2, 1} {
+		q8GTile(T, true)
+	}
+	for _, T := range []int{4, 2, 1} {
+		q8GTile(T, false)
+	}
+}
+
+// genPrepQ8_0G emits prepQ8_0G(x *byte, nb int, dst *byte) (AVX2).
+func genPrepQ8_0G() {
+	name := "prepQ8_0G"
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
+	Doc(name+" lays nb Q8_0 activation blocks out for the ggml-order Q8_0",
+		"kernels, 96 bytes a block: the quants, −128·Σ of each four quants",
+		"(dwords), dx as float32 eight times (the activations of",
+		"quant.dotQ8_0Q8_0).")
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	ones8 := bcastD(0x01010101)
+	ones16 := bcastD(0x00010001)
+	Label(name + "_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	q := YMM()
+	VMOVDQU(Mem{Base: x, Disp: 2}, q)
+	VMOVDQU(q, Mem{Base: dst})
+	p := YMM()
+	VPMADDUBSW(q, ones8, p) // pairs of quants (the ones unsigned)
+	VPMADDWD(ones16, p, p)  // fours, as dwords
+	VPSLLD(U8(7), p, p)
+	z := YMM()
+	VPXOR(ones8, ones8, z)
+	VPSUBD(p, z, z)
+	VMOVDQU(z, Mem{Base: dst, Disp: q8gCorrOff})
+	h := XMM()
+	VPBROADCASTW(Mem{Base: x}, h)
+	d := YMM()
+	VCVTPH2PS(h, d)
+	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
+	ADDQ(U8(34), x)
+	ADDQ(U8(q8gBlockBytes), dst)
+	DECQ(nb)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// genPrepQ8_0GW emits prepQ8_0GW(x *byte, nb int, dst *byte) (AVX2).
+func genPrepQ8_0GW() {
+	name := "prepQ8_0GW"
+	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
+	Doc(name+" lays nb Q8_0 activation blocks out for the AVX2 ggml-order Q8_0",
+		"kernels, 96 bytes a block: the quants as int16, dx as float32 eight",
+		"times (the activations of quant.dotQ8_0Q8_0).")
+	x := Load(Param("x"), GP64())
+	nb := Load(Param("nb"), GP64())
+	dst := Load(Param("dst"), GP64())
+	Label(name + "_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	for i := range 2 {
+		q := YMM()
+		VPMOVSXBW(Mem{Base: x, Disp: 2 + 16*i}, q)
+		VMOVDQU(q, Mem{Base: dst, Disp: 32 * i})
+	}
+	h := XMM()
+	VPBROADCASTW(Mem{Base: x}, h)
+	d := YMM()
+	VCVTPH2PS(h, d)
+	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
+	ADDQ(U8(34), x)
+	ADDQ(U8(q8gBlockBytes), dst)
+	DECQ(nb)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// q8GTile emits gemmQ8_0G<V>x<T>, the gemmTile of one Q8_0 weight row
+// against T prepared tokens. vnni: VPDPBUSD (AVX-512 VL + VNNI on ymm) on
+// w+128 from the correction. Else (AVX2) both sides widened to int16,
+// VPMADDWD into pair sums of bytes 0-15 and 16-31 and VPHADDD into the
+// four-product dwords, which leaves them in lane order 0 1 4 5 2 3 6 7:
+// the accumulators keep that order (stored so between chunks too) and one
+// VPERMPD puts them back before hsum8.
+func q8GTile(T int, vnni bool) {
+	v := "AVX2"
+	if vnni {
+		v = "VNNI"
+	}
+	name := fmt.Sprintf("gemmQ8_0G%sx%d", v, T)
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	Doc(name+fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens (quant.dotQ8_0Q8_0).", T))
+	w := Load(Param("w"), GP64())
+	nb := Load(Param("nb"), GP64())
+	x := Load(Param("x"), GP64())
+	xs := Load(Param("xs"), GP64())
+	accp := Load(Param("acc"), GP64())
+	flags := Load(Param("flags"), GP64())
+	var xs3 Register
+	if T == 4 {
+		xs3 = GP64()
+		LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	}
+	at := func(t, disp int) Mem { return headAt(x, t, xs, xs3, disp) }
+	accs := make([]VecVirtual, T)
+	for t := range accs {
+		accs[t] = YMM()
+		VXORPS(accs[t], accs[t], accs[t])
+	}
+	TESTQ(U32(1), flags)
+	JZ(LabelRef(name + "_start"))
+	for t := range accs {
+		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, accs[t])
+	}
+	Label(name + "_start")
+	var k80 VecVirtual
+	if vnni {
+		k80 = bcastD(0x80808080)
+	}
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_end"))
+	h := XMM()
+	VPBROADCASTW(Mem{Base: w}, h)
+	dw := YMM()
+	VCVTPH2PS(h, dw)
+	var wq, wlo, whi VecVirtual
+	if vnni {
+		wq = YMM()
+		VPXOR(Mem{Base: w, Disp: 2}, k80, wq)
+	} else {
+		wlo, whi = YMM(), YMM()
+		VPMOVSXBW(Mem{Base: w, Disp: 2}, wlo)
+		VPMOVSXBW(Mem{Base: w, Disp: 18}, whi)
+	}
+	for t := range accs {
+		s := YMM()
+		if vnni {
+			VMOVDQU(at(t, q8gCorrOff), s)
+			VPDPBUSD(at(t, 0), wq, s)
+		} else {
+			s2 := YMM()
+			VPMADDWD(at(t, 0), wlo, s)
+			VPMADDWD(at(t, 32), whi, s2)
+			VPHADDD(s2, s, s)
+		}
+		f := YMM()
+		VCVTDQ2PS(s, f)
+		d := YMM()
+		VMULPS(at(t, q8gDxOff), dw, d)
+		VFMADD231PS(f, d, accs[t])
+	}
+	ADDQ(U8(34), w)
+	ADDQ(U8(q8gBlockBytes), x)
+	DECQ(nb)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	TESTQ(U32(2), flags)
+	JZ(LabelRef(name + "_store"))
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	for t := range accs {
+		if !vnni {
+			VPERMPD(U8(0xd8), accs[t], accs[t]) // lanes 0 1 4 5 2 3 6 7 back in order
+		}
+		VMOVSS(hsum8(accs[t]), Mem{Base: dst})
+		if t+1 < T {
+			ADDQ(ldd, dst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_store")
+	for t := range accs {
+		VMOVUPS(accs[t], Mem{Base: accp, Disp: 64 * t})
+	}
+	VZEROUPPER()
+	RET()
+}
