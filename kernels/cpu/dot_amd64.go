@@ -151,20 +151,58 @@ func blockLanesAVX2(t quant.Type, shift int, k4, k2, k1 gemmTile) impl {
 // their own float order) instead of ggml's order (HEARTH_Q8_0=lanes).
 var q8Lanes = os.Getenv("HEARTH_Q8_0") == "lanes"
 
-// q8GImpl is Q8_0 in ggml's float order (_asm/q8ggml.go): activations
-// prepared by prep (the tiles' own layout), tiles of 4, 2 and 1 tokens, the
-// T = 1 tile also the one-row kernel.
-func q8GImpl(lv level, prep func(x *byte, nb int, dst *byte), k4, k2, k1 gemmTile) impl {
+// q8GImpl is Q8_0 in ggml's float order (_asm/q8ggml.go) at the avx2
+// level: activations prepared by prepQ8_0GW (96 bytes a block), tiles of
+// 4, 2 and 1 tokens, the T = 1 tile also the one-row kernel.
+func q8GImpl() impl {
 	g := &gemmImpl{
-		tiles:      []tileT{{4, k4}, {2, k2}, {1, k1}},
-		prep:       prep,
+		tiles:      []tileT{{4, gemmQ8_0GAVX2x4}, {2, gemmQ8_0GAVX2x2}, {1, gemmQ8_0GAVX2x1}},
+		prep:       func(x *byte, nb int, dst *byte) { prepQ8_0GW(x, nb, dst) },
 		group:      1,
 		groupBytes: 96,
 		single:     true,
 	}
-	d := impl{level: lv, gemm: g, quant: asmQuant(quantQ8_0AVX2)}
+	d := impl{level: levelAVX2, gemm: g, quant: asmQuant(quantQ8_0AVX2)}
 	d.dot, d.dot4 = prepDot(quant.Q8_0, g)
 	return d
+}
+
+// q8GVNNIImpl is the same order at the avx512 level: prepQ8_0G (128
+// bytes a block), tiles of 8, 4 and 2 tokens in zmm pairs (pairQ8_0G) and
+// the one-token tile.
+func q8GVNNIImpl() impl {
+	g := &gemmImpl{
+		tiles: []tileT{{8, gemmQ8_0GVNNIx8}, {4, gemmQ8_0GVNNIx4}, {2, gemmQ8_0GVNNIx2},
+			{1, gemmQ8_0GVNNIx1}},
+		prep:       func(x *byte, nb int, dst *byte) { prepQ8_0G(x, nb, dst) },
+		group:      1,
+		groupBytes: 128,
+		single:     true,
+		pair:       pairQ8_0G,
+	}
+	d := impl{level: levelAVX512, gemm: g, quant: asmQuant(quantQ8_0AVX2)}
+	d.dot, d.dot4 = prepDot(quant.Q8_0, g)
+	return d
+}
+
+// pairQ8_0G turns the prepared blocks of tokens a and b (prepQ8_0G's
+// layout: quants, correction, dx, 32 bytes each, 128-byte slots) into the
+// pair layout of the zmm tiles: a's slot [x_a x_b corr_a corr_b], b's slot
+// [dx_a dx_b]; each block keeps its offset in its row.
+func pairQ8_0G(a, b *byte, nb int) {
+	sa := unsafe.Slice(a, nb*128)
+	sb := unsafe.Slice(b, nb*128)
+	for i := 0; i < nb*128; i += 128 {
+		var t [192]byte
+		copy(t[0:32], sa[i:i+32])       // x_a
+		copy(t[32:64], sb[i:i+32])      // x_b
+		copy(t[64:96], sa[i+32:i+64])   // corr_a
+		copy(t[96:128], sb[i+32:i+64])  // corr_b
+		copy(t[128:160], sa[i+64:i+96]) // dx_a
+		copy(t[160:192], sb[i+64:i+96]) // dx_b
+		copy(sa[i:i+128], t[:128])
+		copy(sb[i:i+64], t[128:])
+	}
 }
 
 func asmQuant(k func(x *float32, dst *byte, nb int)) func(x []float32, dst []byte, nb int) {
@@ -181,7 +219,7 @@ func archImpls() map[quant.Type][]impl {
 			q8.quant = asmQuant(quantQ8_0AVX2)
 			add(quant.Q8_0, q8)
 		} else {
-			add(quant.Q8_0, q8GImpl(levelAVX2, prepQ8_0GW, gemmQ8_0GAVX2x4, gemmQ8_0GAVX2x2, gemmQ8_0GAVX2x1))
+			add(quant.Q8_0, q8GImpl())
 		}
 		add(quant.Q8_1, impl{level: levelAVX2, quant: asmQuant(quantQ8_1AVX2)})
 		add(quant.Q8_K, impl{level: levelAVX2, quant: asmQuant(quantQ8_KAVX2)})
@@ -219,7 +257,7 @@ func archImpls() map[quant.Type][]impl {
 		q80 := blockLanesImpl(quant.Q8_0, 7, tiles16(gemmQ8_0AVX512x16, gemmQ8_0AVX512x8,
 			gemmQ8_0AVX512x4, gemmQ8_0AVX512x2, gemmQ8_0AVX512x1))
 		if !q8Lanes {
-			add(quant.Q8_0, q8GImpl(levelAVX512, prepQ8_0G, gemmQ8_0GVNNIx4, gemmQ8_0GVNNIx2, gemmQ8_0GVNNIx1))
+			add(quant.Q8_0, q8GVNNIImpl())
 		} else {
 			add(quant.Q8_0, q80)
 		}

@@ -33612,23 +33612,25 @@ TEXT ·prepQ8_0G(SB), NOSPLIT, $0-24
 	MOVL         $0x00010001, BX
 	VMOVD        BX, X1
 	VPBROADCASTD X1, Y1
+	MOVL         $0x4b400000, BX
+	VMOVD        BX, X2
+	VPBROADCASTD X2, Y2
 
 prepQ8_0G_loop:
 	TESTQ        CX, CX
 	JZ           prepQ8_0G_done
-	VMOVDQU      2(AX), Y2
-	VMOVDQU      Y2, (DX)
-	VPMADDUBSW   Y2, Y0, Y2
-	VPMADDWD     Y1, Y2, Y2
-	VPSLLD       $0x07, Y2, Y2
-	VPXOR        Y0, Y0, Y3
-	VPSUBD       Y2, Y3, Y3
+	VMOVDQU      2(AX), Y3
+	VMOVDQU      Y3, (DX)
+	VPMADDUBSW   Y3, Y0, Y3
+	VPMADDWD     Y1, Y3, Y3
+	VPSLLD       $0x07, Y3, Y3
+	VPSUBD       Y3, Y2, Y3
 	VMOVDQU      Y3, 32(DX)
-	VPBROADCASTW (AX), X2
-	VCVTPH2PS    X2, Y2
-	VMOVUPS      Y2, 64(DX)
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VMOVUPS      Y3, 64(DX)
 	ADDQ         $0x22, AX
-	ADDQ         $0x60, DX
+	ADDQ         $0x00000080, DX
 	DECQ         CX
 	JMP          prepQ8_0G_loop
 
@@ -33662,178 +33664,326 @@ prepQ8_0GW_done:
 	VZEROUPPER
 	RET
 
+// func gemmQ8_0GVNNIx8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·gemmQ8_0GVNNIx8(SB), NOSPLIT, $0-64
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVQ         acc+32(FP), SI
+	MOVQ         flags+56(FP), DI
+	LEAQ         (BX)(BX*2), R8
+	LEAQ         (BX)(BX*4), R9
+	LEAQ         (R8)(BX*4), R10
+	VPXORD       Z0, Z0, Z0
+	VPXORD       Z1, Z1, Z1
+	VPXORD       Z2, Z2, Z2
+	VPXORD       Z3, Z3, Z3
+	TESTQ        $0x00000001, DI
+	JZ           gemmQ8_0GVNNIx8_start
+	VMOVUPS      (SI), Y0
+	VINSERTF64X4 $0x01, 64(SI), Z0, Z0
+	VMOVUPS      128(SI), Y1
+	VINSERTF64X4 $0x01, 192(SI), Z1, Z1
+	VMOVUPS      256(SI), Y2
+	VINSERTF64X4 $0x01, 320(SI), Z2, Z2
+	VMOVUPS      384(SI), Y3
+	VINSERTF64X4 $0x01, 448(SI), Z3, Z3
+
+gemmQ8_0GVNNIx8_start:
+	MOVL         $0x80808080, R11
+	VPBROADCASTD R11, Z4
+	MOVL         $0x4b400000, R11
+	VPBROADCASTD R11, Z5
+
+gemmQ8_0GVNNIx8_block:
+	TESTQ           CX, CX
+	JZ              gemmQ8_0GVNNIx8_end
+	VPBROADCASTW    (AX), Z6
+	VCVTPH2PS       Y6, Z6
+	VBROADCASTI64X4 2(AX), Z7
+	VPXORD          Z4, Z7, Z7
+	VMOVDQU64       64(DX), Z8
+	VPDPBUSD        (DX), Z7, Z8
+	VSUBPS          Z5, Z8, Z8
+	VMULPS          (DX)(BX*1), Z6, Z9
+	VFMADD231PS     Z8, Z9, Z0
+	VMOVDQU64       64(DX)(BX*2), Z8
+	VPDPBUSD        (DX)(BX*2), Z7, Z8
+	VSUBPS          Z5, Z8, Z8
+	VMULPS          (DX)(R8*1), Z6, Z9
+	VFMADD231PS     Z8, Z9, Z1
+	VMOVDQU64       64(DX)(BX*4), Z8
+	VPDPBUSD        (DX)(BX*4), Z7, Z8
+	VSUBPS          Z5, Z8, Z8
+	VMULPS          (DX)(R9*1), Z6, Z9
+	VFMADD231PS     Z8, Z9, Z2
+	VMOVDQU64       64(DX)(R8*2), Z8
+	VPDPBUSD        (DX)(R8*2), Z7, Z8
+	VSUBPS          Z5, Z8, Z7
+	VMULPS          (DX)(R10*1), Z6, Z6
+	VFMADD231PS     Z7, Z6, Z3
+	ADDQ            $0x22, AX
+	ADDQ            $0x00000080, DX
+	DECQ            CX
+	JMP             gemmQ8_0GVNNIx8_block
+
+gemmQ8_0GVNNIx8_end:
+	TESTQ         $0x00000002, DI
+	JZ            gemmQ8_0GVNNIx8_store
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x00, Z0, Y4
+	VEXTRACTF64X4 $0x01, Z0, Y0
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X4
+	VMOVHLPS      X4, X4, X5
+	VADDPS        X5, X4, X4
+	VMOVSHDUP     X4, X5
+	VADDSS        X5, X4, X4
+	VMOVSS        X4, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x00, Z1, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y1
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x00, Z2, Y0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x00, Z3, Y0
+	VEXTRACTF64X4 $0x01, Z3, Y1
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
+	VZEROUPPER
+	RET
+
+gemmQ8_0GVNNIx8_store:
+	VMOVUPS       Y0, (SI)
+	VEXTRACTF64X4 $0x01, Z0, 64(SI)
+	VMOVUPS       Y1, 128(SI)
+	VEXTRACTF64X4 $0x01, Z1, 192(SI)
+	VMOVUPS       Y2, 256(SI)
+	VEXTRACTF64X4 $0x01, Z2, 320(SI)
+	VMOVUPS       Y3, 384(SI)
+	VEXTRACTF64X4 $0x01, Z3, 448(SI)
+	VZEROUPPER
+	RET
+
 // func gemmQ8_0GVNNIx4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·gemmQ8_0GVNNIx4(SB), NOSPLIT, $0-64
-	MOVQ    w+0(FP), AX
-	MOVQ    nb+8(FP), CX
-	MOVQ    x+16(FP), DX
-	MOVQ    xs+24(FP), BX
-	MOVQ    acc+32(FP), SI
-	MOVQ    flags+56(FP), DI
-	LEAQ    (BX)(BX*2), R8
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	TESTQ   $0x00000001, DI
-	JZ      gemmQ8_0GVNNIx4_start
-	VMOVUPS (SI), Y0
-	VMOVUPS 64(SI), Y1
-	VMOVUPS 128(SI), Y2
-	VMOVUPS 192(SI), Y3
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVQ         acc+32(FP), SI
+	MOVQ         flags+56(FP), DI
+	LEAQ         (BX)(BX*2), R8
+	VPXORD       Z0, Z0, Z0
+	VPXORD       Z1, Z1, Z1
+	TESTQ        $0x00000001, DI
+	JZ           gemmQ8_0GVNNIx4_start
+	VMOVUPS      (SI), Y0
+	VINSERTF64X4 $0x01, 64(SI), Z0, Z0
+	VMOVUPS      128(SI), Y1
+	VINSERTF64X4 $0x01, 192(SI), Z1, Z1
 
 gemmQ8_0GVNNIx4_start:
 	MOVL         $0x80808080, R9
-	VMOVD        R9, X4
-	VPBROADCASTD X4, Y4
+	VPBROADCASTD R9, Z2
+	MOVL         $0x4b400000, R9
+	VPBROADCASTD R9, Z3
 
 gemmQ8_0GVNNIx4_block:
-	TESTQ        CX, CX
-	JZ           gemmQ8_0GVNNIx4_end
-	VPBROADCASTW (AX), X5
-	VCVTPH2PS    X5, Y5
-	VPXOR        2(AX), Y4, Y6
-	VMOVDQU      32(DX), Y7
-	VPDPBUSD     (DX), Y6, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       64(DX), Y5, Y8
-	VFMADD231PS  Y7, Y8, Y0
-	VMOVDQU      32(DX)(BX*1), Y7
-	VPDPBUSD     (DX)(BX*1), Y6, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       64(DX)(BX*1), Y5, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      32(DX)(BX*2), Y7
-	VPDPBUSD     (DX)(BX*2), Y6, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       64(DX)(BX*2), Y5, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      32(DX)(R8*1), Y7
-	VPDPBUSD     (DX)(R8*1), Y6, Y7
-	VCVTDQ2PS    Y7, Y6
-	VMULPS       64(DX)(R8*1), Y5, Y5
-	VFMADD231PS  Y6, Y5, Y3
-	ADDQ         $0x22, AX
-	ADDQ         $0x60, DX
-	DECQ         CX
-	JMP          gemmQ8_0GVNNIx4_block
+	TESTQ           CX, CX
+	JZ              gemmQ8_0GVNNIx4_end
+	VPBROADCASTW    (AX), Z4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI64X4 2(AX), Z5
+	VPXORD          Z2, Z5, Z5
+	VMOVDQU64       64(DX), Z6
+	VPDPBUSD        (DX), Z5, Z6
+	VSUBPS          Z3, Z6, Z6
+	VMULPS          (DX)(BX*1), Z4, Z7
+	VFMADD231PS     Z6, Z7, Z0
+	VMOVDQU64       64(DX)(BX*2), Z6
+	VPDPBUSD        (DX)(BX*2), Z5, Z6
+	VSUBPS          Z3, Z6, Z5
+	VMULPS          (DX)(R8*1), Z4, Z4
+	VFMADD231PS     Z5, Z4, Z1
+	ADDQ            $0x22, AX
+	ADDQ            $0x00000080, DX
+	DECQ            CX
+	JMP             gemmQ8_0GVNNIx4_block
 
 gemmQ8_0GVNNIx4_end:
-	TESTQ        $0x00000002, DI
-	JZ           gemmQ8_0GVNNIx4_store
-	MOVQ         dst+40(FP), AX
-	MOVQ         ldd+48(FP), CX
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVHLPS     X0, X0, X4
-	VADDPS       X4, X0, X0
-	VMOVSHDUP    X0, X4
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (AX)
+	TESTQ         $0x00000002, DI
+	JZ            gemmQ8_0GVNNIx4_store
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x00, Z0, Y2
+	VEXTRACTF64X4 $0x01, Z0, Y0
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X2
+	VMOVHLPS      X2, X2, X3
+	VADDPS        X3, X2, X2
+	VMOVSHDUP     X2, X3
+	VADDSS        X3, X2, X2
+	VMOVSS        X2, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF64X4 $0x00, Z1, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y1
+	VEXTRACTF32X4 $0x01, Y0, X2
+	VADDPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
 	VZEROUPPER
 	RET
 
 gemmQ8_0GVNNIx4_store:
-	VMOVUPS Y0, (SI)
-	VMOVUPS Y1, 64(SI)
-	VMOVUPS Y2, 128(SI)
-	VMOVUPS Y3, 192(SI)
+	VMOVUPS       Y0, (SI)
+	VEXTRACTF64X4 $0x01, Z0, 64(SI)
+	VMOVUPS       Y1, 128(SI)
+	VEXTRACTF64X4 $0x01, Z1, 192(SI)
 	VZEROUPPER
 	RET
 
 // func gemmQ8_0GVNNIx2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·gemmQ8_0GVNNIx2(SB), NOSPLIT, $0-64
-	MOVQ    w+0(FP), AX
-	MOVQ    nb+8(FP), CX
-	MOVQ    x+16(FP), DX
-	MOVQ    xs+24(FP), BX
-	MOVQ    acc+32(FP), SI
-	MOVQ    flags+56(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	TESTQ   $0x00000001, DI
-	JZ      gemmQ8_0GVNNIx2_start
-	VMOVUPS (SI), Y0
-	VMOVUPS 64(SI), Y1
+	MOVQ         w+0(FP), AX
+	MOVQ         nb+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         xs+24(FP), BX
+	MOVQ         acc+32(FP), SI
+	MOVQ         flags+56(FP), DI
+	VPXORD       Z0, Z0, Z0
+	TESTQ        $0x00000001, DI
+	JZ           gemmQ8_0GVNNIx2_start
+	VMOVUPS      (SI), Y0
+	VINSERTF64X4 $0x01, 64(SI), Z0, Z0
 
 gemmQ8_0GVNNIx2_start:
 	MOVL         $0x80808080, R8
-	VMOVD        R8, X2
-	VPBROADCASTD X2, Y2
+	VPBROADCASTD R8, Z1
+	MOVL         $0x4b400000, R8
+	VPBROADCASTD R8, Z2
 
 gemmQ8_0GVNNIx2_block:
-	TESTQ        CX, CX
-	JZ           gemmQ8_0GVNNIx2_end
-	VPBROADCASTW (AX), X3
-	VCVTPH2PS    X3, Y3
-	VPXOR        2(AX), Y2, Y4
-	VMOVDQU      32(DX), Y5
-	VPDPBUSD     (DX), Y4, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       64(DX), Y3, Y6
-	VFMADD231PS  Y5, Y6, Y0
-	VMOVDQU      32(DX)(BX*1), Y5
-	VPDPBUSD     (DX)(BX*1), Y4, Y5
-	VCVTDQ2PS    Y5, Y4
-	VMULPS       64(DX)(BX*1), Y3, Y3
-	VFMADD231PS  Y4, Y3, Y1
-	ADDQ         $0x22, AX
-	ADDQ         $0x60, DX
-	DECQ         CX
-	JMP          gemmQ8_0GVNNIx2_block
+	TESTQ           CX, CX
+	JZ              gemmQ8_0GVNNIx2_end
+	VPBROADCASTW    (AX), Z3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI64X4 2(AX), Z4
+	VPXORD          Z1, Z4, Z4
+	VMOVDQU64       64(DX), Z5
+	VPDPBUSD        (DX), Z4, Z5
+	VSUBPS          Z2, Z5, Z4
+	VMULPS          (DX)(BX*1), Z3, Z3
+	VFMADD231PS     Z4, Z3, Z0
+	ADDQ            $0x22, AX
+	ADDQ            $0x00000080, DX
+	DECQ            CX
+	JMP             gemmQ8_0GVNNIx2_block
 
 gemmQ8_0GVNNIx2_end:
-	TESTQ        $0x00000002, DI
-	JZ           gemmQ8_0GVNNIx2_store
-	MOVQ         dst+40(FP), AX
-	MOVQ         ldd+48(FP), CX
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVHLPS     X0, X0, X2
-	VADDPS       X2, X0, X0
-	VMOVSHDUP    X0, X2
-	VADDSS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         CX, AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (AX)
+	TESTQ         $0x00000002, DI
+	JZ            gemmQ8_0GVNNIx2_store
+	MOVQ          dst+40(FP), AX
+	MOVQ          ldd+48(FP), CX
+	VEXTRACTF64X4 $0x00, Z0, Y1
+	VEXTRACTF64X4 $0x01, Z0, Y0
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, (AX)
+	ADDQ          CX, AX
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)
 	VZEROUPPER
 	RET
 
 gemmQ8_0GVNNIx2_store:
-	VMOVUPS Y0, (SI)
-	VMOVUPS Y1, 64(SI)
+	VMOVUPS       Y0, (SI)
+	VEXTRACTF64X4 $0x01, Z0, 64(SI)
 	VZEROUPPER
 	RET
 
@@ -33855,20 +34005,23 @@ gemmQ8_0GVNNIx1_start:
 	MOVL         $0x80808080, DI
 	VMOVD        DI, X1
 	VPBROADCASTD X1, Y1
+	MOVL         $0x4b400000, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
 
 gemmQ8_0GVNNIx1_block:
 	TESTQ        CX, CX
 	JZ           gemmQ8_0GVNNIx1_end
-	VPBROADCASTW (AX), X2
-	VCVTPH2PS    X2, Y2
-	VPXOR        2(AX), Y1, Y3
-	VMOVDQU      32(DX), Y4
-	VPDPBUSD     (DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y3
-	VMULPS       64(DX), Y2, Y2
-	VFMADD231PS  Y3, Y2, Y0
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPXOR        2(AX), Y1, Y4
+	VMOVDQU      32(DX), Y5
+	VPDPBUSD     (DX), Y4, Y5
+	VSUBPS       Y2, Y5, Y4
+	VMULPS       64(DX), Y3, Y3
+	VFMADD231PS  Y4, Y3, Y0
 	ADDQ         $0x22, AX
-	ADDQ         $0x60, DX
+	ADDQ         $0x00000080, DX
 	DECQ         CX
 	JMP          gemmQ8_0GVNNIx1_block
 

@@ -867,9 +867,9 @@ func gemmQ8_0AVX2x2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32
 //go:noescape
 func gemmQ8_0AVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
-// prepQ8_0G lays nb Q8_0 activation blocks out for the ggml-order Q8_0
-// kernels, 96 bytes a block: the quants, −128·Σ of each four quants
-// (dwords), dx as float32 eight times (the activations of
+// prepQ8_0G lays nb Q8_0 activation blocks out for the VNNI ggml-order Q8_0
+// kernels, 128 bytes a block: the quants, 0x4b400000 − 128·Σ of each four
+// quants (dwords), dx as float32 eight times (the activations of
 // quant.dotQ8_0Q8_0).
 //
 //go:noescape
@@ -882,12 +882,17 @@ func prepQ8_0G(x *byte, nb int, dst *byte)
 //go:noescape
 func prepQ8_0GW(x *byte, nb int, dst *byte)
 
-// gemmQ8_0GVNNIx4 is the ggml-order Q8_0 tile for 4 tokens (quant.dotQ8_0Q8_0).
+// gemmQ8_0GVNNIx8 is the ggml-order Q8_0 tile for 8 tokens in pairs (quant.dotQ8_0Q8_0).
+//
+//go:noescape
+func gemmQ8_0GVNNIx8(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
+
+// gemmQ8_0GVNNIx4 is the ggml-order Q8_0 tile for 4 tokens in pairs (quant.dotQ8_0Q8_0).
 //
 //go:noescape
 func gemmQ8_0GVNNIx4(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
 
-// gemmQ8_0GVNNIx2 is the ggml-order Q8_0 tile for 2 tokens (quant.dotQ8_0Q8_0).
+// gemmQ8_0GVNNIx2 is the ggml-order Q8_0 tile for 2 tokens in pairs (quant.dotQ8_0Q8_0).
 //
 //go:noescape
 func gemmQ8_0GVNNIx2(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)

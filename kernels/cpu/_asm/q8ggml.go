@@ -15,23 +15,31 @@ import (
 // llama.cpp's bits; the price is one convert, one multiply and one FMA per
 // block and token (block lanes, gemm512.go, do them once per sixteen
 // blocks). The integer sums are exact for every input byte (−128
-// included). The activations come prepared, 96 bytes a block: for the
-// VNNI tiles (prepQ8_0G) the 32 quants, the correction −128·Σ of each four
-// quants as eight dwords (VPDPBUSD on w+128), dx as float32 eight times;
-// for the AVX2 tiles (prepQ8_0GW) the quants widened to int16, dx.
+// included). The activations come prepared: for the VNNI tiles
+// (prepQ8_0G, 128 bytes a block) the 32 quants, the correction −128·Σ of
+// each four quants as eight dwords (VPDPBUSD on w+128), dx as float32
+// eight times; for the AVX2 tiles (prepQ8_0GW, 96 bytes) the quants
+// widened to int16, dx. The VNNI tiles of two tokens or more take tokens in
+// pairs, one zmm per pair (token a in the low eight lanes, b in the high
+// eight): kernels/cpu.pairQ8_0G rewrites a pair's two block slots as
+// [x_a x_b corr_a corr_b] and [dx_a dx_b], so that every operand of a pair
+// is one 64-byte load and a block stays at its own offset in each row
+// (chunking cuts rows at any block).
 
 const (
-	q8gBlockBytes = 96
-	q8gCorrOff    = 32
-	q8gDxOff      = 64
+	q8gBlockBytes  = 128 // VNNI layout
+	q8gWBlockBytes = 96  // AVX2 layout
+	q8gCorrOff     = 32
+	q8gDxOff       = 64
 )
 
 func genQ8_0G() {
 	genPrepQ8_0G()
 	genPrepQ8_0GW()
-	for _, T := range []int{4, 2, 1} {
-		q8GTile(T, true)
+	for _, T := range []int{8, 4, 2} {
+		q8GPairTile(T)
 	}
+	q8GTile(1, true)
 	for _, T := range []int{4, 2, 1} {
 		q8GTile(T, false)
 	}
@@ -41,15 +49,16 @@ func genQ8_0G() {
 func genPrepQ8_0G() {
 	name := "prepQ8_0G"
 	text(name, NOSPLIT, "func(x *byte, nb int, dst *byte)")
-	Doc(name+" lays nb Q8_0 activation blocks out for the ggml-order Q8_0",
-		"kernels, 96 bytes a block: the quants, −128·Σ of each four quants",
-		"(dwords), dx as float32 eight times (the activations of",
+	Doc(name+" lays nb Q8_0 activation blocks out for the VNNI ggml-order Q8_0",
+		"kernels, 128 bytes a block: the quants, 0x4b400000 − 128·Σ of each four",
+		"quants (dwords), dx as float32 eight times (the activations of",
 		"quant.dotQ8_0Q8_0).")
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
 	ones8 := bcastD(0x01010101)
 	ones16 := bcastD(0x00010001)
+	bias := bcastD(0x4b400000)
 	Label(name + "_loop")
 	TESTQ(nb, nb)
 	JZ(LabelRef(name + "_done"))
@@ -61,8 +70,7 @@ func genPrepQ8_0G() {
 	VPMADDWD(ones16, p, p)  // fours, as dwords
 	VPSLLD(U8(7), p, p)
 	z := YMM()
-	VPXOR(ones8, ones8, z)
-	VPSUBD(p, z, z)
+	VPSUBD(p, bias, z) // 0x4b400000 − 128·Σ (see q8GPairTile)
 	VMOVDQU(z, Mem{Base: dst, Disp: q8gCorrOff})
 	h := XMM()
 	VPBROADCASTW(Mem{Base: x}, h)
@@ -70,7 +78,7 @@ func genPrepQ8_0G() {
 	VCVTPH2PS(h, d)
 	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
 	ADDQ(U8(34), x)
-	ADDQ(U8(q8gBlockBytes), dst)
+	ADDQ(U32(q8gBlockBytes), dst)
 	DECQ(nb)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
@@ -102,7 +110,7 @@ func genPrepQ8_0GW() {
 	VCVTPH2PS(h, d)
 	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
 	ADDQ(U8(34), x)
-	ADDQ(U8(q8gBlockBytes), dst)
+	ADDQ(U8(q8gWBlockBytes), dst)
 	DECQ(nb)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
@@ -148,9 +156,10 @@ func q8GTile(T int, vnni bool) {
 		VMOVUPS(Mem{Base: accp, Disp: 64 * t}, accs[t])
 	}
 	Label(name + "_start")
-	var k80 VecVirtual
+	var k80, magic VecVirtual
 	if vnni {
 		k80 = bcastD(0x80808080)
+		magic = bcastD(0x4b400000)
 	}
 	Label(name + "_block")
 	TESTQ(nb, nb)
@@ -180,13 +189,21 @@ func q8GTile(T int, vnni bool) {
 			VPHADDD(s2, s, s)
 		}
 		f := YMM()
-		VCVTDQ2PS(s, f)
+		if vnni {
+			VSUBPS(magic, s, f) // the sum as float32, exactly (q8GPairTile)
+		} else {
+			VCVTDQ2PS(s, f)
+		}
 		d := YMM()
 		VMULPS(at(t, q8gDxOff), dw, d)
 		VFMADD231PS(f, d, accs[t])
 	}
 	ADDQ(U8(34), w)
-	ADDQ(U8(q8gBlockBytes), x)
+	if vnni {
+		ADDQ(U32(q8gBlockBytes), x)
+	} else {
+		ADDQ(U8(q8gWBlockBytes), x)
+	}
 	DECQ(nb)
 	JMP(LabelRef(name + "_block"))
 	Label(name + "_end")
@@ -208,6 +225,124 @@ func q8GTile(T int, vnni bool) {
 	Label(name + "_store")
 	for t := range accs {
 		VMOVUPS(accs[t], Mem{Base: accp, Disp: 64 * t})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// q8GPairTile emits gemmQ8_0GVNNIx<T> for T = 2, 4, 8 tokens in T/2 pairs
+// (pairQ8_0G's layout): per block one broadcast of w+128 to both halves,
+// then per pair one VPDPBUSD, subtract, multiply and FMA on a zmm. The
+// correction the sums start from carries 0x4b400000, the bits of 1.5·2^23:
+// with |Σ w·x| ≤ 2^16 the dword is the float32 1.5·2^23 + Σ exactly, and
+// one VSUBPS (ports 0 and 5) gives float(Σ) instead of VCVTDQ2PS (port 0
+// only, with VPDPBUSD). The acc area keeps each token's eight lanes at
+// acc + 64·t, as the T = 1 tile.
+func q8GPairTile(T int) {
+	name := fmt.Sprintf("gemmQ8_0GVNNIx%d", T)
+	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
+	Doc(name+fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens in pairs (quant.dotQ8_0Q8_0).", T))
+	P := T / 2
+	w := Load(Param("w"), GP64())
+	nb := Load(Param("nb"), GP64())
+	x := Load(Param("x"), GP64())
+	xs := Load(Param("xs"), GP64())
+	accp := Load(Param("acc"), GP64())
+	flags := Load(Param("flags"), GP64())
+	// Row k (0..2P-1) of the tile at x + k·xs: index registers for k·xs.
+	var xs3, xs5, xs7 Register
+	if P >= 2 {
+		xs3 = GP64()
+		LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	}
+	if P >= 3 {
+		xs5, xs7 = GP64(), GP64()
+		LEAQ(Mem{Base: xs, Index: xs, Scale: 4}, xs5)
+		LEAQ(Mem{Base: xs3, Index: xs, Scale: 4}, xs7)
+	}
+	row := func(k, disp int) Mem {
+		switch k {
+		case 0:
+			return Mem{Base: x, Disp: disp}
+		case 1:
+			return Mem{Base: x, Index: xs, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: x, Index: xs, Scale: 2, Disp: disp}
+		case 3:
+			return Mem{Base: x, Index: xs3, Scale: 1, Disp: disp}
+		case 4:
+			return Mem{Base: x, Index: xs, Scale: 4, Disp: disp}
+		case 5:
+			return Mem{Base: x, Index: xs5, Scale: 1, Disp: disp}
+		case 6:
+			return Mem{Base: x, Index: xs3, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: x, Index: xs7, Scale: 1, Disp: disp}
+	}
+	accs := make([]VecVirtual, P)
+	for p := range accs {
+		accs[p] = ZMM()
+		VPXORD(accs[p], accs[p], accs[p])
+	}
+	TESTQ(U32(1), flags)
+	JZ(LabelRef(name + "_start"))
+	for p := range accs {
+		VMOVUPS(Mem{Base: accp, Disp: 64 * (2 * p)}, accs[p].AsY())
+		VINSERTF64X4(U8(1), Mem{Base: accp, Disp: 64 * (2*p + 1)}, accs[p], accs[p])
+	}
+	Label(name + "_start")
+	k80, magic := ZMM(), ZMM()
+	g := GP32()
+	MOVL(U32(0x80808080), g)
+	VPBROADCASTD(g, k80)
+	MOVL(U32(0x4b400000), g)
+	VPBROADCASTD(g, magic)
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_end"))
+	hw := ZMM()
+	VPBROADCASTW(Mem{Base: w}, hw)
+	dw := ZMM()
+	VCVTPH2PS(hw.AsY(), dw)
+	wq := ZMM()
+	VBROADCASTI64X4(Mem{Base: w, Disp: 2}, wq)
+	VPXORD(k80, wq, wq)
+	for p := range accs {
+		s := ZMM()
+		VMOVDQU64(row(2*p, 64), s) // corr_a corr_b
+		VPDPBUSD(row(2*p, 0), wq, s)
+		f := ZMM()
+		VSUBPS(magic, s, f) // float(Σ w·x), exactly
+		d := ZMM()
+		VMULPS(row(2*p+1, 0), dw, d) // dx_a dx_b
+		VFMADD231PS(f, d, accs[p])
+	}
+	ADDQ(U8(34), w)
+	ADDQ(U32(q8gBlockBytes), x)
+	DECQ(nb)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	TESTQ(U32(2), flags)
+	JZ(LabelRef(name + "_store"))
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	for p := range accs {
+		lo, hi := YMM(), YMM()
+		VEXTRACTF64X4(U8(0), accs[p], lo)
+		VEXTRACTF64X4(U8(1), accs[p], hi)
+		VMOVSS(reduce8(lo, true), Mem{Base: dst})
+		ADDQ(ldd, dst)
+		VMOVSS(reduce8(hi, true), Mem{Base: dst})
+		if p+1 < P {
+			ADDQ(ldd, dst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_store")
+	for p := range accs {
+		VMOVUPS(accs[p].AsY(), Mem{Base: accp, Disp: 64 * (2 * p)})
+		VEXTRACTF64X4(U8(1), accs[p], Mem{Base: accp, Disp: 64 * (2*p + 1)})
 	}
 	VZEROUPPER()
 	RET()
