@@ -190,26 +190,7 @@ func (o *AttnOpts) softmax(sc []float32, base int, scale float32, h int) {
 		SoftmaxAt(sc, base, 1)
 		return
 	}
-	softmaxSink(sc, scale, o.Sinks[h])
-}
-
-// softmaxSink is Softmax with one more logit, sink, in the maximum and the
-// sum and no output of its own (ggml_soft_max_ext with sinks).
-func softmaxSink(x []float32, scale, sink float32) {
-	maxv := sink
-	for i := range x {
-		x[i] *= scale
-		maxv = max(maxv, x[i])
-	}
-	expShiftGeneric(x, maxv)
-	sum := math.Exp(float64(sink - maxv))
-	for _, e := range x {
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range x {
-		x[i] *= inv
-	}
+	softmaxAt(sc, base, scale, &o.Sinks[h])
 }
 
 // KVRuns is implemented by caches whose rows lie in runs at a fixed

@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/hearth-llm/hearth/kernels/libmf"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -46,16 +47,17 @@ func L2Normalize(dst, x []float32, eps float32) {
 	}
 }
 
-// Softplus is log(1+e^x), x itself above 20 (ggml_compute_softplus_f32).
+// Softplus is logf(1+expf(x)), x itself above 20
+// (ggml_compute_softplus_f32, with glibc's logf and expf).
 func Softplus(x float32) float32 {
 	if x > 20 {
 		return x
 	}
-	return float32(math.Log(float64(1 + float32(math.Exp(float64(x))))))
+	return libmf.Logf(1 + libmf.Expf(x))
 }
 
-// Sigmoid is 1/(1+e^-x) (ggml_vec_sigmoid_f32).
-func Sigmoid(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))) }
+// Sigmoid is 1/(1+expf(-x)) (ggml_vec_sigmoid_f32, glibc's expf).
+func Sigmoid(x float32) float32 { return 1 / (1 + libmf.Expf(-x)) }
 
 // DeltaStep is one token of the gated delta rule for one head of size d:
 // s is the d × d state stored transposed (s[j*d+i] = S[i][j], value j,
@@ -64,7 +66,7 @@ func Sigmoid(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))
 // out[j] = scale·Σ_i S[i][j]·q[i]. delta is scratch of d values.
 func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) {
 	s, q, k, v, out, delta = s[:d*d], q[:d], k[:d], v[:d], out[:d], delta[:d]
-	eg := float32(math.Exp(float64(g)))
+	eg := libmf.Expf(g)
 	for i := range s {
 		s[i] *= eg
 	}

@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/hearth-llm/hearth/kernels/libmf"
 	"github.com/hearth-llm/hearth/kernels/rope"
 	"github.com/hearth-llm/hearth/quant"
 )
@@ -110,11 +111,19 @@ func Softmax(x []float32, scale float32) { SoftmaxAt(x, 0, scale) }
 // x[0] is element base of it (a query's first visible position), so the
 // groups start where base + i is a multiple of 16. The order matters
 // beyond the last bit: ggml rounds the probabilities to f16 next.
-func SoftmaxAt(x []float32, base int, scale float32) {
+func SoftmaxAt(x []float32, base int, scale float32) { softmaxAt(x, base, scale, nil) }
+
+// softmaxAt is SoftmaxAt with, where sink is not nil, one more logit in
+// the maximum and the sum (its exponential added last, glibc's expf) and
+// no output of its own: ggml_soft_max_ext with sinks.
+func softmaxAt(x []float32, base int, scale float32, sink *float32) {
 	maxv := float32(math.Inf(-1))
 	for i := range x {
 		x[i] *= scale
 		maxv = max(maxv, x[i])
+	}
+	if sink != nil {
+		maxv = max(maxv, *sink)
 	}
 	if math.IsInf(float64(maxv), -1) {
 		clear(x)
@@ -135,6 +144,9 @@ func SoftmaxAt(x []float32, base int, scale float32) {
 			g[l] = x[i]
 		}
 		sum += float64(reduce16(&g))
+	}
+	if sink != nil {
+		sum += float64(libmf.Expf(*sink - maxv))
 	}
 	inv := float32(1 / sum)
 	for i := range x {

@@ -1,11 +1,16 @@
 // Package rope holds the parameters of a rotary position embedding and the
 // reference computation of its cos/sin tables, shared by every backend
 // (the CPU kernels rotate with them; the CUDA backend uploads them). It
-// imports nothing of ours, so the backend interface can name its type
+// imports only kernels/libmf (glibc's sinf, cosf and logf, which ggml's
+// tables are made with), so the backend interface can name its type
 // without depending on one implementation.
 package rope
 
-import "math"
+import (
+	"math"
+
+	"github.com/hearth-llm/hearth/kernels/libmf"
+)
 
 // Params describes a rotary position embedding, with ggml's parameters.
 type Params struct {
@@ -21,33 +26,35 @@ type Params struct {
 	CtxOrig    int // n_ctx_orig, for YaRN's correction dims
 }
 
-// corrDims returns YaRN's correction range [lo, hi] of pair indices.
+// corrDims returns YaRN's correction range [lo, hi] of pair indices, in
+// float32 with logf as ggml_rope_yarn_corr_dims computes it.
 func (r *Params) corrDims() (float32, float32) {
-	dim := func(nRot float32) float64 {
-		return float64(r.Dims) * math.Log(float64(r.CtxOrig)/(float64(nRot)*2*math.Pi)) / (2 * math.Log(float64(r.Base)))
+	dim := func(nRot float32) float32 {
+		return float32(r.Dims) * libmf.Logf(float32(r.CtxOrig)/(nRot*2*float32(math.Pi))) / (2 * libmf.Logf(r.Base))
 	}
-	lo := float32(math.Floor(dim(r.BetaFast)))
-	hi := float32(math.Ceil(dim(r.BetaSlow)))
+	lo := float32(math.Floor(float64(dim(r.BetaFast))))
+	hi := float32(math.Ceil(float64(dim(r.BetaSlow))))
 	return max(0, lo), min(float32(r.Dims-1), hi)
 }
 
-// Tables fills cos and sin (len Dims/2 each) for position pos, computing
-// theta iteratively in float32 as ggml's rope cache does.
+// Tables fills cos and sin (len Dims/2 each) for position pos as ggml's
+// rope cache does, bit for bit: theta iterated in float32, glibc's cosf
+// and sinf, YaRN's mix and magnitude with the multiply-adds GCC fuses.
 func (r *Params) Tables(pos int32, cos, sin []float32) {
-	thetaScale := float32(math.Pow(float64(r.Base), -2/float64(r.Dims)))
+	thetaScale := float32(math.Pow(float64(r.Base), float64(-2/float32(r.Dims))))
 	theta := float32(pos)
 	var lo, hi float32
 	mscale := r.AttnFactor
 	if mscale == 0 {
 		mscale = 1
 	}
-	if r.ExtFactor != 0 {
-		lo, hi = r.corrDims()
-		mscale *= 1 + 0.1*float32(math.Log(float64(1/r.Scale)))
-	}
 	scale := r.Scale
 	if scale == 0 {
 		scale = 1
+	}
+	if r.ExtFactor != 0 {
+		lo, hi = r.corrDims()
+		mscale *= fma32(0.1, libmf.Logf(1/scale), 1)
 	}
 	for i := 0; i < r.Dims/2; i++ {
 		extrap := theta
@@ -58,10 +65,17 @@ func (r *Params) Tables(pos int32, cos, sin []float32) {
 		if r.ExtFactor != 0 {
 			y := (float32(i) - lo) / max(0.001, hi-lo)
 			ramp := (1 - min(1, max(0, y))) * r.ExtFactor
-			th = th*(1-ramp) + extrap*ramp
+			th = fma32(th, 1-ramp, extrap*ramp)
 		}
-		cos[i] = float32(math.Cos(float64(th))) * mscale
-		sin[i] = float32(math.Sin(float64(th))) * mscale
+		cos[i] = libmf.Cosf(th) * mscale
+		sin[i] = libmf.Sinf(th) * mscale
 		theta *= thetaScale
 	}
+}
+
+// fma32 is a·b + c rounded once to float32 (a·b is exact in float64; the
+// float64 sum rounds to float32 as a single rounding would but for sums
+// within 2^-29 ulp of a float32 tie, which the angles here do not meet).
+func fma32(a, b, c float32) float32 {
+	return float32(math.FMA(float64(a), float64(b), float64(c)))
 }

@@ -132,7 +132,7 @@ func q8GTile(T int, vnni bool) {
 	}
 	name := fmt.Sprintf("gemmQ8_0G%sx%d", v, T)
 	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
-	Doc(name+fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens (quant.dotQ8_0Q8_0).", T))
+	Doc(name + fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens (quant.dotQ8_0Q8_0).", T))
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())
 	x := Load(Param("x"), GP64())
@@ -241,7 +241,7 @@ func q8GTile(T int, vnni bool) {
 func q8GPairTile(T int) {
 	name := fmt.Sprintf("gemmQ8_0GVNNIx%d", T)
 	text(name, NOSPLIT, "func(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)")
-	Doc(name+fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens in pairs (quant.dotQ8_0Q8_0).", T))
+	Doc(name + fmt.Sprintf(" is the ggml-order Q8_0 tile for %d tokens in pairs (quant.dotQ8_0Q8_0).", T))
 	P := T / 2
 	w := Load(Param("w"), GP64())
 	nb := Load(Param("nb"), GP64())

@@ -1,7 +1,6 @@
 package main
 
 import (
-
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -15,20 +14,20 @@ var swigluConst = []struct {
 	name string
 	v    uint32 // bits
 }{
-	{"round", 0x4b400000},  // 0x1.8p23: adding it rounds to an integer
-	{"log2e", 0x3fb8aa3b},  // 0x1.715476p+0
-	{"ln2hi", 0x3f317200},  // 0x1.62e4p-1
-	{"ln2lo", 0x35bfbe8e},  // 0x1.7f7d1cp-20
-	{"c5", 0x3c072010},     // 0x1.0e4020p-7
-	{"c4", 0x3d2b9f17},     // 0x1.573e2ep-5
-	{"c3", 0x3e2aaf33},     // 0x1.555e66p-3
-	{"c2", 0x3efffedb},     // 0x1.fffdb6p-2
-	{"c1", 0x3f7ffff6},     // 0x1.ffffecp-1
-	{"one", 0x3f800000},    // 1
-	{"limit", 0x43400000},  // 192
-	{"abs", 0x7fffffff},    // |x| mask
-	{"inf", 0x7f800000},    // +Inf
-	{"bias", 127},          // the exponent bias, an integer
+	{"round", 0x4b400000}, // 0x1.8p23: adding it rounds to an integer
+	{"log2e", 0x3fb8aa3b}, // 0x1.715476p+0
+	{"ln2hi", 0x3f317200}, // 0x1.62e4p-1
+	{"ln2lo", 0x35bfbe8e}, // 0x1.7f7d1cp-20
+	{"c5", 0x3c072010},    // 0x1.0e4020p-7
+	{"c4", 0x3d2b9f17},    // 0x1.573e2ep-5
+	{"c3", 0x3e2aaf33},    // 0x1.555e66p-3
+	{"c2", 0x3efffedb},    // 0x1.fffdb6p-2
+	{"c1", 0x3f7ffff6},    // 0x1.ffffecp-1
+	{"one", 0x3f800000},   // 1
+	{"limit", 0x43400000}, // 192
+	{"abs", 0x7fffffff},   // |x| mask
+	{"inf", 0x7f800000},   // +Inf
+	{"bias", 127},         // the exponent bias, an integer
 }
 
 // genSwiGLU emits func(dst, gate, up *float32, n int): dst[i] =
