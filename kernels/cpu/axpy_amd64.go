@@ -108,13 +108,19 @@ func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, lanes []f
 	}
 }
 
-// dotF32Asm adds DotF32's eight partial sums over the first multiple of 8
-// elements to s with the AVX2 kernel and returns how many it did.
-func dotF32Asm(a, b []float32, s *[8]float32) int {
-	n8 := len(a) &^ 7
-	if n8 > 0 && hasAVX2 {
-		dotF32AVX2(unsafe.SliceData(a), unsafe.SliceData(b), n8, s)
-		return n8
+// dotF32Lanes adds a[i]·b[i] into lane i mod len(acc) of acc (16 or 64
+// lanes) with one FMA each, over the first multiple of len(acc) elements,
+// with the AVX2 kernel, and returns how many it did.
+func dotF32Lanes(a, b []float32, acc []float32) int {
+	l := len(acc)
+	n := len(a) / l * l
+	if n == 0 || !hasAVX2 {
+		return 0
 	}
-	return 0
+	if l == 16 {
+		dotF32L16(unsafe.SliceData(a), unsafe.SliceData(b), n, &acc[0])
+	} else {
+		dotF32L64(unsafe.SliceData(a), unsafe.SliceData(b), n, &acc[0])
+	}
+	return n
 }

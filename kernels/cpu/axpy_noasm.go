@@ -20,4 +20,4 @@ func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, lanes []f
 	panic("cpu: no F16 attention kernels")
 }
 
-func dotF32Asm(a, b []float32, s *[8]float32) int { return 0 }
+func dotF32Lanes(a, b []float32, acc []float32) int { return 0 }

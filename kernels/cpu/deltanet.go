@@ -71,7 +71,7 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 		s[i] *= eg
 	}
 	for j := range d {
-		delta[j] = (v[j] - dot32(s[j*d:j*d+d], k)) * beta
+		delta[j] = (v[j] - DotF32(s[j*d:j*d+d], k)) * beta
 	}
 	for j := range d {
 		row, dj := s[j*d:j*d+d], delta[j]
@@ -80,37 +80,7 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 		}
 	}
 	for j := range d {
-		out[j] = dot32(s[j*d:j*d+d], q) * scale
+		out[j] = DotF32(s[j*d:j*d+d], q) * scale
 	}
 }
 
-// dot32 is ggml_vec_dot_f32 on an AVX-512 build, bit for bit: the first
-// n/64·64 elements in four sixteen-lane FMA accumulators (element i in
-// accumulator i/16 mod 4, lane i mod 16) reduced as GGML_F32_VEC_REDUCE
-// (0+2, 1+3, then those two, then reduce16), then the rest one product
-// and one add each (GCC leaves that loop-carried chain unfused; traced
-// against llama.cpp's gated_delta_net outputs).
-func dot32(a, b []float32) float32 {
-	b = b[:len(a)]
-	np := len(a) &^ 63
-	var sum float32
-	if np > 0 {
-		var acc [4][16]float32
-		for i := 0; i < np; i += 64 {
-			for j := range acc {
-				for l := range acc[j] {
-					acc[j][l] = quant.FMA32(a[i+16*j+l], b[i+16*j+l], acc[j][l])
-				}
-			}
-		}
-		var r [16]float32
-		for l := range r {
-			r[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
-		}
-		sum = reduce16(&r)
-	}
-	for i := np; i < len(a); i++ {
-		sum += float32(a[i] * b[i]) // the conversion keeps the product unfused
-	}
-	return sum
-}

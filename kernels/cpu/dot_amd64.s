@@ -34393,28 +34393,83 @@ axpyF16x4AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotF32AVX2(a *float32, b *float32, n int, s *[8]float32)
-// Requires: AVX
-TEXT ·dotF32AVX2(SB), NOSPLIT, $0-32
+// func dotF32L16(a *float32, b *float32, n int, acc *float32)
+// Requires: AVX, FMA3
+TEXT ·dotF32L16(SB), NOSPLIT, $0-32
 	MOVQ    a+0(FP), AX
 	MOVQ    b+8(FP), CX
 	MOVQ    n+16(FP), DX
-	MOVQ    s+24(FP), BX
+	MOVQ    acc+24(FP), BX
 	VMOVUPS (BX), Y0
+	VMOVUPS 32(BX), Y1
 
-dotF32AVX2_loop:
-	TESTQ   DX, DX
-	JZ      dotF32AVX2_done
-	VMOVUPS (AX), Y1
-	VMULPS  (CX), Y1, Y1
-	VADDPS  Y1, Y0, Y0
-	ADDQ    $0x20, AX
-	ADDQ    $0x20, CX
-	SUBQ    $0x08, DX
-	JMP     dotF32AVX2_loop
+dotF32L16_loop:
+	TESTQ       DX, DX
+	JZ          dotF32L16_done
+	VMOVUPS     (AX), Y2
+	VFMADD231PS (CX), Y2, Y0
+	VMOVUPS     32(AX), Y2
+	VFMADD231PS 32(CX), Y2, Y1
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000040, CX
+	SUBQ        $0x10, DX
+	JMP         dotF32L16_loop
 
-dotF32AVX2_done:
+dotF32L16_done:
 	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VZEROUPPER
+	RET
+
+// func dotF32L64(a *float32, b *float32, n int, acc *float32)
+// Requires: AVX, FMA3
+TEXT ·dotF32L64(SB), NOSPLIT, $0-32
+	MOVQ    a+0(FP), AX
+	MOVQ    b+8(FP), CX
+	MOVQ    n+16(FP), DX
+	MOVQ    acc+24(FP), BX
+	VMOVUPS (BX), Y0
+	VMOVUPS 32(BX), Y1
+	VMOVUPS 64(BX), Y2
+	VMOVUPS 96(BX), Y3
+	VMOVUPS 128(BX), Y4
+	VMOVUPS 160(BX), Y5
+	VMOVUPS 192(BX), Y6
+	VMOVUPS 224(BX), Y7
+
+dotF32L64_loop:
+	TESTQ       DX, DX
+	JZ          dotF32L64_done
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (CX), Y8, Y0
+	VMOVUPS     32(AX), Y8
+	VFMADD231PS 32(CX), Y8, Y1
+	VMOVUPS     64(AX), Y8
+	VFMADD231PS 64(CX), Y8, Y2
+	VMOVUPS     96(AX), Y8
+	VFMADD231PS 96(CX), Y8, Y3
+	VMOVUPS     128(AX), Y8
+	VFMADD231PS 128(CX), Y8, Y4
+	VMOVUPS     160(AX), Y8
+	VFMADD231PS 160(CX), Y8, Y5
+	VMOVUPS     192(AX), Y8
+	VFMADD231PS 192(CX), Y8, Y6
+	VMOVUPS     224(AX), Y8
+	VFMADD231PS 224(CX), Y8, Y7
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000100, CX
+	SUBQ        $0x40, DX
+	JMP         dotF32L64_loop
+
+dotF32L64_done:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	VMOVUPS Y4, 128(BX)
+	VMOVUPS Y5, 160(BX)
+	VMOVUPS Y6, 192(BX)
+	VMOVUPS Y7, 224(BX)
 	VZEROUPPER
 	RET
 

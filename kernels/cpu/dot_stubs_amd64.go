@@ -930,11 +930,17 @@ func axpyF16AVX2(dst *float32, v *byte, w float32, n int)
 //go:noescape
 func axpyF16x4AVX2(dst *float32, v *byte, stride int, w *float32, n int)
 
-// dotF32AVX2 adds to s the eight lane sums of a[i]·b[i] over n values (a multiple of 8),
-// a multiply then an add per element, as kernels/cpu.DotF32's loop.
+// dotF32L16 adds a[i]·b[i] to lane i mod 16 of acc with one FMA each,
+// for n values (a multiple of the lanes): kernels/cpu.dotF32Lanes.
 //
 //go:noescape
-func dotF32AVX2(a *float32, b *float32, n int, s *[8]float32)
+func dotF32L16(a *float32, b *float32, n int, acc *float32)
+
+// dotF32L64 adds a[i]·b[i] to lane i mod 64 of acc with one FMA each,
+// for n values (a multiple of the lanes): kernels/cpu.dotF32Lanes.
+//
+//go:noescape
+func dotF32L64(a *float32, b *float32, n int, acc *float32)
 
 // qkF16G1 is the scores of 1 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).

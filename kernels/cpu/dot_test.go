@@ -496,26 +496,54 @@ func TestMatMulBatchInvariant(t *testing.T) {
 	}
 }
 
-// dotF32Ref is DotF32's arithmetic in plain Go: eight partial sums, the
-// tail into the first, then ((s0+s4)+(s1+s5))+((s2+s6)+(s3+s7)).
+// dotF32Ref is ggml_vec_dot_f32's arithmetic (AVX-512 build) in plain Go:
+// 64 lanes of FMAs over the first n/64·64, reduced (0+2, 1+3, both, then
+// the sixteen lanes halves first), the rest as rounded products added
+// one by one.
 func dotF32Ref(a, b []float32) float32 {
-	var s [8]float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		for k := range 8 {
-			p := float32(a[i+k] * b[i+k]) // rounded: never fused
-			s[k] += p
+	np := len(a) &^ 63
+	var sum float32
+	if np > 0 {
+		var acc [4][16]float32
+		for i := 0; i < np; i += 64 {
+			for j := range 4 {
+				for l := range 16 {
+					acc[j][l] = quant.FMA32(a[i+16*j+l], b[i+16*j+l], acc[j][l])
+				}
+			}
 		}
+		var x [16]float32
+		for l := range x {
+			x[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
+		}
+		var h [8]float32
+		for i := range h {
+			h[i] = x[i] + x[i+8]
+		}
+		sum = ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]))
 	}
-	for ; i < len(a); i++ {
-		p := float32(a[i] * b[i])
-		s[0] += p
+	for i := np; i < len(a); i++ {
+		sum += float32(a[i] * b[i])
 	}
-	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+	return sum
 }
 
-// TestDotF32: the AVX2 loop (where the CPU has it) gives DotF32's plain
-// sums bit for bit, at every length around the 8-lane groups.
+// dotF32TinyRef is tinyBLAS's sum: sixteen lanes of FMAs, then reduce16.
+func dotF32TinyRef(a, b []float32) float32 {
+	var acc [16]float32
+	for i := range a {
+		acc[i%16] = quant.FMA32(a[i], b[i], acc[i%16])
+	}
+	var h [8]float32
+	for i := range h {
+		h[i] = acc[i] + acc[i+8]
+	}
+	return ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]))
+}
+
+// TestDotF32: DotF32 and dotF32Tiny (their AVX2 loops where the CPU has
+// them) give ggml's sums bit for bit, at every length around the lane
+// groups.
 func TestDotF32(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for n := range 300 {
@@ -525,6 +553,11 @@ func TestDotF32(t *testing.T) {
 		}
 		if got, want := DotF32(a, b), dotF32Ref(a, b); math.Float32bits(got) != math.Float32bits(want) {
 			t.Fatalf("n %d: %v, want %v", n, got, want)
+		}
+		if n%16 == 0 {
+			if got, want := dotF32Tiny(a, b), dotF32TinyRef(a, b); math.Float32bits(got) != math.Float32bits(want) {
+				t.Fatalf("tiny n %d: %v, want %v", n, got, want)
+			}
 		}
 	}
 }

@@ -145,11 +145,18 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		panic(fmt.Sprintf("cpu.MatMul: x %d, dst %d for %d tokens of a %dx%d matrix", len(x), len(dst), n, rows, cols))
 	}
 	if m.Type == quant.F32 {
+		// ggml's order: tinyBLAS for two tokens or more where its shape
+		// rules take the product (k a multiple of 16, rows of 4), its
+		// vec_dot_f32 otherwise.
+		dot := DotF32
+		if n >= 2 && cols%16 == 0 && rows%4 == 0 {
+			dot = dotF32Tiny
+		}
 		p.Run(rows, 16, func(r0, r1 int) {
 			for r := r0; r < r1; r++ {
 				w := f32s(m.Row(r))
 				for t := 0; t < n; t++ {
-					dst[t*rows+r] = DotF32(w, x[t*cols:(t+1)*cols])
+					dst[t*rows+r] = dot(w, x[t*cols:(t+1)*cols])
 				}
 			}
 		})
@@ -310,25 +317,44 @@ type preparedActs struct {
 	xa []byte // the AMX kernel's layout (gemmActs), or nil
 }
 
-// DotF32 is the float32 dot product, accumulated in float32 with eight
-// partial sums (the shape of ggml's SIMD f32 dot); on AVX2 the loop is
-// dotF32AVX2, the same sums bit for bit.
+// DotF32 is the float32 dot product as ggml_vec_dot_f32 sums it on an
+// AVX-512 build (a matrix product of one token, the gated delta rule),
+// bit for bit: the first n/64·64 elements in four sixteen-lane FMA
+// accumulators (element i in accumulator i/16 mod 4, lane i mod 16)
+// reduced as GGML_F32_VEC_REDUCE (0+2, 1+3, then those two, then
+// reduce16), then the rest one product and one add each (GCC leaves that
+// loop-carried chain unfused).
 func DotF32(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s [8]float32
-	i := dotF32Asm(a, b, &s)
-	for ; i+8 <= len(a); i += 8 {
-		s[0] += a[i] * b[i]
-		s[1] += a[i+1] * b[i+1]
-		s[2] += a[i+2] * b[i+2]
-		s[3] += a[i+3] * b[i+3]
-		s[4] += a[i+4] * b[i+4]
-		s[5] += a[i+5] * b[i+5]
-		s[6] += a[i+6] * b[i+6]
-		s[7] += a[i+7] * b[i+7]
+	var sum float32
+	np := len(a) &^ 63
+	if np > 0 {
+		var acc [64]float32
+		i := dotF32Lanes(a[:np], b[:np], acc[:])
+		for ; i < np; i++ {
+			acc[i%64] = quant.FMA32(a[i], b[i], acc[i%64])
+		}
+		var r [16]float32
+		for l := range r {
+			r[l] = (acc[l] + acc[l+32]) + (acc[l+16] + acc[l+48])
+		}
+		sum = reduce16(&r)
 	}
+	for i := np; i < len(a); i++ {
+		sum += float32(a[i] * b[i]) // the conversion keeps the product unfused
+	}
+	return sum
+}
+
+// dotF32Tiny is the float32 dot product as ggml's tinyBLAS sums each
+// output of an F32 matrix product of two tokens or more (len(a) a multiple
+// of 16): element i in lane i mod 16, one FMA each, then reduce16.
+func dotF32Tiny(a, b []float32) float32 {
+	b = b[:len(a)]
+	var acc [16]float32
+	i := dotF32Lanes(a, b, acc[:])
 	for ; i < len(a); i++ {
-		s[0] += a[i] * b[i]
+		acc[i%16] = quant.FMA32(a[i], b[i], acc[i%16])
 	}
-	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+	return reduce16(&acc)
 }

@@ -220,7 +220,10 @@ var geluTable = func() *[1 << 16]float32 {
 	var t [1 << 16]float32
 	for i := range t {
 		x := quant.F16ToF32(uint16(i))
-		g := 0.5 * x * (1 + float32(math.Tanh(float64(0.7978845608028654*x*(1+0.044715*x*x)))))
+		// ggml_gelu_f32 as GCC compiles it: 1 + a·x·x fused into one
+		// FMA (tanhf rounds as Go's float64 tanh does on every float16).
+		inner := quant.FMA32(0.044715*x, x, 1)
+		g := 0.5 * x * (1 + float32(math.Tanh(float64(0.7978845608028654*x*inner))))
 		t[i] = quant.F16ToF32(quant.F32ToF16(g))
 	}
 	return &t

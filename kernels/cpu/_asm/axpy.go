@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -126,29 +128,46 @@ func genAxpyF16x4() {
 // eight partial sums of kernels/cpu.DotF32's loop (Go on amd64 fuses
 // nothing), which finishes the tail and the reduction.
 func genDotF32() {
-	name := "dotF32AVX2"
-	text(name, NOSPLIT, "func(a, b *float32, n int, s *[8]float32)")
-	Doc(name+" adds to s the eight lane sums of a[i]·b[i] over n values (a multiple of 8),",
-		"a multiply then an add per element, as kernels/cpu.DotF32's loop.")
+	for _, k := range []int{1, 4} {
+		dotF32Lanes(k)
+	}
+}
+
+// dotF32Lanes emits dotF32L<16k>(a, b *float32, n int, acc *float32):
+// for n values (a multiple of 16k) element i goes to lane i mod 16k of the
+// 16k float32 accumulators at acc, one FMA each, in order: k = 1 is the
+// sum tinyBLAS keeps per output (ggml's F32 matrix products of two tokens
+// or more), k = 4 ggml_vec_dot_f32's four sixteen-lane sums (one token).
+func dotF32Lanes(k int) {
+	name := fmt.Sprintf("dotF32L%d", 16*k)
+	text(name, NOSPLIT, "func(a, b *float32, n int, acc *float32)")
+	Doc(name+fmt.Sprintf(" adds a[i]·b[i] to lane i mod %d of acc with one FMA each,", 16*k),
+		"for n values (a multiple of the lanes): kernels/cpu.dotF32Lanes.")
 	a := Load(Param("a"), GP64())
 	b := Load(Param("b"), GP64())
 	n := Load(Param("n"), GP64())
-	s := Load(Param("s"), GP64())
-	acc := YMM()
-	VMOVUPS(Mem{Base: s}, acc)
+	accp := Load(Param("acc"), GP64())
+	acc := make([]reg.VecVirtual, 2*k)
+	for i := range acc {
+		acc[i] = YMM()
+		VMOVUPS(Mem{Base: accp, Disp: 32 * i}, acc[i])
+	}
 	Label(name + "_loop")
 	TESTQ(n, n)
 	JZ(LabelRef(name + "_done"))
-	x := YMM()
-	VMOVUPS(Mem{Base: a}, x)
-	VMULPS(Mem{Base: b}, x, x)
-	VADDPS(x, acc, acc)
-	ADDQ(U8(32), a)
-	ADDQ(U8(32), b)
-	SUBQ(U8(8), n)
+	for i := range acc {
+		x := YMM()
+		VMOVUPS(Mem{Base: a, Disp: 32 * i}, x)
+		VFMADD231PS(Mem{Base: b, Disp: 32 * i}, x, acc[i])
+	}
+	ADDQ(U32(64*k), a)
+	ADDQ(U32(64*k), b)
+	SUBQ(U8(16*k), n)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
-	VMOVUPS(acc, Mem{Base: s})
+	for i := range acc {
+		VMOVUPS(acc[i], Mem{Base: accp, Disp: 32 * i})
+	}
 	VZEROUPPER()
 	RET()
 }

@@ -64,10 +64,14 @@ func TestTraceAgainstLlama(t *testing.T) {
 	// its FFN pre-norm attn_post_norm, Gemma 4 ffn_norm).
 	rename := map[string][]string{"embd": {"model.input_embed", "inp_scaled"}, "attn_res": {"attn_residual"},
 		"ffn_norm": {"ffn_norm", "attn_post_norm"}, "attn_out": {"attn_output", "attn_out"}, "kqv_out": {"attn_pregate", "kqv_out"},
-		"q": {"Qcur"}, "k": {"Kcur"}, "v": {"Vcur"}, "Qcur": {"Qcur_pos"}, "Kcur": {"Kcur_pos"}}
+		"q": {"Qcur"}, "k": {"Kcur"}, "v": {"Vcur"}, "Qcur": {"Qcur_pos"}, "Kcur": {"Kcur_pos"},
+		"inp_per_layer": {"inp_per_layer_(permuted)_(cont)"}}
 	d.Trace = func(name string, il int, x backend.Tensor) {
-		_, cols := x.Shape()
+		rows, cols := x.Shape()
 		got := make([]float32, n*cols)
+		if rows > n && rows%n == 0 {
+			got = make([]float32, rows*cols) // layer-major per-layer inputs: all of it
+		}
 		be.Read(x, 0, got)
 		var want []float32
 		err := fmt.Errorf("no file")
