@@ -83,4 +83,3 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 		out[j] = DotF32(s[j*d:j*d+d], q) * scale
 	}
 }
-

@@ -145,11 +145,14 @@ func MatMul(p *Pool, s *Scratch, dst []float32, m *Matrix, x []float32, n int) {
 		panic(fmt.Sprintf("cpu.MatMul: x %d, dst %d for %d tokens of a %dx%d matrix", len(x), len(dst), n, rows, cols))
 	}
 	if m.Type == quant.F32 {
-		// ggml's order: tinyBLAS for two tokens or more where its shape
+		// ggml's order for a batch of tokens: tinyBLAS where its shape
 		// rules take the product (k a multiple of 16, rows of 4), its
-		// vec_dot_f32 otherwise.
+		// vec_dot_f32 otherwise. ggml itself takes vec_dot_f32 for a
+		// batch of one token; Hearth keeps the batch order for every
+		// token, so that a token's result does not depend on what else
+		// the step holds (batch invariance).
 		dot := DotF32
-		if n >= 2 && cols%16 == 0 && rows%4 == 0 {
+		if cols%16 == 0 && rows%4 == 0 {
 			dot = dotF32Tiny
 		}
 		p.Run(rows, 16, func(r0, r1 int) {
