@@ -31,7 +31,7 @@ func IsMoE(model string) bool {
 // in modelsDir) on the backend be, holding each model to Check, and logs
 // a line per model.
 func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
-	RunModelsScaled(t, casesDir, modelsDir, be, 1)
+	RunModelsWith(t, casesDir, modelsDir, be, Tolerance)
 }
 
 // RunModelsScaled is RunModels with every tolerance multiplied by scale:
@@ -39,6 +39,12 @@ func RunModels(t *testing.T, casesDir, modelsDir string, be backend.Backend) {
 // Hearth's CPU does (CUDA's tensor-core prefill rounds its inputs to f16),
 // so that their checks stay meaningful rather than skipped.
 func RunModelsScaled(t *testing.T, casesDir, modelsDir string, be backend.Backend, scale float32) {
+	RunModelsWith(t, casesDir, modelsDir, be, func(m string) float32 { return scale * Tolerance(m) })
+}
+
+// RunModelsWith is RunModels with the tolerances of tol (ToleranceCUDA
+// for the CUDA backend).
+func RunModelsWith(t *testing.T, casesDir, modelsDir string, be backend.Backend, tol func(model string) float32) {
 	cases, err := Load(casesDir)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +73,7 @@ func RunModelsScaled(t *testing.T, casesDir, modelsDir string, be backend.Backen
 			if err != nil {
 				t.Fatal(err)
 			}
-			tol := scale * Tolerance(name)
+			tol := tol(name)
 			var sum Result
 			for _, c := range byModel[name] {
 				r := Check(t, m, c, tol, IsMoE(name))

@@ -194,10 +194,10 @@ func TestArchGoldenFake(t *testing.T) {
 	}
 	cases, models := testdata.Dir(t, "arch/golden"), testdata.Dir(t, "arch/models")
 	t.Run("default", func(t *testing.T) {
-		golden.RunModels(t, cases, models, newFakeBackendOpts(t, newFake(), Options{}))
+		golden.RunModelsWith(t, cases, models, newFakeBackendOpts(t, newFake(), Options{}), golden.ToleranceCUDA)
 	})
 	t.Run("tensor-cores", func(t *testing.T) {
-		golden.RunModelsScaled(t, cases, models, newFakeBackend(t, newFake()), 1.5)
+		golden.RunModelsWith(t, cases, models, newFakeBackend(t, newFake()), scaledCUDA(1.5))
 	})
 }
 
@@ -210,7 +210,7 @@ func TestArchNextGoldenFake(t *testing.T) {
 	}
 	dir, models := testdata.Dir(t, "arch-next/golden"), testdata.Dir(t, "arch-next/models")
 	t.Run("default", func(t *testing.T) {
-		golden.RunModels(t, golden.Only(t, dir, golden.ArchNextCUDA...), models, newFakeBackendOpts(t, newFake(), Options{}))
+		golden.RunModelsWith(t, golden.Only(t, dir, golden.ArchNextCUDA...), models, newFakeBackendOpts(t, newFake(), Options{}), golden.ToleranceCUDA)
 	})
 	// The tensor-core path holds the dense file only: with f16 inputs the
 	// mixture lands 0.30 from llama.cpp on quick-brown-fox's last logits
@@ -218,8 +218,14 @@ func TestArchNextGoldenFake(t *testing.T) {
 	// off than 0.3, which RunModels counts against no router allowance
 	// (not traced to a routing flip; the path is off by default).
 	t.Run("tensor-cores", func(t *testing.T) {
-		golden.RunModelsScaled(t, golden.Only(t, dir, "gemma4-h1001-Q8_0"), models, newFakeBackend(t, newFake()), 1.5)
+		golden.RunModelsWith(t, golden.Only(t, dir, "gemma4-h1001-Q8_0"), models, newFakeBackend(t, newFake()), scaledCUDA(1.5))
 	})
+}
+
+// scaledCUDA is golden.ToleranceCUDA times scale (the tensor-core path
+// rounds its inputs to f16).
+func scaledCUDA(scale float32) func(string) float32 {
+	return func(m string) float32 { return scale * golden.ToleranceCUDA(m) }
 }
 
 // TestSynthGoldenFake does the same for internal/golden's synthetic
@@ -227,7 +233,7 @@ func TestArchNextGoldenFake(t *testing.T) {
 // rows of the widest, narrower layers at their front).
 func TestSynthGoldenFake(t *testing.T) {
 	cases, models := golden.Synth(t)
-	golden.RunModels(t, cases, models, newFakeBackendOpts(t, newFake(), Options{}))
+	golden.RunModelsWith(t, cases, models, newFakeBackendOpts(t, newFake(), Options{}), golden.ToleranceCUDA)
 }
 
 // TestStickyError: a failed launch is a device fault: the operations after

@@ -47,7 +47,7 @@ func TestGPULoRA(t *testing.T) {
 		}
 		worst = max(worst, d)
 	}
-	tol := golden.Tolerance(name)
+	tol := golden.ToleranceCUDA(name)
 	if worst > tol {
 		t.Errorf("GPU vs CPU with adapters: max |Δ logit| %.3g > %.3g", worst, tol)
 	}

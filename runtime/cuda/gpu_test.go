@@ -159,7 +159,7 @@ func TestGPUGolden(t *testing.T) {
 func TestGPUSynthGolden(t *testing.T) {
 	cases, models := golden.Synth(t)
 	b := gpu(t)
-	golden.RunModels(t, cases, models, b)
+	golden.RunModelsWith(t, cases, models, b, golden.ToleranceCUDA)
 	summary("golden synthetic", "gemma4 with KV widths 128/256 (see the test log for max |Δ|)")
 }
 
@@ -185,7 +185,7 @@ func goldenModels(t *testing.T, b *Backend, names []string, byModel map[string][
 			if err != nil {
 				t.Fatal(err)
 			}
-			tol := golden.Tolerance(name)
+			tol := golden.ToleranceCUDA(name)
 			var problems []string
 			var worst float32
 			same, steps := 0, 0

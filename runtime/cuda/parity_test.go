@@ -71,7 +71,7 @@ func loadPair(t testing.TB, path string, cpuBE *cpu.Backend, devBE backend.Backe
 	}
 	name := filepath.Base(path)
 	name = name[:len(name)-len(filepath.Ext(name))]
-	return &pair{name: name, cpu: mc, dev: md, vocab: mc.Info().VocabSize, tol: golden.Tolerance(name)}
+	return &pair{name: name, cpu: mc, dev: md, vocab: mc.Info().VocabSize, tol: golden.ToleranceCUDA(name)}
 }
 
 // forwardBoth runs a batch on both models (each with its own caches) and
