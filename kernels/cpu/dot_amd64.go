@@ -3,7 +3,6 @@
 package cpu
 
 import (
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -146,10 +145,6 @@ func blockLanesAVX2(t quant.Type, shift int, k4, k2, k1 gemmTile) impl {
 	d.dot, d.dot4 = prepDot(t, g)
 	return d
 }
-
-// q8Lanes: Q8_0 weights through the block-lanes and AMX kernels (faster,
-// their own float order) instead of ggml's order (HEARTH_Q8_0=lanes).
-var q8Lanes = os.Getenv("HEARTH_Q8_0") == "lanes"
 
 // q8GImpl is Q8_0 in ggml's float order (_asm/q8ggml.go) at the avx2
 // level: activations prepared by prepQ8_0GW (96 bytes a block), tiles of
