@@ -101,8 +101,8 @@ func Attention(p *Pool, out, q []float32, nTok int, pos []int32, kv []KVView, kv
 				o.softmax(sc, lo, scale, h0+g)
 				if f16 {
 					// ggml rounds the probabilities to f16 for the product with V.
-					for j, w := range sc {
-						sc[j] = quant.F16ToF32(quant.F32ToF16(w))
+					for j := roundF16Asm(sc); j < len(sc); j++ {
+						sc[j] = quant.F16ToF32(quant.F32ToF16(sc[j]))
 					}
 				}
 			}
@@ -256,6 +256,9 @@ func pvF16Generic(p []float32, ldp, group, hd int, v []byte, stride, n int, lane
 // reduceLanes writes out[g·hd + d] = reduce16 of the sixteen lanes of
 // lanes for each head g and dimension d.
 func reduceLanes(out, lanes []float32, group, hd int) {
+	if reduceLanesAsm(out, lanes, group, hd) {
+		return
+	}
 	for g := range group {
 		base := lanes[g*16*hd : (g+1)*16*hd]
 		for d := range hd {

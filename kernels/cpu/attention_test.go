@@ -148,3 +148,55 @@ type oneByOne struct{ v KVView }
 
 func (o oneByOne) K(p int) []byte { return o.v.K(p) }
 func (o oneByOne) V(p int) []byte { return o.v.V(p) }
+
+// TestAttentionHelpers: the vector softmax sum, float16 rounding and lane
+// reduction give their Go loops' bits (where this CPU has them).
+func TestAttentionHelpers(t *testing.T) {
+	r := rand.New(rand.NewPCG(65, 66))
+	x := make([]float32, 16*37)
+	for i := range x {
+		x[i] = float32(r.ExpFloat64())
+	}
+	if got, ok := sumGroups16Asm(x); ok {
+		var want float64
+		for i := 0; i < len(x); i += 16 {
+			want += float64(reduce16((*[16]float32)(x[i:])))
+		}
+		if got != want {
+			t.Errorf("sumGroups16: %v, Go %v", got, want)
+		}
+	}
+	y := append([]float32(nil), x[:101]...)
+	for i := roundF16Asm(y); i < len(y); i++ {
+		y[i] = quant.F16ToF32(quant.F32ToF16(y[i]))
+	}
+	for i, v := range y {
+		if w := quant.F16ToF32(quant.F32ToF16(x[i])); v != w {
+			t.Fatalf("roundF16 %d: %v, want %v", i, v, w)
+		}
+	}
+	for _, c := range []struct{ group, hd int }{{1, 64}, {3, 128}, {2, 256}} {
+		lanes := make([]float32, c.group*16*c.hd)
+		for i := range lanes {
+			lanes[i] = float32(r.NormFloat64())
+		}
+		got, want := make([]float32, c.group*c.hd), make([]float32, c.group*c.hd)
+		if !reduceLanesAsm(got, lanes, c.group, c.hd) {
+			continue
+		}
+		for g := range c.group {
+			for d := range c.hd {
+				var a [16]float32
+				for l := range a {
+					a[l] = lanes[(g*16+l)*c.hd+d]
+				}
+				want[g*c.hd+d] = reduce16(&a)
+			}
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("reduceLanes g%d hd%d [%d]: %v, Go %v", c.group, c.hd, i, got[i], want[i])
+			}
+		}
+	}
+}

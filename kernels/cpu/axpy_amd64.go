@@ -124,3 +124,38 @@ func dotF32Lanes(a, b []float32, acc []float32) int {
 	}
 	return n
 }
+
+// sumGroups16Asm is softmaxAt's sum over whole groups of sixteen (len(x)
+// a multiple of 16) with the AVX2 kernel; ok false where there is none.
+func sumGroups16Asm(x []float32) (sum float64, ok bool) {
+	if !hasAVX2 || activeLevel < levelAVX2 {
+		return 0, false
+	}
+	if len(x) == 0 {
+		return 0, true
+	}
+	return sumGroups16(unsafe.SliceData(x), len(x)), true
+}
+
+// roundF16Asm rounds the first multiple of 8 of x to float16 values and
+// returns how many it did.
+func roundF16Asm(x []float32) int {
+	n := len(x) &^ 7
+	if n == 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return 0
+	}
+	roundF16(unsafe.SliceData(x), n)
+	return n
+}
+
+// reduceLanesAsm is reduceLanes for hd a multiple of 8; false where there
+// is no kernel.
+func reduceLanesAsm(out, lanes []float32, group, hd int) bool {
+	if hd%8 != 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return false
+	}
+	for g := range group {
+		reduceLanes16(&out[g*hd], &lanes[g*16*hd], hd)
+	}
+	return true
+}

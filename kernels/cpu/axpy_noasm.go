@@ -21,3 +21,9 @@ func pvF16Asm(p []float32, ldp, group, hd int, v *byte, stride, n int, lanes []f
 }
 
 func dotF32Lanes(a, b []float32, acc []float32) int { return 0 }
+
+func sumGroups16Asm(x []float32) (float64, bool) { return 0, false }
+
+func roundF16Asm(x []float32) int { return 0 }
+
+func reduceLanesAsm(out, lanes []float32, group, hd int) bool { return false }

@@ -34841,6 +34841,108 @@ pvF16G4_done:
 	VZEROUPPER
 	RET
 
+// func sumGroups16(x *float32, n int) float64
+// Requires: AVX, SSE2
+TEXT ·sumGroups16(SB), NOSPLIT, $0-24
+	MOVQ   x+0(FP), AX
+	MOVQ   n+8(FP), CX
+	VXORPD X0, X0, X0
+
+sumGroups16_loop:
+	TESTQ        CX, CX
+	JZ           sumGroups16_done
+	VMOVUPS      (AX), Y1
+	VADDPS       32(AX), Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VCVTSS2SD    X1, X3, X3
+	VADDSD       X3, X0, X0
+	ADDQ         $0x40, AX
+	SUBQ         $0x10, CX
+	JMP          sumGroups16_loop
+
+sumGroups16_done:
+	MOVSD X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func roundF16(x *float32, n int)
+// Requires: AVX, F16C
+TEXT ·roundF16(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), AX
+	MOVQ n+8(FP), CX
+
+roundF16_loop:
+	TESTQ     CX, CX
+	JZ        roundF16_done
+	VMOVUPS   (AX), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VCVTPH2PS X0, Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x20, AX
+	SUBQ      $0x08, CX
+	JMP       roundF16_loop
+
+roundF16_done:
+	VZEROUPPER
+	RET
+
+// func reduceLanes16(out *float32, lanes *float32, hd int)
+// Requires: AVX
+TEXT ·reduceLanes16(SB), NOSPLIT, $0-24
+	MOVQ out+0(FP), AX
+	MOVQ lanes+8(FP), CX
+	MOVQ hd+16(FP), DX
+	MOVQ DX, BX
+	SHLQ $0x02, BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+	MOVQ BX, R9
+	SHLQ $0x03, R9
+	ADDQ CX, R9
+
+reduceLanes16_loop:
+	TESTQ   DX, DX
+	JZ      reduceLanes16_done
+	VMOVUPS (CX), Y0
+	VADDPS  (R9), Y0, Y0
+	VMOVUPS (CX)(BX*1), Y1
+	VADDPS  (R9)(BX*1), Y1, Y1
+	VMOVUPS (CX)(BX*2), Y2
+	VADDPS  (R9)(BX*2), Y2, Y2
+	VMOVUPS (CX)(SI*1), Y3
+	VADDPS  (R9)(SI*1), Y3, Y3
+	VMOVUPS (CX)(BX*4), Y4
+	VADDPS  (R9)(BX*4), Y4, Y4
+	VMOVUPS (CX)(DI*1), Y5
+	VADDPS  (R9)(DI*1), Y5, Y5
+	VMOVUPS (CX)(SI*2), Y6
+	VADDPS  (R9)(SI*2), Y6, Y6
+	VMOVUPS (CX)(R8*1), Y7
+	VADDPS  (R9)(R8*1), Y7, Y7
+	VADDPS  Y4, Y0, Y0
+	VADDPS  Y6, Y2, Y2
+	VADDPS  Y5, Y1, Y1
+	VADDPS  Y7, Y3, Y3
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	ADDQ    $0x20, R9
+	SUBQ    $0x08, DX
+	JMP     reduceLanes16_loop
+
+reduceLanes16_done:
+	VZEROUPPER
+	RET
+
 DATA swigluConsts<>+0(SB)/4, $0x4b400000
 DATA swigluConsts<>+4(SB)/4, $0x4b400000
 DATA swigluConsts<>+8(SB)/4, $0x4b400000

@@ -978,6 +978,23 @@ func qkF16G4(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo i
 //go:noescape
 func pvF16G4(p *float32, ldp int, hd int, v *byte, stride int, n int, lanes *float32, lane0 int)
 
+// sumGroups16 returns Σ over groups of sixteen of float64(reduce16(group)), n a multiple of 16:
+// ggml's soft_max sum (kernels/cpu.softmaxAt).
+//
+//go:noescape
+func sumGroups16(x *float32, n int) float64
+
+// roundF16 rounds n float32 values (a multiple of 8) to float16 and back, to nearest even.
+//
+//go:noescape
+func roundF16(x *float32, n int)
+
+// reduceLanes16 sets out[d] = reduce16 of lanes[l·hd + d], l = 0..15, for hd values (a multiple of 8):
+// kernels/cpu.reduceLanes for one head.
+//
+//go:noescape
+func reduceLanes16(out *float32, lanes *float32, hd int)
+
 // swigluAVX2 sets dst[i] = silu(gate[i])·up[i] for n values (n a multiple of 8),
 // with ggml's e^x (kernels/cpu.swigluGeneric is the reference).
 //

@@ -136,6 +136,14 @@ func softmaxAt(x []float32, base int, scale float32, sink *float32) {
 	expShiftGeneric(x[done:], maxv)
 	var sum float64
 	for i := 0; i < len(x); {
+		if (base+i)%16 == 0 && len(x)-i >= 16 {
+			n := (len(x) - i) &^ 15
+			if s, ok := sumGroups16Asm(x[i : i+n]); ok {
+				sum += s
+				i += n
+				continue
+			}
+		}
 		// One of ggml's sixteen-wide groups: positions base+i up to the
 		// next multiple of 16; the rest of the group adds zeros.
 		var g [16]float32

@@ -183,3 +183,123 @@ func paramMem(name string) Mem {
 	}
 	return b.Addr
 }
+
+// genAttnHelpers emits the vector forms of three loops of the F16
+// attention around the kernels above: sumGroups16 (the softmax sum),
+// roundF16 (probabilities to float16 values) and reduceLanes16 (the value
+// lanes to outputs).
+func genAttnHelpers() {
+	{
+		name := "sumGroups16"
+		text(name, NOSPLIT, "func(x *float32, n int) float64")
+		Doc(name+" returns Σ over groups of sixteen of float64(reduce16(group)), n a multiple of 16:",
+			"ggml's soft_max sum (kernels/cpu.softmaxAt).")
+		x := Load(Param("x"), GP64())
+		n := Load(Param("n"), GP64())
+		acc := XMM()
+		VXORPD(acc, acc, acc)
+		Label(name + "_loop")
+		TESTQ(n, n)
+		JZ(LabelRef(name + "_done"))
+		s := YMM()
+		VMOVUPS(Mem{Base: x}, s)
+		VADDPS(Mem{Base: x, Disp: 32}, s, s) // lanes i and i+8
+		h := hsum8(s)
+		d := XMM()
+		VCVTSS2SD(h, d, d)
+		VADDSD(d, acc, acc)
+		ADDQ(U8(64), x)
+		SUBQ(U8(16), n)
+		JMP(LabelRef(name + "_loop"))
+		Label(name + "_done")
+		Store(acc, ReturnIndex(0))
+		VZEROUPPER()
+		RET()
+	}
+	{
+		name := "roundF16"
+		text(name, NOSPLIT, "func(x *float32, n int)")
+		Doc(name+" rounds n float32 values (a multiple of 8) to float16 and back, to nearest even.")
+		x := Load(Param("x"), GP64())
+		n := Load(Param("n"), GP64())
+		Label(name + "_loop")
+		TESTQ(n, n)
+		JZ(LabelRef(name + "_done"))
+		v := YMM()
+		VMOVUPS(Mem{Base: x}, v)
+		h := XMM()
+		VCVTPS2PH(U8(0), v, h)
+		VCVTPH2PS(h, v)
+		VMOVUPS(v, Mem{Base: x})
+		ADDQ(U8(32), x)
+		SUBQ(U8(8), n)
+		JMP(LabelRef(name + "_loop"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
+	}
+	{
+		name := "reduceLanes16"
+		text(name, NOSPLIT, "func(out *float32, lanes *float32, hd int)")
+		Doc(name+" sets out[d] = reduce16 of lanes[l·hd + d], l = 0..15, for hd values (a multiple of 8):",
+			"kernels/cpu.reduceLanes for one head.")
+		out := Load(Param("out"), GP64())
+		lanes := Load(Param("lanes"), GP64())
+		hd := Load(Param("hd"), GP64())
+		stride := GP64() // one lane row in bytes
+		MOVQ(hd, stride)
+		SHLQ(U8(2), stride)
+		s3, s5, s7 := GP64(), GP64(), GP64()
+		LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s3)
+		LEAQ(Mem{Base: stride, Index: stride, Scale: 4}, s5)
+		LEAQ(Mem{Base: s3, Index: stride, Scale: 4}, s7)
+		hi := GP64() // lane 8's row
+		MOVQ(stride, hi)
+		SHLQ(U8(3), hi)
+		ADDQ(lanes, hi)
+		row := func(base Register, l int) Mem {
+			switch l {
+			case 0:
+				return Mem{Base: base}
+			case 1:
+				return Mem{Base: base, Index: stride, Scale: 1}
+			case 2:
+				return Mem{Base: base, Index: stride, Scale: 2}
+			case 3:
+				return Mem{Base: base, Index: s3, Scale: 1}
+			case 4:
+				return Mem{Base: base, Index: stride, Scale: 4}
+			case 5:
+				return Mem{Base: base, Index: s5, Scale: 1}
+			case 6:
+				return Mem{Base: base, Index: s3, Scale: 2}
+			}
+			return Mem{Base: base, Index: s7, Scale: 1}
+		}
+		Label(name + "_loop")
+		TESTQ(hd, hd)
+		JZ(LabelRef(name + "_done"))
+		var h [8]VecVirtual
+		for i := range h {
+			h[i] = YMM()
+			VMOVUPS(row(lanes, i), h[i])
+			VADDPS(row(hi, i), h[i], h[i]) // lanes i and i+8
+		}
+		VADDPS(h[4], h[0], h[0])
+		VADDPS(h[6], h[2], h[2])
+		VADDPS(h[5], h[1], h[1])
+		VADDPS(h[7], h[3], h[3])
+		VADDPS(h[2], h[0], h[0])
+		VADDPS(h[3], h[1], h[1])
+		VADDPS(h[1], h[0], h[0])
+		VMOVUPS(h[0], Mem{Base: out})
+		ADDQ(U8(32), out)
+		ADDQ(U8(32), lanes)
+		ADDQ(U8(32), hi)
+		SUBQ(U8(8), hd)
+		JMP(LabelRef(name + "_loop"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
+	}
+}

@@ -50,6 +50,7 @@ func main() {
 	genAxpyF16x4()
 	genDotF32()
 	genAttnF16()
+	genAttnHelpers()
 	expC := expConsts()
 	genSwiGLU(expC)
 	genExpShift(expC)
