@@ -159,3 +159,54 @@ func reduceLanesAsm(out, lanes []float32, group, hd int) bool {
 	}
 	return true
 }
+
+// madAsm sets y[i] = fma(x[i], v, y[i]) over the first multiple of 8 and
+// returns how many it did.
+func madAsm(y, x []float32, v float32) int {
+	n := len(y) &^ 7
+	if n == 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return 0
+	}
+	madF32(unsafe.SliceData(y), unsafe.SliceData(x[:len(y)]), v, n)
+	return n
+}
+
+// scaleAsm sets x[i] *= v over the first multiple of 8 and returns how
+// many it did.
+func scaleAsm(x []float32, v float32) int {
+	n := len(x) &^ 7
+	if n == 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return 0
+	}
+	scaleF32(unsafe.SliceData(x), v, n)
+	return n
+}
+
+// vecDotF32Asm is DotF32 with the AVX2 kernel; ok false where there is none.
+func vecDotF32Asm(a, b []float32) (float32, bool) {
+	if !hasAVX2 || activeLevel < levelAVX2 || len(a) == 0 {
+		return 0, false
+	}
+	return vecDotF32(unsafe.SliceData(a), unsafe.SliceData(b[:len(a)]), len(a)), true
+}
+
+// siluAsm sets dst[i] = SiLU(x[i]) over the first multiple of 8 and
+// returns how many it did.
+func siluAsm(dst, x []float32) int {
+	n := len(dst) &^ 7
+	if n == 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return 0
+	}
+	siluAVX2(unsafe.SliceData(dst), unsafe.SliceData(x[:len(dst)]), n)
+	return n
+}
+
+// convStepAsm is ConvStep's sums for kernel 4 and c a multiple of 8
+// (dst only; the caller shifts the state); false where there is no kernel.
+func convStepAsm(dst, x, w, state []float32, c, k int) bool {
+	if k != 4 || c%8 != 0 || c == 0 || !hasAVX2 || activeLevel < levelAVX2 {
+		return false
+	}
+	convStep4(&dst[0], &x[0], &w[0], &state[0], c)
+	return true
+}

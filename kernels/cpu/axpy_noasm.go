@@ -27,3 +27,13 @@ func sumGroups16Asm(x []float32) (float64, bool) { return 0, false }
 func roundF16Asm(x []float32) int { return 0 }
 
 func reduceLanesAsm(out, lanes []float32, group, hd int) bool { return false }
+
+func madAsm(y, x []float32, v float32) int { return 0 }
+
+func scaleAsm(x []float32, v float32) int { return 0 }
+
+func vecDotF32Asm(a, b []float32) (float32, bool) { return 0, false }
+
+func siluAsm(dst, x []float32) int { return 0 }
+
+func convStepAsm(dst, x, w, state []float32, c, k int) bool { return false }

@@ -478,3 +478,87 @@ func BenchmarkSoftmax(b *testing.B) {
 		Softmax(x, 0.125)
 	}
 }
+
+// TestExpKernelsExact: the AVX2 forms of ggml's e^x (softmax's shifted
+// exponentials, SiLU, SwiGLU) give their Go references' bits, over normal
+// values, the range ends (±88, ±103, ±192·ln2), −Inf, +Inf and NaN.
+func TestExpKernelsExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(71, 72))
+	x := make([]float32, 0, 4000)
+	for range 3000 {
+		x = append(x, float32(r.NormFloat64()*20))
+	}
+	for _, v := range []float32{0, -0, 1, -1, 88, 88.8, -87, -103, -104, 133, -133, 134, -134, 200, -200,
+		float32(math.Inf(-1)), float32(math.Inf(1)), float32(math.NaN())} {
+		x = append(x, v)
+	}
+	for len(x)%8 != 0 {
+		x = append(x, 0.5)
+	}
+	same := func(a, b float32) bool {
+		return math.Float32bits(a) == math.Float32bits(b) || math.IsNaN(float64(a)) && math.IsNaN(float64(b))
+	}
+	got := append([]float32(nil), x...)
+	if expShiftAsm(got, 0.25) > 0 {
+		for i, v := range x {
+			if w := ExpGGML(v - 0.25); !same(got[i], w) {
+				t.Fatalf("expShift(%v): %v, ExpGGML %v", v, got[i], w)
+			}
+		}
+	}
+	s := make([]float32, len(x))
+	if siluAsm(s, x) > 0 {
+		for i, v := range x {
+			if w := SiLU(v); !same(s[i], w) {
+				t.Fatalf("silu(%v): %v, SiLU %v", v, s[i], w)
+			}
+		}
+	}
+	up := make([]float32, len(x))
+	for i := range up {
+		up[i] = float32(r.NormFloat64())
+	}
+	g := make([]float32, len(x))
+	if swigluAsm(g, x, up) > 0 {
+		for i, v := range x {
+			if w := SiLU(v) * up[i]; !same(g[i], w) {
+				t.Fatalf("swiglu(%v): %v, SiLU·up %v", v, g[i], w)
+			}
+		}
+	}
+}
+
+// TestConvStepKernel: ConvStep's kernel-4 vector form gives the Go loop's
+// bits and state, over several tokens.
+func TestConvStepKernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(73, 74))
+	const c, k = 72, 4
+	w := randVec(r, c*k)
+	st1, st2 := randVec(r, (k-1)*c), make([]float32, (k-1)*c)
+	copy(st2, st1)
+	for tok := range 5 {
+		x := randVec(r, c)
+		got := make([]float32, c)
+		ConvStep(got, x, w, st1, c, k)
+		want := make([]float32, c)
+		for ch := range c {
+			var sum float32
+			for i := range k - 1 {
+				sum = quant.FMA32(st2[i*c+ch], w[ch*k+i], sum)
+			}
+			want[ch] = quant.FMA32(x[ch], w[ch*k+k-1], sum)
+		}
+		copy(st2, st2[c:])
+		copy(st2[(k-2)*c:], x)
+		for ch := range c {
+			if math.Float32bits(got[ch]) != math.Float32bits(want[ch]) {
+				t.Fatalf("token %d channel %d: %v, want %v", tok, ch, got[ch], want[ch])
+			}
+		}
+		for i := range st1 {
+			if st1[i] != st2[i] {
+				t.Fatalf("token %d: state %d differs", tok, i)
+			}
+		}
+	}
+}

@@ -22,6 +22,11 @@ import (
 // the window (state, then x); the state then shifts in x.
 func ConvStep(dst, x, w, state []float32, c, k int) {
 	x, dst, w, state = x[:c], dst[:c], w[:c*k], state[:(k-1)*c]
+	if convStepAsm(dst, x, w, state, c, k) {
+		copy(state, state[c:])
+		copy(state[(k-2)*c:], x)
+		return
+	}
 	for ch := range c {
 		wr := w[ch*k : ch*k+k]
 		var sum float32
@@ -67,7 +72,7 @@ func Sigmoid(x float32) float32 { return 1 / (1 + libmf.Expf(-x)) }
 func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) {
 	s, q, k, v, out, delta = s[:d*d], q[:d], k[:d], v[:d], out[:d], delta[:d]
 	eg := libmf.Expf(g)
-	for i := range s {
+	for i := scaleAsm(s, eg); i < len(s); i++ {
 		s[i] *= eg
 	}
 	for j := range d {
@@ -75,8 +80,8 @@ func DeltaStep(out, s, q, k, v, delta []float32, g, beta, scale float32, d int) 
 	}
 	for j := range d {
 		row, dj := s[j*d:j*d+d], delta[j]
-		for i, kv := range k {
-			row[i] = quant.FMA32(kv, dj, row[i]) // ggml_vec_mad_f32
+		for i := madAsm(row, k, dj); i < d; i++ {
+			row[i] = quant.FMA32(k[i], dj, row[i]) // ggml_vec_mad_f32
 		}
 	}
 	for j := range d {

@@ -34473,6 +34473,186 @@ dotF32L64_done:
 	VZEROUPPER
 	RET
 
+// func madF32(y *float32, x *float32, v float32, n int)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·madF32(SB), NOSPLIT, $0-32
+	MOVQ         y+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVSS        v+16(FP), X0
+	MOVQ         n+24(FP), DX
+	VBROADCASTSS X0, Y0
+
+madF32_loop:
+	TESTQ       DX, DX
+	JZ          madF32_done
+	VMOVUPS     (AX), Y1
+	VFMADD231PS (CX), Y0, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, DX
+	JMP         madF32_loop
+
+madF32_done:
+	VZEROUPPER
+	RET
+
+// func scaleF32(x *float32, v float32, n int)
+// Requires: AVX, AVX2, SSE
+TEXT ·scaleF32(SB), NOSPLIT, $0-24
+	MOVQ         x+0(FP), AX
+	MOVSS        v+8(FP), X0
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS X0, Y0
+
+scaleF32_loop:
+	TESTQ   CX, CX
+	JZ      scaleF32_done
+	VMULPS  (AX), Y0, Y1
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, CX
+	JMP     scaleF32_loop
+
+scaleF32_done:
+	VZEROUPPER
+	RET
+
+// func vecDotF32(a *float32, b *float32, n int) float32
+// Requires: AVX, FMA3, SSE
+TEXT ·vecDotF32(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), AX
+	MOVQ   b+8(FP), CX
+	MOVQ   n+16(FP), DX
+	MOVQ   DX, BX
+	ANDQ   $-64, BX
+	SUBQ   BX, DX
+	VXORPS X0, X0, X0
+	TESTQ  BX, BX
+	JZ     vecDotF32_rest
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+vecDotF32_loop:
+	VMOVUPS      (AX), Y8
+	VFMADD231PS  (CX), Y8, Y0
+	VMOVUPS      32(AX), Y8
+	VFMADD231PS  32(CX), Y8, Y1
+	VMOVUPS      64(AX), Y8
+	VFMADD231PS  64(CX), Y8, Y2
+	VMOVUPS      96(AX), Y8
+	VFMADD231PS  96(CX), Y8, Y3
+	VMOVUPS      128(AX), Y8
+	VFMADD231PS  128(CX), Y8, Y4
+	VMOVUPS      160(AX), Y8
+	VFMADD231PS  160(CX), Y8, Y5
+	VMOVUPS      192(AX), Y8
+	VFMADD231PS  192(CX), Y8, Y6
+	VMOVUPS      224(AX), Y8
+	VFMADD231PS  224(CX), Y8, Y7
+	ADDQ         $0x00000100, AX
+	ADDQ         $0x00000100, CX
+	SUBQ         $0x40, BX
+	JNZ          vecDotF32_loop
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVAPS      X0, X0
+
+vecDotF32_rest:
+	TESTQ  DX, DX
+	JZ     vecDotF32_done
+	VMOVSS (AX), X1
+	VMULSS (CX), X1, X1
+	VADDSS X1, X0, X0
+	ADDQ   $0x04, AX
+	ADDQ   $0x04, CX
+	DECQ   DX
+	JMP    vecDotF32_rest
+
+vecDotF32_done:
+	MOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func convStep4(dst *float32, x *float32, w *float32, state *float32, c int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·convStep4(SB), NOSPLIT, $0-40
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    w+16(FP), DX
+	MOVQ    state+24(FP), BX
+	MOVQ    c+32(FP), SI
+	MOVQ    SI, DI
+	SHLQ    $0x02, DI
+	VMOVDQU convIdx4<>+0(SB), Y0
+
+convStep4_loop:
+	TESTQ       SI, SI
+	JZ          convStep4_done
+	VPCMPEQD    Y1, Y1, Y1
+	VXORPS      Y2, Y2, Y2
+	VGATHERDPS  Y1, (DX)(Y0*4), Y2
+	VPCMPEQD    Y1, Y1, Y1
+	VXORPS      Y3, Y3, Y3
+	VGATHERDPS  Y1, 4(DX)(Y0*4), Y3
+	VPCMPEQD    Y1, Y1, Y1
+	VXORPS      Y4, Y4, Y4
+	VGATHERDPS  Y1, 8(DX)(Y0*4), Y4
+	VPCMPEQD    Y1, Y1, Y1
+	VXORPS      Y5, Y5, Y5
+	VGATHERDPS  Y1, 12(DX)(Y0*4), Y5
+	VXORPS      Y1, Y1, Y1
+	VFMADD231PS (BX), Y2, Y1
+	VFMADD231PS (BX)(DI*1), Y3, Y1
+	VFMADD231PS (BX)(DI*2), Y4, Y1
+	VFMADD231PS (CX), Y5, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x80, DX
+	ADDQ        $0x20, BX
+	SUBQ        $0x08, SI
+	JMP         convStep4_loop
+
+convStep4_done:
+	VZEROUPPER
+	RET
+
+DATA convIdx4<>+0(SB)/2, $0x0000
+DATA convIdx4<>+2(SB)/2, $0x0000
+DATA convIdx4<>+4(SB)/2, $0x0004
+DATA convIdx4<>+6(SB)/2, $0x0000
+DATA convIdx4<>+8(SB)/2, $0x0008
+DATA convIdx4<>+10(SB)/2, $0x0000
+DATA convIdx4<>+12(SB)/2, $0x000c
+DATA convIdx4<>+14(SB)/2, $0x0000
+DATA convIdx4<>+16(SB)/2, $0x0010
+DATA convIdx4<>+18(SB)/2, $0x0000
+DATA convIdx4<>+20(SB)/2, $0x0014
+DATA convIdx4<>+22(SB)/2, $0x0000
+DATA convIdx4<>+24(SB)/2, $0x0018
+DATA convIdx4<>+26(SB)/2, $0x0000
+DATA convIdx4<>+28(SB)/2, $0x001c
+DATA convIdx4<>+30(SB)/2, $0x0000
+GLOBL convIdx4<>(SB), RODATA|NOPTR, $32
+
 // func qkF16G1(q *float32, hd int, k *byte, stride int, n int, out *float32, ldo int)
 // Requires: AVX, F16C, FMA3
 TEXT ·qkF16G1(SB), NOSPLIT, $0-56
@@ -35112,6 +35292,61 @@ swigluAVX2_loop:
 	JMP          swigluAVX2_loop
 
 swigluAVX2_done:
+	VZEROUPPER
+	RET
+
+// func siluAVX2(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ n+16(FP), DX
+
+siluAVX2_loop:
+	TESTQ        DX, DX
+	JZ           siluAVX2_done
+	VMOVUPS      (CX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      swigluConsts<>+0(SB), Y2
+	VFMADD231PS  swigluConsts<>+32(SB), Y1, Y2
+	VSUBPS       swigluConsts<>+0(SB), Y2, Y2
+	VMOVAPS      Y1, Y1
+	VFNMADD231PS swigluConsts<>+64(SB), Y2, Y1
+	VFNMADD231PS swigluConsts<>+96(SB), Y2, Y1
+	VMULPS       Y1, Y1, Y3
+	VMOVUPS      swigluConsts<>+128(SB), Y4
+	VFMADD213PS  swigluConsts<>+160(SB), Y1, Y4
+	VMOVUPS      swigluConsts<>+192(SB), Y5
+	VFMADD213PS  swigluConsts<>+224(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VMOVUPS      swigluConsts<>+256(SB), Y5
+	VFMADD213PS  swigluConsts<>+288(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VCVTPS2DQ    Y2, Y1
+	VPSRAD       $0x01, Y1, Y3
+	VPSUBD       Y3, Y1, Y1
+	VPADDD       swigluConsts<>+416(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VPADDD       swigluConsts<>+416(SB), Y1, Y1
+	VPSLLD       $0x17, Y1, Y1
+	VMULPS       Y3, Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VANDPS       swigluConsts<>+352(SB), Y2, Y1
+	VCMPPS       $0x1e, swigluConsts<>+320(SB), Y1, Y1
+	VXORPS       Y3, Y3, Y3
+	VCMPPS       $0x1e, Y3, Y2, Y3
+	VANDPS       swigluConsts<>+384(SB), Y3, Y3
+	VBLENDVPS    Y1, Y3, Y4, Y4
+	VADDPS       swigluConsts<>+288(SB), Y4, Y4
+	VDIVPS       Y4, Y0, Y0
+	VMOVUPS      Y0, (AX)
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, AX
+	SUBQ         $0x08, DX
+	JMP          siluAVX2_loop
+
+siluAVX2_done:
 	VZEROUPPER
 	RET
 

@@ -942,6 +942,27 @@ func dotF32L16(a *float32, b *float32, n int, acc *float32)
 //go:noescape
 func dotF32L64(a *float32, b *float32, n int, acc *float32)
 
+// madF32 sets y[i] = fma(x[i], v, y[i]) for n values (a multiple of 8):
+// kernels/cpu.DeltaStep's update, one FMA each.
+//
+//go:noescape
+func madF32(y *float32, x *float32, v float32, n int)
+
+// scaleF32 sets x[i] *= v for n values (a multiple of 8).
+//
+//go:noescape
+func scaleF32(x *float32, v float32, n int)
+
+// vecDotF32 is kernels/cpu.DotF32 (ggml_vec_dot_f32 of an AVX-512 build), bit for bit.
+//
+//go:noescape
+func vecDotF32(a *float32, b *float32, n int) float32
+
+// convStep4 is kernels/cpu.ConvStep for kernel 4 (c a multiple of 8), bit for bit.
+//
+//go:noescape
+func convStep4(dst *float32, x *float32, w *float32, state *float32, c int)
+
 // qkF16G1 is the scores of 1 query heads against n float16 key rows
 // stride bytes apart (the sums of kernels/cpu.qkF16Generic).
 //
@@ -1000,6 +1021,12 @@ func reduceLanes16(out *float32, lanes *float32, hd int)
 //
 //go:noescape
 func swigluAVX2(dst *float32, gate *float32, up *float32, n int)
+
+// siluAVX2 sets dst[i] = silu(x[i]) for n values (n a multiple of 8),
+// with ggml's e^x (kernels/cpu.SiLU is the reference).
+//
+//go:noescape
+func siluAVX2(dst *float32, x *float32, n int)
 
 // expShiftAVX2 sets x[i] = e^(x[i]-m) for n values (n a multiple of 8),
 // with ggml's e^x (kernels/cpu.expShiftGeneric is the reference).

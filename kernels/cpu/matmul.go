@@ -329,6 +329,9 @@ type preparedActs struct {
 // loop-carried chain unfused).
 func DotF32(a, b []float32) float32 {
 	b = b[:len(a)]
+	if s, ok := vecDotF32Asm(a, b); ok {
+		return s
+	}
 	var sum float32
 	np := len(a) &^ 63
 	if np > 0 {

@@ -48,6 +48,15 @@ func SiLU(x float32) float32 {
 	return x / (1 + ExpGGML(0-x))
 }
 
+// SiLUs sets dst[i] = SiLU(x[i]) (vectorised where the CPU allows, the
+// same bits).
+func SiLUs(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := siluAsm(dst, x); i < len(dst); i++ {
+		dst[i] = SiLU(x[i])
+	}
+}
+
 // expShiftGeneric is the reference of expShiftAsm: x[i] = e^(x[i]-m).
 func expShiftGeneric(x []float32, m float32) {
 	for i, v := range x {

@@ -225,6 +225,10 @@ func (b *Backend) Activate(dst, x backend.Tensor, a backend.Act) {
 	d, s := dst.(*tensor), x.(*tensor)
 	b.pool.Run(d.rows, 1, func(r0, r1 int) {
 		dd, ss := d.d[r0*d.cols:r1*d.cols], s.d[r0*d.cols:r1*d.cols]
+		if a.Kind == backend.ActSiLU {
+			kcpu.SiLUs(dd, ss)
+			return
+		}
 		for i, v := range ss {
 			switch a.Kind {
 			case backend.ActSiLU:

@@ -171,3 +171,167 @@ func dotF32Lanes(k int) {
 	VZEROUPPER()
 	RET()
 }
+
+// genMadF32 emits madF32(y, x *float32, v float32, n int): y[i] =
+// fma(x[i], v, y[i]) for n values (a multiple of 8), ggml_vec_mad_f32's
+// arithmetic (the gated delta rule's state update), and scaleF32(x
+// *float32, v float32, n int): x[i] *= v (ggml_vec_scale_f32).
+func genMadF32() {
+	{
+		name := "madF32"
+		text(name, NOSPLIT, "func(y, x *float32, v float32, n int)")
+		Doc(name+" sets y[i] = fma(x[i], v, y[i]) for n values (a multiple of 8):",
+			"kernels/cpu.DeltaStep's update, one FMA each.")
+		y := Load(Param("y"), GP64())
+		x := Load(Param("x"), GP64())
+		vx := XMM()
+		Load(Param("v"), vx)
+		n := Load(Param("n"), GP64())
+		vv := YMM()
+		VBROADCASTSS(vx, vv)
+		Label(name + "_loop")
+		TESTQ(n, n)
+		JZ(LabelRef(name + "_done"))
+		a := YMM()
+		VMOVUPS(Mem{Base: y}, a)
+		VFMADD231PS(Mem{Base: x}, vv, a)
+		VMOVUPS(a, Mem{Base: y})
+		ADDQ(U8(32), y)
+		ADDQ(U8(32), x)
+		SUBQ(U8(8), n)
+		JMP(LabelRef(name + "_loop"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
+	}
+	{
+		name := "scaleF32"
+		text(name, NOSPLIT, "func(x *float32, v float32, n int)")
+		Doc(name+" sets x[i] *= v for n values (a multiple of 8).")
+		x := Load(Param("x"), GP64())
+		vx := XMM()
+		Load(Param("v"), vx)
+		n := Load(Param("n"), GP64())
+		vv := YMM()
+		VBROADCASTSS(vx, vv)
+		Label(name + "_loop")
+		TESTQ(n, n)
+		JZ(LabelRef(name + "_done"))
+		a := YMM()
+		VMULPS(Mem{Base: x}, vv, a)
+		VMOVUPS(a, Mem{Base: x})
+		ADDQ(U8(32), x)
+		SUBQ(U8(8), n)
+		JMP(LabelRef(name + "_loop"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// genVecDotF32 emits vecDotF32(a, b *float32, n int) float32, the whole
+// of kernels/cpu.DotF32 (ggml_vec_dot_f32): 64 FMA lanes over the first
+// n/64·64, reduced as GGML_F32_VEC_REDUCE and reduce16, then the rest as
+// a rounded product and an add each.
+func genVecDotF32() {
+	name := "vecDotF32"
+	text(name, NOSPLIT, "func(a, b *float32, n int) float32")
+	Doc(name+" is kernels/cpu.DotF32 (ggml_vec_dot_f32 of an AVX-512 build), bit for bit.")
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	n := Load(Param("n"), GP64())
+	np := GP64()
+	MOVQ(n, np)
+	ANDQ(I32(-64), np)
+	SUBQ(np, n) // the rest
+	sum := XMM()
+	VXORPS(sum, sum, sum)
+	TESTQ(np, np)
+	JZ(LabelRef(name + "_rest"))
+	acc := make([]reg.VecVirtual, 8)
+	for i := range acc {
+		acc[i] = YMM()
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+	Label(name + "_loop")
+	for i := range acc {
+		x := YMM()
+		VMOVUPS(Mem{Base: a, Disp: 32 * i}, x)
+		VFMADD231PS(Mem{Base: b, Disp: 32 * i}, x, acc[i])
+	}
+	ADDQ(U32(256), a)
+	ADDQ(U32(256), b)
+	SUBQ(U8(64), np)
+	JNZ(LabelRef(name + "_loop"))
+	// acc[2j], acc[2j+1]: lanes 0-7 and 8-15 of sixteen-lane sum j.
+	for h := range 2 {
+		VADDPS(acc[4+h], acc[h], acc[h])   // 0+2
+		VADDPS(acc[6+h], acc[2+h], acc[2+h]) // 1+3
+		VADDPS(acc[2+h], acc[h], acc[h])   // (0+2)+(1+3)
+	}
+	VADDPS(acc[1], acc[0], acc[0]) // reduce16: lanes i and i+8
+	VMOVAPS(hsum8(acc[0]), sum)
+	Label(name + "_rest")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	p := XMM()
+	VMOVSS(Mem{Base: a}, p)
+	VMULSS(Mem{Base: b}, p, p)
+	VADDSS(p, sum, sum)
+	ADDQ(U8(4), a)
+	ADDQ(U8(4), b)
+	DECQ(n)
+	JMP(LabelRef(name + "_rest"))
+	Label(name + "_done")
+	Store(sum, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// genConvStep4 emits convStep4(dst, x, w, state *float32, c int): one
+// token of a causal convolution of kernel 4 over c channels (a multiple of
+// 8), kernels/cpu.ConvStep's arithmetic: per channel the taps' products
+// chained in FMAs from the oldest input (w rows of 4 taps gathered eight
+// channels at a time; the state's three rows oldest first, then x).
+func genConvStep4() {
+	name := "convStep4"
+	text(name, NOSPLIT, "func(dst, x, w, state *float32, c int)")
+	Doc(name+" is kernels/cpu.ConvStep for kernel 4 (c a multiple of 8), bit for bit.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	w := Load(Param("w"), GP64())
+	st := Load(Param("state"), GP64())
+	c := Load(Param("c"), GP64())
+	row := GP64() // one state row in bytes
+	MOVQ(c, row)
+	SHLQ(U8(2), row)
+	idx := YMM()
+	VMOVDQU(globl("convIdx4", dwords(0, 4, 8, 12, 16, 20, 24, 28)), idx)
+	Label(name + "_loop")
+	TESTQ(c, c)
+	JZ(LabelRef(name + "_done"))
+	taps := make([]reg.VecVirtual, 4)
+	for i := range taps {
+		m := YMM()
+		VPCMPEQD(m, m, m)
+		taps[i] = YMM()
+		VXORPS(taps[i], taps[i], taps[i])
+		VGATHERDPS(m, Mem{Base: w, Index: idx, Scale: 4, Disp: 4 * i}, taps[i])
+	}
+	sum := YMM()
+	VXORPS(sum, sum, sum) // ggml's sumf = 0: a −0 product ends +0
+	VFMADD231PS(Mem{Base: st}, taps[0], sum)
+	VFMADD231PS(Mem{Base: st, Index: row, Scale: 1}, taps[1], sum)
+	VFMADD231PS(Mem{Base: st, Index: row, Scale: 2}, taps[2], sum)
+	VFMADD231PS(Mem{Base: x}, taps[3], sum)
+	VMOVUPS(sum, Mem{Base: dst})
+	ADDQ(U8(32), dst)
+	ADDQ(U8(32), x)
+	ADDQ(U8(128), w)
+	ADDQ(U8(32), st)
+	SUBQ(U8(8), c)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}

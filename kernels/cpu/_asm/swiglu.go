@@ -65,6 +65,37 @@ func genSwiGLU(c map[string]Mem) {
 	RET()
 }
 
+// genSiLU emits func(dst, x *float32, n int): dst[i] = x/(1 + e^(0−x))
+// for n (a multiple of 8) values, ggml's silu (ggml_v_silu).
+func genSiLU(c map[string]Mem) {
+	name := "siluAVX2"
+	text(name, NOSPLIT, "func(dst, x *float32, n int)")
+	Doc(name+" sets dst[i] = silu(x[i]) for n values (n a multiple of 8),",
+		"with ggml's e^x (kernels/cpu.SiLU is the reference).")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	Label(name + "_loop")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	v := YMM()
+	VMOVUPS(Mem{Base: x}, v)
+	t := YMM()
+	VXORPS(t, t, t)
+	VSUBPS(v, t, t) // 0 - x
+	p := expLanes(c, t)
+	VADDPS(c["one"], p, p)
+	VDIVPS(p, v, v)
+	VMOVUPS(v, Mem{Base: dst})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 // expConsts emits the constant table of genSwiGLU and genExpShift.
 func expConsts() map[string]Mem {
 	tbl := GLOBL("swigluConsts", RODATA|NOPTR)
