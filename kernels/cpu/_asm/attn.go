@@ -219,7 +219,7 @@ func genAttnHelpers() {
 	{
 		name := "roundF16"
 		text(name, NOSPLIT, "func(x *float32, n int)")
-		Doc(name+" rounds n float32 values (a multiple of 8) to float16 and back, to nearest even.")
+		Doc(name + " rounds n float32 values (a multiple of 8) to float16 and back, to nearest even.")
 		x := Load(Param("x"), GP64())
 		n := Load(Param("n"), GP64())
 		Label(name + "_loop")

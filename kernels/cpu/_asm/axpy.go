@@ -207,7 +207,7 @@ func genMadF32() {
 	{
 		name := "scaleF32"
 		text(name, NOSPLIT, "func(x *float32, v float32, n int)")
-		Doc(name+" sets x[i] *= v for n values (a multiple of 8).")
+		Doc(name + " sets x[i] *= v for n values (a multiple of 8).")
 		x := Load(Param("x"), GP64())
 		vx := XMM()
 		Load(Param("v"), vx)
@@ -236,7 +236,7 @@ func genMadF32() {
 func genVecDotF32() {
 	name := "vecDotF32"
 	text(name, NOSPLIT, "func(a, b *float32, n int) float32")
-	Doc(name+" is kernels/cpu.DotF32 (ggml_vec_dot_f32 of an AVX-512 build), bit for bit.")
+	Doc(name + " is kernels/cpu.DotF32 (ggml_vec_dot_f32 of an AVX-512 build), bit for bit.")
 	a := Load(Param("a"), GP64())
 	b := Load(Param("b"), GP64())
 	n := Load(Param("n"), GP64())
@@ -265,9 +265,9 @@ func genVecDotF32() {
 	JNZ(LabelRef(name + "_loop"))
 	// acc[2j], acc[2j+1]: lanes 0-7 and 8-15 of sixteen-lane sum j.
 	for h := range 2 {
-		VADDPS(acc[4+h], acc[h], acc[h])   // 0+2
+		VADDPS(acc[4+h], acc[h], acc[h])     // 0+2
 		VADDPS(acc[6+h], acc[2+h], acc[2+h]) // 1+3
-		VADDPS(acc[2+h], acc[h], acc[h])   // (0+2)+(1+3)
+		VADDPS(acc[2+h], acc[h], acc[h])     // (0+2)+(1+3)
 	}
 	VADDPS(acc[1], acc[0], acc[0]) // reduce16: lanes i and i+8
 	VMOVAPS(hsum8(acc[0]), sum)
@@ -296,7 +296,7 @@ func genVecDotF32() {
 func genConvStep4() {
 	name := "convStep4"
 	text(name, NOSPLIT, "func(dst, x, w, state *float32, c int)")
-	Doc(name+" is kernels/cpu.ConvStep for kernel 4 (c a multiple of 8), bit for bit.")
+	Doc(name + " is kernels/cpu.ConvStep for kernel 4 (c a multiple of 8), bit for bit.")
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())
 	w := Load(Param("w"), GP64())
