@@ -20,9 +20,10 @@ var allowed = []struct {
 	{"quant", nil},
 	{"loader", []string{"quant", "loader"}},
 	{"kernels", []string{"quant", "kernels"}},
-	{"kernels/rope", nil}, // shared by every backend and the interface
+	{"kernels/libmf", nil},                      // float math, glibc's and ggml's, bit for bit
+	{"kernels/rope", []string{"kernels/libmf"}}, // shared by every backend and the interface
 	// The backend interface names no implementation.
-	{"runtime/backend", []string{"quant", "kernels/rope"}},
+	{"runtime/backend", []string{"quant", "kernels/rope", "kernels/libmf"}},
 	// The host's memory, read by the server too: it must not pull in the backends.
 	{"runtime/device/hostmem", nil},
 	{"scheduler", []string{"scheduler"}},

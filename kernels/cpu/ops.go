@@ -64,29 +64,9 @@ func expShiftGeneric(x []float32, m float32) {
 	}
 }
 
-// ExpGGML is e^x as ggml_v_expf computes it on AVX-512 (its soft_max's
-// exponential), bit for bit: x = n·ln2 + b with n rounded by the 1.5·2^23
-// trick, ln2 in two parts, a degree-5 polynomial in b in the FMA order
-// below, scaled by 2^n; 0 below n = −192 and +Inf above 192. Within
-// 1.5 ulp of e^x.
-func ExpGGML(x float32) float32 {
-	const r = 0x1.8p23
-	z := quant.FMA32(x, 0x1.715476p+0, r)
-	n := z - r
-	if n > 192 {
-		return float32(math.Inf(1))
-	}
-	if n < -192 {
-		return 0
-	}
-	b := quant.FMA32(-n, 0x1.7f7d1cp-20, quant.FMA32(-n, 0x1.62e4p-1, x))
-	u := b * b
-	j := quant.FMA32(quant.FMA32(quant.FMA32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u,
-		quant.FMA32(0x1.555e66p-3, b, 0x1.fffdb6p-2)), u,
-		quant.FMA32(0x1.ffffecp-1, b, 1))
-	// scalef: j·2^n, exact in float64, rounded once (subnormals included).
-	return float32(math.Ldexp(float64(j), int(n)))
-}
+// ExpGGML is ggml's vectorised e^x (libmf.ExpGGML), the reference of the
+// AVX2 exponential kernels.
+func ExpGGML(x float32) float32 { return libmf.ExpGGML(x) }
 
 // SwiGLU computes dst[i] = silu(gate[i]) * up[i]: in eight lanes with a
 // polynomial e^x on AVX2 (within a few ulp of SiLU; as ggml's vectorised

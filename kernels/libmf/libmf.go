@@ -1,5 +1,6 @@
 // Package libmf computes the float32 functions sinf, cosf, expf and logf
-// bit for bit as glibc (2.28 to 2.40) does on x86-64: llama.cpp calls them
+// bit for bit as glibc (2.28 to 2.40) does on x86-64, and ggml's own
+// vectorised e^x (ExpGGML): llama.cpp calls them
 // for RoPE's cos/sin tables, sigmoid, softplus and the gated delta rule's
 // decay, and a result one ulp off is, now and then, a Q8_0 activation that
 // rounds the other way. The algorithms are ARM's optimized-routines ones
@@ -272,4 +273,48 @@ func Logf(x float32) float32 {
 	y = math.FMA(logA0, r2, y)
 	y = math.FMA(y, r2, y0+r)
 	return float32(y)
+}
+
+// FMA32 returns a·b + c rounded once to float32, as an FMA instruction does
+// (the product of two float32s is exact in float64; where the float64 sum
+// lies exactly halfway between two float32s its exact remainder, by
+// TwoSum, moves it one float64 ulp toward the exact value before the
+// rounding to float32). quant.FMA32 is the same function for package quant,
+// which imports nothing.
+func FMA32(a, b, c float32) float32 {
+	p := float64(float64(a) * float64(b)) // exact; the conversion keeps it unfused
+	s := p + float64(c)
+	if math.Float64bits(s)&(1<<29-1) == 1<<28 {
+		bb := s - p
+		if e := (p - (s - bb)) + (float64(c) - bb); e > 0 {
+			s = math.Nextafter(s, math.Inf(1))
+		} else if e < 0 {
+			s = math.Nextafter(s, math.Inf(-1))
+		}
+	}
+	return float32(s)
+}
+
+// ExpGGML is e^x as ggml_v_expf computes it on AVX-512 (its soft_max's and
+// silu's exponential), bit for bit: x = n·ln2 + b with n rounded by the
+// 1.5·2^23 trick, ln2 in two parts, a degree-5 polynomial in b in the FMA
+// order below, scaled by 2^n; 0 below n = −192 and +Inf above 192. Within
+// 1.5 ulp of e^x.
+func ExpGGML(x float32) float32 {
+	const r = 0x1.8p23
+	z := FMA32(x, 0x1.715476p+0, r)
+	n := z - r
+	if n > 192 {
+		return float32(math.Inf(1))
+	}
+	if n < -192 {
+		return 0
+	}
+	b := FMA32(-n, 0x1.7f7d1cp-20, FMA32(-n, 0x1.62e4p-1, x))
+	u := b * b
+	j := FMA32(FMA32(FMA32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u,
+		FMA32(0x1.555e66p-3, b, 0x1.fffdb6p-2)), u,
+		FMA32(0x1.ffffecp-1, b, 1))
+	// scalef: j·2^n, exact in float64, rounded once (subnormals included).
+	return float32(math.Ldexp(float64(j), int(n)))
 }

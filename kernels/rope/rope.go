@@ -54,7 +54,7 @@ func (r *Params) Tables(pos int32, cos, sin []float32) {
 	}
 	if r.ExtFactor != 0 {
 		lo, hi = r.corrDims()
-		mscale *= fma32(0.1, libmf.Logf(1/scale), 1)
+		mscale *= libmf.FMA32(0.1, libmf.Logf(1/scale), 1)
 	}
 	for i := 0; i < r.Dims/2; i++ {
 		extrap := theta
@@ -65,17 +65,10 @@ func (r *Params) Tables(pos int32, cos, sin []float32) {
 		if r.ExtFactor != 0 {
 			y := (float32(i) - lo) / max(0.001, hi-lo)
 			ramp := (1 - min(1, max(0, y))) * r.ExtFactor
-			th = fma32(th, 1-ramp, extrap*ramp)
+			th = libmf.FMA32(th, 1-ramp, extrap*ramp)
 		}
 		cos[i] = libmf.Cosf(th) * mscale
 		sin[i] = libmf.Sinf(th) * mscale
 		theta *= thetaScale
 	}
-}
-
-// fma32 is a·b + c rounded once to float32 (a·b is exact in float64; the
-// float64 sum rounds to float32 as a single rounding would but for sums
-// within 2^-29 ulp of a float32 tie, which the angles here do not meet).
-func fma32(a, b, c float32) float32 {
-	return float32(math.FMA(float64(a), float64(b), float64(c)))
 }

@@ -3,6 +3,8 @@ package backend
 import (
 	"math"
 	"slices"
+
+	"github.com/hearth-llm/hearth/kernels/libmf"
 )
 
 // Gating is how a mixture of experts turns router logits into expert
@@ -122,27 +124,42 @@ func RouteRow(s *RouteScratch, ids []int32, w []float32, logits []float32, k int
 	case g == TopKSoftmax:
 		Softmax(w)
 	case renorm:
-		var sum float32
+		var sum64 float64 // ggml_sum_rows: float64, then float32
 		for _, v := range w {
-			sum += v
+			sum64 += float64(v)
 		}
-		sum = max(sum, 6.103515625e-5)
+		sum := max(float32(sum64), 6.103515625e-5)
 		for i := range w {
 			w[i] /= sum
 		}
 	}
 }
 
-// Softmax replaces x by its softmax (the sum in float64, as ggml's) and
-// returns it.
+// Softmax replaces x by its softmax as ggml_soft_max computes a row of n
+// on an AVX-512 CPU and returns it: the first n/16·16 exponentials by
+// ggml_v_expf (libmf.ExpGGML), summed sixteen at a time (halves first, as
+// _mm512_reduce_add_ps) into a float64; the rest by glibc's expf, added
+// one by one; then every one times float32(1/sum).
 func Softmax(x []float32) []float32 {
 	m := float32(math.Inf(-1))
 	for _, v := range x {
 		m = max(m, v)
 	}
 	var sum float64
-	for i, v := range x {
-		x[i] = float32(math.Exp(float64(v - m)))
+	n16 := len(x) &^ 15
+	for i := 0; i < n16; i += 16 {
+		g := x[i : i+16]
+		for j, v := range g {
+			g[j] = libmf.ExpGGML(v - m)
+		}
+		var h [8]float32
+		for j := range h {
+			h[j] = g[j] + g[j+8]
+		}
+		sum += float64(((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7])))
+	}
+	for i := n16; i < len(x); i++ {
+		x[i] = libmf.Expf(x[i] - m)
 		sum += float64(x[i])
 	}
 	inv := float32(1 / sum)

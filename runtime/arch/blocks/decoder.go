@@ -713,10 +713,10 @@ func (d *Decoder) perLayerInputs(b *buffers, ids []int32) {
 		dsts[il] = be.Slice(b.plProj, il*n, n)
 	}
 	MatMuls(be, b.x, dsts, pl.Proj)
-	be.Scale(b.plProj, float32(1/math.Sqrt(float64(d.C.Embd))))
+	be.Scale(b.plProj, 1/float32(math.Sqrt(float64(d.C.Embd)))) // ggml: 1.0f/sqrtf(n_embd)
 	be.RMSNorm(b.plIn, b.plProj, pl.Norm, d.C.NormEps)
 	be.Add(b.plIn, b.plSel)
-	be.Scale(b.plIn, float32(1/math.Sqrt(2)))
+	be.Scale(b.plIn, 1/float32(math.Sqrt(2)))
 	d.trace("inp_per_layer", -1, b.plIn)
 }
 

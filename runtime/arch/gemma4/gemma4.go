@@ -259,7 +259,7 @@ func Load(f *gguf.File, be backend.Backend) (arch.Model, error) {
 		l.FFNPost = vec(il, "post_ffw_norm.weight", c.Embd)
 		if c.Experts > 0 && b.Has(tn(il, "ffn_gate_inp.weight")) {
 			moe := &blocks.MoE{K: c.ExpertsUsed, Gating: blocks.SoftmaxTopK, Renorm: true, Act: gelu,
-				RouterScale: float32(1 / math.Sqrt(float64(c.Embd)))}
+				RouterScale: 1 / float32(math.Sqrt(float64(c.Embd)))} // 1.0f/sqrtf(n_embd)
 			b.Experts(il, moe)
 			moe.RouterNorm = vec(il, "ffn_gate_inp.scale", c.Embd)
 			moe.DownScale = b.Vector32(tn(il, "ffn_down_exps.scale"), c.Experts)
