@@ -2,10 +2,10 @@
 // tokens, and the activation quantizer it reads.
 //
 // quantize_q8(aq, ad, x, n): x (n floats, n a multiple of 32) to int8 per 32
-// values, ggml's quantize_row_q8_0: d = amax/127, q = roundf(x/d) (id = 1/d
-// in float32), the scale kept as the f16-rounded d (as block_q8_0 stores
-// it), widened to float in ad[i/32]. CPU reference: quant.QuantizeRow(Q8_0),
-// byte for byte in aq.
+// values as ggml's x86 CPU quantizes activations (quantize_row_q8_0's AVX2
+// form): d = amax/127, q = x·(127/amax) rounded to nearest even, the scale
+// kept as the f16-rounded d (as block_q8_0 stores it), widened to float in
+// ad[i/32]. CPU reference: quant.QuantizeAct(Q8_0), byte for byte in aq.
 //   Launch: grid ceil(n/256), block 256; a warp per 32 values.
 //
 // matvec_<type>(dst, W, rowBytes, rows, cols, aq, ad, x, nt):
@@ -60,8 +60,8 @@ KERNEL void quantize_q8(int8_t* aq, float* ad, const float* x, int64_t n) {
   float v = x[i];
   float amax = warp_max(__builtin_fabsf(v));
   float d = amax / 127.0f;
-  float id = d != 0.0f ? 1.0f / d : 0.0f;
-  aq[i] = (int8_t)(int)__builtin_roundf(v * id);
+  float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  aq[i] = (int8_t)(int)__builtin_rintf(v * id);
   if ((tid_x() & 31) == 0) ad[i >> 5] = f16round(d);
 }
 

@@ -196,11 +196,11 @@ func quantizeQ8(x []float32, q []int8) float32 {
 	}
 	d := amax / 127
 	var id float32
-	if d != 0 {
-		id = 1 / d
+	if amax != 0 {
+		id = 127 / amax
 	}
 	for i, v := range x[:32] {
-		q[i] = int8(math.Round(float64(v * id)))
+		q[i] = int8(math.RoundToEven(float64(v * id)))
 	}
 	return quant.F16ToF32(quant.F32ToF16(d))
 }
