@@ -33988,7 +33988,7 @@ gemmQ8_0GVNNIx2_store:
 	RET
 
 // func gemmQ8_0GVNNIx1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·gemmQ8_0GVNNIx1(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    nb+8(FP), CX
@@ -34012,6 +34012,7 @@ gemmQ8_0GVNNIx1_start:
 gemmQ8_0GVNNIx1_block:
 	TESTQ        CX, CX
 	JZ           gemmQ8_0GVNNIx1_end
+	PREFETCHT0   2048(AX)
 	VPBROADCASTW (AX), X3
 	VCVTPH2PS    X3, Y3
 	VPXOR        2(AX), Y1, Y4
@@ -34227,7 +34228,7 @@ gemmQ8_0GAVX2x2_store:
 	RET
 
 // func gemmQ8_0GAVX2x1(w *byte, nb int, x *byte, xs int, acc *float32, dst *float32, ldd int, flags int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·gemmQ8_0GAVX2x1(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    nb+8(FP), CX
@@ -34244,6 +34245,7 @@ gemmQ8_0GAVX2x1_start:
 gemmQ8_0GAVX2x1_block:
 	TESTQ        CX, CX
 	JZ           gemmQ8_0GAVX2x1_end
+	PREFETCHT0   2048(AX)
 	VPBROADCASTW (AX), X1
 	VCVTPH2PS    X1, Y1
 	VPMOVSXBW    2(AX), Y2
