@@ -198,20 +198,16 @@ func genAttnHelpers() {
 		n := Load(Param("n"), GP64())
 		acc := XMM()
 		VXORPD(acc, acc, acc)
-		Label(name + "_loop")
-		TESTQ(n, n)
-		JZ(LabelRef(name + "_done"))
-		s := YMM()
-		VMOVUPS(Mem{Base: x}, s)
-		VADDPS(Mem{Base: x, Disp: 32}, s, s) // lanes i and i+8
-		h := hsum8(s)
-		d := XMM()
-		VCVTSS2SD(h, d, d)
-		VADDSD(d, acc, acc)
-		ADDQ(U8(64), x)
-		SUBQ(U8(16), n)
-		JMP(LabelRef(name + "_loop"))
-		Label(name + "_done")
+		loopBy(name, n, 16, func() {
+			s := YMM()
+			VMOVUPS(Mem{Base: x}, s)
+			VADDPS(Mem{Base: x, Disp: 32}, s, s) // lanes i and i+8
+			h := hsum8(s)
+			d := XMM()
+			VCVTSS2SD(h, d, d)
+			VADDSD(d, acc, acc)
+			ADDQ(U8(64), x)
+		})
 		Store(acc, ReturnIndex(0))
 		VZEROUPPER()
 		RET()
@@ -222,19 +218,15 @@ func genAttnHelpers() {
 		Doc(name + " rounds n float32 values (a multiple of 8) to float16 and back, to nearest even.")
 		x := Load(Param("x"), GP64())
 		n := Load(Param("n"), GP64())
-		Label(name + "_loop")
-		TESTQ(n, n)
-		JZ(LabelRef(name + "_done"))
-		v := YMM()
-		VMOVUPS(Mem{Base: x}, v)
-		h := XMM()
-		VCVTPS2PH(U8(0), v, h)
-		VCVTPH2PS(h, v)
-		VMOVUPS(v, Mem{Base: x})
-		ADDQ(U8(32), x)
-		SUBQ(U8(8), n)
-		JMP(LabelRef(name + "_loop"))
-		Label(name + "_done")
+		loopBy(name, n, 8, func() {
+			v := YMM()
+			VMOVUPS(Mem{Base: x}, v)
+			h := XMM()
+			VCVTPS2PH(U8(0), v, h)
+			VCVTPH2PS(h, v)
+			VMOVUPS(v, Mem{Base: x})
+			ADDQ(U8(32), x)
+		})
 		VZEROUPPER()
 		RET()
 	}
@@ -276,29 +268,25 @@ func genAttnHelpers() {
 			}
 			return Mem{Base: base, Index: s7, Scale: 1}
 		}
-		Label(name + "_loop")
-		TESTQ(hd, hd)
-		JZ(LabelRef(name + "_done"))
-		var h [8]VecVirtual
-		for i := range h {
-			h[i] = YMM()
-			VMOVUPS(row(lanes, i), h[i])
-			VADDPS(row(hi, i), h[i], h[i]) // lanes i and i+8
-		}
-		VADDPS(h[4], h[0], h[0])
-		VADDPS(h[6], h[2], h[2])
-		VADDPS(h[5], h[1], h[1])
-		VADDPS(h[7], h[3], h[3])
-		VADDPS(h[2], h[0], h[0])
-		VADDPS(h[3], h[1], h[1])
-		VADDPS(h[1], h[0], h[0])
-		VMOVUPS(h[0], Mem{Base: out})
-		ADDQ(U8(32), out)
-		ADDQ(U8(32), lanes)
-		ADDQ(U8(32), hi)
-		SUBQ(U8(8), hd)
-		JMP(LabelRef(name + "_loop"))
-		Label(name + "_done")
+		loopBy(name, hd, 8, func() {
+			var h [8]VecVirtual
+			for i := range h {
+				h[i] = YMM()
+				VMOVUPS(row(lanes, i), h[i])
+				VADDPS(row(hi, i), h[i], h[i]) // lanes i and i+8
+			}
+			VADDPS(h[4], h[0], h[0])
+			VADDPS(h[6], h[2], h[2])
+			VADDPS(h[5], h[1], h[1])
+			VADDPS(h[7], h[3], h[3])
+			VADDPS(h[2], h[0], h[0])
+			VADDPS(h[3], h[1], h[1])
+			VADDPS(h[1], h[0], h[0])
+			VMOVUPS(h[0], Mem{Base: out})
+			ADDQ(U8(32), out)
+			ADDQ(U8(32), lanes)
+			ADDQ(U8(32), hi)
+		})
 		VZEROUPPER()
 		RET()
 	}

@@ -164,4 +164,16 @@ func loop(name string, n Register, body func()) {
 	Label(done)
 }
 
+// loopBy is loop counting n down by step per pass (n a multiple of step).
+func loopBy(name string, n Register, step int, body func()) {
+	top, done := name+"_loop", name+"_done"
+	Label(top)
+	TESTQ(n, n)
+	JZ(LabelRef(done))
+	body()
+	SUBQ(U8(step), n)
+	JMP(LabelRef(top))
+	Label(done)
+}
+
 func label(kernel, part string) string { return fmt.Sprintf("%s_%s", kernel, part) }
