@@ -79,7 +79,7 @@ func Load(dir string) ([]*Case, error) {
 // F32 products, attention, softmax, RoPE tables with glibc's sinf/cosf,
 // the recurrent layers; kernels/cpu), so on the dense Q8_0 files of
 // shared/arch and shared/arch-next the prompt's last logits equal
-// llama.cpp's bit for bit (gemma3, gemma4, phi3, qwen2, qwen3, qwen35:
+// llama.cpp's bit for bit (gemma2, gemma3, gemma4, phi3, qwen2, qwen3, qwen35:
 // max |Δ| 0.0000 at every kernel level); what remains is the one-token
 // path of the greedy steps, where llama.cpp switches to vec_dot kernels
 // with other sums and Hearth keeps its batch order (batch invariance):

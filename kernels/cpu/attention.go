@@ -1,9 +1,9 @@
 package cpu
 
 import (
-	"math"
 	"unsafe"
 
+	"github.com/hearth-llm/hearth/kernels/libmf"
 	"github.com/hearth-llm/hearth/quant"
 )
 
@@ -181,13 +181,17 @@ func (o *AttnOpts) softmax(sc []float32, base int, scale float32, h int) {
 		return
 	}
 	if c := o.SoftCap; c > 0 {
+		// The scaled score capped (backend.AttentionParams), with ggml's
+		// operations: ·(1/c), glibc's tanhf, ·c (Gemma 2 scales q before
+		// the product, so its scale here is 1 and the bits are ggml's).
+		inv := 1 / c
 		for j, v := range sc {
-			sc[j] = c * float32(math.Tanh(float64(v*scale/c)))
+			sc[j] = libmf.Tanhf(v*scale*inv) * c
 		}
 		scale = 1
 	}
 	if o.Sinks == nil {
-		SoftmaxAt(sc, base, 1)
+		SoftmaxAt(sc, base, scale)
 		return
 	}
 	softmaxAt(sc, base, scale, &o.Sinks[h])

@@ -202,7 +202,7 @@ func Expf(x float32) float32 {
 			return 0
 		}
 	}
-	z := expInvLn2N * float64(x)
+	z := float64(expInvLn2N * float64(x)) // unfused: glibc adds the shift apart
 	kd := z + expShift
 	ki := math.Float64bits(kd)
 	kd -= expShift
@@ -317,4 +317,139 @@ func ExpGGML(x float32) float32 {
 		FMA32(0x1.ffffecp-1, b, 1))
 	// scalef: j·2^n, exact in float64, rounded once (subnormals included).
 	return float32(math.Ldexp(float64(j), int(n)))
+}
+
+// Tanhf is glibc's tanhf (fdlibm's, through expm1f; float32 arithmetic
+// throughout): what ggml_tanh, and so Gemma's soft-caps, compute. Go's
+// correctly rounded float64 tanh differs from it in one input of seven.
+func Tanhf(x float32) float32 {
+	jx := math.Float32bits(x)
+	ix := jx & 0x7fffffff
+	var z float32
+	switch {
+	case ix >= 0x7f800000: // Inf or NaN
+		if jx>>31 == 0 {
+			return 1/x + 1
+		}
+		return 1/x - 1
+	case ix >= 0x41b00000: // |x| ≥ 22
+		z = 1
+	case ix == 0:
+		return x
+	case ix < 0x24000000: // |x| < 2^-55
+		return float32(x * (1 + x))
+	case ix >= 0x3f800000: // |x| ≥ 1
+		t := expm1f(2 * abs32(x))
+		z = 1 - 2/(t+2)
+	default:
+		t := expm1f(-2 * abs32(x))
+		z = -t / (t + 2)
+	}
+	if jx>>31 != 0 {
+		return -z
+	}
+	return z
+}
+
+func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// expm1f is glibc's (fdlibm's) expm1f: e^x − 1 in float32 arithmetic, the
+// argument reduced by k·ln2 (ln2 in two parts), a rational approximation,
+// then the exponent added in.
+func expm1f(x float32) float32 {
+	const (
+		lnHi   = float32(6.9313812256e-01) // 0x3f317180
+		lnLo   = float32(9.0580006145e-06) // 0x3717f7d1
+		invLn2 = float32(1.4426950216e+00) // 0x3fb8aa3b
+		q1     = float32(-3.3333335072e-02)
+		q2     = float32(1.5873016091e-03)
+		q3     = float32(-7.9365076090e-05)
+		q4     = float32(4.0082177293e-06)
+		q5     = float32(-2.0109921195e-07)
+	)
+	hx := math.Float32bits(x)
+	neg := hx>>31 != 0
+	hx &= 0x7fffffff
+	if hx >= 0x4195b844 { // |x| ≥ 27·ln2
+		if hx >= 0x42b17218 {
+			if hx > 0x7f800000 {
+				return x + x
+			}
+			if hx == 0x7f800000 {
+				if neg {
+					return -1
+				}
+				return x
+			}
+			if x > 8.8721679688e+01 {
+				return float32(math.Inf(1))
+			}
+		}
+		if neg {
+			return -1
+		}
+	}
+	var k int32
+	var c float32
+	switch {
+	case hx > 0x3eb17218: // |x| > ln2/2
+		var hi, lo float32
+		if hx < 0x3F851592 { // and < 1.5·ln2
+			if !neg {
+				hi, lo, k = x-lnHi, lnLo, 1
+			} else {
+				hi, lo, k = x+lnHi, -lnLo, -1
+			}
+		} else {
+			half := float32(0.5)
+			if neg {
+				half = -0.5
+			}
+			k = int32(float32(invLn2*x) + half)
+			t := float32(k)
+			hi = x - float32(t*lnHi) // exact here
+			lo = t * lnLo
+		}
+		x = hi - lo
+		c = (hi - x) - lo
+	case hx < 0x33000000: // |x| < 2^-25
+		return x
+	}
+	// Every product is converted before its add: Go fuses a·b + c on
+	// some targets, glibc (baseline x86-64) does not.
+	hfx := 0.5 * x
+	hxs := x * hfx
+	p := q4 + float32(hxs*q5)
+	p = q3 + float32(hxs*p)
+	p = q2 + float32(hxs*p)
+	p = q1 + float32(hxs*p)
+	r1 := 1 + float32(hxs*p)
+	t := 3 - float32(r1*hfx)
+	e := hxs * ((r1 - t) / (6 - float32(x*t)))
+	if k == 0 {
+		return x - (float32(x*e) - hxs)
+	}
+	e = float32(x*(e-c)) - c
+	e -= hxs
+	switch {
+	case k == -1:
+		return float32(0.5*(x-e)) - 0.5
+	case k == 1:
+		if x < -0.25 {
+			return -2 * (e - (x + 0.5))
+		}
+		return 1 + float32(2*(x-e))
+	case k <= -2 || k > 56:
+		y := 1 - (e - x)
+		y = math.Float32frombits(math.Float32bits(y) + uint32(k)<<23)
+		return y - 1
+	case k < 23:
+		t := math.Float32frombits(0x3f800000 - (0x1000000 >> k)) // 1 − 2^-k
+		y := t - (e - x)
+		return math.Float32frombits(math.Float32bits(y) + uint32(k)<<23)
+	}
+	t = math.Float32frombits(uint32(0x7f-k) << 23) // 2^-k
+	y := x - (e + t)
+	y += 1
+	return math.Float32frombits(math.Float32bits(y) + uint32(k)<<23)
 }

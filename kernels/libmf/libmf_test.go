@@ -20,7 +20,7 @@ func TestGlibc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fns := map[string]func(float32) float32{"sinf": Sinf, "cosf": Cosf, "expf": Expf, "logf": Logf}
+	fns := map[string]func(float32) float32{"sinf": Sinf, "cosf": Cosf, "expf": Expf, "logf": Logf, "tanhf": Tanhf}
 	count := map[string]int{}
 	bad := 0
 	sc := bufio.NewScanner(f)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/hearth-llm/hearth/kernels/libmf"
 	"github.com/hearth-llm/hearth/quant"
 	"github.com/hearth-llm/hearth/runtime/arch"
 	"github.com/hearth-llm/hearth/runtime/backend"
@@ -981,7 +982,7 @@ func (d *Decoder) output(b *buffers, bt *arch.Batch) ([]float32, error) {
 	if d.FinalCap > 0 && !bt.Hidden {
 		inv := 1 / d.FinalCap
 		for i, v := range res {
-			res[i] = float32(math.Tanh(float64(v*inv))) * d.FinalCap
+			res[i] = libmf.Tanhf(v*inv) * d.FinalCap // ggml_tanh: glibc tanhf
 		}
 	}
 	return res, nil
