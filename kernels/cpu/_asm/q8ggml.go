@@ -33,6 +33,15 @@ const (
 	q8gDxOff       = 64
 )
 
+// f16Bcast8 returns a ymm with the float16 at m, as float32, in every lane.
+func f16Bcast8(m Mem) VecVirtual {
+	h := XMM()
+	VPBROADCASTW(m, h)
+	d := YMM()
+	VCVTPH2PS(h, d)
+	return d
+}
+
 func genQ8_0G() {
 	genPrepQ8_0G()
 	genPrepQ8_0GW()
@@ -59,29 +68,21 @@ func genPrepQ8_0G() {
 	ones8 := bcastD(0x01010101)
 	ones16 := bcastD(0x00010001)
 	bias := bcastD(0x4b400000)
-	Label(name + "_loop")
-	TESTQ(nb, nb)
-	JZ(LabelRef(name + "_done"))
-	q := YMM()
-	VMOVDQU(Mem{Base: x, Disp: 2}, q)
-	VMOVDQU(q, Mem{Base: dst})
-	p := YMM()
-	VPMADDUBSW(q, ones8, p) // pairs of quants (the ones unsigned)
-	VPMADDWD(ones16, p, p)  // fours, as dwords
-	VPSLLD(U8(7), p, p)
-	z := YMM()
-	VPSUBD(p, bias, z) // 0x4b400000 − 128·Σ (see q8GPairTile)
-	VMOVDQU(z, Mem{Base: dst, Disp: q8gCorrOff})
-	h := XMM()
-	VPBROADCASTW(Mem{Base: x}, h)
-	d := YMM()
-	VCVTPH2PS(h, d)
-	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
-	ADDQ(U8(34), x)
-	ADDQ(U32(q8gBlockBytes), dst)
-	DECQ(nb)
-	JMP(LabelRef(name + "_loop"))
-	Label(name + "_done")
+	loop(name, nb, func() {
+		q := YMM()
+		VMOVDQU(Mem{Base: x, Disp: 2}, q)
+		VMOVDQU(q, Mem{Base: dst})
+		p := YMM()
+		VPMADDUBSW(q, ones8, p) // pairs of quants (the ones unsigned)
+		VPMADDWD(ones16, p, p)  // fours, as dwords
+		VPSLLD(U8(7), p, p)
+		z := YMM()
+		VPSUBD(p, bias, z) // 0x4b400000 − 128·Σ (see q8GPairTile)
+		VMOVDQU(z, Mem{Base: dst, Disp: q8gCorrOff})
+		VMOVUPS(f16Bcast8(Mem{Base: x}), Mem{Base: dst, Disp: q8gDxOff})
+		ADDQ(U8(34), x)
+		ADDQ(U32(q8gBlockBytes), dst)
+	})
 	VZEROUPPER()
 	RET()
 }
@@ -96,24 +97,16 @@ func genPrepQ8_0GW() {
 	x := Load(Param("x"), GP64())
 	nb := Load(Param("nb"), GP64())
 	dst := Load(Param("dst"), GP64())
-	Label(name + "_loop")
-	TESTQ(nb, nb)
-	JZ(LabelRef(name + "_done"))
-	for i := range 2 {
-		q := YMM()
-		VPMOVSXBW(Mem{Base: x, Disp: 2 + 16*i}, q)
-		VMOVDQU(q, Mem{Base: dst, Disp: 32 * i})
-	}
-	h := XMM()
-	VPBROADCASTW(Mem{Base: x}, h)
-	d := YMM()
-	VCVTPH2PS(h, d)
-	VMOVUPS(d, Mem{Base: dst, Disp: q8gDxOff})
-	ADDQ(U8(34), x)
-	ADDQ(U8(q8gWBlockBytes), dst)
-	DECQ(nb)
-	JMP(LabelRef(name + "_loop"))
-	Label(name + "_done")
+	loop(name, nb, func() {
+		for i := range 2 {
+			q := YMM()
+			VPMOVSXBW(Mem{Base: x, Disp: 2 + 16*i}, q)
+			VMOVDQU(q, Mem{Base: dst, Disp: 32 * i})
+		}
+		VMOVUPS(f16Bcast8(Mem{Base: x}), Mem{Base: dst, Disp: q8gDxOff})
+		ADDQ(U8(34), x)
+		ADDQ(U8(q8gWBlockBytes), dst)
+	})
 	VZEROUPPER()
 	RET()
 }
@@ -171,10 +164,7 @@ func q8GTile(T int, vnni bool) {
 		// 17.1, 1.5-2 KiB 18.3, 4 KiB 17.4, 8 KiB 17.5).
 		PREFETCHT0(Mem{Base: w, Disp: 2048})
 	}
-	h := XMM()
-	VPBROADCASTW(Mem{Base: w}, h)
-	dw := YMM()
-	VCVTPH2PS(h, dw)
+	dw := f16Bcast8(Mem{Base: w})
 	var wq, wlo, whi VecVirtual
 	if vnni {
 		wq = YMM()
